@@ -1,0 +1,46 @@
+import { FsError, type FsErrorCode } from '../../backend/errors.js';
+import { logger } from '../../util/log.js';
+
+const log = logger('local-export');
+
+/** errno (from node:fs) → backend error code: the one table for local disk errors. */
+const ERRNO: Record<string, FsErrorCode> = {
+  EPERM: 'PERM',
+  ENOENT: 'NOENT',
+  EIO: 'IO',
+  ENXIO: 'NXIO',
+  EACCES: 'ACCES',
+  EEXIST: 'EXIST',
+  EXDEV: 'XDEV',
+  ENODEV: 'NODEV',
+  ENOTDIR: 'NOTDIR',
+  EISDIR: 'ISDIR',
+  EINVAL: 'INVAL',
+  EFBIG: 'FBIG',
+  ENOSPC: 'NOSPC',
+  EROFS: 'ROFS',
+  EMLINK: 'MLINK',
+  ENAMETOOLONG: 'NAMETOOLONG',
+  ENOTEMPTY: 'NOTEMPTY',
+  EDQUOT: 'DQUOT',
+  ESTALE: 'STALE',
+  ELOOP: 'INVAL',
+  EBADF: 'STALE',
+  ENOTSUP: 'NOTSUPP',
+  EOPNOTSUPP: 'NOTSUPP',
+  ENOSYS: 'NOTSUPP',
+  EAGAIN: 'JUKEBOX',
+  EBUSY: 'ACCES',
+  ETXTBSY: 'ACCES',
+  EOVERFLOW: 'FBIG',
+};
+
+/** Convert anything thrown by node:fs into an FsError (FsErrors pass through). */
+export function toFsError(e: unknown, what: string): FsError {
+  if (e instanceof FsError) return e;
+  const code = (e as NodeJS.ErrnoException)?.code;
+  const mapped = code ? ERRNO[code] : undefined;
+  if (mapped) return new FsError(mapped, `${what}: ${code}`);
+  log.error({ err: e, what }, 'unmapped local error collapsed to IO');
+  return new FsError('IO', `${what}: ${(e as Error)?.message ?? String(e)}`);
+}

@@ -1,0 +1,84 @@
+import fs from 'node:fs';
+import { promisify } from 'node:util';
+
+const close = promisify(fs.close);
+
+/**
+ * Open file descriptors kept across NFS calls (NFS is stateless: every READ
+ * would otherwise open and close the file). Keyed by inode; at most `max`
+ * descriptors; an entry is closed only when no call is using it.
+ */
+interface Entry {
+  fd: number;
+  writable: boolean;
+  refs: number;
+  dead: boolean;
+}
+
+export class FdCache {
+  private readonly map = new Map<bigint, Entry>();
+
+  constructor(private readonly max = 256) {}
+
+  /**
+   * Use the descriptor for `ino`, opening it with `open` if needed (or if a
+   * writable one is wanted and the cached one is read-only). `fn` runs with
+   * the descriptor; it is released afterwards.
+   */
+  async with<T>(ino: bigint, writable: boolean, open: (writable: boolean) => Promise<{ fd: number; writable: boolean }>, fn: (fd: number) => Promise<T>): Promise<T> {
+    let e = this.map.get(ino);
+    if (e && writable && !e.writable) {
+      this.retire(ino, e);
+      e = undefined;
+    }
+    if (!e) {
+      const o = await open(writable);
+      // Another call may have opened it while we waited.
+      const raced = this.map.get(ino);
+      if (raced && (raced.writable || !writable)) {
+        void close(o.fd).catch(() => undefined);
+        e = raced;
+      } else {
+        if (raced) this.retire(ino, raced);
+        e = { fd: o.fd, writable: o.writable, refs: 0, dead: false };
+        this.map.set(ino, e);
+        this.trim();
+      }
+    } else {
+      // LRU: move to the end.
+      this.map.delete(ino);
+      this.map.set(ino, e);
+    }
+    e.refs++;
+    try {
+      return await fn(e.fd);
+    } finally {
+      e.refs--;
+      if (e.dead && e.refs === 0) void close(e.fd).catch(() => undefined);
+    }
+  }
+
+  /** Forget (and close when idle) the descriptor of an inode: removed, replaced or stale. */
+  drop(ino: bigint): void {
+    const e = this.map.get(ino);
+    if (e) this.retire(ino, e);
+  }
+
+  private retire(ino: bigint, e: Entry): void {
+    if (this.map.get(ino) === e) this.map.delete(ino);
+    e.dead = true;
+    if (e.refs === 0) void close(e.fd).catch(() => undefined);
+  }
+
+  private trim(): void {
+    if (this.map.size <= this.max) return;
+    for (const [ino, e] of this.map) {
+      if (this.map.size <= this.max) break;
+      if (e.refs === 0) this.retire(ino, e);
+    }
+  }
+
+  async closeAll(): Promise<void> {
+    for (const [ino, e] of [...this.map]) this.retire(ino, e);
+  }
+}

@@ -1,0 +1,928 @@
+import { randomBytes, createHash } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import fs, { type BigIntStats, constants as C } from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { Backend, DirPage, ExportInfo } from '../../backend/backend.js';
+import { FsError } from '../../backend/errors.js';
+import {
+  FSF3_CANSETTIME,
+  FSF3_HOMOGENEOUS,
+  FSF3_LINK,
+  FSF3_SYMLINK,
+  FType,
+  StableHow,
+} from '../../nfs3/constants.js';
+import { readdirEntrySize, readdirplusEntrySize } from '../../nfs3/codec.js';
+import type {
+  CreateHow,
+  DirEntry,
+  DirEntryPlus,
+  Fattr3,
+  FsInfo,
+  FsStat,
+  MknodType,
+  NewObject,
+  NfsTime,
+  PathConf,
+  ReadResult,
+  Sattr3,
+  WccData,
+  WriteResult,
+} from '../../nfs3/types.js';
+import { AuthFlavor, type Credentials } from '../../rpc/types.js';
+import { logger } from '../../util/log.js';
+import { toFattr, toWccAttr } from './attrs.js';
+import { toFsError } from './errno.js';
+import { FdCache } from './fd-cache.js';
+import { HANDLE_LEN, HandleCodec, type HandleId } from './handles.js';
+import { NameTable } from './name-table.js';
+import { accessMask, inGroup, R, require, requireData, requireSticky, W, X } from './permissions.js';
+import { defaultStateDir, loadSecret } from './state.js';
+
+const log = logger('local-export');
+const pread = promisify(fs.read);
+const pwrite = promisify(fs.write);
+const fstat = (fd: number) => new Promise<BigIntStats>((res, rej) => fs.fstat(fd, { bigint: true }, (e, s) => (e ? rej(e) : res(s))));
+const fsync = promisify(fs.fsync);
+const fdatasync = promisify(fs.fdatasync);
+const open = promisify(fs.open);
+const execFileP = promisify(execFile);
+
+export interface LocalExportOptions {
+  /** Directory to export. */
+  root: string;
+  /** Path clients mount (MOUNT dirpath), default "/". */
+  name?: string;
+  /** Where the handle secret and name journal live (default: outside the export, see state.ts). */
+  stateDir?: string;
+  readOnly?: boolean;
+  /** Map root (or everybody) to the anonymous account. */
+  squash?: 'none' | 'root' | 'all';
+  anonUid?: number;
+  anonGid?: number;
+  /** RPC auth flavors MOUNT advertises for this export. */
+  authFlavors?: number[];
+  /** Open descriptors kept across calls. */
+  maxOpenFiles?: number;
+}
+
+/** Largest READ/WRITE this backend serves (FSINFO rtmax/wtmax). */
+export const LOCAL_MAX_IO = 1 << 20;
+const NAME_MAX = 255;
+const COOKIE_DOT = 1n;
+const COOKIE_DOTDOT = 2n;
+const MAX_LOCATE_SCAN = 200_000;
+
+interface Resolved {
+  id: HandleId;
+  path: string;
+  st: BigIntStats;
+  attr: Fattr3;
+}
+
+interface Listing {
+  key: string;
+  entries: Array<{ cookie: bigint; name: string }>;
+}
+
+/**
+ * A directory on local disk served through the backend interface.
+ *
+ * Handles are HMAC-authenticated (inode, generation) pairs (handles.ts); the
+ * name table turns them back into paths, and every resolution is checked
+ * against the handle's inode and generation, so a handle can only ever reach
+ * the object it was issued for, inside the export. Symlinks are never
+ * followed: every path operation uses lstat/O_NOFOLLOW semantics and names
+ * are single components. Permissions are checked here for the caller's
+ * uid/gid (permissions.ts); new objects are given the caller's ownership.
+ *
+ * Known limit: a *local* user who swaps a directory inside the export for a
+ * symlink between our check and our use can race us (Node has no openat);
+ * NFS clients cannot, since they never supply paths.
+ */
+export class LocalExport implements Backend {
+  readonly root: string;
+  readonly name: string;
+  private readonly codec: HandleCodec;
+  private readonly table: NameTable;
+  private readonly fds: FdCache;
+  private readonly verifier = randomBytes(8);
+  private readonly listings = new Map<bigint, Listing>();
+  private readonly locating = new Map<bigint, Promise<string | undefined>>();
+  private rootId!: HandleId;
+  private readonly fsid: bigint;
+  private readonly serverIsRoot = process.getuid?.() === 0;
+
+  private constructor(
+    private readonly opts: LocalExportOptions,
+    root: string,
+    secret: Buffer,
+    stateDir: string,
+  ) {
+    this.root = root;
+    this.name = opts.name ?? '/';
+    this.codec = new HandleCodec(secret);
+    this.table = new NameTable(path.join(stateDir, 'names.journal'));
+    this.fds = new FdCache(opts.maxOpenFiles ?? 256);
+    this.fsid = createHash('sha256').update(secret).update('fsid').digest().readBigUInt64BE(0) >> 1n;
+  }
+
+  static async open(opts: LocalExportOptions): Promise<LocalExport> {
+    const root = await fsp.realpath(opts.root);
+    const st = await fsp.stat(root, { bigint: true });
+    if (!st.isDirectory()) throw new Error(`${opts.root}: not a directory`);
+    const stateDir = opts.stateDir ?? defaultStateDir(root);
+    if (path.relative(root, stateDir) === '' || !path.relative(root, stateDir).startsWith('..')) {
+      const rel = path.relative(root, path.resolve(stateDir));
+      if (!rel.startsWith('..') && !path.isAbsolute(rel)) throw new Error(`state directory ${stateDir} must not be inside the export ${root}`);
+    }
+    const secret = await loadSecret(stateDir);
+    const e = new LocalExport(opts, root, secret, stateDir);
+    await e.table.load();
+    e.rootId = { ino: st.ino, gen: st.birthtimeNs };
+    return e;
+  }
+
+  get rootHandle(): Buffer {
+    return this.codec.encode(this.rootId);
+  }
+
+  /** Issued handles remembered in the name table (for tests and stats). */
+  get knownObjects(): number {
+    return this.table.size;
+  }
+
+  // ---------- identity ----------
+
+  private eff(cred: Credentials): Credentials {
+    const anon = { flavor: cred.flavor, uid: this.opts.anonUid ?? 65534, gid: this.opts.anonGid ?? 65534, gids: [] };
+    const squash = this.opts.squash ?? 'none';
+    if (squash === 'all') return anon;
+    if (squash === 'root' && cred.uid === 0) return anon;
+    return cred;
+  }
+
+  private writable(): void {
+    if (this.opts.readOnly) throw new FsError('ROFS', 'export is read-only');
+  }
+
+  // ---------- handle resolution ----------
+
+  private handleOf(st: BigIntStats): Buffer {
+    return this.codec.encode({ ino: st.ino, gen: st.birthtimeNs });
+  }
+
+  private async lstat(p: string): Promise<BigIntStats> {
+    return fsp.lstat(p, { bigint: true });
+  }
+
+  private matches(st: BigIntStats, id: HandleId): boolean {
+    return st.ino === id.ino && st.birthtimeNs === id.gen;
+  }
+
+  /** The path the name table gives for an inode (no I/O). */
+  private tablePath(ino: bigint): string | undefined {
+    const parts: string[] = [];
+    let cur = ino;
+    for (let depth = 0; depth < 4096; depth++) {
+      if (cur === this.rootId.ino) return parts.length ? path.join(this.root, ...parts.reverse()) : this.root;
+      const e = this.table.get(cur);
+      if (!e) return undefined;
+      parts.push(e.name);
+      cur = e.parent;
+    }
+    return undefined;
+  }
+
+  /** Handle → verified path and attributes; STALE if the object is gone. */
+  private async resolve(fh: Buffer): Promise<Resolved> {
+    const id = this.codec.decode(fh);
+    let p = id.ino === this.rootId.ino ? this.root : this.tablePath(id.ino);
+    if (p !== undefined) {
+      try {
+        const st = await this.lstat(p);
+        if (this.matches(st, id)) return { id, path: p, st, attr: toFattr(st, this.fsid) };
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT' && code !== 'ENOTDIR') throw toFsError(e, 'resolve');
+      }
+    }
+    if (id.ino === this.rootId.ino) throw new FsError('STALE', 'export root is gone');
+    p = await this.locate(id);
+    if (p === undefined) throw new FsError('STALE', 'stale file handle');
+    const st = await this.lstat(p).catch(() => undefined);
+    if (!st || !this.matches(st, id)) throw new FsError('STALE', 'stale file handle');
+    return { id, path: p, st, attr: toFattr(st, this.fsid) };
+  }
+
+  private async resolveDir(fh: Buffer): Promise<Resolved> {
+    const r = await this.resolve(fh);
+    if (!r.st.isDirectory()) throw new FsError('NOTDIR', 'not a directory', { attr: r.attr });
+    return r;
+  }
+
+  /**
+   * Find an inode the table does not place correctly (journal tail lost,
+   * object moved by a local program): a bounded breadth-first search of the
+   * export that also re-learns every name it passes.
+   */
+  private locate(id: HandleId): Promise<string | undefined> {
+    let p = this.locating.get(id.ino);
+    if (!p) {
+      p = this.scanFor(id).finally(() => this.locating.delete(id.ino));
+      this.locating.set(id.ino, p);
+    }
+    return p;
+  }
+
+  private async scanFor(id: HandleId): Promise<string | undefined> {
+    const queue: Array<{ path: string; ino: bigint }> = [{ path: this.root, ino: this.rootId.ino }];
+    let seen = 0;
+    while (queue.length && seen < MAX_LOCATE_SCAN) {
+      const dir = queue.shift()!;
+      let names: string[];
+      try {
+        names = await fsp.readdir(dir.path);
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        seen++;
+        const p = path.join(dir.path, name);
+        const st = await this.lstat(p).catch(() => undefined);
+        if (!st) continue;
+        if (st.ino === id.ino) {
+          if (st.birthtimeNs !== id.gen) return undefined;
+          this.table.set(st.ino, dir.ino, name);
+          return p;
+        }
+        if (st.isDirectory()) {
+          this.table.set(st.ino, dir.ino, name);
+          queue.push({ path: p, ino: st.ino });
+        }
+      }
+    }
+    log.debug({ ino: id.ino.toString(), seen }, 'handle not found in export');
+    return undefined;
+  }
+
+  private checkName(name: string): void {
+    if (name.length === 0) throw new FsError('NOENT', 'empty name');
+    if (Buffer.byteLength(name) > NAME_MAX) throw new FsError('NAMETOOLONG', 'name too long');
+    if (name.includes('/') || name.includes('\0')) throw new FsError('INVAL', 'invalid character in name');
+  }
+
+  /** A name that will be created or removed: "." and ".." are never acceptable. */
+  private checkNewName(name: string): void {
+    this.checkName(name);
+    if (name === '.' || name === '..') throw new FsError('EXIST', `"${name}" cannot be created or removed`);
+  }
+
+  private async attrOf(p: string): Promise<Fattr3 | undefined> {
+    try {
+      return toFattr(await this.lstat(p), this.fsid);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Run a directory-modifying step; failures carry the directory's wcc data. */
+  private async dirOp<T>(d: Resolved, what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      const err = toFsError(e, what);
+      err.wcc ??= { before: toWccAttr(d.st), after: await this.attrOf(d.path) };
+      throw err;
+    }
+  }
+
+  private async dirWcc(d: Resolved): Promise<WccData> {
+    return { before: toWccAttr(d.st), after: await this.attrOf(d.path) };
+  }
+
+  private invalidateListing(dirIno: bigint): void {
+    this.listings.delete(dirIno);
+  }
+
+  // ---------- Backend ----------
+
+  /** The export's path, or a directory below it (as NFS servers allow); symlinks and ".." never cross out. */
+  async mount(p: string, cred: Credentials): Promise<{ fh: Buffer; authFlavors: number[] }> {
+    const want = p.replace(/\/+$/, '') || '/';
+    const mine = this.name.replace(/\/+$/, '') || '/';
+    let rest: string;
+    if (want === mine) rest = '';
+    else if (want.startsWith(mine === '/' ? '/' : mine + '/')) rest = want.slice(mine === '/' ? 1 : mine.length + 1);
+    else throw new FsError('NOENT', `no export ${p}`);
+    let fh = this.rootHandle;
+    for (const part of rest.split('/').filter(Boolean)) {
+      if (part === '.' || part === '..') throw new FsError('INVAL', 'mount path may not contain "." or ".."');
+      const r = await this.lookup(cred, fh, part);
+      if (r.attr?.type !== FType.DIR) throw new FsError('NOTDIR', `${part}: not a directory`);
+      fh = r.fh;
+    }
+    return { fh, authFlavors: this.opts.authFlavors ?? [AuthFlavor.AUTH_SYS] };
+  }
+
+  async exports(): Promise<ExportInfo[]> {
+    return [{ path: this.name, groups: [] }];
+  }
+
+  async getattr(_cred: Credentials, fh: Buffer): Promise<Fattr3> {
+    return (await this.resolve(fh)).attr;
+  }
+
+  async setattr(cred0: Credentials, fh: Buffer, attrs: Sattr3, guard?: NfsTime): Promise<WccData> {
+    const cred = this.eff(cred0);
+    const o = await this.resolve(fh);
+    const before = toWccAttr(o.st);
+    const fail = async (e: unknown): Promise<never> => {
+      const err = toFsError(e, 'setattr');
+      err.wcc ??= { before, after: await this.attrOf(o.path) };
+      throw err;
+    };
+    try {
+      this.writable();
+      if (guard && (guard.sec !== o.attr.ctime.sec || guard.nsec !== o.attr.ctime.nsec)) throw new FsError('NOT_SYNC', 'ctime guard mismatch');
+      const a = o.attr;
+      const owner = cred.uid === 0 || cred.uid === a.uid;
+      if (attrs.mode !== undefined && !owner) throw new FsError('PERM', 'only the owner may change the mode');
+      if (attrs.uid !== undefined && attrs.uid !== a.uid && cred.uid !== 0) throw new FsError('PERM', 'only root may change the owner');
+      if (attrs.gid !== undefined && attrs.gid !== a.gid && !(cred.uid === 0 || (cred.uid === a.uid && inGroup(cred, attrs.gid)))) {
+        throw new FsError('PERM', 'may not change the group');
+      }
+      if (attrs.size !== undefined) {
+        if (a.type === FType.DIR) throw new FsError('ISDIR', 'cannot truncate a directory');
+        if (a.type !== FType.REG) throw new FsError('INVAL', 'size applies to regular files only');
+        requireData(cred, a, W, 'setattr size');
+      }
+      const clientTime = (t: Sattr3['atime']) => t !== undefined && t !== 'server';
+      if ((clientTime(attrs.atime) || clientTime(attrs.mtime)) && !owner) throw new FsError('PERM', 'only the owner may set times');
+      if ((attrs.atime === 'server' || attrs.mtime === 'server') && !owner) require(cred, a, W, 'setattr times');
+
+      if (attrs.size !== undefined) {
+        await this.fds.with(o.id.ino, true, (w) => this.openFile(o.path, o.id, w), (fd) => new Promise<void>((res, rej) => fs.ftruncate(fd, attrs.size!, (e) => (e ? rej(e) : res()))));
+      }
+      if (attrs.uid !== undefined || attrs.gid !== undefined) {
+        await fsp.lchown(o.path, attrs.uid ?? a.uid, attrs.gid ?? a.gid);
+      }
+      if (attrs.mode !== undefined && a.type !== FType.LNK) await fsp.chmod(o.path, attrs.mode & 0o7777);
+      if (attrs.atime !== undefined || attrs.mtime !== undefined) {
+        const now = Date.now() / 1000;
+        const t = (v: Sattr3['atime'], cur: NfsTime) => (v === undefined ? cur.sec + cur.nsec / 1e9 : v === 'server' ? now : v.sec + v.nsec / 1e9);
+        await fsp.lutimes(o.path, t(attrs.atime, a.atime), t(attrs.mtime, a.mtime));
+      }
+    } catch (e) {
+      return fail(e);
+    }
+    return { before, after: await this.attrOf(o.path) };
+  }
+
+  async lookup(cred0: Credentials, dirFh: Buffer, name: string): Promise<{ fh: Buffer; attr?: Fattr3; dirAttr?: Fattr3 }> {
+    const cred = this.eff(cred0);
+    const d = await this.resolveDir(dirFh);
+    try {
+      this.checkName(name);
+      require(cred, d.attr, X, 'lookup');
+      if (name === '.') return { fh: dirFh, attr: d.attr, dirAttr: d.attr };
+      if (name === '..') {
+        const pp = d.id.ino === this.rootId.ino ? this.root : path.dirname(d.path);
+        const st = await this.lstat(pp);
+        return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirAttr: d.attr };
+      }
+      const st = await this.lstat(path.join(d.path, name));
+      this.table.set(st.ino, d.id.ino, name);
+      return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirAttr: d.attr };
+    } catch (e) {
+      const err = toFsError(e, 'lookup');
+      err.attr ??= d.attr;
+      throw err;
+    }
+  }
+
+  async access(cred0: Credentials, fh: Buffer, mask: number): Promise<{ access: number; attr?: Fattr3 }> {
+    const o = await this.resolve(fh);
+    return { access: accessMask(this.eff(cred0), o.attr, mask, !!this.opts.readOnly), attr: o.attr };
+  }
+
+  async readlink(_cred: Credentials, fh: Buffer): Promise<{ path: string; attr?: Fattr3 }> {
+    const o = await this.resolve(fh);
+    if (o.attr.type !== FType.LNK) throw new FsError('INVAL', 'not a symbolic link', { attr: o.attr });
+    try {
+      return { path: await fsp.readlink(o.path), attr: o.attr };
+    } catch (e) {
+      throw Object.assign(toFsError(e, 'readlink'), { attr: o.attr });
+    }
+  }
+
+  /** Open a regular file by its verified path, never following a symlink, and check it is still the handle's object. */
+  private async openFile(p: string, id: HandleId, writable: boolean): Promise<{ fd: number; writable: boolean }> {
+    let fd: number;
+    let w = writable || !this.opts.readOnly;
+    try {
+      fd = await open(p, (w ? C.O_RDWR : C.O_RDONLY) | C.O_NOFOLLOW);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (!writable && w && (code === 'EACCES' || code === 'EROFS' || code === 'EPERM' || code === 'ETXTBSY')) {
+        w = false;
+        fd = await open(p, C.O_RDONLY | C.O_NOFOLLOW);
+      } else throw e;
+    }
+    const st = await fstat(fd);
+    if (!this.matches(st, id)) {
+      fs.close(fd, () => undefined);
+      throw new FsError('STALE', 'file replaced while opening');
+    }
+    return { fd, writable: w };
+  }
+
+  /** Run `fn` on an open descriptor of a regular file; throws with the file's attributes. */
+  private async withFile<T>(o: Resolved, writable: boolean, what: string, fn: (fd: number) => Promise<T>): Promise<T> {
+    if (o.attr.type === FType.DIR) throw new FsError('ISDIR', `${what}: is a directory`, { attr: o.attr });
+    if (o.attr.type !== FType.REG) throw new FsError('INVAL', `${what}: not a regular file`, { attr: o.attr });
+    return this.fds.with(o.id.ino, writable, (w) => this.openFile(o.path, o.id, w), fn);
+  }
+
+  async read(cred0: Credentials, fh: Buffer, offset: number, count: number): Promise<ReadResult> {
+    const cred = this.eff(cred0);
+    const o = await this.resolve(fh);
+    try {
+      requireData(cred, o.attr, R, 'read');
+      const n = Math.min(count, LOCAL_MAX_IO);
+      return await this.withFile(o, false, 'read', async (fd) => {
+        const buf = Buffer.allocUnsafe(n);
+        const [r, st] = await Promise.all([n > 0 ? pread(fd, buf, 0, n, offset) : Promise.resolve({ bytesRead: 0 }), fstat(fd)]);
+        const data = buf.subarray(0, r.bytesRead);
+        const attr = toFattr(st, this.fsid);
+        return { attr, count: data.length, eof: offset + data.length >= attr.size, data };
+      });
+    } catch (e) {
+      throw Object.assign(toFsError(e, 'read'), { attr: o.attr });
+    }
+  }
+
+  async write(cred0: Credentials, fh: Buffer, offset: number, data: Buffer, stable: StableHow): Promise<WriteResult> {
+    const cred = this.eff(cred0);
+    const o = await this.resolve(fh);
+    const before = toWccAttr(o.st);
+    try {
+      this.writable();
+      requireData(cred, o.attr, W, 'write');
+      if (offset + data.length > Number.MAX_SAFE_INTEGER) throw new FsError('FBIG', 'offset too large');
+      return await this.withFile(o, true, 'write', async (fd) => {
+        let done = 0;
+        while (done < data.length) {
+          const r = await pwrite(fd, data, done, data.length - done, offset + done);
+          done += r.bytesWritten;
+        }
+        if (stable === StableHow.FILE_SYNC) await fsync(fd);
+        else if (stable === StableHow.DATA_SYNC) await fdatasync(fd);
+        const after = toFattr(await fstat(fd), this.fsid);
+        return { wcc: { before, after }, count: done, committed: stable, verf: this.verifier };
+      });
+    } catch (e) {
+      const err = toFsError(e, 'write');
+      err.wcc ??= { before, after: await this.attrOf(o.path) };
+      throw err;
+    }
+  }
+
+  private newMode(attrs: Sattr3 | undefined, def: number): number {
+    return (attrs?.mode ?? def) & 0o7777;
+  }
+
+  /** Ownership for a new object: the caller's uid; the directory's gid if it is setgid. */
+  private newOwner(cred: Credentials, dir: Fattr3, attrs?: Sattr3): { uid: number; gid: number } {
+    const gid = dir.mode & 0o2000 ? dir.gid : cred.gid;
+    return { uid: attrs?.uid ?? cred.uid, gid: attrs?.gid ?? gid };
+  }
+
+  private async chownNew(p: string, owner: { uid: number; gid: number }): Promise<void> {
+    if (!this.serverIsRoot) return; // an unprivileged server can only create objects it owns
+    await fsp.lchown(p, owner.uid, owner.gid);
+  }
+
+  private async prepareCreate(cred: Credentials, dirFh: Buffer, name: string): Promise<Resolved> {
+    const d = await this.resolveDir(dirFh);
+    await this.dirOp(d, 'create', async () => {
+      this.writable();
+      this.checkNewName(name);
+      require(cred, d.attr, W | X, 'create');
+    });
+    return d;
+  }
+
+  private async created(d: Resolved, name: string, p: string): Promise<NewObject> {
+    this.invalidateListing(d.id.ino);
+    const st = await this.lstat(p);
+    this.table.set(st.ino, d.id.ino, name);
+    return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirWcc: await this.dirWcc(d) };
+  }
+
+  async create(cred0: Credentials, dirFh: Buffer, name: string, how: CreateHow): Promise<NewObject> {
+    const cred = this.eff(cred0);
+    const d = await this.prepareCreate(cred, dirFh, name);
+    const p = path.join(d.path, name);
+    return this.dirOp(d, 'create', async () => {
+      const attrs = how.mode === 'exclusive' ? undefined : how.attrs;
+      let fd: number;
+      let isNew = true;
+      try {
+        fd = await open(p, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        const st = await this.lstat(p);
+        if (how.mode === 'exclusive') {
+          // A retransmitted EXCLUSIVE create finds its own file by the verifier kept in its times.
+          const v = exclusiveTimes(how.verf);
+          if (st.isFile() && Number(st.atimeNs / 1_000_000_000n) === v.atime && Number(st.mtimeNs / 1_000_000_000n) === v.mtime) return this.created(d, name, p);
+          throw e;
+        }
+        if (how.mode === 'guarded' || !st.isFile()) throw e;
+        // UNCHECKED on an existing file: it stays as it is, except for a requested size.
+        if (attrs?.size === undefined) return this.created(d, name, p);
+        requireData(cred, toFattr(st, this.fsid), W, 'create');
+        fd = await open(p, C.O_WRONLY | C.O_NOFOLLOW);
+        isNew = false;
+      }
+      try {
+        if (isNew) {
+          await this.chownNew(p, this.newOwner(cred, d.attr, attrs));
+          await fsp.chmod(p, this.newMode(attrs, 0o644));
+        }
+        if (attrs?.size !== undefined) await new Promise<void>((res, rej) => fs.ftruncate(fd, attrs.size!, (e) => (e ? rej(e) : res())));
+        if (how.mode === 'exclusive') {
+          const v = exclusiveTimes(how.verf);
+          await fsp.lutimes(p, v.atime, v.mtime);
+        } else if (attrs?.atime !== undefined || attrs?.mtime !== undefined) {
+          const now = Date.now() / 1000;
+          const t = (x: Sattr3['atime']) => (x === undefined || x === 'server' ? now : x.sec + x.nsec / 1e9);
+          await fsp.lutimes(p, t(attrs.atime), t(attrs.mtime));
+        }
+      } finally {
+        fs.close(fd, () => undefined);
+      }
+      return this.created(d, name, p);
+    });
+  }
+
+  async mkdir(cred0: Credentials, dirFh: Buffer, name: string, attrs: Sattr3): Promise<NewObject> {
+    const cred = this.eff(cred0);
+    const d = await this.prepareCreate(cred, dirFh, name);
+    const p = path.join(d.path, name);
+    return this.dirOp(d, 'mkdir', async () => {
+      await fsp.mkdir(p, 0o700);
+      const inheritSgid = d.attr.mode & 0o2000;
+      await this.chownNew(p, this.newOwner(cred, d.attr, attrs));
+      await fsp.chmod(p, this.newMode(attrs, 0o755) | inheritSgid);
+      return this.created(d, name, p);
+    });
+  }
+
+  async symlink(cred0: Credentials, dirFh: Buffer, name: string, target: string, attrs: Sattr3): Promise<NewObject> {
+    const cred = this.eff(cred0);
+    const d = await this.prepareCreate(cred, dirFh, name);
+    const p = path.join(d.path, name);
+    return this.dirOp(d, 'symlink', async () => {
+      if (target.length === 0 || target.includes('\0')) throw new FsError('INVAL', 'bad symlink target');
+      // Stored verbatim and never followed by the server: it means something only to the client.
+      await fsp.symlink(target, p);
+      await this.chownNew(p, this.newOwner(cred, d.attr, attrs));
+      return this.created(d, name, p);
+    });
+  }
+
+  async mknod(cred0: Credentials, dirFh: Buffer, name: string, what: MknodType): Promise<NewObject> {
+    const cred = this.eff(cred0);
+    const d = await this.prepareCreate(cred, dirFh, name);
+    const p = path.join(d.path, name);
+    return this.dirOp(d, 'mknod', async () => {
+      if (what.type === FType.REG || what.type === FType.DIR || what.type === FType.LNK) throw new FsError('BADTYPE', 'MKNOD of a regular file, directory or link');
+      if (what.type === FType.SOCK) throw new FsError('NOTSUPP', 'sockets cannot be created by this server');
+      const attrs = (what as { attrs: Sattr3 }).attrs;
+      const mode = this.newMode(attrs, 0o644).toString(8);
+      let args: string[];
+      if (what.type === FType.FIFO) args = ['-m', mode, p, 'p'];
+      else {
+        if (cred.uid !== 0) throw new FsError('PERM', 'only root may create devices');
+        const dev = what as { type: FType; rdev: { major: number; minor: number } };
+        args = ['-m', mode, p, dev.type === FType.CHR ? 'c' : 'b', String(dev.rdev.major), String(dev.rdev.minor)];
+      }
+      // Node has no mknod(2); coreutils' mknod is the portable way (async, off the event loop).
+      try {
+        await execFileP('mknod', args, { timeout: 10_000 });
+      } catch (e) {
+        const msg = String((e as { stderr?: string }).stderr ?? '');
+        if (msg.includes('File exists')) throw new FsError('EXIST', 'exists');
+        if (msg.includes('Operation not permitted')) throw new FsError('PERM', 'mknod not permitted');
+        throw new FsError('IO', `mknod failed: ${msg.trim()}`);
+      }
+      await this.chownNew(p, this.newOwner(cred, d.attr, attrs));
+      return this.created(d, name, p);
+    });
+  }
+
+  private async removeCommon(cred0: Credentials, dirFh: Buffer, name: string, dir: boolean): Promise<WccData> {
+    const cred = this.eff(cred0);
+    const d = await this.resolveDir(dirFh);
+    return this.dirOp(d, dir ? 'rmdir' : 'remove', async () => {
+      this.writable();
+      this.checkName(name);
+      if (name === '.' || name === '..') throw new FsError(dir ? 'INVAL' : 'ACCES', `cannot remove "${name}"`);
+      require(cred, d.attr, W | X, 'remove');
+      const p = path.join(d.path, name);
+      const st = await this.lstat(p);
+      requireSticky(cred, d.attr, toFattr(st, this.fsid), 'remove');
+      if (dir) {
+        if (!st.isDirectory()) throw new FsError('NOTDIR', 'not a directory');
+        await fsp.rmdir(p);
+      } else {
+        if (st.isDirectory()) throw new FsError('ISDIR', 'is a directory');
+        await fsp.unlink(p);
+      }
+      this.forget(st);
+      this.invalidateListing(d.id.ino);
+      return this.dirWcc(d);
+    });
+  }
+
+  /** An object lost a name: drop its descriptor and, if that was its last name, its table entry. */
+  private forget(st: BigIntStats): void {
+    if (st.isDirectory() || st.nlink <= 1n) {
+      this.fds.drop(st.ino);
+      this.table.delete(st.ino);
+      this.listings.delete(st.ino);
+    }
+  }
+
+  remove(cred: Credentials, dirFh: Buffer, name: string): Promise<WccData> {
+    return this.removeCommon(cred, dirFh, name, false);
+  }
+
+  rmdir(cred: Credentials, dirFh: Buffer, name: string): Promise<WccData> {
+    return this.removeCommon(cred, dirFh, name, true);
+  }
+
+  async rename(cred0: Credentials, fromFh: Buffer, fromName: string, toFh: Buffer, toName: string): Promise<{ fromWcc: WccData; toWcc: WccData }> {
+    const cred = this.eff(cred0);
+    const f = await this.resolveDir(fromFh);
+    const t = fromFh.equals(toFh) ? f : await this.resolveDir(toFh);
+    try {
+      this.writable();
+      this.checkName(fromName);
+      this.checkName(toName);
+      if (fromName === '.' || fromName === '..' || toName === '.' || toName === '..') throw new FsError('INVAL', 'cannot rename "." or ".."');
+      require(cred, f.attr, W | X, 'rename');
+      require(cred, t.attr, W | X, 'rename');
+      const src = path.join(f.path, fromName);
+      const dst = path.join(t.path, toName);
+      const st = await this.lstat(src);
+      requireSticky(cred, f.attr, toFattr(st, this.fsid), 'rename');
+      const old = await this.lstat(dst).catch(() => undefined);
+      if (old) {
+        requireSticky(cred, t.attr, toFattr(old, this.fsid), 'rename');
+        if (old.ino === st.ino) return { fromWcc: await this.dirWcc(f), toWcc: await this.dirWcc(t) };
+        if (old.isDirectory() && !st.isDirectory()) throw new FsError('ISDIR', 'target is a directory');
+        if (!old.isDirectory() && st.isDirectory()) throw new FsError('NOTDIR', 'target is not a directory');
+      }
+      if (st.isDirectory()) {
+        // A directory may not move into its own subtree.
+        const rel = path.relative(src, t.path);
+        if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) throw new FsError('INVAL', 'cannot move a directory into itself');
+      }
+      await fsp.rename(src, dst);
+      if (old) this.forget(old);
+      this.table.set(st.ino, t.id.ino, toName);
+      this.invalidateListing(f.id.ino);
+      this.invalidateListing(t.id.ino);
+      return { fromWcc: await this.dirWcc(f), toWcc: await this.dirWcc(t) };
+    } catch (e) {
+      const err = toFsError(e, 'rename');
+      err.wcc ??= await this.dirWcc(f);
+      err.wcc2 ??= await this.dirWcc(t);
+      throw err;
+    }
+  }
+
+  async link(cred0: Credentials, fh: Buffer, dirFh: Buffer, name: string): Promise<{ attr?: Fattr3; dirWcc: WccData }> {
+    const cred = this.eff(cred0);
+    const o = await this.resolve(fh);
+    const d = await this.resolveDir(dirFh);
+    try {
+      this.writable();
+      this.checkNewName(name);
+      if (o.attr.type === FType.DIR) throw new FsError('ISDIR', 'cannot hard-link a directory');
+      require(cred, d.attr, W | X, 'link');
+      await fsp.link(o.path, path.join(d.path, name));
+      this.invalidateListing(d.id.ino);
+      return { attr: await this.attrOf(o.path), dirWcc: await this.dirWcc(d) };
+    } catch (e) {
+      const err = toFsError(e, 'link');
+      err.attr ??= await this.attrOf(o.path);
+      err.wcc ??= await this.dirWcc(d);
+      throw err;
+    }
+  }
+
+  /**
+   * The directory's entries sorted by cookie. Cookies are a 62-bit hash of
+   * the name (like ext4's htree offsets), so a cookie stays meaningful while
+   * the directory changes between pages: a client resumes after the last name
+   * it saw, with no server-side cursor to lose. The verifier is informational.
+   */
+  private async listing(d: Resolved): Promise<Listing> {
+    const key = `${d.st.mtimeNs}:${d.st.ctimeNs}:${d.st.size}`;
+    const cached = this.listings.get(d.id.ino);
+    if (cached && cached.key === key) return cached;
+    const names = await fsp.readdir(d.path);
+    const entries = names.map((name) => ({ cookie: nameCookie(name), name }));
+    entries.sort((a, b) => (a.cookie < b.cookie ? -1 : a.cookie > b.cookie ? 1 : 0));
+    const l = { key, entries };
+    this.listings.set(d.id.ino, l);
+    if (this.listings.size > 64) this.listings.delete(this.listings.keys().next().value!);
+    return l;
+  }
+
+  private cookieVerf(d: Resolved): Buffer {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64BE(BigInt.asUintN(64, d.st.mtimeNs));
+    return b;
+  }
+
+  private startIndex(l: Listing, cookie: bigint): number {
+    if (cookie <= COOKIE_DOTDOT) return 0;
+    let lo = 0;
+    let hi = l.entries.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (l.entries[mid].cookie <= cookie) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  private async parentOf(d: Resolved): Promise<BigIntStats> {
+    return d.id.ino === this.rootId.ino ? d.st : this.lstat(path.dirname(d.path));
+  }
+
+  async readdir(cred0: Credentials, dirFh: Buffer, cookie: bigint, _verf: Buffer, count: number): Promise<DirPage<DirEntry>> {
+    const cred = this.eff(cred0);
+    const d = await this.resolveDir(dirFh);
+    try {
+      require(cred, d.attr, R, 'readdir');
+      const l = await this.listing(d);
+      let budget = count - 128;
+      const out: DirEntry[] = [];
+      const take = (e: DirEntry) => {
+        const sz = readdirEntrySize(e.name);
+        if (sz > budget) return false;
+        budget -= sz;
+        out.push(e);
+        return true;
+      };
+      let full = false;
+      if (cookie < COOKIE_DOT) full = !take({ fileid: d.st.ino, name: '.', cookie: COOKIE_DOT });
+      if (!full && cookie < COOKIE_DOTDOT) full = !take({ fileid: (await this.parentOf(d)).ino, name: '..', cookie: COOKIE_DOTDOT });
+      let i = this.startIndex(l, cookie);
+      while (!full && i < l.entries.length) {
+        // Stat a batch of names for their inode numbers; skip names removed since the listing.
+        const batch = l.entries.slice(i, i + 64);
+        const sts = await Promise.all(batch.map((e) => this.lstat(path.join(d.path, e.name)).catch(() => undefined)));
+        for (let k = 0; k < batch.length; k++) {
+          const st = sts[k];
+          if (st && !take({ fileid: st.ino, name: batch[k].name, cookie: batch[k].cookie })) {
+            full = true;
+            break;
+          }
+          i++;
+        }
+      }
+      if (out.length === 0 && i < l.entries.length) throw new FsError('TOOSMALL', 'READDIR count too small');
+      return { dirAttr: d.attr, verf: this.cookieVerf(d), entries: out, eof: !full && i >= l.entries.length };
+    } catch (e) {
+      throw Object.assign(toFsError(e, 'readdir'), { attr: d.attr });
+    }
+  }
+
+  async readdirplus(cred0: Credentials, dirFh: Buffer, cookie: bigint, _verf: Buffer, dircount: number, maxcount: number): Promise<DirPage<DirEntryPlus>> {
+    const cred = this.eff(cred0);
+    const d = await this.resolveDir(dirFh);
+    try {
+      require(cred, d.attr, R, 'readdirplus');
+      const l = await this.listing(d);
+      let budget = maxcount - 256;
+      let names = dircount > 0 ? dircount : maxcount;
+      const out: DirEntryPlus[] = [];
+      const take = (name: string, ck: bigint, st: BigIntStats) => {
+        const sz = readdirplusEntrySize(name, HANDLE_LEN);
+        const nsz = readdirEntrySize(name);
+        if (sz > budget || (nsz > names && out.length > 0)) return false;
+        budget -= sz;
+        names -= nsz;
+        out.push({ fileid: st.ino, name, cookie: ck, attr: toFattr(st, this.fsid), fh: this.handleOf(st) });
+        return true;
+      };
+      let full = false;
+      if (cookie < COOKIE_DOT) full = !take('.', COOKIE_DOT, d.st);
+      if (!full && cookie < COOKIE_DOTDOT) full = !take('..', COOKIE_DOTDOT, await this.parentOf(d));
+      let i = this.startIndex(l, cookie);
+      while (!full && i < l.entries.length) {
+        const batch = l.entries.slice(i, i + 64);
+        const sts = await Promise.all(batch.map((e) => this.lstat(path.join(d.path, e.name)).catch(() => undefined)));
+        for (let k = 0; k < batch.length; k++) {
+          const st = sts[k];
+          if (st) {
+            if (!take(batch[k].name, batch[k].cookie, st)) {
+              full = true;
+              break;
+            }
+            this.table.set(st.ino, d.id.ino, batch[k].name);
+          }
+          i++;
+        }
+      }
+      if (out.length === 0 && i < l.entries.length) throw new FsError('TOOSMALL', 'READDIRPLUS maxcount too small');
+      return { dirAttr: d.attr, verf: this.cookieVerf(d), entries: out, eof: !full && i >= l.entries.length };
+    } catch (e) {
+      throw Object.assign(toFsError(e, 'readdirplus'), { attr: d.attr });
+    }
+  }
+
+  async fsstat(_cred: Credentials, fh: Buffer): Promise<FsStat> {
+    const o = await this.resolve(fh);
+    try {
+      const s = await fsp.statfs(this.root);
+      return {
+        attr: o.attr,
+        tbytes: s.blocks * s.bsize,
+        fbytes: s.bfree * s.bsize,
+        abytes: s.bavail * s.bsize,
+        tfiles: s.files,
+        ffiles: s.ffree,
+        afiles: s.ffree,
+        invarsec: 0,
+      };
+    } catch (e) {
+      throw Object.assign(toFsError(e, 'fsstat'), { attr: o.attr });
+    }
+  }
+
+  async fsinfo(_cred: Credentials, fh: Buffer): Promise<FsInfo> {
+    const o = await this.resolve(fh);
+    return {
+      attr: o.attr,
+      rtmax: LOCAL_MAX_IO,
+      rtpref: LOCAL_MAX_IO,
+      rtmult: 4096,
+      wtmax: LOCAL_MAX_IO,
+      wtpref: LOCAL_MAX_IO,
+      wtmult: 4096,
+      dtpref: 64 * 1024,
+      maxfilesize: Number.MAX_SAFE_INTEGER,
+      timeDelta: { sec: 0, nsec: 1 },
+      properties: FSF3_LINK | FSF3_SYMLINK | FSF3_HOMOGENEOUS | FSF3_CANSETTIME,
+    };
+  }
+
+  async pathconf(_cred: Credentials, fh: Buffer): Promise<PathConf> {
+    const o = await this.resolve(fh);
+    return { attr: o.attr, linkmax: 65000, nameMax: NAME_MAX, noTrunc: true, chownRestricted: true, caseInsensitive: false, casePreserving: true };
+  }
+
+  async commit(_cred: Credentials, fh: Buffer, _offset: number, _count: number): Promise<{ wcc: WccData; verf: Buffer }> {
+    const o = await this.resolve(fh);
+    const before = toWccAttr(o.st);
+    try {
+      if (o.attr.type !== FType.REG) throw new FsError('INVAL', 'COMMIT of a non-regular file');
+      await this.withFile(o, false, 'commit', (fd) => fsync(fd));
+      return { wcc: { before, after: await this.attrOf(o.path) }, verf: this.verifier };
+    } catch (e) {
+      const err = toFsError(e, 'commit');
+      err.wcc ??= { before, after: o.attr };
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.fds.closeAll();
+    await this.table.close();
+  }
+}
+
+/** FNV-1a 64 of the name, folded into [2^62, 2^63): never 0, 1 or 2 (start, ".", ".."). */
+export function nameCookie(name: string): bigint {
+  let h = 0xcbf29ce484222325n;
+  for (const b of Buffer.from(name, 'utf8')) {
+    h ^= BigInt(b);
+    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  return (h & 0x3fffffffffffffffn) | 0x4000000000000000n;
+}
+
+/** EXCLUSIVE create keeps the client's verifier in the file's times (as Linux nfsd does). */
+function exclusiveTimes(verf: Buffer): { atime: number; mtime: number } {
+  return { atime: verf.readUInt32BE(0) & 0x7fffffff, mtime: verf.readUInt32BE(4) & 0x7fffffff };
+}

@@ -1,0 +1,33 @@
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+
+/**
+ * Where a local export keeps what must survive a restart (its handle secret
+ * and the name journal): never inside the export itself, so clients cannot
+ * see or change it. Default: $XDG_STATE_HOME/gvfs/exports/<hash of the path>.
+ */
+export function defaultStateDir(exportRoot: string): string {
+  const base = process.env.XDG_STATE_HOME || path.join(os.homedir(), '.local', 'state');
+  const id = createHash('sha256').update(exportRoot).digest('hex').slice(0, 16);
+  return path.join(base, 'gvfs', 'exports', id);
+}
+
+/** Read the export's secret, creating it (owner-only) on first use. */
+export async function loadSecret(stateDir: string): Promise<Buffer> {
+  await fs.mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const file = path.join(stateDir, 'handle-secret');
+  try {
+    const s = await fs.readFile(file);
+    if (s.length === 32) return s;
+    throw new Error(`${file}: corrupt handle secret (expected 32 bytes, found ${s.length})`);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  const s = randomBytes(32);
+  const tmp = `${file}.${process.pid}.tmp`;
+  await fs.writeFile(tmp, s, { mode: 0o600 });
+  await fs.rename(tmp, file);
+  return s;
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env node
+// libuv's thread pool runs every fs call; the default 4 threads starve a file server.
+process.env.UV_THREADPOOL_SIZE ??= '16';
+
+import { Command } from 'commander';
+import { serveCommand } from './serve.js';
+import { demoCommand } from './demo.js';
+
+const program = new Command('gvfs')
+  .description('GVFS: a user-level distributed file system virtualization layer on NFSv3')
+  .version('0.1.0')
+  .showHelpAfterError();
+
+program.addCommand(serveCommand());
+program.addCommand(demoCommand());
+
+program.parseAsync(process.argv).catch((e) => {
+  console.error(`gvfs: ${(e as Error).message}`);
+  process.exit(1);
+});

@@ -1,0 +1,44 @@
+import { Command, Option } from 'commander';
+import { LocalExport } from '../backends/local-export/local-export.js';
+import { createNfs3Server } from '../frontends/nfs3-server/server.js';
+import { parseHostPort, parseIntArg, untilSignal } from './util.js';
+
+export function serveCommand(): Command {
+  return new Command('serve')
+    .description('Serve a local directory over NFSv3 (with MOUNT v3 and the portmapper on the same port)')
+    .requiredOption('--export <dir>', 'directory to export')
+    .option('--listen <host:port>', 'address to listen on (port 0 picks a free port)', '127.0.0.1:2049')
+    .option('--name <path>', 'path clients mount', '/')
+    .option('--state-dir <dir>', 'where handle secrets and the name journal live (never inside the export)')
+    .option('--read-only', 'refuse every change')
+    .addOption(new Option('--squash <which>', 'map root or every user to the anonymous account').choices(['none', 'root', 'all']).default('none'))
+    .option('--anon-uid <uid>', 'anonymous uid', parseIntArg, 65534)
+    .option('--anon-gid <gid>', 'anonymous gid', parseIntArg, 65534)
+    .option('--max-record <bytes>', 'largest RPC record accepted', parseIntArg)
+    .option('--max-in-flight <n>', 'calls executing at once per connection', parseIntArg)
+    .option('--max-connections <n>', 'concurrent connections', parseIntArg)
+    .option('--json', 'print the listening address as JSON')
+    .action(async (o) => {
+      const listen = parseHostPort(o.listen);
+      const backend = await LocalExport.open({
+        root: o.export,
+        name: o.name,
+        stateDir: o.stateDir,
+        readOnly: !!o.readOnly,
+        squash: o.squash,
+        anonUid: o.anonUid,
+        anonGid: o.anonGid,
+      });
+      const limits = Object.fromEntries(
+        Object.entries({ maxRecord: o.maxRecord, maxInFlight: o.maxInFlight, maxConnections: o.maxConnections }).filter(([, v]) => v !== undefined),
+      );
+      const server = createNfs3Server({ backend, limits });
+      const addr = await server.listen(listen.port, listen.host);
+      if (o.json) console.log(JSON.stringify({ listening: addr, export: backend.root, name: backend.name }));
+      else console.log(`gvfs serve: exporting ${backend.root} as ${backend.name} on ${addr.address}:${addr.port} (NFSv3, MOUNT v3, portmap)`);
+      const sig = await untilSignal();
+      console.error(`gvfs serve: ${sig}, shutting down`);
+      await server.close();
+      await backend.close();
+    });
+}

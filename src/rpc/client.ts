@@ -1,0 +1,344 @@
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { XdrReader, XdrWriter } from '../xdr/index.js';
+import { AUTH_NONE_BODY } from './auth.js';
+import { decodeReply, encodeCallHeader } from './message.js';
+import { frameRecord, RecordDecoder } from './record.js';
+import { AcceptStat, type OpaqueAuth, RpcError } from './types.js';
+import { logger } from '../util/log.js';
+
+const log = logger('rpc');
+
+/** Opens a byte stream to the server: plain TCP by default; TLS or an SSH channel later. */
+export type Dialer = () => Promise<Duplex>;
+
+export function tcpDialer(host: string, port: number, connectTimeoutMs = 10_000): Dialer {
+  return () =>
+    new Promise((resolve, reject) => {
+      const s = net.connect({ host, port, noDelay: true });
+      const t = setTimeout(() => {
+        s.destroy();
+        reject(new RpcError(`connect to ${host}:${port} timed out`, 'disconnected'));
+      }, connectTimeoutMs);
+      s.once('connect', () => {
+        clearTimeout(t);
+        s.setKeepAlive(true, 30_000);
+        resolve(s);
+      });
+      s.once('error', (e) => {
+        clearTimeout(t);
+        reject(new RpcError(`connect to ${host}:${port}: ${e.message}`, 'disconnected'));
+      });
+    });
+}
+
+export interface RpcClientOptions {
+  dial: Dialer;
+  /** Calls on the wire at once; more wait in a queue (the window). */
+  maxInFlight?: number;
+  /** Per-call deadline including queueing and resends (ms). */
+  timeoutMs?: number;
+  /** Largest reply record accepted. */
+  maxRecord?: number;
+  /** Default credential for calls. */
+  cred?: OpaqueAuth;
+  /** Resend calls after a reconnect (false: fail them with 'disconnected'). */
+  reconnect?: boolean;
+  /** Runs on every new connection before queued calls are sent (e.g. a session proof). */
+  onConnect?: (conn: { call: RpcClient['callOnConnection']; stream: Duplex }) => Promise<void>;
+  /** Label for logs and errors. */
+  name?: string;
+}
+
+interface Pending {
+  xid: number;
+  message: Buffer[];
+  decode: (r: XdrReader) => unknown;
+  resolve: (v: any) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+  sent: boolean;
+  /** Only for calls bound to one connection (handshakes): fail rather than resend. */
+  pinned?: Duplex;
+}
+
+/**
+ * ONC RPC client over one stream: calls are pipelined (XID-matched replies in
+ * any order) within a bounded window; a dropped stream is re-dialled and the
+ * calls that were in flight are resent with their original XIDs (the server's
+ * duplicate-request cache makes that safe for non-idempotent calls). Every
+ * call has a deadline, so a dead server gives an error, never a hang.
+ */
+export class RpcClient {
+  private stream?: Duplex;
+  private connecting?: Promise<Duplex>;
+  private ready = false;
+  private readonly waiting: Pending[] = [];
+  private readonly inflight = new Map<number, Pending>();
+  private xid = (Math.random() * 0x7fff_ffff) >>> 0;
+  private closed = false;
+  private backoffMs = 50;
+  readonly maxInFlight: number;
+  readonly timeoutMs: number;
+  cred: OpaqueAuth;
+  /** Counters for tests and benchmarks. */
+  readonly stats = { calls: 0, resends: 0, reconnects: 0, bytesOut: 0, bytesIn: 0 };
+
+  constructor(private readonly opts: RpcClientOptions) {
+    this.maxInFlight = opts.maxInFlight ?? 32;
+    this.timeoutMs = opts.timeoutMs ?? 60_000;
+    this.cred = opts.cred ?? AUTH_NONE_BODY;
+  }
+
+  private nextXid(): number {
+    this.xid = (this.xid + 1) >>> 0;
+    return this.xid;
+  }
+
+  /** Make one call. The promise settles with the decoded result or an RpcError. */
+  call<R>(
+    prog: number,
+    vers: number,
+    proc: number,
+    encodeArgs: (w: XdrWriter) => void,
+    decode: (r: XdrReader) => R,
+    opts: { cred?: OpaqueAuth; timeoutMs?: number } = {},
+  ): Promise<R> {
+    return this.enqueue(prog, vers, proc, encodeArgs, decode, opts);
+  }
+
+  /** For onConnect hooks: a call bound to the given connection, sent ahead of the queue. */
+  callOnConnection = <R>(
+    prog: number,
+    vers: number,
+    proc: number,
+    encodeArgs: (w: XdrWriter) => void,
+    decode: (r: XdrReader) => R,
+    opts: { cred?: OpaqueAuth; timeoutMs?: number; stream?: Duplex } = {},
+  ): Promise<R> => this.enqueue(prog, vers, proc, encodeArgs, decode, { ...opts, pinned: true });
+
+  private enqueue<R>(
+    prog: number,
+    vers: number,
+    proc: number,
+    encodeArgs: (w: XdrWriter) => void,
+    decode: (r: XdrReader) => R,
+    opts: { cred?: OpaqueAuth; timeoutMs?: number; pinned?: boolean },
+  ): Promise<R> {
+    if (this.closed) return Promise.reject(new RpcError(`${this.label}: client closed`, 'closed'));
+    const xid = this.nextXid();
+    const w = new XdrWriter(256);
+    encodeCallHeader(w, xid, prog, vers, proc, opts.cred ?? this.cred);
+    encodeArgs(w);
+    this.stats.calls++;
+    return new Promise<R>((resolve, reject) => {
+      const p: Pending = {
+        xid,
+        message: frameRecord(w.chunks()),
+        decode,
+        resolve,
+        reject,
+        sent: false,
+        timer: setTimeout(() => this.fail(p, new RpcError(`${this.label}: call ${prog}/${vers}/${proc} timed out`, 'timeout')), opts.timeoutMs ?? this.timeoutMs),
+      };
+      if (opts.pinned) {
+        p.pinned = this.stream;
+        this.inflight.set(xid, p);
+        this.write(p);
+        return;
+      }
+      this.waiting.push(p);
+      this.pump();
+    });
+  }
+
+  private get label(): string {
+    return this.opts.name ?? 'rpc';
+  }
+
+  private fail(p: Pending, e: Error): void {
+    clearTimeout(p.timer);
+    if (this.inflight.get(p.xid) === p) this.inflight.delete(p.xid);
+    const i = this.waiting.indexOf(p);
+    if (i >= 0) this.waiting.splice(i, 1);
+    p.reject(e);
+    this.pump();
+  }
+
+  private pump(): void {
+    if (this.closed) return;
+    if (!this.stream || !this.ready) {
+      if (this.waiting.length || this.inflight.size) void this.ensureConnected();
+      return;
+    }
+    while (this.waiting.length && this.inflight.size < this.maxInFlight) {
+      const p = this.waiting.shift()!;
+      this.inflight.set(p.xid, p);
+      this.write(p);
+    }
+  }
+
+  private write(p: Pending): void {
+    const s = p.pinned ?? this.stream;
+    if (!s) return;
+    if (p.sent) this.stats.resends++;
+    p.sent = true;
+    s.cork();
+    for (const c of p.message) {
+      s.write(c);
+      this.stats.bytesOut += c.length;
+    }
+    s.uncork();
+  }
+
+  private ensureConnected(): Promise<Duplex> {
+    if (this.connecting) return this.connecting;
+    this.connecting = (async () => {
+      for (;;) {
+        if (this.closed) throw new RpcError(`${this.label}: client closed`, 'closed');
+        try {
+          const s = await this.opts.dial();
+          this.attach(s);
+          if (this.opts.onConnect) await this.opts.onConnect({ call: this.callOnConnection, stream: s });
+          this.ready = true;
+          this.backoffMs = 50;
+          this.connecting = undefined;
+          // Resend what was in flight on the old stream, then the queue.
+          for (const p of this.inflight.values()) if (!p.pinned) this.write(p);
+          this.pump();
+          return s;
+        } catch (e) {
+          this.stream?.destroy();
+          this.stream = undefined;
+          this.ready = false;
+          if (e instanceof RpcError && e.kind === 'auth_error') {
+            // Authentication will not improve by retrying: fail everything waiting.
+            this.connecting = undefined;
+            this.failAll(e);
+            throw e;
+          }
+          if (!this.opts.reconnect && this.opts.reconnect !== undefined) {
+            this.connecting = undefined;
+            this.failAll(e as Error);
+            throw e;
+          }
+          if (!this.waiting.length && ![...this.inflight.values()].some((p) => !p.pinned)) {
+            this.connecting = undefined;
+            throw e;
+          }
+          log.debug({ err: e, backoffMs: this.backoffMs }, `${this.label}: connect failed, retrying`);
+          await new Promise((r) => setTimeout(r, this.backoffMs).unref());
+          this.backoffMs = Math.min(this.backoffMs * 2, 2000);
+        }
+      }
+    })();
+    this.connecting.catch(() => undefined);
+    return this.connecting;
+  }
+
+  private attach(s: Duplex): void {
+    this.stream = s;
+    this.ready = false;
+    const decoder = new RecordDecoder((rec) => this.onReply(rec), this.opts.maxRecord ?? (4 << 20));
+    s.on('data', (chunk: Buffer) => {
+      this.stats.bytesIn += chunk.length;
+      try {
+        decoder.push(chunk);
+      } catch (e) {
+        log.error({ err: e }, `${this.label}: bad reply stream, closing`);
+        s.destroy();
+      }
+    });
+    s.on('error', (err) => log.debug({ err }, `${this.label}: stream error`));
+    s.once('close', () => this.onClose(s));
+  }
+
+  private onClose(s: Duplex): void {
+    if (this.stream !== s) return;
+    this.stream = undefined;
+    this.ready = false;
+    // Calls pinned to this connection cannot be resent.
+    for (const p of [...this.inflight.values()]) {
+      if (p.pinned === s) this.fail(p, new RpcError(`${this.label}: connection closed`, 'disconnected'));
+    }
+    if (this.closed) return;
+    if (this.opts.reconnect === false) {
+      this.failAll(new RpcError(`${this.label}: connection closed`, 'disconnected'));
+      return;
+    }
+    this.stats.reconnects++;
+    if (this.inflight.size || this.waiting.length) void this.ensureConnected();
+  }
+
+  private failAll(e: Error): void {
+    for (const p of [...this.inflight.values(), ...this.waiting]) this.fail(p, e);
+  }
+
+  private onReply(rec: Buffer): void {
+    let d;
+    try {
+      d = decodeReply(rec);
+    } catch (e) {
+      log.warn({ err: e }, `${this.label}: undecodable reply dropped`);
+      return;
+    }
+    const p = this.inflight.get(d.xid);
+    if (!p) return; // late reply to a timed-out call, or a duplicate
+    this.inflight.delete(d.xid);
+    clearTimeout(p.timer);
+    try {
+      switch (d.kind) {
+        case 'success':
+          p.resolve(p.decode(d.body));
+          break;
+        case 'accepted_error':
+          p.reject(new RpcError(`${this.label}: ${acceptName(d.stat)}`, acceptKind(d.stat), d.stat));
+          break;
+        case 'rpc_mismatch':
+          p.reject(new RpcError(`${this.label}: RPC version mismatch (${d.low}-${d.high})`, 'rpc_mismatch'));
+          break;
+        case 'auth_error':
+          p.reject(new RpcError(`${this.label}: authentication error ${d.stat}`, 'auth_error', d.stat));
+          break;
+      }
+    } catch (e) {
+      p.reject(new RpcError(`${this.label}: undecodable result: ${(e as Error).message}`, 'bad_reply'));
+    }
+    this.pump();
+  }
+
+  /** Calls waiting or on the wire. */
+  get pending(): number {
+    return this.inflight.size + this.waiting.length;
+  }
+
+  /** Drop the current connection (tests: simulate a network failure). */
+  dropConnection(): void {
+    this.stream?.destroy();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.failAll(new RpcError(`${this.label}: client closed`, 'closed'));
+    this.stream?.destroy();
+  }
+}
+
+function acceptKind(stat: AcceptStat): RpcError['kind'] {
+  switch (stat) {
+    case AcceptStat.PROG_UNAVAIL:
+      return 'prog_unavail';
+    case AcceptStat.PROG_MISMATCH:
+      return 'prog_mismatch';
+    case AcceptStat.PROC_UNAVAIL:
+      return 'proc_unavail';
+    case AcceptStat.GARBAGE_ARGS:
+      return 'garbage_args';
+    default:
+      return 'system_err';
+  }
+}
+
+function acceptName(stat: AcceptStat): string {
+  return ['SUCCESS', 'PROG_UNAVAIL', 'PROG_MISMATCH', 'PROC_UNAVAIL', 'GARBAGE_ARGS', 'SYSTEM_ERR'][stat] ?? `accept_stat ${stat}`;
+}

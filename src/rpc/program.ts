@@ -1,0 +1,74 @@
+import type { XdrReader, XdrWriter } from '../xdr/index.js';
+import type { CallHeader, Credentials } from './types.js';
+
+/**
+ * A program version is a table of procedures (like ganesha's nfs3_func_desc[]):
+ * each row says how to decode the arguments, what to run, how to encode the
+ * result, and the flags the server reads in one place (duplicate-request
+ * cache, credentials). Handlers never touch bytes.
+ */
+export interface CallContext {
+  readonly call: CallHeader;
+  readonly cred: Credentials;
+  readonly peer: { address: string; port: number };
+  /** State of the connection the call came on (session proof lives here later). */
+  readonly conn: ConnectionState;
+}
+
+export interface ConnectionState {
+  readonly id: number;
+  readonly peer: { address: string; port: number };
+  /** Free-form per-connection data owned by programs (e.g. the authenticated session). */
+  readonly data: Map<string, unknown>;
+}
+
+export interface Procedure<A = any, R = any> {
+  readonly name: string;
+  decode(r: XdrReader): A;
+  handle(args: A, ctx: CallContext): R | Promise<R>;
+  encode(w: XdrWriter, res: R): void;
+  /** Non-idempotent procedures are answered from the duplicate-request cache when retransmitted. */
+  readonly idempotent: boolean;
+  /** Refuse AUTH_NONE with AUTH_TOOWEAK (NULL procedures leave this false). */
+  readonly needsCred?: boolean;
+}
+
+export interface ProgramVersion {
+  readonly prog: number;
+  readonly vers: number;
+  readonly name: string;
+  readonly procedures: ReadonlyArray<Procedure | undefined>;
+}
+
+export const VOID = {
+  decode: (_r: XdrReader): void => undefined,
+  encode: (_w: XdrWriter, _v: void): void => undefined,
+};
+
+/** Registry of programs served by one server (passed in, never global). */
+export class ProgramTable {
+  private readonly byProg = new Map<number, Map<number, ProgramVersion>>();
+
+  add(p: ProgramVersion): this {
+    let m = this.byProg.get(p.prog);
+    if (!m) this.byProg.set(p.prog, (m = new Map()));
+    m.set(p.vers, p);
+    return this;
+  }
+
+  lookup(prog: number, vers: number): ProgramVersion | { missing: 'prog' } | { missing: 'vers'; low: number; high: number } {
+    const m = this.byProg.get(prog);
+    if (!m) return { missing: 'prog' };
+    const v = m.get(vers);
+    if (v) return v;
+    const all = [...m.keys()];
+    return { missing: 'vers', low: Math.min(...all), high: Math.max(...all) };
+  }
+
+  /** All registered (prog, vers) pairs, for the portmapper. */
+  entries(): Array<{ prog: number; vers: number }> {
+    const out: Array<{ prog: number; vers: number }> = [];
+    for (const [prog, m] of this.byProg) for (const vers of m.keys()) out.push({ prog, vers });
+    return out;
+  }
+}
