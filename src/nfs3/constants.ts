@@ -5,8 +5,12 @@ export const NFS3_FHSIZE = 64;
 export const NFS3_COOKIEVERFSIZE = 8;
 export const NFS3_CREATEVERFSIZE = 8;
 export const NFS3_WRITEVERFSIZE = 8;
-/** Longest name and path we accept on the wire (names: NAME_MAX; paths: PATH_MAX). */
-export const MAX_NAME = 255;
+/**
+ * Longest name and path decoded from the wire. Names are bounded loosely here
+ * so that a too-long name reaches the backend and gets NFS3ERR_NAMETOOLONG
+ * rather than GARBAGE_ARGS; backends enforce their own NAME_MAX.
+ */
+export const MAX_NAME = 1024;
 export const MAX_PATH = 4096;
 
 export const enum Proc {

@@ -187,6 +187,7 @@ export class RpcServer {
       return w.chunks();
     }
     const key = `${pv.name}.${proc.name}`;
+    log.debug({ xid: call.xid, proc: key, conn: conn.id }, 'call');
     this.stats.callsByProc.set(key, (this.stats.callsByProc.get(key) ?? 0) + 1);
     const cred = this.authenticate(call, conn, proc);
     if (typeof cred === 'number') {

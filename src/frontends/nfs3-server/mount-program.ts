@@ -1,21 +1,11 @@
 import type { Backend } from '../../backend/backend.js';
 import { FsError } from '../../backend/errors.js';
 import * as M from '../../mount3/codec.js';
+import { MOUNT_STATUS_OF } from '../../mount3/status.js';
 import { type ProgramVersion, VOID } from '../../rpc/program.js';
 import { logger } from '../../util/log.js';
 
 const log = logger('mount3');
-
-const MOUNT_STATUS: Partial<Record<FsError['code'], M.MountStat>> = {
-  PERM: M.MountStat.PERM,
-  NOENT: M.MountStat.NOENT,
-  ACCES: M.MountStat.ACCES,
-  NOTDIR: M.MountStat.NOTDIR,
-  INVAL: M.MountStat.INVAL,
-  NAMETOOLONG: M.MountStat.NAMETOOLONG,
-  NOTSUPP: M.MountStat.NOTSUPP,
-  STALE: M.MountStat.NOENT,
-};
 
 /** MOUNT v3 over a backend; remembers who mounted what for DUMP (bounded). */
 export function mountProgram(b: Backend, maxMounts = 4096): ProgramVersion {
@@ -39,7 +29,7 @@ export function mountProgram(b: Backend, maxMounts = 4096): ProgramVersion {
             log.debug({ peer: ctx.peer.address, dir }, 'mounted');
             return { status: M.MountStat.OK, fh: r.fh, authFlavors: r.authFlavors };
           } catch (e) {
-            if (e instanceof FsError) return { status: MOUNT_STATUS[e.code] ?? M.MountStat.IO } as M.MntResult;
+            if (e instanceof FsError) return { status: MOUNT_STATUS_OF[e.code] ?? M.MountStat.IO } as M.MntResult;
             log.error({ err: e }, 'MNT failed');
             return { status: M.MountStat.SERVERFAULT };
           }

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what GVFS and its tests need on a Debian machine (as root), only
+# what is missing: Debian packages for the real peers the tests start
+# (libnfs client tools, nfs-ganesha + rpcbind), npm dependencies, the build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBS=(libnfs-utils libnfs-dev nfs-ganesha nfs-ganesha-vfs rpcbind)
+
+missing=()
+for p in "${DEBS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: missing Debian packages (${missing[*]}); run as root to install them" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# The Debian nfs-ganesha package may start its own daemons; the tests run their own.
+systemctl disable --now nfs-ganesha >/dev/null 2>&1 || true
+
+node -e 'const [a]=process.versions.node.split(".").map(Number); if (a < 20) { console.error("setup: Node.js >= 20 needed, found " + process.versions.node); process.exit(1) }'
+
+if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
+  echo "setup: installing npm dependencies" >&2
+  npm ci --no-audit --no-fund >&2
+fi
+
+npm run --silent build >&2
