@@ -4,8 +4,8 @@
  * `startGanesha({ dir })` writes a private config into a work directory, runs
  * `ganesha.nfsd -F` (FSAL VFS, NFSv3 only, TCP only, bound to 127.0.0.1) and
  * resolves once `nfs-ls` can list the export. Nothing outside the work
- * directory is written except what ganesha itself insists on (an empty
- * /run/ganesha directory, and its rpcbind registrations).
+ * directory is written except ganesha's rpcbind registrations (CCacheDir is
+ * moved into the work directory, or ganesha would create /run/ganesha).
  *
  * Facts about ganesha 4.3 (Debian 12) this helper is built around:
  *
@@ -34,7 +34,7 @@
  *
  * Lifetime: the child process is unref'd, so a running instance never keeps
  * the Node process alive; a process 'exit' hook SIGKILLs instances a test
- * forgot to stop. The work directory (config, ganesha.log, stderr) is kept
+ * forgot to stop (their rpcbind registrations then stay behind, harmlessly). The work directory (config, ganesha.log, stderr) is kept
  * after stop() for post-mortems.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
@@ -439,7 +439,7 @@ function rpcbindAnswers(): Promise<boolean> {
   return new Promise((resolve) => {
     const xid = (Math.random() * 0x7fffffff) >>> 0;
     const call = Buffer.alloc(44);
-    call.writeUInt32BE(0x80000000 | 40, 0); // last fragment, 40 bytes
+    call.writeUInt32BE(0x80000000 + 40, 0); // last fragment, 40 bytes
     // xid, CALL, rpcvers 2, PMAP 100000, v2, NULL, cred AUTH_NONE, verf AUTH_NONE
     [xid, 0, 2, 100000, 2, 0, 0, 0, 0, 0].forEach((v, i) => call.writeUInt32BE(v, 4 + 4 * i));
     const s = net.connect({ path: RPCBIND_SOCK });
