@@ -178,17 +178,26 @@ export class RpcClient {
     }
   }
 
+  private corked?: Duplex;
+
+  /** Calls issued in one event-loop turn leave in one writev (cork now, uncork in setImmediate). */
   private write(p: Pending): void {
     const s = p.pinned ?? this.stream;
     if (!s) return;
     if (p.sent) this.stats.resends++;
     p.sent = true;
-    s.cork();
+    if (this.corked !== s) {
+      this.corked = s;
+      s.cork();
+      setImmediate(() => {
+        if (this.corked === s) this.corked = undefined;
+        s.uncork();
+      });
+    }
     for (const c of p.message) {
       s.write(c);
       this.stats.bytesOut += c.length;
     }
-    s.uncork();
   }
 
   private ensureConnected(): Promise<Duplex> {

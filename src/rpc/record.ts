@@ -32,8 +32,11 @@ export class RecordDecoder {
 
   /** True while part of a record has arrived but not all of it. */
   get partial(): boolean {
-    return this.headerHave > 0 || this.fragLeft > 0 || this.frags.length > 0;
+    return this.headerHave > 0 || this.inBody || this.started;
   }
+
+  /** A fragment of the current record has been seen (even an empty one). */
+  private started = false;
 
   /** Bytes held for the record in progress. */
   get buffered(): number {
@@ -57,6 +60,7 @@ export class RecordDecoder {
         if (this.recordBytes + len > this.maxRecord) throw new RecordTooLargeError(this.recordBytes + len, this.maxRecord);
         this.fragLeft = len;
         this.inBody = true;
+        this.started = true;
         if (len === 0) this.endFragment();
         continue;
       }
@@ -79,6 +83,7 @@ export class RecordDecoder {
     const rec = this.frags.length === 1 ? this.frags[0] : Buffer.concat(this.frags, this.recordBytes);
     this.frags = [];
     this.recordBytes = 0;
+    this.started = false;
     this.onRecord(rec);
   }
 }

@@ -323,12 +323,25 @@ class Connection implements ConnectionState {
     );
   }
 
+  private corked = false;
+
+  /**
+   * Replies completed in the same event-loop turn leave in one writev: the
+   * socket is corked at the first and uncorked once the turn's I/O
+   * callbacks have run (setImmediate), costing no latency.
+   */
   private send(reply: Buffer[] | undefined): void {
     this.inFlight--;
     if (reply && !this.closed) {
-      this.sock.cork();
+      if (!this.corked) {
+        this.corked = true;
+        this.sock.cork();
+        setImmediate(() => {
+          this.corked = false;
+          this.sock.uncork();
+        });
+      }
       for (const c of frameRecord(reply)) this.sock.write(c);
-      this.sock.uncork();
     }
     this.updateFlow();
   }

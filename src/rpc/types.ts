@@ -57,6 +57,12 @@ export interface Credentials {
   gid: number;
   gids: number[];
   machine?: string;
+  /**
+   * Who the caller is beyond AUTH_SYS numbers: the grid identity a GVFS
+   * proxy client announced for its session on this connection. Identity
+   * mapping keys on it; absent for plain NFS clients.
+   */
+  principal?: string;
 }
 
 /** Failure of an RPC as a whole (as opposed to a procedure's own status). */

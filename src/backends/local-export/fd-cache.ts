@@ -8,7 +8,14 @@ const close = promisify(fs.close);
  * would otherwise open and close the file). Keyed by inode; at most `max`
  * descriptors; an entry is closed only when no call is using it.
  */
+/** The last attributes seen through a descriptor (the pre-op attributes of the next write). */
+export interface LastStat {
+  st?: import('node:fs').BigIntStats;
+  at: number;
+}
+
 interface Entry {
+  last: LastStat;
   fd: number;
   writable: boolean;
   refs: number;
@@ -40,7 +47,7 @@ export class FdCache {
         e = raced;
       } else {
         if (raced) this.retire(ino, raced);
-        e = { fd: o.fd, writable: o.writable, refs: 0, dead: false };
+        e = { fd: o.fd, writable: o.writable, refs: 0, dead: false, last: { at: 0 } };
         this.map.set(ino, e);
         this.trim();
       }
@@ -56,6 +63,20 @@ export class FdCache {
       e.refs--;
       if (e.dead && e.refs === 0) void close(e.fd).catch(() => undefined);
     }
+  }
+
+  /**
+   * Use an already-open descriptor for `ino` without any path resolution;
+   * undefined if none is cached (the caller takes the slow path).
+   */
+  withCached<T>(ino: bigint, writable: boolean, fn: (fd: number, last: LastStat) => Promise<T>): Promise<T> | undefined {
+    const e = this.map.get(ino);
+    if (!e || (writable && !e.writable)) return undefined;
+    e.refs++;
+    return fn(e.fd, e.last).finally(() => {
+      e.refs--;
+      if (e.dead && e.refs === 0) void close(e.fd).catch(() => undefined);
+    });
   }
 
   /** Forget (and close when idle) the descriptor of an inode: removed, replaced or stale. */

@@ -25,6 +25,8 @@ export interface HandleId {
 
 export class HandleCodec {
   private readonly exportId: Buffer;
+  /** Recently verified handles: skips the HMAC for handles in use (bounded LRU). */
+  private readonly verified = new Map<string, HandleId>();
 
   constructor(private readonly secret: Buffer) {
     this.exportId = createHmac('sha256', secret).update('export').digest().subarray(0, 8);
@@ -43,6 +45,16 @@ export class HandleCodec {
   /** Verify and decode; a handle we did not issue is BADHANDLE. */
   decode(h: Buffer): HandleId {
     if (h.length !== HANDLE_LEN || h[0] !== VERSION) throw new FsError('BADHANDLE', 'malformed file handle');
+    const key = h.toString('latin1');
+    const hit = this.verified.get(key);
+    if (hit) return hit;
+    const id = this.check(h);
+    if (this.verified.size >= 4096) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(key, id);
+    return id;
+  }
+
+  private check(h: Buffer): HandleId {
     if (!h.subarray(4, 12).equals(this.exportId)) throw new FsError('STALE', 'file handle of another export');
     if (!timingSafeEqual(this.mac(h), h.subarray(28, 44))) throw new FsError('BADHANDLE', 'forged file handle');
     return { ino: h.readBigUInt64BE(12), gen: h.readBigUInt64BE(20) };

@@ -35,7 +35,7 @@ import { AuthFlavor, type Credentials } from '../../rpc/types.js';
 import { logger } from '../../util/log.js';
 import { toFattr, toWccAttr } from './attrs.js';
 import { toFsError } from './errno.js';
-import { FdCache } from './fd-cache.js';
+import { FdCache, type LastStat } from './fd-cache.js';
 import { HANDLE_LEN, HandleCodec, type HandleId } from './handles.js';
 import { NameTable } from './name-table.js';
 import { accessMask, inGroup, R, require, requireData, requireSticky, W, X } from './permissions.js';
@@ -74,6 +74,8 @@ const NAME_MAX = 255;
 const COOKIE_DOT = 1n;
 const COOKIE_DOTDOT = 2n;
 const MAX_LOCATE_SCAN = 200_000;
+/** How long the last stat of an open file serves as a write's pre-op attributes. */
+const PRE_OP_FRESH_MS = 1000;
 
 interface Resolved {
   id: HandleId;
@@ -448,44 +450,86 @@ export class LocalExport implements Backend {
 
   async read(cred0: Credentials, fh: Buffer, offset: number, count: number): Promise<ReadResult> {
     const cred = this.eff(cred0);
+    const n = Math.min(count, LOCAL_MAX_IO);
+    // Fast path: a descriptor for this inode is open, so no path needs resolving.
+    const id = this.codec.decode(fh);
+    const fast = this.fds.withCached(id.ino, false, (fd, last) => this.readFd(fd, id, cred, offset, n, last));
+    if (fast) return fast;
     const o = await this.resolve(fh);
     try {
       requireData(cred, o.attr, R, 'read');
-      const n = Math.min(count, LOCAL_MAX_IO);
-      return await this.withFile(o, false, 'read', async (fd) => {
-        const buf = Buffer.allocUnsafe(n);
-        const [r, st] = await Promise.all([n > 0 ? pread(fd, buf, 0, n, offset) : Promise.resolve({ bytesRead: 0 }), fstat(fd)]);
-        const data = buf.subarray(0, r.bytesRead);
-        const attr = toFattr(st, this.fsid);
-        return { attr, count: data.length, eof: offset + data.length >= attr.size, data };
-      });
+      return await this.withFile(o, false, 'read', (fd) => this.readFd(fd, o.id, cred, offset, n, { at: 0 }));
     } catch (e) {
       throw Object.assign(toFsError(e, 'read'), { attr: o.attr });
     }
   }
 
+  private async readFd(fd: number, id: HandleId, cred: Credentials, offset: number, n: number, last: LastStat): Promise<ReadResult> {
+    const buf = Buffer.allocUnsafe(n);
+    let r: { bytesRead: number };
+    let st: BigIntStats;
+    try {
+      [r, st] = await Promise.all([n > 0 ? pread(fd, buf, 0, n, offset) : Promise.resolve({ bytesRead: 0 }), fstat(fd)]);
+    } catch (e) {
+      throw toFsError(e, 'read');
+    }
+    const attr = this.checkOpen(st, id, last);
+    requireData(cred, attr, R, 'read');
+    const data = buf.subarray(0, r.bytesRead);
+    return { attr, count: data.length, eof: offset + data.length >= attr.size, data };
+  }
+
+  /** A cached descriptor must still be the handle's object and still have a name. */
+  private checkOpen(st: BigIntStats, id: HandleId, last: LastStat): Fattr3 {
+    if (!this.matches(st, id) || st.nlink === 0n) {
+      this.fds.drop(id.ino);
+      throw new FsError('STALE', 'file was removed');
+    }
+    last.st = st;
+    last.at = Date.now();
+    return toFattr(st, this.fsid);
+  }
+
   async write(cred0: Credentials, fh: Buffer, offset: number, data: Buffer, stable: StableHow): Promise<WriteResult> {
     const cred = this.eff(cred0);
+    this.writable();
+    if (offset + data.length > Number.MAX_SAFE_INTEGER) throw new FsError('FBIG', 'offset too large');
+    const id = this.codec.decode(fh);
+    const fast = this.fds.withCached(id.ino, true, (fd, last) => this.writeFd(fd, id, cred, offset, data, stable, last));
+    if (fast) return fast;
     const o = await this.resolve(fh);
-    const before = toWccAttr(o.st);
     try {
-      this.writable();
       requireData(cred, o.attr, W, 'write');
-      if (offset + data.length > Number.MAX_SAFE_INTEGER) throw new FsError('FBIG', 'offset too large');
-      return await this.withFile(o, true, 'write', async (fd) => {
-        let done = 0;
-        while (done < data.length) {
-          const r = await pwrite(fd, data, done, data.length - done, offset + done);
-          done += r.bytesWritten;
-        }
-        if (stable === StableHow.FILE_SYNC) await fsync(fd);
-        else if (stable === StableHow.DATA_SYNC) await fdatasync(fd);
-        const after = toFattr(await fstat(fd), this.fsid);
-        return { wcc: { before, after }, count: done, committed: stable, verf: this.verifier };
-      });
+      return await this.withFile(o, true, 'write', (fd) => this.writeFd(fd, o.id, cred, offset, data, stable, { st: o.st, at: Date.now() }));
     } catch (e) {
       const err = toFsError(e, 'write');
-      err.wcc ??= { before, after: await this.attrOf(o.path) };
+      err.wcc ??= { before: toWccAttr(o.st), after: await this.attrOf(o.path) };
+      throw err;
+    }
+  }
+
+  /**
+   * Pre-op attributes come from the last stat of this descriptor when it is
+   * fresh (the post-op attributes of the previous write, as an attribute
+   * cache would give them), else from an fstat.
+   */
+  private async writeFd(fd: number, id: HandleId, cred: Credentials, offset: number, data: Buffer, stable: StableHow, last: LastStat): Promise<WriteResult> {
+    let pre = last.st && Date.now() - last.at < PRE_OP_FRESH_MS ? last.st : undefined;
+    try {
+      if (!pre) pre = await fstat(fd);
+      requireData(cred, toFattr(pre, this.fsid), W, 'write');
+      let done = 0;
+      while (done < data.length) {
+        const r = await pwrite(fd, data, done, data.length - done, offset + done);
+        done += r.bytesWritten;
+      }
+      if (stable === StableHow.FILE_SYNC) await fsync(fd);
+      else if (stable === StableHow.DATA_SYNC) await fdatasync(fd);
+      const after = this.checkOpen(await fstat(fd), id, last);
+      return { wcc: { before: toWccAttr(pre), after }, count: done, committed: stable, verf: this.verifier };
+    } catch (e) {
+      const err = toFsError(e, 'write');
+      err.wcc ??= { before: pre && toWccAttr(pre), after: await fstat(fd).then((s) => toFattr(s, this.fsid)).catch(() => undefined) };
       throw err;
     }
   }

@@ -1,0 +1,39 @@
+// libuv's thread pool serves every fs call of in-process servers.
+process.env.UV_THREADPOOL_SIZE ??= '16';
+
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, Option } from 'commander';
+import { makeContext, render, saveResults, type SuiteResult } from './lib/report.js';
+import { serverSuite } from './suites/server.js';
+
+const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>) => Promise<SuiteResult>> = {
+  server: serverSuite,
+};
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+const program = new Command('gvfs-bench')
+  .description('GVFS benchmarks: each suite measures GVFS beside its peers in one run and prints medians and ratios')
+  .addOption(new Option('--suite <names...>', 'suites to run').choices(Object.keys(SUITES)).default(Object.keys(SUITES)))
+  .option('--quick', 'small sizes, one run (a smoke run; figures are not meaningful)')
+  .option('--runs <n>', 'runs per workload and system (median reported)', (v) => Number(v))
+  .option('--out <dir>', 'where the JSON results go', path.join(here, '..', '..', 'bench', 'results'))
+  .action(async (o) => {
+    const runs = o.runs ?? (o.quick ? 1 : 3);
+    const ctx = makeContext(!!o.quick, runs);
+    const results: SuiteResult[] = [];
+    for (const s of o.suite as string[]) {
+      process.stderr.write(`suite ${s}...\n`);
+      const r = await SUITES[s](ctx);
+      results.push(r);
+      console.log(render(r));
+    }
+    const file = await saveResults(o.out, results, { quick: !!o.quick, runs, suites: o.suite });
+    console.log(`results: ${file}`);
+  });
+
+program.parseAsync(process.argv).catch((e) => {
+  console.error(`bench: ${(e as Error).stack ?? e}`);
+  process.exit(1);
+});
