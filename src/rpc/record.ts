@@ -65,8 +65,8 @@ export class RecordDecoder {
         continue;
       }
       const take = Math.min(this.fragLeft, chunk.length - off);
-      // Keep a view when the whole fragment sits in this chunk; copy otherwise
-      // (chunks are reused by nobody, but views pin big socket buffers).
+      // Keep views of the socket's chunks (no copy); a single-fragment
+      // record that arrived in one chunk is a view of that chunk.
       this.frags.push(chunk.subarray(off, off + take));
       this.recordBytes += take;
       this.fragLeft -= take;

@@ -1,8 +1,11 @@
 import { XdrReader, XdrWriter } from '../../src/xdr/index.js';
 
-/** Bytes from a hex string; whitespace (used to group XDR words in vectors) is ignored. */
+/**
+ * Bytes from a hex string. Whitespace (to group XDR words) is ignored, and
+ * `#` starts a comment to the end of the line, so a vector can name its fields.
+ */
 export function hex(s: string): Buffer {
-  const clean = s.replace(/\s+/g, '');
+  const clean = s.replace(/#[^\n]*/g, '').replace(/\s+/g, '');
   if (!/^(?:[0-9a-f]{2})*$/i.test(clean)) throw new Error(`bad hex vector: ${s}`);
   return Buffer.from(clean, 'hex');
 }

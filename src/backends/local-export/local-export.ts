@@ -39,7 +39,7 @@ import { FdCache, type LastStat } from './fd-cache.js';
 import { HANDLE_LEN, HandleCodec, type HandleId } from './handles.js';
 import { NameTable } from './name-table.js';
 import { accessMask, inGroup, R, require, requireData, requireSticky, W, X } from './permissions.js';
-import { defaultStateDir, loadSecret } from './state.js';
+import { defaultStateDir, loadSecret } from '../../util/state.js';
 
 const log = logger('local-export');
 const pread = promisify(fs.read);
@@ -135,7 +135,7 @@ export class LocalExport implements Backend {
     const root = await fsp.realpath(opts.root);
     const st = await fsp.stat(root, { bigint: true });
     if (!st.isDirectory()) throw new Error(`${opts.root}: not a directory`);
-    const stateDir = opts.stateDir ?? defaultStateDir(root);
+    const stateDir = opts.stateDir ?? defaultStateDir('exports', root);
     if (path.relative(root, stateDir) === '' || !path.relative(root, stateDir).startsWith('..')) {
       const rel = path.relative(root, path.resolve(stateDir));
       if (!rel.startsWith('..') && !path.isAbsolute(rel)) throw new Error(`state directory ${stateDir} must not be inside the export ${root}`);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { LAST_FRAGMENT, RecordDecoder, RecordTooLargeError, frameRecord } from '../../../src/rpc/record.js';
+import { RecordDecoder, RecordTooLargeError, frameRecord } from '../../../src/rpc/record.js';
 import { hex } from '../../helpers/xdr.js';
 
 /**
@@ -24,7 +24,7 @@ function fragments(data: Buffer, cuts: number[]): Buffer {
   for (let i = 0; i + 1 < bounds.length; i++) {
     const body = data.subarray(bounds[i], bounds[i + 1]);
     const h = Buffer.alloc(4);
-    h.writeUInt32BE(((i + 2 === bounds.length ? LAST_FRAGMENT : 0) | body.length) >>> 0);
+    h.writeUInt32BE((i + 2 === bounds.length ? 0x8000_0000 : 0) + body.length); // top bit: last fragment
     parts.push(h, body);
   }
   return Buffer.concat(parts);
@@ -159,7 +159,6 @@ test('partial: false when idle, true mid-header, mid-body and between fragments'
 
 test(
   'partial: true after a zero-length non-last fragment (a record has begun)',
-  { todo: 'bug: src/rpc/record.ts:35 partial ignores a completed non-last fragment when no bytes were buffered' },
   () => {
     const { dec } = collect();
     dec.push(hex('00000000'));

@@ -4,17 +4,17 @@ import os from 'node:os';
 import path from 'node:path';
 
 /**
- * Where a local export keeps what must survive a restart (its handle secret
- * and the name journal): never inside the export itself, so clients cannot
- * see or change it. Default: $XDG_STATE_HOME/gvfs/exports/<hash of the path>.
+ * Where a server keeps what must survive a restart (handle secrets,
+ * journals): $XDG_STATE_HOME/gvfs/<kind>/<hash of key>, never inside an
+ * export, so clients cannot see or change it.
  */
-export function defaultStateDir(exportRoot: string): string {
+export function defaultStateDir(kind: string, key: string): string {
   const base = process.env.XDG_STATE_HOME || path.join(os.homedir(), '.local', 'state');
-  const id = createHash('sha256').update(exportRoot).digest('hex').slice(0, 16);
-  return path.join(base, 'gvfs', 'exports', id);
+  const id = createHash('sha256').update(key).digest('hex').slice(0, 16);
+  return path.join(base, 'gvfs', kind, id);
 }
 
-/** Read the export's secret, creating it (owner-only) on first use. */
+/** Read the 32-byte secret kept in a state directory, creating it (owner-only) on first use. */
 export async function loadSecret(stateDir: string): Promise<Buffer> {
   await fs.mkdir(stateDir, { recursive: true, mode: 0o700 });
   const file = path.join(stateDir, 'handle-secret');
