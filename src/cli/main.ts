@@ -5,6 +5,8 @@ process.env.UV_THREADPOOL_SIZE ??= '16';
 import { Command } from 'commander';
 import { serveCommand } from './serve.js';
 import { demoCommand } from './demo.js';
+import { proxyServerCommand } from './proxy-server.js';
+import { proxyClientCommand } from './proxy-client.js';
 
 const program = new Command('gvfs')
   .description('GVFS: a user-level distributed file system virtualization layer on NFSv3')
@@ -12,6 +14,8 @@ const program = new Command('gvfs')
   .showHelpAfterError();
 
 program.addCommand(serveCommand());
+program.addCommand(proxyServerCommand());
+program.addCommand(proxyClientCommand());
 program.addCommand(demoCommand());
 
 program.parseAsync(process.argv).catch((e) => {

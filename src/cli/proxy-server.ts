@@ -1,0 +1,55 @@
+import { Command } from 'commander';
+import { createProxyServer, type ProxyExportSpec } from '../proxy/proxy-server.js';
+import { parseNfsUrl } from '../proxy/upstream-url.js';
+import { loadMapFile, parseMapFlag, type IdentityMap } from '../wrappers/identity-map/map-file.js';
+import { parseHostPort, parseIntArg, untilSignal } from './util.js';
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/** `X=NAME` → [X, NAME]; the name part is optional. */
+function splitName(v: string): [string, string | undefined] {
+  const i = v.lastIndexOf('=');
+  return i > 0 && v.slice(i + 1).startsWith('/') ? [v.slice(0, i), v.slice(i + 1)] : [v, undefined];
+}
+
+export function proxyServerCommand(): Command {
+  return new Command('proxy-server')
+    .description('Run a GVFS proxy server: forwards NFSv3 to an upstream NFS server (or serves a directory) with identity mapping')
+    .option('--listen <host:port>', 'address to listen on (port 0 picks a free port)', '127.0.0.1:0')
+    .option('--upstream <url[=/name]>', 'upstream NFSv3 export nfs://HOST[:PORT]/PATH[?mountport=N], optionally served as /name (repeatable)', collect)
+    .option('--export <dir[=/name]>', 'serve a local directory directly, optionally as /name (repeatable)', collect)
+    .option('--map <file>', 'identity map file: lines "IDENTITY UID GID [G1,G2...]" (see README)')
+    .option('--map-user <name=uid:gid[:groups]>', 'map one identity (repeatable)', collect)
+    .option('--state-dir <dir>', 'where handle secrets and journals live')
+    .option('--upstream-connections <n>', 'connections to each upstream server', parseIntArg, 1)
+    .option('--timeout <ms>', 'upstream call deadline', parseIntArg, 60_000)
+    .option('--json', 'print the listening address as JSON')
+    .action(async (o) => {
+      const exports: ProxyExportSpec[] = [
+        ...((o.upstream as string[] | undefined) ?? []).map((v): ProxyExportSpec => {
+          const [u, name] = splitName(v);
+          return { kind: 'upstream', url: parseNfsUrl(u), name };
+        }),
+        ...((o.export as string[] | undefined) ?? []).map((v): ProxyExportSpec => {
+          const [dir, name] = splitName(v);
+          return { kind: 'local', dir, name };
+        }),
+      ];
+      if (exports.length === 0) throw new Error('give at least one --upstream URL or --export DIR');
+      const map: IdentityMap = o.map ? await loadMapFile(o.map) : new Map();
+      for (const v of (o.mapUser as string[] | undefined) ?? []) {
+        const [k, a] = parseMapFlag(v);
+        map.set(k, a);
+      }
+      if (map.size === 0) throw new Error('no identities mapped: give --map FILE or --map-user NAME=UID:GID (nobody could use this proxy)');
+      const listen = parseHostPort(o.listen);
+      const p = await createProxyServer({ exports, map, stateDir: o.stateDir, upstreamConnections: o.upstreamConnections, upstreamTimeoutMs: o.timeout });
+      const addr = await p.server.listen(listen.port, listen.host);
+      const names = (await p.backend.exports()).map((e) => e.path);
+      if (o.json) console.log(JSON.stringify({ listening: addr, exports: names, identities: [...map.keys()] }));
+      else console.log(`gvfs proxy-server: ${names.join(', ')} on ${addr.address}:${addr.port} for ${[...map.keys()].join(', ')}`);
+      const sig = await untilSignal();
+      console.error(`gvfs proxy-server: ${sig}, shutting down`);
+      await p.close();
+    });
+}
