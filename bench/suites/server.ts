@@ -5,7 +5,7 @@ import path from 'node:path';
 import { RemoteNfs } from '../../src/backends/remote-nfs/remote-nfs.js';
 import { AuthFlavor } from '../../src/rpc/types.js';
 import { startGanesha } from '../../test/helpers/ganesha.js';
-import { spawnGvfs } from '../lib/gvfs-proc.js';
+import { spawnGvfs } from '../../test/helpers/gvfs-proc.js';
 import { createStatRemove, randomReads, seqRead, seqWrite, type Target } from '../lib/nfs-workloads.js';
 import { peakRssMiB } from '../lib/stats.js';
 import type { BenchContext, SuiteResult } from '../lib/report.js';

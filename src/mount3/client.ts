@@ -1,13 +1,14 @@
 import type { RpcClient } from '../rpc/client.js';
 import { VOID } from '../rpc/program.js';
+import type { OpaqueAuth } from '../rpc/types.js';
 import * as M from './codec.js';
 
 /** Typed MOUNT v3 stubs over an RpcClient. */
 export class Mount3Client {
   constructor(readonly rpc: RpcClient) {}
 
-  mnt(dir: string): Promise<M.MntResult> {
-    return this.rpc.call(M.MOUNT_PROGRAM, M.MOUNT_V3, M.MountProc.MNT, (w) => M.dirpath.enc(w, dir), M.mntres.dec);
+  mnt(dir: string, cred?: OpaqueAuth): Promise<M.MntResult> {
+    return this.rpc.call(M.MOUNT_PROGRAM, M.MOUNT_V3, M.MountProc.MNT, (w) => M.dirpath.enc(w, dir), M.mntres.dec, cred ? { cred } : {});
   }
   dump(): Promise<M.MountEntry[]> {
     return this.rpc.call(M.MOUNT_PROGRAM, M.MOUNT_V3, M.MountProc.DUMP, () => undefined, M.mountlist.dec);

@@ -130,10 +130,10 @@ export class RemoteNfs implements Backend {
     });
   }
 
-  async mount(path: string, _cred: Credentials): Promise<{ fh: Buffer; authFlavors: number[] }> {
+  async mount(path: string, cred: Credentials): Promise<{ fh: Buffer; authFlavors: number[] }> {
     let r;
     try {
-      r = await this.mountClient.mnt(path);
+      r = await this.mountClient.mnt(path, this.auth(cred));
     } catch (e) {
       throw new FsError('IO', `MNT ${path}: ${(e as Error).message}`);
     }

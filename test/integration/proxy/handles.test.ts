@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { RemoteNfs } from '../../../src/backends/remote-nfs/remote-nfs.js';
+import { FType } from '../../../src/nfs3/constants.js';
+import { createProxyServer, type ProxyServer } from '../../../src/proxy/proxy-server.js';
+import { ganeshaAvailable } from '../../helpers/ganesha.js';
+import { defaultMap, startChain, startUpstream, type Chain, type Upstream } from '../../helpers/chain.js';
+import { ROOT, tempDir } from '../../helpers/local-server.js';
+
+describe('proxy handle table with nfs-ganesha\'s real handles', { skip: !ganeshaAvailable() && 'nfs-ganesha not available' }, () => {
+  let c: Chain;
+  before(async () => {
+    c = await startChain('ganesha', { inlineMax: 0 }); // every upstream handle goes through the persistent table
+    await fs.chmod(c.upstream.dir, 0o777);
+  });
+  after(() => c.stop());
+
+  test('table handles work and survive a proxy server restart', async () => {
+    assert.equal(c.root.length, 18, 'table handles are 18 bytes');
+    const d = await c.client.mkdir(ROOT, c.root, 'dir', { mode: 0o755 });
+    const f = await c.client.create(ROOT, d.fh!, 'file', { mode: 'guarded', attrs: { mode: 0o644 } });
+    assert.equal(f.fh!.length, 18);
+    await c.restartProxyServer();
+    assert.equal((await c.client.getattr(ROOT, f.fh!)).type, FType.REG);
+    const again = await c.client.lookup(ROOT, d.fh!, 'file');
+    assert.ok(again.fh.equals(f.fh!), 'the same upstream handle always gets the same proxy handle');
+  });
+
+  test('inline handles wrap ganesha handles within 64 bytes', async () => {
+    const up = (await c.proxyServer.upstreams[0].mount(c.upstream.exportPath, ROOT)).fh;
+    assert.ok(up.length + 11 <= 64, `ganesha handle of ${up.length} bytes fits inline`);
+  });
+});
+
+describe('several exports behind one proxy server', () => {
+  let base: string;
+  let a: Upstream;
+  let ps: ProxyServer;
+  let cl: RemoteNfs;
+  before(async () => {
+    base = await tempDir('gvfs-multi-');
+    a = await startUpstream('gvfs', base);
+    const local = path.join(base, 'local');
+    await fs.mkdir(local);
+    await fs.writeFile(path.join(local, 'here.txt'), 'local export');
+    ps = await createProxyServer({
+      exports: [
+        { kind: 'upstream', url: { host: '127.0.0.1', port: a.port, mountPort: a.port, path: '/' }, name: '/remote' },
+        { kind: 'local', dir: local, name: '/local' },
+      ],
+      map: new Map([...defaultMap(), ['sys:0', { uid: 0, gid: 0, gids: [] }]]),
+      stateDir: path.join(base, 'ps'),
+    });
+    const port = (await ps.server.listen(0, '127.0.0.1')).port;
+    cl = new RemoteNfs({ host: '127.0.0.1', port });
+  });
+  after(async () => {
+    await cl.close();
+    await ps.close();
+    await a.stop();
+    await fs.rm(base, { recursive: true, force: true });
+  });
+
+  test('each export mounts by name; EXPORT lists both; cross-export rename is XDEV', async () => {
+    assert.deepEqual((await cl.exports()).map((e) => e.path), ['/remote', '/local']);
+    const r = (await cl.mount('/remote', ROOT)).fh;
+    const l = (await cl.mount('/local', ROOT)).fh;
+    assert.ok(!r.equals(l));
+    const f = await cl.lookup(ROOT, l, 'here.txt');
+    assert.equal((await cl.read(ROOT, f.fh, 0, 100)).data.toString(), 'local export');
+    await assert.rejects(cl.rename(ROOT, l, 'here.txt', r, 'moved'), { code: 'XDEV' });
+    await assert.rejects(cl.link(ROOT, f.fh, r, 'moved'), { code: 'XDEV' });
+    await assert.rejects(cl.mount('/nowhere', ROOT), /MNT/);
+  });
+});
