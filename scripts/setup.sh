@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(libnfs-utils libnfs-dev nfs-ganesha nfs-ganesha-vfs rpcbind)
+DEBS=(libnfs-utils libnfs-dev nfs-ganesha nfs-ganesha-vfs rpcbind libfuse2 libfuse-dev openssh-server openssh-client sshfs qemu-utils)
 
 missing=()
 for p in "${DEBS[@]}"; do
@@ -27,6 +27,7 @@ systemctl disable --now nfs-ganesha >/dev/null 2>&1 || true
 
 node -e 'const [a]=process.versions.node.split(".").map(Number); if (a < 20) { console.error("setup: Node.js >= 20 needed, found " + process.versions.node); process.exit(1) }'
 
+# Native addons (FUSE binding, ssh2's crypto) build against the Debian headers installed above.
 if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
   echo "setup: installing npm dependencies" >&2
   npm ci --no-audit --no-fund >&2

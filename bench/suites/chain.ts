@@ -1,0 +1,65 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { startGanesha } from '../../test/helpers/ganesha.js';
+import { spawnGvfs } from '../../test/helpers/gvfs-proc.js';
+import { nfsbench } from '../lib/libnfs-client.js';
+import type { BenchContext, SuiteResult } from '../lib/report.js';
+import { peakRssMiB } from '../lib/stats.js';
+
+const MiB = 1 << 20;
+
+/**
+ * Issue 3: the same client (nfsbench, on libnfs) directly against the
+ * upstream server (nfs-ganesha) and through proxy client + proxy server, in
+ * one run. The proxies run as their own processes so their memory is theirs.
+ */
+export async function chainSuite(ctx: BenchContext): Promise<SuiteResult> {
+  const size = ctx.quick ? 64 * MiB : 1024 * MiB;
+  const files = ctx.quick ? 200 : 2000;
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'gvfs-bench-chain-'));
+  const exp = path.join(dir, 'export');
+  await fs.mkdir(exp);
+  const fh = await fs.open(path.join(exp, 'read.bin'), 'w');
+  for (let off = 0; off < size; off += 8 * MiB) await fh.write(randomBytes(Math.min(8 * MiB, size - off)));
+  await fh.close();
+
+  const gan = await startGanesha({ dir: exp, workDir: path.join(dir, 'ganesha') });
+  const ps = await spawnGvfs([
+    'proxy-server',
+    '--listen', '127.0.0.1:0',
+    '--upstream', `nfs://127.0.0.1:${gan.port}${gan.exportPath}?mountport=${gan.mountPort}`,
+    '--map-user', 'bench=0:0',
+    '--state-dir', path.join(dir, 'ps'),
+  ]);
+  const pc = await spawnGvfs(['proxy-client', '--listen', '127.0.0.1:0', '--server', `127.0.0.1:${ps.port}`, '--user', 'bench']);
+  const ends: Record<string, { nfsPort: number; mountPort: number }> = {
+    chain: { nfsPort: pc.port, mountPort: pc.port },
+    direct: { nfsPort: gan.port, mountPort: gan.mountPort },
+  };
+  const at = (sys: string) => ({ ...ends[sys], exportPath: gan.exportPath });
+  try {
+    const res = await ctx.compare('chain', ['chain', 'direct'], [
+      { name: 'seq read 1 MiB x4', unit: 'MiB/s', run: async (s) => (await nfsbench({ ...at(s), op: 'seqread', file: 'read.bin', size, xfer: MiB, depth: 4 })).mib_per_s! },
+      { name: 'seq read 64 KiB x16', unit: 'MiB/s', run: async (s) => (await nfsbench({ ...at(s), op: 'seqread', file: 'read.bin', size, xfer: 64 * 1024, depth: 16 })).mib_per_s! },
+      { name: 'seq write 1 MiB x4', unit: 'MiB/s', run: async (s) => (await nfsbench({ ...at(s), op: 'seqwrite', file: `w-${s}.bin`, size, xfer: MiB, depth: 4 })).mib_per_s! },
+      { name: 'seq write 64 KiB x16', unit: 'MiB/s', run: async (s) => (await nfsbench({ ...at(s), op: 'seqwrite', file: `w-${s}.bin`, size, xfer: 64 * 1024, depth: 16 })).mib_per_s! },
+      { name: `create/stat/remove ${files} (ops/s)`, unit: 'ops/s', run: async (s) => (await nfsbench({ ...at(s), op: 'meta', dir: `m-${s}`, files })).ops_per_s! },
+      {
+        name: `create/stat/remove ${files} (1/latency)`,
+        unit: '1/ms',
+        run: async (s) => 1000 / (await nfsbench({ ...at(s), op: 'meta', dir: `m-${s}`, files })).lat_us_avg!,
+      },
+    ]);
+    res.notes.push(`upstream nfs-ganesha on loopback; file ${size / MiB} MiB; client nfsbench (libnfs raw async); proxies are separate gvfs processes`);
+    res.notes.push('per-operation latency ratio = 1 / (the 1/latency ratio)');
+    res.memory = { proxyServerPeakRssMiB: await peakRssMiB(ps.pid), proxyClientPeakRssMiB: await peakRssMiB(pc.pid) };
+    return res;
+  } finally {
+    await pc.stop();
+    await ps.stop();
+    await gan.stop();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
