@@ -58,6 +58,9 @@ export interface NfsbenchResult {
   bytes?: number;
   /** RPCs in the timed phase (meta: 4 per file; seqwrite: the WRITEs plus the COMMIT). */
   ops?: number;
+  /** CPU seconds nfsbench itself used in the timed phase. */
+  cpu_user_s?: number;
+  cpu_sys_s?: number;
 }
 
 let built: Promise<string> | undefined;

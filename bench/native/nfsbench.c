@@ -26,8 +26,10 @@
  *
  * Output: one JSON line on stdout. "ops" counts the RPCs of the timed phase,
  * "lat_us_*" are per-RPC latencies from issue to reply (with D in flight they
- * include queueing). Any failure (RPC error, NFS status other than NFS3_OK,
- * short read or write, timeout) prints a message on stderr and exits 1.
+ * include queueing), "cpu_user_s" and "cpu_sys_s" the CPU nfsbench itself
+ * used in the timed phase (getrusage). Any failure (RPC error, NFS status
+ * other than NFS3_OK, short read or write, timeout) prints a message on
+ * stderr and exits 1.
  *
  * Build: gcc -O2 -Wall -o nfsbench nfsbench.c -lnfs   (see build.sh)
  */
@@ -44,6 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -111,6 +114,15 @@ static double now_s(void)
 }
 
 /* Per-RPC latencies of the timed phase, in seconds. */
+/* User and system CPU seconds this process has used so far. */
+static void cpu_s(double *user, double *sys)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	*user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6;
+	*sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
 static double *g_lat;
 static size_t g_nlat, g_caplat;
 
@@ -663,7 +675,7 @@ int main(int argc, char **argv)
 	struct opts o;
 	struct rpc_context *mnt, *rpc;
 	nfs_fh3 root;
-	double t0, secs, lat_sum = 0, p50 = 0, p99 = 0;
+	double t0, secs, lat_sum = 0, p50 = 0, p99 = 0, u0, s0, u1, s1;
 	uint64_t bytes = 0;
 	size_t i;
 	int data_op;
@@ -684,6 +696,7 @@ int main(int argc, char **argv)
 		p->rpc = rpc;
 		p->name = o.file;
 		p->depth = o.depth;
+		g_rng = o.seed ? o.seed : 0x9E3779B97F4A7C15ULL;
 		if (!strcmp(o.op, "seqread") || !strcmp(o.op, "seqwrite")) {
 			struct call fi = do_fsinfo(rpc, root);
 			p->write = !strcmp(o.op, "seqwrite");
@@ -694,7 +707,6 @@ int main(int argc, char **argv)
 			p->ios = sequential_ios(o.size, o.xfer, &p->n);
 		} else {
 			uint64_t blocks = o.size / RAND_BLOCK;
-			g_rng = o.seed ? o.seed : 0x9E3779B97F4A7C15ULL;
 			p->n = (size_t)o.ops;
 			p->ios = calloc(p->n, sizeof *p->ios);
 			if (!p->ios)
@@ -715,17 +727,20 @@ int main(int argc, char **argv)
 			p->fh = do_lookup(rpc, root, o.file, 0);
 		}
 
+		cpu_s(&u0, &s0);
 		t0 = now_s();
 		pipe_run(p);
 		if (p->write)
 			do_commit(rpc, p->fh, o.file);
 		secs = now_s() - t0;
+		cpu_s(&u1, &s1);
 		bytes = p->bytes;
 		if (!strcmp(o.op, "seqread") && bytes != o.size)
 			die("read %" PRIu64 " of %" PRIu64 " bytes", bytes, o.size);
 	} else {
 		nfs_fh3 dir = do_mkdir(rpc, root, o.dir);
 		char name[32];
+		cpu_s(&u0, &s0);
 		t0 = now_s();
 		for (i = 0; i < o.files; i++) {
 			nfs_fh3 fh;
@@ -745,6 +760,7 @@ int main(int argc, char **argv)
 			do_remove(rpc, dir, name, 1);
 		}
 		secs = now_s() - t0;
+		cpu_s(&u1, &s1);
 		do_rmdir(rpc, root, o.dir);
 	}
 	rpc_destroy_context(rpc);
@@ -768,8 +784,8 @@ int main(int argc, char **argv)
 	if (!data_op)
 		printf(",\"files\":%" PRIu64, o.files);
 	printf(",\"seconds\":%.6f,\"ops\":%zu,\"ops_per_s\":%.1f,\"lat_us_avg\":%.1f,\"lat_us_p50\":%.1f,"
-	       "\"lat_us_p99\":%.1f}\n",
+	       "\"lat_us_p99\":%.1f,\"cpu_user_s\":%.3f,\"cpu_sys_s\":%.3f}\n",
 	       secs, g_nlat, (double)g_nlat / secs, g_nlat ? lat_sum / (double)g_nlat * 1e6 : 0.0, p50 * 1e6,
-	       p99 * 1e6);
+	       p99 * 1e6, u1 - u0, s1 - s0);
 	return fflush(stdout) == 0 ? 0 : 1;
 }
