@@ -6,9 +6,11 @@ import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { makeContext, render, saveResults, type SuiteResult } from './lib/report.js';
 import { serverSuite } from './suites/server.js';
+import { chainSuite } from './suites/chain.js';
 
 const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>) => Promise<SuiteResult>> = {
   server: serverSuite,
+  chain: chainSuite,
 };
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -2,19 +2,16 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { RemoteNfs } from '../../src/backends/remote-nfs/remote-nfs.js';
-import { AuthFlavor } from '../../src/rpc/types.js';
 import { startGanesha } from '../../test/helpers/ganesha.js';
 import { spawnGvfs } from '../../test/helpers/gvfs-proc.js';
-import { createStatRemove, randomReads, seqRead, seqWrite, type Target } from '../lib/nfs-workloads.js';
+import { nfsbench } from '../lib/libnfs-client.js';
 import { peakRssMiB } from '../lib/stats.js';
 import type { BenchContext, SuiteResult } from '../lib/report.js';
 
 const MiB = 1 << 20;
-const ROOT = { flavor: AuthFlavor.AUTH_SYS, uid: 0, gid: 0, gids: [] };
 
 /**
- * Issue 2: the same client (our pipelined NFSv3 client) against `gvfs serve`
+ * Issue 2: the same client (nfsbench, on libnfs) against `gvfs serve`
  * and nfs-ganesha 4 exporting the same directory, in one run.
  */
 export async function serverSuite(ctx: BenchContext): Promise<SuiteResult> {
@@ -31,34 +28,25 @@ export async function serverSuite(ctx: BenchContext): Promise<SuiteResult> {
 
   const gvfs = await spawnGvfs(['serve', '--export', exp, '--listen', '127.0.0.1:0', '--state-dir', path.join(dir, 'state')]);
   const gan = await startGanesha({ dir: exp, workDir: path.join(dir, 'ganesha') });
-  const systems: Record<string, { t: Target; pid: () => number; close: () => Promise<void> }> = {};
-  const connect = async (name: string, port: number, mountPort: number, exportPath: string, pid: () => number) => {
-    const nfs = new RemoteNfs({ host: '127.0.0.1', port, mountPort, maxInFlight: 32 });
-    const root = (await nfs.mount(exportPath, ROOT)).fh;
-    systems[name] = { t: { nfs, root, cred: ROOT }, pid, close: () => nfs.close() };
+  const ends: Record<string, { nfsPort: number; mountPort: number; exportPath: string }> = {
+    gvfs: { nfsPort: gvfs.port, mountPort: gvfs.port, exportPath: '/' },
+    ganesha: { nfsPort: gan.port, mountPort: gan.mountPort, exportPath: gan.exportPath },
   };
-  await connect('gvfs', gvfs.port, gvfs.port, '/', () => gvfs.pid);
-  await connect('ganesha', gan.port, gan.mountPort, gan.exportPath, () => gan.pid);
-
-  const workloads: Array<{ name: string; unit: string; run: (t: Target, sys: string) => Promise<number> }> = [
-    { name: 'seq write 64 KiB', unit: 'MiB/s', run: (t, s) => seqWrite(t, `w64-${s}`, size, 64 * 1024, 16) },
-    { name: 'seq write 1 MiB', unit: 'MiB/s', run: (t, s) => seqWrite(t, `w1m-${s}`, size, MiB, 4) },
-    { name: 'seq read 64 KiB', unit: 'MiB/s', run: (t) => seqRead(t, 'read.bin', size, 64 * 1024, 16) },
-    { name: 'seq read 1 MiB', unit: 'MiB/s', run: (t) => seqRead(t, 'read.bin', size, MiB, 4) },
-    { name: 'random read 4 KiB', unit: 'ops/s', run: (t) => randomReads(t, 'read.bin', size, randOps, 16) },
-    { name: `create/stat/remove ${files}`, unit: 'ops/s', run: async (t, s) => (await createStatRemove(t, `meta-${s}`, files)).opsPerSec },
+  const nb = (s: string, a: Omit<Parameters<typeof nfsbench>[0], 'nfsPort' | 'mountPort' | 'exportPath'>) => nfsbench({ ...ends[s], ...a });
+  const workloads: Array<{ name: string; unit: string; run: (sys: string) => Promise<number> }> = [
+    { name: 'seq write 64 KiB x16', unit: 'MiB/s', run: async (s) => (await nb(s, { op: 'seqwrite', file: `w64-${s}`, size, xfer: 64 * 1024, depth: 16 })).mib_per_s! },
+    { name: 'seq write 1 MiB x4', unit: 'MiB/s', run: async (s) => (await nb(s, { op: 'seqwrite', file: `w1m-${s}`, size, xfer: MiB, depth: 4 })).mib_per_s! },
+    { name: 'seq read 64 KiB x16', unit: 'MiB/s', run: async (s) => (await nb(s, { op: 'seqread', file: 'read.bin', size, xfer: 64 * 1024, depth: 16 })).mib_per_s! },
+    { name: 'seq read 1 MiB x4', unit: 'MiB/s', run: async (s) => (await nb(s, { op: 'seqread', file: 'read.bin', size, xfer: MiB, depth: 4 })).mib_per_s! },
+    { name: 'random read 4 KiB x16', unit: 'ops/s', run: async (s) => (await nb(s, { op: 'randread', file: 'read.bin', size, ops: randOps, depth: 16 })).ops_per_s! },
+    { name: `create/stat/remove ${files}`, unit: 'ops/s', run: async (s) => (await nb(s, { op: 'meta', dir: `meta-${s}`, files })).ops_per_s! },
   ];
   try {
-    const res = await ctx.compare(
-      'server',
-      Object.keys(systems),
-      workloads.map((w) => ({ name: w.name, unit: w.unit, run: (sys: string) => w.run(systems[sys].t, sys) })),
-    );
-    res.notes.push(`file ${size / MiB} MiB, page cache warm on the server side for both; client: gvfs RemoteNfs, 1 connection, window 16 (64 KiB) / 4 (1 MiB)`);
+    const res = await ctx.compare('server', ['gvfs', 'ganesha'], workloads);
+    res.notes.push(`file ${size / MiB} MiB, page cache warm on the server side for both; client: nfsbench (libnfs raw async, one connection), depth as named`);
     res.memory = { gvfsPeakRssMiB: await peakRssMiB(gvfs.pid), ganeshaPeakRssMiB: await peakRssMiB(gan.pid) };
     return res;
   } finally {
-    for (const s of Object.values(systems)) await s.close();
     await gvfs.stop();
     await gan.stop();
     await fs.rm(dir, { recursive: true, force: true });

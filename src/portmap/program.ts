@@ -1,5 +1,5 @@
 import type { XdrReader, XdrWriter } from '../xdr/index.js';
-import { type ProgramVersion, type ProgramTable, VOID } from '../rpc/program.js';
+import { type ConnectionState, type ProgramVersion, type ProgramTable, VOID } from '../rpc/program.js';
 
 /**
  * Portmapper v2 (RFC 1833 §3) answered on the server's own port, so a client
@@ -23,37 +23,42 @@ export const mappingCodec = {
   dec: (r: XdrReader): Mapping => ({ prog: r.u32(), vers: r.u32(), prot: r.u32(), port: r.u32() }),
 };
 
-/** `visible` filters what GETPORT/DUMP reveal (e.g. only public programs before authentication). */
-export function portmapProgram(table: ProgramTable, port: () => number, visible: (prog: number) => boolean = () => true): ProgramVersion {
-  const mappings = (): Mapping[] =>
+/**
+ * `visible` filters what GETPORT/DUMP reveal to a connection (a keyed proxy
+ * server shows only the public programs before the session key is proved).
+ */
+export function portmapProgram(table: ProgramTable, port: () => number, visible: (prog: number, conn: ConnectionState) => boolean = () => true): ProgramVersion {
+  const mappings = (conn: ConnectionState): Mapping[] =>
     table
       .entries()
-      .filter((e) => visible(e.prog))
+      .filter((e) => visible(e.prog, conn))
       .map((e) => ({ prog: e.prog, vers: e.vers, prot: IPPROTO_TCP, port: port() }));
   return {
     prog: PMAP_PROGRAM,
     vers: PMAP_V2,
     name: 'portmap',
     procedures: [
-      { name: 'NULL', ...VOID, handle: () => undefined, idempotent: true },
+      { name: 'NULL', ...VOID, handle: () => undefined, idempotent: true, public: true },
       { name: 'SET', decode: mappingCodec.dec, handle: () => false, encode: (w, v: boolean) => void w.bool(v), idempotent: true },
       { name: 'UNSET', decode: mappingCodec.dec, handle: () => false, encode: (w, v: boolean) => void w.bool(v), idempotent: true },
       {
         name: 'GETPORT',
         decode: mappingCodec.dec,
-        handle: (m: Mapping) => {
+        handle: (m: Mapping, ctx) => {
           if (m.prot !== IPPROTO_TCP) return 0;
-          return mappings().some((x) => x.prog === m.prog && (x.vers === m.vers || m.vers === 0)) ? port() : 0;
+          return mappings(ctx.conn).some((x) => x.prog === m.prog && x.vers === m.vers) ? port() : 0;
         },
         encode: (w, v: number) => void w.u32(v),
         idempotent: true,
+        public: true,
       },
       {
         name: 'DUMP',
         ...VOID,
-        handle: () => mappings(),
+        handle: (_: void, ctx) => mappings(ctx.conn),
         encode: (w: XdrWriter, v: Mapping[]) => void w.list(v, mappingCodec.enc),
         idempotent: true,
+        public: true,
       },
     ],
   };

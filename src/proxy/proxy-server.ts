@@ -68,7 +68,7 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
     backend,
     limits: o.limits,
     authenticate: principalAuthenticator,
-    extraPrograms: [gvfsProgram((p) => o.map.has(p))],
+    extraPrograms: [gvfsProgram({ acceptHello: (p) => o.map.has(p) })],
   });
   return {
     server,

@@ -20,6 +20,8 @@ export interface ConnectionState {
   readonly peer: { address: string; port: number };
   /** Free-form per-connection data owned by programs (e.g. the authenticated session). */
   readonly data: Map<string, unknown>;
+  /** Close the connection (after the reply in progress, if any, has been written). */
+  close(): void;
 }
 
 export interface Procedure<A = any, R = any> {
@@ -31,6 +33,8 @@ export interface Procedure<A = any, R = any> {
   readonly idempotent: boolean;
   /** Refuse AUTH_NONE with AUTH_TOOWEAK (NULL procedures leave this false). */
   readonly needsCred?: boolean;
+  /** Callable before the connection has proved a session key (NULL, portmap, the proof itself). */
+  readonly public?: boolean;
 }
 
 export interface ProgramVersion {

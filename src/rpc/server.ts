@@ -74,6 +74,8 @@ export interface RpcServerOptions {
   limits?: Partial<RpcServerLimits>;
   authenticate?: Authenticator;
   drc?: DuplicateRequestCache;
+  /** A connection must satisfy `done` within `timeoutMs` of opening (e.g. prove a session key) or be closed. */
+  handshake?: { timeoutMs: number; done: (conn: ConnectionState) => boolean };
 }
 
 export interface RpcServerStats {
@@ -94,6 +96,7 @@ export class RpcServer {
   readonly limits: RpcServerLimits;
   readonly programs: ProgramTable;
   readonly drc: DuplicateRequestCache;
+  readonly handshake?: RpcServerOptions['handshake'];
   private readonly authenticate: Authenticator;
   private readonly server: net.Server;
   private readonly conns = new Set<Connection>();
@@ -106,6 +109,7 @@ export class RpcServer {
     this.programs = opts.programs;
     this.authenticate = opts.authenticate ?? defaultAuthenticator;
     this.drc = opts.drc ?? new DuplicateRequestCache();
+    this.handshake = opts.handshake;
     this.server = net.createServer({ noDelay: true }, (s) => this.accept(s));
     this.server.on('error', (err) => log.error({ err }, 'listener error'));
   }
@@ -266,10 +270,26 @@ class Connection implements ConnectionState {
     });
     sock.on('drain', () => this.updateFlow());
     this.armIdle();
+    const hs = server.handshake;
+    if (hs) {
+      const t = setTimeout(() => {
+        if (!hs.done(this)) {
+          log.warn({ peer }, 'no session proof within the handshake timeout: closing connection');
+          this.sock.destroy();
+        }
+      }, hs.timeoutMs);
+      t.unref();
+      sock.once('close', () => clearTimeout(t));
+    }
   }
 
   destroy(): void {
     this.sock.destroy();
+  }
+
+  /** End the connection once the replies written in this turn have gone out. */
+  close(): void {
+    setImmediate(() => this.sock.end());
   }
 
   private onData(chunk: Buffer): void {

@@ -63,6 +63,8 @@ export interface Credentials {
    * mapping keys on it; absent for plain NFS clients.
    */
   principal?: string;
+  /** The session whose key this connection proved (channel/proof.ts); absent on insecure servers. */
+  session?: string;
 }
 
 /** Failure of an RPC as a whole (as opposed to a procedure's own status). */

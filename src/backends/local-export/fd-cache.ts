@@ -79,6 +79,14 @@ export class FdCache {
     });
   }
 
+  /** Keep a descriptor the caller just opened (e.g. of a newly created file); false if one is cached already. */
+  adopt(ino: bigint, fd: number, writable: boolean): boolean {
+    if (this.map.has(ino)) return false;
+    this.map.set(ino, { fd, writable, refs: 0, dead: false, last: { at: 0 } });
+    this.trim();
+    return true;
+  }
+
   /** Forget (and close when idle) the descriptor of an inode: removed, replaced or stale. */
   drop(ino: bigint): void {
     const e = this.map.get(ino);

@@ -35,19 +35,16 @@ import { AuthFlavor, type Credentials } from '../../rpc/types.js';
 import { logger } from '../../util/log.js';
 import { toFattr, toWccAttr } from './attrs.js';
 import { toFsError } from './errno.js';
+import { AttrCache } from './attr-cache.js';
 import { FdCache, type LastStat } from './fd-cache.js';
+import * as fsx from './fsx.js';
 import { HANDLE_LEN, HandleCodec, type HandleId } from './handles.js';
 import { NameTable } from './name-table.js';
-import { accessMask, inGroup, R, require, requireData, requireSticky, W, X } from './permissions.js';
+import { accessMask, inGroup, permBits, R, require, requireData, requireSticky, W, X } from './permissions.js';
 import { defaultStateDir, loadSecret } from '../../util/state.js';
 
 const log = logger('local-export');
-const pread = promisify(fs.read);
-const pwrite = promisify(fs.write);
-const fstat = (fd: number) => new Promise<BigIntStats>((res, rej) => fs.fstat(fd, { bigint: true }, (e, s) => (e ? rej(e) : res(s))));
-const fsync = promisify(fs.fsync);
-const fdatasync = promisify(fs.fdatasync);
-const open = promisify(fs.open);
+const { pread, pwrite, fstat, fsync, fdatasync, open } = fsx;
 const execFileP = promisify(execFile);
 
 export interface LocalExportOptions {
@@ -66,6 +63,8 @@ export interface LocalExportOptions {
   authFlavors?: number[];
   /** Open descriptors kept across calls. */
   maxOpenFiles?: number;
+  /** How long a stat result is reused (ms); changes by other local programs show after this. 0 disables. */
+  attrCacheMs?: number;
 }
 
 /** Largest READ/WRITE this backend serves (FSINFO rtmax/wtmax). */
@@ -74,6 +73,8 @@ const NAME_MAX = 255;
 const COOKIE_DOT = 1n;
 const COOKIE_DOTDOT = 2n;
 const MAX_LOCATE_SCAN = 200_000;
+/** Default lifetime of cached attributes (ms). */
+export const DEFAULT_ATTR_CACHE_MS = 1000;
 /** How long the last stat of an open file serves as a write's pre-op attributes. */
 const PRE_OP_FRESH_MS = 1000;
 
@@ -110,12 +111,19 @@ export class LocalExport implements Backend {
   private readonly codec: HandleCodec;
   private readonly table: NameTable;
   private readonly fds: FdCache;
+  private readonly ac: AttrCache;
   private readonly verifier = randomBytes(8);
   private readonly listings = new Map<bigint, Listing>();
   private readonly locating = new Map<bigint, Promise<string | undefined>>();
   private rootId!: HandleId;
   private readonly fsid: bigint;
   private readonly serverIsRoot = process.getuid?.() === 0;
+  /** The process umask (read without the deprecated no-argument call). */
+  private readonly umask = (() => {
+    const u = process.umask(0o022);
+    process.umask(u);
+    return u;
+  })();
 
   private constructor(
     private readonly opts: LocalExportOptions,
@@ -128,6 +136,7 @@ export class LocalExport implements Backend {
     this.codec = new HandleCodec(secret);
     this.table = new NameTable(path.join(stateDir, 'names.journal'));
     this.fds = new FdCache(opts.maxOpenFiles ?? 256);
+    this.ac = new AttrCache(opts.attrCacheMs ?? DEFAULT_ATTR_CACHE_MS);
     this.fsid = createHash('sha256').update(secret).update('fsid').digest().readBigUInt64BE(0) >> 1n;
   }
 
@@ -176,8 +185,17 @@ export class LocalExport implements Backend {
     return this.codec.encode({ ino: st.ino, gen: st.birthtimeNs });
   }
 
+  /** Every stat refreshes the attribute cache. */
   private async lstat(p: string): Promise<BigIntStats> {
-    return fsp.lstat(p, { bigint: true });
+    const st = await fsx.lstat(p);
+    this.ac.put(st);
+    return st;
+  }
+
+  /** Remember where an object lives (name table, for handles) and its name in the cache. */
+  private learn(st: BigIntStats, parent: bigint, name: string): void {
+    this.table.set(st.ino, parent, name);
+    this.ac.setChild(parent, name, st.ino);
   }
 
   private matches(st: BigIntStats, id: HandleId): boolean {
@@ -202,6 +220,8 @@ export class LocalExport implements Backend {
   private async resolve(fh: Buffer): Promise<Resolved> {
     const id = this.codec.decode(fh);
     let p = id.ino === this.rootId.ino ? this.root : this.tablePath(id.ino);
+    const cached = this.ac.get(id.ino);
+    if (p !== undefined && cached && this.matches(cached, id)) return { id, path: p, st: cached, attr: toFattr(cached, this.fsid) };
     if (p !== undefined) {
       try {
         const st = await this.lstat(p);
@@ -246,7 +266,7 @@ export class LocalExport implements Backend {
       const dir = queue.shift()!;
       let names: string[];
       try {
-        names = await fsp.readdir(dir.path);
+        names = await fsx.readdir(dir.path);
       } catch {
         continue;
       }
@@ -257,11 +277,11 @@ export class LocalExport implements Backend {
         if (!st) continue;
         if (st.ino === id.ino) {
           if (st.birthtimeNs !== id.gen) return undefined;
-          this.table.set(st.ino, dir.ino, name);
+          this.learn(st, dir.ino, name);
           return p;
         }
         if (st.isDirectory()) {
-          this.table.set(st.ino, dir.ino, name);
+          this.learn(st, dir.ino, name);
           queue.push({ path: p, ino: st.ino });
         }
       }
@@ -369,13 +389,13 @@ export class LocalExport implements Backend {
         await this.fds.with(o.id.ino, true, (w) => this.openFile(o.path, o.id, w), (fd) => new Promise<void>((res, rej) => fs.ftruncate(fd, attrs.size!, (e) => (e ? rej(e) : res()))));
       }
       if (attrs.uid !== undefined || attrs.gid !== undefined) {
-        await fsp.lchown(o.path, attrs.uid ?? a.uid, attrs.gid ?? a.gid);
+        await fsx.lchown(o.path, attrs.uid ?? a.uid, attrs.gid ?? a.gid);
       }
-      if (attrs.mode !== undefined && a.type !== FType.LNK) await fsp.chmod(o.path, attrs.mode & 0o7777);
+      if (attrs.mode !== undefined && a.type !== FType.LNK) await fsx.chmod(o.path, attrs.mode & 0o7777);
       if (attrs.atime !== undefined || attrs.mtime !== undefined) {
         const now = Date.now() / 1000;
         const t = (v: Sattr3['atime'], cur: NfsTime) => (v === undefined ? cur.sec + cur.nsec / 1e9 : v === 'server' ? now : v.sec + v.nsec / 1e9);
-        await fsp.lutimes(o.path, t(attrs.atime, a.atime), t(attrs.mtime, a.mtime));
+        await fsx.lutimes(o.path, t(attrs.atime, a.atime), t(attrs.mtime, a.mtime));
       }
     } catch (e) {
       return fail(e);
@@ -385,6 +405,28 @@ export class LocalExport implements Backend {
 
   async lookup(cred0: Credentials, dirFh: Buffer, name: string): Promise<{ fh: Buffer; attr?: Fattr3; dirAttr?: Fattr3 }> {
     const cred = this.eff(cred0);
+    // Fast path: stat the directory and the name at once when the table knows where the directory is.
+    const id = this.codec.decode(dirFh);
+    const dp = id.ino === this.rootId.ino ? this.root : this.tablePath(id.ino);
+    if (dp !== undefined && name !== '.' && name !== '..' && name.length > 0 && !name.includes('/') && !name.includes('\0') && Buffer.byteLength(name) <= NAME_MAX) {
+      const dc = this.ac.get(id.ino);
+      const ci = dc && this.matches(dc, id) ? this.ac.child(id.ino, name) : undefined;
+      const cc = ci !== undefined ? this.ac.get(ci) : undefined;
+      if (dc && cc) {
+        const dirAttr = toFattr(dc, this.fsid);
+        if ((permBits(cred, dirAttr) & X) === 0) throw new FsError('ACCES', 'lookup: permission denied', { attr: dirAttr });
+        return { fh: this.handleOf(cc), attr: toFattr(cc, this.fsid), dirAttr };
+      }
+      const [ds, cs] = await Promise.allSettled([this.lstat(dp), this.lstat(path.join(dp, name))]);
+      if (ds.status === 'fulfilled' && this.matches(ds.value, id) && ds.value.isDirectory()) {
+        const dirAttr = toFattr(ds.value, this.fsid);
+        if ((permBits(cred, dirAttr) & X) === 0) throw new FsError('ACCES', 'lookup: permission denied', { attr: dirAttr });
+        if (cs.status === 'rejected') throw Object.assign(toFsError(cs.reason, 'lookup'), { attr: dirAttr });
+        const st = cs.value;
+        this.learn(st, id.ino, name);
+        return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirAttr };
+      }
+    }
     const d = await this.resolveDir(dirFh);
     try {
       this.checkName(name);
@@ -396,7 +438,7 @@ export class LocalExport implements Backend {
         return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirAttr: d.attr };
       }
       const st = await this.lstat(path.join(d.path, name));
-      this.table.set(st.ino, d.id.ino, name);
+      this.learn(st, d.id.ino, name);
       return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirAttr: d.attr };
     } catch (e) {
       const err = toFsError(e, 'lookup');
@@ -414,7 +456,7 @@ export class LocalExport implements Backend {
     const o = await this.resolve(fh);
     if (o.attr.type !== FType.LNK) throw new FsError('INVAL', 'not a symbolic link', { attr: o.attr });
     try {
-      return { path: await fsp.readlink(o.path), attr: o.attr };
+      return { path: await fsx.readlink(o.path), attr: o.attr };
     } catch (e) {
       throw Object.assign(toFsError(e, 'readlink'), { attr: o.attr });
     }
@@ -487,6 +529,7 @@ export class LocalExport implements Backend {
     }
     last.st = st;
     last.at = Date.now();
+    this.ac.put(st);
     return toFattr(st, this.fsid);
   }
 
@@ -546,7 +589,7 @@ export class LocalExport implements Backend {
 
   private async chownNew(p: string, owner: { uid: number; gid: number }): Promise<void> {
     if (!this.serverIsRoot) return; // an unprivileged server can only create objects it owns
-    await fsp.lchown(p, owner.uid, owner.gid);
+    await fsx.lchown(p, owner.uid, owner.gid);
   }
 
   private async prepareCreate(cred: Credentials, dirFh: Buffer, name: string): Promise<Resolved> {
@@ -562,7 +605,7 @@ export class LocalExport implements Backend {
   private async created(d: Resolved, name: string, p: string): Promise<NewObject> {
     this.invalidateListing(d.id.ino);
     const st = await this.lstat(p);
-    this.table.set(st.ino, d.id.ino, name);
+    this.learn(st, d.id.ino, name);
     return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirWcc: await this.dirWcc(d) };
   }
 
@@ -572,10 +615,12 @@ export class LocalExport implements Backend {
     const p = path.join(d.path, name);
     return this.dirOp(d, 'create', async () => {
       const attrs = how.mode === 'exclusive' ? undefined : how.attrs;
+      const mode = this.newMode(attrs, 0o644);
       let fd: number;
       let isNew = true;
       try {
-        fd = await open(p, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+        // O_RDWR so the new descriptor can stay open for the writes (and reads) that follow.
+        fd = await open(p, C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
         const st = await this.lstat(p);
@@ -589,28 +634,43 @@ export class LocalExport implements Backend {
         // UNCHECKED on an existing file: it stays as it is, except for a requested size.
         if (attrs?.size === undefined) return this.created(d, name, p);
         requireData(cred, toFattr(st, this.fsid), W, 'create');
-        fd = await open(p, C.O_WRONLY | C.O_NOFOLLOW);
+        fd = await open(p, C.O_RDWR | C.O_NOFOLLOW);
         isNew = false;
       }
+      let adopted = false;
       try {
         if (isNew) {
-          await this.chownNew(p, this.newOwner(cred, d.attr, attrs));
-          await fsp.chmod(p, this.newMode(attrs, 0o644));
+          await this.fchownNew(fd, d.attr, this.newOwner(cred, d.attr, attrs));
+          // open() applied the umask; only a mode the umask cut needs a chmod.
+          if ((mode & ~this.umask) !== mode) await fsx.fchmod(fd, mode);
         }
         if (attrs?.size !== undefined) await new Promise<void>((res, rej) => fs.ftruncate(fd, attrs.size!, (e) => (e ? rej(e) : res())));
         if (how.mode === 'exclusive') {
           const v = exclusiveTimes(how.verf);
-          await fsp.lutimes(p, v.atime, v.mtime);
+          await fsx.futimes(fd, v.atime, v.mtime);
         } else if (attrs?.atime !== undefined || attrs?.mtime !== undefined) {
           const now = Date.now() / 1000;
           const t = (x: Sattr3['atime']) => (x === undefined || x === 'server' ? now : x.sec + x.nsec / 1e9);
-          await fsp.lutimes(p, t(attrs.atime), t(attrs.mtime));
+          await fsx.futimes(fd, t(attrs.atime), t(attrs.mtime));
         }
+        this.invalidateListing(d.id.ino);
+        const [st, dir] = await Promise.all([fstat(fd), this.attrOf(d.path)]);
+        this.ac.put(st);
+        this.learn(st, d.id.ino, name);
+        adopted = this.fds.adopt(st.ino, fd, true);
+        return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirWcc: { before: toWccAttr(d.st), after: dir } };
       } finally {
-        fs.close(fd, () => undefined);
+        if (!adopted) fs.close(fd, () => undefined);
       }
-      return this.created(d, name, p);
     });
+  }
+
+  /** Give a new object its owner, unless it already has it (the server's own ids). */
+  private async fchownNew(fd: number, dir: Fattr3, owner: { uid: number; gid: number }): Promise<void> {
+    if (!this.serverIsRoot) return;
+    const defaultGid = dir.mode & 0o2000 ? dir.gid : (process.getegid?.() ?? 0);
+    if (owner.uid === (process.geteuid?.() ?? 0) && owner.gid === defaultGid) return;
+    await fsx.fchown(fd, owner.uid, owner.gid);
   }
 
   async mkdir(cred0: Credentials, dirFh: Buffer, name: string, attrs: Sattr3): Promise<NewObject> {
@@ -618,10 +678,10 @@ export class LocalExport implements Backend {
     const d = await this.prepareCreate(cred, dirFh, name);
     const p = path.join(d.path, name);
     return this.dirOp(d, 'mkdir', async () => {
-      await fsp.mkdir(p, 0o700);
+      await fsx.mkdir(p, 0o700);
       const inheritSgid = d.attr.mode & 0o2000;
       await this.chownNew(p, this.newOwner(cred, d.attr, attrs));
-      await fsp.chmod(p, this.newMode(attrs, 0o755) | inheritSgid);
+      await fsx.chmod(p, this.newMode(attrs, 0o755) | inheritSgid);
       return this.created(d, name, p);
     });
   }
@@ -633,7 +693,7 @@ export class LocalExport implements Backend {
     return this.dirOp(d, 'symlink', async () => {
       if (target.length === 0 || target.includes('\0')) throw new FsError('INVAL', 'bad symlink target');
       // Stored verbatim and never followed by the server: it means something only to the client.
-      await fsp.symlink(target, p);
+      await fsx.symlink(target, p);
       await this.chownNew(p, this.newOwner(cred, d.attr, attrs));
       return this.created(d, name, p);
     });
@@ -678,16 +738,18 @@ export class LocalExport implements Backend {
       if (name === '.' || name === '..') throw new FsError(dir ? 'INVAL' : 'ACCES', `cannot remove "${name}"`);
       require(cred, d.attr, W | X, 'remove');
       const p = path.join(d.path, name);
-      const st = await this.lstat(p);
+      const ci = this.ac.child(d.id.ino, name);
+      const st = (ci !== undefined && this.ac.get(ci)) || (await this.lstat(p));
       requireSticky(cred, d.attr, toFattr(st, this.fsid), 'remove');
       if (dir) {
         if (!st.isDirectory()) throw new FsError('NOTDIR', 'not a directory');
-        await fsp.rmdir(p);
+        await fsx.rmdir(p);
       } else {
         if (st.isDirectory()) throw new FsError('ISDIR', 'is a directory');
-        await fsp.unlink(p);
+        await fsx.unlink(p);
       }
       this.forget(st);
+      this.ac.dropChild(d.id.ino, name);
       this.invalidateListing(d.id.ino);
       return this.dirWcc(d);
     });
@@ -695,6 +757,7 @@ export class LocalExport implements Backend {
 
   /** An object lost a name: drop its descriptor and, if that was its last name, its table entry. */
   private forget(st: BigIntStats): void {
+    this.ac.drop(st.ino); // nlink and ctime changed
     if (st.isDirectory() || st.nlink <= 1n) {
       this.fds.drop(st.ino);
       this.table.delete(st.ino);
@@ -737,9 +800,12 @@ export class LocalExport implements Backend {
         const rel = path.relative(src, t.path);
         if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) throw new FsError('INVAL', 'cannot move a directory into itself');
       }
-      await fsp.rename(src, dst);
+      await fsx.rename(src, dst);
       if (old) this.forget(old);
+      this.ac.dropChild(f.id.ino, fromName);
+      this.ac.drop(st.ino); // ctime changed
       this.table.set(st.ino, t.id.ino, toName);
+      this.ac.setChild(t.id.ino, toName, st.ino);
       this.invalidateListing(f.id.ino);
       this.invalidateListing(t.id.ino);
       return { fromWcc: await this.dirWcc(f), toWcc: await this.dirWcc(t) };
@@ -760,7 +826,7 @@ export class LocalExport implements Backend {
       this.checkNewName(name);
       if (o.attr.type === FType.DIR) throw new FsError('ISDIR', 'cannot hard-link a directory');
       require(cred, d.attr, W | X, 'link');
-      await fsp.link(o.path, path.join(d.path, name));
+      await fsx.link(o.path, path.join(d.path, name));
       this.invalidateListing(d.id.ino);
       return { attr: await this.attrOf(o.path), dirWcc: await this.dirWcc(d) };
     } catch (e) {
@@ -781,7 +847,7 @@ export class LocalExport implements Backend {
     const key = `${d.st.mtimeNs}:${d.st.ctimeNs}:${d.st.size}`;
     const cached = this.listings.get(d.id.ino);
     if (cached && cached.key === key) return cached;
-    const names = await fsp.readdir(d.path);
+    const names = await fsx.readdir(d.path);
     const entries = names.map((name) => ({ cookie: nameCookie(name), name }));
     entries.sort((a, b) => (a.cookie < b.cookie ? -1 : a.cookie > b.cookie ? 1 : 0));
     const l = { key, entries };
@@ -883,7 +949,7 @@ export class LocalExport implements Backend {
               full = true;
               break;
             }
-            this.table.set(st.ino, d.id.ino, batch[k].name);
+            this.learn(st, d.id.ino, batch[k].name);
           }
           i++;
         }
@@ -898,7 +964,7 @@ export class LocalExport implements Backend {
   async fsstat(_cred: Credentials, fh: Buffer): Promise<FsStat> {
     const o = await this.resolve(fh);
     try {
-      const s = await fsp.statfs(this.root);
+      const s = await fsx.statfs(this.root);
       return {
         attr: o.attr,
         tbytes: s.blocks * s.bsize,

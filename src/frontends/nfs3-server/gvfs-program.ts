@@ -1,52 +1,137 @@
-import { GVFS_PROGRAM, GVFS_V1, helloArgs, helloRes, HelloStatus, type HelloArgs, type HelloRes } from '../../ext/codec.js';
-import type { ConnectionState, ProgramVersion } from '../../rpc/program.js';
+import { randomBytes } from 'node:crypto';
+import { clientProof, NONCE_LEN, proofEquals, serverProof } from '../../channel/proof.js';
+import { expired, type SessionKey } from '../../channel/session-key.js';
+import type { SessionRegistry } from '../../channel/sessions.js';
+import {
+  authArgs,
+  authRes,
+  AuthStatus,
+  challengeRes,
+  GVFS_PROGRAM,
+  GVFS_V1,
+  helloArgs,
+  helloRes,
+  HelloStatus,
+  type AuthArgs,
+  type AuthRes,
+  type HelloArgs,
+  type HelloRes,
+} from '../../ext/codec.js';
+import type { ConnectionState, Procedure, ProgramVersion } from '../../rpc/program.js';
 import { VOID } from '../../rpc/program.js';
 import { defaultAuthenticator, type Authenticator } from '../../rpc/server.js';
+import { AuthStat } from '../../rpc/types.js';
 import { logger } from '../../util/log.js';
 
 const log = logger('gvfs-ext');
 const PRINCIPAL = 'gvfs.principal';
+const SESSION = 'gvfs.session';
+const NONCE = 'gvfs.nonce';
+const FAILURES = 'gvfs.authFailures';
+/** Failed proofs tolerated on one connection before it is closed. */
+export const MAX_AUTH_FAILURES = 3;
+
+export interface GvfsProgramOptions {
+  /** Keyed server: connections prove a session key (CHALLENGE/AUTH). */
+  sessions?: SessionRegistry;
+  /** Insecure server: HELLO binds a grid identity if `acceptHello` allows it. */
+  acceptHello?: (principal: string) => boolean;
+}
 
 /**
- * Server side of the GVFS extension program. HELLO binds a grid identity to
- * the connection if `accept` allows it; `principalAuthenticator` then stamps
- * it on every call of that connection, so the identity map sees who the
- * session is whatever uid the NFS client claimed.
+ * Server side of the GVFS extension program: HELLO for insecure sessions,
+ * CHALLENGE/AUTH for keyed ones (the proof is bound to the connection's
+ * nonce, see channel/proof.ts). The authenticators below stamp what a
+ * connection established on each of its calls.
  */
-export function gvfsProgram(accept: (principal: string) => boolean): ProgramVersion {
+export function gvfsProgram(o: GvfsProgramOptions): ProgramVersion {
+  const hello: Procedure = {
+    name: 'HELLO',
+    decode: helloArgs.dec,
+    encode: helloRes.enc,
+    idempotent: true,
+    public: !o.sessions,
+    handle: (a: HelloArgs, ctx): HelloRes => {
+      if (!o.acceptHello?.(a.principal)) {
+        log.warn({ peer: ctx.peer, principal: a.principal }, 'HELLO refused: identity not mapped');
+        return { status: HelloStatus.DENIED };
+      }
+      ctx.conn.data.set(PRINCIPAL, a.principal);
+      return { status: HelloStatus.OK };
+    },
+  };
+  const challenge: Procedure = {
+    name: 'CHALLENGE',
+    ...VOID,
+    encode: challengeRes.enc,
+    idempotent: true,
+    public: true,
+    handle: (_: void, ctx) => {
+      const n = randomBytes(NONCE_LEN);
+      ctx.conn.data.set(NONCE, n);
+      return n;
+    },
+  };
+  const auth: Procedure = {
+    name: 'AUTH',
+    decode: authArgs.dec,
+    encode: authRes.enc,
+    idempotent: true,
+    public: true,
+    handle: (a: AuthArgs, ctx): AuthRes => {
+      const none = Buffer.alloc(0);
+      const nonce = ctx.conn.data.get(NONCE) as Buffer | undefined;
+      if (!nonce) return { status: AuthStatus.NO_CHALLENGE, serverProof: none };
+      ctx.conn.data.delete(NONCE); // one proof attempt per challenge
+      const k = o.sessions?.lookup(a.sessionId);
+      if (!k || a.clientNonce.length !== NONCE_LEN || !proofEquals(clientProof(k.key, k.id, nonce, a.clientNonce), a.proof)) {
+        const n = ((ctx.conn.data.get(FAILURES) as number | undefined) ?? 0) + 1;
+        ctx.conn.data.set(FAILURES, n);
+        log.warn({ peer: ctx.peer, failures: n }, 'session proof refused');
+        if (n >= MAX_AUTH_FAILURES) ctx.conn.close();
+        return { status: AuthStatus.DENIED, serverProof: none };
+      }
+      if (expired(k)) return { status: AuthStatus.EXPIRED, serverProof: none };
+      ctx.conn.data.set(SESSION, k);
+      log.debug({ peer: ctx.peer, session: k.id, user: k.user }, 'session proved');
+      return { status: AuthStatus.OK, serverProof: serverProof(k.key, k.id, nonce, a.clientNonce) };
+    },
+  };
   return {
     prog: GVFS_PROGRAM,
     vers: GVFS_V1,
     name: 'gvfs',
-    procedures: [
-      { name: 'NULL', ...VOID, handle: () => undefined, idempotent: true },
-      {
-        name: 'HELLO',
-        decode: helloArgs.dec,
-        encode: helloRes.enc,
-        idempotent: true,
-        handle: (a: HelloArgs, ctx): HelloRes => {
-          if (!accept(a.principal)) {
-            log.warn({ peer: ctx.peer, principal: a.principal }, 'HELLO refused: identity not mapped');
-            return { status: HelloStatus.DENIED };
-          }
-          (ctx.conn.data as Map<string, unknown>).set(PRINCIPAL, a.principal);
-          log.debug({ peer: ctx.peer, principal: a.principal }, 'HELLO');
-          return { status: HelloStatus.OK };
-        },
-      },
-    ],
+    procedures: [{ name: 'NULL', ...VOID, handle: () => undefined, idempotent: true, public: true }, hello, challenge, auth],
   };
 }
 
-export function connectionPrincipal(conn: ConnectionState): string | undefined {
-  return conn.data.get(PRINCIPAL) as string | undefined;
+export function connectionSession(conn: ConnectionState): SessionKey | undefined {
+  return conn.data.get(SESSION) as SessionKey | undefined;
 }
 
-/** AUTH_SYS/AUTH_NONE as usual, plus the principal the connection's HELLO announced. */
+/** Insecure servers: AUTH_SYS/AUTH_NONE as usual, plus the principal the connection's HELLO announced. */
 export const principalAuthenticator: Authenticator = (call, conn, proc) => {
   const c = defaultAuthenticator(call, conn, proc);
   if (typeof c === 'number') return c;
-  const p = connectionPrincipal(conn);
+  const p = conn.data.get(PRINCIPAL) as string | undefined;
   return p === undefined ? c : { ...c, principal: p };
+};
+
+/**
+ * Keyed servers: until the connection has proved a session key only public
+ * procedures are answered (everything else: AUTH_REJECTEDCRED, i.e. "begin
+ * a session first"); afterwards every call carries the session's identity,
+ * and a session that expires mid-connection is cut off.
+ */
+export const sessionAuthenticator: Authenticator = (call, conn, proc) => {
+  const k = connectionSession(conn);
+  if (!k) return proc.public ? defaultAuthenticator(call, conn, proc) : AuthStat.AUTH_REJECTEDCRED;
+  if (expired(k)) {
+    conn.data.delete(SESSION);
+    conn.close();
+    return AuthStat.AUTH_REJECTEDCRED;
+  }
+  const c = defaultAuthenticator(call, conn, proc);
+  if (typeof c === 'number') return c;
+  return { ...c, principal: k.user, session: k.id };
 };

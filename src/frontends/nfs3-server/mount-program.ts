@@ -15,7 +15,7 @@ export function mountProgram(b: Backend, maxMounts = 4096): ProgramVersion {
     vers: M.MOUNT_V3,
     name: 'mount3',
     procedures: [
-      { name: 'NULL', ...VOID, handle: () => undefined, idempotent: true },
+      { name: 'NULL', ...VOID, handle: () => undefined, idempotent: true, public: true },
       {
         name: 'MNT',
         decode: M.dirpath.dec,

@@ -20,7 +20,7 @@ function row<C extends Codecs>(name: string, c: C, idempotent: boolean, handle: 
  */
 export function nfs3Program(b: Backend): ProgramVersion {
   const procedures: Procedure[] = [
-    { name: 'NULL', ...VOID, handle: () => undefined, idempotent: true },
+    { name: 'NULL', ...VOID, handle: () => undefined, idempotent: true, public: true },
     row('GETATTR', X.GETATTR, true, (a, { cred }) => reply('GETATTR', async () => ({ attr: await b.getattr(cred, a.fh) }), noBody)),
     row('SETATTR', X.SETATTR, false, (a, { cred }) => reply('SETATTR', async () => ({ wcc: await b.setattr(cred, a.fh, a.attrs, a.guard) }), wccBody)),
     row('LOOKUP', X.LOOKUP, true, (a, { cred }) => reply('LOOKUP', () => b.lookup(cred, a.dir, a.name), dirAttrBody)),
