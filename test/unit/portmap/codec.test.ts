@@ -35,9 +35,10 @@ test('property: mapping round-trips', () => {
 // ---------- the program table (procedure numbers per RFC 1833 §3.2) ----------
 
 const fakeProgram = (prog: number, vers: number): ProgramVersion => ({ prog, vers, name: `p${prog}v${vers}`, procedures: [] });
-const CTX = undefined as unknown as CallContext; // the portmapper ignores the call context
+/** A call context with just a connection (the portmapper filters what it reveals per connection). */
+const CTX = { conn: { id: 1, peer: { address: '127.0.0.1', port: 1 }, data: new Map(), close: () => undefined } } as unknown as CallContext;
 
-function setup(visible?: (prog: number) => boolean) {
+function setup(visible?: (prog: number, conn: CallContext['conn']) => boolean) {
   const table = new ProgramTable().add(fakeProgram(100003, 3)).add(fakeProgram(100005, 3)).add(fakeProgram(100005, 1));
   const pv = portmapProgram(table, () => 2049, visible);
   const proc = (n: number) => {
