@@ -7,6 +7,7 @@ import { serveCommand } from './serve.js';
 import { demoCommand } from './demo.js';
 import { proxyServerCommand } from './proxy-server.js';
 import { proxyClientCommand } from './proxy-client.js';
+import { keygenCommand, tlsKeygenCommand } from './keygen.js';
 
 const program = new Command('gvfs')
   .description('GVFS: a user-level distributed file system virtualization layer on NFSv3')
@@ -16,6 +17,8 @@ const program = new Command('gvfs')
 program.addCommand(serveCommand());
 program.addCommand(proxyServerCommand());
 program.addCommand(proxyClientCommand());
+program.addCommand(keygenCommand());
+program.addCommand(tlsKeygenCommand());
 program.addCommand(demoCommand());
 
 program.parseAsync(process.argv).catch((e) => {

@@ -1,6 +1,9 @@
 import { Command } from 'commander';
 import { createProxyServer, type ProxyExportSpec } from '../proxy/proxy-server.js';
 import { parseNfsUrl } from '../proxy/upstream-url.js';
+import { readKeyFile } from '../channel/session-key.js';
+import { SessionRegistry } from '../channel/sessions.js';
+import { readTlsFiles } from '../channel/tls.js';
 import { loadMapFile, parseMapFlag, type IdentityMap } from '../wrappers/identity-map/map-file.js';
 import { parseHostPort, parseIntArg, untilSignal } from './util.js';
 
@@ -20,6 +23,10 @@ export function proxyServerCommand(): Command {
     .option('--export <dir[=/name]>', 'serve a local directory directly, optionally as /name (repeatable)', collect)
     .option('--map <file>', 'identity map file: lines "IDENTITY UID GID [G1,G2...]" (see README)')
     .option('--map-user <name=uid:gid[:groups]>', 'map one identity (repeatable)', collect)
+    .option('--key <file>', 'a session key file (gvfs keygen); connections must prove one (repeatable)', collect)
+    .option('--insecure', 'serve without session keys (identities as clients claim them); plaintext off loopback')
+    .option('--tls-cert <file>', 'TLS 1.3: certificate (PEM)')
+    .option('--tls-key <file>', 'TLS 1.3: private key (PEM, owner-only)')
     .option('--state-dir <dir>', 'where handle secrets and journals live')
     .option('--upstream-connections <n>', 'connections to each upstream server', parseIntArg, 1)
     .option('--timeout <ms>', 'upstream call deadline', parseIntArg, 60_000)
@@ -41,13 +48,25 @@ export function proxyServerCommand(): Command {
         const [k, a] = parseMapFlag(v);
         map.set(k, a);
       }
-      if (map.size === 0) throw new Error('no identities mapped: give --map FILE or --map-user NAME=UID:GID (nobody could use this proxy)');
+      const keys = await Promise.all(((o.key as string[] | undefined) ?? []).map((f) => readKeyFile(f)));
+      if (map.size === 0 && !keys.some((k) => k.account)) throw new Error('no identities mapped: give --map FILE or --map-user NAME=UID:GID (nobody could use this proxy)');
+      if (!!o.tlsCert !== !!o.tlsKey) throw new Error('--tls-cert and --tls-key go together');
       const listen = parseHostPort(o.listen);
-      const p = await createProxyServer({ exports, map, stateDir: o.stateDir, upstreamConnections: o.upstreamConnections, upstreamTimeoutMs: o.timeout });
-      const addr = await p.server.listen(listen.port, listen.host);
+      const p = await createProxyServer({
+        exports,
+        map,
+        sessions: new SessionRegistry(keys),
+        insecure: !!o.insecure,
+        tls: o.tlsCert ? await readTlsFiles(o.tlsCert, o.tlsKey) : undefined,
+        stateDir: o.stateDir,
+        upstreamConnections: o.upstreamConnections,
+        upstreamTimeoutMs: o.timeout,
+      });
+      const addr = await p.listen(listen.port, listen.host);
       const names = (await p.backend.exports()).map((e) => e.path);
-      if (o.json) console.log(JSON.stringify({ listening: addr, exports: names, identities: [...map.keys()] }));
-      else console.log(`gvfs proxy-server: ${names.join(', ')} on ${addr.address}:${addr.port} for ${[...map.keys()].join(', ')}`);
+      const channel = o.tlsCert ? 'tls' : 'tcp';
+      if (o.json) console.log(JSON.stringify({ listening: addr, channel, exports: names, sessions: keys.map((k) => k.id), insecure: !!o.insecure }));
+      else console.log(`gvfs proxy-server: ${names.join(', ')} on ${addr.address}:${addr.port} (${channel}; ${o.insecure ? 'INSECURE, no session keys' : `${keys.length} session key(s)`})`);
       const sig = await untilSignal();
       console.error(`gvfs proxy-server: ${sig}, shutting down`);
       await p.close();

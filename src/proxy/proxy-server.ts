@@ -2,14 +2,23 @@ import path from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { LocalExport } from '../backends/local-export/local-export.js';
 import { RemoteNfs } from '../backends/remote-nfs/remote-nfs.js';
-import { gvfsProgram, principalAuthenticator } from '../frontends/nfs3-server/gvfs-program.js';
+import type { AddressInfo } from 'node:net';
+import type tls from 'node:tls';
+import { SessionRegistry } from '../channel/sessions.js';
+import { createTlsListener, type TlsServerFiles } from '../channel/tls.js';
+import { GVFS_PROGRAM } from '../ext/codec.js';
+import { connectionSession, gvfsProgram, principalAuthenticator, sessionAuthenticator } from '../frontends/nfs3-server/gvfs-program.js';
+import { PMAP_PROGRAM } from '../portmap/program.js';
+import { logger } from '../util/log.js';
 import { createNfs3Server } from '../frontends/nfs3-server/server.js';
 import type { RpcServer, RpcServerLimits } from '../rpc/server.js';
 import { defaultStateDir, loadSecret } from '../util/state.js';
-import { IdentityMapBackend } from '../wrappers/identity-map/identity-map.js';
+import { IdentityMapBackend, principalOf } from '../wrappers/identity-map/identity-map.js';
 import type { IdentityMap } from '../wrappers/identity-map/map-file.js';
 import { ProxyExports } from '../wrappers/proxy-exports/proxy-exports.js';
 import type { UpstreamUrl } from './upstream-url.js';
+
+const log = logger('proxy');
 
 export type ProxyExportSpec =
   | { kind: 'upstream'; url: UpstreamUrl; name?: string }
@@ -17,7 +26,16 @@ export type ProxyExportSpec =
 
 export interface ProxyServerOptions {
   exports: ProxyExportSpec[];
+  /** Grid identity → local account (sessions without an account of their own map through it). */
   map: IdentityMap;
+  /** Session keys: connections must prove one before anything is answered. */
+  sessions?: SessionRegistry;
+  /** Serve without session keys (HELLO or AUTH_SYS identities); say so loudly. */
+  insecure?: boolean;
+  /** TLS 1.3 certificate and key: listen for TLS instead of plain TCP. */
+  tls?: TlsServerFiles;
+  /** How long a new connection may take to prove its session key (ms). */
+  handshakeTimeoutMs?: number;
   stateDir?: string;
   limits?: Partial<RpcServerLimits>;
   /** Connections to each upstream server. */
@@ -31,6 +49,9 @@ export interface ProxyServer {
   server: RpcServer;
   backend: Backend;
   upstreams: RemoteNfs[];
+  sessions: SessionRegistry;
+  /** Listen (TLS when configured). Plain TCP off loopback needs `insecure`: use TLS or an SSH tunnel. */
+  listen(port: number, host: string): Promise<{ address: string; port: number }>;
   close(): Promise<void>;
 }
 
@@ -63,20 +84,50 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
   const names = new Set(list.map((e) => e.name));
   if (names.size !== list.length) throw new Error('two exports have the same name; give them distinct names (DIR=NAME)');
   const handles = await ProxyExports.open(list, { secret: await loadSecret(stateDir), stateDir, inlineMax: o.inlineMax });
-  const backend = new IdentityMapBackend(handles, o.map);
+  const sessions = o.sessions ?? new SessionRegistry();
+  if (!o.insecure && sessions.size === 0) throw new Error('refusing to serve without a session key: give --key FILE (or --insecure to run without keys)');
+  if (o.insecure) log.warn('INSECURE: serving without session keys; anyone who can connect is trusted with the identity they claim');
+  // A session with an account of its own maps to it; otherwise its grid identity goes through the map.
+  const backend = new IdentityMapBackend(handles, (c) => {
+    const k = c.session !== undefined ? sessions.lookup(c.session) : undefined;
+    return k ? (k.account ?? o.map.get(k.user)) : o.insecure ? o.map.get(principalOf(c)) : undefined;
+  });
   const server = createNfs3Server({
     backend,
     limits: o.limits,
-    authenticate: principalAuthenticator,
-    extraPrograms: [gvfsProgram({ acceptHello: (p) => o.map.has(p) })],
+    authenticate: o.insecure ? principalAuthenticator : sessionAuthenticator,
+    extraPrograms: [gvfsProgram(o.insecure ? { acceptHello: (p) => o.map.has(p) } : { sessions })],
+    // Before a session is proved, the portmapper reveals only itself and the GVFS program.
+    portmapVisible: o.insecure ? undefined : (prog, conn) => prog === PMAP_PROGRAM || prog === GVFS_PROGRAM || connectionSession(conn) !== undefined,
+    handshake: o.insecure ? undefined : { timeoutMs: o.handshakeTimeoutMs ?? 10_000, done: (conn) => connectionSession(conn) !== undefined },
   });
+  let tlsServer: tls.Server | undefined;
   return {
     server,
     backend,
     upstreams,
+    sessions,
+    async listen(port: number, host: string) {
+      if (!o.tls) {
+        if (!o.insecure && !isLoopback(host)) throw new Error(`refusing plaintext on ${host}: give --tls-cert/--tls-key, listen on loopback behind an SSH tunnel, or --insecure`);
+        return server.listen(port, host);
+      }
+      tlsServer = createTlsListener(o.tls, (sock) => server.acceptStream(sock));
+      await new Promise<void>((resolve, reject) => {
+        tlsServer!.once('error', reject);
+        tlsServer!.listen(port, host, () => resolve());
+      });
+      const a = tlsServer.address() as AddressInfo;
+      return { address: a.address, port: a.port };
+    },
     async close() {
+      if (tlsServer) await new Promise<void>((r) => tlsServer!.close(() => r()));
       await server.close();
       await backend.close();
     },
   };
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
 }

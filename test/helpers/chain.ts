@@ -3,6 +3,8 @@ import path from 'node:path';
 import { LocalExport } from '../../src/backends/local-export/local-export.js';
 import { RemoteNfs } from '../../src/backends/remote-nfs/remote-nfs.js';
 import { createNfs3Server } from '../../src/frontends/nfs3-server/server.js';
+import { newSessionKey, type SessionKey } from '../../src/channel/session-key.js';
+import { SessionRegistry } from '../../src/channel/sessions.js';
 import { createProxyClient, type ProxyClient } from '../../src/proxy/proxy-client.js';
 import { createProxyServer, type ProxyServer } from '../../src/proxy/proxy-server.js';
 import type { RpcServer } from '../../src/rpc/server.js';
@@ -75,6 +77,8 @@ export interface Chain {
   root: Buffer;
   /** The export path to mount on the proxy client. */
   exportPath: string;
+  /** The session key the proxy client proves (unused when insecure). */
+  key: SessionKey;
   restartProxyServer(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -82,24 +86,33 @@ export interface Chain {
 /** client → proxy client → proxy server → upstream, all on loopback. */
 export async function startChain(
   kind: 'gvfs' | 'ganesha',
-  o: { user?: string; map?: IdentityMap; inlineMax?: number; timeoutMs?: number } = {},
+  o: { user?: string; map?: IdentityMap; inlineMax?: number; timeoutMs?: number; insecure?: boolean } = {},
 ): Promise<Chain> {
   const base = await tempDir('gvfs-chain-');
   const upstream = await startUpstream(kind, base);
   const c = { base, upstream, exportPath: upstream.exportPath } as Chain;
   const map = o.map ?? defaultMap();
+  // Secure by default, as the product is: a session key for the user, proved on every connection.
+  c.key = newSessionKey(o.user ?? 'alice');
   const startPs = async (port: number) => {
     c.proxyServer = await createProxyServer({
+      sessions: o.insecure ? undefined : new SessionRegistry([c.key]),
+      insecure: o.insecure,
       exports: [{ kind: 'upstream', url: { host: '127.0.0.1', port: upstream.port, mountPort: upstream.mountPort, path: upstream.exportPath } }],
       map,
       stateDir: path.join(base, 'proxy-state'),
       inlineMax: o.inlineMax,
       upstreamTimeoutMs: o.timeoutMs ?? 30_000,
     });
-    c.proxyServerPort = (await c.proxyServer.server.listen(port, '127.0.0.1')).port;
+    c.proxyServerPort = (await c.proxyServer.listen(port, '127.0.0.1')).port;
   };
   await startPs(0);
-  c.proxyClient = createProxyClient({ host: '127.0.0.1', port: c.proxyServerPort, user: o.user ?? 'alice', timeoutMs: o.timeoutMs ?? 30_000 });
+  c.proxyClient = createProxyClient({
+    host: '127.0.0.1',
+    port: c.proxyServerPort,
+    ...(o.insecure ? { user: o.user ?? 'alice', insecure: true } : { key: c.key }),
+    timeoutMs: o.timeoutMs ?? 30_000,
+  });
   c.proxyClientPort = (await c.proxyClient.server.listen(0, '127.0.0.1')).port;
   c.client = new RemoteNfs({ host: '127.0.0.1', port: c.proxyClientPort, timeoutMs: 60_000 });
   c.root = (await c.client.mount(upstream.exportPath, ROOT)).fh;

@@ -1,7 +1,7 @@
 import type { Backend } from '../../backend/backend.js';
 import { portmapProgram } from '../../portmap/program.js';
-import { ProgramTable, type ProgramVersion } from '../../rpc/program.js';
-import { type Authenticator, RpcServer, type RpcServerLimits } from '../../rpc/server.js';
+import { type ConnectionState, ProgramTable, type ProgramVersion } from '../../rpc/program.js';
+import { type Authenticator, RpcServer, type RpcServerLimits, type RpcServerOptions } from '../../rpc/server.js';
 import { mountProgram } from './mount-program.js';
 import { nfs3Program } from './nfs3-program.js';
 
@@ -9,8 +9,11 @@ export interface Nfs3ServerOptions {
   backend: Backend;
   limits?: Partial<RpcServerLimits>;
   authenticate?: Authenticator;
-  /** Extra programs on the same port (the GVFS extension program, later). */
+  /** Extra programs on the same port (the GVFS extension program). */
   extraPrograms?: ProgramVersion[];
+  /** What the portmapper reveals to a connection (default: everything). */
+  portmapVisible?: (prog: number, conn: ConnectionState) => boolean;
+  handshake?: RpcServerOptions['handshake'];
 }
 
 /**
@@ -23,7 +26,7 @@ export function createNfs3Server(opts: Nfs3ServerOptions): RpcServer {
   table.add(nfs3Program(opts.backend));
   table.add(mountProgram(opts.backend));
   for (const p of opts.extraPrograms ?? []) table.add(p);
-  table.add(portmapProgram(table, () => server?.address().port ?? 0));
-  server = new RpcServer({ programs: table, limits: opts.limits, authenticate: opts.authenticate });
+  table.add(portmapProgram(table, () => server?.address().port ?? 0, opts.portmapVisible));
+  server = new RpcServer({ programs: table, limits: opts.limits, authenticate: opts.authenticate, handshake: opts.handshake });
   return server;
 }

@@ -3,7 +3,7 @@ import { FsError } from '../../backend/errors.js';
 import type { Credentials } from '../../rpc/types.js';
 import { logger } from '../../util/log.js';
 import { PassthroughBackend } from '../passthrough.js';
-import type { IdentityMap } from './map-file.js';
+import type { IdentityMap, LocalAccount } from './map-file.js';
 
 const log = logger('identity-map');
 
@@ -20,18 +20,26 @@ export function principalOf(c: Credentials): string {
 export class IdentityMapBackend extends PassthroughBackend {
   refused = 0;
 
-  constructor(inner: Backend, private readonly map: IdentityMap) {
+  /** `resolve` names the local account of a caller (a session's own account, or the map's). */
+  constructor(
+    inner: Backend,
+    private readonly resolve: (c: Credentials) => LocalAccount | undefined,
+  ) {
     super(inner);
+  }
+
+  static fromMap(inner: Backend, map: IdentityMap): IdentityMapBackend {
+    return new IdentityMapBackend(inner, (c) => map.get(principalOf(c)));
   }
 
   protected override cred(c: Credentials): Credentials {
     const who = principalOf(c);
-    const a = this.map.get(who);
+    const a = this.resolve(c);
     if (!a) {
       this.refused++;
       log.warn({ principal: who }, 'refused: identity not in the map');
       throw new FsError('ACCES', `identity ${who} is not mapped`);
     }
-    return { flavor: c.flavor, uid: a.uid, gid: a.gid, gids: a.gids, machine: c.machine, principal: who };
+    return { flavor: c.flavor, uid: a.uid, gid: a.gid, gids: a.gids, machine: c.machine, principal: who, session: c.session };
   }
 }

@@ -39,10 +39,11 @@ export interface ProxyExport {
  *   inline: 0x01 | export (1) | n (1) | upstream handle (n <= 53) | MAC (8)
  *   table:  0x02 | export (1) | id (8)                            | MAC (8)
  *
- * MAC = HMAC-SHA256(secret, scope || preceding bytes), first 8 bytes. The
- * secret lives in the proxy's state directory, so handles survive restarts;
- * a client can present only handles the proxy gave out: an upstream handle
- * presented directly, or any forged one, is BADHANDLE.
+ * MAC = HMAC-SHA256(secret, session id || preceding bytes), first 8 bytes.
+ * The secret lives in the proxy's state directory, so handles survive
+ * restarts; a client can present only handles the proxy gave out to its own
+ * session: an upstream handle presented directly, a forged one, or one
+ * issued to another session is BADHANDLE.
  */
 const INLINE = 1;
 const TABLE = 2;
@@ -81,12 +82,12 @@ export class ProxyExports implements Backend {
     return p;
   }
 
-  private mac(bytes: Buffer): Buffer {
-    return createHmac('sha256', this.opts.secret).update(bytes).digest().subarray(0, MAC_LEN);
+  private mac(scope: string, bytes: Buffer): Buffer {
+    return createHmac('sha256', this.opts.secret).update(scope).update('\0').update(bytes).digest().subarray(0, MAC_LEN);
   }
 
-  /** Upstream handle → proxy handle (durable before it is returned). */
-  async wrap(ex: number, ufh: Buffer): Promise<Buffer> {
+  /** Upstream handle → proxy handle for the caller's session (durable before it is returned). */
+  async wrap(cred: Credentials, ex: number, ufh: Buffer): Promise<Buffer> {
     let head: Buffer;
     if (ufh.length <= this.inlineMax) {
       head = Buffer.concat([Buffer.from([INLINE, ex, ufh.length]), ufh]);
@@ -95,14 +96,14 @@ export class ProxyExports implements Backend {
       await this.journal.put(id.toString('hex'), ufh);
       head = Buffer.concat([Buffer.from([TABLE, ex]), id]);
     }
-    return Buffer.concat([head, this.mac(head)]);
+    return Buffer.concat([head, this.mac(cred.session ?? '', head)]);
   }
 
-  /** Proxy handle → export and upstream handle. */
-  unwrap(fh: Buffer): { ex: number; b: Backend; ufh: Buffer } {
+  /** Proxy handle → export and upstream handle (only for the session it was issued to). */
+  unwrap(fh: Buffer, cred: Credentials): { ex: number; b: Backend; ufh: Buffer } {
     if (fh.length < 2 + MAC_LEN) throw new FsError('BADHANDLE', 'malformed handle');
     const head = fh.subarray(0, fh.length - MAC_LEN);
-    if (!timingSafeEqual(this.mac(head), fh.subarray(fh.length - MAC_LEN))) throw new FsError('BADHANDLE', 'handle not issued by this proxy');
+    if (!timingSafeEqual(this.mac(cred.session ?? '', head), fh.subarray(fh.length - MAC_LEN))) throw new FsError('BADHANDLE', 'handle not issued by this proxy to this session');
     const ex = head[1];
     const e = this.list[ex];
     if (!e) throw new FsError('STALE', 'export no longer served');
@@ -115,8 +116,8 @@ export class ProxyExports implements Backend {
     throw new FsError('BADHANDLE', 'malformed handle');
   }
 
-  private async wrapNew(ex: number, r: NewObject): Promise<NewObject> {
-    return { ...r, fh: r.fh && (await this.wrap(ex, r.fh)) };
+  private async wrapNew(cred: Credentials, ex: number, r: NewObject): Promise<NewObject> {
+    return { ...r, fh: r.fh && (await this.wrap(cred, ex, r.fh)) };
   }
 
   async mount(p: string, cred: Credentials): Promise<{ fh: Buffer; authFlavors: number[] }> {
@@ -131,7 +132,7 @@ export class ProxyExports implements Backend {
       if (rest.split('/').some((c) => c === '..' || c === '.')) throw new FsError('INVAL', 'mount path may not contain "." or ".."');
       const upstream = rest ? path.posix.join(e.path, rest) : e.path;
       const r = await e.backend.mount(upstream, cred);
-      return { fh: await this.wrap(i, r.fh), authFlavors: r.authFlavors };
+      return { fh: await this.wrap(cred, i, r.fh), authFlavors: r.authFlavors };
     }
     throw new FsError('NOENT', `no export ${p}`);
   }
@@ -141,95 +142,95 @@ export class ProxyExports implements Backend {
   }
 
   getattr(cred: Credentials, fh: Buffer): Promise<Fattr3> {
-    const u = this.unwrap(fh);
+    const u = this.unwrap(fh, cred);
     return u.b.getattr(cred, u.ufh);
   }
   setattr(cred: Credentials, fh: Buffer, attrs: Sattr3, guard?: NfsTime): Promise<WccData> {
-    const u = this.unwrap(fh);
+    const u = this.unwrap(fh, cred);
     return u.b.setattr(cred, u.ufh, attrs, guard);
   }
   async lookup(cred: Credentials, dir: Buffer, name: string): Promise<{ fh: Buffer; attr?: Fattr3; dirAttr?: Fattr3 }> {
-    const u = this.unwrap(dir);
+    const u = this.unwrap(dir, cred);
     const r = await u.b.lookup(cred, u.ufh, name);
-    return { ...r, fh: await this.wrap(u.ex, r.fh) };
+    return { ...r, fh: await this.wrap(cred, u.ex, r.fh) };
   }
   access(cred: Credentials, fh: Buffer, mask: number): Promise<{ access: number; attr?: Fattr3 }> {
-    const u = this.unwrap(fh);
+    const u = this.unwrap(fh, cred);
     return u.b.access(cred, u.ufh, mask);
   }
   readlink(cred: Credentials, fh: Buffer): Promise<{ path: string; attr?: Fattr3 }> {
-    const u = this.unwrap(fh);
+    const u = this.unwrap(fh, cred);
     return u.b.readlink(cred, u.ufh);
   }
   read(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<ReadResult> {
-    const u = this.unwrap(fh);
+    const u = this.unwrap(fh, cred);
     return u.b.read(cred, u.ufh, offset, count);
   }
   write(cred: Credentials, fh: Buffer, offset: number, data: Buffer, stable: StableHow): Promise<WriteResult> {
-    const u = this.unwrap(fh);
+    const u = this.unwrap(fh, cred);
     return u.b.write(cred, u.ufh, offset, data, stable);
   }
   async create(cred: Credentials, dir: Buffer, name: string, how: CreateHow): Promise<NewObject> {
-    const u = this.unwrap(dir);
-    return this.wrapNew(u.ex, await u.b.create(cred, u.ufh, name, how));
+    const u = this.unwrap(dir, cred);
+    return this.wrapNew(cred, u.ex, await u.b.create(cred, u.ufh, name, how));
   }
   async mkdir(cred: Credentials, dir: Buffer, name: string, attrs: Sattr3): Promise<NewObject> {
-    const u = this.unwrap(dir);
-    return this.wrapNew(u.ex, await u.b.mkdir(cred, u.ufh, name, attrs));
+    const u = this.unwrap(dir, cred);
+    return this.wrapNew(cred, u.ex, await u.b.mkdir(cred, u.ufh, name, attrs));
   }
   async symlink(cred: Credentials, dir: Buffer, name: string, target: string, attrs: Sattr3): Promise<NewObject> {
-    const u = this.unwrap(dir);
-    return this.wrapNew(u.ex, await u.b.symlink(cred, u.ufh, name, target, attrs));
+    const u = this.unwrap(dir, cred);
+    return this.wrapNew(cred, u.ex, await u.b.symlink(cred, u.ufh, name, target, attrs));
   }
   async mknod(cred: Credentials, dir: Buffer, name: string, what: MknodType): Promise<NewObject> {
-    const u = this.unwrap(dir);
-    return this.wrapNew(u.ex, await u.b.mknod(cred, u.ufh, name, what));
+    const u = this.unwrap(dir, cred);
+    return this.wrapNew(cred, u.ex, await u.b.mknod(cred, u.ufh, name, what));
   }
   remove(cred: Credentials, dir: Buffer, name: string): Promise<WccData> {
-    const u = this.unwrap(dir);
+    const u = this.unwrap(dir, cred);
     return u.b.remove(cred, u.ufh, name);
   }
   rmdir(cred: Credentials, dir: Buffer, name: string): Promise<WccData> {
-    const u = this.unwrap(dir);
+    const u = this.unwrap(dir, cred);
     return u.b.rmdir(cred, u.ufh, name);
   }
   async rename(cred: Credentials, fromDir: Buffer, fromName: string, toDir: Buffer, toName: string): Promise<{ fromWcc: WccData; toWcc: WccData }> {
-    const f = this.unwrap(fromDir);
-    const t = this.unwrap(toDir);
+    const f = this.unwrap(fromDir, cred);
+    const t = this.unwrap(toDir, cred);
     if (f.ex !== t.ex) throw new FsError('XDEV', 'rename across exports', { wcc: {}, wcc2: {} });
     return f.b.rename(cred, f.ufh, fromName, t.ufh, toName);
   }
   async link(cred: Credentials, fh: Buffer, dir: Buffer, name: string): Promise<{ attr?: Fattr3; dirWcc: WccData }> {
-    const o = this.unwrap(fh);
-    const d = this.unwrap(dir);
+    const o = this.unwrap(fh, cred);
+    const d = this.unwrap(dir, cred);
     if (o.ex !== d.ex) throw new FsError('XDEV', 'link across exports', { wcc: {} });
     return o.b.link(cred, o.ufh, d.ufh, name);
   }
   readdir(cred: Credentials, dir: Buffer, cookie: bigint, verf: Buffer, count: number): Promise<DirPage<DirEntry>> {
-    const u = this.unwrap(dir);
+    const u = this.unwrap(dir, cred);
     return u.b.readdir(cred, u.ufh, cookie, verf, count);
   }
   async readdirplus(cred: Credentials, dir: Buffer, cookie: bigint, verf: Buffer, dircount: number, maxcount: number): Promise<DirPage<DirEntryPlus>> {
-    const u = this.unwrap(dir);
+    const u = this.unwrap(dir, cred);
     // Our handles may be longer than the upstream's: ask for less so the reply still fits maxcount.
     const page = await u.b.readdirplus(cred, u.ufh, cookie, verf, dircount, Math.max(1024, Math.floor(maxcount * 0.75)));
-    const entries = await Promise.all(page.entries.map(async (e) => ({ ...e, fh: e.fh && (await this.wrap(u.ex, e.fh)) })));
+    const entries = await Promise.all(page.entries.map(async (e) => ({ ...e, fh: e.fh && (await this.wrap(cred, u.ex, e.fh)) })));
     return { ...page, entries };
   }
   fsstat(cred: Credentials, fh: Buffer): Promise<FsStat> {
-    const u = this.unwrap(fh);
+    const u = this.unwrap(fh, cred);
     return u.b.fsstat(cred, u.ufh);
   }
   async fsinfo(cred: Credentials, fh: Buffer): Promise<FsInfo> {
-    const u = this.unwrap(fh);
+    const u = this.unwrap(fh, cred);
     return u.b.fsinfo(cred, u.ufh);
   }
   pathconf(cred: Credentials, fh: Buffer): Promise<PathConf> {
-    const u = this.unwrap(fh);
+    const u = this.unwrap(fh, cred);
     return u.b.pathconf(cred, u.ufh);
   }
   commit(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<{ wcc: WccData; verf: Buffer }> {
-    const u = this.unwrap(fh);
+    const u = this.unwrap(fh, cred);
     return u.b.commit(cred, u.ufh, offset, count);
   }
   async close(): Promise<void> {

@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { RemoteNfs } from '../../../src/backends/remote-nfs/remote-nfs.js';
 import { createProxyClient } from '../../../src/proxy/proxy-client.js';
+import { newSessionKey, writeKeyFile } from '../../../src/channel/session-key.js';
 import { ganeshaAvailable } from '../../helpers/ganesha.js';
 import { spawnGvfs } from '../../helpers/gvfs-proc.js';
 import { startChain, startUpstream, type Chain } from '../../helpers/chain.js';
@@ -76,10 +77,13 @@ describe('a killed proxy server', () => {
   test('clients get errors, not hangs, and recover when it returns', async () => {
     const base = await tempDir('gvfs-kill-');
     const up = await startUpstream('gvfs', base);
-    const args = ['proxy-server', '--listen', '127.0.0.1:0', '--upstream', `nfs://127.0.0.1:${up.port}/`, '--map-user', 'alice=0:0', '--state-dir', path.join(base, 'ps')];
+    const keyFile = path.join(base, 'alice.key');
+    const key = newSessionKey('alice');
+    await writeKeyFile(keyFile, key);
+    const args = ['proxy-server', '--listen', '127.0.0.1:0', '--upstream', `nfs://127.0.0.1:${up.port}/`, '--map-user', 'alice=0:0', '--key', keyFile, '--state-dir', path.join(base, 'ps')];
     let ps = await spawnGvfs(args);
     const port = ps.port;
-    const pc = createProxyClient({ host: '127.0.0.1', port, user: 'alice', timeoutMs: 2000 });
+    const pc = createProxyClient({ host: '127.0.0.1', port, key, timeoutMs: 2000 });
     const pcPort = (await pc.server.listen(0, '127.0.0.1')).port;
     const cl = new RemoteNfs({ host: '127.0.0.1', port: pcPort, timeoutMs: 30_000 });
     try {

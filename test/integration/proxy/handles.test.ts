@@ -52,8 +52,9 @@ describe('several exports behind one proxy server', () => {
       ],
       map: new Map([...defaultMap(), ['sys:0', { uid: 0, gid: 0, gids: [] }]]),
       stateDir: path.join(base, 'ps'),
+      insecure: true,
     });
-    const port = (await ps.server.listen(0, '127.0.0.1')).port;
+    const port = (await ps.listen(0, '127.0.0.1')).port;
     cl = new RemoteNfs({ host: '127.0.0.1', port });
   });
   after(async () => {

@@ -12,19 +12,20 @@ import { ROOT } from '../../helpers/local-server.js';
 
 const run = promisify(execFile);
 
-describe('identity mapping at the proxy server', () => {
+describe('identity mapping at an insecure proxy server (no session keys)', () => {
   let c: Chain;
   before(async () => {
     c = await startChain('gvfs', {
       map: parseMap('alice 2001 2001 2001,3000\n"/O=Grid/CN=Bob Smith" 2002 2002\nsys:0 3003 3003   # a plain NFS client as root\n'),
       timeoutMs: 5000,
+      insecure: true, // identities announced by HELLO or taken from AUTH_SYS: what a server without keys does
     });
     await fs.chmod(c.upstream.dir, 0o777);
   });
   after(() => c.stop());
 
   test('a session whose identity the proxy server does not map is refused', async () => {
-    const pc = createProxyClient({ host: '127.0.0.1', port: c.proxyServerPort, user: 'mallory', timeoutMs: 3000 });
+    const pc = createProxyClient({ host: '127.0.0.1', port: c.proxyServerPort, user: 'mallory', insecure: true, timeoutMs: 3000 });
     const port = (await pc.server.listen(0, '127.0.0.1')).port;
     const cl = new RemoteNfs({ host: '127.0.0.1', port, timeoutMs: 10_000 });
     try {
@@ -37,7 +38,7 @@ describe('identity mapping at the proxy server', () => {
   });
 
   test('a grid identity with spaces maps to its own account', async () => {
-    const pc = createProxyClient({ host: '127.0.0.1', port: c.proxyServerPort, user: '/O=Grid/CN=Bob Smith' });
+    const pc = createProxyClient({ host: '127.0.0.1', port: c.proxyServerPort, user: '/O=Grid/CN=Bob Smith', insecure: true });
     const port = (await pc.server.listen(0, '127.0.0.1')).port;
     const cl = new RemoteNfs({ host: '127.0.0.1', port });
     try {

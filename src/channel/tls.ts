@@ -1,0 +1,86 @@
+import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import tls from 'node:tls';
+import { promisify } from 'node:util';
+import type { Dialer } from '../rpc/client.js';
+import { RpcError } from '../rpc/types.js';
+
+/**
+ * TLS 1.3 channel. The proxy server presents a certificate (self-signed is
+ * fine); the proxy client verifies it by a SHA-256 fingerprint pinned in the
+ * session, so no certificate authority is involved and no other server can
+ * stand in. There is no fallback to plaintext.
+ */
+export interface TlsServerFiles {
+  cert: Buffer;
+  key: Buffer;
+}
+
+export async function readTlsFiles(certFile: string, keyFile: string): Promise<TlsServerFiles> {
+  const st = await fs.stat(keyFile);
+  if (st.mode & 0o077) throw new Error(`${keyFile}: TLS private key is accessible by others; chmod 600 it`);
+  return { cert: await fs.readFile(certFile), key: await fs.readFile(keyFile) };
+}
+
+/** Normalized SHA-256 fingerprint ("AB:CD:..." upper case) of a PEM certificate. */
+export function fingerprintOf(certPem: Buffer | string): string {
+  return new X509Certificate(certPem).fingerprint256;
+}
+
+export function normalizeFingerprint(f: string): string {
+  const hex = f.replace(/^sha256:/i, '').replace(/[^0-9a-f]/gi, '').toUpperCase();
+  if (hex.length !== 64) throw new Error(`not a SHA-256 fingerprint: "${f}"`);
+  return hex.match(/../g)!.join(':');
+}
+
+/** Accept TLS connections and hand each decrypted stream to `onStream`. */
+export function createTlsListener(files: TlsServerFiles, onStream: (s: tls.TLSSocket) => void): tls.Server {
+  return tls.createServer({ cert: files.cert, key: files.key, minVersion: 'TLSv1.3', handshakeTimeout: 10_000 }, (s) => {
+    s.setNoDelay(true);
+    onStream(s);
+  });
+}
+
+/** Dial the proxy server over TLS 1.3 and check its certificate against the pinned fingerprint. */
+export function tlsDialer(host: string, port: number, fingerprint: string, connectTimeoutMs = 10_000): Dialer {
+  const want = normalizeFingerprint(fingerprint);
+  return () =>
+    new Promise((resolve, reject) => {
+      const s = tls.connect({ host, port, minVersion: 'TLSv1.3', rejectUnauthorized: false, servername: undefined, checkServerIdentity: () => undefined });
+      const t = setTimeout(() => {
+        s.destroy();
+        reject(new RpcError(`TLS connect to ${host}:${port} timed out`, 'disconnected'));
+      }, connectTimeoutMs);
+      s.once('secureConnect', () => {
+        clearTimeout(t);
+        const got = s.getPeerCertificate()?.fingerprint256;
+        if (!got || normalizeFingerprint(got) !== want) {
+          s.destroy();
+          // Not retried: a different certificate will not become the right one.
+          reject(new RpcError(`TLS: ${host}:${port} presented certificate ${got ?? '(none)'}, expected ${want}`, 'auth_error'));
+          return;
+        }
+        s.setNoDelay(true);
+        resolve(s);
+      });
+      s.once('error', (e) => {
+        clearTimeout(t);
+        reject(new RpcError(`TLS connect to ${host}:${port}: ${e.message}`, 'disconnected'));
+      });
+    });
+}
+
+/** Make a self-signed P-256 certificate and key (owner-only) in `dir` with openssl; returns the paths and fingerprint. */
+export async function makeSelfSignedCert(dir: string, cn = 'gvfs-proxy-server'): Promise<{ cert: string; key: string; fingerprint: string }> {
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  await promisify(execFile)('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '3650', '-subj', `/CN=${cn}`,
+  ], { timeout: 30_000 });
+  await fs.chmod(key, 0o600);
+  return { cert, key, fingerprint: fingerprintOf(await fs.readFile(cert)) };
+}
