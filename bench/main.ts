@@ -7,10 +7,12 @@ import { Command, Option } from 'commander';
 import { makeContext, render, saveResults, type SuiteResult } from './lib/report.js';
 import { serverSuite } from './suites/server.js';
 import { chainSuite } from './suites/chain.js';
+import { channelSuite } from './suites/channel.js';
 
 const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>) => Promise<SuiteResult>> = {
   server: serverSuite,
   chain: chainSuite,
+  channel: channelSuite,
 };
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -12,6 +12,7 @@ export interface WorkloadResult {
 
 export interface SuiteResult {
   suite: string;
+  /** The system every ratio is taken against (NaN figures: workload not applicable to a system). */
   baseline: string;
   workloads: WorkloadResult[];
   notes: string[];
@@ -55,7 +56,10 @@ export function render(r: SuiteResult): string {
       w.name,
       w.unit,
       ...systems.map((s) => `${fmt(w.systems[s].median)} (${fmt(w.systems[s].min)}–${fmt(w.systems[s].max)})`),
-      ...others.map((s) => (w.systems[s].median / w.systems[r.baseline].median).toFixed(2)),
+      ...others.map((s) => {
+        const q = w.systems[s].median / w.systems[r.baseline].median;
+        return Number.isFinite(q) ? q.toFixed(2) : 'n/a';
+      }),
     ]);
   }
   let text = `== ${r.suite} ==\n${table(rows)}\n`;

@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Client } from 'ssh2';
 import type { Dialer } from '../rpc/client.js';
@@ -61,7 +62,12 @@ export class SshTunnel {
         if (this.client === c) this.client = undefined;
         log.debug({ host: this.o.host }, 'SSH connection closed');
       });
+      // Our own socket, so Nagle can be switched off: small RPCs through a
+      // tunnel otherwise wait for delayed ACKs (measured: ~40 ms per call).
+      const sock = net.connect({ host: this.o.host, port: this.o.port, noDelay: true });
+      sock.on('error', () => undefined); // reported through the SSH client
       c.connect({
+        sock,
         host: this.o.host,
         port: this.o.port,
         username: this.o.username,
