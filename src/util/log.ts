@@ -12,10 +12,19 @@ const root: Logger = pino(
 
 const traced = new Set((process.env.GVFS_TRACE ?? '').split(',').map((s) => s.trim()).filter(Boolean));
 
+const children: Array<{ layer: string; log: Logger }> = [];
+
 export function logger(layer: string): Logger {
   const child = root.child({ layer });
   if (traced.has(layer) || traced.has('all')) child.level = 'debug';
+  children.push({ layer, log: child });
   return child;
+}
+
+/** Change the level of every layer that is not traced (commands that print for people, e.g. the demo). */
+export function setLogLevel(level: string): void {
+  root.level = level;
+  for (const c of children) if (!traced.has(c.layer) && !traced.has('all')) c.log.level = level;
 }
 
 export type { Logger };
