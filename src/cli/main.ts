@@ -7,6 +7,8 @@ import { serveCommand } from './serve.js';
 import { demoCommand } from './demo.js';
 import { proxyServerCommand } from './proxy-server.js';
 import { proxyClientCommand } from './proxy-client.js';
+import { mountCommand } from './mount.js';
+import { umountCommand } from './umount.js';
 import { keygenCommand, tlsKeygenCommand } from './keygen.js';
 
 const program = new Command('gvfs')
@@ -19,6 +21,8 @@ program.addCommand(proxyServerCommand());
 program.addCommand(proxyClientCommand());
 program.addCommand(keygenCommand());
 program.addCommand(tlsKeygenCommand());
+program.addCommand(mountCommand());
+program.addCommand(umountCommand());
 program.addCommand(demoCommand());
 
 program.parseAsync(process.argv).catch((e) => {

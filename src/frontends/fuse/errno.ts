@@ -30,7 +30,8 @@ export const ERRNO_OF: Record<FsErrorCode, number | null> = {
   NAMETOOLONG: E.ENAMETOOLONG,
   NOTEMPTY: E.ENOTEMPTY,
   DQUOT: E.EDQUOT,
-  REMOTE: E.EREMOTE,
+  // Linux EREMOTE ("object is remote"); not in Node's table.
+  REMOTE: 66,
   NOTSUPP: E.EOPNOTSUPP,
   // A server that stays busy past the front end's retries.
   JUKEBOX: E.EAGAIN,
@@ -43,6 +44,11 @@ export const ERRNO_OF: Record<FsErrorCode, number | null> = {
   SERVERFAULT: null,
   BADTYPE: null,
 };
+
+const NAME_OF = new Map<number, string>(Object.entries(E).map(([k, v]) => [v, k]));
+
+/** -ENOENT → 'ENOENT' (for counters and logs). */
+export const errnoName = (neg: number): string => NAME_OF.get(-neg) ?? String(-neg);
 
 /**
  * Any failure of a front-end operation → negative errno for libfuse. FsErrors

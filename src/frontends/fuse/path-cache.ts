@@ -96,6 +96,20 @@ export class PathCache {
     this.put(this.attrs, key, a);
   }
 
+  /**
+   * As setAttr, for replies that may arrive out of order (concurrent writes
+   * to one file): older attributes (by ctime, then size) do not replace newer.
+   */
+  setAttrIfNewer(key: string, a: Fattr3 | undefined): void {
+    if (!a) return this.dropAttr(key);
+    const cur = this.attrs.get(key)?.v;
+    if (cur) {
+      const d = cur.ctime.sec - a.ctime.sec || cur.ctime.nsec - a.ctime.nsec;
+      if (d > 0 || (d === 0 && cur.size > a.size)) return;
+    }
+    this.put(this.attrs, key, a);
+  }
+
   dropAttr(key: string): void {
     this.attrs.delete(key);
   }

@@ -1,0 +1,145 @@
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { RemoteNfs } from '../backends/remote-nfs/remote-nfs.js';
+import { hello } from '../ext/client.js';
+import { FuseFrontend, processCredentials } from '../frontends/fuse/fuse-frontend.js';
+import { watchUnmount } from '../frontends/fuse/mountpoint.js';
+import { parseNfsUrl } from '../proxy/upstream-url.js';
+import { parseHostPort, parseIntArg, untilSignal } from './util.js';
+
+function parseSeconds(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`expected seconds (>= 0), got "${v}"`);
+  return n;
+}
+
+interface MountOpts {
+  server: string;
+  user?: string;
+  export?: string;
+  attrTimeout: number;
+  connections: number;
+  timeout: number;
+  foreground?: boolean;
+  log?: string;
+  json?: boolean;
+}
+
+export function mountCommand(): Command {
+  return new Command('mount')
+    .description('Mount what a GVFS proxy server (or any NFSv3 server) serves as a local directory, through FUSE, for unmodified programs')
+    .argument('<mountpoint>', 'an existing directory to mount on')
+    .requiredOption('--server <host:port | nfs://host[:port]/path>', 'a GVFS proxy server (HOST:PORT, with --user), or a plain NFSv3 server and export (nfs:// URL, ?mountport=N if MOUNT is elsewhere)')
+    .option('--user <identity>', "this session's grid identity, announced to the proxy server")
+    .option('--export <path>', 'the export to mount on the proxy server (default: its only export)')
+    .option('--attr-timeout <seconds>', 'longest a change made elsewhere takes to show through the mount (attributes and names); 0: always ask the server', parseSeconds, 1)
+    .option('--connections <n>', 'connections to the server', parseIntArg, 2)
+    .option('--timeout <ms>', 'deadline of one call to the server; a program then gets an error (EIO), never a hang', parseIntArg, 60_000)
+    .option('--foreground', 'stay in the foreground until SIGINT/SIGTERM (default: detach once mounted)')
+    .option('--log <file>', 'log file of a detached mount (default: gvfs-mount-PID.log in the temp directory)')
+    .option('--json', 'print the mount as JSON')
+    .addHelpText('after', '\nExamples:\n  gvfs mount --server 10.0.0.5:7000 --user alice /mnt/session\n  gvfs mount --server nfs://127.0.0.1:2049/export --foreground /mnt/nfs\n  gvfs umount /mnt/session')
+    .action(async (mountpoint: string, o: MountOpts) => {
+      if (!o.foreground) return detach(o);
+      await serveMount(mountpoint, o);
+    });
+}
+
+/** Re-run this command in the foreground in a new session, wait until it has mounted, print, leave it running. */
+async function detach(o: MountOpts): Promise<void> {
+  const logFile = o.log ?? path.join(os.tmpdir(), `gvfs-mount-${process.pid}.log`);
+  const log = fs.openSync(logFile, 'a');
+  const args = [...process.argv.slice(1), '--foreground', '--json'];
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', log] });
+  fs.closeSync(log);
+  const line = await new Promise<string>((resolve, reject) => {
+    const rl = createInterface({ input: child.stdout! });
+    rl.once('line', resolve);
+    child.once('exit', (code) => {
+      let tail = '';
+      try {
+        tail = fs.readFileSync(logFile, 'utf8').trim().split('\n').slice(-5).join('\n');
+      } catch {
+        /* no log */
+      }
+      reject(new Error(`mount failed (exit ${code}); ${logFile}:\n${tail}`));
+    });
+  });
+  child.stdout!.destroy();
+  child.removeAllListeners('exit');
+  child.unref();
+  const info = { ...JSON.parse(line), log: logFile };
+  if (o.json) console.log(JSON.stringify(info));
+  else console.log(`gvfs mount: ${info.server}${info.export} on ${info.mounted} (pid ${info.pid}, log ${logFile}); gvfs umount ${info.mounted} to stop`);
+}
+
+async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
+  const cred = processCredentials();
+  let remote: RemoteNfs;
+  let exportPath: string;
+  let server: string;
+  if (o.server.startsWith('nfs://')) {
+    const u = parseNfsUrl(o.server);
+    if (o.export) throw new Error('give the export in the nfs:// URL, not --export');
+    remote = new RemoteNfs({ host: u.host, port: u.port, mountPort: u.mountPort, connections: o.connections, timeoutMs: o.timeout, maxInFlight: 64 });
+    exportPath = u.path;
+    server = `nfs://${u.host}:${u.port}`;
+  } else {
+    const hp = parseHostPort(o.server);
+    if (!o.user) throw new Error('--user is needed with a proxy server (HOST:PORT); for a plain NFS server give an nfs:// URL');
+    const user = o.user;
+    remote = new RemoteNfs({ host: hp.host, port: hp.port, connections: o.connections, timeoutMs: o.timeout, maxInFlight: 64, onConnect: ({ call }) => hello(call, user) });
+    server = `${hp.host}:${hp.port}`;
+    if (o.export) exportPath = o.export;
+    else {
+      const ex = (await remote.exports()).map((e) => e.path);
+      if (ex.length !== 1) {
+        await remote.close();
+        throw new Error(`the proxy server has ${ex.length} exports (${ex.join(', ')}); choose one with --export`);
+      }
+      exportPath = ex[0];
+    }
+  }
+  let frontend: FuseFrontend;
+  try {
+    const root = (await remote.mount(exportPath, cred)).fh;
+    const ms = Math.round(o.attrTimeout * 1000);
+    frontend = new FuseFrontend(remote, root, {
+      attrTimeoutMs: ms,
+      entryTimeoutMs: ms,
+      fsname: `gvfs:${server.replace(/^nfs:\/\//, '')}${exportPath}`,
+      opTimeoutMs: Math.max(120_000, 3 * o.timeout),
+    });
+    await frontend.mount(mountpoint);
+  } catch (e) {
+    await remote.close();
+    throw e;
+  }
+  const mnt = frontend.mountpoint!;
+  const info = { mounted: mnt, server, export: exportPath, user: o.user ?? null, pid: process.pid, attrTimeout: o.attrTimeout };
+  if (o.json) console.log(JSON.stringify(info));
+  else console.log(`gvfs mount: ${server}${exportPath} on ${mnt} (attribute timeout ${o.attrTimeout} s); Ctrl-C or gvfs umount ${mnt} to stop`);
+
+  let stopWatch = () => {};
+  const why = await new Promise<string>((resolve) => {
+    void untilSignal().then(resolve);
+    stopWatch = watchUnmount(mnt, 1000, () => resolve('unmounted from outside'));
+  });
+  stopWatch();
+  console.error(`gvfs mount: ${why}, unmounting ${mnt}`);
+  let code = 0;
+  try {
+    await frontend.unmount();
+  } catch (e) {
+    console.error(`gvfs mount: ${(e as Error).message}`);
+    code = 1;
+  }
+  await remote.close();
+  console.error(`gvfs mount: stats ${JSON.stringify(frontend.stats)}`);
+  // The binding keeps a libuv handle for the FUSE thread; leave explicitly.
+  process.exit(code);
+}

@@ -1,0 +1,116 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export interface MountEntry {
+  mountPoint: string;
+  /** major:minor of the mounted file system (names its /sys/class/bdi entry). */
+  dev: string;
+  fsType: string;
+  source: string;
+}
+
+/** Octal escapes in /proc/self/mountinfo fields (space → \040 ...). */
+const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+
+/** The mount at exactly `dir` (the last one, if stacked), from /proc/self/mountinfo. */
+export async function mountAt(dir: string): Promise<MountEntry | undefined> {
+  const want = await canonical(dir);
+  const text = await fs.readFile('/proc/self/mountinfo', 'utf8');
+  let found: MountEntry | undefined;
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    // id parent major:minor root mountpoint options [optional...] - fstype source superopts
+    const f = line.split(' ');
+    const sep = f.indexOf('-');
+    if (sep < 0 || f.length < sep + 3) continue;
+    const mp = unescape(f[4]);
+    if (mp === want) found = { mountPoint: mp, dev: f[2], fsType: f[sep + 1], source: unescape(f[sep + 2]) };
+  }
+  return found;
+}
+
+/**
+ * The absolute path of `dir` with symlinks resolved in its parent: realpath
+ * of the mountpoint itself fails on a dead FUSE mount ("Transport endpoint
+ * is not connected"), which is exactly the case to detect.
+ */
+export async function canonical(dir: string): Promise<string> {
+  const abs = path.resolve(dir);
+  if (abs === '/') return abs;
+  try {
+    return path.join(await fs.realpath(path.dirname(abs)), path.basename(abs));
+  } catch {
+    return abs;
+  }
+}
+
+export type MountState = 'none' | 'live' | 'stale';
+
+/**
+ * What is mounted at `dir`: nothing, a mount that answers, or a FUSE mount
+ * whose process is gone (ENOTCONN / ECONNABORTED on stat).
+ */
+export async function mountState(dir: string): Promise<{ state: MountState; entry?: MountEntry }> {
+  const entry = await mountAt(dir);
+  if (!entry) return { state: 'none' };
+  try {
+    await fs.stat(entry.mountPoint);
+    return { state: 'live', entry };
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOTCONN' || code === 'ECONNABORTED') return { state: 'stale', entry };
+    throw e;
+  }
+}
+
+export const isFuse = (e: MountEntry): boolean => e.fsType === 'fuse' || e.fsType.startsWith('fuse.');
+
+/**
+ * Unmount a FUSE mount: `fusermount -u` (lazy with -z), else `umount` (-l),
+ * which root may use when fusermount refuses (e.g. a mount it did not record).
+ * Throws with both tools' complaints if neither succeeds.
+ */
+export async function fuseUnmount(dir: string, o: { lazy?: boolean } = {}): Promise<void> {
+  const mp = await canonical(dir);
+  const errors: string[] = [];
+  for (const [cmd, args] of [
+    ['fusermount', o.lazy ? ['-u', '-z', mp] : ['-u', mp]],
+    ['umount', o.lazy ? ['-l', mp] : [mp]],
+  ] as const) {
+    try {
+      await run(cmd, [...args], { timeout: 30_000 });
+      return;
+    } catch (e) {
+      const err = e as { stderr?: string; message: string };
+      errors.push(`${cmd}: ${(err.stderr || err.message).trim()}`);
+      if (!(await mountAt(mp))) return; // gone anyway
+    }
+  }
+  throw new Error(`could not unmount ${mp}: ${errors.join('; ')}`);
+}
+
+/** Poll until `dir` is no longer the given mount (unmounted from outside); returns a stop function. */
+export function watchUnmount(dir: string, intervalMs: number, onGone: () => void): () => void {
+  let stopped = false;
+  const t = setInterval(async () => {
+    try {
+      const e = await mountAt(dir);
+      if (!stopped && (!e || !isFuse(e))) {
+        stopped = true;
+        clearInterval(t);
+        onGone();
+      }
+    } catch {
+      /* transient read failure of mountinfo: try again next tick */
+    }
+  }, intervalMs);
+  t.unref();
+  return () => {
+    stopped = true;
+    clearInterval(t);
+  };
+}

@@ -1,0 +1,249 @@
+import type { Backend } from '../../backend/backend.js';
+import { FsError } from '../../backend/errors.js';
+import { StableHow } from '../../nfs3/constants.js';
+import type { Fattr3 } from '../../nfs3/types.js';
+import type { Credentials } from '../../rpc/types.js';
+import { logger } from '../../util/log.js';
+
+const log = logger('fuse');
+
+/** One file descriptor the kernel holds (what FUSE calls a file handle). */
+export interface OpenFd {
+  fd: number;
+  file: OpenFile;
+  append: boolean;
+  writable: boolean;
+}
+
+interface Uncommitted {
+  offset: number;
+  data: Buffer;
+  verf: Buffer;
+}
+
+export interface WriteStats {
+  writes: number;
+  bytesWritten: number;
+  /** Largest write the kernel sent, and how many writes were at least 64 KiB. */
+  maxWrite: number;
+  largeWrites: number;
+  commits: number;
+  /** Writes sent again FILE_SYNC because COMMIT's verifier differed (the server restarted). */
+  rewrites: number;
+}
+
+/**
+ * Lets writes run together but a commit alone: a commit waits for the
+ * writes in flight and holds new ones back until it is done, so the list of
+ * uncommitted writes it replays is exactly what the server may have lost.
+ */
+class Gate {
+  private active = 0;
+  private idle?: () => void;
+  private closed?: Promise<void>;
+
+  async enter(): Promise<void> {
+    while (this.closed) await this.closed;
+    this.active++;
+  }
+
+  leave(): void {
+    if (--this.active === 0 && this.idle) this.idle();
+  }
+
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.closed) await this.closed;
+    let open!: () => void;
+    this.closed = new Promise<void>((r) => (open = r));
+    try {
+      if (this.active > 0) await new Promise<void>((r) => (this.idle = r));
+      this.idle = undefined;
+      return await fn();
+    } finally {
+      this.closed = undefined;
+      open();
+    }
+  }
+}
+
+/**
+ * A file with at least one descriptor open: its handle and the data of its
+ * UNSTABLE writes not yet covered by a COMMIT with the same verifier. The
+ * data is kept so that, if the server restarted in between (COMMIT's
+ * verifier differs from the writes'), it is written again FILE_SYNC: nothing
+ * a program was told was written is lost by a server restart.
+ */
+export class OpenFile {
+  refs = 0;
+  private pending: Uncommitted[] = [];
+  pendingBytes = 0;
+  private readonly gate = new Gate();
+
+  constructor(
+    readonly fh: Buffer,
+    readonly key: string,
+    private readonly table: OpenFiles,
+  ) {}
+
+  /**
+   * Write all of `data` at `offset` UNSTABLE (the caller's buffer is copied
+   * first: the kernel's buffer is gone once the operation is answered).
+   * Returns the post-operation attributes of the last reply.
+   */
+  async write(cred: Credentials, offset: number, src: Buffer): Promise<Fattr3 | undefined> {
+    const data = Buffer.allocUnsafe(src.length);
+    src.copy(data);
+    let after: Fattr3 | undefined;
+    await this.gate.enter();
+    try {
+      let done = 0;
+      while (done < data.length) {
+        const r = await this.table.backend.write(cred, this.fh, offset + done, data.subarray(done), StableHow.UNSTABLE);
+        if (r.count <= 0) throw new FsError('IO', `WRITE at ${offset + done} wrote nothing`);
+        const n = Math.min(r.count, data.length - done);
+        if (r.committed === StableHow.UNSTABLE) this.keep({ offset: offset + done, data: data.subarray(done, done + n), verf: r.verf });
+        done += n;
+        after = r.wcc.after ?? after;
+      }
+    } finally {
+      this.gate.leave();
+    }
+    const s = this.table.stats;
+    s.writes++;
+    s.bytesWritten += data.length;
+    if (data.length > s.maxWrite) s.maxWrite = data.length;
+    if (data.length >= 65536) s.largeWrites++;
+    if (this.pendingBytes >= this.table.maxFileBytes || this.table.pendingBytes >= this.table.maxTotalBytes) {
+      after = (await this.commit(cred)) ?? after;
+    }
+    return after;
+  }
+
+  private keep(u: Uncommitted): void {
+    this.pending.push(u);
+    this.pendingBytes += u.data.length;
+    this.table.pendingBytes += u.data.length;
+  }
+
+  /**
+   * Make every write so far durable: COMMIT, and if its verifier is not the
+   * one every kept write got, write them all again FILE_SYNC, in order (a
+   * replay in the original order leaves what the program wrote, whatever
+   * subset the server lost). On failure the writes stay kept for a later try.
+   */
+  commit(cred: Credentials): Promise<Fattr3 | undefined> {
+    if (this.pending.length === 0) return Promise.resolve(undefined);
+    return this.gate.exclusive(async () => {
+      const batch = this.pending;
+      const bytes = this.pendingBytes;
+      if (batch.length === 0) return undefined;
+      this.pending = [];
+      this.pendingBytes = 0;
+      this.table.pendingBytes -= bytes;
+      const { backend, stats } = this.table;
+      try {
+        const r = await backend.commit(cred, this.fh, 0, 0);
+        stats.commits++;
+        let after = r.wcc.after;
+        if (batch.some((w) => !w.verf.equals(r.verf))) {
+          log.warn({ file: this.key, writes: batch.length, bytes }, 'write verifier changed (server restarted?): writing uncommitted data again FILE_SYNC');
+          for (const w of batch) {
+            let done = 0;
+            while (done < w.data.length) {
+              const x = await backend.write(cred, this.fh, w.offset + done, w.data.subarray(done), StableHow.FILE_SYNC);
+              if (x.count <= 0) throw new FsError('IO', `rewrite at ${w.offset + done} wrote nothing`);
+              done += x.count;
+              after = x.wcc.after ?? after;
+            }
+            stats.rewrites++;
+          }
+        }
+        return after;
+      } catch (e) {
+        // Keep them (before anything written since) for the next flush/fsync/release.
+        this.pending = batch.concat(this.pending);
+        this.pendingBytes += bytes;
+        this.table.pendingBytes += bytes;
+        throw e;
+      }
+    });
+  }
+}
+
+/**
+ * The descriptor table: fd → OpenFd, and handle → OpenFile shared by all the
+ * descriptors of one file (so an fsync on one descriptor covers writes made
+ * through another, as POSIX wants). Bounded in kept data: past
+ * `maxFileBytes` for a file or `maxTotalBytes` in all, a write commits.
+ */
+export class OpenFiles {
+  private readonly fds = new Map<number, OpenFd>();
+  private readonly files = new Map<string, OpenFile>();
+  private nextFd = 1;
+  pendingBytes = 0;
+  readonly stats: WriteStats = { writes: 0, bytesWritten: 0, maxWrite: 0, largeWrites: 0, commits: 0, rewrites: 0 };
+
+  constructor(
+    readonly backend: Backend,
+    readonly maxFileBytes: number,
+    readonly maxTotalBytes: number,
+  ) {}
+
+  get count(): number {
+    return this.fds.size;
+  }
+
+  open(fh: Buffer, key: string, o: { append: boolean; writable: boolean }): OpenFd {
+    let file = this.files.get(key);
+    if (!file) {
+      file = new OpenFile(fh, key, this);
+      this.files.set(key, file);
+    }
+    file.refs++;
+    // FUSE file handles cross the binding as int32, and 0 means "none".
+    while (this.fds.has(this.nextFd) || this.nextFd === 0) this.nextFd = (this.nextFd % 0x7fffffff) + 1;
+    const fd: OpenFd = { fd: this.nextFd, file, append: o.append, writable: o.writable };
+    this.fds.set(fd.fd, fd);
+    this.nextFd = (this.nextFd % 0x7fffffff) + 1;
+    return fd;
+  }
+
+  get(fd: number): OpenFd {
+    const f = this.fds.get(fd);
+    if (!f) throw new FsError('INVAL', `no open file ${fd}`);
+    return f;
+  }
+
+  /** The open file of a handle, if any descriptor has it open. */
+  file(key: string): OpenFile | undefined {
+    return this.files.get(key);
+  }
+
+  /** Forget a descriptor; the file's kept writes are committed when its last descriptor goes. */
+  async release(cred: Credentials, fd: number): Promise<void> {
+    const f = this.fds.get(fd);
+    if (!f) return;
+    this.fds.delete(fd);
+    const file = f.file;
+    file.refs--;
+    try {
+      await file.commit(cred);
+    } finally {
+      if (file.refs === 0 && file.pendingBytes === 0) this.files.delete(file.key);
+    }
+  }
+
+  /** Commit everything kept (at unmount); failures are logged and counted, not thrown. */
+  async commitAll(cred: Credentials): Promise<number> {
+    let failed = 0;
+    for (const file of this.files.values()) {
+      try {
+        await file.commit(cred);
+      } catch (e) {
+        failed++;
+        log.error({ file: file.key, err: (e as Error).message }, 'could not commit written data at unmount');
+      }
+    }
+    return failed;
+  }
+}

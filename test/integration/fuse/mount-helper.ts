@@ -1,0 +1,90 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+export const run = promisify(execFile);
+export const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'src', 'cli', 'main.js');
+
+/** FUSE mounts need /dev/fuse, fusermount and (for allow_other and the tests' other users) root. */
+export function fuseSkip(): string | false {
+  if (process.getuid?.() !== 0) return 'FUSE tests run as root';
+  if (!existsSync('/dev/fuse')) return 'no /dev/fuse';
+  if (!existsSync('/usr/bin/fusermount') && !existsSync('/bin/fusermount')) return 'no fusermount';
+  return false;
+}
+
+export interface MountProc {
+  mnt: string;
+  pid: number;
+  proc: ChildProcess;
+  info: Record<string, unknown>;
+  /** stderr so far (logs; the final stats line). */
+  stderr(): string;
+  /** SIGTERM and wait for the exit; returns the exit code. */
+  stop(): Promise<number | null>;
+  /** The stats the process printed when it stopped. */
+  stats(): Record<string, any> | undefined;
+}
+
+/** `gvfs mount ... --foreground --json` in its own process; resolves once it has mounted. */
+export async function spawnMount(server: string, mnt: string, extra: string[] = []): Promise<MountProc> {
+  await fs.mkdir(mnt, { recursive: true });
+  const proc = spawn(process.execPath, [CLI, 'mount', '--server', server, mnt, '--foreground', '--json', ...extra], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, GVFS_LOG_LEVEL: process.env.GVFS_LOG_LEVEL ?? 'warn' },
+  });
+  let err = '';
+  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (c) => resolve(c)));
+  const rl = createInterface({ input: proc.stdout! });
+  const line = await new Promise<string>((resolve, reject) => {
+    rl.once('line', resolve);
+    void exited.then((c) => reject(new Error(`gvfs mount exited with ${c} before mounting:\n${err}`)));
+  });
+  const info = JSON.parse(line) as Record<string, unknown>;
+  return {
+    mnt: info.mounted as string,
+    pid: proc.pid!,
+    proc,
+    info,
+    stderr: () => err,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      const code = await exited;
+      // Belt and braces: never leave a mount behind a failed test.
+      await forceUnmount(mnt);
+      return code;
+    },
+    stats() {
+      const m = /gvfs mount: stats (\{.*\})/.exec(err);
+      return m ? JSON.parse(m[1]) : undefined;
+    },
+  };
+}
+
+/** Lazily unmount whatever is still mounted at `mnt` (ignores "not mounted"). */
+export async function forceUnmount(mnt: string): Promise<void> {
+  const text = await fs.readFile('/proc/self/mountinfo', 'utf8');
+  if (!text.split('\n').some((l) => l.split(' ')[4] === mnt)) return;
+  await run('fusermount', ['-u', '-z', mnt]).catch(() => run('umount', ['-l', mnt]).catch(() => undefined));
+}
+
+/** Run a command as an unprivileged user (uid/gid 1000, no groups). */
+export function runAs(uid: number, cmd: string, args: string[]) {
+  return run('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', cmd, ...args]);
+}
+
+/** errno code of a failed child (e.g. from its stderr) or fs call. */
+export async function errCode(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException & { stderr?: string };
+    return err.code && typeof err.code === 'string' ? err.code : String(err.stderr ?? err.message);
+  }
+  return 'no error';
+}
