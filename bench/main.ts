@@ -8,11 +8,13 @@ import { makeContext, render, saveResults, type SuiteResult } from './lib/report
 import { serverSuite } from './suites/server.js';
 import { chainSuite } from './suites/chain.js';
 import { channelSuite } from './suites/channel.js';
+import { wanSuite } from './suites/wan.js';
 
-const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>) => Promise<SuiteResult>> = {
+const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>, profile: string) => Promise<SuiteResult>> = {
   server: serverSuite,
   chain: chainSuite,
   channel: channelSuite,
+  wan: wanSuite,
 };
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -21,6 +23,7 @@ const program = new Command('gvfs-bench')
   .description('GVFS benchmarks: each suite measures GVFS beside its peers in one run and prints medians and ratios')
   .addOption(new Option('--suite <names...>', 'suites to run').choices(Object.keys(SUITES)).default(Object.keys(SUITES)))
   .option('--quick', 'small sizes, one run (a smoke run; figures are not meaningful)')
+  .addOption(new Option('--profile <name>', 'emulated link for the wan suite').choices(['lan', 'wan', 'far']).default('wan'))
   .option('--runs <n>', 'runs per workload and system (median reported)', (v) => Number(v))
   .option('--out <dir>', 'where the JSON results go', path.join(here, '..', '..', 'bench', 'results'))
   .action(async (o) => {
@@ -29,11 +32,11 @@ const program = new Command('gvfs-bench')
     const results: SuiteResult[] = [];
     for (const s of o.suite as string[]) {
       process.stderr.write(`suite ${s}...\n`);
-      const r = await SUITES[s](ctx);
+      const r = await SUITES[s](ctx, o.profile);
       results.push(r);
       console.log(render(r));
     }
-    const file = await saveResults(o.out, results, { quick: !!o.quick, runs, suites: o.suite });
+    const file = await saveResults(o.out, results, { quick: !!o.quick, runs, suites: o.suite, profile: o.profile });
     console.log(`results: ${file}`);
   });
 

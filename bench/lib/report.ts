@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { writeCharts } from './chart.js';
 import { fmt, summarize, table, type Sample } from './stats.js';
 
 export interface WorkloadResult {
@@ -68,10 +69,12 @@ export function render(r: SuiteResult): string {
   return text;
 }
 
+/** JSON (with the machine and settings) and one SVG chart per workload; returns the JSON path. */
 export async function saveResults(dir: string, results: SuiteResult[], settings: object): Promise<string> {
   await fs.mkdir(dir, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const file = path.join(dir, `bench-${stamp}.json`);
+  await writeCharts(dir, `bench-${stamp}`, results);
   const machine = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, kernel: os.release() };
   await fs.writeFile(file, JSON.stringify({ date: new Date().toISOString(), machine, settings, results }, (_, v) => (typeof v === 'bigint' ? v.toString() : v), 2));
   return file;

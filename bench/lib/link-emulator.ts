@@ -1,0 +1,206 @@
+import net from 'node:net';
+
+/**
+ * A user-space wide-area link for benchmarks (this machine has no netem): a
+ * TCP relay on loopback that delays each direction by a fixed one-way delay
+ * and caps it with a token bucket. Bytes leave in order, unchanged: each
+ * chunk is "transmitted" when the link is free (serialization at the
+ * bandwidth), then "propagates" for the one-way delay. A direction with more
+ * than `bufferBytes` in flight pauses its sender, like a bounded router
+ * queue, so TCP flow control behaves.
+ */
+export interface LinkProfile {
+  name: string;
+  /** Round-trip time added by the link (ms); each direction gets half. */
+  rttMs: number;
+  /** Bandwidth per direction (bits per second). */
+  bitsPerSec: number;
+}
+
+export const PROFILES: Record<string, LinkProfile> = {
+  lan: { name: 'lan', rttMs: 0.2, bitsPerSec: 1e9 },
+  wan: { name: 'wan', rttMs: 40, bitsPerSec: 200e6 },
+  far: { name: 'far', rttMs: 100, bitsPerSec: 50e6 },
+};
+
+interface Pending {
+  due: number;
+  chunk: Buffer;
+}
+
+/** One direction of the link. */
+class Pipe {
+  private queue: Pending[] = [];
+  private busyUntil = 0;
+  private queued = 0;
+  private timer?: NodeJS.Timeout;
+  private immediate?: NodeJS.Immediate;
+  bytes = 0;
+
+  constructor(
+    private readonly from: net.Socket,
+    private readonly to: net.Socket,
+    private readonly delayMs: number,
+    private readonly bytesPerMs: number,
+    private readonly bufferBytes: number,
+  ) {
+    from.on('data', (c: Buffer) => this.push(c));
+    from.on('end', () => this.push(null));
+  }
+
+  private ended = false;
+
+  private push(c: Buffer | null): void {
+    const now = performance.now();
+    if (c === null) {
+      this.ended = true;
+      this.queue.push({ due: Math.max(now, this.busyUntil) + this.delayMs, chunk: Buffer.alloc(0) });
+    } else {
+      // Split big chunks so delivery is smooth at low bandwidth.
+      for (let off = 0; off < c.length; off += 16384) {
+        const part = c.subarray(off, Math.min(off + 16384, c.length));
+        this.busyUntil = Math.max(now, this.busyUntil) + part.length / this.bytesPerMs;
+        this.queue.push({ due: this.busyUntil + this.delayMs, chunk: part });
+        this.queued += part.length;
+      }
+      if (this.queued > this.bufferBytes) this.from.pause();
+    }
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.timer || this.immediate || !this.queue.length) return;
+    const wait = this.queue[0].due - performance.now();
+    // Timers fire ~1 ms late: sleep most of the way, then step to the due time precisely.
+    if (wait > 2) this.timer = setTimeout(() => ((this.timer = undefined), this.drain()), wait - 1.5);
+    else this.immediate = setImmediate(() => ((this.immediate = undefined), this.drain()));
+  }
+
+  private drain(): void {
+    const now = performance.now();
+    while (this.queue.length && this.queue[0].due <= now) {
+      const p = this.queue.shift()!;
+      if (p.chunk.length === 0 && this.ended && !this.queue.length) {
+        this.to.end();
+        continue;
+      }
+      this.queued -= p.chunk.length;
+      this.bytes += p.chunk.length;
+      this.to.write(p.chunk);
+    }
+    if (this.queued <= this.bufferBytes / 2 && this.from.isPaused()) this.from.resume();
+    this.schedule();
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+    if (this.immediate) clearImmediate(this.immediate);
+  }
+}
+
+export interface Link {
+  profile: LinkProfile;
+  port: number;
+  /** Bytes carried each way so far. */
+  bytes(): { up: number; down: number };
+  close(): Promise<void>;
+}
+
+/** Relay 127.0.0.1:<port> → target through the emulated link. */
+export async function startLink(profile: LinkProfile, target: { host: string; port: number }): Promise<Link> {
+  const oneWay = profile.rttMs / 2;
+  const bytesPerMs = profile.bitsPerSec / 8 / 1000;
+  // Queue = 2 x bandwidth-delay product, at least 256 KiB.
+  const buffer = Math.max(256 * 1024, Math.ceil(2 * bytesPerMs * profile.rttMs));
+  const pipes: Pipe[] = [];
+  const socks = new Set<net.Socket>();
+  let up = 0;
+  let down = 0;
+  const server = net.createServer({ noDelay: true }, (client) => {
+    const upstream = net.connect({ ...target, noDelay: true });
+    socks.add(client).add(upstream);
+    const a = new Pipe(client, upstream, oneWay, bytesPerMs, buffer);
+    const b = new Pipe(upstream, client, oneWay, bytesPerMs, buffer);
+    pipes.push(a, b);
+    const done = () => {
+      up += a.bytes;
+      down += b.bytes;
+      a.stop();
+      b.stop();
+      client.destroy();
+      upstream.destroy();
+      socks.delete(client);
+      socks.delete(upstream);
+      pipes.splice(pipes.indexOf(a), 1);
+      pipes.splice(pipes.indexOf(b), 1);
+    };
+    client.on('error', done).on('close', done);
+    upstream.on('error', done).on('close', done);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    profile,
+    port,
+    bytes: () => ({
+      up: up + pipes.filter((_, i) => i % 2 === 0).reduce((s, p) => s + p.bytes, 0),
+      down: down + pipes.filter((_, i) => i % 2 === 1).reduce((s, p) => s + p.bytes, 0),
+    }),
+    async close() {
+      for (const s of socks) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+/**
+ * Measure a link against its setting (before each run): RTT by 20 small
+ * ping-pongs through it, throughput by pushing data one way. Both must be
+ * within `tolerance` of the profile or the run is refused.
+ */
+export async function checkLink(profile: LinkProfile, tolerance = 0.05): Promise<{ rttMs: number; mbitPerSec: number }> {
+  const echo = net.createServer({ noDelay: true }, (s) => {
+    s.on('data', (d) => {
+      if (d[0] === 0x70) s.write(d.subarray(0, 1)); // 'p' → pong
+    });
+    s.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', () => r()));
+  const link = await startLink(profile, { host: '127.0.0.1', port: (echo.address() as net.AddressInfo).port });
+  try {
+    const c = net.connect({ host: '127.0.0.1', port: link.port, noDelay: true });
+    await new Promise((r) => c.once('connect', r));
+    const rtts: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const t0 = performance.now();
+      c.write(Buffer.from('p'));
+      await new Promise((r) => c.once('data', r));
+      rtts.push(performance.now() - t0);
+    }
+    rtts.sort((a, b) => a - b);
+    const rttMs = rtts[10];
+    // Throughput: send enough for ~1 s of link time (or 64 MiB), measure until the far side has it all.
+    const bytes = Math.min(64 << 20, Math.max(4 << 20, Math.round(profile.bitsPerSec / 8)));
+    const chunk = Buffer.alloc(64 * 1024, 0x71);
+    const t0 = performance.now();
+    let sent = 0;
+    const before = link.bytes().up;
+    while (sent < bytes) {
+      if (!c.write(chunk)) await new Promise((r) => c.once('drain', r));
+      sent += chunk.length;
+    }
+    while (link.bytes().up - before < sent) await new Promise((r) => setTimeout(r, 1));
+    const secs = (performance.now() - t0) / 1000 - profile.rttMs / 2000;
+    const mbitPerSec = (sent * 8) / secs / 1e6;
+    c.destroy();
+    const rttOk = profile.rttMs < 1 ? rttMs < 1 : Math.abs(rttMs - profile.rttMs) <= tolerance * profile.rttMs;
+    const bwOk = Math.abs(mbitPerSec * 1e6 - profile.bitsPerSec) <= tolerance * profile.bitsPerSec;
+    if (!rttOk || !bwOk) {
+      throw new Error(`link ${profile.name} out of tolerance: RTT ${rttMs.toFixed(2)} ms (want ${profile.rttMs}), ${mbitPerSec.toFixed(1)} Mbit/s (want ${profile.bitsPerSec / 1e6})`);
+    }
+    return { rttMs, mbitPerSec };
+  } finally {
+    await link.close();
+    await new Promise((r) => echo.close(r));
+  }
+}

@@ -1,0 +1,42 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { test } from 'node:test';
+import { tempDir } from '../../helpers/local-server.js';
+
+const run = promisify(execFile);
+const BENCH = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bench', 'main.js');
+
+/**
+ * The benchmark suite's smoke run: it runs end to end on the emulated WAN
+ * link and writes well-formed results and charts. No timing is asserted.
+ */
+test('bench --quick --suite wan runs and writes well-formed figures', { timeout: 600_000 }, async () => {
+  const out = await tempDir('gvfs-bench-smoke-');
+  try {
+    const r = await run(process.execPath, [BENCH, '--quick', '--suite', 'wan', '--profile', 'wan', '--out', out], { timeout: 590_000, maxBuffer: 16 << 20 });
+    assert.match(r.stdout, /== wan-wan ==/);
+    const files = await fs.readdir(out);
+    const json = files.find((f) => f.endsWith('.json'));
+    assert.ok(json, 'a JSON result');
+    const doc = JSON.parse(await fs.readFile(path.join(out, json!), 'utf8'));
+    assert.equal(doc.settings.quick, true);
+    assert.ok(doc.machine.cpus >= 1);
+    const suite = doc.results[0];
+    assert.ok(suite.workloads.length >= 3);
+    for (const w of suite.workloads) {
+      for (const [sys, s] of Object.entries(w.systems) as Array<[string, { median: number; min: number; max: number; runs: number[] }]>) {
+        assert.ok(Number.isFinite(s.median) && s.median > 0, `${w.name}/${sys}: median ${s.median}`);
+        assert.ok(s.min <= s.median && s.median <= s.max);
+        assert.equal(s.runs.length, 1);
+      }
+    }
+    assert.equal(files.filter((f) => f.endsWith('.svg')).length, suite.workloads.length, 'one chart per workload');
+    assert.match(await fs.readFile(path.join(out, files.find((f) => f.endsWith('.svg'))!), 'utf8'), /^<svg /);
+  } finally {
+    await fs.rm(out, { recursive: true, force: true });
+  }
+});
