@@ -5,11 +5,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { RemoteNfs } from '../backends/remote-nfs/remote-nfs.js';
-import { hello } from '../ext/client.js';
 import { FuseFrontend, processCredentials } from '../frontends/fuse/fuse-frontend.js';
 import { watchUnmount } from '../frontends/fuse/mountpoint.js';
+import { proxyLink } from '../proxy/proxy-client.js';
 import { parseNfsUrl } from '../proxy/upstream-url.js';
-import { parseHostPort, parseIntArg, untilSignal } from './util.js';
+import { AuthFlavor, type Credentials } from '../rpc/types.js';
+import { addLinkOptions, linkOptions } from './proxy-client.js';
+import { untilSignal } from './util.js';
+
+function parseIds(v: string): { uid: number; gid: number; gids: number[] } {
+  const m = /^(\d+):(\d+)(?::(\d+(?:,\d+)*))?$/.exec(v);
+  if (!m) throw new InvalidArgumentError(`expected UID:GID[:G1,G2...], got "${v}"`);
+  return { uid: Number(m[1]), gid: Number(m[2]), gids: m[3] ? m[3].split(',').map(Number).slice(0, 16) : [] };
+}
 
 function parseSeconds(v: string): number {
   const n = Number(v);
@@ -17,8 +25,9 @@ function parseSeconds(v: string): number {
   return n;
 }
 
-interface MountOpts {
+interface MountOpts extends Record<string, any> {
   server: string;
+  as?: { uid: number; gid: number; gids: number[] };
   user?: string;
   export?: string;
   attrTimeout: number;
@@ -30,19 +39,23 @@ interface MountOpts {
 }
 
 export function mountCommand(): Command {
-  return new Command('mount')
-    .description('Mount what a GVFS proxy server (or any NFSv3 server) serves as a local directory, through FUSE, for unmodified programs')
+  // The proxy-server link options (--server, --key, --tls-fingerprint, --via, --user, --connections, --timeout ...) are proxy-client's.
+  return addLinkOptions(
+    new Command('mount').description(
+      'Mount what a GVFS proxy server serves as a local directory, through FUSE, for unmodified programs; --server nfs://HOST[:PORT]/PATH[?mountport=N] mounts a plain NFSv3 server instead',
+    ),
+  )
     .argument('<mountpoint>', 'an existing directory to mount on')
-    .requiredOption('--server <host:port | nfs://host[:port]/path>', 'a GVFS proxy server (HOST:PORT, with --user), or a plain NFSv3 server and export (nfs:// URL, ?mountport=N if MOUNT is elsewhere)')
-    .option('--user <identity>', "this session's grid identity, announced to the proxy server")
     .option('--export <path>', 'the export to mount on the proxy server (default: its only export)')
+    .option('--as <uid:gid[:g1,g2...]>', "AUTH_SYS identity of every call (default: this process's); a proxy server maps the session's identity instead", parseIds)
     .option('--attr-timeout <seconds>', 'longest a change made elsewhere takes to show through the mount (attributes and names); 0: always ask the server', parseSeconds, 1)
-    .option('--connections <n>', 'connections to the server', parseIntArg, 2)
-    .option('--timeout <ms>', 'deadline of one call to the server; a program then gets an error (EIO), never a hang', parseIntArg, 60_000)
     .option('--foreground', 'stay in the foreground until SIGINT/SIGTERM (default: detach once mounted)')
     .option('--log <file>', 'log file of a detached mount (default: gvfs-mount-PID.log in the temp directory)')
     .option('--json', 'print the mount as JSON')
-    .addHelpText('after', '\nExamples:\n  gvfs mount --server 10.0.0.5:7000 --user alice /mnt/session\n  gvfs mount --server nfs://127.0.0.1:2049/export --foreground /mnt/nfs\n  gvfs umount /mnt/session')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  gvfs mount --server 10.0.0.5:7000 --key alice.key --tls-fingerprint SHA256 /mnt/session\n  gvfs mount --server 127.0.0.1:7000 --user alice --insecure /mnt/session\n  gvfs mount --server nfs://127.0.0.1:2049/export --foreground /mnt/nfs\n  gvfs umount /mnt/session',
+    )
     .action(async (mountpoint: string, o: MountOpts) => {
       if (!o.foreground) return detach(o);
       await serveMount(mountpoint, o);
@@ -78,8 +91,9 @@ async function detach(o: MountOpts): Promise<void> {
 }
 
 async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
-  const cred = processCredentials();
+  const cred: Credentials = o.as ? { flavor: AuthFlavor.AUTH_SYS, ...o.as } : processCredentials();
   let remote: RemoteNfs;
+  let close = async () => {};
   let exportPath: string;
   let server: string;
   if (o.server.startsWith('nfs://')) {
@@ -89,16 +103,20 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
     exportPath = u.path;
     server = `nfs://${u.host}:${u.port}`;
   } else {
-    const hp = parseHostPort(o.server);
-    if (!o.user) throw new Error('--user is needed with a proxy server (HOST:PORT); for a plain NFS server give an nfs:// URL');
-    const user = o.user;
-    remote = new RemoteNfs({ host: hp.host, port: hp.port, connections: o.connections, timeoutMs: o.timeout, maxInFlight: 64, onConnect: ({ call }) => hello(call, user) });
-    server = `${hp.host}:${hp.port}`;
+    const link = proxyLink(await linkOptions(o));
+    remote = link.remote;
+    close = async () => link.tunnel?.close();
+    server = `${link.remote.opts.host}:${link.remote.opts.port}`;
     if (o.export) exportPath = o.export;
     else {
-      const ex = (await remote.exports()).map((e) => e.path);
+      const ex = (await remote.exports().catch(async (e) => {
+        await remote.close();
+        await close();
+        throw e;
+      })).map((e) => e.path);
       if (ex.length !== 1) {
         await remote.close();
+        await close();
         throw new Error(`the proxy server has ${ex.length} exports (${ex.join(', ')}); choose one with --export`);
       }
       exportPath = ex[0];
@@ -113,10 +131,12 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
       entryTimeoutMs: ms,
       fsname: `gvfs:${server.replace(/^nfs:\/\//, '')}${exportPath}`,
       opTimeoutMs: Math.max(120_000, 3 * o.timeout),
+      credentials: () => cred,
     });
     await frontend.mount(mountpoint);
   } catch (e) {
     await remote.close();
+    await close();
     throw e;
   }
   const mnt = frontend.mountpoint!;
@@ -139,6 +159,7 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
     code = 1;
   }
   await remote.close();
+  await close();
   console.error(`gvfs mount: stats ${JSON.stringify(frontend.stats)}`);
   // The binding keeps a libuv handle for the FUSE thread; leave explicitly.
   process.exit(code);

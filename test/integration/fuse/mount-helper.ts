@@ -32,7 +32,10 @@ export interface MountProc {
 
 /** `gvfs mount ... --foreground --json` in its own process; resolves once it has mounted. */
 export async function spawnMount(server: string, mnt: string, extra: string[] = []): Promise<MountProc> {
-  await fs.mkdir(mnt, { recursive: true });
+  // A dead mount left there answers ENOTCONN: `gvfs mount` is to clear it, not the helper.
+  await fs.mkdir(mnt, { recursive: true }).catch((e) => {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOTCONN') throw e;
+  });
   const proc = spawn(process.execPath, [CLI, 'mount', '--server', server, mnt, '--foreground', '--json', ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, GVFS_LOG_LEVEL: process.env.GVFS_LOG_LEVEL ?? 'warn' },

@@ -1,0 +1,183 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { FsError, type FsErrorCode } from '../../../src/backend/errors.js';
+import { RemoteNfs } from '../../../src/backends/remote-nfs/remote-nfs.js';
+import { ERRNO_OF, toErrno } from '../../../src/frontends/fuse/errno.js';
+import { FuseFrontend } from '../../../src/frontends/fuse/fuse-frontend.js';
+import { PathCache } from '../../../src/frontends/fuse/path-cache.js';
+import { FType } from '../../../src/nfs3/constants.js';
+import type { Fattr3 } from '../../../src/nfs3/types.js';
+import { ROOT, startLocalServer, type LocalServer } from '../../helpers/local-server.js';
+import { forceUnmount, fuseSkip, run } from './mount-helper.js';
+
+const MiB = 1 << 20;
+
+describe('FUSE front end: pieces without a mount', () => {
+  test('every backend error code has an errno; the ones without collapse to EIO', () => {
+    const codes = Object.keys(ERRNO_OF) as FsErrorCode[];
+    assert.equal(codes.length, 28);
+    assert.equal(toErrno(new FsError('NOENT'), 'getattr', '/x'), -2);
+    assert.equal(toErrno(new FsError('NOTEMPTY'), 'rmdir', '/x'), -39);
+    assert.equal(toErrno(new FsError('ROFS'), 'write', '/x'), -30);
+    assert.equal(toErrno(new FsError('NOSPC'), 'write', '/x'), -28);
+    assert.equal(toErrno(new FsError('NAMETOOLONG'), 'create', '/x'), -36);
+    assert.equal(toErrno(new FsError('STALE'), 'getattr', '/x'), -5);
+    assert.equal(toErrno(new FsError('SERVERFAULT'), 'getattr', '/x'), -5);
+    assert.equal(toErrno(new TypeError('a bug'), 'getattr', '/x'), -5);
+  });
+
+  test('path cache: entries and attributes expire after their TTL, and are bounded', () => {
+    let now = 0;
+    const root = { fh: Buffer.from('root'), key: 'cm9vdA==' };
+    const c = new PathCache(root, { entryTtlMs: 100, attrTtlMs: 50, maxEntries: 3, now: () => now });
+    const a = c.setEntry('/a', Buffer.from('a'));
+    c.setAttr(a.key, { size: 1, ctime: { sec: 1, nsec: 0 } } as Fattr3);
+    assert.equal(c.entry('/a')?.key, a.key);
+    assert.equal(c.attr(a.key)?.size, 1);
+    now = 60;
+    assert.equal(c.attr(a.key), undefined);
+    assert.equal(c.peekAttr(a.key)?.size, 1);
+    assert.ok(c.entry('/a'));
+    now = 200;
+    assert.equal(c.entry('/a'), undefined);
+    assert.equal(c.entry('/'), root);
+    for (const n of ['/b', '/c', '/d', '/e']) c.setEntry(n, Buffer.from(n));
+    assert.equal(c.size.dentries, 3);
+    assert.equal(c.entry('/b'), undefined);
+    c.setEntry('/d/x', Buffer.from('dx'));
+    c.dropTree('/d');
+    assert.equal(c.entry('/d/x'), undefined);
+    assert.ok(c.entry('/e'));
+    // Out-of-order replies of concurrent writes never make the size go back.
+    c.setAttrIfNewer('k', { size: 10, ctime: { sec: 5, nsec: 0 } } as Fattr3);
+    c.setAttrIfNewer('k', { size: 5, ctime: { sec: 4, nsec: 0 } } as Fattr3);
+    c.setAttrIfNewer('k', { size: 8, ctime: { sec: 5, nsec: 0 } } as Fattr3);
+    assert.equal(c.peekAttr('k')?.size, 10);
+    const zero = new PathCache(root, { entryTtlMs: 0, attrTtlMs: 0, maxEntries: 10, now: () => now });
+    zero.setAttr('k', { size: 1, type: FType.REG } as Fattr3);
+    zero.setEntry('/z', Buffer.from('z'));
+    assert.equal(zero.attr('k'), undefined);
+    assert.equal(zero.entry('/z'), undefined);
+  });
+});
+
+/**
+ * The front end in this process over `gvfs serve` (also in this process):
+ * the test reads its counters. Programs that use the mount are children.
+ */
+describe('FUSE front end in-process', { skip: fuseSkip() }, () => {
+  let s: LocalServer;
+  let remote: RemoteNfs;
+  let fe: FuseFrontend;
+  let mnt: string;
+  const up = (...p: string[]) => path.join(s.exportDir, ...p);
+
+  before(async () => {
+    // No server-side attribute cache: "another host" writes into the export directly.
+    s = await startLocalServer({ attrCacheMs: 0 });
+    remote = new RemoteNfs({ host: '127.0.0.1', port: s.port, timeoutMs: 20_000 });
+    fe = new FuseFrontend(remote, s.root, { attrTimeoutMs: 0, entryTimeoutMs: 0, credentials: () => ROOT });
+    mnt = path.join(s.dir, 'mnt');
+    await fs.mkdir(mnt);
+    await fe.mount(mnt);
+  });
+  after(async () => {
+    await fe?.unmount().catch(() => undefined);
+    await forceUnmount(mnt);
+    await remote?.close();
+    await s?.stop();
+  });
+
+  test('writes arrive large (big_writes negotiated through the fsname)', async () => {
+    const before = fe.stats;
+    await run('dd', ['if=/dev/zero', `of=${path.join(mnt, 'big.bin')}`, 'bs=1M', 'count=16', 'status=none']);
+    const st = fe.stats;
+    assert.equal(st.maxWrite, 128 * 1024);
+    const writes = st.writes - before.writes;
+    assert.ok(writes <= 16 * 8 + 2, `${writes} writes for 16 MiB`);
+    assert.ok(st.largeWrites - before.largeWrites >= 128);
+    assert.ok(st.commits > before.commits, 'close commits');
+  });
+
+  test('a server restart between UNSTABLE writes and COMMIT: the data is written again FILE_SYNC', async () => {
+    const data = randomBytes(3 * MiB + 5);
+    await fs.writeFile(path.join(s.dir, 'src.bin'), data);
+    // A writer that keeps its file open (no flush) until told to close.
+    const script = `import sys,os\nfd=os.open(sys.argv[2],os.O_WRONLY|os.O_CREAT|os.O_TRUNC,0o644)\nos.write(fd,open(sys.argv[1],'rb').read())\nprint('written',flush=True)\nsys.stdin.readline()\nos.close(fd)\nprint('closed',flush=True)`;
+    const w = spawn('python3', ['-c', script, path.join(s.dir, 'src.bin'), path.join(mnt, 'restart.bin')], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const lines = createInterface({ input: w.stdout! })[Symbol.asyncIterator]();
+    assert.equal((await lines.next()).value, 'written');
+    const rewritesBefore = fe.stats.rewrites;
+    await s.restart(); // a new write verifier
+    w.stdin!.write('\n');
+    assert.equal((await lines.next()).value, 'closed');
+    await new Promise((r) => w.once('exit', r));
+    assert.ok(fe.stats.rewrites > rewritesBefore, `rewrites ${fe.stats.rewrites}`);
+    assert.ok((await fs.readFile(up('restart.bin'))).equals(data));
+  });
+
+  test('attribute timeout 0: a change made elsewhere is seen at once', async () => {
+    await fs.writeFile(path.join(mnt, 'shared.txt'), 'v1');
+    assert.equal((await run('cat', [path.join(mnt, 'shared.txt')])).stdout, 'v1');
+    await fs.writeFile(up('shared.txt'), 'version two');
+    assert.equal((await run('stat', ['-c', '%s', path.join(mnt, 'shared.txt')])).stdout.trim(), '11');
+    assert.equal((await run('cat', [path.join(mnt, 'shared.txt')])).stdout, 'version two');
+    await fs.writeFile(up('appeared.txt'), 'new');
+    assert.match((await run('ls', [mnt])).stdout, /appeared\.txt/);
+    assert.equal((await run('cat', [path.join(mnt, 'appeared.txt')])).stdout, 'new');
+    await fs.unlink(up('appeared.txt'));
+    await assert.rejects(run('cat', [path.join(mnt, 'appeared.txt')]), /No such file/);
+    // Replaced elsewhere (new handle under the old name): looked up again, not stale.
+    await fs.rm(up('shared.txt'));
+    await fs.writeFile(up('shared.txt'), 'third');
+    assert.equal((await run('cat', [path.join(mnt, 'shared.txt')])).stdout, 'third');
+  });
+
+  test('fsync commits; flush on close commits; no uncommitted data is left', async () => {
+    const script = `import os,sys\nfd=os.open(sys.argv[1],os.O_WRONLY|os.O_CREAT,0o644)\nos.write(fd,b'x'*100000)\nos.fsync(fd)\nos.close(fd)`;
+    const c = fe.stats.commits;
+    await run('python3', ['-c', script, path.join(mnt, 'synced.bin')]);
+    assert.ok(fe.stats.commits >= c + 1);
+    assert.equal(fe.files.pendingBytes, 0);
+    assert.equal(fe.files.count, 0);
+  });
+});
+
+describe('FUSE front end: attribute timeout bounds staleness', { skip: fuseSkip() }, () => {
+  let s: LocalServer;
+  let remote: RemoteNfs;
+  let fe: FuseFrontend;
+  let mnt: string;
+  before(async () => {
+    s = await startLocalServer({ attrCacheMs: 0 });
+    remote = new RemoteNfs({ host: '127.0.0.1', port: s.port, timeoutMs: 20_000 });
+    fe = new FuseFrontend(remote, s.root, { attrTimeoutMs: 1500, entryTimeoutMs: 1500, credentials: () => ROOT });
+    mnt = path.join(s.dir, 'mnt');
+    await fs.mkdir(mnt);
+    await fe.mount(mnt);
+  });
+  after(async () => {
+    await fe?.unmount().catch(() => undefined);
+    await forceUnmount(mnt);
+    await remote?.close();
+    await s?.stop();
+  });
+
+  test('a size changed elsewhere shows within the attribute timeout', async () => {
+    await fs.writeFile(path.join(mnt, 'f'), 'a');
+    const size = async () => Number((await run('stat', ['-c', '%s', path.join(mnt, 'f')])).stdout.trim());
+    assert.equal(await size(), 1);
+    await fs.writeFile(path.join(s.exportDir, 'f'), 'abcdef');
+    const t0 = Date.now();
+    while ((await size()) !== 6) {
+      assert.ok(Date.now() - t0 < 1500 + 500, 'not seen within the attribute timeout');
+      await delay(50);
+    }
+  });
+});
