@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { newSessionKey, writeKeyFile } from '../../src/channel/session-key.js';
 import { startGanesha } from '../../test/helpers/ganesha.js';
 import { spawnGvfs } from '../../test/helpers/gvfs-proc.js';
 import { nfsbench } from '../lib/libnfs-client.js';
@@ -26,14 +27,16 @@ export async function chainSuite(ctx: BenchContext): Promise<SuiteResult> {
   await fh.close();
 
   const gan = await startGanesha({ dir: exp, workDir: path.join(dir, 'ganesha') });
+  const keyFile = path.join(dir, 'session.key');
+  await writeKeyFile(keyFile, newSessionKey('bench', undefined, { uid: 0, gid: 0, gids: [] }));
   const ps = await spawnGvfs([
     'proxy-server',
     '--listen', '127.0.0.1:0',
     '--upstream', `nfs://127.0.0.1:${gan.port}${gan.exportPath}?mountport=${gan.mountPort}`,
-    '--map-user', 'bench=0:0',
+    '--key', keyFile,
     '--state-dir', path.join(dir, 'ps'),
   ]);
-  const pc = await spawnGvfs(['proxy-client', '--listen', '127.0.0.1:0', '--server', `127.0.0.1:${ps.port}`, '--user', 'bench']);
+  const pc = await spawnGvfs(['proxy-client', '--listen', '127.0.0.1:0', '--server', `127.0.0.1:${ps.port}`, '--key', keyFile]);
   const ends: Record<string, { nfsPort: number; mountPort: number }> = {
     chain: { nfsPort: pc.port, mountPort: pc.port },
     direct: { nfsPort: gan.port, mountPort: gan.mountPort },
