@@ -11,7 +11,7 @@ import { proxyLink } from '../proxy/proxy-client.js';
 import { parseNfsUrl } from '../proxy/upstream-url.js';
 import { AuthFlavor, type Credentials } from '../rpc/types.js';
 import { addLinkOptions, linkOptions } from './proxy-client.js';
-import { untilSignal } from './util.js';
+import { parseIntArg, untilSignal } from './util.js';
 
 function parseIds(v: string): { uid: number; gid: number; gids: number[] } {
   const m = /^(\d+):(\d+)(?::(\d+(?:,\d+)*))?$/.exec(v);
@@ -31,6 +31,7 @@ interface MountOpts extends Record<string, any> {
   user?: string;
   export?: string;
   attrTimeout: number;
+  commitDelay: number;
   connections: number;
   timeout: number;
   foreground?: boolean;
@@ -49,6 +50,7 @@ export function mountCommand(): Command {
     .option('--export <path>', 'the export to mount on the proxy server (default: its only export)')
     .option('--as <uid:gid[:g1,g2...]>', "AUTH_SYS identity of every call (default: this process's); a proxy server maps the session's identity instead", parseIds)
     .option('--attr-timeout <seconds>', 'longest a change made elsewhere takes to show through the mount (attributes and names); 0: always ask the server', parseSeconds, 1)
+    .option('--commit-delay <ms>', '0: every close waits for COMMIT (data durable on the server when close returns, as with NFS); N > 0: close returns once the server has the data, COMMIT follows N ms later in the background (fsync still commits at once)', parseIntArg, 0)
     .option('--foreground', 'stay in the foreground until SIGINT/SIGTERM (default: detach once mounted)')
     .option('--log <file>', 'log file of a detached mount (default: gvfs-mount-PID.log in the temp directory)')
     .option('--json', 'print the mount as JSON')
@@ -132,6 +134,7 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
       fsname: `gvfs:${server.replace(/^nfs:\/\//, '')}${exportPath}`,
       opTimeoutMs: Math.max(120_000, 3 * o.timeout),
       credentials: () => cred,
+      deferCommitMs: o.commitDelay,
     });
     await frontend.mount(mountpoint);
   } catch (e) {

@@ -10,11 +10,14 @@ import { logger } from '../../util/log.js';
 import { createFuse, fuseOptions, patchFgetattr, patchUtimens, releaseLoop, type FuseInstance, type FuseOps, type FuseStat, type FuseStatfs } from './binding.js';
 import { errnoName, toErrno } from './errno.js';
 import { fuseUnmount, mountAt, mountState } from './mountpoint.js';
-import { OpenFiles, type OpenFd, type WriteStats } from './open-files.js';
+import { OpenFiles, type OpenFd, type OpenFile, type WriteStats } from './open-files.js';
+import { ReadAhead } from './read-ahead.js';
 import { PathCache, type Dentry } from './path-cache.js';
 import { S_IFBLK, S_IFCHR, S_IFIFO, S_IFREG, S_IFSOCK, fileType, foldIno, setTimeOf, toStat, toStatfs } from './stat.js';
 
 const log = logger('fuse');
+/** GVFS_TRACE=fuse: one debug line per operation, with its duration. */
+const tracing = log.isLevelEnabled('debug');
 const O_ACCMODE = 3;
 const O_DIRECT = 0o40000;
 const MiB = 1 << 20;
@@ -49,6 +52,25 @@ export interface FuseFrontendOptions {
   maxRead?: number;
   /** Kernel read-ahead per file (KiB) set on the mount's bdi when we may; default 1024. 0 leaves the kernel's. */
   readAheadKb?: number;
+  /** Front-end read-ahead for sequential reads: chunks (of up to 1 MiB, the backend's rtmax) fetched ahead; default 4, 0 = off. */
+  readAheadChunks?: number;
+  /**
+   * 0 (default): COMMIT on every close (flush), as NFS clients do: close()
+   * returns when the data is durable on the server. Above 0: close() returns
+   * once the server has the data (UNSTABLE), and COMMIT follows in the
+   * background this many ms later (and on fsync, at the bounds, at
+   * unmount); the data is kept until then and written again if the server
+   * restarted. A crash of this process alone loses nothing (the server has
+   * the data); a crash of both before the COMMIT can.
+   */
+  deferCommitMs?: number;
+  /**
+   * Write-behind: bytes of WRITEs per file that may be in flight while the
+   * program carries on (its write() returns once the data is copied); a
+   * failure is reported by the next write, or by fsync/close, as NFS clients
+   * do. Default 8 MiB; 0: every write() waits for the server's reply.
+   */
+  writeBehindBytes?: number;
   /** Kept data of UNSTABLE writes per file before a write commits; default 64 MiB. */
   maxUncommittedFileBytes?: number;
   /** The same over all files; default 256 MiB. */
@@ -74,8 +96,14 @@ export interface FuseStats extends WriteStats {
   errors: Record<string, number>;
   reads: number;
   bytesRead: number;
+  /** READ calls to the backend (fewer than `reads` when read-ahead fetches large chunks). */
+  backendReads: number;
   directOpens: number;
   staleRetries: number;
+  /** Lookups answered "absent" from a complete directory listing, without a call. */
+  knownAbsent: number;
+  /** chmod/chown that changed nothing, not sent. */
+  noopSetattrs: number;
 }
 
 interface Resolved extends Dentry {
@@ -123,13 +151,14 @@ export class FuseFrontend {
   readonly cache: PathCache;
   readonly files: OpenFiles;
   private readonly o: Required<Omit<FuseFrontendOptions, 'credentials' | 'fsname' | 'debug' | 'allowOther'>> & FuseFrontendOptions;
-  private readonly counters = { ops: {} as Record<string, number>, errors: {} as Record<string, number>, reads: 0, bytesRead: 0, directOpens: 0, staleRetries: 0 };
+  private readonly counters = { ops: {} as Record<string, number>, errors: {} as Record<string, number>, reads: 0, bytesRead: 0, backendReads: 0, directOpens: 0, staleRetries: 0, knownAbsent: 0, noopSetattrs: 0 };
   private readonly lookups = new Map<string, Promise<Resolved>>();
   private readonly accessCache = new Map<string, { bits: number; at: number }>();
   private fuse?: FuseInstance;
   private mnt?: string;
   private nameMax = 255;
   private blksize = 128 * 1024;
+  private readChunk = MiB;
 
   constructor(
     readonly backend: Backend,
@@ -140,11 +169,14 @@ export class FuseFrontend {
       maxWrite: 128 * 1024,
       maxRead: 128 * 1024,
       readAheadKb: 1024,
+      readAheadChunks: 4,
       maxUncommittedFileBytes: 64 * MiB,
       maxUncommittedBytes: 256 * MiB,
       cacheEntries: 20_000,
       readdirBytes: 128 * 1024,
       accessOnOpen: true,
+      deferCommitMs: 0,
+      writeBehindBytes: 8 * MiB,
       opTimeoutMs: 180_000,
       ...opts,
     };
@@ -153,7 +185,8 @@ export class FuseFrontend {
       { fh: rootFh, key: rootFh.toString('base64') },
       { entryTtlMs: opts.entryTimeoutMs / 2, attrTtlMs: opts.attrTimeoutMs / 2, maxEntries: this.o.cacheEntries },
     );
-    this.files = new OpenFiles(backend, this.o.maxUncommittedFileBytes, this.o.maxUncommittedBytes);
+    this.files = new OpenFiles(backend, this.o.maxUncommittedFileBytes, this.o.maxUncommittedBytes, this.o.deferCommitMs, () => this.cred(), this.o.writeBehindBytes);
+    this.files.onAttrs = (key, a) => this.cache.setAttrIfNewer(key, a);
   }
 
   get mountpoint(): string | undefined {
@@ -190,6 +223,7 @@ export class FuseFrontend {
       const info = await this.backend.fsinfo(cred, this.rootFh);
       if (info.wtmax > 0) maxWrite = Math.min(maxWrite, info.wtmax);
       if (info.rtmax > 0) maxRead = Math.min(maxRead, info.rtmax);
+      if (info.rtmax > 0) this.readChunk = Math.max(maxRead, Math.min(MiB, info.rtmax));
     } catch (e) {
       log.warn({ err: (e as Error).message }, 'FSINFO failed; using default transfer sizes');
     }
@@ -279,9 +313,14 @@ export class FuseFrontend {
   /** Run one operation and answer libfuse: 0 / a count, or -errno. */
   private run(op: string, path: string, fn: () => Promise<number | void>, cb: (res: number) => void): void {
     this.counters.ops[op] = (this.counters.ops[op] ?? 0) + 1;
+    const t0 = tracing ? performance.now() : 0;
     fn().then(
-      (r) => cb(r ?? 0),
+      (r) => {
+        if (tracing) log.debug({ op, path, res: r ?? 0, ms: +(performance.now() - t0).toFixed(3) }, op);
+        cb(r ?? 0);
+      },
       (e) => {
+        if (tracing) log.debug({ op, path, err: (e as Error).message, ms: +(performance.now() - t0).toFixed(3) }, op);
         const n = toErrno(e, op, path);
         const name = errnoName(n);
         this.counters.errors[name] = (this.counters.errors[name] ?? 0) + 1;
@@ -341,6 +380,11 @@ export class FuseFrontend {
     const { dir, name } = split(p);
     const parent = await this.resolve(dir);
     this.checkName(name);
+    // A directory we listed completely (or made) and that nobody else changed since: no need to ask.
+    if (this.cache.knownAbsent(parent.key, name)) {
+      this.counters.knownAbsent++;
+      throw new FsError('NOENT', `${name} is not in the directory listing`);
+    }
     const r = await this.backend.lookup(this.cred(), parent.fh, name);
     const d = this.cache.setEntry(p, r.fh);
     if (r.attr) this.cache.setAttr(d.key, r.attr);
@@ -356,6 +400,14 @@ export class FuseFrontend {
     return fresh;
   }
 
+  /** stat as the kernel should see it: a size that includes writes still in flight. */
+  private statOf(key: string, a: Fattr3): FuseStat {
+    const st = toStat(a, this.blksize);
+    const f = this.files.file(key);
+    if (f && f.inflightBytes > 0) st.size = Math.max(st.size, f.inflightEnd);
+    return st;
+  }
+
   private stat(a: Fattr3): FuseStat {
     return toStat(a, this.blksize);
   }
@@ -366,6 +418,9 @@ export class FuseFrontend {
 
   private async checkAccess(d: Resolved, mask: number): Promise<void> {
     const ttl = this.o.attrTimeoutMs / 2;
+    // Readable by everybody (fresh attributes say so): no need to ask who we are to the server.
+    const a = d.attr ?? this.cache.attr(d.key);
+    if (mask === ACCESS3_READ && a && a.mode & 0o004) return;
     const c = this.accessCache.get(d.key);
     if (c && ttl > 0 && Date.now() - c.at < ttl && (c.bits & mask) === mask) return;
     const r = await this.backend.access(this.cred(), d.fh, mask);
@@ -386,7 +441,20 @@ export class FuseFrontend {
   }
 
   private async setattr(d: Resolved, attrs: Sattr3): Promise<void> {
-    if (attrs.size !== undefined) await this.files.file(d.key)?.commit(this.cred());
+    if (attrs.size === undefined && attrs.atime === undefined && attrs.mtime === undefined) {
+      // chmod/chown to what the file already has (tar and cp -p do it for every file): nothing to send.
+      const a = this.cache.attr(d.key);
+      if (a && (attrs.mode === undefined || (a.mode & 0o7777) === attrs.mode) && (attrs.uid === undefined || a.uid === attrs.uid) && (attrs.gid === undefined || a.gid === attrs.gid)) {
+        this.counters.noopSetattrs++;
+        return;
+      }
+    }
+    if (attrs.size !== undefined) {
+      const f = this.files.file(d.key);
+      f?.ra?.clear();
+      // Commits (and waits for) every write before the size changes, so none lands after it.
+      await f?.commit(this.cred());
+    }
     const w = await this.backend.setattr(this.cred(), d.fh, attrs);
     this.afterWcc(d.key, w);
     if (attrs.mode !== undefined || attrs.uid !== undefined || attrs.gid !== undefined) this.accessCache.delete(d.key);
@@ -405,6 +473,7 @@ export class FuseFrontend {
     let verf: Buffer = Buffer.alloc(8);
     let restarts = 0;
     let plus = true;
+    let dirAttr: Fattr3 | undefined;
     for (;;) {
       let page;
       try {
@@ -420,6 +489,7 @@ export class FuseFrontend {
           // The directory changed under the listing: start again.
           names = [];
           stats = [];
+          dirAttr = undefined;
           cookie = 0n;
           verf = Buffer.alloc(8);
           continue;
@@ -427,6 +497,7 @@ export class FuseFrontend {
         throw e;
       }
       if (page.dirAttr) this.cache.setAttr(d.key, page.dirAttr);
+      dirAttr = page.dirAttr;
       for (const e of page.entries as DirEntryPlus[]) {
         names.push(e.name);
         if (e.attr) stats.push(this.stat(e.attr));
@@ -441,6 +512,7 @@ export class FuseFrontend {
       if (page.eof) break;
       if (page.entries.length === 0) throw new FsError('IO', 'READDIR made no progress');
     }
+    this.cache.setListing(d.key, names, dirAttr);
     return { names, stats };
   }
 
@@ -455,6 +527,7 @@ export class FuseFrontend {
       await this.retrying([p], async () => this.checkAccess(await this.resolve(p), mask));
     }
     if (flags & F.O_TRUNC && writable) {
+      this.files.file(d.key)?.ra?.clear();
       await this.files.file(d.key)?.commit(cred);
       this.afterWcc(d.key, await this.backend.setattr(cred, d.fh, { size: 0 }));
     }
@@ -472,26 +545,49 @@ export class FuseFrontend {
     const fh = r.fh ?? (await this.backend.lookup(cred, parent.fh, name)).fh;
     const d = this.cache.setEntry(p, fh);
     this.cache.setAttr(d.key, r.attr);
+    this.cache.dirChanged(parent.key, r.dirWcc, name);
     this.afterWcc(parent.key, r.dirWcc);
     return this.files.open(fh, d.key, { append: false, writable: true }).fd;
   }
 
   private async read(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
-    const o = this.openFd(fd);
-    const cred = this.cred();
-    let done = 0;
-    while (done < len) {
-      const r = await this.backend.read(cred, o.file.fh, pos + done, len - done);
-      const n = Math.min(r.data.length, len - done);
-      r.data.copy(buf, done, 0, n);
-      done += n;
-      if (r.attr) this.cache.setAttrIfNewer(o.file.key, r.attr);
-      // A short read before EOF is only a server's transfer limit: ask for the rest.
-      if (r.eof || n === 0) break;
+    const file = this.openFd(fd).file;
+    // Reads see every write made before them.
+    if (file.inflightBytes > 0) await file.settle();
+    let ra = file.ra as ReadAhead | undefined;
+    if (!ra) {
+      ra = new ReadAhead(
+        { chunk: this.readChunk, window: this.o.readAheadChunks, trigger: 256 * 1024, maxAgeMs: Math.max(this.o.attrTimeoutMs / 2, 200) },
+        (off, n) => this.readRange(file, off, n),
+      );
+      file.ra = ra;
     }
+    const data = this.o.readAheadChunks > 0 ? await ra.read(pos, len) : (await this.readRange(file, pos, len)).data;
+    data.copy(buf, 0, 0, Math.min(len, data.length));
     this.counters.reads++;
-    this.counters.bytesRead += done;
-    return done;
+    this.counters.bytesRead += Math.min(len, data.length);
+    return Math.min(len, data.length);
+  }
+
+  /** `count` bytes at `offset` (fewer only at end of file): a short reply is only a server's transfer limit. */
+  private async readRange(file: OpenFile, offset: number, count: number): Promise<{ data: Buffer; eof: boolean }> {
+    const cred = this.cred();
+    const parts: Buffer[] = [];
+    let done = 0;
+    let eof = false;
+    while (done < count) {
+      const r = await this.backend.read(cred, file.fh, offset + done, count - done);
+      const n = Math.min(r.data.length, count - done);
+      if (n > 0) parts.push(n === r.data.length ? r.data : r.data.subarray(0, n));
+      done += n;
+      if (r.attr) this.cache.setAttrIfNewer(file.key, r.attr);
+      this.counters.backendReads++;
+      if (r.eof || n === 0) {
+        eof = true;
+        break;
+      }
+    }
+    return { data: parts.length === 1 ? parts[0] : Buffer.concat(parts, done), eof };
   }
 
   private async write(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
@@ -502,8 +598,8 @@ export class FuseFrontend {
       const a = this.cache.peekAttr(o.file.key);
       if (a && a.size > off) off = a.size;
     }
-    const after = await o.file.write(this.cred(), off, buf.subarray(0, len));
-    this.cache.setAttrIfNewer(o.file.key, after);
+    if (o.append) off = Math.max(off, o.file.inflightEnd);
+    await o.file.write(this.cred(), off, buf.subarray(0, len), this.o.writeBehindBytes > 0);
     return len;
   }
 
@@ -511,6 +607,11 @@ export class FuseFrontend {
     const o = this.openFd(fd);
     const after = await o.file.commit(this.cred());
     if (after) this.cache.setAttrIfNewer(o.file.key, after);
+  }
+
+  private async flushFd(fd: number): Promise<void> {
+    const after = await this.files.flush(this.cred(), fd);
+    if (after) this.cache.setAttrIfNewer(this.openFd(fd).file.key, after);
   }
 
   private async mknod(p: string, mode: number, dev: number): Promise<void> {
@@ -534,6 +635,7 @@ export class FuseFrontend {
       r = await this.backend.mknod(cred, parent.fh, name, what);
     }
     if (r.fh) this.cache.setAttr(this.cache.setEntry(p, r.fh).key, r.attr);
+    this.cache.dirChanged(parent.key, r.dirWcc, name);
     this.afterWcc(parent.key, r.dirWcc);
   }
 
@@ -543,7 +645,11 @@ export class FuseFrontend {
     const old = this.cache.peekEntry(p);
     const w = dir ? await this.backend.rmdir(this.cred(), parent.fh, name) : await this.backend.remove(this.cred(), parent.fh, name);
     this.cache.dropTree(p);
-    if (old) this.cache.dropAttr(old.key);
+    if (old) {
+      this.cache.dropAttr(old.key);
+      this.cache.dropListing(old.key);
+    }
+    this.cache.dirChanged(parent.key, w, undefined, name);
     this.afterWcc(parent.key, w);
   }
 
@@ -563,6 +669,11 @@ export class FuseFrontend {
       this.cache.dropAttr(moved.key);
       this.cache.setEntry(dst, moved.fh);
     }
+    if (to.key === from.key) this.cache.dirChanged(from.key, r.toWcc ?? r.fromWcc, b.name, a.name);
+    else {
+      this.cache.dirChanged(from.key, r.fromWcc, undefined, a.name);
+      this.cache.dirChanged(to.key, r.toWcc, b.name);
+    }
     this.afterWcc(from.key, r.fromWcc);
     if (to.key !== from.key) this.afterWcc(to.key, r.toWcc);
   }
@@ -574,15 +685,26 @@ export class FuseFrontend {
     const r = await this.backend.link(this.cred(), s.fh, dir.fh, b.name);
     this.cache.setEntry(dst, s.fh);
     this.cache.setAttr(s.key, r.attr);
+    this.cache.dirChanged(dir.key, r.dirWcc, b.name);
     this.afterWcc(dir.key, r.dirWcc);
   }
 
-  private async mkdirOrSymlink(p: string, make: (dir: Buffer, name: string) => Promise<{ fh?: Buffer; attr?: Fattr3; dirWcc: WccData }>): Promise<void> {
+  private async mkdirOrSymlink(
+    p: string,
+    isDir: boolean,
+    make: (dir: Buffer, name: string) => Promise<{ fh?: Buffer; attr?: Fattr3; dirWcc: WccData }>,
+  ): Promise<void> {
     const { dir, name } = split(p);
     this.checkName(name);
     const parent = await this.retrying([dir], () => this.resolve(dir));
     const r = await make(parent.fh, name);
-    if (r.fh) this.cache.setAttr(this.cache.setEntry(p, r.fh).key, r.attr);
+    if (r.fh) {
+      const d = this.cache.setEntry(p, r.fh);
+      this.cache.setAttr(d.key, r.attr);
+      // A directory just made is known to be empty.
+      if (isDir) this.cache.setListing(d.key, [], r.attr);
+    }
+    this.cache.dirChanged(parent.key, r.dirWcc, name);
     this.afterWcc(parent.key, r.dirWcc);
   }
 
@@ -600,14 +722,18 @@ export class FuseFrontend {
       getattr: (p, cb) => {
         let st: FuseStat | undefined;
         this.run('getattr', p, async () => {
-          st = this.stat(await this.retrying([p], async () => this.attrOf(await this.resolve(p))));
+          const d = await this.retrying([p], async () => {
+            const r = await this.resolve(p);
+            return { key: r.key, a: await this.attrOf(r) };
+          });
+          st = this.statOf(d.key, d.a);
         }, (res) => cb(res, st));
       },
       fgetattr: (p, fd, cb) => {
         let st: FuseStat | undefined;
         this.run('fgetattr', p, async () => {
           const f = this.files.get(fd).file;
-          st = this.stat(await this.attrOf({ fh: f.fh, key: f.key }));
+          st = this.statOf(f.key, await this.attrOf({ fh: f.fh, key: f.key }));
         }, (res) => cb(res, st));
       },
       readdir: (p, cb) => {
@@ -630,7 +756,7 @@ export class FuseFrontend {
       },
       read: (p, fd, buf, len, pos, cb) => this.run('read', p, () => this.read(fd, buf, len, pos), cb),
       write: (p, fd, buf, len, pos, cb) => this.run('write', p, () => this.write(fd, buf, len, pos), cb),
-      flush: (p, fd, cb) => this.run('flush', p, () => this.commitFd(fd), cb),
+      flush: (p, fd, cb) => this.run('flush', p, () => this.flushFd(fd), cb),
       fsync: (p, _datasync, fd, cb) => this.run('fsync', p, () => this.commitFd(fd), cb),
       release: (p, fd, cb) => this.run('release', p, () => this.files.release(cred(), fd), cb),
       truncate: (p, size, cb) => this.run('truncate', p, () => this.setattrPath(p, { size }), cb),
@@ -643,8 +769,8 @@ export class FuseFrontend {
       rmdir: (p, cb) => this.run('rmdir', p, () => this.remove(p, true), cb),
       rename: (src, dst, cb) => this.run('rename', src, () => this.rename(src, dst), cb),
       link: (src, dst, cb) => this.run('link', dst, () => this.link(src, dst), cb),
-      symlink: (target, p, cb) => this.run('symlink', p, () => this.mkdirOrSymlink(p, (dir, name) => this.backend.symlink(cred(), dir, name, target, {})), cb),
-      mkdir: (p, mode, cb) => this.run('mkdir', p, () => this.mkdirOrSymlink(p, (dir, name) => this.backend.mkdir(cred(), dir, name, { mode: mode & 0o7777 })), cb),
+      symlink: (target, p, cb) => this.run('symlink', p, () => this.mkdirOrSymlink(p, false, (dir, name) => this.backend.symlink(cred(), dir, name, target, {})), cb),
+      mkdir: (p, mode, cb) => this.run('mkdir', p, () => this.mkdirOrSymlink(p, true, (dir, name) => this.backend.mkdir(cred(), dir, name, { mode: mode & 0o7777 })), cb),
       mknod: (p, mode, dev, cb) => this.run('mknod', p, () => this.mknod(p, mode, dev), cb),
       readlink: (p, cb) => {
         let target = '';

@@ -75,6 +75,8 @@ class Gate {
  */
 export class OpenFile {
   refs = 0;
+  /** Read-ahead state (created by the front end on the first read); cleared by every write. */
+  ra?: { clear(): void };
   private pending: Uncommitted[] = [];
   pendingBytes = 0;
   private readonly gate = new Gate();
@@ -85,38 +87,98 @@ export class OpenFile {
     private readonly table: OpenFiles,
   ) {}
 
+  /** Writes sent and not yet answered (write-behind): never two overlapping ones. */
+  private inflight: Array<{ start: number; end: number; done: Promise<void> }> = [];
+  inflightBytes = 0;
+  /** The first failure of a write-behind, reported by the next write, flush, fsync or close. */
+  private error?: unknown;
+
+  /** End of the furthest write not yet answered: the size stat must show at least. */
+  get inflightEnd(): number {
+    let e = 0;
+    for (const w of this.inflight) if (w.end > e) e = w.end;
+    return e;
+  }
+
   /**
    * Write all of `data` at `offset` UNSTABLE (the caller's buffer is copied
    * first: the kernel's buffer is gone once the operation is answered).
-   * Returns the post-operation attributes of the last reply.
+   *
+   * With `behind`, return as soon as the WRITE is sent (up to the table's
+   * write-behind bound per file): like an NFS client's write-back, a failure
+   * is then reported by the next write, flush, fsync or close. Writes that
+   * overlap one in flight wait for it (two connections could reorder them).
+   * Post-operation attributes go to the table's `onAttrs`.
    */
-  async write(cred: Credentials, offset: number, src: Buffer): Promise<Fattr3 | undefined> {
+  async write(cred: Credentials, offset: number, src: Buffer, behind: boolean): Promise<void> {
+    this.raise();
     const data = Buffer.allocUnsafe(src.length);
     src.copy(data);
-    let after: Fattr3 | undefined;
-    await this.gate.enter();
-    try {
-      let done = 0;
-      while (done < data.length) {
-        const r = await this.table.backend.write(cred, this.fh, offset + done, data.subarray(done), StableHow.UNSTABLE);
-        if (r.count <= 0) throw new FsError('IO', `WRITE at ${offset + done} wrote nothing`);
-        const n = Math.min(r.count, data.length - done);
-        if (r.committed === StableHow.UNSTABLE) this.keep({ offset: offset + done, data: data.subarray(done, done + n), verf: r.verf });
-        done += n;
-        after = r.wcc.after ?? after;
-      }
-    } finally {
-      this.gate.leave();
+    this.ra?.clear();
+    const start = offset;
+    const end = offset + data.length;
+    for (;;) {
+      const clash = this.inflight.find((w) => w.start < end && start < w.end);
+      const full = this.inflight.length > 0 && this.inflightBytes + data.length > this.table.maxBehindBytes;
+      if (!clash && !full) break;
+      await (clash ?? this.inflight[0]).done;
     }
+    await this.gate.enter();
+    this.inflightBytes += data.length;
+    const entry = { start, end, done: Promise.resolve() };
+    entry.done = this.send(cred, offset, data)
+      .then((after) => this.table.onAttrs?.(this.key, after))
+      .catch((e: unknown) => {
+        this.error ??= e;
+      })
+      .finally(() => {
+        this.inflight.splice(this.inflight.indexOf(entry), 1);
+        this.inflightBytes -= data.length;
+        this.gate.leave();
+      });
+    this.inflight.push(entry);
     const s = this.table.stats;
     s.writes++;
     s.bytesWritten += data.length;
     if (data.length > s.maxWrite) s.maxWrite = data.length;
     if (data.length >= 65536) s.largeWrites++;
-    if (this.pendingBytes >= this.table.maxFileBytes || this.table.pendingBytes >= this.table.maxTotalBytes) {
-      after = (await this.commit(cred)) ?? after;
+    if (!behind) {
+      await entry.done;
+      this.raise();
+    }
+    if (this.pendingBytes >= this.table.maxFileBytes || this.table.pendingBytes >= this.table.maxTotalBytes) await this.commit(cred);
+  }
+
+  private async send(cred: Credentials, offset: number, data: Buffer): Promise<Fattr3 | undefined> {
+    let after: Fattr3 | undefined;
+    let done = 0;
+    while (done < data.length) {
+      const r = await this.table.backend.write(cred, this.fh, offset + done, data.subarray(done), StableHow.UNSTABLE);
+      if (r.count <= 0) throw new FsError('IO', `WRITE at ${offset + done} wrote nothing`);
+      const n = Math.min(r.count, data.length - done);
+      if (r.committed === StableHow.UNSTABLE) this.keep({ offset: offset + done, data: data.subarray(done, done + n), verf: r.verf });
+      done += n;
+      after = r.wcc.after ?? after;
     }
     return after;
+  }
+
+  private raise(): void {
+    if (this.error === undefined) return;
+    const e = this.error;
+    this.error = undefined;
+    throw e;
+  }
+
+  /** Wait for the writes in flight; report (once) a failure of any of them. */
+  async drain(): Promise<void> {
+    while (this.inflight.length) await Promise.all(this.inflight.map((w) => w.done));
+    this.raise();
+  }
+
+  /** Wait for the writes in flight, without reporting their failures (for reads). */
+  async settle(): Promise<void> {
+    while (this.inflight.length) await Promise.all(this.inflight.map((w) => w.done));
   }
 
   private keep(u: Uncommitted): void {
@@ -131,8 +193,9 @@ export class OpenFile {
    * replay in the original order leaves what the program wrote, whatever
    * subset the server lost). On failure the writes stay kept for a later try.
    */
-  commit(cred: Credentials): Promise<Fattr3 | undefined> {
-    if (this.pending.length === 0) return Promise.resolve(undefined);
+  async commit(cred: Credentials): Promise<Fattr3 | undefined> {
+    await this.drain();
+    if (this.pending.length === 0) return undefined;
     return this.gate.exclusive(async () => {
       const batch = this.pending;
       const bytes = this.pendingBytes;
@@ -183,11 +246,26 @@ export class OpenFiles {
   pendingBytes = 0;
   readonly stats: WriteStats = { writes: 0, bytesWritten: 0, maxWrite: 0, largeWrites: 0, commits: 0, rewrites: 0 };
 
+  private timer?: NodeJS.Timeout;
+  private background?: Promise<void>;
+
+  /**
+   * `deferCommitMs`: 0 commits on every close (flush) and release; above 0,
+   * close only waits for the WRITEs, and COMMIT happens in the background
+   * that long after (and on fsync, at the bounds, and at unmount).
+   */
   constructor(
     readonly backend: Backend,
     readonly maxFileBytes: number,
     readonly maxTotalBytes: number,
+    readonly deferCommitMs = 0,
+    private readonly backgroundCred?: () => Credentials,
+    /** Bytes of WRITEs in flight per file before a write waits (0: every write waits for its reply). */
+    readonly maxBehindBytes = 0,
   ) {}
+
+  /** Post-operation attributes of writes (the front end's attribute cache). */
+  onAttrs?: (key: string, a: Fattr3 | undefined) => void;
 
   get count(): number {
     return this.fds.size;
@@ -219,13 +297,30 @@ export class OpenFiles {
     return this.files.get(key);
   }
 
-  /** Forget a descriptor; the file's kept writes are committed when its last descriptor goes. */
+  /** A close (flush): commit now, or leave it to the background committer. */
+  async flush(cred: Credentials, fd: number): Promise<Fattr3 | undefined> {
+    const f = this.get(fd);
+    if (this.deferCommitMs > 0) {
+      await f.file.drain();
+      if (f.file.pendingBytes > 0) this.schedule();
+      return undefined;
+    }
+    return f.file.commit(cred);
+  }
+
+  /** Forget a descriptor; the file's kept writes are committed when its last descriptor goes (or later, if deferred). */
   async release(cred: Credentials, fd: number): Promise<void> {
     const f = this.fds.get(fd);
     if (!f) return;
     this.fds.delete(fd);
     const file = f.file;
     file.refs--;
+    if (this.deferCommitMs > 0) {
+      await file.drain();
+      if (file.pendingBytes > 0) this.schedule();
+      else if (file.refs === 0) this.files.delete(file.key);
+      return;
+    }
     try {
       await file.commit(cred);
     } finally {
@@ -233,8 +328,39 @@ export class OpenFiles {
     }
   }
 
+  private schedule(): void {
+    if (this.timer || !this.backgroundCred) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.background = this.commitPending().finally(() => (this.background = undefined));
+    }, this.deferCommitMs);
+    this.timer.unref();
+  }
+
+  /** The background committer: every file with kept writes; failures stay kept and are tried again. */
+  private async commitPending(): Promise<void> {
+    const cred = this.backgroundCred!();
+    let failed = 0;
+    await Promise.all(
+      [...this.files.values()].map(async (file) => {
+        if (file.pendingBytes === 0) return;
+        try {
+          await file.commit(cred);
+        } catch (e) {
+          failed++;
+          log.error({ file: file.key, err: (e as Error).message }, 'background COMMIT failed; the data is kept and committed again later');
+        }
+        if (file.refs === 0 && file.pendingBytes === 0) this.files.delete(file.key);
+      }),
+    );
+    if (failed) this.schedule();
+  }
+
   /** Commit everything kept (at unmount); failures are logged and counted, not thrown. */
   async commitAll(cred: Credentials): Promise<number> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.background;
     let failed = 0;
     for (const file of this.files.values()) {
       try {

@@ -1,4 +1,4 @@
-import type { Fattr3 } from '../../nfs3/types.js';
+import type { Fattr3, WccData } from '../../nfs3/types.js';
 
 /** A name resolved to a handle: `key` is the handle as a Map key. */
 export interface Dentry {
@@ -23,6 +23,18 @@ interface Stamped<T> {
   at: number;
 }
 
+/** A directory's complete list of names, and the directory's attributes it goes with. */
+interface Listing {
+  names: Set<string>;
+  mtime: string;
+}
+
+/** Directory listings above this many names are not kept (negative lookups then ask the server). */
+const MAX_LISTING_NAMES = 20_000;
+
+const stampOf = (a: { size: number; mtime: { sec: number; nsec: number }; ctime: { sec: number; nsec: number } }) =>
+  `${a.size}:${a.mtime.sec}.${a.mtime.nsec}:${a.ctime.sec}.${a.ctime.nsec}`;
+
 /**
  * The front end's view of the namespace, as the kernel asks for it by path:
  * path → handle (dentries) and handle → attributes, each with its own time to
@@ -36,6 +48,7 @@ interface Stamped<T> {
 export class PathCache {
   private readonly dentries = new Map<string, Stamped<Dentry>>();
   private readonly attrs = new Map<string, Stamped<Fattr3>>();
+  private readonly listings = new Map<string, Stamped<Listing>>();
   private readonly now: () => number;
 
   constructor(
@@ -45,8 +58,57 @@ export class PathCache {
     this.now = o.now ?? Date.now;
   }
 
-  get size(): { dentries: number; attrs: number } {
-    return { dentries: this.dentries.size, attrs: this.attrs.size };
+  get size(): { dentries: number; attrs: number; listings: number } {
+    return { dentries: this.dentries.size, attrs: this.attrs.size, listings: this.listings.size };
+  }
+
+  // ---- complete directory listings: "this name is not there" without asking
+
+  /**
+   * Record every name a directory holds (a finished READDIR, or a directory
+   * just made), with the attributes it had then. Valid for the entry TTL, and
+   * kept valid by our own changes to the directory as long as their
+   * pre-operation attributes (wcc) show nobody else changed it in between.
+   */
+  setListing(dirKey: string, names: Iterable<string>, dirAttr: Fattr3 | undefined): void {
+    if (this.o.entryTtlMs <= 0 || !dirAttr) return;
+    const set = new Set<string>();
+    for (const n of names) {
+      if (n === '.' || n === '..') continue;
+      set.add(n);
+      if (set.size > MAX_LISTING_NAMES) {
+        this.listings.delete(dirKey);
+        return;
+      }
+    }
+    this.put(this.listings, dirKey, { names: set, mtime: stampOf(dirAttr) });
+  }
+
+  /** True if a fresh complete listing of the directory says `name` is absent. */
+  knownAbsent(dirKey: string, name: string): boolean {
+    const l = this.fresh(this.listings, dirKey, this.o.entryTtlMs);
+    return !!l && !l.names.has(name);
+  }
+
+  /**
+   * Our own change to a directory: apply it to the listing if the directory
+   * was as we knew it just before (wcc before), else forget the listing.
+   */
+  dirChanged(dirKey: string, wcc: WccData | undefined, add?: string, remove?: string): void {
+    const s = this.listings.get(dirKey);
+    if (!s) return;
+    if (!wcc?.before || !wcc.after || stampOf(wcc.before) !== s.v.mtime || this.now() - s.at >= this.o.entryTtlMs) {
+      this.listings.delete(dirKey);
+      return;
+    }
+    if (remove !== undefined) s.v.names.delete(remove);
+    if (add !== undefined) s.v.names.add(add);
+    s.v.mtime = stampOf(wcc.after);
+    s.at = this.now();
+  }
+
+  dropListing(dirKey: string): void {
+    this.listings.delete(dirKey);
   }
 
   /** A fresh binding for `path`, or undefined. */
@@ -94,6 +156,8 @@ export class PathCache {
     }
     // Kept even with a TTL of 0: peekAttr serves O_APPEND's "size known so far".
     this.put(this.attrs, key, a);
+    const l = this.listings.get(key);
+    if (l && l.v.mtime !== stampOf(a)) this.listings.delete(key);
   }
 
   /**
@@ -117,6 +181,7 @@ export class PathCache {
   clear(): void {
     this.dentries.clear();
     this.attrs.clear();
+    this.listings.clear();
   }
 
   private fresh<T>(m: Map<string, Stamped<T>>, k: string, ttl: number): T | undefined {

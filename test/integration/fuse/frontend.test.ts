@@ -13,7 +13,7 @@ import { FuseFrontend } from '../../../src/frontends/fuse/fuse-frontend.js';
 import { PathCache } from '../../../src/frontends/fuse/path-cache.js';
 import { FType } from '../../../src/nfs3/constants.js';
 import type { Fattr3 } from '../../../src/nfs3/types.js';
-import { ROOT, startLocalServer, type LocalServer } from '../../helpers/local-server.js';
+import { ROOT, startLocalServer, user, type LocalServer } from '../../helpers/local-server.js';
 import { forceUnmount, fuseSkip, run } from './mount-helper.js';
 
 const MiB = 1 << 20;
@@ -146,6 +146,56 @@ describe('FUSE front end in-process', { skip: fuseSkip() }, () => {
     assert.ok(fe.stats.commits >= c + 1);
     assert.equal(fe.files.pendingBytes, 0);
     assert.equal(fe.files.count, 0);
+  });
+});
+
+describe('FUSE front end: write-behind and deferred COMMIT', { skip: fuseSkip() }, () => {
+  let s: LocalServer;
+  let remote: RemoteNfs;
+  let fe: FuseFrontend;
+  let mnt: string;
+  before(async () => {
+    s = await startLocalServer({ attrCacheMs: 0 });
+    await fs.chmod(s.exportDir, 0o777);
+    remote = new RemoteNfs({ host: '127.0.0.1', port: s.port, timeoutMs: 20_000 });
+    // An unprivileged session identity, so that the server can refuse writes.
+    fe = new FuseFrontend(remote, s.root, { attrTimeoutMs: 1000, entryTimeoutMs: 1000, credentials: () => user(1000), deferCommitMs: 300 });
+    mnt = path.join(s.dir, 'mnt');
+    await fs.mkdir(mnt);
+    await fe.mount(mnt);
+  });
+  after(async () => {
+    await fe?.unmount().catch(() => undefined);
+    await forceUnmount(mnt);
+    await remote?.close();
+    await s?.stop();
+  });
+
+  test('close returns before COMMIT; the background commits soon after; stat sizes include writes in flight', async () => {
+    const c0 = fe.stats.commits;
+    const script = `import os,sys\nfd=os.open(sys.argv[1],os.O_WRONLY|os.O_CREAT,0o644)\nfor i in range(64):\n  os.write(fd,bytes([i])*65536)\n  assert os.fstat(fd).st_size==(i+1)*65536\nos.close(fd)`;
+    await run('python3', ['-c', script, path.join(mnt, 'deferred.bin')]);
+    assert.equal(fe.stats.commits, c0, 'no COMMIT at close');
+    assert.equal((await fs.stat(path.join(s.exportDir, 'deferred.bin'))).size, 64 * 65536, 'the server has the data at close');
+    await delay(600);
+    assert.ok(fe.stats.commits > c0, 'committed in the background');
+    assert.equal(fe.files.pendingBytes, 0);
+    const back = await fs.readFile(path.join(s.exportDir, 'deferred.bin'));
+    for (let i = 0; i < 64; i++) assert.equal(back[i * 65536 + 100], i);
+  });
+
+  test('a write refused by the server after write() returned is reported by a later write or by close', async () => {
+    const f = path.join(mnt, 'refused.bin');
+    // The writer writes, waits while the file is made read-only for it behind the mount's back, then writes and closes.
+    const script = `import os,sys\nfd=os.open(sys.argv[1],os.O_WRONLY|os.O_CREAT,0o644)\nos.write(fd,b'a'*131072)\nprint('first',flush=True)\nsys.stdin.readline()\ntry:\n  for i in range(8): os.write(fd,b'b'*131072)\n  os.close(fd)\n  print('no error')\nexcept OSError as e:\n  print('error',e.errno)`;
+    const w = spawn('python3', ['-c', script, f], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const lines = createInterface({ input: w.stdout! })[Symbol.asyncIterator]();
+    assert.equal((await lines.next()).value, 'first');
+    await fs.chown(path.join(s.exportDir, 'refused.bin'), 0, 0);
+    await fs.chmod(path.join(s.exportDir, 'refused.bin'), 0o444);
+    w.stdin!.write('\n');
+    assert.equal((await lines.next()).value, 'error 13');
+    await new Promise((r) => w.once('exit', r));
   });
 });
 
