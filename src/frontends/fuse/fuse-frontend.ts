@@ -131,13 +131,17 @@ const join = (dir: string, name: string) => (dir === '/' ? `/${name}` : `${dir}/
  * libfuse 2's path-based API (@cocalc/fuse-native).
  *
  * Contract:
- * - Paths are resolved to handles through a PathCache (names and attributes,
- *   each with its time to live; 0 = always ask the backend). The kernel
- *   caches too; the two TTLs are split so that together they stay within
- *   `attrTimeoutMs` / `entryTimeoutMs`.
- * - Writes go to the backend UNSTABLE and are committed on flush (every
- *   close), fsync and release; their data is kept until then and written
- *   again FILE_SYNC if the server's verifier changed (see OpenFile).
+ * - Paths are resolved to handles through a PathCache (names, attributes and
+ *   complete directory listings, each with its time to live; 0 = always ask
+ *   the backend). The kernel caches too; the TTLs are split so that together
+ *   they stay within `attrTimeoutMs` / `entryTimeoutMs`.
+ * - Writes go to the backend UNSTABLE, up to `writeBehindBytes` per file in
+ *   flight while the program carries on (a failure surfaces at the next
+ *   write, fsync or close), and are committed on close (flush), fsync and
+ *   release — or `deferCommitMs` after close. Their data is kept until then
+ *   and written again FILE_SYNC if the server's verifier changed (OpenFile).
+ * - Sequential reads are served from 1 MiB backend reads fetched ahead
+ *   (ReadAhead); reads wait for the file's writes in flight.
  * - The kernel page cache is kept (no direct_io: shared mmap works); files
  *   opened O_DIRECT are served like any other (the backend has no open
  *   flags), the kernel does the direct I/O.
@@ -360,6 +364,19 @@ export class FuseFrontend {
     for (let d = split(p).dir; d !== '/'; d = split(d).dir) this.cache.dropTree(d);
   }
 
+  /**
+   * A change to a directory: if it fails (EEXIST from a name created
+   * elsewhere, ...), the listing we answered "absent" from may be wrong.
+   */
+  private async listed<T>(dirKey: string, p: Promise<T>): Promise<T> {
+    try {
+      return await p;
+    } catch (e) {
+      this.cache.dropListing(dirKey);
+      throw e;
+    }
+  }
+
   private checkName(name: string): void {
     if (Buffer.byteLength(name) > this.nameMax) throw new FsError('NAMETOOLONG', `name longer than ${this.nameMax} bytes`);
   }
@@ -541,7 +558,7 @@ export class FuseFrontend {
     const parent = await this.retrying([dir], () => this.resolve(dir));
     // GUARDED: the kernel sends CREATE only for a name it found absent, and
     // O_EXCL must fail if another client created it meanwhile.
-    const r = await this.backend.create(cred, parent.fh, name, { mode: 'guarded', attrs: { mode: mode & 0o7777 } });
+    const r = await this.listed(parent.key, this.backend.create(cred, parent.fh, name, { mode: 'guarded', attrs: { mode: mode & 0o7777 } }));
     const fh = r.fh ?? (await this.backend.lookup(cred, parent.fh, name)).fh;
     const d = this.cache.setEntry(p, fh);
     this.cache.setAttr(d.key, r.attr);
@@ -623,7 +640,7 @@ export class FuseFrontend {
     const t = fileType(mode);
     let r;
     if (t === S_IFREG || t === 0) {
-      r = await this.backend.create(cred, parent.fh, name, { mode: 'guarded', attrs });
+      r = await this.listed(parent.key, this.backend.create(cred, parent.fh, name, { mode: 'guarded', attrs }));
     } else {
       let what: MknodType;
       if (t === S_IFIFO) what = { type: FType.FIFO, attrs };
@@ -632,7 +649,7 @@ export class FuseFrontend {
         const rdev = { major: (dev >>> 8) & 0xfff, minor: (dev & 0xff) | ((dev >>> 12) & 0xfff00) };
         what = { type: t === S_IFCHR ? FType.CHR : FType.BLK, attrs, rdev };
       } else throw new FsError('INVAL', `mknod of type ${t.toString(8)}`);
-      r = await this.backend.mknod(cred, parent.fh, name, what);
+      r = await this.listed(parent.key, this.backend.mknod(cred, parent.fh, name, what));
     }
     if (r.fh) this.cache.setAttr(this.cache.setEntry(p, r.fh).key, r.attr);
     this.cache.dirChanged(parent.key, r.dirWcc, name);
@@ -660,7 +677,7 @@ export class FuseFrontend {
     const [from, to] = await this.retrying([a.dir, b.dir], () => Promise.all([this.resolve(a.dir), this.resolve(b.dir)]));
     const moved = this.cache.peekEntry(src);
     const replaced = this.cache.peekEntry(dst);
-    const r = await this.backend.rename(this.cred(), from.fh, a.name, to.fh, b.name);
+    const r = await this.listed(to.key, this.backend.rename(this.cred(), from.fh, a.name, to.fh, b.name));
     this.cache.dropTree(src);
     this.cache.dropTree(dst);
     if (replaced) this.cache.dropAttr(replaced.key);
@@ -682,7 +699,7 @@ export class FuseFrontend {
     const b = split(dst);
     this.checkName(b.name);
     const [s, dir] = await this.retrying([src, b.dir], () => Promise.all([this.resolve(src), this.resolve(b.dir)]));
-    const r = await this.backend.link(this.cred(), s.fh, dir.fh, b.name);
+    const r = await this.listed(dir.key, this.backend.link(this.cred(), s.fh, dir.fh, b.name));
     this.cache.setEntry(dst, s.fh);
     this.cache.setAttr(s.key, r.attr);
     this.cache.dirChanged(dir.key, r.dirWcc, b.name);
@@ -697,7 +714,7 @@ export class FuseFrontend {
     const { dir, name } = split(p);
     this.checkName(name);
     const parent = await this.retrying([dir], () => this.resolve(dir));
-    const r = await make(parent.fh, name);
+    const r = await this.listed(parent.key, make(parent.fh, name));
     if (r.fh) {
       const d = this.cache.setEntry(p, r.fh);
       this.cache.setAttr(d.key, r.attr);

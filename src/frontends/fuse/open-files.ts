@@ -125,6 +125,7 @@ export class OpenFile {
     }
     await this.gate.enter();
     this.inflightBytes += data.length;
+    this.table.inflightBytes += data.length;
     const entry = { start, end, done: Promise.resolve() };
     entry.done = this.send(cred, offset, data)
       .then((after) => this.table.onAttrs?.(this.key, after))
@@ -134,6 +135,7 @@ export class OpenFile {
       .finally(() => {
         this.inflight.splice(this.inflight.indexOf(entry), 1);
         this.inflightBytes -= data.length;
+        this.table.inflightBytes -= data.length;
         this.gate.leave();
       });
     this.inflight.push(entry);
@@ -142,7 +144,8 @@ export class OpenFile {
     s.bytesWritten += data.length;
     if (data.length > s.maxWrite) s.maxWrite = data.length;
     if (data.length >= 65536) s.largeWrites++;
-    if (!behind) {
+    // Past the bound over all files, a write waits for its reply like any synchronous write.
+    if (!behind || this.table.inflightBytes > 4 * this.table.maxBehindBytes) {
       await entry.done;
       this.raise();
     }
@@ -244,6 +247,8 @@ export class OpenFiles {
   private readonly files = new Map<string, OpenFile>();
   private nextFd = 1;
   pendingBytes = 0;
+  /** Bytes of WRITEs in flight over all files. */
+  inflightBytes = 0;
   readonly stats: WriteStats = { writes: 0, bytesWritten: 0, maxWrite: 0, largeWrites: 0, commits: 0, rewrites: 0 };
 
   private timer?: NodeJS.Timeout;

@@ -14,7 +14,7 @@ import { PathCache } from '../../../src/frontends/fuse/path-cache.js';
 import { FType } from '../../../src/nfs3/constants.js';
 import type { Fattr3 } from '../../../src/nfs3/types.js';
 import { ROOT, startLocalServer, user, type LocalServer } from '../../helpers/local-server.js';
-import { forceUnmount, fuseSkip, run } from './mount-helper.js';
+import { errCode, forceUnmount, fuseSkip, run } from './mount-helper.js';
 
 const MiB = 1 << 20;
 
@@ -229,5 +229,32 @@ describe('FUSE front end: attribute timeout bounds staleness', { skip: fuseSkip(
       assert.ok(Date.now() - t0 < 1500 + 500, 'not seen within the attribute timeout');
       await delay(50);
     }
+  });
+
+  test('a name created elsewhere in a directory listed (and changed) through the mount shows within the timeout', async () => {
+    await fs.mkdir(path.join(mnt, 'd'));
+    await fs.writeFile(path.join(mnt, 'd', 'mine'), 'x');
+    assert.deepEqual(await fs.readdir(path.join(mnt, 'd')), ['mine']);
+    // Absent, answered from the listing.
+    await assert.rejects(run('cat', [path.join(mnt, 'd', 'theirs')]), /No such file/);
+    await fs.writeFile(path.join(s.exportDir, 'd', 'theirs'), 'from elsewhere');
+    const t0 = Date.now();
+    for (;;) {
+      const r = await run('cat', [path.join(mnt, 'd', 'theirs')]).catch(() => undefined);
+      if (r) {
+        assert.equal(r.stdout, 'from elsewhere');
+        break;
+      }
+      assert.ok(Date.now() - t0 < 1500 + 500, 'not seen within the entry timeout');
+      await delay(50);
+    }
+    // A name created elsewhere within the timeout: the binding hides O_EXCL, so CREATE is always GUARDED,
+    // and a listing that still says "absent" can make the first O_CREAT fail with EEXIST; it is then
+    // forgotten and the next attempt opens the existing file.
+    await fs.writeFile(path.join(s.exportDir, 'd', 'theirs2'), 'old');
+    const first = await errCode(fs.writeFile(path.join(mnt, 'd', 'theirs2'), 'new'));
+    assert.ok(first === 'no error' || first === 'EEXIST', first);
+    if (first === 'EEXIST') await fs.writeFile(path.join(mnt, 'd', 'theirs2'), 'new');
+    assert.equal(await fs.readFile(path.join(s.exportDir, 'd', 'theirs2'), 'utf8'), 'new');
   });
 });
