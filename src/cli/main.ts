@@ -10,6 +10,8 @@ import { proxyClientCommand } from './proxy-client.js';
 import { mountCommand } from './mount.js';
 import { umountCommand } from './umount.js';
 import { keygenCommand, tlsKeygenCommand } from './keygen.js';
+import { flushCommand } from './flush.js';
+import { cacheCommand } from './cache-stats.js';
 
 const program = new Command('gvfs')
   .description('GVFS: a user-level distributed file system virtualization layer on NFSv3')
@@ -23,6 +25,8 @@ program.addCommand(keygenCommand());
 program.addCommand(tlsKeygenCommand());
 program.addCommand(mountCommand());
 program.addCommand(umountCommand());
+program.addCommand(flushCommand());
+program.addCommand(cacheCommand());
 program.addCommand(demoCommand());
 
 program.parseAsync(process.argv).catch((e) => {

@@ -1,13 +1,26 @@
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { readKeyFile } from '../channel/session-key.js';
 import { parseSshUrl } from '../channel/ssh.js';
 import { createProxyClient, type ProxyLinkOptions } from '../proxy/proxy-client.js';
-import { parseHostPort, parseIntArg, untilSignal } from './util.js';
+import { DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY } from '../wrappers/cache/options.js';
+import { parseHostPort, parseIntArg, parseSize, untilSignal } from './util.js';
 
-/** The options every command that links to a proxy server shares (proxy-client, mount). */
-export function addLinkOptions(c: Command): Command {
-  return c
-    .requiredOption('--server <host:port>', 'the proxy server (with --via: as the SSH server sees it, e.g. 127.0.0.1:PORT)')
+function parseSeconds(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`expected seconds (>= 0), got "${v}"`);
+  return n;
+}
+
+/**
+ * The options every command that links to a proxy server shares
+ * (proxy-client, mount, flush): the link, and the session's disk cache.
+ * The cache's attribute timeout is read from `--attr-timeout` (seconds),
+ * which proxy-client and mount each define.
+ */
+export function addLinkOptions(c: Command, o: { serverRequired?: boolean } = {}): Command {
+  const server = '--server <host:port>';
+  const serverHelp = 'the proxy server (with --via: as the SSH server sees it, e.g. 127.0.0.1:PORT)';
+  return (o.serverRequired === false ? c.option(server, serverHelp) : c.requiredOption(server, serverHelp))
     .option('--key <file>', 'session key file to prove on every connection (gvfs keygen)')
     .option('--tls-fingerprint <sha256>', 'use TLS 1.3 and accept only this server certificate')
     .option('--via <ssh-url>', 'tunnel through OpenSSH: ssh://USER@HOST[:PORT]')
@@ -16,7 +29,14 @@ export function addLinkOptions(c: Command): Command {
     .option('--user <identity>', 'grid identity to announce (insecure servers without keys)')
     .option('--insecure', 'allow a plaintext channel off loopback and no session key (warns)')
     .option('--connections <n>', 'connections to the proxy server', parseIntArg, 1)
-    .option('--timeout <ms>', 'deadline for a call to the proxy server (then the client gets an error)', parseIntArg, 60_000);
+    .option('--timeout <ms>', 'deadline for a call to the proxy server (then the client gets an error)', parseIntArg, 60_000)
+    .option('--cache-dir <dir>', 'keep a disk cache of this session in DIR (blocks shared with other sessions using DIR; the write-back journal per session)')
+    .option('--cache-size <size>', `disk the cache may use (blocks + journal), e.g. 512M, 10G (default ${DEFAULT_CAPACITY / 1024 ** 3}G)`, parseSize)
+    .option('--write-back', 'acknowledge writes once journalled in the cache; deliver them on gvfs flush, session end, --dirty-limit or --dirty-max-age (default with --cache-dir)')
+    .option('--write-through', 'send every write to the server before acknowledging it')
+    .option('--block-size <size>', `cache block size, a power of two 4K..4M (default ${DEFAULT_BLOCK_SIZE / 1024}K)`, parseSize)
+    .option('--dirty-limit <size>', 'write-back backlog that starts a flush (default min(cache size / 4, 512M))', parseSize)
+    .option('--dirty-max-age <seconds>', 'longest a write stays unflushed (default 30)', parseSeconds);
 }
 
 export async function linkOptions(o: Record<string, any>): Promise<ProxyLinkOptions> {
@@ -33,6 +53,26 @@ export async function linkOptions(o: Record<string, any>): Promise<ProxyLinkOpti
     insecure: !!o.insecure,
     connections: o.connections,
     timeoutMs: o.timeout,
+    cache: cacheOptions(o),
+  };
+}
+
+function cacheOptions(o: Record<string, any>): ProxyLinkOptions['cache'] {
+  if (!o.cacheDir) {
+    for (const flag of ['cacheSize', 'writeBack', 'writeThrough', 'blockSize', 'dirtyLimit', 'dirtyMaxAge']) {
+      if (o[flag] !== undefined) throw new InvalidArgumentError(`--${flag.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} needs --cache-dir`);
+    }
+    return undefined;
+  }
+  if (o.writeBack && o.writeThrough) throw new InvalidArgumentError('--write-back and --write-through exclude each other');
+  return {
+    dir: o.cacheDir,
+    capacity: o.cacheSize ?? DEFAULT_CAPACITY,
+    writeBack: !o.writeThrough,
+    blockSize: o.blockSize,
+    attrTimeoutMs: o.attrTimeout !== undefined ? Math.round(o.attrTimeout * 1000) : undefined,
+    dirtyLimit: o.dirtyLimit,
+    maxDirtyAgeMs: o.dirtyMaxAge !== undefined ? Math.round(o.dirtyMaxAge * 1000) : undefined,
   };
 }
 
@@ -41,16 +81,29 @@ export function proxyClientCommand(): Command {
     new Command('proxy-client').description('Run a GVFS proxy client: an NFSv3 + MOUNT endpoint on loopback that forwards to a proxy server over a private channel'),
   )
     .option('--listen <host:port>', 'where unmodified NFS clients connect', '127.0.0.1:0')
+    .option('--attr-timeout <seconds>', 'with --cache-dir: how long attributes and names are trusted before a change made elsewhere is looked for', parseSeconds, 1)
     .option('--json', 'print the listening address as JSON')
     .action(async (o) => {
       const link = await linkOptions(o);
       const listen = parseHostPort(o.listen);
       const p = createProxyClient(link);
+      if (p.cache) {
+        try {
+          await p.cache.ready;
+        } catch (e) {
+          await p.close().catch(() => undefined);
+          throw e;
+        }
+      }
       const addr = await p.server.listen(listen.port, listen.host);
       const channel = link.ssh ? 'ssh' : link.tlsFingerprint ? 'tls' : 'tcp';
       const who = link.key ? `session ${link.key.id} (${link.key.user})` : link.user;
-      if (o.json) console.log(JSON.stringify({ listening: addr, server: { host: link.host, port: link.port }, channel, session: link.key?.id, user: link.key?.user ?? link.user }));
-      else console.log(`gvfs proxy-client: NFSv3 on ${addr.address}:${addr.port} -> ${link.host}:${link.port} over ${channel} as ${who}`);
+      const cache = p.cache && { dir: p.cache.opts.dir, sessionDir: p.cache.sessionDir, mode: p.cache.opts.writeBack ? 'write-back' : 'write-through', capacity: p.cache.opts.capacity, blockSize: p.cache.opts.blockSize };
+      if (o.json) console.log(JSON.stringify({ listening: addr, server: { host: link.host, port: link.port }, channel, session: link.key?.id, user: link.key?.user ?? link.user, cache }));
+      else {
+        console.log(`gvfs proxy-client: NFSv3 on ${addr.address}:${addr.port} -> ${link.host}:${link.port} over ${channel} as ${who}`);
+        if (cache) console.log(`gvfs proxy-client: ${cache.mode} cache in ${cache.dir} (${cache.capacity} bytes, ${cache.blockSize}-byte blocks)`);
+      }
       const sig = await untilSignal();
       console.error(`gvfs proxy-client: ${sig}, shutting down`);
       await p.close();

@@ -9,6 +9,8 @@ import { createNfs3Server } from '../frontends/nfs3-server/server.js';
 import { tcpDialer, type Dialer } from '../rpc/client.js';
 import type { RpcServer, RpcServerLimits } from '../rpc/server.js';
 import { logger } from '../util/log.js';
+import { CacheBackend } from '../wrappers/cache/cache-backend.js';
+import type { CacheOptions } from '../wrappers/cache/options.js';
 import { isLoopback } from './proxy-server.js';
 
 const log = logger('proxy');
@@ -31,6 +33,23 @@ export interface ProxyLinkOptions {
   connections?: number;
   maxInFlight?: number;
   timeoutMs?: number;
+  /** The session's disk cache (absent: no cache). serverId and session default from the link. */
+  cache?: Omit<CacheOptions, 'serverId' | 'session'> & Partial<Pick<CacheOptions, 'serverId' | 'session'>>;
+}
+
+/** The name of a session's own cache state (journal, control socket): its key id, else its user. */
+export function sessionName(o: Pick<ProxyLinkOptions, 'key' | 'user'>): string {
+  return o.key ? o.key.id : `user-${o.user ?? 'anonymous'}`;
+}
+
+/**
+ * The cache wrapper over a link, when the options ask for one. Blocks are
+ * keyed by the proxy server's address (shared by every session reaching
+ * the same proxy server), the journal by the session.
+ */
+export function stackCache(remote: Backend, o: ProxyLinkOptions): CacheBackend | undefined {
+  if (!o.cache) return undefined;
+  return new CacheBackend(remote, { ...o.cache, serverId: o.cache.serverId ?? `${o.host}:${o.port}`, session: o.cache.session ?? sessionName(o) });
 }
 
 /**
@@ -78,23 +97,28 @@ export interface ProxyClient {
   /** The proxy client's backend stack (later: meta-data ∘ cache ∘ remote). */
   backend: Backend;
   remote: RemoteNfs;
+  /** The disk cache, when configured (await `cache.ready` before serving to see start-up errors). */
+  cache?: CacheBackend;
   tunnel?: SshTunnel;
   close(): Promise<void>;
 }
 
 /**
  * The proxy client (at the compute server): an NFSv3 + MOUNT endpoint that
- * any unmodified NFS client mounts, over the link to the proxy server.
- * Cache and meta-data layers attach here as wrappers.
+ * any unmodified NFS client mounts, over the link to the proxy server:
+ * NFSv3 server ∘ cache (when `cache` is given) ∘ remote link. Closing it
+ * flushes the cache's write-back data first.
  */
 export function createProxyClient(o: ProxyClientOptions): ProxyClient {
   const { remote, tunnel } = proxyLink(o);
-  const backend: Backend = remote;
+  const cache = stackCache(remote, o);
+  const backend: Backend = cache ?? remote;
   const server = createNfs3Server({ backend, limits: o.limits });
   return {
     server,
     backend,
     remote,
+    cache,
     tunnel,
     async close() {
       await server.close();

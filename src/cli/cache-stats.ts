@@ -1,0 +1,79 @@
+import path from 'node:path';
+import { Command } from 'commander';
+import type { CacheStats } from '../wrappers/cache/cache-backend.js';
+import { controlRequest, controlSocketOf } from '../wrappers/cache/control-socket.js';
+import * as f from '../wrappers/cache/fs-cb.js';
+import { Journal } from '../wrappers/cache/journal.js';
+import { listSessions, readSmallFile, sessionDirName } from '../wrappers/cache/session-dir.js';
+
+/** gvfs cache stats: counters of the sessions using a cache directory (running ones asked live, others from their last saved state). */
+export function cacheCommand(): Command {
+  const cache = new Command('cache').description('Inspect a GVFS disk cache');
+  cache
+    .command('stats')
+    .description('Capacity, use, hits, misses, bytes fetched and served, dirty bytes and flush backlog of a cache directory')
+    .requiredOption('--cache-dir <dir>', 'the cache directory')
+    .option('--session <name>', 'only this session')
+    .option('--json', 'print JSON')
+    .action(async (o) => {
+      const dir: string = o.cacheDir;
+      const names = o.session ? [sessionDirName(o.session)] : await listSessions(dir);
+      const sessions: Array<{ session: string; live: boolean; stats?: Partial<CacheStats>; savedAt?: string }> = [];
+      for (const name of names) {
+        const sd = path.join(dir, 'sessions', name);
+        const c = await controlSocketOf(sd);
+        if (c) {
+          const r = await controlRequest(c.socket, { op: 'stats' }, 10_000).catch(() => undefined);
+          if (r?.ok) {
+            sessions.push({ session: name, live: true, stats: r.stats });
+            continue;
+          }
+        }
+        const saved = await readSmallFile(path.join(sd, 'stats.json'));
+        const stats = saved ? (JSON.parse(saved) as Partial<CacheStats> & { savedAt?: string }) : {};
+        const j = await Journal.inspect(sd);
+        stats.flushBacklog = { files: j.files, records: j.records, bytes: j.bytes };
+        stats.journalBytes = j.diskBytes;
+        sessions.push({ session: name, live: false, stats, savedAt: stats.savedAt });
+      }
+      const onDisk = await blockBytes(path.join(dir, 'blocks'));
+      if (o.json) {
+        console.log(JSON.stringify({ dir, blocksOnDisk: onDisk, sessions }));
+        return;
+      }
+      console.log(`cache ${dir}: ${mib(onDisk.bytes)} MiB in ${onDisk.blocks} blocks on disk`);
+      for (const s of sessions) {
+        const x = s.stats ?? {};
+        const b = x.flushBacklog ?? { files: 0, records: 0, bytes: 0 };
+        console.log(`session ${s.session} (${s.live ? 'running' : `not running${s.savedAt ? `, counters as of ${s.savedAt}` : ''}`})${x.mode ? `: ${x.mode}` : ''}`);
+        if (x.capacity !== undefined) console.log(`  capacity ${mib(x.capacity)} MiB, used ${mib(x.used ?? 0)} MiB (${x.blocks ?? 0} blocks of ${(x.blockSize ?? 0) / 1024} KiB), journal ${mib(x.journalBytes ?? 0)} MiB`);
+        if (x.hits !== undefined) {
+          const total = (x.hits ?? 0) + (x.misses ?? 0);
+          console.log(`  hits ${x.hits}, misses ${x.misses}${total ? ` (${((100 * (x.hits ?? 0)) / total).toFixed(1)}% hits)` : ''}, read-ahead ${x.readAheadBlocks ?? 0} blocks, evictions ${x.evictions ?? 0}, invalidations ${x.invalidations ?? 0}`);
+          console.log(`  fetched over the network ${mib(x.bytesFetched ?? 0)} MiB, served from cache ${mib(x.bytesFromCache ?? 0)} MiB`);
+        }
+        console.log(`  dirty ${mib(x.dirtyBytes ?? 0)} MiB; flush backlog ${mib(b.bytes)} MiB in ${b.records} writes to ${b.files} files${x.flushedBytes !== undefined ? `; flushed ${mib(x.flushedBytes)} MiB` : ''}`);
+        for (const e of x.flushErrors ?? []) console.log(`  FLUSH ERROR file ${e.fh}: ${e.code}: ${e.message} (${e.bytes} bytes kept)`);
+      }
+    });
+  return cache;
+}
+
+const mib = (n: number) => (n / 2 ** 20).toFixed(1);
+
+async function blockBytes(dir: string): Promise<{ blocks: number; bytes: number }> {
+  let blocks = 0;
+  let bytes = 0;
+  for (const a of await f.readdir(dir).catch(() => [] as string[])) {
+    for (const fk of await f.readdir(path.join(dir, a)).catch(() => [] as string[])) {
+      const d = path.join(dir, a, fk);
+      for (const n of await f.readdir(d).catch(() => [] as string[])) {
+        const st = await f.stat(path.join(d, n)).catch(() => undefined);
+        if (!st) continue;
+        blocks++;
+        bytes += st.size;
+      }
+    }
+  }
+  return { blocks, bytes };
+}

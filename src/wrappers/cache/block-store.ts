@@ -1,0 +1,358 @@
+import path from 'node:path';
+import { logger } from '../../util/log.js';
+import { SegmentedLru, type EvictionPolicyName } from './eviction.js';
+import * as f from './fs-cb.js';
+
+const log = logger('cache');
+
+/**
+ * Cached file blocks on local disk, one file per block:
+ *
+ *   DIR/blocks/<fk[0:2]>/<fk>/<index>.<tag>     (see versions.ts for fk and tag)
+ *
+ * A block file holds exactly the block's bytes. It is written to DIR/tmp and
+ * renamed into place, so readers — in this process or any other sharing
+ * DIR — see a whole block or none; it is never modified afterwards, so a
+ * reader holding it open while another process evicts it still reads valid
+ * bytes. A block that vanishes (evicted by another process) is a miss. A
+ * block shorter than its version says is corrupt: it is deleted and missed.
+ *
+ * Capacity: each process evicts, by its policy, the blocks it knows — the
+ * ones it stored or read, and those a scan of the directory found at start
+ * and every `rescanMs`. Processes sharing a directory can therefore exceed
+ * the limit by what the others stored since the last scan.
+ */
+export interface BlockStoreOptions {
+  dir: string;
+  /** Bytes of blocks allowed right now (the cache size minus the write-back journal). */
+  limit: () => number;
+  policy?: EvictionPolicyName;
+  /** Descriptors of block files kept open across reads. */
+  maxOpenFiles?: number;
+}
+
+interface Entry {
+  size: number;
+  /** Highest block-relative offset read so far: a read starting below it is a re-reference. */
+  hi: number;
+}
+
+interface OpenFd {
+  fd: number;
+  refs: number;
+  dead: boolean;
+}
+
+export class BlockStore {
+  readonly policy: SegmentedLru;
+  private readonly index = new Map<string, Entry>();
+  private readonly byFile = new Map<string, Set<string>>();
+  private readonly fds = new Map<string, OpenFd>();
+  private readonly opening = new Map<string, Promise<OpenFd | undefined>>();
+  private readonly madeDirs = new Set<string>();
+  /** Per file key: bumped whenever blocks of the file are dropped, so a store racing the drop is undone. */
+  private readonly gens = new Map<string, number>();
+  /** Reads of blocks still being stored (their high-water mark, applied when the block lands). */
+  private readonly early = new Map<string, number>();
+  private tmpSeq = 0;
+  readonly blocksDir: string;
+  readonly tmpDir: string;
+  evictions = 0;
+  corrupt = 0;
+
+  constructor(private readonly o: BlockStoreOptions) {
+    this.policy = new SegmentedLru(o.policy ?? 'slru');
+    this.blocksDir = path.join(o.dir, 'blocks');
+    this.tmpDir = path.join(o.dir, 'tmp');
+  }
+
+  static key(fk: string, idx: number, tag: string): string {
+    return `${fk}/${idx}.${tag}`;
+  }
+
+  private pathOf(key: string): string {
+    return path.join(this.blocksDir, key.slice(0, 2), key);
+  }
+
+  get used(): number {
+    return this.policy.used;
+  }
+  get count(): number {
+    return this.policy.count;
+  }
+
+  has(key: string): boolean {
+    return this.index.has(key);
+  }
+
+  async init(): Promise<void> {
+    await f.mkdir(this.blocksDir);
+    await f.mkdir(this.tmpDir);
+  }
+
+  /**
+   * Copy [blockOff, blockOff+len) of block `key` (whose full length is
+   * `size`) into buf at bufOff. False when the block is not cached.
+   */
+  async readInto(key: string, size: number, buf: Buffer, bufOff: number, blockOff: number, len: number): Promise<boolean> {
+    const h = await this.acquire(key);
+    if (!h) return false;
+    let n: number;
+    try {
+      n = await f.readFully(h.fd, buf, bufOff, len, blockOff);
+    } catch (e) {
+      log.warn({ err: e, key }, 'cache: reading a block failed; treating it as a miss');
+      n = -1;
+    } finally {
+      this.release(key, h);
+    }
+    if (n !== len) {
+      this.corrupt++;
+      log.warn({ key, want: len, got: n }, 'cache: block shorter than its version says; deleted');
+      this.delete([key]);
+      return false;
+    }
+    if (!this.index.has(key)) this.add(key, { size, hi: 0 }, false); // stored by another process, or before a restart
+    this.noteRead(key, blockOff, blockOff + len);
+    return true;
+  }
+
+  /**
+   * A client read [from, to) of the block (from disk, or from the fetch that
+   * is being stored): a read starting below what was read before is a
+   * re-reference for the eviction policy.
+   */
+  noteRead(key: string, from: number, to: number): void {
+    const e = this.index.get(key);
+    if (!e) {
+      this.early.set(key, Math.max(this.early.get(key) ?? 0, to));
+      return;
+    }
+    const reref = from < e.hi;
+    e.hi = Math.max(e.hi, to);
+    this.policy.touch(key, reref);
+  }
+
+  /** Is the block on disk (stored by another process, or before a restart)? Adopts it if so. */
+  async probe(key: string, size: number): Promise<boolean> {
+    if (this.index.has(key)) return true;
+    const h = await this.acquire(key);
+    if (!h) return false;
+    this.release(key, h);
+    if (!this.index.has(key)) this.add(key, { size, hi: 0 }, false);
+    return true;
+  }
+
+  /** The file's drop generation (see put). */
+  gen(fk: string): number {
+    return this.gens.get(fk) ?? 0;
+  }
+
+  /**
+   * Store a whole block (bytes of version `tag`); `readTo`: how much of it
+   * the caller has read; `gen`: the file's drop generation when the bytes
+   * were fetched — if blocks of the file were dropped since, the block is not kept.
+   */
+  async put(key: string, data: Buffer, readTo: number, gen: number): Promise<void> {
+    const fk = key.slice(0, key.indexOf('/'));
+    if (this.index.has(key) || this.gen(fk) !== gen) return;
+    if (this.early.size > 10_000) this.early.clear();
+    const tmp = path.join(this.tmpDir, `${process.pid}-${++this.tmpSeq}`);
+    const dest = this.pathOf(key);
+    const fd = await f.open(tmp, 'w');
+    try {
+      await f.writeAll(fd, data, 0);
+    } catch (e) {
+      await f.close(fd).catch(() => undefined);
+      await f.unlink(tmp).catch(() => undefined);
+      throw e;
+    }
+    await f.close(fd);
+    const dir = path.dirname(dest);
+    try {
+      if (!this.madeDirs.has(dir)) await f.mkdir(dir);
+      this.madeDirs.add(dir);
+      await f.rename(tmp, dest);
+    } catch (e) {
+      await f.unlink(tmp).catch(() => undefined);
+      if (!f.isNoEnt(e)) throw e;
+      // The directory went away under us (cache wiped): make it and try once more.
+      this.madeDirs.delete(dir);
+      return;
+    }
+    const hi = Math.max(readTo, this.early.get(key) ?? 0);
+    this.early.delete(key);
+    if (this.gen(fk) !== gen) {
+      // Dropped while it was being written: it may hold bytes our own write has since changed.
+      await f.unlink(dest).catch(() => undefined);
+      return;
+    }
+    this.add(key, { size: data.length, hi }, false);
+    this.evict();
+  }
+
+  private add(key: string, e: Entry, hot: boolean): void {
+    this.index.set(key, e);
+    const fk = key.slice(0, key.indexOf('/'));
+    let s = this.byFile.get(fk);
+    if (!s) this.byFile.set(fk, (s = new Set()));
+    s.add(key);
+    this.policy.insert(key, e.size, hot);
+  }
+
+  /** Drop blocks over the current limit. */
+  evict(): void {
+    const victims = this.policy.evict(Math.max(0, this.o.limit()));
+    if (victims.length) {
+      this.evictions += victims.length;
+      this.delete(victims, true);
+    }
+  }
+
+  /** Delete blocks of file `fk` whose tag is not in `keep` (a version that is gone). */
+  dropFile(fk: string, keep: Set<string> = new Set()): number {
+    this.bump(fk);
+    const s = this.byFile.get(fk);
+    if (!s) return 0;
+    const gone = [...s].filter((k) => !keep.has(k.slice(k.lastIndexOf('.') + 1)));
+    this.delete(gone);
+    return gone.length;
+  }
+
+  /** Delete the given blocks of file `fk`, whatever their tag (our own writes changed them). */
+  dropBlocks(fk: string, idxs: Iterable<number>): void {
+    this.bump(fk);
+    const s = this.byFile.get(fk);
+    if (!s) return;
+    const want = new Set([...idxs].map(String));
+    this.delete([...s].filter((k) => want.has(k.slice(k.indexOf('/') + 1, k.lastIndexOf('.')))));
+  }
+
+  private bump(fk: string): void {
+    this.gens.set(fk, this.gen(fk) + 1);
+    if (this.gens.size > 100_000) this.gens.clear(); // (a cleared map restarts at 0: only stores already in flight could slip; rare and bounded)
+  }
+
+  private delete(keys: string[], evicted = false): void {
+    for (const key of keys) {
+      if (!evicted) this.policy.remove(key);
+      this.index.delete(key);
+      const fk = key.slice(0, key.indexOf('/'));
+      const s = this.byFile.get(fk);
+      if (s) {
+        s.delete(key);
+        if (!s.size) this.byFile.delete(fk);
+      }
+      const h = this.fds.get(key);
+      if (h) {
+        this.fds.delete(key);
+        h.dead = true;
+        if (h.refs === 0) void f.close(h.fd).catch(() => undefined);
+      }
+      f.unlink(this.pathOf(key)).catch((e) => {
+        if (!f.isNoEnt(e)) log.warn({ err: e, key }, 'cache: could not delete a block');
+      });
+    }
+  }
+
+  private async acquire(key: string): Promise<OpenFd | undefined> {
+    let h = this.fds.get(key);
+    if (!h) {
+      let p = this.opening.get(key);
+      if (!p) {
+        p = f.open(this.pathOf(key), 'r').then(
+          (fd) => {
+            const n: OpenFd = { fd, refs: 0, dead: false };
+            this.fds.set(key, n);
+            this.trimFds();
+            return n;
+          },
+          (e) => {
+            if (!f.isNoEnt(e)) log.warn({ err: e, key }, 'cache: could not open a block');
+            if (this.index.has(key)) this.delete([key]);
+            return undefined;
+          },
+        );
+        this.opening.set(key, p);
+        void p.finally(() => this.opening.delete(key));
+      }
+      h = await p;
+      if (!h) return undefined;
+    } else {
+      // Most recently used last.
+      this.fds.delete(key);
+      this.fds.set(key, h);
+    }
+    h.refs++;
+    return h;
+  }
+
+  private release(_key: string, h: OpenFd): void {
+    h.refs--;
+    if (h.dead && h.refs === 0) void f.close(h.fd).catch(() => undefined);
+  }
+
+  private trimFds(): void {
+    const max = this.o.maxOpenFiles ?? 256;
+    for (const [k, h] of this.fds) {
+      if (this.fds.size <= max) break;
+      this.fds.delete(k);
+      h.dead = true;
+      if (h.refs === 0) void f.close(h.fd).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Learn the blocks already in DIR (after a restart, or stored by other
+   * processes): coldest first by mtime, `hot` keys straight into protected.
+   * Also removes temp files left by dead processes.
+   */
+  async scan(hot: Set<string> = new Set()): Promise<void> {
+    const found: Array<{ key: string; size: number; mtime: number }> = [];
+    for (const d1 of await f.readdir(this.blocksDir).catch(() => [] as string[])) {
+      const p1 = path.join(this.blocksDir, d1);
+      for (const fk of await f.readdir(p1).catch(() => [] as string[])) {
+        const p2 = path.join(p1, fk);
+        this.madeDirs.add(p2);
+        const names = await f.readdir(p2).catch(() => [] as string[]);
+        // Bounded concurrency: stat a directory's blocks 32 at a time.
+        for (let i = 0; i < names.length; i += 32) {
+          await Promise.all(
+            names.slice(i, i + 32).map(async (n) => {
+              if (!/^\d+\.[0-9a-f]{16}$/.test(n)) return;
+              const key = `${fk}/${n}`;
+              if (this.index.has(key)) return;
+              const st = await f.stat(path.join(p2, n)).catch(() => undefined);
+              if (st) found.push({ key, size: st.size, mtime: st.mtimeMs });
+            }),
+          );
+        }
+      }
+    }
+    found.sort((a, b) => a.mtime - b.mtime);
+    for (const b of found) if (!this.index.has(b.key)) this.add(b.key, { size: b.size, hi: 0 }, hot.has(b.key));
+    this.evict();
+    for (const t of await f.readdir(this.tmpDir).catch(() => [] as string[])) {
+      const pid = Number(t.split('-')[0]);
+      if (pid === process.pid || (pid > 0 && alive(pid))) continue;
+      await f.unlink(path.join(this.tmpDir, t)).catch(() => undefined);
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const [k, h] of this.fds) {
+      this.fds.delete(k);
+      h.dead = true;
+      if (h.refs === 0) await f.close(h.fd).catch(() => undefined);
+    }
+  }
+}
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,446 @@
+import { FsError, isFsError, type FsErrorCode } from '../../backend/errors.js';
+import type { WccData, WriteResult } from '../../nfs3/types.js';
+import type { Credentials } from '../../rpc/types.js';
+import { logger } from '../../util/log.js';
+import { ExtentMap } from './extent-map.js';
+import { JournalError, type Journal, type JournalWrite, type RecoveredFile } from './journal.js';
+
+const log = logger('cache');
+
+/**
+ * Write-back: WRITEs are journalled and acknowledged locally, then delivered
+ * to the server ("flushed") later — on request (`gvfs flush`, session end),
+ * when the backlog passes `dirtyLimit`, or when a file's oldest unflushed
+ * write is `maxAgeMs` old.
+ *
+ * Order: a file's WRITEs reach the server in the order the program made
+ * them, one WRITE on the wire at a time, so the server only ever holds a
+ * state the program's writes produced in that order (consecutive records
+ * that touch or overlap are merged into one WRITE, which skips intermediate
+ * states but never invents one). Files flush independently. A round ends
+ * with COMMIT; only when the server's verifier is unchanged across the round
+ * does a DONE mark go into the journal (fsync'd) and the records retire. A
+ * changed verifier (the server restarted and may have lost UNSTABLE data)
+ * replays the round from its start.
+ *
+ * A crash between a round's first WRITE and its DONE mark replays the round
+ * after restart: the end state is exact, though while the replay runs the
+ * server can briefly hold newer bytes of the round next to older ones.
+ *
+ * Failures (server unreachable, file removed on the server, permission,
+ * server disk full) keep the records: the file's error is logged, shown in
+ * `gvfs cache stats`, retried with backoff, and the data stays until a flush
+ * succeeds or `discard` drops it.
+ */
+export interface WriteBackOptions {
+  /** Backlog (bytes) above which a flush of everything starts. */
+  dirtyLimit: number;
+  /** Backlog (bytes) above which new writes wait for room; after `admitWaitMs` without progress they fail NOSPC. */
+  dirtyMax: number;
+  /** A file's unflushed writes are delivered at the latest this long after the first of them. */
+  maxAgeMs: number;
+  /** Largest WRITE sent to the server. */
+  flushWriteBytes: number;
+  /** Bytes delivered per round (then COMMIT and a DONE mark). */
+  roundBytes: number;
+  admitWaitMs: number;
+  /** Files flushed at once. */
+  flushParallel: number;
+}
+
+/** What a flush needs from the layer below and tells the cache above. */
+export interface FlushSink {
+  /** One UNSTABLE WRITE to the server. */
+  write(cred: Credentials, fh: Buffer, offset: number, data: Buffer): Promise<WriteResult>;
+  commit(cred: Credentials, fh: Buffer): Promise<{ verf: Buffer; wcc: WccData }>;
+  /** Our WRITE is about to go / went (ok or not) to the server: keep the read cache right. */
+  writeStart(fh: Buffer): void;
+  writeEnd(fh: Buffer, offset: number, length: number, wcc: WccData | undefined, ok: boolean): void;
+  /** Unflushed writes of the file were discarded: what the cache presents for it must be checked again. */
+  discarded(fh: Buffer): void;
+}
+
+export interface FlushFailure {
+  fh: string;
+  code: FsErrorCode;
+  message: string;
+  bytes: number;
+}
+
+export interface FlushReport {
+  flushedBytes: number;
+  flushedFiles: number;
+  failed: FlushFailure[];
+  discardedBytes: number;
+}
+
+class DirtyFile {
+  readonly writes: JournalWrite[] = [];
+  readonly extents = new ExtentMap();
+  backlog = 0;
+  firstAt = 0;
+  lastWriteAt = 0;
+  flushing?: Promise<void>;
+  error?: { code: FsErrorCode; message: string; at: number };
+  failures = 0;
+  retryAt = 0;
+  constructor(
+    readonly key: string,
+    readonly fileNo: number,
+    readonly fh: Buffer,
+    public cred: Credentials,
+  ) {}
+  get lastSeq(): number {
+    return this.writes.length ? this.writes[this.writes.length - 1].seq : 0;
+  }
+}
+
+export class WriteBack {
+  private readonly files = new Map<string, DirtyFile>();
+  private timer?: NodeJS.Timeout;
+  private all?: Promise<FlushReport>;
+  private closed = false;
+  readonly stats = { flushedBytes: 0, flushRounds: 0, flushFailures: 0, discardedBytes: 0, replays: 0, writesRefused: 0 };
+
+  constructor(
+    readonly journal: Journal,
+    private readonly sink: FlushSink,
+    private readonly o: WriteBackOptions,
+    recovered: RecoveredFile[] = [],
+  ) {
+    const now = Date.now();
+    for (const r of recovered) {
+      const d = new DirtyFile(r.fh.toString('hex'), r.fileNo, r.fh, r.cred);
+      for (const w of r.writes) this.add(d, w, now);
+      this.files.set(d.key, d);
+    }
+    this.timer = setInterval(() => this.tick(), Math.min(1000, Math.max(50, o.maxAgeMs / 4)));
+    this.timer.unref();
+  }
+
+  /** Recovered files, for the log at start. */
+  get recoveredSummary(): { files: number; bytes: number } {
+    return { files: this.files.size, bytes: this.backlogBytes };
+  }
+
+  get dirtyBytes(): number {
+    let n = 0;
+    for (const d of this.files.values()) n += d.extents.bytes;
+    return n;
+  }
+  get backlogBytes(): number {
+    let n = 0;
+    for (const d of this.files.values()) n += d.backlog;
+    return n;
+  }
+  get backlog(): { files: number; records: number; bytes: number } {
+    let records = 0;
+    let bytes = 0;
+    let files = 0;
+    for (const d of this.files.values()) {
+      if (!d.writes.length) continue;
+      files++;
+      records += d.writes.length;
+      bytes += d.backlog;
+    }
+    return { files, records, bytes };
+  }
+  get errors(): FlushFailure[] {
+    return [...this.files.values()].filter((d) => d.error && d.writes.length).map((d) => ({ fh: d.key, code: d.error!.code, message: d.error!.message, bytes: d.backlog }));
+  }
+
+  /** The file has unflushed writes: its size and data differ from the server's. */
+  dirty(key: string): { maxEnd: number; lastWriteAt: number } | undefined {
+    const d = this.files.get(key);
+    return d && d.writes.length ? { maxEnd: d.extents.maxEnd, lastWriteAt: d.lastWriteAt } : undefined;
+  }
+
+  /** Journal a WRITE; resolves once it is acknowledged-safe (durable if `sync`). */
+  async write(cred: Credentials, fh: Buffer, offset: number, data: Buffer, stable: number, sync: boolean): Promise<void> {
+    if (this.closed) throw new FsError('IO', 'write-back cache is closing');
+    await this.admit(data.length);
+    const key = fh.toString('hex');
+    let d = this.files.get(key);
+    if (!d) {
+      d = new DirtyFile(key, this.journal.fileNoFor(fh), Buffer.from(fh), cred);
+      this.files.set(key, d);
+    }
+    d.cred = cred;
+    let w: JournalWrite;
+    try {
+      w = await this.journal.write(d.fileNo, d.fh, cred, offset, data, stable, sync);
+    } catch (e) {
+      this.stats.writesRefused++;
+      const je = e as JournalError;
+      const nospc = je.errno === 'ENOSPC' || je.errno === 'EDQUOT';
+      throw new FsError(nospc ? 'NOSPC' : 'IO', `write-back journal: ${je.message}`);
+    }
+    this.add(d, w, Date.now());
+    if (this.backlogBytes > this.o.dirtyLimit) void this.flushAll().catch(() => undefined);
+  }
+
+  private add(d: DirtyFile, w: JournalWrite, now: number): void {
+    if (!d.writes.length) d.firstAt = now;
+    // Journal order is seq order; keep it even if continuations ran out of order.
+    let i = d.writes.length;
+    while (i > 0 && d.writes[i - 1].seq > w.seq) i--;
+    d.writes.splice(i, 0, w);
+    d.extents.insert({ start: w.offset, end: w.offset + w.length, seq: w.seq, seg: w.seg, pos: w.pos });
+    d.backlog += w.length;
+    d.lastWriteAt = now;
+  }
+
+  /** Wait for room under dirtyMax; NOSPC when flushing cannot make it. */
+  private async admit(len: number): Promise<void> {
+    if (this.backlogBytes + len <= this.o.dirtyMax) return;
+    const deadline = Date.now() + this.o.admitWaitMs;
+    while (this.backlogBytes + len > this.o.dirtyMax) {
+      const before = this.backlogBytes;
+      const r = await this.flushAll();
+      if (this.backlogBytes + len <= this.o.dirtyMax) return;
+      if (this.backlogBytes >= before || Date.now() > deadline) {
+        this.stats.writesRefused++;
+        const why = r.failed.length ? `the server is not taking it (${r.failed[0].code}: ${r.failed[0].message})` : 'flushing is not keeping up';
+        log.error({ backlog: this.backlogBytes, dirtyMax: this.o.dirtyMax }, `cache: write-back backlog full; refusing a write (NOSPC): ${why}`);
+        throw new FsError('NOSPC', `write-back cache full: ${this.backlogBytes} bytes not yet on the server and ${why}`);
+      }
+    }
+  }
+
+  /** Make everything journalled so far durable (COMMIT). */
+  commit(): Promise<void> {
+    return this.journal.sync().catch((e) => {
+      throw new FsError('IO', `write-back journal: ${(e as Error).message}`);
+    });
+  }
+
+  /**
+   * The unflushed bytes of [start, end) of a file, read from the journal
+   * now: overlay them on the server's bytes. Read before the server's bytes
+   * are looked up, so a flush finishing in between cannot hide them.
+   */
+  async overlay(key: string, start: number, end: number): Promise<Array<{ start: number; data: Buffer }>> {
+    const d = this.files.get(key);
+    if (!d || !d.extents.size) return [];
+    const xs = d.extents.query(start, end);
+    if (!xs.length) return [];
+    for (const x of xs) this.journal.pin(x.seg);
+    try {
+      return await Promise.all(
+        xs.map(async (x) => {
+          const data = Buffer.allocUnsafe(x.end - x.start);
+          await this.journal.read(x.seg, x.pos, data, 0, data.length);
+          return { start: x.start, data };
+        }),
+      );
+    } finally {
+      for (const x of xs) this.journal.unpin(x.seg);
+    }
+  }
+
+  /** Deliver every write of the file made before this call; throws the FsError that stopped it. */
+  async flushFile(key: string): Promise<void> {
+    const d = this.files.get(key);
+    if (!d) return;
+    const target = d.lastSeq;
+    for (;;) {
+      if (d.flushing) await d.flushing.catch(() => undefined);
+      if (!d.writes.length || d.writes[0].seq > target) return;
+      d.flushing = this.round(d, target);
+      try {
+        await d.flushing;
+      } finally {
+        d.flushing = undefined;
+      }
+      if (!d.writes.length) this.forget(d);
+    }
+  }
+
+  /** Flush every file (a few at a time); one flush-all runs at once, later callers join it. */
+  flushAll(): Promise<FlushReport> {
+    if (this.all) return this.all;
+    const p = (async () => {
+      const report: FlushReport = { flushedBytes: 0, flushedFiles: 0, failed: [], discardedBytes: 0 };
+      const queue = [...this.files.values()].filter((d) => d.writes.length);
+      const worker = async () => {
+        for (let d = queue.shift(); d; d = queue.shift()) {
+          const before = d.backlog;
+          try {
+            await this.flushFile(d.key);
+            report.flushedFiles++;
+            report.flushedBytes += before - d.backlog;
+          } catch (e) {
+            report.failed.push({ fh: d.key, code: isFsError(e) ? e.code : 'IO', message: (e as Error).message, bytes: d.backlog });
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: this.o.flushParallel }, worker));
+      return report;
+    })();
+    this.all = p;
+    void p.finally(() => {
+      if (this.all === p) this.all = undefined;
+    });
+    return p;
+  }
+
+  /**
+   * Drop unflushed writes without delivering them: of the given files, or of
+   * every file whose last flush failed. Logged as a warning with the bytes lost.
+   */
+  async discard(keys?: string[]): Promise<number> {
+    const targets = keys ? keys.map((k) => this.files.get(k)).filter((d): d is DirtyFile => !!d) : [...this.files.values()].filter((d) => d.error);
+    let dropped = 0;
+    for (const d of targets) {
+      if (d.flushing) await d.flushing.catch(() => undefined);
+      if (!d.writes.length) continue;
+      const upTo = d.lastSeq;
+      await this.journal.mark('discard', d.fileNo, upTo, true);
+      const gone = d.writes.splice(0, d.writes.length);
+      const bytes = gone.reduce((n, w) => n + w.length, 0);
+      dropped += bytes;
+      log.warn({ fh: d.key, bytes, records: gone.length, error: d.error?.message }, 'cache: DISCARDED unflushed writes on request; the server never got them');
+      d.extents.dropUpTo(upTo);
+      d.backlog = 0;
+      this.journal.release(gone);
+      this.forget(d);
+      this.sink.discarded(d.fh);
+    }
+    this.stats.discardedBytes += dropped;
+    return dropped;
+  }
+
+  private forget(d: DirtyFile): void {
+    if (!d.writes.length && !d.flushing && this.files.get(d.key) === d) this.files.delete(d.key);
+  }
+
+  /** One round: WRITEs in order up to `target` (at most roundBytes), COMMIT, DONE mark. */
+  private async round(d: DirtyFile, target: number): Promise<void> {
+    const take: JournalWrite[] = [];
+    let bytes = 0;
+    for (const w of d.writes) {
+      if (w.seq > target || (take.length && bytes + w.length > this.o.roundBytes)) break;
+      take.push(w);
+      bytes += w.length;
+    }
+    if (!take.length) return;
+    const last = take[take.length - 1].seq;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const verf = await this.deliver(d, take);
+        if (verf === null) break;
+        const c = await this.sink.commit(d.cred, d.fh);
+        if (verf && c.verf.equals(verf)) break;
+        this.stats.replays++;
+        if (attempt >= 3) throw new FsError('IO', 'the server keeps changing its write verifier (restarting?); will retry');
+        log.warn({ fh: d.key }, 'cache: server write verifier changed during a flush (server restart?); resending the round');
+      }
+      await this.journal.mark('done', d.fileNo, last, true);
+    } catch (e) {
+      const err = isFsError(e) ? e : new FsError('IO', (e as Error).message);
+      d.failures++;
+      d.retryAt = Date.now() + Math.min(60_000, 1000 * 2 ** Math.min(d.failures - 1, 6));
+      this.stats.flushFailures++;
+      if (d.error?.code !== err.code) {
+        const hint = err.code === 'STALE' || err.code === 'BADHANDLE' ? ' (the file was removed on the server?)' : err.code === 'IO' ? ' (server unreachable?)' : '';
+        log.error({ fh: d.key, code: err.code, pending: d.backlog, err: err.message }, `cache: flush failed${hint}; the unflushed data stays in the journal until a flush succeeds or gvfs flush --discard drops it`);
+      }
+      d.error = { code: err.code, message: err.message, at: Date.now() };
+      throw err;
+    }
+    const i = d.writes.indexOf(take[take.length - 1]);
+    const gone = d.writes.splice(0, i + 1);
+    d.extents.dropUpTo(last);
+    d.backlog -= bytes;
+    d.firstAt = Date.now();
+    d.error = undefined;
+    d.failures = 0;
+    this.journal.release(gone);
+    this.stats.flushedBytes += bytes;
+    this.stats.flushRounds++;
+    log.debug({ fh: d.key, bytes, records: gone.length }, 'cache: flushed');
+  }
+
+  /** Send the records in order, merging neighbours; returns the verifier all WRITEs agreed on (undefined: they did not; null: nothing to send). */
+  private async deliver(d: DirtyFile, take: JournalWrite[]): Promise<Buffer | undefined | null> {
+    let verf: Buffer | undefined;
+    let agreed = true;
+    for (const run of runs(take, this.o.flushWriteBytes)) {
+      const data = Buffer.alloc(run.end - run.start);
+      for (const w of run.parts) this.journal.pin(w.seg);
+      try {
+        const parts = await Promise.all(
+          run.parts.map(async (w) => {
+            const b = Buffer.allocUnsafe(w.length);
+            await this.journal.read(w.seg, w.pos, b, 0, w.length);
+            return b;
+          }),
+        );
+        run.parts.forEach((w, i) => parts[i].copy(data, w.offset - run.start));
+      } finally {
+        for (const w of run.parts) this.journal.unpin(w.seg);
+      }
+      for (let off = 0; off < data.length; ) {
+        const n = Math.min(this.o.flushWriteBytes, data.length - off);
+        const chunk = data.subarray(off, off + n);
+        this.sink.writeStart(d.fh);
+        let r: WriteResult;
+        try {
+          r = await this.sink.write(d.cred, d.fh, run.start + off, chunk);
+        } catch (e) {
+          this.sink.writeEnd(d.fh, run.start + off, n, (e as FsError).wcc, false);
+          throw e;
+        }
+        this.sink.writeEnd(d.fh, run.start + off, r.count, r.wcc, true);
+        if (r.count <= 0) throw new FsError('IO', 'the server wrote nothing');
+        if (!verf) verf = Buffer.from(r.verf);
+        else if (!verf.equals(r.verf)) agreed = false;
+        off += r.count;
+      }
+    }
+    if (!verf) return null;
+    return agreed ? verf : undefined;
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    for (const d of this.files.values()) {
+      if (!d.writes.length || d.flushing || now < d.retryAt) continue;
+      if (now - d.firstAt >= this.o.maxAgeMs) void this.flushFile(d.key).catch(() => undefined);
+    }
+  }
+
+  /** Session end: deliver everything; what cannot be delivered stays journalled for the next start. */
+  async close(): Promise<FlushReport> {
+    this.closed = true;
+    clearInterval(this.timer);
+    const r = await this.flushAll();
+    if (r.failed.length) log.error({ failed: r.failed }, 'cache: session ended with unflushed data; it stays in the journal (restart on this cache directory, or gvfs flush, delivers it)');
+    return r;
+  }
+}
+
+interface Run {
+  start: number;
+  end: number;
+  parts: JournalWrite[];
+}
+
+/** Consecutive records that touch or overlap, merged while the merged range stays within `max`. */
+export function runs(ws: JournalWrite[], max: number): Run[] {
+  const out: Run[] = [];
+  let cur: Run | undefined;
+  for (const w of ws) {
+    const s = w.offset;
+    const e = w.offset + w.length;
+    if (cur && s <= cur.end && e >= cur.start && Math.max(cur.end, e) - Math.min(cur.start, s) <= max) {
+      cur.start = Math.min(cur.start, s);
+      cur.end = Math.max(cur.end, e);
+      cur.parts.push(w);
+    } else {
+      cur = { start: s, end: e, parts: [w] };
+      out.push(cur);
+    }
+  }
+  return out;
+}

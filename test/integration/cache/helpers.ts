@@ -1,0 +1,142 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { LocalExport } from '../../../src/backends/local-export/local-export.js';
+import { RemoteNfs } from '../../../src/backends/remote-nfs/remote-nfs.js';
+import { newSessionKey, type SessionKey } from '../../../src/channel/session-key.js';
+import { SessionRegistry } from '../../../src/channel/sessions.js';
+import { createNfs3Server } from '../../../src/frontends/nfs3-server/server.js';
+import { createProxyClient, type ProxyClient } from '../../../src/proxy/proxy-client.js';
+import { createProxyServer, type ProxyServer } from '../../../src/proxy/proxy-server.js';
+import type { RpcServer } from '../../../src/rpc/server.js';
+import type { CacheBackend } from '../../../src/wrappers/cache/cache-backend.js';
+import type { CacheOptions } from '../../../src/wrappers/cache/options.js';
+import { ROOT, tempDir } from '../../helpers/local-server.js';
+
+export { ROOT };
+
+/**
+ * upstream (`gvfs serve` in-process, its own attribute cache off so changes
+ * made in its directory show at once) → proxy server → proxy client(s) with a
+ * cache, each with its own session key; our NFS client mounted on each proxy
+ * client. The upstream server's per-procedure counters say what crossed the
+ * wire.
+ */
+export interface CacheChain {
+  base: string;
+  exportDir: string;
+  upstreamServer: RpcServer;
+  upstreamPort: number;
+  proxyServer: ProxyServer;
+  proxyServerPort: number;
+  sessions: SessionRegistry;
+  /** Calls of an NFSv3 procedure the upstream server has answered ('READ', 'WRITE' ...). */
+  upstreamCalls(proc: string): number;
+  startSession(o?: { cacheDir?: string; cache?: Partial<CacheOptions>; key?: SessionKey; timeoutMs?: number; noCache?: boolean }): Promise<Session>;
+  stopUpstream(): Promise<void>;
+  startUpstream(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface Session {
+  key: SessionKey;
+  pc: ProxyClient;
+  cache: CacheBackend;
+  port: number;
+  client: RemoteNfs;
+  root: Buffer;
+  lookup(name: string): Promise<Buffer>;
+  stop(): Promise<void>;
+}
+
+export async function startCacheChain(): Promise<CacheChain> {
+  const base = await tempDir('gvfs-cache-');
+  const exportDir = path.join(base, 'export');
+  await fs.mkdir(exportDir);
+  const c = { base, exportDir } as CacheChain;
+  let upstream: LocalExport;
+  const startUp = async (port: number) => {
+    upstream = await LocalExport.open({ root: exportDir, stateDir: path.join(base, 'up-state'), attrCacheMs: 0 });
+    c.upstreamServer = createNfs3Server({ backend: upstream });
+    c.upstreamPort = (await c.upstreamServer.listen(port, '127.0.0.1')).port;
+  };
+  await startUp(0);
+  c.sessions = new SessionRegistry();
+  const first = newSessionKey('alice');
+  c.sessions.add(first);
+  c.proxyServer = await createProxyServer({
+    sessions: c.sessions,
+    exports: [{ kind: 'upstream', url: { host: '127.0.0.1', port: c.upstreamPort, mountPort: c.upstreamPort, path: '/' } }],
+    map: new Map([['alice', { uid: 0, gid: 0, gids: [] }]]),
+    stateDir: path.join(base, 'ps-state'),
+    upstreamTimeoutMs: 5_000,
+  });
+  c.proxyServerPort = (await c.proxyServer.listen(0, '127.0.0.1')).port;
+  const live: Session[] = [];
+  let firstUsed = false;
+  c.upstreamCalls = (proc) => c.upstreamServer.stats.callsByProc.get(`nfs3.${proc}`) ?? 0;
+  c.stopUpstream = async () => {
+    await c.upstreamServer.close();
+    await upstream.close();
+  };
+  c.startUpstream = () => startUp(c.upstreamPort);
+  c.startSession = async (o = {}) => {
+    let key = o.key;
+    if (!key) {
+      key = firstUsed ? newSessionKey('alice') : first;
+      firstUsed = true;
+      c.sessions.add(key);
+    }
+    const pc = createProxyClient({
+      host: '127.0.0.1',
+      port: c.proxyServerPort,
+      key,
+      timeoutMs: o.timeoutMs ?? 10_000,
+      cache: o.noCache ? undefined : { dir: o.cacheDir ?? path.join(base, 'cache'), capacity: 256 << 20, ...o.cache },
+    });
+    await pc.cache?.ready;
+    const port = (await pc.server.listen(0, '127.0.0.1')).port;
+    const client = new RemoteNfs({ host: '127.0.0.1', port, timeoutMs: 30_000 });
+    const root = (await client.mount('/', ROOT)).fh;
+    const s: Session = {
+      key,
+      pc,
+      cache: pc.cache!,
+      port,
+      client,
+      root,
+      lookup: async (name) => (await client.lookup(ROOT, root, name)).fh,
+      async stop() {
+        const i = live.indexOf(s);
+        if (i >= 0) live.splice(i, 1);
+        await client.close();
+        await pc.close();
+      },
+    };
+    live.push(s);
+    return s;
+  };
+  c.stop = async () => {
+    for (const s of [...live]) await s.stop().catch(() => undefined);
+    await c.proxyServer.close();
+    await c.stopUpstream().catch(() => undefined);
+    await fs.rm(base, { recursive: true, force: true });
+  };
+  return c;
+}
+
+/** Read a whole file through an NFS client, `chunk` bytes per READ, `depth` READs in flight. */
+export async function readAll(client: RemoteNfs, fh: Buffer, size: number, chunk = 256 * 1024, depth = 4): Promise<Buffer> {
+  const out = Buffer.alloc(size);
+  let next = 0;
+  const worker = async () => {
+    while (next < size) {
+      const off = next;
+      next += chunk;
+      const r = await client.read(ROOT, fh, off, Math.min(chunk, size - off));
+      r.data.copy(out, off);
+      if (r.count !== Math.min(chunk, size - off)) throw new Error(`short read at ${off}: ${r.count}`);
+    }
+  };
+  await Promise.all(Array.from({ length: depth }, worker));
+  return out;
+}
