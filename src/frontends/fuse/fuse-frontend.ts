@@ -50,7 +50,12 @@ export interface FuseFrontendOptions {
   maxWrite?: number;
   /** Largest read the kernel sends; clipped to the backend's rtmax. Default 128 KiB. */
   maxRead?: number;
-  /** Kernel read-ahead per file (KiB) set on the mount's bdi when we may; default 1024. 0 leaves the kernel's. */
+  /**
+   * Kernel read-ahead per file (KiB), set on the mount's bdi when we may;
+   * default 256. The front end reads ahead itself (readAheadChunks), so a
+   * large kernel window only adds concurrent FUSE requests: measured here,
+   * 1024 KiB read ~250 MB/s where 128-256 KiB read ~320 MB/s. 0 leaves the kernel's.
+   */
   readAheadKb?: number;
   /** Front-end read-ahead for sequential reads: chunks (of up to 1 MiB, the backend's rtmax) fetched ahead; default 4, 0 = off. */
   readAheadChunks?: number;
@@ -172,7 +177,7 @@ export class FuseFrontend {
     this.o = {
       maxWrite: 128 * 1024,
       maxRead: 128 * 1024,
-      readAheadKb: 1024,
+      readAheadKb: 256,
       readAheadChunks: 4,
       maxUncommittedFileBytes: 64 * MiB,
       maxUncommittedBytes: 256 * MiB,
