@@ -158,7 +158,21 @@ export async function startLink(profile: LinkProfile, target: { host: string; po
  * ping-pongs through it, throughput by pushing data one way. Both must be
  * within `tolerance` of the profile or the run is refused.
  */
-export async function checkLink(profile: LinkProfile, tolerance = 0.05): Promise<{ rttMs: number; mbitPerSec: number }> {
+export async function checkLink(profile: LinkProfile, tolerance = 0.05, attempts = 3): Promise<{ rttMs: number; mbitPerSec: number; attempts: number }> {
+  // A busy machine (timers firing late) can spoil one measurement; the run is refused only if every attempt is out of tolerance.
+  let last: Error | undefined;
+  for (let i = 1; i <= attempts; i++) {
+    try {
+      return { ...(await measureLink(profile, tolerance)), attempts: i };
+    } catch (e) {
+      last = e as Error;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+  throw last!;
+}
+
+async function measureLink(profile: LinkProfile, tolerance: number): Promise<{ rttMs: number; mbitPerSec: number }> {
   const echo = net.createServer({ noDelay: true }, (s) => {
     s.on('data', (d) => {
       if (d[0] === 0x70) s.write(d.subarray(0, 1)); // 'p' → pong
