@@ -7,7 +7,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import { RemoteNfs } from '../backends/remote-nfs/remote-nfs.js';
 import { FuseFrontend, processCredentials } from '../frontends/fuse/fuse-frontend.js';
 import { watchUnmount } from '../frontends/fuse/mountpoint.js';
-import { proxyLink } from '../proxy/proxy-client.js';
+import { proxyLink, stackCache } from '../proxy/proxy-client.js';
+import type { Backend } from '../backend/backend.js';
 import { parseNfsUrl } from '../proxy/upstream-url.js';
 import { AuthFlavor, type Credentials } from '../rpc/types.js';
 import { addLinkOptions, linkOptions } from './proxy-client.js';
@@ -92,43 +93,58 @@ async function detach(o: MountOpts): Promise<void> {
   else console.log(`gvfs mount: ${info.server}${info.export} on ${info.mounted} (pid ${info.pid}, log ${logFile}); gvfs umount ${info.mounted} to stop`);
 }
 
-async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
-  const cred: Credentials = o.as ? { flavor: AuthFlavor.AUTH_SYS, ...o.as } : processCredentials();
-  let remote: RemoteNfs;
-  let close = async () => {};
-  let exportPath: string;
-  let server: string;
+/**
+ * The backend the mount serves: for a proxy server, the proxy client's own
+ * stack (the link, with the session's disk cache over it when --cache-dir
+ * is given), as `gvfs proxy-client` builds it; for nfs://, a plain NFSv3
+ * client.
+ */
+async function openBackend(o: MountOpts): Promise<{ backend: Backend; server: string; exportPath?: string; close(): Promise<void> }> {
   if (o.server.startsWith('nfs://')) {
     const u = parseNfsUrl(o.server);
     if (o.export) throw new Error('give the export in the nfs:// URL, not --export');
-    remote = new RemoteNfs({ host: u.host, port: u.port, mountPort: u.mountPort, connections: o.connections, timeoutMs: o.timeout, maxInFlight: 64 });
-    exportPath = u.path;
-    server = `nfs://${u.host}:${u.port}`;
-  } else {
-    const link = proxyLink(await linkOptions(o));
-    remote = link.remote;
-    close = async () => link.tunnel?.close();
-    server = `${link.remote.opts.host}:${link.remote.opts.port}`;
-    if (o.export) exportPath = o.export;
-    else {
-      const ex = (await remote.exports().catch(async (e) => {
-        await remote.close();
-        await close();
-        throw e;
-      })).map((e) => e.path);
-      if (ex.length !== 1) {
-        await remote.close();
-        await close();
-        throw new Error(`the proxy server has ${ex.length} exports (${ex.join(', ')}); choose one with --export`);
-      }
-      exportPath = ex[0];
+    if (o.cacheDir) throw new Error('--cache-dir needs a proxy server (HOST:PORT), not an nfs:// URL');
+    const remote = new RemoteNfs({ host: u.host, port: u.port, mountPort: u.mountPort, connections: o.connections, timeoutMs: o.timeout, maxInFlight: 64 });
+    return { backend: remote, server: `nfs://${u.host}:${u.port}`, exportPath: u.path, close: () => remote.close() };
+  }
+  const link = await linkOptions(o);
+  const { remote, tunnel } = proxyLink(link);
+  const cache = stackCache(remote, link);
+  const backend: Backend = cache ?? remote;
+  // Closing the top of the stack closes what it wraps.
+  const close = async () => {
+    await backend.close();
+    tunnel?.close();
+  };
+  try {
+    await cache?.ready;
+  } catch (e) {
+    await close().catch(() => undefined);
+    throw e;
+  }
+  return { backend, server: `${link.host}:${link.port}`, exportPath: o.export, close };
+}
+
+async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
+  const cred: Credentials = o.as ? { flavor: AuthFlavor.AUTH_SYS, ...o.as } : processCredentials();
+  const { backend, server, close, ...rest } = await openBackend(o);
+  let exportPath = rest.exportPath;
+  if (!exportPath) {
+    const ex = await backend.exports().catch(async (e) => {
+      await close();
+      throw e;
+    });
+    if (ex.length !== 1) {
+      await close();
+      throw new Error(`the proxy server has ${ex.length} exports (${ex.map((e) => e.path).join(', ')}); choose one with --export`);
     }
+    exportPath = ex[0].path;
   }
   let frontend: FuseFrontend;
   try {
-    const root = (await remote.mount(exportPath, cred)).fh;
+    const root = (await backend.mount(exportPath, cred)).fh;
     const ms = Math.round(o.attrTimeout * 1000);
-    frontend = new FuseFrontend(remote, root, {
+    frontend = new FuseFrontend(backend, root, {
       attrTimeoutMs: ms,
       entryTimeoutMs: ms,
       fsname: `gvfs:${server.replace(/^nfs:\/\//, '')}${exportPath}`,
@@ -138,12 +154,11 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
     });
     await frontend.mount(mountpoint);
   } catch (e) {
-    await remote.close();
     await close();
     throw e;
   }
   const mnt = frontend.mountpoint!;
-  const info = { mounted: mnt, server, export: exportPath, user: o.user ?? null, pid: process.pid, attrTimeout: o.attrTimeout };
+  const info = { mounted: mnt, server, export: exportPath, user: o.user ?? null, pid: process.pid, attrTimeout: o.attrTimeout, cacheDir: o.cacheDir ?? null };
   if (o.json) console.log(JSON.stringify(info));
   else console.log(`gvfs mount: ${server}${exportPath} on ${mnt} (attribute timeout ${o.attrTimeout} s); Ctrl-C or gvfs umount ${mnt} to stop`);
 
@@ -161,7 +176,6 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
     console.error(`gvfs mount: ${(e as Error).message}`);
     code = 1;
   }
-  await remote.close();
   await close();
   console.error(`gvfs mount: stats ${JSON.stringify(frontend.stats)}`);
   // The binding keeps a libuv handle for the FUSE thread; leave explicitly.

@@ -104,3 +104,31 @@ for (const kind of ['gvfs', 'ganesha'] as const) {
     });
   });
 }
+
+describe('gvfs mount with the disk cache of the proxy client (--cache-dir)', { skip: fuseSkip() }, () => {
+  let c: Chain;
+  let m: MountProc | undefined;
+  before(async () => {
+    c = await startChain('gvfs');
+    await fs.mkdir(path.join(c.upstream.dir, 'pub'), { mode: 0o777 });
+    await fs.chmod(path.join(c.upstream.dir, 'pub'), 0o777);
+  });
+  after(async () => {
+    await m?.stop();
+    await c?.stop();
+  });
+
+  test('files written through a write-back cache reach the upstream when the mount ends, byte-identical', async () => {
+    const keyFile = path.join(c.base, 'alice.key');
+    await writeKeyFile(keyFile, c.key);
+    m = await spawnMount(`127.0.0.1:${c.proxyServerPort}`, path.join(c.base, 'mnt'), ['--key', keyFile, '--cache-dir', path.join(c.base, 'cache')]);
+    assert.equal(m.info.cacheDir, path.join(c.base, 'cache'));
+    const data = randomBytes(3 * 1024 * 1024 + 5);
+    await fs.writeFile(path.join(c.base, 'src.bin'), data);
+    await run('cp', [path.join(c.base, 'src.bin'), path.join(m.mnt, 'pub', 'cached.bin')]);
+    assert.equal(sha(await fs.readFile(path.join(m.mnt, 'pub', 'cached.bin'))), sha(data));
+    assert.equal(await m.stop(), 0, m.stderr());
+    m = undefined;
+    assert.equal(sha(await fs.readFile(path.join(c.upstream.dir, 'pub', 'cached.bin'))), sha(data));
+  });
+});
