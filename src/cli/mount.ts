@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import fs from 'node:fs';
+import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
@@ -68,21 +68,18 @@ export function mountCommand(): Command {
 /** Re-run this command in the foreground in a new session, wait until it has mounted, print, leave it running. */
 async function detach(o: MountOpts): Promise<void> {
   const logFile = o.log ?? path.join(os.tmpdir(), `gvfs-mount-${process.pid}.log`);
-  const log = fs.openSync(logFile, 'a');
+  const log = await fs.open(logFile, 'a');
   const args = [...process.argv.slice(1), '--foreground', '--json'];
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', log] });
-  fs.closeSync(log);
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', log.fd] });
+  await log.close(); // the child has its own copy
   const line = await new Promise<string>((resolve, reject) => {
     const rl = createInterface({ input: child.stdout! });
     rl.once('line', resolve);
     child.once('exit', (code) => {
-      let tail = '';
-      try {
-        tail = fs.readFileSync(logFile, 'utf8').trim().split('\n').slice(-5).join('\n');
-      } catch {
-        /* no log */
-      }
-      reject(new Error(`mount failed (exit ${code}); ${logFile}:\n${tail}`));
+      void fs
+        .readFile(logFile, 'utf8')
+        .catch(() => '')
+        .then((text) => reject(new Error(`mount failed (exit ${code}); ${logFile}:\n${text.trim().split('\n').slice(-5).join('\n')}`)));
     });
   });
   child.stdout!.destroy();
