@@ -9,12 +9,14 @@ import { serverSuite } from './suites/server.js';
 import { chainSuite } from './suites/chain.js';
 import { channelSuite } from './suites/channel.js';
 import { wanSuite } from './suites/wan.js';
+import { mountSuite } from './suites/mount.js';
 
 const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>, profile: string) => Promise<SuiteResult>> = {
   server: serverSuite,
   chain: chainSuite,
   channel: channelSuite,
   wan: wanSuite,
+  mount: mountSuite,
 };
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -12,6 +12,9 @@ const log = logger('rpc');
 /** Opens a byte stream to the server: plain TCP by default; TLS or an SSH channel later. */
 export type Dialer = () => Promise<Duplex>;
 
+/** Dial attempts (with back-off, ~0.75 s in all) before calls fail when the server was never reached. */
+const INITIAL_CONNECT_ATTEMPTS = 5;
+
 export function tcpDialer(host: string, port: number, connectTimeoutMs = 10_000): Dialer {
   return () =>
     new Promise((resolve, reject) => {
@@ -78,6 +81,8 @@ export class RpcClient {
   private xid = (Math.random() * 0x7fff_ffff) >>> 0;
   private closed = false;
   private backoffMs = 50;
+  private everConnected = false;
+  private firstAttempts = 0;
   readonly maxInFlight: number;
   readonly timeoutMs: number;
   cred: OpaqueAuth;
@@ -210,6 +215,7 @@ export class RpcClient {
           this.attach(s);
           if (this.opts.onConnect) await this.opts.onConnect({ call: this.callOnConnection, stream: s });
           this.ready = true;
+          this.everConnected = true;
           this.backoffMs = 50;
           this.connecting = undefined;
           // Resend what was in flight on the old stream, then the queue.
@@ -233,6 +239,14 @@ export class RpcClient {
           }
           if (!this.waiting.length && ![...this.inflight.values()].some((p) => !p.pinned)) {
             this.connecting = undefined;
+            throw e;
+          }
+          // Never reached the server at all (wrong address, nothing listening): say so now rather
+          // than at the call deadline. Once connected, drops are retried until the deadline.
+          if (!this.everConnected && ++this.firstAttempts >= INITIAL_CONNECT_ATTEMPTS) {
+            this.connecting = undefined;
+            this.firstAttempts = 0;
+            this.failAll(e as Error);
             throw e;
           }
           log.debug({ err: e, backoffMs: this.backoffMs }, `${this.label}: connect failed, retrying`);
