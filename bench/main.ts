@@ -11,7 +11,7 @@ import { channelSuite } from './suites/channel.js';
 import { wanSuite } from './suites/wan.js';
 import { mountSuite } from './suites/mount.js';
 
-const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>, profile: string) => Promise<SuiteResult>> = {
+const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>, profile: string, sizes: { imageMiB?: number; memMiB?: number }) => Promise<SuiteResult>> = {
   server: serverSuite,
   chain: chainSuite,
   channel: channelSuite,
@@ -26,6 +26,8 @@ const program = new Command('gvfs-bench')
   .addOption(new Option('--suite <names...>', 'suites to run').choices(Object.keys(SUITES)).default(Object.keys(SUITES)))
   .option('--quick', 'small sizes, one run (a smoke run; figures are not meaningful)')
   .addOption(new Option('--profile <name>', 'emulated link for the wan suite').choices(['lan', 'wan', 'far']).default('wan'))
+  .option('--image-mib <n>', 'wan suite: size of the disk image (default 2048, --quick 24)', (v) => Number(v))
+  .option('--mem-mib <n>', 'wan suite: size of the memory-state file (default 512, --quick 16)', (v) => Number(v))
   .option('--runs <n>', 'runs per workload and system (median reported)', (v) => Number(v))
   .option('--out <dir>', 'where the JSON results go', path.join(here, '..', '..', 'bench', 'results'))
   .action(async (o) => {
@@ -34,11 +36,11 @@ const program = new Command('gvfs-bench')
     const results: SuiteResult[] = [];
     for (const s of o.suite as string[]) {
       process.stderr.write(`suite ${s}...\n`);
-      const r = await SUITES[s](ctx, o.profile);
+      const r = await SUITES[s](ctx, o.profile, { imageMiB: o.imageMib, memMiB: o.memMib });
       results.push(r);
       console.log(render(r));
     }
-    const file = await saveResults(o.out, results, { quick: !!o.quick, runs, suites: o.suite, profile: o.profile });
+    const file = await saveResults(o.out, results, { quick: !!o.quick, runs, suites: o.suite, profile: o.profile, imageMiB: o.imageMib, memMiB: o.memMib });
     console.log(`results: ${file}`);
   });
 

@@ -20,17 +20,20 @@ const MiB = 1 << 20;
  * link in one run. Every system reaches its server through its own relay of
  * the same profile (checked before the run):
  *   nfs    nfsbench → link → nfs-ganesha (plain NFS, one request at a time)
- *   gvfs   nfsbench → gvfs proxy-client → link → gvfs proxy-server → nfs-ganesha
+ *   gvfs   nfsbench → gvfs proxy-client (no cache) → link → gvfs proxy-server → nfs-ganesha
+ *   gvfs-cold / gvfs-warm   the same with the proxy client's disk cache: a first session
+ *          on an empty cache, then a second session (another key and process) on the same host
  *   sshfs  dd / reads on an sshfs mount → link → OpenSSH
  *   scp    scp of the whole file through the link, then local reads (copy-then-run)
+ *   local  nfsbench → gvfs serve of the same directory, no link (the warm target's peer)
  * Figures are MiB/s of the file (or ops/s), so link-bandwidth ratios follow.
  */
-export async function wanSuite(ctx: BenchContext, profileName = 'wan'): Promise<SuiteResult> {
+export async function wanSuite(ctx: BenchContext, profileName = 'wan', sizes: { imageMiB?: number; memMiB?: number } = {}): Promise<SuiteResult> {
   const profile: LinkProfile = PROFILES[profileName];
   if (!profile) throw new Error(`unknown link profile ${profileName} (${Object.keys(PROFILES).join(', ')})`);
   const check = await checkLink(profile);
-  const image = ctx.quick ? 24 * MiB : 2048 * MiB;
-  const mem = ctx.quick ? 16 * MiB : 512 * MiB;
+  const image = (sizes.imageMiB ?? (ctx.quick ? 24 : 2048)) * MiB;
+  const mem = (sizes.memMiB ?? (ctx.quick ? 16 : 512)) * MiB;
   const randOps = ctx.quick ? 50 : 500;
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'gvfs-bench-wan-'));
   const exp = path.join(dir, 'export');
@@ -38,6 +41,9 @@ export async function wanSuite(ctx: BenchContext, profileName = 'wan'): Promise<
   await randomFile(path.join(exp, 'disk.img'), image);
   await memoryStateFile(path.join(exp, 'memory.ram'), mem);
   const gan = await startGanesha({ dir: exp, workDir: path.join(dir, 'ganesha') });
+  // "local": the same front end (nfsbench) on a gvfs serve of the same directory, no link, no proxies.
+  const localSrv = await spawnGvfs(['serve', '--export', exp, '--listen', '127.0.0.1:0', '--state-dir', path.join(dir, 'serve-state')]);
+  const local = { nfsPort: localSrv.port, mountPort: localSrv.port, exportPath: '/' };
   const sshd = await startSshd(path.join(dir, 'sshd'));
   const links: Link[] = [];
   const link = async (port: number) => {
@@ -45,16 +51,40 @@ export async function wanSuite(ctx: BenchContext, profileName = 'wan'): Promise<
     links.push(l);
     return l.port;
   };
-  const procs: GvfsProcess[] = [];
+  const procs: GvfsProcess[] = [localSrv];
   const keyFile = path.join(dir, 'session.key');
+  const key2File = path.join(dir, 'session2.key');
   await writeKeyFile(keyFile, newSessionKey('bench', undefined, { uid: 0, gid: 0, gids: [] }));
+  await writeKeyFile(key2File, newSessionKey('bench2', undefined, { uid: 0, gid: 0, gids: [] }));
   const ps = await spawnGvfs([
-    'proxy-server', '--listen', '127.0.0.1:0', '--key', keyFile, '--state-dir', path.join(dir, 'ps'),
+    'proxy-server', '--listen', '127.0.0.1:0', '--key', keyFile, '--key', key2File, '--state-dir', path.join(dir, 'ps'),
     '--upstream', `nfs://127.0.0.1:${gan.port}${gan.exportPath}?mountport=${gan.mountPort}`,
   ]);
   procs.push(ps);
-  const pc = await spawnGvfs(['proxy-client', '--server', `127.0.0.1:${await link(ps.port)}`, '--key', keyFile]);
+  const psLink = await link(ps.port);
+  const pc = await spawnGvfs(['proxy-client', '--server', `127.0.0.1:${psLink}`, '--key', keyFile]);
   procs.push(pc);
+  /**
+   * GVFS with its disk cache: a new cache directory makes a cold session; a
+   * second session (another key, another process) on the same host and
+   * cache directory is the warm one. Both end before the next run.
+   */
+  let cacheRun = 0;
+  const withCache = async <T>(f: (cold: { nfsPort: number; mountPort: number; exportPath: string }, warm: () => Promise<{ nfsPort: number; mountPort: number; exportPath: string }>) => Promise<T>): Promise<T> => {
+    const cacheDir = path.join(dir, `cache-${++cacheRun}`);
+    const a = await spawnGvfs(['proxy-client', '--server', `127.0.0.1:${psLink}`, '--key', keyFile, '--cache-dir', cacheDir, '--write-through']);
+    let b: GvfsProcess | undefined;
+    try {
+      return await f({ nfsPort: a.port, mountPort: a.port, exportPath: gan.exportPath }, async () => {
+        b = await spawnGvfs(['proxy-client', '--server', `127.0.0.1:${psLink}`, '--key', key2File, '--cache-dir', cacheDir, '--write-through']);
+        return { nfsPort: b.port, mountPort: b.port, exportPath: gan.exportPath };
+      });
+    } finally {
+      await b?.stop();
+      await a.stop();
+      await fs.rm(cacheDir, { recursive: true, force: true });
+    }
+  };
   // ganesha's NFS and MOUNT ports each get a relay on the same profile.
   const nfs = { nfsPort: await link(gan.port), mountPort: await link(gan.mountPort), exportPath: gan.exportPath };
   const gvfs = { nfsPort: pc.port, mountPort: pc.port, exportPath: gan.exportPath };
@@ -83,12 +113,18 @@ export async function wanSuite(ctx: BenchContext, profileName = 'wan'): Promise<
     }
   };
   const seq = async (s: string, file: string, size: number) => {
-    if (s === 'nfs') return (await nfsbench({ ...nfs, op: 'seqread', file, size, xfer: MiB, depth: 1, timeoutSec: 3600 })).mib_per_s!;
+    if (s === 'gvfs-cold' || s === 'gvfs-warm')
+      return withCache(async (cold, warm) => {
+        const c = (await nfsbench({ ...cold, op: 'seqread', file, size, xfer: MiB, depth: 1, timeoutSec: 3600 })).mib_per_s!;
+        if (s === 'gvfs-cold') return c;
+        return (await nfsbench({ ...(await warm()), op: 'seqread', file, size, xfer: MiB, depth: 1, timeoutSec: 3600 })).mib_per_s!;
+      });
+    if (s === 'nfs' || s === 'local') return (await nfsbench({ ...(s === 'nfs' ? nfs : local), op: 'seqread', file, size, xfer: MiB, depth: 1, timeoutSec: 3600 })).mib_per_s!;
     if (s === 'gvfs') return (await nfsbench({ ...gvfs, op: 'seqread', file, size, xfer: MiB, depth: 1, timeoutSec: 3600 })).mib_per_s!;
     if (s === 'sshfs') return size / MiB / (await secs(() => run('dd', [`if=${mnt}/${file}`, 'of=/dev/null', 'bs=1M', 'status=none'])));
     return size / MiB / (await secs(() => scp(file)));
   };
-  const systems = ['gvfs', 'sshfs', 'scp', 'nfs'];
+  const systems = ['gvfs-cold', 'gvfs-warm', 'gvfs', 'sshfs', 'scp', 'local', 'nfs'];
   try {
     const res = await ctx.compare(`wan-${profile.name}`, systems, [
       { name: `seq read ${image / MiB} MiB image`, unit: 'MiB/s', run: (s) => seq(s, 'disk.img', image) },
@@ -97,7 +133,15 @@ export async function wanSuite(ctx: BenchContext, profileName = 'wan'): Promise<
         name: `random 4 KiB reads x${randOps}`,
         unit: 'ops/s',
         run: async (s) => {
-          if (s === 'nfs' || s === 'gvfs') return (await nfsbench({ ...(s === 'nfs' ? nfs : gvfs), op: 'randread', file: 'disk.img', size: image, ops: randOps, depth: 1, timeoutSec: 3600 })).ops_per_s!;
+          if (s === 'nfs' || s === 'gvfs' || s === 'local') return (await nfsbench({ ...(s === 'nfs' ? nfs : s === 'local' ? local : gvfs), op: 'randread', file: 'disk.img', size: image, ops: randOps, depth: 1, timeoutSec: 3600 })).ops_per_s!;
+          if (s === 'gvfs-cold' || s === 'gvfs-warm')
+            return withCache(async (cold, warm) => {
+              // Warm: the same random offsets would be a fairer warm test; a first pass over the image makes it warm instead.
+              const c = (await nfsbench({ ...cold, op: 'randread', file: 'disk.img', size: image, ops: randOps, depth: 1, timeoutSec: 3600 })).ops_per_s!;
+              if (s === 'gvfs-cold') return c;
+              await nfsbench({ ...cold, op: 'seqread', file: 'disk.img', size: image, xfer: MiB, depth: 1, timeoutSec: 3600 });
+              return (await nfsbench({ ...(await warm()), op: 'randread', file: 'disk.img', size: image, ops: randOps, depth: 1, timeoutSec: 3600 })).ops_per_s!;
+            });
           if (s === 'sshfs') return randOps / (await secs(() => localRandom(`${mnt}/disk.img`, image)));
           return randOps / (await secs(async () => {
             await scp('disk.img');
@@ -108,8 +152,11 @@ export async function wanSuite(ctx: BenchContext, profileName = 'wan'): Promise<
     ]);
     const linkMiBs = profile.bitsPerSec / 8 / MiB;
     res.notes.push(`link ${profile.name}: set ${profile.rttMs} ms RTT, ${profile.bitsPerSec / 1e6} Mbit/s per direction; measured ${check.rttMs.toFixed(2)} ms, ${check.mbitPerSec.toFixed(1)} Mbit/s; link = ${linkMiBs.toFixed(1)} MiB/s`);
-    res.notes.push('nfs and gvfs read with nfsbench, 1 MiB READs, one request at a time (the client a program gets without read-ahead); gvfs here has no cache yet');
-    for (const w of res.workloads) if (w.unit === 'MiB/s') for (const [s, v] of Object.entries(w.systems)) res.notes.push(`${w.name}: ${s} = ${(v.median / linkMiBs).toFixed(2)}x link bandwidth`);
+    res.notes.push('nfs and gvfs* read with nfsbench, 1 MiB READs, one request at a time (what a program gets without read-ahead); gvfs-cold/warm: proxy client with --cache-dir (read-ahead, 256 KiB blocks); gvfs: no cache');
+    for (const w of res.workloads) {
+      if (w.unit === 'MiB/s') for (const [s, v] of Object.entries(w.systems)) if (s !== 'local' && s !== 'gvfs-warm') res.notes.push(`${w.name}: ${s} = ${(v.median / linkMiBs).toFixed(2)}x link bandwidth`);
+      res.notes.push(`${w.name}: gvfs-warm / local = ${(w.systems['gvfs-warm'].median / w.systems.local.median).toFixed(2)}`);
+    }
     return res;
   } finally {
     await run('fusermount', ['-u', mnt]).catch(() => run('umount', ['-l', mnt]).catch(() => undefined));
