@@ -379,16 +379,19 @@ export class CacheBackend extends PassthroughBackend {
       const a0 = await this.attrs(cred, s);
       // While our own writes are on the wire the chained version (s.attr) is the one the blocks are named by.
       const a = a0.type === FType.REG && s.tag && s.attr ? s.attr : a0;
-      if (a.type !== FType.REG || !s.tag || !s.fk) {
+      if (a.type !== FType.REG) {
         const r = await this.inner.read(cred, fh, offset, count);
         return { ...r, attr: this.presentMaybe(fh, r.attr) };
       }
+      // No version to name blocks by (our own writes are on the wire and no chain is known): read uncached, still overlaid.
+      const cached = !!(s.tag && s.fk);
       const size = Math.max(a.size, this.wb?.dirty(s.key)?.maxEnd ?? 0);
       if (offset >= size || count === 0) return { count: 0, eof: offset >= size, data: Buffer.alloc(0), attr: this.present(s, a) };
       const end = Math.min(offset + count, size);
       const buf = Buffer.allocUnsafe(end - offset);
       const srvEnd = Math.min(end, a.size);
-      if (srvEnd > offset && !(await this.fill(cred, s, a, buf, offset, srvEnd, attempt >= 2))) {
+      if (srvEnd > offset && !cached) await this.fillDirect(cred, s, buf, offset, srvEnd);
+      else if (srvEnd > offset && !(await this.fill(cred, s, a, buf, offset, srvEnd, attempt >= 2))) {
         if (attempt < 3) continue; // the file changed under the read: read it again, all of one version
         throw new FsError('IO', 'the file keeps shrinking on the server during the read');
       }
@@ -397,9 +400,24 @@ export class CacheBackend extends PassthroughBackend {
         if (p.start >= end) continue;
         p.data.copy(buf, p.start - offset, 0, Math.min(p.data.length, end - p.start));
       }
-      this.readAhead(cred, s, a, offset, end);
+      if (cached) this.readAhead(cred, s, a, offset, end);
       return { count: buf.length, eof: end >= size, data: buf, attr: this.present(s, a) };
     }
+  }
+
+  /** Server bytes [off, end) straight from the server, uncached (zeros past its end of file). */
+  private async fillDirect(cred: Credentials, s: FileState, buf: Buffer, off: number, end: number): Promise<void> {
+    let got = 0;
+    while (off + got < end) {
+      this.c.serverReads++;
+      const r = await this.inner.read(cred, s.fh, off + got, Math.min(MAX_READ, end - off - got));
+      r.data.copy(buf, got);
+      got += r.count;
+      this.c.bytesFetched += r.count;
+      this.c.bytesFromNetwork += r.count;
+      if (r.count === 0) break;
+    }
+    buf.fill(0, got, end - off);
   }
 
   /**
@@ -578,7 +596,11 @@ export class CacheBackend extends PassthroughBackend {
       this.writeEnd(s, offset, r.count, r.wcc, true);
       return r;
     }
-    const a = await this.attrs(cred, s);
+    // The server unreachable: the journal still takes writes of a file we know (attributes older than the timeout).
+    const a = await this.attrs(cred, s).catch((e) => {
+      if (s.attr && isFsError(e, 'IO')) return s.attr;
+      throw e;
+    });
     if (a.type === FType.DIR) throw new FsError('ISDIR', 'write to a directory', { wcc: { after: a } });
     if (a.type !== FType.REG) return this.inner.write(cred, fh, offset, data, stable);
     if (offset + data.length > Number.MAX_SAFE_INTEGER) throw new FsError('FBIG', 'offset too large');
@@ -598,7 +620,13 @@ export class CacheBackend extends PassthroughBackend {
     const who = `${cred.uid}:${cred.gid}:${cred.gids.join(',')}:${cred.session ?? ''}`;
     const at = s.writable?.get(who);
     if (at !== undefined && Date.now() - at < Math.max(this.opts.attrTimeoutMs, 1000)) return;
-    const r = await this.inner.access(cred, s.fh, ACCESS3_MODIFY | ACCESS3_EXTEND);
+    let r;
+    try {
+      r = await this.inner.access(cred, s.fh, ACCESS3_MODIFY | ACCESS3_EXTEND);
+    } catch (e) {
+      if (at !== undefined && isFsError(e, 'IO')) return; // allowed before, server unreachable now
+      throw e;
+    }
     if (!(r.access & (ACCESS3_MODIFY | ACCESS3_EXTEND))) throw new FsError('ACCES', 'no write permission', { wcc: { after: r.attr } });
     (s.writable ??= new Map()).set(who, Date.now());
   }

@@ -109,5 +109,9 @@ export function controlRequest(socket: string, req: object, timeoutMs: number): 
       clearTimeout(t);
       reject(e);
     });
+    c.on('close', () => {
+      clearTimeout(t);
+      reject(Object.assign(new Error(`${socket}: the proxy client closed the connection without answering (did it exit?)`), { code: 'ECONNRESET' }));
+    });
   });
 }

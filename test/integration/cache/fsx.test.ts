@@ -3,19 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { StableHow } from '../../../src/nfs3/constants.js';
-import { ROOT, startCacheChain, type CacheChain } from './helpers.js';
-
-/** A small seeded PRNG (mulberry32), so a failure names the seed that reproduces it. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng, ROOT, startCacheChain, type CacheChain } from './helpers.js';
 
 const OPS = Number(process.env.GVFS_FSX_OPS ?? 2500);
 const MAX_SIZE = 600 * 1024;

@@ -33,6 +33,9 @@ export interface CacheChain {
   upstreamCalls(proc: string): number;
   startSession(o?: { cacheDir?: string; cache?: Partial<CacheOptions>; key?: SessionKey; timeoutMs?: number; noCache?: boolean }): Promise<Session>;
   stopUpstream(): Promise<void>;
+  /** The link goes dead (the proxy server stops) and comes back on the same port. */
+  stopProxyServer(): Promise<void>;
+  startProxyServer(): Promise<void>;
   startUpstream(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -63,14 +66,26 @@ export async function startCacheChain(): Promise<CacheChain> {
   c.sessions = new SessionRegistry();
   const first = newSessionKey('alice');
   c.sessions.add(first);
-  c.proxyServer = await createProxyServer({
-    sessions: c.sessions,
-    exports: [{ kind: 'upstream', url: { host: '127.0.0.1', port: c.upstreamPort, mountPort: c.upstreamPort, path: '/' } }],
-    map: new Map([['alice', { uid: 0, gid: 0, gids: [] }]]),
-    stateDir: path.join(base, 'ps-state'),
-    upstreamTimeoutMs: 5_000,
-  });
-  c.proxyServerPort = (await c.proxyServer.listen(0, '127.0.0.1')).port;
+  const startPs = async (port: number) => {
+    c.proxyServer = await createProxyServer({
+      sessions: c.sessions,
+      exports: [{ kind: 'upstream', url: { host: '127.0.0.1', port: c.upstreamPort, mountPort: c.upstreamPort, path: '/' } }],
+      map: new Map([['alice', { uid: 0, gid: 0, gids: [] }]]),
+      stateDir: path.join(base, 'ps-state'),
+      upstreamTimeoutMs: 5_000,
+    });
+    c.proxyServerPort = (await c.proxyServer.listen(port, '127.0.0.1')).port;
+  };
+  await startPs(0);
+  let psUp = true;
+  c.stopProxyServer = async () => {
+    psUp = false;
+    await c.proxyServer.close();
+  };
+  c.startProxyServer = async () => {
+    await startPs(c.proxyServerPort);
+    psUp = true;
+  };
   const live: Session[] = [];
   let firstUsed = false;
   c.upstreamCalls = (proc) => c.upstreamServer.stats.callsByProc.get(`nfs3.${proc}`) ?? 0;
@@ -117,7 +132,7 @@ export async function startCacheChain(): Promise<CacheChain> {
   };
   c.stop = async () => {
     for (const s of [...live]) await s.stop().catch(() => undefined);
-    await c.proxyServer.close();
+    if (psUp) await c.proxyServer.close();
     await c.stopUpstream().catch(() => undefined);
     await fs.rm(base, { recursive: true, force: true });
   };
@@ -139,4 +154,16 @@ export async function readAll(client: RemoteNfs, fh: Buffer, size: number, chunk
   };
   await Promise.all(Array.from({ length: depth }, worker));
   return out;
+}
+
+/** A small seeded PRNG (mulberry32), so a failure names the seed that reproduces it. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }
