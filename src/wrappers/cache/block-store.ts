@@ -54,6 +54,8 @@ export class BlockStore {
   private readonly gens = new Map<string, number>();
   /** Reads of blocks still being stored (their high-water mark, applied when the block lands). */
   private readonly early = new Map<string, number>();
+  /** When each file's directory was last listed for blocks of other processes. */
+  private readonly listing = new Map<string, { at: number; p?: Promise<void> }>();
   private tmpSeq = 0;
   readonly blocksDir: string;
   readonly tmpDir: string;
@@ -133,14 +135,32 @@ export class BlockStore {
     this.policy.touch(key, reref);
   }
 
-  /** Is the block on disk (stored by another process, or before a restart)? Adopts it if so. */
-  async probe(key: string, size: number): Promise<boolean> {
-    if (this.index.has(key)) return true;
-    const h = await this.acquire(key);
-    if (!h) return false;
-    this.release(key, h);
-    if (!this.index.has(key)) this.add(key, { size, hi: 0 }, false);
-    return true;
+  /**
+   * Adopt blocks of file `fk` stored by other processes (or before a
+   * restart): list the file's directory — at most once per `maxAgeMs`, a
+   * cold read must not pay a failed open per block — and take the blocks
+   * whose tag is in `tags` (a block's length follows from its version: `size(idx, tag)`).
+   */
+  discover(fk: string, tags: Set<string>, size: (idx: number, tag: string) => number, maxAgeMs: number): Promise<void> {
+    const cur = this.listing.get(fk);
+    if (cur && (cur.p || Date.now() - cur.at < maxAgeMs)) return cur.p ?? Promise.resolve();
+    const e = { at: Date.now(), p: undefined as Promise<void> | undefined };
+    e.p = (async () => {
+      const names = await f.readdir(path.join(this.blocksDir, fk.slice(0, 2), fk)).catch(() => [] as string[]);
+      for (const n of names) {
+        const dot = n.indexOf('.');
+        const tag = n.slice(dot + 1);
+        if (dot < 0 || !tags.has(tag)) continue;
+        const key = `${fk}/${n}`;
+        if (!this.index.has(key)) this.add(key, { size: size(Number(n.slice(0, dot)), tag), hi: 0 }, false);
+      }
+    })().finally(() => {
+      e.at = Date.now();
+      e.p = undefined;
+    });
+    this.listing.set(fk, e);
+    if (this.listing.size > 10_000) for (const k of this.listing.keys()) if (k !== fk) { this.listing.delete(k); break; }
+    return e.p;
   }
 
   /** The file's drop generation (see put). */

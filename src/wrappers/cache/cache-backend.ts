@@ -23,6 +23,8 @@ const log = logger('cache');
 
 /** Largest READ sent to the server for one piece of a block (the wire's MAX_DATA). */
 const MAX_READ = 1 << 20;
+/** How often a file's cache directory is listed for blocks other processes stored. */
+const DISCOVER_EVERY_MS = 1000;
 /** Files whose state (attributes, version, read-ahead) is remembered. */
 const MAX_FILES = 50_000;
 
@@ -85,6 +87,15 @@ interface FileState {
   getattr?: Promise<Fattr3>;
   /** Per caller: write permission checked at. */
   writable?: Map<string, number>;
+}
+
+/** The part of one block a client READ needs: block idx (blen bytes), [blockOff, blockOff+len) → buf[bufOff..]. */
+interface Part {
+  idx: number;
+  blen: number;
+  bufOff: number;
+  blockOff: number;
+  len: number;
 }
 
 interface Fetched {
@@ -423,59 +434,90 @@ export class CacheBackend extends PassthroughBackend {
   /**
    * Server bytes [off, end) of version `a` into buf; false if the version
    * changed meanwhile (`accept`: unless all bytes came, which a last attempt
-   * settles for, as a READ racing a WRITE on any server would).
+   * settles for, as a READ racing a WRITE on any server would). Blocks come
+   * from the disk cache, from a fetch already on the wire, or from new
+   * fetches — consecutive missing blocks in one READ of up to MAX_READ.
    */
   private async fill(cred: Credentials, s: FileState, a: Fattr3, buf: Buffer, off: number, end: number, accept: boolean): Promise<boolean> {
     const bs = this.opts.blockSize;
     const tag = s.tag!;
     const lin = s.lineage;
-    const jobs: Array<Promise<boolean>> = [];
+    const parts: Part[] = [];
     for (let i = Math.floor(off / bs); i * bs < end; i++) {
       const bStart = i * bs;
-      const blen = Math.min(bs, a.size - bStart);
       const from = Math.max(off, bStart);
       const to = Math.min(end, bStart + bs);
-      jobs.push(this.blockSlice(cred, s, tag, lin, a.size, i, blen, buf, from - off, from - bStart, to - from, accept));
+      parts.push({ idx: i, blen: Math.min(bs, a.size - bStart), bufOff: from - off, blockOff: from - bStart, len: to - from });
     }
-    return (await Promise.all(jobs)).every(Boolean);
+    let missing = await this.fromCache(s, tag, lin, parts, buf);
+    if (!missing.length) return true;
+    // Not known here: another process (or an earlier run) may have stored them.
+    await this.discover(s, tag, a.size);
+    missing = await this.fromCache(s, tag, lin, missing, buf);
+    if (!missing.length) return true;
+    this.c.misses += missing.length;
+    const fetches = new Map<number, Promise<Fetched>>();
+    let run: number[] = [];
+    const go = () => {
+      if (run.length) for (const [i, p] of this.fetchRun(cred, s, tag, a.size, run[0], run.length, true)) fetches.set(i, p);
+      run = [];
+    };
+    for (const p of missing) {
+      const cur = this.inflight.get(BlockStore.key(s.fk!, p.idx, tag));
+      if (cur) {
+        go();
+        fetches.set(p.idx, cur);
+        continue;
+      }
+      if (run.length && (p.idx !== run[run.length - 1] + 1 || (run.length + 1) * bs > MAX_READ)) go();
+      run.push(p.idx);
+    }
+    go();
+    const ok = await Promise.all(
+      missing.map(async (p) => {
+        const r = await fetches.get(p.idx)!;
+        if (!r.ok && !((r.ownChange || accept) && r.data.length === p.blen)) return false;
+        r.data.copy(buf, p.bufOff, p.blockOff, p.blockOff + p.len);
+        if (r.ok) this.store.noteRead(BlockStore.key(s.fk!, p.idx, tag), p.blockOff, p.blockOff + p.len);
+        this.c.bytesFromNetwork += p.len;
+        return true;
+      }),
+    );
+    return ok.every(Boolean);
   }
 
-  private async blockSlice(
-    cred: Credentials,
-    s: FileState,
-    tag: string,
-    lin: Lineage | undefined,
-    size: number,
-    idx: number,
-    blen: number,
-    buf: Buffer,
-    bufOff: number,
-    blockOff: number,
-    len: number,
-    accept: boolean,
-  ): Promise<boolean> {
+  /** Copy what the disk cache (or a block on its way there) has; returns the parts it did not have, in order. */
+  private async fromCache(s: FileState, tag: string, lin: Lineage | undefined, parts: Part[], buf: Buffer): Promise<Part[]> {
     const fk = s.fk!;
-    const tags = candidateTags(tag, idx, lin);
-    for (const t of tags) {
-      const k = BlockStore.key(fk, idx, t);
-      if (this.store.has(k) && (await this.store.readInto(k, blen, buf, bufOff, blockOff, len))) return this.hit(len);
+    const got = await Promise.all(
+      parts.map(async (p) => {
+        const tags = candidateTags(tag, p.idx, lin);
+        for (const t of tags) {
+          const k = BlockStore.key(fk, p.idx, t);
+          if (this.store.has(k) && (await this.store.readInto(k, p.blen, buf, p.bufOff, p.blockOff, p.len))) return this.hit(p.len);
+        }
+        const primary = BlockStore.key(fk, p.idx, tag);
+        const st = this.staged.get(primary);
+        if (st && st.length === p.blen && this.stagedGen.get(primary) === this.store.gen(fk)) {
+          st.copy(buf, p.bufOff, p.blockOff, p.blockOff + p.len);
+          this.store.noteRead(primary, p.blockOff, p.blockOff + p.len);
+          return this.hit(p.len);
+        }
+        return false;
+      }),
+    );
+    return parts.filter((_, i) => !got[i]);
+  }
+
+  /** Blocks of this version other processes stored (see BlockStore.discover). */
+  private discover(s: FileState, tag: string, size: number): Promise<void> {
+    const bs = this.opts.blockSize;
+    const tags = new Set([tag]);
+    if (s.lineage && s.lineage.tag === tag) {
+      tags.add(s.lineage.base);
+      for (const t of s.lineage.overrides.values()) tags.add(t);
     }
-    const primary = BlockStore.key(fk, idx, tag);
-    const st = this.staged.get(primary);
-    if (st && st.length === blen && this.stagedGen.get(primary) === this.store.gen(fk)) {
-      st.copy(buf, bufOff, blockOff, blockOff + len);
-      this.store.noteRead(primary, blockOff, blockOff + len);
-      return this.hit(len);
-    }
-    // Not known here: another process (or an earlier run) may have stored it.
-    if (!this.store.has(primary) && (await this.store.readInto(primary, blen, buf, bufOff, blockOff, len))) return this.hit(len);
-    this.c.misses++;
-    const r = await this.fetch(cred, s, tag, size, idx, true, blockOff + len);
-    if (!r.ok && !((r.ownChange || accept) && r.data.length === blen)) return false;
-    r.data.copy(buf, bufOff, blockOff, blockOff + len);
-    if (r.ok) this.store.noteRead(primary, blockOff, blockOff + len);
-    this.c.bytesFromNetwork += len;
-    return true;
+    return this.store.discover(s.fk!, tags, (idx) => Math.min(bs, size - idx * bs), DISCOVER_EVERY_MS);
   }
 
   private hit(len: number): true {
@@ -485,40 +527,43 @@ export class CacheBackend extends PassthroughBackend {
   }
 
   /**
-   * Fetch block `idx` of version `tag` (one fetch per block at a time) and
-   * store it — only if the server's attributes after the READ still name
-   * that version and none of our own writes to the file crossed it.
+   * Fetch blocks first..first+n-1 of version `tag` in as few READs as the
+   * wire allows, each block registered as in flight so no one fetches it
+   * twice; a block is stored only if the server's attributes after the READ
+   * still name that version and none of our own writes to the file crossed it.
    */
-  private async fetch(cred: Credentials, s: FileState, tag: string, size: number, idx: number, demand: boolean, readTo: number): Promise<Fetched> {
-    const key = BlockStore.key(s.fk!, idx, tag);
-    const cur = this.inflight.get(key);
-    if (cur) {
-      const r = await cur.catch(() => undefined);
-      // A read-ahead that found the block on disk brings no bytes: fetch for ourselves (rare).
-      if (r && r.data.length === Math.min(this.opts.blockSize, size - idx * this.opts.blockSize)) return r;
+  private fetchRun(cred: Credentials, s: FileState, tag: string, size: number, first: number, n: number, demand: boolean): Map<number, Promise<Fetched>> {
+    const run = this.doFetchRun(cred, s, tag, size, first, n, demand);
+    const out = new Map<number, Promise<Fetched>>();
+    for (let i = 0; i < n; i++) {
+      const key = BlockStore.key(s.fk!, first + i, tag);
+      const p: Promise<Fetched> = run.then((rs) => rs[i]);
+      void p.catch(() => undefined).finally(() => {
+        if (this.inflight.get(key) === p) this.inflight.delete(key);
+      });
+      this.inflight.set(key, p);
+      out.set(first + i, p);
     }
-    const p = this.doFetch(cred, s, key, tag, size, idx, demand, readTo).finally(() => {
-      if (this.inflight.get(key) === p) this.inflight.delete(key);
-    });
-    this.inflight.set(key, p);
-    return p;
+    return out;
   }
 
-  private async doFetch(cred: Credentials, s: FileState, key: string, tag: string, size: number, idx: number, demand: boolean, readTo: number): Promise<Fetched> {
+  private async doFetchRun(cred: Credentials, s: FileState, tag: string, size: number, first: number, n: number, demand: boolean): Promise<Fetched[]> {
     const bs = this.opts.blockSize;
-    const start = idx * bs;
-    const len = Math.min(bs, size - start);
+    const start = first * bs;
+    const len = Math.min(n * bs, size - start);
     const ep = s.epoch;
     const gen = this.store.gen(s.fk!);
     const clean = s.writing === 0;
-    const data = Buffer.allocUnsafe(len);
+    let data: Buffer | undefined;
     let got = 0;
     let same = true;
     await this.limiter.run(demand, async () => {
       while (got < len) {
         this.c.serverReads++;
         const r = await this.inner.read(cred, s.fh, start + got, Math.min(MAX_READ, len - got));
-        r.data.copy(data, got);
+        // The usual case, one READ for the whole run: keep its bytes (a view of the reply, ours now) without a copy.
+        if (got === 0 && r.count === len) data = r.data;
+        else r.data.copy((data ??= Buffer.allocUnsafe(len)), got);
         got += r.count;
         this.c.bytesFetched += r.count;
         if (r.attr) {
@@ -528,9 +573,21 @@ export class CacheBackend extends PassthroughBackend {
         if (r.count === 0) break;
       }
     });
-    if (got < len || !same) return { data: data.subarray(0, got), ok: false, ownChange: !clean || s.epoch !== ep };
-    if (clean && s.epoch === ep && s.tag === tag && !this.closing) this.storeBlock(key, data, demand ? readTo : 0, gen);
-    return { data, ok: true };
+    data ??= Buffer.alloc(0);
+    const keep = same && clean && s.epoch === ep && s.tag === tag && !this.closing;
+    const out: Fetched[] = [];
+    for (let i = 0; i < n; i++) {
+      const bStart = i * bs;
+      const blen = Math.min(bs, len - bStart);
+      const bytes = data.subarray(Math.min(bStart, got), Math.min(bStart + blen, got));
+      if (bytes.length < blen || !same) {
+        out.push({ data: bytes, ok: false, ownChange: !clean || s.epoch !== ep });
+        continue;
+      }
+      if (keep) this.storeBlock(BlockStore.key(s.fk!, first + i, tag), bytes, 0, gen);
+      out.push({ data: bytes, ok: true });
+    }
+    return out;
   }
 
   private storeBlock(key: string, data: Buffer, readTo: number, gen: number): void {
@@ -560,22 +617,30 @@ export class CacheBackend extends PassthroughBackend {
     const cur = Math.floor((end - 1) / bs);
     const to = Math.min(last, cur + n);
     const tag = s.tag!;
-    for (let i = Math.max(cur + 1, s.seq.next); i <= to; i++) {
-      const tags = candidateTags(tag, i, s.lineage);
-      const key = BlockStore.key(s.fk!, i, tag);
-      if (tags.some((t) => this.store.has(BlockStore.key(s.fk!, i, t))) || this.inflight.has(key) || this.staged.has(key)) continue;
-      const p = (async () => {
-        // Another process may have it already: look before fetching.
-        if (await this.store.probe(key, Math.min(bs, a.size - i * bs))) return { data: Buffer.alloc(0), ok: false };
-        this.c.readAheadBlocks++;
-        return this.doFetch(cred, s, key, tag, a.size, i, false, 0);
-      })().finally(() => {
-        if (this.inflight.get(key) === p) this.inflight.delete(key);
-      });
-      this.inflight.set(key, p);
-      p.catch((e) => log.debug({ err: e }, 'cache: read-ahead failed'));
-    }
+    const from = Math.max(cur + 1, s.seq.next);
     s.seq.next = Math.max(s.seq.next, to + 1);
+    if (from > to) return;
+    void (async () => {
+      await this.discover(s, tag, a.size);
+      if (s.tag !== tag) return;
+      let run: number[] = [];
+      const go = () => {
+        if (!run.length) return;
+        this.c.readAheadBlocks += run.length;
+        for (const p of this.fetchRun(cred, s, tag, a.size, run[0], run.length, false).values()) p.catch((e) => log.debug({ err: e }, 'cache: read-ahead failed'));
+        run = [];
+      };
+      for (let i = from; i <= to; i++) {
+        const key = BlockStore.key(s.fk!, i, tag);
+        if (candidateTags(tag, i, s.lineage).some((t) => this.store.has(BlockStore.key(s.fk!, i, t))) || this.inflight.has(key) || this.staged.has(key)) {
+          go();
+          continue;
+        }
+        if (run.length && (run.length + 1) * bs > MAX_READ) go();
+        run.push(i);
+      }
+      go();
+    })().catch((e) => log.debug({ err: e }, 'cache: read-ahead failed'));
   }
 
   // ---------------------------------------------------------------- writes

@@ -78,7 +78,8 @@ class DirtyFile {
   readonly writes: JournalWrite[] = [];
   readonly extents = new ExtentMap();
   backlog = 0;
-  firstAt = 0;
+  /** When each pending write was journalled (parallel to `writes`). */
+  readonly times: number[] = [];
   lastWriteAt = 0;
   flushing?: Promise<void>;
   error?: { code: FsErrorCode; message: string; at: number };
@@ -180,11 +181,11 @@ export class WriteBack {
   }
 
   private add(d: DirtyFile, w: JournalWrite, now: number): void {
-    if (!d.writes.length) d.firstAt = now;
     // Journal order is seq order; keep it even if continuations ran out of order.
     let i = d.writes.length;
     while (i > 0 && d.writes[i - 1].seq > w.seq) i--;
     d.writes.splice(i, 0, w);
+    d.times.splice(i, 0, now);
     d.extents.insert({ start: w.offset, end: w.offset + w.length, seq: w.seq, seg: w.seg, pos: w.pos });
     d.backlog += w.length;
     d.lastWriteAt = now;
@@ -297,6 +298,7 @@ export class WriteBack {
       const upTo = d.lastSeq;
       await this.journal.mark('discard', d.fileNo, upTo, true);
       const gone = d.writes.splice(0, d.writes.length);
+      d.times.length = 0;
       const bytes = gone.reduce((n, w) => n + w.length, 0);
       dropped += bytes;
       log.warn({ fh: d.key, bytes, records: gone.length, error: d.error?.message }, 'cache: DISCARDED unflushed writes on request; the server never got them');
@@ -352,7 +354,7 @@ export class WriteBack {
     const gone = d.writes.splice(0, i + 1);
     d.extents.dropUpTo(last);
     d.backlog -= bytes;
-    d.firstAt = Date.now();
+    d.times.splice(0, i + 1);
     d.error = undefined;
     d.failures = 0;
     this.journal.release(gone);
@@ -406,7 +408,7 @@ export class WriteBack {
     const now = Date.now();
     for (const d of this.files.values()) {
       if (!d.writes.length || d.flushing || now < d.retryAt) continue;
-      if (now - d.firstAt >= this.o.maxAgeMs) void this.flushFile(d.key).catch(() => undefined);
+      if (now - d.times[0] >= this.o.maxAgeMs) void this.flushFile(d.key).catch(() => undefined);
     }
   }
 
