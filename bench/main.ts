@@ -10,6 +10,7 @@ import { chainSuite } from './suites/chain.js';
 import { channelSuite } from './suites/channel.js';
 import { wanSuite } from './suites/wan.js';
 import { mountSuite } from './suites/mount.js';
+import { cacheSuite } from './suites/cache.js';
 
 const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>, profile: string, sizes: { imageMiB?: number; memMiB?: number }) => Promise<SuiteResult>> = {
   server: serverSuite,
@@ -17,6 +18,7 @@ const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>, profile: stri
   channel: channelSuite,
   wan: wanSuite,
   mount: mountSuite,
+  cache: cacheSuite,
 };
 
 const here = path.dirname(fileURLToPath(import.meta.url));
