@@ -18,7 +18,7 @@ const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>, profile: stri
   channel: channelSuite,
   wan: wanSuite,
   mount: mountSuite,
-  cache: cacheSuite,
+  cache: (ctx) => cacheSuite(ctx),
 };
 
 const here = path.dirname(fileURLToPath(import.meta.url));
