@@ -53,6 +53,8 @@ const enum RT {
 const WRITE_HDR = 16;
 const MAX_PAYLOAD = 64 << 20;
 const BATCH_RECORDS = 256;
+/** A current segment whose WRITEs are all delivered is replaced once it holds this much. */
+const ROLL_EMPTY_BYTES = 1 << 20;
 
 export interface JournalWrite {
   seq: number;
@@ -117,6 +119,7 @@ export class Journal {
   private queue: Req[] = [];
   private draining = false;
   private broken?: Error;
+  private rollSoon = false;
   private readonly segmentBytes: number;
 
   private constructor(
@@ -253,6 +256,11 @@ export class Journal {
       s.live--;
     }
     this.collect();
+    // A finished segment of some size is worth its disk space back: start a new one so it can go.
+    if (this.cur.live === 0 && this.cur.size >= ROLL_EMPTY_BYTES && !this.rollSoon) {
+      this.rollSoon = true;
+      this.enqueue({ sync: false, build: () => [], resolve: () => undefined, reject: () => undefined });
+    }
   }
 
   /** Keep a segment readable (not closed) while data is read from it. */
@@ -295,7 +303,8 @@ export class Journal {
           continue;
         }
         try {
-          if (this.cur.size >= this.segmentBytes) await this.roll();
+          if (this.cur.size >= this.segmentBytes || (this.rollSoon && this.cur.live === 0 && this.cur.size > 0)) await this.roll();
+          this.rollSoon = false;
         } catch (e) {
           for (const r of batch) r.reject(asJournalError(e, 'starting a new journal segment'));
           continue;
