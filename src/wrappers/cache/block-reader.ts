@@ -1,0 +1,294 @@
+import type { Backend } from '../../backend/backend.js';
+import type { Fattr3 } from '../../nfs3/types.js';
+import type { Credentials } from '../../rpc/types.js';
+import { logger } from '../../util/log.js';
+import { BlockStore } from './block-store.js';
+import type { FileState, FileTable } from './file-state.js';
+import { FetchLimiter, SequentialDetector } from './read-ahead.js';
+import { candidateTags, versionTag, type Lineage } from './versions.js';
+
+const log = logger('cache');
+
+/** Largest READ sent to the server (the wire's MAX_DATA): a fetch of consecutive blocks goes in pieces of this. */
+export const MAX_READ = 1 << 20;
+/** How often a file's cache directory is listed for blocks other processes stored. */
+const DISCOVER_EVERY_MS = 1000;
+
+/** The part of one block a client READ needs: block idx (blen bytes), [blockOff, blockOff+len) → buf[bufOff..]. */
+interface Part {
+  idx: number;
+  blen: number;
+  bufOff: number;
+  blockOff: number;
+  len: number;
+}
+
+interface Fetched {
+  data: Buffer;
+  /** The bytes are the whole block of the version asked for. */
+  ok: boolean;
+  /** All bytes came, but the server's version moved meanwhile because of our own writes (the overlay covers them). */
+  ownChange?: boolean;
+}
+
+/**
+ * The read path of the cache: a file version's bytes from the disk cache
+ * (block-store.ts), from fetches already on the wire, or from new fetches
+ * of whole blocks — consecutive missing blocks in one READ — with
+ * sequential read-ahead (read-ahead.ts). A fetched block goes to disk in
+ * the background and is served from memory until it lands.
+ */
+export class BlockReader {
+  readonly c = { hits: 0, misses: 0, bytesFetched: 0, bytesFromCache: 0, bytesFromNetwork: 0, serverReads: 0, readAheadBlocks: 0 };
+  /** No more blocks are stored (the cache is closing). */
+  closing = false;
+  private readonly limiter: FetchLimiter;
+  private readonly inflight = new Map<string, Promise<Fetched>>();
+  private readonly puts = new Set<Promise<void>>();
+  /** Fetched blocks on their way to disk: served from memory meanwhile. */
+  private readonly staged = new Map<string, Buffer>();
+  private readonly stagedGen = new Map<string, number>();
+  private readonly maxPuts: number;
+
+  constructor(
+    private readonly inner: Backend,
+    private readonly store: BlockStore,
+    private readonly files: FileTable,
+    private readonly o: { blockSize: number; readAheadBytes: number; fetchBytesInFlight: number },
+  ) {
+    this.limiter = new FetchLimiter(Math.max(4, Math.floor(o.fetchBytesInFlight / o.blockSize)));
+    this.maxPuts = Math.max(4, Math.floor((32 << 20) / o.blockSize));
+  }
+
+  /** Server bytes [off, end) straight from the server, uncached (zeros past its end of file). */
+  async fillDirect(cred: Credentials, s: FileState, buf: Buffer, off: number, end: number): Promise<void> {
+    let got = 0;
+    while (off + got < end) {
+      this.c.serverReads++;
+      const r = await this.inner.read(cred, s.fh, off + got, Math.min(MAX_READ, end - off - got));
+      r.data.copy(buf, got);
+      got += r.count;
+      this.c.bytesFetched += r.count;
+      this.c.bytesFromNetwork += r.count;
+      if (r.count === 0) break;
+    }
+    buf.fill(0, got, end - off);
+  }
+
+  /**
+   * Server bytes [off, end) of version `a` into buf; false if the version
+   * changed meanwhile (`accept`: unless all bytes came, which a last attempt
+   * settles for, as a READ racing a WRITE on any server would). Blocks come
+   * from the disk cache, from a fetch already on the wire, or from new
+   * fetches — consecutive missing blocks in one READ of up to MAX_READ.
+   */
+  async fill(cred: Credentials, s: FileState, a: Fattr3, buf: Buffer, off: number, end: number, accept: boolean): Promise<boolean> {
+    const bs = this.o.blockSize;
+    const tag = s.tag!;
+    const lin = s.lineage;
+    const parts: Part[] = [];
+    for (let i = Math.floor(off / bs); i * bs < end; i++) {
+      const bStart = i * bs;
+      const from = Math.max(off, bStart);
+      const to = Math.min(end, bStart + bs);
+      parts.push({ idx: i, blen: Math.min(bs, a.size - bStart), bufOff: from - off, blockOff: from - bStart, len: to - from });
+    }
+    let missing = await this.fromCache(s, tag, lin, parts, buf);
+    if (!missing.length) return true;
+    // Not known here: another process (or an earlier run) may have stored them.
+    await this.discover(s, tag, a.size);
+    missing = await this.fromCache(s, tag, lin, missing, buf);
+    if (!missing.length) return true;
+    this.c.misses += missing.length;
+    const fetches = new Map<number, Promise<Fetched>>();
+    let run: number[] = [];
+    const go = () => {
+      if (run.length) for (const [i, p] of this.fetchRun(cred, s, tag, a.size, run[0], run.length, true)) fetches.set(i, p);
+      run = [];
+    };
+    for (const p of missing) {
+      const cur = this.inflight.get(BlockStore.key(s.fk!, p.idx, tag));
+      if (cur) {
+        go();
+        fetches.set(p.idx, cur);
+        continue;
+      }
+      if (run.length && (p.idx !== run[run.length - 1] + 1 || (run.length + 1) * bs > MAX_READ)) go();
+      run.push(p.idx);
+    }
+    go();
+    const ok = await Promise.all(
+      missing.map(async (p) => {
+        const r = await fetches.get(p.idx)!;
+        if (!r.ok && !((r.ownChange || accept) && r.data.length === p.blen)) return false;
+        r.data.copy(buf, p.bufOff, p.blockOff, p.blockOff + p.len);
+        if (r.ok) this.store.noteRead(BlockStore.key(s.fk!, p.idx, tag), p.blockOff, p.blockOff + p.len);
+        this.c.bytesFromNetwork += p.len;
+        return true;
+      }),
+    );
+    return ok.every(Boolean);
+  }
+
+  /** Copy what the disk cache (or a block on its way there) has; returns the parts it did not have, in order. */
+  private async fromCache(s: FileState, tag: string, lin: Lineage | undefined, parts: Part[], buf: Buffer): Promise<Part[]> {
+    const fk = s.fk!;
+    const got = await Promise.all(
+      parts.map(async (p) => {
+        const tags = candidateTags(tag, p.idx, lin);
+        for (const t of tags) {
+          const k = BlockStore.key(fk, p.idx, t);
+          if (this.store.has(k) && (await this.store.readInto(k, p.blen, buf, p.bufOff, p.blockOff, p.len))) return this.hit(p.len);
+        }
+        const primary = BlockStore.key(fk, p.idx, tag);
+        const st = this.staged.get(primary);
+        if (st && st.length === p.blen && this.stagedGen.get(primary) === this.store.gen(fk)) {
+          st.copy(buf, p.bufOff, p.blockOff, p.blockOff + p.len);
+          this.store.noteRead(primary, p.blockOff, p.blockOff + p.len);
+          return this.hit(p.len);
+        }
+        return false;
+      }),
+    );
+    return parts.filter((_, i) => !got[i]);
+  }
+
+  /** Blocks of this version other processes stored (see BlockStore.discover). */
+  private discover(s: FileState, tag: string, size: number): Promise<void> {
+    const bs = this.o.blockSize;
+    const tags = new Set([tag]);
+    if (s.lineage && s.lineage.tag === tag) {
+      tags.add(s.lineage.base);
+      for (const t of s.lineage.overrides.values()) tags.add(t);
+    }
+    return this.store.discover(s.fk!, tags, (idx) => Math.min(bs, size - idx * bs), DISCOVER_EVERY_MS);
+  }
+
+  private hit(len: number): true {
+    this.c.hits++;
+    this.c.bytesFromCache += len;
+    return true;
+  }
+
+  /**
+   * Fetch blocks first..first+n-1 of version `tag` in as few READs as the
+   * wire allows, each block registered as in flight so no one fetches it
+   * twice; a block is stored only if the server's attributes after the READ
+   * still name that version and none of our own writes to the file crossed it.
+   */
+  private fetchRun(cred: Credentials, s: FileState, tag: string, size: number, first: number, n: number, demand: boolean): Map<number, Promise<Fetched>> {
+    const run = this.doFetchRun(cred, s, tag, size, first, n, demand);
+    const out = new Map<number, Promise<Fetched>>();
+    for (let i = 0; i < n; i++) {
+      const key = BlockStore.key(s.fk!, first + i, tag);
+      const p: Promise<Fetched> = run.then((rs) => rs[i]);
+      void p.catch(() => undefined).finally(() => {
+        if (this.inflight.get(key) === p) this.inflight.delete(key);
+      });
+      this.inflight.set(key, p);
+      out.set(first + i, p);
+    }
+    return out;
+  }
+
+  private async doFetchRun(cred: Credentials, s: FileState, tag: string, size: number, first: number, n: number, demand: boolean): Promise<Fetched[]> {
+    const bs = this.o.blockSize;
+    const start = first * bs;
+    const len = Math.min(n * bs, size - start);
+    const ep = s.epoch;
+    const gen = this.store.gen(s.fk!);
+    const clean = s.writing === 0;
+    let data: Buffer | undefined;
+    let got = 0;
+    let same = true;
+    await this.limiter.run(demand, async () => {
+      while (got < len) {
+        this.c.serverReads++;
+        const r = await this.inner.read(cred, s.fh, start + got, Math.min(MAX_READ, len - got));
+        // The usual case, one READ for the whole run: keep its bytes (a view of the reply, ours now) without a copy.
+        if (got === 0 && r.count === len) data = r.data;
+        else r.data.copy((data ??= Buffer.allocUnsafe(len)), got);
+        got += r.count;
+        this.c.bytesFetched += r.count;
+        if (r.attr) {
+          if (versionTag(r.attr) !== tag) same = false;
+          this.files.note(s, r.attr, ep);
+        } else same = false;
+        if (r.count === 0) break;
+      }
+    });
+    data ??= Buffer.alloc(0);
+    const keep = same && clean && s.epoch === ep && s.tag === tag && !this.closing;
+    const out: Fetched[] = [];
+    for (let i = 0; i < n; i++) {
+      const bStart = i * bs;
+      const blen = Math.min(bs, len - bStart);
+      const bytes = data.subarray(Math.min(bStart, got), Math.min(bStart + blen, got));
+      if (bytes.length < blen || !same) {
+        out.push({ data: bytes, ok: false, ownChange: !clean || s.epoch !== ep });
+        continue;
+      }
+      if (keep) this.storeBlock(BlockStore.key(s.fk!, first + i, tag), bytes, 0, gen);
+      out.push({ data: bytes, ok: true });
+    }
+    return out;
+  }
+
+  private storeBlock(key: string, data: Buffer, readTo: number, gen: number): void {
+    this.staged.set(key, data);
+    this.stagedGen.set(key, gen);
+    const p = (async () => {
+      while (this.puts.size > this.maxPuts) await Promise.race(this.puts);
+      await this.store.put(key, data, readTo, gen);
+    })().catch((e) => log.warn({ err: e, key }, 'cache: storing a block failed (disk full?); it will be fetched again'));
+    this.puts.add(p);
+    void p.finally(() => {
+      this.puts.delete(p);
+      if (this.staged.get(key) === data) {
+        this.staged.delete(key);
+        this.stagedGen.delete(key);
+      }
+    });
+  }
+
+  /** On sequential access, fetch the next blocks ahead of the reader, concurrently. */
+  readAhead(cred: Credentials, s: FileState, a: Fattr3, off: number, end: number): void {
+    const bs = this.o.blockSize;
+    s.seq ??= new SequentialDetector(Math.max(2, Math.ceil((1 << 20) / bs)), Math.max(2, Math.floor(this.o.readAheadBytes / bs)));
+    const n = s.seq.onRead(off, end);
+    if (!n || a.size === 0) return;
+    const last = Math.floor((a.size - 1) / bs);
+    const cur = Math.floor((end - 1) / bs);
+    const to = Math.min(last, cur + n);
+    const tag = s.tag!;
+    const from = Math.max(cur + 1, s.seq.next);
+    s.seq.next = Math.max(s.seq.next, to + 1);
+    if (from > to) return;
+    void (async () => {
+      await this.discover(s, tag, a.size);
+      if (s.tag !== tag) return;
+      let run: number[] = [];
+      const go = () => {
+        if (!run.length) return;
+        this.c.readAheadBlocks += run.length;
+        for (const p of this.fetchRun(cred, s, tag, a.size, run[0], run.length, false).values()) p.catch((e) => log.debug({ err: e }, 'cache: read-ahead failed'));
+        run = [];
+      };
+      for (let i = from; i <= to; i++) {
+        const key = BlockStore.key(s.fk!, i, tag);
+        if (candidateTags(tag, i, s.lineage).some((t) => this.store.has(BlockStore.key(s.fk!, i, t))) || this.inflight.has(key) || this.staged.has(key)) {
+          go();
+          continue;
+        }
+        if (run.length && (run.length + 1) * bs > MAX_READ) go();
+        run.push(i);
+      }
+      go();
+    })().catch((e) => log.debug({ err: e }, 'cache: read-ahead failed'));
+  }
+
+  /** Wait until blocks being stored are on disk (tests and benchmarks). */
+  async settle(): Promise<void> {
+    while (this.puts.size || this.inflight.size) await Promise.allSettled([...this.puts, ...this.inflight.values()]);
+  }
+}
