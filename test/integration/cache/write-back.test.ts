@@ -44,3 +44,33 @@ describe('cache: write-back', () => {
     await s.stop();
   });
 });
+
+describe('cache: our own writes keep the rest of the file cached', () => {
+  let c: CacheChain;
+  before(async () => {
+    c = await startCacheChain();
+  });
+  after(() => c.stop());
+
+  for (const writeBack of [false, true]) {
+    test(`${writeBack ? 'write-back (after the flush)' : 'write-through'}: only the blocks a write touched are fetched again`, async () => {
+      const name = `lineage-${writeBack}.bin`;
+      const model = randomBytes(8 * 1024 * 1024);
+      await fs.writeFile(path.join(c.exportDir, name), model);
+      const s = await c.startSession({ cacheDir: path.join(c.base, `cache-lineage-${writeBack}`), cache: { writeBack, maxDirtyAgeMs: 600_000, attrTimeoutMs: 60_000 } });
+      const fh = await s.lookup(name);
+      assert.ok((await readAll(s.client, fh, model.length)).equals(model));
+      await s.cache.settle();
+      const patch = randomBytes(5000);
+      await s.client.write(ROOT, fh, 3 * 1024 * 1024 + 100, patch, StableHow.FILE_SYNC);
+      patch.copy(model, 3 * 1024 * 1024 + 100);
+      if (writeBack) assert.equal((await s.cache.flush()).failed.length, 0);
+      const r0 = c.upstreamCalls('READ');
+      assert.ok((await readAll(s.client, fh, model.length)).equals(model), 'the file reads back with the write');
+      const reads = c.upstreamCalls('READ') - r0;
+      assert.ok(reads >= 1 && reads <= 2, `only the touched 1 MiB block went to the server again (${reads} READs)`);
+      assert.ok((await fs.readFile(path.join(c.exportDir, name))).equals(model));
+      await s.stop();
+    });
+  }
+});
