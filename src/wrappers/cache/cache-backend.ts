@@ -7,7 +7,7 @@ import type { CreateHow, DirEntryPlus, Fattr3, MknodType, NewObject, NfsTime, Re
 import type { Credentials } from '../../rpc/types.js';
 import { logger } from '../../util/log.js';
 import { PassthroughBackend } from '../passthrough.js';
-import { NameCache } from './attr-cache.js';
+import { NameCache } from './name-cache.js';
 import { BlockReader, MAX_READ } from './block-reader.js';
 import { BlockStore } from './block-store.js';
 import { FileTable, type FileState } from './file-state.js';

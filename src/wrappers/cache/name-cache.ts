@@ -1,5 +1,3 @@
-import type { Fattr3 } from '../../nfs3/types.js';
-
 /**
  * Names looked up recently: (directory handle, name) → handle, trusted for
  * `ttlMs` (the session's directory-cache timeout). Only positive entries: a
@@ -53,8 +51,3 @@ export class NameCache {
   }
 }
 
-/** Server attributes of a file and when they were fetched (fresh while younger than the attribute timeout). */
-export interface AttrEntry {
-  attr: Fattr3;
-  at: number;
-}
