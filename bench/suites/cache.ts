@@ -2,6 +2,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { newSessionKey, writeKeyFile } from '../../src/channel/session-key.js';
+import { DEFAULT_BLOCK_SIZE } from '../../src/wrappers/cache/options.js';
 import { spawnGvfs, type GvfsProcess } from '../../test/helpers/gvfs-proc.js';
 import { randomFile } from '../lib/files.js';
 import { nfsbench } from '../lib/libnfs-client.js';
@@ -85,7 +86,7 @@ export async function cacheSuite(ctx: BenchContext, o: CacheSuiteOptions = {}): 
       { name: 'seq read 1 MiB x1', unit: 'MiB/s', run: async (s) => (await read(s, { op: 'seqread', xfer: MiB, depth: 1 })).mib_per_s! },
       { name: `random read 4 KiB x16 (${randOps})`, unit: 'ops/s', run: async (s) => (await read(s, { op: 'randread', depth: 16, ops: randOps })).ops_per_s! },
     ]);
-    res.notes.push(`file ${size / MiB} MiB of random bytes; upstream gvfs serve (page cache warm); client nfsbench (libnfs raw async, one connection); proxies are separate gvfs processes on loopback; cache block size ${o.blockSize ?? 'default'}; cold = new proxy client and empty cache directory per run (blocks go to the page cache of this 24 GiB machine)`);
+    res.notes.push(`file ${size / MiB} MiB of random bytes; upstream gvfs serve (page cache warm); client nfsbench (libnfs raw async, one connection); proxies are separate gvfs processes on loopback; cache block size ${o.blockSize ?? `${DEFAULT_BLOCK_SIZE / 1024}K (default)`}; cold = new proxy client and empty cache directory per run (blocks go to the page cache of this 24 GiB machine)`);
     for (const w of res.workloads) res.notes.push(`${w.name}: warm / local = ${(w.systems.warm.median / w.systems.local.median).toFixed(2)}, cold / chain = ${(w.systems.cold.median / w.systems.chain.median).toFixed(2)}`);
     res.memory = { warmProxyClientPeakRssMiB_cache10G: await peakRssMiB(warm.pid), coldProxyClientPeakRssMiB_cache10G: coldPeakRss, chainProxyClientPeakRssMiB: await peakRssMiB(chain.pid) };
     if (o.wan ?? true) {
