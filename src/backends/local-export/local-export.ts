@@ -290,10 +290,17 @@ export class LocalExport implements Backend {
     return undefined;
   }
 
+  /** What is wrong with a name as a single path component, if anything. */
+  private nameProblem(name: string): FsError | undefined {
+    if (name.length === 0) return new FsError('NOENT', 'empty name');
+    if (Buffer.byteLength(name) > NAME_MAX) return new FsError('NAMETOOLONG', 'name too long');
+    if (name.includes('/') || name.includes('\0')) return new FsError('INVAL', 'invalid character in name');
+    return undefined;
+  }
+
   private checkName(name: string): void {
-    if (name.length === 0) throw new FsError('NOENT', 'empty name');
-    if (Buffer.byteLength(name) > NAME_MAX) throw new FsError('NAMETOOLONG', 'name too long');
-    if (name.includes('/') || name.includes('\0')) throw new FsError('INVAL', 'invalid character in name');
+    const e = this.nameProblem(name);
+    if (e) throw e;
   }
 
   /** A name that will be created or removed: "." and ".." are never acceptable. */
@@ -408,7 +415,7 @@ export class LocalExport implements Backend {
     // Fast path: stat the directory and the name at once when the table knows where the directory is.
     const id = this.codec.decode(dirFh);
     const dp = id.ino === this.rootId.ino ? this.root : this.tablePath(id.ino);
-    if (dp !== undefined && name !== '.' && name !== '..' && name.length > 0 && !name.includes('/') && !name.includes('\0') && Buffer.byteLength(name) <= NAME_MAX) {
+    if (dp !== undefined && name !== '.' && name !== '..' && !this.nameProblem(name)) {
       const dc = this.ac.get(id.ino);
       const ci = dc && this.matches(dc, id) ? this.ac.child(id.ino, name) : undefined;
       const cc = ci !== undefined ? this.ac.get(ci) : undefined;
