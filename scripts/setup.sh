@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(libnfs-utils libnfs-dev nfs-ganesha nfs-ganesha-vfs rpcbind libfuse2 libfuse-dev fuse3 openssh-server openssh-client sshfs qemu-utils openssl util-linux)
+DEBS=(libnfs-utils libnfs-dev nfs-ganesha nfs-ganesha-vfs rpcbind libfuse2 libfuse-dev fuse3 openssh-server openssh-client sshfs qemu-utils qemu-system-x86 busybox-static cpio zstd chromium openssl util-linux iproute2)
 
 missing=()
 for p in "${DEBS[@]}"; do
