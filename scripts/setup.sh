@@ -34,3 +34,6 @@ if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-loc
 fi
 
 npm run --silent build >&2
+
+# The demo guest (Debian cloud kernel + busybox initramfs) the VM tests, benchmark and demo boot; quick when built.
+bash scripts/guest/build.sh || echo "setup: the demo guest could not be built (scripts/guest/build.sh); the VM tests will try again" >&2
