@@ -12,6 +12,7 @@ import { umountCommand } from './umount.js';
 import { keygenCommand, tlsKeygenCommand } from './keygen.js';
 import { flushCommand } from './flush.js';
 import { cacheCommand } from './cache-stats.js';
+import { metaCommand } from './meta.js';
 
 const program = new Command('gvfs')
   .description('GVFS: a user-level distributed file system virtualization layer on NFSv3')
@@ -27,6 +28,7 @@ program.addCommand(mountCommand());
 program.addCommand(umountCommand());
 program.addCommand(flushCommand());
 program.addCommand(cacheCommand());
+program.addCommand(metaCommand());
 program.addCommand(demoCommand());
 
 program.parseAsync(process.argv).catch((e) => {

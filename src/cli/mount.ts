@@ -7,7 +7,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { RemoteNfs } from '../backends/remote-nfs/remote-nfs.js';
 import { FuseFrontend, processCredentials } from '../frontends/fuse/fuse-frontend.js';
 import { watchUnmount } from '../frontends/fuse/mountpoint.js';
-import { proxyLink, stackCache } from '../proxy/proxy-client.js';
+import { stackClient } from '../proxy/proxy-client.js';
 import type { Backend } from '../backend/backend.js';
 import { parseNfsUrl } from '../proxy/upstream-url.js';
 import { AuthFlavor, type Credentials } from '../rpc/types.js';
@@ -105,9 +105,7 @@ async function openBackend(o: MountOpts): Promise<{ backend: Backend; server: st
     return { backend: remote, server: `nfs://${u.host}:${u.port}`, exportPath: u.path, close: () => remote.close() };
   }
   const link = await linkOptions(o);
-  const { remote, tunnel } = proxyLink(link);
-  const cache = stackCache(remote, link);
-  const backend: Backend = cache ?? remote;
+  const { backend, cache, tunnel } = stackClient(link);
   // Closing the top of the stack closes what it wraps.
   const close = async () => {
     await backend.close();

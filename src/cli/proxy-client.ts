@@ -36,7 +36,12 @@ export function addLinkOptions(c: Command, o: { serverRequired?: boolean } = {})
     .option('--write-through', 'send every write to the server before acknowledging it')
     .option('--block-size <size>', `cache block size, a power of two 4K..4M (default ${DEFAULT_BLOCK_SIZE / 1024}K)`, parseSize)
     .option('--dirty-limit <size>', 'write-back backlog that starts a flush (default min(cache size / 4, 512M))', parseSize)
-    .option('--dirty-max-age <seconds>', 'longest a write stays unflushed (default 30)', parseSeconds);
+    .option('--dirty-max-age <seconds>', 'longest a write stays unflushed (default 30)', parseSeconds)
+    .option('--cache-id <name>', "names the server's files in a shared cache directory (default the proxy server's HOST:PORT); sessions of the same export give the same name to share blocks")
+    .option('--cache-session <name>', "this session's own state in the cache directory (journal, control socket; default the key id)")
+    .option('--no-meta', 'ignore application meta-data (zero maps, hashes, whole-file and prefetch hints): read every file on demand')
+    .option('--meta-window <n>', 'bulk calls on the wire at once for a whole-file or prefetch transfer', parseIntArg, 4)
+    .option('--no-compress', 'ask the proxy server for uncompressed bulk transfers');
 }
 
 export async function linkOptions(o: Record<string, any>): Promise<ProxyLinkOptions> {
@@ -54,12 +59,13 @@ export async function linkOptions(o: Record<string, any>): Promise<ProxyLinkOpti
     connections: o.connections,
     timeoutMs: o.timeout,
     cache: cacheOptions(o),
+    meta: o.meta === false ? false : { window: o.metaWindow, compress: o.compress !== false },
   };
 }
 
 function cacheOptions(o: Record<string, any>): ProxyLinkOptions['cache'] {
   if (!o.cacheDir) {
-    for (const flag of ['cacheSize', 'writeBack', 'writeThrough', 'blockSize', 'dirtyLimit', 'dirtyMaxAge']) {
+    for (const flag of ['cacheSize', 'writeBack', 'writeThrough', 'blockSize', 'dirtyLimit', 'dirtyMaxAge', 'cacheId', 'cacheSession']) {
       if (o[flag] !== undefined) throw new InvalidArgumentError(`--${flag.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} needs --cache-dir`);
     }
     return undefined;
@@ -73,6 +79,8 @@ function cacheOptions(o: Record<string, any>): ProxyLinkOptions['cache'] {
     attrTimeoutMs: o.attrTimeout !== undefined ? Math.round(o.attrTimeout * 1000) : undefined,
     dirtyLimit: o.dirtyLimit,
     maxDirtyAgeMs: o.dirtyMaxAge !== undefined ? Math.round(o.dirtyMaxAge * 1000) : undefined,
+    serverId: o.cacheId,
+    session: o.cacheSession,
   };
 }
 

@@ -30,6 +30,7 @@ export function proxyServerCommand(): Command {
     .option('--state-dir <dir>', 'where handle secrets and journals live')
     .option('--upstream-connections <n>', 'connections to each upstream server', parseIntArg, 1)
     .option('--timeout <ms>', 'upstream call deadline', parseIntArg, 60_000)
+    .option('--compress-level <n>', 'zstd level of bulk meta-data transfers (1 by measurement; see docs/meta-data.md)', parseIntArg, 1)
     .option('--json', 'print the listening address as JSON')
     .action(async (o) => {
       const exports: ProxyExportSpec[] = [
@@ -61,6 +62,7 @@ export function proxyServerCommand(): Command {
         stateDir: o.stateDir,
         upstreamConnections: o.upstreamConnections,
         upstreamTimeoutMs: o.timeout,
+        compressLevel: o.compressLevel,
       });
       const addr = await p.listen(listen.port, listen.host);
       const names = (await p.backend.exports()).map((e) => e.path);

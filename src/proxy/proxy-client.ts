@@ -11,6 +11,7 @@ import type { RpcServer, RpcServerLimits } from '../rpc/server.js';
 import { logger } from '../util/log.js';
 import { CacheBackend } from '../wrappers/cache/cache-backend.js';
 import type { CacheOptions } from '../wrappers/cache/options.js';
+import { MetaBackend, type MetaOptions } from '../wrappers/metadata/meta-backend.js';
 import { isLoopback } from './proxy-server.js';
 
 const log = logger('proxy');
@@ -33,6 +34,8 @@ export interface ProxyLinkOptions {
   connections?: number;
   maxInFlight?: number;
   timeoutMs?: number;
+  /** The meta-data wrapper (wrappers/metadata): on unless `false`. */
+  meta?: false | Pick<MetaOptions, 'window' | 'compress' | 'background' | 'validateMs'>;
   /** The session's disk cache (absent: no cache). serverId and session default from the link. */
   cache?: Omit<CacheOptions, 'serverId' | 'session'> & Partial<Pick<CacheOptions, 'serverId' | 'session'>>;
 }
@@ -88,14 +91,31 @@ export function proxyLink(o: ProxyLinkOptions): { remote: RemoteNfs; tunnel?: Ss
   return { remote, tunnel };
 }
 
+/** The proxy client's backend stack over a link: meta-data ∘ cache ∘ remote (each when configured). */
+export interface ClientStack {
+  backend: Backend;
+  remote: RemoteNfs;
+  cache?: CacheBackend;
+  meta?: MetaBackend;
+  tunnel?: SshTunnel;
+}
+
+export function stackClient(o: ProxyLinkOptions): ClientStack {
+  const { remote, tunnel } = proxyLink(o);
+  const cache = stackCache(remote, o);
+  const meta = o.meta === false ? undefined : new MetaBackend(cache ?? remote, { ...o.meta, link: remote, cache });
+  return { backend: meta ?? cache ?? remote, remote, cache, meta, tunnel };
+}
+
 export interface ProxyClientOptions extends ProxyLinkOptions {
   limits?: Partial<RpcServerLimits>;
 }
 
 export interface ProxyClient {
   server: RpcServer;
-  /** The proxy client's backend stack (later: meta-data ∘ cache ∘ remote). */
+  /** The proxy client's backend stack (meta-data ∘ cache ∘ remote). */
   backend: Backend;
+  meta?: MetaBackend;
   remote: RemoteNfs;
   /** The disk cache, when configured (await `cache.ready` before serving to see start-up errors). */
   cache?: CacheBackend;
@@ -106,19 +126,18 @@ export interface ProxyClient {
 /**
  * The proxy client (at the compute server): an NFSv3 + MOUNT endpoint that
  * any unmodified NFS client mounts, over the link to the proxy server:
- * NFSv3 server ∘ cache (when `cache` is given) ∘ remote link. Closing it
+ * NFSv3 server ∘ meta-data ∘ cache (when `cache` is given) ∘ remote link. Closing it
  * flushes the cache's write-back data first.
  */
 export function createProxyClient(o: ProxyClientOptions): ProxyClient {
-  const { remote, tunnel } = proxyLink(o);
-  const cache = stackCache(remote, o);
-  const backend: Backend = cache ?? remote;
+  const { backend, remote, cache, meta, tunnel } = stackClient(o);
   const server = createNfs3Server({ backend, limits: o.limits });
   return {
     server,
     backend,
     remote,
     cache,
+    meta,
     tunnel,
     async close() {
       await server.close();

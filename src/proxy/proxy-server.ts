@@ -16,6 +16,8 @@ import { defaultStateDir, loadSecret } from '../util/state.js';
 import { IdentityMapBackend, principalOf } from '../wrappers/identity-map/identity-map.js';
 import type { IdentityMap } from '../wrappers/identity-map/map-file.js';
 import { ProxyExports } from '../wrappers/proxy-exports/proxy-exports.js';
+import { HideMetaBackend } from '../wrappers/metadata/hide.js';
+import { MetaServer } from './meta-server.js';
 import type { UpstreamUrl } from './upstream-url.js';
 
 const log = logger('proxy');
@@ -43,12 +45,16 @@ export interface ProxyServerOptions {
   upstreamTimeoutMs?: number;
   /** Longest upstream handle wrapped inline (tests lower it to force the handle table). */
   inlineMax?: number;
+  /** zstd level of bulk transfers (meta/compress.ts). */
+  compressLevel?: number;
 }
 
 export interface ProxyServer {
   server: RpcServer;
   backend: Backend;
   upstreams: RemoteNfs[];
+  /** The meta-data procedures' side (counters). */
+  meta: MetaServer;
   sessions: SessionRegistry;
   /** Listen (TLS when configured). Plain TCP off loopback needs `insecure`: use TLS or an SSH tunnel. */
   listen(port: number, host: string): Promise<{ address: string; port: number }>;
@@ -75,10 +81,10 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
         timeoutMs: o.upstreamTimeoutMs ?? 60_000,
       });
       upstreams.push(r);
-      list.push({ name: e.name ?? e.url.path, backend: r as Backend, path: e.url.path });
+      list.push({ name: e.name ?? e.url.path, backend: new HideMetaBackend(r) as Backend, path: e.url.path });
     } else {
       const b = await LocalExport.open({ root: e.dir, stateDir: path.join(stateDir, `export-${i}`) });
-      list.push({ name: e.name ?? '/', backend: b as Backend, path: '/' });
+      list.push({ name: e.name ?? '/', backend: new HideMetaBackend(b) as Backend, path: '/' });
     }
   }
   const names = new Set(list.map((e) => e.name));
@@ -92,11 +98,18 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
     const k = c.session !== undefined ? sessions.lookup(c.session) : undefined;
     return k ? (k.account ?? o.map.get(k.user)) : o.insecure ? o.map.get(principalOf(c)) : undefined;
   });
+  const meta = new MetaServer({
+    top: backend,
+    mapCred: (c) => backend.mapCred(c),
+    unwrap: (fh, c) => handles.unwrap(fh, c),
+    exports: list.map((e) => ({ raw: (e.backend as HideMetaBackend).raw, path: e.path })),
+    level: o.compressLevel,
+  });
   const server = createNfs3Server({
     backend,
     limits: o.limits,
     authenticate: o.insecure ? principalAuthenticator : sessionAuthenticator,
-    extraPrograms: [gvfsProgram(o.insecure ? { acceptHello: (p) => o.map.has(p) } : { sessions })],
+    extraPrograms: [gvfsProgram(o.insecure ? { acceptHello: (p) => o.map.has(p), meta } : { sessions, meta })],
     // Before a session is proved, the portmapper reveals only itself and the GVFS program.
     portmapVisible: o.insecure ? undefined : (prog, conn) => prog === PMAP_PROGRAM || prog === GVFS_PROGRAM || connectionSession(conn) !== undefined,
     handshake: o.insecure ? undefined : { timeoutMs: o.handshakeTimeoutMs ?? 10_000, done: (conn) => connectionSession(conn) !== undefined },
@@ -107,6 +120,7 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
     backend,
     upstreams,
     sessions,
+    meta,
     async listen(port: number, host: string) {
       if (!o.tls) {
         if (!o.insecure && !isLoopback(host)) throw new Error(`refusing plaintext on ${host}: give --tls-cert/--tls-key, listen on loopback behind an SSH tunnel, or --insecure`);

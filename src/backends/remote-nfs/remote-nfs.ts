@@ -1,3 +1,5 @@
+import { GVFS_PROGRAM, GVFS_V1 } from '../../ext/codec.js';
+import type { XdrReader, XdrWriter } from '../../xdr/index.js';
 import os from 'node:os';
 import type { Backend, DirPage, ExportInfo } from '../../backend/backend.js';
 import { FsError } from '../../backend/errors.js';
@@ -82,6 +84,11 @@ export class RemoteNfs implements Backend {
     const s = { calls: 0, resends: 0, reconnects: 0, bytesOut: 0, bytesIn: 0 };
     for (const c of this.clients) for (const k of Object.keys(s) as Array<keyof typeof s>) s[k] += c.rpc.stats[k];
     return s;
+  }
+
+  /** A call to the GVFS extension program (ext/meta-client.ts) as `cred`, on the next connection. */
+  ext<R>(proc: number, enc: (w: XdrWriter) => void, dec: (r: XdrReader) => R, cred: Credentials): Promise<R> {
+    return this.nfs().rpc.call(GVFS_PROGRAM, GVFS_V1, proc, enc, dec, { cred: this.auth(cred) });
   }
 
   private nfs(): Nfs3Client {

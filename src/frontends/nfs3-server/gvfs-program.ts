@@ -17,7 +17,8 @@ import {
   type HelloArgs,
   type HelloRes,
 } from '../../ext/codec.js';
-import type { ConnectionState, Procedure, ProgramVersion } from '../../rpc/program.js';
+import { bulkReadArgs, bulkReadRes, getMetaArgs, getMetaRes, setOrderArgs, setOrderRes, type BulkReadArgs, type GetMetaArgs, type SetOrderArgs } from '../../ext/meta-codec.js';
+import type { CallContext, ConnectionState, Procedure, ProgramVersion } from '../../rpc/program.js';
 import { VOID } from '../../rpc/program.js';
 import { defaultAuthenticator, type Authenticator } from '../../rpc/server.js';
 import { AuthStat } from '../../rpc/types.js';
@@ -36,6 +37,15 @@ export interface GvfsProgramOptions {
   sessions?: SessionRegistry;
   /** Insecure server: HELLO binds a grid identity if `acceptHello` allows it. */
   acceptHello?: (principal: string) => boolean;
+  /** Meta-data procedures (GET_META, BULK_READ, SET_ORDER; ext/meta-codec.ts): absent, they are PROC_UNAVAIL. */
+  meta?: MetaProcedures;
+}
+
+/** What the meta-data procedures run (proxy/meta-server.ts); `cred` is the caller as authenticated. */
+export interface MetaProcedures {
+  getMeta(cred: CallContext['cred'], fh: Buffer, offset: number, count: number): ReturnType<(typeof getMetaRes)['dec']> | Promise<ReturnType<(typeof getMetaRes)['dec']>>;
+  bulkRead(cred: CallContext['cred'], a: BulkReadArgs): Promise<ReturnType<(typeof bulkReadRes)['dec']>>;
+  setOrder(cred: CallContext['cred'], a: SetOrderArgs): Promise<ReturnType<(typeof setOrderRes)['dec']>>;
 }
 
 /**
@@ -97,11 +107,19 @@ export function gvfsProgram(o: GvfsProgramOptions): ProgramVersion {
       return { status: AuthStatus.OK, serverProof: serverProof(k.key, k.id, nonce, a.clientNonce) };
     },
   };
+  const m = o.meta;
+  const metaProcs: Procedure[] = m
+    ? [
+        { name: 'GET_META', decode: getMetaArgs.dec, encode: getMetaRes.enc, idempotent: true, needsCred: true, handle: (a: GetMetaArgs, ctx) => m.getMeta(ctx.cred, a.fh, a.offset, a.count) },
+        { name: 'BULK_READ', decode: bulkReadArgs.dec, encode: bulkReadRes.enc, idempotent: true, needsCred: true, handle: (a: BulkReadArgs, ctx) => m.bulkRead(ctx.cred, a) },
+        { name: 'SET_ORDER', decode: setOrderArgs.dec, encode: setOrderRes.enc, idempotent: false, needsCred: true, handle: (a: SetOrderArgs, ctx) => m.setOrder(ctx.cred, a) },
+      ]
+    : [];
   return {
     prog: GVFS_PROGRAM,
     vers: GVFS_V1,
     name: 'gvfs',
-    procedures: [{ name: 'NULL', ...VOID, handle: () => undefined, idempotent: true, public: true }, hello, challenge, auth],
+    procedures: [{ name: 'NULL', ...VOID, handle: () => undefined, idempotent: true, public: true }, hello, challenge, auth, ...metaProcs],
   };
 }
 

@@ -86,13 +86,7 @@ export class BlockReader {
     const bs = this.o.blockSize;
     const tag = s.tag!;
     const lin = s.lineage;
-    const parts: Part[] = [];
-    for (let i = Math.floor(off / bs); i * bs < end; i++) {
-      const bStart = i * bs;
-      const from = Math.max(off, bStart);
-      const to = Math.min(end, bStart + bs);
-      parts.push({ idx: i, blen: Math.min(bs, a.size - bStart), bufOff: from - off, blockOff: from - bStart, len: to - from });
-    }
+    const parts = this.parts(a, off, end);
     let missing = await this.fromCache(s, tag, lin, parts, buf);
     if (!missing.length) return true;
     // Not known here: another process (or an earlier run) may have stored them.
@@ -128,6 +122,52 @@ export class BlockReader {
       }),
     );
     return ok.every(Boolean);
+  }
+
+  private parts(a: Fattr3, off: number, end: number): Part[] {
+    const bs = this.o.blockSize;
+    const parts: Part[] = [];
+    for (let i = Math.floor(off / bs); i * bs < end; i++) {
+      const bStart = i * bs;
+      const from = Math.max(off, bStart);
+      const to = Math.min(end, bStart + bs);
+      parts.push({ idx: i, blen: Math.min(bs, a.size - bStart), bufOff: from - off, blockOff: from - bStart, len: to - from });
+    }
+    return parts;
+  }
+
+  /** Bytes [off, end) of version `a` from the disk cache alone (nothing fetched); false if any block is missing. */
+  async fillCached(s: FileState, a: Fattr3, buf: Buffer, off: number, end: number): Promise<boolean> {
+    const tag = s.tag!;
+    let missing = await this.fromCache(s, tag, s.lineage, this.parts(a, off, end), buf);
+    if (!missing.length) return true;
+    await this.discover(s, tag, a.size);
+    missing = await this.fromCache(s, tag, s.lineage, missing, buf);
+    return !missing.length;
+  }
+
+  /**
+   * Whole blocks of version `a` (the current one) that another path fetched
+   * and verified (the meta-data wrapper's bulk transfers): stored like
+   * fetched blocks, served from memory until they are on disk. `off` is
+   * block-aligned; a trailing partial block (not the file's last) is left out.
+   */
+  offer(s: FileState, a: Fattr3, off: number, data: Buffer): number {
+    const bs = this.o.blockSize;
+    if (off % bs) return 0;
+    const tag = s.tag!;
+    const gen = this.store.gen(s.fk!);
+    let stored = 0;
+    for (let at = 0; at < data.length; at += bs) {
+      const idx = (off + at) / bs;
+      const blen = Math.min(bs, a.size - idx * bs);
+      if (blen <= 0 || data.length - at < blen) break;
+      const key = BlockStore.key(s.fk!, idx, tag);
+      if (this.store.has(key) || this.staged.has(key)) continue;
+      this.storeBlock(key, data.subarray(at, at + blen), 0, gen);
+      stored++;
+    }
+    return stored;
   }
 
   /** Copy what the disk cache (or a block on its way there) has; returns the parts it did not have, in order. */

@@ -16,6 +16,7 @@ import * as f from './fs-cb.js';
 import { Journal } from './journal.js';
 import { resolveCacheOptions, type CacheOptions, type ResolvedCacheOptions } from './options.js';
 import { lockSession, readSmallFile, sessionPath, writeFileAtomic } from './session-dir.js';
+import { versionTag } from './versions.js';
 import { WriteBack, type FlushFailure, type FlushReport } from './write-back.js';
 
 const log = logger('cache');
@@ -160,6 +161,9 @@ export class CacheBackend extends PassthroughBackend {
         this.control = await startControlSocket(this.sessionDir, async (req) => {
           if (req.op === 'flush') return { report: await this.flush({ discard: !!req.discard }) };
           if (req.op === 'stats') return { stats: this.stats() };
+          if (req.op === 'configure') return { stats: await this.configure(req) };
+          const extra = this.controlOps.get(req.op);
+          if (extra) return extra(req as Record<string, unknown>);
           throw new Error(`unknown request ${JSON.stringify(req.op)}`);
         });
       }
@@ -274,6 +278,32 @@ export class CacheBackend extends PassthroughBackend {
       return { count: buf.length, eof: end >= size, data: buf, attr: this.present(s, a) };
     }
   }
+
+  // ------------------------------------------------ other fetch paths (meta-data wrapper)
+
+  /** Whether blocks of version `a` may be read from or added to the cache now (none of our own writes pending on it). */
+  private current(s: FileState, a: Fattr3): boolean {
+    return !!s.fk && s.tag === versionTag(a) && !s.writing && !this.wb?.dirty(s.key);
+  }
+
+  /** Bytes [off, end) of version `a` if the disk cache holds every block of them; nothing is fetched. */
+  async cachedRead(fh: Buffer, a: Fattr3, off: number, end: number): Promise<Buffer | undefined> {
+    await this.up();
+    const s = this.file(fh);
+    if (!this.current(s, a)) return undefined;
+    const buf = Buffer.allocUnsafe(end - off);
+    return (await this.reader.fillCached(s, a, buf, off, end)) && this.current(s, a) ? buf : undefined;
+  }
+
+  /** Whole blocks of version `a`, fetched and verified by another path, into the disk cache; returns how many were taken. */
+  async offer(fh: Buffer, a: Fattr3, off: number, data: Buffer): Promise<number> {
+    await this.up();
+    const s = this.file(fh);
+    return this.current(s, a) ? this.reader.offer(s, a, off, data) : 0;
+  }
+
+  /** Requests on the control socket beyond the cache's own (the meta-data wrapper's). */
+  readonly controlOps = new Map<string, (req: Record<string, unknown>) => Promise<object>>();
 
   // ---------------------------------------------------------------- writes
 
@@ -541,6 +571,29 @@ export class CacheBackend extends PassthroughBackend {
       r.failed = [];
     }
     return r;
+  }
+
+  /**
+   * Change the policies that can change while the session runs: write-back
+   * or write-through (to write-through: everything journalled is flushed
+   * before this returns; a write that finds its file still dirty flushes it
+   * first anyway), and the attribute timeout.
+   */
+  async configure(o: { writeBack?: boolean; attrTimeoutMs?: number }): Promise<CacheStats> {
+    await this.up();
+    if (o.attrTimeoutMs !== undefined) {
+      if (!(Number.isInteger(o.attrTimeoutMs) && o.attrTimeoutMs >= 0)) throw new Error(`attribute timeout must be a whole number of ms >= 0, got ${o.attrTimeoutMs}`);
+      this.opts.attrTimeoutMs = o.attrTimeoutMs;
+    }
+    if (o.writeBack !== undefined && o.writeBack !== this.opts.writeBack) {
+      this.opts.writeBack = o.writeBack;
+      if (!o.writeBack) {
+        const r = await this.wb!.flushAll();
+        if (r.failed.length) throw new Error(`now write-through, but ${r.failed.length} file(s) could not be flushed: ${r.failed.map((x) => `${x.code}: ${x.message}`).join('; ')}`);
+      }
+      log.info({ session: this.opts.session, mode: o.writeBack ? 'write-back' : 'write-through' }, 'cache: mode changed');
+    }
+    return this.stats();
   }
 
   /** Wait until blocks being fetched and stored are on disk (tests and benchmarks). */

@@ -14,13 +14,15 @@ const log = logger('cache');
  *
  *   {"op":"flush","discard":false}  →  {"ok":true,"report":{...}}
  *   {"op":"stats"}                  →  {"ok":true,"stats":{...}}
+ *   {"op":"configure","writeBack":false,"attrTimeoutMs":500}
+ *                                   →  {"ok":true,"stats":{...}}  (policies that change live)
  *   anything else                   →  {"ok":false,"error":"..."}
  *
  * The socket lives in the session directory; a path too long for a unix
  * socket (108 bytes) moves it to the temp directory. Either way the
  * session directory's `control` file names it, with the owner's pid.
  */
-export type ControlHandler = (req: { op: string; discard?: boolean }) => Promise<object>;
+export type ControlHandler = (req: { op: string; discard?: boolean; writeBack?: boolean; attrTimeoutMs?: number }) => Promise<object>;
 
 const MAX_REQUEST = 64 * 1024;
 
@@ -49,7 +51,7 @@ export async function startControlSocket(sessionDir: string, handler: ControlHan
   });
   const answer = async (line: string): Promise<object> => {
     try {
-      const req = JSON.parse(line) as { op: string; discard?: boolean };
+      const req = JSON.parse(line) as Parameters<ControlHandler>[0];
       return { ok: true, ...(await handler(req)) };
     } catch (e) {
       return { ok: false, error: (e as Error).message };

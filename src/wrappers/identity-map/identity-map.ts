@@ -32,6 +32,11 @@ export class IdentityMapBackend extends PassthroughBackend {
     return new IdentityMapBackend(inner, (c) => map.get(principalOf(c)));
   }
 
+  /** The local account a caller runs as (ACCES if it is not mapped). */
+  mapCred(c: Credentials): Credentials {
+    return this.cred(c);
+  }
+
   protected override cred(c: Credentials): Credentials {
     const who = principalOf(c);
     const a = this.resolve(c);

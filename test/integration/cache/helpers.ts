@@ -5,7 +5,7 @@ import { RemoteNfs } from '../../../src/backends/remote-nfs/remote-nfs.js';
 import { newSessionKey, type SessionKey } from '../../../src/channel/session-key.js';
 import { SessionRegistry } from '../../../src/channel/sessions.js';
 import { createNfs3Server } from '../../../src/frontends/nfs3-server/server.js';
-import { createProxyClient, type ProxyClient } from '../../../src/proxy/proxy-client.js';
+import { createProxyClient, type ProxyClient, type ProxyLinkOptions } from '../../../src/proxy/proxy-client.js';
 import { createProxyServer, type ProxyServer } from '../../../src/proxy/proxy-server.js';
 import type { RpcServer } from '../../../src/rpc/server.js';
 import type { CacheBackend } from '../../../src/wrappers/cache/cache-backend.js';
@@ -31,7 +31,7 @@ export interface CacheChain {
   sessions: SessionRegistry;
   /** Calls of an NFSv3 procedure the upstream server has answered ('READ', 'WRITE' ...). */
   upstreamCalls(proc: string): number;
-  startSession(o?: { cacheDir?: string; cache?: Partial<CacheOptions>; key?: SessionKey; timeoutMs?: number; noCache?: boolean }): Promise<Session>;
+  startSession(o?: { cacheDir?: string; cache?: Partial<CacheOptions>; key?: SessionKey; timeoutMs?: number; noCache?: boolean; meta?: ProxyLinkOptions['meta'] }): Promise<Session>;
   stopUpstream(): Promise<void>;
   /** The link goes dead (the proxy server stops) and comes back on the same port. */
   stopProxyServer(): Promise<void>;
@@ -107,6 +107,7 @@ export async function startCacheChain(): Promise<CacheChain> {
       key,
       timeoutMs: o.timeoutMs ?? 10_000,
       cache: o.noCache ? undefined : { dir: o.cacheDir ?? path.join(base, 'cache'), capacity: 256 << 20, ...o.cache },
+      meta: o.meta,
     });
     await pc.cache?.ready;
     const port = (await pc.server.listen(0, '127.0.0.1')).port;
