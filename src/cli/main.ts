@@ -12,6 +12,9 @@ import { umountCommand } from './umount.js';
 import { keygenCommand, tlsKeygenCommand } from './keygen.js';
 import { flushCommand } from './flush.js';
 import { cacheCommand } from './cache-stats.js';
+import { agentCommand } from './agent.js';
+import { sessiondCommand } from './sessiond.js';
+import { sessionCommand } from './session.js';
 import { metaCommand } from './meta.js';
 
 const program = new Command('gvfs')
@@ -28,6 +31,9 @@ program.addCommand(mountCommand());
 program.addCommand(umountCommand());
 program.addCommand(flushCommand());
 program.addCommand(cacheCommand());
+program.addCommand(agentCommand());
+program.addCommand(sessiondCommand());
+program.addCommand(sessionCommand());
 program.addCommand(metaCommand());
 program.addCommand(demoCommand());
 

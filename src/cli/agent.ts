@@ -1,0 +1,72 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { Command } from 'commander';
+import { fingerprintOf, makeSelfSignedCert, readTlsFiles } from '../channel/tls.js';
+import { Agent } from '../services/agent/agent.js';
+import { agentApp } from '../services/agent/routes.js';
+import { parseHostPort, untilSignal } from './util.js';
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/** The TLS certificate of a service: given, or made in its state directory on first start. */
+export async function serviceTls(o: { tlsCert?: string; tlsKey?: string }, stateDir: string, cn: string): Promise<{ certFile: string; keyFile: string; cert: Buffer; key: Buffer; fingerprint: string }> {
+  if (!!o.tlsCert !== !!o.tlsKey) throw new Error('--tls-cert and --tls-key go together');
+  let certFile = o.tlsCert;
+  let keyFile = o.tlsKey;
+  if (!certFile || !keyFile) {
+    const dir = path.join(stateDir, 'tls');
+    certFile = path.join(dir, 'cert.pem');
+    keyFile = path.join(dir, 'key.pem');
+    const have = await fs.stat(certFile).then(() => true, () => false);
+    if (!have) await makeSelfSignedCert(dir, cn);
+  }
+  const files = await readTlsFiles(certFile, keyFile);
+  return { certFile: path.resolve(certFile), keyFile: path.resolve(keyFile), ...files, fingerprint: fingerprintOf(files.cert) };
+}
+
+export function agentCommand(): Command {
+  return new Command('agent')
+    .description("Run a host's GVFS agent: an HTTPS API (mutual TLS, for its session service only) that starts, reconfigures and stops the proxy servers and mounts of sessions on this host")
+    .requiredOption('--name <name>', "this host's name in sessions (e.g. state, data, compute)")
+    .requiredOption('--state-dir <dir>', 'where the agent keeps its database, session keys, logs and caches')
+    .requiredOption('--controller <sha256>', "certificate fingerprint of the session service allowed to give orders (repeatable)", collect)
+    .option('--listen <host:port>', 'address of the API', '127.0.0.1:0')
+    .option('--tls-cert <file>', "the agent's certificate (default: made in STATE-DIR/tls on first start); its proxy servers present it too")
+    .option('--tls-key <file>', 'its private key (owner-only)')
+    .option('--export-root <dir>', 'sessions may export directories under DIR (repeatable; none by default)', collect, [])
+    .option('--mount-root <dir>', 'sessions may mount under DIR (repeatable; none by default)', collect, [])
+    .option('--proxy-host <addr>', 'address the TLS proxy servers listen on', '127.0.0.1')
+    .option('--ssh-url <url>', "ssh://USER@HOST[:PORT]: how other hosts reach this host's OpenSSH (enables the SSH channel)")
+    .option('--ssh-key <file>', "this host's private key for SSH tunnels (mounts over the SSH channel)")
+    .option('--known-hosts <file>', 'known_hosts for those tunnels')
+    .option('--json', 'print the address and fingerprint as JSON')
+    .action(async (o) => {
+      const stateDir = path.resolve(o.stateDir);
+      await fs.mkdir(stateDir, { recursive: true, mode: 0o700 });
+      const tls = await serviceTls(o, stateDir, `gvfs-agent-${o.name}`);
+      const agent = await Agent.open({
+        name: o.name,
+        stateDir,
+        certFile: tls.certFile,
+        keyFile: tls.keyFile,
+        fingerprint: tls.fingerprint,
+        exportRoots: (o.exportRoot as string[]).map((d) => path.resolve(d)),
+        mountRoots: (o.mountRoot as string[]).map((d) => path.resolve(d)),
+        proxyHost: o.proxyHost,
+        sshUrl: o.sshUrl,
+        sshKey: o.sshKey && path.resolve(o.sshKey),
+        knownHosts: o.knownHosts && path.resolve(o.knownHosts),
+      });
+      const app = agentApp(agent, { cert: tls.cert, key: tls.key, controllers: o.controller });
+      const listen = parseHostPort(o.listen);
+      await app.listen({ port: listen.port, host: listen.host });
+      const a = app.server.address() as { address: string; port: number };
+      const url = `https://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+      if (o.json) console.log(JSON.stringify({ listening: { address: a.address, port: a.port }, name: o.name, url, fingerprint: tls.fingerprint }));
+      else console.log(`gvfs agent ${o.name}: ${url} (certificate ${tls.fingerprint}); sessions here: ${agent.list().length}`);
+      const sig = await untilSignal();
+      console.error(`gvfs agent: ${sig}, shutting down (sessions keep running)`);
+      await app.close();
+      agent.close();
+    });
+}

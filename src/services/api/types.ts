@@ -1,0 +1,76 @@
+/**
+ * What the session service asks of an agent (the agent's API bodies), shared
+ * by both sides. JSON schemas for them are in agent/routes.ts.
+ */
+export interface Account {
+  uid: number;
+  gid: number;
+  gids: number[];
+}
+
+/** A session key as sent to agents (base64 key), written there owner-only. */
+export interface KeyDoc {
+  id: string;
+  key: string;
+  user: string;
+  account?: Account;
+}
+
+export interface ProxyServerSpec {
+  kind: 'proxy-server';
+  key: KeyDoc;
+  /** A directory on this host, or an NFSv3 server it reaches (nfs://...), each served as `name`. */
+  exports: Array<{ dir?: string; upstream?: string; name: string }>;
+  channel: 'tls' | 'ssh';
+}
+
+export interface CachePolicy {
+  mode: 'write-back' | 'write-through' | 'none';
+  /** Bytes of disk. */
+  size?: number;
+  /** The host's shared (golden) cache directory instead of one of the session's own. */
+  shared?: boolean;
+  blockSize?: number;
+  /** Longest a write-back write stays unflushed (seconds). */
+  dirtyMaxAge?: number;
+}
+
+export interface MountSpec {
+  kind: 'mount';
+  key: KeyDoc;
+  /** The proxy server (for ssh: as its SSH server sees it). */
+  server: { host: string; port: number };
+  channel: { kind: 'tls'; fingerprint: string } | { kind: 'ssh'; url: string };
+  export: string;
+  mountpoint: string;
+  cache: CachePolicy;
+  /** Identifies the export for a shared cache (blocks shared by sessions of the same export). */
+  cacheId?: string;
+  /** Attribute timeout (seconds): how long a change made elsewhere takes to show. */
+  attrTimeout: number;
+}
+
+export type ComponentSpec = ProxyServerSpec | MountSpec;
+
+/** The live policies of a mount that PATCH may change. */
+export interface MountPatch {
+  cacheMode?: 'write-back' | 'write-through';
+  attrTimeout?: number;
+}
+
+export interface ComponentView {
+  session: string;
+  name: string;
+  kind: 'proxy-server' | 'mount';
+  state: string;
+  pid: number | null;
+  alive: boolean;
+  port: number | null;
+  restarts: number;
+  /** proxy-server: where (for ssh: as its SSH server sees it) and how mounts reach it. */
+  address?: string;
+  channel?: { kind: 'tls'; fingerprint: string } | { kind: 'ssh'; url: string };
+  mountpoint?: string;
+  cache?: Record<string, any> | null;
+  cacheError?: string;
+}

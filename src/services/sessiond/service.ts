@@ -1,0 +1,474 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import { newSessionKey } from '../../channel/session-key.js';
+import { logger } from '../../util/log.js';
+import { call, HttpError, type PinnedTarget } from '../api/https.js';
+import type { Account, CachePolicy, ComponentView, KeyDoc, MountSpec, ProxyServerSpec } from '../api/types.js';
+import { SessionStore, type SessionRow } from './store.js';
+import type { User } from './users.js';
+
+const log = logger('sessiond');
+
+export interface AgentRef {
+  name: string;
+  url: string;
+  fingerprint: string;
+}
+
+export interface SessiondConfig {
+  stateDir: string;
+  /** The service's certificate and key: its HTTPS API, and its client certificate towards the agents. */
+  cert: Buffer;
+  key: Buffer;
+  agents: AgentRef[];
+  /** Longest lifetime a session may ask for or be renewed to (seconds). */
+  maxLifetime?: number;
+  defaultLifetime?: number;
+  /** How often lifetimes are checked and unfinished teardowns retried (ms). */
+  tickMs?: number;
+}
+
+export class ServiceError extends Error {
+  override name = 'ServiceError';
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A session create request (after schema validation). */
+export interface CreateRequest {
+  user?: string;
+  compute: string;
+  exports: Array<{ role: 'state' | 'data'; host: string; path: string; name?: string; mountpoint: string; cache?: CachePolicy }>;
+  account?: Account;
+  cache?: CachePolicy;
+  attrTimeout?: number;
+  channel?: 'tls' | 'ssh';
+  lifetime?: number;
+}
+
+export interface PatchRequest {
+  mountpoint?: string;
+  cache?: { mode: 'write-back' | 'write-through' };
+  attrTimeout?: number;
+}
+
+interface Component {
+  host: string;
+  name: string;
+  kind: 'proxy-server' | 'mount';
+  port?: number | null;
+  mountpoint?: string;
+}
+
+/** Live counters of one mount, as the dashboard and GET /sessions/{id} show them. */
+export interface MountStats {
+  mountpoint: string;
+  mode: string;
+  alive: boolean;
+  restarts: number;
+  hits?: number;
+  misses?: number;
+  hitRatio?: number | null;
+  bytesFetched?: number;
+  bytesFromCache?: number;
+  bytesFlushed?: number;
+  bytesMoved?: number;
+  dirtyBytes?: number;
+  flushBacklogBytes?: number;
+  error?: string;
+}
+
+const TIMEOUTS = { start: 90_000, stop: 15 * 60_000, look: 5_000, change: 10 * 60_000 };
+
+/**
+ * The session service: assembles a session across the state, data and
+ * compute hosts through their agents, keeps it (SQLite) with its key and
+ * lifetime, and tears it down — write-back data flushed first — when it is
+ * deleted or its lifetime runs out.
+ *
+ * Order: proxy servers on the state/data hosts (in parallel), then the
+ * mounts on the compute host (in parallel). Any failure rolls back what was
+ * started. Teardown runs the other way: mounts (flush, unmount) first, then
+ * proxy servers; an agent that cannot be reached keeps the session in
+ * `destroying`, and the service retries until it is done. Operations on one
+ * session run one at a time.
+ */
+export class SessionService {
+  readonly store: SessionStore;
+  private readonly agents = new Map<string, AgentRef>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private timer?: NodeJS.Timeout;
+  private retryAt = new Map<string, number>();
+  private closed = false;
+
+  private constructor(readonly cfg: SessiondConfig) {
+    this.store = new SessionStore(cfg.stateDir);
+    for (const a of cfg.agents) this.agents.set(a.name, a);
+  }
+
+  static async open(cfg: SessiondConfig): Promise<SessionService> {
+    await fs.mkdir(cfg.stateDir, { recursive: true, mode: 0o700 });
+    const s = new SessionService(cfg);
+    // A creation the service did not live to finish is rolled back by the teardown loop.
+    for (const r of s.store.list()) {
+      if (r.state === 'creating') {
+        log.warn({ session: r.id }, 'sessiond: a creation was interrupted by a restart; rolling it back');
+        s.store.update(r.id, { state: 'failed', error: 'the session service restarted while the session was being created', key: null, endedAt: Date.now(), reason: 'creation interrupted' });
+      }
+    }
+    s.timer = setInterval(() => void s.tick(), cfg.tickMs ?? 1000);
+    s.timer.unref();
+    void s.tick();
+    return s;
+  }
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.timer);
+    this.store.close();
+  }
+
+  get hosts(): AgentRef[] {
+    return [...this.agents.values()];
+  }
+
+  private serial<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(id) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.locks.set(id, tail);
+    void tail.then(() => {
+      if (this.locks.get(id) === tail) this.locks.delete(id);
+    });
+    return run;
+  }
+
+  private target(host: string): PinnedTarget {
+    const a = this.agents.get(host);
+    if (!a) throw new ServiceError(500, 'UNKNOWN_HOST', `no agent for host ${host}`);
+    return { url: a.url, fingerprint: a.fingerprint, cert: this.cfg.cert, key: this.cfg.key };
+  }
+
+  private async agent<T = any>(host: string, method: string, path: string, body: unknown, timeoutMs: number): Promise<T> {
+    try {
+      return await call<T>(this.target(host), method, path, body, { timeoutMs });
+    } catch (e) {
+      if (e instanceof HttpError) throw new ServiceError(e.status === 409 ? 409 : 502, e.kind === 'http' ? (e.body?.code ?? 'AGENT_ERROR') : 'AGENT_UNREACHABLE', e.kind === 'http' ? `host ${host}: ${e.message}` : `host ${host}: agent unreachable: ${e.message}`);
+      throw e;
+    }
+  }
+
+  // ------------------------------------------------------------ create
+
+  /** Check a request against the hosts and the user's rights, and complete it with defaults. */
+  normalize(u: User, b: CreateRequest): any {
+    if (b.user !== undefined && b.user !== u.name) throw new ServiceError(403, 'FORBIDDEN', `you are ${u.name}; sessions for ${b.user} are theirs to create`);
+    const known = [...this.agents.keys()].join(', ');
+    if (!this.agents.has(b.compute)) throw new ServiceError(400, 'UNKNOWN_HOST', `compute: no host named "${b.compute}" (known: ${known})`);
+    const seenMnt = new Set<string>();
+    const seenName = new Set<string>();
+    const exports = b.exports.map((e, i) => {
+      if (!this.agents.has(e.host)) throw new ServiceError(400, 'UNKNOWN_HOST', `exports[${i}].host: no host named "${e.host}" (known: ${known})`);
+      if (e.host === b.compute) log.debug({ host: e.host }, 'sessiond: server and compute on the same host');
+      const mnt = e.mountpoint.replace(/\/+$/, '') || '/';
+      if (mnt === '/') throw new ServiceError(400, 'BAD_MOUNTPOINT', `exports[${i}].mountpoint: cannot mount on /`);
+      if (seenMnt.has(mnt)) throw new ServiceError(400, 'DUPLICATE_MOUNTPOINT', `exports[${i}].mountpoint: ${mnt} is used twice`);
+      for (const m of seenMnt) if (mnt.startsWith(m + '/') || m.startsWith(mnt + '/')) throw new ServiceError(400, 'NESTED_MOUNTPOINT', `exports[${i}].mountpoint: ${mnt} and ${m} are nested`);
+      seenMnt.add(mnt);
+      const name = e.name ?? `/${e.role}${b.exports.filter((x) => x.role === e.role).length > 1 ? i : ''}`;
+      if (seenName.has(`${e.host}\0${name}`)) throw new ServiceError(400, 'DUPLICATE_NAME', `exports[${i}].name: ${name} is used twice on host ${e.host}`);
+      seenName.add(`${e.host}\0${name}`);
+      return { role: e.role, host: e.host, path: e.path, name, mountpoint: mnt, cache: e.cache ?? null };
+    });
+    let account = b.account;
+    if (account) {
+      const a = account;
+      if (!u.accounts.some((x) => x.uid === a.uid && x.gid === a.gid && (a.gids ?? []).every((g) => x.gids.includes(g) || g === x.gid))) {
+        throw new ServiceError(403, 'ACCOUNT_NOT_ALLOWED', `account ${a.uid}:${a.gid} is not one of ${u.name}'s (${u.accounts.map((x) => `${x.uid}:${x.gid}`).join(', ') || 'none'})`);
+      }
+      account = { uid: a.uid, gid: a.gid, gids: a.gids ?? [] };
+    } else {
+      if (!u.accounts.length) throw new ServiceError(403, 'ACCOUNT_NOT_ALLOWED', `${u.name} has no local account to map to; ask the administrator`);
+      account = u.accounts[0];
+    }
+    const max = this.cfg.maxLifetime ?? 7 * 86400;
+    const lifetime = b.lifetime ?? this.cfg.defaultLifetime ?? 3600;
+    if (lifetime > max) throw new ServiceError(400, 'LIFETIME_TOO_LONG', `lifetime: at most ${max} s`);
+    return {
+      user: u.name,
+      compute: b.compute,
+      channel: b.channel ?? 'tls',
+      account,
+      cache: b.cache ?? { mode: 'write-back' },
+      attrTimeout: b.attrTimeout ?? 1,
+      lifetime,
+      exports,
+    };
+  }
+
+  async create(u: User, b: CreateRequest): Promise<any> {
+    const spec = this.normalize(u, b);
+    const id = `s-${randomBytes(8).toString('hex')}`;
+    const k = newSessionKey(u.name, undefined, spec.account);
+    const key: KeyDoc = { id: k.id, key: k.key.toString('base64'), user: k.user, account: spec.account };
+    const now = Date.now();
+    this.store.insert({ id, user: u.name, spec, key, lifetime: spec.lifetime, createdAt: now, expiresAt: now + spec.lifetime * 1000 });
+    return this.serial(id, async () => {
+      const comps: Component[] = [];
+      const save = () => this.store.update(id, { components: comps });
+      try {
+        const servers = [...new Set<string>(spec.exports.map((e: any) => e.host))];
+        const ps = new Map<string, ComponentView>();
+        await Promise.all(
+          servers.map(async (h) => {
+            const body: ProxyServerSpec = {
+              kind: 'proxy-server',
+              key,
+              channel: spec.channel,
+              exports: spec.exports.filter((e: any) => e.host === h).map((e: any) => (e.path.startsWith('nfs://') ? { upstream: e.path, name: e.name } : { dir: e.path, name: e.name })),
+            };
+            // Recorded before the call: whatever the answer, a rollback asks this host to clean up.
+            comps.push({ host: h, name: 'ps', kind: 'proxy-server' });
+            save();
+            const v = await this.agent<ComponentView>(h, 'PUT', `/v1/sessions/${id}/components/ps`, body, TIMEOUTS.start);
+            ps.set(h, v);
+            comps.find((c) => c.host === h && c.name === 'ps')!.port = v.port;
+            save();
+          }),
+        );
+        await Promise.all(
+          spec.exports.map(async (e: any, i: number) => {
+            const p = ps.get(e.host)!;
+            const body: MountSpec = {
+              kind: 'mount',
+              key,
+              server: { host: p.address ?? '127.0.0.1', port: p.port! },
+              channel: p.channel!,
+              export: e.name,
+              mountpoint: e.mountpoint,
+              cache: e.cache ?? spec.cache,
+              cacheId: `${e.host}:${e.path}`,
+              attrTimeout: spec.attrTimeout,
+            };
+            comps.push({ host: spec.compute, name: `m${i}`, kind: 'mount', mountpoint: e.mountpoint });
+            save();
+            await this.agent(spec.compute, 'PUT', `/v1/sessions/${id}/components/m${i}`, body, TIMEOUTS.start);
+          }),
+        );
+        this.store.update(id, { state: 'ready', components: comps });
+        log.info({ session: id, user: u.name, mounts: spec.exports.map((e: any) => e.mountpoint) }, 'sessiond: session ready');
+        return this.doc(this.store.get(id)!);
+      } catch (e) {
+        log.warn({ session: id, err: (e as Error).message }, 'sessiond: creation failed, rolling back');
+        this.store.update(id, { state: 'failed', error: (e as Error).message, key: null, endedAt: Date.now(), reason: 'creation failed' });
+        await this.cleanup(id, true).catch((err) => log.warn({ session: id, err: (err as Error).message }, 'sessiond: rollback unfinished; will retry'));
+        const se = e instanceof ServiceError ? e : new ServiceError(502, 'CREATE_FAILED', (e as Error).message);
+        const left = this.store.get(id)!.components.length;
+        throw new ServiceError(se.status === 409 ? 409 : se.status >= 500 ? 502 : se.status, se.code, `session not created: ${se.message}; ${left ? `rollback pending on ${[...new Set(this.store.get(id)!.components.map((c: Component) => c.host))].join(', ')} (retried)` : 'everything started was rolled back'}`);
+      }
+    });
+  }
+
+  // ------------------------------------------------------------ teardown
+
+  /**
+   * Stop the session on every host it has components on: the compute host
+   * first (flush, unmount), then the servers. Hosts done are removed from the
+   * session's components as they finish, so a retry resumes.
+   */
+  private async cleanup(id: string, discard: boolean): Promise<void> {
+    const r = this.store.get(id)!;
+    const comps: Component[] = r.components;
+    const hosts = [...new Set(comps.map((c) => c.host))];
+    const order = [...hosts.filter((h) => comps.some((c) => c.host === h && c.kind === 'mount')), ...hosts.filter((h) => !comps.some((c) => c.host === h && c.kind === 'mount'))];
+    for (const h of order) {
+      if (!comps.some((c) => c.host === h)) continue;
+      await this.agent(h, 'DELETE', `/v1/sessions/${id}${discard ? '?discard=true' : ''}`, undefined, TIMEOUTS.stop);
+      const left = this.store.get(id)!.components.filter((c: Component) => c.host !== h);
+      this.store.update(id, { components: left });
+      comps.splice(0, comps.length, ...left);
+    }
+  }
+
+  private async teardown(id: string, reason: string): Promise<void> {
+    const r = this.store.get(id)!;
+    if (r.state === 'destroyed' || r.state === 'failed') return;
+    if (r.state !== 'destroying') this.store.update(id, { state: 'destroying', reason });
+    try {
+      await this.cleanup(id, false);
+    } catch (e) {
+      this.store.update(id, { error: (e as Error).message });
+      this.retryAt.set(id, Date.now() + 5000);
+      throw e;
+    }
+    this.store.update(id, { state: 'destroyed', key: null, endedAt: Date.now(), error: null });
+    this.retryAt.delete(id);
+    log.info({ session: id, reason }, 'sessiond: session destroyed');
+  }
+
+  /** Tear a session down (idempotent: an ended session is returned as it is). */
+  async destroy(u: User, id: string): Promise<any> {
+    this.visible(u, id);
+    return this.serial(id, async () => {
+      await this.teardown(id, `deleted by ${u.name}`);
+      return this.doc(this.store.get(id)!);
+    });
+  }
+
+  /** Every second: end sessions whose lifetime ran out, retry unfinished teardowns and rollbacks. */
+  private async tick(): Promise<void> {
+    if (this.closed) return;
+    const now = Date.now();
+    for (const r of this.store.list({ ended: true })) {
+      if (this.locks.has(r.id)) continue;
+      if ((this.retryAt.get(r.id) ?? 0) > now) continue;
+      if (r.state === 'ready' && r.expiresAt <= now) {
+        log.info({ session: r.id, user: r.user }, 'sessiond: lifetime over, tearing down');
+        void this.serial(r.id, () => this.teardown(r.id, 'lifetime expired')).catch((e) => log.warn({ session: r.id, err: (e as Error).message }, 'sessiond: teardown of an expired session unfinished; will retry'));
+      } else if (r.state === 'destroying') {
+        void this.serial(r.id, () => this.teardown(r.id, r.reason ?? 'destroy')).catch(() => undefined);
+      } else if (r.state === 'failed' && r.components.length) {
+        void this.serial(r.id, () => this.cleanup(r.id, true)).catch(() => this.retryAt.set(r.id, Date.now() + 5000));
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ read and change
+
+  private visible(u: User, id: string): SessionRow {
+    const r = this.store.get(id);
+    // Someone else's session does not exist, as far as the caller can tell.
+    if (!r || (r.user !== u.name && !u.admin)) throw new ServiceError(404, 'NOT_FOUND', `no session ${id}`);
+    return r;
+  }
+
+  list(u: User, o: { all?: boolean; ended?: boolean } = {}): any[] {
+    return this.store.list({ user: o.all && u.admin ? undefined : u.name, ended: o.ended }).map((r) => this.doc(r));
+  }
+
+  async get(u: User, id: string, stats = true): Promise<any> {
+    const r = this.visible(u, id);
+    const d = this.doc(r);
+    if (stats && r.state === 'ready') Object.assign(d, await this.stats(r));
+    return d;
+  }
+
+  /** Live counters of the session's mounts, asked of the compute host's agent. */
+  async stats(r: SessionRow): Promise<{ stats: { mounts: MountStats[]; totals: Record<string, number | null> } | null; statsError?: string }> {
+    let comps: ComponentView[];
+    try {
+      comps = (await this.agent<{ components: ComponentView[] }>(r.spec.compute, 'GET', `/v1/sessions/${r.id}?stats=true`, undefined, TIMEOUTS.look)).components;
+    } catch (e) {
+      return { stats: null, statsError: (e as Error).message };
+    }
+    const mounts: MountStats[] = comps
+      .filter((c) => c.kind === 'mount')
+      .map((c) => {
+        const s = c.cache;
+        const exp = r.spec.exports.find((e: any) => e.mountpoint === c.mountpoint);
+        const mode = (exp?.cache ?? r.spec.cache).mode;
+        if (!s) return { mountpoint: c.mountpoint!, mode, alive: c.alive, restarts: c.restarts, ...(c.cacheError ? { error: c.cacheError } : {}) };
+        const total = s.hits + s.misses;
+        return {
+          mountpoint: c.mountpoint!,
+          mode: s.mode,
+          alive: c.alive,
+          restarts: c.restarts,
+          hits: s.hits,
+          misses: s.misses,
+          hitRatio: total ? s.hits / total : null,
+          bytesFetched: s.bytesFetched,
+          bytesFromCache: s.bytesFromCache,
+          bytesFlushed: s.flushedBytes,
+          bytesMoved: s.bytesFetched + s.flushedBytes,
+          dirtyBytes: s.dirtyBytes,
+          flushBacklogBytes: s.flushBacklog?.bytes ?? 0,
+        };
+      });
+    const sum = (k: keyof MountStats) => mounts.reduce((n, m) => n + ((m[k] as number | undefined) ?? 0), 0);
+    const hits = sum('hits');
+    const misses = sum('misses');
+    return { stats: { mounts, totals: { hits, misses, hitRatio: hits + misses ? hits / (hits + misses) : null, bytesMoved: sum('bytesMoved'), dirtyBytes: sum('dirtyBytes') } } };
+  }
+
+  async renew(u: User, id: string, lifetime?: number): Promise<any> {
+    this.visible(u, id);
+    return this.serial(id, async () => {
+      const r = this.store.get(id)!;
+      if (r.state !== 'ready') throw new ServiceError(409, 'NOT_READY', `session ${id} is ${r.state}; only a ready session can be renewed`);
+      const max = this.cfg.maxLifetime ?? 7 * 86400;
+      const l = lifetime ?? r.lifetime;
+      if (l > max) throw new ServiceError(400, 'LIFETIME_TOO_LONG', `lifetime: at most ${max} s`);
+      this.store.update(id, { expiresAt: Date.now() + l * 1000, lifetime: l });
+      return this.doc(this.store.get(id)!);
+    });
+  }
+
+  /** Change live policies: the cache's write mode and attribute timeout, of one mount or all. */
+  async patch(u: User, id: string, p: PatchRequest): Promise<any> {
+    this.visible(u, id);
+    return this.serial(id, async () => {
+      const r = this.store.get(id)!;
+      if (r.state !== 'ready') throw new ServiceError(409, 'NOT_READY', `session ${id} is ${r.state}; only a ready session can change`);
+      const spec = structuredClone(r.spec);
+      const targets = spec.exports.map((e: any, i: number) => ({ e, i })).filter(({ e }: any) => p.mountpoint === undefined || e.mountpoint === p.mountpoint.replace(/\/+$/, ''));
+      if (!targets.length) throw new ServiceError(400, 'UNKNOWN_MOUNTPOINT', `mountpoint: session ${id} has no mount at ${p.mountpoint} (it has ${spec.exports.map((e: any) => e.mountpoint).join(', ')})`);
+      for (const { e } of targets) {
+        if (p.cache && (e.cache ?? spec.cache).mode === 'none') throw new ServiceError(400, 'NO_CACHE', `cache.mode: the mount at ${e.mountpoint} has no cache; a cache cannot be added to a running session`);
+      }
+      for (const { e, i } of targets) {
+        await this.agent(spec.compute, 'PATCH', `/v1/sessions/${id}/components/m${i}`, { ...(p.cache ? { cacheMode: p.cache.mode } : {}), ...(p.attrTimeout !== undefined ? { attrTimeout: p.attrTimeout } : {}) }, TIMEOUTS.change);
+        if (p.cache) e.cache = { ...(e.cache ?? spec.cache), mode: p.cache.mode };
+        this.store.update(id, { spec });
+      }
+      if (p.attrTimeout !== undefined && p.mountpoint === undefined) spec.attrTimeout = p.attrTimeout;
+      this.store.update(id, { spec });
+      return this.get(u, id, true);
+    });
+  }
+
+  /** The session as the API shows it (never its key). */
+  doc(r: SessionRow): any {
+    const now = Date.now();
+    return {
+      id: r.id,
+      user: r.user,
+      state: r.state,
+      createdAt: new Date(r.createdAt).toISOString(),
+      expiresAt: new Date(r.expiresAt).toISOString(),
+      timeLeft: r.state === 'ready' ? Math.max(0, Math.round((r.expiresAt - now) / 1000)) : 0,
+      lifetime: r.lifetime,
+      compute: r.spec.compute,
+      channel: r.spec.channel,
+      account: r.spec.account,
+      cache: r.spec.cache,
+      attrTimeout: r.spec.attrTimeout,
+      exports: r.spec.exports,
+      mounts: r.spec.exports.map((e: any) => e.mountpoint),
+      hosts: [...new Set<string>([...r.spec.exports.map((e: any) => e.host), r.spec.compute])],
+      pending: r.components.length ? [...new Set(r.components.map((c: Component) => c.host))] : [],
+      ...(r.endedAt ? { endedAt: new Date(r.endedAt).toISOString() } : {}),
+      ...(r.reason ? { reason: r.reason } : {}),
+      ...(r.error ? { error: r.error } : {}),
+    };
+  }
+
+  /** Each agent's health, for the dashboard. */
+  async health(): Promise<Array<{ name: string; url: string; up: boolean; sessions?: number; error?: string }>> {
+    return Promise.all(
+      this.hosts.map(async (a) => {
+        try {
+          const h = await this.agent(a.name, 'GET', '/v1/health', undefined, 3000);
+          return { name: a.name, url: a.url, up: true, sessions: h.sessions };
+        } catch (e) {
+          return { name: a.name, url: a.url, up: false, error: (e as Error).message };
+        }
+      }),
+    );
+  }
+}
