@@ -66,6 +66,8 @@ export interface Cluster {
   usersFile: string;
   /** A call to the session service as `token` (undefined: no Authorization). */
   api<T = any>(token: string | undefined, method: string, p: string, body?: unknown): Promise<HttpReply<T>>;
+  /** A call to an agent as its session service (mutual TLS with the service's certificate). */
+  agentApi<T = any>(name: string, method: string, p: string, body?: unknown): Promise<HttpReply<T>>;
   /** Kill an agent (SIGKILL by default: no chance to tidy up) and start it again on the same port and state. */
   restartAgent(name: string, sig?: NodeJS.Signals): Promise<void>;
   stopAgent(name: string, sig?: NodeJS.Signals): Promise<void>;
@@ -111,6 +113,9 @@ export async function startCluster(o: { names?: string[] } = {}): Promise<Cluste
     c.url = c.sessiond.info.url;
     sdArgs[sdArgs.indexOf('--listen') + 1] = `127.0.0.1:${c.sessiond.info.listening.port}`;
     c.api = (token, method, p, body) => request({ url: c.url, fingerprint: c.fingerprint, token }, method, p, body, { timeoutMs: 10 * 60_000 });
+    const sdCert = await fs.readFile(sdTls.cert);
+    const sdKey = await fs.readFile(sdTls.key);
+    c.agentApi = (name, method, p, body) => request({ url: c.agents[name].info.url, fingerprint: c.agents[name].info.fingerprint, cert: sdCert, key: sdKey }, method, p, body, { timeoutMs: 10 * 60_000 });
     c.stopAgent = (name, sig = 'SIGKILL') => c.agents[name].stop(sig);
     c.restartAgent = async (name, sig = 'SIGKILL') => {
       await c.agents[name].stop(sig);
@@ -191,4 +196,11 @@ export function aliceRequest(c: Cluster, tag: string, extra: Record<string, unkn
     lifetime: 600,
     ...extra,
   };
+}
+
+/** The exported directories aliceRequest names: the state host's vm/ and the data host's alice/ (owned by alice's account). */
+export async function makeExports(c: Cluster): Promise<void> {
+  await fs.mkdir(path.join(c.hosts.state.exports, 'vm'), { recursive: true });
+  await fs.mkdir(path.join(c.hosts.data.exports, 'alice'), { recursive: true });
+  await fs.chown(path.join(c.hosts.data.exports, 'alice'), ALICE_ACCOUNT.uid, ALICE_ACCOUNT.gid);
 }

@@ -158,7 +158,8 @@ export class SessionService {
     try {
       return await call<T>(this.target(host), method, path, body, { timeoutMs });
     } catch (e) {
-      if (e instanceof HttpError) throw new ServiceError(e.status === 409 ? 409 : 502, e.kind === 'http' ? (e.body?.code ?? 'AGENT_ERROR') : 'AGENT_UNREACHABLE', e.kind === 'http' ? `host ${host}: ${e.message}` : `host ${host}: agent unreachable: ${e.message}`);
+      // The host's refusals of what was asked (bad path, not allowed, conflict) are the caller's; anything else is a failed host.
+      if (e instanceof HttpError) throw new ServiceError(e.status === 400 || e.status === 403 || e.status === 409 ? e.status : 502, e.kind === 'http' ? (e.body?.code ?? 'AGENT_ERROR') : e.kind === 'connect' ? 'AGENT_UNREACHABLE' : 'AGENT_TIMEOUT', e.kind === 'http' ? `host ${host}: ${e.message}` : `host ${host}: agent unreachable: ${e.message}`);
       throw e;
     }
   }
@@ -235,7 +236,12 @@ export class SessionService {
             // Recorded before the call: whatever the answer, a rollback asks this host to clean up.
             comps.push({ host: h, name: 'ps', kind: 'proxy-server' });
             save();
-            const v = await this.agent<ComponentView>(h, 'PUT', `/v1/sessions/${id}/components/ps`, body, TIMEOUTS.start);
+            const v = await this.agent<ComponentView>(h, 'PUT', `/v1/sessions/${id}/components/ps`, body, TIMEOUTS.start).catch((e) => {
+              // Never connected: nothing was sent, so nothing there to roll back.
+              if (e instanceof ServiceError && e.code === 'AGENT_UNREACHABLE') comps.splice(comps.findIndex((c) => c.host === h && c.name === 'ps'), 1);
+              save();
+              throw e;
+            });
             ps.set(h, v);
             comps.find((c) => c.host === h && c.name === 'ps')!.port = v.port;
             save();
@@ -257,7 +263,11 @@ export class SessionService {
             };
             comps.push({ host: spec.compute, name: `m${i}`, kind: 'mount', mountpoint: e.mountpoint });
             save();
-            await this.agent(spec.compute, 'PUT', `/v1/sessions/${id}/components/m${i}`, body, TIMEOUTS.start);
+            await this.agent(spec.compute, 'PUT', `/v1/sessions/${id}/components/m${i}`, body, TIMEOUTS.start).catch((e) => {
+              if (e instanceof ServiceError && e.code === 'AGENT_UNREACHABLE') comps.splice(comps.findIndex((c) => c.host === spec.compute && c.name === `m${i}`), 1);
+              save();
+              throw e;
+            });
           }),
         );
         this.store.update(id, { state: 'ready', components: comps });
@@ -269,7 +279,7 @@ export class SessionService {
         await this.cleanup(id, true).catch((err) => log.warn({ session: id, err: (err as Error).message }, 'sessiond: rollback unfinished; will retry'));
         const se = e instanceof ServiceError ? e : new ServiceError(502, 'CREATE_FAILED', (e as Error).message);
         const left = this.store.get(id)!.components.length;
-        throw new ServiceError(se.status === 409 ? 409 : se.status >= 500 ? 502 : se.status, se.code, `session not created: ${se.message}; ${left ? `rollback pending on ${[...new Set(this.store.get(id)!.components.map((c: Component) => c.host))].join(', ')} (retried)` : 'everything started was rolled back'}`);
+        throw new ServiceError(se.status >= 500 ? 502 : se.status, se.code, `session not created: ${se.message}; ${left ? `rollback pending on ${[...new Set(this.store.get(id)!.components.map((c: Component) => c.host))].join(', ')} (retried)` : 'everything started was rolled back'}`);
       }
     });
   }

@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fuseSkip } from '../fuse/mount-helper.js';
+import { aliceRequest, makeExports, mountsUnder, processesUnder, startCluster, until, type Cluster } from '../../helpers/services.js';
+
+describe('faults: agents restarted, down, or refusing mid-creation', { skip: fuseSkip() }, () => {
+  let c: Cluster;
+  before(async () => {
+    c = await startCluster();
+    await makeExports(c);
+    await fs.writeFile(path.join(c.hosts.state.exports, 'vm', 'base.img'), randomBytes(1 << 20));
+  });
+  after(async () => {
+    await c?.stop();
+  });
+
+  const components = async (host: string, id: string) => (await c.agentApi(host, 'GET', `/v1/sessions/${id}`)).body.components as any[];
+  const nothingOn = async (id: string, hosts = ['state', 'data', 'compute']) => {
+    for (const h of hosts) {
+      assert.deepEqual(await components(h, id), [], `${h} still has components of ${id}`);
+      assert.deepEqual(await fs.readdir(path.join(c.hosts[h].state, 'sessions')), [], `${h} still has a key of ${id}`);
+    }
+    assert.deepEqual(await mountsUnder(c.hosts.compute.mnt), []);
+  };
+
+  test('agents killed and restarted lose nothing: processes are re-attached, a dead proxy server comes back on its port, the teardown still flushes', async () => {
+    const s = (await c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'r', { cache: { mode: 'write-back', dirtyMaxAge: 3600 } }))).body;
+    assert.equal(s.state, 'ready', JSON.stringify(s));
+    const [vm, data] = s.mounts;
+    const before = { compute: await components('compute', s.id), state: await components('state', s.id) };
+    assert.equal(before.compute.length, 2);
+    assert.ok(before.compute.every((x) => x.alive));
+
+    await fs.writeFile(path.join(data, 'one.txt'), 'written before the agents died');
+    await c.stopAgent('compute');
+    await c.stopAgent('state');
+    // The session goes on without its agents.
+    assert.equal((await fs.readFile(path.join(vm, 'base.img'))).length, 1 << 20);
+    await fs.writeFile(path.join(data, 'two.txt'), 'written while the agents were down');
+    await c.startAgent('compute');
+    await c.startAgent('state');
+    const reattached = await components('compute', s.id);
+    assert.deepEqual(reattached.map((x) => [x.name, x.pid, x.alive, x.restarts]), before.compute.map((x) => [x.name, x.pid, true, 0]));
+    assert.deepEqual((await components('state', s.id)).map((x) => x.pid), before.state.map((x) => x.pid));
+
+    // A proxy server that dies is restarted by its agent, on the same port; the mount's link dials it again.
+    const ps = before.state[0];
+    process.kill(ps.pid, 'SIGKILL');
+    await until('the proxy server to be restarted', async () => {
+      const now = (await components('state', s.id))[0];
+      return now.alive && now.restarts === 1;
+    });
+    const now = (await components('state', s.id))[0];
+    assert.equal(now.port, ps.port);
+    assert.notEqual(now.pid, ps.pid);
+    await fs.writeFile(path.join(c.hosts.state.exports, 'vm', 'later.txt'), 'made after the restart');
+    await until('the new file to show through the mount', async () => (await fs.readdir(vm)).includes('later.txt'));
+    assert.equal(await fs.readFile(path.join(vm, 'later.txt'), 'utf8'), 'made after the restart');
+
+    // The session service saw nothing of it; the teardown delivers both files.
+    const g = (await c.api(c.tokens.alice, 'GET', `/sessions/${s.id}`)).body;
+    assert.equal(g.state, 'ready');
+    assert.ok(g.stats.totals.dirtyBytes > 0);
+    assert.equal((await c.api(c.tokens.alice, 'DELETE', `/sessions/${s.id}`)).body.state, 'destroyed');
+    const server = path.join(c.hosts.data.exports, 'alice');
+    assert.equal(await fs.readFile(path.join(server, 'one.txt'), 'utf8'), 'written before the agents died');
+    assert.equal(await fs.readFile(path.join(server, 'two.txt'), 'utf8'), 'written while the agents were down');
+    await nothingOn(s.id);
+  });
+
+  test('an agent that is down makes the creation fail cleanly, with what was started on the others rolled back', async () => {
+    await c.stopAgent('data');
+    let id = '';
+    try {
+      const r = await c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'down'));
+      assert.equal(r.status, 502, JSON.stringify(r.body));
+      assert.equal(r.body.code, 'AGENT_UNREACHABLE');
+      assert.match(r.body.message, /host data: agent unreachable/);
+      assert.match(r.body.message, /rolled back/);
+      const failed = (await c.api(c.tokens.alice, 'GET', '/sessions?ended=true')).body.sessions.find((x: any) => x.state === 'failed');
+      assert.ok(failed, 'the failed session is listed with ?ended=true');
+      assert.deepEqual(failed.pending, []);
+      id = failed.id;
+      await nothingOn(id, ['state', 'compute']);
+      assert.equal((await processesUnder(c.base)).length, 3, 'the two running agents and the session service');
+    } finally {
+      await c.startAgent('data');
+    }
+    await nothingOn(id);
+  });
+
+  test('an agent refusing mid-creation (mount point not allowed there) rolls back the proxy servers already started', async () => {
+    const req = aliceRequest(c, 'refused');
+    req.exports[1].mountpoint = path.join(c.base, 'elsewhere', 'data');
+    const r = await c.api(c.tokens.alice, 'POST', '/sessions', req);
+    assert.equal(r.status, 403, JSON.stringify(r.body));
+    assert.equal(r.body.code, 'NOT_ALLOWED');
+    assert.match(r.body.message, /host compute: .*does not allow mounts/);
+    const failed = (await c.api(c.tokens.alice, 'GET', '/sessions?ended=true')).body.sessions.filter((x: any) => x.state === 'failed');
+    for (const f of failed) await nothingOn(f.id);
+    assert.equal((await processesUnder(c.base)).length, 4);
+  });
+
+  test('a session service restarted while sessions run keeps them; destroy is idempotent', async () => {
+    const s = (await c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'sd'))).body;
+    assert.equal(s.state, 'ready');
+    await c.restartSessiond();
+    const g = (await c.api(c.tokens.alice, 'GET', `/sessions/${s.id}`)).body;
+    assert.equal(g.state, 'ready');
+    assert.equal(g.expiresAt, s.expiresAt);
+    assert.equal(g.stats.mounts.length, 2);
+    const d1 = await c.api(c.tokens.alice, 'DELETE', `/sessions/${s.id}`);
+    const d2 = await c.api(c.tokens.alice, 'DELETE', `/sessions/${s.id}`);
+    assert.equal(d1.status, 200);
+    assert.equal(d2.status, 200);
+    assert.equal(d2.body.state, 'destroyed');
+    assert.equal(d2.body.endedAt, d1.body.endedAt);
+    await nothingOn(s.id);
+  });
+});
