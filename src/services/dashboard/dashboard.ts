@@ -1,6 +1,6 @@
 /**
  * The session service's web dashboard: server-rendered HTML (no scripts),
- * refreshed every 5 s. One row per session: its state, hosts, mounts,
+ * refreshed every 5 s (?refresh=N seconds, 0 for never). One row per session: its state, hosts, mounts,
  * cache hit ratio, bytes moved (fetched + flushed), dirty data and time
  * left; and the hosts' agents, up or down.
  */
@@ -52,6 +52,8 @@ export interface DashboardData {
   sessions: any[];
   hosts: Array<{ name: string; url: string; up: boolean; sessions?: number; error?: string }>;
   now: Date;
+  /** Seconds between reloads (0: none). */
+  refresh?: number;
 }
 
 function ratio(r: number | null | undefined): string {
@@ -78,17 +80,17 @@ export function renderDashboard(d: DashboardData): string {
 </tr>`;
     })
     .join('\n');
-  const hosts = d.hosts.map((h) => `<tr><td>${esc(h.name)}</td><td class="mono">${esc(h.url)}</td><td class="${h.up ? 'up' : 'down'}">${h.up ? 'up' : 'down'}</td><td>${h.up ? esc(h.sessions) : esc(h.error)}</td></tr>`).join('\n');
+  const hosts = d.hosts.map((h) => `<tr><td>${esc(h.name)}</td><td class="mono">${esc(h.url)}</td><td class="${h.up ? 'up' : 'down'}">${h.up ? 'up' : 'down'}</td><td>${h.up ? (d.admin ? esc(h.sessions) : '') : esc(h.error)}</td></tr>`).join('\n');
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5"><title>GVFS sessions</title><style>${STYLE}</style></head>
-<body><header><h1>GVFS sessions</h1><div>${esc(d.user)}${d.admin ? ' (administrator)' : ''} <form method="post" action="/dashboard/logout"><button>Sign out</button></form></div></header>
+<html lang="en"><head><meta charset="utf-8">${d.refresh === 0 ? '' : `<meta http-equiv="refresh" content="${d.refresh ?? 5}">`}<title>GVFS sessions</title><style>${STYLE}</style></head>
+<body><header><h1>GVFS sessions</h1><div>${esc(d.user)}${d.admin ? ' (administrator)' : ''} <form method="post" action="/dashboard/logout"><button id="signout">Sign out</button></form></div></header>
 <main>
 <h2>Sessions (${d.sessions.length})</h2>
 ${d.sessions.length ? `<table id="sessions"><thead><tr><th>Session</th><th>State</th><th>Hosts</th><th>Mounts</th><th>Cache</th><th>Hit ratio</th><th>Bytes moved</th><th>Dirty</th><th>Time left</th></tr></thead><tbody>
 ${rows}
 </tbody></table>` : '<div class="empty" id="sessions">No sessions.</div>'}
 <h2>Hosts</h2>
-<table id="hosts"><thead><tr><th>Host</th><th>Agent</th><th>Status</th><th>Sessions</th></tr></thead><tbody>
+<table id="hosts"><thead><tr><th>Host</th><th>Agent</th><th>Status</th><th>${d.admin ? 'Sessions' : ''}</th></tr></thead><tbody>
 ${hosts}
 </tbody></table>
 <p class="mono">as of ${esc(d.now.toISOString())}</p>

@@ -103,12 +103,13 @@ export function sessiondApp(svc: SessionService, users: () => Users, o: { cert: 
 
   app.get('/openapi.json', async () => openApi(routes));
   app.get('/', async (_req, reply) => reply.redirect('/dashboard', 302));
-  app.get('/dashboard', async (req, reply) => {
+  app.get<{ Querystring: { refresh?: string } }>('/dashboard', async (req, reply) => {
     const u = req.user!;
+    const refresh = req.query.refresh !== undefined && /^\d{1,4}$/.test(req.query.refresh) ? Number(req.query.refresh) : 5;
     const sessions = svc.list(u, { all: u.admin });
     const withStats = await Promise.all(sessions.map(async (s) => (s.state === 'ready' ? { ...s, ...(await svc.get(u, s.id, true).catch(() => ({}))) } : s)));
     reply.type('text/html; charset=utf-8').header('cache-control', 'no-store');
-    return renderDashboard({ user: u.name, admin: u.admin, sessions: withStats, hosts: await svc.health(), now: new Date() });
+    return renderDashboard({ user: u.name, admin: u.admin, sessions: withStats, hosts: await svc.health(), now: new Date(), refresh });
   });
   app.get<{ Querystring: { failed?: string } }>('/dashboard/login', async (req, reply) => {
     reply.type('text/html; charset=utf-8').header('cache-control', 'no-store');

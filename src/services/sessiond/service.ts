@@ -334,7 +334,7 @@ export class SessionService {
   private async tick(): Promise<void> {
     if (this.closed) return;
     const now = Date.now();
-    for (const r of this.store.list({ ended: true })) {
+    for (const r of this.store.actionable(now)) {
       if (this.locks.has(r.id)) continue;
       if ((this.retryAt.get(r.id) ?? 0) > now) continue;
       if (r.state === 'ready' && r.expiresAt <= now) {

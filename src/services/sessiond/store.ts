@@ -87,6 +87,14 @@ export class SessionStore {
     return this.db.prepare(sql).all(...args).map(SessionStore.row);
   }
 
+  /** Sessions the service has work on: lifetime over, teardown unfinished, rollback unfinished. */
+  actionable(now: number): SessionRow[] {
+    return this.db
+      .prepare("SELECT * FROM sessions WHERE (state = 'ready' AND expires_at <= ?) OR state = 'destroying' OR (state = 'failed' AND components != '[]')")
+      .all(now)
+      .map(SessionStore.row);
+  }
+
   update(id: string, u: Partial<Pick<SessionRow, 'state' | 'key' | 'components' | 'expiresAt' | 'lifetime' | 'spec' | 'endedAt' | 'reason' | 'error'>>): void {
     const map: Record<string, string> = { state: 'state', key: 'key', components: 'components', expiresAt: 'expires_at', lifetime: 'lifetime', spec: 'spec', endedAt: 'ended_at', reason: 'reason', error: 'error' };
     const cols: string[] = [];
