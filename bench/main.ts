@@ -11,6 +11,7 @@ import { channelSuite } from './suites/channel.js';
 import { wanSuite } from './suites/wan.js';
 import { mountSuite } from './suites/mount.js';
 import { cacheSuite } from './suites/cache.js';
+import { sessionsSuite } from './suites/sessions.js';
 
 const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>, profile: string, sizes: { imageMiB?: number; memMiB?: number }) => Promise<SuiteResult>> = {
   server: serverSuite,
@@ -19,6 +20,7 @@ const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>, profile: stri
   wan: wanSuite,
   mount: mountSuite,
   cache: (ctx) => cacheSuite(ctx),
+  sessions: (ctx) => sessionsSuite(ctx),
 };
 
 const here = path.dirname(fileURLToPath(import.meta.url));
