@@ -16,6 +16,7 @@ import { agentCommand } from './agent.js';
 import { sessiondCommand } from './sessiond.js';
 import { sessionCommand } from './session.js';
 import { metaCommand } from './meta.js';
+import { vmCommand } from './vm.js';
 
 const program = new Command('gvfs')
   .description('GVFS: a user-level distributed file system virtualization layer on NFSv3')
@@ -35,6 +36,7 @@ program.addCommand(agentCommand());
 program.addCommand(sessiondCommand());
 program.addCommand(sessionCommand());
 program.addCommand(metaCommand());
+program.addCommand(vmCommand());
 program.addCommand(demoCommand());
 
 program.parseAsync(process.argv).catch((e) => {

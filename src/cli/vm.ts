@@ -1,0 +1,171 @@
+import path from 'node:path';
+import { Command, Option } from 'commander';
+import { cloneVm, defaultStateRoot, listVms, resumeVm, stopVm, suspendVm, type MountRef } from '../vm/clone.js';
+import { mountState } from '../frontends/fuse/mountpoint.js';
+import { demoGuest, diskOfSize, READY_RE } from '../vm/demo-guest.js';
+import { publishVm } from '../vm/publish.js';
+import { ensureSessionMount } from '../vm/session-mount.js';
+import { addLinkOptions } from './proxy-client.js';
+import { parseSize } from './util.js';
+
+/**
+ * gvfs vm: golden VMs on a state server (publish), clones of them on a
+ * compute server through a GVFS session mount (clone, suspend, resume,
+ * list, stop). The work is in src/vm; these commands parse and print.
+ */
+export function vmCommand(): Command {
+  const vm = new Command('vm').description('Publish QEMU VMs on a state server and clone, suspend and resume them on a compute server through a GVFS session');
+  const stateDir = () => new Option('--state-dir <dir>', 'where this host keeps its clones (QEMU PIDs, overlays, consoles)').default(defaultStateRoot());
+
+  vm.command('publish')
+    .description('Boot a VM, let it run until ready, and save it as a golden VM (qcow2 disk, RAM file, device state, manifest, meta-data) in DIR/NAME')
+    .argument('<name>', 'the golden VM')
+    .requiredOption('--dir <dir>', 'the VM directory on the state server (the exported directory or one inside it)')
+    .option('--demo', "the demo guest (Debian cloud kernel + busybox initramfs, built by scripts/guest/build.sh); ready at its first counter line")
+    .option('--kernel <file>', 'kernel to boot')
+    .option('--initrd <file>', 'initrd')
+    .option('--append <cmdline>', 'kernel command line', 'console=ttyS0')
+    .option('--disk <image>', 'disk image (any format qemu-img reads; stored as qcow2)')
+    .option('--disk-size <size>', 'with --demo: the demo disk of this size (e.g. 1G)', parseSize)
+    .option('--memory <size>', 'guest memory', parseSize, 256 * 2 ** 20)
+    .option('--cpus <n>', 'virtual CPUs', (v) => Number(v), 1)
+    .option('--machine <type>', 'QEMU machine type (an alias is recorded as the versioned type it stands for)', 'pc')
+    .option('--ready <regex>', 'publish once the console prints a line matching this')
+    .option('--ready-timeout <seconds>', 'how long to wait for --ready', (v) => Number(v), 300)
+    .option('--run <seconds>', 'keep running this long (after --ready) before saving', (v) => Number(v), 0)
+    .option('--meta-root <dir>', 'the directory the proxy server exports (meta-data goes to its .gvfs-meta/)')
+    .option('--force', 'replace a VM of that name')
+    .option('--json', 'print the manifest as JSON')
+    .action(async (name: string, o) => {
+      let { kernel, initrd, append, disk, ready } = o as { kernel?: string; initrd?: string; append: string; disk?: string; ready?: string | RegExp };
+      if (o.demo) {
+        const g = await demoGuest();
+        kernel ??= g.kernel;
+        initrd ??= g.initrd;
+        append = o.append === 'console=ttyS0' ? g.append : o.append;
+        disk ??= o.diskSize ? await diskOfSize(g, Math.round(o.diskSize / 2 ** 20)) : g.disk;
+        ready ??= READY_RE;
+      }
+      if (!kernel || !disk) throw new Error('give --kernel and --disk (or --demo)');
+      const log = o.json ? undefined : (s: string) => console.log(`gvfs vm publish: ${s}`);
+      const r = await publishVm({
+        dir: o.dir,
+        name,
+        kernel,
+        initrd,
+        append,
+        disk,
+        memoryBytes: o.memory,
+        cpus: o.cpus,
+        machine: o.machine,
+        ready: ready === undefined ? undefined : typeof ready === 'string' ? new RegExp(ready) : ready,
+        readyTimeoutMs: o.readyTimeout * 1000,
+        runMs: o.run * 1000,
+        metaRoot: o.metaRoot,
+        force: !!o.force,
+        log,
+      });
+      if (o.json) console.log(JSON.stringify({ dir: r.dir, manifest: r.manifest, meta: r.meta }));
+      else {
+        for (const f of r.manifest.files) console.log(`  ${f.name.padEnd(11)} ${String(f.size).padStart(12)} bytes  sha256 ${f.sha256.slice(0, 16)}...${f.meta ? `  meta ${f.meta}` : ''}`);
+        console.log(`gvfs vm publish: ${name} published in ${r.dir}; meta-data: ${r.meta.status}${r.meta.note ? ` (${r.meta.note})` : ''}`);
+      }
+    });
+
+  const withMount = (c: Command) =>
+    addLinkOptions(c, { serverRequired: false })
+      .option('--mount <dir>', 'an existing GVFS session mount to use instead of --server ...')
+      .option('--vm-path <path>', 'the VM directory inside the mount', '')
+      .option('--attr-timeout <seconds>', 'attribute timeout of a mount started here', (v) => Number(v))
+      .addOption(stateDir());
+
+  const mountOf = async (c: Command, o: Record<string, any>): Promise<MountRef> => {
+    if (o.mount) {
+      const st = await mountState(o.mount);
+      if (st.state !== 'live') throw new Error(`${o.mount} is not a live mount (${st.state})`);
+      return { mnt: path.resolve(o.mount), cacheDir: o.cacheDir };
+    }
+    if (!o.server) throw new Error('give --server (and the session: --key, --cache-dir ...) or --mount DIR');
+    // The link options given on the command line, passed on to `gvfs mount`.
+    const args: string[] = [];
+    for (const opt of c.options) {
+      const k = opt.attributeName();
+      if (['mount', 'vmPath', 'stateDir', 'as', 'json'].includes(k) || c.getOptionValueSource(k) !== 'cli') continue;
+      const v = o[k];
+      if (opt.isBoolean()) {
+        if (v) args.push(opt.long!);
+      } else args.push(opt.long!, String(v));
+    }
+    return ensureSessionMount(o.stateDir, args, o.cacheDir);
+  };
+
+  const printStart = (what: string, o: Record<string, any>, r: Awaited<ReturnType<typeof cloneVm>>) => {
+    if (o.json) console.log(JSON.stringify({ clone: r.record.name, golden: r.record.golden, pid: r.record.pid, console: r.record.console, qmp: r.record.qmpSocket, overlay: r.record.overlay, mount: r.record.mount, times: r.times }));
+    else console.log(`gvfs vm ${what}: ${r.record.name} (of ${r.record.golden}) running, pid ${r.record.pid}, console ${r.record.console}; running again ${(r.times.runningMs / 1000).toFixed(2)} s after the command`);
+  };
+
+  withMount(vm.command('clone').description('Start a clone of a golden VM through a GVFS session: local overlay over the golden disk, memory copy-on-write from the golden RAM file'))
+    .argument('<name>', 'the golden VM')
+    .option('--as <clone>', 'name of the clone (default NAME-<n>)')
+    .option('--json', 'print JSON')
+    .action(async function (this: Command, name: string, o) {
+      const mount = await mountOf(this, o);
+      printStart('clone', o, await cloneVm({ name, as: o.as, mount, vmPath: o.vmPath, stateRoot: o.stateDir }));
+    });
+
+  withMount(vm.command('resume').description('Resume a suspended clone from the state server (on this host or another)'))
+    .argument('<clone>', 'the suspended clone')
+    .option('--json', 'print JSON')
+    .action(async function (this: Command, name: string, o) {
+      const mount = await mountOf(this, o);
+      printStart('resume', o, await resumeVm({ name, mount, vmPath: o.vmPath, stateRoot: o.stateDir }));
+    });
+
+  vm.command('suspend')
+    .description("Save a running clone (device state, memory, disk overlay) to the state server through its session's write-back cache, flush, stop it")
+    .argument('<clone>')
+    .addOption(stateDir())
+    .option('--json', 'print JSON')
+    .action(async (name: string, o) => {
+      const r = await suspendVm({ name, stateRoot: o.stateDir });
+      const flushed = r.flushed.reduce((a, f) => a + f.flushedBytes, 0);
+      if (o.json) console.log(JSON.stringify({ clone: name, to: r.to, stateBytes: r.stateBytes, overlayBytes: r.overlayBytes, flushedBytes: flushed }));
+      else console.log(`gvfs vm suspend: ${name} saved to ${r.to} (state ${r.stateBytes} bytes, overlay ${r.overlayBytes} bytes; ${flushed} bytes flushed to the server)`);
+    });
+
+  vm.command('stop')
+    .description('Stop a clone (QEMU ended by PID) and forget it on this host; a suspended state on the server stays')
+    .argument('[clones...]')
+    .option('--all', 'every clone of this host')
+    .addOption(stateDir())
+    .option('--json', 'print JSON')
+    .action(async (names: string[], o) => {
+      if (o.all) names = (await listVms(o.stateDir)).map((c) => c.record.name);
+      if (!names.length) throw new Error('name the clones to stop (or --all)');
+      const out = [];
+      for (const n of names) {
+        const r = await stopVm({ name: n, stateRoot: o.stateDir });
+        out.push({ clone: n, wasRunning: r.wasRunning, unmounted: r.unmounted ?? null });
+        if (!o.json) console.log(`gvfs vm stop: ${n} ${r.wasRunning ? 'stopped' : 'was not running'}${r.unmounted ? `; unmounted ${r.unmounted}` : ''}`);
+      }
+      if (o.json) console.log(JSON.stringify(out));
+    });
+
+  vm.command('list')
+    .description("This host's clones: running or suspended, PIDs, consoles")
+    .addOption(stateDir())
+    .option('--json', 'print JSON')
+    .action(async (o) => {
+      const l = await listVms(o.stateDir);
+      if (o.json) {
+        console.log(JSON.stringify(l.map(({ record: r, running }) => ({ clone: r.name, golden: r.golden, status: running ? 'running' : r.status === 'running' ? 'dead' : r.status, pid: r.pid ?? null, console: r.console, mount: r.mount.mnt, suspendedTo: r.suspendedTo ?? null }))));
+        return;
+      }
+      if (!l.length) console.log('no clones on this host');
+      for (const { record: r, running } of l) {
+        const status = running ? `running, pid ${r.pid}` : r.status === 'suspended' ? `suspended to ${r.suspendedTo}` : 'not running (its QEMU is gone)';
+        console.log(`${r.name.padEnd(16)} of ${r.golden.padEnd(12)} ${status}; console ${r.console}`);
+      }
+    });
+  return vm;
+}
