@@ -35,6 +35,7 @@ export function agentCommand(): Command {
     .option('--tls-key <file>', 'its private key (owner-only)')
     .option('--export-root <dir>', 'sessions may export directories under DIR (repeatable; none by default)', collect, [])
     .option('--mount-root <dir>', 'sessions may mount under DIR (repeatable; none by default)', collect, [])
+    .option('--allow-upstream <host:port>', 'an NFSv3 server sessions may export through this host (nfs:// paths; repeatable; none by default)', collect, [])
     .option('--proxy-host <addr>', 'address the TLS proxy servers listen on', '127.0.0.1')
     .option('--ssh-url <url>', "ssh://USER@HOST[:PORT]: how other hosts reach this host's OpenSSH (enables the SSH channel)")
     .option('--ssh-key <file>', "this host's private key for SSH tunnels (mounts over the SSH channel)")
@@ -53,6 +54,7 @@ export function agentCommand(): Command {
         exportRoots: (o.exportRoot as string[]).map((d) => path.resolve(d)),
         mountRoots: (o.mountRoot as string[]).map((d) => path.resolve(d)),
         proxyHost: o.proxyHost,
+        allowUpstreams: o.allowUpstream as string[],
         sshUrl: o.sshUrl,
         sshKey: o.sshKey && path.resolve(o.sshKey),
         knownHosts: o.knownHosts && path.resolve(o.knownHosts),

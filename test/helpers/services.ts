@@ -83,7 +83,7 @@ export interface Cluster {
  * loopback ports, each with its own state directory) and a session service
  * over them, all as `gvfs` processes; users alice, bob and an admin.
  */
-export async function startCluster(o: { names?: string[] } = {}): Promise<Cluster> {
+export async function startCluster(o: { names?: string[]; agentArgs?: Record<string, string[]> } = {}): Promise<Cluster> {
   const base = await tempDir('gvfs-services-');
   const c = { base, hosts: {}, agents: {} } as Cluster;
   try {
@@ -104,7 +104,7 @@ export async function startCluster(o: { names?: string[] } = {}): Promise<Cluste
       const h: HostDirs = { name, state: path.join(base, name, 'state'), exports: path.join(base, name, 'exports'), mnt: path.join(base, name, 'mnt') };
       for (const d of [h.exports, h.mnt]) await fs.mkdir(d, { recursive: true });
       c.hosts[name] = h;
-      agentArgs.set(name, ['agent', '--name', name, '--state-dir', h.state, '--controller', sdTls.fingerprint, '--listen', '127.0.0.1:0', '--export-root', h.exports, '--mount-root', h.mnt]);
+      agentArgs.set(name, ['agent', '--name', name, '--state-dir', h.state, '--controller', sdTls.fingerprint, '--listen', '127.0.0.1:0', '--export-root', h.exports, '--mount-root', h.mnt, ...(o.agentArgs?.[name] ?? [])]);
       await c.startAgent(name);
     }
     const sdArgs = ['sessiond', '--state-dir', path.join(base, 'sessiond'), '--users', c.usersFile, '--listen', '127.0.0.1:0', '--tls-cert', sdTls.cert, '--tls-key', sdTls.key];

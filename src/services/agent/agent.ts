@@ -1,8 +1,11 @@
+import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { writeKeyFile } from '../../channel/session-key.js';
 import { fuseUnmount, mountState } from '../../frontends/fuse/mountpoint.js';
+import { parseNfsUrl } from '../../proxy/upstream-url.js';
 import { logger } from '../../util/log.js';
+import { loadSecret } from '../../util/state.js';
 import { controlRequest, controlSocketOf } from '../../wrappers/cache/control-socket.js';
 import { Journal } from '../../wrappers/cache/journal.js';
 import { sessionPath } from '../../wrappers/cache/session-dir.js';
@@ -26,6 +29,8 @@ export interface AgentConfig {
   mountRoots: string[];
   /** Address proxy servers listen on for TLS (loopback in tests; the host's address otherwise). */
   proxyHost: string;
+  /** NFSv3 servers (HOST:PORT) this host's proxy servers may forward to (nfs:// exports); none by default. */
+  allowUpstreams?: string[];
   /** How other hosts reach this host's OpenSSH server (ssh://USER@HOST:PORT), for the SSH channel. */
   sshUrl?: string;
   /** This host's SSH identity and known_hosts, for mounts through SSH tunnels. */
@@ -114,6 +119,7 @@ export class Agent {
       await this.writeKey(dir, spec.key);
       let createdMountpoint = false;
       if (spec.kind === 'mount') createdMountpoint = await this.prepareMountpoint(spec.mountpoint);
+      if (spec.kind === 'proxy-server') await this.seedExportSecrets(session, name, spec);
       const row = { session, name, kind: spec.kind, spec, args: this.args(session, name, spec, 0), port: null };
       this.store.insert(row);
       try {
@@ -138,6 +144,18 @@ export class Agent {
       for (const e of spec.exports) {
         if (!!e.dir === !!e.upstream) throw new AgentError(400, 'BAD_EXPORT', `export ${e.name}: give a directory or an nfs:// URL`);
         if (e.dir) await this.under(e.dir, this.cfg.exportRoots, 'export', true);
+        if (e.upstream) {
+          let u;
+          try {
+            u = parseNfsUrl(e.upstream);
+          } catch (err) {
+            throw new AgentError(400, 'BAD_EXPORT', `export ${e.name}: ${(err as Error).message}`);
+          }
+          const allowed = this.cfg.allowUpstreams ?? [];
+          if (!allowed.includes(`${u.host}:${u.port}`) || (u.mountPort !== u.port && !allowed.includes(`${u.host}:${u.mountPort}`))) {
+            throw new AgentError(403, 'NOT_ALLOWED', `host ${this.cfg.name} does not forward to the NFS server ${u.host}:${u.port}${allowed.length ? ` (allowed: ${allowed.join(', ')})` : ' (it allows none)'}`);
+          }
+        }
       }
       if (spec.channel === 'ssh' && !this.cfg.sshUrl) throw new AgentError(400, 'NO_SSH', `host ${this.cfg.name} offers no SSH channel (its agent runs without --ssh-url)`);
     } else {
@@ -165,6 +183,10 @@ export class Agent {
   }
 
   private async prepareMountpoint(mnt: string): Promise<boolean> {
+    // A symbolic link would carry the mount outside the mount roots.
+    const l = await fs.lstat(mnt).catch(() => undefined);
+    if (l?.isSymbolicLink()) throw new AgentError(403, 'NOT_ALLOWED', `${mnt} on ${this.cfg.name} is a symbolic link; mount points must be directories`);
+    if (l && !l.isDirectory()) throw new AgentError(400, 'BAD_PATH', `${mnt} on ${this.cfg.name} is not a directory`);
     const st = await mountState(mnt).catch(() => ({ state: 'none' as const }));
     if (st.state === 'live') throw new AgentError(409, 'MOUNTPOINT_BUSY', `${mnt} on ${this.cfg.name} is already a mount point`);
     try {
@@ -192,6 +214,25 @@ export class Agent {
     const key = Buffer.from(k.key, 'base64');
     if (key.length !== 32) throw new AgentError(400, 'BAD_KEY', 'the session key must be 32 bytes (base64)');
     await writeKeyFile(file, { id: k.id, key, user: k.user, account: k.account });
+  }
+
+  /**
+   * A directory is the same file system (same fsid, so the same cache keys)
+   * in every session that exports it from this host: the agent keeps one
+   * secret per exported directory and gives it to each session's proxy
+   * server as that export's handle secret (gvfs proxy-server keeps export i's
+   * state in STATE-DIR/export-i). Handles stay per session: the proxy's own
+   * handles are bound to the session id.
+   */
+  private async seedExportSecrets(session: string, name: string, spec: ProxyServerSpec): Promise<void> {
+    for (const [i, e] of spec.exports.entries()) {
+      if (!e.dir) continue;
+      const real = await fs.realpath(e.dir);
+      const secret = await loadSecret(path.join(this.cfg.stateDir, 'exports', createHash('sha256').update(real).digest('hex').slice(0, 16)));
+      const dir = path.join(this.sessionDir(session), `${name}-state`, `export-${i}`);
+      await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+      await fs.writeFile(path.join(dir, 'handle-secret'), secret, { mode: 0o600 });
+    }
   }
 
   /** The cache directory a mount uses: the host's shared one, or its own. */
