@@ -12,6 +12,7 @@ import { wanSuite } from './suites/wan.js';
 import { mountSuite } from './suites/mount.js';
 import { cacheSuite } from './suites/cache.js';
 import { sessionsSuite } from './suites/sessions.js';
+import { metaSuite } from './suites/meta.js';
 
 const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>, profile: string, sizes: { imageMiB?: number; memMiB?: number }) => Promise<SuiteResult>> = {
   server: serverSuite,
@@ -21,6 +22,7 @@ const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>, profile: stri
   mount: mountSuite,
   cache: (ctx) => cacheSuite(ctx),
   sessions: (ctx) => sessionsSuite(ctx),
+  meta: (ctx) => metaSuite(ctx),
 };
 
 const here = path.dirname(fileURLToPath(import.meta.url));

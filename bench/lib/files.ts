@@ -15,29 +15,52 @@ export async function randomFile(file: string, size: number): Promise<void> {
 
 /**
  * A memory-state-like file: `zeroFraction` of its 64 KiB blocks all zero
- * (scattered, as free guest pages are), the rest compressible about 2:1 like
- * real memory (half random bytes, half repeated patterns).
+ * (scattered, as free guest pages are), the rest compressible about 2:1 as
+ * real memory is: half of each block's 64-byte lines random, the other half
+ * repeats of lines seen shortly before (pointers, headers, structures of one
+ * kind), so a compressor has to find the matches. Deterministic for a seed;
+ * written in 1 MiB pieces, never held whole.
  */
-export async function memoryStateFile(file: string, size: number, zeroFraction = 0.5, seed = 1): Promise<void> {
-  const block = 64 * 1024;
-  let x = seed >>> 0;
-  const rnd = () => ((x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+export async function memoryStateFile(file: string, size: number, zeroFraction = 0.5, seed = 1): Promise<{ zeroBlocks: number; blocks: number }> {
+  const bs = 64 * 1024;
+  let x = seed >>> 0 || 1;
+  const rnd = () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x;
+  };
+  const blocks = Math.ceil(size / bs);
+  let zeroBlocks = 0;
   const fh = await fs.open(file, 'w');
   try {
-    const buf = Buffer.alloc(8 * MiB);
-    for (let off = 0; off < size; off += buf.length) {
-      const n = Math.min(buf.length, size - off);
-      for (let b = 0; b < n; b += block) {
-        const blk = buf.subarray(b, b + block);
-        if (rnd() < zeroFraction) blk.fill(0);
-        else {
-          randomBytes(block / 2).copy(blk, 0);
-          blk.fill(Math.floor(rnd() * 256), block / 2);
+    const buf = Buffer.alloc(MiB);
+    let pos = 0;
+    for (let b = 0; b < blocks; ) {
+      let used = 0;
+      for (; b < blocks && used + bs <= buf.length; b++, used += bs) {
+        const blk = buf.subarray(used, used + bs);
+        if (rnd() / 2 ** 32 < zeroFraction) {
+          blk.fill(0);
+          zeroBlocks++;
+          continue;
+        }
+        for (let l = 0; l < bs; l += 64) {
+          const line = blk.subarray(l, l + 64);
+          if (l >= 64 * 8 && rnd() & 1) {
+            const from = l - 64 * (1 + (rnd() % 8));
+            blk.copy(line, 0, from, from + 64);
+          } else for (let k = 0; k < 64; k += 4) line.writeUInt32LE(rnd(), k);
         }
       }
-      await fh.write(buf.subarray(0, n));
+      const len = Math.min(used, size - pos);
+      await fh.write(buf, 0, len, pos);
+      pos += len;
     }
   } finally {
     await fh.close();
   }
+  return { zeroBlocks, blocks };
 }

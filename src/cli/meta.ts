@@ -98,6 +98,7 @@ async function sessionSocket(cacheDir: string, session?: string): Promise<string
 
 async function ask(socket: string, req: object): Promise<any> {
   const r = await controlRequest(socket, req, 120_000);
+  if (!r.ok && /^unknown request/.test(r.error)) throw new Error('this session runs without the meta-data layer (--no-meta)');
   if (!r.ok) throw new Error(r.error);
   return r;
 }
@@ -122,7 +123,8 @@ function recordCommand(): Command {
         if (!r.started) throw new Error('this session is already recording (gvfs meta record --stop)');
         if (o.start) return console.log(o.json ? JSON.stringify({ recording: true }) : 'gvfs meta record: recording');
         const code = await new Promise<number>((resolve, reject) => {
-          const child = spawn(cmd[0], cmd.slice(1), { stdio: 'inherit' });
+          // With --json our stdout is for the result: the workload's own output goes to stderr.
+          const child = spawn(cmd[0], cmd.slice(1), { stdio: o.json ? [0, 2, 2] : 'inherit' });
           child.once('error', reject);
           child.once('exit', (c, sig) => resolve(c ?? (sig ? 128 : 1)));
         }).catch(async (e) => {

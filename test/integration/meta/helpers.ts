@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { writeMemoryImage } from '../../../bench/lib/memory-image.js';
+import { memoryStateFile } from '../../../bench/lib/files.js';
 import { META_DIR, type TransferHint } from '../../../src/meta/format.js';
 import { generateMeta } from '../../../src/meta/generate.js';
 import type { MetaBackend } from '../../../src/wrappers/metadata/meta-backend.js';
@@ -14,7 +14,7 @@ export const MB = 1 << 20;
 export async function memoryFile(exportDir: string, name: string, size: number, hint: TransferHint, seed = 3) {
   const file = path.join(exportDir, name);
   await fs.mkdir(path.dirname(file), { recursive: true });
-  const info = await writeMemoryImage(file, { size, seed });
+  const info = await memoryStateFile(file, size, 0.5, seed);
   const g = await generateMeta(file, { root: exportDir, hint });
   return { file, meta: g.meta, ...info };
 }
