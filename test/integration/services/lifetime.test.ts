@@ -18,15 +18,22 @@ describe('lifetimes: expiry (flush first), renew, and a session service restart'
   const state = async (id: string) => (await c.api(c.tokens.alice, 'GET', `/sessions/${id}?stats=false`)).body.state;
 
   test('a renewed session outlives one that expires; the expired one is torn down with its write-back data flushed, across a restart of the session service', async () => {
-    // B first: its original expiry comes before A's, so when A has ended, B would have ended too had the renewal not counted.
-    const b = (await c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'b', { lifetime: 4 }))).body;
+    // Both made with a long lifetime (however slow their creation, neither can end early); then the renewals set
+    // the expiries: B short, A short, B long again. B's short expiry comes before A's, so when A has ended,
+    // B would have ended too, had its last renewal not counted.
+    const b = (await c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'b', { lifetime: 600 }))).body;
     assert.equal(b.state, 'ready', JSON.stringify(b));
-    const a = (await c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'a', { lifetime: 4, cache: { mode: 'write-back', dirtyMaxAge: 3600 } }))).body;
-    assert.equal(a.state, 'ready', JSON.stringify(a));
+    const a0 = (await c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'a', { lifetime: 600, cache: { mode: 'write-back', dirtyMaxAge: 3600 } }))).body;
+    assert.equal(a0.state, 'ready', JSON.stringify(a0));
+    const short = await c.api(c.tokens.alice, 'POST', `/sessions/${b.id}/renew`, { lifetime: 10 });
+    assert.equal(short.status, 200);
+    assert.ok(short.body.timeLeft <= 10, JSON.stringify(short.body));
+    const a = (await c.api(c.tokens.alice, 'POST', `/sessions/${a0.id}/renew`, { lifetime: 10 })).body;
+    assert.ok(Date.parse(a.expiresAt) >= Date.parse(short.body.expiresAt));
     const renewed = await c.api(c.tokens.alice, 'POST', `/sessions/${b.id}/renew`, { lifetime: 600 });
     assert.equal(renewed.status, 200);
     assert.ok(renewed.body.timeLeft > 500, JSON.stringify(renewed.body));
-    assert.ok(Date.parse(renewed.body.expiresAt) > Date.parse(b.expiresAt));
+    assert.equal(renewed.body.lifetime, 600);
 
     // Written through A's mount, held in its write-back cache (an hour's dirty age): only the teardown sends it.
     await fs.writeFile(path.join(a.mounts[1], 'expiring.txt'), 'flushed at expiry');
