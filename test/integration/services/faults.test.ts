@@ -60,10 +60,23 @@ describe('faults: agents restarted, down, or refusing mid-creation', { skip: fus
     await until('the new file to show through the mount', async () => (await fs.readdir(vm)).includes('later.txt'));
     assert.equal(await fs.readFile(path.join(vm, 'later.txt'), 'utf8'), 'made after the restart');
 
-    // The session service saw nothing of it; the teardown delivers both files.
+    // A mount process killed outright (its write-back journal on disk) is restarted too: the mount comes back with
+    // the data it had acknowledged.
+    assert.ok((await c.api(c.tokens.alice, 'GET', `/sessions/${s.id}`)).body.stats.totals.dirtyBytes > 0, 'still in the write-back cache');
+    const m1 = (await components('compute', s.id)).find((x) => x.name === 'm1');
+    process.kill(m1.pid, 'SIGKILL');
+    await until('the mount to be restarted', async () => {
+      const now = (await components('compute', s.id)).find((x) => x.name === 'm1');
+      return now.alive && now.restarts === 1;
+    });
+    await until('the mount to answer again', async () => (await fs.readdir(data).catch(() => [] as string[])).includes('two.txt'));
+    assert.equal(await fs.readFile(path.join(data, 'two.txt'), 'utf8'), 'written while the agents were down');
+
+    // The session service saw nothing of it (but counts the restart); the teardown delivers both files (the restarted
+    // mount process began delivering its journal as it started).
     const g = (await c.api(c.tokens.alice, 'GET', `/sessions/${s.id}`)).body;
     assert.equal(g.state, 'ready');
-    assert.ok(g.stats.totals.dirtyBytes > 0);
+    assert.deepEqual(g.stats.mounts.map((m: any) => m.restarts), [0, 1]);
     assert.equal((await c.api(c.tokens.alice, 'DELETE', `/sessions/${s.id}`)).body.state, 'destroyed');
     const server = path.join(c.hosts.data.exports, 'alice');
     assert.equal(await fs.readFile(path.join(server, 'one.txt'), 'utf8'), 'written before the agents died');
