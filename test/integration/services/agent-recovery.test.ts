@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { newSessionKey } from '../../../src/channel/session-key.js';
+import { makeSelfSignedCert } from '../../../src/channel/tls.js';
+import { Agent, type AgentConfig } from '../../../src/services/agent/agent.js';
+import { isAlive, procStat } from '../../../src/services/agent/processes.js';
+import { AgentStore } from '../../../src/services/agent/store.js';
+import type { KeyDoc, ProxyServerSpec } from '../../../src/services/api/types.js';
+import { tempDir } from '../../helpers/local-server.js';
+import { processesUnder, until } from '../../helpers/services.js';
+
+let dir: string;
+let cfg: AgentConfig;
+before(async () => {
+  dir = await tempDir('gvfs-agent-recovery-');
+  const tls = await makeSelfSignedCert(path.join(dir, 'tls'));
+  await fs.mkdir(path.join(dir, 'exports', 'x'), { recursive: true });
+  cfg = { name: 'state', stateDir: path.join(dir, 'state'), certFile: tls.cert, keyFile: tls.key, fingerprint: tls.fingerprint, exportRoots: [path.join(dir, 'exports')], mountRoots: [], proxyHost: '127.0.0.1', monitorMs: 200 };
+});
+after(async () => {
+  for (const p of await processesUnder(dir)) process.kill(p, 'SIGKILL');
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+const keyDoc = (): KeyDoc => {
+  const k = newSessionKey('alice', undefined, { uid: 2001, gid: 2001, gids: [] });
+  return { id: k.id, key: k.key.toString('base64'), user: k.user, account: k.account };
+};
+const listening = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
+
+test('an agent restarted after a crash: what was half-started is removed, what died while it was down is restarted on its port, what runs is re-attached', async () => {
+  const spec = (): ProxyServerSpec => ({ kind: 'proxy-server', key: keyDoc(), exports: [{ dir: path.join(dir, 'exports', 'x'), name: '/x' }], channel: 'tls' });
+  let a = await Agent.open(cfg);
+  const dies = await a.ensure('s-dies', 'ps', spec());
+  const lives = await a.ensure('s-lives', 'ps', spec());
+  // Idempotent: the same order again returns the running one; another order for the same name is a conflict.
+  const s2 = spec();
+  const again = await a.ensure('s-twice', 'ps', s2);
+  assert.equal((await a.ensure('s-twice', 'ps', s2)).pid, again.pid);
+  await assert.rejects(a.ensure('s-twice', 'ps', spec()), /already has a proxy-server "ps"/);
+  a.close();
+
+  // While the agent is down: one proxy server dies, and a start it had begun is left behind (row "starting", its process running).
+  const st = await procStat(dies.pid!);
+  process.kill(dies.pid!, 'SIGKILL');
+  await until('the proxy server to die', async () => !(await isAlive({ pid: dies.pid!, startTime: st!.startTime })));
+  const store = new AgentStore(cfg.stateDir);
+  store.insert({ session: 's-half', name: 'ps', kind: 'proxy-server', spec: spec(), args: [], port: null });
+  store.close();
+  const halfKey = path.join(cfg.stateDir, 'sessions', 's-half', 'key.json');
+  await fs.mkdir(path.dirname(halfKey), { recursive: true });
+  await fs.writeFile(halfKey, '{}', { mode: 0o600 });
+  const stray = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', 'proxy-server', '--key', halfKey], { stdio: 'ignore' });
+  const strayExit = new Promise((r) => stray.once('exit', r));
+
+  a = await Agent.open(cfg);
+  try {
+    await strayExit;
+    assert.deepEqual(await a.session('s-half', false), []);
+    await assert.rejects(fs.stat(path.dirname(halfKey)), /ENOENT/);
+
+    const [back] = await a.session('s-dies', false);
+    assert.ok(back.alive);
+    assert.equal(back.restarts, 1);
+    assert.equal(back.port, dies.port);
+    assert.notEqual(back.pid, dies.pid);
+    assert.ok(await listening(back.port!));
+
+    const [same] = await a.session('s-lives', false);
+    assert.equal(same.pid, lives.pid);
+    assert.equal(same.restarts, 0);
+
+    // The monitor restarts what dies while the agent runs.
+    process.kill(same.pid!, 'SIGKILL');
+    await until('the monitor to restart it', async () => {
+      const [v] = await a.session('s-lives', false);
+      return v.alive && v.restarts === 1;
+    });
+
+    for (const s of ['s-dies', 's-lives', 's-twice']) assert.deepEqual((await a.stopSession(s)).stopped, ['ps']);
+    assert.deepEqual((await a.stopSession('s-dies')).stopped, [], 'idempotent');
+    assert.deepEqual(a.list(), []);
+    assert.deepEqual(await fs.readdir(path.join(cfg.stateDir, 'sessions')), []);
+    assert.deepEqual(await processesUnder(path.join(cfg.stateDir, 'sessions')), []);
+  } finally {
+    a.close();
+  }
+});
+
+test('the agent refuses exports outside its roots, symlinks and missing directories, naming the host', async () => {
+  const a = await Agent.open(cfg);
+  try {
+    const order = (d: string): ProxyServerSpec => ({ kind: 'proxy-server', key: keyDoc(), exports: [{ dir: d, name: '/x' }], channel: 'tls' });
+    await assert.rejects(a.ensure('s-bad', 'ps', order('/etc')), (e: any) => e.status === 403 && /host state does not allow exports at \/etc/.test(e.message));
+    await fs.symlink('/etc', path.join(dir, 'exports', 'link'));
+    await assert.rejects(a.ensure('s-bad', 'ps', order(path.join(dir, 'exports', 'link'))), (e: any) => e.status === 403);
+    await assert.rejects(a.ensure('s-bad', 'ps', order(path.join(dir, 'exports', 'missing'))), (e: any) => e.status === 400 && /does not exist on state/.test(e.message));
+    await assert.rejects(a.ensure('s-bad', 'ps', { ...order(path.join(dir, 'exports', 'x')), channel: 'ssh' }), (e: any) => e.code === 'NO_SSH');
+    assert.deepEqual(a.list(), []);
+  } finally {
+    a.close();
+  }
+});
