@@ -2,8 +2,6 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Command } from 'commander';
 import { fingerprintOf, makeSelfSignedCert, readTlsFiles } from '../channel/tls.js';
-import { Agent } from '../services/agent/agent.js';
-import { agentApp } from '../services/agent/routes.js';
 import { parseHostPort, untilSignal } from './util.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -42,6 +40,9 @@ export function agentCommand(): Command {
     .option('--known-hosts <file>', 'known_hosts for those tunnels')
     .option('--json', 'print the address and fingerprint as JSON')
     .action(async (o) => {
+      // Loaded here, not at the top: every gvfs command (each proxy process a session runs) would pay for fastify and SQLite.
+      const { Agent } = await import('../services/agent/agent.js');
+      const { agentApp } = await import('../services/agent/routes.js');
       const stateDir = path.resolve(o.stateDir);
       await fs.mkdir(stateDir, { recursive: true, mode: 0o700 });
       const tls = await serviceTls(o, stateDir, `gvfs-agent-${o.name}`);

@@ -2,8 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Command } from 'commander';
 import { normalizeFingerprint } from '../channel/tls.js';
-import { sessiondApp } from '../services/sessiond/routes.js';
-import { SessionService, type AgentRef } from '../services/sessiond/service.js';
+import type { AgentRef } from '../services/sessiond/service.js';
 import { addUser, parseAccount, Users } from '../services/sessiond/users.js';
 import { serviceTls } from './agent.js';
 import { parseHostPort, parseIntArg, untilSignal } from './util.js';
@@ -32,6 +31,9 @@ export function sessiondCommand(): Command {
     .action(async (o) => {
       if (!o.stateDir) throw new Error('--state-dir DIR is required');
       if (!o.users) throw new Error('--users FILE is required (gvfs sessiond add-user FILE NAME makes one)');
+      // Loaded here, not at the top: every gvfs command would pay for fastify and SQLite.
+      const { SessionService } = await import('../services/sessiond/service.js');
+      const { sessiondApp } = await import('../services/sessiond/routes.js');
       const stateDir = path.resolve(o.stateDir);
       await fs.mkdir(stateDir, { recursive: true, mode: 0o700 });
       const tls = await serviceTls(o, stateDir, 'gvfs-sessiond');
