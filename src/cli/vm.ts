@@ -4,7 +4,7 @@ import { cloneVm, defaultStateRoot, listVms, resumeVm, stopVm, suspendVm, type M
 import { mountState } from '../frontends/fuse/mountpoint.js';
 import { demoGuest, diskOfSize, READY_RE } from '../vm/demo-guest.js';
 import { publishVm } from '../vm/publish.js';
-import { ensureSessionMount } from '../vm/session-mount.js';
+import { cacheDirOfMount, ensureSessionMount } from '../vm/session-mount.js';
 import { addLinkOptions } from './proxy-client.js';
 import { parseSize } from './util.js';
 
@@ -83,7 +83,7 @@ export function vmCommand(): Command {
     if (o.mount) {
       const st = await mountState(o.mount);
       if (st.state !== 'live') throw new Error(`${o.mount} is not a live mount (${st.state})`);
-      return { mnt: path.resolve(o.mount), cacheDir: o.cacheDir };
+      return { mnt: path.resolve(o.mount), cacheDir: o.cacheDir ?? (await cacheDirOfMount(o.mount)) };
     }
     if (!o.server) throw new Error('give --server (and the session: --key, --cache-dir ...) or --mount DIR');
     // The link options given on the command line, passed on to `gvfs mount`.

@@ -36,3 +36,26 @@ export async function ensureSessionMount(stateRoot: string, mountArgs: string[],
   await fs.writeFile(recFile, JSON.stringify(ref) + '\n');
   return ref;
 }
+
+/**
+ * The cache directory of a running `gvfs mount` at `mnt`, read from the
+ * mount process's command line (its --cache-dir), so `gvfs vm suspend` can
+ * flush the write-back cache of a mount it did not start. Undefined when
+ * the mount has no cache (writes then reach the server at close).
+ */
+export async function cacheDirOfMount(mnt: string): Promise<string | undefined> {
+  const want = path.resolve(mnt);
+  for (const pid of await fs.readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(pid)) continue;
+    const args = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    const i = args.indexOf('mount');
+    if (i < 0 || !args.some((a) => a.endsWith('main.js') || a.endsWith('gvfs'))) continue;
+    const cwd = await fs.readlink(`/proc/${pid}/cwd`).catch(() => '/');
+    if (!args.slice(i + 1).some((a) => path.resolve(cwd, a) === want)) continue;
+    const c = args.findIndex((a) => a === '--cache-dir' || a.startsWith('--cache-dir='));
+    if (c < 0) return undefined;
+    const v = args[c].includes('=') ? args[c].slice(args[c].indexOf('=') + 1) : args[c + 1];
+    return path.resolve(cwd, v);
+  }
+  return undefined;
+}

@@ -1,0 +1,70 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { listVms } from '../../src/vm/clone.js';
+import { COUNTER_RE } from '../../src/vm/demo-guest.js';
+import { pidAlive, qemus, stopPid } from '../../src/vm/qemu.js';
+
+export const run = promisify(execFile);
+export const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
+
+/** VM tests need QEMU, FUSE (root) and the demo guest's build tools. */
+export function vmSkip(): string | false {
+  if (process.getuid?.() !== 0) return 'VM tests mount FUSE: run as root';
+  if (!existsSync('/dev/fuse')) return 'no /dev/fuse';
+  for (const b of ['/usr/bin/qemu-system-x86_64', '/usr/bin/qemu-img']) if (!existsSync(b)) return `${b} missing (qemu-system-x86, qemu-utils)`;
+  return false;
+}
+
+/** `gvfs vm ...` as a user runs it; parses the --json line. */
+export async function gvfsVm(args: string[]): Promise<any> {
+  try {
+    const { stdout } = await run(process.execPath, [CLI, 'vm', ...args, '--json'], { maxBuffer: 16 << 20 });
+    return JSON.parse(stdout.trim().split('\n').pop()!);
+  } catch (e) {
+    const x = e as { stderr?: string; stdout?: string; message: string };
+    throw new Error(`gvfs vm ${args.join(' ')} failed: ${(x.stderr || x.stdout || x.message).trim()}`);
+  }
+}
+
+export async function gvfs(args: string[]): Promise<any> {
+  const { stdout } = await run(process.execPath, [CLI, ...args, '--json'], { maxBuffer: 16 << 20 });
+  return JSON.parse(stdout.trim().split('\n').pop()!);
+}
+
+export interface CounterLine {
+  n: number;
+  md5: string;
+}
+
+export function counters(text: string): CounterLine[] {
+  const out: CounterLine[] = [];
+  for (const l of text.split('\n')) {
+    const m = COUNTER_RE.exec(l);
+    if (m) out.push({ n: Number(m[1]), md5: m[2] });
+  }
+  return out;
+}
+
+/** Wait until a console shows at least `count` counter lines (explicit wait on the guest, no timing assertion). */
+export async function waitCounters(consoleFile: string, count: number, timeoutMs = 120_000): Promise<CounterLine[]> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const text = await fs.readFile(consoleFile, 'utf8').catch(() => '');
+    const c = counters(text);
+    if (c.length >= count) return c;
+    if (Date.now() > end) throw new Error(`${consoleFile}: ${c.length} of ${count} counter lines after ${timeoutMs} ms:\n${text.slice(-1000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Stop every clone recorded in a state directory and any QEMU this process still tracks (cleanup, also after failures). */
+export async function stopAllVms(stateRoot: string): Promise<void> {
+  for (const { record } of await listVms(stateRoot).catch(() => [])) {
+    if (record.pid && (await pidAlive(record.pid, record.qmpSocket))) await stopPid(record.pid, { marker: record.qmpSocket, graceMs: 1_000 }).catch(() => undefined);
+  }
+  qemus.killAllSync();
+}
