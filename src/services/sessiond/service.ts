@@ -292,17 +292,18 @@ export class SessionService {
    * session's components as they finish, so a retry resumes.
    */
   private async cleanup(id: string, discard: boolean): Promise<void> {
-    const r = this.store.get(id)!;
-    const comps: Component[] = r.components;
+    const comps: Component[] = this.store.get(id)!.components;
     const hosts = [...new Set(comps.map((c) => c.host))];
-    const order = [...hosts.filter((h) => comps.some((c) => c.host === h && c.kind === 'mount')), ...hosts.filter((h) => !comps.some((c) => c.host === h && c.kind === 'mount'))];
-    for (const h of order) {
-      if (!comps.some((c) => c.host === h)) continue;
+    const mountHosts = hosts.filter((h) => comps.some((c) => c.host === h && c.kind === 'mount'));
+    const stop = async (h: string) => {
       await this.agent(h, 'DELETE', `/v1/sessions/${id}${discard ? '?discard=true' : ''}`, undefined, TIMEOUTS.stop);
-      const left = this.store.get(id)!.components.filter((c: Component) => c.host !== h);
-      this.store.update(id, { components: left });
-      comps.splice(0, comps.length, ...left);
-    }
+      this.store.update(id, { components: this.store.get(id)!.components.filter((c: Component) => c.host !== h) });
+    };
+    // Mounts first, and only once they are flushed and gone do the servers stop (all of them, each on its own).
+    for (const h of mountHosts) await stop(h);
+    const results = await Promise.allSettled(hosts.filter((h) => !mountHosts.includes(h)).map(stop));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   private async teardown(id: string, reason: string): Promise<void> {
@@ -411,6 +412,7 @@ export class SessionService {
     return this.serial(id, async () => {
       const r = this.store.get(id)!;
       if (r.state !== 'ready') throw new ServiceError(409, 'NOT_READY', `session ${id} is ${r.state}; only a ready session can be renewed`);
+      if (r.expiresAt <= Date.now()) throw new ServiceError(409, 'EXPIRED', `session ${id}'s lifetime is over; it is being torn down`);
       const max = this.cfg.maxLifetime ?? 7 * 86400;
       const l = lifetime ?? r.lifetime;
       if (l > max) throw new ServiceError(400, 'LIFETIME_TOO_LONG', `lifetime: at most ${max} s`);
@@ -461,7 +463,7 @@ export class SessionService {
       exports: r.spec.exports,
       mounts: r.spec.exports.map((e: any) => e.mountpoint),
       hosts: [...new Set<string>([...r.spec.exports.map((e: any) => e.host), r.spec.compute])],
-      pending: r.components.length ? [...new Set(r.components.map((c: Component) => c.host))] : [],
+      pending: (r.state === 'destroying' || r.state === 'failed') && r.components.length ? [...new Set(r.components.map((c: Component) => c.host))] : [],
       ...(r.endedAt ? { endedAt: new Date(r.endedAt).toISOString() } : {}),
       ...(r.reason ? { reason: r.reason } : {}),
       ...(r.error ? { error: r.error } : {}),

@@ -117,6 +117,29 @@ describe('faults: agents restarted, down, or refusing mid-creation', { skip: fus
     assert.equal((await processesUnder(c.base)).length, 4);
   });
 
+  test('a teardown that cannot reach an agent keeps the session destroying (data already flushed), and finishes once the agent is back', async () => {
+    const s = (await c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'td'))).body;
+    assert.equal(s.state, 'ready', JSON.stringify(s));
+    await fs.writeFile(path.join(s.mounts[1], 'td.txt'), 'flushed before the servers stop');
+    await c.stopAgent('state');
+    try {
+      const d = await c.api(c.tokens.alice, 'DELETE', `/sessions/${s.id}`);
+      assert.equal(d.status, 502, JSON.stringify(d.body));
+      assert.equal(d.body.code, 'AGENT_UNREACHABLE');
+      const g = (await c.api(c.tokens.alice, 'GET', `/sessions/${s.id}`)).body;
+      assert.equal(g.state, 'destroying');
+      assert.deepEqual(g.pending, ['state']);
+      assert.match(g.error, /host state: agent unreachable/);
+      // The compute host went first: flushed and unmounted.
+      assert.equal(await fs.readFile(path.join(c.hosts.data.exports, 'alice', 'td.txt'), 'utf8'), 'flushed before the servers stop');
+      assert.deepEqual(await mountsUnder(path.join(c.hosts.compute.mnt, 'td')), []);
+    } finally {
+      await c.startAgent('state');
+    }
+    await until('the service to finish the teardown', async () => (await c.api(c.tokens.alice, 'GET', `/sessions/${s.id}`)).body.state === 'destroyed');
+    await nothingOn(s.id);
+  });
+
   test('a session service restarted while sessions run keeps them; destroy is idempotent', async () => {
     const s = (await c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'sd'))).body;
     assert.equal(s.state, 'ready');
