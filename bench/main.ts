@@ -22,7 +22,7 @@ const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>, profile: stri
   mount: mountSuite,
   cache: (ctx) => cacheSuite(ctx),
   sessions: (ctx) => sessionsSuite(ctx),
-  meta: (ctx) => metaSuite(ctx),
+  meta: (ctx, profile, sizes) => metaSuite(ctx, profile, sizes.memMiB),
 };
 
 const here = path.dirname(fileURLToPath(import.meta.url));

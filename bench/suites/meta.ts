@@ -50,10 +50,11 @@ async function mount(args: string[]): Promise<{ proc: ChildProcess; mnt: string;
  * server sends them (zstd level 1, 1 MiB ranges) over the link's bandwidth,
  * plus three round trips (GET_META, first BULK_READ, last reply).
  */
-export async function metaSuite(ctx: BenchContext): Promise<SuiteResult> {
-  const profile = PROFILES.wan;
+export async function metaSuite(ctx: BenchContext, profileName = 'wan', memMiB?: number): Promise<SuiteResult> {
+  const profile = PROFILES[profileName];
+  if (!profile) throw new Error(`unknown link profile ${profileName}`);
   const check = await checkLink(profile);
-  const size = (ctx.quick ? 64 : 1024) * MiB;
+  const size = (memMiB ?? (ctx.quick ? 64 : 1024)) * MiB;
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'gvfs-bench-meta-'));
   const exp = path.join(dir, 'export');
   await fs.mkdir(path.join(exp, META_DIR), { recursive: true });
@@ -119,7 +120,7 @@ export async function metaSuite(ctx: BenchContext): Promise<SuiteResult> {
     });
     const hints: Record<string, 'ondemand' | 'whole' | 'prefetch'> = { 'zero-map': 'ondemand', whole: 'whole', prefetch: 'prefetch' };
     const systems = ['no-meta', 'zero-map', 'whole', 'prefetch'];
-    const res = await ctx.compare('meta', systems, [
+    const res = await ctx.compare(`meta-${profile.name}`, systems, [
       {
         name: `read ${size / MiB} MiB memory state (dd bs=1M, cold cache)`,
         unit: 'MiB/s',
@@ -142,7 +143,7 @@ export async function metaSuite(ctx: BenchContext): Promise<SuiteResult> {
     ]);
     res.baseline = 'no-meta';
     const limitMiBs = size / MiB / limitSec;
-    res.notes.push(`link wan: set ${profile.rttMs} ms RTT, ${profile.bitsPerSec / 1e6} Mbit/s; measured ${check.rttMs.toFixed(2)} ms, ${check.mbitPerSec.toFixed(1)} Mbit/s`);
+    res.notes.push(`link ${profile.name}: set ${profile.rttMs} ms RTT, ${profile.bitsPerSec / 1e6} Mbit/s; measured ${check.rttMs.toFixed(2)} ms, ${check.mbitPerSec.toFixed(1)} Mbit/s`);
     res.notes.push(`file: ${size / MiB} MiB, ${blocks} blocks of 64 KiB, ${zeroBlocks} zero (${((zeroBlocks / blocks) * 100).toFixed(1)}%); non-zero ${(raw / MiB).toFixed(1)} MiB, ${(wire / MiB).toFixed(1)} MiB after zstd level 1 (${(raw / wire).toFixed(2)}:1)`);
     res.notes.push(`physical limit: ${(wire / MiB).toFixed(1)} MiB / ${(bytesPerSec / MiB).toFixed(2)} MiB/s + 3 RTT = ${limitSec.toFixed(2)} s (= ${limitMiBs.toFixed(1)} MiB/s of file)`);
     for (const [s, v] of Object.entries(res.workloads[0].systems)) {

@@ -251,11 +251,18 @@ export class MetaBackend extends PassthroughBackend {
     const end = Math.min(offset + count, m.size);
     if (offset >= end) return { count: 0, eof: true, data: Buffer.alloc(0), attr: a };
     const bs = m.blockSize;
-    const buf = Buffer.alloc(end - offset);
+    // Every byte is written below: zero blocks filled here, data blocks copied from their chunks.
+    const buf = Buffer.allocUnsafe(end - offset);
     const data: number[] = [];
     for (let i = Math.floor(offset / bs); i * bs < end; i++) {
-      if (!isZero(m, i)) data.push(i);
-      else this.c.zeroBytes += Math.min(end, (i + 1) * bs) - Math.max(offset, i * bs);
+      if (!isZero(m, i)) {
+        data.push(i);
+        continue;
+      }
+      const from = Math.max(offset, i * bs);
+      const to = Math.min(end, (i + 1) * bs);
+      buf.fill(0, from - offset, to - offset);
+      this.c.zeroBytes += to - from;
     }
     this.record(cred, f, m, data);
     if (data.length) {
