@@ -113,7 +113,7 @@ export class Agent {
         if (have.state === 'running' && JSON.stringify(have.spec) === JSON.stringify(spec)) return this.view(have, false);
         throw new AgentError(409, 'CONFLICT', `session ${session} already has a ${have.kind} "${name}" (${have.state}) with other settings; delete the session first`);
       }
-      await this.check_(spec);
+      await this.allowed(spec);
       const dir = this.sessionDir(session);
       await fs.mkdir(dir, { recursive: true, mode: 0o700 });
       await this.writeKey(dir, spec.key);
@@ -139,7 +139,7 @@ export class Agent {
   }
 
   /** What this host allows: exports under its export roots, mounts under its mount roots, SSH only when configured. */
-  private async check_(spec: ComponentSpec): Promise<void> {
+  private async allowed(spec: ComponentSpec): Promise<void> {
     if (spec.kind === 'proxy-server') {
       for (const e of spec.exports) {
         if (!!e.dir === !!e.upstream) throw new AgentError(400, 'BAD_EXPORT', `export ${e.name}: give a directory or an nfs:// URL`);
@@ -173,7 +173,8 @@ export class Agent {
     } catch (e) {
       if (e instanceof AgentError) throw e;
       if (mustExist) throw new AgentError(400, 'BAD_PATH', `${shown} does not exist on ${this.cfg.name}`);
-      real = path.resolve(p);
+      // Not there yet: where it would be, through the links of the part that exists.
+      real = await realpathOfNearest(p);
     }
     for (const r of roots) {
       const root = await fs.realpath(r).catch(() => path.resolve(r));
@@ -493,6 +494,22 @@ export class Agent {
         if (!cur || cur.state !== 'running' || this.closed) return;
         await this.ensureRunning(cur);
       }).catch((e) => log.error({ session: r.session, name: r.name, err: (e as Error).message }, 'agent: restart failed'));
+    }
+  }
+}
+
+/** The real path of `p` when only some leading part of it exists: that part resolved, the rest appended. */
+async function realpathOfNearest(p: string): Promise<string> {
+  const rest: string[] = [];
+  let cur = path.resolve(p);
+  for (;;) {
+    try {
+      return path.join(await fs.realpath(cur), ...rest.reverse());
+    } catch {
+      const parent = path.dirname(cur);
+      if (parent === cur) return path.resolve(p);
+      rest.push(path.basename(cur));
+      cur = parent;
     }
   }
 }

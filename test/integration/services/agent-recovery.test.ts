@@ -107,6 +107,19 @@ test('the agent refuses exports outside its roots, symlinks and missing director
     await assert.rejects(a.ensure('s-bad', 'ps', order(path.join(dir, 'exports', 'link'))), (e: any) => e.status === 403);
     await assert.rejects(a.ensure('s-bad', 'ps', order(path.join(dir, 'exports', 'missing'))), (e: any) => e.status === 400 && /does not exist on state/.test(e.message));
     await assert.rejects(a.ensure('s-bad', 'ps', { ...order(path.join(dir, 'exports', 'x')), channel: 'ssh' }), (e: any) => e.code === 'NO_SSH');
+    // A mount point whose not-yet-existing path runs through a link out of the mount roots.
+    const mroot = path.join(dir, 'mnt');
+    await fs.mkdir(mroot);
+    await fs.symlink(path.join(dir, 'exports'), path.join(mroot, 'out'));
+    const m = { kind: 'mount' as const, key: keyDoc(), server: { host: '127.0.0.1', port: 1 }, channel: { kind: 'tls' as const, fingerprint: cfg.fingerprint }, export: '/x', cache: { mode: 'none' as const }, attrTimeout: 1 };
+    const b = await Agent.open({ ...cfg, stateDir: path.join(dir, 'state-b'), mountRoots: [mroot] });
+    try {
+      await assert.rejects(b.ensure('s-bad', 'm0', { ...m, mountpoint: path.join(mroot, 'out', 'new', 'mnt') }), (e: any) => e.status === 403 && /does not allow mounts/.test(e.message));
+      await assert.rejects(b.ensure('s-bad', 'm0', { ...m, mountpoint: path.join(mroot, 'out') }), (e: any) => e.status === 403);
+      await assert.rejects(fs.stat(path.join(dir, 'exports', 'new')), /ENOENT/);
+    } finally {
+      b.close();
+    }
     assert.deepEqual(a.list(), []);
   } finally {
     a.close();
