@@ -13,6 +13,7 @@ import { mountSuite } from './suites/mount.js';
 import { cacheSuite } from './suites/cache.js';
 import { sessionsSuite } from './suites/sessions.js';
 import { metaSuite } from './suites/meta.js';
+import { vmSuite } from './suites/vm.js';
 
 const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>, profile: string, sizes: { imageMiB?: number; memMiB?: number }) => Promise<SuiteResult>> = {
   server: serverSuite,
@@ -23,6 +24,7 @@ const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>, profile: stri
   cache: (ctx) => cacheSuite(ctx),
   sessions: (ctx) => sessionsSuite(ctx),
   meta: (ctx, profile, sizes) => metaSuite(ctx, profile, sizes.memMiB),
+  vm: (ctx, profile, sizes) => vmSuite(ctx, profile, { memMiB: sizes.memMiB, diskMiB: sizes.imageMiB }),
 };
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -1,0 +1,165 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { newSessionKey, writeKeyFile } from '../../src/channel/session-key.js';
+import { cloneVm, listVms, stopVm } from '../../src/vm/clone.js';
+import { COUNTER_RE, demoGuest, diskOfSize } from '../../src/vm/demo-guest.js';
+import { publishVm } from '../../src/vm/publish.js';
+import { pidAlive, qemus, stopPid } from '../../src/vm/qemu.js';
+import { spawnGvfs, type GvfsProcess } from '../../test/helpers/gvfs-proc.js';
+import { startSshd } from '../../test/helpers/sshd.js';
+import { checkLink, PROFILES, startLink, type Link } from '../lib/link-emulator.js';
+import type { BenchContext, SuiteResult } from '../lib/report.js';
+import { summarize } from '../lib/stats.js';
+
+const run = promisify(execFile);
+const MiB = 1 << 20;
+const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
+
+/**
+ * Issue 9: how long from "start this VM" to the guest running again, for
+ * the demo guest (Debian cloud kernel, busybox initramfs) published on a
+ * state server behind the emulated link, timed from the command to the
+ * guest's first counter line on its console:
+ *   gvfs-cold  `gvfs vm clone --server ...` on an empty cache (the command starts the session mount)
+ *   gvfs-warm  a second clone on the same host while the first runs (same mount, same cache)
+ *   scp        copy-then-run: scp of the golden VM's directory through the same link
+ *              (OpenSSH on loopback), then the same clone from the local copy
+ *   local      the same clone from the state server's own disk, no network
+ * Figures are seconds (lower is better). Not a test: CI never runs it.
+ */
+export async function vmSuite(ctx: BenchContext, profileName = 'wan', sizes: { memMiB?: number; diskMiB?: number } = {}): Promise<SuiteResult> {
+  const profile = PROFILES[profileName];
+  if (!profile) throw new Error(`unknown link profile ${profileName}`);
+  const check = await checkLink(profile);
+  const memMiB = sizes.memMiB ?? (ctx.quick ? 128 : 512);
+  const diskMiB = sizes.diskMiB ?? (ctx.quick ? 64 : 1024);
+  const g = await demoGuest();
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'gvfs-bench-vm-'));
+  const exp = path.join(dir, 'export');
+  const vms = path.join(exp, 'vms');
+  await fs.mkdir(vms, { recursive: true });
+  const stateRoot = path.join(dir, 'vm-state');
+  const procs: GvfsProcess[] = [];
+  const links: Link[] = [];
+  const sshd = await startSshd(path.join(dir, 'sshd'));
+  try {
+    const pub = await publishVm({
+      dir: vms,
+      metaRoot: exp,
+      name: 'demo',
+      kernel: g.kernel,
+      initrd: g.initrd,
+      append: g.append,
+      disk: await diskOfSize(g, diskMiB),
+      memoryBytes: memMiB * MiB,
+      ready: COUNTER_RE,
+    });
+    const keyFile = path.join(dir, 'session.key');
+    await writeKeyFile(keyFile, newSessionKey('bench', undefined, { uid: 0, gid: 0, gids: [] }));
+    const ps = await spawnGvfs(['proxy-server', '--listen', '127.0.0.1:0', '--export', exp, '--key', keyFile, '--state-dir', path.join(dir, 'ps')]);
+    procs.push(ps);
+    const psLink = await startLink(profile, { host: '127.0.0.1', port: ps.port });
+    links.push(psLink);
+    const sshLink = await startLink(profile, { host: '127.0.0.1', port: sshd.port });
+    links.push(sshLink);
+    const known = path.join(dir, 'known_hosts');
+    await fs.writeFile(known, (await fs.readFile(sshd.knownHosts, 'utf8')).replace(`]:${sshd.port} `, `]:${sshLink.port} `));
+    const sshOpts = ['-i', sshd.userKey, '-o', `UserKnownHostsFile=${known}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes'];
+
+    /** ms from t0 until the console shows a counter line. */
+    const firstLine = async (consoleFile: string, t0: number) => {
+      for (;;) {
+        const text = await fs.readFile(consoleFile, 'utf8').catch(() => '');
+        if (COUNTER_RE.test(text)) return performance.now() - t0;
+        if (performance.now() - t0 > 600_000) throw new Error(`${consoleFile}: no counter line in 10 minutes`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    const cli = (args: string[]) => run(process.execPath, [CLI, ...args], { maxBuffer: 16 << 20 });
+    const clone = async (as: string, extra: string[]) => {
+      const t0 = performance.now();
+      const p = cli(['vm', 'clone', 'demo', '--vm-path', 'vms', '--as', as, '--state-dir', stateRoot, '--json', ...extra]);
+      const ms = await firstLine(path.join(stateRoot, as, 'console.log'), t0).catch(async (e) => {
+        await p.catch(() => undefined);
+        throw e;
+      });
+      await p;
+      return ms / 1000;
+    };
+    const stopAll = async () => {
+      for (const { record } of await listVms(stateRoot)) await stopVm({ name: record.name, stateRoot }).catch(() => undefined);
+    };
+
+    const t: Record<string, number[]> = { 'gvfs-cold': [], 'gvfs-warm': [], scp: [], local: [] };
+    const wire: number[] = [];
+    const zero: number[] = [];
+    for (let r = 0; r < ctx.runs; r++) {
+      // (a) and (b): a fresh cache directory, so a fresh session mount started by the first clone.
+      const cacheDir = path.join(dir, `cache-${r}`);
+      const link = ['--server', `127.0.0.1:${psLink.port}`, '--key', keyFile, '--cache-dir', cacheDir];
+      t['gvfs-cold'].push(await clone(`cold-${r}`, link));
+      // What crossed for the cold clone to reach its first line (it goes on running, and reading, meanwhile).
+      const cs = JSON.parse((await cli(['cache', 'stats', '--cache-dir', cacheDir, '--json'])).stdout);
+      const ms = JSON.parse((await cli(['meta', 'stats', '--cache-dir', cacheDir, '--json'])).stdout);
+      wire.push(cs.sessions.reduce((s: number, x: { stats: { bytesFetched?: number } }) => s + (x.stats.bytesFetched ?? 0), 0) + ms.bulkWireBytes);
+      zero.push(ms.zeroBytes);
+      t['gvfs-warm'].push(await clone(`warm-${r}`, link));
+      await stopAll();
+      await fs.rm(cacheDir, { recursive: true, force: true });
+      // (c) copy-then-run.
+      const copy = path.join(dir, `copy-${r}`);
+      await fs.mkdir(copy);
+      const t0 = performance.now();
+      await run('scp', ['-q', '-r', '-P', String(sshLink.port), ...sshOpts, `root@127.0.0.1:${vms}/demo`, copy]);
+      const scpMs = performance.now() - t0;
+      const c = await cloneVm({ name: 'demo', as: `scp-${r}`, mount: { mnt: copy }, stateRoot });
+      t.scp.push((scpMs + (await firstLine(c.record.console, t0 + scpMs))) / 1000);
+      await stopAll();
+      await fs.rm(copy, { recursive: true, force: true });
+      // (d) from the state server's own disk.
+      const t1 = performance.now();
+      const l = await cloneVm({ name: 'demo', as: `local-${r}`, mount: { mnt: vms }, stateRoot });
+      t.local.push(await firstLine(l.record.console, t1) / 1000);
+      await stopAll();
+      process.stderr.write(`  vm: run ${r + 1}: cold ${t['gvfs-cold'][r].toFixed(2)} s, warm ${t['gvfs-warm'][r].toFixed(2)} s, scp ${t.scp[r].toFixed(2)} s, local ${t.local[r].toFixed(2)} s\n`);
+    }
+    const res: SuiteResult = {
+      suite: `vm-${profile.name}`,
+      baseline: 'local',
+      workloads: [{ name: `clone to first counter line (${memMiB} MiB RAM, ${diskMiB} MiB disk)`, unit: 's (lower is better)', systems: Object.fromEntries(Object.entries(t).map(([k, v]) => [k, summarize(v)])) }],
+      notes: [],
+    };
+    const bw = profile.bitsPerSec / 8;
+    const med = (a: number[]) => summarize(a).median;
+    const ramFile = pub.manifest.files.find((f) => f.role === 'memory')!;
+    const goldenBytes = pub.manifest.files.reduce((s, f) => s + f.size, 0);
+    // Physical limit of a cold clone: what crossed (a lower bound on what had to) at the link's bandwidth, plus the
+    // round trips nothing can overlap: TCP connect, the key proof (challenge, auth), MOUNT, and the manifest's lookup/read.
+    const rtts = 5;
+    const limit = med(wire) / bw + (rtts * profile.rttMs) / 1000;
+    const scpLimit = goldenBytes / bw;
+    res.notes.push(`link ${profile.name}: ${profile.rttMs} ms RTT, ${profile.bitsPerSec / 1e6} Mbit/s; measured ${check.rttMs.toFixed(2)} ms, ${check.mbitPerSec.toFixed(1)} Mbit/s`);
+    res.notes.push(`golden VM: ${(goldenBytes / MiB).toFixed(1)} MiB in files (RAM file ${ramFile.size / MiB} MiB, ${pub.manifest.files.map((f) => `${f.name} ${(f.size / MiB).toFixed(1)}`).join(', ')}); meta-data ${pub.meta.status}`);
+    res.notes.push(`cold clone, at its first line: ${(med(wire) / MiB).toFixed(1)} MiB had crossed the link (cache fetches + meta-data bulk on the wire), ${(med(zero) / MiB).toFixed(1)} MiB of zero blocks answered locally`);
+    res.notes.push(`physical limit of a cold clone: ${(med(wire) / MiB).toFixed(1)} MiB / ${(bw / MiB).toFixed(1)} MiB/s + ${rtts} RTT = ${limit.toFixed(2)} s; gvfs-cold / limit = ${(med(t['gvfs-cold']) / limit).toFixed(2)} (target <= 1.5)`);
+    res.notes.push(`copy-then-run moves ${(goldenBytes / MiB).toFixed(1)} MiB: at least ${scpLimit.toFixed(2)} s on this link; scp / gvfs-cold = ${(med(t.scp) / med(t['gvfs-cold'])).toFixed(2)} (target >= 5)`);
+    res.notes.push(`gvfs-warm / local = ${(med(t['gvfs-warm']) / med(t.local)).toFixed(2)} (target <= 1.1)`);
+    res.notes.push('times include QEMU start and the guest reaching its next counter line (the same sleep remainder for every system: all resume one snapshot); gvfs-cold includes starting the session mount (gvfs mount, key proof through the link)');
+    return res;
+  } finally {
+    for (const { record } of await listVms(stateRoot).catch(() => [])) {
+      if (record.pid && (await pidAlive(record.pid, record.qmpSocket))) await stopPid(record.pid, { marker: record.qmpSocket, graceMs: 1_000 }).catch(() => undefined);
+      if (record.mount.owned && record.mount.pid && (await pidAlive(record.mount.pid))) process.kill(record.mount.pid, 'SIGTERM');
+    }
+    qemus.killAllSync();
+    for (const p of procs.reverse()) await p.stop();
+    for (const l of links) await l.close();
+    await sshd.stop();
+    await new Promise((r) => setTimeout(r, 500));
+    await fs.rm(dir, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
