@@ -5,7 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import { makeSelfSignedCert } from '../../../src/channel/tls.js';
 import { request } from '../../../src/services/api/https.js';
 import { fuseSkip } from '../fuse/mount-helper.js';
-import { aliceRequest, BOB_ACCOUNT, gvfs, makeExports, startCluster, type Cluster } from '../../helpers/services.js';
+import { addUser } from '../../../src/services/sessiond/users.js';
+import { aliceRequest, BOB_ACCOUNT, gvfs, makeExports, startCluster, until, type Cluster } from '../../helpers/services.js';
 
 describe('access: tokens, users and the agents\' controller', { skip: fuseSkip() }, () => {
   let c: Cluster;
@@ -69,6 +70,15 @@ describe('access: tokens, users and the agents\' controller', { skip: fuseSkip()
     assert.equal(root.status, 403);
     // Nothing was started for any of them.
     assert.equal((await c.api(c.tokens.alice, 'GET', '/sessions?ended=true')).body.sessions.length, 1);
+  });
+
+  test('a user added to the users file while the service runs can sign in; a new token replaces the old one', async () => {
+    const carol = await addUser(c.usersFile, 'carol', [{ uid: 2003, gid: 2003, gids: [] }], false);
+    await until('the service to read the users file again', async () => (await c.api(carol, 'GET', '/whoami')).status === 200);
+    assert.deepEqual((await c.api(carol, 'GET', '/whoami')).body, { user: 'carol', admin: false, accounts: [{ uid: 2003, gid: 2003, gids: [] }] });
+    const carol2 = await addUser(c.usersFile, 'carol', [{ uid: 2003, gid: 2003, gids: [] }], false);
+    await until('the old token to stop working', async () => (await c.api(carol, 'GET', '/whoami')).status === 401);
+    assert.equal((await c.api(carol2, 'GET', '/whoami')).status, 200);
   });
 
   test('agents take orders only from their session service', async () => {
