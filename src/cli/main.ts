@@ -17,6 +17,7 @@ import { sessiondCommand } from './sessiond.js';
 import { sessionCommand } from './session.js';
 import { metaCommand } from './meta.js';
 import { vmCommand } from './vm.js';
+import { demoVmCommand } from './demo-vm.js';
 
 const program = new Command('gvfs')
   .description('GVFS: a user-level distributed file system virtualization layer on NFSv3')
@@ -38,6 +39,8 @@ program.addCommand(sessionCommand());
 program.addCommand(metaCommand());
 program.addCommand(vmCommand());
 program.addCommand(demoCommand());
+// gvfs demo vm: the VM demo, a subcommand of the demo.
+program.commands.find((c) => c.name() === 'demo')?.addCommand(demoVmCommand());
 
 program.parseAsync(process.argv).catch((e) => {
   console.error(`gvfs: ${(e as Error).message}`);
