@@ -98,7 +98,7 @@ export function encodeMeta(m: FileMeta): Buffer {
   w.opaque(m.zeroMap).opaque(m.hashes);
   w.u32(m.order.length);
   for (const i of m.order) w.u32(i);
-  w.u64(m.created).string(m.source.slice(0, 255));
+  w.u64(m.created).string(cutUtf8(m.source, 255));
   return w.toBuffer();
 }
 
@@ -139,4 +139,18 @@ export function decodeMeta(buf: Buffer): FileMeta {
     if (e instanceof MetaFormatError) throw e;
     throw new MetaFormatError(`malformed meta-data: ${(e as Error).message}`);
   }
+}
+
+/** At most `max` bytes of UTF-8, cut at a character boundary (the decoder's limit is in bytes). */
+export function cutUtf8(s: string, max: number): string {
+  if (Buffer.byteLength(s) <= max) return s;
+  let out = '';
+  let n = 0;
+  for (const ch of s) {
+    const b = Buffer.byteLength(ch);
+    if (n + b > max) break;
+    out += ch;
+    n += b;
+  }
+  return out;
 }

@@ -54,9 +54,15 @@ export async function metaRootOf(file: string, root?: string): Promise<string> {
 
 export async function metaPathOf(file: string, root?: string): Promise<string> {
   const r = await metaRootOf(file, root);
-  const rel = path.relative(r, path.resolve(file));
-  if (rel.startsWith('..') || path.isAbsolute(rel)) throw new Error(`${file} is not inside the export ${r}`);
+  insideRoot(file, r);
   return path.join(r, META_DIR, metaFileName((await versionOf(file)).fileid));
+}
+
+/** The file's path relative to the export root; an error if it is outside. */
+function insideRoot(file: string, root: string): string {
+  const rel = path.relative(root, path.resolve(file));
+  if (rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) throw new Error(`${file} is not inside the export ${root}`);
+  return rel;
 }
 
 /** The file's meta-data, if any (stale or not: compare with versionOf). */
@@ -79,6 +85,7 @@ export async function generateMeta(file: string, o: GenerateOptions = {}): Promi
   const bs = o.blockSize ?? DEFAULT_BLOCK;
   if (bs < MIN_BLOCK || bs > MAX_BLOCK || bs % MIN_BLOCK) throw new Error(`block size must be a multiple of ${MIN_BLOCK} between ${MIN_BLOCK} and ${MAX_BLOCK}`);
   const root = o.root ? path.resolve(o.root) : await metaRootOf(file);
+  const source = insideRoot(file, root);
   if (o.root) await fs.mkdir(path.join(root, META_DIR), { recursive: true, mode: 0o755 });
   const st = await fs.stat(file);
   if (!st.isFile()) throw new Error(`${file} is not a regular file`);
@@ -117,7 +124,7 @@ export async function generateMeta(file: string, o: GenerateOptions = {}): Promi
     hashes,
     order: keep ? old.meta.order.filter((i) => i < n) : [],
     created: Date.now(),
-    source: path.relative(root, path.resolve(file)),
+    source,
   };
   await writeMetaFile(metaPath, encodeMeta(meta));
   return { file, metaPath, meta };

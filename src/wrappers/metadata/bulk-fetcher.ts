@@ -128,6 +128,8 @@ export class BulkFetcher {
 
   private async pump(): Promise<void> {
     while (!this.stopped && this.active < this.o.window && this.qpos < this.queue.length) {
+      // The slot is taken before the cache is asked (an await): pumps running at once never exceed the window.
+      this.active++;
       // Take queued chunks (skipping what is on the wire, done or cached) until a call is full.
       const take: number[] = [];
       let bytes = 0;
@@ -152,9 +154,11 @@ export class BulkFetcher {
         bytes += b;
         ranges += nb.length;
       }
-      if (!take.length) break;
+      if (!take.length) {
+        this.active--;
+        break;
+      }
       this.o.counters.backgroundChunks += take.length;
-      this.active++;
       const ps = this.send(take);
       void Promise.allSettled(ps).then(() => {
         this.active--;

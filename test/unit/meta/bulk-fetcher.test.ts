@@ -431,6 +431,16 @@ test('background transfer follows the given chunk order and keeps `window` calls
   }
 });
 
+test('the window holds when the disk cache is asked about each chunk (pumps racing over that await)', async () => {
+  const order = [3, 0, 8, 5, 1, 7, 2, 6, 4];
+  for (const window of [2, 3, 4]) {
+    const r = rig(BIG, BIG_META, { chunkSize: BIG_CS, window, cached: async () => false });
+    r.srv.gated = true;
+    r.f.start(order);
+    assert.deepEqual(await drive(r, window, true), order, `window ${window}`);
+  }
+});
+
 test('background transfer: duplicates and chunks past the end in the order are ignored; start twice is a no-op', async () => {
   const r = rig(BIG, BIG_META, { chunkSize: BIG_CS, window: 2 });
   r.srv.gated = true;

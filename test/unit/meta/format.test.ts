@@ -195,6 +195,15 @@ test('property: decodeMeta(encodeMeta(m)) equals m (block sizes, sizes, zero map
   );
 });
 
+test('a source longer than 255 bytes of UTF-8 is cut at a character boundary, so the meta-data stays readable', () => {
+  for (const source of ['é'.repeat(128), 'x'.repeat(254) + '😀', '映'.repeat(100)]) {
+    const back = decodeMeta(encodeMeta(sample({ source }))).source;
+    assert.ok(Buffer.byteLength(back) <= 255);
+    assert.ok(source.startsWith(back));
+    assert.ok(!/[\ud800-\udfff]$/.test(back), 'half a surrogate pair');
+  }
+});
+
 test('non-ASCII sources round-trip (UTF-8 within the 255-byte bound)', () => {
   for (const source of ['données/été.img', '映像/ディスク.raw', '😀/x', 'é'.repeat(127)]) {
     assert.equal(decodeMeta(encodeMeta(sample({ source }))).source, source);

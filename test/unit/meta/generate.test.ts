@@ -240,6 +240,24 @@ test('a file outside the root is refused by metaPathOf and readMetaOf', async (t
   t.after(() => fs.rm(sibling, { recursive: true, force: true }));
   await fs.writeFile(path.join(sibling, 'f'), 'x');
   await assert.rejects(metaPathOf(path.join(sibling, 'f'), root), /is not inside the export/);
+  // generateMeta refuses it too (it used to write meta-data with source "../other/f").
+  await assert.rejects(generateMeta(file, { root }), /is not inside the export/);
+  assert.deepEqual(await fs.readdir(path.join(root, '.gvfs-meta')).catch(() => []), []);
+});
+
+test('a file whose name starts with ".." inside the export is inside it, and keeps its order on regeneration', async (t) => {
+  const root = await exportRoot(t);
+  const file = path.join(root, '..notes');
+  await fs.writeFile(file, Buffer.alloc(3 * 4096, 1));
+  const g = await generateMeta(file, { root, blockSize: 4096, hint: 'prefetch' });
+  assert.equal(g.meta.source, '..notes');
+  assert.equal(await metaPathOf(file, root), g.metaPath);
+  const m = (await readMetaOf(file, root))!.meta;
+  m.order = [2, 0];
+  await writeMetaFile(g.metaPath, encodeMeta(m));
+  const again = await generateMeta(file, { root, blockSize: 4096 });
+  assert.deepEqual(again.meta.order, [2, 0]);
+  assert.equal(again.meta.hint, 'prefetch');
 });
 
 test('a regenerated file keeps its recorded order and hint', async (t) => {
