@@ -140,6 +140,27 @@ describe('faults: agents restarted, down, or refusing mid-creation', { skip: fus
     await nothingOn(s.id);
   });
 
+  test('a session service killed in the middle of a creation rolls it back when it starts again', async (t) => {
+    const posted = c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'mid')).catch((e: Error) => e);
+    // Killed once the first proxy server runs (the mounts come after it).
+    await until('a proxy server of the new session', async () => (await c.agentApi('state', 'GET', '/v1/sessions')).body.sessions.length > 0);
+    const id = (await c.agentApi('state', 'GET', '/v1/sessions')).body.sessions[0];
+    await c.restartSessiond();
+    assert.ok((await posted) instanceof Error, 'the creation never answered');
+    const s = (await c.api(c.tokens.alice, 'GET', `/sessions/${id}?stats=false`)).body;
+    t.diagnostic(`the creation was ${s.state === 'ready' ? 'finished' : 'interrupted'} when the service was killed`);
+    if (s.state === 'ready') {
+      // It had just finished: then it is a whole session.
+      assert.equal((await mountsUnder(path.join(c.hosts.compute.mnt, 'mid'))).length, 2);
+      assert.equal((await c.api(c.tokens.alice, 'DELETE', `/sessions/${id}`)).body.state, 'destroyed');
+    } else {
+      assert.equal(s.state, 'failed');
+      assert.equal(s.reason, 'creation interrupted');
+      await until('the rollback', async () => (await c.api(c.tokens.alice, 'GET', `/sessions/${id}?stats=false`)).body.pending.length === 0);
+    }
+    await nothingOn(id);
+  });
+
   test('a session service restarted while sessions run keeps them; destroy is idempotent', async () => {
     const s = (await c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'sd'))).body;
     assert.equal(s.state, 'ready');
