@@ -1,4 +1,7 @@
+import { execFile } from 'node:child_process';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { Command, Option } from 'commander';
 import { cloneVm, defaultStateRoot, listVms, resumeVm, stopVm, suspendVm, type MountRef } from '../vm/clone.js';
 import { mountState } from '../frontends/fuse/mountpoint.js';
@@ -7,6 +10,14 @@ import { publishVm } from '../vm/publish.js';
 import { cacheDirOfMount, ensureSessionMount } from '../vm/session-mount.js';
 import { addLinkOptions } from './proxy-client.js';
 import { parseSize } from './util.js';
+
+const run = promisify(execFile);
+const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), 'main.js');
+
+/** gvfs meta record --start|--stop on a session's cache directory (the meta-data layer's command). */
+async function metaRecord(cacheDir: string, what: '--start' | '--stop'): Promise<string> {
+  return (await run(process.execPath, [CLI, 'meta', 'record', '--cache-dir', cacheDir, what])).stdout;
+}
 
 /**
  * gvfs vm: golden VMs on a state server (publish), clones of them on a
@@ -74,7 +85,7 @@ export function vmCommand(): Command {
 
   const withMount = (c: Command) =>
     addLinkOptions(c, { serverRequired: false })
-      .option('--mount <dir>', 'an existing GVFS session mount to use instead of --server ...')
+      .option('--mount <dir>', 'an existing GVFS session mount to use instead of --server ... (or a plain directory of VMs)')
       .option('--vm-path <path>', 'the VM directory inside the mount', '')
       .option('--attr-timeout <seconds>', 'attribute timeout of a mount started here', (v) => Number(v))
       .addOption(stateDir());
@@ -82,15 +93,17 @@ export function vmCommand(): Command {
   const mountOf = async (c: Command, o: Record<string, any>): Promise<MountRef> => {
     if (o.mount) {
       const st = await mountState(o.mount);
-      if (st.state !== 'live') throw new Error(`${o.mount} is not a live mount (${st.state})`);
-      return { mnt: path.resolve(o.mount), cacheDir: o.cacheDir ?? (await cacheDirOfMount(o.mount)) };
+      if (st.state === 'stale') throw new Error(`${o.mount}: its gvfs mount process has died (gvfs umount ${o.mount}, then mount again)`);
+      // A directory that is not a mount holds local VMs (e.g. a copy, or the state server's own disk).
+      return { mnt: path.resolve(o.mount), cacheDir: o.cacheDir ?? (st.state === 'live' ? await cacheDirOfMount(o.mount) : undefined) };
     }
     if (!o.server) throw new Error('give --server (and the session: --key, --cache-dir ...) or --mount DIR');
     // The link options given on the command line, passed on to `gvfs mount`.
     const args: string[] = [];
+    const linkKeys = new Set([...addLinkOptions(new Command(), { serverRequired: false }).options.map((x) => x.attributeName()), 'attrTimeout']);
     for (const opt of c.options) {
       const k = opt.attributeName();
-      if (['mount', 'vmPath', 'stateDir', 'as', 'json'].includes(k) || c.getOptionValueSource(k) !== 'cli') continue;
+      if (!linkKeys.has(k) || c.getOptionValueSource(k) !== 'cli') continue;
       const v = o[k];
       if (opt.isBoolean()) {
         if (v) args.push(opt.long!);
@@ -107,10 +120,24 @@ export function vmCommand(): Command {
   withMount(vm.command('clone').description('Start a clone of a golden VM through a GVFS session: local overlay over the golden disk, memory copy-on-write from the golden RAM file'))
     .argument('<name>', 'the golden VM')
     .option('--as <clone>', 'name of the clone (default NAME-<n>)')
+    .option('--record [seconds]', "record the order in which this clone's resume reads the golden files (for the first SECONDS, default 5) and store it as their prefetch order (gvfs meta record), so later clones fetch ahead in that order", (v) => Number(v))
     .option('--json', 'print JSON')
     .action(async function (this: Command, name: string, o) {
       const mount = await mountOf(this, o);
-      printStart('clone', o, await cloneVm({ name, as: o.as, mount, vmPath: o.vmPath, stateRoot: o.stateDir }));
+      const record = o.record === undefined ? undefined : o.record === true ? 5 : o.record;
+      if (record !== undefined && !mount.cacheDir) throw new Error('--record needs the session\'s cache directory (a mount with --cache-dir)');
+      if (record !== undefined) await metaRecord(mount.cacheDir!, '--start');
+      let r: Awaited<ReturnType<typeof cloneVm>>;
+      try {
+        r = await cloneVm({ name, as: o.as, mount, vmPath: o.vmPath, stateRoot: o.stateDir });
+        if (record !== undefined) await new Promise((res) => setTimeout(res, record * 1000));
+      } finally {
+        if (record !== undefined) {
+          const stored = await metaRecord(mount.cacheDir!, '--stop');
+          if (!o.json) console.log(`gvfs vm clone: recorded the resume's reads for ${record} s: ${stored.trim()}`);
+        }
+      }
+      printStart('clone', o, r!);
     });
 
   withMount(vm.command('resume').description('Resume a suspended clone from the state server (on this host or another)'))

@@ -129,6 +129,49 @@ async function freeName(stateRoot: string, base: string): Promise<string> {
   }
 }
 
+/**
+ * Start reading, in parallel, what QEMU will read one after another: the
+ * kernel, initrd and device state whole (through the mount they land in
+ * the session's cache and the page cache), the head of the golden disk
+ * (qcow2 header and tables), and the first page of the RAM file (with a
+ * recorded prefetch order, that first read starts the meta-data layer's
+ * background transfer). Over a wide-area link this overlaps round trips
+ * QEMU would wait for in turn. Failures are ignored: QEMU reads again and
+ * reports its own errors.
+ */
+function warmUp(files: Array<{ file: string; bytes?: number }>): Promise<void> {
+  return Promise.all(
+    files.map(async ({ file, bytes }) => {
+      const fh = await fs.open(file, 'r');
+      try {
+        const b = Buffer.allocUnsafe(1 << 20);
+        let off = 0;
+        for (;;) {
+          const n = (await fh.read(b, 0, Math.min(b.length, (bytes ?? Infinity) - off), off)).bytesRead;
+          off += n;
+          if (n === 0 || (bytes !== undefined && off >= bytes)) break;
+        }
+      } finally {
+        await fh.close();
+      }
+    }),
+  ).then(
+    () => undefined,
+    () => undefined,
+  );
+}
+
+function warmUpGolden(goldenDir: string, m: VmManifest, stateFile: string): Promise<void> {
+  const at = (f: string) => path.join(goldenDir, f);
+  return warmUp([
+    { file: at(m.boot.kernel) },
+    ...(m.boot.initrd ? [{ file: at(m.boot.initrd) }] : []),
+    { file: stateFile },
+    { file: at(m.disks[0].file), bytes: 1 << 20 },
+    { file: at(m.memory.file), bytes: 4096 },
+  ]);
+}
+
 async function startFromState(o: {
   r: Omit<CloneRecord, 'pid' | 'startedAt'>;
   goldenDir: string;
@@ -189,15 +232,18 @@ export async function cloneVm(o: CloneOptions): Promise<{ record: CloneRecord; t
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
   const overlay = path.join(dir, 'disk.qcow2');
   const disk = m.disks[0];
+  const warm = warmUpGolden(goldenDir, m, path.join(goldenDir, m.deviceState.file));
   await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', path.join(goldenDir, disk.file), '-F', disk.format, overlay]);
   o.log?.(`clone ${name} of ${golden}: overlay ${overlay} over ${path.join(goldenDir, disk.file)}, memory copy-on-write from ${path.join(goldenDir, m.memory.file)}`);
-  return startFromState({
+  const res = await startFromState({
     r: { name, golden, vmRoot, mount: o.mount, dir, status: 'running', qmpSocket: path.join(dir, 'qmp.sock'), console: path.join(dir, 'console.log'), overlay, qemuLog: path.join(dir, 'qemu.log'), from: 'clone', manifest: m },
     goldenDir,
     stateFile: path.join(goldenDir, m.deviceState.file),
     caps: m.deviceState.capabilities,
     t0,
   });
+  await warm;
+  return res;
 }
 
 /** Deliver what a mount's write-back cache holds to the server (every live session of its cache directory). */
@@ -325,6 +371,7 @@ export async function resumeVm(o: { name: string; mount: MountRef; vmPath?: stri
   await fs.rm(dir, { recursive: true, force: true });
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
   const overlay = path.join(dir, 'disk.qcow2');
+  const warm = warmUpGolden(goldenDir, gm, path.join(from, sm.deviceState.file));
   await fs.copyFile(path.join(from, 'disk.qcow2'), overlay);
   await run('qemu-img', ['rebase', '-u', '-b', path.join(goldenDir, gm.disks[0].file), '-F', gm.disks[0].format, overlay]);
   o.log?.(`resume ${name} from ${from} (base ${sm.base})`);
@@ -335,6 +382,7 @@ export async function resumeVm(o: { name: string; mount: MountRef; vmPath?: stri
     caps: sm.deviceState.capabilities,
     t0,
   });
+  await warm;
   return res;
 }
 

@@ -105,8 +105,13 @@ describe('gvfs vm: publish, clone through a GVFS session, suspend and resume', {
 
     await gvfsVm(['stop', 'a', 'b', '--state-dir', stateRoot]);
     assert.deepEqual(await gvfsVm(['list', '--state-dir', stateRoot]), []);
-    // The golden VM was only read: every file still has its published hash.
+    // The golden VM was only read: every file still has its published hash, and its meta-data is
+    // still current (QEMU opened the RAM file read-write, but nothing wrote it or changed its attributes).
     assert.deepEqual(await verifyFiles(path.join(vms, 'demo'), golden), []);
+    for (const f of golden.files) {
+      const show = await gvfs(['meta', 'show', path.join(vms, 'demo', f.name)]);
+      assert.equal(show.current, true, `${f.name}: meta-data ${JSON.stringify(show)}`);
+    }
   });
 
   test('suspend with write-back, restart the proxy client, resume: the state survives and the counter goes on', async () => {
