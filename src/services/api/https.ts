@@ -35,8 +35,11 @@ export class HttpError extends Error {
     message: string,
     readonly status: number | undefined,
     readonly body?: any,
-    /** 'connect' when the server could not be reached (or proved wrong), 'timeout', 'http' for an error answer. */
-    readonly kind: 'connect' | 'timeout' | 'http' = 'http',
+    /**
+     * 'connect': the server could not be reached (or was not the pinned one), so nothing was sent;
+     * 'reset': the connection failed after the request may have been sent; 'timeout'; 'http': an error answer.
+     */
+    readonly kind: 'connect' | 'reset' | 'timeout' | 'http' = 'http',
   ) {
     super(message);
   }
@@ -129,7 +132,7 @@ export function request<T = any>(t: PinnedTarget, method: string, path: string, 
     }, timeoutMs);
     req.on('error', (e) => {
       clearTimeout(timer);
-      fail(e instanceof HttpError ? e : new HttpError(`${method} ${u.href}: ${e.message}`, undefined, undefined, 'connect'));
+      fail(e instanceof HttpError ? e : new HttpError(`${method} ${u.href}: ${e.message}`, undefined, undefined, 'reset'));
     });
     req.end(payload);
   });

@@ -159,7 +159,7 @@ export class SessionService {
       return await call<T>(this.target(host), method, path, body, { timeoutMs });
     } catch (e) {
       // The host's refusals of what was asked (bad path, not allowed, conflict) are the caller's; anything else is a failed host.
-      if (e instanceof HttpError) throw new ServiceError(e.status === 400 || e.status === 403 || e.status === 409 ? e.status : 502, e.kind === 'http' ? (e.body?.code ?? 'AGENT_ERROR') : e.kind === 'connect' ? 'AGENT_UNREACHABLE' : 'AGENT_TIMEOUT', e.kind === 'http' ? `host ${host}: ${e.message}` : `host ${host}: agent unreachable: ${e.message}`);
+      if (e instanceof HttpError) throw new ServiceError(e.status === 400 || e.status === 403 || e.status === 409 ? e.status : 502, e.kind === 'http' ? (e.body?.code ?? 'AGENT_ERROR') : e.kind === 'connect' ? 'AGENT_UNREACHABLE' : e.kind === 'reset' ? 'AGENT_LOST' : 'AGENT_TIMEOUT', e.kind === 'http' ? `host ${host}: ${e.message}` : e.kind === 'connect' ? `host ${host}: agent unreachable: ${e.message}` : `host ${host}: agent did not answer: ${e.message}`);
       throw e;
     }
   }

@@ -140,6 +140,34 @@ describe('faults: agents restarted, down, or refusing mid-creation', { skip: fus
     await nothingOn(s.id);
   });
 
+  test('a compute agent killed in the middle of a creation: the creation fails, and once the agent is back nothing is left', async (t) => {
+    const posted = c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'agentmid'));
+    // Killed once it has begun a mount (recorded as starting, its process not yet mounted, as a rule).
+    await until('a mount of the new session to begin', async () => (await c.agentApi('compute', 'GET', '/v1/sessions')).body.sessions.length > 0, 60_000);
+    const id = (await c.agentApi('compute', 'GET', '/v1/sessions')).body.sessions[0];
+    await c.stopAgent('compute');
+    const r = await posted;
+    let s;
+    try {
+      t.diagnostic(`creation answered ${r.status} ${r.body.code}`);
+      if (r.status === 201) {
+        // The mounts were up before the kill: a whole session, torn down below.
+        assert.equal(r.body.state, 'ready');
+      } else {
+        assert.equal(r.status, 502, JSON.stringify(r.body));
+        assert.match(r.body.code, /^AGENT_(UNREACHABLE|LOST)$/);
+      }
+    } finally {
+      await c.startAgent('compute');
+    }
+    if (r.status === 201) assert.equal((await c.api(c.tokens.alice, 'DELETE', `/sessions/${id}`)).body.state, 'destroyed');
+    await until('the rollback to finish', async () => {
+      s = (await c.api(c.tokens.alice, 'GET', `/sessions/${id}?stats=false`)).body;
+      return s.pending.length === 0;
+    });
+    await nothingOn(id);
+  });
+
   test('a session service killed in the middle of a creation rolls it back when it starts again', async (t) => {
     const posted = c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'mid')).catch((e: Error) => e);
     // Killed once the first proxy server runs (the mounts come after it).
