@@ -146,8 +146,10 @@ export function sessionCommand(): Command {
       console.log(o.json ? JSON.stringify(s) : describe(s));
     });
 
-  withConnection(c.command('destroy').description('Flush write-back data, unmount, stop the proxies, forget the key (again: no-op)').argument('<id>')).action(async (id: string, o) => {
-    const s = await api(o, 'DELETE', `/sessions/${encodeURIComponent(id)}`);
+  withConnection(c.command('destroy').description('Flush write-back data, unmount, stop the proxies, forget the key (again: no-op)').argument('<id>'))
+    .option('--discard', 'DROP write-back data the server refuses (otherwise the session waits, destroying, with nothing lost)')
+    .action(async (id: string, o) => {
+    const s = await api(o, 'DELETE', `/sessions/${encodeURIComponent(id)}${o.discard ? '?discard=true' : ''}`);
     console.log(o.json ? JSON.stringify(s) : describe(s));
   });
   return c;

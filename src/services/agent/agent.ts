@@ -372,6 +372,10 @@ export class Agent {
     return this.serial(session, async () => {
       const rows = this.store.list(session);
       const stopped: string[] = [];
+      // Every mount's data delivered before any mount stops: a refusal leaves the whole session as it was.
+      if (!o.discard) {
+        for (const r of rows.filter((x) => x.kind === 'mount')) await this.flushMount(r, false);
+      }
       for (const r of rows.filter((x) => x.kind === 'mount')) {
         await this.stopMount(r, !!o.discard);
         stopped.push(r.name);
@@ -388,25 +392,30 @@ export class Agent {
     });
   }
 
-  private async stopMount(r: ComponentRow, discard: boolean): Promise<void> {
+  /** Deliver a mount's write-back data (a mount whose process died is started again to do it); 409 if the server refuses some. */
+  private async flushMount(r: ComponentRow, discard: boolean): Promise<void> {
     const spec = r.spec as MountSpec;
-    if (spec.cache.mode !== 'none') {
-      // A mount that died is brought back first: its journal is flushed by the process that owns it.
-      const sd = sessionPath(this.cacheDir(r.session, r.name, spec), this.cacheSession(r.session, r.name));
-      if ((await Journal.inspect(sd)).records > 0 || (r.pid && (await isAlive({ pid: r.pid, startTime: r.startTime ?? '' })))) {
-        await this.ensureRunning(r);
-        let res;
-        try {
-          res = await this.control(r, { op: 'flush', discard }, FLUSH_WAIT_MS);
-        } catch (e) {
-          throw new AgentError(502, 'FLUSH_FAILED', `${this.cfg.name}: mount ${r.name}: flush failed, nothing stopped: ${(e as Error).message}`);
-        }
-        if (res.report.failed.length) {
-          const bytes = res.report.failed.reduce((n: number, x: any) => n + x.bytes, 0);
-          throw new AgentError(409, 'FLUSH_INCOMPLETE', `${this.cfg.name}: mount ${r.name}: ${bytes} bytes of ${res.report.failed.length} file(s) could not be delivered (${res.report.failed.map((x: any) => `${x.code}: ${x.message}`).join('; ')}); nothing stopped (delete with discard=true to drop them)`);
-        }
+    if (spec.cache.mode === 'none') return;
+    // A mount that died is brought back first: its journal is flushed by the process that owns it.
+    const sd = sessionPath(this.cacheDir(r.session, r.name, spec), this.cacheSession(r.session, r.name));
+    if ((await Journal.inspect(sd)).records > 0 || (r.pid && (await isAlive({ pid: r.pid, startTime: r.startTime ?? '' })))) {
+      await this.ensureRunning(r);
+      let res;
+      try {
+        res = await this.control(r, { op: 'flush', discard }, FLUSH_WAIT_MS);
+      } catch (e) {
+        throw new AgentError(502, 'FLUSH_FAILED', `${this.cfg.name}: mount ${r.name}: flush failed, nothing stopped: ${(e as Error).message}`);
+      }
+      if (res.report.failed.length) {
+        const bytes = res.report.failed.reduce((n: number, x: any) => n + x.bytes, 0);
+        throw new AgentError(409, 'FLUSH_INCOMPLETE', `${this.cfg.name}: mount ${r.name}: ${bytes} bytes of ${res.report.failed.length} file(s) could not be delivered (${res.report.failed.map((x: any) => `${x.code}: ${x.message}`).join('; ')}); nothing stopped (delete with discard=true to drop them)`);
       }
     }
+  }
+
+  private async stopMount(r: ComponentRow, discard: boolean): Promise<void> {
+    const spec = r.spec as MountSpec;
+    await this.flushMount(r, discard);
     this.store.update(r.session, r.name, { state: 'stopping' });
     const cur = this.store.get(r.session, r.name)!;
     if (cur.pid) await stopProcess({ pid: cur.pid, startTime: cur.startTime ?? '' }, 60_000);

@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { installErrorHandler } from '../api/errors.js';
 import { renderDashboard, renderLogin } from '../dashboard/dashboard.js';
-import { CREATE_BODY, ERROR, GET_QUERY, ID_PARAMS, LIST_QUERY, PATCH_BODY, RENEW_BODY, SESSION } from './schemas.js';
+import { CREATE_BODY, DELETE_QUERY, ERROR, GET_QUERY, ID_PARAMS, LIST_QUERY, PATCH_BODY, RENEW_BODY, SESSION } from './schemas.js';
 import { ServiceError, type CreateRequest, type PatchRequest, type SessionService } from './service.js';
 import type { User, Users } from './users.js';
 
@@ -66,7 +66,7 @@ export function sessiondApp(svc: SessionService, users: () => Users, o: { cert: 
     { method: 'GET', url: '/sessions/:id', summary: 'A session: state, hosts, mounts, time left, live cache statistics', schema: { params: ID_PARAMS, querystring: GET_QUERY }, status: 200, response: SESSION, handler: (req, u) => svc.get(u, req.params.id, req.query.stats !== 'false') },
     { method: 'POST', url: '/sessions/:id/renew', summary: 'Extend the lifetime (from now)', schema: { params: ID_PARAMS, body: RENEW_BODY }, status: 200, response: SESSION, handler: (req, u) => svc.renew(u, req.params.id, (req.body as { lifetime?: number } | undefined)?.lifetime) },
     { method: 'PATCH', url: '/sessions/:id', summary: 'Change the policies that can change live (cache write mode, attribute timeout)', schema: { params: ID_PARAMS, body: PATCH_BODY }, status: 200, response: SESSION, handler: (req, u) => svc.patch(u, req.params.id, req.body as PatchRequest) },
-    { method: 'DELETE', url: '/sessions/:id', summary: 'Destroy: flush write-back data, unmount, stop the proxies, forget the key (idempotent)', schema: { params: ID_PARAMS }, status: 200, response: SESSION, handler: (req, u) => svc.destroy(u, req.params.id) },
+    { method: 'DELETE', url: '/sessions/:id', summary: 'Destroy: flush write-back data, unmount, stop the proxies, forget the key (idempotent)', schema: { params: ID_PARAMS, querystring: DELETE_QUERY }, status: 200, response: SESSION, handler: (req, u) => svc.destroy(u, req.params.id, { discard: req.query.discard === 'true' }) },
     { method: 'GET', url: '/hosts', summary: 'The hosts (agents) and whether they answer', status: 200, response: { type: 'object' }, handler: async () => ({ hosts: await svc.health() }) },
     { method: 'GET', url: '/whoami', summary: 'The caller', status: 200, response: { type: 'object' }, handler: (_req, u) => ({ user: u.name, admin: u.admin, accounts: u.accounts }) },
   ];
@@ -107,7 +107,7 @@ export function sessiondApp(svc: SessionService, users: () => Users, o: { cert: 
     const u = req.user!;
     const refresh = req.query.refresh !== undefined && /^\d{1,4}$/.test(req.query.refresh) ? Number(req.query.refresh) : 5;
     const sessions = svc.list(u, { all: u.admin });
-    const withStats = await Promise.all(sessions.map(async (s) => (s.state === 'ready' ? { ...s, ...(await svc.get(u, s.id, true).catch(() => ({}))) } : s)));
+    const withStats = await Promise.all(sessions.map(async (s) => (s.state === 'ready' || s.state === 'destroying' ? { ...s, ...(await svc.get(u, s.id, true).catch(() => ({}))) } : s)));
     reply.type('text/html; charset=utf-8').header('cache-control', 'no-store');
     return renderDashboard({ user: u.name, admin: u.admin, sessions: withStats, hosts: await svc.health(), now: new Date(), refresh });
   });

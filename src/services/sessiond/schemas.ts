@@ -84,6 +84,12 @@ export const LIST_QUERY = {
   properties: { all: { enum: ['true', 'false'], description: 'administrators: every user\'s sessions' }, ended: { enum: ['true', 'false'], description: 'include destroyed and failed sessions' } },
 } as const;
 
+export const DELETE_QUERY = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { discard: { enum: ['true', 'false'], description: 'drop, with the owner\'s consent, write-back data the server refuses (default: keep it and stay destroying)' } },
+} as const;
+
 export const GET_QUERY = { type: 'object', additionalProperties: false, properties: { stats: { enum: ['true', 'false'] } } } as const;
 
 const MOUNT_STATS = {

@@ -306,12 +306,12 @@ export class SessionService {
     if (failed) throw failed.reason;
   }
 
-  private async teardown(id: string, reason: string): Promise<void> {
+  private async teardown(id: string, reason: string, discard = false): Promise<void> {
     const r = this.store.get(id)!;
     if (r.state === 'destroyed' || r.state === 'failed') return;
-    if (r.state !== 'destroying') this.store.update(id, { state: 'destroying', reason });
+    if (r.state !== 'destroying' || discard) this.store.update(id, { state: 'destroying', reason });
     try {
-      await this.cleanup(id, false);
+      await this.cleanup(id, discard);
     } catch (e) {
       this.store.update(id, { error: (e as Error).message });
       this.retryAt.set(id, Date.now() + 5000);
@@ -322,11 +322,15 @@ export class SessionService {
     log.info({ session: id, reason }, 'sessiond: session destroyed');
   }
 
-  /** Tear a session down (idempotent: an ended session is returned as it is). */
-  async destroy(u: User, id: string): Promise<any> {
+  /**
+   * Tear a session down (idempotent: an ended session is returned as it is). A flush the server refuses stops
+   * the teardown with nothing lost (409, the session stays destroying and is retried) unless `discard`.
+   */
+  async destroy(u: User, id: string, o: { discard?: boolean } = {}): Promise<any> {
     this.visible(u, id);
     return this.serial(id, async () => {
-      await this.teardown(id, `deleted by ${u.name}`);
+      // discard: the owner's explicit choice to drop write-back data the server refuses (nothing else drops it).
+      await this.teardown(id, `deleted by ${u.name}${o.discard ? ' (undeliverable data discarded)' : ''}`, !!o.discard);
       return this.doc(this.store.get(id)!);
     });
   }
@@ -365,7 +369,7 @@ export class SessionService {
   async get(u: User, id: string, stats = true): Promise<any> {
     const r = this.visible(u, id);
     const d = this.doc(r);
-    if (stats && r.state === 'ready') Object.assign(d, await this.stats(r));
+    if (stats && (r.state === 'ready' || r.state === 'destroying')) Object.assign(d, await this.stats(r));
     return d;
   }
 

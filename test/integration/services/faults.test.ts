@@ -140,11 +140,34 @@ describe('faults: agents restarted, down, or refusing mid-creation', { skip: fus
     await nothingOn(s.id);
   });
 
+  test('a flush the server refuses stops the teardown with nothing lost; the owner may then discard', async () => {
+    const s = (await c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'refuse', { cache: { mode: 'write-back', dirtyMaxAge: 3600 } }))).body;
+    assert.equal(s.state, 'ready', JSON.stringify(s));
+    await fs.writeFile(path.join(s.mounts[1], 'doomed.txt'), 'the server will not take this');
+    // Removed on the server behind the session's back: its journalled data has nowhere to go.
+    await fs.rm(path.join(c.hosts.data.exports, 'alice', 'doomed.txt'));
+    const d = await c.api(c.tokens.alice, 'DELETE', `/sessions/${s.id}`);
+    assert.equal(d.status, 409, JSON.stringify(d.body));
+    assert.equal(d.body.code, 'FLUSH_INCOMPLETE');
+    assert.match(d.body.message, /could not be delivered/);
+    const g = (await c.api(c.tokens.alice, 'GET', `/sessions/${s.id}`)).body;
+    assert.equal(g.state, 'destroying');
+    assert.ok(g.stats.totals.dirtyBytes > 0, 'still held');
+    assert.equal((await mountsUnder(path.join(c.hosts.compute.mnt, 'refuse'))).length, 2, 'nothing stopped');
+    const forced = await c.api(c.tokens.alice, 'DELETE', `/sessions/${s.id}?discard=true`);
+    assert.equal(forced.status, 200, JSON.stringify(forced.body));
+    assert.equal(forced.body.state, 'destroyed');
+    assert.match(forced.body.reason, /discarded/);
+    await nothingOn(s.id);
+  });
+
   test('a compute agent killed in the middle of a creation: the creation fails, and once the agent is back nothing is left', async (t) => {
+    const known = new Set((await c.agentApi('compute', 'GET', '/v1/sessions')).body.sessions);
+    const fresh = async () => ((await c.agentApi('compute', 'GET', '/v1/sessions')).body.sessions as string[]).filter((x) => !known.has(x));
     const posted = c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'agentmid'));
     // Killed once it has begun a mount (recorded as starting, its process not yet mounted, as a rule).
-    await until('a mount of the new session to begin', async () => (await c.agentApi('compute', 'GET', '/v1/sessions')).body.sessions.length > 0, 60_000);
-    const id = (await c.agentApi('compute', 'GET', '/v1/sessions')).body.sessions[0];
+    await until('a mount of the new session to begin', async () => (await fresh()).length > 0, 60_000);
+    const [id] = await fresh();
     await c.stopAgent('compute');
     const r = await posted;
     let s;
@@ -169,10 +192,12 @@ describe('faults: agents restarted, down, or refusing mid-creation', { skip: fus
   });
 
   test('a session service killed in the middle of a creation rolls it back when it starts again', async (t) => {
+    const known = new Set((await c.agentApi('state', 'GET', '/v1/sessions')).body.sessions);
+    const fresh = async () => ((await c.agentApi('state', 'GET', '/v1/sessions')).body.sessions as string[]).filter((x) => !known.has(x));
     const posted = c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'mid')).catch((e: Error) => e);
     // Killed once the first proxy server runs (the mounts come after it).
-    await until('a proxy server of the new session', async () => (await c.agentApi('state', 'GET', '/v1/sessions')).body.sessions.length > 0);
-    const id = (await c.agentApi('state', 'GET', '/v1/sessions')).body.sessions[0];
+    await until('a proxy server of the new session', async () => (await fresh()).length > 0);
+    const [id] = await fresh();
     await c.restartSessiond();
     assert.ok((await posted) instanceof Error, 'the creation never answered');
     const s = (await c.api(c.tokens.alice, 'GET', `/sessions/${id}?stats=false`)).body;
