@@ -92,6 +92,13 @@ describe('access: tokens, users and the agents\' controller', { skip: fuseSkip()
     assert.match(stranger.body.message, /may not give orders/);
     // The session is untouched; its service can still talk to the agent.
     assert.equal((await c.agentApi('compute', 'GET', `/v1/sessions/${s.id}`)).body.components.length, 2);
+    // Orders from the service are validated too, precisely.
+    const bad = await c.agentApi('compute', 'PUT', `/v1/sessions/${s.id}/components/m9`, { kind: 'mount', mountpoint: 'relative' });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.code, 'VALIDATION');
+    const badName = await c.agentApi('compute', 'PUT', `/v1/sessions/${s.id}/components/NOT_OK`, {});
+    assert.equal(badName.status, 400);
+    assert.ok(badName.body.details.some((d: any) => d.path === 'params/name'), JSON.stringify(badName.body));
     // A client pinning another certificate never sends its request (or token).
     await assert.rejects(request({ url: c.url, fingerprint: mallory.fingerprint, token: c.tokens.alice }, 'GET', '/sessions'), /not the pinned/);
   });
