@@ -28,7 +28,11 @@ export interface MetaOptions {
   compress?: boolean;
   /** Run background transfers (whole-file, prefetch); off: zero blocks and verified demand reads only. */
   background?: boolean;
+  /** Files smaller than this are read the plain way, without asking for meta-data (default 1 MiB). */
+  minSize?: number;
 }
+
+export const DEFAULT_MIN_SIZE = 1 << 20;
 
 export interface MetaStats extends FetcherCounters {
   files: number;
@@ -145,7 +149,8 @@ export class MetaBackend extends PassthroughBackend {
       f.attr = a;
     }
     const a = f.attr;
-    if (a.type !== FType.REG) return undefined;
+    // Small files gain nothing from meta-data, and asking would cost each one a round trip.
+    if (a.type !== FType.REG || a.size < (this.o.minSize ?? DEFAULT_MIN_SIZE)) return undefined;
     if (f.meta === undefined || (f.meta === null && now >= f.retryAt)) {
       f.loading ??= this.load(cred, f, a).finally(() => (f.loading = undefined));
       await f.loading;

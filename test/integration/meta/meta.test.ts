@@ -38,6 +38,20 @@ describe('meta-data through the proxy chain', () => {
     }
   });
 
+  it('does not ask for meta-data of small files (no extra round trip per file)', async () => {
+    await memoryFile(c.exportDir, 'small.img', 512 * KB, 'whole');
+    const s = await c.startSession({ cacheDir: path.join(c.base, 'cache-small') });
+    try {
+      const fh = await s.lookup('small.img');
+      assert.equal((await readAll(s.client, fh, 512 * KB)).length, 512 * KB);
+      const st = metaOf(s).stats();
+      assert.equal(st.metaFetches, 0);
+      assert.equal(st.plainBytes, 512 * KB);
+    } finally {
+      await s.stop();
+    }
+  });
+
   it('answers zero blocks with no traffic on the wire', async () => {
     const { meta } = await memoryFile(c.exportDir, 'zero.img', 4 * MB, 'ondemand', 11);
     const s = await c.startSession({ cache: { attrTimeoutMs: 600_000 }, meta: { validateMs: 600_000 } });
