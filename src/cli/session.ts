@@ -21,6 +21,13 @@ function parseExport(role: 'state' | 'data', v: string): Record<string, unknown>
   return { role, host: v.slice(0, c), path: v.slice(c + 1, eq), mountpoint: v.slice(eq + 1) };
 }
 
+/** HOST:PATH, served as an NFS endpoint. */
+function parseNfsExport(role: 'state' | 'data', v: string): Record<string, unknown> {
+  const c = v.indexOf(':');
+  if (c <= 0) throw new InvalidArgumentError(`--${role}-nfs: expected HOST:PATH, got "${v}"`);
+  return { role, host: v.slice(0, c), path: v.slice(c + 1), access: 'nfs' };
+}
+
 /** Where the session service is and who we are: flags, else GVFS_SESSIOND, GVFS_SESSIOND_FINGERPRINT, GVFS_TOKEN(_FILE). */
 async function target(o: Record<string, any>): Promise<PinnedTarget> {
   const url = o.service ?? process.env.GVFS_SESSIOND;
@@ -57,7 +64,10 @@ async function api(o: Record<string, any>, method: string, path: string, body?: 
 
 function describe(s: any): string {
   const lines = [`session ${s.id} (${s.user}): ${s.state}${s.state === 'ready' ? `, ${duration(s.timeLeft)} left (expires ${s.expiresAt})` : ''}`];
-  for (const e of s.exports ?? []) lines.push(`  ${s.compute}:${e.mountpoint}  <-  ${e.host}:${e.path} (${e.role}, ${(e.cache ?? s.cache).mode}${(e.cache ?? s.cache).shared ? ', shared cache' : ''})`);
+  for (const e of s.exports ?? []) {
+    const where = e.mountpoint ? `${s.compute}:${e.mountpoint}` : (s.endpoints ?? []).find((x: any) => x.export === e.name)?.url ?? `${s.compute}: NFS endpoint ${e.name}`;
+    lines.push(`  ${where}  <-  ${e.host}:${e.path} (${e.role}, ${(e.cache ?? s.cache).mode}${(e.cache ?? s.cache).shared ? ', shared cache' : ''})`);
+  }
   lines.push(`  channel ${s.channel}, account ${s.account.uid}:${s.account.gid}, attribute timeout ${s.attrTimeout} s`);
   const t = s.stats?.totals;
   if (t) lines.push(`  cache hits ${t.hitRatio === null ? '–' : `${(100 * t.hitRatio).toFixed(1)}%`}, moved ${bytes(t.bytesMoved)}, dirty ${bytes(t.dirtyBytes)}`);
@@ -74,6 +84,8 @@ export function sessionCommand(): Command {
     .requiredOption('--compute <host>', 'the compute host (where the mounts are made)')
     .option('--state <host:path=mountpoint>', 'mount a state server directory (repeatable)', (v, p: any[] = []) => [...p, parseExport('state', v)])
     .option('--data <host:path=mountpoint>', 'mount a data server directory (repeatable)', (v, p: any[] = []) => [...p, parseExport('data', v)])
+    .option('--state-nfs <host:path>', 'serve a state server directory as an NFSv3 endpoint on the compute host (for NFS clients; repeatable)', (v, p: any[] = []) => [...p, parseNfsExport('state', v)])
+    .option('--data-nfs <host:path>', 'serve a data server directory as an NFSv3 endpoint on the compute host (repeatable)', (v, p: any[] = []) => [...p, parseNfsExport('data', v)])
     .option('--account <uid:gid[:groups]>', 'local account on the servers (one you may use; default your first)')
     .option('--cache <mode>', 'write-back, write-through or none (default write-back)')
     .option('--cache-size <size>', 'disk the cache may use, e.g. 1G', parseSize)
@@ -87,7 +99,7 @@ export function sessionCommand(): Command {
     .action(async (o) => {
       const body: Record<string, any> = o.spec ? JSON.parse(await fs.readFile(o.spec, 'utf8')) : {};
       body.compute = o.compute;
-      const exports = [...(o.state ?? []), ...(o.data ?? [])];
+      const exports = [...(o.state ?? []), ...(o.data ?? []), ...(o.stateNfs ?? []), ...(o.dataNfs ?? [])];
       if (exports.length) body.exports = exports;
       if (o.account) {
         const a = parseAccount(o.account);
@@ -103,7 +115,7 @@ export function sessionCommand(): Command {
       if (o.attrTimeout !== undefined) body.attrTimeout = o.attrTimeout;
       if (o.channel) body.channel = o.channel;
       if (o.lifetime !== undefined) body.lifetime = o.lifetime;
-      if (!body.exports?.length) throw new Error('nothing to mount: give --state HOST:PATH=MOUNTPOINT and/or --data HOST:PATH=MOUNTPOINT');
+      if (!body.exports?.length) throw new Error('nothing to mount: give --state HOST:PATH=MOUNTPOINT and/or --data HOST:PATH=MOUNTPOINT (or --state-nfs/--data-nfs HOST:PATH)');
       const s = await api(o, 'POST', '/sessions', body);
       console.log(o.json ? JSON.stringify(s) : describe(s));
     });
@@ -118,7 +130,7 @@ export function sessionCommand(): Command {
       const r = await api(o, 'GET', `/sessions${q.size ? `?${q}` : ''}`);
       if (o.json) return console.log(JSON.stringify(r));
       if (!r.sessions.length) return console.log('no sessions');
-      for (const s of r.sessions) console.log(`${s.id}  ${s.state.padEnd(10)} ${s.state === 'ready' ? duration(s.timeLeft).padEnd(14) : ''.padEnd(14)} ${s.mounts.map((m: string) => `${s.compute}:${m}`).join(' ')}`);
+      for (const s of r.sessions) console.log(`${s.id}  ${s.state.padEnd(10)} ${s.state === 'ready' ? duration(s.timeLeft).padEnd(14) : ''.padEnd(14)} ${[...s.mounts.map((m: string) => `${s.compute}:${m}`), ...(s.endpoints ?? []).map((e: any) => e.url)].join(' ')}`);
     });
 
   withConnection(c.command('show').description('A session with its live statistics').argument('<id>')).action(async (id: string, o) => {

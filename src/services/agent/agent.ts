@@ -118,19 +118,19 @@ export class Agent {
       await fs.mkdir(dir, { recursive: true, mode: 0o700 });
       await this.writeKey(dir, spec.key);
       let createdMountpoint = false;
-      if (spec.kind === 'mount') createdMountpoint = await this.prepareMountpoint(spec.mountpoint);
+      if (spec.kind === 'mount') createdMountpoint = await this.prepareMountpoint(spec.mountpoint!);
       if (spec.kind === 'proxy-server') await this.seedExportSecrets(session, name, spec);
       const row = { session, name, kind: spec.kind, spec, args: this.args(session, name, spec, 0), port: null };
       this.store.insert(row);
       try {
         const started = await startDetached(row.args, dir, name);
-        const port: number | null = spec.kind === 'proxy-server' ? started.info.listening.port : null;
+        const port: number | null = spec.kind === 'mount' ? null : started.info.listening.port;
         this.store.update(session, name, { state: 'running', pid: started.pid, startTime: started.startTime, port, info: { ...started.info, createdMountpoint } });
         log.info({ session, name, kind: spec.kind, pid: started.pid, port }, 'agent: started');
         return this.view(this.store.get(session, name)!, false);
       } catch (e) {
         this.store.delete(session, name);
-        if (createdMountpoint && spec.kind === 'mount') await fs.rmdir(spec.mountpoint).catch(() => undefined);
+        if (createdMountpoint && spec.kind === 'mount') await fs.rmdir(spec.mountpoint!).catch(() => undefined);
         if (this.store.list(session).length === 0) await fs.rm(dir, { recursive: true, force: true });
         log.warn({ session, name, err: (e as Error).message }, 'agent: start failed');
         throw new AgentError(502, 'START_FAILED', `${this.cfg.name}: ${spec.kind} ${name}: ${(e as Error).message}`);
@@ -159,7 +159,9 @@ export class Agent {
       }
       if (spec.channel === 'ssh' && !this.cfg.sshUrl) throw new AgentError(400, 'NO_SSH', `host ${this.cfg.name} offers no SSH channel (its agent runs without --ssh-url)`);
     } else {
-      await this.under(path.dirname(path.resolve(spec.mountpoint)), this.cfg.mountRoots, 'mount', false, spec.mountpoint);
+      if (spec.kind === 'mount' && !spec.mountpoint) throw new AgentError(400, 'BAD_PATH', 'a mount needs a mount point');
+      if (spec.kind === 'proxy-client' && spec.mountpoint) throw new AgentError(400, 'BAD_PATH', 'a proxy client has no mount point');
+      if (spec.mountpoint) await this.under(path.dirname(path.resolve(spec.mountpoint)), this.cfg.mountRoots, 'mount', false, spec.mountpoint);
       if (spec.channel.kind === 'ssh' && !(this.cfg.sshKey && this.cfg.knownHosts)) throw new AgentError(400, 'NO_SSH', `host ${this.cfg.name} has no SSH identity for tunnels (its agent runs without --ssh-key/--known-hosts)`);
     }
   }
@@ -256,7 +258,10 @@ export class Agent {
       if (spec.channel === 'tls') a.push('--tls-cert', this.cfg.certFile, '--tls-key', this.cfg.keyFile);
       return a;
     }
-    const a = ['mount', '--server', `${spec.server.host}:${spec.server.port}`, '--key', key, '--export', spec.export, '--attr-timeout', String(spec.attrTimeout)];
+    const a =
+      spec.kind === 'mount'
+        ? ['mount', '--server', `${spec.server.host}:${spec.server.port}`, '--key', key, '--export', spec.export, '--attr-timeout', String(spec.attrTimeout)]
+        : ['proxy-client', '--server', `${spec.server.host}:${spec.server.port}`, '--key', key, '--listen', `127.0.0.1:${port}`, '--attr-timeout', String(spec.attrTimeout)];
     if (spec.channel.kind === 'tls') a.push('--tls-fingerprint', spec.channel.fingerprint);
     else a.push('--via', spec.channel.url, '--ssh-key', this.cfg.sshKey!, '--known-hosts', this.cfg.knownHosts!);
     if (spec.cache.mode !== 'none') {
@@ -267,7 +272,7 @@ export class Agent {
       if (spec.cache.dirtyMaxAge !== undefined) a.push('--dirty-max-age', String(spec.cache.dirtyMaxAge));
       if (spec.cache.shared && spec.cacheId) a.push('--cache-id', spec.cacheId);
     }
-    a.push(spec.mountpoint, '--foreground');
+    if (spec.kind === 'mount') a.push(spec.mountpoint!, '--foreground');
     return a;
   }
 
@@ -298,7 +303,8 @@ export class Agent {
       v.address = spec.channel === 'tls' ? this.cfg.proxyHost : '127.0.0.1';
     } else {
       const spec = r.spec as MountSpec;
-      v.mountpoint = spec.mountpoint;
+      if (spec.mountpoint) v.mountpoint = spec.mountpoint;
+      else v.address = '127.0.0.1';
       if (withStats && spec.cache.mode !== 'none') {
         try {
           v.cache = (await this.control(r, { op: 'stats' }, 3000)).stats;
@@ -328,7 +334,7 @@ export class Agent {
     return this.serial(session, async () => {
       const r = this.store.get(session, name);
       if (!r) throw new AgentError(404, 'NOT_FOUND', `session ${session} has no component ${name} on ${this.cfg.name}`);
-      if (r.kind !== 'mount') throw new AgentError(400, 'NOT_A_MOUNT', `${name} is a ${r.kind}; only mounts have live policies`);
+      if (r.kind === 'proxy-server') throw new AgentError(400, 'NOT_A_MOUNT', `${name} is a ${r.kind}; only mounts and proxy clients have live policies`);
       const spec = structuredClone(r.spec) as MountSpec;
       if (p.cacheMode !== undefined && spec.cache.mode === 'none') throw new AgentError(400, 'NO_CACHE', `mount ${name} has no cache; its cache mode cannot change`);
       if (spec.cache.mode !== 'none') {
@@ -351,7 +357,7 @@ export class Agent {
     return this.serial(session, async () => {
       const out = [];
       for (const r of this.store.list(session)) {
-        if (r.kind !== 'mount' || (r.spec as MountSpec).cache.mode === 'none') continue;
+        if (r.kind === 'proxy-server' || (r.spec as MountSpec).cache.mode === 'none') continue;
         await this.ensureRunning(r);
         const res = await this.control(r, { op: 'flush', discard: false }, FLUSH_WAIT_MS);
         out.push({ name: r.name, report: res.report });
@@ -374,9 +380,9 @@ export class Agent {
       const stopped: string[] = [];
       // Every mount's data delivered before any mount stops: a refusal leaves the whole session as it was.
       if (!o.discard) {
-        for (const r of rows.filter((x) => x.kind === 'mount')) await this.flushMount(r, false);
+        for (const r of rows.filter((x) => x.kind !== 'proxy-server')) await this.flushMount(r, false);
       }
-      for (const r of rows.filter((x) => x.kind === 'mount')) {
+      for (const r of rows.filter((x) => x.kind !== 'proxy-server')) {
         await this.stopMount(r, !!o.discard);
         stopped.push(r.name);
       }
@@ -419,8 +425,10 @@ export class Agent {
     this.store.update(r.session, r.name, { state: 'stopping' });
     const cur = this.store.get(r.session, r.name)!;
     if (cur.pid) await stopProcess({ pid: cur.pid, startTime: cur.startTime ?? '' }, 60_000);
-    const st = await mountState(spec.mountpoint).catch(() => ({ state: 'none' as const }));
-    if (st.state !== 'none') await fuseUnmount(spec.mountpoint, { lazy: true }).catch((e) => log.warn({ err: (e as Error).message, mnt: spec.mountpoint }, 'agent: unmount failed'));
+    if (spec.mountpoint) {
+      const st = await mountState(spec.mountpoint).catch(() => ({ state: 'none' as const }));
+      if (st.state !== 'none') await fuseUnmount(spec.mountpoint, { lazy: true }).catch((e) => log.warn({ err: (e as Error).message, mnt: spec.mountpoint }, 'agent: unmount failed'));
+    }
     if (spec.cache.mode !== 'none') {
       const dir = this.cacheDir(r.session, r.name, spec);
       const sd = sessionPath(dir, this.cacheSession(r.session, r.name));
@@ -428,7 +436,7 @@ export class Agent {
       if (left.records > 0 && !discard) log.error({ session: r.session, name: r.name, bytes: left.bytes }, 'agent: journal still holds writes after the mount stopped; keeping it');
       else await fs.rm(spec.cache.shared ? sd : dir, { recursive: true, force: true });
     }
-    if (cur.info?.createdMountpoint) await fs.rmdir(spec.mountpoint).catch(() => undefined);
+    if (cur.info?.createdMountpoint && spec.mountpoint) await fs.rmdir(spec.mountpoint).catch(() => undefined);
     this.store.delete(r.session, r.name);
   }
 
@@ -452,8 +460,8 @@ export class Agent {
         if (r.pid) await stopProcess({ pid: r.pid, startTime: r.startTime ?? '' }, 5000);
         // A starting row has no pid yet: its process (if any) is found by its session directory.
         await this.killStray(r);
-        if (r.kind === 'mount') {
-          const mnt = (r.spec as MountSpec).mountpoint;
+        if (r.kind === 'mount' && (r.spec as MountSpec).mountpoint) {
+          const mnt = (r.spec as MountSpec).mountpoint!;
           const st = await mountState(mnt).catch(() => ({ state: 'none' as const }));
           if (st.state !== 'none') await fuseUnmount(mnt, { lazy: true }).catch(() => undefined);
         }

@@ -54,9 +54,9 @@ export const CACHE = {
 const MOUNT = {
   type: 'object',
   additionalProperties: false,
-  required: ['kind', 'key', 'server', 'channel', 'export', 'mountpoint', 'cache', 'attrTimeout'],
+  required: ['kind', 'key', 'server', 'channel', 'export', 'cache', 'attrTimeout'],
   properties: {
-    kind: { const: 'mount' },
+    kind: { enum: ['mount', 'proxy-client'] },
     key: KEY,
     server: { type: 'object', additionalProperties: false, required: ['host', 'port'], properties: { host: { type: 'string', minLength: 1, maxLength: 255 }, port: { type: 'integer', minimum: 1, maximum: 65535 } } },
     channel: {
@@ -85,7 +85,7 @@ export const BOOL = { enum: ['true', 'false', '1', '0'] } as const;
  *   GET    /v1/health
  *   GET    /v1/sessions                           sessions with something here
  *   GET    /v1/sessions/:session?stats=true       components (+ live cache counters)
- *   PUT    /v1/sessions/:session/components/:name start a proxy server or mount (idempotent)
+ *   PUT    /v1/sessions/:session/components/:name start a proxy server, mount or proxy client (idempotent)
  *   PATCH  /v1/sessions/:session/components/:name change a mount's live policies
  *   POST   /v1/sessions/:session/flush            deliver write-back data
  *   DELETE /v1/sessions/:session?discard=false    flush, unmount, stop, forget the key (idempotent)

@@ -12,7 +12,7 @@ import path from 'node:path';
  *   re-attached (same pid and start time) or restarted with the same
  *   arguments (a proxy server on the same port).
  */
-export type ComponentKind = 'proxy-server' | 'mount';
+export type ComponentKind = 'proxy-server' | 'mount' | 'proxy-client';
 export type ComponentState = 'starting' | 'running' | 'stopping';
 
 export interface ComponentRow {

@@ -35,14 +35,20 @@ export interface CachePolicy {
   dirtyMaxAge?: number;
 }
 
+/**
+ * A proxy client on the compute host: `mount` serves it as a FUSE mount at
+ * `mountpoint`; `proxy-client` as an NFSv3 + MOUNT endpoint on loopback for
+ * unmodified NFS clients (libnfs, a VMM's nfs:// driver).
+ */
 export interface MountSpec {
-  kind: 'mount';
+  kind: 'mount' | 'proxy-client';
   key: KeyDoc;
   /** The proxy server (for ssh: as its SSH server sees it). */
   server: { host: string; port: number };
   channel: { kind: 'tls'; fingerprint: string } | { kind: 'ssh'; url: string };
   export: string;
-  mountpoint: string;
+  /** kind mount only. */
+  mountpoint?: string;
   cache: CachePolicy;
   /** Identifies the export for a shared cache (blocks shared by sessions of the same export). */
   cacheId?: string;
@@ -61,13 +67,13 @@ export interface MountPatch {
 export interface ComponentView {
   session: string;
   name: string;
-  kind: 'proxy-server' | 'mount';
+  kind: 'proxy-server' | 'mount' | 'proxy-client';
   state: string;
   pid: number | null;
   alive: boolean;
   port: number | null;
   restarts: number;
-  /** proxy-server: where (for ssh: as its SSH server sees it) and how mounts reach it. */
+  /** proxy-server: where (for ssh: as its SSH server sees it) and how mounts reach it; proxy-client: where NFS clients connect. */
   address?: string;
   channel?: { kind: 'tls'; fingerprint: string } | { kind: 'ssh'; url: string };
   mountpoint?: string;

@@ -66,7 +66,13 @@ export function renderDashboard(d: DashboardData): string {
   const rows = d.sessions
     .map((s) => {
       const t = s.stats?.totals;
-      const mounts = (s.exports ?? []).map((e: any) => `<div class="mono">${esc(e.mountpoint)} ← ${esc(e.host)}:${esc(e.path)} (${esc(e.role)})</div>`).join('');
+      const mounts = (s.exports ?? [])
+        .map((e: any) => {
+          const ep = (s.endpoints ?? []).find((x: any) => x.export === e.name);
+          const where = e.mountpoint ?? (ep ? `nfs://127.0.0.1:${ep.port}${e.name}` : `NFS endpoint ${e.name}`);
+          return `<div class="mono">${esc(where)} ← ${esc(e.host)}:${esc(e.path)} (${esc(e.role)})</div>`;
+        })
+        .join('');
       return `<tr data-session="${esc(s.id)}">
 <td class="mono">${esc(s.id)}${d.admin ? `<div>${esc(s.user)}</div>` : ''}</td>
 <td><span class="state ${esc(s.state)}">${esc(s.state)}</span>${s.error ? `<div class="mono">${esc(s.error)}</div>` : ''}</td>

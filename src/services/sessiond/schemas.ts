@@ -39,13 +39,14 @@ export const CREATE_BODY = {
       items: {
         type: 'object',
         additionalProperties: false,
-        required: ['role', 'host', 'path', 'mountpoint'],
+        required: ['role', 'host', 'path'],
         properties: {
           role: { enum: ['state', 'data'] },
           host: { type: 'string', minLength: 1, maxLength: 64, description: 'the state or data host (its agent name)' },
           path: { type: 'string', pattern: '^(/|nfs://)', maxLength: 4096, description: 'absolute directory on that host, or nfs://HOST[:PORT]/PATH of an NFSv3 server it reaches' },
           name: { ...EXPORT_NAME, description: 'export name on the proxy server (default /state, /data)' },
-          mountpoint: { type: 'string', pattern: '^/', maxLength: 4096, description: 'absolute path on the compute host' },
+          access: { enum: ['mount', 'nfs'], description: 'mount: a FUSE mount at mountpoint (default); nfs: an NFSv3 endpoint on the compute host\'s loopback for unmodified NFS clients (libnfs, a VMM\'s nfs:// driver)' },
+          mountpoint: { type: 'string', pattern: '^/', maxLength: 4096, description: 'absolute path on the compute host (access mount)' },
           cache: CACHE_POLICY,
         },
       },
@@ -96,6 +97,7 @@ const MOUNT_STATS = {
   type: 'object',
   properties: {
     mountpoint: { type: 'string' },
+    endpoint: { type: 'string' },
     mode: { type: 'string' },
     alive: { type: 'boolean' },
     restarts: { type: 'integer' },
@@ -128,6 +130,11 @@ export const SESSION = {
     attrTimeout: { type: 'number' },
     exports: CREATE_BODY.properties.exports,
     mounts: { type: 'array', items: { type: 'string' } },
+    endpoints: {
+      type: 'array',
+      description: 'NFSv3 endpoints of the exports with access nfs (on the compute host)',
+      items: { type: 'object', properties: { export: { type: 'string' }, host: { type: 'string' }, address: { type: 'string' }, port: { type: 'integer' }, url: { type: 'string' } } },
+    },
     hosts: { type: 'array', items: { type: 'string' } },
     pending: { type: 'array', items: { type: 'string' }, description: 'hosts a teardown or rollback still has to reach' },
     endedAt: { type: 'string', format: 'date-time' },

@@ -43,7 +43,7 @@ export class ServiceError extends Error {
 export interface CreateRequest {
   user?: string;
   compute: string;
-  exports: Array<{ role: 'state' | 'data'; host: string; path: string; name?: string; mountpoint: string; cache?: CachePolicy }>;
+  exports: Array<{ role: 'state' | 'data'; host: string; path: string; name?: string; access?: 'mount' | 'nfs'; mountpoint?: string; cache?: CachePolicy }>;
   account?: Account;
   cache?: CachePolicy;
   attrTimeout?: number;
@@ -60,14 +60,16 @@ export interface PatchRequest {
 interface Component {
   host: string;
   name: string;
-  kind: 'proxy-server' | 'mount';
+  kind: 'proxy-server' | 'mount' | 'proxy-client';
   port?: number | null;
   mountpoint?: string;
 }
 
 /** Live counters of one mount, as the dashboard and GET /sessions/{id} show them. */
 export interface MountStats {
-  mountpoint: string;
+  mountpoint?: string;
+  /** An access-nfs export's endpoint (nfs://…). */
+  endpoint?: string;
   mode: string;
   alive: boolean;
   restarts: number;
@@ -176,15 +178,22 @@ export class SessionService {
     const exports = b.exports.map((e, i) => {
       if (!this.agents.has(e.host)) throw new ServiceError(400, 'UNKNOWN_HOST', `exports[${i}].host: no host named "${e.host}" (known: ${known})`);
       if (e.host === b.compute) log.debug({ host: e.host }, 'sessiond: server and compute on the same host');
-      const mnt = e.mountpoint.replace(/\/+$/, '') || '/';
-      if (mnt === '/') throw new ServiceError(400, 'BAD_MOUNTPOINT', `exports[${i}].mountpoint: cannot mount on /`);
-      if (seenMnt.has(mnt)) throw new ServiceError(400, 'DUPLICATE_MOUNTPOINT', `exports[${i}].mountpoint: ${mnt} is used twice`);
-      for (const m of seenMnt) if (mnt.startsWith(m + '/') || m.startsWith(mnt + '/')) throw new ServiceError(400, 'NESTED_MOUNTPOINT', `exports[${i}].mountpoint: ${mnt} and ${m} are nested`);
-      seenMnt.add(mnt);
+      const access = e.access ?? 'mount';
+      let mnt: string | null = null;
+      if (access === 'nfs') {
+        if (e.mountpoint !== undefined) throw new ServiceError(400, 'BAD_MOUNTPOINT', `exports[${i}].mountpoint: an export with access "nfs" is not mounted (its NFS endpoint is returned)`);
+      } else {
+        if (e.mountpoint === undefined) throw new ServiceError(400, 'MOUNTPOINT_REQUIRED', `exports[${i}].mountpoint: required with access "mount"`);
+        mnt = e.mountpoint.replace(/\/+$/, '') || '/';
+        if (mnt === '/') throw new ServiceError(400, 'BAD_MOUNTPOINT', `exports[${i}].mountpoint: cannot mount on /`);
+        if (seenMnt.has(mnt)) throw new ServiceError(400, 'DUPLICATE_MOUNTPOINT', `exports[${i}].mountpoint: ${mnt} is used twice`);
+        for (const m of seenMnt) if (mnt.startsWith(m + '/') || m.startsWith(mnt + '/')) throw new ServiceError(400, 'NESTED_MOUNTPOINT', `exports[${i}].mountpoint: ${mnt} and ${m} are nested`);
+        seenMnt.add(mnt);
+      }
       const name = e.name ?? `/${e.role}${b.exports.filter((x) => x.role === e.role).length > 1 ? i : ''}`;
       if (seenName.has(`${e.host}\0${name}`)) throw new ServiceError(400, 'DUPLICATE_NAME', `exports[${i}].name: ${name} is used twice on host ${e.host}`);
       seenName.add(`${e.host}\0${name}`);
-      return { role: e.role, host: e.host, path: e.path, name, mountpoint: mnt, cache: e.cache ?? null };
+      return { role: e.role, host: e.host, path: e.path, name, access, mountpoint: mnt, cache: e.cache ?? null };
     });
     let account = b.account;
     if (account) {
@@ -250,24 +259,28 @@ export class SessionService {
         await Promise.all(
           spec.exports.map(async (e: any, i: number) => {
             const p = ps.get(e.host)!;
+            const kind = e.access === 'nfs' ? 'proxy-client' : 'mount';
             const body: MountSpec = {
-              kind: 'mount',
+              kind,
               key,
               server: { host: p.address ?? '127.0.0.1', port: p.port! },
               channel: p.channel!,
               export: e.name,
-              mountpoint: e.mountpoint,
+              ...(kind === 'mount' ? { mountpoint: e.mountpoint } : {}),
               cache: e.cache ?? spec.cache,
               cacheId: `${e.host}:${e.path}`,
               attrTimeout: spec.attrTimeout,
             };
-            comps.push({ host: spec.compute, name: `m${i}`, kind: 'mount', mountpoint: e.mountpoint });
+            const comp: Component = { host: spec.compute, name: `m${i}`, kind, ...(e.mountpoint ? { mountpoint: e.mountpoint } : {}) };
+            comps.push(comp);
             save();
-            await this.agent(spec.compute, 'PUT', `/v1/sessions/${id}/components/m${i}`, body, TIMEOUTS.start).catch((e) => {
-              if (e instanceof ServiceError && e.code === 'AGENT_UNREACHABLE') comps.splice(comps.findIndex((c) => c.host === spec.compute && c.name === `m${i}`), 1);
+            const v = await this.agent<ComponentView>(spec.compute, 'PUT', `/v1/sessions/${id}/components/m${i}`, body, TIMEOUTS.start).catch((e) => {
+              if (e instanceof ServiceError && e.code === 'AGENT_UNREACHABLE') comps.splice(comps.indexOf(comp), 1);
               save();
               throw e;
             });
+            comp.port = v.port;
+            save();
           }),
         );
         this.store.update(id, { state: 'ready', components: comps });
@@ -294,7 +307,7 @@ export class SessionService {
   private async cleanup(id: string, discard: boolean): Promise<void> {
     const comps: Component[] = this.store.get(id)!.components;
     const hosts = [...new Set(comps.map((c) => c.host))];
-    const mountHosts = hosts.filter((h) => comps.some((c) => c.host === h && c.kind === 'mount'));
+    const mountHosts = hosts.filter((h) => comps.some((c) => c.host === h && c.kind !== 'proxy-server'));
     const stop = async (h: string) => {
       await this.agent(h, 'DELETE', `/v1/sessions/${id}${discard ? '?discard=true' : ''}`, undefined, TIMEOUTS.stop);
       this.store.update(id, { components: this.store.get(id)!.components.filter((c: Component) => c.host !== h) });
@@ -382,15 +395,17 @@ export class SessionService {
       return { stats: null, statsError: (e as Error).message };
     }
     const mounts: MountStats[] = comps
-      .filter((c) => c.kind === 'mount')
+      .filter((c) => c.kind !== 'proxy-server')
       .map((c) => {
         const s = c.cache;
-        const exp = r.spec.exports.find((e: any) => e.mountpoint === c.mountpoint);
+        const i = Number(c.name.slice(1));
+        const exp = r.spec.exports[i];
         const mode = (exp?.cache ?? r.spec.cache).mode;
-        if (!s) return { mountpoint: c.mountpoint!, mode, alive: c.alive, restarts: c.restarts, ...(c.cacheError ? { error: c.cacheError } : {}) };
+        const where = c.mountpoint ? { mountpoint: c.mountpoint } : { endpoint: exp ? this.endpointUrl(exp.name, c.port!) : `127.0.0.1:${c.port}` };
+        if (!s) return { ...where, mode, alive: c.alive, restarts: c.restarts, ...(c.cacheError ? { error: c.cacheError } : {}) };
         const total = s.hits + s.misses;
         return {
-          mountpoint: c.mountpoint!,
+          ...where,
           mode: s.mode,
           alive: c.alive,
           restarts: c.restarts,
@@ -465,13 +480,22 @@ export class SessionService {
       cache: r.spec.cache,
       attrTimeout: r.spec.attrTimeout,
       exports: r.spec.exports,
-      mounts: r.spec.exports.map((e: any) => e.mountpoint),
+      mounts: r.spec.exports.filter((e: any) => e.mountpoint).map((e: any) => e.mountpoint),
+      endpoints: r.spec.exports.flatMap((e: any, i: number) => {
+        const c = r.components.find((x: Component) => x.name === `m${i}` && x.kind === 'proxy-client');
+        return c?.port ? [{ export: e.name, host: r.spec.compute, address: '127.0.0.1', port: c.port, url: this.endpointUrl(e.name, c.port) }] : [];
+      }),
       hosts: [...new Set<string>([...r.spec.exports.map((e: any) => e.host), r.spec.compute])],
       pending: (r.state === 'destroying' || r.state === 'failed') && r.components.length ? [...new Set(r.components.map((c: Component) => c.host))] : [],
       ...(r.endedAt ? { endedAt: new Date(r.endedAt).toISOString() } : {}),
       ...(r.reason ? { reason: r.reason } : {}),
       ...(r.error ? { error: r.error } : {}),
     };
+  }
+
+  /** How libnfs (and QEMU's nfs driver) names an export of a proxy client: NFS and MOUNT on one port. */
+  endpointUrl(name: string, port: number): string {
+    return `nfs://127.0.0.1${name.endsWith('/') ? name : name + '/'}?version=3&nfsport=${port}&mountport=${port}`;
   }
 
   /** Each agent's health, for the dashboard. */

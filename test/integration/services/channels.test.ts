@@ -62,6 +62,33 @@ describe('sessions over SSH, from an NFS server, and with the shared golden cach
     assert.equal((await processesUnder(c.base)).length, 4);
   });
 
+  test('access nfs: an NFSv3 endpoint on the compute host that an unmodified NFS client (libnfs) uses', async () => {
+    const req = aliceRequest(c, 'ep');
+    req.exports = [{ role: 'state', host: 'state', path: path.join(c.hosts.state.exports, 'vm'), access: 'nfs' }, { ...req.exports[1] }];
+    const s = (await c.api(c.tokens.alice, 'POST', '/sessions', req)).body;
+    assert.equal(s.state, 'ready', JSON.stringify(s));
+    assert.equal(s.mounts.length, 1);
+    assert.equal(s.endpoints.length, 1);
+    const ep = s.endpoints[0];
+    assert.equal(ep.export, '/state');
+    assert.equal(ep.url, `nfs://127.0.0.1/state/?version=3&nfsport=${ep.port}&mountport=${ep.port}`);
+    assert.match((await sh('nfs-ls', [ep.url])).stdout, /golden\.img/);
+    const file = ep.url.replace('/state/?', '/state/golden.img?');
+    const out = await sh('nfs-cat', [file], { encoding: 'buffer', maxBuffer: 16 << 20 });
+    assert.ok((out.stdout as unknown as Buffer).equals(await fs.readFile(path.join(c.hosts.state.exports, 'vm', 'golden.img'))));
+    const st = (await c.api(c.tokens.alice, 'GET', `/sessions/${s.id}`)).body.stats.mounts;
+    assert.deepEqual(st.map((m: any) => m.endpoint ?? m.mountpoint), [ep.url, s.mounts[0]]);
+    assert.ok(st[0].bytesFetched >= 4 << 20);
+    // A mount point for an nfs export, or none for a mount, is refused precisely.
+    const bad = await c.api(c.tokens.alice, 'POST', '/sessions', { ...req, exports: [{ ...req.exports[0], mountpoint: '/x' }] });
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.message, /exports\[0\]\.mountpoint: an export with access "nfs" is not mounted/);
+    const none = await c.api(c.tokens.alice, 'POST', '/sessions', { ...req, exports: [{ role: 'data', host: 'data', path: '/x' }] });
+    assert.equal(none.body.code, 'MOUNTPOINT_REQUIRED');
+    assert.equal((await c.api(c.tokens.alice, 'DELETE', `/sessions/${s.id}`)).body.state, 'destroyed');
+    await assert.rejects(sh('nfs-ls', [ep.url]));
+  });
+
   test('an export forwarded from an NFSv3 server the data host may reach; others are refused', async () => {
     const req = aliceRequest(c, 'nfs');
     req.exports = [{ role: 'data', host: 'data', path: `nfs://127.0.0.1:${nfs.port}/`, mountpoint: path.join(c.hosts.compute.mnt, 'nfs', 'data') }];
