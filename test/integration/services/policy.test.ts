@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fuseSkip } from '../fuse/mount-helper.js';
-import { aliceRequest, makeExports, startCluster, type Cluster } from '../../helpers/services.js';
+import { aliceRequest, gvfs, makeExports, startCluster, type Cluster } from '../../helpers/services.js';
 
 describe('live policy change (PATCH)', { skip: fuseSkip() }, () => {
   let c: Cluster;
@@ -34,10 +34,9 @@ describe('live policy change (PATCH)', { skip: fuseSkip() }, () => {
     await fs.writeFile(path.join(data, 'after.txt'), 'straight through');
     assert.equal(await fs.readFile(path.join(server, 'after.txt'), 'utf8'), 'straight through');
 
-    // Back to write-back for one mount only.
-    const back = await c.api(c.tokens.alice, 'PATCH', `/sessions/${s.id}`, { mountpoint: data, cache: { mode: 'write-back' } });
-    assert.equal(back.status, 200);
-    assert.deepEqual(back.body.stats.mounts.map((m: any) => m.mode), ['write-through', 'write-back']);
+    // Back to write-back for one mount only, from the command line.
+    const back = JSON.parse((await gvfs(['session', 'set', s.id, '--mountpoint', data, '--cache', 'write-back', '--json'], c.env('alice'))).stdout);
+    assert.deepEqual(back.stats.mounts.map((m: any) => m.mode), ['write-through', 'write-back']);
     await fs.writeFile(path.join(data, 'again.txt'), 'journalled again');
     assert.equal(await fs.readFile(path.join(server, 'again.txt'), 'utf8'), '');
 
