@@ -1,4 +1,6 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,9 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Command } from 'commander';
 import { newSessionKey, writeKeyFile } from '../channel/session-key.js';
-import { SessionRegistry } from '../channel/sessions.js';
-import { makeSelfSignedCert, readTlsFiles } from '../channel/tls.js';
-import { createProxyServer } from '../proxy/proxy-server.js';
+import { makeSelfSignedCert } from '../channel/tls.js';
 import { setLogLevel } from '../util/log.js';
 import { cloneVm, listVms, stopVm } from '../vm/clone.js';
 import { COUNTER_RE, demoGuest } from '../vm/demo-guest.js';
@@ -43,7 +43,7 @@ export function demoVmCommand(): Command {
       const vms = path.join(exp, 'vms');
       await fs.mkdir(vms, { recursive: true });
       const stateRoot = path.join(dir, 'compute-server', 'vms');
-      let ps: Awaited<ReturnType<typeof createProxyServer>> | undefined;
+      let ps: { proc: ChildProcess; port: number; close(): Promise<void> } | undefined;
       const cleanup = async () => {
         for (const { record } of await listVms(stateRoot).catch(() => [])) await stopVm({ name: record.name, stateRoot }).catch(() => undefined);
         await ps?.close().catch(() => undefined);
@@ -80,15 +80,11 @@ export function demoVmCommand(): Command {
         await fs.mkdir(path.dirname(keyFile), { recursive: true });
         await writeKeyFile(keyFile, key);
         const cert = await makeSelfSignedCert(path.join(dir, 'state-server', 'tls'));
-        ps = await createProxyServer({
-          exports: [{ kind: 'local', dir: exp, name: '/vm' }],
-          map: new Map(),
-          sessions: new SessionRegistry([key]),
-          tls: await readTlsFiles(cert.cert, cert.key),
-          stateDir: path.join(dir, 'state-server', 'gvfs'),
-        });
-        const addr = await ps.listen(0, '127.0.0.1');
-        say(`state server: gvfs proxy-server on ${addr.address}:${addr.port} (TLS 1.3, session ${key.id} for ${key.user})`);
+        // The proxy server in a process of its own, as on a real state server: this process reads
+        // through the mount, and a server sharing its thread pool with those reads could starve.
+        ps = await startProxyServer(['--listen', '127.0.0.1:0', '--export', `${exp}=/vm`, '--key', keyFile, '--tls-cert', cert.cert, '--tls-key', cert.key, '--state-dir', path.join(dir, 'state-server', 'gvfs')]);
+        say(`state server: gvfs proxy-server on 127.0.0.1:${ps.port} (TLS 1.3, session ${key.id} for ${key.user}, pid ${ps.proc.pid})`);
+        const addr = { port: ps.port };
         const cacheDir = path.join(dir, 'compute-server', 'cache');
         const mountArgs = ['--server', `127.0.0.1:${addr.port}`, '--key', keyFile, '--tls-fingerprint', cert.fingerprint, '--cache-dir', cacheDir];
         const mount = await ensureSessionMount(stateRoot, mountArgs, cacheDir);
@@ -139,4 +135,25 @@ async function waitLines(consoleFile: string, count: number, timeoutMs = 120_000
     if (Date.now() > end) throw new Error(`${consoleFile}: no ${count} counter lines within ${timeoutMs / 1000} s:\n${text.slice(-500)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** `gvfs proxy-server ... --json` as a child process; resolves once it listens. */
+async function startProxyServer(args: string[]): Promise<{ proc: ChildProcess; port: number; close(): Promise<void> }> {
+  const proc = spawn(process.execPath, [CLI, 'proxy-server', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GVFS_LOG_LEVEL: process.env.GVFS_LOG_LEVEL ?? 'error' } });
+  let err = '';
+  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const port = await new Promise<number>((resolve, reject) => {
+    proc.once('exit', (c) => reject(new Error(`gvfs proxy-server exited with ${c}: ${err.trim()}`)));
+    createInterface({ input: proc.stdout! }).once('line', (l) => resolve(JSON.parse(l).listening.port));
+  });
+  proc.removeAllListeners('exit');
+  return {
+    proc,
+    port,
+    async close() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGTERM');
+      await once(proc, 'exit');
+    },
+  };
 }
