@@ -233,7 +233,9 @@ export async function cloneVm(o: CloneOptions): Promise<{ record: CloneRecord; t
   const overlay = path.join(dir, 'disk.qcow2');
   const disk = m.disks[0];
   const warm = warmUpGolden(goldenDir, m, path.join(goldenDir, m.deviceState.file));
-  await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', path.join(goldenDir, disk.file), '-F', disk.format, overlay]);
+  // With the size known, qemu-img need not open the golden disk (-u): QEMU does, a moment later.
+  const size = disk.virtualSize ? ['-u', overlay, String(disk.virtualSize)] : [overlay];
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', path.join(goldenDir, disk.file), '-F', disk.format, ...size]);
   o.log?.(`clone ${name} of ${golden}: overlay ${overlay} over ${path.join(goldenDir, disk.file)}, memory copy-on-write from ${path.join(goldenDir, m.memory.file)}`);
   const res = await startFromState({
     r: { name, golden, vmRoot, mount: o.mount, dir, status: 'running', qmpSocket: path.join(dir, 'qmp.sock'), console: path.join(dir, 'console.log'), overlay, qemuLog: path.join(dir, 'qemu.log'), from: 'clone', manifest: m },

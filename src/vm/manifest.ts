@@ -47,6 +47,8 @@ export interface VmDisk {
   file: string;
   format: 'qcow2';
   device: 'virtio-blk-pci';
+  /** Guest-visible size in bytes (an overlay is created with it, without opening the golden disk). */
+  virtualSize?: number;
 }
 
 export interface VmManifest {

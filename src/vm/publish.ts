@@ -94,6 +94,7 @@ export async function publishVm(o: PublishOptions): Promise<PublishResult> {
     if (o.initrd) await fs.copyFile(o.initrd, path.join(work, 'initrd'));
     await run('qemu-img', ['convert', '-q', '-O', 'qcow2', o.disk, path.join(work, 'disk.qcow2')]);
     const machine = await resolveMachine(o.machine ?? 'pc');
+    const info = JSON.parse((await run('qemu-img', ['info', '--output=json', path.join(work, 'disk.qcow2')])).stdout) as { 'virtual-size': number };
     const m: VmManifest = {
       format: MANIFEST_FORMAT,
       version: MANIFEST_VERSION,
@@ -104,7 +105,7 @@ export async function publishVm(o: PublishOptions): Promise<PublishResult> {
       machine: { type: machine, accel: 'tcg', cpus: o.cpus ?? 1, cpu: o.cpu ?? 'qemu64' },
       memory: { bytes: o.memoryBytes, backendId: 'ram0', file: 'ram' },
       boot: { kernel: 'kernel', initrd: o.initrd ? 'initrd' : undefined, append: o.append },
-      disks: [{ id: 'disk0', file: 'disk.qcow2', format: 'qcow2', device: 'virtio-blk-pci' }],
+      disks: [{ id: 'disk0', file: 'disk.qcow2', format: 'qcow2', device: 'virtio-blk-pci', virtualSize: info['virtual-size'] }],
       serial: { device: 'isa-serial', id: 'console' },
       deviceState: { file: 'state', capabilities: STATE_CAPABILITIES, includesMemory: false },
       files: [],

@@ -1,14 +1,13 @@
-import { execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { createInterface } from 'node:readline';
 import { mountState } from '../frontends/fuse/mountpoint.js';
 import type { MountRef } from './clone.js';
 import { pidAlive } from './qemu.js';
 
-const run = promisify(execFile);
 const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'main.js');
 
 /**
@@ -23,18 +22,73 @@ export async function ensureSessionMount(stateRoot: string, mountArgs: string[],
   const dir = path.join(stateRoot, 'mounts', id);
   const mnt = path.join(dir, 'mnt');
   const recFile = path.join(dir, 'mount.json');
-  const rec = JSON.parse(await fs.readFile(recFile, 'utf8').catch(() => 'null')) as MountRef | null;
-  if (rec?.pid && (await pidAlive(rec.pid)) && (await mountState(mnt)).state === 'live') return rec;
-  await fs.mkdir(mnt, { recursive: true, mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
-    if (e.code !== 'ENOTCONN' && e.code !== 'EEXIST') throw e;
+  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  // Clones started at once share one mount: the first starts it, the others wait for it.
+  const unlock = await lock(path.join(dir, 'lock'));
+  try {
+    const rec = JSON.parse(await fs.readFile(recFile, 'utf8').catch(() => 'null')) as MountRef | null;
+    if (rec?.pid && (await pidAlive(rec.pid)) && (await mountState(mnt)).state === 'live') return rec;
+    await fs.mkdir(mnt, { recursive: true, mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOTCONN' && e.code !== 'EEXIST') throw e;
+    });
+    const info = await spawnMount([...mountArgs, mnt], path.join(dir, 'mount.log'));
+    const ref: MountRef = { mnt: info.mounted, pid: info.pid, cacheDir: info.cacheDir ?? cacheDir, owned: true };
+    await fs.writeFile(recFile, JSON.stringify(ref) + '\n');
+    return ref;
+  } finally {
+    await unlock();
+  }
+}
+
+/**
+ * `gvfs mount ... --foreground --json` started detached (its own session,
+ * stderr to `logFile`), as `gvfs mount` without --foreground does, minus
+ * the second Node start; resolves with its first line once it has mounted.
+ */
+async function spawnMount(args: string[], logFile: string): Promise<{ mounted: string; pid: number; cacheDir?: string | null }> {
+  const log = await fs.open(logFile, 'a');
+  let child: ReturnType<typeof spawn>;
+  try {
+    child = spawn(process.execPath, [CLI, 'mount', ...args, '--foreground', '--json'], { detached: true, stdio: ['ignore', 'pipe', log.fd] });
+  } finally {
+    await log.close();
+  }
+  const line = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).once('line', resolve);
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      void fs
+        .readFile(logFile, 'utf8')
+        .catch(() => '')
+        .then((text) => reject(new Error(`gvfs mount failed (exit ${code}); ${logFile}:\n${text.trim().split('\n').slice(-5).join('\n')}`)));
+    });
   });
-  const { stdout } = await run(process.execPath, [CLI, 'mount', ...mountArgs, '--log', path.join(dir, 'mount.log'), '--json', mnt]).catch((e: { stderr?: string; message: string }) => {
-    throw new Error(`gvfs mount failed: ${(e.stderr ?? e.message).trim()}`);
-  });
-  const info = JSON.parse(stdout.trim().split('\n').pop()!) as { mounted: string; pid: number; cacheDir?: string | null };
-  const ref: MountRef = { mnt: info.mounted, pid: info.pid, cacheDir: info.cacheDir ?? cacheDir, owned: true };
-  await fs.writeFile(recFile, JSON.stringify(ref) + '\n');
-  return ref;
+  child.stdout!.destroy();
+  child.removeAllListeners('exit');
+  child.unref();
+  return JSON.parse(line);
+}
+
+/** An exclusive lock file holding our PID; a lock whose holder is gone is taken over. */
+async function lock(file: string, timeoutMs = 120_000): Promise<() => Promise<void>> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const fh = await fs.open(file, 'wx', 0o600);
+      await fh.writeFile(String(process.pid));
+      await fh.close();
+      return () => fs.rm(file, { force: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    const holder = Number(await fs.readFile(file, 'utf8').catch(() => ''));
+    if (holder && !(await pidAlive(holder))) {
+      await fs.rm(file, { force: true });
+      continue;
+    }
+    if (Date.now() > end) throw new Error(`${file}: held by pid ${holder} for over ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 /**
