@@ -161,11 +161,18 @@ function warmUp(files: Array<{ file: string; bytes?: number }>): Promise<void> {
   );
 }
 
+/** What a resuming QEMU reads for -kernel / -initrd (machine.ts, Placement.kernel). */
+function resumeBoot(goldenDir: string, m: VmManifest): { kernel: string; initrd?: string } {
+  if (m.boot.resumeKernel) return { kernel: path.join(goldenDir, m.boot.resumeKernel) };
+  return { kernel: path.join(goldenDir, m.boot.kernel), initrd: m.boot.initrd ? path.join(goldenDir, m.boot.initrd) : undefined };
+}
+
 function warmUpGolden(goldenDir: string, m: VmManifest, stateFile: string): Promise<void> {
   const at = (f: string) => path.join(goldenDir, f);
+  const boot = resumeBoot(goldenDir, m);
   return warmUp([
-    { file: at(m.boot.kernel) },
-    ...(m.boot.initrd ? [{ file: at(m.boot.initrd) }] : []),
+    { file: boot.kernel },
+    ...(boot.initrd ? [{ file: boot.initrd }] : []),
     { file: stateFile },
     { file: at(m.disks[0].file), bytes: 1 << 20 },
     { file: at(m.memory.file), bytes: 4096 },
@@ -188,8 +195,7 @@ async function startFromState(o: {
         name: r.name,
         ramFile: path.join(goldenDir, m.memory.file),
         share: false,
-        kernel: path.join(goldenDir, m.boot.kernel),
-        initrd: m.boot.initrd ? path.join(goldenDir, m.boot.initrd) : undefined,
+        ...resumeBoot(goldenDir, m),
         disks: { [m.disks[0].id]: r.overlay },
         consoleLog: r.console,
         qmpSocket: r.qmpSocket,
@@ -337,7 +343,12 @@ export async function suspendVm(o: { name: string; stateRoot?: string; log?: (s:
     base: r.golden,
     created: new Date().toISOString(),
     memory: { ...base.memory, file: path.join('..', r.golden, base.memory.file) },
-    boot: { ...base.boot, kernel: path.join('..', r.golden, base.boot.kernel), initrd: base.boot.initrd && path.join('..', r.golden, base.boot.initrd) },
+    boot: {
+      ...base.boot,
+      kernel: path.join('..', r.golden, base.boot.kernel),
+      initrd: base.boot.initrd && path.join('..', r.golden, base.boot.initrd),
+      resumeKernel: base.boot.resumeKernel && path.join('..', r.golden, base.boot.resumeKernel),
+    },
     disks: [{ ...base.disks[0], file: 'disk.qcow2' }],
     deviceState: { file: 'state', capabilities: STATE_CAPABILITIES, includesMemory: true },
     files: [

@@ -21,6 +21,14 @@ export interface Placement {
   /** Absolute paths of the manifest's files as this QEMU sees them. */
   ramFile: string;
   share: boolean;
+  /**
+   * The kernel for `-kernel`. A resuming QEMU (incoming) never runs it again
+   * (the guest's memory holds the running kernel); it reads the file only to
+   * build the same machine: the same linuxboot option ROM (whose contents
+   * travel in the migration stream) and fw_cfg entries (whose contents do
+   * not). So clones get the golden VM's kernel *stub*: the boot header and
+   * setup code (manifest boot.resumeKernel), a few KiB instead of megabytes.
+   */
   kernel: string;
   initrd?: string;
   /** Disk id → image path (an overlay for clones). */
@@ -46,10 +54,8 @@ export function qemuArgs(m: VmManifest, p: Placement): string[] {
     '-kernel', p.kernel,
     '-append', m.boot.append,
   ];
-  if (m.boot.initrd) {
-    if (!p.initrd) throw new Error('the manifest boots with an initrd but none was placed');
-    a.push('-initrd', p.initrd);
-  }
+  // A resuming QEMU needs no initrd: it is read through fw_cfg only while booting (see Placement.kernel).
+  if (p.initrd) a.push('-initrd', p.initrd);
   for (const d of m.disks) {
     const file = p.disks[d.id];
     if (!file) throw new Error(`no image placed for disk ${d.id}`);

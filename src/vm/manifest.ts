@@ -29,7 +29,7 @@ export const MANIFEST_FORMAT = 'gvfs-vm';
 export const MANIFEST_VERSION = 1;
 export const MANIFEST_FILE = 'manifest.json';
 
-export type FileRole = 'disk' | 'memory' | 'device-state' | 'kernel' | 'initrd';
+export type FileRole = 'disk' | 'memory' | 'device-state' | 'kernel' | 'initrd' | 'resume-kernel';
 
 export interface VmFile {
   /** Name inside the VM's directory. */
@@ -74,7 +74,8 @@ export interface VmManifest {
     /** The golden RAM file (in the base VM's directory for a suspended clone). */
     file: string;
   };
-  boot: { kernel: string; initrd?: string; append: string };
+  /** resumeKernel: the kernel's boot header and setup code, what a resuming QEMU reads (machine.ts, Placement.kernel). */
+  boot: { kernel: string; initrd?: string; append: string; resumeKernel?: string };
   disks: VmDisk[];
   /** The guest's serial console (an isa-serial device on a chardev). */
   serial: { device: 'isa-serial'; id: string };

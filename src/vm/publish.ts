@@ -154,6 +154,10 @@ export async function publishVm(o: PublishOptions): Promise<PublishResult> {
       ['kernel', 'kernel'],
     ];
     if (o.initrd) files.push(['initrd', 'initrd']);
+    if (await writeKernelStub(path.join(work, 'kernel'), path.join(work, 'kernel.resume'))) {
+      m.boot.resumeKernel = 'kernel.resume';
+      files.push(['kernel.resume', 'resume-kernel']);
+    }
     for (const [f, role] of files) m.files.push(await describeFile(work, f, role));
     // Into place without its manifest (a directory without one is no VM yet), then meta-data
     // (which names each file's inode and path in the export), then the manifest, last.
@@ -195,6 +199,31 @@ async function nearestMetaRoot(dir: string): Promise<string> {
 }
 
 /** How each file should move to a compute server (the meta-data's transfer hint). */
+/**
+ * The boot header and setup code of an x86 bzImage (plus one page), which
+ * is all a resuming QEMU needs of the kernel (machine.ts, Placement.kernel).
+ * False (no stub) for anything that is not a bzImage: clones then read the
+ * whole kernel.
+ */
+async function writeKernelStub(kernel: string, out: string): Promise<boolean> {
+  const fh = await fs.open(kernel, 'r');
+  try {
+    const head = Buffer.alloc(1024);
+    await fh.read(head, 0, 1024, 0);
+    if (head.toString('latin1', 0x202, 0x206) !== 'HdrS') return false;
+    const setup = ((head[0x1f1] || 4) + 1) * 512;
+    const size = (await fh.stat()).size;
+    const len = Math.min(size, setup + 4096);
+    if (len >= size) return false;
+    const b = Buffer.alloc(len);
+    await fh.read(b, 0, len, 0);
+    await fs.writeFile(out, b);
+    return true;
+  } finally {
+    await fh.close();
+  }
+}
+
 const HINT: Record<VmFile['role'], string> = {
   // The guest touches a fraction of its memory and disk: on demand, zero blocks answered locally.
   memory: 'ondemand',
@@ -203,6 +232,7 @@ const HINT: Record<VmFile['role'], string> = {
   'device-state': 'whole',
   kernel: 'whole',
   initrd: 'whole',
+  'resume-kernel': 'whole',
 };
 
 /**

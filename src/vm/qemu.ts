@@ -160,11 +160,16 @@ export async function launchQemu(o: LaunchOptions): Promise<Qemu> {
 
 /** Whether `pid` is alive and (when given) its command line contains `marker` (guards against PID reuse). */
 export async function pidAlive(pid: number, marker?: string): Promise<boolean> {
-  const cmd = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => undefined);
-  if (cmd === undefined) return false;
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ESRCH') return false;
+  }
   const st = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
   if (/\) Z /.test(st)) return false; // a zombie waiting for its parent
-  return marker === undefined || cmd.split('\0').some((a) => a.includes(marker));
+  if (marker === undefined) return true;
+  const cmd = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  return cmd.split('\0').some((a) => a.includes(marker));
 }
 
 /**
@@ -173,16 +178,17 @@ export async function pidAlive(pid: number, marker?: string): Promise<boolean> {
  */
 export async function stopPid(pid: number, o: { qmp?: QmpClient; qmpSocket?: string; marker?: string; graceMs?: number; exited?: Promise<unknown> } = {}): Promise<void> {
   const grace = o.graceMs ?? 5_000;
-  const gone = async (ms: number) => {
+  // Our own child: its exit event is the truth. Another process's QEMU: poll /proc.
+  const gone = async (ms: number): Promise<boolean> => {
+    if (o.exited) return Promise.race([o.exited.then(() => true), sleep(ms).then(() => false)]);
     const end = Date.now() + ms;
     while (Date.now() < end) {
       if (!(await pidAlive(pid, o.marker))) return true;
-      if (o.exited && (await Promise.race([o.exited.then(() => true), sleep(50).then(() => false)]))) return true;
-      else if (!o.exited) await sleep(50);
+      await sleep(50);
     }
     return !(await pidAlive(pid, o.marker));
   };
-  if (!(await pidAlive(pid, o.marker))) return;
+  if (!o.exited && !(await pidAlive(pid, o.marker))) return;
   let qmp = o.qmp;
   let own = false;
   if (!qmp && o.qmpSocket) {

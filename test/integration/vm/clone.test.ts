@@ -65,7 +65,9 @@ describe('gvfs vm: publish, clone through a GVFS session, suspend and resume', {
     assert.equal(mf.version, 1);
     assert.match(mf.machine.type, /^pc-i440fx-\d+\.\d+$/);
     assert.equal(mf.memory.bytes, MEMORY);
-    assert.deepEqual(mf.files.map((f) => f.role).sort(), ['device-state', 'disk', 'initrd', 'kernel', 'memory']);
+    assert.deepEqual(mf.files.map((f) => f.role).sort(), ['device-state', 'disk', 'initrd', 'kernel', 'memory', 'resume-kernel']);
+    // Clones read the kernel's boot header and setup code only: a few KiB of the kernel.
+    assert.ok(mf.files.find((f) => f.role === 'resume-kernel')!.size < 128 * 1024);
     assert.equal(mf.files.find((f) => f.role === 'memory')!.size, MEMORY);
     // The device state is small: the memory stayed in the RAM file.
     assert.ok(mf.files.find((f) => f.role === 'device-state')!.size < 4 * 2 ** 20);

@@ -54,6 +54,6 @@ test('qemuArgs: one machine for publish (share=on) and clone (share=off, -incomi
   assert.deepEqual(clone.slice(-2), ['-incoming', 'defer']);
   assert.ok(clone.includes('file=/x,,y/disk.qcow2,if=none,id=disk0,format=qcow2,cache=writeback'));
   assert.ok(pub.includes('pc-i440fx-7.2,memory-backend=ram0'));
-  assert.throws(() => qemuArgs(m, { ...place, initrd: undefined, ramFile: '/r', share: false }), /initrd/);
+  assert.ok(!qemuArgs(m, { ...place, initrd: undefined, ramFile: '/r', share: false }).includes('-initrd'));
   assert.equal(shQuote("a b'c"), `'a b'\\''c'`);
 });
