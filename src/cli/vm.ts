@@ -12,6 +12,7 @@ import { addLinkOptions } from './proxy-client.js';
 import { parseSize } from './util.js';
 
 const run = promisify(execFile);
+const VM_ATTR_TIMEOUT = 30;
 const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), 'main.js');
 
 /** gvfs meta record --start|--stop on a session's cache directory (the meta-data layer's command). */
@@ -87,7 +88,7 @@ export function vmCommand(): Command {
     addLinkOptions(c, { serverRequired: false })
       .option('--mount <dir>', 'an existing GVFS session mount to use instead of --server ... (or a plain directory of VMs)')
       .option('--vm-path <path>', 'the VM directory inside the mount', '')
-      .option('--attr-timeout <seconds>', 'attribute timeout of a mount started here', (v) => Number(v))
+      .option('--attr-timeout <seconds>', `attribute timeout of a mount started here (default ${VM_ATTR_TIMEOUT}: a published VM's files never change; publish replaces a VM with a new directory)`, (v) => Number(v))
       .addOption(stateDir());
 
   const mountOf = async (c: Command, o: Record<string, any>): Promise<MountRef> => {
@@ -109,6 +110,8 @@ export function vmCommand(): Command {
         if (v) args.push(opt.long!);
       } else args.push(opt.long!, String(v));
     }
+    // Golden VMs are immutable: trusting attributes longer saves a round trip per path step and file at each clone.
+    if (o.attrTimeout === undefined) args.push('--attr-timeout', String(VM_ATTR_TIMEOUT));
     return ensureSessionMount(o.stateDir, args, o.cacheDir);
   };
 
