@@ -12,6 +12,7 @@ import { qemuArgs } from './machine.js';
 import { readManifest, writeManifest, MANIFEST_FORMAT, MANIFEST_VERSION, type VmFile, type VmManifest } from './manifest.js';
 import { loadState, saveState, STATE_CAPABILITIES } from './migration.js';
 import { launchQemu, pidAlive, qemus, stopPid, type Qemu } from './qemu.js';
+import { QmpClient } from './qmp.js';
 import { checkVmName } from './publish.js';
 
 const run = promisify(execFile);
@@ -308,7 +309,6 @@ export async function suspendVm(o: { name: string; stateRoot?: string; log?: (s:
   const r = await readClone(stateRoot, o.name);
   if (!r) throw new Error(`no clone ${o.name} on this host (gvfs vm list)`);
   if (!(await cloneRunning(r))) throw new Error(`clone ${o.name} is not running`);
-  const { QmpClient } = await import('./qmp.js');
   const qmp = await QmpClient.connect(r.qmpSocket);
   const local = path.join(r.dir, 'suspend.state');
   try {
