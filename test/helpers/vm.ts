@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { listVms } from '../../src/vm/clone.js';
 import { COUNTER_RE } from '../../src/vm/demo-guest.js';
 import { pidAlive, qemus, stopPid } from '../../src/vm/qemu.js';
+import { forceUnmount } from '../integration/fuse/mount-helper.js';
 
 export const run = promisify(execFile);
 export const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
@@ -61,10 +62,23 @@ export async function waitCounters(consoleFile: string, count: number, timeoutMs
   }
 }
 
-/** Stop every clone recorded in a state directory and any QEMU this process still tracks (cleanup, also after failures). */
+/**
+ * Stop every clone recorded in a state directory, any QEMU this process
+ * still tracks, and the session mounts `gvfs vm clone --server` started
+ * there (cleanup, also after failures).
+ */
 export async function stopAllVms(stateRoot: string): Promise<void> {
   for (const { record } of await listVms(stateRoot).catch(() => [])) {
     if (record.pid && (await pidAlive(record.pid, record.qmpSocket))) await stopPid(record.pid, { marker: record.qmpSocket, graceMs: 1_000 }).catch(() => undefined);
   }
   qemus.killAllSync();
+  for (const id of await fs.readdir(path.join(stateRoot, 'mounts')).catch(() => [] as string[])) {
+    const rec = JSON.parse(await fs.readFile(path.join(stateRoot, 'mounts', id, 'mount.json'), 'utf8').catch(() => 'null')) as { mnt: string; pid?: number } | null;
+    if (!rec) continue;
+    if (rec.pid && (await pidAlive(rec.pid))) {
+      process.kill(rec.pid, 'SIGTERM');
+      for (let i = 0; i < 200 && (await pidAlive(rec.pid)); i++) await new Promise((r) => setTimeout(r, 50));
+    }
+    await forceUnmount(rec.mnt);
+  }
 }

@@ -126,14 +126,16 @@ describe('gvfs vm: publish, clone through a GVFS session, suspend and resume', {
     const list = await gvfsVm(['list', '--state-dir', stateRoot]);
     assert.deepEqual(list.map((x: { clone: string; status: string }) => [x.clone, x.status]), [['s', 'suspended']]);
 
-    // The proxy client goes away and comes back (a new mount on the same cache directory).
-    assert.equal(await m!.stop(), 0, m!.stderr());
-    m = undefined;
-    // What suspend saved reached the state server itself (flushed, not only journalled).
+    // What suspend saved reached the state server itself while the proxy client still runs
+    // (suspend flushed the write-back cache: not only journalled on the compute server).
     const sm = await readManifest(path.join(vms, 's'));
     assert.equal(sm.kind, 'suspended');
     assert.equal(sm.base, 'demo');
     assert.deepEqual(await verifyFiles(path.join(vms, 's'), sm), []);
+    const stats = await gvfs(['cache', 'stats', '--cache-dir', cacheDir]);
+    assert.equal(stats.sessions[0].stats.flushBacklog.bytes, 0);
+    // The proxy client goes away and comes back (a new mount on the same cache directory).
+    assert.equal(await m!.stop(), 0, m!.stderr());
     m = await mount('mnt2');
 
     const r = await gvfsVm(['resume', 's', '--mount', m.mnt, '--vm-path', 'vms', '--state-dir', stateRoot]);
@@ -145,6 +147,19 @@ describe('gvfs vm: publish, clone through a GVFS session, suspend and resume', {
     assert.doesNotMatch(await text(), /gvfs-guest: ready/);
     await gvfsVm(['stop', 's', '--state-dir', stateRoot]);
     assert.deepEqual(await verifyFiles(path.join(vms, 'demo'), golden), []);
+  });
+
+  test('gvfs vm clone --server starts the session mount itself, shares it, and ends it with its last clone', async () => {
+    const link = ['--server', `127.0.0.1:${ps!.port}`, '--key', keyFile, '--cache-dir', path.join(dir, 'cache-srv'), '--vm-path', 'vms', '--state-dir', stateRoot];
+    const [x, y] = await Promise.all(['x', 'y'].map((n) => gvfsVm(['clone', 'demo', '--as', n, ...link])));
+    assert.equal(x.mount.mnt, y.mount.mnt, 'one mount for both');
+    assert.equal(x.mount.pid, y.mount.pid);
+    for (const v of [x, y]) assert.equal((await waitCounters(v.console, 1))[0].md5, g.dataMd5);
+    const mounted = async () => (await fs.readFile('/proc/self/mountinfo', 'utf8')).split('\n').some((l) => l.split(' ')[4] === x.mount.mnt);
+    assert.ok(await mounted());
+    const stopped = await gvfsVm(['stop', 'x', 'y', '--state-dir', stateRoot]);
+    assert.deepEqual(stopped.map((s: { unmounted: string | null }) => s.unmounted), [null, x.mount.mnt]);
+    assert.equal(await mounted(), false);
   });
 
   test('errors are clear: an unknown VM, a clone name in use', async () => {
