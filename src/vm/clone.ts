@@ -244,15 +244,22 @@ export async function cloneVm(o: CloneOptions): Promise<{ record: CloneRecord; t
   const size = disk.virtualSize ? ['-u', overlay, String(disk.virtualSize)] : [overlay];
   await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', path.join(goldenDir, disk.file), '-F', disk.format, ...size]);
   o.log?.(`clone ${name} of ${golden}: overlay ${overlay} over ${path.join(goldenDir, disk.file)}, memory copy-on-write from ${path.join(goldenDir, m.memory.file)}`);
-  const res = await startFromState({
-    r: { name, golden, vmRoot, mount: o.mount, dir, status: 'running', qmpSocket: path.join(dir, 'qmp.sock'), console: path.join(dir, 'console.log'), overlay, qemuLog: path.join(dir, 'qemu.log'), from: 'clone', manifest: m },
-    goldenDir,
-    stateFile: path.join(goldenDir, m.deviceState.file),
-    caps: m.deviceState.capabilities,
-    t0,
-  });
-  await warm;
-  return res;
+  try {
+    const res = await startFromState({
+      r: { name, golden, vmRoot, mount: o.mount, dir, status: 'running', qmpSocket: path.join(dir, 'qmp.sock'), console: path.join(dir, 'console.log'), overlay, qemuLog: path.join(dir, 'qemu.log'), from: 'clone', manifest: m },
+      goldenDir,
+      stateFile: path.join(goldenDir, m.deviceState.file),
+      caps: m.deviceState.capabilities,
+      t0,
+    });
+    await warm;
+    return res;
+  } catch (e) {
+    // Nothing of a clone that never ran stays behind (QEMU's complaint is in the error).
+    await warm;
+    await fs.rm(dir, { recursive: true, force: true });
+    throw e;
+  }
 }
 
 /** Deliver what a mount's write-back cache holds to the server (every live session of its cache directory). */

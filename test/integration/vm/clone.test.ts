@@ -168,5 +168,12 @@ describe('gvfs vm: publish, clone through a GVFS session, suspend and resume', {
     await assert.rejects(gvfsVm(['clone', 'demo', '--mount', m!.mnt, '--vm-path', 'vms', '--as', 'dup', '--state-dir', stateRoot]), /dup is running/);
     await gvfsVm(['stop', 'dup', '--state-dir', stateRoot]);
     assert.equal((await fs.stat(v.overlay).catch(() => undefined)), undefined);
+    // QEMU's own complaint reaches the user: a VM whose manifest names a machine this QEMU lacks.
+    await fs.cp(path.join(vms, 'demo'), path.join(vms, 'bad'), { recursive: true });
+    const bad = await readManifest(path.join(vms, 'bad'));
+    await fs.writeFile(path.join(vms, 'bad', 'manifest.json'), JSON.stringify({ ...bad, machine: { ...bad.machine, type: 'pc-i440fx-0.0' } }));
+    await assert.rejects(gvfsVm(['clone', 'bad', '--mount', m!.mnt, '--vm-path', 'vms', '--state-dir', stateRoot]), /QEMU exited \(1\) while starting:[^]*unsupported machine type/);
+    assert.deepEqual(await gvfsVm(['list', '--state-dir', stateRoot]), []);
+    assert.ok(!(await fs.readdir(stateRoot)).some((n) => n.startsWith('bad')), 'a clone that never ran leaves nothing behind');
   });
 });
