@@ -177,7 +177,7 @@ export async function vmSuite(ctx: BenchContext, profileName = 'wan', sizes: { m
   } finally {
     for (const { record } of await listVms(stateRoot).catch(() => [])) {
       if (record.pid && (await pidAlive(record.pid, record.qmpSocket))) await stopPid(record.pid, { marker: record.qmpSocket, graceMs: 1_000 }).catch(() => undefined);
-      if (record.mount.owned && record.mount.pid && (await pidAlive(record.mount.pid))) process.kill(record.mount.pid, 'SIGTERM');
+      if (record.mount.owned && record.mount.pid && (await pidAlive(record.mount.pid, record.mount.mnt))) process.kill(record.mount.pid, 'SIGTERM');
     }
     qemus.killAllSync();
     for (const p of procs.reverse()) await p.stop();

@@ -371,6 +371,7 @@ export async function suspendVm(o: { name: string; stateRoot?: string; log?: (s:
   await fs.rm(local, { force: true });
   await fs.rm(ov, { force: true });
   await fs.rm(r.overlay, { force: true });
+  await releaseMount(r.mount, stateRoot);
   return { record, to, stateBytes: st.size, overlayBytes: dk.size, flushed };
 }
 
@@ -414,18 +415,20 @@ export async function stopVm(o: { name: string; stateRoot?: string }): Promise<{
   const wasRunning = await cloneRunning(r);
   if (wasRunning) await stopPid(r.pid!, { qmpSocket: r.qmpSocket, marker: r.qmpSocket, graceMs: 5_000 });
   await fs.rm(r.dir, { recursive: true, force: true });
-  let unmounted: string | undefined;
-  if (r.mount.owned && r.mount.pid) {
-    const others = (await listVms(stateRoot)).filter((c) => c.record.mount.mnt === r.mount.mnt && c.running);
-    if (!others.length && (await pidAlive(r.mount.pid))) {
-      // The mount process flushes and unmounts on SIGTERM.
-      process.kill(r.mount.pid, 'SIGTERM');
-      const end = Date.now() + 120_000;
-      while (Date.now() < end && (await pidAlive(r.mount.pid))) await new Promise((res) => setTimeout(res, 100));
-      unmounted = r.mount.mnt;
-    }
-  }
-  return { record: r, wasRunning, unmounted };
+  return { record: r, wasRunning, unmounted: await releaseMount(r.mount, stateRoot) };
+}
+
+/** End a session mount `gvfs vm` started once no running clone uses it; returns its mountpoint if it ended. */
+async function releaseMount(mount: MountRef, stateRoot: string): Promise<string | undefined> {
+  if (!mount.owned || !mount.pid) return undefined;
+  const others = (await listVms(stateRoot)).filter((c) => c.record.mount.mnt === mount.mnt && c.running);
+  // The PID is checked against its command line (the mountpoint), so a reused PID is never signalled.
+  if (others.length || !(await pidAlive(mount.pid, mount.mnt))) return undefined;
+  // The mount process flushes and unmounts on SIGTERM.
+  process.kill(mount.pid, 'SIGTERM');
+  const end = Date.now() + 120_000;
+  while (Date.now() < end && (await pidAlive(mount.pid, mount.mnt))) await new Promise((res) => setTimeout(res, 100));
+  return mount.mnt;
 }
 
 export async function listVms(stateRoot = defaultStateRoot()): Promise<Array<{ record: CloneRecord; running: boolean }>> {

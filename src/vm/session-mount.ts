@@ -27,7 +27,7 @@ export async function ensureSessionMount(stateRoot: string, mountArgs: string[],
   const unlock = await lock(path.join(dir, 'lock'));
   try {
     const rec = JSON.parse(await fs.readFile(recFile, 'utf8').catch(() => 'null')) as MountRef | null;
-    if (rec?.pid && (await pidAlive(rec.pid)) && (await mountState(mnt)).state === 'live') return rec;
+    if (rec?.pid && (await pidAlive(rec.pid, rec.mnt)) && (await mountState(mnt)).state === 'live') return rec;
     await fs.mkdir(mnt, { recursive: true, mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
       if (e.code !== 'ENOTCONN' && e.code !== 'EEXIST') throw e;
     });

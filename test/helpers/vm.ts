@@ -75,9 +75,9 @@ export async function stopAllVms(stateRoot: string): Promise<void> {
   for (const id of await fs.readdir(path.join(stateRoot, 'mounts')).catch(() => [] as string[])) {
     const rec = JSON.parse(await fs.readFile(path.join(stateRoot, 'mounts', id, 'mount.json'), 'utf8').catch(() => 'null')) as { mnt: string; pid?: number } | null;
     if (!rec) continue;
-    if (rec.pid && (await pidAlive(rec.pid))) {
+    if (rec.pid && (await pidAlive(rec.pid, rec.mnt))) {
       process.kill(rec.pid, 'SIGTERM');
-      for (let i = 0; i < 200 && (await pidAlive(rec.pid)); i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 200 && (await pidAlive(rec.pid, rec.mnt)); i++) await new Promise((r) => setTimeout(r, 50));
     }
     await forceUnmount(rec.mnt);
   }
