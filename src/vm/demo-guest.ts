@@ -62,7 +62,9 @@ export async function demoGuest(): Promise<DemoGuest> {
 export async function diskOfSize(g: DemoGuest, mib: number): Promise<string> {
   if (mib === 64) return g.disk;
   const out = path.join(g.dir, `disk-${mib}M.qcow2`);
-  if (existsSync(out)) return out;
+  // Made from this build's data file (a rebuilt guest has a new one).
+  const [o, d] = await Promise.all([fs.stat(out).catch(() => undefined), fs.stat(g.data)]);
+  if (o && o.mtimeMs >= d.mtimeMs) return out;
   await run('bash', [path.join(REPO, 'scripts', 'guest', 'mkdisk.sh'), out, String(mib), g.data]);
   return out;
 }
