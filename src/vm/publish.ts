@@ -2,6 +2,8 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { generateMeta } from '../meta/generate.js';
+import type { TransferHint } from '../meta/format.js';
 import { readConsole, waitConsoleLine } from './console.js';
 import { qemuArgs } from './machine.js';
 import { describeFile, writeManifest, type VmFile, type VmManifest, MANIFEST_FORMAT, MANIFEST_VERSION } from './manifest.js';
@@ -181,8 +183,8 @@ export async function publishVm(o: PublishOptions): Promise<PublishResult> {
 }
 
 export interface MetaResult {
-  /** generated: every file has meta-data; unavailable: this build has no meta-data layer; failed: see note. */
-  status: 'generated' | 'unavailable' | 'failed';
+  /** generated: every file has meta-data; failed: see note. */
+  status: 'generated' | 'failed';
   /** file → its meta-data file (as `gvfs meta gen` wrote it) */
   files: Record<string, string>;
   note?: string;
@@ -224,7 +226,7 @@ async function writeKernelStub(kernel: string, out: string): Promise<boolean> {
   }
 }
 
-const HINT: Record<VmFile['role'], string> = {
+const HINT: Record<VmFile['role'], TransferHint> = {
   // The guest touches a fraction of its memory and disk: on demand, zero blocks answered locally.
   memory: 'ondemand',
   disk: 'ondemand',
@@ -239,19 +241,9 @@ const HINT: Record<VmFile['role'], string> = {
  * THE meta-data call site of `gvfs vm publish`: meta-data (zero map, block
  * hashes, transfer hint) for each file of a golden VM, written by the
  * meta-data layer (src/meta, the library behind `gvfs meta gen`). No
- * meta-data format of its own here. The layer is loaded at run time so a
- * build without it still publishes (status 'unavailable').
+ * meta-data format of its own here.
  */
 export async function writeMetaFor(files: Array<{ file: string; role: VmFile['role'] }>, root: string): Promise<MetaResult> {
-  type Gen = (file: string, o: { root?: string; hint?: string }) => Promise<{ metaPath: string }>;
-  let generateMeta: Gen | undefined;
-  const spec = '../meta/generate.js';
-  try {
-    generateMeta = ((await import(spec)) as { generateMeta?: Gen }).generateMeta;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw e;
-  }
-  if (!generateMeta) return { status: 'unavailable', files: {}, note: 'this build has no meta-data layer (src/meta/generate.ts)' };
   const out: Record<string, string> = {};
   for (const f of files) out[f.file] = path.relative(root, (await generateMeta(f.file, { root, hint: HINT[f.role] })).metaPath);
   return { status: 'generated', files: out };
