@@ -1,9 +1,7 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { newSessionKey, writeKeyFile } from '../../src/channel/session-key.js';
@@ -14,28 +12,11 @@ import { spawnGvfs } from '../../test/helpers/gvfs-proc.js';
 import { memoryStateFile } from '../lib/files.js';
 import { checkLink, PROFILES, startLink } from '../lib/link-emulator.js';
 import type { BenchContext, SuiteResult } from '../lib/report.js';
+import { spawnMount } from './mount.js';
 
 const run = promisify(execFile);
 const MiB = 1 << 20;
 const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
-
-/** `gvfs mount --foreground --json`, its own process. */
-async function mount(args: string[]): Promise<{ proc: ChildProcess; mnt: string; stop(): Promise<void> }> {
-  const proc = spawn(process.execPath, [CLI, 'mount', ...args, '--foreground', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const line = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: proc.stdout! }).once('line', resolve);
-    proc.once('exit', (c) => reject(new Error(`gvfs mount exited with ${c}`)));
-  });
-  return {
-    proc,
-    mnt: JSON.parse(line).mounted,
-    async stop() {
-      if (proc.exitCode !== null) return;
-      proc.kill('SIGTERM');
-      await once(proc, 'exit');
-    },
-  };
-}
 
 /**
  * Issue 7: a memory-state-like file (half zero 64 KiB blocks, the rest
@@ -103,7 +84,7 @@ export async function metaSuite(ctx: BenchContext, profileName = 'wan', memMiB?:
   const wireBytes: Record<string, number[]> = {};
   const session = async <T>(sys: string, f: (m: string, cacheDir: string) => Promise<T>): Promise<T> => {
     const cacheDir = path.join(dir, `cache-${++n}`);
-    const m = await mount(['--server', `127.0.0.1:${link.port}`, '--key', keyFile, '--cache-dir', cacheDir, '--write-through', ...(sys === 'no-meta' ? ['--no-meta'] : []), mnt]);
+    const m = await spawnMount(['--server', `127.0.0.1:${link.port}`, '--key', keyFile, '--cache-dir', cacheDir, '--write-through', ...(sys === 'no-meta' ? ['--no-meta'] : []), mnt]);
     try {
       return await f(m.mnt, cacheDir);
     } finally {

@@ -36,7 +36,7 @@ async function secs(f: () => Promise<unknown>): Promise<number> {
 }
 
 /** `gvfs mount --foreground --json` in its own process (so its RSS is its own). */
-async function spawnMount(args: string[]): Promise<{ proc: ChildProcess; mnt: string; stop(): Promise<void> }> {
+export async function spawnMount(args: string[]): Promise<{ proc: ChildProcess; mnt: string; stop(): Promise<void> }> {
   const proc = spawn(process.execPath, [CLI, 'mount', ...args, '--foreground', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const line = await new Promise<string>((resolve, reject) => {
     createInterface({ input: proc.stdout! }).once('line', resolve);
