@@ -5,6 +5,8 @@ import { after, before, describe, it } from 'node:test';
 import { isFsError } from '../../../src/backend/errors.js';
 import { blockCount, isZero, META_DIR } from '../../../src/meta/format.js';
 import { readMetaOf } from '../../../src/meta/generate.js';
+import { bulkRead, fetchMeta } from '../../../src/ext/meta-client.js';
+import { MAX_BULK, MetaStatus } from '../../../src/ext/meta-codec.js';
 import { readAll, ROOT, startCacheChain, type CacheChain } from '../cache/helpers.js';
 import { KB, MB, memoryFile, metaDir, metaOf, sha } from './helpers.js';
 
@@ -47,6 +49,28 @@ describe('meta-data through the proxy chain', () => {
       const st = metaOf(s).stats();
       assert.equal(st.metaFetches, 0);
       assert.equal(st.plainBytes, 512 * KB);
+    } finally {
+      await s.stop();
+    }
+  });
+
+  it('the proxy server refuses BULK_READ over its limits and for another version, and names a file without meta-data', async () => {
+    const { meta } = await memoryFile(c.exportDir, 'limits.img', 4 * MB, 'ondemand', 21);
+    await fs.writeFile(path.join(c.exportDir, 'plain.bin'), Buffer.alloc(2 * MB, 7));
+    const s = await c.startSession({ noCache: true });
+    try {
+      const fh = await s.lookup('limits.img');
+      const link = s.pc.remote;
+      const ask = (ranges: Array<{ offset: number; len: number }>, version = meta) => bulkRead(link, ROOT, { fh, version, codec: 1, ranges });
+      assert.equal((await ask([{ offset: 0, len: MAX_BULK + 1 }])).status, MetaStatus.TOOBIG);
+      assert.equal((await ask([{ offset: 0, len: MAX_BULK }, { offset: MAX_BULK, len: 1 }])).status, MetaStatus.TOOBIG);
+      assert.equal((await ask([{ offset: 0, len: 0 }])).status, MetaStatus.TOOBIG);
+      assert.equal((await ask([{ offset: 0, len: 4096 }], { ...meta, size: meta.size + 1 })).status, MetaStatus.STALE);
+      const ok = await ask([{ offset: 0, len: 4096 }]);
+      assert.equal(ok.status, MetaStatus.OK);
+      assert.equal(ok.ranges[0].rawLen, 4096);
+      assert.equal((await fetchMeta(link, ROOT, await s.lookup('plain.bin'))).status, MetaStatus.NONE);
+      assert.equal((await fetchMeta(link, ROOT, fh)).status, MetaStatus.OK);
     } finally {
       await s.stop();
     }
