@@ -149,17 +149,19 @@ export class BulkFetcher {
           this.st[c] = St.DONE;
           continue;
         }
-        if (this.st[c] !== St.TODO) continue; // a demand read sent it meanwhile
         take.push(c);
         bytes += b;
         ranges += nb.length;
       }
-      if (!take.length) {
+      // A demand read may have sent a chunk taken earlier while this pump awaited the cache about a later one.
+      const still = take.filter((c) => this.st[c] === St.TODO);
+      if (!still.length) {
         this.active--;
-        break;
+        if (!take.length) break;
+        continue;
       }
-      this.o.counters.backgroundChunks += take.length;
-      const ps = this.send(take);
+      this.o.counters.backgroundChunks += still.length;
+      const ps = this.send(still);
       void Promise.allSettled(ps).then(() => {
         this.active--;
         void this.pump();
