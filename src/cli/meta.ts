@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { blockCount, HINTS, sameVersion, zeroBlocks, type FileMeta, type TransferHint } from '../meta/format.js';
 import { generateMeta, readMetaOf, versionOf } from '../meta/generate.js';
@@ -88,7 +87,7 @@ async function sessionSocket(cacheDir: string, session?: string): Promise<string
   const names = session ? [session] : await listSessions(cacheDir);
   const live = [];
   for (const n of names) {
-    const c = await controlSocketOf(session ? sessionPath(cacheDir, n) : path.join(cacheDir, 'sessions', n));
+    const c = await controlSocketOf(sessionPath(cacheDir, n));
     if (c) live.push({ n, ...c });
   }
   if (!live.length) throw new Error(`no running mount or proxy client uses ${cacheDir}${session ? ` for session ${session}` : ''}`);

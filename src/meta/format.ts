@@ -35,7 +35,7 @@ export interface Time {
   nsec: number;
 }
 
-/** The file version meta-data describes. */
+/** The file version meta-data describes (NFS attributes, Fattr3, are one: compare them directly). */
 export interface MetaVersion {
   fileid: bigint;
   size: number;

@@ -43,10 +43,6 @@ export interface MetaServerOptions {
   level?: number;
 }
 
-export function versionOfAttr(a: Fattr3): MetaVersion {
-  return { fileid: a.fileid, size: a.size, mtime: a.mtime, ctime: a.ctime };
-}
-
 /**
  * The proxy server's side of the meta-data procedures: reads a file's
  * meta-data from its export's `.gvfs-meta/` (as the session's mapped
@@ -70,7 +66,7 @@ export class MetaServer {
       const total = f.attr.size;
       const data = await this.readRaw(f.b, f.cred, f.fh, offset, Math.min(count, MAX_META_PAGE, Math.max(0, total - offset)));
       // The version is in the first bytes: a stale file is reported as such, not sent.
-      if (offset === 0 && !sameVersion(headerVersion(data), versionOfAttr(attr))) return { status: MetaStatus.STALE, nfsstat: 0, total, data: Buffer.alloc(0) };
+      if (offset === 0 && !sameVersion(headerVersion(data), attr)) return { status: MetaStatus.STALE, nfsstat: 0, total, data: Buffer.alloc(0) };
       return { status: MetaStatus.OK, nfsstat: 0, total, data };
     });
   }
@@ -81,21 +77,16 @@ export class MetaServer {
     if (a.ranges.length > MAX_RANGES || bytes > MAX_BULK || a.ranges.some((r) => r.len === 0)) return { status: MetaStatus.TOOBIG, nfsstat: 0, ranges: [] };
     return this.guard({ status: MetaStatus.OK, nfsstat: 0, ranges: [] as BulkRange[] }, async () => {
       const attr = await this.o.top.getattr(cred, a.fh);
-      if (!sameVersion(versionOfAttr(attr), a.version)) return { status: MetaStatus.STALE, nfsstat: 0, ranges: [] };
+      if (!sameVersion(attr, a.version)) return { status: MetaStatus.STALE, nfsstat: 0, ranges: [] };
       let moved = false;
       const ranges = await Promise.all(
         a.ranges.map(async (r) => {
-          const data = Buffer.allocUnsafe(r.len);
-          let got = 0;
-          while (got < r.len) {
-            const res = await this.o.top.read(cred, a.fh, r.offset + got, Math.min(READ_PIECE, r.len - got));
-            if (res.attr && !sameVersion(versionOfAttr(res.attr), a.version)) moved = true;
-            res.data.copy(data, got, 0, res.count);
-            got += res.count;
-            if (res.count === 0) break;
-          }
+          const data = await this.readRaw(this.o.top, cred, a.fh, r.offset, r.len, (at) => {
+            if (!sameVersion(at, a.version)) moved = true;
+          });
+          const got = data.length;
           if (got < r.len) moved = true; // the file is shorter than the version said
-          const p = pack(data.subarray(0, got), a.codec === Codec.ZSTD ? Codec.ZSTD : Codec.NONE, this.o.level);
+          const p = pack(data, a.codec === Codec.ZSTD ? Codec.ZSTD : Codec.NONE, this.o.level);
           this.c.bulkRawBytes += got;
           this.c.bulkWireBytes += p.data.length;
           return { offset: r.offset, rawLen: got, codec: p.codec, data: p.data };
@@ -110,11 +101,11 @@ export class MetaServer {
     this.c.setOrders++;
     return this.guard({ status: MetaStatus.OK, nfsstat: 0 }, async () => {
       const attr = await this.readable(cred, a.fh, ACCESS3_MODIFY);
-      if (!sameVersion(versionOfAttr(attr), a.version)) return { status: MetaStatus.STALE, nfsstat: 0 };
+      if (!sameVersion(attr, a.version)) return { status: MetaStatus.STALE, nfsstat: 0 };
       const f = await this.metaFile(cred, a.fh, attr);
       if (!f) return { status: MetaStatus.NONE, nfsstat: 0 };
       const m = decodeMeta(await this.readRaw(f.b, f.cred, f.fh, 0, f.attr.size));
-      if (!sameVersion(m, versionOfAttr(attr))) return { status: MetaStatus.STALE, nfsstat: 0 };
+      if (!sameVersion(m, attr)) return { status: MetaStatus.STALE, nfsstat: 0 };
       const n = blockCount(m);
       m.order = a.order.filter((i) => i < n);
       m.hint = a.hint;
@@ -162,11 +153,13 @@ export class MetaServer {
     }
   }
 
-  private async readRaw(b: Backend, cred: Credentials, fh: Buffer, off: number, len: number): Promise<Buffer> {
+  /** Bytes [off, off+len) in READs of at most READ_PIECE (fewer at end of file); `seen` gets each READ's attributes. */
+  private async readRaw(b: Backend, cred: Credentials, fh: Buffer, off: number, len: number, seen?: (a: Fattr3) => void): Promise<Buffer> {
     const out = Buffer.allocUnsafe(len);
     let got = 0;
     while (got < len) {
       const r = await b.read(cred, fh, off + got, Math.min(READ_PIECE, len - got));
+      if (r.attr) seen?.(r.attr);
       r.data.copy(out, got, 0, r.count);
       got += r.count;
       if (r.count === 0) break;

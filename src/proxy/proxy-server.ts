@@ -17,7 +17,7 @@ import { IdentityMapBackend, principalOf } from '../wrappers/identity-map/identi
 import type { IdentityMap } from '../wrappers/identity-map/map-file.js';
 import { ProxyExports } from '../wrappers/proxy-exports/proxy-exports.js';
 import { HideMetaBackend } from '../wrappers/metadata/hide.js';
-import { MetaServer } from './meta-server.js';
+import { MetaServer, type MetaExport } from './meta-server.js';
 import type { UpstreamUrl } from './upstream-url.js';
 
 const log = logger('proxy');
@@ -71,6 +71,8 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
   const stateDir = o.stateDir ?? defaultStateDir('proxy-server', key);
   const upstreams: RemoteNfs[] = [];
   const list = [];
+  // Each export's backend under the hiding wrapper: the meta-data procedures read `.gvfs-meta` through it.
+  const metaExports: MetaExport[] = [];
   for (const [i, e] of o.exports.entries()) {
     if (e.kind === 'upstream') {
       const r = new RemoteNfs({
@@ -81,10 +83,12 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
         timeoutMs: o.upstreamTimeoutMs ?? 60_000,
       });
       upstreams.push(r);
-      list.push({ name: e.name ?? e.url.path, backend: new HideMetaBackend(r) as Backend, path: e.url.path });
+      list.push({ name: e.name ?? e.url.path, backend: new HideMetaBackend(r), path: e.url.path });
+      metaExports.push({ raw: r, path: e.url.path });
     } else {
       const b = await LocalExport.open({ root: e.dir, stateDir: path.join(stateDir, `export-${i}`) });
-      list.push({ name: e.name ?? '/', backend: new HideMetaBackend(b) as Backend, path: '/' });
+      list.push({ name: e.name ?? '/', backend: new HideMetaBackend(b), path: '/' });
+      metaExports.push({ raw: b, path: '/' });
     }
   }
   const names = new Set(list.map((e) => e.name));
@@ -102,7 +106,7 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
     top: backend,
     mapCred: (c) => backend.mapCred(c),
     unwrap: (fh, c) => handles.unwrap(fh, c),
-    exports: list.map((e) => ({ raw: (e.backend as HideMetaBackend).raw, path: e.path })),
+    exports: metaExports,
     level: o.compressLevel,
   });
   const server = createNfs3Server({

@@ -17,7 +17,7 @@ import {
   type HelloArgs,
   type HelloRes,
 } from '../../ext/codec.js';
-import { bulkReadArgs, bulkReadRes, getMetaArgs, getMetaRes, setOrderArgs, setOrderRes, type BulkReadArgs, type GetMetaArgs, type SetOrderArgs } from '../../ext/meta-codec.js';
+import { bulkReadArgs, bulkReadRes, getMetaArgs, getMetaRes, setOrderArgs, setOrderRes, type BulkReadArgs, type BulkReadRes, type GetMetaArgs, type GetMetaRes, type SetOrderArgs, type SetOrderRes } from '../../ext/meta-codec.js';
 import type { CallContext, ConnectionState, Procedure, ProgramVersion } from '../../rpc/program.js';
 import { VOID } from '../../rpc/program.js';
 import { defaultAuthenticator, type Authenticator } from '../../rpc/server.js';
@@ -43,9 +43,9 @@ export interface GvfsProgramOptions {
 
 /** What the meta-data procedures run (proxy/meta-server.ts); `cred` is the caller as authenticated. */
 export interface MetaProcedures {
-  getMeta(cred: CallContext['cred'], fh: Buffer, offset: number, count: number): ReturnType<(typeof getMetaRes)['dec']> | Promise<ReturnType<(typeof getMetaRes)['dec']>>;
-  bulkRead(cred: CallContext['cred'], a: BulkReadArgs): Promise<ReturnType<(typeof bulkReadRes)['dec']>>;
-  setOrder(cred: CallContext['cred'], a: SetOrderArgs): Promise<ReturnType<(typeof setOrderRes)['dec']>>;
+  getMeta(cred: CallContext['cred'], fh: Buffer, offset: number, count: number): Promise<GetMetaRes>;
+  bulkRead(cred: CallContext['cred'], a: BulkReadArgs): Promise<BulkReadRes>;
+  setOrder(cred: CallContext['cred'], a: SetOrderArgs): Promise<SetOrderRes>;
 }
 
 /**

@@ -146,6 +146,21 @@ export class BlockReader {
     return !missing.length;
   }
 
+  /** Whether every block of [off, end) of version `a` is cached or on its way (nothing is read or fetched). */
+  async hasCached(s: FileState, a: Fattr3, off: number, end: number): Promise<boolean> {
+    const tag = s.tag!;
+    const all = () => this.parts(a, off, end).every((p) => this.cachedOrComing(s, p.idx, tag));
+    if (all()) return true;
+    await this.discover(s, tag, a.size);
+    return all();
+  }
+
+  /** Block idx of version `tag` is in the disk cache (under a tag its lineage allows), being fetched, or being stored. */
+  private cachedOrComing(s: FileState, idx: number, tag: string): boolean {
+    const key = BlockStore.key(s.fk!, idx, tag);
+    return candidateTags(tag, idx, s.lineage).some((t) => this.store.has(BlockStore.key(s.fk!, idx, t))) || this.inflight.has(key) || this.staged.has(key);
+  }
+
   /**
    * Whole blocks of version `a` (the current one) that another path fetched
    * and verified (the meta-data wrapper's bulk transfers): stored like
@@ -315,8 +330,7 @@ export class BlockReader {
         run = [];
       };
       for (let i = from; i <= to; i++) {
-        const key = BlockStore.key(s.fk!, i, tag);
-        if (candidateTags(tag, i, s.lineage).some((t) => this.store.has(BlockStore.key(s.fk!, i, t))) || this.inflight.has(key) || this.staged.has(key)) {
+        if (this.cachedOrComing(s, i, tag)) {
           go();
           continue;
         }

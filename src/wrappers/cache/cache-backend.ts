@@ -295,6 +295,13 @@ export class CacheBackend extends PassthroughBackend {
     return (await this.reader.fillCached(s, a, buf, off, end)) && this.current(s, a) ? buf : undefined;
   }
 
+  /** Whether the disk cache holds (or is storing) every block of [off, end) of version `a`; nothing is read. */
+  async hasCached(fh: Buffer, a: Fattr3, off: number, end: number): Promise<boolean> {
+    await this.up();
+    const s = this.file(fh);
+    return this.current(s, a) && (await this.reader.hasCached(s, a, off, end));
+  }
+
   /** Whole blocks of version `a`, fetched and verified by another path, into the disk cache; returns how many were taken. */
   async offer(fh: Buffer, a: Fattr3, off: number, data: Buffer): Promise<number> {
     await this.up();

@@ -2,7 +2,6 @@ import { bulkRead, type ExtLink } from '../../ext/meta-client.js';
 import { MAX_BULK, MAX_RANGES, MetaStatus, type ByteRange } from '../../ext/meta-codec.js';
 import { Codec, unpack } from '../../meta/compress.js';
 import { blockHash, hashOf, isZero, type FileMeta } from '../../meta/format.js';
-import type { Fattr3 } from '../../nfs3/types.js';
 import type { Credentials } from '../../rpc/types.js';
 import { logger } from '../../util/log.js';
 
@@ -28,7 +27,6 @@ export interface FetcherOptions {
   cred: Credentials;
   fh: Buffer;
   meta: FileMeta;
-  attr: Fattr3;
   /** Unit of fetching and of storing: the cache's block size (a multiple of the meta-data block size). */
   chunkSize: number;
   /** Bulk calls on the wire at once for the background transfer. */

@@ -11,13 +11,9 @@ import { PassthroughBackend } from '../passthrough.js';
  * in READDIR, LOOKUP says NOENT, and nothing can create, remove or rename
  * anything under that name. Meta-data travels only through the GVFS
  * extension procedures (proxy/meta-server.ts), which use the export's
- * backend under this wrapper (`raw`).
+ * backend under this wrapper.
  */
 export class HideMetaBackend extends PassthroughBackend {
-  get raw() {
-    return this.inner;
-  }
-
   override async lookup(cred: Credentials, dir: Buffer, name: string) {
     if (name === META_DIR) throw new FsError('NOENT', 'no such entry');
     return super.lookup(cred, dir, name);

@@ -145,7 +145,7 @@ export class MetaBackend extends PassthroughBackend {
     if (!f.attr || now - f.checkedAt >= (this.o.validateMs ?? 1000)) {
       const a = await this.inner.getattr(cred, fh);
       f.checkedAt = Date.now();
-      if (f.attr && f.meta && !sameVersion(f.meta, versionOf(a))) this.retire(f, 'the file changed on the server');
+      if (f.attr && f.meta && !sameVersion(f.meta, a)) this.retire(f, 'the file changed on the server');
       f.attr = a;
     }
     const a = f.attr;
@@ -164,7 +164,7 @@ export class MetaBackend extends PassthroughBackend {
       const r = await fetchMeta(this.o.link, cred, f.fh);
       if (r.status === MetaStatus.OK && r.bytes) {
         const m = decodeMeta(r.bytes);
-        if (sameVersion(m, versionOf(a))) {
+        if (sameVersion(m, a)) {
           f.meta = m;
           log.debug({ size: m.size, hint: m.hint, blockSize: m.blockSize }, 'meta-data in use');
           return;
@@ -209,13 +209,12 @@ export class MetaBackend extends PassthroughBackend {
       cred,
       fh: f.fh,
       meta: m,
-      attr: a,
       chunkSize,
       window: this.o.window ?? 4,
       codec: this.o.compress === false ? Codec.NONE : Codec.ZSTD,
       counters: this.fc,
       deliver: storable ? (off, data) => cache.offer(f.fh, a, off, data) : undefined,
-      cached: storable ? async (off, end) => !!(await cache.cachedRead(f.fh, a, off, end)) : undefined,
+      cached: storable ? (off, end) => cache.hasCached(f.fh, a, off, end) : undefined,
     });
     // Background transfers need somewhere to put what they bring: the disk cache.
     if (storable && this.o.background !== false && m.hint !== 'ondemand') {
@@ -358,10 +357,6 @@ export class MetaBackend extends PassthroughBackend {
     }
     return out;
   }
-}
-
-function versionOf(a: Fattr3) {
-  return { fileid: a.fileid, size: a.size, mtime: a.mtime, ctime: a.ctime };
 }
 
 function range(n: number): number[] {

@@ -4,7 +4,6 @@ import type { ExtLink } from '../../../src/ext/meta-client.js';
 import { bulkReadArgs, bulkReadRes, MAX_BULK, MAX_RANGES, MetaProc, MetaStatus, type BulkRange, type BulkReadArgs, type BulkReadRes, type ByteRange } from '../../../src/ext/meta-codec.js';
 import { Codec, pack } from '../../../src/meta/compress.js';
 import { blockHash, HASH_LEN, sameVersion, type FileMeta, type MetaVersion } from '../../../src/meta/format.js';
-import type { Fattr3 } from '../../../src/nfs3/types.js';
 import type { Credentials } from '../../../src/rpc/types.js';
 import { setLogLevel } from '../../../src/util/log.js';
 import { BulkFetcher, MetaUnusable, type FetcherCounters, type FetcherOptions } from '../../../src/wrappers/metadata/bulk-fetcher.js';
@@ -21,7 +20,6 @@ setLogLevel('silent'); // the fetcher logs every corruption it sees; these tests
 
 const CRED: Credentials = { flavor: 1, uid: 1, gid: 1, gids: [] };
 const FH = Buffer.from('the-file-handle');
-const ATTR = {} as Fattr3; // carried, never read by the fetcher
 const VERSION: MetaVersion = { fileid: 77n, size: 0, mtime: { sec: 10, nsec: 1 }, ctime: { sec: 20, nsec: 2 } };
 
 /** Build a file from a block layout: null = an all-zero block, a number = a block filled from that seed. */
@@ -139,7 +137,6 @@ function rig(data: Buffer, meta: FileMeta, o: Partial<FetcherOptions> = {}, srv 
     cred: CRED,
     fh: FH,
     meta,
-    attr: ATTR,
     chunkSize: 4 * meta.blockSize,
     window: 2,
     codec: Codec.NONE,

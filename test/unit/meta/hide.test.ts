@@ -265,15 +265,3 @@ test('rename with .gvfs-meta on both sides is refused; between ordinary names it
   assert.deepEqual(await h.rename(CRED, DIR, 'a', DIR, 'b'), { op: 'rename' });
   assert.equal(stub.calls.length, 1);
 });
-
-test('raw is the backend underneath, which still sees .gvfs-meta', async () => {
-  const stub = new StubBackend(['a', META_DIR], 10);
-  const h = hide(stub);
-  assert.equal(h.raw, stub as unknown as Backend);
-  const p = await h.raw.readdir(CRED, DIR, 0n, Buffer.alloc(8), 100);
-  assert.deepEqual(
-    p.entries.map((e) => e.name),
-    ['a', META_DIR],
-  );
-  assert.deepEqual(await h.raw.lookup(CRED, DIR, META_DIR), { op: 'lookup' });
-});
