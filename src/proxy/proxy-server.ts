@@ -17,6 +17,7 @@ import { IdentityMapBackend, principalOf } from '../wrappers/identity-map/identi
 import type { IdentityMap } from '../wrappers/identity-map/map-file.js';
 import { ProxyExports } from '../wrappers/proxy-exports/proxy-exports.js';
 import { HideMetaBackend } from '../wrappers/metadata/hide.js';
+import { SessionFence } from '../wrappers/session-fence/session-fence.js';
 import { MetaServer, type MetaExport } from './meta-server.js';
 import type { UpstreamUrl } from './upstream-url.js';
 
@@ -55,6 +56,8 @@ export interface ProxyServer {
   upstreams: RemoteNfs[];
   /** The meta-data procedures' side (counters). */
   meta: MetaServer;
+  /** Each session's calls in flight (a new connection of a session waits for them). */
+  fence: SessionFence;
   sessions: SessionRegistry;
   /** Listen (TLS when configured). Plain TCP off loopback needs `insecure`: use TLS or an SSH tunnel. */
   listen(port: number, host: string): Promise<{ address: string; port: number }>;
@@ -98,7 +101,9 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
   if (!o.insecure && sessions.size === 0) throw new Error('refusing to serve without a session key: give --key FILE (or --insecure to run without keys)');
   if (o.insecure) log.warn('INSECURE: serving without session keys; anyone who can connect is trusted with the identity they claim');
   // A session with an account of its own maps to it; otherwise its grid identity goes through the map.
-  const backend = new IdentityMapBackend(handles, (c) => {
+  // Calls of a session finish before a new connection of it is served (a restarted proxy client's resent writes land after the old ones).
+  const fence = new SessionFence();
+  const backend = new IdentityMapBackend(fence.wrap(handles), (c) => {
     const k = c.session !== undefined ? sessions.lookup(c.session) : undefined;
     return k ? (k.account ?? o.map.get(k.user)) : o.insecure ? o.map.get(principalOf(c)) : undefined;
   });
@@ -113,7 +118,7 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
     backend,
     limits: o.limits,
     authenticate: o.insecure ? principalAuthenticator : sessionAuthenticator,
-    extraPrograms: [gvfsProgram(o.insecure ? { acceptHello: (p) => o.map.has(p), meta } : { sessions, meta })],
+    extraPrograms: [gvfsProgram(o.insecure ? { acceptHello: (p) => o.map.has(p), meta } : { sessions, meta, beforeSession: (id) => fence.settle(id) })],
     // Before a session is proved, the portmapper reveals only itself and the GVFS program.
     portmapVisible: o.insecure ? undefined : (prog, conn) => prog === PMAP_PROGRAM || prog === GVFS_PROGRAM || connectionSession(conn) !== undefined,
     handshake: o.insecure ? undefined : { timeoutMs: o.handshakeTimeoutMs ?? 10_000, done: (conn) => connectionSession(conn) !== undefined },
@@ -125,6 +130,7 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
     upstreams,
     sessions,
     meta,
+    fence,
     async listen(port: number, host: string) {
       if (!o.tls) {
         if (!o.insecure && !isLoopback(host)) throw new Error(`refusing plaintext on ${host}: give --tls-cert/--tls-key, listen on loopback behind an SSH tunnel, or --insecure`);

@@ -37,6 +37,8 @@ export interface GvfsProgramOptions {
   sessions?: SessionRegistry;
   /** Insecure server: HELLO binds a grid identity if `acceptHello` allows it. */
   acceptHello?: (principal: string) => boolean;
+  /** Called once a connection has proved a session, before AUTH answers (the proxy server's SessionFence). */
+  beforeSession?: (sessionId: string) => Promise<void>;
   /** Meta-data procedures (GET_META, BULK_READ, SET_ORDER; ext/meta-codec.ts): absent, they are PROC_UNAVAIL. */
   meta?: MetaProcedures;
 }
@@ -88,7 +90,7 @@ export function gvfsProgram(o: GvfsProgramOptions): ProgramVersion {
     encode: authRes.enc,
     idempotent: true,
     public: true,
-    handle: (a: AuthArgs, ctx): AuthRes => {
+    handle: async (a: AuthArgs, ctx): Promise<AuthRes> => {
       const none = Buffer.alloc(0);
       const nonce = ctx.conn.data.get(NONCE) as Buffer | undefined;
       if (!nonce) return { status: AuthStatus.NO_CHALLENGE, serverProof: none };
@@ -102,6 +104,7 @@ export function gvfsProgram(o: GvfsProgramOptions): ProgramVersion {
         return { status: AuthStatus.DENIED, serverProof: none };
       }
       if (expired(k)) return { status: AuthStatus.EXPIRED, serverProof: none };
+      await o.beforeSession?.(k.id);
       ctx.conn.data.set(SESSION, k);
       log.debug({ peer: ctx.peer, session: k.id, user: k.user }, 'session proved');
       return { status: AuthStatus.OK, serverProof: serverProof(k.key, k.id, nonce, a.clientNonce) };
