@@ -119,6 +119,11 @@ describe('cache: write-back survives kill -9 of the proxy client', () => {
     args.push('--listen', `127.0.0.1:${port}`);
     // Calls outlive a restart: like a hard NFS mount, they are resent to the new process on the same port.
     const client = new RemoteNfs({ host: '127.0.0.1', port, timeoutMs: 60_000 });
+    // A failed assertion must not leave the proxy client (or the client's redials) keeping the test process alive.
+    t.after(async () => {
+      if (pc.proc.exitCode === null && pc.proc.signalCode === null) pc.proc.kill('SIGKILL');
+      await client.close().catch(() => undefined);
+    });
     const root = (await client.mount('/', ROOT)).fh;
     const files: ModelFile[] = [];
     for (let i = 0; i < 3; i++) {
