@@ -87,6 +87,12 @@ export class FdCache {
     return true;
   }
 
+  /** The last stat of an inode's descriptor is out of date (its mode changed): the next write fstats afresh. */
+  forgetStat(ino: bigint): void {
+    const e = this.map.get(ino);
+    if (e) e.last.at = 0;
+  }
+
   /** Forget (and close when idle) the descriptor of an inode: removed, replaced or stale. */
   drop(ino: bigint): void {
     const e = this.map.get(ino);

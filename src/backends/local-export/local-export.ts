@@ -40,7 +40,8 @@ import { FdCache, type LastStat } from './fd-cache.js';
 import * as fsx from './fsx.js';
 import { HANDLE_LEN, HandleCodec, type HandleId } from './handles.js';
 import { NameTable } from './name-table.js';
-import { accessMask, inGroup, permBits, R, require, requireData, requireSticky, W, X } from './permissions.js';
+import { killOnWrite, newObject, planSetattr, S_ISGID, S_ISUID, squash, type NewOwnership } from './ownership.js';
+import { accessMask, permBits, R, require, requireData, requireSticky, W, X } from './permissions.js';
 import { defaultStateDir, loadSecret } from '../../util/state.js';
 
 const log = logger('local-export');
@@ -167,12 +168,9 @@ export class LocalExport implements Backend {
 
   // ---------- identity ----------
 
+  /** The caller as the export sees it: squashed as configured (ownership.ts). */
   private eff(cred: Credentials): Credentials {
-    const anon = { flavor: cred.flavor, uid: this.opts.anonUid ?? 65534, gid: this.opts.anonGid ?? 65534, gids: [] };
-    const squash = this.opts.squash ?? 'none';
-    if (squash === 'all') return anon;
-    if (squash === 'root' && cred.uid === 0) return anon;
-    return cred;
+    return squash(cred, this.opts.squash ?? 'none', this.opts.anonUid ?? 65534, this.opts.anonGid ?? 65534);
   }
 
   private writable(): void {
@@ -378,11 +376,7 @@ export class LocalExport implements Backend {
       if (guard && (guard.sec !== o.attr.ctime.sec || guard.nsec !== o.attr.ctime.nsec)) throw new FsError('NOT_SYNC', 'ctime guard mismatch');
       const a = o.attr;
       const owner = cred.uid === 0 || cred.uid === a.uid;
-      if (attrs.mode !== undefined && !owner) throw new FsError('PERM', 'only the owner may change the mode');
-      if (attrs.uid !== undefined && attrs.uid !== a.uid && cred.uid !== 0) throw new FsError('PERM', 'only root may change the owner');
-      if (attrs.gid !== undefined && attrs.gid !== a.gid && !(cred.uid === 0 || (cred.uid === a.uid && inGroup(cred, attrs.gid)))) {
-        throw new FsError('PERM', 'may not change the group');
-      }
+      const plan = planSetattr(cred, a, attrs);
       if (attrs.size !== undefined) {
         if (a.type === FType.DIR) throw new FsError('ISDIR', 'cannot truncate a directory');
         if (a.type !== FType.REG) throw new FsError('INVAL', 'size applies to regular files only');
@@ -393,12 +387,16 @@ export class LocalExport implements Backend {
       if ((attrs.atime === 'server' || attrs.mtime === 'server') && !owner) require(cred, a, W, 'setattr times');
 
       if (attrs.size !== undefined) {
-        await this.fds.with(o.id.ino, true, (w) => this.openFile(o.path, o.id, w), (fd) => new Promise<void>((res, rej) => fs.ftruncate(fd, attrs.size!, (e) => (e ? rej(e) : res()))));
+        await this.fds.with(o.id.ino, true, (w) => this.openFile(o.path, o.id, w), async (fd) => {
+          await this.dropPrivsForWrite(fd, cred);
+          await fsx.ftruncate(fd, attrs.size!);
+        });
       }
-      if (attrs.uid !== undefined || attrs.gid !== undefined) {
-        await fsx.lchown(o.path, attrs.uid ?? a.uid, attrs.gid ?? a.gid);
+      if (plan.chown) await fsx.lchown(o.path, plan.chown.uid, plan.chown.gid);
+      if (plan.mode !== undefined) {
+        await fsx.chmod(o.path, plan.mode);
+        this.fds.forgetStat(o.id.ino); // the next write's pre-op mode must not be the old one
       }
-      if (attrs.mode !== undefined && a.type !== FType.LNK) await fsx.chmod(o.path, attrs.mode & 0o7777);
       if (attrs.atime !== undefined || attrs.mtime !== undefined) {
         const now = Date.now() / 1000;
         const t = (v: Sattr3['atime'], cur: NfsTime) => (v === undefined ? cur.sec + cur.nsec / 1e9 : v === 'server' ? now : v.sec + v.nsec / 1e9);
@@ -568,6 +566,7 @@ export class LocalExport implements Backend {
     try {
       if (!pre) pre = await fstat(fd);
       requireData(cred, toFattr(pre, this.fsid), W, 'write');
+      await this.dropPrivs(fd, cred, pre);
       let done = 0;
       while (done < data.length) {
         const r = await pwrite(fd, data, done, data.length - done, offset + done);
@@ -575,7 +574,10 @@ export class LocalExport implements Backend {
       }
       if (stable === StableHow.FILE_SYNC) await fsync(fd);
       else if (stable === StableHow.DATA_SYNC) await fdatasync(fd);
-      const after = this.checkOpen(await fstat(fd), id, last);
+      let st = await fstat(fd);
+      // The pre-op attributes may be a second old: a set-ID bit set since then goes now.
+      if (await this.dropPrivs(fd, cred, st)) st = await fstat(fd);
+      const after = this.checkOpen(st, id, last);
       return { wcc: { before: toWccAttr(pre), after }, count: done, committed: stable, verf: this.verifier };
     } catch (e) {
       const err = toFsError(e, 'write');
@@ -584,19 +586,31 @@ export class LocalExport implements Backend {
     }
   }
 
-  private newMode(attrs: Sattr3 | undefined, def: number): number {
-    return (attrs?.mode ?? def) & 0o7777;
+  /**
+   * A write or truncate by a non-root caller clears S_ISUID (and a
+   * group-executable S_ISGID) first, as the kernel does; the server itself is
+   * root, so the kernel would not. True if it changed the mode.
+   */
+  private async dropPrivs(fd: number, cred: Credentials, st: BigIntStats): Promise<boolean> {
+    const mode = Number(st.mode & 0o7777n);
+    const kill = st.isFile() ? killOnWrite(cred, { type: FType.REG, mode, gid: Number(st.gid) }) : 0;
+    if (!kill) return false;
+    await fsx.fchmod(fd, mode & ~kill);
+    this.fds.forgetStat(st.ino);
+    return true;
   }
 
-  /** Ownership for a new object: the caller's uid; the directory's gid if it is setgid. */
-  private newOwner(cred: Credentials, dir: Fattr3, attrs?: Sattr3): { uid: number; gid: number } {
-    const gid = dir.mode & 0o2000 ? dir.gid : cred.gid;
-    return { uid: attrs?.uid ?? cred.uid, gid: attrs?.gid ?? gid };
+  private async dropPrivsForWrite(fd: number, cred: Credentials): Promise<void> {
+    if (cred.uid === 0) return;
+    await this.dropPrivs(fd, cred, await fstat(fd));
   }
 
-  private async chownNew(p: string, owner: { uid: number; gid: number }): Promise<void> {
-    if (!this.serverIsRoot) return; // an unprivileged server can only create objects it owns
-    await fsx.lchown(p, owner.uid, owner.gid);
+  /** Give a new object (not a regular file: see create) its owner and mode. */
+  private async ownNew(p: string, own: NewOwnership, setMode: boolean): Promise<void> {
+    // An unprivileged server can only create objects it owns.
+    if (this.serverIsRoot) await fsx.lchown(p, own.uid, own.gid);
+    // chmod after chown: a chown clears set-ID bits.
+    if (setMode) await fsx.chmod(p, own.mode);
   }
 
   private async prepareCreate(cred: Credentials, dirFh: Buffer, name: string): Promise<Resolved> {
@@ -622,12 +636,14 @@ export class LocalExport implements Backend {
     const p = path.join(d.path, name);
     return this.dirOp(d, 'create', async () => {
       const attrs = how.mode === 'exclusive' ? undefined : how.attrs;
-      const mode = this.newMode(attrs, 0o644);
+      const own = newObject(cred, d.attr, FType.REG, attrs, 0o644);
+      // Set-ID bits only once the file has its owner (and a chown would clear them).
+      const setId = own.mode & (S_ISUID | S_ISGID);
       let fd: number;
       let isNew = true;
       try {
         // O_RDWR so the new descriptor can stay open for the writes (and reads) that follow.
-        fd = await open(p, C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, mode);
+        fd = await open(p, C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, own.mode & ~setId);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
         const st = await this.lstat(p);
@@ -647,10 +663,10 @@ export class LocalExport implements Backend {
       let adopted = false;
       try {
         if (isNew) {
-          await this.fchownNew(fd, d.attr, this.newOwner(cred, d.attr, attrs));
-          // open() applied the umask; only a mode the umask cut needs a chmod.
-          if ((mode & ~this.umask) !== mode) await fsx.fchmod(fd, mode);
-        }
+          await this.fchownNew(fd, d.attr, own);
+          // open() applied the umask; only a mode the umask cut (or set-ID bits) need a chmod.
+          if (setId || (own.mode & ~this.umask) !== own.mode) await fsx.fchmod(fd, own.mode);
+        } else if (attrs?.size !== undefined) await this.dropPrivsForWrite(fd, cred);
         if (attrs?.size !== undefined) await new Promise<void>((res, rej) => fs.ftruncate(fd, attrs.size!, (e) => (e ? rej(e) : res())));
         if (how.mode === 'exclusive') {
           const v = exclusiveTimes(how.verf);
@@ -686,9 +702,7 @@ export class LocalExport implements Backend {
     const p = path.join(d.path, name);
     return this.dirOp(d, 'mkdir', async () => {
       await fsx.mkdir(p, 0o700);
-      const inheritSgid = d.attr.mode & 0o2000;
-      await this.chownNew(p, this.newOwner(cred, d.attr, attrs));
-      await fsx.chmod(p, this.newMode(attrs, 0o755) | inheritSgid);
+      await this.ownNew(p, newObject(cred, d.attr, FType.DIR, attrs, 0o755), true);
       return this.created(d, name, p);
     });
   }
@@ -701,7 +715,7 @@ export class LocalExport implements Backend {
       if (target.length === 0 || target.includes('\0')) throw new FsError('INVAL', 'bad symlink target');
       // Stored verbatim and never followed by the server: it means something only to the client.
       await fsx.symlink(target, p);
-      await this.chownNew(p, this.newOwner(cred, d.attr, attrs));
+      await this.ownNew(p, newObject(cred, d.attr, FType.LNK, attrs, 0o777), false);
       return this.created(d, name, p);
     });
   }
@@ -714,7 +728,9 @@ export class LocalExport implements Backend {
       if (what.type === FType.REG || what.type === FType.DIR || what.type === FType.LNK) throw new FsError('BADTYPE', 'MKNOD of a regular file, directory or link');
       if (what.type === FType.SOCK) throw new FsError('NOTSUPP', 'sockets cannot be created by this server');
       const attrs = (what as { attrs: Sattr3 }).attrs;
-      const mode = this.newMode(attrs, 0o644).toString(8);
+      const own = newObject(cred, d.attr, what.type, attrs, 0o644);
+      const setId = own.mode & (S_ISUID | S_ISGID);
+      const mode = (own.mode & ~setId).toString(8);
       let args: string[];
       if (what.type === FType.FIFO) args = ['-m', mode, p, 'p'];
       else {
@@ -731,7 +747,7 @@ export class LocalExport implements Backend {
         if (msg.includes('Operation not permitted')) throw new FsError('PERM', 'mknod not permitted');
         throw new FsError('IO', `mknod failed: ${msg.trim()}`);
       }
-      await this.chownNew(p, this.newOwner(cred, d.attr, attrs));
+      await this.ownNew(p, own, setId !== 0);
       return this.created(d, name, p);
     });
   }
