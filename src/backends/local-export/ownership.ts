@@ -33,7 +33,8 @@ import { inGroup } from './permissions.js';
  *  - times: explicit times need owner or root; "now" needs write permission.
  * Like knfsd (nfsd_create_setattr), the uid and gid a non-root caller puts in
  * CREATE/MKDIR/SYMLINK/MKNOD attributes are ignored, not refused: a squashed
- * root client that sends uid 0 on create still creates its files.
+ * root client that sends uid 0 on create still creates its files. Root's are
+ * applied as a chown after the create, so they clear set-ID bits too.
  */
 export const S_ISUID = 0o4000;
 export const S_ISGID = 0o2000;
@@ -56,16 +57,21 @@ export function newObject(cred: Credentials, dir: Fattr3, type: FType, attrs: Sa
   const setgidDir = (dir.mode & S_ISGID) !== 0;
   let uid = cred.uid;
   let gid = setgidDir ? dir.gid : cred.gid;
-  if (isRoot(cred)) {
-    // Root may create objects for others (knfsd applies the attributes after creating).
-    uid = attrs?.uid ?? uid;
-    gid = attrs?.gid ?? gid;
-  }
   let mode = (attrs?.mode ?? defMode) & 0o7777;
   if (type === FType.DIR) {
     mode = (mode & 0o1777) | (setgidDir ? S_ISGID : 0);
   } else if ((mode & (S_ISGID | S_IXGRP)) === (S_ISGID | S_IXGRP) && !isRoot(cred) && !inGroup(cred, gid)) {
     mode &= ~S_ISGID;
+  }
+  if (isRoot(cred) && (attrs?.uid !== undefined || attrs?.gid !== undefined)) {
+    // Root may create objects for others. knfsd applies the ids as a chown after creating,
+    // which takes the set-ID bits of a non-directory away like any chown.
+    uid = attrs.uid ?? uid;
+    gid = attrs.gid ?? gid;
+    if (type !== FType.DIR && type !== FType.LNK) {
+      mode &= ~S_ISUID;
+      if (mode & S_IXGRP) mode &= ~S_ISGID;
+    }
   }
   return { uid, gid, mode };
 }
