@@ -7,6 +7,7 @@ import { newSessionKey, writeKeyFile, type SessionKey } from '../../src/channel/
 import { Nfs3Status } from '../../src/nfs3/constants.js';
 import type { OpaqueAuth } from '../../src/rpc/types.js';
 import { spawnGvfs, type GvfsProcess } from '../helpers/gvfs-proc.js';
+import { KERNEL } from './owners-expected.js';
 import { RawNfs, statusName, sys } from './owners-raw-nfs.js';
 
 /**
@@ -16,9 +17,9 @@ import { RawNfs, statusName, sys } from './owners-raw-nfs.js';
  * CREATE, MKDIR, SYMLINK, MKNOD and SETATTR; the result is read with lstat on
  * the export directory itself.
  *
- * Expected values are what Linux 6.18 (ext4) did for the same system calls
- * made by uid 2001 under `setpriv --reuid=2001 --regid=2001 --clear-groups`
- * (open(O_CREAT), mkdir, mknod, chown, chmod, write, truncate, utimes), except
+ * Expected modes (owners-expected.ts) are what the kernel does for the same
+ * system calls made by uid 2001 itself (open(O_CREAT), mkdir, mknod, chown,
+ * chmod, write, truncate, utimes), checked live by owners-kernel.test.ts, except
  * where knfsd itself differs from the system call: the uid/gid a non-root
  * caller puts in a create's attributes are ignored (nfsd_create_setattr), and
  * a chown that also sets the mode clears the set-ID bits of that mode
@@ -129,7 +130,7 @@ for (const t of TARGETS) {
     test('CREATE with uid 0, gid 0 and mode 04777 makes a set-user-ID file of the caller, never of root', async () => {
       ok(await nfs.create(t.caller, root, 'c-root', { uid: 0, gid: 0, mode: 0o4777 }), 'CREATE');
       await owner('c-root', OWNER, OWNER);
-      await modeIs('c-root', 0o4777); // the kernel keeps S_ISUID on the caller's own new file
+      await modeIs('c-root', KERNEL.createSuid); // the kernel keeps S_ISUID on the caller's own new file
       // The attack of issue 14: write a program into it; it still runs as 2001, not as root.
       ok(await nfs.write(t.caller, await nfs.fh(root, 'c-root', t.caller), Buffer.from('\x7fELF...')), 'WRITE');
       const st = await fs.lstat(path.join(dir, 'c-root'));
@@ -139,16 +140,16 @@ for (const t of TARGETS) {
     test('CREATE with gid 42 (not a group of the caller) and mode 02777: the caller gets its own group, setgid kept', async () => {
       ok(await nfs.create(t.caller, root, 'c-gid', { gid: OTHER_GID, mode: 0o2777 }), 'CREATE');
       await owner('c-gid', OWNER, OWNER);
-      await modeIs('c-gid', 0o2777);
+      await modeIs('c-gid', KERNEL.createSgid);
     });
 
     test('MKDIR with uid 0, gid 0 and mode 02777 / 04777: the caller owns it, mkdir ignores set-ID bits', async () => {
       ok(await nfs.mkdir(t.caller, root, 'd-root', { uid: 0, gid: 0, mode: 0o2777 }), 'MKDIR');
       await owner('d-root', OWNER, OWNER);
-      await modeIs('d-root', 0o777);
+      await modeIs('d-root', KERNEL.mkdirSgid);
       ok(await nfs.mkdir(t.caller, root, 'd-suid', { uid: 0, mode: 0o4755 }), 'MKDIR');
       await owner('d-suid', OWNER, OWNER);
-      await modeIs('d-suid', 0o755);
+      await modeIs('d-suid', KERNEL.mkdirSuid);
     });
 
     test('SYMLINK with uid 0 and gid 42 belongs to the caller', async () => {
@@ -159,18 +160,18 @@ for (const t of TARGETS) {
     test('MKNOD (FIFO) with uid 0, gid 0 and mode 06777 belongs to the caller (the kernel keeps the bits on a FIFO)', async () => {
       ok(await nfs.mkfifo(t.caller, root, 'p-root', { uid: 0, gid: 0, mode: 0o6777 }), 'MKNOD');
       await owner('p-root', OWNER, OWNER);
-      await modeIs('p-root', 0o6777);
+      await modeIs('p-root', KERNEL.mkfifo);
     });
 
     test('in a setgid directory of group 42: new objects get group 42; a group-executable setgid file loses S_ISGID; subdirectories are setgid', async () => {
       ok(await nfs.create(t.caller, sg, 'f', { mode: 0o2777 }), 'CREATE');
       await owner('sg/f', OWNER, OTHER_GID);
-      await modeIs('sg/f', 0o777);
+      await modeIs('sg/f', KERNEL.sgCreateX);
       ok(await nfs.create(t.caller, sg, 'f2', { mode: 0o2767 }), 'CREATE');
-      await modeIs('sg/f2', 0o2767); // no group-exec: the kernel keeps it
+      await modeIs('sg/f2', KERNEL.sgCreateNoX); // no group-exec: the kernel keeps it
       ok(await nfs.mkdir(t.caller, sg, 'd', { mode: 0o777, gid: 0 }), 'MKDIR');
       await owner('sg/d', OWNER, OTHER_GID);
-      await modeIs('sg/d', 0o2777);
+      await modeIs('sg/d', KERNEL.sgMkdir);
     });
 
     test('SETATTR: a non-root caller may not give its file away, nor chgrp it to a group it is not in', async () => {
@@ -190,7 +191,7 @@ for (const t of TARGETS) {
       const fh = await nfs.fh(root, 's-chgrp', t.caller);
       await modeIs('s-chgrp', 0o6755);
       ok(await nfs.setattr(t.caller, fh, { gid: OWNER }), 'chgrp to its own group');
-      await modeIs('s-chgrp', 0o755);
+      await modeIs('s-chgrp', KERNEL.chgrpOwn);
       // Both in one call: the new mode's set-ID bits go too (knfsd).
       ok(await nfs.setattr(t.caller, fh, { uid: OWNER, mode: 0o4711 }), 'chown + chmod');
       await modeIs('s-chgrp', 0o711);
@@ -199,11 +200,11 @@ for (const t of TARGETS) {
     test('SETATTR chmod by the owner: S_ISGID dropped silently for a group it is not in; S_ISUID and sticky allowed', async () => {
       const fh = await onDisk('s-g42', OWNER, OTHER_GID, 0o644);
       ok(await nfs.setattr(t.caller, fh, { mode: 0o2777 }), 'chmod 02777');
-      await modeIs('s-g42', 0o777);
+      await modeIs('s-g42', KERNEL.chmodSgidForeignGroup);
       ok(await nfs.setattr(t.caller, fh, { mode: 0o4755 }), 'chmod 04755');
-      await modeIs('s-g42', 0o4755);
+      await modeIs('s-g42', KERNEL.chmodSuid);
       ok(await nfs.setattr(t.caller, fh, { mode: 0o1644 }), 'chmod 01644');
-      await modeIs('s-g42', 0o1644);
+      await modeIs('s-g42', KERNEL.chmodSticky);
     });
 
     test("SETATTR on another user's file: no chmod, no chown (not even a no-op), no explicit times; times 'now' with write permission", async () => {
@@ -222,25 +223,25 @@ for (const t of TARGETS) {
     test('WRITE by a non-root caller clears S_ISUID, and S_ISGID when group-executable or not its group', async () => {
       const a = await onDisk('w-root', 0, 0, 0o6777);
       ok(await nfs.write(t.caller, a, Buffer.from('overwritten')), 'WRITE');
-      await modeIs('w-root', 0o777);
+      await modeIs('w-root', KERNEL.writeRoot);
       const b = await onDisk('w-own', OWNER, OWNER, 0o6767);
       ok(await nfs.write(t.caller, b, Buffer.from('x')), 'WRITE');
-      await modeIs('w-own', 0o2767); // its own group, no group-exec: S_ISGID stays
+      await modeIs('w-own', KERNEL.writeOwn); // its own group, no group-exec: S_ISGID stays
       const c = await onDisk('w-g42', OWNER, OTHER_GID, 0o2767);
       ok(await nfs.write(t.caller, c, Buffer.from('x')), 'WRITE');
-      await modeIs('w-g42', 0o767);
+      await modeIs('w-g42', KERNEL.writeForeignGroup);
       // A set-ID bit set again right after a write (the server's cached pre-write attributes are stale) still goes.
       ok(await nfs.write(t.caller, a, Buffer.from('second'), 100), 'WRITE'); // through the open descriptor: its stat is kept
       await fs.chmod(path.join(dir, 'w-root'), 0o4777);
       ok(await nfs.write(t.caller, a, Buffer.from('again')), 'WRITE');
-      await modeIs('w-root', 0o777);
+      await modeIs('w-root', KERNEL.writeRoot);
     });
 
     test('SETATTR size (truncate) by a non-root caller clears S_ISUID', async () => {
       const fh = await onDisk('t-suid', OWNER, OWNER, 0o4755);
       ok(await nfs.setattr(t.caller, fh, { size: 0 }), 'truncate');
       assert.equal((await fs.lstat(path.join(dir, 't-suid'))).size, 0);
-      await modeIs('t-suid', 0o755);
+      await modeIs('t-suid', KERNEL.truncateSuid);
     });
 
     if (t.rootIsRoot) {
