@@ -244,6 +244,19 @@ for (const t of TARGETS) {
       await modeIs('t-suid', KERNEL.truncateSuid);
     });
 
+    test("LINK of another user's set-user-ID or read-only file is refused (protected_hardlinks); a file it may read and write, or its own, links", async () => {
+      const suid = await onDisk('h-suid', 0, 0, 0o4755);
+      const ro = await onDisk('h-ro', 0, 0, 0o644);
+      const rw = await onDisk('h-rw', 0, 0, 0o666);
+      refused(await nfs.link(t.caller, suid, root, 'h-suid-link'), 'link a set-user-ID root file');
+      refused(await nfs.link(t.caller, ro, root, 'h-ro-link'), 'link a read-only root file');
+      ok(await nfs.link(t.caller, rw, root, 'h-rw-link'), 'link a root file it may read and write');
+      ok(await nfs.create(t.caller, root, 'h-own', { mode: 0o4700 }), 'CREATE');
+      ok(await nfs.link(t.caller, await nfs.fh(root, 'h-own', t.caller), root, 'h-own-link'), 'link its own set-user-ID file');
+      await assert.rejects(fs.lstat(path.join(dir, 'h-suid-link')), { code: 'ENOENT' });
+      await assert.rejects(fs.lstat(path.join(dir, 'h-ro-link')), { code: 'ENOENT' });
+    });
+
     if (t.rootIsRoot) {
       test('a root caller (squash none) can still give objects away and keeps the set-ID bits it sets', async () => {
         const fh = await onDisk('r-give', 0, 0, 0o644);
@@ -279,7 +292,7 @@ for (const t of TARGETS) {
           const st = await fs.lstat(p);
           const rel = path.relative(dir, p);
           // Made on disk by the test itself, or by the root caller on purpose.
-          if (/^(sg|s-roots|s-roots-ro|w-root|r-give|r-made|r-suid)$/.test(rel)) continue;
+          if (/^(sg|s-roots|s-roots-ro|w-root|r-give|r-made|r-suid|h-suid|h-ro|h-rw|h-rw-link)$/.test(rel)) continue;
           if (st.uid !== OWNER) bad.push(`${rel} ${st.uid}:${st.gid}`);
           if (st.uid === 0 && st.mode & 0o6000) bad.push(`${rel} root-owned set-ID ${oct(st.mode & 0o7777)}`);
           if (e.isDirectory()) await walk(p);

@@ -44,7 +44,10 @@ export const REFUSED = {
   foreignUtimes: 'EPERM',
   /** utimes(NULL) on a 0644 root:root file (no write permission). */
   foreignUtimesNowReadOnly: 'EACCES',
+  /** link(2) of a 04755 and of a 0644 root:root file (fs.protected_hardlinks = 1). */
+  linkForeignSuid: 'EPERM',
+  linkForeignReadOnly: 'EPERM',
 } as const;
 
-/** utimes(NULL) on a 0666 root:root file: allowed (write permission). */
-export const ALLOWED = ['foreignUtimesNow'] as const;
+/** utimes(NULL) on a 0666 root:root file (write permission), link(2) of it: allowed. */
+export const ALLOWED = ['foreignUtimesNow', 'linkForeignReadWrite'] as const;

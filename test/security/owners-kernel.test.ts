@@ -48,6 +48,9 @@ out('foreignUtimesNowReadOnly', utime(undef, undef, "$d/roots-ro") ? st('roots-r
 out('writeRoot', wr('w-root'));
 out('writeOwn', wr('w-own'));
 out('writeForeignGroup', wr('w-g42'));
+out('linkForeignSuid', link("$d/roots-suid", "$d/l1") ? 'ok' : err());
+out('linkForeignReadOnly', link("$d/roots-ro", "$d/l2") ? 'ok' : err());
+out('linkForeignReadWrite', link("$d/roots", "$d/l3") ? st('l3') : err());
 out('truncateSuid', truncate("$d/t-suid", 0) ? st('t-suid') : err());
 `;
 
@@ -73,6 +76,7 @@ describe('the expected owners and modes are what this kernel does', { timeout: 6
     };
     await fixture('roots', 0, 0, 0o666);
     await fixture('roots-ro', 0, 0, 0o644);
+    await fixture('roots-suid', 0, 0, 0o4755);
     await fixture('s-g42', 2001, 42, 0o644);
     await fixture('w-root', 0, 0, 0o6777);
     await fixture('w-own', 2001, 2001, 0o6767);

@@ -81,6 +81,10 @@ export class RawNfs {
     return this.nfs(Proc.MKNOD, X.MKNOD, { where: { dir, name }, what: { type: FType.FIFO, attrs } }, cred);
   }
 
+  link(cred: OpaqueAuth, fh: Buffer, dir: Buffer, name: string) {
+    return this.nfs(Proc.LINK, X.LINK, { fh, link: { dir, name } }, cred);
+  }
+
   /** The handle of `name` in `dir` (as root on the wire: lookups need only search permission anyway). */
   async fh(dir: Buffer, name: string, cred: OpaqueAuth): Promise<Buffer> {
     const r = await this.lookup(cred, dir, name);

@@ -40,7 +40,7 @@ import { FdCache, type LastStat } from './fd-cache.js';
 import * as fsx from './fsx.js';
 import { HANDLE_LEN, HandleCodec, type HandleId } from './handles.js';
 import { NameTable } from './name-table.js';
-import { killOnWrite, newObject, planSetattr, S_ISGID, S_ISUID, squash, type NewOwnership } from './ownership.js';
+import { killOnWrite, newObject, planSetattr, requireHardlinkSource, S_ISGID, S_ISUID, squash, type NewOwnership } from './ownership.js';
 import { accessMask, permBits, R, require, requireData, requireSticky, W, X } from './permissions.js';
 import { defaultStateDir, loadSecret } from '../../util/state.js';
 
@@ -849,6 +849,7 @@ export class LocalExport implements Backend {
       this.checkNewName(name);
       if (o.attr.type === FType.DIR) throw new FsError('ISDIR', 'cannot hard-link a directory');
       require(cred, d.attr, W | X, 'link');
+      requireHardlinkSource(cred, o.attr);
       await fsx.link(o.path, path.join(d.path, name));
       this.invalidateListing(d.id.ino);
       return { attr: await this.attrOf(o.path), dirWcc: await this.dirWcc(d) };

@@ -2,7 +2,7 @@ import type { Credentials } from '../../rpc/types.js';
 import type { Fattr3, Sattr3 } from '../../nfs3/types.js';
 import { FType } from '../../nfs3/constants.js';
 import { FsError } from '../../backend/errors.js';
-import { inGroup } from './permissions.js';
+import { inGroup, permBits, R, W } from './permissions.js';
 
 /**
  * Owners, groups and set-ID bits: what the Linux kernel would do if the
@@ -30,7 +30,10 @@ import { inGroup } from './permissions.js';
  *  - write or truncate of a regular file by a non-root caller clears
  *    S_ISUID, and S_ISGID when S_IXGRP is set or the caller is not in the
  *    file's group;
- *  - times: explicit times need owner or root; "now" needs write permission.
+ *  - times: explicit times need owner or root; "now" needs write permission;
+ *  - link: a non-owner may hard-link only a regular file it may read and
+ *    write that is neither set-user-ID nor group-executable setgid
+ *    (fs.protected_hardlinks = 1, every distribution's default).
  * Like knfsd (nfsd_create_setattr), the uid and gid a non-root caller puts in
  * CREATE/MKDIR/SYMLINK/MKNOD attributes are ignored, not refused: a squashed
  * root client that sends uid 0 on create still creates its files. Root's are
@@ -130,6 +133,17 @@ export function killOnWrite(cred: Credentials, a: { type: FType; mode: number; g
   let kill = a.mode & S_ISUID;
   if (a.mode & S_ISGID && (a.mode & S_IXGRP || !inGroup(cred, a.gid))) kill |= S_ISGID;
   return kill;
+}
+
+/** protected_hardlinks (may_linkat): EPERM unless the caller owns `a` or it is a safe source. */
+export function requireHardlinkSource(cred: Credentials, a: Fattr3): void {
+  if (isRoot(cred) || cred.uid === a.uid) return;
+  const safe =
+    a.type === FType.REG &&
+    (a.mode & S_ISUID) === 0 &&
+    (a.mode & (S_ISGID | S_IXGRP)) !== (S_ISGID | S_IXGRP) &&
+    (permBits(cred, a) & (R | W)) === (R | W);
+  if (!safe) throw new FsError('PERM', 'link: may not hard-link a file of another user that is set-ID, special or not readable and writable');
 }
 
 /**
