@@ -388,7 +388,7 @@ export class LocalExport implements Backend {
 
       if (attrs.size !== undefined) {
         await this.fds.with(o.id.ino, true, (w) => this.openFile(o.path, o.id, w), async (fd) => {
-          await this.dropPrivsForWrite(fd, cred);
+          await this.dropPrivs(fd, cred);
           await fsx.ftruncate(fd, attrs.size!);
         });
       }
@@ -587,22 +587,21 @@ export class LocalExport implements Backend {
   }
 
   /**
-   * A write or truncate by a non-root caller clears S_ISUID (and a
-   * group-executable S_ISGID) first, as the kernel does; the server itself is
-   * root, so the kernel would not. True if it changed the mode.
+   * A write or truncate by a non-root caller first clears the set-ID bits the
+   * kernel would (ownership.ts killOnWrite); the server itself is root, so
+   * the kernel does not. `hint` (possibly stale attributes) saves the fstat
+   * when it shows no set-ID bit. True if the mode changed.
    */
-  private async dropPrivs(fd: number, cred: Credentials, st: BigIntStats): Promise<boolean> {
-    const mode = Number(st.mode & 0o7777n);
-    const kill = st.isFile() ? killOnWrite(cred, { type: FType.REG, mode, gid: Number(st.gid) }) : 0;
-    if (!kill) return false;
-    await fsx.fchmod(fd, mode & ~kill);
+  private async dropPrivs(fd: number, cred: Credentials, hint?: BigIntStats): Promise<boolean> {
+    if (cred.uid === 0) return false;
+    const kill = (st: BigIntStats) => (st.isFile() ? killOnWrite(cred, { type: FType.REG, mode: Number(st.mode & 0o7777n), gid: Number(st.gid) }) : 0);
+    if (hint && !kill(hint)) return false;
+    const st = await fstat(fd);
+    const k = kill(st);
+    if (!k) return false;
+    await fsx.fchmod(fd, Number(st.mode & 0o7777n) & ~k);
     this.fds.forgetStat(st.ino);
     return true;
-  }
-
-  private async dropPrivsForWrite(fd: number, cred: Credentials): Promise<void> {
-    if (cred.uid === 0) return;
-    await this.dropPrivs(fd, cred, await fstat(fd));
   }
 
   /** Give a new object (not a regular file: see create) its owner and mode. */
@@ -666,7 +665,7 @@ export class LocalExport implements Backend {
           await this.fchownNew(fd, d.attr, own);
           // open() applied the umask; only a mode the umask cut (or set-ID bits) need a chmod.
           if (setId || (own.mode & ~this.umask) !== own.mode) await fsx.fchmod(fd, own.mode);
-        } else if (attrs?.size !== undefined) await this.dropPrivsForWrite(fd, cred);
+        } else if (attrs?.size !== undefined) await this.dropPrivs(fd, cred);
         if (attrs?.size !== undefined) await new Promise<void>((res, rej) => fs.ftruncate(fd, attrs.size!, (e) => (e ? rej(e) : res())));
         if (how.mode === 'exclusive') {
           const v = exclusiveTimes(how.verf);

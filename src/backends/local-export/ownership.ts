@@ -11,8 +11,9 @@ import { inGroup, permBits, R, W } from './permissions.js';
  * moves this into per-thread credentials), so every procedure asks here
  * before it acts and applies exactly what it is told. Pure functions, no I/O.
  *
- * Checked against Linux 6.18 on ext4 as uid 2001 (setpriv) — see
- * test/security/owners-and-modes.test.ts for the table:
+ * Checked against Linux 6.18 on ext4 as uid 2001 (setpriv); the table is
+ * test/security/owners-expected.ts, checked against the running kernel by
+ * owners-kernel.test.ts:
  *  - new objects belong to the caller's fsuid; group = the caller's fsgid, or
  *    the directory's group if the directory is setgid (new subdirectories of
  *    a setgid directory are setgid too);
