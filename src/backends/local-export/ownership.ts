@@ -151,7 +151,9 @@ export function requireHardlinkSource(cred: Credentials, a: Fattr3): void {
  * Root squash as knfsd does it (nfsd_setuser): `root` maps uid 0 to the
  * anonymous uid, gid 0 to the anonymous gid — whatever the uid — and group 0
  * among the supplementary groups to the anonymous gid; `all` makes everyone
- * the anonymous account with no supplementary groups.
+ * the anonymous account with no supplementary groups. It stays with the
+ * local export (its `squash` option): the proxy server replaces identities
+ * through the identity-map wrapper instead and never squashes.
  */
 export function squash(cred: Credentials, how: 'none' | 'root' | 'all', anonUid: number, anonGid: number): Credentials {
   if (how === 'all') return { ...cred, uid: anonUid, gid: anonGid, gids: [] };
