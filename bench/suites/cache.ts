@@ -6,7 +6,7 @@ import { DEFAULT_BLOCK_SIZE } from '../../src/wrappers/cache/options.js';
 import { spawnGvfs, type GvfsProcess } from '../../test/helpers/gvfs-proc.js';
 import { randomFile } from '../lib/files.js';
 import { nfsbench } from '../lib/libnfs-client.js';
-import { checkLink, PROFILES, startLink, type Link } from '../lib/link-emulator.js';
+import { checkLink, linkTolerance, PROFILES, startLink, type Link } from '../lib/link-emulator.js';
 import type { BenchContext, SuiteResult } from '../lib/report.js';
 import { peakRssMiB } from '../lib/stats.js';
 
@@ -91,7 +91,7 @@ export async function cacheSuite(ctx: BenchContext, o: CacheSuiteOptions = {}): 
     res.memory = { warmProxyClientPeakRssMiB_cache10G: await peakRssMiB(warm.pid), coldProxyClientPeakRssMiB_cache10G: coldPeakRss, chainProxyClientPeakRssMiB: await peakRssMiB(chain.pid) };
     if (o.wan ?? true) {
       const profile = PROFILES.wan;
-      const check = await checkLink(profile);
+      const check = await checkLink(profile, linkTolerance(ctx));
       const wanSize = (ctx.quick ? 24 : 256) * MiB;
       const psLink = await startLink(profile, { host: '127.0.0.1', port: ps.port });
       links.push(psLink);

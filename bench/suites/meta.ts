@@ -10,7 +10,7 @@ import { blockCount, isZero, META_DIR } from '../../src/meta/format.js';
 import { generateMeta } from '../../src/meta/generate.js';
 import { spawnGvfs } from '../../test/helpers/gvfs-proc.js';
 import { memoryStateFile } from '../lib/files.js';
-import { checkLink, PROFILES, startLink } from '../lib/link-emulator.js';
+import { checkLink, linkTolerance, PROFILES, startLink } from '../lib/link-emulator.js';
 import type { BenchContext, SuiteResult } from '../lib/report.js';
 import { spawnMount } from './mount.js';
 
@@ -34,7 +34,7 @@ const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 
 export async function metaSuite(ctx: BenchContext, profileName = 'wan', memMiB?: number): Promise<SuiteResult> {
   const profile = PROFILES[profileName];
   if (!profile) throw new Error(`unknown link profile ${profileName}`);
-  const check = await checkLink(profile);
+  const check = await checkLink(profile, linkTolerance(ctx));
   const size = (memMiB ?? (ctx.quick ? 64 : 1024)) * MiB;
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'gvfs-bench-meta-'));
   const exp = path.join(dir, 'export');

@@ -11,7 +11,7 @@ import { publishVm } from '../../src/vm/publish.js';
 import { pidAlive, qemus, stopPid } from '../../src/vm/qemu.js';
 import { spawnGvfs, type GvfsProcess } from '../../test/helpers/gvfs-proc.js';
 import { startSshd } from '../../test/helpers/sshd.js';
-import { checkLink, PROFILES, startLink, type Link } from '../lib/link-emulator.js';
+import { checkLink, linkTolerance, PROFILES, startLink, type Link } from '../lib/link-emulator.js';
 import type { BenchContext, SuiteResult } from '../lib/report.js';
 import { summarize } from '../lib/stats.js';
 
@@ -38,7 +38,7 @@ const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 
 export async function vmSuite(ctx: BenchContext, profileName = 'wan', sizes: { memMiB?: number; diskMiB?: number } = {}): Promise<SuiteResult> {
   const profile = PROFILES[profileName];
   if (!profile) throw new Error(`unknown link profile ${profileName}`);
-  const check = await checkLink(profile);
+  const check = await checkLink(profile, linkTolerance(ctx));
   const memMiB = sizes.memMiB ?? (ctx.quick ? 128 : 512);
   const diskMiB = sizes.diskMiB ?? (ctx.quick ? 64 : 1024);
   const g = await demoGuest();

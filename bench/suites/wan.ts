@@ -10,7 +10,7 @@ import { spawnGvfs, type GvfsProcess } from '../../test/helpers/gvfs-proc.js';
 import { startSshd } from '../../test/helpers/sshd.js';
 import { memoryStateFile, randomFile } from '../lib/files.js';
 import { nfsbench } from '../lib/libnfs-client.js';
-import { checkLink, PROFILES, startLink, type Link, type LinkProfile } from '../lib/link-emulator.js';
+import { checkLink, linkTolerance, PROFILES, startLink, type Link, type LinkProfile } from '../lib/link-emulator.js';
 import type { BenchContext, SuiteResult } from '../lib/report.js';
 
 const run = promisify(execFile);
@@ -43,7 +43,7 @@ export const GVFS_READ_AHEAD_DEPTH = Math.max(1, Math.floor(Math.min(defaults.re
 export async function wanSuite(ctx: BenchContext, profileName = 'wan', sizes: { imageMiB?: number; memMiB?: number } = {}): Promise<SuiteResult> {
   const profile: LinkProfile = PROFILES[profileName];
   if (!profile) throw new Error(`unknown link profile ${profileName} (${Object.keys(PROFILES).join(', ')})`);
-  const check = await checkLink(profile);
+  const check = await checkLink(profile, linkTolerance(ctx));
   const image = (sizes.imageMiB ?? (ctx.quick ? 24 : 2048)) * MiB;
   const mem = (sizes.memMiB ?? (ctx.quick ? 16 : 512)) * MiB;
   const randOps = ctx.quick ? 50 : 500;
