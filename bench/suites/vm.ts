@@ -38,7 +38,7 @@ const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 
 export async function vmSuite(ctx: BenchContext, profileName = 'wan', sizes: { memMiB?: number; diskMiB?: number } = {}): Promise<SuiteResult> {
   const profile = PROFILES[profileName];
   if (!profile) throw new Error(`unknown link profile ${profileName}`);
-  const check = await checkLink(profile, linkTolerance(ctx));
+  const check = await checkLink(profile, linkTolerance(ctx), 3, !ctx.quick);
   const memMiB = sizes.memMiB ?? (ctx.quick ? 128 : 512);
   const diskMiB = sizes.diskMiB ?? (ctx.quick ? 64 : 1024);
   const g = await demoGuest();
@@ -177,6 +177,7 @@ export async function vmSuite(ctx: BenchContext, profileName = 'wan', sizes: { m
     const limit = must / bw + (rtts * profile.rttMs) / 1000;
     const copyLimit = goldenBytes / bw;
     const [bestCopy] = Object.keys(copies).sort((x, y) => med(t[x]) - med(t[y]));
+    if (check.warning) res.notes.push(`WARNING: ${check.warning}`);
     res.notes.push(`link ${profile.name}: ${profile.rttMs} ms RTT, ${profile.bitsPerSec / 1e6} Mbit/s; measured ${check.rttMs.toFixed(2)} ms, ${check.mbitPerSec.toFixed(1)} Mbit/s`);
     res.notes.push(`golden VM: ${(goldenBytes / MiB).toFixed(1)} MiB in files (RAM file ${ramFile.size / MiB} MiB, ${pub.manifest.files.map((f) => `${f.name} ${(f.size / MiB).toFixed(1)}`).join(', ')}); meta-data ${pub.meta.status}`);
     res.notes.push(`gvfs-cold: a clone on a new cache directory before any prefetch order was recorded on this host (${(med(wire) / MiB).toFixed(1)} MiB had crossed the link at its first line, ${(med(zero) / MiB).toFixed(1)} MiB of zero blocks answered locally); gvfs-warm: a second clone on the same mount and cache`);

@@ -43,7 +43,7 @@ export const GVFS_READ_AHEAD_DEPTH = Math.max(1, Math.floor(Math.min(defaults.re
 export async function wanSuite(ctx: BenchContext, profileName = 'wan', sizes: { imageMiB?: number; memMiB?: number } = {}): Promise<SuiteResult> {
   const profile: LinkProfile = PROFILES[profileName];
   if (!profile) throw new Error(`unknown link profile ${profileName} (${Object.keys(PROFILES).join(', ')})`);
-  const check = await checkLink(profile, linkTolerance(ctx));
+  const check = await checkLink(profile, linkTolerance(ctx), 3, !ctx.quick);
   const image = (sizes.imageMiB ?? (ctx.quick ? 24 : 2048)) * MiB;
   const mem = (sizes.memMiB ?? (ctx.quick ? 16 : 512)) * MiB;
   const randOps = ctx.quick ? 50 : 500;
@@ -167,6 +167,7 @@ export async function wanSuite(ctx: BenchContext, profileName = 'wan', sizes: { 
       },
     ]);
     const linkMiBs = profile.bitsPerSec / 8 / MiB;
+    if (check.warning) res.notes.push(`WARNING: ${check.warning}`);
     res.notes.push(`link ${profile.name}: set ${profile.rttMs} ms RTT, ${profile.bitsPerSec / 1e6} Mbit/s per direction; measured ${check.rttMs.toFixed(2)} ms, ${check.mbitPerSec.toFixed(1)} Mbit/s; link = ${linkMiBs.toFixed(1)} MiB/s`);
     res.notes.push(`sequential reads: nfs = nfsbench with ${GVFS_READ_AHEAD_DEPTH} x 1 MiB READs in flight (the depth of GVFS's read-ahead: ${defaults.fetchBytesInFlight / MiB} MiB of fetches on the wire), nfs-depth1 = one READ at a time; gvfs-cold/warm/nocache: nfsbench one 1 MiB READ at a time against the proxy client (cold/warm: --cache-dir with ${defaults.blockSize / MiB} MiB blocks, which reads ahead itself; nocache: no cache, no read-ahead)`);
     res.notes.push('random 4 KiB reads: one at a time for every system (nfs and nfs-depth1 run the same workload)');

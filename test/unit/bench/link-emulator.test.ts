@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { test } from 'node:test';
-import { startLink } from '../../../bench/lib/link-emulator.js';
+import { checkLink, startLink } from '../../../bench/lib/link-emulator.js';
 
 /** The WAN emulator preserves every byte and its order under load, and adds (at least) its delay. */
 test('link emulator: every byte, in order, both directions at once; delay at least as set', { timeout: 120_000 }, async () => {
@@ -98,4 +98,17 @@ test('link emulator: 4 parallel connections share one bucket per direction', { t
     await link.close();
     await new Promise((r) => sink.close(r));
   }
+});
+
+/** Out of tolerance: a full run is refused; a --quick smoke run goes on with a warning naming the measurement. */
+test('link check: refuses a link out of tolerance, or warns when not strict', { timeout: 120_000 }, async () => {
+  const profile = { name: 'test', rttMs: 2, bitsPerSec: 40e6 };
+  // Tolerance 0: no measurement of a real relay is exactly its setting.
+  await assert.rejects(checkLink(profile, 0, 1, true), /link test out of tolerance \(0 %\) in 1 attempts: RTT [\d.]+ ms \(want 2\), [\d.]+ Mbit\/s \(want 40\)/);
+  const c = await checkLink(profile, 0, 1, false);
+  assert.match(c.warning ?? '', /out of tolerance .*went on/);
+  assert.ok(c.mbitPerSec > 0 && c.rttMs > 0);
+  // A generous tolerance passes without a warning.
+  const ok = await checkLink(profile, 10, 1, true);
+  assert.equal(ok.warning, undefined);
 });
