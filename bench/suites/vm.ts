@@ -138,7 +138,7 @@ export async function vmSuite(ctx: BenchContext, profileName = 'wan', sizes: { m
         const t0 = performance.now();
         await copy(to);
         const copyS = (performance.now() - t0) / 1000;
-        t[name].push(copyS + (await clone(`copy-${r}-${name.replace(/[^a-z]+/g, '-')}`, ['--mount', to, '--vm-path', ''])));
+        t[name].push(copyS + (await clone(`copy-${r}-${name.replace(/[^a-zA-Z]+/g, '-')}`, ['--mount', to, '--vm-path', ''])));
         await stopAll();
         await fs.rm(to, { recursive: true, force: true });
       }
