@@ -4,7 +4,7 @@ process.env.UV_THREADPOOL_SIZE ??= '16';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
-import { makeContext, render, saveResults, type SuiteResult } from './lib/report.js';
+import { makeContext, render, ResultsFile, type SuiteResult } from './lib/report.js';
 import { serverSuite } from './suites/server.js';
 import { chainSuite } from './suites/chain.js';
 import { channelSuite } from './suites/channel.js';
@@ -41,15 +41,34 @@ const program = new Command('gvfs-bench')
   .action(async (o) => {
     const runs = o.runs ?? (o.quick ? 1 : 3);
     const ctx = makeContext(!!o.quick, runs);
-    const results: SuiteResult[] = [];
+    // Every setting that shapes the figures; the results file also records the commit, command line and machine.
+    const out = await ResultsFile.create(o.out, {
+      quick: !!o.quick,
+      runs,
+      suites: o.suite,
+      profile: o.profile,
+      imageMiB: o.imageMib ?? null,
+      memMiB: o.memMib ?? null,
+      uvThreadpoolSize: process.env.UV_THREADPOOL_SIZE,
+    });
+    console.log(`results: ${out.file}`);
+    if (out.data.git.dirty) process.stderr.write(`bench: the tree differs from ${out.data.git.commit} (uncommitted changes): the results file says so\n`);
     for (const s of o.suite as string[]) {
       process.stderr.write(`suite ${s}...\n`);
-      const r = await SUITES[s](ctx, o.profile, { imageMiB: o.imageMib, memMiB: o.memMib });
-      results.push(r);
+      let r: SuiteResult;
+      try {
+        r = await SUITES[s](ctx, o.profile, { imageMiB: o.imageMib, memMiB: o.memMib });
+      } catch (e) {
+        // The suites before this one are already in the file; record the failure and stop.
+        await out.finish({ suite: s, message: (e as Error).stack ?? String(e) });
+        console.log(`results (suite ${s} failed): ${out.file}`);
+        throw e;
+      }
+      await out.add(r);
       console.log(render(r));
     }
-    const file = await saveResults(o.out, results, { quick: !!o.quick, runs, suites: o.suite, profile: o.profile, imageMiB: o.imageMib, memMiB: o.memMib });
-    console.log(`results: ${file}`);
+    await out.finish();
+    console.log(`results: ${out.file}`);
   });
 
 program.parseAsync(process.argv).catch((e) => {

@@ -1,11 +1,34 @@
 #!/usr/bin/env bash
 # Installs what GVFS and its tests need on a Debian machine (as root), only
 # what is missing: Debian packages for the real peers the tests start
-# (libnfs client tools, nfs-ganesha + rpcbind), npm dependencies, the build.
+# (libnfs client tools, nfs-ganesha + rpcbind), a C toolchain, npm
+# dependencies, the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(libnfs-utils libnfs-dev nfs-ganesha nfs-ganesha-vfs rpcbind libfuse2 libfuse-dev fuse3 openssh-server openssh-client sshfs qemu-utils qemu-system-x86 busybox-static cpio zstd chromium openssl util-linux iproute2)
+# --- root and /dev/fuse (bench/setup block) ---------------------------------
+# FUSE mounts, QEMU clones and the identity tests need root and /dev/fuse.
+# A developer's partial machine may go on without them (those tests skip);
+# under CI a missing prerequisite fails the set-up loudly.
+problems=()
+[[ $(id -u) -eq 0 ]] || problems+=("not running as root (uid $(id -u))")
+[[ -c /dev/fuse ]] || problems+=("/dev/fuse is missing (load the fuse module or pass the device into the container)")
+if ((${#problems[@]})); then
+  for p in "${problems[@]}"; do echo "setup: $p" >&2; done
+  if [[ -n ${CI:-} ]]; then
+    echo "setup: CI is set: GVFS's tests need root and /dev/fuse; failing" >&2
+    exit 1
+  fi
+  echo "setup: WARNING: the FUSE, VM and root-only tests will be skipped on this machine" >&2
+fi
+
+# --- Debian packages (bench/setup block) -------------------------------------
+# build-essential (gcc, make, libc6-dev), python3 and pkg-config: node-gyp builds
+# the native addons (@cocalc/fuse-native, zstd-napi, better-sqlite3 without a
+# prebuilt binary) and bench/native/build.sh builds nfsbench against libnfs-dev.
+# rsync: the vm benchmark's sparse-aware copy-then-run baseline (rsync --sparse over ssh).
+# chromium: the dashboard test drives it with playwright-core (a devDependency).
+DEBS=(build-essential python3 pkg-config libnfs-utils libnfs-dev nfs-ganesha nfs-ganesha-vfs rpcbind libfuse2 libfuse-dev fuse3 openssh-server openssh-client sshfs rsync qemu-utils qemu-system-x86 busybox-static cpio chromium openssl util-linux iproute2)
 
 missing=()
 for p in "${DEBS[@]}"; do
@@ -34,6 +57,10 @@ if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-loc
 fi
 
 npm run --silent build >&2
+
+# --- benchmark client (bench/setup block) -------------------------------------
+# nfsbench (bench/native/nfsbench.c on libnfs): the NFS client of the benchmarks; a no-op when up to date.
+bash bench/native/build.sh
 
 # The demo guest (Debian cloud kernel + busybox initramfs) the VM tests, benchmark and demo boot; quick when built.
 bash scripts/guest/build.sh || echo "setup: the demo guest could not be built (scripts/guest/build.sh); the VM tests will try again" >&2

@@ -6,7 +6,8 @@ const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replac
 
 /**
  * One SVG per workload: a bar per system at its median, a whisker from min to
- * max, the value printed; higher is better for every unit we report.
+ * max, the value printed; the title says whether higher or lower is better
+ * (rates: higher; times: lower).
  */
 export function workloadSvg(suite: string, w: SuiteResult['workloads'][number]): string {
   const systems = Object.entries(w.systems).filter(([, s]) => Number.isFinite(s.median));
@@ -30,7 +31,7 @@ export function workloadSvg(suite: string, w: SuiteResult['workloads'][number]):
     .join('\n');
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="13">
 <rect width="100%" height="100%" fill="white"/>
-<text x="10" y="22" font-weight="bold">${esc(suite)}: ${esc(w.name)} (${esc(w.unit)}, median; whisker min–max; higher is better)</text>
+<text x="10" y="22" font-weight="bold">${esc(suite)}: ${esc(w.name)} (${esc(w.unit)}, median; whisker min–max; ${w.better === 'lower' ? 'lower' : 'higher'} is better)</text>
 ${bars}
 </svg>
 `;

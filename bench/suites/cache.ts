@@ -6,7 +6,7 @@ import { DEFAULT_BLOCK_SIZE } from '../../src/wrappers/cache/options.js';
 import { spawnGvfs, type GvfsProcess } from '../../test/helpers/gvfs-proc.js';
 import { randomFile } from '../lib/files.js';
 import { nfsbench } from '../lib/libnfs-client.js';
-import { checkLink, PROFILES, startLink, type Link } from '../lib/link-emulator.js';
+import { checkLink, linkTolerance, PROFILES, startLink, type Link } from '../lib/link-emulator.js';
 import type { BenchContext, SuiteResult } from '../lib/report.js';
 import { peakRssMiB } from '../lib/stats.js';
 
@@ -91,7 +91,7 @@ export async function cacheSuite(ctx: BenchContext, o: CacheSuiteOptions = {}): 
     res.memory = { warmProxyClientPeakRssMiB_cache10G: await peakRssMiB(warm.pid), coldProxyClientPeakRssMiB_cache10G: coldPeakRss, chainProxyClientPeakRssMiB: await peakRssMiB(chain.pid) };
     if (o.wan ?? true) {
       const profile = PROFILES.wan;
-      const check = await checkLink(profile);
+      const check = await checkLink(profile, linkTolerance(ctx), 3, !ctx.quick);
       const wanSize = (ctx.quick ? 24 : 256) * MiB;
       const psLink = await startLink(profile, { host: '127.0.0.1', port: ps.port });
       links.push(psLink);
@@ -101,6 +101,7 @@ export async function cacheSuite(ctx: BenchContext, o: CacheSuiteOptions = {}): 
       const one = (port: number) => nfsbench({ ...at(port), op: 'seqread', file: 'read.bin', size: wanSize, xfer: MiB, depth: 1 });
       const c = (await cold(psLink.port, one)).mib_per_s!;
       const n = (await one(wanChain.port)).mib_per_s!;
+      if (check.warning) res.notes.push(`WARNING: ${check.warning}`);
       res.notes.push(
         `emulated WAN (${profile.rttMs} ms RTT, ${profile.bitsPerSec / 1e6} Mbit/s = ${linkMiBs.toFixed(1)} MiB/s; measured ${check.rttMs.toFixed(1)} ms, ${check.mbitPerSec.toFixed(0)} Mbit/s), ${wanSize / MiB} MiB, 1 MiB READs one at a time: cold with cache ${c.toFixed(1)} MiB/s = ${(c / linkMiBs).toFixed(2)}x link; chain without cache ${n.toFixed(1)} MiB/s = ${(n / linkMiBs).toFixed(2)}x link`,
       );

@@ -10,7 +10,7 @@ import { blockCount, isZero, META_DIR } from '../../src/meta/format.js';
 import { generateMeta } from '../../src/meta/generate.js';
 import { spawnGvfs } from '../../test/helpers/gvfs-proc.js';
 import { memoryStateFile } from '../lib/files.js';
-import { checkLink, PROFILES, startLink } from '../lib/link-emulator.js';
+import { checkLink, linkTolerance, PROFILES, startLink } from '../lib/link-emulator.js';
 import type { BenchContext, SuiteResult } from '../lib/report.js';
 import { spawnMount } from './mount.js';
 
@@ -34,7 +34,7 @@ const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 
 export async function metaSuite(ctx: BenchContext, profileName = 'wan', memMiB?: number): Promise<SuiteResult> {
   const profile = PROFILES[profileName];
   if (!profile) throw new Error(`unknown link profile ${profileName}`);
-  const check = await checkLink(profile);
+  const check = await checkLink(profile, linkTolerance(ctx), 3, !ctx.quick);
   const size = (memMiB ?? (ctx.quick ? 64 : 1024)) * MiB;
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'gvfs-bench-meta-'));
   const exp = path.join(dir, 'export');
@@ -124,6 +124,7 @@ export async function metaSuite(ctx: BenchContext, profileName = 'wan', memMiB?:
     ]);
     res.baseline = 'no-meta';
     const limitMiBs = size / MiB / limitSec;
+    if (check.warning) res.notes.push(`WARNING: ${check.warning}`);
     res.notes.push(`link ${profile.name}: set ${profile.rttMs} ms RTT, ${profile.bitsPerSec / 1e6} Mbit/s; measured ${check.rttMs.toFixed(2)} ms, ${check.mbitPerSec.toFixed(1)} Mbit/s`);
     res.notes.push(`file: ${size / MiB} MiB, ${blocks} blocks of 64 KiB, ${zeroBlocks} zero (${((zeroBlocks / blocks) * 100).toFixed(1)}%); non-zero ${(raw / MiB).toFixed(1)} MiB, ${(wire / MiB).toFixed(1)} MiB after zstd level 1 (${(raw / wire).toFixed(2)}:1)`);
     res.notes.push(`physical limit: ${(wire / MiB).toFixed(1)} MiB / ${(bytesPerSec / MiB).toFixed(2)} MiB/s + 3 RTT = ${limitSec.toFixed(2)} s (= ${limitMiBs.toFixed(1)} MiB/s of file)`);

@@ -75,6 +75,7 @@ export async function sessionsSuite(ctx: BenchContext): Promise<SuiteResult> {
   const workloads: WorkloadResult[] = Object.entries(samples).map(([name, bySys]) => ({
     name,
     unit: 'ms',
+    better: 'lower' as const,
     systems: Object.fromEntries(systems.map((s) => [s, summarize(bySys[s] ?? [NaN])])),
   }));
   return {

@@ -24,10 +24,18 @@ test('bench --quick --suite wan runs and writes well-formed figures', { timeout:
     assert.ok(json, 'a JSON result');
     const doc = JSON.parse(await fs.readFile(path.join(out, json!), 'utf8'));
     assert.equal(doc.settings.quick, true);
-    assert.ok(doc.machine.cpus >= 1);
+    assert.equal(doc.status, 'complete');
+    assert.match(doc.git.commit, /^[0-9a-f]{40}$/);
+    assert.equal(typeof doc.git.dirty, 'boolean');
+    assert.ok(doc.command.includes('--suite') && doc.command.includes('wan'), 'the full command line');
+    assert.ok(doc.machine.cpus >= 1 && doc.machine.memGiB > 0 && doc.machine.kernel && doc.machine.cpu !== undefined);
     const suite = doc.results[0];
     assert.ok(suite.workloads.length >= 3);
+    // Plain NFS with GVFS's read-ahead depth is the baseline; one READ at a time is a second row.
+    assert.equal(suite.baseline, 'nfs');
+    assert.ok(suite.workloads.every((w: { systems: object }) => 'nfs-depth1' in w.systems));
     for (const w of suite.workloads) {
+      assert.equal(w.better, 'higher', `${w.name}: rates, higher is better`);
       for (const [sys, s] of Object.entries(w.systems) as Array<[string, { median: number; min: number; max: number; runs: number[] }]>) {
         assert.ok(Number.isFinite(s.median) && s.median > 0, `${w.name}/${sys}: median ${s.median}`);
         assert.ok(s.min <= s.median && s.median <= s.max);
