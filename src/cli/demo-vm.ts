@@ -82,7 +82,7 @@ export function demoVmCommand(): Command {
         const cert = await makeSelfSignedCert(path.join(dir, 'state-server', 'tls'));
         // The proxy server in a process of its own, as on a real state server: this process reads
         // through the mount, and a server sharing its thread pool with those reads could starve.
-        ps = await startProxyServer(['--listen', '127.0.0.1:0', '--export', `${exp}=/vm`, '--key', keyFile, '--tls-cert', cert.cert, '--tls-key', cert.key, '--state-dir', path.join(dir, 'state-server', 'gvfs')]);
+        ps = await startProxyServer(['--listen', '127.0.0.1:0', '--export', `${exp}=/vm:ro`, '--key', keyFile, '--tls-cert', cert.cert, '--tls-key', cert.key, '--state-dir', path.join(dir, 'state-server', 'gvfs')]);
         say(`state server: gvfs proxy-server on 127.0.0.1:${ps.port} (TLS 1.3, session ${key.id} for ${key.user}, pid ${ps.proc.pid})`);
         const addr = { port: ps.port };
         const cacheDir = path.join(dir, 'compute-server', 'cache');

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { createProxyServer, type ProxyExportSpec } from '../proxy/proxy-server.js';
 import { parseNfsUrl } from '../proxy/upstream-url.js';
+import { parseExportRootCheck, type ExportRootCheck } from '../proxy/export-root.js';
 import { readKeyFile } from '../channel/session-key.js';
 import { SessionRegistry } from '../channel/sessions.js';
 import { readTlsFiles } from '../channel/tls.js';
@@ -8,6 +9,12 @@ import { loadMapFile, parseMapFlag, type IdentityMap } from '../wrappers/identit
 import { parseHostPort, parseIntArg, untilSignal } from './util.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/** A trailing `:ro` (or `:rw`) on an export: [the rest, read-only?]. */
+function splitMode(v: string): [string, boolean] {
+  const m = /^(.*):(ro|rw)$/.exec(v);
+  return m ? [m[1], m[2] === 'ro'] : [v, false];
+}
 
 /** `X=NAME` → [X, NAME]; the name part is optional. */
 function splitName(v: string): [string, string | undefined] {
@@ -19,8 +26,9 @@ export function proxyServerCommand(): Command {
   return new Command('proxy-server')
     .description('Run a GVFS proxy server: forwards NFSv3 to an upstream NFS server (or serves a directory) with identity mapping')
     .option('--listen <host:port>', 'address to listen on (port 0 picks a free port)', '127.0.0.1:0')
-    .option('--upstream <url[=/name]>', 'upstream NFSv3 export nfs://HOST[:PORT]/PATH[?mountport=N], optionally served as /name (repeatable)', collect)
-    .option('--export <dir[=/name]>', 'serve a local directory directly, optionally as /name (repeatable)', collect)
+    .option('--upstream <url[=/name][:ro]>', 'upstream NFSv3 export nfs://HOST[:PORT]/PATH[?mountport=N], optionally served as /name; :ro refuses every change (repeatable)', collect)
+    .option('--export <dir[=/name][:ro]>', 'serve a local directory directly, optionally as /name; :ro refuses every change (repeatable)', collect)
+    .option('--export-expect <dir=dev:ino>', 'serve DIR only if it is still that directory: no symbolic link on its path, that device and inode (what the agent checked; repeatable)', collect)
     .option('--map <file>', 'identity map file: lines "IDENTITY UID GID [G1,G2...]" (see README)')
     .option('--map-user <name=uid:gid[:groups]>', 'map one identity (repeatable)', collect)
     .option('--key <file>', 'a session key file (gvfs keygen); connections must prove one (repeatable)', collect)
@@ -33,16 +41,27 @@ export function proxyServerCommand(): Command {
     .option('--compress-level <n>', 'zstd level of bulk meta-data transfers (1 by measurement; see docs/meta-data.md)', parseIntArg, 1)
     .option('--json', 'print the listening address as JSON')
     .action(async (o) => {
+      const expect = new Map<string, ExportRootCheck>();
+      for (const v of (o.exportExpect as string[] | undefined) ?? []) {
+        const i = v.lastIndexOf('=');
+        if (i <= 0) throw new Error(`--export-expect ${v}: give DIR=DEV:INO`);
+        expect.set(v.slice(0, i), parseExportRootCheck(v.slice(i + 1)));
+      }
       const exports: ProxyExportSpec[] = [
         ...((o.upstream as string[] | undefined) ?? []).map((v): ProxyExportSpec => {
-          const [u, name] = splitName(v);
-          return { kind: 'upstream', url: parseNfsUrl(u), name };
+          const [spec, readOnly] = splitMode(v);
+          const [u, name] = splitName(spec);
+          return { kind: 'upstream', url: parseNfsUrl(u), name, readOnly };
         }),
         ...((o.export as string[] | undefined) ?? []).map((v): ProxyExportSpec => {
-          const [dir, name] = splitName(v);
-          return { kind: 'local', dir, name };
+          const [spec, readOnly] = splitMode(v);
+          const [dir, name] = splitName(spec);
+          const want = expect.get(dir);
+          expect.delete(dir);
+          return { kind: 'local', dir, name, readOnly, expect: want };
         }),
       ];
+      if (expect.size) throw new Error(`--export-expect names no --export: ${[...expect.keys()].join(', ')}`);
       if (exports.length === 0) throw new Error('give at least one --upstream URL or --export DIR');
       const map: IdentityMap = o.map ? await loadMapFile(o.map) : new Map();
       for (const v of (o.mapUser as string[] | undefined) ?? []) {
@@ -67,7 +86,7 @@ export function proxyServerCommand(): Command {
       const addr = await p.listen(listen.port, listen.host);
       const names = (await p.backend.exports()).map((e) => e.path);
       const channel = o.tlsCert ? 'tls' : 'tcp';
-      if (o.json) console.log(JSON.stringify({ listening: addr, channel, exports: names, sessions: keys.map((k) => k.id), insecure: !!o.insecure }));
+      if (o.json) console.log(JSON.stringify({ listening: addr, channel, exports: names, readOnly: exports.filter((e) => e.readOnly).map((e) => e.name ?? (e.kind === 'local' ? '/' : e.url.path)), sessions: keys.map((k) => k.id), insecure: !!o.insecure }));
       else console.log(`gvfs proxy-server: ${names.join(', ')} on ${addr.address}:${addr.port} (${channel}; ${o.insecure ? 'INSECURE, no session keys' : `${keys.length} session key(s)`})`);
       const sig = await untilSignal();
       console.error(`gvfs proxy-server: ${sig}, shutting down`);

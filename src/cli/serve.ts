@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander';
 import { LocalExport } from '../backends/local-export/local-export.js';
 import { createNfs3Server } from '../frontends/nfs3-server/server.js';
+import { everythingReadOnly } from '../frontends/nfs3-server/read-only.js';
 import { parseHostPort, parseIntArg, untilSignal } from './util.js';
 
 export function serveCommand(): Command {
@@ -10,7 +11,7 @@ export function serveCommand(): Command {
     .option('--listen <host:port>', 'address to listen on (port 0 picks a free port)', '127.0.0.1:2049')
     .option('--name <path>', 'path clients mount', '/')
     .option('--state-dir <dir>', 'where handle secrets and the name journal live (never inside the export)')
-    .option('--read-only', 'refuse every change')
+    .option('--read-only', 'refuse every change (NFS3ERR_ROFS from the front end for every mutating procedure)')
     .addOption(new Option('--squash <which>', 'map root or every user to the anonymous account').choices(['none', 'root', 'all']).default('none'))
     .option('--anon-uid <uid>', 'anonymous uid', parseIntArg, 65534)
     .option('--anon-gid <gid>', 'anonymous gid', parseIntArg, 65534)
@@ -24,7 +25,6 @@ export function serveCommand(): Command {
         root: o.export,
         name: o.name,
         stateDir: o.stateDir,
-        readOnly: !!o.readOnly,
         squash: o.squash,
         anonUid: o.anonUid,
         anonGid: o.anonGid,
@@ -32,9 +32,10 @@ export function serveCommand(): Command {
       const limits = Object.fromEntries(
         Object.entries({ maxRecord: o.maxRecord, maxInFlight: o.maxInFlight, maxConnections: o.maxConnections }).filter(([, v]) => v !== undefined),
       );
-      const server = createNfs3Server({ backend, limits });
+      // Read-only is the front end's write guard (one check for every mutating procedure), not the backend's.
+      const server = createNfs3Server({ backend, limits, readOnly: o.readOnly ? everythingReadOnly : undefined });
       const addr = await server.listen(listen.port, listen.host);
-      if (o.json) console.log(JSON.stringify({ listening: addr, export: backend.root, name: backend.name }));
+      if (o.json) console.log(JSON.stringify({ listening: addr, export: backend.root, name: backend.name, readOnly: !!o.readOnly }));
       else console.log(`gvfs serve: exporting ${backend.root} as ${backend.name} on ${addr.address}:${addr.port} (NFSv3, MOUNT v3, portmap)`);
       const sig = await untilSignal();
       console.error(`gvfs serve: ${sig}, shutting down`);

@@ -20,12 +20,14 @@ import { HideMetaBackend } from '../wrappers/metadata/hide.js';
 import { SessionFence } from '../wrappers/session-fence/session-fence.js';
 import { MetaServer, type MetaExport } from './meta-server.js';
 import type { UpstreamUrl } from './upstream-url.js';
+import { checkExportRoot, type ExportRootCheck } from './export-root.js';
 
 const log = logger('proxy');
 
+/** `readOnly`: every change through this export is refused with NFS3ERR_ROFS (the front end's write guard). */
 export type ProxyExportSpec =
-  | { kind: 'upstream'; url: UpstreamUrl; name?: string }
-  | { kind: 'local'; dir: string; name?: string };
+  | { kind: 'upstream'; url: UpstreamUrl; name?: string; readOnly?: boolean }
+  | { kind: 'local'; dir: string; name?: string; readOnly?: boolean; expect?: ExportRootCheck };
 
 export interface ProxyServerOptions {
   exports: ProxyExportSpec[];
@@ -86,11 +88,17 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
         timeoutMs: o.upstreamTimeoutMs ?? 60_000,
       });
       upstreams.push(r);
-      list.push({ name: e.name ?? e.url.path, backend: new HideMetaBackend(r), path: e.url.path });
+      list.push({ name: e.name ?? e.url.path, backend: new HideMetaBackend(r), path: e.url.path, readOnly: !!e.readOnly });
       metaExports.push({ raw: r, path: e.url.path });
     } else {
+      if (e.expect) await checkExportRoot(e.dir, e.expect);
       const b = await LocalExport.open({ root: e.dir, stateDir: path.join(stateDir, `export-${i}`) });
-      list.push({ name: e.name ?? '/', backend: new HideMetaBackend(b), path: '/' });
+      if (e.expect) {
+        // Checked again once open: a swap between the check and the open is refused too.
+        if (b.root !== e.dir) throw new Error(`refusing to export ${e.dir}: it resolved to ${b.root} while opening`);
+        await checkExportRoot(e.dir, e.expect);
+      }
+      list.push({ name: e.name ?? '/', backend: new HideMetaBackend(b), path: '/', readOnly: !!e.readOnly });
       metaExports.push({ raw: b, path: '/' });
     }
   }
@@ -121,6 +129,7 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
     extraPrograms: [gvfsProgram(o.insecure ? { acceptHello: (p) => o.map.has(p), meta } : { sessions, meta, beforeSession: (id) => fence.settle(id) })],
     // Before a session is proved, the portmapper reveals only itself and the GVFS program.
     portmapVisible: o.insecure ? undefined : (prog, conn) => prog === PMAP_PROGRAM || prog === GVFS_PROGRAM || connectionSession(conn) !== undefined,
+    readOnly: list.some((e) => e.readOnly) ? (fh, cred) => handles.readOnlyHandle(fh, cred) : undefined,
     handshake: o.insecure ? undefined : { timeoutMs: o.handshakeTimeoutMs ?? 10_000, done: (conn) => connectionSession(conn) !== undefined },
   });
   let tlsServer: tls.Server | undefined;

@@ -35,6 +35,11 @@ export interface Procedure<A = any, R = any> {
   readonly needsCred?: boolean;
   /** Callable before the connection has proved a session key (NULL, portmap, the proof itself). */
   readonly public?: boolean;
+  /**
+   * Makes a change on the server (ganesha's MAKES_WRITE): a front end refuses
+   * it on a read-only export before the handler runs. Absent: false.
+   */
+  readonly mutating?: boolean;
 }
 
 export interface ProgramVersion {

@@ -542,11 +542,19 @@ export class FuseFrontend {
     const cred = this.cred();
     const d = await this.retrying([p], () => this.resolve(p));
     const acc = flags & O_ACCMODE;
-    const writable = acc !== F.O_RDONLY;
+    let writable = acc !== F.O_RDONLY;
     if (flags & O_DIRECT) this.counters.directOpens++;
     if (this.o.accessOnOpen) {
       const mask = acc === F.O_RDONLY ? ACCESS3_READ : acc === F.O_WRONLY ? ACCESS3_MODIFY | ACCESS3_EXTEND : ACCESS3_READ | ACCESS3_MODIFY | ACCESS3_EXTEND;
-      await this.retrying([p], async () => this.checkAccess(await this.resolve(p), mask));
+      try {
+        await this.retrying([p], async () => this.checkAccess(await this.resolve(p), mask));
+      } catch (e) {
+        // O_RDWR on a read-only export: opened for reading only, every write through it EROFS. QEMU opens a
+        // golden RAM file O_RDWR to map it private (copy-on-write); nothing it does writes the file.
+        if (acc !== F.O_RDWR || flags & F.O_TRUNC || !isFsError(e, 'ROFS')) throw e;
+        await this.retrying([p], async () => this.checkAccess(await this.resolve(p), ACCESS3_READ));
+        writable = false;
+      }
     }
     if (flags & F.O_TRUNC && writable) {
       this.files.file(d.key)?.ra?.clear();
@@ -614,6 +622,8 @@ export class FuseFrontend {
 
   private async write(fd: number, buf: Buffer, len: number, pos: number): Promise<number> {
     const o = this.openFd(fd);
+    // Only an O_RDWR open of a file on a read-only export is not writable (the kernel refuses writes to O_RDONLY ones).
+    if (!o.writable) throw new FsError('ROFS', 'read-only export');
     let off = pos;
     if (o.append) {
       // The kernel computed the offset from the size it knows; never append below the size we know.

@@ -17,12 +17,15 @@ import {
   type HelloArgs,
   type HelloRes,
 } from '../../ext/codec.js';
-import { bulkReadArgs, bulkReadRes, getMetaArgs, getMetaRes, setOrderArgs, setOrderRes, type BulkReadArgs, type BulkReadRes, type GetMetaArgs, type GetMetaRes, type SetOrderArgs, type SetOrderRes } from '../../ext/meta-codec.js';
+import type { FsError } from '../../backend/errors.js';
+import { STATUS_OF } from '../../nfs3/status.js';
+import { MetaStatus, bulkReadArgs, bulkReadRes, getMetaArgs, getMetaRes, setOrderArgs, setOrderRes, type BulkReadArgs, type BulkReadRes, type GetMetaArgs, type GetMetaRes, type SetOrderArgs, type SetOrderRes } from '../../ext/meta-codec.js';
 import type { CallContext, ConnectionState, Procedure, ProgramVersion } from '../../rpc/program.js';
 import { VOID } from '../../rpc/program.js';
 import { defaultAuthenticator, type Authenticator } from '../../rpc/server.js';
 import { AuthStat } from '../../rpc/types.js';
 import { logger } from '../../util/log.js';
+import type { GuardedProcedure } from './read-only.js';
 
 const log = logger('gvfs-ext');
 const PRINCIPAL = 'gvfs.principal';
@@ -111,11 +114,21 @@ export function gvfsProgram(o: GvfsProgramOptions): ProgramVersion {
     },
   };
   const m = o.meta;
-  const metaProcs: Procedure[] = m
+  const metaProcs: GuardedProcedure[] = m
     ? [
         { name: 'GET_META', decode: getMetaArgs.dec, encode: getMetaRes.enc, idempotent: true, needsCred: true, handle: (a: GetMetaArgs, ctx) => m.getMeta(ctx.cred, a.fh, a.offset, a.count) },
         { name: 'BULK_READ', decode: bulkReadArgs.dec, encode: bulkReadRes.enc, idempotent: true, needsCred: true, handle: (a: BulkReadArgs, ctx) => m.bulkRead(ctx.cred, a) },
-        { name: 'SET_ORDER', decode: setOrderArgs.dec, encode: setOrderRes.enc, idempotent: false, needsCred: true, handle: (a: SetOrderArgs, ctx) => m.setOrder(ctx.cred, a) },
+        {
+          name: 'SET_ORDER',
+          decode: setOrderArgs.dec,
+          encode: setOrderRes.enc,
+          idempotent: false,
+          needsCred: true,
+          // Rewrites the file's meta-data (its prefetch order): a change, refused on a read-only export.
+          mutating: true,
+          target: { handles: (a: SetOrderArgs) => [a.fh], refused: (_a: SetOrderArgs, e: FsError): SetOrderRes => ({ status: MetaStatus.NFSERR, nfsstat: STATUS_OF[e.code] }) },
+          handle: (a: SetOrderArgs, ctx) => m.setOrder(ctx.cred, a),
+        },
       ]
     : [];
   return {

@@ -4,6 +4,7 @@ import { type ConnectionState, ProgramTable, type ProgramVersion } from '../../r
 import { type Authenticator, RpcServer, type RpcServerLimits, type RpcServerOptions } from '../../rpc/server.js';
 import { mountProgram } from './mount-program.js';
 import { nfs3Program } from './nfs3-program.js';
+import { guardWrites, type ReadOnlyPolicy } from './read-only.js';
 
 export interface Nfs3ServerOptions {
   backend: Backend;
@@ -14,6 +15,12 @@ export interface Nfs3ServerOptions {
   /** What the portmapper reveals to a connection (default: everything). */
   portmapVisible?: (prog: number, conn: ConnectionState) => boolean;
   handshake?: RpcServerOptions['handshake'];
+  /**
+   * Which handles lie in a read-only export (`gvfs serve --read-only`: all;
+   * a proxy server: those of its `:ro` exports). Every mutating procedure of
+   * every program on the port is refused there before its handler runs.
+   */
+  readOnly?: ReadOnlyPolicy;
 }
 
 /**
@@ -23,9 +30,10 @@ export interface Nfs3ServerOptions {
 export function createNfs3Server(opts: Nfs3ServerOptions): RpcServer {
   const table = new ProgramTable();
   let server: RpcServer | undefined;
-  table.add(nfs3Program(opts.backend));
-  table.add(mountProgram(opts.backend));
-  for (const p of opts.extraPrograms ?? []) table.add(p);
+  const guard = (p: ProgramVersion) => (opts.readOnly ? guardWrites(p, opts.readOnly) : p);
+  table.add(guard(nfs3Program(opts.backend, opts.readOnly)));
+  table.add(guard(mountProgram(opts.backend)));
+  for (const p of opts.extraPrograms ?? []) table.add(guard(p));
   table.add(portmapProgram(table, () => server?.address().port ?? 0, opts.portmapVisible));
   server = new RpcServer({ programs: table, limits: opts.limits, authenticate: opts.authenticate, handshake: opts.handshake });
   return server;

@@ -12,6 +12,7 @@ import { sessionPath } from '../../wrappers/cache/session-dir.js';
 import type { ComponentSpec, ComponentView, KeyDoc, MountPatch, MountSpec, ProxyServerSpec } from '../api/types.js';
 import { isAlive, startDetached, stopProcess } from './processes.js';
 import { AgentStore, type ComponentRow } from './store.js';
+import { AgentError, checkExportDir, mountPath, walkMountPoint, type CheckedExport } from './confine.js';
 
 const log = logger('agent');
 
@@ -40,17 +41,7 @@ export interface AgentConfig {
   monitorMs?: number;
 }
 
-/** An error with the HTTP status the route answers with. */
-export class AgentError extends Error {
-  override name = 'AgentError';
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export { AgentError };
 
 const FLUSH_WAIT_MS = 10 * 60_000;
 
@@ -113,19 +104,19 @@ export class Agent {
         if (have.state === 'running' && JSON.stringify(have.spec) === JSON.stringify(spec)) return this.view(have, false);
         throw new AgentError(409, 'CONFLICT', `session ${session} already has a ${have.kind} "${name}" (${have.state}) with other settings; delete the session first`);
       }
-      await this.allowed(spec);
+      const checked = await this.allowed(spec);
       const dir = this.sessionDir(session);
       await fs.mkdir(dir, { recursive: true, mode: 0o700 });
       await this.writeKey(dir, spec.key);
       let createdMountpoint = false;
       if (spec.kind === 'mount') createdMountpoint = await this.prepareMountpoint(spec.mountpoint!);
-      if (spec.kind === 'proxy-server') await this.seedExportSecrets(session, name, spec);
-      const row = { session, name, kind: spec.kind, spec, args: this.args(session, name, spec, 0), port: null };
+      if (spec.kind === 'proxy-server') await this.seedExportSecrets(session, name, checked);
+      const row = { session, name, kind: spec.kind, spec, args: this.args(session, name, spec, 0, checked), port: null };
       this.store.insert(row);
       try {
         const started = await startDetached(row.args, dir, name);
         const port: number | null = spec.kind === 'mount' ? null : started.info.listening.port;
-        this.store.update(session, name, { state: 'running', pid: started.pid, startTime: started.startTime, port, info: { ...started.info, createdMountpoint } });
+        this.store.update(session, name, { state: 'running', pid: started.pid, startTime: started.startTime, port, info: { ...started.info, createdMountpoint, checked } });
         log.info({ session, name, kind: spec.kind, pid: started.pid, port }, 'agent: started');
         return this.view(this.store.get(session, name)!, false);
       } catch (e) {
@@ -138,12 +129,17 @@ export class Agent {
     });
   }
 
-  /** What this host allows: exports under its export roots, mounts under its mount roots, SSH only when configured. */
-  private async allowed(spec: ComponentSpec): Promise<void> {
+  /**
+   * What this host allows: exports under its export roots, mounts under its
+   * mount roots, SSH only when configured. Returns each exported directory
+   * as checked (index of spec.exports; upstreams undefined).
+   */
+  private async allowed(spec: ComponentSpec): Promise<Array<CheckedExport | undefined>> {
+    const checked: Array<CheckedExport | undefined> = [];
     if (spec.kind === 'proxy-server') {
       for (const e of spec.exports) {
         if (!!e.dir === !!e.upstream) throw new AgentError(400, 'BAD_EXPORT', `export ${e.name}: give a directory or an nfs:// URL`);
-        if (e.dir) await this.under(e.dir, this.cfg.exportRoots, 'export', true);
+        checked.push(e.dir ? await checkExportDir(this.cfg.name, e.dir, this.cfg.exportRoots) : undefined);
         if (e.upstream) {
           let u;
           try {
@@ -161,49 +157,36 @@ export class Agent {
     } else {
       if (spec.kind === 'mount' && !spec.mountpoint) throw new AgentError(400, 'BAD_PATH', 'a mount needs a mount point');
       if (spec.kind === 'proxy-client' && spec.mountpoint) throw new AgentError(400, 'BAD_PATH', 'a proxy client has no mount point');
-      if (spec.mountpoint) await this.under(path.dirname(path.resolve(spec.mountpoint)), this.cfg.mountRoots, 'mount', false, spec.mountpoint);
+      if (spec.mountpoint) mountPath(this.cfg.name, spec.mountpoint, this.cfg.mountRoots);
       if (spec.channel.kind === 'ssh' && !(this.cfg.sshKey && this.cfg.knownHosts)) throw new AgentError(400, 'NO_SSH', `host ${this.cfg.name} has no SSH identity for tunnels (its agent runs without --ssh-key/--known-hosts)`);
     }
+    return checked;
   }
 
-  private async under(p: string, roots: string[], what: string, mustExist: boolean, shown = p): Promise<void> {
-    if (!path.isAbsolute(p)) throw new AgentError(400, 'BAD_PATH', `${what} path must be absolute: ${shown}`);
-    let real: string;
-    try {
-      real = await fs.realpath(p);
-      if (mustExist && !(await fs.stat(real)).isDirectory()) throw new AgentError(400, 'BAD_PATH', `${shown} on ${this.cfg.name} is not a directory`);
-    } catch (e) {
-      if (e instanceof AgentError) throw e;
-      if (mustExist) throw new AgentError(400, 'BAD_PATH', `${shown} does not exist on ${this.cfg.name}`);
-      // Not there yet: where it would be, through the links of the part that exists.
-      real = await realpathOfNearest(p);
+  /**
+   * Before a restart: everything checked at the first start, checked again
+   * now. An exported directory must still be that directory (swapped for a
+   * link, even one inside the roots, it is refused); a mount point is walked
+   * again without following links.
+   */
+  private async recheck(r: ComponentRow): Promise<Array<CheckedExport | undefined>> {
+    if (r.kind === 'proxy-server') {
+      const was = (r.info?.checked ?? []) as Array<CheckedExport | undefined>;
+      const spec = r.spec as ProxyServerSpec;
+      return Promise.all(spec.exports.map((e, i) => (e.dir ? checkExportDir(this.cfg.name, e.dir, this.cfg.exportRoots, was[i] ?? undefined) : undefined)));
     }
-    for (const r of roots) {
-      const root = await fs.realpath(r).catch(() => path.resolve(r));
-      if (real === root || real.startsWith(root.endsWith('/') ? root : root + '/')) return;
-    }
-    throw new AgentError(403, 'NOT_ALLOWED', `host ${this.cfg.name} does not allow ${what}s at ${shown}${roots.length ? ` (allowed under ${roots.join(', ')})` : ' (it allows none)'}`);
+    const mnt = (r.spec as MountSpec).mountpoint;
+    if (mnt) await walkMountPoint(this.cfg.name, mnt, this.cfg.mountRoots, true);
+    return [];
   }
 
+  /** Check (and make) a mount point without following links, at use time; true if the agent made the mount point itself. */
   private async prepareMountpoint(mnt: string): Promise<boolean> {
-    // A symbolic link would carry the mount outside the mount roots.
-    const l = await fs.lstat(mnt).catch(() => undefined);
-    if (l?.isSymbolicLink()) throw new AgentError(403, 'NOT_ALLOWED', `${mnt} on ${this.cfg.name} is a symbolic link; mount points must be directories`);
-    if (l && !l.isDirectory()) throw new AgentError(400, 'BAD_PATH', `${mnt} on ${this.cfg.name} is not a directory`);
+    mountPath(this.cfg.name, mnt, this.cfg.mountRoots);
     const st = await mountState(mnt).catch(() => ({ state: 'none' as const }));
     if (st.state === 'live') throw new AgentError(409, 'MOUNTPOINT_BUSY', `${mnt} on ${this.cfg.name} is already a mount point`);
-    try {
-      await fs.mkdir(mnt, { mode: 0o755 });
-      return true;
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST' || code === 'ENOTCONN') return false;
-      if (code === 'ENOENT') {
-        await fs.mkdir(mnt, { recursive: true, mode: 0o755 });
-        return true;
-      }
-      throw e;
-    }
+    const { made } = await walkMountPoint(this.cfg.name, mnt, this.cfg.mountRoots, true);
+    return made.includes(mnt);
   }
 
   private async writeKey(dir: string, k: KeyDoc): Promise<void> {
@@ -227,10 +210,10 @@ export class Agent {
    * state in STATE-DIR/export-i). Handles stay per session: the proxy's own
    * handles are bound to the session id.
    */
-  private async seedExportSecrets(session: string, name: string, spec: ProxyServerSpec): Promise<void> {
-    for (const [i, e] of spec.exports.entries()) {
-      if (!e.dir) continue;
-      const real = await fs.realpath(e.dir);
+  private async seedExportSecrets(session: string, name: string, checked: Array<CheckedExport | undefined>): Promise<void> {
+    for (const [i, e] of checked.entries()) {
+      if (!e) continue;
+      const real = e.real;
       const secret = await loadSecret(path.join(this.cfg.stateDir, 'exports', createHash('sha256').update(real).digest('hex').slice(0, 16)));
       const dir = path.join(this.sessionDir(session), `${name}-state`, `export-${i}`);
       await fs.mkdir(dir, { recursive: true, mode: 0o700 });
@@ -248,13 +231,23 @@ export class Agent {
   }
 
   /** The gvfs command line of a component (`port`: a restarted proxy server keeps its port). */
-  private args(session: string, name: string, spec: ComponentSpec, port: number): string[] {
+  private args(session: string, name: string, spec: ComponentSpec, port: number, checked: Array<CheckedExport | undefined>): string[] {
     const dir = this.sessionDir(session);
     const key = path.join(dir, 'key.json');
     if (spec.kind === 'proxy-server') {
       const host = spec.channel === 'tls' ? this.cfg.proxyHost : '127.0.0.1';
       const a = ['proxy-server', '--listen', `${host}:${port}`, '--key', key, '--state-dir', path.join(dir, `${name}-state`)];
-      for (const e of spec.exports) a.push(...(e.dir ? ['--export', `${e.dir}=${e.name}`] : ['--upstream', `${e.upstream}=${e.name}`]));
+      // A directory is served by the real path the agent checked, and the proxy server checks it is still that directory.
+      for (const [i, e] of spec.exports.entries()) {
+        const mode = e.readOnly ? ':ro' : '';
+        if (!e.dir) {
+          a.push('--upstream', `${e.upstream}=${e.name}${mode}`);
+          continue;
+        }
+        const c = checked[i];
+        if (!c) throw new Error(`export ${e.name}: directory not checked`);
+        a.push('--export', `${c.real}=${e.name}${mode}`, '--export-expect', `${c.real}=${c.dev}:${c.ino}`);
+      }
       if (spec.channel === 'tls') a.push('--tls-cert', this.cfg.certFile, '--tls-key', this.cfg.keyFile);
       return a;
     }
@@ -297,6 +290,7 @@ export class Agent {
       port: r.port,
       restarts: r.restarts,
     };
+    if (r.state === 'failed') v.error = r.info?.error ?? 'failed';
     if (r.kind === 'proxy-server') {
       const spec = r.spec as ProxyServerSpec;
       v.channel = spec.channel === 'tls' ? { kind: 'tls', fingerprint: this.cfg.fingerprint } : { kind: 'ssh', url: this.cfg.sshUrl! };
@@ -347,7 +341,7 @@ export class Agent {
         if (p.cacheMode) spec.cache.mode = p.cacheMode;
       }
       if (p.attrTimeout !== undefined) spec.attrTimeout = p.attrTimeout;
-      this.store.update(session, name, { spec, args: this.args(session, name, spec, 0) });
+      this.store.update(session, name, { spec, args: this.args(session, name, spec, 0, []) });
       return this.view(this.store.get(session, name)!, true);
     });
   }
@@ -445,10 +439,21 @@ export class Agent {
   /** Restart a component whose process died, with the same arguments (and port). */
   private async ensureRunning(r: ComponentRow): Promise<void> {
     if (r.pid && (await isAlive({ pid: r.pid, startTime: r.startTime ?? '' }))) return;
-    const args = this.args(r.session, r.name, r.spec, r.port ?? 0);
+    let checked;
+    try {
+      checked = await this.recheck(r);
+    } catch (e) {
+      if (!(e instanceof AgentError)) throw e;
+      // It can no longer run confined: stopped for good, with the reason, never retried by the monitor.
+      this.store.update(r.session, r.name, { state: 'failed', pid: null, info: { ...r.info, error: e.message, errorCode: e.code } });
+      Object.assign(r, this.store.get(r.session, r.name));
+      log.error({ session: r.session, name: r.name, err: e.message }, 'agent: component not restarted: it can no longer run confined');
+      throw e;
+    }
+    const args = this.args(r.session, r.name, r.spec, r.port ?? 0, checked);
     log.warn({ session: r.session, name: r.name, pid: r.pid }, 'agent: process gone, restarting it');
     const started = await startDetached(args, this.sessionDir(r.session), r.name);
-    this.store.update(r.session, r.name, { pid: started.pid, startTime: started.startTime, restarts: r.restarts + 1, info: { ...started.info, createdMountpoint: r.info?.createdMountpoint ?? false } });
+    this.store.update(r.session, r.name, { pid: started.pid, startTime: started.startTime, restarts: r.restarts + 1, info: { ...started.info, createdMountpoint: r.info?.createdMountpoint ?? false, checked } });
     Object.assign(r, this.store.get(r.session, r.name));
   }
 
@@ -475,7 +480,7 @@ export class Agent {
         void this.stopSession(r.session).catch((e) => log.error({ session: r.session, err: (e as Error).message }, 'agent: finishing a stop failed'));
         continue;
       }
-      if (!alive) {
+      if (!alive && r.state === 'running') {
         try {
           await this.ensureRunning(r);
         } catch (e) {
@@ -511,22 +516,6 @@ export class Agent {
         if (!cur || cur.state !== 'running' || this.closed) return;
         await this.ensureRunning(cur);
       }).catch((e) => log.error({ session: r.session, name: r.name, err: (e as Error).message }, 'agent: restart failed'));
-    }
-  }
-}
-
-/** The real path of `p` when only some leading part of it exists: that part resolved, the rest appended. */
-async function realpathOfNearest(p: string): Promise<string> {
-  const rest: string[] = [];
-  let cur = path.resolve(p);
-  for (;;) {
-    try {
-      return path.join(await fs.realpath(cur), ...rest.reverse());
-    } catch {
-      const parent = path.dirname(cur);
-      if (parent === cur) return path.resolve(p);
-      rest.push(path.basename(cur));
-      cur = parent;
     }
   }
 }

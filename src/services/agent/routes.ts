@@ -32,7 +32,7 @@ const PROXY_SERVER = {
       type: 'array',
       minItems: 1,
       maxItems: 32,
-      items: { type: 'object', additionalProperties: false, required: ['name'], properties: { dir: { type: 'string', minLength: 1, maxLength: 4096 }, upstream: { type: 'string', pattern: '^nfs://' }, name: EXPORT_NAME } },
+      items: { type: 'object', additionalProperties: false, required: ['name'], properties: { dir: { type: 'string', minLength: 1, maxLength: 4096 }, upstream: { type: 'string', pattern: '^nfs://' }, name: EXPORT_NAME, readOnly: { type: 'boolean' } } },
     },
     channel: { enum: ['tls', 'ssh'] },
   },

@@ -11,9 +11,13 @@ import path from 'node:path';
  *   is killed and the row dropped. `stopping` is finished. `running` is
  *   re-attached (same pid and start time) or restarted with the same
  *   arguments (a proxy server on the same port).
+ * running → failed: a restart found it could no longer run confined (its
+ *   exported directory swapped, its mount point path through a link); it
+ *   stays stopped with the reason in `info.error` until the session is
+ *   deleted, never restarted in a loop.
  */
 export type ComponentKind = 'proxy-server' | 'mount' | 'proxy-client';
-export type ComponentState = 'starting' | 'running' | 'stopping';
+export type ComponentState = 'starting' | 'running' | 'stopping' | 'failed';
 
 export interface ComponentRow {
   session: string;

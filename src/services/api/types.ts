@@ -20,7 +20,8 @@ export interface ProxyServerSpec {
   kind: 'proxy-server';
   key: KeyDoc;
   /** A directory on this host, or an NFSv3 server it reaches (nfs://...), each served as `name`. */
-  exports: Array<{ dir?: string; upstream?: string; name: string }>;
+  /** `readOnly`: the proxy server refuses every change through it (NFS3ERR_ROFS). */
+  exports: Array<{ dir?: string; upstream?: string; name: string; readOnly?: boolean }>;
   channel: 'tls' | 'ssh';
 }
 
@@ -79,4 +80,6 @@ export interface ComponentView {
   mountpoint?: string;
   cache?: Record<string, any> | null;
   cacheError?: string;
+  /** state failed: why it was not restarted. */
+  error?: string;
 }

@@ -48,6 +48,7 @@ export const CREATE_BODY = {
           access: { enum: ['mount', 'nfs'], description: 'mount: a FUSE mount at mountpoint (default); nfs: an NFSv3 endpoint on the compute host\'s loopback for unmodified NFS clients (libnfs, a VMM\'s nfs:// driver)' },
           mountpoint: { type: 'string', pattern: '^/', maxLength: 4096, description: 'absolute path on the compute host (access mount)' },
           cache: CACHE_POLICY,
+          readOnly: { type: 'boolean', description: 'serve this export read-only: the proxy server refuses every change through it (NFS3ERR_ROFS; e.g. golden VMs)' },
         },
       },
     },

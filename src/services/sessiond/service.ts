@@ -43,7 +43,7 @@ export class ServiceError extends Error {
 export interface CreateRequest {
   user?: string;
   compute: string;
-  exports: Array<{ role: 'state' | 'data'; host: string; path: string; name?: string; access?: 'mount' | 'nfs'; mountpoint?: string; cache?: CachePolicy }>;
+  exports: Array<{ role: 'state' | 'data'; host: string; path: string; name?: string; access?: 'mount' | 'nfs'; mountpoint?: string; cache?: CachePolicy; readOnly?: boolean }>;
   account?: Account;
   cache?: CachePolicy;
   attrTimeout?: number;
@@ -193,7 +193,7 @@ export class SessionService {
       const name = e.name ?? `/${e.role}${b.exports.filter((x) => x.role === e.role).length > 1 ? i : ''}`;
       if (seenName.has(`${e.host}\0${name}`)) throw new ServiceError(400, 'DUPLICATE_NAME', `exports[${i}].name: ${name} is used twice on host ${e.host}`);
       seenName.add(`${e.host}\0${name}`);
-      return { role: e.role, host: e.host, path: e.path, name, access, mountpoint: mnt, cache: e.cache ?? null };
+      return { role: e.role, host: e.host, path: e.path, name, access, mountpoint: mnt, cache: e.cache ?? null, readOnly: !!e.readOnly };
     });
     let account = b.account;
     if (account) {
@@ -240,7 +240,7 @@ export class SessionService {
               kind: 'proxy-server',
               key,
               channel: spec.channel,
-              exports: spec.exports.filter((e: any) => e.host === h).map((e: any) => (e.path.startsWith('nfs://') ? { upstream: e.path, name: e.name } : { dir: e.path, name: e.name })),
+              exports: spec.exports.filter((e: any) => e.host === h).map((e: any) => (e.path.startsWith('nfs://') ? { upstream: e.path, name: e.name, readOnly: !!e.readOnly } : { dir: e.path, name: e.name, readOnly: !!e.readOnly })),
             };
             // Recorded before the call: whatever the answer, a rollback asks this host to clean up.
             comps.push({ host: h, name: 'ps', kind: 'proxy-server' });

@@ -29,6 +29,8 @@ export interface ProxyExport {
   backend: Backend;
   /** Path to mount on that backend. */
   path: string;
+  /** Served read-only: the NFSv3 front end refuses every mutating call on its handles (see readOnlyHandle). */
+  readOnly?: boolean;
 }
 
 /**
@@ -114,6 +116,16 @@ export class ProxyExports implements Backend {
       return { ex, b: e.backend, ufh };
     }
     throw new FsError('BADHANDLE', 'malformed handle');
+  }
+
+  /**
+   * Is this handle in a read-only export? The front end's write guard asks
+   * before any mutating call (frontends/nfs3-server/read-only.ts). A handle
+   * this proxy did not issue to the caller's session throws (BADHANDLE,
+   * STALE), which refuses the call.
+   */
+  readOnlyHandle(fh: Buffer, cred: Credentials): boolean {
+    return !!this.list[this.unwrap(fh, cred).ex].readOnly;
   }
 
   private async wrapNew(cred: Credentials, ex: number, r: NewObject): Promise<NewObject> {
