@@ -52,7 +52,7 @@ static uint64_t seed = 1;
 static long nops = 10000;
 static int64_t maxlen = 256 * 1024;
 static int64_t maxoplen = 64 * 1024;
-static long full_every = 100;
+static long full_every = 100, progress_every;
 static const char *fname, *other_path, *fsync_log;
 static int verbose, quiet;
 static long crash_f = -1, crash_k = -1;
@@ -598,6 +598,7 @@ static void usage(void)
 		"  -C PATH      after every close, check the file through PATH (the same file on another mount)\n"
 		"  -K F:K       crash check: FILE (left by a crash) against the model at the fsync of op F and\n"
 		"               what ops F+1..K may have changed; no operations are run\n"
+		"  -p n         print a progress line every n operations\n"
 		"  -v -q        print every operation / only failures\n"
 		"exit: 0 ok, 1 mismatch, 2 a system call failed\n");
 	exit(2);
@@ -616,13 +617,14 @@ static int64_t parse_len(const char *s)
 int main(int argc, char **argv)
 {
 	int c;
-	while ((c = getopt(argc, argv, "S:N:l:o:P:MRWTAFcYf:C:K:vq")) != -1) {
+	while ((c = getopt(argc, argv, "S:N:l:o:P:p:MRWTAFcYf:C:K:vq")) != -1) {
 		switch (c) {
 		case 'S': seed = strtoull(optarg, NULL, 0); break;
 		case 'N': nops = strtol(optarg, NULL, 0); break;
 		case 'l': maxlen = parse_len(optarg); break;
 		case 'o': maxoplen = parse_len(optarg); break;
 		case 'P': full_every = strtol(optarg, NULL, 0); break;
+		case 'p': progress_every = strtol(optarg, NULL, 0); break;
 		case 'M': weight[OP_MAPREAD] = weight[OP_MAPWRITE] = 0; break;
 		case 'R': weight[OP_MAPREAD] = 0; break;
 		case 'W': weight[OP_MAPWRITE] = 0; break;
@@ -669,6 +671,10 @@ int main(int argc, char **argv)
 		do_op(o);
 		count[o->kind]++;
 		check_after(o, lo, hi);
+		if (progress_every > 0 && n % progress_every == 0) {
+			printf("gvfs-fsx: seed %" PRIu64 ": %ld operations OK\n", seed, n);
+			fflush(stdout);
+		}
 	}
 	cur_op = nops;
 	check_all("at the end");
