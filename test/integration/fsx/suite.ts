@@ -3,8 +3,13 @@ import { after, before, describe, test } from 'node:test';
 import { fuseSkip } from '../fuse/mount-helper.js';
 import { describeRun, ensureFsx, fsxArgs, runFsx, startFsxServer, startTarget, type ConfigName, type FsxServer, type FsxTarget } from './helpers.js';
 
-/** Fixed in CI (a failure prints the seed and how to replay it); GVFS_FSX_SEEDS / GVFS_FSX_OPS change them by hand. */
-export const SEEDS = (process.env.GVFS_FSX_SEEDS ?? '1,2,3').split(',').map(Number);
+/**
+ * Fixed in CI (a failure prints the seed and how to replay it); GVFS_FSX_SEEDS / GVFS_FSX_OPS change them by
+ * hand. 2, 4 and 6 are seeds whose first 2000 operations hit the stale-size bugs of 98df170 in the long runs
+ * (bench/results/fsx-long: write-back seed 2 op 945, write-through seed 4 op 1288, no-cache seed 6 op 50 and
+ * seed 4 op 1508); the bugs are timing-dependent, so a seed that once failed may pass on another run.
+ */
+export const SEEDS = (process.env.GVFS_FSX_SEEDS ?? '2,4,6').split(',').map(Number);
 export const OPS = Number(process.env.GVFS_FSX_OPS ?? 2000);
 
 /** In CI a missing prerequisite (root, /dev/fuse) fails loudly instead of skipping. */
