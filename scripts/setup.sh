@@ -62,5 +62,11 @@ npm run --silent build >&2
 # nfsbench (bench/native/nfsbench.c on libnfs): the NFS client of the benchmarks; a no-op when up to date.
 bash bench/native/build.sh
 
+# The file-operation exerciser (test/integration/fsx, long runs in bench/results): C for mmap; rebuilt when its source is newer.
+mkdir -p build
+if [[ tools/fsx/gvfs-fsx.c -nt build/gvfs-fsx ]]; then
+  cc -O2 -Wall -o build/gvfs-fsx tools/fsx/gvfs-fsx.c >&2
+fi
+
 # The demo guest (Debian cloud kernel + busybox initramfs) the VM tests, benchmark and demo boot; quick when built.
 bash scripts/guest/build.sh || echo "setup: the demo guest could not be built (scripts/guest/build.sh); the VM tests will try again" >&2
