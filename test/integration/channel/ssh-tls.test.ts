@@ -13,7 +13,7 @@ import { createProxyClient, type ProxyClient } from '../../../src/proxy/proxy-cl
 import { createProxyServer, type ProxyServer } from '../../../src/proxy/proxy-server.js';
 import { defaultMap, startUpstream, type Upstream } from '../../helpers/chain.js';
 import { ROOT, tempDir } from '../../helpers/local-server.js';
-import { startSshd, sshdAvailable, type Sshd } from '../../helpers/sshd.js';
+import { startSshd, sshdSkip, type Sshd } from '../../helpers/sshd.js';
 
 const run = promisify(execFile);
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -48,7 +48,7 @@ describe('private channels', () => {
     fingerprint = cert.fingerprint;
     tlsPs = await mk(await readTlsFiles(cert.cert, cert.key), 'tls-ps');
     tlsPort = (await tlsPs.listen(0, '127.0.0.1')).port;
-    if (sshdAvailable()) sshd = await startSshd(path.join(base, 'sshd'));
+    if (!sshdSkip()) sshd = await startSshd(path.join(base, 'sshd'));
   });
   after(async () => {
     await ps.close();
@@ -69,7 +69,7 @@ describe('private channels', () => {
     }
   }
 
-  test('SSH tunnel: libnfs copies through OpenSSH, byte-identical; a dropped tunnel reconnects', { skip: !sshdAvailable() && 'needs root for sshd' }, async () => {
+  test('SSH tunnel: libnfs copies through OpenSSH, byte-identical; a dropped tunnel reconnects', { skip: sshdSkip() }, async () => {
     const pc = createProxyClient({
       host: '127.0.0.1',
       port: psPort,
@@ -91,7 +91,7 @@ describe('private channels', () => {
     });
   });
 
-  test('SSH tunnel: a host key not in known_hosts is refused', { skip: !sshdAvailable() && 'needs root for sshd' }, async () => {
+  test('SSH tunnel: a host key not in known_hosts is refused', { skip: sshdSkip() }, async () => {
     const wrongKnown = path.join(base, 'wrong_known_hosts');
     await fs.writeFile(wrongKnown, `[127.0.0.1]:${sshd!.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n`);
     const pc = createProxyClient({

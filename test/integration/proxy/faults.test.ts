@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { RemoteNfs } from '../../../src/backends/remote-nfs/remote-nfs.js';
 import { createProxyClient } from '../../../src/proxy/proxy-client.js';
 import { newSessionKey, writeKeyFile } from '../../../src/channel/session-key.js';
-import { ganeshaAvailable } from '../../helpers/ganesha.js';
+import { ganeshaSkip } from '../../helpers/ganesha.js';
 import { spawnGvfs } from '../../helpers/gvfs-proc.js';
 import { startChain, startUpstream, type Chain } from '../../helpers/chain.js';
 import { ROOT, tempDir } from '../../helpers/local-server.js';
@@ -26,7 +26,7 @@ async function waitFor(cond: () => Promise<boolean>, ms: number, what: string): 
 
 const size = async (f: string) => (await fs.stat(f).catch(() => ({ size: 0 }))).size;
 
-describe('faults in the proxy chain', { skip: !ganeshaAvailable() && 'nfs-ganesha not available' }, () => {
+describe('faults in the proxy chain', { skip: ganeshaSkip() }, () => {
   let c: Chain;
   before(async () => {
     c = await startChain('ganesha');

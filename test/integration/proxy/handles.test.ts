@@ -5,11 +5,11 @@ import { after, before, describe, test } from 'node:test';
 import { RemoteNfs } from '../../../src/backends/remote-nfs/remote-nfs.js';
 import { FType } from '../../../src/nfs3/constants.js';
 import { createProxyServer, type ProxyServer } from '../../../src/proxy/proxy-server.js';
-import { ganeshaAvailable } from '../../helpers/ganesha.js';
+import { ganeshaSkip } from '../../helpers/ganesha.js';
 import { defaultMap, startChain, startUpstream, type Chain, type Upstream } from '../../helpers/chain.js';
 import { ROOT, tempDir } from '../../helpers/local-server.js';
 
-describe('proxy handle table with nfs-ganesha\'s real handles', { skip: !ganeshaAvailable() && 'nfs-ganesha not available' }, () => {
+describe('proxy handle table with nfs-ganesha\'s real handles', { skip: ganeshaSkip() }, () => {
   let c: Chain;
   before(async () => {
     c = await startChain('ganesha', { inlineMax: 0 }); // every upstream handle goes through the persistent table

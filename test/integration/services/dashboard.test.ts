@@ -1,18 +1,17 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { fuseSkip } from '../fuse/mount-helper.js';
 import { aliceRequest, makeExports, startCluster, type Cluster } from '../../helpers/services.js';
+import { fusePrereqs, hasFile, requirePrereq } from '../../helpers/prereq.js';
 
 const sh = promisify(execFile);
 const CHROMIUM = '/usr/bin/chromium';
-const skip = fuseSkip() || (existsSync(CHROMIUM) ? false : 'no /usr/bin/chromium (Debian chromium)');
+const skip = requirePrereq(...fusePrereqs(), hasFile(CHROMIUM, 'chromium'));
 
 /** Width and height from a PNG's IHDR chunk. */
 function pngSize(png: Buffer): { width: number; height: number } {

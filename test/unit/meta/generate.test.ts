@@ -19,6 +19,7 @@ import {
   type FileMeta,
 } from '../../../src/meta/format.js';
 import { allZero, generateMeta, metaPathOf, metaRootOf, readMetaOf, versionOf, writeMetaFile } from '../../../src/meta/generate.js';
+import { requirePrereq } from '../../helpers/prereq.js';
 
 /** A fresh temp dir, removed when the test ends. */
 async function tempDir(t: TestContext): Promise<string> {
@@ -212,7 +213,10 @@ test('metaRootOf finds the nearest ancestor with a .gvfs-meta directory', async 
 test('metaRootOf without any .gvfs-meta above errors clearly', async (t) => {
   const d = await tempDir(t);
   for (let dir = d; ; dir = path.dirname(dir)) {
-    if (await fs.stat(path.join(dir, META_DIR)).catch(() => undefined)) return t.skip(`${dir} has a ${META_DIR}: cannot test "none above" here`);
+    if (await fs.stat(path.join(dir, META_DIR)).catch(() => undefined)) {
+      const why = requirePrereq([`no ${META_DIR} in ${dir} (a test directory above which none exists)`, false]);
+      return t.skip(why || undefined);
+    }
     if (path.dirname(dir) === dir) break;
   }
   const file = path.join(d, 'f');
