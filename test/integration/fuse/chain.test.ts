@@ -17,7 +17,7 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
  */
 for (const kind of ['gvfs', 'ganesha'] as const) {
   const skip = fuseSkip() || (kind === 'ganesha' && ganeshaSkip());
-  describe(`gvfs mount through the chain to ${kind}`, { skip }, () => {
+  describe(`gvfs mount through the chain to ${kind}`, { skip, timeout: 600_000 }, () => {
     let c: Chain;
     let m: MountProc;
     let keyFile: string;
@@ -105,7 +105,7 @@ for (const kind of ['gvfs', 'ganesha'] as const) {
   });
 }
 
-describe('gvfs mount with the disk cache of the proxy client (--cache-dir)', { skip: fuseSkip() }, () => {
+describe('gvfs mount with the disk cache of the proxy client (--cache-dir)', { skip: fuseSkip(), timeout: 600_000 }, () => {
   let c: Chain;
   let m: MountProc | undefined;
   before(async () => {

@@ -16,7 +16,7 @@ const GiB = 1024 ** 3;
  * touches the mount asynchronously and one call at a time: its libuv pool
  * also serves the upstream export.
  */
-describe('gvfs mount: POSIX behaviour', { skip: fuseSkip() }, () => {
+describe('gvfs mount: POSIX behaviour', { skip: fuseSkip(), timeout: 600_000 }, () => {
   let s: LocalServer;
   let m: MountProc;
   let mnt: string;
@@ -311,7 +311,7 @@ describe('gvfs mount: POSIX behaviour', { skip: fuseSkip() }, () => {
   });
 });
 
-describe('gvfs mount: a read-only export', { skip: fuseSkip() }, () => {
+describe('gvfs mount: a read-only export', { skip: fuseSkip(), timeout: 600_000 }, () => {
   let s: LocalServer;
   let m: MountProc;
   before(async () => {

@@ -13,7 +13,7 @@ const qemuSkip = () => requirePrereq(...fusePrereqs(), hasFile('/usr/bin/qemu-im
  * driven with cache=none (O_DIRECT) and native AIO where qemu-io allows, and
  * every result compared with the same operations on local disk.
  */
-describe('gvfs mount: QEMU images', { skip: qemuSkip() }, () => {
+describe('gvfs mount: QEMU images', { skip: qemuSkip(), timeout: 600_000 }, () => {
   let s: LocalServer;
   let m: MountProc;
   let M: string;

@@ -18,7 +18,7 @@ const gvfs = async (args: string[]) => (await run(process.execPath, [CLI, ...arg
  * `gvfs proxy-server --export`, and `gvfs mount` with a disk cache, read by
  * unmodified programs (cmp, qemu-img, qemu-io, cat) with meta-data on and off.
  */
-describe('meta-data through gvfs mount (QEMU image, memory state)', { skip: skip() }, () => {
+describe('meta-data through gvfs mount (QEMU image, memory state)', { skip: skip(), timeout: 600_000 }, () => {
   let dir: string;
   let exp: string;
   let keyFile: string;

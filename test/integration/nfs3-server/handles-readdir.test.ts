@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { StableHow } from '../../../src/nfs3/constants.js';
 import { ROOT, startLocalServer, type LocalServer } from '../../helpers/local-server.js';
 
-describe('handles survive restarts; large directories page', () => {
+describe('handles survive restarts; large directories page', { timeout: 300_000 }, () => {
   let s: LocalServer;
   before(async () => {
     s = await startLocalServer();

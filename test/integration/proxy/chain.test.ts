@@ -14,7 +14,7 @@ const run = promisify(execFile);
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 for (const kind of ['gvfs', 'ganesha'] as const) {
-  describe(`proxy chain to ${kind}`, { skip: kind === 'ganesha' && ganeshaSkip() }, () => {
+  describe(`proxy chain to ${kind}`, { skip: kind === 'ganesha' && ganeshaSkip(), timeout: 300_000 }, () => {
     let c: Chain;
     const url = (p: string) => `nfs://127.0.0.1${c.exportPath === '/' ? '' : c.exportPath}${p}?version=3&nfsport=${c.proxyClientPort}&mountport=${c.proxyClientPort}`;
     before(async () => {

@@ -9,7 +9,7 @@ import { ganeshaSkip } from '../../helpers/ganesha.js';
 import { defaultMap, startChain, startUpstream, type Chain, type Upstream } from '../../helpers/chain.js';
 import { ROOT, tempDir } from '../../helpers/local-server.js';
 
-describe('proxy handle table with nfs-ganesha\'s real handles', { skip: ganeshaSkip() }, () => {
+describe('proxy handle table with nfs-ganesha\'s real handles', { skip: ganeshaSkip(), timeout: 300_000 }, () => {
   let c: Chain;
   before(async () => {
     c = await startChain('ganesha', { inlineMax: 0 }); // every upstream handle goes through the persistent table
@@ -34,7 +34,7 @@ describe('proxy handle table with nfs-ganesha\'s real handles', { skip: ganeshaS
   });
 });
 
-describe('several exports behind one proxy server', () => {
+describe('several exports behind one proxy server', { timeout: 300_000 }, () => {
   let base: string;
   let a: Upstream;
   let ps: ProxyServer;

@@ -20,7 +20,7 @@ function pngSize(png: Buffer): { width: number; height: number } {
   return { width: png.readUInt32BE(16), height: png.readUInt32BE(20) };
 }
 
-describe('dashboard in headless Chromium', { skip }, () => {
+describe('dashboard in headless Chromium', { skip, timeout: 600_000 }, () => {
   let c: Cluster;
   let browser: BrowserContext;
   let profile: string;

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { startLink } from '../../../bench/lib/link-emulator.js';
 
 /** The WAN emulator preserves every byte and its order under load, and adds (at least) its delay. */
-test('link emulator: every byte, in order, both directions at once; delay at least as set', async () => {
+test('link emulator: every byte, in order, both directions at once; delay at least as set', { timeout: 60_000 }, async () => {
   const sink = net.createServer((s) => s.pipe(s)); // echo
   await new Promise<void>((r) => sink.listen(0, '127.0.0.1', () => r()));
   const link = await startLink({ name: 'test', rttMs: 10, bitsPerSec: 400e6 }, { host: '127.0.0.1', port: (sink.address() as net.AddressInfo).port });

@@ -8,7 +8,7 @@ import { hasFile, requirePrereq } from '../../helpers/prereq.js';
 
 const skip = requirePrereq(hasFile('/usr/bin/qemu-system-x86_64', 'qemu-system-x86'));
 
-test('launchQemu: QEMU refusing its command line rejects with its own stderr; a started QEMU is tracked until it stops', { skip }, async () => {
+test('launchQemu: QEMU refusing its command line rejects with its own stderr; a started QEMU is tracked until it stops', { skip, timeout: 60_000 }, async () => {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'gvfs-qemu-'));
   const tracker = new QemuTracker();
   try {
