@@ -54,7 +54,8 @@ export class RawRpc {
     return w.toBuffer();
   }
 
-  reply(xid: number, timeoutMs = 5000): Promise<DecodedReply> {
+  // Generous: 500 calls queued on one connection of a loaded 2-core machine took over 5 s (a flaky failure).
+  reply(xid: number, timeoutMs = 60_000): Promise<DecodedReply> {
     const r = this.replies.get(xid);
     if (r) {
       this.replies.delete(xid);
