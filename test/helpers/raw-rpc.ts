@@ -30,8 +30,9 @@ export class RawRpc {
     this.closed = once(sock, 'close').then(() => undefined);
   }
 
-  static async connect(port: number): Promise<RawRpc> {
-    const s = net.connect(port, '127.0.0.1');
+  /** `localAddress`: another loopback source address (127.0.0.2 ...), a second "peer" on one machine. */
+  static async connect(port: number, localAddress?: string): Promise<RawRpc> {
+    const s = net.connect({ port, host: '127.0.0.1', localAddress });
     await once(s, 'connect');
     return new RawRpc(s);
   }
