@@ -46,6 +46,7 @@ describe('server limits', { timeout: 180_000 }, () => {
       }
       const refused0 = s.server.stats.refused;
       const over = await RawRpc.connect(s.port, peer);
+      mine.push(over);
       assert.equal(await answered(over, 200), false, 'the fourth connection from 127.0.0.1 was closed');
       assert.equal(s.server.stats.refused, refused0 + 1);
       const other = await RawRpc.connect(s.port, '127.0.0.2');
@@ -68,6 +69,7 @@ describe('server limits', { timeout: 180_000 }, () => {
       }
       const refused0 = s.server.stats.refused;
       const over = await RawRpc.connect(s.port, `127.0.0.${a++}`);
+      mine.unshift(over);
       assert.equal(await answered(over, 400), false, 'the fifth connection was closed');
       assert.equal(s.server.stats.refused, refused0 + 1);
       const freed = mine.pop()!;
@@ -103,6 +105,7 @@ describe('server limits', { timeout: 180_000 }, () => {
     assert.ok(Date.now() - t0 >= 1500, `closed after the timeout, not before (${Date.now() - t0} ms)`);
     assert.equal(closedBusy, false);
     busy.close();
+    idle.close();
   });
 });
 
