@@ -3,6 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
+import '../helpers/fc-seed.js';
 import { LocalExport } from '../../src/backends/local-export/local-export.js';
 import { newSessionKey } from '../../src/channel/session-key.js';
 import { SessionRegistry } from '../../src/channel/sessions.js';
@@ -25,7 +26,7 @@ import { tempDir } from '../helpers/local-server.js';
  * and hostile session proofs. Never a crash, never an unbounded structure,
  * always a well-formed reply (or none, for non-calls).
  */
-describe('fuzz: RPC server', () => {
+describe('fuzz: RPC server', { timeout: 300_000 }, () => {
   let dir: string;
   let backend: LocalExport;
   let server: RpcServer;

@@ -44,6 +44,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { hasFile, isRoot, requirePrereq } from './prereq.js';
 
 export interface Ganesha {
   /** NFS program port on 127.0.0.1. */
@@ -86,6 +87,11 @@ const STOP_GRACE_MS = 10_000;
 const LOG_TAIL_BYTES = 4096;
 
 /** True if this machine can run the helper: ganesha, rpcbind, unshare and nfs-ls exist, and we are root. */
+/** Skip reason for tests that need nfs-ganesha (see `ganeshaAvailable`). */
+export function ganeshaSkip(): string | false {
+  return requirePrereq(isRoot(), hasFile(GANESHA, 'nfs-ganesha, nfs-ganesha-vfs'), hasFile(RPCBIND, 'rpcbind'), hasFile(UNSHARE, 'util-linux'), hasFile(NFS_LS, 'libnfs-utils'));
+}
+
 export function ganeshaAvailable(): boolean {
   return (
     process.getuid?.() === 0 &&

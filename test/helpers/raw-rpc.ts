@@ -30,8 +30,9 @@ export class RawRpc {
     this.closed = once(sock, 'close').then(() => undefined);
   }
 
-  static async connect(port: number): Promise<RawRpc> {
-    const s = net.connect(port, '127.0.0.1');
+  /** `localAddress`: another loopback source address (127.0.0.2 ...), a second "peer" on one machine. */
+  static async connect(port: number, localAddress?: string): Promise<RawRpc> {
+    const s = net.connect({ port, host: '127.0.0.1', localAddress });
     await once(s, 'connect');
     return new RawRpc(s);
   }
@@ -54,7 +55,8 @@ export class RawRpc {
     return w.toBuffer();
   }
 
-  reply(xid: number, timeoutMs = 5000): Promise<DecodedReply> {
+  // Generous: 500 calls queued on one connection of a loaded 2-core machine took over 5 s (a flaky failure).
+  reply(xid: number, timeoutMs = 60_000): Promise<DecodedReply> {
     const r = this.replies.get(xid);
     if (r) {
       this.replies.delete(xid);

@@ -1,9 +1,12 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
+
+import { hasFile, isRoot, requirePrereq } from './prereq.js';
 
 const run = promisify(execFile);
 
@@ -26,7 +29,12 @@ async function freePort(): Promise<number> {
 }
 
 export function sshdAvailable(): boolean {
-  return process.getuid?.() === 0;
+  return process.getuid?.() === 0 && existsSync('/usr/sbin/sshd');
+}
+
+/** Skip reason for tests that start OpenSSH's sshd (root: it runs as root and logs in as root). */
+export function sshdSkip(): string | false {
+  return requirePrereq(isRoot(), hasFile('/usr/sbin/sshd', 'openssh-server'), hasFile('/usr/bin/ssh-keygen', 'openssh-client'));
 }
 
 /** OpenSSH's sshd in the foreground on a loopback port with its own config, host key and one authorized user key. */

@@ -1,5 +1,4 @@
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,16 +7,14 @@ import { listVms } from '../../src/vm/clone.js';
 import { COUNTER_RE } from '../../src/vm/demo-guest.js';
 import { pidAlive, qemus, stopPid } from '../../src/vm/qemu.js';
 import { forceUnmount } from '../integration/fuse/mount-helper.js';
+import { fusePrereqs, hasFile, requirePrereq } from './prereq.js';
 
 export const run = promisify(execFile);
 export const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
 
 /** VM tests need QEMU, FUSE (root) and the demo guest's build tools. */
 export function vmSkip(): string | false {
-  if (process.getuid?.() !== 0) return 'VM tests mount FUSE: run as root';
-  if (!existsSync('/dev/fuse')) return 'no /dev/fuse';
-  for (const b of ['/usr/bin/qemu-system-x86_64', '/usr/bin/qemu-img']) if (!existsSync(b)) return `${b} missing (qemu-system-x86, qemu-utils)`;
-  return false;
+  return requirePrereq(...fusePrereqs(), hasFile('/usr/bin/qemu-system-x86_64', 'qemu-system-x86'), hasFile('/usr/bin/qemu-img', 'qemu-utils'));
 }
 
 /** `gvfs vm ...` as a user runs it; parses the --json line. */

@@ -10,7 +10,7 @@ import { startLocalServer, type LocalServer } from '../helpers/local-server.js';
 const run = promisify(execFile);
 
 /** An NFS client this project did not write (libnfs-utils) against `gvfs serve`. */
-describe('libnfs interoperability', () => {
+describe('libnfs interoperability', { timeout: 300_000 }, () => {
   let s: LocalServer;
   const url = (p: string) => `nfs://127.0.0.1${p}?version=3&nfsport=${s.port}&mountport=${s.port}`;
   const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');

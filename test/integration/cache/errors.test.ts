@@ -13,7 +13,7 @@ import { readAll, ROOT, startCacheChain, type CacheChain } from './helpers.js';
 const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'src', 'cli', 'main.js');
 const run = promisify(execFile);
 
-describe('cache: failures keep unflushed data', () => {
+describe('cache: failures keep unflushed data', { timeout: 300_000 }, () => {
   let c: CacheChain;
   before(async () => {
     c = await startCacheChain();

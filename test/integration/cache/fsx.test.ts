@@ -15,7 +15,7 @@ const MAX_SIZE = 600 * 1024;
  * and, at the end, on the server's disk byte for byte.
  */
 for (const mode of ['write-back', 'write-through'] as const) {
-  describe(`cache fsx: ${mode}`, () => {
+  describe(`cache fsx: ${mode}`, { timeout: 300_000 }, () => {
     let c: CacheChain;
     before(async () => {
       c = await startCacheChain();

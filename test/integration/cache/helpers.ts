@@ -157,14 +157,4 @@ export async function readAll(client: RemoteNfs, fh: Buffer, size: number, chunk
   return out;
 }
 
-/** A small seeded PRNG (mulberry32), so a failure names the seed that reproduces it. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from '../../helpers/seed.js';

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { readAll, ROOT, startCacheChain, type CacheChain } from './helpers.js';
 
-describe('cache: reads', () => {
+describe('cache: reads', { timeout: 180_000 }, () => {
   let c: CacheChain;
   before(async () => {
     c = await startCacheChain();
@@ -32,7 +32,7 @@ describe('cache: reads', () => {
   });
 });
 
-describe('cache: versions, sharing, persistence', () => {
+describe('cache: versions, sharing, persistence', { timeout: 300_000 }, () => {
   let c: CacheChain;
   before(async () => {
     c = await startCacheChain();
@@ -69,18 +69,28 @@ describe('cache: versions, sharing, persistence', () => {
     const file = path.join(c.exportDir, 'timeout.bin');
     const v1 = randomBytes(256 * 1024);
     await fs.writeFile(file, v1);
-    const s = await c.startSession({ cacheDir: path.join(c.base, 'cache-timeout'), cache: { attrTimeoutMs: 400 } });
+    // A timeout a loaded machine cannot overrun between the fetch and the early read; the later change is waited
+    // for (polled), not slept for.
+    const timeoutMs = 3000;
+    const s = await c.startSession({ cacheDir: path.join(c.base, 'cache-timeout'), cache: { attrTimeoutMs: timeoutMs } });
     const fh = await s.lookup('timeout.bin');
+    const fetched = Date.now(); // the attributes are fetched after this
     assert.ok((await readAll(s.client, fh, v1.length)).equals(v1));
     await s.cache.settle();
     const v2 = randomBytes(v1.length);
     await fs.writeFile(file, v2);
     const g0 = c.upstreamCalls('GETATTR');
     const early = await readAll(s.client, fh, v1.length);
+    assert.ok(Date.now() - fetched < timeoutMs, `the early read ended inside the timeout (${Date.now() - fetched} ms; the machine is too slow for this test)`);
     assert.ok(early.equals(v1), 'still the cached version inside the timeout');
     assert.equal(c.upstreamCalls('GETATTR'), g0, 'and no GETATTR went out');
-    await new Promise((r) => setTimeout(r, 450));
-    assert.ok((await readAll(s.client, fh, v2.length)).equals(v2), 'the change shows after the timeout');
+    let shown = 0;
+    for (const end = Date.now() + timeoutMs + 30_000; !shown; await new Promise((r) => setTimeout(r, 100))) {
+      assert.ok(Date.now() < end, 'the change never showed');
+      const t = Date.now();
+      if ((await readAll(s.client, fh, v2.length)).equals(v2)) shown = t;
+    }
+    assert.ok(shown - fetched >= timeoutMs, `the change showed after the timeout (${shown - fetched} ms)`);
     await s.stop();
   });
 
@@ -148,7 +158,7 @@ describe('cache: versions, sharing, persistence', () => {
   });
 });
 
-describe('cache: capacity and eviction', () => {
+describe('cache: capacity and eviction', { timeout: 300_000 }, () => {
   let c: CacheChain;
   before(async () => {
     c = await startCacheChain();
@@ -165,9 +175,13 @@ describe('cache: capacity and eviction', () => {
       const s = await c.startSession({ cacheDir: path.join(c.base, `cache-${policy}`), cache: { capacity, blockSize: 64 * 1024, policy, readAheadBytes: 512 * 1024 } });
       const fh = await s.lookup(`hot-${policy}.bin`);
       const sh = await s.lookup(`scan-${policy}.img`);
-      // The hot set: read twice (the second read is its re-reference).
-      for (let i = 0; i < 2; i++) assert.ok((await readAll(s.client, fh, hot.length, 64 * 1024)).equals(hot));
-      await s.cache.settle();
+      // The hot set: read twice (the second read is its re-reference). Settled after each read: the second read must
+      // meet blocks that are stored (not still being written to disk), whatever the machine's load — the case of a
+      // re-read racing the store has its own test below.
+      for (let i = 0; i < 2; i++) {
+        assert.ok((await readAll(s.client, fh, hot.length, 64 * 1024)).equals(hot));
+        await s.cache.settle();
+      }
       // One sequential scan of an image four times the cache.
       assert.ok((await readAll(s.client, sh, scan.length, 1024 * 1024, 4)).equals(scan));
       await s.cache.settle();
@@ -184,4 +198,49 @@ describe('cache: capacity and eviction', () => {
       await s.stop();
     });
   }
+});
+
+describe('cache: a re-reference that races the store', { timeout: 180_000 }, () => {
+  let c: CacheChain;
+  before(async () => {
+    c = await startCacheChain();
+  });
+  after(() => c.stop());
+
+  // On a loaded machine a block's disk write can lag the client: its second read is then served from the bytes
+  // staged for the write. That read is a re-reference all the same; here the writes are held until both reads are
+  // done, which is what a slow disk does at random (the flaky "hot set survives a sequential scan" run).
+  test('slru: the hot set read twice while its blocks are still being stored survives a sequential scan', { todo: 'issue 16: BlockStore.noteRead records a read of a block not yet in the index only as a high-water mark (`early`), so a re-read served from staged bytes is not a re-reference and the hot set stays in probation' }, async () => {
+    const hot = randomBytes(1024 * 1024);
+    const scan = randomBytes(16 * 1024 * 1024);
+    await fs.writeFile(path.join(c.exportDir, 'hot-race.bin'), hot);
+    await fs.writeFile(path.join(c.exportDir, 'scan-race.img'), scan);
+    const capacity = 4 * 1024 * 1024;
+    const s = await c.startSession({ cacheDir: path.join(c.base, 'cache-race'), cache: { capacity, blockSize: 64 * 1024, policy: 'slru', readAheadBytes: 512 * 1024 } });
+    try {
+      const store = s.cache.store;
+      const put = store.put.bind(store);
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      let held = 0;
+      store.put = async (...a: Parameters<typeof store.put>) => {
+        held++;
+        await gate;
+        return put(...a);
+      };
+      const fh = await s.lookup('hot-race.bin');
+      for (let i = 0; i < 2; i++) assert.ok((await readAll(s.client, fh, hot.length, 64 * 1024)).equals(hot));
+      assert.ok(held >= 16, `the hot set's 16 blocks were held before the disk (${held})`);
+      release();
+      store.put = put;
+      await s.cache.settle();
+      assert.ok((await readAll(s.client, await s.lookup('scan-race.img'), scan.length, 1024 * 1024, 4)).equals(scan));
+      await s.cache.settle();
+      const r0 = c.upstreamCalls('READ');
+      assert.ok((await readAll(s.client, fh, hot.length, 64 * 1024)).equals(hot));
+      assert.equal(c.upstreamCalls('READ') - r0, 0, 'the hot set came from the cache after the scan');
+    } finally {
+      await s.stop();
+    }
+  });
 });

@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { StableHow } from '../../../src/nfs3/constants.js';
 import { readAll, ROOT, startCacheChain, type CacheChain } from './helpers.js';
 
-describe('cache: write-back', () => {
+describe('cache: write-back', { timeout: 300_000 }, () => {
   let c: CacheChain;
   before(async () => {
     c = await startCacheChain();
@@ -45,7 +45,7 @@ describe('cache: write-back', () => {
   });
 });
 
-describe('cache: our own writes keep the rest of the file cached', () => {
+describe('cache: our own writes keep the rest of the file cached', { timeout: 300_000 }, () => {
   let c: CacheChain;
   before(async () => {
     c = await startCacheChain();

@@ -20,7 +20,7 @@ import { ROOT, tempDir } from '../../helpers/local-server.js';
 import { RawRpc } from '../../helpers/raw-rpc.js';
 
 /** Tries to get in where it does not belong: each must fail. */
-describe('session keys at the proxy server', () => {
+describe('session keys at the proxy server', { timeout: 300_000 }, () => {
   let base: string;
   let up: Upstream;
   let ps: ProxyServer;

@@ -10,16 +10,18 @@ import { newSessionKey } from '../../../src/channel/session-key.js';
 import { SessionRegistry } from '../../../src/channel/sessions.js';
 import { makeSelfSignedCert, readTlsFiles } from '../../../src/channel/tls.js';
 import { createProxyClient, type ProxyClient } from '../../../src/proxy/proxy-client.js';
+import { SshTunnel } from '../../../src/channel/ssh.js';
+import type { RpcError } from '../../../src/rpc/types.js';
 import { createProxyServer, type ProxyServer } from '../../../src/proxy/proxy-server.js';
 import { defaultMap, startUpstream, type Upstream } from '../../helpers/chain.js';
 import { ROOT, tempDir } from '../../helpers/local-server.js';
-import { startSshd, sshdAvailable, type Sshd } from '../../helpers/sshd.js';
+import { startSshd, sshdSkip, type Sshd } from '../../helpers/sshd.js';
 
 const run = promisify(execFile);
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** Proxy client → (SSH tunnel through OpenSSH | TLS 1.3) → proxy server → gvfs serve. */
-describe('private channels', () => {
+describe('private channels', { timeout: 240_000 }, () => {
   let base: string;
   let up: Upstream;
   let ps: ProxyServer;
@@ -48,7 +50,7 @@ describe('private channels', () => {
     fingerprint = cert.fingerprint;
     tlsPs = await mk(await readTlsFiles(cert.cert, cert.key), 'tls-ps');
     tlsPort = (await tlsPs.listen(0, '127.0.0.1')).port;
-    if (sshdAvailable()) sshd = await startSshd(path.join(base, 'sshd'));
+    if (!sshdSkip()) sshd = await startSshd(path.join(base, 'sshd'));
   });
   after(async () => {
     await ps.close();
@@ -69,7 +71,7 @@ describe('private channels', () => {
     }
   }
 
-  test('SSH tunnel: libnfs copies through OpenSSH, byte-identical; a dropped tunnel reconnects', { skip: !sshdAvailable() && 'needs root for sshd' }, async () => {
+  test('SSH tunnel: libnfs copies through OpenSSH, byte-identical; a dropped tunnel reconnects', { skip: sshdSkip() }, async () => {
     const pc = createProxyClient({
       host: '127.0.0.1',
       port: psPort,
@@ -91,17 +93,37 @@ describe('private channels', () => {
     });
   });
 
-  test('SSH tunnel: a host key not in known_hosts is refused', { skip: !sshdAvailable() && 'needs root for sshd' }, async () => {
+  test('SSH tunnel: a host key not in known_hosts is refused', { skip: sshdSkip() }, async () => {
+    // known_hosts naming this host and port with another key (a fresh one: a man in the middle's).
+    const other = path.join(base, 'other_host_key');
+    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other]);
     const wrongKnown = path.join(base, 'wrong_known_hosts');
-    await fs.writeFile(wrongKnown, `[127.0.0.1]:${sshd!.port} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n`);
-    const pc = createProxyClient({
-      host: '127.0.0.1',
-      port: psPort,
-      key,
-      timeoutMs: 10_000,
-      ssh: { host: '127.0.0.1', port: sshd!.port, username: 'root', privateKeyFile: sshd!.userKey, knownHostsFile: wrongKnown },
-    });
-    await through(pc, async () => undefined).catch((e) => assert.match(String(e.message), /MNT|host key/));
+    const otherPub = (await fs.readFile(`${other}.pub`, 'utf8')).trim().split(/\s+/).slice(0, 2).join(' ');
+    await fs.writeFile(wrongKnown, `[127.0.0.1]:${sshd!.port} ${otherPub}\n`);
+    const opts = { host: '127.0.0.1', port: sshd!.port, username: 'root', privateKeyFile: sshd!.userKey, target: { host: '127.0.0.1', port: psPort } };
+    // The same tunnel with the right known_hosts gets through (so a refusal below is the host key's doing).
+    const good = new SshTunnel({ ...opts, knownHostsFile: sshd!.knownHosts });
+    try {
+      (await good.dialer()()).destroy();
+    } finally {
+      good.close();
+    }
+    const bad = new SshTunnel({ ...opts, knownHostsFile: wrongKnown });
+    try {
+      await assert.rejects(
+        bad.dialer()().then((ch) => ch.destroy()),
+        (e: RpcError) => e.kind === 'auth_error' && /host key not in known_hosts/.test(e.message),
+      );
+    } finally {
+      bad.close();
+    }
+    // And through a proxy client: the mount fails, and the proxy server behind the tunnel never saw a connection.
+    const conns = ps.server.stats.connections;
+    const pc = createProxyClient({ host: '127.0.0.1', port: psPort, key, timeoutMs: 10_000, ssh: { ...opts, knownHostsFile: wrongKnown } });
+    let mounted = false;
+    await assert.rejects(through(pc, async () => void (mounted = true)));
+    assert.equal(mounted, false, 'nothing was mounted through a tunnel to an unknown host key');
+    assert.equal(ps.server.stats.connections, conns, 'no connection reached the proxy server');
   });
 
   test('TLS 1.3 with the pinned fingerprint works; any other certificate is refused', async () => {

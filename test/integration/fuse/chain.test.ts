@@ -5,7 +5,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { newSessionKey, writeKeyFile } from '../../../src/channel/session-key.js';
 import { ALICE, startChain, type Chain } from '../../helpers/chain.js';
-import { ganeshaAvailable } from '../../helpers/ganesha.js';
+import { ganeshaSkip } from '../../helpers/ganesha.js';
 import { errCode, fuseSkip, run, spawnMount, type MountProc } from './mount-helper.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -16,8 +16,8 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
  * (gvfs serve, and nfs-ganesha as an independent one).
  */
 for (const kind of ['gvfs', 'ganesha'] as const) {
-  const skip = fuseSkip() || (kind === 'ganesha' && !ganeshaAvailable() ? 'nfs-ganesha not available' : false);
-  describe(`gvfs mount through the chain to ${kind}`, { skip }, () => {
+  const skip = fuseSkip() || (kind === 'ganesha' && ganeshaSkip());
+  describe(`gvfs mount through the chain to ${kind}`, { skip, timeout: 600_000 }, () => {
     let c: Chain;
     let m: MountProc;
     let keyFile: string;
@@ -105,7 +105,7 @@ for (const kind of ['gvfs', 'ganesha'] as const) {
   });
 }
 
-describe('gvfs mount with the disk cache of the proxy client (--cache-dir)', { skip: fuseSkip() }, () => {
+describe('gvfs mount with the disk cache of the proxy client (--cache-dir)', { skip: fuseSkip(), timeout: 600_000 }, () => {
   let c: Chain;
   let m: MountProc | undefined;
   before(async () => {

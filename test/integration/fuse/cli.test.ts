@@ -27,7 +27,7 @@ async function until(what: string, cond: () => Promise<boolean> | boolean, ms = 
 }
 const mounted = async (mnt: string) => (await fs.readFile('/proc/self/mountinfo', 'utf8')).split('\n').some((l) => l.split(' ')[4] === mnt);
 
-describe('gvfs mount / gvfs umount commands', { skip: fuseSkip() }, () => {
+describe('gvfs mount / gvfs umount commands', { skip: fuseSkip(), timeout: 600_000 }, () => {
   let s: LocalServer;
   let url: string;
   let mnt: string;

@@ -18,7 +18,7 @@ import { errCode, forceUnmount, fuseSkip, run } from './mount-helper.js';
 
 const MiB = 1 << 20;
 
-describe('FUSE front end: pieces without a mount', () => {
+describe('FUSE front end: pieces without a mount', { timeout: 600_000 }, () => {
   test('every backend error code has an errno; the ones without collapse to EIO', () => {
     const codes = Object.keys(ERRNO_OF) as FsErrorCode[];
     assert.equal(codes.length, 28);
@@ -71,7 +71,7 @@ describe('FUSE front end: pieces without a mount', () => {
  * The front end in this process over `gvfs serve` (also in this process):
  * the test reads its counters. Programs that use the mount are children.
  */
-describe('FUSE front end in-process', { skip: fuseSkip() }, () => {
+describe('FUSE front end in-process', { skip: fuseSkip(), timeout: 600_000 }, () => {
   let s: LocalServer;
   let remote: RemoteNfs;
   let fe: FuseFrontend;
@@ -149,7 +149,7 @@ describe('FUSE front end in-process', { skip: fuseSkip() }, () => {
   });
 });
 
-describe('FUSE front end: write-behind and deferred COMMIT', { skip: fuseSkip() }, () => {
+describe('FUSE front end: write-behind and deferred COMMIT', { skip: fuseSkip(), timeout: 600_000 }, () => {
   let s: LocalServer;
   let remote: RemoteNfs;
   let fe: FuseFrontend;
@@ -199,7 +199,7 @@ describe('FUSE front end: write-behind and deferred COMMIT', { skip: fuseSkip() 
   });
 });
 
-describe('FUSE front end: attribute timeout bounds staleness', { skip: fuseSkip() }, () => {
+describe('FUSE front end: attribute timeout bounds staleness', { skip: fuseSkip(), timeout: 600_000 }, () => {
   let s: LocalServer;
   let remote: RemoteNfs;
   let fe: FuseFrontend;

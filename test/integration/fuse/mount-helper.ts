@@ -1,20 +1,17 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { fusePrereqs, requirePrereq } from '../../helpers/prereq.js';
 
 export const run = promisify(execFile);
 export const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'src', 'cli', 'main.js');
 
 /** FUSE mounts need /dev/fuse, fusermount and (for allow_other and the tests' other users) root. */
 export function fuseSkip(): string | false {
-  if (process.getuid?.() !== 0) return 'FUSE tests run as root';
-  if (!existsSync('/dev/fuse')) return 'no /dev/fuse';
-  if (!existsSync('/usr/bin/fusermount') && !existsSync('/bin/fusermount')) return 'no fusermount';
-  return false;
+  return requirePrereq(...fusePrereqs());
 }
 
 export interface MountProc {

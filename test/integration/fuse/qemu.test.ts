@@ -1,19 +1,19 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startLocalServer, type LocalServer } from '../../helpers/local-server.js';
-import { fuseSkip, run, spawnMount, type MountProc } from './mount-helper.js';
+import { run, spawnMount, type MountProc } from './mount-helper.js';
+import { fusePrereqs, hasFile, requirePrereq } from '../../helpers/prereq.js';
 
-const qemuSkip = () => fuseSkip() || (!existsSync('/usr/bin/qemu-img') || !existsSync('/usr/bin/qemu-io') ? 'qemu-utils not installed' : false);
+const qemuSkip = () => requirePrereq(...fusePrereqs(), hasFile('/usr/bin/qemu-img', 'qemu-utils'), hasFile('/usr/bin/qemu-io', 'qemu-utils'));
 
 /**
  * QEMU's own tools as an unmodified VM technology: images on the mount,
  * driven with cache=none (O_DIRECT) and native AIO where qemu-io allows, and
  * every result compared with the same operations on local disk.
  */
-describe('gvfs mount: QEMU images', { skip: qemuSkip() }, () => {
+describe('gvfs mount: QEMU images', { skip: qemuSkip(), timeout: 600_000 }, () => {
   let s: LocalServer;
   let m: MountProc;
   let M: string;

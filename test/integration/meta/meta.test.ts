@@ -12,7 +12,7 @@ import { KB, MB, memoryFile, metaDir, metaOf, sha } from './helpers.js';
 
 const BS = 64 * KB;
 
-describe('meta-data through the proxy chain', () => {
+describe('meta-data through the proxy chain', { timeout: 600_000 }, () => {
   let c: CacheChain;
   before(async () => {
     c = await startCacheChain();

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,9 +7,10 @@ import { memoryStateFile } from '../../../bench/lib/files.js';
 import { newSessionKey, writeKeyFile } from '../../../src/channel/session-key.js';
 import { META_DIR } from '../../../src/meta/format.js';
 import { spawnGvfs, type GvfsProcess } from '../../helpers/gvfs-proc.js';
-import { CLI, fuseSkip, run, spawnMount } from '../fuse/mount-helper.js';
+import { CLI, run, spawnMount } from '../fuse/mount-helper.js';
+import { fusePrereqs, hasFile, requirePrereq } from '../../helpers/prereq.js';
 
-const skip = () => fuseSkip() || (!existsSync('/usr/bin/qemu-img') || !existsSync('/usr/bin/qemu-io') ? 'qemu-utils not installed' : false);
+const skip = () => requirePrereq(...fusePrereqs(), hasFile('/usr/bin/qemu-img', 'qemu-utils'), hasFile('/usr/bin/qemu-io', 'qemu-utils'));
 const gvfs = async (args: string[]) => (await run(process.execPath, [CLI, ...args], { maxBuffer: 16 << 20 })).stdout;
 
 /**
@@ -18,7 +18,7 @@ const gvfs = async (args: string[]) => (await run(process.execPath, [CLI, ...arg
  * `gvfs proxy-server --export`, and `gvfs mount` with a disk cache, read by
  * unmodified programs (cmp, qemu-img, qemu-io, cat) with meta-data on and off.
  */
-describe('meta-data through gvfs mount (QEMU image, memory state)', { skip: skip() }, () => {
+describe('meta-data through gvfs mount (QEMU image, memory state)', { skip: skip(), timeout: 600_000 }, () => {
   let dir: string;
   let exp: string;
   let keyFile: string;

@@ -6,7 +6,7 @@ import { FType, StableHow } from '../../../src/nfs3/constants.js';
 import { ROOT, startLocalServer, user, type LocalServer } from '../../helpers/local-server.js';
 
 /** Local errors map to the precise nfsstat3, with permission checks for the caller's uid/gid. */
-describe('NFSv3 errors and permissions', () => {
+describe('NFSv3 errors and permissions', { timeout: 300_000 }, () => {
   let s: LocalServer;
   before(async () => {
     s = await startLocalServer();

@@ -7,7 +7,7 @@ import { IPPROTO_TCP, mappingCodec, PMAP_PROGRAM } from '../../../src/portmap/pr
 import { RpcClient, tcpDialer } from '../../../src/rpc/client.js';
 import { startLocalServer, type LocalServer } from '../../helpers/local-server.js';
 
-describe('MOUNT v3 and the portmapper on the NFS port', () => {
+describe('MOUNT v3 and the portmapper on the NFS port', { timeout: 300_000 }, () => {
   let s: LocalServer;
   let rpc: RpcClient;
   let m: Mount3Client;

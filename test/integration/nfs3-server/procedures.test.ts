@@ -6,7 +6,7 @@ import { FType, StableHow, ACCESS3_READ, ACCESS3_MODIFY, ACCESS3_LOOKUP } from '
 import { ROOT, startLocalServer, type LocalServer } from '../../helpers/local-server.js';
 
 /** Every NFSv3 procedure through our own client against `gvfs serve`, checked on disk too. */
-describe('NFSv3 procedures over a local export', () => {
+describe('NFSv3 procedures over a local export', { timeout: 300_000 }, () => {
   let s: LocalServer;
   before(async () => {
     s = await startLocalServer();

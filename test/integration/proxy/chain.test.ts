@@ -6,7 +6,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { FType, StableHow } from '../../../src/nfs3/constants.js';
-import { ganeshaAvailable } from '../../helpers/ganesha.js';
+import { ganeshaSkip } from '../../helpers/ganesha.js';
 import { ALICE, startChain, type Chain } from '../../helpers/chain.js';
 import { ROOT } from '../../helpers/local-server.js';
 
@@ -14,7 +14,7 @@ const run = promisify(execFile);
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 for (const kind of ['gvfs', 'ganesha'] as const) {
-  describe(`proxy chain to ${kind}`, { skip: kind === 'ganesha' && !ganeshaAvailable() ? 'nfs-ganesha not available' : false }, () => {
+  describe(`proxy chain to ${kind}`, { skip: kind === 'ganesha' && ganeshaSkip(), timeout: 300_000 }, () => {
     let c: Chain;
     const url = (p: string) => `nfs://127.0.0.1${c.exportPath === '/' ? '' : c.exportPath}${p}?version=3&nfsport=${c.proxyClientPort}&mountport=${c.proxyClientPort}`;
     before(async () => {

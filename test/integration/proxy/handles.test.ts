@@ -5,11 +5,11 @@ import { after, before, describe, test } from 'node:test';
 import { RemoteNfs } from '../../../src/backends/remote-nfs/remote-nfs.js';
 import { FType } from '../../../src/nfs3/constants.js';
 import { createProxyServer, type ProxyServer } from '../../../src/proxy/proxy-server.js';
-import { ganeshaAvailable } from '../../helpers/ganesha.js';
+import { ganeshaSkip } from '../../helpers/ganesha.js';
 import { defaultMap, startChain, startUpstream, type Chain, type Upstream } from '../../helpers/chain.js';
 import { ROOT, tempDir } from '../../helpers/local-server.js';
 
-describe('proxy handle table with nfs-ganesha\'s real handles', { skip: !ganeshaAvailable() && 'nfs-ganesha not available' }, () => {
+describe('proxy handle table with nfs-ganesha\'s real handles', { skip: ganeshaSkip(), timeout: 300_000 }, () => {
   let c: Chain;
   before(async () => {
     c = await startChain('ganesha', { inlineMax: 0 }); // every upstream handle goes through the persistent table
@@ -28,13 +28,43 @@ describe('proxy handle table with nfs-ganesha\'s real handles', { skip: !ganesha
     assert.ok(again.fh.equals(f.fh!), 'the same upstream handle always gets the same proxy handle');
   });
 
-  test('inline handles wrap ganesha handles within 64 bytes', async () => {
-    const up = (await c.proxyServer.upstreams[0].mount(c.upstream.exportPath, ROOT)).fh;
-    assert.ok(up.length + 11 <= 64, `ganesha handle of ${up.length} bytes fits inline`);
+  test('with inline wrapping off, a handle is a table id (0x02, 18 bytes), not the ganesha handle', async () => {
+    await fs.writeFile(path.join(c.upstream.dir, 'tabled'), 'x');
+    const fh = (await c.client.lookup(ROOT, c.root, 'tabled')).fh;
+    const upRoot = (await c.proxyServer.upstreams[0].mount(c.upstream.exportPath, ROOT)).fh;
+    const up = (await c.proxyServer.upstreams[0].lookup(ROOT, upRoot, 'tabled')).fh;
+    assert.equal(fh[0], 2);
+    assert.equal(fh.length, 18);
+    assert.equal(fh.indexOf(up), -1);
   });
 });
 
-describe('several exports behind one proxy server', () => {
+describe('inline handles: ganesha handles wrapped whole (default settings)', { skip: ganeshaSkip(), timeout: 300_000 }, () => {
+  let c: Chain;
+  before(async () => {
+    c = await startChain('ganesha');
+  });
+  after(() => c?.stop());
+
+  test("the client's handle carries nfs-ganesha's handle inline, within 64 bytes, and leads back to it", async () => {
+    await fs.writeFile(path.join(c.upstream.dir, 'inline'), 'inline bytes');
+    const fh = (await c.client.lookup(ROOT, c.root, 'inline')).fh;
+    const upRoot = (await c.proxyServer.upstreams[0].mount(c.upstream.exportPath, ROOT)).fh;
+    const up = (await c.proxyServer.upstreams[0].lookup(ROOT, upRoot, 'inline')).fh;
+    // 0x01 | export | n | ganesha's handle (n bytes) | MAC (8)
+    assert.equal(fh[0], 1, 'an inline handle, not a table id');
+    assert.equal(fh[2], up.length);
+    assert.ok(fh.subarray(3, 3 + up.length).equals(up), "ganesha's own handle, inline");
+    assert.equal(fh.length, up.length + 11);
+    assert.ok(fh.length <= 64, `${fh.length} bytes`);
+    assert.equal((await c.client.read(ROOT, fh, 0, 100)).data.toString(), 'inline bytes');
+    // Through a proxy server restart (the table is not involved).
+    await c.restartProxyServer();
+    assert.equal((await c.client.read(ROOT, fh, 0, 100)).data.toString(), 'inline bytes');
+  });
+});
+
+describe('several exports behind one proxy server', { timeout: 300_000 }, () => {
   let base: string;
   let a: Upstream;
   let ps: ProxyServer;

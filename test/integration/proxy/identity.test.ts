@@ -12,7 +12,7 @@ import { ROOT } from '../../helpers/local-server.js';
 
 const run = promisify(execFile);
 
-describe('identity mapping at an insecure proxy server (no session keys)', () => {
+describe('identity mapping at an insecure proxy server (no session keys)', { timeout: 300_000 }, () => {
   let c: Chain;
   before(async () => {
     c = await startChain('gvfs', {

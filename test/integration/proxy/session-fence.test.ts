@@ -17,9 +17,31 @@ import { ROOT, tempDir } from '../../helpers/local-server.js';
 /** The upstream server holds WRITEs of the byte 0xAA until released: an old proxy client's write still queued upstream. */
 class HoldingBackend extends PassthroughBackend {
   held: Array<() => void> = [];
+  /** What happened, in order (shared with the fence's log below). */
+  events: string[] = [];
+  private onEvent = new Set<() => void>();
+  note(e: string): void {
+    this.events.push(e);
+    for (const f of this.onEvent) f();
+  }
+  /** Resolves once `cond` holds (checked on every event). */
+  until(cond: () => boolean): Promise<void> {
+    return new Promise((r) => {
+      if (cond()) return r();
+      const f = () => cond() && (this.onEvent.delete(f), r());
+      this.onEvent.add(f);
+    });
+  }
   override async write(...a: Parameters<Backend['write']>) {
-    if (a[3][0] === 0xaa) await new Promise<void>((r) => this.held.push(r));
-    return super.write(...a);
+    const tag = a[3][0].toString(16);
+    if (a[3][0] === 0xaa) {
+      const p = new Promise<void>((r) => this.held.push(r));
+      this.note('aa held upstream');
+      await p;
+    } else this.note(`${tag} upstream`);
+    const r = await super.write(...a);
+    this.note(`${tag} written`);
+    return r;
   }
 }
 
@@ -53,26 +75,42 @@ after(async () => {
   await fs.rm(base, { recursive: true, force: true });
 });
 
-test("a session's new connection is served only after its earlier calls are done: a dead proxy client's queued WRITE cannot land over newer data", async () => {
+test("a session's new connection is served only after its earlier calls are done: a dead proxy client's queued WRITE cannot land over newer data", { timeout: 60_000 }, async () => {
   const old = proxyLink({ host: '127.0.0.1', port: psPort, key, timeoutMs: 10_000 }).remote;
   const root = (await old.mount('/', ROOT)).fh;
   const fh = (await old.create(ROOT, root, 'vm.img', { mode: 'unchecked', attrs: { mode: 0o644 } })).fh!;
   // The old proxy client's WRITE of stale bytes reaches the upstream server and waits there; then the client dies.
   void old.write(ROOT, fh, 0, Buffer.alloc(4096, 0xaa), StableHow.FILE_SYNC).catch(() => undefined);
-  while (!holding.held.length) await new Promise((r) => setTimeout(r, 5));
+  await holding.until(() => holding.held.length > 0);
   await old.close();
   assert.equal(ps.fence.inFlight(key.id), 1);
-  // Its successor (same session) connects and writes newer bytes for the same range.
-  const next = proxyLink({ host: '127.0.0.1', port: psPort, key, timeoutMs: 10_000 }).remote;
-  const wrote = next.write(ROOT, fh, 0, Buffer.alloc(4096, 0xbb), StableHow.FILE_SYNC);
-  let done = false;
-  void wrote.then(() => (done = true));
-  await new Promise((r) => setTimeout(r, 300));
-  assert.equal(done, false, "the new connection's WRITE ran while the old one was still queued upstream");
-  holding.held.shift()!();
-  await wrote;
+  // Watch the fence: a connection proving the session waits in settle() for the session's earlier calls.
+  const settle = ps.fence.settle.bind(ps.fence);
+  ps.fence.settle = async (id: string) => {
+    holding.note('fence waits');
+    await settle(id);
+    holding.note('fence opens');
+  };
+  try {
+    // Its successor (same session) connects and writes newer bytes for the same range.
+    const next = proxyLink({ host: '127.0.0.1', port: psPort, key, timeoutMs: 10_000 }).remote;
+    const wrote = next.write(ROOT, fh, 0, Buffer.alloc(4096, 0xbb), StableHow.FILE_SYNC);
+    // Either the fence holds the new connection, or (broken) its WRITE reaches the upstream server past the held one.
+    await holding.until(() => holding.events.includes('fence waits') || holding.events.includes('bb upstream'));
+    assert.ok(!holding.events.includes('bb upstream'), `the new connection's WRITE ran while the old one was still queued upstream: ${holding.events.join(', ')}`);
+    holding.held.shift()!();
+    await wrote;
+    assert.deepEqual(
+      holding.events.filter((e) => e !== 'fence waits' && e !== 'fence opens'),
+      ['aa held upstream', 'aa written', 'bb upstream', 'bb written'],
+    );
+    const i = (e: string) => holding.events.indexOf(e);
+    assert.ok(i('aa written') < i('fence opens') && i('fence opens') < i('bb upstream'), `the fence opened only after the old WRITE was done: ${holding.events.join(', ')}`);
+    await next.close();
+  } finally {
+    ps.fence.settle = settle;
+  }
   const onDisk = await fs.readFile(path.join(base, 'export', 'vm.img'));
   assert.ok(onDisk.equals(Buffer.alloc(4096, 0xbb)), `stale bytes on the server: ${onDisk.subarray(0, 4).toString('hex')}`);
   assert.equal(ps.fence.inFlight(key.id), 0);
-  await next.close();
 });

@@ -5,9 +5,10 @@ import { MOUNT_PROGRAM } from '../../../src/mount3/codec.js';
 import { AcceptStat, AuthFlavor, AuthStat } from '../../../src/rpc/types.js';
 import { RawRpc } from '../../helpers/raw-rpc.js';
 import { ROOT, startLocalServer, type LocalServer } from '../../helpers/local-server.js';
+import { rng, testSeed } from '../../helpers/seed.js';
 
 /** RPC-level errors and hostile input: the right error or a closed connection, never a crash, others unaffected. */
-describe('RPC errors and bad input', () => {
+describe('RPC errors and bad input', { timeout: 300_000 }, () => {
   let s: LocalServer;
   before(async () => {
     s = await startLocalServer({ limits: { partialRecordTimeoutMs: 300, maxRecord: 256 * 1024 } });
@@ -102,11 +103,14 @@ describe('RPC errors and bad input', () => {
     c.close();
   });
 
-  test('random garbage never crashes the server', async () => {
+  test('random garbage never crashes the server', async (t) => {
+    const seed = testSeed('GVFS_GARBAGE_SEED', 7);
+    t.diagnostic(`seed ${seed}`);
+    const rand = rng(seed);
     for (let i = 0; i < 50; i++) {
       const c = await RawRpc.connect(s.port);
-      const junk = Buffer.alloc(1 + Math.floor(Math.random() * 400));
-      for (let k = 0; k < junk.length; k++) junk[k] = Math.floor(Math.random() * 256);
+      const junk = Buffer.alloc(1 + Math.floor(rand() * 400));
+      for (let k = 0; k < junk.length; k++) junk[k] = Math.floor(rand() * 256);
       c.sock.write(junk);
       c.sendRecord(junk.subarray(0, Math.min(junk.length, 200)));
       c.close();

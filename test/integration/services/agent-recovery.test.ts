@@ -39,7 +39,7 @@ const listening = (port: number) =>
     s.on('error', () => resolve(false));
   });
 
-test('an agent restarted after a crash: what was half-started is removed, what died while it was down is restarted on its port, what runs is re-attached', async () => {
+test('an agent restarted after a crash: what was half-started is removed, what died while it was down is restarted on its port, what runs is re-attached', { timeout: 600_000 }, async () => {
   const spec = (): ProxyServerSpec => ({ kind: 'proxy-server', key: keyDoc(), exports: [{ dir: path.join(dir, 'exports', 'x'), name: '/x' }], channel: 'tls' });
   let a = await Agent.open(cfg);
   const dies = await a.ensure('s-dies', 'ps', spec());
@@ -98,7 +98,7 @@ test('an agent restarted after a crash: what was half-started is removed, what d
   }
 });
 
-test('the agent refuses exports outside its roots, symlinks and missing directories, naming the host', async () => {
+test('the agent refuses exports outside its roots, symlinks and missing directories, naming the host', { timeout: 600_000 }, async () => {
   const a = await Agent.open(cfg);
   try {
     const order = (d: string): ProxyServerSpec => ({ kind: 'proxy-server', key: keyDoc(), exports: [{ dir: d, name: '/x' }], channel: 'tls' });

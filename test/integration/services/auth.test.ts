@@ -8,7 +8,7 @@ import { fuseSkip } from '../fuse/mount-helper.js';
 import { addUser } from '../../../src/services/sessiond/users.js';
 import { aliceRequest, BOB_ACCOUNT, gvfs, makeExports, startCluster, until, type Cluster } from '../../helpers/services.js';
 
-describe('access: tokens, users and the agents\' controller', { skip: fuseSkip() }, () => {
+describe('access: tokens, users and the agents\' controller', { skip: fuseSkip(), timeout: 600_000 }, () => {
   let c: Cluster;
   let s: any;
   before(async () => {

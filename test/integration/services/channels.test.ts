@@ -12,7 +12,7 @@ import { startSshd, type Sshd } from '../../helpers/sshd.js';
 
 const sh = promisify(execFile);
 
-describe('sessions over SSH, from an NFS server, and with the shared golden cache', { skip: fuseSkip() }, () => {
+describe('sessions over SSH, from an NFS server, and with the shared golden cache', { skip: fuseSkip(), timeout: 600_000 }, () => {
   let c: Cluster;
   let sshd: Sshd;
   let sshDir: string;

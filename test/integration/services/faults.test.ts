@@ -6,7 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { fuseSkip } from '../fuse/mount-helper.js';
 import { aliceRequest, makeExports, mountsUnder, processesUnder, startCluster, until, type Cluster } from '../../helpers/services.js';
 
-describe('faults: agents restarted, down, or refusing mid-creation', { skip: fuseSkip() }, () => {
+describe('faults: agents restarted, down, or refusing mid-creation', { skip: fuseSkip(), timeout: 600_000 }, () => {
   let c: Cluster;
   before(async () => {
     c = await startCluster();

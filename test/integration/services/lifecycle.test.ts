@@ -10,7 +10,7 @@ import { aliceRequest, gvfs, mountsUnder, processesUnder, startCluster, type Clu
 
 const sh = promisify(execFile);
 
-describe('session lifecycle across three agents (state, data, compute)', { skip: fuseSkip() }, () => {
+describe('session lifecycle across three agents (state, data, compute)', { skip: fuseSkip(), timeout: 600_000 }, () => {
   let c: Cluster;
   before(async () => {
     c = await startCluster();

@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { fuseSkip } from '../fuse/mount-helper.js';
 import { aliceRequest, makeExports, mountsUnder, startCluster, until, type Cluster } from '../../helpers/services.js';
 
-describe('lifetimes: expiry (flush first), renew, and a session service restart', { skip: fuseSkip() }, () => {
+describe('lifetimes: expiry (flush first), renew, and a session service restart', { skip: fuseSkip(), timeout: 600_000 }, () => {
   let c: Cluster;
   before(async () => {
     c = await startCluster();

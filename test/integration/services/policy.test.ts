@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import { fuseSkip } from '../fuse/mount-helper.js';
 import { aliceRequest, gvfs, makeExports, startCluster, type Cluster } from '../../helpers/services.js';
 
-describe('live policy change (PATCH)', { skip: fuseSkip() }, () => {
+describe('live policy change (PATCH)', { skip: fuseSkip(), timeout: 600_000 }, () => {
   let c: Cluster;
   before(async () => {
     c = await startCluster();

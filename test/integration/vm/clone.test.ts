@@ -19,7 +19,7 @@ const MEMORY = 128 * 2 ** 20;
  * through the proxy client (`gvfs mount` with its disk cache and the
  * meta-data layer). Unmodified QEMU on both sides.
  */
-describe('gvfs vm: publish, clone through a GVFS session, suspend and resume', { skip: vmSkip() }, () => {
+describe('gvfs vm: publish, clone through a GVFS session, suspend and resume', { skip: vmSkip(), timeout: 1_200_000 }, () => {
   let dir: string;
   let ps: GvfsProcess | undefined;
   let g: DemoGuest;

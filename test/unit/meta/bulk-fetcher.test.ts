@@ -172,7 +172,7 @@ const LAYOUT = [1, null, 2, 3, null, null, null, null, 4, 5, 6, 7, null, 8, null
 const DATA = fileOf(BS, LAYOUT, 1000);
 const META = metaOf(DATA, BS);
 
-test('demand: a chunk arrives verified, zero blocks are not asked for, runs of data blocks are one range', async () => {
+test('demand: a chunk arrives verified, zero blocks are not asked for, runs of data blocks are one range', { timeout: 60_000 }, async () => {
   for (const codec of [Codec.NONE, Codec.ZSTD]) {
     const { f, srv, c, delivered } = rig(DATA, META, { codec });
     assert.equal(f.nChunks, 5);
@@ -196,7 +196,7 @@ test('demand: a chunk arrives verified, zero blocks are not asked for, runs of d
   }
 });
 
-test('demand: zero blocks inside a chunk come back as zeros; the short last chunk is its real length', async () => {
+test('demand: zero blocks inside a chunk come back as zeros; the short last chunk is its real length', { timeout: 60_000 }, async () => {
   const { f, srv } = rig(DATA, META);
   const c3 = await f.demand(3);
   assert.deepEqual(c3, chunkOf(DATA, 3, CS));
@@ -210,7 +210,7 @@ test('demand: zero blocks inside a chunk come back as zeros; the short last chun
   assert.deepEqual(srv.calls[1].ranges, [{ offset: 4 * CS, len: BS + 1000 }]);
 });
 
-test('demand of a chunk that arrived recently makes no call', async () => {
+test('demand of a chunk that arrived recently makes no call', { timeout: 60_000 }, async () => {
   const { f, srv, c } = rig(DATA, META);
   const first = await f.demand(2);
   assert.deepEqual(f.recentChunk(2), first);
@@ -220,7 +220,7 @@ test('demand of a chunk that arrived recently makes no call', async () => {
   assert.equal(c.demandChunks, 1);
 });
 
-test('background transfer: every data chunk delivered once, exactly; zero blocks and the all-zero chunk never requested', async () => {
+test('background transfer: every data chunk delivered once, exactly; zero blocks and the all-zero chunk never requested', { timeout: 60_000 }, async () => {
   for (const codec of [Codec.NONE, Codec.ZSTD]) {
     const { f, srv, c, delivered } = rig(DATA, META, { codec });
     f.start(range(f.nChunks));
@@ -247,7 +247,7 @@ test('background transfer: every data chunk delivered once, exactly; zero blocks
   }
 });
 
-test('a corrupted range is fetched again once, alone, and only good data is delivered', async () => {
+test('a corrupted range is fetched again once, alone, and only good data is delivered', { timeout: 60_000 }, async () => {
   const { f, srv, c, delivered } = rig(DATA, META);
   srv.tamper = (call, r) => (call === 0 && r.offset === 2 * CS ? flipOneByte(r) : r);
   f.start(range(f.nChunks));
@@ -267,7 +267,7 @@ test('a corrupted range is fetched again once, alone, and only good data is deli
   for (const [off, d] of delivered) assert.deepEqual(d, chunkOf(DATA, off / CS, CS));
 });
 
-test('every kind of bad range is refetched: wrong bytes, missing, wrong length, undecodable zstd', async () => {
+test('every kind of bad range is refetched: wrong bytes, missing, wrong length, undecodable zstd', { timeout: 60_000 }, async () => {
   const kinds: Array<[string, (r: BulkRange) => BulkRange | null]> = [
     ['wrong bytes', flipOneByte],
     ['missing', () => null],
@@ -285,7 +285,7 @@ test('every kind of bad range is refetched: wrong bytes, missing, wrong length, 
   }
 });
 
-test('a chunk corrupted twice rejects with MetaUnusable and is never delivered', async () => {
+test('a chunk corrupted twice rejects with MetaUnusable and is never delivered', { timeout: 60_000 }, async () => {
   const { f, srv, c, delivered } = rig(DATA, META);
   srv.tamper = (_call, r) => (r.offset === 0 ? flipOneByte(r) : r);
   await assert.rejects(f.demand(0), (e: unknown) => {
@@ -300,7 +300,7 @@ test('a chunk corrupted twice rejects with MetaUnusable and is never delivered',
   assert.equal(f.recentChunk(0), undefined, 'nothing bad is kept for readers either');
 });
 
-test('a block with one wrong byte anywhere in a long range is caught', async () => {
+test('a block with one wrong byte anywhere in a long range is caught', { timeout: 60_000 }, async () => {
   // One range of four blocks (chunk 2); the wrong byte is in its third block.
   const { f, srv, delivered } = rig(DATA, META);
   srv.tamper = (_call, r) => {
@@ -313,7 +313,7 @@ test('a block with one wrong byte anywhere in a long range is caught', async () 
   assert.deepEqual(delivered, []);
 });
 
-test('STALE (or NONE) from the server means the meta-data is unusable', async () => {
+test('STALE (or NONE) from the server means the meta-data is unusable', { timeout: 60_000 }, async () => {
   // The file on the server is another version than the meta-data names.
   const stale = new FakeServer(DATA, { ...VERSION, size: DATA.length, ctime: { sec: 21, nsec: 0 } });
   const a = rig(DATA, META, {}, stale);
@@ -336,7 +336,7 @@ test('STALE (or NONE) from the server means the meta-data is unusable', async ()
   });
 });
 
-test('a background transfer that hits STALE settles done and delivers nothing', async () => {
+test('a background transfer that hits STALE settles done and delivers nothing', { timeout: 60_000 }, async () => {
   const { f, srv, delivered } = rig(DATA, META, { chunkSize: BS, window: 2 });
   srv.status = MetaStatus.STALE;
   f.start(range(f.nChunks));
@@ -345,7 +345,7 @@ test('a background transfer that hits STALE settles done and delivers nothing', 
   assert.equal(f.pending, 0);
 });
 
-test('demand of a chunk already on the wire shares that call', async () => {
+test('demand of a chunk already on the wire shares that call', { timeout: 60_000 }, async () => {
   const { f, srv, c, delivered } = rig(DATA, META, { window: 1 });
   srv.gated = true;
   f.start(range(f.nChunks));
@@ -373,7 +373,7 @@ const BIG_LAYOUT = range(16 * 8).map((i) => (i % 16 === 5 ? null : i));
 const BIG = fileOf(BIG_BS, BIG_LAYOUT, 4096); // 8 MiB and a bit: 9 chunks
 const BIG_META = metaOf(BIG, BIG_BS);
 
-test('demand of a chunk still queued goes out at once, and the background transfer does not ask for it again', async () => {
+test('demand of a chunk still queued goes out at once, and the background transfer does not ask for it again', { timeout: 60_000 }, async () => {
   // One chunk per call, window 1: chunk 7 is at the back of the queue.
   const r = rig(BIG, BIG_META, { chunkSize: BIG_CS, window: 1 });
   r.srv.gated = true;
@@ -412,7 +412,7 @@ async function drive(r: Rig, window: number, releaseAll = false): Promise<number
   return r.srv.calls.map((_, i) => r.srv.chunksOf(i, BIG_CS)).flat();
 }
 
-test('background transfer follows the given chunk order and keeps `window` calls on the wire', async () => {
+test('background transfer follows the given chunk order and keeps `window` calls on the wire', { timeout: 60_000 }, async () => {
   const order = [3, 0, 8, 5, 1, 7, 2, 6, 4];
   for (const [window, releaseAll] of [[1, false], [2, false], [3, false], [2, true], [4, true]] as const) {
     const r = rig(BIG, BIG_META, { chunkSize: BIG_CS, window });
@@ -428,7 +428,7 @@ test('background transfer follows the given chunk order and keeps `window` calls
   }
 });
 
-test('the window holds when the disk cache is asked about each chunk (pumps racing over that await)', async () => {
+test('the window holds when the disk cache is asked about each chunk (pumps racing over that await)', { timeout: 60_000 }, async () => {
   const order = [3, 0, 8, 5, 1, 7, 2, 6, 4];
   for (const window of [2, 3, 4]) {
     const r = rig(BIG, BIG_META, { chunkSize: BIG_CS, window, cached: async () => false });
@@ -438,7 +438,7 @@ test('the window holds when the disk cache is asked about each chunk (pumps raci
   }
 });
 
-test('background transfer: duplicates and chunks past the end in the order are ignored; start twice is a no-op', async () => {
+test('background transfer: duplicates and chunks past the end in the order are ignored; start twice is a no-op', { timeout: 60_000 }, async () => {
   const r = rig(BIG, BIG_META, { chunkSize: BIG_CS, window: 2 });
   r.srv.gated = true;
   r.f.start([2, 2, 40, 0, 2, 9, 0]);
@@ -448,7 +448,7 @@ test('background transfer: duplicates and chunks past the end in the order are i
   assert.deepEqual(calls, [2, 0]);
 });
 
-test('`cached` chunks are skipped by the background transfer', async () => {
+test('`cached` chunks are skipped by the background transfer', { timeout: 60_000 }, async () => {
   const asked: Array<[number, number]> = [];
   const r = rig(BIG, BIG_META, {
     chunkSize: BIG_CS,
@@ -472,7 +472,7 @@ test('`cached` chunks are skipped by the background transfer', async () => {
   assert.equal(r.f.pending, 0);
 });
 
-test('every chunk cached: no call at all, done settles', async () => {
+test('every chunk cached: no call at all, done settles', { timeout: 60_000 }, async () => {
   const r = rig(DATA, META, { cached: async () => true });
   r.f.start(range(r.f.nChunks));
   await r.f.done;
@@ -480,14 +480,14 @@ test('every chunk cached: no call at all, done settles', async () => {
   assert.deepEqual(r.delivered, []);
 });
 
-test('a `cached` check that fails counts as not cached', async () => {
+test('a `cached` check that fails counts as not cached', { timeout: 60_000 }, async () => {
   const r = rig(DATA, META, { cached: async () => Promise.reject(new Error('disk cache gone')) });
   r.f.start(range(r.f.nChunks));
   await r.f.done;
   assert.equal(r.delivered.length, 4);
 });
 
-test('calls stay within MAX_RANGES ranges and MAX_BULK bytes', async () => {
+test('calls stay within MAX_RANGES ranges and MAX_BULK bytes', { timeout: 60_000 }, async () => {
   // 600 blocks alternating data and zero: every data block is its own range.
   const bs = 4096;
   const data = fileOf(bs, range(600).map((i) => (i % 2 ? null : i)));
@@ -504,7 +504,7 @@ test('calls stay within MAX_RANGES ranges and MAX_BULK bytes', async () => {
   assert.equal(r.delivered.length, 300);
 });
 
-test('stop() settles done and sends nothing more', async () => {
+test('stop() settles done and sends nothing more', { timeout: 60_000 }, async () => {
   const r = rig(BIG, BIG_META, { chunkSize: BIG_CS, window: 1 });
   r.srv.gated = true;
   r.f.start(range(9));
@@ -518,7 +518,7 @@ test('stop() settles done and sends nothing more', async () => {
   assert.equal(r.delivered.length, 1, 'the call on the wire still lands');
 });
 
-test('a chunk whose deliver fails is still served', async () => {
+test('a chunk whose deliver fails is still served', { timeout: 60_000 }, async () => {
   const r = rig(DATA, META, { deliver: async () => Promise.reject(new Error('disk full')) });
   assert.deepEqual(await r.f.demand(2), chunkOf(DATA, 2, CS));
 });

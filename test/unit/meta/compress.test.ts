@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import '../../helpers/fc-seed.js';
 import { Codec, DEFAULT_LEVEL, pack, unpack } from '../../../src/meta/compress.js';
 
 /** Compressible data like a memory image: zero runs and repeated text. */
@@ -15,7 +16,7 @@ function imageLike(len: number): Buffer {
 // zstd frame magic (RFC 8878 §3.1.1), little-endian 0xFD2FB528.
 const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
 
-test('ZSTD: compressible data is compressed and unpacks to the same bytes', () => {
+test('ZSTD: compressible data is compressed and unpacks to the same bytes', { timeout: 60_000 }, () => {
   for (const len of [64, 4096, 65536, 1 << 20]) {
     const raw = imageLike(len);
     const p = pack(raw, Codec.ZSTD);
@@ -26,7 +27,7 @@ test('ZSTD: compressible data is compressed and unpacks to the same bytes', () =
   }
 });
 
-test('ZSTD at other levels round-trips too', () => {
+test('ZSTD at other levels round-trips too', { timeout: 60_000 }, () => {
   const raw = imageLike(100_000);
   for (const level of [DEFAULT_LEVEL, 3, 9, 19, -5]) {
     const p = pack(raw, Codec.ZSTD, level);
@@ -35,7 +36,7 @@ test('ZSTD at other levels round-trips too', () => {
   }
 });
 
-test('NONE: data is sent as it is', () => {
+test('NONE: data is sent as it is', { timeout: 60_000 }, () => {
   const raw = imageLike(10_000);
   const p = pack(raw, Codec.NONE);
   assert.equal(p.codec, Codec.NONE);
@@ -43,7 +44,7 @@ test('NONE: data is sent as it is', () => {
   assert.deepEqual(unpack(p.data, Codec.NONE, raw.length), raw);
 });
 
-test('incompressible data asked for ZSTD is sent as NONE, unchanged', () => {
+test('incompressible data asked for ZSTD is sent as NONE, unchanged', { timeout: 60_000 }, () => {
   for (const len of [64, 1000, 65536, 1 << 20]) {
     const raw = randomBytes(len);
     const p = pack(raw, Codec.ZSTD);
@@ -53,7 +54,7 @@ test('incompressible data asked for ZSTD is sent as NONE, unchanged', () => {
   }
 });
 
-test('data under 64 bytes is never compressed, even when it would shrink', () => {
+test('data under 64 bytes is never compressed, even when it would shrink', { timeout: 60_000 }, () => {
   for (const len of [0, 1, 63]) {
     const raw = Buffer.alloc(len);
     const p = pack(raw, Codec.ZSTD);
@@ -64,7 +65,7 @@ test('data under 64 bytes is never compressed, even when it would shrink', () =>
   assert.equal(pack(Buffer.alloc(64), Codec.ZSTD).codec, Codec.ZSTD);
 });
 
-test('property: unpack(pack(x)) === x for both codecs, and pack never grows data', () => {
+test('property: unpack(pack(x)) === x for both codecs, and pack never grows data', { timeout: 60_000 }, () => {
   const data = fc.oneof(
     fc.uint8Array({ maxLength: 5000 }).map((a) => Buffer.from(a)),
     // Runs of a few byte values: compressible.
@@ -83,7 +84,7 @@ test('property: unpack(pack(x)) === x for both codecs, and pack never grows data
   );
 });
 
-test('unpack with the wrong raw length throws, for both codecs', () => {
+test('unpack with the wrong raw length throws, for both codecs', { timeout: 60_000 }, () => {
   const raw = imageLike(8192);
   const z = pack(raw, Codec.ZSTD);
   assert.equal(z.codec, Codec.ZSTD);
@@ -93,7 +94,7 @@ test('unpack with the wrong raw length throws, for both codecs', () => {
   }
 });
 
-test('corrupt zstd data throws', () => {
+test('corrupt zstd data throws', { timeout: 60_000 }, () => {
   const raw = imageLike(65536);
   const z = pack(raw, Codec.ZSTD).data;
   // Not a zstd frame at all.
@@ -109,6 +110,6 @@ test('corrupt zstd data throws', () => {
   }
 });
 
-test('an unknown codec throws', () => {
+test('an unknown codec throws', { timeout: 60_000 }, () => {
   assert.throws(() => unpack(Buffer.alloc(4), 7 as Codec, 4), /unknown codec 7/);
 });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import '../../helpers/fc-seed.js';
 import {
   blockCount,
   blockHash,
@@ -129,15 +130,15 @@ function rejects(buf: Buffer, re: RegExp): void {
 
 // ---------- encoding ----------
 
-test('encodeMeta writes the documented layout (hand-written vector)', () => {
+test('encodeMeta writes the documented layout (hand-written vector)', { timeout: 60_000 }, () => {
   assert.equal(encodeMeta(sample()).toString('hex'), hex(SAMPLE_HEX).toString('hex'));
 });
 
-test('decodeMeta reads the hand-written vector', () => {
+test('decodeMeta reads the hand-written vector', { timeout: 60_000 }, () => {
   assert.deepEqual(decodeMeta(hex(SAMPLE_HEX)), sample());
 });
 
-test('the raw builder used for malformed inputs agrees with the decoder when well-formed', () => {
+test('the raw builder used for malformed inputs agrees with the decoder when well-formed', { timeout: 60_000 }, () => {
   const m = decodeMeta(build());
   assert.equal(m.fileid, 7n);
   assert.equal(m.size, 3 * 4096);
@@ -148,7 +149,7 @@ test('the raw builder used for malformed inputs agrees with the decoder when wel
   assert.equal(m.source, 'f');
 });
 
-test('decoded buffers are copies: changing the input afterwards changes nothing', () => {
+test('decoded buffers are copies: changing the input afterwards changes nothing', { timeout: 60_000 }, () => {
   const buf = encodeMeta(sample());
   const m = decodeMeta(buf);
   buf.fill(0xff);
@@ -183,7 +184,7 @@ const metaArb: fc.Arbitrary<FileMeta> = fc
     }, PLAIN);
   });
 
-test('property: decodeMeta(encodeMeta(m)) equals m (block sizes, sizes, zero maps, hashes, orders, hints)', () => {
+test('property: decodeMeta(encodeMeta(m)) equals m (block sizes, sizes, zero maps, hashes, orders, hints)', { timeout: 60_000 }, () => {
   fc.assert(
     fc.property(metaArb, (m) => {
       const buf = encodeMeta(m);
@@ -195,7 +196,7 @@ test('property: decodeMeta(encodeMeta(m)) equals m (block sizes, sizes, zero map
   );
 });
 
-test('a source longer than 255 bytes of UTF-8 is cut at a character boundary, so the meta-data stays readable', () => {
+test('a source longer than 255 bytes of UTF-8 is cut at a character boundary, so the meta-data stays readable', { timeout: 60_000 }, () => {
   for (const source of ['é'.repeat(128), 'x'.repeat(254) + '😀', '映'.repeat(100)]) {
     const back = decodeMeta(encodeMeta(sample({ source }))).source;
     assert.ok(Buffer.byteLength(back) <= 255);
@@ -204,18 +205,18 @@ test('a source longer than 255 bytes of UTF-8 is cut at a character boundary, so
   }
 });
 
-test('non-ASCII sources round-trip (UTF-8 within the 255-byte bound)', () => {
+test('non-ASCII sources round-trip (UTF-8 within the 255-byte bound)', { timeout: 60_000 }, () => {
   for (const source of ['données/été.img', '映像/ディスク.raw', '😀/x', 'é'.repeat(127)]) {
     assert.equal(decodeMeta(encodeMeta(sample({ source }))).source, source);
   }
 });
 
-test('a source longer than 255 characters is cut to 255', () => {
+test('a source longer than 255 characters is cut to 255', { timeout: 60_000 }, () => {
   const m = decodeMeta(encodeMeta(sample({ source: 'x'.repeat(300) })));
   assert.equal(m.source, 'x'.repeat(255));
 });
 
-test('the largest block size and a size beyond 4 GiB round-trip', () => {
+test('the largest block size and a size beyond 4 GiB round-trip', { timeout: 60_000 }, () => {
   const size = 5 * 2 ** 32 + 17; // 20 GiB and a bit: u64, not u32
   const n = Math.ceil(size / MAX_BLOCK);
   const m = sample({ blockSize: MAX_BLOCK, size, zeroMap: Buffer.alloc(Math.ceil(n / 8), 0x55), hashes: Buffer.alloc(n * HASH_LEN, 3), order: [n - 1, 0] });
@@ -224,29 +225,29 @@ test('the largest block size and a size beyond 4 GiB round-trip', () => {
 
 // ---------- malformed input ----------
 
-test('bad magic is refused', () => {
+test('bad magic is refused', { timeout: 60_000 }, () => {
   rejects(build({ magic: 0x47564d45 }), /not a GVFS meta-data file/);
   rejects(Buffer.from('not meta-data at all, just text'), /not a GVFS meta-data file/);
 });
 
-test('an unsupported version is refused and named', () => {
+test('an unsupported version is refused and named', { timeout: 60_000 }, () => {
   rejects(build({ version: 2 }), /version 2 is not supported/);
   rejects(build({ version: 0 }), /version 0 is not supported/);
 });
 
-test('bad block sizes are refused', () => {
+test('bad block sizes are refused', { timeout: 60_000 }, () => {
   for (const blockSize of [0, 512, MIN_BLOCK - 1, MIN_BLOCK + 1, 3 * MIN_BLOCK + 2048, MAX_BLOCK + MIN_BLOCK, 0xffffffff]) {
     rejects(build({ blockSize }), /bad block size/);
   }
 });
 
-test('an unknown hint or hash algorithm is refused', () => {
+test('an unknown hint or hash algorithm is refused', { timeout: 60_000 }, () => {
   rejects(build({ hint: HINTS.length }), /unknown transfer hint/);
   rejects(build({ hint: 0xffffffff }), /unknown transfer hint/);
   rejects(build({ alg: 'sha1' }), /unknown hash algorithm sha1/);
 });
 
-test('a zero map not matching the size is refused (short or long)', () => {
+test('a zero map not matching the size is refused (short or long)', { timeout: 60_000 }, () => {
   // 3 blocks: the map is exactly 1 byte.
   rejects(build({ zeroMap: Buffer.alloc(0) }), MetaFormatErrorAny);
   rejects(build({ zeroMap: Buffer.alloc(2) }), MetaFormatErrorAny);
@@ -254,51 +255,51 @@ test('a zero map not matching the size is refused (short or long)', () => {
   rejects(build({ size: 9 * 4096, zeroMap: Buffer.alloc(1), hashes: Buffer.alloc(9 * HASH_LEN), order: [] }), /zero map or hashes/);
 });
 
-test('hashes not matching the size are refused (short, long, not whole hashes)', () => {
+test('hashes not matching the size are refused (short, long, not whole hashes)', { timeout: 60_000 }, () => {
   rejects(build({ hashes: Buffer.alloc(2 * HASH_LEN) }), /zero map or hashes/);
   rejects(build({ hashes: Buffer.alloc(3 * HASH_LEN - 1) }), /zero map or hashes/);
   rejects(build({ hashes: Buffer.alloc(4 * HASH_LEN) }), MetaFormatErrorAny);
   rejects(build({ hashes: Buffer.alloc(3 * HASH_LEN + 1) }), MetaFormatErrorAny);
 });
 
-test('a size whose last block is partial needs a hash for it', () => {
+test('a size whose last block is partial needs a hash for it', { timeout: 60_000 }, () => {
   // 3 blocks and one byte: 4 blocks.
   rejects(build({ size: 3 * 4096 + 1 }), /zero map or hashes/);
   assert.equal(decodeMeta(build({ size: 3 * 4096 + 1, hashes: Buffer.alloc(4 * HASH_LEN) })).size, 3 * 4096 + 1);
 });
 
-test('an order naming a block past the end is refused', () => {
+test('an order naming a block past the end is refused', { timeout: 60_000 }, () => {
   rejects(build({ order: [3] }), /names block 3 of 3/);
   rejects(build({ order: [0, 0xffffffff] }), /names block 4294967295 of 3/);
   rejects(build({ size: 0, zeroMap: Buffer.alloc(0), hashes: Buffer.alloc(0), order: [0] }), MetaFormatErrorAny);
 });
 
-test('an order longer than the block count is refused', () => {
+test('an order longer than the block count is refused', { timeout: 60_000 }, () => {
   rejects(build({ order: [0, 1, 2, 0] }), /prefetch order longer than the file/);
   // A count far beyond the input: refused from the count, before anything is read or allocated.
   rejects(build({ count: 0xffffffff, order: [] }), /prefetch order longer than the file/);
 });
 
-test('an order count promising more entries than present is refused', () => {
+test('an order count promising more entries than present is refused', { timeout: 60_000 }, () => {
   // What follows the one entry is read as more entries, then the input runs out.
   rejects(build({ count: 3, order: [0] }), MetaFormatErrorAny);
   rejects(build({ count: 3, order: [0], created: 0, source: '' }).subarray(0, -4), /malformed meta-data/);
 });
 
-test('trailing bytes are refused', () => {
+test('trailing bytes are refused', { timeout: 60_000 }, () => {
   const good = build();
   for (const extra of [1, 3, 4, 8]) rejects(Buffer.concat([good, Buffer.alloc(extra)]), /malformed meta-data: .*trailing/);
   const enc = encodeMeta(sample());
   rejects(Buffer.concat([enc, Buffer.from([0, 0, 0, 0])]), /trailing/);
 });
 
-test('every truncation of a valid file is refused with MetaFormatError', () => {
+test('every truncation of a valid file is refused with MetaFormatError', { timeout: 60_000 }, () => {
   const full = encodeMeta(sample({ order: [1, 0], source: 'some/path/name' }));
   assert.deepEqual(decodeMeta(full).source, 'some/path/name');
   for (let cut = 0; cut < full.length; cut++) rejects(full.subarray(0, cut), MetaFormatErrorAny);
 });
 
-test('property: random bytes never decode to anything but a value or a MetaFormatError', () => {
+test('property: random bytes never decode to anything but a value or a MetaFormatError', { timeout: 60_000 }, () => {
   fc.assert(
     fc.property(fc.uint8Array({ maxLength: 200 }), (a) => {
       const b = Buffer.concat([Buffer.from('GVMD'), Buffer.from([0, 0, 0, 1]), Buffer.from(a)]);
@@ -314,7 +315,7 @@ test('property: random bytes never decode to anything but a value or a MetaForma
 
 // ---------- helpers ----------
 
-test('blockCount rounds up', () => {
+test('blockCount rounds up', { timeout: 60_000 }, () => {
   assert.equal(blockCount({ size: 0, blockSize: 4096 }), 0);
   assert.equal(blockCount({ size: 1, blockSize: 4096 }), 1);
   assert.equal(blockCount({ size: 4096, blockSize: 4096 }), 1);
@@ -322,7 +323,7 @@ test('blockCount rounds up', () => {
   assert.equal(blockCount({ size: 10 * 65536, blockSize: 65536 }), 10);
 });
 
-test('isZero reads bit i of the zero map, least significant bit first', () => {
+test('isZero reads bit i of the zero map, least significant bit first', { timeout: 60_000 }, () => {
   const m = { zeroMap: Buffer.from([0b0000_0101, 0b1000_0000]) };
   const zero = Array.from({ length: 16 }, (_, i) => isZero(m, i));
   assert.deepEqual(
@@ -331,7 +332,7 @@ test('isZero reads bit i of the zero map, least significant bit first', () => {
   );
 });
 
-test('zeroBlocks counts zero bits among the file\'s blocks only (padding bits ignored)', () => {
+test('zeroBlocks counts zero bits among the file\'s blocks only (padding bits ignored)', { timeout: 60_000 }, () => {
   const m = sample({ size: 3 * 4096, zeroMap: Buffer.from([0xff]), hashes: Buffer.alloc(3 * HASH_LEN), order: [] });
   assert.equal(zeroBlocks(m), 3);
   assert.equal(zeroBlocks(sample()), 1);
@@ -339,7 +340,7 @@ test('zeroBlocks counts zero bits among the file\'s blocks only (padding bits ig
   assert.equal(zeroBlocks(sample({ size: 10 * 4096, zeroMap: Buffer.from([0b1010_1010, 0b11]) })), 6);
 });
 
-test('blockHash is SHA-256 cut to its first 16 bytes (FIPS 180-2 vectors)', () => {
+test('blockHash is SHA-256 cut to its first 16 bytes (FIPS 180-2 vectors)', { timeout: 60_000 }, () => {
   assert.equal(blockHash(Buffer.alloc(0)).toString('hex'), 'e3b0c44298fc1c149afbf4c8996fb924');
   assert.equal(blockHash(Buffer.from('abc')).toString('hex'), 'ba7816bf8f01cfea414140de5dae2223');
   const b = Buffer.alloc(4096, 7);
@@ -348,7 +349,7 @@ test('blockHash is SHA-256 cut to its first 16 bytes (FIPS 180-2 vectors)', () =
   assert.notDeepEqual(blockHash(Buffer.alloc(4096)), blockHash(Buffer.concat([Buffer.alloc(4095), Buffer.from([1])])));
 });
 
-test('hashOf returns block i\'s 16 bytes', () => {
+test('hashOf returns block i\'s 16 bytes', { timeout: 60_000 }, () => {
   const hashes = Buffer.concat([H(1), H(2), H(3)]);
   assert.deepEqual(hashOf({ hashes }, 0), H(1));
   assert.deepEqual(hashOf({ hashes }, 1), H(2));
@@ -356,7 +357,7 @@ test('hashOf returns block i\'s 16 bytes', () => {
   assert.equal(hashOf({ hashes }, 3).length, 0);
 });
 
-test('sameVersion compares fileid, size and both times to the nanosecond', () => {
+test('sameVersion compares fileid, size and both times to the nanosecond', { timeout: 60_000 }, () => {
   const v: MetaVersion = { fileid: 5n, size: 100, mtime: { sec: 10, nsec: 20 }, ctime: { sec: 30, nsec: 40 } };
   assert.ok(sameVersion(v, structuredClone(v)));
   assert.ok(sameVersion(v, sample({ ...v })), 'extra FileMeta fields do not matter');
@@ -374,7 +375,7 @@ test('sameVersion compares fileid, size and both times to the nanosecond', () =>
   }
 });
 
-test('metaFileName is <fileid>.gvmeta, exact for 64-bit ids', () => {
+test('metaFileName is <fileid>.gvmeta, exact for 64-bit ids', { timeout: 60_000 }, () => {
   assert.equal(metaFileName(42n), '42.gvmeta');
   assert.equal(metaFileName((1n << 64n) - 1n), '18446744073709551615.gvmeta');
 });

@@ -19,6 +19,7 @@ import {
   type FileMeta,
 } from '../../../src/meta/format.js';
 import { allZero, generateMeta, metaPathOf, metaRootOf, readMetaOf, versionOf, writeMetaFile } from '../../../src/meta/generate.js';
+import { requirePrereq } from '../../helpers/prereq.js';
 
 /** A fresh temp dir, removed when the test ends. */
 async function tempDir(t: TestContext): Promise<string> {
@@ -72,7 +73,7 @@ async function noTempLeft(root: string): Promise<void> {
   );
 }
 
-test('zero blocks are detected exactly, hashes are blockHash of each block, a short last block included', async (t) => {
+test('zero blocks are detected exactly, hashes are blockHash of each block, a short last block included', { timeout: 60_000 }, async (t) => {
   const root = await exportRoot(t);
   const bs = 4096;
   for (const [name, tail] of [
@@ -101,7 +102,7 @@ test('zero blocks are detected exactly, hashes are blockHash of each block, a sh
   await noTempLeft(root);
 });
 
-test('the meta-data names the file\'s version and lives at .gvfs-meta/<fileid>.gvmeta', async (t) => {
+test('the meta-data names the file\'s version and lives at .gvfs-meta/<fileid>.gvmeta', { timeout: 60_000 }, async (t) => {
   const root = await exportRoot(t);
   const file = path.join(root, 'f');
   await fs.writeFile(file, randomBytes(10_000));
@@ -117,7 +118,7 @@ test('the meta-data names the file\'s version and lives at .gvfs-meta/<fileid>.g
   assert.ok(r.meta.created >= before && r.meta.created <= Date.now());
 });
 
-test('the default block size is DEFAULT_BLOCK; bad block sizes are refused', async (t) => {
+test('the default block size is DEFAULT_BLOCK; bad block sizes are refused', { timeout: 60_000 }, async (t) => {
   const root = await exportRoot(t);
   const file = path.join(root, 'f');
   await fs.writeFile(file, Buffer.alloc(3 * DEFAULT_BLOCK + 1, 1));
@@ -129,7 +130,7 @@ test('the default block size is DEFAULT_BLOCK; bad block sizes are refused', asy
   }
 });
 
-test('a file of size 0 has no blocks', async (t) => {
+test('a file of size 0 has no blocks', { timeout: 60_000 }, async (t) => {
   const root = await exportRoot(t);
   const file = path.join(root, 'empty');
   await fs.writeFile(file, '');
@@ -142,7 +143,7 @@ test('a file of size 0 has no blocks', async (t) => {
   assert.deepEqual((await readMetaOf(file))?.meta, r.meta);
 });
 
-test('a sparse file made with ftruncate: holes are zero blocks, written blocks are not', async (t) => {
+test('a sparse file made with ftruncate: holes are zero blocks, written blocks are not', { timeout: 60_000 }, async (t) => {
   const root = await exportRoot(t);
   const file = path.join(root, 'sparse');
   const bs = 64 << 10;
@@ -163,7 +164,7 @@ test('a sparse file made with ftruncate: holes are zero blocks, written blocks a
   expectBlocks(r.meta, await fs.readFile(file));
 });
 
-test('every zero-map and hash matches for random block layouts', async (t) => {
+test('every zero-map and hash matches for random block layouts', { timeout: 60_000 }, async (t) => {
   const root = await exportRoot(t);
   for (let k = 0; k < 6; k++) {
     const bs = 4096 * (1 + (k % 3));
@@ -176,7 +177,7 @@ test('every zero-map and hash matches for random block layouts', async (t) => {
   }
 });
 
-test('--root creates .gvfs-meta and the meta-data goes there', async (t) => {
+test('--root creates .gvfs-meta and the meta-data goes there', { timeout: 60_000 }, async (t) => {
   const root = await tempDir(t);
   await fs.mkdir(path.join(root, 'sub'));
   const file = path.join(root, 'sub', 'f');
@@ -192,7 +193,7 @@ test('--root creates .gvfs-meta and the meta-data goes there', async (t) => {
   assert.equal(r2.metaPath, r.metaPath);
 });
 
-test('metaRootOf finds the nearest ancestor with a .gvfs-meta directory', async (t) => {
+test('metaRootOf finds the nearest ancestor with a .gvfs-meta directory', { timeout: 60_000 }, async (t) => {
   const top = await exportRoot(t);
   const inner = path.join(top, 'a');
   await fs.mkdir(path.join(inner, 'b', 'c'), { recursive: true });
@@ -209,10 +210,13 @@ test('metaRootOf finds the nearest ancestor with a .gvfs-meta directory', async 
   assert.equal(await metaRootOf(path.join(inner, 'f'), path.relative(process.cwd(), top)), top);
 });
 
-test('metaRootOf without any .gvfs-meta above errors clearly', async (t) => {
+test('metaRootOf without any .gvfs-meta above errors clearly', { timeout: 60_000 }, async (t) => {
   const d = await tempDir(t);
   for (let dir = d; ; dir = path.dirname(dir)) {
-    if (await fs.stat(path.join(dir, META_DIR)).catch(() => undefined)) return t.skip(`${dir} has a ${META_DIR}: cannot test "none above" here`);
+    if (await fs.stat(path.join(dir, META_DIR)).catch(() => undefined)) {
+      const why = requirePrereq([`no ${META_DIR} in ${dir} (a test directory above which none exists)`, false]);
+      return t.skip(why || undefined);
+    }
     if (path.dirname(dir) === dir) break;
   }
   const file = path.join(d, 'f');
@@ -227,7 +231,7 @@ test('metaRootOf without any .gvfs-meta above errors clearly', async (t) => {
   await assert.rejects(readMetaOf(file), /no \.gvfs-meta directory above/);
 });
 
-test('a file outside the root is refused by metaPathOf and readMetaOf', async (t) => {
+test('a file outside the root is refused by metaPathOf and readMetaOf', { timeout: 60_000 }, async (t) => {
   const root = await exportRoot(t);
   const other = await tempDir(t);
   const file = path.join(other, 'f');
@@ -245,7 +249,7 @@ test('a file outside the root is refused by metaPathOf and readMetaOf', async (t
   assert.deepEqual(await fs.readdir(path.join(root, '.gvfs-meta')).catch(() => []), []);
 });
 
-test('a file whose name starts with ".." inside the export is inside it, and keeps its order on regeneration', async (t) => {
+test('a file whose name starts with ".." inside the export is inside it, and keeps its order on regeneration', { timeout: 60_000 }, async (t) => {
   const root = await exportRoot(t);
   const file = path.join(root, '..notes');
   await fs.writeFile(file, Buffer.alloc(3 * 4096, 1));
@@ -260,7 +264,7 @@ test('a file whose name starts with ".." inside the export is inside it, and kee
   assert.equal(again.meta.hint, 'prefetch');
 });
 
-test('a regenerated file keeps its recorded order and hint', async (t) => {
+test('a regenerated file keeps its recorded order and hint', { timeout: 60_000 }, async (t) => {
   const root = await exportRoot(t);
   const file = path.join(root, 'f');
   const bs = 4096;
@@ -298,7 +302,7 @@ test('a regenerated file keeps its recorded order and hint', async (t) => {
   await noTempLeft(root);
 });
 
-test('a different block size drops the recorded order (its indexes mean other blocks)', async (t) => {
+test('a different block size drops the recorded order (its indexes mean other blocks)', { timeout: 60_000 }, async (t) => {
   const root = await exportRoot(t);
   const file = path.join(root, 'f');
   await fs.writeFile(file, Buffer.alloc(8 * 8192, 1));
@@ -309,7 +313,7 @@ test('a different block size drops the recorded order (its indexes mean other bl
   assert.equal(again.meta.hint, 'prefetch', 'the hint is kept either way');
 });
 
-test('unreadable old meta-data is replaced, not fatal', async (t) => {
+test('unreadable old meta-data is replaced, not fatal', { timeout: 60_000 }, async (t) => {
   const root = await exportRoot(t);
   const file = path.join(root, 'f');
   await fs.writeFile(file, Buffer.alloc(5000, 2));
@@ -321,7 +325,7 @@ test('unreadable old meta-data is replaced, not fatal', async (t) => {
   assert.deepEqual((await readMetaOf(file))?.meta, again.meta);
 });
 
-test('readMetaOf returns undefined when the file has no meta-data', async (t) => {
+test('readMetaOf returns undefined when the file has no meta-data', { timeout: 60_000 }, async (t) => {
   const root = await exportRoot(t);
   const file = path.join(root, 'f');
   await fs.writeFile(file, 'data');
@@ -331,13 +335,13 @@ test('readMetaOf returns undefined when the file has no meta-data', async (t) =>
   assert.deepEqual(await readMetaOf(file, root), { metaPath: r.metaPath, meta: r.meta });
 });
 
-test('a directory is not a regular file', async (t) => {
+test('a directory is not a regular file', { timeout: 60_000 }, async (t) => {
   const root = await exportRoot(t);
   await fs.mkdir(path.join(root, 'd'));
   await assert.rejects(generateMeta(path.join(root, 'd')), /is not a regular file/);
 });
 
-test('versionOf matches fs.stat: inode, size, mtime and ctime to the nanosecond', async (t) => {
+test('versionOf matches fs.stat: inode, size, mtime and ctime to the nanosecond', { timeout: 60_000 }, async (t) => {
   const d = await tempDir(t);
   const file = path.join(d, 'f');
   await fs.writeFile(file, randomBytes(12345));
@@ -358,7 +362,7 @@ test('versionOf matches fs.stat: inode, size, mtime and ctime to the nanosecond'
   assert.equal(BigInt(v2.ctime.sec) * 1_000_000_000n + BigInt(v2.ctime.nsec), st2.ctimeNs);
 });
 
-test('allZero compares against zeros up to the largest block', () => {
+test('allZero compares against zeros up to the largest block', { timeout: 60_000 }, () => {
   assert.ok(allZero(Buffer.alloc(0)));
   assert.ok(allZero(Buffer.alloc(MAX_BLOCK)));
   const b = Buffer.alloc(MAX_BLOCK);

@@ -194,7 +194,7 @@ for (const [op, list] of listers) {
   });
 }
 
-test('readdir and readdirplus pass their arguments and entry bodies through', async () => {
+test('readdir and readdirplus pass their arguments and entry bodies through', { timeout: 60_000 }, async () => {
   const stub = new StubBackend(['x', META_DIR, 'y'], 10);
   const h = hide(stub);
   const plus = await h.readdirplus(CRED, DIR, 0n, Buffer.alloc(8), 1234, 5678);
@@ -210,7 +210,7 @@ test('readdir and readdirplus pass their arguments and entry bodies through', as
   assert.deepEqual(stub.calls[1].args, [CRED, DIR, 0n, Buffer.alloc(8), 999]);
 });
 
-test('lookup of .gvfs-meta is NOENT and never reaches the backend; other names pass through', async () => {
+test('lookup of .gvfs-meta is NOENT and never reaches the backend; other names pass through', { timeout: 60_000 }, async () => {
   const stub = new StubBackend();
   const h = hide(stub);
   await assert.rejects(h.lookup(CRED, DIR, META_DIR), refusedAs('NOENT'));
@@ -258,7 +258,7 @@ for (const [label, call, args] of mutations) {
   });
 }
 
-test('rename with .gvfs-meta on both sides is refused; between ordinary names it passes', async () => {
+test('rename with .gvfs-meta on both sides is refused; between ordinary names it passes', { timeout: 60_000 }, async () => {
   const stub = new StubBackend();
   const h = hide(stub);
   await assert.rejects(h.rename(CRED, DIR, META_DIR, DIR, META_DIR), refusedAs('ACCES'));

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import '../../helpers/fc-seed.js';
 import {
   bulkReadArgs,
   bulkReadRes,
@@ -92,7 +93,7 @@ const V_HEX = `
   00000001 00000002 00000003 00000004  # mtime, ctime
 `;
 
-test('BULK_READ args: hand-written vector', () => {
+test('BULK_READ args: hand-written vector', { timeout: 60_000 }, () => {
   const a: BulkReadArgs = { fh: Buffer.from([0xab, 0xcd, 0xef]), version: V, codec: 1, ranges: [{ offset: 0x2_0000_0000, len: 65536 }, { offset: 4096, len: 1 }] };
   const vec = hex(`
     00000003 abcdef00                 # fh
@@ -106,7 +107,7 @@ test('BULK_READ args: hand-written vector', () => {
   assert.deepEqual(decodeAll(bulkReadArgs.dec, vec), a);
 });
 
-test('BULK_READ res: hand-written vector', () => {
+test('BULK_READ res: hand-written vector', { timeout: 60_000 }, () => {
   const v: BulkReadRes = { status: MetaStatus.OK, nfsstat: 0, ranges: [{ offset: 8192, rawLen: 4096, codec: 0, data: Buffer.from('hello') }] };
   const vec = hex(`
     00000000 00000000                 # status OK, nfsstat 0
@@ -118,7 +119,7 @@ test('BULK_READ res: hand-written vector', () => {
   assert.deepEqual(decodeAll(bulkReadRes.dec, vec), v);
 });
 
-test('SET_ORDER args: hand-written vector; hints are ondemand 0, whole 1, prefetch 2', () => {
+test('SET_ORDER args: hand-written vector; hints are ondemand 0, whole 1, prefetch 2', { timeout: 60_000 }, () => {
   const vec = (h: string) =>
     hex(`
     00000000                          # empty fh
@@ -133,7 +134,7 @@ test('SET_ORDER args: hand-written vector; hints are ondemand 0, whole 1, prefet
   }
 });
 
-test('GET_META args and res: hand-written vectors', () => {
+test('GET_META args and res: hand-written vectors', { timeout: 60_000 }, () => {
   const args = hex('00000002 0102 0000  00000010  00100000');
   assert.deepEqual(decodeAll(getMetaArgs.dec, args), { fh: Buffer.from([1, 2]), offset: 16, count: 1 << 20 });
   assert.deepEqual(encode(getMetaArgs.enc, { fh: Buffer.from([1, 2]), offset: 16, count: 1 << 20 }), args);
@@ -153,13 +154,13 @@ function bulkArgsWith(n: number, present = n): Buffer {
   return w.toBuffer();
 }
 
-test('BULK_READ args: more than MAX_RANGES ranges are refused before reading them', () => {
+test('BULK_READ args: more than MAX_RANGES ranges are refused before reading them', { timeout: 60_000 }, () => {
   assert.equal(decodeAll(bulkReadArgs.dec, bulkArgsWith(MAX_RANGES)).ranges.length, MAX_RANGES);
   assert.throws(() => bulkReadArgs.dec(new XdrReader(bulkArgsWith(MAX_RANGES + 1))), RangeError);
   assert.throws(() => bulkReadArgs.dec(new XdrReader(bulkArgsWith(0xffffffff, 0))), /4294967295 ranges \(at most 256\)/);
 });
 
-test('BULK_READ res: more than MAX_RANGES ranges are refused', () => {
+test('BULK_READ res: more than MAX_RANGES ranges are refused', { timeout: 60_000 }, () => {
   const res = (n: number) => {
     const w = new XdrWriter();
     w.u32(0).u32(0).u32(n);
@@ -180,18 +181,18 @@ function orderArgsWith(hint: number, n: number, present = n): Buffer {
   return w.toBuffer();
 }
 
-test('SET_ORDER args: more than MAX_ORDER entries are refused', () => {
+test('SET_ORDER args: more than MAX_ORDER entries are refused', { timeout: 60_000 }, () => {
   assert.equal(decodeAll(setOrderArgs.dec, orderArgsWith(2, MAX_ORDER)).order.length, MAX_ORDER);
   assert.throws(() => setOrderArgs.dec(new XdrReader(orderArgsWith(2, MAX_ORDER + 1))), RangeError);
   assert.throws(() => setOrderArgs.dec(new XdrReader(orderArgsWith(0, 0xffffffff, 0))), /order of 4294967295 blocks \(at most 200000\)/);
 });
 
-test('SET_ORDER args: an unknown hint is refused', () => {
+test('SET_ORDER args: an unknown hint is refused', { timeout: 60_000 }, () => {
   for (const h of [3, 4, 0xffffffff]) assert.throws(() => setOrderArgs.dec(new XdrReader(orderArgsWith(h, 1))), /unknown hint/);
   for (let h = 0; h < HINTS.length; h++) assert.equal(decodeAll(setOrderArgs.dec, orderArgsWith(h, 1)).hint, HINTS[h]);
 });
 
-test('file handles longer than 64 bytes are refused (NFSv3 FHSIZE)', () => {
+test('file handles longer than 64 bytes are refused (NFSv3 FHSIZE)', { timeout: 60_000 }, () => {
   const w = new XdrWriter();
   getMetaArgs.enc(w, { fh: Buffer.alloc(65), offset: 0, count: 0 });
   assert.throws(() => getMetaArgs.dec(new XdrReader(w.toBuffer())), XdrError);
@@ -203,7 +204,7 @@ test('file handles longer than 64 bytes are refused (NFSv3 FHSIZE)', () => {
   assert.throws(() => setOrderArgs.dec(new XdrReader(w3.toBuffer())), XdrError);
 });
 
-test('decoded buffers are copies, not views into the record', () => {
+test('decoded buffers are copies, not views into the record', { timeout: 60_000 }, () => {
   const b = encode(bulkReadRes.enc, { status: 0, nfsstat: 0, ranges: [{ offset: 0, rawLen: 3, codec: 0, data: Buffer.from('abc') }] });
   const v = bulkReadRes.dec(new XdrReader(b));
   b.fill(0);

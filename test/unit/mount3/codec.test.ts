@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import '../../helpers/fc-seed.js';
 import { XdrError, type XdrReader, type XdrWriter } from '../../../src/xdr/index.js';
 import { type ExportEntry, type MntResult, MNTPATHLEN, type MountEntry, MountStat, dirpath, exports, mntres, mountlist } from '../../../src/mount3/codec.js';
 import { decodeAll, encode, hex } from '../../helpers/xdr.js';
@@ -20,7 +21,7 @@ function vector<T>(codec: Codec<T>, v: T, bytes: Buffer): void {
   assert.deepEqual(decodeAll(codec.dec, bytes), v);
 }
 
-test('mountres3 OK: fhandle3 then auth_flavors<> (RFC 1813 appendix I, MOUNTPROC3_MNT)', () => {
+test('mountres3 OK: fhandle3 then auth_flavors<> (RFC 1813 appendix I, MOUNTPROC3_MNT)', { timeout: 60_000 }, () => {
   vector<MntResult>(
     mntres,
     { status: MountStat.OK, fh: hex('0102030405'), authFlavors: [1, 0] },
@@ -32,24 +33,24 @@ test('mountres3 OK: fhandle3 then auth_flavors<> (RFC 1813 appendix I, MOUNTPROC
   );
 });
 
-test('mountres3 errors have a void body', () => {
+test('mountres3 errors have a void body', { timeout: 60_000 }, () => {
   vector<MntResult>(mntres, { status: MountStat.NOENT }, hex('00000002'));
   vector<MntResult>(mntres, { status: MountStat.ACCES }, hex('0000000d'));
   vector<MntResult>(mntres, { status: MountStat.SERVERFAULT }, hex('00002716'));
 });
 
-test('mountres3: a handle over FHSIZE3 (64) is rejected', () => {
+test('mountres3: a handle over FHSIZE3 (64) is rejected', { timeout: 60_000 }, () => {
   assert.throws(() => decodeAll(mntres.dec, hex('00000000 00000041' + '00'.repeat(68) + '00000000')), XdrError);
 });
 
-test('dirpath: string<MNTPATHLEN> (1024)', () => {
+test('dirpath: string<MNTPATHLEN> (1024)', { timeout: 60_000 }, () => {
   vector(dirpath, '/export', hex('00000007 2f657870 6f727400'));
   const long = (n: number) => Buffer.concat([hex(n.toString(16).padStart(8, '0')), Buffer.alloc(n, 0x61)]);
   assert.equal(decodeAll(dirpath.dec, long(MNTPATHLEN)).length, 1024);
   assert.throws(() => decodeAll(dirpath.dec, long(MNTPATHLEN + 4)), XdrError);
 });
 
-test('mountlist: linked mountbody entries { ml_hostname, ml_directory, ml_next }', () => {
+test('mountlist: linked mountbody entries { ml_hostname, ml_directory, ml_next }', { timeout: 60_000 }, () => {
   vector<MountEntry[]>(
     mountlist,
     [
@@ -69,7 +70,7 @@ test('mountlist: linked mountbody entries { ml_hostname, ml_directory, ml_next }
   vector<MountEntry[]>(mountlist, [], hex('00000000'));
 });
 
-test('exports: exportnode { ex_dir, ex_groups (a list of names), ex_next }', () => {
+test('exports: exportnode { ex_dir, ex_groups (a list of names), ex_next }', { timeout: 60_000 }, () => {
   vector<ExportEntry[]>(
     exports,
     [
@@ -91,14 +92,14 @@ test('exports: exportnode { ex_dir, ex_groups (a list of names), ex_next }', () 
   vector<ExportEntry[]>(exports, [], hex('00000000'));
 });
 
-test('exports: truncated or non-boolean list links are decode errors', () => {
+test('exports: truncated or non-boolean list links are decode errors', { timeout: 60_000 }, () => {
   assert.throws(() => decodeAll(exports.dec, hex('00000001 00000002 2f620000')), XdrError);
   assert.throws(() => decodeAll(exports.dec, hex('00000002')), XdrError);
 });
 
 const str = (max: number) => fc.string({ unit: 'grapheme', maxLength: 24 }).filter((s) => Buffer.byteLength(s) <= max);
 
-test('property: mountres3, mountlist and exports round-trip', () => {
+test('property: mountres3, mountlist and exports round-trip', { timeout: 60_000 }, () => {
   const status = fc.constantFrom(MountStat.PERM, MountStat.NOENT, MountStat.IO, MountStat.ACCES, MountStat.NOTDIR, MountStat.INVAL, MountStat.NAMETOOLONG, MountStat.NOTSUPP, MountStat.SERVERFAULT);
   const res: fc.Arbitrary<MntResult> = fc.oneof(
     fc

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import '../../helpers/fc-seed.js';
 import { XdrError, XdrReader } from '../../../src/xdr/index.js';
 import * as N from '../../../src/nfs3/codec.js';
 import { CreateMode, FType, MAX_NAME, MAX_PATH, FSF3_CANSETTIME, FSF3_HOMOGENEOUS, FSF3_LINK, FSF3_SYMLINK, Nfs3Status, StableHow } from '../../../src/nfs3/constants.js';
@@ -60,24 +61,24 @@ const FH4_HEX = '00000004 01020304';
 
 // ---------- basic types (RFC 1813 §2.6) ----------
 
-test('fattr3: 84 bytes in RFC 1813 §2.6 order', () => {
+test('fattr3: 84 bytes in RFC 1813 §2.6 order', { timeout: 60_000 }, () => {
   assert.equal(hex(FA_HEX).length, 84);
   vector(N.fattr3, FA, hex(FA_HEX));
 });
 
-test('post_op_attr: attributes_follow boolean, then fattr3', () => {
+test('post_op_attr: attributes_follow boolean, then fattr3', { timeout: 60_000 }, () => {
   vector(N.postOpAttr, FA, hex(`00000001 ${FA_HEX}`));
   vector(N.postOpAttr, undefined, hex('00000000'));
 });
 
-test('nfs_fh3: variable opaque up to NFS3_FHSIZE (64) bytes', () => {
+test('nfs_fh3: variable opaque up to NFS3_FHSIZE (64) bytes', { timeout: 60_000 }, () => {
   vector(N.fh3, FH, hex(FH_HEX));
   vector(N.fh3, hex('aabbcc'), hex('00000003 aabbcc00'));
   vector(N.fh3, Buffer.alloc(64, 1), hex('00000040' + '01'.repeat(64)));
   assert.throws(() => decodeAll(N.fh3.dec, hex('00000041' + '01'.repeat(68))), XdrError);
 });
 
-test('filename3 and nfspath3 are bounded on decode (MAX_NAME, MAX_PATH)', () => {
+test('filename3 and nfspath3 are bounded on decode (MAX_NAME, MAX_PATH)', { timeout: 60_000 }, () => {
   // MAX_NAME is deliberately looser than NAME_MAX so a long name reaches the backend as NAMETOOLONG.
   const str = (n: number) => Buffer.concat([hex(n.toString(16).padStart(8, '0')), Buffer.alloc(n + ((4 - (n & 3)) & 3))]);
   assert.equal(decodeAll(N.filename3.dec, str(MAX_NAME)).length, MAX_NAME);
@@ -86,12 +87,12 @@ test('filename3 and nfspath3 are bounded on decode (MAX_NAME, MAX_PATH)', () => 
   assert.throws(() => decodeAll(N.nfspath3.dec, str(MAX_PATH + 1)), XdrError);
 });
 
-test('sattr3: every set_* discriminant FALSE / DONT_CHANGE', () => {
+test('sattr3: every set_* discriminant FALSE / DONT_CHANGE', { timeout: 60_000 }, () => {
   // set_mode3, set_uid3, set_gid3, set_size3: bool FALSE; set_atime, set_mtime: time_how DONT_CHANGE (0)
   vector(N.sattr3, {}, hex('00000000 00000000 00000000 00000000 00000000 00000000'));
 });
 
-test('sattr3: every set_* discriminant TRUE, atime SET_TO_SERVER_TIME, mtime SET_TO_CLIENT_TIME', () => {
+test('sattr3: every set_* discriminant TRUE, atime SET_TO_SERVER_TIME, mtime SET_TO_CLIENT_TIME', { timeout: 60_000 }, () => {
   vector(
     N.sattr3,
     { mode: 0o755, uid: 1, gid: 2, size: 2 ** 32, atime: 'server', mtime: { sec: 16, nsec: 32 } },
@@ -106,7 +107,7 @@ test('sattr3: every set_* discriminant TRUE, atime SET_TO_SERVER_TIME, mtime SET
   );
 });
 
-test('sattr3: size 0 is set (not confused with absent), atime from the client, mtime from the server', () => {
+test('sattr3: size 0 is set (not confused with absent), atime from the client, mtime from the server', { timeout: 60_000 }, () => {
   vector(
     N.sattr3,
     { size: 0, atime: { sec: 1, nsec: 2 }, mtime: 'server' },
@@ -119,12 +120,12 @@ test('sattr3: size 0 is set (not confused with absent), atime from the client, m
   );
 });
 
-test('sattr3: an unknown time_how or a non-boolean set_* is a decode error', () => {
+test('sattr3: an unknown time_how or a non-boolean set_* is a decode error', { timeout: 60_000 }, () => {
   assert.throws(() => decodeAll(N.sattr3.dec, hex('00000000 00000000 00000000 00000000 00000003 00000000')), XdrError);
   assert.throws(() => decodeAll(N.sattr3.dec, hex('00000002 00000000 00000000 00000000 00000000 00000000')), XdrError);
 });
 
-test('wcc_data: pre_op_attr (wcc_attr) and post_op_attr, both present', () => {
+test('wcc_data: pre_op_attr (wcc_attr) and post_op_attr, both present', { timeout: 60_000 }, () => {
   vector(
     N.wccData,
     { before: { size: 10, mtime: { sec: 1, nsec: 2 }, ctime: { sec: 3, nsec: 4 } }, after: FA },
@@ -138,19 +139,19 @@ test('wcc_data: pre_op_attr (wcc_attr) and post_op_attr, both present', () => {
   );
 });
 
-test('wcc_data: both absent, and only after', () => {
+test('wcc_data: both absent, and only after', { timeout: 60_000 }, () => {
   vector(N.wccData, { before: undefined, after: undefined }, hex('00000000 00000000'));
   vector(N.wccData, { before: undefined, after: FA }, hex(`00000000 00000001 ${FA_HEX}`));
 });
 
 // ---------- procedures (RFC 1813 §3.3) ----------
 
-test('GETATTR3res: OK with fattr3; failure has a void body (§3.3.1)', () => {
+test('GETATTR3res: OK with fattr3; failure has a void body (§3.3.1)', { timeout: 60_000 }, () => {
   vector(N.GETATTR.res, { status: Nfs3Status.OK, attr: FA }, hex(`00000000 ${FA_HEX}`));
   vector(N.GETATTR.res, { status: Nfs3Status.STALE }, hex('00000046'));
 });
 
-test('SETATTR3args: object, new_attributes, sattrguard3 (§3.3.2)', () => {
+test('SETATTR3args: object, new_attributes, sattrguard3 (§3.3.2)', { timeout: 60_000 }, () => {
   vector(
     N.SETATTR.args,
     { fh: FH4, attrs: { mode: 0o600 }, guard: { sec: 7, nsec: 8 } },
@@ -159,7 +160,7 @@ test('SETATTR3args: object, new_attributes, sattrguard3 (§3.3.2)', () => {
   vector(N.SETATTR.args, { fh: FH4, attrs: {}, guard: undefined }, hex(`${FH4_HEX} ${'00000000 '.repeat(6)} 00000000`));
 });
 
-test('LOOKUP3args: diropargs3 { dir, name } (§3.3.3)', () => {
+test('LOOKUP3args: diropargs3 { dir, name } (§3.3.3)', { timeout: 60_000 }, () => {
   vector(
     N.LOOKUP.args,
     { dir: FH, name: 'foo.txt' },
@@ -170,7 +171,7 @@ test('LOOKUP3args: diropargs3 { dir, name } (§3.3.3)', () => {
   );
 });
 
-test('LOOKUP3res OK: object, obj_attributes, dir_attributes (§3.3.3)', () => {
+test('LOOKUP3res OK: object, obj_attributes, dir_attributes (§3.3.3)', { timeout: 60_000 }, () => {
   vector(
     N.LOOKUP.res,
     { status: Nfs3Status.OK, fh: FH4, attr: FA, dirAttr: undefined },
@@ -178,26 +179,26 @@ test('LOOKUP3res OK: object, obj_attributes, dir_attributes (§3.3.3)', () => {
   );
 });
 
-test('LOOKUP3res NOENT: the failure still carries dir_attributes (§3.3.3)', () => {
+test('LOOKUP3res NOENT: the failure still carries dir_attributes (§3.3.3)', { timeout: 60_000 }, () => {
   vector(N.LOOKUP.res, { status: Nfs3Status.NOENT, dirAttr: FA }, hex(`00000002 00000001 ${FA_HEX}`));
   vector(N.LOOKUP.res, { status: Nfs3Status.NOENT, dirAttr: undefined }, hex('00000002 00000000'));
 });
 
-test('ACCESS3args and ACCESS3res (§3.3.4)', () => {
+test('ACCESS3args and ACCESS3res (§3.3.4)', { timeout: 60_000 }, () => {
   vector(N.ACCESS.args, { fh: FH4, access: 0x3f }, hex(`${FH4_HEX} 0000003f`));
   vector(N.ACCESS.res, { status: Nfs3Status.OK, attr: undefined, access: 0x03 }, hex('00000000 00000000 00000003'));
   vector(N.ACCESS.res, { status: Nfs3Status.ACCES, attr: undefined }, hex('0000000d 00000000'));
 });
 
-test('READLINK3res: symlink_attributes then nfspath3 (§3.3.5)', () => {
+test('READLINK3res: symlink_attributes then nfspath3 (§3.3.5)', { timeout: 60_000 }, () => {
   vector(N.READLINK.res, { status: Nfs3Status.OK, attr: undefined, path: '../a' }, hex('00000000 00000000 00000004 2e2e2f61'));
 });
 
-test('READ3args: file, offset (uint64), count (uint32) (§3.3.6)', () => {
+test('READ3args: file, offset (uint64), count (uint32) (§3.3.6)', { timeout: 60_000 }, () => {
   vector(N.READ.args, { fh: FH4, offset: 2 ** 32 + 1, count: 4096 }, hex(`${FH4_HEX} 00000001 00000001 00001000`));
 });
 
-test('READ3resok: attributes, count, eof, data<> with padding (§3.3.6)', () => {
+test('READ3resok: attributes, count, eof, data<> with padding (§3.3.6)', { timeout: 60_000 }, () => {
   vector(
     N.READ.res,
     { status: Nfs3Status.OK, attr: FA, count: 5, eof: true, data: Buffer.from('hello') },
@@ -211,7 +212,7 @@ test('READ3resok: attributes, count, eof, data<> with padding (§3.3.6)', () => 
   );
 });
 
-test('READ3resok: count on the wire is the data length; large payloads stay byte-exact', () => {
+test('READ3resok: count on the wire is the data length; large payloads stay byte-exact', { timeout: 60_000 }, () => {
   const data = Buffer.alloc(8193);
   for (let i = 0; i < data.length; i++) data[i] = i & 0xff;
   const b = encode(N.READ.res.enc, { status: Nfs3Status.OK, attr: undefined, count: 8193, eof: false, data });
@@ -222,11 +223,11 @@ test('READ3resok: count on the wire is the data length; large payloads stay byte
   assert.deepEqual(decodeAll(N.READ.res.dec, b), { status: Nfs3Status.OK, attr: undefined, count: 8193, eof: false, data });
 });
 
-test('READ3resfail: file_attributes only', () => {
+test('READ3resfail: file_attributes only', { timeout: 60_000 }, () => {
   vector(N.READ.res, { status: Nfs3Status.IO, attr: FA }, hex(`00000005 00000001 ${FA_HEX}`));
 });
 
-test('WRITE3args: file, offset, count, stable, data<> (§3.3.7)', () => {
+test('WRITE3args: file, offset, count, stable, data<> (§3.3.7)', { timeout: 60_000 }, () => {
   vector(
     N.WRITE.args,
     { fh: FH4, offset: 2 ** 32 + 1, stable: StableHow.FILE_SYNC, data: Buffer.from('abc') },
@@ -240,14 +241,14 @@ test('WRITE3args: file, offset, count, stable, data<> (§3.3.7)', () => {
   );
 });
 
-test('WRITE3args: count must not exceed the data; a smaller count trims it; stable_how is checked', () => {
+test('WRITE3args: count must not exceed the data; a smaller count trims it; stable_how is checked', { timeout: 60_000 }, () => {
   assert.throws(() => decodeAll(N.WRITE.args.dec, hex(`${FH4_HEX} 00000000 00000000 00000004 00000000 00000003 61626300`)), XdrError);
   const trimmed = decodeAll(N.WRITE.args.dec, hex(`${FH4_HEX} 00000000 00000000 00000002 00000000 00000003 61626300`));
   assert.deepEqual(trimmed.data, Buffer.from('ab'));
   assert.throws(() => decodeAll(N.WRITE.args.dec, hex(`${FH4_HEX} 00000000 00000000 00000003 00000003 00000003 61626300`)), XdrError);
 });
 
-test('WRITE3resok: file_wcc, count, committed, 8-byte verifier (§3.3.7)', () => {
+test('WRITE3resok: file_wcc, count, committed, 8-byte verifier (§3.3.7)', { timeout: 60_000 }, () => {
   vector(
     N.WRITE.res,
     { status: Nfs3Status.OK, wcc: { before: undefined, after: undefined }, count: 3, committed: StableHow.UNSTABLE, verf: hex('0102030405060708') },
@@ -259,7 +260,7 @@ test('WRITE3resok: file_wcc, count, committed, 8-byte verifier (§3.3.7)', () =>
 const WHERE = { dir: FH4, name: 'a' };
 const WHERE_HEX = `${FH4_HEX} 00000001 61000000`;
 
-test('CREATE3args UNCHECKED: createhow3 mode 0 then sattr3 (§3.3.8)', () => {
+test('CREATE3args UNCHECKED: createhow3 mode 0 then sattr3 (§3.3.8)', { timeout: 60_000 }, () => {
   vector(
     N.CREATE.args,
     { where: WHERE, how: { mode: 'unchecked', attrs: { mode: 0o644 } } },
@@ -267,7 +268,7 @@ test('CREATE3args UNCHECKED: createhow3 mode 0 then sattr3 (§3.3.8)', () => {
   );
 });
 
-test('CREATE3args GUARDED: createhow3 mode 1 then sattr3 (§3.3.8)', () => {
+test('CREATE3args GUARDED: createhow3 mode 1 then sattr3 (§3.3.8)', { timeout: 60_000 }, () => {
   vector(
     N.CREATE.args,
     { where: WHERE, how: { mode: 'guarded', attrs: { size: 0 } } },
@@ -275,7 +276,7 @@ test('CREATE3args GUARDED: createhow3 mode 1 then sattr3 (§3.3.8)', () => {
   );
 });
 
-test('CREATE3args EXCLUSIVE: createhow3 mode 2 then an 8-byte createverf3, no length word (§3.3.8)', () => {
+test('CREATE3args EXCLUSIVE: createhow3 mode 2 then an 8-byte createverf3, no length word (§3.3.8)', { timeout: 60_000 }, () => {
   vector(
     N.CREATE.args,
     { where: WHERE, how: { mode: 'exclusive', verf: hex('a1a2a3a4a5a6a7a8') } },
@@ -285,7 +286,7 @@ test('CREATE3args EXCLUSIVE: createhow3 mode 2 then an 8-byte createverf3, no le
   assert.throws(() => decodeAll(N.CREATE.args.dec, hex(`${WHERE_HEX} 00000003`)), XdrError);
 });
 
-test('CREATE3res: post_op_fh3, post_op_attr, dir_wcc; failure carries dir_wcc (§3.3.8)', () => {
+test('CREATE3res: post_op_fh3, post_op_attr, dir_wcc; failure carries dir_wcc (§3.3.8)', { timeout: 60_000 }, () => {
   vector(
     N.CREATE.res,
     { status: Nfs3Status.OK, fh: FH4, attr: undefined, dirWcc: { before: undefined, after: undefined } },
@@ -298,7 +299,7 @@ test('CREATE3res: post_op_fh3, post_op_attr, dir_wcc; failure carries dir_wcc (�
   );
 });
 
-test('SYMLINK3args: where, symlinkdata3 { attributes, data } (§3.3.10)', () => {
+test('SYMLINK3args: where, symlinkdata3 { attributes, data } (§3.3.10)', { timeout: 60_000 }, () => {
   vector(
     N.SYMLINK.args,
     { where: WHERE, attrs: {}, target: '/tmp' },
@@ -306,7 +307,7 @@ test('SYMLINK3args: where, symlinkdata3 { attributes, data } (§3.3.10)', () => 
   );
 });
 
-test('MKNOD3args: mknoddata3 switches on ftype3 (§3.3.11)', () => {
+test('MKNOD3args: mknoddata3 switches on ftype3 (§3.3.11)', { timeout: 60_000 }, () => {
   vector(
     N.MKNOD.args,
     { where: WHERE, what: { type: FType.CHR, attrs: {}, rdev: { major: 1, minor: 3 } } },
@@ -317,17 +318,17 @@ test('MKNOD3args: mknoddata3 switches on ftype3 (§3.3.11)', () => {
   assert.throws(() => decodeAll(N.MKNOD.args.dec, hex(`${WHERE_HEX} 00000008`)), XdrError);
 });
 
-test('RENAME3res: fromdir_wcc and todir_wcc, in success and failure (§3.3.14)', () => {
+test('RENAME3res: fromdir_wcc and todir_wcc, in success and failure (§3.3.14)', { timeout: 60_000 }, () => {
   const empty = { before: undefined, after: undefined };
   vector(N.RENAME.res, { status: Nfs3Status.OK, fromWcc: empty, toWcc: empty }, hex('00000000 00000000 00000000 00000000 00000000'));
   vector(N.RENAME.res, { status: Nfs3Status.XDEV, fromWcc: empty, toWcc: empty }, hex('00000012 00000000 00000000 00000000 00000000'));
 });
 
-test('LINK3args: file, then diropargs3 link (§3.3.15)', () => {
+test('LINK3args: file, then diropargs3 link (§3.3.15)', { timeout: 60_000 }, () => {
   vector(N.LINK.args, { fh: FH, link: WHERE }, hex(`${FH_HEX} ${WHERE_HEX}`));
 });
 
-test('READDIR3args: dir, cookie, cookieverf, count (§3.3.16)', () => {
+test('READDIR3args: dir, cookie, cookieverf, count (§3.3.16)', { timeout: 60_000 }, () => {
   vector(
     N.READDIR.args,
     { dir: FH4, cookie: 2n ** 63n + 7n, verf: hex('0000000000000000'), count: 4096 },
@@ -335,7 +336,7 @@ test('READDIR3args: dir, cookie, cookieverf, count (§3.3.16)', () => {
   );
 });
 
-test('READDIR3resok: entry3 list via value_follows booleans, then eof (§3.3.16)', () => {
+test('READDIR3resok: entry3 list via value_follows booleans, then eof (§3.3.16)', { timeout: 60_000 }, () => {
   vector(
     N.READDIR.res,
     {
@@ -366,7 +367,7 @@ test('READDIR3resok: entry3 list via value_follows booleans, then eof (§3.3.16)
   );
 });
 
-test('READDIR3resok with no entries, and READDIR3resfail', () => {
+test('READDIR3resok with no entries, and READDIR3resfail', { timeout: 60_000 }, () => {
   vector(
     N.READDIR.res,
     { status: Nfs3Status.OK, dirAttr: undefined, verf: Buffer.alloc(8), entries: [], eof: true },
@@ -375,7 +376,7 @@ test('READDIR3resok with no entries, and READDIR3resfail', () => {
   vector(N.READDIR.res, { status: Nfs3Status.BAD_COOKIE, dirAttr: undefined }, hex('00002713 00000000'));
 });
 
-test('READDIRPLUS3args: dir, cookie, cookieverf, dircount, maxcount (§3.3.17)', () => {
+test('READDIRPLUS3args: dir, cookie, cookieverf, dircount, maxcount (§3.3.17)', { timeout: 60_000 }, () => {
   vector(
     N.READDIRPLUS.args,
     { dir: FH4, cookie: 0n, verf: hex('0102030405060708'), dircount: 512, maxcount: 8192 },
@@ -383,7 +384,7 @@ test('READDIRPLUS3args: dir, cookie, cookieverf, dircount, maxcount (§3.3.17)',
   );
 });
 
-test('READDIRPLUS3resok: entryplus3 with name_attributes and name_handle (§3.3.17)', () => {
+test('READDIRPLUS3resok: entryplus3 with name_attributes and name_handle (§3.3.17)', { timeout: 60_000 }, () => {
   vector(
     N.READDIRPLUS.res,
     {
@@ -418,7 +419,7 @@ test('READDIRPLUS3resok: entryplus3 with name_attributes and name_handle (§3.3.
   );
 });
 
-test('readdirEntrySize / readdirplusEntrySize match the encoded entry sizes', () => {
+test('readdirEntrySize / readdirplusEntrySize match the encoded entry sizes', { timeout: 60_000 }, () => {
   const base = { status: Nfs3Status.OK, dirAttr: undefined, verf: Buffer.alloc(8), eof: true } as const;
   for (const name of ['', '.', 'ab', 'abc', 'abcd', 'é', 'x'.repeat(255)]) {
     const e = { fileid: 1n, name, cookie: 1n };
@@ -434,7 +435,7 @@ test('readdirEntrySize / readdirplusEntrySize match the encoded entry sizes', ()
   }
 });
 
-test('FSSTAT3resok: attributes, six size3 counters, invarsec (§3.3.18)', () => {
+test('FSSTAT3resok: attributes, six size3 counters, invarsec (§3.3.18)', { timeout: 60_000 }, () => {
   vector(
     N.FSSTAT.res,
     { status: Nfs3Status.OK, attr: undefined, tbytes: 2 ** 40, fbytes: 2 ** 39, abytes: 2 ** 38, tfiles: 1000, ffiles: 900, afiles: 800, invarsec: 0 },
@@ -443,7 +444,7 @@ test('FSSTAT3resok: attributes, six size3 counters, invarsec (§3.3.18)', () => 
   );
 });
 
-test('FSINFO3resok: rt*/wt*/dtpref, maxfilesize, time_delta, properties (§3.3.19)', () => {
+test('FSINFO3resok: rt*/wt*/dtpref, maxfilesize, time_delta, properties (§3.3.19)', { timeout: 60_000 }, () => {
   vector(
     N.FSINFO.res,
     {
@@ -477,7 +478,7 @@ test('FSINFO3resok: rt*/wt*/dtpref, maxfilesize, time_delta, properties (§3.3.1
   );
 });
 
-test('PATHCONF3resok: linkmax, name_max and four booleans (§3.3.20)', () => {
+test('PATHCONF3resok: linkmax, name_max and four booleans (§3.3.20)', { timeout: 60_000 }, () => {
   vector(
     N.PATHCONF.res,
     { status: Nfs3Status.OK, attr: undefined, linkmax: 32000, nameMax: 255, noTrunc: true, chownRestricted: true, caseInsensitive: false, casePreserving: true },
@@ -485,7 +486,7 @@ test('PATHCONF3resok: linkmax, name_max and four booleans (§3.3.20)', () => {
   );
 });
 
-test('COMMIT3args and COMMIT3resok (§3.3.21)', () => {
+test('COMMIT3args and COMMIT3resok (§3.3.21)', { timeout: 60_000 }, () => {
   vector(N.COMMIT.args, { fh: FH4, offset: 0, count: 0 }, hex(`${FH4_HEX} 00000000 00000000 00000000`));
   vector(
     N.COMMIT.res,
@@ -494,7 +495,7 @@ test('COMMIT3args and COMMIT3resok (§3.3.21)', () => {
   );
 });
 
-test('decoders reject truncated procedure bodies', () => {
+test('decoders reject truncated procedure bodies', { timeout: 60_000 }, () => {
   const full = encode(N.READDIRPLUS.res.enc, {
     status: Nfs3Status.OK,
     dirAttr: FA,

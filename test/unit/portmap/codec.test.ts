@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import '../../helpers/fc-seed.js';
 import { XdrWriter } from '../../../src/xdr/index.js';
 import type { CallContext, ProgramVersion } from '../../../src/rpc/program.js';
 import { ProgramTable } from '../../../src/rpc/program.js';
@@ -15,14 +16,14 @@ import { decodeAll, encode, hex } from '../../helpers/xdr.js';
 const NFS: Mapping = { prog: 100003, vers: 3, prot: IPPROTO_TCP, port: 2049 };
 const NFS_HEX = '000186a3 00000003 00000006 00000801';
 
-test('mapping: prog, vers, prot, port as four unsigned ints (RFC 1833 §3)', () => {
+test('mapping: prog, vers, prot, port as four unsigned ints (RFC 1833 §3)', { timeout: 60_000 }, () => {
   assert.equal(encode(mappingCodec.enc, NFS).toString('hex'), hex(NFS_HEX).toString('hex'));
   assert.deepEqual(decodeAll(mappingCodec.dec, hex(NFS_HEX)), NFS);
   assert.equal(IPPROTO_TCP, 6);
   assert.equal(IPPROTO_UDP, 17);
 });
 
-test('property: mapping round-trips', () => {
+test('property: mapping round-trips', { timeout: 60_000 }, () => {
   const u32 = fc.integer({ min: 0, max: 0xffffffff });
   fc.assert(
     fc.property(u32, u32, u32, u32, (prog, vers, prot, port) => {
@@ -57,7 +58,7 @@ function setup(visible?: (prog: number, conn: CallContext['conn']) => boolean) {
   return { pv, proc, call };
 }
 
-test('portmap v2 program: NULL, SET, UNSET, GETPORT, DUMP at procedures 0-4; no CALLIT', () => {
+test('portmap v2 program: NULL, SET, UNSET, GETPORT, DUMP at procedures 0-4; no CALLIT', { timeout: 60_000 }, () => {
   const { pv } = setup();
   assert.equal(pv.prog, PMAP_PROGRAM);
   assert.equal(pv.prog, 100000);
@@ -66,26 +67,26 @@ test('portmap v2 program: NULL, SET, UNSET, GETPORT, DUMP at procedures 0-4; no 
   assert.equal(pv.procedures[5], undefined);
 });
 
-test('GETPORT over TCP answers the server port for a registered program', async () => {
+test('GETPORT over TCP answers the server port for a registered program', { timeout: 60_000 }, async () => {
   const { call } = setup();
   assert.deepEqual(await call(3, hex(NFS_HEX)), hex('00000801'));
   assert.deepEqual(await call(3, hex('000186a5 00000001 00000006 00000000')), hex('00000801'));
 });
 
-test('GETPORT answers 0 for UDP, an unknown program or an unregistered version', async () => {
+test('GETPORT answers 0 for UDP, an unknown program or an unregistered version', { timeout: 60_000 }, async () => {
   const { call } = setup();
   assert.deepEqual(await call(3, hex('000186a3 00000003 00000011 00000000')), hex('00000000'));
   assert.deepEqual(await call(3, hex('000186a4 00000001 00000006 00000000')), hex('00000000'));
   assert.deepEqual(await call(3, hex('000186a3 00000002 00000006 00000000')), hex('00000000'));
 });
 
-test('SET and UNSET are refused with FALSE', async () => {
+test('SET and UNSET are refused with FALSE', { timeout: 60_000 }, async () => {
   const { call } = setup();
   assert.deepEqual(await call(1, hex(NFS_HEX)), hex('00000000'));
   assert.deepEqual(await call(2, hex(NFS_HEX)), hex('00000000'));
 });
 
-test('DUMP: pmaplist as a linked list of mappings', async () => {
+test('DUMP: pmaplist as a linked list of mappings', { timeout: 60_000 }, async () => {
   const { call } = setup();
   assert.deepEqual(
     await call(4, Buffer.alloc(0)),
@@ -98,7 +99,7 @@ test('DUMP: pmaplist as a linked list of mappings', async () => {
   );
 });
 
-test('DUMP and GETPORT reveal only visible programs', async () => {
+test('DUMP and GETPORT reveal only visible programs', { timeout: 60_000 }, async () => {
   const { call } = setup((prog) => prog !== 100005);
   assert.deepEqual(await call(4, Buffer.alloc(0)), hex('00000001 000186a3 00000003 00000006 00000801  00000000'));
   assert.deepEqual(await call(3, hex('000186a5 00000003 00000006 00000000')), hex('00000000'));

@@ -53,7 +53,7 @@ const CALL_HEADER = hex(`
 
 const SYS = { stamp: 0x01020304, machine: 'host', uid: 1000, gid: 100, gids: [100, 27] };
 
-test('AUTH_SYS credential body, byte for byte (RFC 5531 appendix A)', () => {
+test('AUTH_SYS credential body, byte for byte (RFC 5531 appendix A)', { timeout: 60_000 }, () => {
   assert.equal(SYS_BODY.length, 32);
   const cred = encodeAuthSys(SYS);
   assert.equal(cred.flavor, AuthFlavor.AUTH_SYS);
@@ -62,12 +62,12 @@ test('AUTH_SYS credential body, byte for byte (RFC 5531 appendix A)', () => {
   assert.deepEqual(decodeAuthSys(SYS_BODY), SYS);
 });
 
-test('AUTH_SYS machinename is padded to four bytes', () => {
+test('AUTH_SYS machinename is padded to four bytes', { timeout: 60_000 }, () => {
   const body = encodeAuthSys({ stamp: 0, machine: 'box', uid: 0, gid: 0, gids: [] }).body;
   assert.deepEqual(body, hex('00000000  00000003 626f7800  00000000 00000000  00000000'));
 });
 
-test('AUTH_SYS decoding enforces gids<16>, machinename<255> and no trailing bytes', () => {
+test('AUTH_SYS decoding enforces gids<16>, machinename<255> and no trailing bytes', { timeout: 60_000 }, () => {
   const body = (machineLen: number, ngids: number, extra = '') =>
     build((w) => {
       w.u32(0).string('m'.repeat(machineLen)).u32(0).u32(0);
@@ -80,20 +80,20 @@ test('AUTH_SYS decoding enforces gids<16>, machinename<255> and no trailing byte
   assert.throws(() => decodeAuthSys(SYS_BODY.subarray(0, 30)), XdrError);
 });
 
-test('AUTH_SYS encoding never sends more than 16 gids', () => {
+test('AUTH_SYS encoding never sends more than 16 gids', { timeout: 60_000 }, () => {
   const gids = Array.from({ length: 20 }, (_, i) => i);
   const back = decodeAuthSys(encodeAuthSys({ stamp: 1, machine: 'h', uid: 2, gid: 3, gids }).body);
   assert.equal(AUTH_SYS_MAX_GIDS, 16);
   assert.deepEqual(back.gids, gids.slice(0, 16));
 });
 
-test('CALL header with AUTH_SYS credential, byte for byte (RFC 5531 §9)', () => {
+test('CALL header with AUTH_SYS credential, byte for byte (RFC 5531 §9)', { timeout: 60_000 }, () => {
   assert.equal(CALL_HEADER.length, 24 + 8 + 32 + 8);
   const out = build((w) => encodeCallHeader(w, XID, NFS_PROGRAM, 3, 1, encodeAuthSys(SYS)));
   assert.deepEqual(out, CALL_HEADER);
 });
 
-test('decodeCall reads the header and leaves the reader at the arguments', () => {
+test('decodeCall reads the header and leaves the reader at the arguments', { timeout: 60_000 }, () => {
   const record = Buffer.concat([CALL_HEADER, hex('0000002a')]);
   const d = decodeCall(record);
   assert.ok(d.ok);
@@ -109,7 +109,7 @@ test('decodeCall reads the header and leaves the reader at the arguments', () =>
   d.args.end();
 });
 
-test('decodeCall with AUTH_NONE credential and verifier', () => {
+test('decodeCall with AUTH_NONE credential and verifier', { timeout: 60_000 }, () => {
   const d = decodeCall(hex('00000001 00000000 00000002 000186a5 00000003 00000000  00000000 00000000  00000000 00000000'));
   assert.ok(d.ok);
   assert.equal(d.call.prog, 100005);
@@ -117,19 +117,19 @@ test('decodeCall with AUTH_NONE credential and verifier', () => {
   assert.equal(d.args.remaining, 0);
 });
 
-test('decodeCall: rpcvers other than 2 is an RPC mismatch carrying the xid', () => {
+test('decodeCall: rpcvers other than 2 is an RPC mismatch carrying the xid', { timeout: 60_000 }, () => {
   for (const v of ['00000001', '00000003', 'ffffffff']) {
     const d = decodeCall(hex(`cafef00d 00000000 ${v} 000186a3 00000003 00000000 00000000 00000000 00000000 00000000`));
     assert.deepEqual(d, { ok: false, xid: 0xcafef00d, reason: 'rpc_mismatch' });
   }
 });
 
-test('decodeCall: a REPLY or an unknown msg_type is not a call', () => {
+test('decodeCall: a REPLY or an unknown msg_type is not a call', { timeout: 60_000 }, () => {
   assert.deepEqual(decodeCall(hex('00000007 00000001 00000000')), { ok: false, xid: 7, reason: 'not_call' });
   assert.deepEqual(decodeCall(hex('00000007 00000005')), { ok: false, xid: 7, reason: 'not_call' });
 });
 
-test('decodeCall: every strict prefix of a call header is garbage, never a throw', () => {
+test('decodeCall: every strict prefix of a call header is garbage, never a throw', { timeout: 60_000 }, () => {
   for (let n = 0; n < CALL_HEADER.length; n++) {
     const d = decodeCall(CALL_HEADER.subarray(0, n));
     assert.equal(d.ok, false, `prefix ${n}`);
@@ -140,7 +140,7 @@ test('decodeCall: every strict prefix of a call header is garbage, never a throw
   }
 });
 
-test('decodeCall: a credential body over 400 bytes is garbage (opaque body<400>, RFC 5531 §8.2)', () => {
+test('decodeCall: a credential body over 400 bytes is garbage (opaque body<400>, RFC 5531 §8.2)', { timeout: 60_000 }, () => {
   const call = (len: number) =>
     build((w) => {
       w.u32(9).u32(0).u32(2).u32(NFS_PROGRAM).u32(3).u32(0);
@@ -151,7 +151,7 @@ test('decodeCall: a credential body over 400 bytes is garbage (opaque body<400>,
   assert.deepEqual(decodeCall(call(401)), { ok: false, xid: 9, reason: 'garbage' });
 });
 
-test('decodeCall: random garbage is refused, never thrown', () => {
+test('decodeCall: random garbage is refused, never thrown', { timeout: 60_000 }, () => {
   for (const h of ['ff', 'ffffffff ffffffff', '00000001 00000000 00000002 ffffffff ffffffff ffffffff ffffffff ffffffff']) {
     assert.equal(decodeCall(hex(h)).ok, false, h);
   }
@@ -162,7 +162,7 @@ test('decodeCall: random garbage is refused, never thrown', () => {
 // accepted: xid, REPLY=1, MSG_ACCEPTED=0, verf (AUTH_NONE, len 0), accept_stat
 const accepted = (stat: string, tail = '') => hex(`12345678 00000001 00000000 00000000 00000000 ${stat} ${tail}`);
 
-test('accepted SUCCESS reply: header byte-exact, results follow', () => {
+test('accepted SUCCESS reply: header byte-exact, results follow', { timeout: 60_000 }, () => {
   const out = build((w) => {
     encodeAcceptedReply(w, XID, AcceptStat.SUCCESS);
     w.u32(42);
@@ -177,7 +177,7 @@ test('accepted SUCCESS reply: header byte-exact, results follow', () => {
   d.body.end();
 });
 
-test('accepted SUCCESS with a non-null verifier round-trips', () => {
+test('accepted SUCCESS with a non-null verifier round-trips', { timeout: 60_000 }, () => {
   const verf = { flavor: AuthFlavor.AUTH_SHORT, body: Buffer.from('abcde') };
   const out = build((w) => encodeAcceptedReply(w, XID, AcceptStat.SUCCESS, verf));
   assert.deepEqual(out, hex('12345678 00000001 00000000  00000002 00000005 61626364 65000000  00000000'));
@@ -186,7 +186,7 @@ test('accepted SUCCESS with a non-null verifier round-trips', () => {
   assert.deepEqual(d.verf, verf);
 });
 
-test('accepted errors without a body: PROG_UNAVAIL, PROC_UNAVAIL, GARBAGE_ARGS, SYSTEM_ERR', () => {
+test('accepted errors without a body: PROG_UNAVAIL, PROC_UNAVAIL, GARBAGE_ARGS, SYSTEM_ERR', { timeout: 60_000 }, () => {
   const cases: Array<[AcceptStat, string]> = [
     [AcceptStat.PROG_UNAVAIL, '00000001'],
     [AcceptStat.PROC_UNAVAIL, '00000003'],
@@ -200,20 +200,20 @@ test('accepted errors without a body: PROG_UNAVAIL, PROC_UNAVAIL, GARBAGE_ARGS, 
   }
 });
 
-test('accepted PROG_MISMATCH carries the supported low and high versions', () => {
+test('accepted PROG_MISMATCH carries the supported low and high versions', { timeout: 60_000 }, () => {
   const out = build((w) => encodeProgMismatch(w, XID, 2, 4));
   assert.deepEqual(out, accepted('00000002', '00000002 00000004'));
   assert.deepEqual(decodeReply(out), { xid: XID, kind: 'accepted_error', stat: AcceptStat.PROG_MISMATCH, low: 2, high: 4 });
 });
 
-test('denied RPC_MISMATCH reports version 2 as low and high', () => {
+test('denied RPC_MISMATCH reports version 2 as low and high', { timeout: 60_000 }, () => {
   // xid, REPLY=1, MSG_DENIED=1, RPC_MISMATCH=0, mismatch_info { low, high }
   const out = build((w) => encodeRpcMismatch(w, XID));
   assert.deepEqual(out, hex('12345678 00000001 00000001 00000000 00000002 00000002'));
   assert.deepEqual(decodeReply(out), { xid: XID, kind: 'rpc_mismatch', low: 2, high: 2 });
 });
 
-test('denied AUTH_ERROR carries the auth_stat', () => {
+test('denied AUTH_ERROR carries the auth_stat', { timeout: 60_000 }, () => {
   // xid, REPLY=1, MSG_DENIED=1, AUTH_ERROR=1, auth_stat
   const out = build((w) => encodeAuthError(w, XID, AuthStat.AUTH_TOOWEAK));
   assert.deepEqual(out, hex('12345678 00000001 00000001 00000001 00000005'));
@@ -222,7 +222,7 @@ test('denied AUTH_ERROR carries the auth_stat', () => {
   assert.deepEqual(bad, hex('12345678 00000001 00000001 00000001 00000001'));
 });
 
-test('decodeReply rejects calls, unknown reply/reject stats and truncation', () => {
+test('decodeReply rejects calls, unknown reply/reject stats and truncation', { timeout: 60_000 }, () => {
   assert.throws(() => decodeReply(CALL_HEADER));
   assert.throws(() => decodeReply(hex('12345678 00000001 00000002')));
   assert.throws(() => decodeReply(hex('12345678 00000001 00000001 00000002')));

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import '../../helpers/fc-seed.js';
 import { RecordDecoder, RecordTooLargeError, frameRecord } from '../../../src/rpc/record.js';
 import { hex } from '../../helpers/xdr.js';
 
@@ -30,20 +31,20 @@ function fragments(data: Buffer, cuts: number[]): Buffer {
   return Buffer.concat(parts);
 }
 
-test('a single last fragment is one record (RFC 5531 §11)', () => {
+test('a single last fragment is one record (RFC 5531 §11)', { timeout: 60_000 }, () => {
   const { dec, records } = collect();
   dec.push(hex('80000005 68656c6c6f'));
   assert.deepEqual(records, [Buffer.from('hello')]);
   assert.equal(dec.partial, false);
 });
 
-test('fragments are concatenated until the one with the last-fragment bit', () => {
+test('fragments are concatenated until the one with the last-fragment bit', { timeout: 60_000 }, () => {
   const { dec, records } = collect();
   dec.push(hex('00000003 616263  00000001 64  80000002 6566'));
   assert.deepEqual(records, [Buffer.from('abcdef')]);
 });
 
-test('zero-length fragments: leading, trailing, and a zero-length record', () => {
+test('zero-length fragments: leading, trailing, and a zero-length record', { timeout: 60_000 }, () => {
   const { dec, records } = collect();
   dec.push(hex('00000000 80000003 78797a')); // empty first fragment, then "xyz"
   dec.push(hex('00000003 616263 80000000')); // "abc", then an empty last fragment
@@ -53,13 +54,13 @@ test('zero-length fragments: leading, trailing, and a zero-length record', () =>
   assert.equal(dec.partial, false);
 });
 
-test('several records in one chunk come out in order', () => {
+test('several records in one chunk come out in order', { timeout: 60_000 }, () => {
   const { dec, records } = collect();
   dec.push(hex('80000001 61  80000002 6263  00000001 64 80000001 65'));
   assert.deepEqual(records.map(String), ['a', 'bc', 'de']);
 });
 
-test('fed one byte at a time, records appear exactly when their last byte arrives', () => {
+test('fed one byte at a time, records appear exactly when their last byte arrives', { timeout: 60_000 }, () => {
   const stream = hex('00000002 6162 80000001 63  80000000  80000004 64656667');
   const { dec, records } = collect();
   const seenAt: number[] = [];
@@ -72,7 +73,7 @@ test('fed one byte at a time, records appear exactly when their last byte arrive
   assert.deepEqual(seenAt, [10, 14, 22]);
 });
 
-test('an empty chunk changes nothing', () => {
+test('an empty chunk changes nothing', { timeout: 60_000 }, () => {
   const { dec, records } = collect();
   dec.push(Buffer.alloc(0));
   dec.push(hex('8000'));
@@ -81,7 +82,7 @@ test('an empty chunk changes nothing', () => {
   assert.deepEqual(records.map(String), ['z']);
 });
 
-test('property: any split of a stream of framed records yields the same records', () => {
+test('property: any split of a stream of framed records yields the same records', { timeout: 60_000 }, () => {
   const record = fc
     .uint8Array({ maxLength: 48 })
     .chain((d) =>
@@ -108,7 +109,7 @@ test('property: any split of a stream of framed records yields the same records'
   );
 });
 
-test('a record announced over maxRecord throws before any of its body is buffered', () => {
+test('a record announced over maxRecord throws before any of its body is buffered', { timeout: 60_000 }, () => {
   const { dec, records } = collect(16);
   // Only the header arrives: the decoder must refuse on the announced length alone.
   assert.throws(
@@ -119,7 +120,7 @@ test('a record announced over maxRecord throws before any of its body is buffere
   assert.deepEqual(records, []);
 });
 
-test('the limit applies to the sum of fragments, checked at each fragment header', () => {
+test('the limit applies to the sum of fragments, checked at each fragment header', { timeout: 60_000 }, () => {
   const { dec } = collect(16);
   dec.push(hex('0000000a' + '00'.repeat(10)));
   assert.equal(dec.buffered, 10);
@@ -127,19 +128,19 @@ test('the limit applies to the sum of fragments, checked at each fragment header
   assert.equal(dec.buffered, 10, 'nothing of the oversized fragment was buffered');
 });
 
-test('a record of exactly maxRecord bytes is accepted', () => {
+test('a record of exactly maxRecord bytes is accepted', { timeout: 60_000 }, () => {
   const { dec, records } = collect(16);
   dec.push(hex('00000008' + '11'.repeat(8) + '80000008' + '22'.repeat(8)));
   assert.equal(records.length, 1);
   assert.equal(records[0].length, 16);
 });
 
-test('the largest announceable length (2^31 - 1) is refused without allocating', () => {
+test('the largest announceable length (2^31 - 1) is refused without allocating', { timeout: 60_000 }, () => {
   const { dec } = collect(1 << 20);
   assert.throws(() => dec.push(hex('ffffffff')), RecordTooLargeError);
 });
 
-test('partial: false when idle, true mid-header, mid-body and between fragments', () => {
+test('partial: false when idle, true mid-header, mid-body and between fragments', { timeout: 60_000 }, () => {
   const { dec, records } = collect();
   assert.equal(dec.partial, false);
   dec.push(hex('00'));
@@ -159,6 +160,7 @@ test('partial: false when idle, true mid-header, mid-body and between fragments'
 
 test(
   'partial: true after a zero-length non-last fragment (a record has begun)',
+  { timeout: 60_000 },
   () => {
     const { dec } = collect();
     dec.push(hex('00000000'));
@@ -166,7 +168,7 @@ test(
   },
 );
 
-test('frameRecord: one last-fragment header carrying the total length, chunks unchanged', () => {
+test('frameRecord: one last-fragment header carrying the total length, chunks unchanged', { timeout: 60_000 }, () => {
   const a = Buffer.from('abc');
   const b = Buffer.from('defgh');
   const out = frameRecord([a, b]);

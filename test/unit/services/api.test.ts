@@ -10,7 +10,7 @@ import { SessionService } from '../../../src/services/sessiond/service.js';
 import { addUser, Users } from '../../../src/services/sessiond/users.js';
 
 /** The user API's validation, without any host: requests are refused before an agent would be asked. */
-describe('session service API: validation errors', () => {
+describe('session service API: validation errors', { timeout: 60_000 }, () => {
   let dir: string;
   let svc: SessionService;
   let app: FastifyInstance;

@@ -15,7 +15,7 @@ const session = (over: Record<string, unknown> = {}) => ({
   ...over,
 });
 
-test('dashboard: one row per session with its figures; what users wrote is escaped', () => {
+test('dashboard: one row per session with its figures; what users wrote is escaped', { timeout: 60_000 }, () => {
   const html = renderDashboard({
     user: 'admin',
     admin: true,
@@ -36,7 +36,7 @@ test('dashboard: one row per session with its figures; what users wrote is escap
   assert.match(html, /connect ECONNREFUSED/);
 });
 
-test('dashboard: sizes and durations read as people write them', () => {
+test('dashboard: sizes and durations read as people write them', { timeout: 60_000 }, () => {
   assert.equal(bytes(0), '0 B');
   assert.equal(bytes(1023), '1023 B');
   assert.equal(bytes(10 * 1024 ** 3), '10.0 GiB');

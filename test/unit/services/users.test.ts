@@ -5,7 +5,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { addUser, parseAccount, Users } from '../../../src/services/sessiond/users.js';
 
-test('users file: tokens are stored hashed, authenticate their user only, and the file is owner-only', async () => {
+test('users file: tokens are stored hashed, authenticate their user only, and the file is owner-only', { timeout: 60_000 }, async () => {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'gvfs-users-'));
   try {
     const file = path.join(dir, 'users.json');
@@ -33,7 +33,7 @@ test('users file: tokens are stored hashed, authenticate their user only, and th
   }
 });
 
-test('users file: malformed entries are refused with the place named', () => {
+test('users file: malformed entries are refused with the place named', { timeout: 60_000 }, () => {
   assert.throws(() => Users.fromJson({ users: { 'a b': { tokenSha256: '0'.repeat(64) } } }), /bad user name "a b"/);
   assert.throws(() => Users.fromJson({ users: { alice: { tokenSha256: 'xyz' } } }), /user alice: tokenSha256 must be 64 hex digits/);
   assert.throws(() => Users.fromJson({ users: { alice: { tokenSha256: '0'.repeat(64), accounts: ['root'] } } }), /expected UID:GID/);

@@ -22,7 +22,7 @@ const manifest = (): VmManifest => ({
   files: [],
 });
 
-test('manifest: written atomically, read back; unknown format or version refused; hashes verified', async () => {
+test('manifest: written atomically, read back; unknown format or version refused; hashes verified', { timeout: 60_000 }, async () => {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'gvfs-manifest-'));
   try {
     await fs.writeFile(path.join(dir, 'ram'), Buffer.alloc(8192, 1));
@@ -43,7 +43,7 @@ test('manifest: written atomically, read back; unknown format or version refused
   }
 });
 
-test('qemuArgs: one machine for publish (share=on) and clone (share=off, -incoming defer); commas in paths doubled', () => {
+test('qemuArgs: one machine for publish (share=on) and clone (share=off, -incoming defer); commas in paths doubled', { timeout: 60_000 }, () => {
   const m = manifest();
   const place = { name: 'c', kernel: '/k', initrd: '/i', disks: { disk0: '/x,y/disk.qcow2' }, consoleLog: '/c.log', qmpSocket: '/q.sock' };
   const pub = qemuArgs(m, { ...place, ramFile: '/g/ram', share: true });

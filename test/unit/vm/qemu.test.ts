@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { launchQemu, pidAlive, QemuError, QemuTracker } from '../../../src/vm/qemu.js';
+import { hasFile, requirePrereq } from '../../helpers/prereq.js';
 
-const skip = existsSync('/usr/bin/qemu-system-x86_64') ? false : 'qemu-system-x86 not installed';
+const skip = requirePrereq(hasFile('/usr/bin/qemu-system-x86_64', 'qemu-system-x86'));
 
-test('launchQemu: QEMU refusing its command line rejects with its own stderr; a started QEMU is tracked until it stops', { skip }, async () => {
+test('launchQemu: QEMU refusing its command line rejects with its own stderr; a started QEMU is tracked until it stops', { skip, timeout: 60_000 }, async () => {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'gvfs-qemu-'));
   const tracker = new QemuTracker();
   try {

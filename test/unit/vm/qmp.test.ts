@@ -6,7 +6,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { QmpClient, QmpClosedError, QmpDecoder, QmpError, type QmpMessage } from '../../../src/vm/qmp.js';
 
-test('QmpDecoder: messages split anywhere, fed one byte at a time, blank lines ignored', () => {
+test('QmpDecoder: messages split anywhere, fed one byte at a time, blank lines ignored', { timeout: 60_000 }, () => {
   const out: QmpMessage[] = [];
   const d = new QmpDecoder((m) => out.push(m));
   const wire = Buffer.from('{"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 22}, "package": ""}, "capabilities": []}}\r\n\n{"return": {}, "id": 1}\n{"event": "STOP", "timestamp": {"seconds": 1, "microseconds": 2}}\n');
@@ -17,7 +17,7 @@ test('QmpDecoder: messages split anywhere, fed one byte at a time, blank lines i
   assert.equal(out[2].event, 'STOP');
 });
 
-test('QmpDecoder: a line longer than the limit is an error, not an allocation', () => {
+test('QmpDecoder: a line longer than the limit is an error, not an allocation', { timeout: 60_000 }, () => {
   const d = new QmpDecoder(() => undefined, 1024);
   assert.throws(() => {
     for (let i = 0; i < 10; i++) d.push(Buffer.alloc(200, 0x61));
@@ -50,7 +50,7 @@ async function fakeQemu(onCommand: (cmd: { execute: string; arguments?: any; id:
   };
 }
 
-test('QmpClient: negotiates, matches replies by id (out of order), maps errors to QmpError, emits events', async () => {
+test('QmpClient: negotiates, matches replies by id (out of order), maps errors to QmpError, emits events', { timeout: 60_000 }, async () => {
   let held: (() => void) | undefined;
   const q = await fakeQemu((cmd, write) => {
     if (cmd.execute === 'qmp_capabilities') write({ return: {}, id: cmd.id });
@@ -79,7 +79,7 @@ test('QmpClient: negotiates, matches replies by id (out of order), maps errors t
   }
 });
 
-test('QmpClient: pending commands reject when QEMU goes away', async () => {
+test('QmpClient: pending commands reject when QEMU goes away', { timeout: 60_000 }, async () => {
   const q = await fakeQemu((cmd, write) => {
     if (cmd.execute === 'qmp_capabilities') write({ return: {}, id: cmd.id });
   });

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import '../../helpers/fc-seed.js';
 import { XdrError, XdrReader, XdrWriter, pad } from '../../../src/xdr/index.js';
 import { hex } from '../../helpers/xdr.js';
 
@@ -18,7 +19,7 @@ const reader = (s: string): XdrReader => new XdrReader(hex(s));
 
 // ---------- §4.1 Integer, §4.2 Unsigned Integer ----------
 
-test('i32: two\'s complement, big-endian (RFC 4506 §4.1)', () => {
+test('i32: two\'s complement, big-endian (RFC 4506 §4.1)', { timeout: 60_000 }, () => {
   const cases: Array<[number, string]> = [
     [0, '00000000'],
     [1, '00000001'],
@@ -33,7 +34,7 @@ test('i32: two\'s complement, big-endian (RFC 4506 §4.1)', () => {
   }
 });
 
-test('u32: big-endian, most significant byte first (RFC 4506 §4.2)', () => {
+test('u32: big-endian, most significant byte first (RFC 4506 §4.2)', { timeout: 60_000 }, () => {
   const cases: Array<[number, string]> = [
     [0, '00000000'],
     [0x01020304, '01020304'],
@@ -48,14 +49,14 @@ test('u32: big-endian, most significant byte first (RFC 4506 §4.2)', () => {
 
 // ---------- §4.4 Boolean ----------
 
-test('bool: FALSE = 0, TRUE = 1 (RFC 4506 §4.4)', () => {
+test('bool: FALSE = 0, TRUE = 1 (RFC 4506 §4.4)', { timeout: 60_000 }, () => {
   assert.deepEqual(write((w) => w.bool(false).bool(true)), hex('00000000 00000001'));
   const r = reader('00000000 00000001');
   assert.equal(r.bool(), false);
   assert.equal(r.bool(), true);
 });
 
-test('bool: any value other than 0 or 1 is a decode error', () => {
+test('bool: any value other than 0 or 1 is a decode error', { timeout: 60_000 }, () => {
   for (const h of ['00000002', '80000000', 'ffffffff', '00000100']) {
     assert.throws(() => reader(h).bool(), XdrError, h);
   }
@@ -63,7 +64,7 @@ test('bool: any value other than 0 or 1 is a decode error', () => {
 
 // ---------- §4.5 Hyper Integer and Unsigned Hyper Integer ----------
 
-test('u64 (number): 8 bytes, high word first, exact up to 2^53 - 1 (RFC 4506 §4.5)', () => {
+test('u64 (number): 8 bytes, high word first, exact up to 2^53 - 1 (RFC 4506 §4.5)', { timeout: 60_000 }, () => {
   const cases: Array<[number, string]> = [
     [0, '00000000 00000000'],
     [0xffffffff, '00000000 ffffffff'],
@@ -78,7 +79,7 @@ test('u64 (number): 8 bytes, high word first, exact up to 2^53 - 1 (RFC 4506 §4
   }
 });
 
-test('u64big (bigint): exact across the whole unsigned hyper range (RFC 4506 §4.5)', () => {
+test('u64big (bigint): exact across the whole unsigned hyper range (RFC 4506 §4.5)', { timeout: 60_000 }, () => {
   const cases: Array<[bigint, string]> = [
     [0n, '00000000 00000000'],
     [2n ** 32n + 5n, '00000001 00000005'],
@@ -93,17 +94,17 @@ test('u64big (bigint): exact across the whole unsigned hyper range (RFC 4506 §4
   }
 });
 
-test('u64big encodes negative bigints as their 64-bit two\'s complement', () => {
+test('u64big encodes negative bigints as their 64-bit two\'s complement', { timeout: 60_000 }, () => {
   assert.deepEqual(write((w) => w.u64big(-1n)), hex('ffffffff ffffffff'));
 });
 
 // ---------- §4.9 Fixed-Length Opaque, §4.10 Variable-Length Opaque, §4.11 String ----------
 
-test('pad(): residual zero bytes to the next multiple of four (RFC 4506 §4.9)', () => {
+test('pad(): residual zero bytes to the next multiple of four (RFC 4506 §4.9)', { timeout: 60_000 }, () => {
   assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 7, 8].map(pad), [0, 3, 2, 1, 0, 3, 2, 1, 0]);
 });
 
-test('fixed opaque: n bytes then (4 - n mod 4) mod 4 zero bytes (RFC 4506 §4.9)', () => {
+test('fixed opaque: n bytes then (4 - n mod 4) mod 4 zero bytes (RFC 4506 §4.9)', { timeout: 60_000 }, () => {
   const cases: Array<[string, string]> = [
     ['', ''],
     ['aa', 'aa000000'],
@@ -120,12 +121,12 @@ test('fixed opaque: n bytes then (4 - n mod 4) mod 4 zero bytes (RFC 4506 §4.9)
   }
 });
 
-test('fixed opaque: missing padding is a decode error', () => {
+test('fixed opaque: missing padding is a decode error', { timeout: 60_000 }, () => {
   assert.throws(() => reader('aabbcc').fixedOpaque(3), XdrError);
   assert.throws(() => reader('aabbccdd ee').fixedOpaque(5), XdrError);
 });
 
-test('variable opaque: length word, bytes, zero padding (RFC 4506 §4.10)', () => {
+test('variable opaque: length word, bytes, zero padding (RFC 4506 §4.10)', { timeout: 60_000 }, () => {
   const vec = '00000005 aabbccdd ee000000';
   assert.deepEqual(write((w) => w.opaque(hex('aabbccddee'))), hex(vec));
   const r = reader(vec);
@@ -134,14 +135,14 @@ test('variable opaque: length word, bytes, zero padding (RFC 4506 §4.10)', () =
   assert.deepEqual(write((w) => w.opaque(Buffer.alloc(0))), hex('00000000'));
 });
 
-test('variable opaque: a length over the bound or over the input is rejected', () => {
+test('variable opaque: a length over the bound or over the input is rejected', { timeout: 60_000 }, () => {
   assert.throws(() => reader('00000005 aabbccdd ee000000').opaque(4), XdrError);
   assert.throws(() => reader('00000008 aabbccdd').opaque(64), XdrError);
   // A hostile length near 2^32 must fail on the input check, not try to allocate.
   assert.throws(() => reader('ffffffff 00000000').opaque(0xffffffff), XdrError);
 });
 
-test('string: UTF-8 bytes as variable opaque (RFC 4506 §4.11)', () => {
+test('string: UTF-8 bytes as variable opaque (RFC 4506 §4.11)', { timeout: 60_000 }, () => {
   assert.deepEqual(write((w) => w.string('sillyprog')), hex('00000009 73696c6c 7970726f 67000000'));
   assert.equal(reader('00000009 73696c6c 7970726f 67000000').string(255), 'sillyprog');
   // "é" is two bytes in UTF-8: the length counts bytes, not characters.
@@ -149,7 +150,7 @@ test('string: UTF-8 bytes as variable opaque (RFC 4506 §4.11)', () => {
   assert.throws(() => reader('00000009 73696c6c 7970726f 67000000').string(8), XdrError);
 });
 
-test('large opaque payloads are kept as their own chunk without copying', () => {
+test('large opaque payloads are kept as their own chunk without copying', { timeout: 60_000 }, () => {
   const data = Buffer.alloc(8193, 0x5a);
   const w = new XdrWriter();
   w.u32(7).opaque(data).u32(9);
@@ -168,7 +169,7 @@ test('large opaque payloads are kept as their own chunk without copying', () => 
 
 // ---------- §4.12 / §4.13 Arrays ----------
 
-test('variable array: count then elements (RFC 4506 §4.13)', () => {
+test('variable array: count then elements (RFC 4506 §4.13)', { timeout: 60_000 }, () => {
   const vec = '00000003 00000001 00000002 00000003';
   assert.deepEqual(write((w) => w.array([1, 2, 3], (x, v) => x.u32(v))), hex(vec));
   const r = reader(vec);
@@ -176,14 +177,14 @@ test('variable array: count then elements (RFC 4506 §4.13)', () => {
   r.end();
 });
 
-test('array: a count over the bound is rejected before any element is read', () => {
+test('array: a count over the bound is rejected before any element is read', { timeout: 60_000 }, () => {
   let items = 0;
   const item = (x: XdrReader) => (items++, x.u32());
   assert.throws(() => reader('00000011' + '00000000'.repeat(17)).array(16, item), XdrError);
   assert.equal(items, 0);
 });
 
-test('array: a count the input cannot hold is rejected without allocating', () => {
+test('array: a count the input cannot hold is rejected without allocating', { timeout: 60_000 }, () => {
   let items = 0;
   const item = (x: XdrReader) => (items++, x.u32());
   // 2^32 - 1 elements announced, bound as large: only the remaining-input check stands in the way.
@@ -195,7 +196,7 @@ test('array: a count the input cannot hold is rejected without allocating', () =
 
 // ---------- §4.19 Optional-Data ----------
 
-test('optional: a boolean, then the value if TRUE (RFC 4506 §4.19)', () => {
+test('optional: a boolean, then the value if TRUE (RFC 4506 §4.19)', { timeout: 60_000 }, () => {
   assert.deepEqual(write((w) => w.optional(undefined, (x, v: number) => x.u32(v))), hex('00000000'));
   assert.deepEqual(write((w) => w.optional(null, (x, v: number) => x.u32(v))), hex('00000000'));
   assert.deepEqual(write((w) => w.optional(7, (x, v) => x.u32(v))), hex('00000001 00000007'));
@@ -204,7 +205,7 @@ test('optional: a boolean, then the value if TRUE (RFC 4506 §4.19)', () => {
   assert.throws(() => reader('00000002 00000007').optional((x) => x.u32()), XdrError);
 });
 
-test('list: the linked-list idiom of RFC 4506 §4.19 (*next as optional-data)', () => {
+test('list: the linked-list idiom of RFC 4506 §4.19 (*next as optional-data)', { timeout: 60_000 }, () => {
   // struct stringentry { string item<>; stringentry *next; }; preceded by the head pointer.
   const vec = '00000001 00000001 61000000  00000001 00000002 62630000  00000000';
   assert.deepEqual(write((w) => w.list(['a', 'bc'], (x, s) => x.string(s))), hex(vec));
@@ -214,7 +215,7 @@ test('list: the linked-list idiom of RFC 4506 §4.19 (*next as optional-data)', 
   assert.deepEqual(write((w) => w.list([], (x, s: string) => x.string(s))), hex('00000000'));
 });
 
-test('list: more entries than the bound is rejected', () => {
+test('list: more entries than the bound is rejected', { timeout: 60_000 }, () => {
   let items = 0;
   const item = (x: XdrReader) => (items++, x.u32());
   const three = '00000001 00000001  00000001 00000002  00000001 00000003  00000000';
@@ -225,7 +226,7 @@ test('list: more entries than the bound is rejected', () => {
 
 // ---------- §7: the RFC's own worked example ----------
 
-test('RFC 4506 §7 example: the "sillyprog" file record, byte for byte', () => {
+test('RFC 4506 §7 example: the "sillyprog" file record, byte for byte', { timeout: 60_000 }, () => {
   // struct file { string filename<255>; filetype type; string owner<32>; opaque data<65535>; }
   // union filetype switch (filekind kind) { case TEXT: void; case DATA: string creator<255>; case EXEC: string interpretor<255>; }
   const vec = hex(`
@@ -254,7 +255,7 @@ test('RFC 4506 §7 example: the "sillyprog" file record, byte for byte', () => {
 
 // ---------- truncation and trailing bytes ----------
 
-test('truncated input raises XdrError for every primitive', () => {
+test('truncated input raises XdrError for every primitive', { timeout: 60_000 }, () => {
   assert.throws(() => reader('').u32(), XdrError);
   assert.throws(() => reader('000000').u32(), XdrError);
   assert.throws(() => reader('ffffff').i32(), XdrError);
@@ -269,7 +270,7 @@ test('truncated input raises XdrError for every primitive', () => {
   assert.throws(() => reader('00000001 00000001').list(5, (x) => x.u32()), XdrError);
 });
 
-test('offset and remaining track the position', () => {
+test('offset and remaining track the position', { timeout: 60_000 }, () => {
   const r = reader('00000001 00000002 03');
   assert.equal(r.offset, 0);
   assert.equal(r.remaining, 9);
@@ -281,7 +282,7 @@ test('offset and remaining track the position', () => {
   r.end();
 });
 
-test('end() rejects trailing bytes and accepts exact consumption', () => {
+test('end() rejects trailing bytes and accepts exact consumption', { timeout: 60_000 }, () => {
   const r = reader('00000001 00000002');
   r.u32();
   assert.throws(() => r.end(), XdrError);
@@ -290,7 +291,7 @@ test('end() rejects trailing bytes and accepts exact consumption', () => {
   assert.throws(() => reader('00').end(), XdrError);
 });
 
-test('a reader may start at an offset', () => {
+test('a reader may start at an offset', { timeout: 60_000 }, () => {
   const r = new XdrReader(hex('ffffffff 0000002a'), 4);
   assert.equal(r.u32(), 42);
   r.end();
@@ -298,7 +299,7 @@ test('a reader may start at an offset', () => {
 
 // ---------- property: every primitive round-trips ----------
 
-test('property: primitives round-trip through writer and reader', () => {
+test('property: primitives round-trip through writer and reader', { timeout: 60_000 }, () => {
   const u32 = fc.integer({ min: 0, max: 0xffffffff });
   const i32 = fc.integer({ min: -0x8000_0000, max: 0x7fff_ffff });
   const u64big = fc.bigInt({ min: 0n, max: 2n ** 64n - 1n });

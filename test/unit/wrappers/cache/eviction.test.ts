@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SegmentedLru } from '../../../../src/wrappers/cache/eviction.js';
 
-test('slru: victims come from probation first, oldest first; re-referenced blocks are protected', () => {
+test('slru: victims come from probation first, oldest first; re-referenced blocks are protected', { timeout: 60_000 }, () => {
   const p = new SegmentedLru('slru');
   for (let i = 0; i < 10; i++) p.insert(`b${i}`, 10);
   p.touch('b0', true);
@@ -14,7 +14,7 @@ test('slru: victims come from probation first, oldest first; re-referenced block
   assert.ok(p.has('b2') && p.has('b8') && p.has('b9'));
 });
 
-test('slru: a scan of 20x the capacity leaves a hot set that stays in use', () => {
+test('slru: a scan of 20x the capacity leaves a hot set that stays in use', { timeout: 60_000 }, () => {
   const p = new SegmentedLru('slru');
   const hot = Array.from({ length: 5 }, (_, i) => `h${i}`);
   for (const k of hot) p.insert(k, 10);
@@ -27,7 +27,7 @@ test('slru: a scan of 20x the capacity leaves a hot set that stays in use', () =
   assert.ok(p.used <= 100);
 });
 
-test('lru without re-use during the scan loses the hot set; slru keeps it', () => {
+test('lru without re-use during the scan loses the hot set; slru keeps it', { timeout: 60_000 }, () => {
   for (const policy of ['slru', 'lru'] as const) {
     const p = new SegmentedLru(policy);
     for (let i = 0; i < 5; i++) p.insert(`h${i}`, 10);
@@ -41,7 +41,7 @@ test('lru without re-use during the scan loses the hot set; slru keeps it', () =
   }
 });
 
-test('slru: protected is capped at its share; the overflow is demoted, not dropped', () => {
+test('slru: protected is capped at its share; the overflow is demoted, not dropped', { timeout: 60_000 }, () => {
   const p = new SegmentedLru('slru', 0.5);
   for (let i = 0; i < 10; i++) p.insert(`b${i}`, 10);
   p.evict(100);
@@ -51,7 +51,7 @@ test('slru: protected is capped at its share; the overflow is demoted, not dropp
   assert.deepEqual(p.evict(60), ['b0', 'b1', 'b2', 'b3']);
 });
 
-test('slru: remove and re-insert keep the byte count exact', () => {
+test('slru: remove and re-insert keep the byte count exact', { timeout: 60_000 }, () => {
   const p = new SegmentedLru('slru');
   p.insert('a', 7);
   p.insert('b', 5, true);

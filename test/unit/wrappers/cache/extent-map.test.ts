@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import '../../../helpers/fc-seed.js';
 import { ExtentMap } from '../../../../src/wrappers/cache/extent-map.js';
 
 /** Model: per byte, the seq of the write that wrote it last (0: never). */
@@ -25,7 +26,7 @@ function fromMap(x: ExtentMap): number[] {
   return m;
 }
 
-test('property: newest write wins per byte; positions follow the bytes; dropUpTo forgets delivered records', () => {
+test('property: newest write wins per byte; positions follow the bytes; dropUpTo forgets delivered records', { timeout: 60_000 }, () => {
   fc.assert(
     fc.property(fc.array(fc.record({ start: fc.nat(250), len: fc.integer({ min: 1, max: 49 }) }), { maxLength: 40 }), fc.nat(45), (writes, upTo) => {
       const x = new ExtentMap();

@@ -21,7 +21,7 @@ async function readBack(j: Journal, w: { seg: number; pos: number; length: numbe
   return b;
 }
 
-test('journal: records survive a reopen; DONE retires them; credentials and handles come back', async () => {
+test('journal: records survive a reopen; DONE retires them; credentials and handles come back', { timeout: 60_000 }, async () => {
   const dir = await tmp();
   const fhA = Buffer.from('handle-A');
   const fhB = Buffer.from('handle-B-longer');
@@ -49,7 +49,7 @@ test('journal: records survive a reopen; DONE retires them; credentials and hand
   await fs.rm(dir, { recursive: true });
 });
 
-test('journal: a torn last record (never acknowledged) is ignored; the records before it are kept', async () => {
+test('journal: a torn last record (never acknowledged) is ignored; the records before it are kept', { timeout: 60_000 }, async () => {
   const dir = await tmp();
   const fh = Buffer.from('fh');
   {
@@ -77,7 +77,7 @@ test('journal: a torn last record (never acknowledged) is ignored; the records b
   await fs.rm(dir, { recursive: true });
 });
 
-test('journal: segments go oldest first, never before the WRITEs their DONE marks cover', async () => {
+test('journal: segments go oldest first, never before the WRITEs their DONE marks cover', { timeout: 60_000 }, async () => {
   const dir = await tmp();
   const { journal: j } = await Journal.open(dir, { segmentBytes: 4096 });
   const fa = Buffer.from('A');
@@ -101,7 +101,7 @@ test('journal: segments go oldest first, never before the WRITEs their DONE mark
   await fs.rm(dir, { recursive: true });
 });
 
-test('journal: a failed append (disk full) is cut off, reported, and the journal goes on', async () => {
+test('journal: a failed append (disk full) is cut off, reported, and the journal goes on', { timeout: 60_000 }, async () => {
   const dir = await tmp();
   let fail = false;
   const { journal: j } = await Journal.open(dir, {

@@ -18,7 +18,7 @@ function held() {
   return { b, release: () => gates.shift()?.(), get waiting() { return gates.length; } };
 }
 
-test('settle waits for the calls the session had in flight, not for other sessions nor for later calls', async () => {
+test('settle waits for the calls the session had in flight, not for other sessions nor for later calls', { timeout: 60_000 }, async () => {
   const h = held();
   const f = new SessionFence();
   const w = f.wrap(h.b as unknown as Backend);
@@ -48,7 +48,7 @@ test('settle waits for the calls the session had in flight, not for other sessio
   await n;
 });
 
-test('a failed call counts as done; settle gives up after maxWaitMs on a call that hangs', async () => {
+test('a failed call counts as done; settle gives up after maxWaitMs on a call that hangs', { timeout: 60_000 }, async () => {
   const f = new SessionFence(50);
   const failing = { getattr: () => Promise.reject(new Error('upstream said no')) };
   const w = f.wrap(failing as unknown as Backend);
