@@ -195,7 +195,15 @@ export class FuseFrontend {
       { entryTtlMs: opts.entryTimeoutMs / 2, attrTtlMs: opts.attrTimeoutMs / 2, maxEntries: this.o.cacheEntries },
     );
     this.files = new OpenFiles(backend, this.o.maxUncommittedFileBytes, this.o.maxUncommittedBytes, this.o.deferCommitMs, () => this.cred(), this.o.writeBehindBytes);
-    this.files.onAttrs = (key, a) => this.cache.setAttrIfNewer(key, a);
+    this.files.onWrite = {
+      begin: (key) => this.cache.begin(key),
+      end: (key, a) => {
+        // A failed WRITE may have changed the file in part: ask again.
+        if (a) this.cache.wrote(key, a);
+        else this.cache.dropAttr(key);
+        this.cache.end(key);
+      },
+    };
   }
 
   get mountpoint(): string | undefined {
@@ -407,19 +415,20 @@ export class FuseFrontend {
       this.counters.knownAbsent++;
       throw new FsError('NOENT', `${name} is not in the directory listing`);
     }
+    const t = this.cache.ticket();
     const r = await this.backend.lookup(this.cred(), parent.fh, name);
     const d = this.cache.setEntry(p, r.fh);
-    if (r.attr) this.cache.setAttr(d.key, r.attr);
-    if (r.dirAttr) this.cache.setAttr(parent.key, r.dirAttr);
-    return { ...d, attr: r.attr };
+    const attr = r.attr && this.cache.fetched(d.key, r.attr, t);
+    if (r.dirAttr) this.cache.fetched(parent.key, r.dirAttr, t);
+    return { ...d, attr };
   }
 
   private async attrOf(d: Resolved): Promise<Fattr3> {
     const a = d.attr ?? this.cache.attr(d.key);
     if (a) return a;
+    const t = this.cache.ticket();
     const fresh = await this.backend.getattr(this.cred(), d.fh);
-    this.cache.setAttr(d.key, fresh);
-    return fresh;
+    return this.cache.fetched(d.key, fresh, t)!;
   }
 
   /** stat as the kernel should see it: a size that includes writes still in flight. */
@@ -445,9 +454,10 @@ export class FuseFrontend {
     if (mask === ACCESS3_READ && a && a.mode & 0o004) return;
     const c = this.accessCache.get(d.key);
     if (c && ttl > 0 && Date.now() - c.at < ttl && (c.bits & mask) === mask) return;
+    const t = this.cache.ticket();
     const r = await this.backend.access(this.cred(), d.fh, mask);
     const bits = r.access;
-    if (r.attr) this.cache.setAttr(d.key, r.attr);
+    if (r.attr) this.cache.fetched(d.key, r.attr, t);
     if (this.accessCache.size >= this.o.cacheEntries) this.accessCache.clear();
     this.accessCache.set(d.key, { bits, at: Date.now() });
     if ((bits & mask) === mask) return;
@@ -477,8 +487,12 @@ export class FuseFrontend {
       // Commits (and waits for) every write before the size changes, so none lands after it.
       await f?.commit(this.cred());
     }
-    const w = await this.backend.setattr(this.cred(), d.fh, attrs);
-    this.afterWcc(d.key, w);
+    this.cache.begin(d.key);
+    try {
+      this.afterWcc(d.key, await this.backend.setattr(this.cred(), d.fh, attrs));
+    } finally {
+      this.cache.end(d.key);
+    }
     if (attrs.mode !== undefined || attrs.uid !== undefined || attrs.gid !== undefined) this.accessCache.delete(d.key);
   }
 
@@ -498,6 +512,7 @@ export class FuseFrontend {
     let dirAttr: Fattr3 | undefined;
     for (;;) {
       let page;
+      const t = this.cache.ticket();
       try {
         page = plus
           ? await this.backend.readdirplus(cred, d.fh, cookie, verf, this.o.readdirBytes / 2, this.o.readdirBytes)
@@ -518,7 +533,7 @@ export class FuseFrontend {
         }
         throw e;
       }
-      if (page.dirAttr) this.cache.setAttr(d.key, page.dirAttr);
+      if (page.dirAttr) this.cache.fetched(d.key, page.dirAttr, t);
       dirAttr = page.dirAttr;
       for (const e of page.entries as DirEntryPlus[]) {
         names.push(e.name);
@@ -526,7 +541,7 @@ export class FuseFrontend {
         else stats.push({ mode: 0, uid: 0, gid: 0, size: 0, dev: 0, nlink: 1, ino: foldIno(e.fileid), rdev: 0, blksize: 0, blocks: 0, atime: 0, mtime: 0, ctime: 0 });
         if (e.fh && e.name !== '.' && e.name !== '..') {
           const c = this.cache.setEntry(join(p, e.name), e.fh);
-          if (e.attr) this.cache.setAttr(c.key, e.attr);
+          if (e.attr) this.cache.fetched(c.key, e.attr, t);
         }
         cookie = e.cookie;
       }
@@ -551,7 +566,12 @@ export class FuseFrontend {
     if (flags & F.O_TRUNC && writable) {
       this.files.file(d.key)?.ra?.clear();
       await this.files.file(d.key)?.commit(cred);
-      this.afterWcc(d.key, await this.backend.setattr(cred, d.fh, { size: 0 }));
+      this.cache.begin(d.key);
+      try {
+        this.afterWcc(d.key, await this.backend.setattr(cred, d.fh, { size: 0 }));
+      } finally {
+        this.cache.end(d.key);
+      }
     }
     return this.files.open(d.fh, d.key, { append: !!(flags & F.O_APPEND), writable }).fd;
   }
@@ -598,11 +618,12 @@ export class FuseFrontend {
     let done = 0;
     let eof = false;
     while (done < count) {
+      const t = this.cache.ticket();
       const r = await this.backend.read(cred, file.fh, offset + done, count - done);
       const n = Math.min(r.data.length, count - done);
       if (n > 0) parts.push(n === r.data.length ? r.data : r.data.subarray(0, n));
       done += n;
-      if (r.attr) this.cache.setAttrIfNewer(file.key, r.attr);
+      if (r.attr) this.cache.fetched(file.key, r.attr, t);
       this.counters.backendReads++;
       if (r.eof || n === 0) {
         eof = true;
@@ -627,13 +648,15 @@ export class FuseFrontend {
 
   private async commitFd(fd: number): Promise<void> {
     const o = this.openFd(fd);
+    const t = this.cache.ticket();
     const after = await o.file.commit(this.cred());
-    if (after) this.cache.setAttrIfNewer(o.file.key, after);
+    if (after) this.cache.fetched(o.file.key, after, t);
   }
 
   private async flushFd(fd: number): Promise<void> {
+    const t = this.cache.ticket();
     const after = await this.files.flush(this.cred(), fd);
-    if (after) this.cache.setAttrIfNewer(this.openFd(fd).file.key, after);
+    if (after) this.cache.fetched(this.openFd(fd).file.key, after, t);
   }
 
   private async mknod(p: string, mode: number, dev: number): Promise<void> {

@@ -127,11 +127,16 @@ export class OpenFile {
     this.inflightBytes += data.length;
     this.table.inflightBytes += data.length;
     const entry = { start, end, done: Promise.resolve() };
+    const hooks = this.table.onWrite;
+    hooks?.begin(this.key);
     entry.done = this.send(cred, offset, data)
-      .then((after) => this.table.onAttrs?.(this.key, after))
-      .catch((e: unknown) => {
-        this.error ??= e;
-      })
+      .then(
+        (after) => hooks?.end(this.key, after),
+        (e: unknown) => {
+          hooks?.end(this.key, undefined);
+          this.error ??= e;
+        },
+      )
       .finally(() => {
         this.inflight.splice(this.inflight.indexOf(entry), 1);
         this.inflightBytes -= data.length;
@@ -269,8 +274,8 @@ export class OpenFiles {
     readonly maxBehindBytes = 0,
   ) {}
 
-  /** Post-operation attributes of writes (the front end's attribute cache). */
-  onAttrs?: (key: string, a: Fattr3 | undefined) => void;
+  /** A WRITE of a file goes out / came back, with its post-operation attributes (the front end's attribute cache). */
+  onWrite?: { begin(key: string): void; end(key: string, a: Fattr3 | undefined): void };
 
   get count(): number {
     return this.fds.size;
