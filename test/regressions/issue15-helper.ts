@@ -30,12 +30,13 @@ export interface Issue15Mount {
  * `serverClockAheadMs`: the server's clock runs that far ahead of ours
  * (negative: behind), as another machine's may.
  */
-export async function startIssue15Mount(kind: MountKind, extra: string[] = [], o: { cacheDir?: string; serverClockAheadMs?: number } = {}): Promise<Issue15Mount> {
+export async function startIssue15Mount(kind: MountKind, extra: string[] = [], o: { cacheDir?: string; serverClockAheadMs?: number; beforeMount?: (up: string) => Promise<void> } = {}): Promise<Issue15Mount> {
   const skew = o.serverClockAheadMs;
   const c = await startChain('gvfs', skew ? { wrapUpstream: (b) => skewedClock(b, skew) } : {});
   const up = path.join(c.upstream.dir, 'pub');
   await fs.mkdir(up, { mode: 0o777 });
   await fs.chmod(up, 0o777);
+  await o.beforeMount?.(up);
   const keyFile = path.join(c.base, 'alice.key');
   await writeKeyFile(keyFile, c.key);
   const cacheDir = kind === 'no-cache' ? undefined : (o.cacheDir ?? path.join(c.base, 'cache'));
@@ -67,4 +68,17 @@ export async function compileC(dir: string, name: string, source: string): Promi
   await fs.writeFile(src, source);
   await run('cc', ['-O1', '-Wall', '-o', exe, src]);
   return exe;
+}
+
+/** A tmpfs of `size` (e.g. '3m') mounted on a fresh directory under `parent`; root only. */
+export async function smallTmpfs(parent: string, name: string, size: string): Promise<{ dir: string; unmount(): Promise<void> }> {
+  const dir = path.join(parent, name);
+  await fs.mkdir(dir, { recursive: true });
+  await run('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0777`, 'tmpfs', dir]);
+  return {
+    dir,
+    async unmount() {
+      await run('umount', ['-l', dir]).catch(() => undefined);
+    },
+  };
 }

@@ -649,7 +649,7 @@ export class FuseFrontend {
   private async commitFd(fd: number): Promise<void> {
     const o = this.openFd(fd);
     const t = this.cache.ticket();
-    const after = await o.file.commit(this.cred());
+    const after = await this.files.sync(this.cred(), fd);
     if (after) this.cache.fetched(o.file.key, after, t);
   }
 
