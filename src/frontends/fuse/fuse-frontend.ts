@@ -703,8 +703,10 @@ export class FuseFrontend {
     const b = split(dst);
     this.checkName(b.name);
     const [from, to] = await this.retrying([a.dir, b.dir], () => Promise.all([this.resolve(a.dir), this.resolve(b.dir)]));
-    const moved = this.cache.peekEntry(src);
-    const replaced = this.cache.peekEntry(dst);
+    // Two names of one file (hard links): POSIX says rename does nothing and succeeds. The kernel
+    // looked both names up just before, so this is (nearly always) answered from the cache.
+    const [moved, replaced] = await Promise.all([src, dst].map((p) => this.resolve(p).catch(() => undefined)));
+    if (moved && replaced && moved.key === replaced.key) return;
     const r = await this.listed(to.key, this.backend.rename(this.cred(), from.fh, a.name, to.fh, b.name));
     this.cache.dropTree(src);
     this.cache.dropTree(dst);
