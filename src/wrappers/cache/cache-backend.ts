@@ -378,7 +378,13 @@ export class CacheBackend extends PassthroughBackend {
       this.aroundSince = Date.now();
       log.warn({ dir: this.sessionDir, err: why.message }, 'cache: the write-back journal cannot take writes; sending them to the server directly (write-through) until it can');
     }
-    await this.flushOne(s);
+    try {
+      await this.flushOne(s);
+    } catch (e) {
+      // Its journalled writes cannot go first (server unreachable?): the write is refused as the journal refused it.
+      log.debug({ err: (e as Error).message }, 'cache: cannot write around the journal: flushing the file first failed');
+      throw why;
+    }
     this.files.writeStart(s);
     let r: WriteResult;
     try {

@@ -61,9 +61,8 @@ export interface FlushSink {
 }
 
 /**
- * The journal did not take a write (its disk is full, it is broken, or the
- * backlog is at dirtyMax and flushing cannot make room): nothing of the
- * write was acknowledged or recorded. The cache sends such a write to the
+ * The journal did not take a write (its disk is full, or it is broken):
+ * nothing of the write was acknowledged or recorded. The cache sends such a write to the
  * server itself instead (write-through).
  */
 export class JournalRefused extends FsError {
@@ -213,7 +212,8 @@ export class WriteBack {
         this.stats.writesRefused++;
         const why = r.failed.length ? `the server is not taking it (${r.failed[0].code}: ${r.failed[0].message})` : 'flushing is not keeping up';
         log.error({ backlog: this.backlogBytes, dirtyMax: this.o.dirtyMax }, `cache: write-back backlog full; refusing a write (NOSPC): ${why}`);
-        throw new JournalRefused('NOSPC', `write-back cache full: ${this.backlogBytes} bytes not yet on the server and ${why}`);
+        // Not a refusal to write around: flushing (which writing around needs first) is what cannot make progress.
+        throw new FsError('NOSPC', `write-back cache full: ${this.backlogBytes} bytes not yet on the server and ${why}`);
       }
     }
   }
