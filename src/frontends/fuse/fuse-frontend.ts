@@ -189,10 +189,11 @@ export class FuseFrontend {
       opTimeoutMs: 180_000,
       ...opts,
     };
-    // The kernel keeps what we hand it for its own half of the budget.
+    // Names: the kernel keeps what we hand it for its own half of the budget. Attributes: all here (attr_timeout 0).
     this.cache = new PathCache(
       { fh: rootFh, key: rootFh.toString('base64') },
-      { entryTtlMs: opts.entryTimeoutMs / 2, attrTtlMs: opts.attrTimeoutMs / 2, maxEntries: this.o.cacheEntries },
+      // Attributes are kept here alone (per file; see attr_timeout at mount), names half here, half in the kernel.
+      { entryTtlMs: opts.entryTimeoutMs / 2, attrTtlMs: opts.attrTimeoutMs, maxEntries: this.o.cacheEntries },
     );
     this.files = new OpenFiles(backend, this.o.maxUncommittedFileBytes, this.o.maxUncommittedBytes, this.o.deferCommitMs, () => this.cred(), this.o.writeBehindBytes);
     this.files.onWrite = {
@@ -261,7 +262,10 @@ export class FuseFrontend {
       use_ino: true,
       // Keep the page cache across opens unless size/mtime changed (close-to-open).
       auto_cache: true,
-      attr_timeout: this.o.attrTimeoutMs / 2000,
+      // libfuse 2's high-level API gives each name its own kernel inode: attributes the kernel kept
+      // would go stale through one name after a change through another (nlink after link(), chmod).
+      // Every stat comes here and is answered from the per-file cache (a local round trip, no RPC).
+      attr_timeout: 0,
       entry_timeout: this.o.entryTimeoutMs / 2000,
       negative_timeout: 0,
     });
