@@ -437,7 +437,8 @@ export class FuseFrontend {
 
   /** stat as the kernel should see it: a size that includes writes still in flight. */
   private statOf(key: string, a: Fattr3): FuseStat {
-    const st = toStat(a, this.blksize);
+    // A reply of our own that came in since `a` was looked up (a write that then left the in-flight list) is newer.
+    const st = toStat(this.cache.peekAttr(key) ?? a, this.blksize);
     const f = this.files.file(key);
     if (f && f.inflightBytes > 0) st.size = Math.max(st.size, f.inflightEnd);
     return st;
