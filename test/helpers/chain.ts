@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import type { Backend } from '../../src/backend/backend.js';
 import path from 'node:path';
 import { LocalExport } from '../../src/backends/local-export/local-export.js';
 import { RemoteNfs } from '../../src/backends/remote-nfs/remote-nfs.js';
@@ -24,7 +25,7 @@ export interface Upstream {
   ganesha?: Ganesha;
 }
 
-export async function startUpstream(kind: 'gvfs' | 'ganesha', base: string): Promise<Upstream> {
+export async function startUpstream(kind: 'gvfs' | 'ganesha', base: string, wrap?: (b: Backend) => Backend): Promise<Upstream> {
   const dir = path.join(base, `${kind}-export`);
   await fs.mkdir(dir, { recursive: true });
   if (kind === 'ganesha') {
@@ -35,7 +36,7 @@ export async function startUpstream(kind: 'gvfs' | 'ganesha', base: string): Pro
   let server: RpcServer;
   const start = async (port: number) => {
     backend = await LocalExport.open({ root: dir, stateDir: path.join(base, 'gvfs-state') });
-    server = createNfs3Server({ backend });
+    server = createNfs3Server({ backend: wrap ? wrap(backend) : backend });
     return (await server.listen(port, '127.0.0.1')).port;
   };
   const port = await start(0);
@@ -86,10 +87,10 @@ export interface Chain {
 /** client → proxy client → proxy server → upstream, all on loopback. */
 export async function startChain(
   kind: 'gvfs' | 'ganesha',
-  o: { user?: string; map?: IdentityMap; inlineMax?: number; timeoutMs?: number; insecure?: boolean } = {},
+  o: { user?: string; map?: IdentityMap; inlineMax?: number; timeoutMs?: number; insecure?: boolean; wrapUpstream?: (b: Backend) => Backend } = {},
 ): Promise<Chain> {
   const base = await tempDir('gvfs-chain-');
-  const upstream = await startUpstream(kind, base);
+  const upstream = await startUpstream(kind, base, o.wrapUpstream);
   const c = { base, upstream, exportPath: upstream.exportPath } as Chain;
   const map = o.map ?? defaultMap();
   // Secure by default, as the product is: a session key for the user, proved on every connection.

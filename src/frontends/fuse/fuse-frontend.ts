@@ -189,13 +189,22 @@ export class FuseFrontend {
       opTimeoutMs: 180_000,
       ...opts,
     };
-    // The kernel keeps what we hand it for its own half of the budget.
+    // Names: the kernel keeps what we hand it for its own half of the budget. Attributes: all here (attr_timeout 0).
     this.cache = new PathCache(
       { fh: rootFh, key: rootFh.toString('base64') },
-      { entryTtlMs: opts.entryTimeoutMs / 2, attrTtlMs: opts.attrTimeoutMs / 2, maxEntries: this.o.cacheEntries },
+      // Attributes are kept here alone (per file; see attr_timeout at mount), names half here, half in the kernel.
+      { entryTtlMs: opts.entryTimeoutMs / 2, attrTtlMs: opts.attrTimeoutMs, maxEntries: this.o.cacheEntries },
     );
     this.files = new OpenFiles(backend, this.o.maxUncommittedFileBytes, this.o.maxUncommittedBytes, this.o.deferCommitMs, () => this.cred(), this.o.writeBehindBytes);
-    this.files.onAttrs = (key, a) => this.cache.setAttrIfNewer(key, a);
+    this.files.onWrite = {
+      begin: (key) => this.cache.begin(key),
+      end: (key, a) => {
+        // A failed WRITE may have changed the file in part: ask again.
+        if (a) this.cache.wrote(key, a);
+        else this.cache.dropAttr(key);
+        this.cache.end(key);
+      },
+    };
   }
 
   get mountpoint(): string | undefined {
@@ -253,7 +262,10 @@ export class FuseFrontend {
       use_ino: true,
       // Keep the page cache across opens unless size/mtime changed (close-to-open).
       auto_cache: true,
-      attr_timeout: this.o.attrTimeoutMs / 2000,
+      // libfuse 2's high-level API gives each name its own kernel inode: attributes the kernel kept
+      // would go stale through one name after a change through another (nlink after link(), chmod).
+      // Every stat comes here and is answered from the per-file cache (a local round trip, no RPC).
+      attr_timeout: 0,
       entry_timeout: this.o.entryTimeoutMs / 2000,
       negative_timeout: 0,
     });
@@ -407,24 +419,26 @@ export class FuseFrontend {
       this.counters.knownAbsent++;
       throw new FsError('NOENT', `${name} is not in the directory listing`);
     }
+    const t = this.cache.ticket();
     const r = await this.backend.lookup(this.cred(), parent.fh, name);
     const d = this.cache.setEntry(p, r.fh);
-    if (r.attr) this.cache.setAttr(d.key, r.attr);
-    if (r.dirAttr) this.cache.setAttr(parent.key, r.dirAttr);
-    return { ...d, attr: r.attr };
+    const attr = r.attr && this.cache.fetched(d.key, r.attr, t);
+    if (r.dirAttr) this.cache.fetched(parent.key, r.dirAttr, t);
+    return { ...d, attr };
   }
 
   private async attrOf(d: Resolved): Promise<Fattr3> {
     const a = d.attr ?? this.cache.attr(d.key);
     if (a) return a;
+    const t = this.cache.ticket();
     const fresh = await this.backend.getattr(this.cred(), d.fh);
-    this.cache.setAttr(d.key, fresh);
-    return fresh;
+    return this.cache.fetched(d.key, fresh, t)!;
   }
 
   /** stat as the kernel should see it: a size that includes writes still in flight. */
   private statOf(key: string, a: Fattr3): FuseStat {
-    const st = toStat(a, this.blksize);
+    // A reply of our own that came in since `a` was looked up (a write that then left the in-flight list) is newer.
+    const st = toStat(this.cache.peekAttr(key) ?? a, this.blksize);
     const f = this.files.file(key);
     if (f && f.inflightBytes > 0) st.size = Math.max(st.size, f.inflightEnd);
     return st;
@@ -445,9 +459,10 @@ export class FuseFrontend {
     if (mask === ACCESS3_READ && a && a.mode & 0o004) return;
     const c = this.accessCache.get(d.key);
     if (c && ttl > 0 && Date.now() - c.at < ttl && (c.bits & mask) === mask) return;
+    const t = this.cache.ticket();
     const r = await this.backend.access(this.cred(), d.fh, mask);
     const bits = r.access;
-    if (r.attr) this.cache.setAttr(d.key, r.attr);
+    if (r.attr) this.cache.fetched(d.key, r.attr, t);
     if (this.accessCache.size >= this.o.cacheEntries) this.accessCache.clear();
     this.accessCache.set(d.key, { bits, at: Date.now() });
     if ((bits & mask) === mask) return;
@@ -477,8 +492,12 @@ export class FuseFrontend {
       // Commits (and waits for) every write before the size changes, so none lands after it.
       await f?.commit(this.cred());
     }
-    const w = await this.backend.setattr(this.cred(), d.fh, attrs);
-    this.afterWcc(d.key, w);
+    this.cache.begin(d.key);
+    try {
+      this.afterWcc(d.key, await this.backend.setattr(this.cred(), d.fh, attrs));
+    } finally {
+      this.cache.end(d.key);
+    }
     if (attrs.mode !== undefined || attrs.uid !== undefined || attrs.gid !== undefined) this.accessCache.delete(d.key);
   }
 
@@ -498,6 +517,7 @@ export class FuseFrontend {
     let dirAttr: Fattr3 | undefined;
     for (;;) {
       let page;
+      const t = this.cache.ticket();
       try {
         page = plus
           ? await this.backend.readdirplus(cred, d.fh, cookie, verf, this.o.readdirBytes / 2, this.o.readdirBytes)
@@ -518,7 +538,7 @@ export class FuseFrontend {
         }
         throw e;
       }
-      if (page.dirAttr) this.cache.setAttr(d.key, page.dirAttr);
+      if (page.dirAttr) this.cache.fetched(d.key, page.dirAttr, t);
       dirAttr = page.dirAttr;
       for (const e of page.entries as DirEntryPlus[]) {
         names.push(e.name);
@@ -526,7 +546,7 @@ export class FuseFrontend {
         else stats.push({ mode: 0, uid: 0, gid: 0, size: 0, dev: 0, nlink: 1, ino: foldIno(e.fileid), rdev: 0, blksize: 0, blocks: 0, atime: 0, mtime: 0, ctime: 0 });
         if (e.fh && e.name !== '.' && e.name !== '..') {
           const c = this.cache.setEntry(join(p, e.name), e.fh);
-          if (e.attr) this.cache.setAttr(c.key, e.attr);
+          if (e.attr) this.cache.fetched(c.key, e.attr, t);
         }
         cookie = e.cookie;
       }
@@ -559,7 +579,12 @@ export class FuseFrontend {
     if (flags & F.O_TRUNC && writable) {
       this.files.file(d.key)?.ra?.clear();
       await this.files.file(d.key)?.commit(cred);
-      this.afterWcc(d.key, await this.backend.setattr(cred, d.fh, { size: 0 }));
+      this.cache.begin(d.key);
+      try {
+        this.afterWcc(d.key, await this.backend.setattr(cred, d.fh, { size: 0 }));
+      } finally {
+        this.cache.end(d.key);
+      }
     }
     return this.files.open(d.fh, d.key, { append: !!(flags & F.O_APPEND), writable }).fd;
   }
@@ -606,11 +631,12 @@ export class FuseFrontend {
     let done = 0;
     let eof = false;
     while (done < count) {
+      const t = this.cache.ticket();
       const r = await this.backend.read(cred, file.fh, offset + done, count - done);
       const n = Math.min(r.data.length, count - done);
       if (n > 0) parts.push(n === r.data.length ? r.data : r.data.subarray(0, n));
       done += n;
-      if (r.attr) this.cache.setAttrIfNewer(file.key, r.attr);
+      if (r.attr) this.cache.fetched(file.key, r.attr, t);
       this.counters.backendReads++;
       if (r.eof || n === 0) {
         eof = true;
@@ -637,13 +663,15 @@ export class FuseFrontend {
 
   private async commitFd(fd: number): Promise<void> {
     const o = this.openFd(fd);
-    const after = await o.file.commit(this.cred());
-    if (after) this.cache.setAttrIfNewer(o.file.key, after);
+    const t = this.cache.ticket();
+    const after = await this.files.sync(this.cred(), fd);
+    if (after) this.cache.fetched(o.file.key, after, t);
   }
 
   private async flushFd(fd: number): Promise<void> {
+    const t = this.cache.ticket();
     const after = await this.files.flush(this.cred(), fd);
-    if (after) this.cache.setAttrIfNewer(this.openFd(fd).file.key, after);
+    if (after) this.cache.fetched(this.openFd(fd).file.key, after, t);
   }
 
   private async mknod(p: string, mode: number, dev: number): Promise<void> {
@@ -690,8 +718,10 @@ export class FuseFrontend {
     const b = split(dst);
     this.checkName(b.name);
     const [from, to] = await this.retrying([a.dir, b.dir], () => Promise.all([this.resolve(a.dir), this.resolve(b.dir)]));
-    const moved = this.cache.peekEntry(src);
-    const replaced = this.cache.peekEntry(dst);
+    // Two names of one file (hard links): POSIX says rename does nothing and succeeds. The kernel
+    // looked both names up just before, so this is (nearly always) answered from the cache.
+    const [moved, replaced] = await Promise.all([src, dst].map((p) => this.resolve(p).catch(() => undefined)));
+    if (moved && replaced && moved.key === replaced.key) return;
     const r = await this.listed(to.key, this.backend.rename(this.cred(), from.fh, a.name, to.fh, b.name));
     this.cache.dropTree(src);
     this.cache.dropTree(dst);

@@ -13,6 +13,8 @@ export interface OpenFd {
   file: OpenFile;
   append: boolean;
   writable: boolean;
+  /** The file's error count this descriptor's fsync / close last reported (or found at open). */
+  seen: { sync: number; flush: number };
 }
 
 interface Uncommitted {
@@ -90,8 +92,16 @@ export class OpenFile {
   /** Writes sent and not yet answered (write-behind): never two overlapping ones. */
   private inflight: Array<{ start: number; end: number; done: Promise<void> }> = [];
   inflightBytes = 0;
-  /** The first failure of a write-behind, reported by the next write, flush, fsync or close. */
-  private error?: unknown;
+  /**
+   * Failures of writes the program was already told had succeeded
+   * (write-behind): counted, and the last one kept. Each is reported by the
+   * next write() of the file, and by the next fsync() and the next close()
+   * of every descriptor open when it happened (as Linux reports writeback
+   * errors), so no program that checks fsync or close misses it.
+   */
+  private errors = 0;
+  private lastError?: unknown;
+  private writeSeen = 0;
 
   /** End of the furthest write not yet answered: the size stat must show at least. */
   get inflightEnd(): number {
@@ -108,7 +118,7 @@ export class OpenFile {
    * write-behind bound per file): like an NFS client's write-back, a failure
    * is then reported by the next write, flush, fsync or close. Writes that
    * overlap one in flight wait for it (two connections could reorder them).
-   * Post-operation attributes go to the table's `onAttrs`.
+   * Post-operation attributes go to the table's `onWrite`.
    */
   async write(cred: Credentials, offset: number, src: Buffer, behind: boolean): Promise<void> {
     this.raise();
@@ -126,12 +136,19 @@ export class OpenFile {
     await this.gate.enter();
     this.inflightBytes += data.length;
     this.table.inflightBytes += data.length;
-    const entry = { start, end, done: Promise.resolve() };
+    const entry: { start: number; end: number; done: Promise<void>; err?: unknown } = { start, end, done: Promise.resolve() };
+    const hooks = this.table.onWrite;
+    hooks?.begin(this.key);
     entry.done = this.send(cred, offset, data)
-      .then((after) => this.table.onAttrs?.(this.key, after))
-      .catch((e: unknown) => {
-        this.error ??= e;
-      })
+      .then(
+        (after) => hooks?.end(this.key, after),
+        (e: unknown) => {
+          hooks?.end(this.key, undefined);
+          // A write the program waits for reports its own failure; one it was told had succeeded is counted.
+          if (behind) this.fail(e, offset, data.length);
+          else entry.err = e;
+        },
+      )
       .finally(() => {
         this.inflight.splice(this.inflight.indexOf(entry), 1);
         this.inflightBytes -= data.length;
@@ -147,6 +164,7 @@ export class OpenFile {
     // Past the bound over all files, a write waits for its reply like any synchronous write.
     if (!behind || this.table.inflightBytes > 4 * this.table.maxBehindBytes) {
       await entry.done;
+      if (entry.err !== undefined) throw entry.err;
       this.raise();
     }
     if (this.pendingBytes >= this.table.maxFileBytes || this.table.pendingBytes >= this.table.maxTotalBytes) await this.commit(cred);
@@ -166,17 +184,34 @@ export class OpenFile {
     return after;
   }
 
-  private raise(): void {
-    if (this.error === undefined) return;
-    const e = this.error;
-    this.error = undefined;
-    throw e;
+  private fail(e: unknown, offset: number, length: number): void {
+    this.errors++;
+    this.lastError = e;
+    log.error({ file: this.key, offset, length, err: (e as Error).message }, 'a write the program was told had succeeded failed: reported by the next write, and by fsync and close of every descriptor');
   }
 
-  /** Wait for the writes in flight; report (once) a failure of any of them. */
+  /** Report (once per write path) a failure of an earlier write. */
+  private raise(): void {
+    if (this.errors === this.writeSeen) return;
+    this.writeSeen = this.errors;
+    throw this.lastError;
+  }
+
+  /** Failures so far (a descriptor's starting point). */
+  get errorCount(): number {
+    return this.errors;
+  }
+
+  /** Throw the last failure if there was one since `fd` last reported through `path` (fsync or close). */
+  check(fd: OpenFd, path: 'sync' | 'flush'): void {
+    if (fd.seen[path] === this.errors) return;
+    fd.seen[path] = this.errors;
+    throw this.lastError;
+  }
+
+  /** Wait for the writes in flight (their failures are reported by check / the next write). */
   async drain(): Promise<void> {
     while (this.inflight.length) await Promise.all(this.inflight.map((w) => w.done));
-    this.raise();
   }
 
   /** Wait for the writes in flight, without reporting their failures (for reads). */
@@ -269,8 +304,8 @@ export class OpenFiles {
     readonly maxBehindBytes = 0,
   ) {}
 
-  /** Post-operation attributes of writes (the front end's attribute cache). */
-  onAttrs?: (key: string, a: Fattr3 | undefined) => void;
+  /** A WRITE of a file goes out / came back, with its post-operation attributes (the front end's attribute cache). */
+  onWrite?: { begin(key: string): void; end(key: string, a: Fattr3 | undefined): void };
 
   get count(): number {
     return this.fds.size;
@@ -285,7 +320,7 @@ export class OpenFiles {
     file.refs++;
     // FUSE file handles cross the binding as int32, and 0 means "none".
     while (this.fds.has(this.nextFd) || this.nextFd === 0) this.nextFd = (this.nextFd % 0x7fffffff) + 1;
-    const fd: OpenFd = { fd: this.nextFd, file, append: o.append, writable: o.writable };
+    const fd: OpenFd = { fd: this.nextFd, file, append: o.append, writable: o.writable, seen: { sync: file.errorCount, flush: file.errorCount } };
     this.fds.set(fd.fd, fd);
     this.nextFd = (this.nextFd % 0x7fffffff) + 1;
     return fd;
@@ -308,9 +343,20 @@ export class OpenFiles {
     if (this.deferCommitMs > 0) {
       await f.file.drain();
       if (f.file.pendingBytes > 0) this.schedule();
+      f.file.check(f, 'flush');
       return undefined;
     }
-    return f.file.commit(cred);
+    const after = await f.file.commit(cred);
+    f.file.check(f, 'flush');
+    return after;
+  }
+
+  /** fsync: every write so far durable, and any failure since this descriptor's last fsync reported. */
+  async sync(cred: Credentials, fd: number): Promise<Fattr3 | undefined> {
+    const f = this.get(fd);
+    const after = await f.file.commit(cred);
+    f.file.check(f, 'sync');
+    return after;
   }
 
   /** Forget a descriptor; the file's kept writes are committed when its last descriptor goes (or later, if deferred). */

@@ -50,6 +50,13 @@ export class PathCache {
   private readonly attrs = new Map<string, Stamped<Fattr3>>();
   private readonly listings = new Map<string, Stamped<Listing>>();
   private readonly now: () => number;
+  /** Local change sequence: bumped by every change through the mount; per file, the last one. */
+  private seq = 0;
+  private readonly lastChange = new Map<string, number>();
+  /** Changes of a file in flight. */
+  private readonly active = new Map<string, number>();
+  /** Files whose cached attributes come from our own changes (not a fetch since). */
+  private readonly local = new Set<string>();
 
   constructor(
     readonly root: Dentry,
@@ -149,38 +156,98 @@ export class PathCache {
     return this.attrs.get(key)?.v;
   }
 
+  /**
+   * Attributes from the reply to one of our own changes of the file
+   * (SETATTR, CREATE, LINK, a directory's wcc): they are the file as that
+   * change left it. Fetches in flight are void for it from now on.
+   */
   setAttr(key: string, a: Fattr3 | undefined): void {
+    this.changed(key);
     if (!a) {
       this.attrs.delete(key);
       return;
     }
     // Kept even with a TTL of 0: peekAttr serves O_APPEND's "size known so far".
     this.put(this.attrs, key, a);
+    this.local.add(key);
     const l = this.listings.get(key);
     if (l && l.v.mtime !== stampOf(a)) this.listings.delete(key);
   }
 
   /**
-   * As setAttr, for replies that may arrive out of order (concurrent writes
-   * to one file): older attributes (by ctime, then size) do not replace newer.
+   * The reply to one of our WRITEs. Writes of one file run concurrently and
+   * their replies come in any order, but a WRITE never shrinks a file: the
+   * size is the largest any of them reported since our last exact change
+   * (setAttr). Times are the reply's as it comes: no clock orders
+   * attributes (the server's and ours differ, and in granularity too).
    */
-  setAttrIfNewer(key: string, a: Fattr3 | undefined): void {
+  wrote(key: string, a: Fattr3 | undefined): void {
     if (!a) return this.dropAttr(key);
     const cur = this.attrs.get(key)?.v;
-    if (cur) {
-      const d = cur.ctime.sec - a.ctime.sec || cur.ctime.nsec - a.ctime.nsec;
-      if (d > 0 || (d === 0 && cur.size > a.size)) return;
-    }
+    const size = cur && this.local.has(key) ? Math.max(cur.size, a.size) : a.size;
+    this.changed(key);
+    this.put(this.attrs, key, size === a.size ? a : { ...a, size, used: Math.max(a.used, size) });
+    this.local.add(key);
+  }
+
+  /**
+   * A change of the file through the mount starts / ends: fetches that
+   * overlap it may show the file before it, so they are not kept.
+   */
+  begin(key: string): void {
+    this.active.set(key, (this.active.get(key) ?? 0) + 1);
+    this.changed(key);
+  }
+  end(key: string): void {
+    const n = (this.active.get(key) ?? 1) - 1;
+    if (n > 0) this.active.set(key, n);
+    else this.active.delete(key);
+    this.changed(key);
+  }
+
+  /** Taken before a fetch (GETATTR, LOOKUP, READ, READDIRPLUS, ACCESS) goes out; see `fetched`. */
+  ticket(): number {
+    return this.seq;
+  }
+
+  /**
+   * Attributes a fetch brought back. Kept only if no change of that file
+   * through the mount started, ran or ended since the fetch's `ticket`: the
+   * server may have answered before it saw the change, and our own change is
+   * the authority for what it changed. Returns what the file is as far as we
+   * know: the fetched attributes, or those our change left.
+   */
+  fetched(key: string, a: Fattr3 | undefined, ticket: number): Fattr3 | undefined {
+    if (!a) return this.attrs.get(key)?.v;
+    if (this.active.has(key) || (this.lastChange.get(key) ?? 0) > ticket) return this.attrs.get(key)?.v ?? a;
     this.put(this.attrs, key, a);
+    this.local.delete(key);
+    const l = this.listings.get(key);
+    if (l && l.v.mtime !== stampOf(a)) this.listings.delete(key);
+    return a;
+  }
+
+  private changed(key: string): void {
+    this.lastChange.delete(key);
+    this.lastChange.set(key, ++this.seq);
+    // Forgetting the oldest marks is safe once no fetch that old can still be in flight; 4x the cache bound is plenty.
+    if (this.lastChange.size > 4 * this.o.maxEntries) {
+      const oldest = this.lastChange.keys().next().value;
+      if (oldest !== undefined) this.lastChange.delete(oldest);
+    }
   }
 
   dropAttr(key: string): void {
+    this.changed(key);
     this.attrs.delete(key);
+    this.local.delete(key);
   }
 
   clear(): void {
     this.dentries.clear();
+    for (const k of this.attrs.keys()) this.changed(k);
     this.attrs.clear();
+    this.local.clear();
     this.listings.clear();
   }
 
@@ -199,7 +266,10 @@ export class PathCache {
     m.set(k, { v, at: this.now() });
     if (m.size > this.o.maxEntries) {
       const oldest = m.keys().next().value;
-      if (oldest !== undefined) m.delete(oldest);
+      if (oldest !== undefined) {
+        m.delete(oldest);
+        if (m === (this.attrs as Map<string, unknown>)) this.local.delete(oldest);
+      }
     }
   }
 }

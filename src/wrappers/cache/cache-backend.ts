@@ -17,7 +17,7 @@ import { Journal } from './journal.js';
 import { resolveCacheOptions, type CacheOptions, type ResolvedCacheOptions } from './options.js';
 import { lockSession, readSmallFile, sessionPath, writeFileAtomic } from './session-dir.js';
 import { versionTag } from './versions.js';
-import { WriteBack, type FlushFailure, type FlushReport } from './write-back.js';
+import { JournalRefused, WriteBack, type FlushFailure, type FlushReport } from './write-back.js';
 
 const log = logger('cache');
 
@@ -49,6 +49,8 @@ export interface CacheStats {
   invalidations: number;
   attrHits: number;
   attrMisses: number;
+  /** Write-back writes the journal refused (cache disk full), sent to the server directly. */
+  writesAround: number;
   lookupHits: number;
   lookupMisses: number;
   /** Bytes whose newest data is only in the journal. */
@@ -99,7 +101,9 @@ export class CacheBackend extends PassthroughBackend {
   private timers: NodeJS.Timeout[] = [];
   private scanning?: Promise<void>;
   private closing = false;
-  private readonly c = { attrHits: 0, attrMisses: 0 };
+  private readonly c = { attrHits: 0, attrMisses: 0, writesAround: 0 };
+  /** Since when writes go around a journal that refuses them (0: the journal takes them). */
+  private aroundSince = 0;
 
   constructor(inner: Backend, o: CacheOptions) {
     super(inner);
@@ -340,13 +344,57 @@ export class CacheBackend extends PassthroughBackend {
     if (offset + data.length > Number.MAX_SAFE_INTEGER) throw new FsError('FBIG', 'offset too large');
     await this.checkWritable(cred, s);
     const pre = this.present(s, a);
-    if (data.length) await this.wb!.write(cred, fh, offset, data, stable, stable !== StableHow.UNSTABLE);
+    if (data.length) {
+      try {
+        await this.wb!.write(cred, fh, offset, data, stable, stable !== StableHow.UNSTABLE);
+        if (this.aroundSince) {
+          log.info({ ms: Date.now() - this.aroundSince }, 'cache: the write-back journal takes writes again');
+          this.aroundSince = 0;
+        }
+      } catch (e) {
+        if (!(e instanceof JournalRefused)) throw e;
+        return this.writeAround(cred, s, offset, data, e);
+      }
+    }
     return {
       wcc: { before: { size: pre.size, mtime: pre.mtime, ctime: pre.ctime }, after: this.present(s, s.attr ?? a) },
       count: data.length,
       committed: stable === StableHow.UNSTABLE ? StableHow.UNSTABLE : StableHow.FILE_SYNC,
       verf: this.bootVerf,
     };
+  }
+
+  /**
+   * A write the journal refused (its disk full, or broken) goes to the
+   * server at once, FILE_SYNC (the write-back COMMIT only syncs the
+   * journal, so nothing else would make it durable there), after the file's
+   * journalled writes so that the server sees them in order. It is
+   * acknowledged only once the server has it: nothing is lost if the cache
+   * disk fills; if the server fails too, the error goes to the program.
+   */
+  private async writeAround(cred: Credentials, s: FileState, offset: number, data: Buffer, why: JournalRefused): Promise<WriteResult> {
+    this.c.writesAround++;
+    if (!this.aroundSince) {
+      this.aroundSince = Date.now();
+      log.warn({ dir: this.sessionDir, err: why.message }, 'cache: the write-back journal cannot take writes; sending them to the server directly (write-through) until it can');
+    }
+    try {
+      await this.flushOne(s);
+    } catch (e) {
+      // Its journalled writes cannot go first (server unreachable?): the write is refused as the journal refused it.
+      log.debug({ err: (e as Error).message }, 'cache: cannot write around the journal: flushing the file first failed');
+      throw why;
+    }
+    this.files.writeStart(s);
+    let r: WriteResult;
+    try {
+      r = await this.inner.write(cred, s.fh, offset, data, StableHow.FILE_SYNC);
+    } catch (e) {
+      this.files.writeEnd(s, offset, data.length, (e as FsError).wcc, false);
+      throw e;
+    }
+    this.files.writeEnd(s, offset, r.count, r.wcc, true);
+    return { ...r, wcc: { before: r.wcc.before, after: r.wcc.after && this.present(s, r.wcc.after) }, verf: this.bootVerf };
   }
 
   /** A write-back write is checked against the server's permissions once per caller per attribute timeout. */

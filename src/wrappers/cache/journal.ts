@@ -55,6 +55,18 @@ const MAX_PAYLOAD = 64 << 20;
 const BATCH_RECORDS = 256;
 /** A current segment whose WRITEs are all delivered is replaced once it holds this much. */
 const ROLL_EMPTY_BYTES = 1 << 20;
+/**
+ * Disk kept back (a file of zeros) for DONE / DISCARD marks: on a full disk
+ * the journal could otherwise not retire what it delivered, and so never
+ * free a segment again. Released when a mark meets ENOSPC; until it can be
+ * made again, the journal refuses WRITEs (the cache then writes through).
+ */
+const RESERVE_BYTES = 256 << 10;
+const RESERVE_FILE = 'journal.reserve';
+const isNoSpace = (e: unknown) => {
+  const x = e as { code?: unknown; errno?: unknown } | undefined;
+  return ['ENOSPC', 'EDQUOT'].some((c) => x?.code === c || x?.errno === c);
+};
 
 export interface JournalWrite {
   seq: number;
@@ -93,6 +105,8 @@ interface Segment {
 }
 
 interface Req {
+  /** A WRITE (data) rather than a mark: refused while the journal is short of disk (see `reserve`). */
+  data?: boolean;
   /** Lay the record(s) out at `pos` in segment `seg`; returns the buffers. */
   build: (seg: Segment, pos: number, declared: Map<number, string>) => Buffer[];
   sync: boolean;
@@ -121,6 +135,8 @@ export class Journal {
   private broken?: Error;
   private rollSoon = false;
   private readonly segmentBytes: number;
+  /** The mark reserve is released: WRITEs are refused until it can be made again. */
+  private short = false;
 
   private constructor(
     readonly dir: string,
@@ -135,6 +151,7 @@ export class Journal {
     const j = new Journal(dir, o);
     const files = await j.recover();
     await j.startSegment();
+    j.short = !(await j.makeReserve());
     return { journal: j, files };
   }
 
@@ -198,6 +215,7 @@ export class Journal {
       const w = { seq: 0, fileNo, offset, length: data.length, seg: 0, pos: 0 };
       const ck = credKey(cred);
       this.enqueue({
+        data: true,
         sync,
         build: (seg, pos, declared) => {
           const out: Buffer[] = [];
@@ -297,10 +315,21 @@ export class Journal {
     this.draining = true;
     try {
       while (this.queue.length) {
-        const batch = this.queue.splice(0, BATCH_RECORDS);
+        let batch = this.queue.splice(0, BATCH_RECORDS);
         if (this.broken) {
           for (const r of batch) r.reject(this.broken);
           continue;
+        }
+        if (this.short && batch.some((r) => r.data)) {
+          if (await this.makeReserve()) {
+            this.short = false;
+            log.info('cache: the journal has disk again; it takes writes');
+          } else {
+            const refused = new JournalError('the cache disk is full (the journal keeps its last space for retiring delivered writes)', 'ENOSPC');
+            for (const r of batch) if (r.data) r.reject(refused);
+            batch = batch.filter((r) => !r.data);
+            if (!batch.length) continue;
+          }
         }
         try {
           if (this.cur.size >= this.segmentBytes || (this.rollSoon && this.cur.live === 0 && this.cur.size > 0)) await this.roll();
@@ -309,42 +338,91 @@ export class Journal {
           for (const r of batch) r.reject(asJournalError(e, 'starting a new journal segment'));
           continue;
         }
-        const seg = this.cur;
-        const start = seg.size;
-        const declared = new Map(seg.declared);
-        const bufs: Buffer[] = [];
-        let pos = start;
-        const seqBefore = this.seq;
-        for (const r of batch) {
-          for (const b of r.build(seg, pos, declared)) {
-            bufs.push(b);
-            pos += b.length;
-          }
+        let err = await this.tryBatch(batch);
+        if (err && isNoSpace(err) && batch.some((r) => !r.data)) {
+          // The disk is full: the marks still go in (they retire delivered writes, which frees segments), the data does not.
+          for (const r of batch) if (r.data) r.reject(err);
+          batch = batch.filter((r) => !r.data);
+          err = await this.tryBatch(batch);
+          if (err && isNoSpace(err) && (await this.releaseReserve())) err = await this.tryBatch(batch);
         }
-        try {
-          const inject = this.o.failAppend?.(pos - start);
-          if (inject) throw inject;
-          if (bufs.length) await writevAll(seg.fd, bufs, start);
-          if (batch.some((r) => r.sync)) await f.fdatasync(seg.fd);
-        } catch (e) {
-          this.seq = seqBefore;
-          const err = asJournalError(e, 'appending to the journal');
-          log.error({ err: e, segment: seg.file, bytes: pos - start }, 'cache: journal append failed; nothing in this batch was acknowledged');
-          try {
-            await f.ftruncate(seg.fd, start);
-          } catch (e2) {
-            this.broken = new JournalError(`journal ${seg.file} could not be cut back after a failed append (${(e2 as Error).message}); refusing further writes`, 'EIO');
-            log.error({ err: e2 }, 'cache: journal is broken; write-back refuses new writes, recorded data stays for recovery');
-          }
-          for (const r of batch) r.reject(err);
-          continue;
-        }
-        seg.size = pos;
-        seg.declared = declared;
-        for (const r of batch) r.resolve();
+        if (err) for (const r of batch) r.reject(err);
+        else for (const r of batch) r.resolve();
       }
     } finally {
       this.draining = false;
+    }
+  }
+
+  /** Append one batch to the current segment; on failure cut the segment back and return the error (nothing of the batch counts). */
+  private async tryBatch(batch: Req[]): Promise<JournalError | undefined> {
+    const seg = this.cur;
+    const start = seg.size;
+    const declared = new Map(seg.declared);
+    const bufs: Buffer[] = [];
+    let pos = start;
+    const seqBefore = this.seq;
+    for (const r of batch) {
+      for (const b of r.build(seg, pos, declared)) {
+        bufs.push(b);
+        pos += b.length;
+      }
+    }
+    try {
+      await this.append(seg, bufs, start, pos, batch);
+    } catch (e) {
+      this.seq = seqBefore;
+      const err = asJournalError(e, 'appending to the journal');
+      if (isNoSpace(e)) log.warn({ segment: seg.file, bytes: pos - start }, 'cache: journal append failed, the cache disk is full; nothing in this batch was acknowledged');
+      else log.error({ err: e, segment: seg.file, bytes: pos - start }, 'cache: journal append failed; nothing in this batch was acknowledged');
+      try {
+        await f.ftruncate(seg.fd, start);
+      } catch (e2) {
+        this.broken = new JournalError(`journal ${seg.file} could not be cut back after a failed append (${(e2 as Error).message}); refusing further writes`, 'EIO');
+        log.error({ err: e2 }, 'cache: journal is broken; write-back refuses new writes, recorded data stays for recovery');
+      }
+      return err;
+    }
+    seg.size = pos;
+    seg.declared = declared;
+    return undefined;
+  }
+
+  private async append(seg: Segment, bufs: Buffer[], start: number, end: number, batch: Req[]): Promise<void> {
+    const inject = this.o.failAppend?.(end - start);
+    if (inject) throw inject;
+    if (bufs.length) await writevAll(seg.fd, bufs, start);
+    if (batch.some((r) => r.sync)) await f.fdatasync(seg.fd);
+  }
+
+  /** Write the reserve file (true if it is there in full). */
+  private async makeReserve(): Promise<boolean> {
+    const file = path.join(this.dir, RESERVE_FILE);
+    let fd: number | undefined;
+    try {
+      fd = await f.open(file, 'w');
+      await f.writeAll(fd, Buffer.alloc(RESERVE_BYTES), 0);
+      await f.fdatasync(fd);
+      return true;
+    } catch (e) {
+      if (!isNoSpace(e)) log.warn({ err: e, file }, 'cache: could not write the journal reserve');
+      await f.unlink(file).catch(() => undefined);
+      return false;
+    } finally {
+      if (fd !== undefined) await f.close(fd).catch(() => undefined);
+    }
+  }
+
+  /** Give the reserve back to the disk (true if there was one); WRITEs are refused until it is made again. */
+  private async releaseReserve(): Promise<boolean> {
+    if (this.short) return false;
+    this.short = true;
+    log.warn({ dir: this.dir }, 'cache: the cache disk is full; the journal uses its reserve to retire delivered writes and refuses new ones until segments free space');
+    try {
+      await f.unlink(path.join(this.dir, RESERVE_FILE));
+      return true;
+    } catch {
+      return false;
     }
   }
 

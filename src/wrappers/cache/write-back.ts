@@ -60,6 +60,15 @@ export interface FlushSink {
   discarded(fh: Buffer): void;
 }
 
+/**
+ * The journal did not take a write (its disk is full, or it is broken):
+ * nothing of the write was acknowledged or recorded. The cache sends such a write to the
+ * server itself instead (write-through).
+ */
+export class JournalRefused extends FsError {
+  override name = 'JournalRefused';
+}
+
 export interface FlushFailure {
   fh: string;
   code: FsErrorCode;
@@ -174,7 +183,7 @@ export class WriteBack {
       this.stats.writesRefused++;
       const je = e as JournalError;
       const nospc = je.errno === 'ENOSPC' || je.errno === 'EDQUOT';
-      throw new FsError(nospc ? 'NOSPC' : 'IO', `write-back journal: ${je.message}`);
+      throw new JournalRefused(nospc ? 'NOSPC' : 'IO', `write-back journal: ${je.message}`);
     }
     this.add(d, w, Date.now());
     if (this.backlogBytes > this.o.dirtyLimit) void this.flushAll().catch(() => undefined);
@@ -203,6 +212,7 @@ export class WriteBack {
         this.stats.writesRefused++;
         const why = r.failed.length ? `the server is not taking it (${r.failed[0].code}: ${r.failed[0].message})` : 'flushing is not keeping up';
         log.error({ backlog: this.backlogBytes, dirtyMax: this.o.dirtyMax }, `cache: write-back backlog full; refusing a write (NOSPC): ${why}`);
+        // Not a refusal to write around: flushing (which writing around needs first) is what cannot make progress.
         throw new FsError('NOSPC', `write-back cache full: ${this.backlogBytes} bytes not yet on the server and ${why}`);
       }
     }
@@ -245,7 +255,8 @@ export class WriteBack {
     if (!d) return;
     const target = d.lastSeq;
     for (;;) {
-      if (d.flushing) await d.flushing.catch(() => undefined);
+      // Several callers may wait for one round: each checks again, or two rounds would send (and retire) the same records.
+      while (d.flushing) await d.flushing.catch(() => undefined);
       if (!d.writes.length || d.writes[0].seq > target) return;
       d.flushing = this.round(d, target);
       try {
@@ -293,7 +304,7 @@ export class WriteBack {
     const targets = keys ? keys.map((k) => this.files.get(k)).filter((d): d is DirtyFile => !!d) : [...this.files.values()].filter((d) => d.error);
     let dropped = 0;
     for (const d of targets) {
-      if (d.flushing) await d.flushing.catch(() => undefined);
+      while (d.flushing) await d.flushing.catch(() => undefined);
       if (!d.writes.length) continue;
       const upTo = d.lastSeq;
       await this.journal.mark('discard', d.fileNo, upTo, true);

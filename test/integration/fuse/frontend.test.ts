@@ -54,11 +54,27 @@ describe('FUSE front end: pieces without a mount', { timeout: 600_000 }, () => {
     c.dropTree('/d');
     assert.equal(c.entry('/d/x'), undefined);
     assert.ok(c.entry('/e'));
-    // Out-of-order replies of concurrent writes never make the size go back.
-    c.setAttrIfNewer('k', { size: 10, ctime: { sec: 5, nsec: 0 } } as Fattr3);
-    c.setAttrIfNewer('k', { size: 5, ctime: { sec: 4, nsec: 0 } } as Fattr3);
-    c.setAttrIfNewer('k', { size: 8, ctime: { sec: 5, nsec: 0 } } as Fattr3);
+    // Out-of-order replies of concurrent writes never make the size go back, whatever their times say.
+    c.setAttr('k', { size: 3, ctime: { sec: 9, nsec: 0 } } as Fattr3);
+    c.wrote('k', { size: 10, ctime: { sec: 5, nsec: 0 } } as Fattr3);
+    c.wrote('k', { size: 5, ctime: { sec: 4, nsec: 0 } } as Fattr3);
+    c.wrote('k', { size: 8, ctime: { sec: 5, nsec: 0 } } as Fattr3);
     assert.equal(c.peekAttr('k')?.size, 10);
+    // A fetch that overlaps a change of the file is not kept (its server may not have seen the change) ...
+    let t = c.ticket();
+    c.begin('k');
+    assert.equal(c.fetched('k', { size: 4, ctime: { sec: 99, nsec: 0 } } as Fattr3, t)?.size, 10);
+    t = c.ticket();
+    assert.equal(c.fetched('k', { size: 4 } as Fattr3, t)?.size, 10, 'a change is in flight');
+    c.setAttr('k', { size: 2, ctime: { sec: 1, nsec: 0 } } as Fattr3);
+    c.end('k');
+    assert.equal(c.fetched('k', { size: 4 } as Fattr3, t)?.size, 2, 'a change ended since the fetch went out');
+    // ... one that does not is the server's word (another host truncated it), even with an older ctime.
+    t = c.ticket();
+    assert.equal(c.fetched('k', { size: 1, ctime: { sec: 0, nsec: 0 } } as Fattr3, t)?.size, 1);
+    assert.equal(c.peekAttr('k')?.size, 1);
+    c.wrote('k', { size: 1 } as Fattr3);
+    assert.equal(c.peekAttr('k')?.size, 1);
     const zero = new PathCache(root, { entryTtlMs: 0, attrTtlMs: 0, maxEntries: 10, now: () => now });
     zero.setAttr('k', { size: 1, type: FType.REG } as Fattr3);
     zero.setEntry('/z', Buffer.from('z'));
