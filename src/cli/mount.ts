@@ -1,8 +1,5 @@
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import fs from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { RemoteNfs } from '../backends/remote-nfs/remote-nfs.js';
 import { FuseFrontend, processCredentials } from '../frontends/fuse/fuse-frontend.js';
@@ -12,6 +9,7 @@ import type { Backend } from '../backend/backend.js';
 import { parseNfsUrl } from '../proxy/upstream-url.js';
 import { AuthFlavor, type Credentials } from '../rpc/types.js';
 import { addLinkOptions, linkOptions } from './proxy-client.js';
+import { createPrivateFile, openAppendNoFollow, privateDir, tailOf } from '../util/private-dir.js';
 import { parseIntArg, untilSignal } from './util.js';
 
 function parseIds(v: string): { uid: number; gid: number; gids: number[] } {
@@ -53,7 +51,7 @@ export function mountCommand(): Command {
     .option('--attr-timeout <seconds>', 'longest a change made elsewhere takes to show through the mount (attributes and names); 0: always ask the server', parseSeconds, 1)
     .option('--commit-delay <ms>', '0: every close waits for COMMIT (data durable on the server when close returns, as with NFS); N > 0: close returns once the server has the data, COMMIT follows N ms later in the background (fsync still commits at once)', parseIntArg, 0)
     .option('--foreground', 'stay in the foreground until SIGINT/SIGTERM (default: detach once mounted)')
-    .option('--log <file>', 'log file of a detached mount (default: gvfs-mount-PID.log in the temp directory)')
+    .option('--log <file>', 'log file of a detached mount, appended to (not a symbolic link); default: a new mount-PID.log in a private directory (/run/gvfs for root, else $XDG_RUNTIME_DIR/gvfs or ~/.local/state/gvfs/run)')
     .option('--json', 'print the mount as JSON')
     .addHelpText(
       'after',
@@ -67,21 +65,24 @@ export function mountCommand(): Command {
 
 /** Re-run this command in the foreground in a new session, wait until it has mounted, print, leave it running. */
 async function detach(o: MountOpts): Promise<void> {
-  const logFile = o.log ?? path.join(os.tmpdir(), `gvfs-mount-${process.pid}.log`);
-  const log = await fs.open(logFile, 'a');
+  // Never a predictable name in a shared directory: a planted symlink there would take our appends (and show its tail).
+  const { path: logFile, handle: log } = o.log ? { path: o.log, handle: await openAppendNoFollow(o.log) } : await createPrivateFile(await privateDir(), 'mount');
   const args = [...process.argv.slice(1), '--foreground', '--json'];
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', log.fd] });
-  await log.close(); // the child has its own copy
-  const line = await new Promise<string>((resolve, reject) => {
-    const rl = createInterface({ input: child.stdout! });
-    rl.once('line', resolve);
-    child.once('exit', (code) => {
-      void fs
-        .readFile(logFile, 'utf8')
-        .catch(() => '')
-        .then((text) => reject(new Error(`mount failed (exit ${code}); ${logFile}:\n${text.trim().split('\n').slice(-5).join('\n')}`)));
+  let line: string;
+  try {
+    line = await new Promise<string>((resolve, reject) => {
+      const rl = createInterface({ input: child.stdout! });
+      rl.once('line', resolve);
+      child.once('exit', (code) => {
+        void tailOf(log, 5)
+          .catch(() => '')
+          .then((text) => reject(new Error(`mount failed (exit ${code}); ${logFile}:\n${text}`)));
+      });
     });
-  });
+  } finally {
+    await log.close(); // the child has its own copy
+  }
   child.stdout!.destroy();
   child.removeAllListeners('exit');
   child.unref();

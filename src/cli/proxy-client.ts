@@ -1,7 +1,8 @@
 import { Command, InvalidArgumentError } from 'commander';
+import { parseAllowUids, type AllowUids } from '../channel/peer-owner.js';
 import { readKeyFile } from '../channel/session-key.js';
 import { parseSshUrl } from '../channel/ssh.js';
-import { createProxyClient, type ProxyLinkOptions } from '../proxy/proxy-client.js';
+import { createProxyClient, endpointUids, type ProxyLinkOptions } from '../proxy/proxy-client.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY } from '../wrappers/cache/options.js';
 import { parseHostPort, parseIntArg, parseSize, untilSignal } from './util.js';
 
@@ -84,17 +85,26 @@ function cacheOptions(o: Record<string, any>): ProxyLinkOptions['cache'] {
   };
 }
 
+function allowUidArg(v: string): AllowUids {
+  try {
+    return parseAllowUids(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+
 export function proxyClientCommand(): Command {
   return addLinkOptions(
     new Command('proxy-client').description('Run a GVFS proxy client: an NFSv3 + MOUNT endpoint on loopback that forwards to a proxy server over a private channel'),
   )
     .option('--listen <host:port>', 'where unmodified NFS clients connect', '127.0.0.1:0')
     .option('--attr-timeout <seconds>', 'with --cache-dir: how long attributes and names are trusted before a change made elsewhere is looked for', parseSeconds, 1)
+    .option('--allow-uid <uid[,uid...]>', 'local users whose NFS clients may connect (the kernel names the owner of each connection; root always may); "any": no check, for NFS clients on other hosts (default: the uid running the proxy client)', allowUidArg)
     .option('--json', 'print the listening address as JSON')
     .action(async (o) => {
       const link = await linkOptions(o);
       const listen = parseHostPort(o.listen);
-      const p = createProxyClient(link);
+      const p = createProxyClient({ ...link, allowUids: o.allowUid });
       if (p.cache) {
         try {
           await p.cache.ready;
@@ -107,9 +117,12 @@ export function proxyClientCommand(): Command {
       const channel = link.ssh ? 'ssh' : link.tlsFingerprint ? 'tls' : 'tcp';
       const who = link.key ? `session ${link.key.id} (${link.key.user})` : link.user;
       const cache = p.cache && { dir: p.cache.opts.dir, sessionDir: p.cache.sessionDir, mode: p.cache.opts.writeBack ? 'write-back' : 'write-through', capacity: p.cache.opts.capacity, blockSize: p.cache.opts.blockSize };
-      if (o.json) console.log(JSON.stringify({ listening: addr, server: { host: link.host, port: link.port }, channel, session: link.key?.id, user: link.key?.user ?? link.user, cache }));
+      const allowed = endpointUids(o.allowUid);
+      const allowUids = allowed === 'any' ? 'any' : [...allowed];
+      if (o.json) console.log(JSON.stringify({ listening: addr, server: { host: link.host, port: link.port }, channel, session: link.key?.id, user: link.key?.user ?? link.user, cache, allowUids }));
       else {
         console.log(`gvfs proxy-client: NFSv3 on ${addr.address}:${addr.port} -> ${link.host}:${link.port} over ${channel} as ${who}`);
+        console.log(`gvfs proxy-client: serves connections of ${allowUids === 'any' ? 'any user and host' : `uid ${allowUids.join(', ')}`}`);
         if (cache) console.log(`gvfs proxy-client: ${cache.mode} cache in ${cache.dir} (${cache.capacity} bytes, ${cache.blockSize}-byte blocks)`);
       }
       const sig = await untilSignal();

@@ -1,5 +1,6 @@
 import type { Backend } from '../backend/backend.js';
 import { RemoteNfs } from '../backends/remote-nfs/remote-nfs.js';
+import { ownerAdmission, type AllowUids } from '../channel/peer-owner.js';
 import { proveSession } from '../channel/prove.js';
 import type { SessionKey } from '../channel/session-key.js';
 import { SshTunnel, type SshTunnelOptions } from '../channel/ssh.js';
@@ -109,6 +110,18 @@ export function stackClient(o: ProxyLinkOptions): ClientStack {
 
 export interface ProxyClientOptions extends ProxyLinkOptions {
   limits?: Partial<RpcServerLimits>;
+  /**
+   * Local uids whose connections the endpoint serves (the kernel names the
+   * owner of each peer socket); root is always allowed. Default: the uid
+   * running the proxy client. 'any': no check (NFS clients on other hosts).
+   */
+  allowUids?: AllowUids;
+}
+
+/** Whom a proxy client's endpoint serves: `allow` (default this process's uid) and root. */
+export function endpointUids(allow: AllowUids | undefined): AllowUids {
+  if (allow === 'any') return 'any';
+  return new Set([0, ...(allow ?? [process.getuid?.() ?? 0])]);
 }
 
 export interface ProxyClient {
@@ -131,7 +144,10 @@ export interface ProxyClient {
  */
 export function createProxyClient(o: ProxyClientOptions): ProxyClient {
   const { backend, remote, cache, meta, tunnel } = stackClient(o);
-  const server = createNfs3Server({ backend, limits: o.limits });
+  const allow = endpointUids(o.allowUids);
+  if (allow === 'any') log.warn('proxy client endpoint open to every local user and other hosts (--allow-uid any)');
+  const admit = allow === 'any' ? undefined : ownerAdmission(allow, 'proxy client');
+  const server = createNfs3Server({ backend, limits: o.limits, admit });
   return {
     server,
     backend,

@@ -76,6 +76,12 @@ export interface RpcServerOptions {
   drc?: DuplicateRequestCache;
   /** A connection must satisfy `done` within `timeoutMs` of opening (e.g. prove a session key) or be closed. */
   handshake?: { timeoutMs: number; done: (conn: ConnectionState) => boolean };
+  /**
+   * Whether to serve a connection the listener accepted (e.g. who owns the
+   * peer socket). Nothing is read from the socket until it settles; false
+   * (or a rejection) closes it.
+   */
+  admit?: (s: net.Socket) => Promise<boolean>;
 }
 
 export interface RpcServerStats {
@@ -110,7 +116,15 @@ export class RpcServer {
     this.authenticate = opts.authenticate ?? defaultAuthenticator;
     this.drc = opts.drc ?? new DuplicateRequestCache();
     this.handshake = opts.handshake;
-    this.server = net.createServer({ noDelay: true }, (s) => this.accept(s));
+    const admit = opts.admit;
+    this.server = net.createServer({ noDelay: true, pauseOnConnect: !!admit }, (s) => {
+      if (!admit) return this.accept(s);
+      s.on('error', () => undefined);
+      admit(s).then(
+        (ok) => (ok && !s.destroyed ? (this.accept(s), s.resume()) : (this.stats.refused++, s.destroy())),
+        () => (this.stats.refused++, s.destroy()),
+      );
+    });
     this.server.on('error', (err) => log.error({ err }, 'listener error'));
   }
 

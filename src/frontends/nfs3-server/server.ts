@@ -21,6 +21,7 @@ export interface Nfs3ServerOptions {
    * every program on the port is refused there before its handler runs.
    */
   readOnly?: ReadOnlyPolicy;
+  admit?: RpcServerOptions['admit'];
 }
 
 /**
@@ -35,6 +36,6 @@ export function createNfs3Server(opts: Nfs3ServerOptions): RpcServer {
   table.add(guard(mountProgram(opts.backend)));
   for (const p of opts.extraPrograms ?? []) table.add(guard(p));
   table.add(portmapProgram(table, () => server?.address().port ?? 0, opts.portmapVisible));
-  server = new RpcServer({ programs: table, limits: opts.limits, authenticate: opts.authenticate, handshake: opts.handshake });
+  server = new RpcServer({ programs: table, limits: opts.limits, authenticate: opts.authenticate, handshake: opts.handshake, admit: opts.admit });
   return server;
 }

@@ -265,6 +265,8 @@ export class Agent {
       if (spec.cache.dirtyMaxAge !== undefined) a.push('--dirty-max-age', String(spec.cache.dirtyMaxAge));
       if (spec.cache.shared && spec.cacheId) a.push('--cache-id', spec.cacheId);
     }
+    // The endpoint serves the session's owner (its local account) and root, no other local user.
+    if (spec.kind === 'proxy-client' && spec.key.account) a.push('--allow-uid', String(spec.key.account.uid));
     if (spec.kind === 'mount') a.push(spec.mountpoint!, '--foreground');
     return a;
   }

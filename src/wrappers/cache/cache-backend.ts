@@ -7,6 +7,7 @@ import type { CreateHow, DirEntryPlus, Fattr3, MknodType, NewObject, NfsTime, Re
 import type { Credentials } from '../../rpc/types.js';
 import { logger } from '../../util/log.js';
 import { PassthroughBackend } from '../passthrough.js';
+import { AccessGate } from './access-gate.js';
 import { NameCache } from './name-cache.js';
 import { BlockReader, MAX_READ } from './block-reader.js';
 import { BlockStore } from './block-store.js';
@@ -104,6 +105,8 @@ export class CacheBackend extends PassthroughBackend {
   private readonly c = { attrHits: 0, attrMisses: 0, writesAround: 0 };
   /** Since when writes go around a journal that refuses them (0: the journal takes them). */
   private aroundSince = 0;
+  /** Who the server has let read which file (access-gate.ts): cached bytes go only to them. */
+  readonly gate = new AccessGate((cred, fh, mask) => this.inner.access(cred, fh, mask), () => this.opts.attrTimeoutMs);
 
   constructor(inner: Backend, o: CacheOptions) {
     super(inner);
@@ -263,6 +266,8 @@ export class CacheBackend extends PassthroughBackend {
       }
       // No version to name blocks by (our own writes are on the wire and no chain is known): read uncached, still overlaid.
       const cached = !!(s.tag && s.fk);
+      // Cached bytes only for a caller the server has let read the file (access-gate.ts).
+      if (cached) await this.gate.check(cred, fh);
       const size = Math.max(a.size, this.wb?.dirty(s.key)?.maxEnd ?? 0);
       if (offset >= size || count === 0) return { count: 0, eof: offset >= size, data: Buffer.alloc(0), attr: this.present(s, a) };
       const end = Math.min(offset + count, size);
@@ -472,7 +477,9 @@ export class CacheBackend extends PassthroughBackend {
 
   override async access(cred: Credentials, fh: Buffer, mask: number): Promise<{ access: number; attr?: Fattr3 }> {
     await this.up();
+    const at = Date.now();
     const r = await this.inner.access(cred, fh, mask);
+    this.gate.note(cred, fh, mask, r.access, at);
     return { ...r, attr: this.presentMaybe(fh, r.attr) };
   }
 

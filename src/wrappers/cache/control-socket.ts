@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { logger } from '../../util/log.js';
+import { privateDir } from '../../util/private-dir.js';
 import * as f from './fs-cb.js';
 import { readSmallFile, writeFileAtomic } from './session-dir.js';
 
@@ -19,7 +19,7 @@ const log = logger('cache');
  *   anything else                   →  {"ok":false,"error":"..."}
  *
  * The socket lives in the session directory; a path too long for a unix
- * socket (108 bytes) moves it to the temp directory. Either way the
+ * socket (108 bytes) moves it to a private directory (util/private-dir.ts). Either way the
  * session directory's `control` file names it, with the owner's pid.
  */
 export type ControlHandler = (req: { op: string; discard?: boolean; writeBack?: boolean; attrTimeoutMs?: number }) => Promise<object>;
@@ -28,7 +28,8 @@ const MAX_REQUEST = 64 * 1024;
 
 export async function startControlSocket(sessionDir: string, handler: ControlHandler): Promise<{ path: string; close(): Promise<void> }> {
   let sock = path.join(sessionDir, 'control.sock');
-  if (Buffer.byteLength(sock) > 100) sock = path.join(os.tmpdir(), `gvfs-cache-${createHash('sha256').update(sessionDir).digest('hex').slice(0, 16)}.sock`);
+  // Too long for a unix socket: our private directory, not /tmp (where anyone could take the name or connect).
+  if (Buffer.byteLength(sock) > 100) sock = path.join(await privateDir(), `cache-${createHash('sha256').update(sessionDir).digest('hex').slice(0, 16)}.sock`);
   await f.unlink(sock).catch(() => undefined);
   const conns = new Set<net.Socket>();
   const server = net.createServer((c) => {

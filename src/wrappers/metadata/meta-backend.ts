@@ -7,6 +7,8 @@ import { FType, type StableHow } from '../../nfs3/constants.js';
 import type { Fattr3, NfsTime, ReadResult, Sattr3, WccData, WriteResult } from '../../nfs3/types.js';
 import type { Credentials } from '../../rpc/types.js';
 import { logger } from '../../util/log.js';
+import { isFsError } from '../../backend/errors.js';
+import { AccessGate } from '../cache/access-gate.js';
 import type { CacheBackend } from '../cache/cache-backend.js';
 import { PassthroughBackend } from '../passthrough.js';
 import { BulkFetcher, MetaUnusable, type FetcherCounters } from './bulk-fetcher.js';
@@ -94,12 +96,20 @@ export class MetaBackend extends PassthroughBackend {
     transfers: 0,
   };
   private readonly fc: FetcherCounters = { bulkCalls: 0, bulkRawBytes: 0, bulkWireBytes: 0, demandChunks: 0, backgroundChunks: 0, hashMismatches: 0, refetches: 0 };
+  /**
+   * Read permission per caller (cache/access-gate.ts): the cache's gate, or
+   * one of our own without a cache. Zero blocks answered here, chunks a
+   * transfer brought for another caller and cached blocks are served only
+   * to a caller it lets through.
+   */
+  private readonly gate: AccessGate;
 
   constructor(
     inner: Backend,
     private readonly o: MetaOptions,
   ) {
     super(inner);
+    this.gate = o.cache?.gate ?? new AccessGate((cred, fh, mask) => this.inner.access(cred, fh, mask), () => this.o.validateMs ?? 1000);
     o.cache?.controlOps.set('meta-stats', async () => ({ stats: this.stats() }));
     o.cache?.controlOps.set('meta-record', async (req) => {
       if (req.action === 'start') return { started: this.startRecording() };
@@ -151,6 +161,8 @@ export class MetaBackend extends PassthroughBackend {
     const a = f.attr;
     // Small files gain nothing from meta-data, and asking would cost each one a round trip.
     if (a.type !== FType.REG || a.size < (this.o.minSize ?? DEFAULT_MIN_SIZE)) return undefined;
+    // Nothing of the file (its meta-data, zero blocks, chunks) for a caller the server does not let read it.
+    await this.gate.check(cred, fh);
     if (f.meta === undefined || (f.meta === null && now >= f.retryAt)) {
       f.loading ??= this.load(cred, f, a).finally(() => (f.loading = undefined));
       await f.loading;
@@ -233,6 +245,7 @@ export class MetaBackend extends PassthroughBackend {
     try {
       u = await this.usable(cred, fh);
     } catch (e) {
+      if (isFsError(e, 'ACCES')) throw e;
       log.debug({ err: e }, 'meta-data check failed; plain read');
     }
     if (!u) return this.plain(cred, fh, offset, count);
@@ -288,6 +301,13 @@ export class MetaBackend extends PassthroughBackend {
     }
     this.c.metaBytes += buf.length;
     return { count: buf.length, eof: end >= m.size, data: buf, attr: a };
+  }
+
+  override async access(cred: Credentials, fh: Buffer, mask: number): Promise<{ access: number; attr?: Fattr3 }> {
+    const at = Date.now();
+    const r = await this.inner.access(cred, fh, mask);
+    if (!this.o.cache) this.gate.note(cred, fh, mask, r.access, at); // the cache below notes it in the shared gate
+    return r;
   }
 
   // ------------------------------------------------------- writes retire
