@@ -14,6 +14,8 @@ export interface Nfs3ServerOptions {
   /** What the portmapper reveals to a connection (default: everything). */
   portmapVisible?: (prog: number, conn: ConnectionState) => boolean;
   handshake?: RpcServerOptions['handshake'];
+  /** Run on each accepted socket before RPC (the TLS handshake). */
+  transport?: RpcServerOptions['transport'];
 }
 
 /**
@@ -27,6 +29,6 @@ export function createNfs3Server(opts: Nfs3ServerOptions): RpcServer {
   table.add(mountProgram(opts.backend));
   for (const p of opts.extraPrograms ?? []) table.add(p);
   table.add(portmapProgram(table, () => server?.address().port ?? 0, opts.portmapVisible));
-  server = new RpcServer({ programs: table, limits: opts.limits, authenticate: opts.authenticate, handshake: opts.handshake });
+  server = new RpcServer({ programs: table, limits: opts.limits, authenticate: opts.authenticate, handshake: opts.handshake, transport: opts.transport });
   return server;
 }
