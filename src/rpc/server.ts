@@ -213,9 +213,14 @@ export class RpcServer {
       log.warn({ peer: oldest.peer, unproven: this.unproven.size, max: this.limits.maxUnproven }, 'unproven connections at their limit: dropping the oldest');
       this.dropUnproven(oldest);
     }
+    const acceptedAt = Date.now();
     const u: Unproven = { id, peer, raw: s, timers: [], gone: false };
     this.unproven.set(id, u);
-    s.once('close', () => this.dropUnproven(u));
+    s.once('close', () => {
+      // A client that refuses our TLS certificate (another pinned fingerprint) ends here, during or just after the handshake.
+      if (!u.gone) log.warn({ peer, afterMs: Date.now() - acceptedAt, stage: this.stage(u) }, 'connection closed by the peer before it was proven');
+      this.dropUnproven(u);
+    });
     s.on('error', (err) => log.debug({ err, peer }, 'connection error before proof'));
     const deadline = (ms: number, what: string, pending: () => boolean) => {
       const t = setTimeout(() => {
@@ -248,6 +253,12 @@ export class RpcServer {
         this.dropUnproven(u);
       },
     );
+  }
+
+  private stage(u: Unproven): string {
+    const tr = this.transport;
+    if (tr && !u.conn) return `${tr.name} handshake (a client that refuses our certificate closes here)`;
+    return tr ? `handshake after ${tr.name} (a client that refuses our certificate may close here)` : 'handshake';
   }
 
   /** Take an admitted slot for `peer`, or refuse (logged). */
