@@ -114,11 +114,13 @@ describe('connections that never prove', { timeout: 180_000 }, () => {
     assert.equal(quiet[15].closedAt, undefined, 'the newest silent connections are still held');
   });
 
-  test('loopback port (as an SSH tunnel arrives): a keyless process holding 130 connections neither cuts a proven session nor keeps a new one out', async () => {
-    const ps = await start('s3', []); // default limits: 128 proven per peer, 64 unproven
+  test('loopback port (as an SSH tunnel arrives): a keyless process holding more connections than the per-peer limit neither cuts a proven session nor keeps a new one out', async () => {
+    // 8 proven per peer, 64 unproven: the 30 keyless connections fit in the unproven pool, so only
+    // the per-peer accounting decides whether they take the proven sessions' slots (they must not).
+    const ps = await start('s3', ['--max-connections-per-peer', '8', '--max-unproven', '64', '--proof-timeout', '60000']);
     const a = await keyedRead(ps.port, key, 'f');
     const quiet: Held[] = [];
-    for (let i = 0; i < 130; i++) quiet.push(await silent(ps.port));
+    for (let i = 0; i < 30; i++) quiet.push(await silent(ps.port));
     held.push(...quiet);
     // The session proved before the flood keeps its connection and works.
     assert.equal((await a.remote.read(ROOT, a.fh, 0, 5)).data.toString(), 'hello');
@@ -126,6 +128,7 @@ describe('connections that never prove', { timeout: 180_000 }, () => {
     // A new session from the same address gets in while the flood holds its connections.
     const b = await keyedRead(ps.port, key, 'f');
     await b.remote.close();
+    assert.ok(quiet.every((h) => h.closedAt === undefined), 'the keyless connections were not dropped for it either (the pool was not full)');
     await a.remote.close();
   });
 });
