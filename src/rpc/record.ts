@@ -16,8 +16,12 @@ export class RecordTooLargeError extends Error {
 
 export const LAST_FRAGMENT = 0x8000_0000;
 
-/** Fragments of one record kept as views of the socket's chunks; beyond this they are copied into one buffer. */
-export const MAX_FRAGMENT_VIEWS = 16;
+/**
+ * Pieces of one record kept as views of the socket's chunks; beyond this
+ * they are copied into one buffer. A 1 MiB record read in 16 KiB (TLS) or
+ * 64 KiB chunks stays under it, so ordinary records are never copied twice.
+ */
+export const MAX_FRAGMENT_VIEWS = 128;
 
 export class RecordDecoder {
   private frags: Buffer[] = [];
