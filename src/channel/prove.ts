@@ -26,7 +26,7 @@ export async function proveSession(call: CallFn, k: SessionKey, timeoutMs = 10_0
     { timeoutMs },
   );
   if (r.status === AuthStatus.EXPIRED) throw new RpcError(`session ${k.id} has expired`, 'auth_error');
-  if (r.status !== AuthStatus.OK) throw new RpcError(`the proxy server refused the session key (${k.id})`, 'auth_error');
+  if (r.status !== AuthStatus.OK) throw new RpcError(`session key refused by server (session ${k.id})`, 'auth_error');
   if (!proofEquals(r.serverProof, serverProof(k.key, k.id, nonce, clientNonce))) {
     throw new RpcError('the proxy server could not prove the session key: wrong server?', 'auth_error');
   }

@@ -5,6 +5,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
 import type { Dialer } from '../rpc/client.js';
+import type { TransportUpgrade } from '../rpc/server.js';
 import { RpcError } from '../rpc/types.js';
 
 /**
@@ -35,12 +36,45 @@ export function normalizeFingerprint(f: string): string {
   return hex.match(/../g)!.join(':');
 }
 
-/** Accept TLS connections and hand each decrypted stream to `onStream`. */
-export function createTlsListener(files: TlsServerFiles, onStream: (s: tls.TLSSocket) => void): tls.Server {
-  return tls.createServer({ cert: files.cert, key: files.key, minVersion: 'TLSv1.3', handshakeTimeout: 10_000 }, (s) => {
-    s.setNoDelay(true);
-    onStream(s);
-  });
+/** Longest a TLS handshake may take, counted from the TCP accept (ms). */
+export const DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/**
+ * The server side of the TLS channel as an RPC transport upgrade: the RPC
+ * server accepts the TCP socket itself (so its unproven-connection limits
+ * and deadlines count from accept, not from the end of the handshake) and
+ * runs the TLS 1.3 handshake on it here.
+ */
+export function tlsTransport(files: TlsServerFiles, timeoutMs = DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS): TransportUpgrade {
+  const secureContext = tls.createSecureContext({ cert: files.cert, key: files.key, minVersion: 'TLSv1.3' });
+  return {
+    name: 'TLS',
+    timeoutMs,
+    upgrade: (raw) =>
+      new Promise((resolve, reject) => {
+        const s = new tls.TLSSocket(raw, { isServer: true, secureContext });
+        const onError = (e: Error) => {
+          done();
+          s.destroy();
+          reject(new Error(`TLS handshake: ${e.message}`));
+        };
+        // A client that refuses our certificate (wrong pin) closes here without a word.
+        const onClose = () => {
+          done();
+          reject(new Error('peer closed the connection during the TLS handshake (a client with another pinned fingerprint does this)'));
+        };
+        const done = () => {
+          s.off('error', onError);
+          s.off('close', onClose);
+        };
+        s.once('error', onError);
+        s.once('close', onClose);
+        s.once('secure', () => {
+          done();
+          resolve(s);
+        });
+      }),
+  };
 }
 
 /** Dial the proxy server over TLS 1.3 and check its certificate against the pinned fingerprint. */
@@ -59,7 +93,7 @@ export function tlsDialer(host: string, port: number, fingerprint: string, conne
         if (!got || normalizeFingerprint(got) !== want) {
           s.destroy();
           // Not retried: a different certificate will not become the right one.
-          reject(new RpcError(`TLS: ${host}:${port} presented certificate ${got ?? '(none)'}, expected ${want}`, 'auth_error'));
+          reject(new RpcError(`TLS certificate fingerprint mismatch: expected ${want} got ${got ? normalizeFingerprint(got) : '(no certificate)'} (${host}:${port})`, 'auth_error'));
           return;
         }
         s.setNoDelay(true);

@@ -4,7 +4,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { RemoteNfs } from '../backends/remote-nfs/remote-nfs.js';
 import { FuseFrontend, processCredentials } from '../frontends/fuse/fuse-frontend.js';
 import { watchUnmount } from '../frontends/fuse/mountpoint.js';
-import { stackClient } from '../proxy/proxy-client.js';
+import { checkLink, stackClient } from '../proxy/proxy-client.js';
 import type { Backend } from '../backend/backend.js';
 import { parseNfsUrl } from '../proxy/upstream-url.js';
 import { AuthFlavor, type Credentials } from '../rpc/types.js';
@@ -106,7 +106,7 @@ async function openBackend(o: MountOpts): Promise<{ backend: Backend; server: st
     return { backend: remote, server: `nfs://${u.host}:${u.port}`, exportPath: u.path, close: () => remote.close() };
   }
   const link = await linkOptions(o);
-  const { backend, cache, tunnel } = stackClient(link);
+  const { backend, cache, tunnel, remote } = stackClient(link);
   // Closing the top of the stack closes what it wraps.
   const close = async () => {
     await backend.close();
@@ -114,6 +114,8 @@ async function openBackend(o: MountOpts): Promise<{ backend: Backend; server: st
   };
   try {
     await cache?.ready;
+    // A refused key or TLS pin fails the mount with the reason (the detached parent prints it and exits non-zero).
+    await checkLink(remote);
   } catch (e) {
     await close().catch(() => undefined);
     throw e;

@@ -2,7 +2,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { parseAllowUids, type AllowUids } from '../channel/peer-owner.js';
 import { readKeyFile } from '../channel/session-key.js';
 import { parseSshUrl } from '../channel/ssh.js';
-import { createProxyClient, endpointUids, type ProxyLinkOptions } from '../proxy/proxy-client.js';
+import { checkLink, createProxyClient, endpointUids, type ProxyLinkOptions } from '../proxy/proxy-client.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY } from '../wrappers/cache/options.js';
 import { parseHostPort, parseIntArg, parseSize, untilSignal } from './util.js';
 
@@ -105,13 +105,13 @@ export function proxyClientCommand(): Command {
       const link = await linkOptions(o);
       const listen = parseHostPort(o.listen);
       const p = createProxyClient({ ...link, allowUids: o.allowUid });
-      if (p.cache) {
-        try {
-          await p.cache.ready;
-        } catch (e) {
-          await p.close().catch(() => undefined);
-          throw e;
-        }
+      try {
+        await p.cache?.ready;
+        // A refused key or TLS pin ends the command here, non-zero, with the reason (not MNT3ERR_IO later).
+        await checkLink(p.remote);
+      } catch (e) {
+        await p.close().catch(() => undefined);
+        throw e;
       }
       const addr = await p.server.listen(listen.port, listen.host);
       const channel = link.ssh ? 'ssh' : link.tlsFingerprint ? 'tls' : 'tcp';

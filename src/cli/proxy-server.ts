@@ -8,6 +8,11 @@ import { readTlsFiles } from '../channel/tls.js';
 import { loadMapFile, parseMapFlag, type IdentityMap } from '../wrappers/identity-map/map-file.js';
 import { parseHostPort, parseIntArg, untilSignal } from './util.js';
 
+/** The limits given on the command line (the others keep their defaults). */
+function definedOnly<T extends Record<string, number | undefined>>(o: T): Partial<Record<keyof T, number>> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<Record<keyof T, number>>;
+}
+
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /** A trailing `:ro` (or `:rw`) on an export: [the rest, read-only?]. */
@@ -39,6 +44,11 @@ export function proxyServerCommand(): Command {
     .option('--upstream-connections <n>', 'connections to each upstream server', parseIntArg, 1)
     .option('--timeout <ms>', 'upstream call deadline', parseIntArg, 60_000)
     .option('--compress-level <n>', 'zstd level of bulk meta-data transfers (1 by measurement; see docs/meta-data.md)', parseIntArg, 1)
+    .option('--handshake-timeout <ms>', 'longest from TCP accept to the end of the TLS handshake', parseIntArg)
+    .option('--proof-timeout <ms>', 'longest from TCP accept to a proved session key', parseIntArg)
+    .option('--max-unproven <n>', 'connections not yet proven (from accept); when full the oldest is dropped', parseIntArg)
+    .option('--max-connections <n>', 'proven connections at once', parseIntArg)
+    .option('--max-connections-per-peer <n>', 'proven connections at once from one address', parseIntArg)
     .option('--json', 'print the listening address as JSON')
     .action(async (o) => {
       const expect = new Map<string, ExportRootCheck>();
@@ -82,6 +92,9 @@ export function proxyServerCommand(): Command {
         upstreamConnections: o.upstreamConnections,
         upstreamTimeoutMs: o.timeout,
         compressLevel: o.compressLevel,
+        tlsHandshakeTimeoutMs: o.handshakeTimeout,
+        proofTimeoutMs: o.proofTimeout,
+        limits: definedOnly({ maxUnproven: o.maxUnproven, maxConnections: o.maxConnections, maxConnectionsPerPeer: o.maxConnectionsPerPeer }),
       });
       const addr = await p.listen(listen.port, listen.host);
       const names = (await p.backend.exports()).map((e) => e.path);

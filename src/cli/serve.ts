@@ -18,6 +18,7 @@ export function serveCommand(): Command {
     .option('--max-record <bytes>', 'largest RPC record accepted', parseIntArg)
     .option('--max-in-flight <n>', 'calls executing at once per connection', parseIntArg)
     .option('--max-connections <n>', 'concurrent connections', parseIntArg)
+    .option('--max-queued-reply-bytes <n>', 'reply bytes queued per connection before no new call starts', parseIntArg)
     .option('--json', 'print the listening address as JSON')
     .action(async (o) => {
       const listen = parseHostPort(o.listen);
@@ -30,7 +31,7 @@ export function serveCommand(): Command {
         anonGid: o.anonGid,
       });
       const limits = Object.fromEntries(
-        Object.entries({ maxRecord: o.maxRecord, maxInFlight: o.maxInFlight, maxConnections: o.maxConnections }).filter(([, v]) => v !== undefined),
+        Object.entries({ maxRecord: o.maxRecord, maxInFlight: o.maxInFlight, maxConnections: o.maxConnections, maxQueuedReplyBytes: o.maxQueuedReplyBytes }).filter(([, v]) => v !== undefined),
       );
       // Read-only is the front end's write guard (one check for every mutating procedure), not the backend's.
       const server = createNfs3Server({ backend, limits, readOnly: o.readOnly ? everythingReadOnly : undefined });

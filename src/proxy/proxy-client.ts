@@ -8,6 +8,8 @@ import { tlsDialer } from '../channel/tls.js';
 import { hello } from '../ext/client.js';
 import { createNfs3Server } from '../frontends/nfs3-server/server.js';
 import { tcpDialer, type Dialer } from '../rpc/client.js';
+import { NFS_PROGRAM, NFS_V3, Proc } from '../nfs3/constants.js';
+import { RpcError } from '../rpc/types.js';
 import type { RpcServer, RpcServerLimits } from '../rpc/server.js';
 import { logger } from '../util/log.js';
 import { CacheBackend } from '../wrappers/cache/cache-backend.js';
@@ -90,6 +92,26 @@ export function proxyLink(o: ProxyLinkOptions): { remote: RemoteNfs; tunnel?: Ss
     onConnect: key ? ({ call }) => proveSession(call, key) : ({ call }) => hello(call, o.user!),
   });
   return { remote, tunnel };
+}
+
+/** The proxy server refused this client: wrong session key, wrong TLS pin, expired session, SSH host key. */
+export class LinkRefusedError extends Error {
+  override name = 'LinkRefusedError';
+}
+
+/**
+ * Open the link once now (a NULL call, after the channel and the session
+ * proof). A refusal is final and thrown as LinkRefusedError with the
+ * reason; an unreachable server is only logged (the link reconnects on
+ * demand), so a proxy client may start before its server.
+ */
+export async function checkLink(remote: RemoteNfs, timeoutMs = 30_000): Promise<void> {
+  try {
+    await remote.clients[0].rpc.call(NFS_PROGRAM, NFS_V3, Proc.NULL, () => undefined, () => undefined, { timeoutMs });
+  } catch (e) {
+    if (e instanceof RpcError && e.kind === 'auth_error') throw new LinkRefusedError(e.message);
+    log.warn({ reason: (e as Error).message }, 'proxy server not reachable yet: will retry on demand');
+  }
 }
 
 /** The proxy client's backend stack over a link: meta-data ∘ cache ∘ remote (each when configured). */

@@ -2,10 +2,8 @@ import path from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { LocalExport } from '../backends/local-export/local-export.js';
 import { RemoteNfs } from '../backends/remote-nfs/remote-nfs.js';
-import type { AddressInfo } from 'node:net';
-import type tls from 'node:tls';
 import { SessionRegistry } from '../channel/sessions.js';
-import { createTlsListener, type TlsServerFiles } from '../channel/tls.js';
+import { tlsTransport, type TlsServerFiles } from '../channel/tls.js';
 import { GVFS_PROGRAM } from '../ext/codec.js';
 import { connectionSession, gvfsProgram, principalAuthenticator, sessionAuthenticator } from '../frontends/nfs3-server/gvfs-program.js';
 import { PMAP_PROGRAM } from '../portmap/program.js';
@@ -24,6 +22,9 @@ import { checkExportRoot, type ExportRootCheck } from './export-root.js';
 
 const log = logger('proxy');
 
+/** Longest a connection may take from accept to a proved session key (ms). */
+export const DEFAULT_PROOF_TIMEOUT_MS = 10_000;
+
 /** `readOnly`: every change through this export is refused with NFS3ERR_ROFS (the front end's write guard). */
 export type ProxyExportSpec =
   | { kind: 'upstream'; url: UpstreamUrl; name?: string; readOnly?: boolean }
@@ -39,8 +40,12 @@ export interface ProxyServerOptions {
   insecure?: boolean;
   /** TLS 1.3 certificate and key: listen for TLS instead of plain TCP. */
   tls?: TlsServerFiles;
-  /** How long a new connection may take to prove its session key (ms). */
+  /** Longest from accept to a proved session key (ms; default DEFAULT_PROOF_TIMEOUT_MS). */
+  proofTimeoutMs?: number;
+  /** Older name of proofTimeoutMs. */
   handshakeTimeoutMs?: number;
+  /** Longest from accept to the end of the TLS handshake (ms; default channel/tls DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS). */
+  tlsHandshakeTimeoutMs?: number;
   stateDir?: string;
   limits?: Partial<RpcServerLimits>;
   /** Connections to each upstream server. */
@@ -129,10 +134,11 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
     extraPrograms: [gvfsProgram(o.insecure ? { acceptHello: (p) => o.map.has(p), meta } : { sessions, meta, beforeSession: (id) => fence.settle(id) })],
     // Before a session is proved, the portmapper reveals only itself and the GVFS program.
     portmapVisible: o.insecure ? undefined : (prog, conn) => prog === PMAP_PROGRAM || prog === GVFS_PROGRAM || connectionSession(conn) !== undefined,
+    // Both deadlines run from the TCP accept; unproven connections have their own pool (RpcServerLimits.maxUnproven).
+    handshake: o.insecure ? undefined : { timeoutMs: o.proofTimeoutMs ?? o.handshakeTimeoutMs ?? DEFAULT_PROOF_TIMEOUT_MS, done: (conn) => connectionSession(conn) !== undefined },
+    transport: o.tls ? tlsTransport(o.tls, o.tlsHandshakeTimeoutMs) : undefined,
     readOnly: list.some((e) => e.readOnly) ? (fh, cred) => handles.readOnlyHandle(fh, cred) : undefined,
-    handshake: o.insecure ? undefined : { timeoutMs: o.handshakeTimeoutMs ?? 10_000, done: (conn) => connectionSession(conn) !== undefined },
   });
-  let tlsServer: tls.Server | undefined;
   return {
     server,
     backend,
@@ -141,20 +147,10 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
     meta,
     fence,
     async listen(port: number, host: string) {
-      if (!o.tls) {
-        if (!o.insecure && !isLoopback(host)) throw new Error(`refusing plaintext on ${host}: give --tls-cert/--tls-key, listen on loopback behind an SSH tunnel, or --insecure`);
-        return server.listen(port, host);
-      }
-      tlsServer = createTlsListener(o.tls, (sock) => server.acceptStream(sock));
-      await new Promise<void>((resolve, reject) => {
-        tlsServer!.once('error', reject);
-        tlsServer!.listen(port, host, () => resolve());
-      });
-      const a = tlsServer.address() as AddressInfo;
-      return { address: a.address, port: a.port };
+      if (!o.tls && !o.insecure && !isLoopback(host)) throw new Error(`refusing plaintext on ${host}: give --tls-cert/--tls-key, listen on loopback behind an SSH tunnel, or --insecure`);
+      return server.listen(port, host);
     },
     async close() {
-      if (tlsServer) await new Promise<void>((r) => tlsServer!.close(() => r()));
       await server.close();
       await backend.close();
     },

@@ -227,7 +227,8 @@ export class RpcClient {
           this.stream = undefined;
           this.ready = false;
           if (e instanceof RpcError && e.kind === 'auth_error') {
-            // Authentication will not improve by retrying: fail everything waiting.
+            // Authentication will not improve by retrying: fail everything waiting, and say why.
+            log.error({ reason: e.message }, `${this.label}: refused: ${e.message}`);
             this.connecting = undefined;
             this.failAll(e);
             throw e;

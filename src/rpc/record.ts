@@ -16,17 +16,34 @@ export class RecordTooLargeError extends Error {
 
 export const LAST_FRAGMENT = 0x8000_0000;
 
+/**
+ * Pieces of one record kept as views of the socket's chunks; beyond this
+ * they are copied into one buffer. A 1 MiB record read in 16 KiB (TLS) or
+ * 64 KiB chunks stays under it, so ordinary records are never copied twice.
+ */
+export const MAX_FRAGMENT_VIEWS = 128;
+
 export class RecordDecoder {
   private frags: Buffer[] = [];
+  /** Once a record has more than MAX_FRAGMENT_VIEWS pieces: its bytes so far, in a buffer grown by doubling (never past maxRecord). */
+  private acc?: Buffer;
   private recordBytes = 0;
   /** bytes of the current fragment still expected (0 = expecting a header) */
   private fragLeft = 0;
   private lastFrag = false;
   private header = Buffer.alloc(4);
   private headerHave = 0;
+  /** The unread rest of a chunk, kept while the consumer is full (see `onRecord`). */
+  private held?: Buffer;
 
+  /**
+   * `onRecord` returns false (exactly) when it cannot take another record now: the
+   * decoder then stops after that record and holds the rest of the chunk as
+   * raw bytes until `resume()`. So the bytes behind the last record taken
+   * cost one chunk, however many records they hold.
+   */
   constructor(
-    private readonly onRecord: (record: Buffer) => void,
+    private readonly onRecord: (record: Buffer) => unknown,
     readonly maxRecord: number,
   ) {}
 
@@ -43,8 +60,26 @@ export class RecordDecoder {
     return this.recordBytes;
   }
 
-  /** Feed bytes; throws RecordTooLargeError (the caller should close the stream). */
+  /** Bytes received but not yet decoded because the consumer was full. */
+  get holding(): number {
+    return this.held?.length ?? 0;
+  }
+
+  /** Feed bytes; throws RecordTooLargeError (the caller should close the stream). Not while holding. */
   push(chunk: Buffer): void {
+    if (this.held) throw new Error('RecordDecoder.push while holding bytes: resume() first (pause the stream while holding)');
+    this.decode(chunk);
+  }
+
+  /** Continue with the held bytes (the consumer can take records again); may stop and hold again. */
+  resume(): void {
+    const h = this.held;
+    if (!h) return;
+    this.held = undefined;
+    this.decode(h);
+  }
+
+  private decode(chunk: Buffer): void {
     let off = 0;
     while (off < chunk.length) {
       if (this.fragLeft === 0 && !this.inBody) {
@@ -61,30 +96,59 @@ export class RecordDecoder {
         this.fragLeft = len;
         this.inBody = true;
         this.started = true;
-        if (len === 0) this.endFragment();
+        if (len === 0 && !this.endFragment()) return this.hold(chunk, off);
         continue;
       }
       const take = Math.min(this.fragLeft, chunk.length - off);
       // Keep views of the socket's chunks (no copy); a single-fragment
       // record that arrived in one chunk is a view of that chunk.
-      this.frags.push(chunk.subarray(off, off + take));
-      this.recordBytes += take;
+      this.append(chunk.subarray(off, off + take));
       this.fragLeft -= take;
       off += take;
-      if (this.fragLeft === 0) this.endFragment();
+      if (this.fragLeft === 0 && !this.endFragment()) return this.hold(chunk, off);
     }
+  }
+
+  private hold(chunk: Buffer, off: number): void {
+    if (off < chunk.length) this.held = chunk.subarray(off);
+  }
+
+  /**
+   * A record in many small pieces (a hostile 1-byte-fragment stream) must
+   * not cost a Buffer object per piece: past MAX_FRAGMENT_VIEWS the pieces
+   * are copied into one buffer, whose size is bounded by maxRecord.
+   */
+  private append(piece: Buffer): void {
+    const need = this.recordBytes + piece.length;
+    if (!this.acc && this.frags.length < MAX_FRAGMENT_VIEWS) {
+      this.frags.push(piece);
+    } else {
+      if (!this.acc || this.acc.length < need) {
+        const grown = Buffer.allocUnsafe(Math.min(this.maxRecord, Math.max(need, 2 * (this.acc?.length ?? 0), 4096)));
+        if (this.acc) this.acc.copy(grown, 0, 0, this.recordBytes);
+        else Buffer.concat(this.frags, this.recordBytes).copy(grown);
+        this.acc = grown;
+        this.frags = [];
+      }
+      piece.copy(this.acc, this.recordBytes);
+    }
+    this.recordBytes = need;
   }
 
   private inBody = false;
 
-  private endFragment(): void {
+  /** Returns false when the consumer wants no more records for now. */
+  private endFragment(): boolean {
     this.inBody = false;
-    if (!this.lastFrag) return;
-    const rec = this.frags.length === 1 ? this.frags[0] : Buffer.concat(this.frags, this.recordBytes);
+    if (!this.lastFrag) return true;
+    let rec: Buffer;
+    if (this.acc) rec = this.acc.subarray(0, this.recordBytes);
+    else rec = this.frags.length === 1 ? this.frags[0] : Buffer.concat(this.frags, this.recordBytes);
     this.frags = [];
+    this.acc = undefined;
     this.recordBytes = 0;
     this.started = false;
-    this.onRecord(rec);
+    return this.onRecord(rec) !== false;
   }
 }
 

@@ -23,15 +23,31 @@ export interface RpcServerLimits {
   maxRecord: number;
   /** Calls executing at once per connection; reading pauses at the cap. */
   maxInFlight: number;
-  /** Concurrent connections; more are refused (closed at once). */
+  /**
+   * Concurrent admitted connections; more are refused (closed at once). With
+   * a handshake (session proof), only proven connections count here: a
+   * connection is admitted when it has proved, and refused then if full.
+   */
   maxConnections: number;
-  /** Concurrent connections from one peer address. */
+  /** Concurrent admitted connections from one peer address (proven ones only, with a handshake). */
   maxConnectionsPerPeer: number;
+  /**
+   * Connections accepted but not yet through the transport upgrade (TLS) and
+   * the handshake (session proof), counted from accept. When full, the
+   * oldest of them is dropped to make room; a proven connection never is.
+   * Used only when the server has a transport upgrade or a handshake.
+   */
+  maxUnproven: number;
   /** A record started but not finished within this time closes the connection (ms). */
   partialRecordTimeoutMs: number;
   /** A connection with nothing in flight and no traffic for this long is closed (ms). */
   idleTimeoutMs: number;
-  /** Bytes of replies queued in the socket before reading pauses. */
+  /**
+   * Bytes of replies queued in the socket before no new call is started and
+   * reading pauses. With maxInFlight this bounds a connection's memory:
+   * about maxInFlight × (largest reply) + maxQueuedReplyBytes + one socket
+   * chunk of undecoded requests, whatever the peer sends and never reads.
+   */
   maxQueuedReplyBytes: number;
 }
 
@@ -40,6 +56,7 @@ export const DEFAULT_LIMITS: RpcServerLimits = {
   maxInFlight: 64,
   maxConnections: 512,
   maxConnectionsPerPeer: 128,
+  maxUnproven: 64,
   partialRecordTimeoutMs: 30_000,
   idleTimeoutMs: 15 * 60_000,
   maxQueuedReplyBytes: 8 << 20,
@@ -74,7 +91,7 @@ export interface RpcServerOptions {
   limits?: Partial<RpcServerLimits>;
   authenticate?: Authenticator;
   drc?: DuplicateRequestCache;
-  /** A connection must satisfy `done` within `timeoutMs` of opening (e.g. prove a session key) or be closed. */
+  /** A connection must satisfy `done` within `timeoutMs` of its accept (e.g. prove a session key) or be closed. */
   handshake?: { timeoutMs: number; done: (conn: ConnectionState) => boolean };
   /**
    * Whether to serve a connection the listener accepted (e.g. who owns the
@@ -82,6 +99,17 @@ export interface RpcServerOptions {
    * (or a rejection) closes it.
    */
   admit?: (s: net.Socket) => Promise<boolean>;
+  /** Run on every accepted socket before RPC starts (the TLS handshake); must finish within its timeout of accept. */
+  transport?: TransportUpgrade;
+}
+
+/** Turns an accepted TCP socket into the stream RPC runs on (channel/tls.ts: the TLS handshake). */
+export interface TransportUpgrade {
+  /** For logs ("TLS"). */
+  readonly name: string;
+  /** The upgrade must be done within this time of accept (ms). */
+  readonly timeoutMs: number;
+  upgrade(raw: net.Socket): Promise<net.Socket>;
 }
 
 export interface RpcServerStats {
@@ -90,6 +118,23 @@ export interface RpcServerStats {
   callsByProc: Map<string, number>;
   refused: number;
   drcHits: number;
+  /** Unproven connections dropped to make room for a newer one (maxUnproven). */
+  unprovenDropped: number;
+  /** Unproven connections closed because the transport upgrade or the handshake did not finish in time. */
+  unprovenTimedOut: number;
+}
+
+/** How long a connection closed by the server (close()) may take to deliver its last replies before it is destroyed (ms). */
+const CLOSE_LINGER_MS = 5_000;
+
+/** A connection between accept and proof (transport upgrade, then handshake). */
+interface Unproven {
+  readonly id: number;
+  readonly peer: { address: string; port: number };
+  readonly raw: net.Socket;
+  conn?: Connection;
+  timers: NodeJS.Timeout[];
+  gone: boolean;
 }
 
 /**
@@ -103,12 +148,17 @@ export class RpcServer {
   readonly programs: ProgramTable;
   readonly drc: DuplicateRequestCache;
   readonly handshake?: RpcServerOptions['handshake'];
+  readonly transport?: TransportUpgrade;
   private readonly authenticate: Authenticator;
   private readonly server: net.Server;
   private readonly conns = new Set<Connection>();
+  /** Admitted connections per peer address (proven ones, with a handshake). */
   private readonly perPeer = new Map<string, number>();
+  private admitted = 0;
+  /** Connections not yet proven, in accept order (the first is the oldest). */
+  private readonly unproven = new Map<number, Unproven>();
   private nextConnId = 1;
-  readonly stats: RpcServerStats = { connections: 0, calls: 0, callsByProc: new Map(), refused: 0, drcHits: 0 };
+  readonly stats: RpcServerStats = { connections: 0, calls: 0, callsByProc: new Map(), refused: 0, drcHits: 0, unprovenDropped: 0, unprovenTimedOut: 0 };
 
   constructor(opts: RpcServerOptions) {
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
@@ -116,6 +166,7 @@ export class RpcServer {
     this.authenticate = opts.authenticate ?? defaultAuthenticator;
     this.drc = opts.drc ?? new DuplicateRequestCache();
     this.handshake = opts.handshake;
+    this.transport = opts.transport;
     const admit = opts.admit;
     this.server = net.createServer({ noDelay: true, pauseOnConnect: !!admit }, (s) => {
       if (!admit) return this.accept(s);
@@ -145,38 +196,156 @@ export class RpcServer {
     return { address: a.address, port: a.port };
   }
 
-  /** Serve an already-connected stream (a tunnel channel, a TLS socket). */
+  /** Serve an already-connected stream (a tunnel channel): treated as accepted now, upgraded if configured. */
   acceptStream(s: net.Socket): void {
     this.accept(s);
   }
 
+  /**
+   * Accept hook. Without a handshake or transport upgrade a connection is
+   * admitted at once (maxConnections, maxConnectionsPerPeer). Otherwise it
+   * is unproven until `handshake.done` holds: it takes a slot of its own
+   * (maxUnproven; the oldest is dropped when full), both deadlines run from
+   * now, and it is admitted, or refused by the admitted limits, once proven.
+   * So unproven connections never take the slots of proven ones.
+   */
   private accept(s: net.Socket): void {
     const peer = { address: s.remoteAddress ?? 'local', port: s.remotePort ?? 0 };
-    const n = this.perPeer.get(peer.address) ?? 0;
-    if (this.conns.size >= this.limits.maxConnections || n >= this.limits.maxConnectionsPerPeer) {
-      this.stats.refused++;
-      log.warn({ peer, open: this.conns.size }, 'connection refused: limit reached');
-      s.destroy();
+    const id = this.nextConnId++;
+    if (!this.handshake && !this.transport) {
+      if (!this.admit(peer)) {
+        s.destroy();
+        return;
+      }
+      this.open(s, id, peer, true);
       return;
     }
-    this.perPeer.set(peer.address, n + 1);
     this.stats.connections++;
-    const c = new Connection(this, s, this.nextConnId++, peer);
+    if (this.unproven.size >= this.limits.maxUnproven) {
+      const oldest = this.unproven.values().next().value as Unproven;
+      this.stats.unprovenDropped++;
+      log.warn({ peer: oldest.peer, unproven: this.unproven.size, max: this.limits.maxUnproven }, 'unproven connections at their limit: dropping the oldest');
+      this.dropUnproven(oldest);
+    }
+    const acceptedAt = Date.now();
+    const u: Unproven = { id, peer, raw: s, timers: [], gone: false };
+    this.unproven.set(id, u);
+    s.once('close', () => {
+      // A client that refuses our TLS certificate (another pinned fingerprint) ends here, during or just after the handshake.
+      if (!u.gone) log.warn({ peer, afterMs: Date.now() - acceptedAt, stage: this.stage(u) }, 'connection closed by the peer before it was proven');
+      this.dropUnproven(u);
+    });
+    s.on('error', (err) => log.debug({ err, peer }, 'connection error before proof'));
+    const deadline = (ms: number, what: string, pending: () => boolean) => {
+      const t = setTimeout(() => {
+        if (u.gone || !pending()) return;
+        this.stats.unprovenTimedOut++;
+        log.warn({ peer, ms }, `${what} not finished within ${ms} ms of accept: closing connection`);
+        this.dropUnproven(u);
+      }, ms);
+      t.unref();
+      u.timers.push(t);
+    };
+    const tr = this.transport;
+    if (tr) deadline(tr.timeoutMs, `${tr.name} handshake`, () => !u.conn);
+    if (this.handshake) deadline(this.handshake.timeoutMs, 'session proof', () => true);
+    if (!tr) {
+      u.conn = this.open(s, id, peer, false);
+      return;
+    }
+    tr.upgrade(s).then(
+      (stream) => {
+        if (u.gone) {
+          stream.destroy();
+          return;
+        }
+        u.conn = this.open(stream, id, peer, false);
+        if (!this.handshake) this.promote(u.conn);
+      },
+      (err: Error) => {
+        if (!u.gone) log.warn({ peer, reason: err.message }, `${tr.name} handshake failed: closing connection`);
+        this.dropUnproven(u);
+      },
+    );
+  }
+
+  private stage(u: Unproven): string {
+    const tr = this.transport;
+    if (tr && !u.conn) return `${tr.name} handshake (a client that refuses our certificate closes here)`;
+    return tr ? `handshake after ${tr.name} (a client that refuses our certificate may close here)` : 'handshake';
+  }
+
+  /** Take an admitted slot for `peer`, or refuse (logged). */
+  private admit(peer: { address: string; port: number }): boolean {
+    const n = this.perPeer.get(peer.address) ?? 0;
+    if (this.admitted >= this.limits.maxConnections || n >= this.limits.maxConnectionsPerPeer) {
+      this.stats.refused++;
+      log.warn({ peer, open: this.admitted, fromPeer: n }, 'connection refused: limit reached');
+      return false;
+    }
+    this.perPeer.set(peer.address, n + 1);
+    this.admitted++;
+    return true;
+  }
+
+  private release(peer: { address: string; port: number }): void {
+    this.admitted--;
+    const left = (this.perPeer.get(peer.address) ?? 1) - 1;
+    if (left <= 0) this.perPeer.delete(peer.address);
+    else this.perPeer.set(peer.address, left);
+  }
+
+  private open(s: net.Socket, id: number, peer: { address: string; port: number }, admitted: boolean): Connection {
+    if (admitted) this.stats.connections++;
+    const c = new Connection(this, s, id, peer, admitted);
     this.conns.add(c);
     s.once('close', () => {
       this.conns.delete(c);
-      const left = (this.perPeer.get(peer.address) ?? 1) - 1;
-      if (left <= 0) this.perPeer.delete(peer.address);
-      else this.perPeer.set(peer.address, left);
+      if (c.admitted) this.release(peer);
     });
+    return c;
+  }
+
+  private dropUnproven(u: Unproven): void {
+    if (u.gone) return;
+    u.gone = true;
+    this.unproven.delete(u.id);
+    for (const t of u.timers) clearTimeout(t);
+    u.conn?.destroy();
+    u.raw.destroy();
+  }
+
+  /** Called by a connection when the handshake has been satisfied: it leaves the unproven pool and is admitted (or refused). */
+  promote(c: Connection): void {
+    const u = this.unproven.get(c.id);
+    if (!u || u.conn !== c) return;
+    this.unproven.delete(c.id);
+    for (const t of u.timers) clearTimeout(t);
+    u.gone = true; // out of the pool for good
+    if (!this.admit(c.peer)) {
+      c.close();
+      return;
+    }
+    c.admitted = true;
+  }
+
+  /** True while `c` has not passed the handshake (used by connections after each call). */
+  isUnproven(c: Connection): boolean {
+    return this.unproven.get(c.id)?.conn === c;
   }
 
   get connectionCount(): number {
     return this.conns.size;
   }
 
+  /** Connections accepted and not yet proven (including those still in the transport upgrade). */
+  get unprovenCount(): number {
+    return this.unproven.size;
+  }
+
   /** Stop listening, close every connection. */
   async close(): Promise<void> {
+    for (const u of [...this.unproven.values()]) this.dropUnproven(u);
     for (const c of this.conns) c.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
@@ -258,13 +427,23 @@ export class RpcServer {
   }
 }
 
-/** One client connection: framing, flow control, timers. Dispatch is the server's. */
+/**
+ * One client connection: framing, flow control, timers. Dispatch is the server's.
+ *
+ * Flow control: a call is started only while fewer than maxInFlight run and
+ * the socket's queued reply bytes are within maxQueuedReplyBytes. Records
+ * that arrive in the same chunk beyond that are not decoded: the decoder
+ * holds the rest of the chunk as raw bytes and the socket is paused until a
+ * call completes or the reply queue drains.
+ */
 class Connection implements ConnectionState {
   readonly data = new Map<string, unknown>();
   private readonly decoder: RecordDecoder;
   private inFlight = 0;
   private paused = false;
   private closed = false;
+  /** close() was asked for: no further call is started. */
+  private closing = false;
   private partialTimer?: NodeJS.Timeout;
   private idleTimer?: NodeJS.Timeout;
 
@@ -273,50 +452,57 @@ class Connection implements ConnectionState {
     private readonly sock: net.Socket,
     readonly id: number,
     readonly peer: { address: string; port: number },
+    /** Holds an admitted slot (maxConnections, maxConnectionsPerPeer). */
+    public admitted: boolean,
   ) {
     this.decoder = new RecordDecoder((r) => this.onRecord(r), server.limits.maxRecord);
-    sock.on('data', (chunk) => this.onData(chunk));
+    sock.on('data', (chunk: Buffer) => this.onData(chunk));
     sock.on('error', (err) => log.debug({ err, peer }, 'connection error'));
     sock.on('close', () => {
       this.closed = true;
       clearTimeout(this.partialTimer);
       clearTimeout(this.idleTimer);
     });
-    sock.on('drain', () => this.updateFlow());
+    sock.on('drain', () => {
+      this.pump();
+      this.updateFlow();
+    });
     this.armIdle();
-    const hs = server.handshake;
-    if (hs) {
-      const t = setTimeout(() => {
-        if (!hs.done(this)) {
-          log.warn({ peer }, 'no session proof within the handshake timeout: closing connection');
-          this.sock.destroy();
-        }
-      }, hs.timeoutMs);
-      t.unref();
-      sock.once('close', () => clearTimeout(t));
-    }
   }
 
   destroy(): void {
     this.sock.destroy();
   }
 
-  /** End the connection once the replies written in this turn have gone out. */
+  /** End the connection once the replies written in this turn have gone out; no further call is started. */
   close(): void {
-    setImmediate(() => this.sock.end());
+    if (this.closing) return;
+    this.closing = true;
+    setImmediate(() => {
+      this.sock.end();
+      this.updateFlow(); // read (and discard) until the peer's end arrives
+      // A peer that neither reads its replies nor ends its side is not waited for.
+      setTimeout(() => this.sock.destroy(), CLOSE_LINGER_MS).unref();
+    });
   }
 
   private onData(chunk: Buffer): void {
+    if (this.closing) return; // after close(): nothing more is decoded
     try {
       this.decoder.push(chunk);
     } catch (e) {
-      if (e instanceof RecordTooLargeError) log.warn({ peer: this.peer, size: e.size, max: e.max }, 'record too large: closing connection');
-      else log.error({ err: e }, 'framing error: closing connection');
-      this.sock.destroy();
+      this.framingError(e);
       return;
     }
     this.armPartial();
     this.armIdle();
+    this.updateFlow();
+  }
+
+  private framingError(e: unknown): void {
+    if (e instanceof RecordTooLargeError) log.warn({ peer: this.peer, size: e.size, max: e.max }, 'record too large: closing connection');
+    else log.error({ err: e }, 'framing error: closing connection');
+    this.sock.destroy();
   }
 
   private armPartial(): void {
@@ -345,9 +531,16 @@ class Connection implements ConnectionState {
     this.idleTimer.unref();
   }
 
-  private onRecord(record: Buffer): void {
+  /** May another call start now? (the in-flight cap, counting the reply bytes already queued) */
+  private canStart(): boolean {
+    const l = this.server.limits;
+    return !this.closing && !this.closed && this.inFlight < l.maxInFlight && this.sock.writableLength <= l.maxQueuedReplyBytes;
+  }
+
+  /** Start a decoded call; returns whether the decoder may hand over another one now. */
+  private onRecord(record: Buffer): boolean {
+    if (this.closing || this.closed) return false;
     this.inFlight++;
-    this.updateFlow();
     this.server.dispatch(record, this).then(
       (reply) => this.send(reply),
       (err) => {
@@ -355,6 +548,19 @@ class Connection implements ConnectionState {
         this.send(undefined);
       },
     );
+    return this.canStart();
+  }
+
+  /** Decode held requests while calls may start. */
+  private pump(): void {
+    if (!this.decoder.holding || !this.canStart()) return;
+    try {
+      this.decoder.resume();
+    } catch (e) {
+      this.framingError(e);
+      return;
+    }
+    this.armPartial();
   }
 
   private corked = false;
@@ -377,13 +583,16 @@ class Connection implements ConnectionState {
       }
       for (const c of frameRecord(reply)) this.sock.write(c);
     }
+    const hs = this.server.handshake;
+    if (hs && !this.closed && this.server.isUnproven(this) && hs.done(this)) this.server.promote(this);
+    this.pump();
     this.updateFlow();
   }
 
-  /** Pause reading while too many calls run or too many reply bytes are queued; resume below. */
+  /** Pause reading while requests are held or no call may start; resume when one may. */
   private updateFlow(): void {
     if (this.closed) return;
-    const over = this.inFlight >= this.server.limits.maxInFlight || this.sock.writableLength > this.server.limits.maxQueuedReplyBytes;
+    const over = !this.closing && (this.decoder.holding > 0 || !this.canStart());
     if (over && !this.paused) {
       this.paused = true;
       this.sock.pause();

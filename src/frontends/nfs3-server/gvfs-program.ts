@@ -95,18 +95,38 @@ export function gvfsProgram(o: GvfsProgramOptions): ProgramVersion {
     public: true,
     handle: async (a: AuthArgs, ctx): Promise<AuthRes> => {
       const none = Buffer.alloc(0);
+      const failures = (ctx.conn.data.get(FAILURES) as number | undefined) ?? 0;
+      // Past the limit nothing is verified, however many attempts were pipelined behind it.
+      if (failures >= MAX_AUTH_FAILURES) {
+        ctx.conn.close();
+        return { status: AuthStatus.DENIED, serverProof: none };
+      }
       const nonce = ctx.conn.data.get(NONCE) as Buffer | undefined;
       if (!nonce) return { status: AuthStatus.NO_CHALLENGE, serverProof: none };
       ctx.conn.data.delete(NONCE); // one proof attempt per challenge
       const k = o.sessions?.lookup(a.sessionId);
-      if (!k || a.clientNonce.length !== NONCE_LEN || !proofEquals(clientProof(k.key, k.id, nonce, a.clientNonce), a.proof)) {
-        const n = ((ctx.conn.data.get(FAILURES) as number | undefined) ?? 0) + 1;
+      const reason = !k
+        ? 'unknown session id'
+        : a.clientNonce.length !== NONCE_LEN
+          ? 'bad client nonce'
+          : !proofEquals(clientProof(k.key, k.id, nonce, a.clientNonce), a.proof)
+            ? 'proof does not match the session key'
+            : undefined;
+      if (reason !== undefined || !k) {
+        const n = failures + 1;
         ctx.conn.data.set(FAILURES, n);
-        log.warn({ peer: ctx.peer, failures: n }, 'session proof refused');
-        if (n >= MAX_AUTH_FAILURES) ctx.conn.close();
+        // One line per proof verified: operators (and the proof-limit test) count them.
+        log.warn({ peer: ctx.peer, session: a.sessionId, reason: reason ?? 'unknown session id', failures: n, max: MAX_AUTH_FAILURES }, 'session proof refused');
+        if (n >= MAX_AUTH_FAILURES) {
+          log.warn({ peer: ctx.peer }, `${MAX_AUTH_FAILURES} failed session proofs: closing connection`);
+          ctx.conn.close();
+        }
         return { status: AuthStatus.DENIED, serverProof: none };
       }
-      if (expired(k)) return { status: AuthStatus.EXPIRED, serverProof: none };
+      if (expired(k)) {
+        log.warn({ peer: ctx.peer, session: k.id, reason: 'session expired' }, 'session proof refused');
+        return { status: AuthStatus.EXPIRED, serverProof: none };
+      }
       await o.beforeSession?.(k.id);
       ctx.conn.data.set(SESSION, k);
       log.debug({ peer: ctx.peer, session: k.id, user: k.user }, 'session proved');

@@ -22,6 +22,8 @@ export interface Nfs3ServerOptions {
    */
   readOnly?: ReadOnlyPolicy;
   admit?: RpcServerOptions['admit'];
+  /** Run on each accepted socket before RPC (the TLS handshake). */
+  transport?: RpcServerOptions['transport'];
 }
 
 /**
@@ -36,6 +38,6 @@ export function createNfs3Server(opts: Nfs3ServerOptions): RpcServer {
   table.add(guard(mountProgram(opts.backend)));
   for (const p of opts.extraPrograms ?? []) table.add(guard(p));
   table.add(portmapProgram(table, () => server?.address().port ?? 0, opts.portmapVisible));
-  server = new RpcServer({ programs: table, limits: opts.limits, authenticate: opts.authenticate, handshake: opts.handshake, admit: opts.admit });
+  server = new RpcServer({ programs: table, limits: opts.limits, authenticate: opts.authenticate, handshake: opts.handshake, transport: opts.transport, admit: opts.admit });
   return server;
 }

@@ -180,3 +180,34 @@ test('frameRecord: one last-fragment header carrying the total length, chunks un
   dec.push(Buffer.concat(out));
   assert.deepEqual(records.map(String), ['abcdefgh']);
 });
+
+test('a consumer that returns false stops the decoder: the rest of the chunk is held as raw bytes until resume()', () => {
+  const got: string[] = [];
+  let take = 1;
+  const dec = new RecordDecoder((r) => {
+    got.push(r.toString());
+    return --take > 0;
+  }, 1 << 16);
+  const stream = Buffer.concat(['a', 'bb', 'ccc', 'dddd'].map((s) => fragments(Buffer.from(s), [])));
+  dec.push(stream);
+  assert.deepEqual(got, ['a']);
+  assert.equal(dec.holding, stream.length - 5, 'the undecoded rest is held');
+  assert.throws(() => dec.push(Buffer.alloc(1)), /holding/, 'no push while holding (the stream must be paused)');
+  take = 2;
+  dec.resume();
+  assert.deepEqual(got, ['a', 'bb', 'ccc']);
+  take = 10;
+  dec.resume();
+  assert.deepEqual(got, ['a', 'bb', 'ccc', 'dddd']);
+  assert.equal(dec.holding, 0);
+});
+
+test('a record in thousands of 1-byte fragments comes out whole (pieces past the first few are copied, not kept as views)', () => {
+  const { dec, records } = collect(1 << 16);
+  const data = Buffer.from(Array.from({ length: 5000 }, (_, i) => i & 0xff));
+  const cuts = Array.from({ length: data.length - 1 }, (_, i) => i + 1);
+  const stream = fragments(data, cuts);
+  for (let off = 0; off < stream.length; off += 7) dec.push(stream.subarray(off, off + 7));
+  assert.equal(records.length, 1);
+  assert.deepEqual(records[0], data);
+});
