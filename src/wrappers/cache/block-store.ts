@@ -57,8 +57,12 @@ export class BlockStore {
   private readonly madeDirs = new Set<string>();
   /** Per file key: bumped whenever blocks of the file are dropped, so a store racing the drop is undone. */
   private readonly gens = new Map<string, number>();
-  /** Reads of blocks still being stored (their high-water mark, applied when the block lands). */
-  private readonly early = new Map<string, number>();
+  /**
+   * Reads of blocks still being stored (served from the staged bytes): their
+   * high-water mark and whether one of them was already a re-reference,
+   * both applied when the block lands.
+   */
+  private readonly early = new Map<string, { hi: number; reref: boolean }>();
   /** When each file's directory was last listed for blocks of other processes. */
   private readonly listing = new Map<string, { at: number; p?: Promise<void> }>();
   private tmpSeq = 0;
@@ -134,7 +138,12 @@ export class BlockStore {
   noteRead(key: string, from: number, to: number): void {
     const e = this.index.get(key);
     if (!e) {
-      this.early.set(key, Math.max(this.early.get(key) ?? 0, to));
+      // Judged now, like a read of a stored block: by the time the block lands, the order of the reads is lost.
+      const r = this.early.get(key);
+      if (r) {
+        r.reref ||= from < r.hi;
+        r.hi = Math.max(r.hi, to);
+      } else this.early.set(key, { hi: to, reref: false });
       return;
     }
     const reref = from < e.hi;
@@ -207,14 +216,16 @@ export class BlockStore {
       this.madeDirs.delete(dir);
       return;
     }
-    const hi = Math.max(readTo, this.early.get(key) ?? 0);
+    const r = this.early.get(key);
     this.early.delete(key);
+    const hi = Math.max(readTo, r?.hi ?? 0);
     if (this.gen(fk) !== gen) {
       // Dropped while it was being written: it may hold bytes our own write has since changed.
       await f.unlink(dest).catch(() => undefined);
       return;
     }
-    this.add(key, { size: data.length, hi }, false);
+    // Re-referenced while it was being stored: it lands where that re-reference would have moved it (protected).
+    this.add(key, { size: data.length, hi }, r?.reref ?? false);
     this.evict();
   }
 

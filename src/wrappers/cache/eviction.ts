@@ -49,7 +49,7 @@ export class SegmentedLru {
     return this.prot.has(key);
   }
 
-  /** A block now in the cache (fetched, read ahead, or found on disk). `hot`: straight into protected (restored hot set). */
+  /** A block now in the cache (fetched, read ahead, or found on disk). `hot`: straight into protected (restored hot set, or re-referenced before it landed). */
   insert(key: string, size: number, hot = false): void {
     this.remove(key);
     if (hot && this.policy === 'slru') {

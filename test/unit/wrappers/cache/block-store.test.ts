@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { BlockStore } from '../../../../src/wrappers/cache/block-store.js';
+
+// Reads of a block whose disk write is still pending (served from the staged bytes) count for the eviction policy
+// exactly as reads of a stored block do (issue 16).
+describe('BlockStore: reads before the block lands', { timeout: 60_000 }, () => {
+  let dir: string;
+  let store: BlockStore;
+  const BS = 64 * 1024;
+  const data = Buffer.alloc(BS, 7);
+  before(async () => {
+    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'gvfs-bstore-'));
+    store = new BlockStore({ dir, limit: () => 1 << 30, maxOpenFiles: 64 });
+    await store.init();
+  });
+  after(async () => {
+    await store.close();
+    await fs.rm(dir, { recursive: true, force: true });
+  });
+
+  test('a re-read before the store is a re-reference: the block lands protected', async () => {
+    const key = BlockStore.key('aa01', 0, '0123456789abcdef');
+    store.noteRead(key, 0, BS);
+    store.noteRead(key, 0, BS);
+    await store.put(key, data, 0, store.gen('aa01'));
+    assert.ok(store.has(key));
+    assert.ok(store.policy.isProtected(key), 'protected after two whole reads');
+  });
+
+  test('one sequential pass in several READs is one reference: the block lands in probation', async () => {
+    const key = BlockStore.key('aa02', 0, '0123456789abcdef');
+    for (let off = 0; off < BS; off += 16 * 1024) store.noteRead(key, off, off + 16 * 1024);
+    await store.put(key, data, 0, store.gen('aa02'));
+    assert.ok(store.has(key));
+    assert.ok(!store.policy.isProtected(key), 'still in probation');
+    // Its next read from the start is the re-reference, as for any stored block.
+    store.noteRead(key, 0, 4096);
+    assert.ok(store.policy.isProtected(key), 'promoted by the re-read');
+  });
+
+  test('reads before the block lands are judged as the same reads of the stored block would be', async () => {
+    const H = BS / 2;
+    const cases: Array<[string, Array<[number, number]>]> = [
+      ['head then tail', [[0, H], [H, BS]]],
+      ['tail then head', [[H, BS], [0, H]]],
+      ['one half twice', [[0, H], [0, H]]],
+      ['disjoint quarters', [[0, H / 2], [H, BS]]],
+      ['overlapping', [[0, H + 1], [H, BS]]],
+    ];
+    let n = 0;
+    for (const [name, reads] of cases) {
+      const early = BlockStore.key(`cc${n}`, 0, '0123456789abcdef');
+      const late = BlockStore.key(`dd${n}`, 0, '0123456789abcdef');
+      n++;
+      for (const [from, to] of reads) store.noteRead(early, from, to);
+      await store.put(early, data, 0, store.gen(early.slice(0, 4)));
+      await store.put(late, data, 0, store.gen(late.slice(0, 4)));
+      for (const [from, to] of reads) store.noteRead(late, from, to);
+      assert.equal(store.policy.isProtected(early), store.policy.isProtected(late), name);
+    }
+    // The cases are not all one way.
+    assert.ok(store.policy.isProtected(BlockStore.key('cc1', 0, '0123456789abcdef')));
+    assert.ok(!store.policy.isProtected(BlockStore.key('cc0', 0, '0123456789abcdef')));
+  });
+
+  test('lru policy: a re-read before the store changes nothing (one segment)', async () => {
+    const d = await fs.mkdtemp(path.join(os.tmpdir(), 'gvfs-bstore-lru-'));
+    const s = new BlockStore({ dir: d, limit: () => 1 << 30, policy: 'lru', maxOpenFiles: 64 });
+    try {
+      await s.init();
+      const key = BlockStore.key('bb01', 0, '0123456789abcdef');
+      s.noteRead(key, 0, BS);
+      s.noteRead(key, 0, BS);
+      await s.put(key, data, 0, s.gen('bb01'));
+      assert.ok(s.has(key) && !s.policy.isProtected(key));
+    } finally {
+      await s.close();
+      await fs.rm(d, { recursive: true, force: true });
+    }
+  });
+});
