@@ -486,17 +486,20 @@ export class FuseFrontend {
         return;
       }
     }
-    if (attrs.size !== undefined) {
-      const f = this.files.file(d.key);
-      f?.ra?.clear();
-      // Commits (and waits for) every write before the size changes, so none lands after it.
-      await f?.commit(this.cred());
-    }
-    this.cache.begin(d.key);
+    // Held until SETATTR is answered: a chunk read meanwhile (another descriptor, the kernel's read-ahead)
+    // would carry the old size, and the kernel takes a short reply for the end of file.
+    const release = attrs.size !== undefined ? this.files.file(d.key)?.ra?.hold() : undefined;
     try {
-      this.afterWcc(d.key, await this.backend.setattr(this.cred(), d.fh, attrs));
+      // Commits (and waits for) every write before the size changes, so none lands after it.
+      if (attrs.size !== undefined) await this.files.file(d.key)?.commit(this.cred());
+      this.cache.begin(d.key);
+      try {
+        this.afterWcc(d.key, await this.backend.setattr(this.cred(), d.fh, attrs));
+      } finally {
+        this.cache.end(d.key);
+      }
     } finally {
-      this.cache.end(d.key);
+      release?.();
     }
     if (attrs.mode !== undefined || attrs.uid !== undefined || attrs.gid !== undefined) this.accessCache.delete(d.key);
   }
@@ -577,13 +580,17 @@ export class FuseFrontend {
       }
     }
     if (flags & F.O_TRUNC && writable) {
-      this.files.file(d.key)?.ra?.clear();
-      await this.files.file(d.key)?.commit(cred);
-      this.cache.begin(d.key);
+      const release = this.files.file(d.key)?.ra?.hold();
       try {
-        this.afterWcc(d.key, await this.backend.setattr(cred, d.fh, { size: 0 }));
+        await this.files.file(d.key)?.commit(cred);
+        this.cache.begin(d.key);
+        try {
+          this.afterWcc(d.key, await this.backend.setattr(cred, d.fh, { size: 0 }));
+        } finally {
+          this.cache.end(d.key);
+        }
       } finally {
-        this.cache.end(d.key);
+        release?.();
       }
     }
     return this.files.open(d.fh, d.key, { append: !!(flags & F.O_APPEND), writable }).fd;

@@ -77,8 +77,8 @@ class Gate {
  */
 export class OpenFile {
   refs = 0;
-  /** Read-ahead state (created by the front end on the first read); cleared by every write. */
-  ra?: { clear(): void };
+  /** Read-ahead state (created by the front end on the first read); held by every write while in flight. */
+  ra?: { clear(): void; hold(): () => void };
   private pending: Uncommitted[] = [];
   pendingBytes = 0;
   private readonly gate = new Gate();
@@ -124,7 +124,8 @@ export class OpenFile {
     this.raise();
     const data = Buffer.allocUnsafe(src.length);
     src.copy(data);
-    this.ra?.clear();
+    // Held from now until the reply: a chunk read meanwhile could hold the bytes (or size) before this write.
+    const release = this.ra?.hold() ?? (() => undefined);
     const start = offset;
     const end = offset + data.length;
     for (;;) {
@@ -133,7 +134,12 @@ export class OpenFile {
       if (!clash && !full) break;
       await (clash ?? this.inflight[0]).done;
     }
-    await this.gate.enter();
+    try {
+      await this.gate.enter();
+    } catch (e) {
+      release();
+      throw e;
+    }
     this.inflightBytes += data.length;
     this.table.inflightBytes += data.length;
     const entry: { start: number; end: number; done: Promise<void>; err?: unknown } = { start, end, done: Promise.resolve() };
@@ -154,6 +160,7 @@ export class OpenFile {
         this.inflightBytes -= data.length;
         this.table.inflightBytes -= data.length;
         this.gate.leave();
+        release();
       });
     this.inflight.push(entry);
     const s = this.table.stats;

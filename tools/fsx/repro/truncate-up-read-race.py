@@ -4,6 +4,8 @@
 # already says the new one, while another descriptor of the file is reading elsewhere.
 # usage: truncate-up-read-race.py FILE-ON-A-GVFS-MOUNT ITERATIONS [noreader]
 # On 98df170: no cache 123/200, write-through 87/200 fail; 0/200 without the concurrent reader; 0 on tmpfs.
+# Fixed on branch fsx-fix (read-ahead held while a truncate/write is in flight): 0/200 both; regression test
+# test/regressions/fsx-1-truncate-up-read.test.ts.
 import os, sys, threading, time
 path = sys.argv[1]; N = int(sys.argv[2])
 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
