@@ -209,8 +209,13 @@ export class Journal {
     return n;
   }
 
-  /** Append a WRITE; resolves when it is in the journal (and on disk, if `sync`). */
-  write(fileNo: number, fh: Buffer, cred: Credentials, offset: number, data: Buffer, stable: number, sync: boolean): Promise<JournalWrite> {
+  /**
+   * Append a WRITE; resolves when it is in the journal (and on disk, if `sync`).
+   * `onAppended` runs synchronously as the record is taken, before any other
+   * code can run (a promise continuation would come later): the caller's
+   * bookkeeping then can never miss a record that a DONE mark made after it covers.
+   */
+  write(fileNo: number, fh: Buffer, cred: Credentials, offset: number, data: Buffer, stable: number, sync: boolean, onAppended?: (w: JournalWrite) => void): Promise<JournalWrite> {
     return new Promise((resolve, reject) => {
       const w = { seq: 0, fileNo, offset, length: data.length, seg: 0, pos: 0 };
       const ck = credKey(cred);
@@ -237,6 +242,7 @@ export class Journal {
         },
         resolve: () => {
           this.segs.get(w.seg)!.live++;
+          onAppended?.(w);
           resolve(w);
         },
         reject,

@@ -109,6 +109,8 @@ export class WriteBack {
   private readonly files = new Map<string, DirtyFile>();
   private timer?: NodeJS.Timeout;
   private all?: Promise<FlushReport>;
+  /** The flush-all that starts when the running one ends (for callers that came while it ran). */
+  private again?: Promise<FlushReport>;
   private closed = false;
   readonly stats = { flushedBytes: 0, flushRounds: 0, flushFailures: 0, discardedBytes: 0, replays: 0, writesRefused: 0 };
 
@@ -170,22 +172,25 @@ export class WriteBack {
     if (this.closed) throw new FsError('IO', 'write-back cache is closing');
     await this.admit(data.length);
     const key = fh.toString('hex');
-    let d = this.files.get(key);
-    if (!d) {
-      d = new DirtyFile(key, this.journal.fileNoFor(fh), Buffer.from(fh), cred);
-      this.files.set(key, d);
-    }
-    d.cred = cred;
-    let w: JournalWrite;
+    const fileNo = this.files.get(key)?.fileNo ?? this.journal.fileNoFor(fh);
+    const copy = Buffer.from(fh);
     try {
-      w = await this.journal.write(d.fileNo, d.fh, cred, offset, data, stable, sync);
+      // Recorded as the journal takes it, into the file's entry as it is *then*: while the append
+      // was waiting, a flush may have delivered the file's other writes and forgotten the entry
+      // (a write added to that orphan would never be flushed, nor read back, and a later DONE
+      // mark would drop it from the journal too).
+      await this.journal.write(fileNo, copy, cred, offset, data, stable, sync, (w) => {
+        let d = this.files.get(key);
+        if (!d) this.files.set(key, (d = new DirtyFile(key, fileNo, copy, cred)));
+        d.cred = cred;
+        this.add(d, w, Date.now());
+      });
     } catch (e) {
       this.stats.writesRefused++;
       const je = e as JournalError;
       const nospc = je.errno === 'ENOSPC' || je.errno === 'EDQUOT';
       throw new JournalRefused(nospc ? 'NOSPC' : 'IO', `write-back journal: ${je.message}`);
     }
-    this.add(d, w, Date.now());
     if (this.backlogBytes > this.o.dirtyLimit) void this.flushAll().catch(() => undefined);
   }
 
@@ -268,9 +273,25 @@ export class WriteBack {
     }
   }
 
-  /** Flush every file (a few at a time); one flush-all runs at once, later callers join it. */
+  /**
+   * Flush every file (a few at a time); resolves once everything written
+   * before the call is delivered (or has failed). One flush-all runs at once.
+   */
   flushAll(): Promise<FlushReport> {
-    if (this.all) return this.all;
+    if (!this.all) return this.startAll();
+    // The running one took its list of files when it started: writes made since may not be in it.
+    // Callers that come while it runs share one more run after it, reported together with it.
+    if (!this.again) {
+      this.again = this.all.then(async (first) => {
+        this.again = undefined;
+        const r = await this.startAll();
+        return { flushedBytes: first.flushedBytes + r.flushedBytes, flushedFiles: first.flushedFiles + r.flushedFiles, failed: r.failed, discardedBytes: first.discardedBytes + r.discardedBytes };
+      });
+    }
+    return this.again;
+  }
+
+  private startAll(): Promise<FlushReport> {
     const p = (async () => {
       const report: FlushReport = { flushedBytes: 0, flushedFiles: 0, failed: [], discardedBytes: 0 };
       const queue = [...this.files.values()].filter((d) => d.writes.length);

@@ -23,12 +23,19 @@ import { rng } from './helpers.js';
 const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'src', 'cli', 'main.js');
 const run = promisify(execFile);
 const CYCLES = Number(process.env.GVFS_CRASH_CYCLES ?? 8);
+/** Replaying a seed: GVFS_CRASH_LOGDIR=D collects the test's writes and kills and every proxy client's log (with GVFS_TRACE=cache) in D/pc.log. */
+const TRACE = process.env.GVFS_CRASH_LOGDIR ? path.join(process.env.GVFS_CRASH_LOGDIR, 'pc.log') : undefined;
+const trace = (l: string | Buffer) => void (TRACE && fs.appendFile(TRACE, typeof l === 'string' ? `T ${Date.now()} ${l}\n` : l).catch(() => undefined));
 
 /** The proxy client as its own process: `gvfs proxy-client ... --cache-dir D --write-back --json`. */
 async function startProxyClient(args: string[]): Promise<{ proc: ChildProcess; port: number; log: () => string }> {
   const proc = spawn(process.execPath, [CLI, 'proxy-client', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   proc.stderr!.on('data', (d) => (err += d.toString()));
+  if (TRACE) {
+    trace(`proxy client started, pid ${proc.pid}`);
+    proc.stderr!.on('data', (d: Buffer) => trace(d));
+  }
   const rl = createInterface({ input: proc.stdout! });
   const port = await new Promise<number>((resolve, reject) => {
     proc.once('exit', (c) => reject(new Error(`proxy-client exited with ${c}: ${err.slice(-2000)}`)));
@@ -72,6 +79,7 @@ async function commitFile(client: RemoteNfs, m: ModelFile): Promise<void> {
       m.uncommitted = [];
       return;
     }
+    for (const u of stale) trace(`resend ${m.name} off=${u.off} len=${u.len}`);
     for (const u of stale) await client.write(ROOT, m.fh, u.off, m.data.subarray(u.off, u.off + u.len), StableHow.FILE_SYNC);
     m.uncommitted = m.uncommitted.filter((u) => !stale.includes(u));
   }
@@ -146,7 +154,10 @@ describe('cache: write-back survives kill -9 of the proxy client', { timeout: 24
         const d = Buffer.alloc(len, writes & 0xff);
         for (let k = 0; k + 4 <= len; k += 256) d.writeUInt32LE((writes * 7919 + k) >>> 0, k);
         const stable = rand() < 0.7 ? StableHow.UNSTABLE : StableHow.FILE_SYNC;
+        const no = writes; // the data's pattern: bytes of `no & 0xff`, and `no * 7919 + k` every 256 bytes
+        trace(`write#${no} ${m.name} off=${off} len=${len} stable=${stable}`);
         const r = await client.write(ROOT, m.fh, off, d, stable);
+        trace(`acked#${no} committed=${r.committed} verf=${Buffer.from(r.verf).toString('hex')}`);
         assert.equal(r.count, len);
         m.apply(off, d);
         if (r.committed === StableHow.UNSTABLE) m.uncommitted.push({ off, len, verf: Buffer.from(r.verf) });
@@ -160,6 +171,7 @@ describe('cache: write-back survives kill -9 of the proxy client', { timeout: 24
       await new Promise((r) => setTimeout(r, 100 + ri(400)));
       if (cycle % 2 === 0) {
         // Kill while the writers are busy (their calls in flight are resent after the restart).
+        trace('kill -9 while writing');
         await kill9(pc.proc);
         killsWriting++;
         pc = await startProxyClient(args);
@@ -172,6 +184,7 @@ describe('cache: write-back survives kill -9 of the proxy client', { timeout: 24
         for (const m of files) await commitFile(client, m);
         const flush = run(process.execPath, [CLI, 'flush', '--cache-dir', cacheDir]).catch(() => undefined);
         await new Promise((r) => setTimeout(r, ri(150)));
+        trace('kill -9 while flushing');
         await kill9(pc.proc);
         killsFlushing++;
         await flush;
@@ -202,6 +215,20 @@ describe('cache: write-back survives kill -9 of the proxy client', { timeout: 24
     for (const m of files) {
       const onServer = await fs.readFile(path.join(base, 'export', m.name));
       assert.equal(onServer.length, m.data.length, `${m.name}: size on the server (seed ${seed})`);
+      if (!onServer.equals(m.data)) {
+        const diffs: string[] = [];
+        for (let i = 0; i < m.data.length && diffs.length < 20; ) {
+          if (onServer[i] === m.data[i]) {
+            i++;
+            continue;
+          }
+          let j = i;
+          while (j < m.data.length && onServer[j] !== m.data[j]) j++;
+          diffs.push(`${i}..${j} got ${onServer.subarray(i, i + 8).toString('hex')} want ${m.data.subarray(i, i + 8).toString('hex')}`);
+          i = j;
+        }
+        t.diagnostic(`${m.name}: server differs at ${diffs.join('; ')}`);
+      }
       assert.ok(onServer.equals(m.data), `${m.name}: bytes on the server (seed ${seed})`);
     }
     const stats = JSON.parse((await run(process.execPath, [CLI, 'cache', 'stats', '--cache-dir', cacheDir, '--json'])).stdout);
