@@ -196,11 +196,6 @@ export class RpcServer {
     return { address: a.address, port: a.port };
   }
 
-  /** Serve an already-connected stream (a tunnel channel): treated as accepted now, upgraded if configured. */
-  acceptStream(s: net.Socket): void {
-    this.accept(s);
-  }
-
   /**
    * Accept hook. Without a handshake or transport upgrade a connection is
    * admitted at once (maxConnections, maxConnectionsPerPeer). Otherwise it
