@@ -59,6 +59,18 @@ describe('gvfs-fsx on a local tmpfs (control) and its own checks', { timeout: 5 
     assert.match(r.stderr, /expected 0x[0-9a-f]+, (actual|fstat) 0x[0-9a-f]+/);
   });
 
+  test('-b N (begin late, for replays): ops before N change only the model, and the run ends with the same file as a whole run', async () => {
+    const whole = path.join(dir, 'b-whole.bin');
+    const late = path.join(dir, 'b-late.bin');
+    assert.equal((await runFsx(['-S', '3', '-N', '3000', whole])).result, 'ok');
+    const r = await runFsx(['-S', '3', '-b', '2900', '-N', '3000', late]);
+    assert.equal(r.result, 'ok', describeRun(r));
+    // Only 101 operations ran on the file.
+    const ran = [...r.stdout.matchAll(/(?:read|write|mapread|mapwrite|truncate|append|copy_range|close\/reopen|fsync) (\d+)/g)].reduce((a, m) => a + Number(m[1]), 0);
+    assert.equal(ran, 101, r.stdout);
+    assert.deepEqual(await fs.readFile(late), await fs.readFile(whole));
+  });
+
   test('another path with other contents (-C): the check after close fails', async () => {
     const file = path.join(dir, 'c-main.bin');
     const other = path.join(dir, 'c-other.bin');
