@@ -50,18 +50,21 @@ describe('duplicate-request cache: in-flight resends and reused xids', { timeout
     const hits0 = s.server.stats.drcHits;
     held.hold = true;
     const call = createCall(7001, s.root, 'once');
-    a.sendRecord(call);
-    await held.waitHeld(1);
-    a.sendRecord(call); // a retransmission on the same connection
-    b.sendRecord(call); // and one after a "reconnect"
-    // Both must be taken as duplicates of the running call (never a second execution, which would be held too).
-    for (const end = Date.now() + 30_000; s.server.stats.drcHits < hits0 + 2 && held.held < 2; ) {
-      assert.ok(Date.now() < end, 'the resends were neither answered from the cache nor executed');
-      await new Promise((r) => setTimeout(r, 10));
+    try {
+      a.sendRecord(call);
+      await held.waitHeld(1);
+      a.sendRecord(call); // a retransmission on the same connection
+      b.sendRecord(call); // and one after a "reconnect"
+      // Both must be taken as duplicates of the running call (never a second execution, which would be held too).
+      for (const end = Date.now() + 30_000; s.server.stats.drcHits < hits0 + 2 && held.held < 2; ) {
+        assert.ok(Date.now() < end, 'the resends were neither answered from the cache nor executed');
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.equal(held.held, 1, 'a resend was executed while the first copy ran');
+      assert.equal(s.server.stats.drcHits, hits0 + 2);
+    } finally {
+      held.release();
     }
-    assert.equal(held.held, 1, 'a resend was executed while the first copy ran');
-    assert.equal(s.server.stats.drcHits, hits0 + 2);
-    held.release();
     const [r1, r2] = [created(await a.reply(7001)), created(await b.reply(7001))];
     assert.equal(r1.status, Nfs3Status.OK);
     assert.equal(r2.status, Nfs3Status.OK, 'the duplicate got the first execution\'s answer, not EXIST from a second one');
