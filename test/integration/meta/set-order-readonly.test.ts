@@ -12,6 +12,7 @@ import type { Fattr3 } from '../../../src/nfs3/types.js';
 import { createProxyServer, type ProxyServer } from '../../../src/proxy/proxy-server.js';
 import { defaultMap } from '../../helpers/chain.js';
 import { tempDir } from '../../helpers/local-server.js';
+import { isRoot, requirePrereq } from '../../helpers/prereq.js';
 import { RawNfs, sys } from '../../security/owners-raw-nfs.js';
 import { treeSnapshot } from '../../security/tree-snapshot.js';
 import { memoryFile, MB } from './helpers.js';
@@ -24,7 +25,8 @@ import { memoryFile, MB } from './helpers.js';
  * ACCES; either way the export, meta-data included, is unchanged byte for
  * byte. A session that may write does change it (the check can see a write).
  */
-describe('a read-only session setting a prefetch order', { timeout: 120_000 }, () => {
+// The sessions' accounts (root, uid 2001) are taken on by the export: root only.
+describe('a read-only session setting a prefetch order', { skip: requirePrereq(isRoot()), timeout: 120_000 }, () => {
   let base: string;
   let roDir: string;
   let rwDir: string;

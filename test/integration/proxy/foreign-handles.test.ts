@@ -13,6 +13,7 @@ import { createProxyServer, type ProxyServer } from '../../../src/proxy/proxy-se
 import type { XdrReader, XdrWriter } from '../../../src/xdr/index.js';
 import { defaultMap, startUpstream, type Upstream } from '../../helpers/chain.js';
 import { tempDir } from '../../helpers/local-server.js';
+import { isRoot, requirePrereq } from '../../helpers/prereq.js';
 import { RawNfs, statusName, sys } from '../../security/owners-raw-nfs.js';
 import { treeSnapshot } from '../../security/tree-snapshot.js';
 
@@ -23,7 +24,8 @@ import { treeSnapshot } from '../../security/tree-snapshot.js';
  * procedure and in any argument position — gets NFS3ERR_BADHANDLE, and
  * nothing on the server changes.
  */
-describe("a session using another session's file handles", { timeout: 120_000 }, () => {
+// Each session maps to its own local account: the export acts as that account (root only).
+describe("a session using another session's file handles", { skip: requirePrereq(isRoot()), timeout: 120_000 }, () => {
   let base: string;
   let up: Upstream;
   let ps: ProxyServer;
