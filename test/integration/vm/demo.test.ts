@@ -48,7 +48,8 @@ describe('./run demo: the main job end to end', { skip: vmSkip(), timeout: 40 * 
     t.diagnostic(out);
     assert.equal(code, 0, `gvfs demo vm exited with ${code}:\n${out}\n${err}`);
 
-    assert.match(out, /^guest: .*its disk holds data\.bin \(md5 [0-9a-f]{32}\)$/m);
+    const dataMd5 = /^guest: .*its disk holds data\.bin \(md5 ([0-9a-f]{32})\)$/m.exec(out)?.[1];
+    assert.ok(dataMd5, 'the guest line names data.bin\'s checksum');
     assert.match(out, /^ {2}meta-data: /m);
     const golden = Number(/the golden VM was saved right after printing: .*gvfs-guest: counter (\d+) md5/.exec(out)?.[1]);
     assert.ok(Number.isFinite(golden), 'the golden VM\'s last counter line is printed');
@@ -57,6 +58,17 @@ describe('./run demo: the main job end to end', { skip: vmSkip(), timeout: 40 * 
     assert.equal(went.length, 2, 'both clones');
     for (const w of went) assert.equal(Number(w[1]), golden);
     assert.doesNotMatch(out, /UNEXPECTED|CHANGED/);
+    // Read from the consoles the demo prints, not only from its verdict: each clone counts on from the golden VM
+    // (a cold boot would start again at 1) and reads data.bin from the golden disk.
+    for (const vm of ['a', 'b']) {
+      const block = new RegExp(`^ {2}${vm} console \\([^)]*\\):\\n((?: {4}gvfs-guest: counter \\d+ md5 [0-9a-f]{32}\\n)+)`, 'm').exec(out)?.[1];
+      assert.ok(block, `clone ${vm}'s console lines are printed`);
+      const lines = [...block.matchAll(/counter (\d+) md5 ([0-9a-f]{32})/g)].map((m) => ({ n: Number(m[1]), md5: m[2] }));
+      assert.equal(lines.length, 3);
+      assert.ok(lines[0].n > golden, `clone ${vm} went on from ${golden}: first counter ${lines[0].n}`);
+      assert.ok(lines.every((l, i) => i === 0 || l.n > lines[i - 1].n), `clone ${vm} counts up`);
+      for (const l of lines) assert.equal(l.md5, dataMd5);
+    }
     const crossed = Number(/network: ([\d.]+) MiB crossed for both clones/.exec(out)?.[1]);
     const whole = Number(/the golden VM is ([\d.]+) MiB/.exec(out)?.[1]);
     assert.ok(crossed > 0 && whole > 0 && crossed < whole, `${crossed} MiB crossed for both clones, the golden VM is ${whole} MiB`);
