@@ -183,36 +183,37 @@ describe('faults: agents restarted, down, or refusing mid-creation', { skip: fus
 
   test('a compute agent killed while a mount of the creation is starting: the creation fails (AGENT_LOST), the rollback finishes once the agent is back, nothing is left', async (t) => {
     const frozen: number[] = [];
-    const knownState = await sessionsOn('state');
+    const knownData = await sessionsOn('data');
     const knownCompute = await sessionsOn('compute');
-    // The data host's agent frozen: the creation cannot get past its proxy servers until it is thawed.
-    const dataAgent = c.agents.data.proc.pid!;
-    freeze(dataAgent);
-    frozen.push(dataAgent);
+    // The state host's agent frozen: the creation cannot get past its proxy servers until it is thawed.
+    const stateAgent = c.agents.state.proc.pid!;
+    freeze(stateAgent);
+    frozen.push(stateAgent);
     let r;
     let id = '';
     try {
       const posted = c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'agentmid'));
-      id = await newSession('state', knownState);
+      id = await newSession('data', knownData);
       let ps: any;
-      await until('the state host\'s proxy server to run', async () => {
-        ps = (await components('state', id))[0];
+      await until('the data host\'s proxy server to run', async () => {
+        ps = (await components('data', id))[0];
         return ps?.state === 'running' && ps.alive;
       });
-      // Frozen, that proxy server never finishes a TLS handshake: the mount that dials it (m0) cannot come up.
+      // Frozen, that proxy server never finishes a TLS handshake: the mount that dials it (m1) cannot come up.
       freeze(ps.pid);
       frozen.push(ps.pid);
-      thaw(dataAgent);
-      frozen.splice(frozen.indexOf(dataAgent), 1);
+      thaw(stateAgent);
+      frozen.splice(frozen.indexOf(stateAgent), 1);
       assert.equal(await newSession('compute', knownCompute), id);
       let view: any[] = [];
-      await until('mount m0 to be starting on the compute host', async () => {
+      await until('mount m1 to be starting on the compute host', async () => {
         view = await components('compute', id);
-        return view.some((x) => x.name === 'm0' && x.state === 'starting');
+        return view.some((x) => x.name === 'm1' && x.state === 'starting');
       });
-      // m1 (the data mount) is up already, or queued behind m0 (the agent runs one operation of a session at a time).
-      const m1 = view.find((x) => x.name === 'm1');
-      t.diagnostic(`at the kill: m0 starting, m1 ${m1 ? `${m1.state} (pid ${m1.pid})` : 'not begun'}`);
+      // m0 (the state mount, asked for first) is up already as a rule, or queued behind m1 (the agent runs one
+      // operation of a session at a time).
+      const m0 = view.find((x) => x.name === 'm0');
+      t.diagnostic(`at the kill: m1 starting, m0 ${m0 ? `${m0.state} (pid ${m0.pid})` : 'not begun'}`);
       await c.stopAgent('compute');
       r = await posted;
       assert.equal(r.status, 502, JSON.stringify(r.body));
@@ -223,21 +224,21 @@ describe('faults: agents restarted, down, or refusing mid-creation', { skip: fus
       assert.equal(s.reason, 'creation failed');
       assert.ok(s.pending.includes('compute'), `pending ${JSON.stringify(s.pending)}`);
 
-      // The agent comes back while the session service is held still (no rollback yet): the half-started m0 is
-      // gone (its process, which still waited for the frozen server, killed; its record dropped), a running m1 is
+      // The agent comes back while the session service is held still (no rollback yet): the half-started m1 is
+      // gone (its process, which still waited for the frozen server, killed; its record dropped), a running m0 is
       // re-attached as it was, not killed with it.
       const sd = c.sessiond.proc.pid!;
       freeze(sd);
       frozen.push(sd);
       await c.startAgent('compute');
       const after = await components('compute', id);
-      assert.equal(after.find((x) => x.name === 'm0'), undefined, 'the half-started mount is dropped');
-      if (m1?.state === 'running') {
-        const again = after.find((x) => x.name === 'm1');
-        assert.deepEqual([again?.pid, again?.alive, again?.restarts], [m1.pid, true, 0], 'the running sibling mount is re-attached, not killed');
+      assert.equal(after.find((x) => x.name === 'm1'), undefined, 'the half-started mount is dropped');
+      if (m0?.state === 'running') {
+        const again = after.find((x) => x.name === 'm0');
+        assert.deepEqual([again?.pid, again?.alive, again?.restarts], [m0.pid, true, 0], 'the running sibling mount is re-attached, not killed');
       }
       const left = (await processesUnder(path.join(c.hosts.compute.state, 'sessions', id))).length;
-      assert.equal(left, m1?.state === 'running' ? 1 : 0, 'only the running mount still has a process');
+      assert.equal(left, m0?.state === 'running' ? 1 : 0, 'only the running mount still has a process');
     } finally {
       for (const pid of frozen) thaw(pid);
       const cp = c.agents.compute.proc;
