@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { Backend } from '../../src/backend/backend.js';
 import { LocalExport, type LocalExportOptions } from '../../src/backends/local-export/local-export.js';
 import { RemoteNfs } from '../../src/backends/remote-nfs/remote-nfs.js';
 import { createNfs3Server } from '../../src/frontends/nfs3-server/server.js';
@@ -27,8 +28,11 @@ export interface LocalServer {
   stop(): Promise<void>;
 }
 
-/** `gvfs serve` in-process on a fresh temp export (port 0), with our own NFS client mounted on it. */
-export async function startLocalServer(opts: Partial<LocalExportOptions> & { limits?: Partial<RpcServerLimits>; dir?: string } = {}): Promise<LocalServer> {
+/**
+ * `gvfs serve` in-process on a fresh temp export (port 0), with our own NFS client mounted on it; `wrap`: a layer
+ * between the server and the export (a test's slow or counting backend).
+ */
+export async function startLocalServer(opts: Partial<LocalExportOptions> & { limits?: Partial<RpcServerLimits>; dir?: string; wrap?: (b: Backend) => Backend } = {}): Promise<LocalServer> {
   const dir = opts.dir ?? (await tempDir());
   const exportDir = path.join(dir, 'export');
   const stateDir = path.join(dir, 'state');
@@ -36,7 +40,7 @@ export async function startLocalServer(opts: Partial<LocalExportOptions> & { lim
   const s = {} as LocalServer;
   const start = async (port: number) => {
     s.backend = await LocalExport.open({ root: exportDir, stateDir, ...opts });
-    s.server = createNfs3Server({ backend: s.backend, limits: opts.limits });
+    s.server = createNfs3Server({ backend: opts.wrap ? opts.wrap(s.backend) : s.backend, limits: opts.limits });
     s.port = (await s.server.listen(port, '127.0.0.1')).port;
   };
   await start(0);

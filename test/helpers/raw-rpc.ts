@@ -11,7 +11,8 @@ export const SYS_ROOT: OpaqueAuth = encodeAuthSys({ stamp: 1, machine: 'test', u
 /** A bare socket speaking record-marked RPC, for sending what a well-behaved client never would. */
 export class RawRpc {
   readonly sock: net.Socket;
-  private readonly replies = new Map<number, DecodedReply>();
+  /** Replies nobody waited for yet, in arrival order per xid (a resent call may be answered twice). */
+  private readonly replies = new Map<number, DecodedReply[]>();
   private readonly waiters = new Map<number, (r: DecodedReply) => void>();
   closed: Promise<void>;
 
@@ -23,7 +24,11 @@ export class RawRpc {
       if (w) {
         this.waiters.delete(r.xid);
         w(r);
-      } else this.replies.set(r.xid, r);
+      } else {
+        const q = this.replies.get(r.xid);
+        if (q) q.push(r);
+        else this.replies.set(r.xid, [r]);
+      }
     }, 8 << 20);
     sock.on('data', (c) => dec.push(c));
     sock.on('error', () => undefined);
@@ -57,9 +62,10 @@ export class RawRpc {
 
   // Generous: 500 calls queued on one connection of a loaded 2-core machine took over 5 s (a flaky failure).
   reply(xid: number, timeoutMs = 60_000): Promise<DecodedReply> {
-    const r = this.replies.get(xid);
-    if (r) {
-      this.replies.delete(xid);
+    const q = this.replies.get(xid);
+    if (q) {
+      const r = q.shift()!;
+      if (!q.length) this.replies.delete(xid);
       return Promise.resolve(r);
     }
     return new Promise((resolve, reject) => {

@@ -492,14 +492,18 @@ export class Agent {
     }
   }
 
-  /** Kill a process of ours whose pid was never recorded (the agent died while it started). */
+  /**
+   * Kill a process of ours whose pid was never recorded (the agent died while it started): the one running exactly
+   * this component's command line. Matching on the session's key and kind alone also took a sibling mount of the
+   * same session that was running fine.
+   */
   private async killStray(r: ComponentRow): Promise<void> {
-    const dir = this.sessionDir(r.session);
     for (const p of await fs.readdir('/proc').catch(() => [] as string[])) {
       if (!/^\d+$/.test(p)) continue;
       const cmd = await fs.readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '');
-      const args = cmd.split('\0');
-      if (args.includes(path.join(dir, 'key.json')) && args.includes(r.kind)) {
+      // node, the gvfs CLI, then the component's arguments (startDetached appends --json).
+      const args = cmd.split('\0').slice(2);
+      if (r.args.length > 0 && r.args.every((a, i) => args[i] === a)) {
         const st = await fs.readFile(`/proc/${p}/stat`, 'utf8').catch(() => '');
         const start = st.slice(st.lastIndexOf(')') + 2).split(' ')[19];
         if (start) await stopProcess({ pid: Number(p), startTime: start }, 5000);

@@ -49,6 +49,7 @@ test('an agent restarted after a crash: what was half-started is removed, what d
   const again = await a.ensure('s-twice', 'ps', s2);
   assert.equal((await a.ensure('s-twice', 'ps', s2)).pid, again.pid);
   await assert.rejects(a.ensure('s-twice', 'ps', spec()), /already has a proxy-server "ps"/);
+  const sibling = await a.ensure('s-sibling', 'ps', spec());
   a.close();
 
   // While the agent is down: one proxy server dies, and a start it had begun is left behind (row "starting", its process running).
@@ -56,13 +57,25 @@ test('an agent restarted after a crash: what was half-started is removed, what d
   process.kill(dies.pid!, 'SIGKILL');
   await until('the proxy server to die', async () => !(await isAlive({ pid: dies.pid!, startTime: st!.startTime })));
   const store = new AgentStore(cfg.stateDir);
-  store.insert({ session: 's-half', name: 'ps', kind: 'proxy-server', spec: spec(), args: [], port: null });
-  store.close();
+  // A half-started process looks like `gvfs ARGS --json` (startDetached): node, a script, the row's arguments.
+  const strayJs = path.join(dir, 'stray.js');
+  await fs.writeFile(strayJs, 'setInterval(() => {}, 1000);\n');
+  const spawnStray = (args: string[]) => {
+    const p = spawn(process.execPath, [strayJs, ...args, '--json'], { stdio: 'ignore' });
+    return { pid: p.pid!, exit: new Promise((r) => p.once('exit', r)) };
+  };
   const halfKey = path.join(cfg.stateDir, 'sessions', 's-half', 'key.json');
+  const halfArgs = ['proxy-server', '--key', halfKey];
+  store.insert({ session: 's-half', name: 'ps', kind: 'proxy-server', spec: spec(), args: halfArgs, port: null });
   await fs.mkdir(path.dirname(halfKey), { recursive: true });
   await fs.writeFile(halfKey, '{}', { mode: 0o600 });
-  const stray = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', 'proxy-server', '--key', halfKey], { stdio: 'ignore' });
-  const strayExit = new Promise((r) => stray.once('exit', r));
+  const stray = spawnStray(halfArgs);
+  const strayExit = stray.exit;
+  // And one begun beside a running component of the same session (same key, same kind): only the half-started one is to go.
+  const siblingArgs = ['proxy-server', '--key', path.join(cfg.stateDir, 'sessions', 's-sibling', 'key.json'), '--listen', '127.0.0.1:0'];
+  store.insert({ session: 's-sibling', name: 'ps2', kind: 'proxy-server', spec: spec(), args: siblingArgs, port: null });
+  store.close();
+  const stray2 = spawnStray(siblingArgs);
 
   a = await Agent.open(cfg);
   try {
@@ -77,6 +90,14 @@ test('an agent restarted after a crash: what was half-started is removed, what d
     assert.notEqual(back.pid, dies.pid);
     assert.ok(await listening(back.port!));
 
+    await stray2.exit;
+    const sib = await a.session('s-sibling', false);
+    assert.deepEqual(
+      sib.map((x) => [x.name, x.pid, x.alive, x.restarts]),
+      [['ps', sibling.pid, true, 0]],
+      'the half-started ps2 is gone; the running ps of the same session (same key file) is re-attached, not killed with it',
+    );
+
     const [same] = await a.session('s-lives', false);
     assert.equal(same.pid, lives.pid);
     assert.equal(same.restarts, 0);
@@ -88,7 +109,7 @@ test('an agent restarted after a crash: what was half-started is removed, what d
       return v.alive && v.restarts === 1;
     });
 
-    for (const s of ['s-dies', 's-lives', 's-twice']) assert.deepEqual((await a.stopSession(s)).stopped, ['ps']);
+    for (const s of ['s-dies', 's-lives', 's-twice', 's-sibling']) assert.deepEqual((await a.stopSession(s)).stopped, ['ps']);
     assert.deepEqual((await a.stopSession('s-dies')).stopped, [], 'idempotent');
     assert.deepEqual(a.list(), []);
     assert.deepEqual(await fs.readdir(path.join(cfg.stateDir, 'sessions')), []);

@@ -161,57 +161,124 @@ describe('faults: agents restarted, down, or refusing mid-creation', { skip: fus
     await nothingOn(s.id);
   });
 
-  test('a compute agent killed in the middle of a creation: the creation fails, and once the agent is back nothing is left', async (t) => {
-    const known = new Set((await c.agentApi('compute', 'GET', '/v1/sessions')).body.sessions);
-    const fresh = async () => ((await c.agentApi('compute', 'GET', '/v1/sessions')).body.sessions as string[]).filter((x) => !known.has(x));
-    const posted = c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'agentmid'));
-    // Killed once it has begun a mount (recorded as starting, its process not yet mounted, as a rule).
-    await until('a mount of the new session to begin', async () => (await fresh()).length > 0, 60_000);
-    const [id] = await fresh();
-    await c.stopAgent('compute');
-    const r = await posted;
-    let s;
+  /** SIGSTOP/SIGCONT a process; a frozen one keeps its sockets open but answers nothing. */
+  const freeze = (pid: number) => process.kill(pid, 'SIGSTOP');
+  const thaw = (pid: number) => {
     try {
-      t.diagnostic(`creation answered ${r.status} ${r.body.code}`);
-      if (r.status === 201) {
-        // The mounts were up before the kill: a whole session, torn down below.
-        assert.equal(r.body.state, 'ready');
-      } else {
-        assert.equal(r.status, 502, JSON.stringify(r.body));
-        assert.match(r.body.code, /^AGENT_(UNREACHABLE|LOST)$/);
-      }
-    } finally {
-      await c.startAgent('compute');
+      process.kill(pid, 'SIGCONT');
+    } catch {
+      /* gone */
     }
-    if (r.status === 201) assert.equal((await c.api(c.tokens.alice, 'DELETE', `/sessions/${id}`)).body.state, 'destroyed');
-    await until('the rollback to finish', async () => {
-      s = (await c.api(c.tokens.alice, 'GET', `/sessions/${id}?stats=false`)).body;
-      return s.pending.length === 0;
+  };
+  /** The id of the one session `host`'s agent holds that it did not hold before (`known`), once it has one. */
+  const newSession = async (host: string, known: Set<string>) => {
+    let id = '';
+    await until(`${host} to hold a component of the new session`, async () => {
+      id = ((await c.agentApi(host, 'GET', '/v1/sessions')).body.sessions as string[]).find((x) => !known.has(x)) ?? '';
+      return id !== '';
     });
+    return id;
+  };
+  const sessionsOn = async (host: string) => new Set<string>((await c.agentApi(host, 'GET', '/v1/sessions')).body.sessions);
+
+  test('a compute agent killed while a mount of the creation is starting: the creation fails (AGENT_LOST), the rollback finishes once the agent is back, nothing is left', async (t) => {
+    const frozen: number[] = [];
+    const knownData = await sessionsOn('data');
+    const knownCompute = await sessionsOn('compute');
+    // The state host's agent frozen: the creation cannot get past its proxy servers until it is thawed.
+    const stateAgent = c.agents.state.proc.pid!;
+    freeze(stateAgent);
+    frozen.push(stateAgent);
+    let r;
+    let id = '';
+    try {
+      const posted = c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'agentmid'));
+      id = await newSession('data', knownData);
+      let ps: any;
+      await until('the data host\'s proxy server to run', async () => {
+        ps = (await components('data', id))[0];
+        return ps?.state === 'running' && ps.alive;
+      });
+      // Frozen, that proxy server never finishes a TLS handshake: the mount that dials it (m1) cannot come up.
+      freeze(ps.pid);
+      frozen.push(ps.pid);
+      thaw(stateAgent);
+      frozen.splice(frozen.indexOf(stateAgent), 1);
+      assert.equal(await newSession('compute', knownCompute), id);
+      let view: any[] = [];
+      await until('mount m1 to be starting on the compute host', async () => {
+        view = await components('compute', id);
+        return view.some((x) => x.name === 'm1' && x.state === 'starting');
+      });
+      // m0 (the state mount, asked for first) is up already as a rule, or queued behind m1 (the agent runs one
+      // operation of a session at a time).
+      const m0 = view.find((x) => x.name === 'm0');
+      t.diagnostic(`at the kill: m1 starting, m0 ${m0 ? `${m0.state} (pid ${m0.pid})` : 'not begun'}`);
+      await c.stopAgent('compute');
+      r = await posted;
+      assert.equal(r.status, 502, JSON.stringify(r.body));
+      assert.equal(r.body.code, 'AGENT_LOST', 'the agent went away while it was answering the mount request');
+      assert.match(r.body.message, /session not created: host compute: agent did not answer.*; rollback pending on .*compute/);
+      const s = (await c.api(c.tokens.alice, 'GET', `/sessions/${id}?stats=false`)).body;
+      assert.equal(s.state, 'failed');
+      assert.equal(s.reason, 'creation failed');
+      assert.ok(s.pending.includes('compute'), `pending ${JSON.stringify(s.pending)}`);
+
+      // The agent comes back while the session service is held still (no rollback yet): the half-started m1 is
+      // gone (its process, which still waited for the frozen server, killed; its record dropped), a running m0 is
+      // re-attached as it was, not killed with it.
+      const sd = c.sessiond.proc.pid!;
+      freeze(sd);
+      frozen.push(sd);
+      await c.startAgent('compute');
+      const after = await components('compute', id);
+      assert.equal(after.find((x) => x.name === 'm1'), undefined, 'the half-started mount is dropped');
+      if (m0?.state === 'running') {
+        const again = after.find((x) => x.name === 'm0');
+        assert.deepEqual([again?.pid, again?.alive, again?.restarts], [m0.pid, true, 0], 'the running sibling mount is re-attached, not killed');
+      }
+      const left = (await processesUnder(path.join(c.hosts.compute.state, 'sessions', id))).length;
+      assert.equal(left, m0?.state === 'running' ? 1 : 0, 'only the running mount still has a process');
+    } finally {
+      for (const pid of frozen) thaw(pid);
+      const cp = c.agents.compute.proc;
+      if (cp.exitCode !== null || cp.signalCode !== null) await c.startAgent('compute');
+    }
+    await until('the rollback to finish', async () => (await c.api(c.tokens.alice, 'GET', `/sessions/${id}?stats=false`)).body.pending.length === 0);
     await nothingOn(id);
+    assert.equal((await processesUnder(c.base)).length, 4, 'the three agents and the session service, nothing else');
   });
 
-  test('a session service killed in the middle of a creation rolls it back when it starts again', async (t) => {
-    const known = new Set((await c.agentApi('state', 'GET', '/v1/sessions')).body.sessions);
-    const fresh = async () => ((await c.agentApi('state', 'GET', '/v1/sessions')).body.sessions as string[]).filter((x) => !known.has(x));
-    const posted = c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'mid')).catch((e: Error) => e);
-    // Killed once the first proxy server runs (the mounts come after it).
-    await until('a proxy server of the new session', async () => (await fresh()).length > 0);
-    const [id] = await fresh();
-    await c.restartSessiond();
-    assert.ok((await posted) instanceof Error, 'the creation never answered');
-    const s = (await c.api(c.tokens.alice, 'GET', `/sessions/${id}?stats=false`)).body;
-    t.diagnostic(`the creation was ${s.state === 'ready' ? 'finished' : 'interrupted'} when the service was killed`);
-    if (s.state === 'ready') {
-      // It had just finished: then it is a whole session.
-      assert.equal((await mountsUnder(path.join(c.hosts.compute.mnt, 'mid'))).length, 2);
-      assert.equal((await c.api(c.tokens.alice, 'DELETE', `/sessions/${id}`)).body.state, 'destroyed');
-    } else {
-      assert.equal(s.state, 'failed');
-      assert.equal(s.reason, 'creation interrupted');
-      await until('the rollback', async () => (await c.api(c.tokens.alice, 'GET', `/sessions/${id}?stats=false`)).body.pending.length === 0);
+  test('a session service killed in the middle of a creation (a proxy server running, the other being asked for, no mount begun) rolls it back when it starts again', async () => {
+    const knownState = await sessionsOn('state');
+    const knownCompute = await sessionsOn('compute');
+    const dataAgent = c.agents.data.proc.pid!;
+    // The data host's agent frozen: the service waits on it, with the state host's proxy server already running.
+    freeze(dataAgent);
+    let id = '';
+    try {
+      const posted = c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'mid')).catch((e: Error) => e);
+      id = await newSession('state', knownState);
+      await until('the state host\'s proxy server to run', async () => {
+        const ps = (await components('state', id))[0];
+        return ps?.state === 'running' && ps.alive;
+      });
+      const mid = (await c.api(c.tokens.alice, 'GET', `/sessions/${id}?stats=false`)).body;
+      assert.equal(mid.state, 'creating');
+      assert.deepEqual([...(await sessionsOn('compute'))].filter((x) => !knownCompute.has(x)), [], 'no mount begun');
+      await c.restartSessiond();
+      assert.ok((await posted) instanceof Error, 'the creation never answered');
+    } finally {
+      // Thawed only now: the request the dead service had begun never reached the agent (no TLS handshake).
+      thaw(dataAgent);
     }
+    const s = (await c.api(c.tokens.alice, 'GET', `/sessions/${id}?stats=false`)).body;
+    assert.equal(s.state, 'failed');
+    assert.equal(s.reason, 'creation interrupted');
+    await until('the rollback', async () => (await c.api(c.tokens.alice, 'GET', `/sessions/${id}?stats=false`)).body.pending.length === 0);
     await nothingOn(id);
+    assert.deepEqual(await fs.readdir(path.join(c.hosts.compute.mnt)).then((d) => d.filter((x) => x === 'mid')), [], 'no mount point made');
+    assert.equal((await processesUnder(c.base)).length, 4, 'the three agents and the session service, nothing else');
   });
 
   test('a session service restarted while sessions run keeps them; destroy is idempotent', async () => {
