@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Command } from 'commander';
 import { fingerprintOf, makeSelfSignedCert, readTlsFiles } from '../channel/tls.js';
-import { parseHostPort, untilSignal } from './util.js';
+import { drainOnSignal, parseHostPort } from './util.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -20,6 +20,24 @@ export async function serviceTls(o: { tlsCert?: string; tlsKey?: string }, state
   }
   const files = await readTlsFiles(certFile, keyFile);
   return { certFile: path.resolve(certFile), keyFile: path.resolve(keyFile), ...files, fingerprint: fingerprintOf(files.cert) };
+}
+
+/** Grace for requests in progress when an API server stops; then every connection is closed. */
+const HTTP_GRACE_MS = 3000;
+
+/**
+ * Stop an HTTPS API: no new connections, idle keep-alive ones closed at once
+ * (fastify's default), requests in progress given HTTP_GRACE_MS, then every
+ * connection closed (a half-sent request would otherwise hold it for Node's
+ * 60 s header timeout).
+ */
+export async function closeHttp(app: { close(): Promise<unknown>; server: { closeAllConnections(): void } }): Promise<void> {
+  const t = setTimeout(() => app.server.closeAllConnections(), HTTP_GRACE_MS);
+  try {
+    await app.close();
+  } finally {
+    clearTimeout(t);
+  }
 }
 
 export function agentCommand(): Command {
@@ -67,9 +85,9 @@ export function agentCommand(): Command {
       const url = `https://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
       if (o.json) console.log(JSON.stringify({ listening: { address: a.address, port: a.port }, name: o.name, url, fingerprint: tls.fingerprint }));
       else console.log(`gvfs agent ${o.name}: ${url} (certificate ${tls.fingerprint}); sessions here: ${agent.list().length}`);
-      const sig = await untilSignal();
-      console.error(`gvfs agent: ${sig}, shutting down (sessions keep running)`);
-      await app.close();
-      agent.close();
+      await drainOnSignal('agent', async () => {
+        await closeHttp(app);
+        agent.close();
+      }, 'shutting down (sessions keep running)');
     });
 }

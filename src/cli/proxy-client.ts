@@ -4,7 +4,7 @@ import { readKeyFile } from '../channel/session-key.js';
 import { parseSshUrl } from '../channel/ssh.js';
 import { checkLink, createProxyClient, endpointUids, type ProxyLinkOptions } from '../proxy/proxy-client.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY } from '../wrappers/cache/options.js';
-import { parseHostPort, parseIntArg, parseSize, untilSignal } from './util.js';
+import { drainOnSignal, parseHostPort, parseIntArg, parseSize } from './util.js';
 
 function parseSeconds(v: string): number {
   const n = Number(v);
@@ -75,6 +75,8 @@ function cacheOptions(o: Record<string, any>): ProxyLinkOptions['cache'] {
   return {
     dir: o.cacheDir,
     capacity: o.cacheSize ?? DEFAULT_CAPACITY,
+    // Asked for: refused when larger than the disk can hold; the default shrinks to fit instead.
+    capacityIsDefault: o.cacheSize === undefined,
     writeBack: !o.writeThrough,
     blockSize: o.blockSize,
     attrTimeoutMs: o.attrTimeout !== undefined ? Math.round(o.attrTimeout * 1000) : undefined,
@@ -125,8 +127,6 @@ export function proxyClientCommand(): Command {
         console.log(`gvfs proxy-client: serves connections of ${allowUids === 'any' ? 'any user and host' : `uid ${allowUids.join(', ')}`}`);
         if (cache) console.log(`gvfs proxy-client: ${cache.mode} cache in ${cache.dir} (${cache.capacity} bytes, ${cache.blockSize}-byte blocks)`);
       }
-      const sig = await untilSignal();
-      console.error(`gvfs proxy-client: ${sig}, shutting down`);
-      await p.close();
+      await drainOnSignal('proxy-client', () => p.close());
     });
 }

@@ -6,7 +6,7 @@ import { readKeyFile } from '../channel/session-key.js';
 import { SessionRegistry } from '../channel/sessions.js';
 import { readTlsFiles } from '../channel/tls.js';
 import { loadMapFile, parseMapFlag, type IdentityMap } from '../wrappers/identity-map/map-file.js';
-import { parseHostPort, parseIntArg, untilSignal } from './util.js';
+import { drainOnSignal, parseHostPort, parseIntArg } from './util.js';
 
 /** The limits given on the command line (the others keep their defaults). */
 function definedOnly<T extends Record<string, number | undefined>>(o: T): Partial<Record<keyof T, number>> {
@@ -101,8 +101,6 @@ export function proxyServerCommand(): Command {
       const channel = o.tlsCert ? 'tls' : 'tcp';
       if (o.json) console.log(JSON.stringify({ listening: addr, channel, exports: names, readOnly: exports.filter((e) => e.readOnly).map((e) => e.name ?? (e.kind === 'local' ? '/' : e.url.path)), sessions: keys.map((k) => k.id), insecure: !!o.insecure }));
       else console.log(`gvfs proxy-server: ${names.join(', ')} on ${addr.address}:${addr.port} (${channel}; ${o.insecure ? 'INSECURE, no session keys' : `${keys.length} session key(s)`})`);
-      const sig = await untilSignal();
-      console.error(`gvfs proxy-server: ${sig}, shutting down`);
-      await p.close();
+      await drainOnSignal('proxy-server', () => p.close());
     });
 }

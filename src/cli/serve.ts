@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { LocalExport } from '../backends/local-export/local-export.js';
 import { createNfs3Server } from '../frontends/nfs3-server/server.js';
 import { everythingReadOnly } from '../frontends/nfs3-server/read-only.js';
-import { parseHostPort, parseIntArg, untilSignal } from './util.js';
+import { drainOnSignal, parseHostPort, parseIntArg } from './util.js';
 
 export function serveCommand(): Command {
   return new Command('serve')
@@ -38,9 +38,9 @@ export function serveCommand(): Command {
       const addr = await server.listen(listen.port, listen.host);
       if (o.json) console.log(JSON.stringify({ listening: addr, export: backend.root, name: backend.name, readOnly: !!o.readOnly }));
       else console.log(`gvfs serve: exporting ${backend.root} as ${backend.name} on ${addr.address}:${addr.port} (NFSv3, MOUNT v3, portmap)`);
-      const sig = await untilSignal();
-      console.error(`gvfs serve: ${sig}, shutting down`);
-      await server.close();
-      await backend.close();
+      await drainOnSignal('serve', async () => {
+        await server.close();
+        await backend.close();
+      });
     });
 }

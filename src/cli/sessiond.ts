@@ -4,8 +4,8 @@ import { Command } from 'commander';
 import { normalizeFingerprint } from '../channel/tls.js';
 import type { AgentRef } from '../services/sessiond/service.js';
 import { addUser, parseAccount, Users } from '../services/sessiond/users.js';
-import { serviceTls } from './agent.js';
-import { parseHostPort, parseIntArg, untilSignal } from './util.js';
+import { closeHttp, serviceTls } from './agent.js';
+import { drainOnSignal, parseHostPort, parseIntArg } from './util.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -63,11 +63,11 @@ export function sessiondCommand(): Command {
       const url = `https://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
       if (o.json) console.log(JSON.stringify({ listening: { address: a.address, port: a.port }, url, fingerprint: tls.fingerprint, hosts: svc.hosts.map((h) => h.name) }));
       else console.log(`gvfs sessiond: ${url} (certificate ${tls.fingerprint}); hosts ${svc.hosts.map((h) => h.name).join(', ') || 'none'}; dashboard ${url}/dashboard`);
-      const sig = await untilSignal();
-      console.error(`gvfs sessiond: ${sig}, shutting down (sessions keep running and their lifetimes count on)`);
-      clearInterval(watch);
-      await app.close();
-      svc.close();
+      await drainOnSignal('sessiond', async () => {
+        clearInterval(watch);
+        await closeHttp(app);
+        svc.close();
+      }, 'shutting down (sessions keep running and their lifetimes count on)');
     });
   c.command('add-user')
     .description('Add a user (or give them a new token) in a users file; prints the token once')
