@@ -2,7 +2,7 @@
 // libuv's thread pool runs every fs call; the default 4 threads starve a file server.
 process.env.UV_THREADPOOL_SIZE ??= '16';
 
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { serveCommand } from './serve.js';
 import { demoCommand } from './demo.js';
 import { proxyServerCommand } from './proxy-server.js';
@@ -55,6 +55,7 @@ exitOverride(program);
 
 program.parseAsync(process.argv).catch((e) => {
   const code = exitCodeOf(e);
-  if (!(e instanceof CommanderError)) console.error(`gvfs: ${(e as Error).message}`);
+  // Commander has printed its own parse errors (a plain CommanderError); an InvalidArgumentError thrown by a command's action it has not.
+  if (!(e instanceof CommanderError) || e instanceof InvalidArgumentError) console.error(`gvfs: ${(e as Error).message}`);
   process.exit(code === EXIT.OK && !(e instanceof CommanderError) ? EXIT.FAILED : code);
 });

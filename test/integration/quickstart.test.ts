@@ -20,7 +20,7 @@ async function quickstartScript(): Promise<string> {
 
 /**
  * The README's hand-made session, run as written (bash -e, in an empty
- * directory, GVFS_HOME = this checkout as the build step sets it): a
+ * directory, gvfs on the PATH linked as the build step does): a
  * TLS proxy server and a write-back proxy client on loopback, libnfs's
  * tools through them, a flush, and both stopped by SIGTERM.
  */
@@ -33,12 +33,18 @@ describe('README quickstart', { skip: requirePrereq(hasFile('/usr/bin/nfs-ls', '
   test('runs literally and does what it says', async () => {
     dir = await tempDir('gvfs-quickstart-');
     const script = await quickstartScript();
+    // The build step's link: gvfs on the PATH is this build's main.js, run directly (npm run build made it executable).
+    const bin = path.join(dir, 'bin');
+    await fs.mkdir(bin);
+    await fs.symlink(path.join(ROOT, 'dist', 'src', 'cli', 'main.js'), path.join(bin, 'gvfs'));
+    const work = path.join(dir, 'work');
+    await fs.mkdir(work);
     // Its own process group, so a failure midway leaves no proxy behind.
     const sh = spawn('bash', ['-euo', 'pipefail', '-c', script], {
-      cwd: dir,
+      cwd: work,
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, GVFS_HOME: ROOT, GVFS_LOG_LEVEL: 'warn' },
+      env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, GVFS_LOG_LEVEL: 'warn' },
     });
     let out = '';
     let err = '';
@@ -56,6 +62,6 @@ describe('README quickstart', { skip: requirePrereq(hasFile('/usr/bin/nfs-ls', '
     assert.match(out, /hello\.txt/, 'nfs-ls lists the export');
     assert.match(out, /hello from the state server/, 'nfs-cat reads through both proxies');
     assert.match(out, /written on the compute server/, 'the write reached the state server after gvfs flush');
-    assert.equal(await fs.readFile(path.join(dir, 'export', 'note.txt'), 'utf8'), 'written on the compute server\n');
+    assert.equal(await fs.readFile(path.join(work, 'export', 'note.txt'), 'utf8'), 'written on the compute server\n');
   });
 });
