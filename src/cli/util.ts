@@ -37,6 +37,24 @@ export function untilSignal(): Promise<NodeJS.Signals> {
   });
 }
 
+/**
+ * The stop signal of a daemon, caught from its start: a signal before
+ * `ready()` (while it starts: nothing to drain yet) ends the process at
+ * once; one after is `stopped`, for drainOnSignal. Call ready() just before
+ * printing the ready line, so a signal sent the moment that line is read
+ * finds the handler installed, not Node's default action.
+ */
+export function daemonSignals(name: string): { stopped: Promise<NodeJS.Signals>; ready(): void } {
+  let up = false;
+  const stopped = untilSignal();
+  void stopped.then((sig) => {
+    if (up) return;
+    console.error(`gvfs ${name}: ${sig} while starting, exiting`);
+    process.exit(EXIT.FAILED);
+  });
+  return { stopped, ready: () => (up = true) };
+}
+
 /** Longest a daemon drains after SIGINT/SIGTERM before it exits anyway (ms; GVFS_DRAIN_MS overrides). */
 export const DRAIN_MS = Number(process.env.GVFS_DRAIN_MS) > 0 ? Number(process.env.GVFS_DRAIN_MS) : 10_000;
 
@@ -49,9 +67,11 @@ const DRAIN_TIMEOUT_EXIT = EXIT.DRAIN_TIMEOUT;
  * second signal exits at once. Whatever a connected client or a dead peer
  * does, the process is gone within the bound (write-back data not yet
  * delivered stays in the cache journal for the next start).
+ *
+ * Pass `stopped` from daemonSignals(), made at the daemon's start.
  */
-export async function drainOnSignal(name: string, drain: () => Promise<void>, what = 'shutting down'): Promise<never> {
-  const sig = await untilSignal();
+export async function drainOnSignal(name: string, drain: () => Promise<void>, what = 'shutting down', stopped: Promise<NodeJS.Signals> = untilSignal()): Promise<never> {
+  const sig = await stopped;
   console.error(`gvfs ${name}: ${sig}, ${what}`);
   const again = () => {
     console.error(`gvfs ${name}: second signal, exiting now`);
