@@ -16,16 +16,25 @@ export function umountCommand(): Command {
         console.log(`gvfs umount: ${entry.mountPoint} unmounted (lazily)`);
         return;
       }
-      // A bounded look (in a child process) only to tell a dead mount, which is detached whatever holds it.
-      const st = await mountState(entry.mountPoint);
-      const stale = st.state === 'stale';
+      // First without looking at the mount at all: a mount that is not busy goes, whatever its server or process does.
       try {
-        await fuseUnmount(entry.mountPoint, { lazy: stale });
+        await fuseUnmount(entry.mountPoint);
+        console.log(`gvfs umount: ${entry.mountPoint} unmounted`);
+        return;
       } catch (e) {
-        const hint = st.state === 'unresponsive' ? ` (the mount does not answer: ${st.reason}; is its server down?)` : '';
-        throw new Error(`${(e as Error).message}${hint}; gvfs umount --lazy ${entry.mountPoint} detaches it now`, { cause: e });
+        // Busy. A dead mount (its process gone) is detached whatever holds it; else the user decides (--lazy).
+        // The look is bounded and in a child process: a mount whose server is down answers late or never.
+        const st = await mountState(entry.mountPoint);
+        if (st.state === 'none') {
+          console.log(`gvfs umount: ${entry.mountPoint} unmounted`);
+          return;
+        }
+        if (st.state !== 'stale') {
+          const hint = st.state === 'unresponsive' ? ` (the mount does not answer: ${st.reason}; is its server down?)` : '';
+          throw new Error(`${(e as Error).message}${hint}; gvfs umount --lazy ${entry.mountPoint} detaches it now`, { cause: e });
+        }
+        await fuseUnmount(entry.mountPoint, { lazy: true });
+        console.log(`gvfs umount: ${entry.mountPoint} (its process had died) unmounted`);
       }
-      const why = stale ? ' (its process had died)' : st.state === 'unresponsive' ? ` (it did not answer: ${st.reason})` : '';
-      console.log(`gvfs umount: ${entry.mountPoint}${why} unmounted`);
     });
 }

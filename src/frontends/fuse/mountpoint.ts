@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -73,13 +73,32 @@ export async function mountState(dir: string, probeMs = PROBE_MS): Promise<{ sta
   return { state: 'unresponsive', entry, reason: code };
 }
 
-/** "OK", the stat's error code, or "TIMEOUT": from a child process, so a hanging mount cannot hang us. */
+/**
+ * "OK", the stat's error code, or "TIMEOUT": from a child process, so a
+ * hanging mount cannot hang us. On TIMEOUT the child is killed but not
+ * waited for: once the mount's process has read the request, the kernel
+ * waits for its answer even for SIGKILL (until the mount's own call
+ * deadline), and until then the child holds the mount busy.
+ */
 function statCode(p: string, ms: number): Promise<string> {
   const script = 'require("fs").stat(process.argv[1], (e) => process.stdout.write(e ? String(e.code) : "OK"))';
   return new Promise((resolve) => {
-    execFile(process.execPath, ['-e', script, p], { timeout: ms, killSignal: 'SIGKILL' }, (err, stdout) => {
-      if (stdout) resolve(stdout.trim());
-      else resolve(err && (err as { killed?: boolean }).killed ? 'TIMEOUT' : `probe failed: ${err?.message ?? 'no answer'}`);
+    const child = spawn(process.execPath, ['-e', script, p], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    const t = setTimeout(() => {
+      child.kill('SIGKILL');
+      child.stdout!.destroy();
+      child.unref();
+      resolve('TIMEOUT');
+    }, ms);
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('error', (e) => {
+      clearTimeout(t);
+      resolve(`probe failed: ${e.message}`);
+    });
+    child.once('close', () => {
+      clearTimeout(t);
+      resolve(out.trim() || 'probe failed: no answer');
     });
   });
 }
