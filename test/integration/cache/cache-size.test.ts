@@ -37,7 +37,7 @@ describe('--cache-size against the cache disk', { skip: requirePrereq(isRoot(), 
     for (let i = 0; i < 8; i++) await fs.writeFile(path.join(exp, `f${i}`), randomBytes(MiB));
     key = path.join(base, 'alice.key');
     assert.equal((await gvfsRun(['keygen', key, '--user', 'alice', '--account', '0:0'])).code, 0);
-    server = await gvfsDaemon(['proxy-server', '--listen', '127.0.0.1:0', '--export', exp, '--key', key, '--state-dir', path.join(base, 'ps')]);
+    server = await gvfsDaemon(['proxy-server', '--listen', '127.0.0.1:0', '--export', `${exp}=/x`, '--key', key, '--state-dir', path.join(base, 'ps')]);
     daemons.push(server);
   });
   after(async () => {
@@ -71,7 +71,7 @@ describe('--cache-size against the cache disk', { skip: requirePrereq(isRoot(), 
     const pc = await gvfsDaemon(client(['--cache-size', '6M']));
     daemons.push(pc);
     const port = pc.info.listening.port;
-    for (let i = 0; i < 6; i++) await run('nfs-cat', [`nfs://127.0.0.1/f${i}?version=3&nfsport=${port}&mountport=${port}`], { encoding: 'buffer', maxBuffer: 4 * MiB });
+    for (let i = 0; i < 6; i++) await run('nfs-cat', [`nfs://127.0.0.1/x/f${i}?version=3&nfsport=${port}&mountport=${port}`], { encoding: 'buffer', maxBuffer: 4 * MiB });
     const cached = Number((await run('du', ['-sb', path.join(disk, 'c')])).stdout.split('\t')[0]);
     assert.ok(cached > 3 * MiB, `the reads were cached: ${cached} bytes`);
     // Fill the rest of the disk from outside the cache.
