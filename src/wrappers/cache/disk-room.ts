@@ -55,15 +55,18 @@ const fmt = (b: number) => (b >= 1024 ** 3 ? `${(b / 1024 ** 3).toFixed(1)} GiB`
  * The capacity a cache in `dir` may have: what the disk can give it (its
  * free space plus what the cache already holds there, less the headroom).
  * A larger `capacity` is refused with CacheSizeError when it was asked for
- * (`explicit`), or shrunk to fit when it is only the default.
+ * (`explicit`), or shrunk to fit (never below `minimum`) when it is only
+ * the default.
  */
 export async function fitCapacity(dir: string, capacity: number, explicit: boolean, minimum: number): Promise<{ capacity: number; shrunk: boolean; room: number }> {
   const [disk, held] = await Promise.all([diskRoom(dir), bytesUnder(dir)]);
   const room = disk.free + held - disk.headroom;
   if (capacity <= room) return { capacity, shrunk: false, room };
   const where = `${dir} (${fmt(disk.free)} free of ${fmt(disk.size)}, ${fmt(held)} held by the cache, ${fmt(disk.headroom)} kept free)`;
-  if (explicit || room < minimum) {
+  if (explicit) {
     throw new CacheSizeError(`cache size ${fmt(capacity)} is larger than its disk can hold: at most ${fmt(Math.max(0, room))} in ${where}; give a smaller --cache-size or another --cache-dir`);
   }
-  return { capacity: room, shrunk: true, room };
+  // A default on a disk smaller than the smallest cache: the smallest cache; the full-disk paths (writes
+  // around the journal, blocks given back to the headroom) take over when the disk runs out.
+  return { capacity: Math.max(room, minimum), shrunk: true, room };
 }
