@@ -6,6 +6,7 @@ import type { Dialer } from '../rpc/client.js';
 import { RpcError } from '../rpc/types.js';
 import { logger } from '../util/log.js';
 import { hostKeyKnown, readKnownHosts } from './known-hosts.js';
+import { explainHandshakeFailure } from './probe.js';
 
 const log = logger('channel');
 
@@ -53,10 +54,14 @@ export class SshTunnel {
         this.client = c;
         resolve(c);
       });
+      let banner = false;
       c.once('error', (e) => {
         if (this.client === c) this.client = undefined;
         const kind = hostKeyRejected || /authentication/i.test(e.message) ? 'auth_error' : 'disconnected';
-        reject(new RpcError(`SSH ${this.o.username}@${this.o.host}:${this.o.port}: ${hostKeyRejected ? 'host key not in known_hosts' : e.message}`, kind));
+        const err = new RpcError(`SSH ${this.o.username}@${this.o.host}:${this.o.port}: ${hostKeyRejected ? 'host key not in known_hosts' : e.message}`, kind);
+        // Connected, but no SSH banner came: name what is there (a TLS or plain proxy server) rather than retry.
+        if (kind === 'disconnected' && !banner && !sock.connecting && !sock.errored) void explainHandshakeFailure('SSH', this.o.host, this.o.port, err, 'ssh').then(reject);
+        else reject(err);
       });
       c.on('close', () => {
         if (this.client === c) this.client = undefined;
@@ -66,6 +71,7 @@ export class SshTunnel {
       // tunnel otherwise wait for delayed ACKs (measured: ~40 ms per call).
       const sock = net.connect({ host: this.o.host, port: this.o.port, noDelay: true });
       sock.on('error', () => undefined); // reported through the SSH client
+      sock.once('data', (b: Buffer) => (banner = b.toString('latin1', 0, 4) === 'SSH-'));
       c.connect({
         sock,
         host: this.o.host,

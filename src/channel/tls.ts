@@ -1,12 +1,14 @@
 import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs/promises';
+import type net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
 import type { Dialer } from '../rpc/client.js';
 import type { TransportUpgrade } from '../rpc/server.js';
 import { RpcError } from '../rpc/types.js';
+import { explainHandshakeFailure } from './probe.js';
 
 /**
  * TLS 1.3 channel. The proxy server presents a certificate (self-signed is
@@ -50,8 +52,23 @@ export function tlsTransport(files: TlsServerFiles, timeoutMs = DEFAULT_TLS_HAND
   return {
     name: 'TLS',
     timeoutMs,
-    upgrade: (raw) =>
-      new Promise((resolve, reject) => {
+    upgrade: async (raw) => {
+      // A peer whose first byte is not a TLS handshake record (a plain RPC client, an SSH client) gets
+      // a TLS alert and is closed at once: our clients recognise it and name the mismatch instead of
+      // waiting for the handshake deadline and retrying until their call's.
+      const first = await firstChunk(raw);
+      if (first[0] !== TLS_HANDSHAKE) {
+        raw.end(TLS_PROTOCOL_VERSION_ALERT);
+        raw.resume(); // read (and drop) until the peer closes: closing with unread bytes would reset the alert away
+        await new Promise<void>((r) => {
+          raw.once('close', () => r());
+          setTimeout(r, 1000).unref();
+        });
+        throw new Error(`the peer does not speak TLS (first byte 0x${first[0].toString(16).padStart(2, '0')}): a plain or SSH client at a TLS proxy server`);
+      }
+      // Given back to the socket: the TLS socket takes over what is buffered in it.
+      raw.unshift(first);
+      return new Promise<net.Socket>((resolve, reject) => {
         const s = new tls.TLSSocket(raw, { isServer: true, secureContext });
         const onError = (e: Error) => {
           done();
@@ -73,8 +90,36 @@ export function tlsTransport(files: TlsServerFiles, timeoutMs = DEFAULT_TLS_HAND
           done();
           resolve(s);
         });
-      }),
+      });
+    },
   };
+}
+
+const TLS_HANDSHAKE = 0x16;
+/** A TLS 1.2-framed fatal alert, protocol_version (70): what a TLS server says to a peer that is not speaking TLS. */
+const TLS_PROTOCOL_VERSION_ALERT = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 70]);
+
+/** The first bytes a socket receives (rejects if it closes first); the socket is paused afterwards. */
+function firstChunk(raw: net.Socket): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const onData = (b: Buffer) => {
+      cleanup();
+      raw.pause();
+      resolve(b);
+    };
+    const onClose = () => {
+      cleanup();
+      reject(new Error('peer closed the connection before the TLS handshake'));
+    };
+    const cleanup = () => {
+      raw.off('data', onData);
+      raw.off('close', onClose);
+      raw.off('end', onClose);
+    };
+    raw.on('data', onData);
+    raw.once('close', onClose);
+    raw.once('end', onClose);
+  });
 }
 
 /** Dial the proxy server over TLS 1.3 and check its certificate against the pinned fingerprint. */
@@ -101,10 +146,15 @@ export function tlsDialer(host: string, port: number, fingerprint: string, conne
       });
       s.once('error', (e) => {
         clearTimeout(t);
-        reject(new RpcError(`TLS connect to ${host}:${port}: ${e.message}`, 'disconnected'));
+        const err = new RpcError(`TLS connect to ${host}:${port}: ${e.message}`, 'disconnected');
+        // Connected but no TLS came back: find out what is there, so a plain or SSH server is named now, not retried.
+        if (!s.connecting && !isRefusal(e)) void explainHandshakeFailure('TLS', host, port, err, 'tls').then(reject);
+        else reject(err);
       });
     });
 }
+
+const isRefusal = (e: Error) => ['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT'].includes((e as NodeJS.ErrnoException).code ?? '');
 
 /** Make a self-signed P-256 certificate and key (owner-only) in `dir` with openssl; returns the paths and fingerprint. */
 export async function makeSelfSignedCert(dir: string, cn = 'gvfs-proxy-server'): Promise<{ cert: string; key: string; fingerprint: string }> {

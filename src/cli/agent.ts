@@ -1,8 +1,9 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import type { Duplex } from 'node:stream';
 import { Command } from 'commander';
 import { fingerprintOf, makeSelfSignedCert, readTlsFiles } from '../channel/tls.js';
-import { parseHostPort, untilSignal } from './util.js';
+import { drainOnSignal, parseHostPort, daemonSignals } from './util.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -20,6 +21,44 @@ export async function serviceTls(o: { tlsCert?: string; tlsKey?: string }, state
   }
   const files = await readTlsFiles(certFile, keyFile);
   return { certFile: path.resolve(certFile), keyFile: path.resolve(keyFile), ...files, fingerprint: fingerprintOf(files.cert) };
+}
+
+/** Grace for requests in progress when an API server stops; then every connection is closed. */
+const HTTP_GRACE_MS = 3000;
+
+type HttpApp = { close(): Promise<unknown>; server: NodeJS.EventEmitter & { closeAllConnections(): void } };
+const sockets = new WeakMap<object, Set<Duplex>>();
+
+/** Remember every socket of an API server from its TCP accept (call before listen): closeHttp ends them. */
+export function trackConnections(app: HttpApp): void {
+  const set = new Set<Duplex>();
+  sockets.set(app, set);
+  const add = (s: Duplex) => {
+    set.add(s);
+    s.once('close', () => set.delete(s));
+  };
+  app.server.on('connection', add);
+  app.server.on('secureConnection', add);
+}
+
+/**
+ * Stop an HTTPS API: no new connections, idle keep-alive ones closed at once
+ * (fastify's default), requests in progress given HTTP_GRACE_MS, then every
+ * connection closed: a half-sent request would hold its connection for
+ * Node's 60 s header timeout, and a TCP connection that never starts TLS
+ * is not an HTTP connection at all (closeAllConnections misses it) and
+ * holds for the 120 s handshake timeout.
+ */
+export async function closeHttp(app: HttpApp): Promise<void> {
+  const t = setTimeout(() => {
+    app.server.closeAllConnections();
+    for (const s of sockets.get(app) ?? []) s.destroy();
+  }, HTTP_GRACE_MS);
+  try {
+    await app.close();
+  } finally {
+    clearTimeout(t);
+  }
 }
 
 export function agentCommand(): Command {
@@ -40,6 +79,7 @@ export function agentCommand(): Command {
     .option('--known-hosts <file>', 'known_hosts for those tunnels')
     .option('--json', 'print the address and fingerprint as JSON')
     .action(async (o) => {
+      const stop = daemonSignals('agent');
       // Loaded here, not at the top: every gvfs command (each proxy process a session runs) would pay for fastify and SQLite.
       const { Agent } = await import('../services/agent/agent.js');
       const { agentApp } = await import('../services/agent/routes.js');
@@ -61,15 +101,17 @@ export function agentCommand(): Command {
         knownHosts: o.knownHosts && path.resolve(o.knownHosts),
       });
       const app = agentApp(agent, { cert: tls.cert, key: tls.key, controllers: o.controller });
+      trackConnections(app);
       const listen = parseHostPort(o.listen);
       await app.listen({ port: listen.port, host: listen.host });
       const a = app.server.address() as { address: string; port: number };
       const url = `https://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+      stop.ready();
       if (o.json) console.log(JSON.stringify({ listening: { address: a.address, port: a.port }, name: o.name, url, fingerprint: tls.fingerprint }));
       else console.log(`gvfs agent ${o.name}: ${url} (certificate ${tls.fingerprint}); sessions here: ${agent.list().length}`);
-      const sig = await untilSignal();
-      console.error(`gvfs agent: ${sig}, shutting down (sessions keep running)`);
-      await app.close();
-      agent.close();
+      await drainOnSignal('agent', async () => {
+        await closeHttp(app);
+        agent.close();
+      }, 'shutting down (sessions keep running)', stop.stopped);
     });
 }

@@ -10,7 +10,10 @@ import { parseNfsUrl } from '../proxy/upstream-url.js';
 import { AuthFlavor, type Credentials } from '../rpc/types.js';
 import { addLinkOptions, linkOptions } from './proxy-client.js';
 import { createPrivateFile, openAppendNoFollow, privateDir, tailOf } from '../util/private-dir.js';
-import { parseIntArg, untilSignal } from './util.js';
+import { DRAIN_MS, parseIntArg, untilSignal } from './util.js';
+import { EXIT, ExitStatusError } from './exit-codes.js';
+
+const DRAIN_TIMEOUT_EXIT = EXIT.DRAIN_TIMEOUT;
 
 function parseIds(v: string): { uid: number; gid: number; gids: number[] } {
   const m = /^(\d+):(\d+)(?::(\d+(?:,\d+)*))?$/.exec(v);
@@ -77,7 +80,7 @@ async function detach(o: MountOpts): Promise<void> {
       child.once('exit', (code) => {
         void tailOf(log, 5)
           .catch(() => '')
-          .then((text) => reject(new Error(`mount failed (exit ${code}); ${logFile}:\n${text}`)));
+          .then((text) => reject(new ExitStatusError(`mount failed (exit ${code}); ${logFile}:\n${text}`, code ?? EXIT.FAILED)));
       });
     });
   } finally {
@@ -156,17 +159,32 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
     throw e;
   }
   const mnt = frontend.mountpoint!;
+  // Caught before the ready line: a signal sent the moment it is read must not meet Node's default action.
+  const stopped = untilSignal();
   const info = { mounted: mnt, server, export: exportPath, user: o.user ?? null, pid: process.pid, attrTimeout: o.attrTimeout, cacheDir: o.cacheDir ?? null };
   if (o.json) console.log(JSON.stringify(info));
   else console.log(`gvfs mount: ${server}${exportPath} on ${mnt} (attribute timeout ${o.attrTimeout} s); Ctrl-C or gvfs umount ${mnt} to stop`);
 
   let stopWatch = () => {};
   const why = await new Promise<string>((resolve) => {
-    void untilSignal().then(resolve);
+    void stopped.then(resolve);
     stopWatch = watchUnmount(mnt, 1000, () => resolve('unmounted from outside'));
   });
   stopWatch();
   console.error(`gvfs mount: ${why}, unmounting ${mnt}`);
+  // Bounded like every daemon's drain: with the server down, commits and the cache's flush could wait a call deadline each.
+  // What is not delivered stays in the cache journal (write-back) for the next mount of the session.
+  const again = () => {
+    console.error('gvfs mount: second signal, exiting now');
+    process.exit(DRAIN_TIMEOUT_EXIT);
+  };
+  process.once('SIGINT', again);
+  process.once('SIGTERM', again);
+  const timer = setTimeout(() => {
+    console.error(`gvfs mount: unmount and close not finished within ${DRAIN_MS} ms, exiting anyway`);
+    console.error(`gvfs mount: stats ${JSON.stringify(frontend.stats)}`);
+    process.exit(DRAIN_TIMEOUT_EXIT);
+  }, DRAIN_MS);
   let code = 0;
   try {
     await frontend.unmount();
@@ -174,7 +192,11 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
     console.error(`gvfs mount: ${(e as Error).message}`);
     code = 1;
   }
-  await close();
+  await close().catch((e) => {
+    console.error(`gvfs mount: ${(e as Error).message}`);
+    code = 1;
+  });
+  clearTimeout(timer);
   console.error(`gvfs mount: stats ${JSON.stringify(frontend.stats)}`);
   // The binding keeps a libuv handle for the FUSE thread; leave explicitly.
   process.exit(code);

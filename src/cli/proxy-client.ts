@@ -4,7 +4,7 @@ import { readKeyFile } from '../channel/session-key.js';
 import { parseSshUrl } from '../channel/ssh.js';
 import { checkLink, createProxyClient, endpointUids, type ProxyLinkOptions } from '../proxy/proxy-client.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY } from '../wrappers/cache/options.js';
-import { parseHostPort, parseIntArg, parseSize, untilSignal } from './util.js';
+import { drainOnSignal, parseHostPort, parseIntArg, parseSize, daemonSignals } from './util.js';
 
 function parseSeconds(v: string): number {
   const n = Number(v);
@@ -75,6 +75,8 @@ function cacheOptions(o: Record<string, any>): ProxyLinkOptions['cache'] {
   return {
     dir: o.cacheDir,
     capacity: o.cacheSize ?? DEFAULT_CAPACITY,
+    // Asked for: refused when larger than the disk can hold; the default shrinks to fit instead.
+    capacityIsDefault: o.cacheSize === undefined,
     writeBack: !o.writeThrough,
     blockSize: o.blockSize,
     attrTimeoutMs: o.attrTimeout !== undefined ? Math.round(o.attrTimeout * 1000) : undefined,
@@ -102,6 +104,7 @@ export function proxyClientCommand(): Command {
     .option('--allow-uid <uid[,uid...]>', 'local users whose NFS clients may connect (the kernel names the owner of each connection; root always may); "any": no check, for NFS clients on other hosts (default: the uid running the proxy client)', allowUidArg)
     .option('--json', 'print the listening address as JSON')
     .action(async (o) => {
+      const stop = daemonSignals('proxy-client');
       const link = await linkOptions(o);
       const listen = parseHostPort(o.listen);
       const p = createProxyClient({ ...link, allowUids: o.allowUid });
@@ -119,14 +122,13 @@ export function proxyClientCommand(): Command {
       const cache = p.cache && { dir: p.cache.opts.dir, sessionDir: p.cache.sessionDir, mode: p.cache.opts.writeBack ? 'write-back' : 'write-through', capacity: p.cache.opts.capacity, blockSize: p.cache.opts.blockSize };
       const allowed = endpointUids(o.allowUid);
       const allowUids = allowed === 'any' ? 'any' : [...allowed];
+      stop.ready();
       if (o.json) console.log(JSON.stringify({ listening: addr, server: { host: link.host, port: link.port }, channel, session: link.key?.id, user: link.key?.user ?? link.user, cache, allowUids }));
       else {
         console.log(`gvfs proxy-client: NFSv3 on ${addr.address}:${addr.port} -> ${link.host}:${link.port} over ${channel} as ${who}`);
         console.log(`gvfs proxy-client: serves connections of ${allowUids === 'any' ? 'any user and host' : `uid ${allowUids.join(', ')}`}`);
         if (cache) console.log(`gvfs proxy-client: ${cache.mode} cache in ${cache.dir} (${cache.capacity} bytes, ${cache.blockSize}-byte blocks)`);
       }
-      const sig = await untilSignal();
-      console.error(`gvfs proxy-client: ${sig}, shutting down`);
-      await p.close();
+      await drainOnSignal('proxy-client', () => p.close(), undefined, stop.stopped);
     });
 }

@@ -6,7 +6,7 @@ import { readKeyFile } from '../channel/session-key.js';
 import { SessionRegistry } from '../channel/sessions.js';
 import { readTlsFiles } from '../channel/tls.js';
 import { loadMapFile, parseMapFlag, type IdentityMap } from '../wrappers/identity-map/map-file.js';
-import { parseHostPort, parseIntArg, untilSignal } from './util.js';
+import { drainOnSignal, parseHostPort, parseIntArg, daemonSignals } from './util.js';
 
 /** The limits given on the command line (the others keep their defaults). */
 function definedOnly<T extends Record<string, number | undefined>>(o: T): Partial<Record<keyof T, number>> {
@@ -51,6 +51,7 @@ export function proxyServerCommand(): Command {
     .option('--max-connections-per-peer <n>', 'proven connections at once from one address', parseIntArg)
     .option('--json', 'print the listening address as JSON')
     .action(async (o) => {
+      const stop = daemonSignals('proxy-server');
       const expect = new Map<string, ExportRootCheck>();
       for (const v of (o.exportExpect as string[] | undefined) ?? []) {
         const i = v.lastIndexOf('=');
@@ -99,10 +100,9 @@ export function proxyServerCommand(): Command {
       const addr = await p.listen(listen.port, listen.host);
       const names = (await p.backend.exports()).map((e) => e.path);
       const channel = o.tlsCert ? 'tls' : 'tcp';
+      stop.ready();
       if (o.json) console.log(JSON.stringify({ listening: addr, channel, exports: names, readOnly: exports.filter((e) => e.readOnly).map((e) => e.name ?? (e.kind === 'local' ? '/' : e.url.path)), sessions: keys.map((k) => k.id), insecure: !!o.insecure }));
       else console.log(`gvfs proxy-server: ${names.join(', ')} on ${addr.address}:${addr.port} (${channel}; ${o.insecure ? 'INSECURE, no session keys' : `${keys.length} session key(s)`})`);
-      const sig = await untilSignal();
-      console.error(`gvfs proxy-server: ${sig}, shutting down`);
-      await p.close();
+      await drainOnSignal('proxy-server', () => p.close(), undefined, stop.stopped);
     });
 }

@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { LocalExport } from '../backends/local-export/local-export.js';
 import { createNfs3Server } from '../frontends/nfs3-server/server.js';
 import { everythingReadOnly } from '../frontends/nfs3-server/read-only.js';
-import { parseHostPort, parseIntArg, untilSignal } from './util.js';
+import { drainOnSignal, parseHostPort, parseIntArg, daemonSignals } from './util.js';
 
 export function serveCommand(): Command {
   return new Command('serve')
@@ -21,6 +21,7 @@ export function serveCommand(): Command {
     .option('--max-queued-reply-bytes <n>', 'reply bytes queued per connection before no new call starts', parseIntArg)
     .option('--json', 'print the listening address as JSON')
     .action(async (o) => {
+      const stop = daemonSignals('serve');
       const listen = parseHostPort(o.listen);
       const backend = await LocalExport.open({
         root: o.export,
@@ -36,11 +37,12 @@ export function serveCommand(): Command {
       // Read-only is the front end's write guard (one check for every mutating procedure), not the backend's.
       const server = createNfs3Server({ backend, limits, readOnly: o.readOnly ? everythingReadOnly : undefined });
       const addr = await server.listen(listen.port, listen.host);
+      stop.ready();
       if (o.json) console.log(JSON.stringify({ listening: addr, export: backend.root, name: backend.name, readOnly: !!o.readOnly }));
       else console.log(`gvfs serve: exporting ${backend.root} as ${backend.name} on ${addr.address}:${addr.port} (NFSv3, MOUNT v3, portmap)`);
-      const sig = await untilSignal();
-      console.error(`gvfs serve: ${sig}, shutting down`);
-      await server.close();
-      await backend.close();
+      await drainOnSignal('serve', async () => {
+        await server.close();
+        await backend.close();
+      }, undefined, stop.stopped);
     });
 }

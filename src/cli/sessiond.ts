@@ -4,8 +4,8 @@ import { Command } from 'commander';
 import { normalizeFingerprint } from '../channel/tls.js';
 import type { AgentRef } from '../services/sessiond/service.js';
 import { addUser, parseAccount, Users } from '../services/sessiond/users.js';
-import { serviceTls } from './agent.js';
-import { parseHostPort, parseIntArg, untilSignal } from './util.js';
+import { closeHttp, serviceTls, trackConnections } from './agent.js';
+import { drainOnSignal, parseHostPort, parseIntArg, daemonSignals } from './util.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -29,6 +29,7 @@ export function sessiondCommand(): Command {
     .option('--default-lifetime <seconds>', 'lifetime of a session that does not name one', parseIntArg, 3600)
     .option('--json', 'print the address and fingerprint as JSON')
     .action(async (o) => {
+      const stop = daemonSignals('sessiond');
       if (!o.stateDir) throw new Error('--state-dir DIR is required');
       if (!o.users) throw new Error('--users FILE is required (gvfs sessiond add-user FILE NAME makes one)');
       // Loaded here, not at the top: every gvfs command would pay for fastify and SQLite.
@@ -57,17 +58,19 @@ export function sessiondCommand(): Command {
         defaultLifetime: o.defaultLifetime,
       });
       const app = sessiondApp(svc, () => users, { cert: tls.cert, key: tls.key });
+      trackConnections(app);
       const listen = parseHostPort(o.listen);
       await app.listen({ port: listen.port, host: listen.host });
       const a = app.server.address() as { address: string; port: number };
       const url = `https://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+      stop.ready();
       if (o.json) console.log(JSON.stringify({ listening: { address: a.address, port: a.port }, url, fingerprint: tls.fingerprint, hosts: svc.hosts.map((h) => h.name) }));
       else console.log(`gvfs sessiond: ${url} (certificate ${tls.fingerprint}); hosts ${svc.hosts.map((h) => h.name).join(', ') || 'none'}; dashboard ${url}/dashboard`);
-      const sig = await untilSignal();
-      console.error(`gvfs sessiond: ${sig}, shutting down (sessions keep running and their lifetimes count on)`);
-      clearInterval(watch);
-      await app.close();
-      svc.close();
+      await drainOnSignal('sessiond', async () => {
+        clearInterval(watch);
+        await closeHttp(app);
+        svc.close();
+      }, 'shutting down (sessions keep running and their lifetimes count on)', stop.stopped);
     });
   c.command('add-user')
     .description('Add a user (or give them a new token) in a users file; prints the token once')

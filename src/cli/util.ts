@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from 'commander';
+import { EXIT } from './exit-codes.js';
 
 /** Parse HOST:PORT (IPv6 as [::1]:PORT); port 0 means "pick a free one". */
 export function parseHostPort(v: string): { host: string; port: number } {
@@ -34,4 +35,62 @@ export function untilSignal(): Promise<NodeJS.Signals> {
     process.on('SIGINT', on);
     process.on('SIGTERM', on);
   });
+}
+
+/**
+ * The stop signal of a daemon, caught from its start: a signal before
+ * `ready()` (while it starts: nothing to drain yet) ends the process at
+ * once; one after is `stopped`, for drainOnSignal. Call ready() just before
+ * printing the ready line, so a signal sent the moment that line is read
+ * finds the handler installed, not Node's default action.
+ */
+export function daemonSignals(name: string): { stopped: Promise<NodeJS.Signals>; ready(): void } {
+  let up = false;
+  const stopped = untilSignal();
+  void stopped.then((sig) => {
+    if (up) return;
+    console.error(`gvfs ${name}: ${sig} while starting, exiting`);
+    process.exit(EXIT.FAILED);
+  });
+  return { stopped, ready: () => (up = true) };
+}
+
+/** Longest a daemon drains after SIGINT/SIGTERM before it exits anyway (ms; GVFS_DRAIN_MS overrides). */
+export const DRAIN_MS = Number(process.env.GVFS_DRAIN_MS) > 0 ? Number(process.env.GVFS_DRAIN_MS) : 10_000;
+
+const DRAIN_TIMEOUT_EXIT = EXIT.DRAIN_TIMEOUT;
+
+/**
+ * A daemon's end: wait for SIGINT/SIGTERM, then run `drain` (close
+ * listeners and connections, flush) within DRAIN_MS, and exit — 0 when it
+ * finished, 1 when it failed, DRAIN_TIMEOUT when it ran out of time. A
+ * second signal exits at once. Whatever a connected client or a dead peer
+ * does, the process is gone within the bound (write-back data not yet
+ * delivered stays in the cache journal for the next start).
+ *
+ * Pass `stopped` from daemonSignals(), made at the daemon's start.
+ */
+export async function drainOnSignal(name: string, drain: () => Promise<void>, what = 'shutting down', stopped: Promise<NodeJS.Signals> = untilSignal()): Promise<never> {
+  const sig = await stopped;
+  console.error(`gvfs ${name}: ${sig}, ${what}`);
+  const again = () => {
+    console.error(`gvfs ${name}: second signal, exiting now`);
+    process.exit(DRAIN_TIMEOUT_EXIT);
+  };
+  process.once('SIGINT', again);
+  process.once('SIGTERM', again);
+  const timer = setTimeout(() => {
+    console.error(`gvfs ${name}: drain not finished within ${DRAIN_MS} ms, exiting anyway`);
+    process.exit(DRAIN_TIMEOUT_EXIT);
+  }, DRAIN_MS);
+  let code = 0;
+  try {
+    await drain();
+  } catch (e) {
+    console.error(`gvfs ${name}: ${(e as Error).message}`);
+    code = 1;
+  }
+  clearTimeout(timer);
+  // Nothing left to serve: lingering handles (a keep-alive timer, a peer that never closes) do not keep us.
+  process.exit(code);
 }

@@ -102,14 +102,16 @@ export class LinkRefusedError extends Error {
 /**
  * Open the link once now (a NULL call, after the channel and the session
  * proof). A refusal is final and thrown as LinkRefusedError with the
- * reason; an unreachable server is only logged (the link reconnects on
+ * reason, a server of another channel kind as RpcError 'wrong_channel'; an unreachable server is only logged (the link reconnects on
  * demand), so a proxy client may start before its server.
  */
 export async function checkLink(remote: RemoteNfs, timeoutMs = 30_000): Promise<void> {
   try {
     await remote.clients[0].rpc.call(NFS_PROGRAM, NFS_V3, Proc.NULL, () => undefined, () => undefined, { timeoutMs });
   } catch (e) {
-    if (e instanceof RpcError && e.kind === 'auth_error') throw new LinkRefusedError(e.message);
+    if (e instanceof RpcError && e.kind === 'auth_error') throw new LinkRefusedError(e.message, { cause: e });
+    // Another channel kind at that address (TLS vs plain vs SSH) is final too: say which, now.
+    if (e instanceof RpcError && e.kind === 'wrong_channel') throw e;
     log.warn({ reason: (e as Error).message }, 'proxy server not reachable yet: will retry on demand');
   }
 }

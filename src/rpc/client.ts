@@ -4,6 +4,7 @@ import { XdrReader, XdrWriter } from '../xdr/index.js';
 import { AUTH_NONE_BODY } from './auth.js';
 import { decodeReply, encodeCallHeader } from './message.js';
 import { frameRecord, RecordDecoder } from './record.js';
+import { FOREIGN_PROTOCOL_NAME, foreignProtocolOf } from './peer-protocol.js';
 import { AcceptStat, type OpaqueAuth, RpcError } from './types.js';
 import { logger } from '../util/log.js';
 
@@ -226,8 +227,8 @@ export class RpcClient {
           this.stream?.destroy();
           this.stream = undefined;
           this.ready = false;
-          if (e instanceof RpcError && e.kind === 'auth_error') {
-            // Authentication will not improve by retrying: fail everything waiting, and say why.
+          if (e instanceof RpcError && (e.kind === 'auth_error' || e.kind === 'wrong_channel')) {
+            // Authentication (or the channel's kind) will not improve by retrying: fail everything waiting, and say why.
             log.error({ reason: e.message }, `${this.label}: refused: ${e.message}`);
             this.connecting = undefined;
             this.failAll(e);
@@ -260,12 +261,25 @@ export class RpcClient {
     return this.connecting;
   }
 
+  /** Set when a stream turned out to speak another protocol (its first bytes); its close fails every call with it. */
+  private readonly mismatch = new WeakMap<Duplex, RpcError>();
+
   private attach(s: Duplex): void {
     this.stream = s;
     this.ready = false;
     const decoder = new RecordDecoder((rec) => this.onReply(rec), this.opts.maxRecord ?? (4 << 20));
+    let first = true;
     s.on('data', (chunk: Buffer) => {
       this.stats.bytesIn += chunk.length;
+      if (first) {
+        first = false;
+        const other = foreignProtocolOf(chunk);
+        if (other) {
+          this.mismatch.set(s, new RpcError(`${this.label}: the server answered in ${FOREIGN_PROTOCOL_NAME[other]}, not ONC RPC`, 'wrong_channel'));
+          s.destroy();
+          return;
+        }
+      }
       try {
         decoder.push(chunk);
       } catch (e) {
@@ -281,11 +295,18 @@ export class RpcClient {
     if (this.stream !== s) return;
     this.stream = undefined;
     this.ready = false;
+    const wrong = this.mismatch.get(s);
     // Calls pinned to this connection cannot be resent.
     for (const p of [...this.inflight.values()]) {
-      if (p.pinned === s) this.fail(p, new RpcError(`${this.label}: connection closed`, 'disconnected'));
+      if (p.pinned === s) this.fail(p, wrong ?? new RpcError(`${this.label}: connection closed`, 'disconnected'));
     }
     if (this.closed) return;
+    if (wrong) {
+      // Another protocol will not turn into RPC on a new connection.
+      log.error({ reason: wrong.message }, wrong.message);
+      this.failAll(wrong);
+      return;
+    }
     if (this.opts.reconnect === false) {
       this.failAll(new RpcError(`${this.label}: connection closed`, 'disconnected'));
       return;

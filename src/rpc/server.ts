@@ -152,6 +152,12 @@ export class RpcServer {
   private readonly authenticate: Authenticator;
   private readonly server: net.Server;
   private readonly conns = new Set<Connection>();
+  /**
+   * Every accepted TCP socket until it closes. A connection's own stream may
+   * be a TLS socket over it: destroying that does not close the TCP socket
+   * the listener counts, so close() ends these too (else it waits forever).
+   */
+  private readonly raw = new Set<net.Socket>();
   /** Admitted connections per peer address (proven ones, with a handshake). */
   private readonly perPeer = new Map<string, number>();
   private admitted = 0;
@@ -169,6 +175,8 @@ export class RpcServer {
     this.transport = opts.transport;
     const admit = opts.admit;
     this.server = net.createServer({ noDelay: true, pauseOnConnect: !!admit }, (s) => {
+      this.raw.add(s);
+      s.once('close', () => this.raw.delete(s));
       if (!admit) return this.accept(s);
       s.on('error', () => undefined);
       admit(s).then(
@@ -342,7 +350,9 @@ export class RpcServer {
   async close(): Promise<void> {
     for (const u of [...this.unproven.values()]) this.dropUnproven(u);
     for (const c of this.conns) c.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const s of this.raw) s.destroy();
+    await closed;
   }
 
   /** Run one call; returns the encoded reply message (not yet framed), or undefined to send nothing. */

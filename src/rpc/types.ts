@@ -83,7 +83,9 @@ export class RpcError extends Error {
       | 'timeout'
       | 'disconnected'
       | 'closed'
-      | 'bad_reply',
+      | 'bad_reply'
+      /** The peer speaks another protocol than this channel (TLS, SSH, plain RPC): final, never retried. */
+      | 'wrong_channel',
     readonly detail?: number,
   ) {
     super(message);

@@ -5,7 +5,7 @@ import type { Backend, DirPage, ExportInfo } from '../../backend/backend.js';
 import { FsError } from '../../backend/errors.js';
 import { Mount3Client } from '../../mount3/client.js';
 import { MountStat } from '../../mount3/codec.js';
-import { codeOfMountStatus } from '../../mount3/status.js';
+import { codeOfMountStatus, mountRefusal } from '../../mount3/status.js';
 import { Nfs3Client } from '../../nfs3/client.js';
 import { Nfs3Status, type StableHow } from '../../nfs3/constants.js';
 import { codeOfStatus } from '../../nfs3/status.js';
@@ -142,10 +142,10 @@ export class RemoteNfs implements Backend {
     try {
       r = await this.mountClient.mnt(path, this.auth(cred));
     } catch (e) {
-      throw new FsError('IO', `MNT ${path}: ${(e as Error).message}`);
+      throw Object.assign(new FsError('IO', `MNT ${path}: ${(e as Error).message}`), { cause: e });
     }
     if (r.status !== MountStat.OK) {
-      throw new FsError(codeOfMountStatus(r.status), `MNT ${path}: mountstat3 ${r.status}`);
+      throw new FsError(codeOfMountStatus(r.status), mountRefusal(r.status, path));
     }
     return { fh: r.fh, authFlavors: r.authFlavors };
   }

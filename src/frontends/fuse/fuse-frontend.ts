@@ -231,8 +231,8 @@ export class FuseFrontend {
     if (st.state === 'stale') {
       log.warn({ mountpoint: st.entry!.mountPoint }, 'clearing a mount left behind by a dead process');
       await fuseUnmount(st.entry!.mountPoint, { lazy: true });
-    } else if (st.state === 'live') {
-      throw new Error(`${st.entry!.mountPoint} is already a mount point (${st.entry!.fsType} ${st.entry!.source})`);
+    } else if (st.state === 'live' || st.state === 'unresponsive') {
+      throw new Error(`${st.entry!.mountPoint} is already a mount point (${st.entry!.fsType} ${st.entry!.source}${st.reason ? `, not answering: ${st.reason}` : ''})`);
     }
     const cred = this.cred();
     let maxWrite = this.o.maxWrite;

@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -48,23 +48,59 @@ export async function canonical(dir: string): Promise<string> {
   }
 }
 
-export type MountState = 'none' | 'live' | 'stale';
+/**
+ * 'live': answers; 'stale': a FUSE mount whose process is gone (ENOTCONN /
+ * ECONNABORTED); 'unresponsive': its process is there but a stat through it
+ * failed or took longer than the probe's bound (e.g. its server is down).
+ */
+export type MountState = 'none' | 'live' | 'stale' | 'unresponsive';
+
+/** Longest a stat through a mount may take before it counts as unresponsive (ms). */
+export const PROBE_MS = 3000;
 
 /**
- * What is mounted at `dir`: nothing, a mount that answers, or a FUSE mount
- * whose process is gone (ENOTCONN / ECONNABORTED on stat).
+ * What is mounted at `dir`. The stat through the mount runs in a child
+ * process killed after `probeMs`: in this process it would hold a libuv
+ * thread (and the exit) until the mount's own call timed out, which with
+ * its server down is a minute or more.
  */
-export async function mountState(dir: string): Promise<{ state: MountState; entry?: MountEntry }> {
+export async function mountState(dir: string, probeMs = PROBE_MS): Promise<{ state: MountState; entry?: MountEntry; reason?: string }> {
   const entry = await mountAt(dir);
   if (!entry) return { state: 'none' };
-  try {
-    await fs.stat(entry.mountPoint);
-    return { state: 'live', entry };
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOTCONN' || code === 'ECONNABORTED') return { state: 'stale', entry };
-    throw e;
-  }
+  const code = await statCode(entry.mountPoint, probeMs);
+  if (code === 'OK') return { state: 'live', entry };
+  if (code === 'ENOTCONN' || code === 'ECONNABORTED') return { state: 'stale', entry };
+  return { state: 'unresponsive', entry, reason: code };
+}
+
+/**
+ * "OK", the stat's error code, or "TIMEOUT": from a child process, so a
+ * hanging mount cannot hang us. On TIMEOUT the child is killed but not
+ * waited for: once the mount's process has read the request, the kernel
+ * waits for its answer even for SIGKILL (until the mount's own call
+ * deadline), and until then the child holds the mount busy.
+ */
+function statCode(p: string, ms: number): Promise<string> {
+  const script = 'require("fs").stat(process.argv[1], (e) => process.stdout.write(e ? String(e.code) : "OK"))';
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['-e', script, p], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    const t = setTimeout(() => {
+      child.kill('SIGKILL');
+      child.stdout!.destroy();
+      child.unref();
+      resolve('TIMEOUT');
+    }, ms);
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('error', (e) => {
+      clearTimeout(t);
+      resolve(`probe failed: ${e.message}`);
+    });
+    child.once('close', () => {
+      clearTimeout(t);
+      resolve(out.trim() || 'probe failed: no answer');
+    });
+  });
 }
 
 export const isFuse = (e: MountEntry): boolean => e.fsType === 'fuse' || e.fsType.startsWith('fuse.');
@@ -79,7 +115,8 @@ export async function fuseUnmount(dir: string, o: { lazy?: boolean } = {}): Prom
   const errors: string[] = [];
   for (const [cmd, args] of [
     ['fusermount', o.lazy ? ['-u', '-z', mp] : ['-u', mp]],
-    ['umount', o.lazy ? ['-l', mp] : [mp]],
+    // -c: no canonicalising, which would stat through the mount (a dead server's mount answers EIO, or not at all).
+    ['umount', o.lazy ? ['-c', '-l', mp] : ['-c', mp]],
   ] as const) {
     try {
       await run(cmd, [...args], { timeout: 30_000 });

@@ -184,7 +184,7 @@ export class Agent {
   private async prepareMountpoint(mnt: string): Promise<boolean> {
     mountPath(this.cfg.name, mnt, this.cfg.mountRoots);
     const st = await mountState(mnt).catch(() => ({ state: 'none' as const }));
-    if (st.state === 'live') throw new AgentError(409, 'MOUNTPOINT_BUSY', `${mnt} on ${this.cfg.name} is already a mount point`);
+    if (st.state === 'live' || st.state === 'unresponsive') throw new AgentError(409, 'MOUNTPOINT_BUSY', `${mnt} on ${this.cfg.name} is already a mount point`);
     const { made } = await walkMountPoint(this.cfg.name, mnt, this.cfg.mountRoots, true);
     return made.includes(mnt);
   }

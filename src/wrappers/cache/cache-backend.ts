@@ -19,6 +19,10 @@ import { resolveCacheOptions, type CacheOptions, type ResolvedCacheOptions } fro
 import { lockSession, readSmallFile, sessionPath, writeFileAtomic } from './session-dir.js';
 import { versionTag } from './versions.js';
 import { JournalRefused, WriteBack, type FlushFailure, type FlushReport } from './write-back.js';
+import { diskRoom, fitCapacity } from './disk-room.js';
+
+/** How often the cache disk's free space is measured (ms). */
+const SPARE_CHECK_MS = 2000;
 
 const log = logger('cache');
 
@@ -112,7 +116,12 @@ export class CacheBackend extends PassthroughBackend {
     super(inner);
     this.opts = resolveCacheOptions(o);
     this.sessionDir = sessionPath(this.opts.dir, this.opts.session);
-    this.store = new BlockStore({ dir: this.opts.dir, policy: this.opts.policy, limit: () => this.opts.capacity - (this.journal?.diskBytes ?? 0) });
+    // Also never more than keeps the disk's headroom free (disk-room.ts): the store gives way when others fill the disk.
+    this.store = new BlockStore({
+      dir: this.opts.dir,
+      policy: this.opts.policy,
+      limit: () => Math.min(this.opts.capacity - (this.journal?.diskBytes ?? 0), this.store.used + this.spare),
+    });
     this.names = new NameCache(this.opts.dirTimeoutMs);
     this.files = new FileTable({
       serverId: this.opts.serverId,
@@ -128,6 +137,10 @@ export class CacheBackend extends PassthroughBackend {
 
   private async open(): Promise<void> {
     await f.mkdir(this.opts.dir);
+    const fit = await fitCapacity(this.opts.dir, this.opts.capacity, !this.opts.capacityIsDefault, 16 * this.opts.blockSize);
+    if (fit.shrunk) log.warn({ dir: this.opts.dir, asked: this.opts.capacity, capacity: fit.capacity }, 'cache: the default size does not fit the disk; using what it can hold');
+    this.opts.capacity = fit.capacity;
+    await this.checkSpare();
     this.lock = await lockSession(this.sessionDir);
     try {
       await this.store.init();
@@ -180,10 +193,27 @@ export class CacheBackend extends PassthroughBackend {
       }, this.opts.rescanMs);
       rescan.unref();
       this.timers.push(rescan);
+      const spare = setInterval(() => void this.checkSpare(), SPARE_CHECK_MS);
+      spare.unref();
+      this.timers.push(spare);
       log.info({ dir: this.opts.dir, session: this.opts.session, mode: this.opts.writeBack ? 'write-back' : 'write-through', capacity: this.opts.capacity, blockSize: this.opts.blockSize }, 'cache: ready');
     } catch (e) {
       await this.lock.release();
       throw e;
+    }
+  }
+
+  /** Disk free beyond the headroom (negative: the disk is fuller than the headroom allows), as last measured. */
+  private spare = Number.MAX_SAFE_INTEGER;
+
+  /** Measure the disk again; when something else has eaten into the headroom, drop blocks to give it back. */
+  private async checkSpare(): Promise<void> {
+    try {
+      const d = await diskRoom(this.opts.dir);
+      this.spare = d.free - d.headroom;
+      if (this.spare < 0) this.store.evict();
+    } catch (e) {
+      log.debug({ err: e }, 'cache: statfs of the cache directory failed');
     }
   }
 

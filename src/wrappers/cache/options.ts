@@ -10,6 +10,12 @@ export interface CacheOptions {
   dir: string;
   /** Bytes of local disk the cache may use: blocks plus the write-back journal. */
   capacity: number;
+  /**
+   * `capacity` was only a default, not asked for: shrink it to what the disk
+   * can hold instead of refusing (disk-room.ts). Default false: a capacity
+   * larger than the disk's free space (less its headroom) is refused.
+   */
+  capacityIsDefault?: boolean;
   /** Identity of the server the blocks come from (part of every block's key; sessions share blocks only under the same one). */
   serverId: string;
   /** Names this session's directory (journal, lock, control socket): the session key id, or the user. */
@@ -81,6 +87,7 @@ export function resolveCacheOptions(o: CacheOptions): ResolvedCacheOptions {
   return {
     dir: o.dir,
     capacity: o.capacity,
+    capacityIsDefault: o.capacityIsDefault ?? false,
     serverId: o.serverId,
     session: o.session,
     blockSize,
