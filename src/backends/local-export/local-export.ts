@@ -478,7 +478,15 @@ export class LocalExport implements Backend {
             await N.fchmodat(ofd, '', plan.mode, K.AT_EMPTY_PATH, as);
           }
           // Nanoseconds as sent; a time the client did not set is left alone (UTIME_OMIT).
-          if (times) await N.utimensat(ofd, '', setTime(attrs.atime), setTime(attrs.mtime), K.AT_EMPTY_PATH, as);
+          if (times) {
+            const nowOnly = attrs.atime !== undefined && attrs.mtime !== undefined ? false : attrs.atime === 'server' || attrs.mtime === 'server';
+            if (nowOnly && this.serverIsRoot && cred.uid !== 0 && cred.uid !== a.uid) {
+              // One time "now", the other left alone: utimensat(2) wants the owner for that, NFS (knfsd)
+              // only write permission. The kernel checks that, as the caller; the server sets the time.
+              await N.faccessat(ofd, '', K.W_OK, K.AT_EACCESS | K.AT_EMPTY_PATH, as);
+              await N.utimensat(ofd, '', setTime(attrs.atime), setTime(attrs.mtime), K.AT_EMPTY_PATH, N.self());
+            } else await N.utimensat(ofd, '', setTime(attrs.atime), setTime(attrs.mtime), K.AT_EMPTY_PATH, as);
+          }
         });
       }
     } catch (e) {
