@@ -49,7 +49,7 @@ describe('a symlink swapped in by a local user never leads the server out of the
     const v = (await s.client.lookup(ROOT, s.root, 'v')).fh;
     const sub = (await s.client.lookup(ROOT, v, 'sub')).fh;
     const flag = path.join(s.dir, 'stop');
-    const swapper = spawn('python3', ['-c', SWAPPER, path.join(s.exportDir, 'v'), path.join(s.exportDir, 'v.real'), outside, flag], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const swapper = spawn('/usr/bin/python3', ['-c', SWAPPER, path.join(s.exportDir, 'v'), path.join(s.exportDir, 'v.real'), outside, flag], { stdio: ['ignore', 'pipe', 'inherit'] });
     let swaps = '';
     swapper.stdout!.on('data', (d: Buffer) => (swaps += d.toString()));
     const exited = new Promise<number | null>((r) => swapper.once('exit', r));

@@ -40,7 +40,7 @@ describe('gvfs mount: Unix-domain sockets, FIFOs and a non-root caller', { skip:
   });
 
   test('bind(), connect() and a round trip on a socket in the mount', async () => {
-    const r = await run('python3', ['-c', ECHO, at('echo.sock')]);
+    const r = await run('/usr/bin/python3', ['-c', ECHO, at('echo.sock')]);
     assert.equal(r.stdout.trim(), 'ping');
     assert.ok((await fs.lstat(up('echo.sock'))).isSocket());
     assert.ok((await fs.lstat(at('echo.sock'))).isSocket());
@@ -67,7 +67,7 @@ describe('gvfs mount: Unix-domain sockets, FIFOs and a non-root caller', { skip:
       assert.deepEqual([st.uid, st.gid, st.mode & 0o7777], [1000, 1000, mode], name);
     }
     assert.equal((await fs.lstat(up('l'))).uid, 1000);
-    const r = await runAs(1000, 'python3', ['-c', ECHO, at1000('u.sock')]);
+    const r = await runAs(1000, '/usr/bin/python3', ['-c', ECHO, at1000('u.sock')]);
     assert.equal(r.stdout.trim(), 'ping');
     const st = await fs.lstat(up('u.sock'));
     assert.ok(st.isSocket());

@@ -339,6 +339,8 @@ describe('native: system calls as the caller', { skip: requirePrereq(isRoot()), 
     await fs.chmod(path.join(dir, 'many'), 0o777);
     const many = await N.openat2(dfd, 'many', K.O_PATH | K.O_DIRECTORY, 0, ROOT);
     const PER = 60;
+    const self = N.self();
+    const groupsBefore = process.getgroups!();
     const work: Array<Promise<unknown>> = [];
     // Interleaved: caller 0, 1, ... 7, 0, 1, ... with whoami probes and root's own node:fs calls between.
     for (let k = 0; k < PER; k++) {
@@ -351,17 +353,22 @@ describe('native: system calls as the caller', { skip: requirePrereq(isRoot()), 
           N.whoami(c).then((w) => assert.deepEqual(w, { fsuid: c.uid, fsgid: c.gid, ngroups: 2, group0: c.gids[0] })),
         );
       }
-      work.push(N.whoami(ROOT).then((w) => assert.deepEqual([w.fsuid, w.fsgid], [0, 0])));
+      work.push(N.whoami(ROOT).then((w) => assert.deepEqual([w.fsuid, w.fsgid, w.ngroups], [0, 0, 0])));
+      // The process's own identity needs no switch: a worker must be back to it after every other caller.
+      work.push(N.whoami(self).then((w) => assert.deepEqual([w.fsuid, w.fsgid, w.ngroups], [self.uid, self.gid, self.gids.length])));
+      work.push(N.mkdirat(many, `self-${k}`, 0o700, self));
       // libuv's threads (node:fs) stay root all along.
       work.push(fs.writeFile(path.join(dir, 'many', `root-${k}`), 'x'));
     }
     await Promise.all(work);
     await N.close(many);
     const names = await fs.readdir(path.join(dir, 'many'));
-    assert.equal(names.length, PER * callers.length * 2 + PER);
+    assert.equal(names.length, PER * callers.length * 2 + 2 * PER);
+    // Node's own threads (and this one) never changed identity.
+    assert.deepEqual(process.getgroups!(), groupsBefore);
     for (const n of names) {
       const st = await fs.lstat(path.join(dir, 'many', n));
-      if (n.startsWith('root-')) {
+      if (n.startsWith('root-') || n.startsWith('self-')) {
         assert.deepEqual([st.uid, st.gid], [0, 0], n);
         continue;
       }
