@@ -726,9 +726,19 @@ export class LocalExport implements Backend {
     return newObject(cred, d.attr, type, attrs, defMode).mode;
   }
 
-  private async created(d: Resolved, name: string, p: string): Promise<NewObject> {
+  /**
+   * `name` in the directory descriptor `dfd`, by the descriptor's /proc magic
+   * link: the object in that very directory, wherever a local user has moved
+   * or swapped the directory's path meanwhile.
+   */
+  private at(dfd: number, name: string): string {
+    return `/proc/self/fd/${dfd}/${name}`;
+  }
+
+  /** The reply for an object just made (or found) as `name` in directory descriptor `dfd`. */
+  private async created(d: Resolved, name: string, dfd: number): Promise<NewObject> {
     this.invalidateListing(d.id.ino);
-    const st = await this.lstat(p);
+    const st = await this.lstat(this.at(dfd, name));
     this.learn(st, d.id.ino, name);
     return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirWcc: await this.dirWcc(d) };
   }
@@ -736,7 +746,6 @@ export class LocalExport implements Backend {
   async create(cred0: Credentials, dirFh: Buffer, name: string, how: CreateHow): Promise<NewObject> {
     const cred = this.eff(cred0);
     const d = await this.prepareCreate(cred, dirFh, name);
-    const p = path.join(d.path, name);
     return this.dirOp(d, 'create', () =>
       this.inDir(d, async (dfd) => {
         const attrs = how.mode === 'exclusive' ? undefined : how.attrs;
@@ -748,16 +757,16 @@ export class LocalExport implements Backend {
           fd = await N.openat2(dfd, name, flags, this.newMode(cred, d, FType.REG, attrs, 0o644), this.as(cred));
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-          const st = await this.lstat(p);
+          const st = await this.lstat(this.at(dfd, name));
           if (how.mode === 'exclusive') {
             // A retransmitted EXCLUSIVE create finds its own file by the verifier kept in its times.
             const v = exclusiveTimes(how.verf);
-            if (st.isFile() && Number(st.atimeNs / 1_000_000_000n) === v.atime && Number(st.mtimeNs / 1_000_000_000n) === v.mtime) return this.created(d, name, p);
+            if (st.isFile() && Number(st.atimeNs / 1_000_000_000n) === v.atime && Number(st.mtimeNs / 1_000_000_000n) === v.mtime) return this.created(d, name, dfd);
             throw e;
           }
           if (how.mode === 'guarded' || !st.isFile()) throw e;
           // UNCHECKED on an existing file: it stays as it is, except for a requested size.
-          if (attrs?.size === undefined) return this.created(d, name, p);
+          if (attrs?.size === undefined) return this.created(d, name, dfd);
           requireData(cred, toFattr(st, this.fsid), W, 'create');
           fd = await N.openat2(dfd, name, K.O_RDWR | K.O_NOFOLLOW, 0, N.self());
           isNew = false;
@@ -793,7 +802,7 @@ export class LocalExport implements Backend {
       this.inDir(d, async (dfd) => {
         await N.mkdirat(dfd, name, this.newMode(cred, d, FType.DIR, attrs, 0o755), this.as(cred));
         await this.giveAway(dfd, name, cred, attrs);
-        return this.created(d, name, path.join(d.path, name));
+        return this.created(d, name, dfd);
       }),
     );
   }
@@ -807,7 +816,7 @@ export class LocalExport implements Backend {
         // Stored verbatim and never followed by the server: it means something only to the client.
         await N.symlinkat(target, dfd, name, this.as(cred));
         await this.giveAway(dfd, name, cred, attrs);
-        return this.created(d, name, path.join(d.path, name));
+        return this.created(d, name, dfd);
       }),
     );
   }
@@ -827,7 +836,7 @@ export class LocalExport implements Backend {
       return this.inDir(d, async (dfd) => {
         await N.mknodat(dfd, name, typeBits | this.newMode(cred, d, what.type, attrs, 0o644), rdev, this.as(cred));
         await this.giveAway(dfd, name, cred, attrs);
-        return this.created(d, name, path.join(d.path, name));
+        return this.created(d, name, dfd);
       });
     });
   }
