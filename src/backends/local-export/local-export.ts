@@ -604,7 +604,7 @@ export class LocalExport implements Backend {
     if (fast) return fast;
     const o = await this.resolve(fh);
     try {
-      requireData(cred, o.attr, R, 'read');
+      await this.requireDataAccess(cred, o.attr, R, 'read', o);
       return await this.withFile(o, false, 'read', (fd) => this.readFd(fd, o.id, cred, offset, n, { at: 0 }));
     } catch (e) {
       throw Object.assign(toFsError(e, 'read'), { attr: o.attr });
@@ -621,9 +621,27 @@ export class LocalExport implements Backend {
       throw toFsError(e, 'read');
     }
     const attr = this.checkOpen(st, id, last);
-    requireData(cred, attr, R, 'read');
+    await this.requireDataAccess(cred, attr, R, 'read', fd);
     const data = buf.subarray(0, r.bytesRead);
     return { attr, count: data.length, eof: offset + data.length >= attr.size, data };
+  }
+
+  /**
+   * READ/WRITE permission: the mode bits first (free, and with NFS's rule
+   * that the owner may always read and write its file); where they say no,
+   * a root server asks the kernel as the caller (faccessat2 AT_EACCESS),
+   * which also knows POSIX ACLs. `at`: an open descriptor of the file, or
+   * the object to open O_PATH.
+   */
+  private async requireDataAccess(cred: Credentials, attr: Fattr3, want: number, what: string, at: number | Resolved): Promise<void> {
+    try {
+      requireData(cred, attr, want, what);
+    } catch (e) {
+      if (!this.serverIsRoot || !(e instanceof FsError) || e.code !== 'ACCES') throw e;
+      const ask = (fd: number) => N.accessMask(fd, '', K.AT_EACCESS | K.AT_EMPTY_PATH, cred);
+      const bits = await (typeof at === 'number' ? ask(at) : this.withObject(at, ask)).catch(() => 0);
+      if ((bits & want) !== want) throw e;
+    }
   }
 
   /** A cached descriptor must still be the handle's object and still have a name. */
@@ -647,7 +665,7 @@ export class LocalExport implements Backend {
     if (fast) return fast;
     const o = await this.resolve(fh);
     try {
-      requireData(cred, o.attr, W, 'write');
+      await this.requireDataAccess(cred, o.attr, W, 'write', o);
       return await this.withFile(o, true, 'write', (fd) => this.writeFd(fd, o.id, cred, offset, data, stable, { st: o.st, at: Date.now() }));
     } catch (e) {
       const err = toFsError(e, 'write');
@@ -665,7 +683,7 @@ export class LocalExport implements Backend {
     let pre = last.st && Date.now() - last.at < PRE_OP_FRESH_MS ? last.st : undefined;
     try {
       if (!pre) pre = await fstat(fd);
-      requireData(cred, toFattr(pre, this.fsid), W, 'write');
+      await this.requireDataAccess(cred, toFattr(pre, this.fsid), W, 'write', fd);
       await this.dropPrivs(fd, cred, pre);
       let done = 0;
       while (done < data.length) {
