@@ -24,7 +24,7 @@ fi
 
 # --- Debian packages (bench/setup block) -------------------------------------
 # build-essential (gcc, make, libc6-dev), python3 and pkg-config: node-gyp builds
-# the native addons (@cocalc/fuse-native, zstd-napi, better-sqlite3 without a
+# the native addons (our native/ layer, @cocalc/fuse-native, zstd-napi, better-sqlite3 without a
 # prebuilt binary) and bench/native/build.sh builds nfsbench against libnfs-dev.
 # rsync: the vm benchmark's sparse-aware copy-then-run baseline (rsync --sparse over ssh).
 # chromium: the dashboard test drives it with playwright-core (a devDependency).
@@ -56,6 +56,8 @@ if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-loc
   npm ci --no-audit --no-fund >&2
 fi
 
+# The native system layer (native/: openat2, mknodat, per-thread credentials ...) the local export runs on.
+bash scripts/build-native.sh
 npm run --silent build >&2
 
 # --- benchmark client (bench/setup block) -------------------------------------

@@ -1,9 +1,7 @@
 import { randomBytes, createHash } from 'node:crypto';
-import { execFile } from 'node:child_process';
 import fs, { type BigIntStats, constants as C } from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import type { Backend, DirPage, ExportInfo } from '../../backend/backend.js';
 import { FsError } from '../../backend/errors.js';
 import {
@@ -41,12 +39,13 @@ import * as fsx from './fsx.js';
 import { HANDLE_LEN, HandleCodec, type HandleId } from './handles.js';
 import { NameTable } from './name-table.js';
 import { killOnWrite, newObject, planSetattr, requireHardlinkSource, S_ISGID, S_ISUID, squash, type NewOwnership } from './ownership.js';
-import { accessMask, permBits, R, require, requireData, requireSticky, W, X } from './permissions.js';
+import { accessFromBits, accessMask, permBits, R, require, requireData, requireSticky, W, X } from './permissions.js';
 import { defaultStateDir, loadSecret } from '../../util/state.js';
+import * as N from '../../native/native.js';
 
 const log = logger('local-export');
 const { pread, pwrite, fstat, fsync, fdatasync, open } = fsx;
-const execFileP = promisify(execFile);
+const K = N.K;
 
 export interface LocalExportOptions {
   /** Directory to export. */
@@ -99,12 +98,18 @@ interface Listing {
  * against the handle's inode and generation, so a handle can only ever reach
  * the object it was issued for, inside the export. Symlinks are never
  * followed: every path operation uses lstat/O_NOFOLLOW semantics and names
- * are single components. Permissions are checked here for the caller's
- * uid/gid (permissions.ts); new objects are given the caller's ownership.
+ * are single components.
  *
- * Known limit: a *local* user who swaps a directory inside the export for a
- * symlink between our check and our use can race us (Node has no openat);
- * NFS clients cannot, since they never supply paths.
+ * Objects are created, linked, renamed and removed through the native layer
+ * (src/native): in a directory descriptor opened beneath the export root
+ * with openat2(RESOLVE_BENEATH) and checked to be the handle's directory,
+ * by a worker thread that has the caller's fsuid, fsgid and groups for that
+ * one system call. So the kernel decides permissions, sticky directories,
+ * owners, groups and set-ID bits of new objects (and POSIX ACLs and quotas),
+ * and a local user who swaps a directory for a symlink cannot make us touch
+ * anything outside the export. A server that is not root cannot act as
+ * others: it then creates as itself and the TypeScript rules
+ * (permissions.ts, ownership.ts) decide, as before.
  */
 export class LocalExport implements Backend {
   readonly root: string;
@@ -117,6 +122,8 @@ export class LocalExport implements Backend {
   private readonly listings = new Map<bigint, Listing>();
   private readonly locating = new Map<bigint, Promise<string | undefined>>();
   private rootId!: HandleId;
+  /** The export root, opened once: every directory descriptor is opened beneath it. */
+  private rootFd = -1;
   private readonly fsid: bigint;
   private readonly serverIsRoot = process.getuid?.() === 0;
   /** The process umask (read without the deprecated no-argument call). */
@@ -154,6 +161,12 @@ export class LocalExport implements Backend {
     const e = new LocalExport(opts, root, secret, stateDir);
     await e.table.load();
     e.rootId = { ino: st.ino, gen: st.birthtimeNs };
+    e.rootFd = await open(root, C.O_RDONLY | C.O_DIRECTORY);
+    const rst = await fstat(e.rootFd);
+    if (!e.matches(rst, e.rootId)) {
+      await fsx.close(e.rootFd);
+      throw new Error(`${root}: replaced while opening the export`);
+    }
     return e;
   }
 
@@ -175,6 +188,65 @@ export class LocalExport implements Backend {
 
   private writable(): void {
     if (this.opts.readOnly) throw new FsError('ROFS', 'export is read-only');
+  }
+
+  /** Who a system call runs as: the caller when we are root (the kernel decides), else ourselves. */
+  private as(cred: Credentials): N.NativeCreds {
+    return this.serverIsRoot ? cred : N.self();
+  }
+
+  /**
+   * A descriptor (O_PATH) of a resolved directory: opened by the server
+   * beneath the export root (so neither ".." nor a symlink swapped in by a
+   * local user leads out: EXDEV) and checked to be the handle's directory.
+   * Opened as the server, like an NFS server's open by handle: a caller
+   * holding a handle needs no search permission on the directories above.
+   */
+  private async dirFd(d: Resolved): Promise<number> {
+    const rel = d.id.ino === this.rootId.ino ? '.' : path.relative(this.root, d.path);
+    const fd = await N.openat2(this.rootFd, rel, K.O_PATH | K.O_DIRECTORY | K.O_NOFOLLOW, 0, N.self());
+    try {
+      const x = await N.statx(fd, '', K.AT_EMPTY_PATH, N.self());
+      if (x.ino !== d.id.ino || x.btimeNs !== d.id.gen) throw new FsError('STALE', 'directory replaced');
+      return fd;
+    } catch (e) {
+      void N.close(fd).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /** Run `fn` with an O_PATH descriptor of object `o` (a symlink itself, not its target), closed afterwards. */
+  private async withObject<T>(o: Resolved, fn: (fd: number) => Promise<T>): Promise<T> {
+    const rel = o.id.ino === this.rootId.ino ? '.' : path.relative(this.root, o.path);
+    const fd = await N.openat2(this.rootFd, rel, K.O_PATH | K.O_NOFOLLOW, 0, N.self());
+    try {
+      const x = await N.statx(fd, '', K.AT_EMPTY_PATH, N.self());
+      if (x.ino !== o.id.ino || x.btimeNs !== o.id.gen) throw new FsError('STALE', 'object replaced');
+      return await fn(fd);
+    } finally {
+      void N.close(fd).catch(() => undefined);
+    }
+  }
+
+  /** Run `fn` with a descriptor of directory `d`, closed afterwards. */
+  private async inDir<T>(d: Resolved, fn: (fd: number) => Promise<T>): Promise<T> {
+    const fd = await this.dirFd(d);
+    try {
+      return await fn(fd);
+    } finally {
+      void N.close(fd).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Root may create objects for others (CREATE/MKDIR/... attributes with
+   * uid or gid): like knfsd, a chown after the create, which also clears
+   * the set-ID bits of a non-directory (the kernel does that part).
+   * Everybody else's ids in those attributes are ignored (nfsd_create_setattr).
+   */
+  private async giveAway(dirfd: number, name: string, cred: Credentials, attrs: Sattr3 | undefined): Promise<void> {
+    if (!this.serverIsRoot || cred.uid !== 0 || (attrs?.uid === undefined && attrs?.gid === undefined)) return;
+    await N.fchownat(dirfd, name, attrs.uid ?? -1, attrs.gid ?? -1, name === '' ? K.AT_EMPTY_PATH : K.AT_SYMLINK_NOFOLLOW, N.self());
   }
 
   // ---------- handle resolution ----------
@@ -382,9 +454,13 @@ export class LocalExport implements Backend {
         if (a.type !== FType.REG) throw new FsError('INVAL', 'size applies to regular files only');
         requireData(cred, a, W, 'setattr size');
       }
-      const clientTime = (t: Sattr3['atime']) => t !== undefined && t !== 'server';
-      if ((clientTime(attrs.atime) || clientTime(attrs.mtime)) && !owner) throw new FsError('PERM', 'only the owner may set times');
-      if ((attrs.atime === 'server' || attrs.mtime === 'server') && !owner) require(cred, a, W, 'setattr times');
+      const times = attrs.atime !== undefined || attrs.mtime !== undefined;
+      if (!this.serverIsRoot) {
+        // A root server has the kernel check times as the caller (owner, or write permission for "now").
+        const clientTime = (t: Sattr3['atime']) => t !== undefined && t !== 'server';
+        if ((clientTime(attrs.atime) || clientTime(attrs.mtime)) && !owner) throw new FsError('PERM', 'only the owner may set times');
+        if ((attrs.atime === 'server' || attrs.mtime === 'server') && !owner) require(cred, a, W, 'setattr times');
+      }
 
       if (attrs.size !== undefined) {
         await this.fds.with(o.id.ino, true, (w) => this.openFile(o.path, o.id, w), async (fd) => {
@@ -392,15 +468,26 @@ export class LocalExport implements Backend {
           await fsx.ftruncate(fd, attrs.size!);
         });
       }
-      if (plan.chown) await fsx.lchown(o.path, plan.chown.uid, plan.chown.gid);
-      if (plan.mode !== undefined) {
-        await fsx.chmod(o.path, plan.mode);
-        this.fds.forgetStat(o.id.ino); // the next write's pre-op mode must not be the old one
-      }
-      if (attrs.atime !== undefined || attrs.mtime !== undefined) {
-        const now = Date.now() / 1000;
-        const t = (v: Sattr3['atime'], cur: NfsTime) => (v === undefined ? cur.sec + cur.nsec / 1e9 : v === 'server' ? now : v.sec + v.nsec / 1e9);
-        await fsx.lutimes(o.path, t(attrs.atime, a.atime), t(attrs.mtime, a.mtime));
+      if (plan.chown || plan.mode !== undefined || times) {
+        // On the object itself (O_PATH, never following it), as the caller.
+        await this.withObject(o, async (ofd) => {
+          const as = this.as(cred);
+          if (plan.chown) await N.fchownat(ofd, '', plan.chown.uid, plan.chown.gid, K.AT_EMPTY_PATH, as);
+          if (plan.mode !== undefined) {
+            this.fds.forgetStat(o.id.ino); // the next write's pre-op mode must not be the old one
+            await N.fchmodat(ofd, '', plan.mode, K.AT_EMPTY_PATH, as);
+          }
+          // Nanoseconds as sent; a time the client did not set is left alone (UTIME_OMIT).
+          if (times) {
+            const nowOnly = attrs.atime !== undefined && attrs.mtime !== undefined ? false : attrs.atime === 'server' || attrs.mtime === 'server';
+            if (nowOnly && this.serverIsRoot && cred.uid !== 0 && cred.uid !== a.uid) {
+              // One time "now", the other left alone: utimensat(2) wants the owner for that, NFS (knfsd)
+              // only write permission. The kernel checks that, as the caller; the server sets the time.
+              await N.faccessat(ofd, '', K.W_OK, K.AT_EACCESS | K.AT_EMPTY_PATH, as);
+              await N.utimensat(ofd, '', setTime(attrs.atime), setTime(attrs.mtime), K.AT_EMPTY_PATH, N.self());
+            } else await N.utimensat(ofd, '', setTime(attrs.atime), setTime(attrs.mtime), K.AT_EMPTY_PATH, as);
+          }
+        });
       }
     } catch (e) {
       return fail(e);
@@ -454,7 +541,15 @@ export class LocalExport implements Backend {
 
   async access(cred0: Credentials, fh: Buffer, mask: number): Promise<{ access: number; attr?: Fattr3 }> {
     const o = await this.resolve(fh);
-    return { access: accessMask(this.eff(cred0), o.attr, mask, !!this.opts.readOnly), attr: o.attr };
+    const cred = this.eff(cred0);
+    if (!this.serverIsRoot) return { access: accessMask(cred, o.attr, mask, !!this.opts.readOnly), attr: o.attr };
+    // Asked of the kernel as the caller (faccessat2 AT_EACCESS): POSIX ACLs count too.
+    try {
+      const bits = await this.withObject(o, (fd) => N.accessMask(fd, '', K.AT_EACCESS | K.AT_EMPTY_PATH, cred));
+      return { access: accessFromBits(bits, o.attr.type, mask, !!this.opts.readOnly), attr: o.attr };
+    } catch (e) {
+      throw Object.assign(toFsError(e, 'access'), { attr: o.attr });
+    }
   }
 
   async readlink(_cred: Credentials, fh: Buffer): Promise<{ path: string; attr?: Fattr3 }> {
@@ -467,17 +562,22 @@ export class LocalExport implements Backend {
     }
   }
 
-  /** Open a regular file by its verified path, never following a symlink, and check it is still the handle's object. */
+  /**
+   * Open a regular file by its verified path, beneath the export root (a
+   * directory swapped for a symlink cannot lead out), never following a
+   * symlink, and check it is still the handle's object.
+   */
   private async openFile(p: string, id: HandleId, writable: boolean): Promise<{ fd: number; writable: boolean }> {
     let fd: number;
     let w = writable || !this.opts.readOnly;
+    const rel = path.relative(this.root, p);
     try {
-      fd = await open(p, (w ? C.O_RDWR : C.O_RDONLY) | C.O_NOFOLLOW);
+      fd = await N.openat2(this.rootFd, rel, (w ? K.O_RDWR : K.O_RDONLY) | K.O_NOFOLLOW, 0, N.self());
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (!writable && w && (code === 'EACCES' || code === 'EROFS' || code === 'EPERM' || code === 'ETXTBSY')) {
         w = false;
-        fd = await open(p, C.O_RDONLY | C.O_NOFOLLOW);
+        fd = await N.openat2(this.rootFd, rel, K.O_RDONLY | K.O_NOFOLLOW, 0, N.self());
       } else throw e;
     }
     const st = await fstat(fd);
@@ -504,7 +604,7 @@ export class LocalExport implements Backend {
     if (fast) return fast;
     const o = await this.resolve(fh);
     try {
-      requireData(cred, o.attr, R, 'read');
+      await this.requireDataAccess(cred, o.attr, R, 'read', o);
       return await this.withFile(o, false, 'read', (fd) => this.readFd(fd, o.id, cred, offset, n, { at: 0 }));
     } catch (e) {
       throw Object.assign(toFsError(e, 'read'), { attr: o.attr });
@@ -521,9 +621,27 @@ export class LocalExport implements Backend {
       throw toFsError(e, 'read');
     }
     const attr = this.checkOpen(st, id, last);
-    requireData(cred, attr, R, 'read');
+    await this.requireDataAccess(cred, attr, R, 'read', fd);
     const data = buf.subarray(0, r.bytesRead);
     return { attr, count: data.length, eof: offset + data.length >= attr.size, data };
+  }
+
+  /**
+   * READ/WRITE permission: the mode bits first (free, and with NFS's rule
+   * that the owner may always read and write its file); where they say no,
+   * a root server asks the kernel as the caller (faccessat2 AT_EACCESS),
+   * which also knows POSIX ACLs. `at`: an open descriptor of the file, or
+   * the object to open O_PATH.
+   */
+  private async requireDataAccess(cred: Credentials, attr: Fattr3, want: number, what: string, at: number | Resolved): Promise<void> {
+    try {
+      requireData(cred, attr, want, what);
+    } catch (e) {
+      if (!this.serverIsRoot || !(e instanceof FsError) || e.code !== 'ACCES') throw e;
+      const ask = (fd: number) => N.accessMask(fd, '', K.AT_EACCESS | K.AT_EMPTY_PATH, cred);
+      const bits = await (typeof at === 'number' ? ask(at) : this.withObject(at, ask)).catch(() => 0);
+      if ((bits & want) !== want) throw e;
+    }
   }
 
   /** A cached descriptor must still be the handle's object and still have a name. */
@@ -547,7 +665,7 @@ export class LocalExport implements Backend {
     if (fast) return fast;
     const o = await this.resolve(fh);
     try {
-      requireData(cred, o.attr, W, 'write');
+      await this.requireDataAccess(cred, o.attr, W, 'write', o);
       return await this.withFile(o, true, 'write', (fd) => this.writeFd(fd, o.id, cred, offset, data, stable, { st: o.st, at: Date.now() }));
     } catch (e) {
       const err = toFsError(e, 'write');
@@ -565,7 +683,7 @@ export class LocalExport implements Backend {
     let pre = last.st && Date.now() - last.at < PRE_OP_FRESH_MS ? last.st : undefined;
     try {
       if (!pre) pre = await fstat(fd);
-      requireData(cred, toFattr(pre, this.fsid), W, 'write');
+      await this.requireDataAccess(cred, toFattr(pre, this.fsid), W, 'write', fd);
       await this.dropPrivs(fd, cred, pre);
       let done = 0;
       while (done < data.length) {
@@ -604,27 +722,41 @@ export class LocalExport implements Backend {
     return true;
   }
 
-  /** Give a new object (not a regular file: see create) its owner and mode. */
-  private async ownNew(p: string, own: NewOwnership, setMode: boolean): Promise<void> {
-    // An unprivileged server can only create objects it owns.
-    if (this.serverIsRoot) await fsx.lchown(p, own.uid, own.gid);
-    // chmod after chown: a chown clears set-ID bits.
-    if (setMode) await fsx.chmod(p, own.mode);
-  }
-
   private async prepareCreate(cred: Credentials, dirFh: Buffer, name: string): Promise<Resolved> {
     const d = await this.resolveDir(dirFh);
     await this.dirOp(d, 'create', async () => {
       this.writable();
       this.checkNewName(name);
-      require(cred, d.attr, W | X, 'create');
+      // A root server lets the kernel check, as the caller (POSIX ACLs included).
+      if (!this.serverIsRoot) require(cred, d.attr, W | X, 'create');
     });
     return d;
   }
 
-  private async created(d: Resolved, name: string, p: string): Promise<NewObject> {
+  /**
+   * The mode a new object is made with. A root server passes the client's
+   * (workers have umask 0: the client applied its own) and the kernel,
+   * acting as the caller, decides owner, group and which set-ID bits stay;
+   * a server that is not root creates as itself with what ownership.ts says.
+   */
+  private newMode(cred: Credentials, d: Resolved, type: FType, attrs: Sattr3 | undefined, defMode: number): number {
+    if (this.serverIsRoot) return (attrs?.mode ?? defMode) & 0o7777;
+    return newObject(cred, d.attr, type, attrs, defMode).mode;
+  }
+
+  /**
+   * `name` in the directory descriptor `dfd`, by the descriptor's /proc magic
+   * link: the object in that very directory, wherever a local user has moved
+   * or swapped the directory's path meanwhile.
+   */
+  private at(dfd: number, name: string): string {
+    return `/proc/self/fd/${dfd}/${name}`;
+  }
+
+  /** The reply for an object just made (or found) as `name` in directory descriptor `dfd`. */
+  private async created(d: Resolved, name: string, dfd: number): Promise<NewObject> {
     this.invalidateListing(d.id.ino);
-    const st = await this.lstat(p);
+    const st = await this.lstat(this.at(dfd, name));
     this.learn(st, d.id.ino, name);
     return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirWcc: await this.dirWcc(d) };
   }
@@ -632,122 +764,98 @@ export class LocalExport implements Backend {
   async create(cred0: Credentials, dirFh: Buffer, name: string, how: CreateHow): Promise<NewObject> {
     const cred = this.eff(cred0);
     const d = await this.prepareCreate(cred, dirFh, name);
-    const p = path.join(d.path, name);
-    return this.dirOp(d, 'create', async () => {
-      const attrs = how.mode === 'exclusive' ? undefined : how.attrs;
-      const own = newObject(cred, d.attr, FType.REG, attrs, 0o644);
-      // Set-ID bits only once the file has its owner (and a chown would clear them).
-      const setId = own.mode & (S_ISUID | S_ISGID);
-      let fd: number;
-      let isNew = true;
-      try {
-        // O_RDWR so the new descriptor can stay open for the writes (and reads) that follow.
-        fd = await open(p, C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, own.mode & ~setId);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-        const st = await this.lstat(p);
-        if (how.mode === 'exclusive') {
-          // A retransmitted EXCLUSIVE create finds its own file by the verifier kept in its times.
-          const v = exclusiveTimes(how.verf);
-          if (st.isFile() && Number(st.atimeNs / 1_000_000_000n) === v.atime && Number(st.mtimeNs / 1_000_000_000n) === v.mtime) return this.created(d, name, p);
-          throw e;
+    return this.dirOp(d, 'create', () =>
+      this.inDir(d, async (dfd) => {
+        const attrs = how.mode === 'exclusive' ? undefined : how.attrs;
+        let fd: number;
+        let isNew = true;
+        try {
+          // O_RDWR so the new descriptor can stay open for the writes (and reads) that follow.
+          const flags = K.O_RDWR | K.O_CREAT | K.O_EXCL | K.O_NOFOLLOW;
+          fd = await N.openat2(dfd, name, flags, this.newMode(cred, d, FType.REG, attrs, 0o644), this.as(cred));
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+          const st = await this.lstat(this.at(dfd, name));
+          if (how.mode === 'exclusive') {
+            // A retransmitted EXCLUSIVE create finds its own file by the verifier kept in its times.
+            const v = exclusiveTimes(how.verf);
+            if (st.isFile() && Number(st.atimeNs / 1_000_000_000n) === v.atime && Number(st.mtimeNs / 1_000_000_000n) === v.mtime) return this.created(d, name, dfd);
+            throw e;
+          }
+          if (how.mode === 'guarded' || !st.isFile()) throw e;
+          // UNCHECKED on an existing file: it stays as it is, except for a requested size.
+          if (attrs?.size === undefined) return this.created(d, name, dfd);
+          requireData(cred, toFattr(st, this.fsid), W, 'create');
+          fd = await N.openat2(dfd, name, K.O_RDWR | K.O_NOFOLLOW, 0, N.self());
+          isNew = false;
         }
-        if (how.mode === 'guarded' || !st.isFile()) throw e;
-        // UNCHECKED on an existing file: it stays as it is, except for a requested size.
-        if (attrs?.size === undefined) return this.created(d, name, p);
-        requireData(cred, toFattr(st, this.fsid), W, 'create');
-        fd = await open(p, C.O_RDWR | C.O_NOFOLLOW);
-        isNew = false;
-      }
-      let adopted = false;
-      try {
-        if (isNew) {
-          await this.fchownNew(fd, d.attr, own);
-          // open() applied the umask; only a mode the umask cut (or set-ID bits) need a chmod.
-          if (setId || (own.mode & ~this.umask) !== own.mode) await fsx.fchmod(fd, own.mode);
-        } else if (attrs?.size !== undefined) await this.dropPrivs(fd, cred);
-        if (attrs?.size !== undefined) await new Promise<void>((res, rej) => fs.ftruncate(fd, attrs.size!, (e) => (e ? rej(e) : res())));
-        if (how.mode === 'exclusive') {
-          const v = exclusiveTimes(how.verf);
-          await fsx.futimes(fd, v.atime, v.mtime);
-        } else if (attrs?.atime !== undefined || attrs?.mtime !== undefined) {
-          const now = Date.now() / 1000;
-          const t = (x: Sattr3['atime']) => (x === undefined || x === 'server' ? now : x.sec + x.nsec / 1e9);
-          await fsx.futimes(fd, t(attrs.atime), t(attrs.mtime));
+        let adopted = false;
+        try {
+          if (isNew) await this.giveAway(fd, '', cred, attrs);
+          else if (attrs?.size !== undefined) await this.dropPrivs(fd, cred);
+          if (attrs?.size !== undefined) await fsx.ftruncate(fd, attrs.size);
+          if (how.mode === 'exclusive') {
+            const v = exclusiveTimes(how.verf);
+            await N.utimensat(fd, '', { sec: v.atime, nsec: 0 }, { sec: v.mtime, nsec: 0 }, 0, N.self());
+          } else if (attrs?.atime !== undefined || attrs?.mtime !== undefined) {
+            await N.utimensat(fd, '', setTime(attrs.atime), setTime(attrs.mtime), 0, N.self());
+          }
+          this.invalidateListing(d.id.ino);
+          const [st, dir] = await Promise.all([fstat(fd), this.attrOf(d.path)]);
+          this.ac.put(st);
+          this.learn(st, d.id.ino, name);
+          adopted = this.fds.adopt(st.ino, fd, true);
+          return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirWcc: { before: toWccAttr(d.st), after: dir } };
+        } finally {
+          if (!adopted) fs.close(fd, () => undefined);
         }
-        this.invalidateListing(d.id.ino);
-        const [st, dir] = await Promise.all([fstat(fd), this.attrOf(d.path)]);
-        this.ac.put(st);
-        this.learn(st, d.id.ino, name);
-        adopted = this.fds.adopt(st.ino, fd, true);
-        return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirWcc: { before: toWccAttr(d.st), after: dir } };
-      } finally {
-        if (!adopted) fs.close(fd, () => undefined);
-      }
-    });
-  }
-
-  /** Give a new object its owner, unless it already has it (the server's own ids). */
-  private async fchownNew(fd: number, dir: Fattr3, owner: { uid: number; gid: number }): Promise<void> {
-    if (!this.serverIsRoot) return;
-    const defaultGid = dir.mode & 0o2000 ? dir.gid : (process.getegid?.() ?? 0);
-    if (owner.uid === (process.geteuid?.() ?? 0) && owner.gid === defaultGid) return;
-    await fsx.fchown(fd, owner.uid, owner.gid);
+      }),
+    );
   }
 
   async mkdir(cred0: Credentials, dirFh: Buffer, name: string, attrs: Sattr3): Promise<NewObject> {
     const cred = this.eff(cred0);
     const d = await this.prepareCreate(cred, dirFh, name);
-    const p = path.join(d.path, name);
-    return this.dirOp(d, 'mkdir', async () => {
-      await fsx.mkdir(p, 0o700);
-      await this.ownNew(p, newObject(cred, d.attr, FType.DIR, attrs, 0o755), true);
-      return this.created(d, name, p);
-    });
+    return this.dirOp(d, 'mkdir', () =>
+      this.inDir(d, async (dfd) => {
+        await N.mkdirat(dfd, name, this.newMode(cred, d, FType.DIR, attrs, 0o755), this.as(cred));
+        await this.giveAway(dfd, name, cred, attrs);
+        return this.created(d, name, dfd);
+      }),
+    );
   }
 
   async symlink(cred0: Credentials, dirFh: Buffer, name: string, target: string, attrs: Sattr3): Promise<NewObject> {
     const cred = this.eff(cred0);
     const d = await this.prepareCreate(cred, dirFh, name);
-    const p = path.join(d.path, name);
-    return this.dirOp(d, 'symlink', async () => {
-      if (target.length === 0 || target.includes('\0')) throw new FsError('INVAL', 'bad symlink target');
-      // Stored verbatim and never followed by the server: it means something only to the client.
-      await fsx.symlink(target, p);
-      await this.ownNew(p, newObject(cred, d.attr, FType.LNK, attrs, 0o777), false);
-      return this.created(d, name, p);
-    });
+    return this.dirOp(d, 'symlink', () =>
+      this.inDir(d, async (dfd) => {
+        if (target.length === 0 || target.includes('\0')) throw new FsError('INVAL', 'bad symlink target');
+        // Stored verbatim and never followed by the server: it means something only to the client.
+        await N.symlinkat(target, dfd, name, this.as(cred));
+        await this.giveAway(dfd, name, cred, attrs);
+        return this.created(d, name, dfd);
+      }),
+    );
   }
 
+  /** MKNOD of FIFOs, sockets (so programs can bind Unix-domain sockets on a mount) and devices (the kernel: CAP_MKNOD). */
   async mknod(cred0: Credentials, dirFh: Buffer, name: string, what: MknodType): Promise<NewObject> {
     const cred = this.eff(cred0);
     const d = await this.prepareCreate(cred, dirFh, name);
-    const p = path.join(d.path, name);
-    return this.dirOp(d, 'mknod', async () => {
+    return this.dirOp(d, 'mknod', () => {
       if (what.type === FType.REG || what.type === FType.DIR || what.type === FType.LNK) throw new FsError('BADTYPE', 'MKNOD of a regular file, directory or link');
-      if (what.type === FType.SOCK) throw new FsError('NOTSUPP', 'sockets cannot be created by this server');
+      const dev = what.type === FType.CHR || what.type === FType.BLK;
+      // A server that is not root acts as itself: it must not make devices for others.
+      if (dev && !this.serverIsRoot && cred.uid !== 0) throw new FsError('PERM', 'only root may create devices');
+      const typeBits = { [FType.FIFO]: K.S_IFIFO, [FType.SOCK]: K.S_IFSOCK, [FType.CHR]: K.S_IFCHR, [FType.BLK]: K.S_IFBLK }[what.type];
+      const rdev = dev ? (what as { rdev: { major: number; minor: number } }).rdev : { major: 0, minor: 0 };
       const attrs = (what as { attrs: Sattr3 }).attrs;
-      const own = newObject(cred, d.attr, what.type, attrs, 0o644);
-      const setId = own.mode & (S_ISUID | S_ISGID);
-      const mode = (own.mode & ~setId).toString(8);
-      let args: string[];
-      if (what.type === FType.FIFO) args = ['-m', mode, p, 'p'];
-      else {
-        if (cred.uid !== 0) throw new FsError('PERM', 'only root may create devices');
-        const dev = what as { type: FType; rdev: { major: number; minor: number } };
-        args = ['-m', mode, p, dev.type === FType.CHR ? 'c' : 'b', String(dev.rdev.major), String(dev.rdev.minor)];
-      }
-      // Node has no mknod(2); coreutils' mknod is the portable way (async, off the event loop).
-      try {
-        await execFileP('mknod', args, { timeout: 10_000 });
-      } catch (e) {
-        const msg = String((e as { stderr?: string }).stderr ?? '');
-        if (msg.includes('File exists')) throw new FsError('EXIST', 'exists');
-        if (msg.includes('Operation not permitted')) throw new FsError('PERM', 'mknod not permitted');
-        throw new FsError('IO', `mknod failed: ${msg.trim()}`);
-      }
-      await this.ownNew(p, own, setId !== 0);
-      return this.created(d, name, p);
+      return this.inDir(d, async (dfd) => {
+        await N.mknodat(dfd, name, typeBits | this.newMode(cred, d, what.type, attrs, 0o644), rdev, this.as(cred));
+        await this.giveAway(dfd, name, cred, attrs);
+        return this.created(d, name, dfd);
+      });
     });
   }
 
@@ -758,18 +866,15 @@ export class LocalExport implements Backend {
       this.writable();
       this.checkName(name);
       if (name === '.' || name === '..') throw new FsError(dir ? 'INVAL' : 'ACCES', `cannot remove "${name}"`);
-      require(cred, d.attr, W | X, 'remove');
+      // A root server has the kernel check permission and the sticky bit, as the caller.
+      if (!this.serverIsRoot) require(cred, d.attr, W | X, 'remove');
       const p = path.join(d.path, name);
       const ci = this.ac.child(d.id.ino, name);
       const st = (ci !== undefined && this.ac.get(ci)) || (await this.lstat(p));
-      requireSticky(cred, d.attr, toFattr(st, this.fsid), 'remove');
-      if (dir) {
-        if (!st.isDirectory()) throw new FsError('NOTDIR', 'not a directory');
-        await fsx.rmdir(p);
-      } else {
-        if (st.isDirectory()) throw new FsError('ISDIR', 'is a directory');
-        await fsx.unlink(p);
-      }
+      if (!this.serverIsRoot) requireSticky(cred, d.attr, toFattr(st, this.fsid), 'remove');
+      if (dir && !st.isDirectory()) throw new FsError('NOTDIR', 'not a directory');
+      if (!dir && st.isDirectory()) throw new FsError('ISDIR', 'is a directory');
+      await this.inDir(d, (fd) => N.unlinkat(fd, name, dir ? K.AT_REMOVEDIR : 0, this.as(cred)));
       this.forget(st);
       this.ac.dropChild(d.id.ino, name);
       this.invalidateListing(d.id.ino);
@@ -804,15 +909,17 @@ export class LocalExport implements Backend {
       this.checkName(fromName);
       this.checkName(toName);
       if (fromName === '.' || fromName === '..' || toName === '.' || toName === '..') throw new FsError('INVAL', 'cannot rename "." or ".."');
-      require(cred, f.attr, W | X, 'rename');
-      require(cred, t.attr, W | X, 'rename');
+      // A root server has the kernel check permissions and sticky bits, as the caller.
+      const check = !this.serverIsRoot;
+      if (check) require(cred, f.attr, W | X, 'rename');
+      if (check) require(cred, t.attr, W | X, 'rename');
       const src = path.join(f.path, fromName);
       const dst = path.join(t.path, toName);
       const st = await this.lstat(src);
-      requireSticky(cred, f.attr, toFattr(st, this.fsid), 'rename');
+      if (check) requireSticky(cred, f.attr, toFattr(st, this.fsid), 'rename');
       const old = await this.lstat(dst).catch(() => undefined);
       if (old) {
-        requireSticky(cred, t.attr, toFattr(old, this.fsid), 'rename');
+        if (check) requireSticky(cred, t.attr, toFattr(old, this.fsid), 'rename');
         if (old.ino === st.ino) return { fromWcc: await this.dirWcc(f), toWcc: await this.dirWcc(t) };
         if (old.isDirectory() && !st.isDirectory()) throw new FsError('ISDIR', 'target is a directory');
         if (!old.isDirectory() && st.isDirectory()) throw new FsError('NOTDIR', 'target is not a directory');
@@ -822,7 +929,10 @@ export class LocalExport implements Backend {
         const rel = path.relative(src, t.path);
         if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) throw new FsError('INVAL', 'cannot move a directory into itself');
       }
-      await fsx.rename(src, dst);
+      const as = this.as(cred);
+      await this.inDir(f, (ffd) =>
+        t === f ? N.renameat2(ffd, fromName, ffd, toName, 0, as) : this.inDir(t, (tfd) => N.renameat2(ffd, fromName, tfd, toName, 0, as)),
+      );
       if (old) this.forget(old);
       this.ac.dropChild(f.id.ino, fromName);
       this.ac.drop(st.ino); // ctime changed
@@ -847,9 +957,27 @@ export class LocalExport implements Backend {
       this.writable();
       this.checkNewName(name);
       if (o.attr.type === FType.DIR) throw new FsError('ISDIR', 'cannot hard-link a directory');
-      require(cred, d.attr, W | X, 'link');
-      requireHardlinkSource(cred, o.attr);
-      await fsx.link(o.path, path.join(d.path, name));
+      if (!this.serverIsRoot) {
+        require(cred, d.attr, W | X, 'link');
+        requireHardlinkSource(cred, o.attr);
+      }
+      // By the source's name in its own directory (linkat with AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH,
+      // which the caller does not have), as the caller: the kernel applies protected_hardlinks.
+      await this.inDir(d, async (tfd) => {
+        const rel = path.relative(this.root, path.dirname(o.path)) || '.';
+        const sfd = await N.openat2(this.rootFd, rel, K.O_PATH | K.O_DIRECTORY | K.O_NOFOLLOW, 0, N.self());
+        try {
+          await N.linkat(sfd, path.basename(o.path), tfd, name, this.as(cred));
+          const x = await N.statx(tfd, name, K.AT_SYMLINK_NOFOLLOW, N.self());
+          if (x.ino !== o.id.ino || x.btimeNs !== o.id.gen) {
+            // The source name was replaced since we resolved the handle: undo, the handle is stale.
+            await N.unlinkat(tfd, name, 0, N.self());
+            throw new FsError('STALE', 'link source replaced');
+          }
+        } finally {
+          void N.close(sfd).catch(() => undefined);
+        }
+      });
       this.invalidateListing(d.id.ino);
       return { attr: await this.attrOf(o.path), dirWcc: await this.dirWcc(d) };
     } catch (e) {
@@ -1040,6 +1168,8 @@ export class LocalExport implements Backend {
   }
 
   async close(): Promise<void> {
+    if (this.rootFd >= 0) await fsx.close(this.rootFd).catch(() => undefined);
+    this.rootFd = -1;
     await this.fds.closeAll();
     await this.table.close();
   }
@@ -1053,6 +1183,11 @@ export function nameCookie(name: string): bigint {
     h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
   }
   return (h & 0x3fffffffffffffffn) | 0x4000000000000000n;
+}
+
+/** A time from sattr3 for utimensat: nanoseconds kept, an unset time left alone. */
+function setTime(t: Sattr3['atime']): N.SetTime {
+  return t === undefined ? 'omit' : t === 'server' ? 'now' : { sec: t.sec, nsec: t.nsec };
 }
 
 /** EXCLUSIVE create keeps the client's verifier in the file's times (as Linux nfsd does). */

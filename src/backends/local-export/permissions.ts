@@ -12,9 +12,11 @@ import {
 import { FsError } from '../../backend/errors.js';
 
 /**
- * Permission checks done by the server itself: it runs as one account
- * (usually root) and cannot switch identity per request, so it applies the
- * POSIX mode-bit rules for the caller's AUTH_SYS uid/gid before acting.
+ * Permission checks done in TypeScript. A root server has the kernel decide
+ * most of them, as the caller (src/native); these remain for what the
+ * kernel cannot see (NFS's owner-may-always-write rule for open files,
+ * lookups answered from the attribute cache) and for a server that is not
+ * root and so cannot act as anyone else.
  */
 export const R = 4;
 export const W = 2;
@@ -57,10 +59,14 @@ export function requireSticky(cred: Credentials, dir: Fattr3, obj: Fattr3, what:
 
 /** The ACCESS procedure's answer: which of the asked bits the caller has. */
 export function accessMask(cred: Credentials, a: Fattr3, mask: number, readOnly: boolean): number {
-  const bits = permBits(cred, a);
+  return accessFromBits(permBits(cred, a), a.type, mask, readOnly);
+}
+
+/** ACCESS3 bits from rwx (R 4, W 2, X 1): computed here, or asked of the kernel as the caller. */
+export function accessFromBits(bits: number, type: FType, mask: number, readOnly: boolean): number {
   let out = 0;
   if (bits & R) out |= ACCESS3_READ;
-  if (a.type === FType.DIR) {
+  if (type === FType.DIR) {
     if (bits & X) out |= ACCESS3_LOOKUP;
     if (bits & W && !readOnly) out |= ACCESS3_MODIFY | ACCESS3_EXTEND | ACCESS3_DELETE;
   } else {

@@ -54,6 +54,26 @@ describe('NFSv3 procedures over a local export', { timeout: 300_000 }, () => {
     await assert.rejects(s.client.setattr(ROOT, fh, { mode: 0o644 }, a0.ctime), { code: 'NOT_SYNC' });
   });
 
+  test('SETATTR times: nanoseconds kept; a time the client did not set is left alone', async () => {
+    const { fh } = await s.client.lookup(ROOT, s.root, 'f.bin');
+    await s.client.setattr(ROOT, fh, { atime: { sec: 1_500_000_000, nsec: 111_222_333 }, mtime: { sec: 1_600_000_000, nsec: 444_555_666 } });
+    const onDisk = () => fs.lstat(path.join(s.exportDir, 'f.bin'), { bigint: true });
+    let st = await onDisk();
+    assert.equal(st.atimeNs, 1_500_000_000_111_222_333n);
+    assert.equal(st.mtimeNs, 1_600_000_000_444_555_666n);
+    // mtime only: atime stays exactly as it was (not re-set from a rounded copy).
+    const w = await s.client.setattr(ROOT, fh, { mtime: { sec: 1_700_000_000, nsec: 999_999_999 } });
+    assert.deepEqual(w.after?.mtime, { sec: 1_700_000_000, nsec: 999_999_999 });
+    st = await onDisk();
+    assert.equal(st.atimeNs, 1_500_000_000_111_222_333n);
+    assert.equal(st.mtimeNs, 1_700_000_000_999_999_999n);
+    // atime "now" only: mtime untouched.
+    await s.client.setattr(ROOT, fh, { atime: 'server' });
+    st = await onDisk();
+    assert.ok(st.atimeNs > 1_700_000_000_000_000_000n);
+    assert.equal(st.mtimeNs, 1_700_000_000_999_999_999n);
+  });
+
   test('LOOKUP, ACCESS, "." and ".." at the root', async () => {
     const dot = await s.client.lookup(ROOT, s.root, '.');
     assert.equal(dot.attr?.fileid, (await s.client.getattr(ROOT, s.root)).fileid);
@@ -82,13 +102,16 @@ describe('NFSv3 procedures over a local export', { timeout: 300_000 }, () => {
     await assert.rejects(fs.stat(path.join(s.exportDir, 'dir')), { code: 'ENOENT' });
   });
 
-  test('MKNOD makes a FIFO; sockets are NOTSUPP; regular files BADTYPE', async () => {
+  test('MKNOD makes a FIFO and a socket; regular files BADTYPE', async () => {
     const n = await s.client.mknod(ROOT, s.root, 'fifo', { type: FType.FIFO, attrs: { mode: 0o600 } });
     assert.equal(n.attr?.type, FType.FIFO);
     assert.ok((await fs.lstat(path.join(s.exportDir, 'fifo'))).isFIFO());
-    await assert.rejects(s.client.mknod(ROOT, s.root, 'sock', { type: FType.SOCK, attrs: {} }), { code: 'NOTSUPP' });
+    const k = await s.client.mknod(ROOT, s.root, 'sock', { type: FType.SOCK, attrs: {} });
+    assert.equal(k.attr?.type, FType.SOCK);
+    assert.ok((await fs.lstat(path.join(s.exportDir, 'sock'))).isSocket());
     await assert.rejects(s.client.mknod(ROOT, s.root, 'reg', { type: FType.REG }), { code: 'BADTYPE' });
     await s.client.remove(ROOT, s.root, 'fifo');
+    await s.client.remove(ROOT, s.root, 'sock');
   });
 
   test('FSSTAT, FSINFO, PATHCONF', async () => {

@@ -1,0 +1,410 @@
+/*
+ * N-API glue: one table row per exported function names the job it queues
+ * and how its arguments fill the job; the result comes back on the JS
+ * thread through the environment's threadsafe function.
+ */
+#include "gvfs_native.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define POOL_THREADS 4
+
+typedef enum { RES_VOID, RES_NUMBER, RES_STRING, RES_STATX, RES_HANDLE, RES_WHOAMI } res_kind;
+
+/*
+ * Argument letters, in order: d = descriptor (int32, into fd[]), s = string
+ * (into s[]), i = integer (into n[]), b = Buffer (copied), c = credentials
+ * {uid, gid, gids} (always last).
+ */
+typedef struct {
+  const char *name;
+  gn_op op;
+  const char *args;
+  res_kind res;
+} op_desc;
+
+static const op_desc OPS[] = {
+    {"openat2", OP_OPENAT2, "dsiiic", RES_NUMBER},
+    {"mknodat", OP_MKNODAT, "dsiiic", RES_VOID},
+    {"mkdirat", OP_MKDIRAT, "dsic", RES_VOID},
+    {"symlinkat", OP_SYMLINKAT, "sdsc", RES_VOID},
+    {"readlinkat", OP_READLINKAT, "dsc", RES_STRING},
+    {"linkat", OP_LINKAT, "dsdsic", RES_VOID},
+    {"unlinkat", OP_UNLINKAT, "dsic", RES_VOID},
+    {"renameat2", OP_RENAMEAT2, "dsdsic", RES_VOID},
+    {"fchownat", OP_FCHOWNAT, "dsiiic", RES_VOID},
+    {"fchmodat", OP_FCHMODAT, "dsiic", RES_VOID},
+    {"utimensat", OP_UTIMENSAT, "dsiiiiic", RES_VOID},
+    {"statx", OP_STATX, "dsiic", RES_STATX},
+    {"faccessat", OP_FACCESSAT, "dsiic", RES_VOID},
+    {"accessMask", OP_ACCESSMASK, "dsic", RES_NUMBER},
+    {"nameToHandleAt", OP_NAME_TO_HANDLE, "dsic", RES_HANDLE},
+    {"openByHandleAt", OP_OPEN_BY_HANDLE, "dibic", RES_NUMBER},
+    {"fsync", OP_FSYNC, "dc", RES_VOID},
+    {"fdatasync", OP_FDATASYNC, "dc", RES_VOID},
+    {"close", OP_CLOSE, "dc", RES_VOID},
+    {"whoami", OP_WHOAMI, "c", RES_WHOAMI},
+};
+
+/* Per environment (main thread or a worker_thread): its completion channel. */
+typedef struct {
+  napi_threadsafe_function tsfn;
+  int64_t inflight;
+} env_data;
+
+static const op_desc *desc_of(gn_op op) {
+  for (size_t i = 0; i < sizeof OPS / sizeof OPS[0]; i++)
+    if (OPS[i].op == op) return &OPS[i];
+  return NULL;
+}
+
+static napi_value make_error(napi_env env, int err, const char *syscall, const char *path) {
+  const char *code = strerrorname_np(err);
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s: %s, %s%s%s%s", code ? code : "EUNKNOWN", strerror(err), syscall, path ? " '" : "", path ? path : "",
+           path ? "'" : "");
+  napi_value m, c, e, v;
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
+  napi_create_string_utf8(env, code ? code : "EUNKNOWN", NAPI_AUTO_LENGTH, &c);
+  napi_create_error(env, c, m, &e);
+  napi_create_int32(env, -err, &v);
+  napi_set_named_property(env, e, "errno", v);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, e, "syscall", v);
+  if (path) {
+    napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &v);
+    napi_set_named_property(env, e, "path", v);
+  }
+  return e;
+}
+
+static void set_u64(napi_env env, napi_value o, const char *k, uint64_t x) {
+  napi_value v;
+  napi_create_bigint_uint64(env, x, &v);
+  napi_set_named_property(env, o, k, v);
+}
+
+static void set_num(napi_env env, napi_value o, const char *k, double x) {
+  napi_value v;
+  napi_create_double(env, x, &v);
+  napi_set_named_property(env, o, k, v);
+}
+
+static void set_ns(napi_env env, napi_value o, const char *k, struct statx_timestamp t) {
+  napi_value v;
+  napi_create_bigint_int64(env, t.tv_sec * 1000000000LL + t.tv_nsec, &v);
+  napi_set_named_property(env, o, k, v);
+}
+
+static napi_value statx_object(napi_env env, const struct statx *s) {
+  napi_value o;
+  napi_create_object(env, &o);
+  set_num(env, o, "mask", s->stx_mask);
+  set_num(env, o, "mode", s->stx_mode);
+  set_num(env, o, "nlink", s->stx_nlink);
+  set_num(env, o, "uid", s->stx_uid);
+  set_num(env, o, "gid", s->stx_gid);
+  set_u64(env, o, "ino", s->stx_ino);
+  set_u64(env, o, "size", s->stx_size);
+  set_u64(env, o, "blocks", s->stx_blocks);
+  set_num(env, o, "blksize", s->stx_blksize);
+  set_ns(env, o, "atimeNs", s->stx_atime);
+  set_ns(env, o, "mtimeNs", s->stx_mtime);
+  set_ns(env, o, "ctimeNs", s->stx_ctime);
+  set_ns(env, o, "btimeNs", s->stx_btime);
+  set_num(env, o, "rdevMajor", s->stx_rdev_major);
+  set_num(env, o, "rdevMinor", s->stx_rdev_minor);
+  set_num(env, o, "devMajor", s->stx_dev_major);
+  set_num(env, o, "devMinor", s->stx_dev_minor);
+  return o;
+}
+
+/* On the JS thread: settle the job's promise. env is NULL when the environment is going away. */
+static void complete(napi_env env, napi_value js_cb, void *context, void *data) {
+  gn_job *j = data;
+  env_data *ed = context;
+  if (env) {
+    napi_value v;
+    if (j->ret < 0) {
+      /* The name the call was about: for symlinkat the new name, not the target. */
+      const char *what = j->op == OP_SYMLINKAT ? j->s[1] : j->s[0];
+      napi_reject_deferred(env, j->deferred, make_error(env, j->err, j->syscall, what));
+    } else {
+      switch (desc_of(j->op)->res) {
+        case RES_VOID:
+          napi_get_undefined(env, &v);
+          break;
+        case RES_NUMBER:
+          napi_create_double(env, (double)j->ret, &v);
+          break;
+        case RES_STRING:
+          napi_create_string_utf8(env, j->out, j->outlen, &v);
+          break;
+        case RES_STATX:
+          v = statx_object(env, &j->stx);
+          break;
+        case RES_HANDLE: {
+          napi_create_object(env, &v);
+          set_num(env, v, "type", (double)j->out_n[0]);
+          set_num(env, v, "mountId", (double)j->out_n[1]);
+          napi_value b;
+          void *dst;
+          napi_create_buffer_copy(env, j->outlen, j->out, &dst, &b);
+          napi_set_named_property(env, v, "handle", b);
+          break;
+        }
+        case RES_WHOAMI: {
+          napi_create_object(env, &v);
+          set_num(env, v, "fsuid", (double)j->out_n[0]);
+          set_num(env, v, "fsgid", (double)j->out_n[1]);
+          set_num(env, v, "ngroups", (double)j->out_n[2]);
+          set_num(env, v, "group0", (double)j->out_n[3]);
+          break;
+        }
+      }
+      napi_resolve_deferred(env, j->deferred, v);
+    }
+    /* Idle pool: let the process exit. */
+    if (--ed->inflight == 0) napi_unref_threadsafe_function(env, ed->tsfn);
+  }
+  gn_job_free(j);
+}
+
+static int get_int64(napi_env env, napi_value v, int64_t *out) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t == napi_number) return napi_get_value_int64(env, v, out) == napi_ok;
+  if (t == napi_bigint) {
+    bool lossless;
+    return napi_get_value_bigint_int64(env, v, out, &lossless) == napi_ok && lossless;
+  }
+  return 0;
+}
+
+static int get_string(napi_env env, napi_value v, char **out) {
+  size_t len;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return 0;
+  *out = malloc(len + 1);
+  if (!*out) return 0;
+  napi_get_value_string_utf8(env, v, *out, len + 1, &len);
+  /* A NUL inside would silently shorten the name the kernel sees. */
+  return strlen(*out) == len;
+}
+
+static int get_creds(napi_env env, napi_value v, gn_creds *c) {
+  napi_value x;
+  int64_t n;
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t != napi_object) return 0;
+  if (napi_get_named_property(env, v, "uid", &x) != napi_ok || !get_int64(env, x, &n) || n < 0 || n > 0xfffffffe) return 0;
+  c->uid = (uid_t)n;
+  if (napi_get_named_property(env, v, "gid", &x) != napi_ok || !get_int64(env, x, &n) || n < 0 || n > 0xfffffffe) return 0;
+  c->gid = (gid_t)n;
+  bool isarr;
+  uint32_t len;
+  if (napi_get_named_property(env, v, "gids", &x) != napi_ok || napi_is_array(env, x, &isarr) != napi_ok || !isarr) return 0;
+  napi_get_array_length(env, x, &len);
+  if (len > GN_MAX_GROUPS) return 0;
+  c->ngroups = (int)len;
+  for (uint32_t i = 0; i < len; i++) {
+    napi_value e;
+    napi_get_element(env, x, i, &e);
+    if (!get_int64(env, e, &n) || n < 0 || n > 0xfffffffe) return 0;
+    c->groups[i] = (gid_t)n;
+  }
+  return 1;
+}
+
+static napi_value call_op(napi_env env, napi_callback_info info) {
+  size_t argc = 10;
+  napi_value argv[10];
+  void *data;
+  napi_get_cb_info(env, info, &argc, argv, NULL, &data);
+  const op_desc *d = data;
+  env_data *ed;
+  napi_get_instance_data(env, (void **)&ed);
+  size_t want = strlen(d->args);
+  gn_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    napi_throw_error(env, "ENOMEM", "out of memory");
+    return NULL;
+  }
+  int nfd = 0, ns = 0, ni = 0, ok = argc >= want;
+  const char *bad = "wrong number of arguments";
+  for (size_t i = 0; ok && i < want; i++) {
+    int64_t x;
+    switch (d->args[i]) {
+      case 'd':
+        ok = get_int64(env, argv[i], &x) && x >= -100 && x <= 0x7fffffff;
+        j->fd[nfd++] = (int)x;
+        bad = "a descriptor must be an integer";
+        break;
+      case 's':
+        ok = get_string(env, argv[i], &j->s[ns++]);
+        bad = "a name must be a string without NUL";
+        break;
+      case 'i':
+        ok = get_int64(env, argv[i], &j->n[ni++]);
+        bad = "an integer argument is not an integer";
+        break;
+      case 'b': {
+        bool isbuf;
+        void *p;
+        ok = napi_is_buffer(env, argv[i], &isbuf) == napi_ok && isbuf && napi_get_buffer_info(env, argv[i], &p, &j->buflen) == napi_ok;
+        if (ok) {
+          j->buf = malloc(j->buflen ? j->buflen : 1);
+          ok = j->buf != NULL;
+          if (ok) memcpy(j->buf, p, j->buflen);
+        }
+        bad = "a handle must be a Buffer";
+        break;
+      }
+      case 'c':
+        ok = get_creds(env, argv[i], &j->cred);
+        bad = "credentials must be {uid, gid, gids[]} (at most 256 groups)";
+        break;
+    }
+  }
+  if (!ok) {
+    gn_job_free(j);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", bad);
+    return NULL;
+  }
+  j->op = d->op;
+  j->tsfn = ed->tsfn;
+  napi_value promise;
+  napi_create_promise(env, &j->deferred, &promise);
+  if (ed->inflight++ == 0) napi_ref_threadsafe_function(env, ed->tsfn);
+  gn_pool_submit(j);
+  return promise;
+}
+
+static napi_value set_walk_only(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  bool on = false;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc >= 1) napi_get_value_bool(env, argv[0], &on);
+  gn_set_walk_only(on);
+  return NULL;
+}
+
+static napi_value get_info(napi_env env, napi_callback_info info) {
+  napi_value o, v;
+  napi_create_object(env, &o);
+  set_num(env, o, "threads", gn_pool_threads());
+  napi_get_boolean(env, gn_have_openat2(), &v);
+  napi_set_named_property(env, o, "openat2", v);
+  napi_get_boolean(env, gn_private_umask(), &v);
+  napi_set_named_property(env, o, "privateUmask", v);
+  return o;
+}
+
+static napi_value get_self(napi_env env, napi_callback_info info) {
+  const gn_creds *h = gn_home();
+  napi_value o, a, v;
+  napi_create_object(env, &o);
+  set_num(env, o, "uid", h->uid);
+  set_num(env, o, "gid", h->gid);
+  napi_create_array_with_length(env, (size_t)h->ngroups, &a);
+  for (int i = 0; i < h->ngroups; i++) {
+    napi_create_double(env, h->groups[i], &v);
+    napi_set_element(env, a, (uint32_t)i, v);
+  }
+  napi_set_named_property(env, o, "gids", a);
+  return o;
+}
+
+static void env_cleanup(napi_env env, void *data, void *hint) {
+  env_data *ed = data;
+  napi_release_threadsafe_function(ed->tsfn, napi_tsfn_abort);
+}
+
+static void add_const(napi_env env, napi_value o, const char *k, double x) {
+  set_num(env, o, k, x);
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  int e = gn_pool_start(POOL_THREADS);
+  if (e) {
+    napi_throw_error(env, NULL, "gvfs_native: cannot start the worker threads");
+    return NULL;
+  }
+  env_data *ed = calloc(1, sizeof *ed);
+  napi_value name;
+  napi_create_string_utf8(env, "gvfs_native", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, NULL, NULL, ed, complete, &ed->tsfn) != napi_ok) {
+    napi_throw_error(env, NULL, "gvfs_native: cannot create the completion channel");
+    return NULL;
+  }
+  napi_unref_threadsafe_function(env, ed->tsfn);
+  napi_set_instance_data(env, ed, env_cleanup, NULL);
+
+  for (size_t i = 0; i < sizeof OPS / sizeof OPS[0]; i++) {
+    napi_value fn;
+    napi_create_function(env, OPS[i].name, NAPI_AUTO_LENGTH, call_op, (void *)&OPS[i], &fn);
+    napi_set_named_property(env, exports, OPS[i].name, fn);
+  }
+  napi_value fn;
+  napi_create_function(env, "setWalkOnly", NAPI_AUTO_LENGTH, set_walk_only, NULL, &fn);
+  napi_set_named_property(env, exports, "setWalkOnly", fn);
+  napi_create_function(env, "info", NAPI_AUTO_LENGTH, get_info, NULL, &fn);
+  napi_set_named_property(env, exports, "info", fn);
+  napi_create_function(env, "self", NAPI_AUTO_LENGTH, get_self, NULL, &fn);
+  napi_set_named_property(env, exports, "self", fn);
+
+  napi_value c;
+  napi_create_object(env, &c);
+  add_const(env, c, "AT_FDCWD", AT_FDCWD);
+  add_const(env, c, "AT_EMPTY_PATH", AT_EMPTY_PATH);
+  add_const(env, c, "AT_SYMLINK_NOFOLLOW", AT_SYMLINK_NOFOLLOW);
+  add_const(env, c, "AT_SYMLINK_FOLLOW", AT_SYMLINK_FOLLOW);
+  add_const(env, c, "AT_REMOVEDIR", AT_REMOVEDIR);
+  add_const(env, c, "AT_EACCESS", AT_EACCESS);
+  add_const(env, c, "AT_STATX_SYNC_AS_STAT", AT_STATX_SYNC_AS_STAT);
+  add_const(env, c, "O_PATH", O_PATH);
+  add_const(env, c, "O_DIRECTORY", O_DIRECTORY);
+  add_const(env, c, "O_NOFOLLOW", O_NOFOLLOW);
+  add_const(env, c, "O_RDONLY", O_RDONLY);
+  add_const(env, c, "O_WRONLY", O_WRONLY);
+  add_const(env, c, "O_RDWR", O_RDWR);
+  add_const(env, c, "O_CREAT", O_CREAT);
+  add_const(env, c, "O_EXCL", O_EXCL);
+  add_const(env, c, "O_TRUNC", O_TRUNC);
+  add_const(env, c, "RESOLVE_BENEATH", RESOLVE_BENEATH);
+  add_const(env, c, "RESOLVE_NO_MAGICLINKS", RESOLVE_NO_MAGICLINKS);
+  add_const(env, c, "RESOLVE_NO_SYMLINKS", RESOLVE_NO_SYMLINKS);
+  add_const(env, c, "RESOLVE_NO_XDEV", RESOLVE_NO_XDEV);
+  add_const(env, c, "RENAME_NOREPLACE", RENAME_NOREPLACE);
+  add_const(env, c, "RENAME_EXCHANGE", RENAME_EXCHANGE);
+  add_const(env, c, "STATX_BASIC_STATS", STATX_BASIC_STATS);
+  add_const(env, c, "STATX_BTIME", STATX_BTIME);
+  add_const(env, c, "UTIME_NOW", UTIME_NOW);
+  add_const(env, c, "UTIME_OMIT", UTIME_OMIT);
+  add_const(env, c, "S_IFMT", S_IFMT);
+  add_const(env, c, "S_IFSOCK", S_IFSOCK);
+  add_const(env, c, "S_IFIFO", S_IFIFO);
+  add_const(env, c, "S_IFCHR", S_IFCHR);
+  add_const(env, c, "S_IFBLK", S_IFBLK);
+  add_const(env, c, "S_IFREG", S_IFREG);
+  add_const(env, c, "S_IFDIR", S_IFDIR);
+  add_const(env, c, "S_IFLNK", S_IFLNK);
+  add_const(env, c, "R_OK", R_OK);
+  add_const(env, c, "W_OK", W_OK);
+  add_const(env, c, "X_OK", X_OK);
+  add_const(env, c, "F_OK", F_OK);
+  napi_set_named_property(env, exports, "constants", c);
+  return exports;
+}
+
+NAPI_MODULE_INIT() {
+  return init(env, exports);
+}

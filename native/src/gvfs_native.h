@@ -1,0 +1,108 @@
+/*
+ * gvfs_native: the system calls Node lacks, run on our own worker threads
+ * under the caller's file-system credentials.
+ *
+ * Why this is ours: Node has no openat/openat2, mknod, renameat2 or statx
+ * with nanoseconds on a descriptor, and no way to act as another user for
+ * one call. No maintained npm package combines per-thread credentials
+ * (setfsuid/setfsgid/setgroups as raw syscalls, which change only the
+ * calling thread) with openat2 confinement; the ones that switch identity
+ * use glibc's wrappers, which change every thread of the process at once
+ * (glibc broadcasts set*id to all threads), so one caller's identity would
+ * leak into every other call in flight, libuv's own threads included.
+ * nfs-ganesha's FSAL_VFS does the same thing in C.
+ *
+ * Contract:
+ *  - every call is queued to the pool and settles a promise on the JS thread
+ *    (napi_threadsafe_function); the event loop never blocks on a syscall;
+ *  - a worker takes the caller's fsuid, fsgid and supplementary groups for
+ *    exactly one syscall (or one short sequence, see ops.c) and restores the
+ *    process's own before it takes the next job; if it cannot restore them
+ *    the process aborts rather than run another caller's call as the wrong
+ *    user;
+ *  - workers have their own umask (0, after unshare(CLONE_FS)): the mode a
+ *    caller asks for is the mode the kernel gets (the NFS client applied
+ *    its umask already), default ACLs still apply;
+ *  - errors reject with a Node-style Error: code ("EACCES"), errno
+ *    (negative), syscall.
+ */
+#ifndef GVFS_NATIVE_H
+#define GVFS_NATIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <node_api.h>
+
+#define GN_MAX_GROUPS 256
+#define GN_NSTR 2
+#define GN_NFD 2
+#define GN_NINT 6
+
+typedef struct {
+  uid_t uid;
+  gid_t gid;
+  int ngroups;
+  gid_t groups[GN_MAX_GROUPS];
+} gn_creds;
+
+typedef enum {
+  OP_OPENAT2,
+  OP_MKNODAT,
+  OP_MKDIRAT,
+  OP_SYMLINKAT,
+  OP_READLINKAT,
+  OP_LINKAT,
+  OP_UNLINKAT,
+  OP_RENAMEAT2,
+  OP_FCHOWNAT,
+  OP_FCHMODAT,
+  OP_UTIMENSAT,
+  OP_STATX,
+  OP_FACCESSAT,
+  OP_ACCESSMASK,
+  OP_NAME_TO_HANDLE,
+  OP_OPEN_BY_HANDLE,
+  OP_FSYNC,
+  OP_FDATASYNC,
+  OP_CLOSE,
+  OP_WHOAMI,
+} gn_op;
+
+typedef struct gn_job {
+  gn_op op;
+  gn_creds cred;
+  int fd[GN_NFD];
+  char *s[GN_NSTR];
+  int64_t n[GN_NINT];
+  void *buf;
+  size_t buflen;
+  /* results */
+  long ret;
+  int err;
+  const char *syscall;
+  struct statx stx;
+  char *out;
+  size_t outlen;
+  int64_t out_n[4];
+  /* completion */
+  napi_deferred deferred;
+  napi_threadsafe_function tsfn;
+  struct gn_job *next;
+} gn_job;
+
+/* pool.c */
+int gn_pool_start(int nthreads);
+void gn_pool_submit(gn_job *j);
+int gn_pool_threads(void);
+int gn_private_umask(void);
+void gn_job_free(gn_job *j);
+const gn_creds *gn_home(void);
+
+/* ops.c: runs on a worker, with the caller's credentials in force */
+void gn_run(gn_job *j);
+int gn_have_openat2(void);
+void gn_set_walk_only(int on);
+
+#endif

@@ -1,0 +1,171 @@
+/*
+ * The worker pool and the per-thread identity switch.
+ *
+ * Not libuv's pool: its threads also serve node:fs, and a thread that is
+ * another user for a moment must be one we own. Jobs wait in one FIFO;
+ * each worker runs one job at a time as the job's caller.
+ */
+#include "gvfs_native.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+static gn_job *head, *tail;
+static int nthreads;
+static int umask_private = 1;
+static int ready; /* workers that finished their set-up */
+
+/* The process's own identity, which every worker returns to after a job. */
+static gn_creds home;
+
+static int same_creds(const gn_creds *a, const gn_creds *b) {
+  if (a->uid != b->uid || a->gid != b->gid || a->ngroups != b->ngroups) return 0;
+  return memcmp(a->groups, b->groups, sizeof(gid_t) * (size_t)a->ngroups) == 0;
+}
+
+/*
+ * Raw syscalls on purpose: glibc's setgroups/setfsuid... wrappers would be
+ * fine for setfsuid, but setgroups(3) broadcasts to all threads (nptl
+ * setxid), and we need every change to stay on this thread.
+ */
+static int set_fsuid(uid_t u) {
+  syscall(SYS_setfsuid, u);
+  return (uid_t)syscall(SYS_setfsuid, (uid_t)-1) == u ? 0 : EPERM;
+}
+
+static int set_fsgid(gid_t g) {
+  syscall(SYS_setfsgid, g);
+  return (gid_t)syscall(SYS_setfsgid, (gid_t)-1) == g ? 0 : EPERM;
+}
+
+static void restore_home(void) {
+  if (syscall(SYS_setgroups, home.ngroups, home.groups) != 0 || set_fsgid(home.gid) != 0 || set_fsuid(home.uid) != 0) {
+    /* Running the next caller's job with someone else's identity is worse than dying. */
+    fprintf(stderr, "gvfs_native: cannot restore the process credentials (errno %d); aborting\n", errno);
+    abort();
+  }
+}
+
+/* 0, or an errno if the caller's identity could not be taken (e.g. the process is not root). */
+static int become(const gn_creds *c) {
+  if (same_creds(c, &home)) return 0;
+  /* Nothing changed yet if this fails (no CAP_SETGID: a server that is not root). */
+  if (syscall(SYS_setgroups, c->ngroups, c->groups) != 0) return errno;
+  int e = set_fsgid(c->gid);
+  if (!e) e = set_fsuid(c->uid);
+  if (e) restore_home();
+  return e;
+}
+
+static void *worker(void *arg) {
+  (void)arg;
+  for (;;) {
+    pthread_mutex_lock(&lock);
+    while (!head) pthread_cond_wait(&cond, &lock);
+    gn_job *j = head;
+    head = j->next;
+    if (!head) tail = NULL;
+    pthread_mutex_unlock(&lock);
+
+    int e = become(&j->cred);
+    if (e) {
+      j->ret = -1;
+      j->err = e;
+      j->syscall = "setfsuid";
+    } else {
+      gn_run(j);
+      if (!same_creds(&j->cred, &home)) restore_home();
+    }
+    /* Blocking: the queue is unbounded, so this never waits in practice. */
+    napi_call_threadsafe_function(j->tsfn, j, napi_tsfn_blocking);
+  }
+  return NULL;
+}
+
+static void *worker_main(void *arg) {
+  /*
+   * A private fs_struct (cwd, root, umask) for this thread, so umask(0)
+   * here leaves the rest of the process's umask alone.
+   */
+  int ok = unshare(CLONE_FS) == 0;
+  if (ok) umask(0);
+  pthread_mutex_lock(&lock);
+  if (!ok) umask_private = 0;
+  ready++;
+  pthread_cond_broadcast(&cond);
+  pthread_mutex_unlock(&lock);
+  return worker(arg);
+}
+
+int gn_pool_start(int n) {
+  if (nthreads) return 0;
+  home.uid = geteuid();
+  home.gid = getegid();
+  int ng = getgroups(GN_MAX_GROUPS, home.groups);
+  if (ng < 0) return errno;
+  home.ngroups = ng;
+  /* Workers inherit this mask: signals stay with Node's threads. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int e = 0;
+  for (int i = 0; i < n; i++) {
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    e = pthread_create(&t, &attr, worker_main, NULL);
+    pthread_attr_destroy(&attr);
+    if (e) break;
+    nthreads++;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  /* Wait for the set-up, so gn_private_umask() is final when this returns (once, at load). */
+  pthread_mutex_lock(&lock);
+  while (ready < nthreads) pthread_cond_wait(&cond, &lock);
+  pthread_mutex_unlock(&lock);
+  return nthreads ? 0 : e;
+}
+
+void gn_pool_submit(gn_job *j) {
+  j->next = NULL;
+  pthread_mutex_lock(&lock);
+  if (tail) tail->next = j;
+  else head = j;
+  tail = j;
+  pthread_cond_signal(&cond);
+  pthread_mutex_unlock(&lock);
+}
+
+const gn_creds *gn_home(void) {
+  return &home;
+}
+
+int gn_pool_threads(void) {
+  return nthreads;
+}
+
+int gn_private_umask(void) {
+  pthread_mutex_lock(&lock);
+  int v = umask_private;
+  pthread_mutex_unlock(&lock);
+  return v;
+}
+
+void gn_job_free(gn_job *j) {
+  for (int i = 0; i < GN_NSTR; i++) free(j->s[i]);
+  free(j->buf);
+  free(j->out);
+  free(j);
+}

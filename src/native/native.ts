@@ -1,0 +1,231 @@
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The native system layer (native/, C, built by node-gyp from scripts/setup.sh):
+ * the system calls Node lacks, each run on the addon's own worker threads
+ * with the caller's fsuid, fsgid and supplementary groups, so the kernel
+ * decides permissions, owners, set-ID bits, sticky directories, ACLs and
+ * quotas. Why it is ours and how the identity switch works:
+ * native/src/gvfs_native.h.
+ *
+ * Contract for every function here:
+ *  - it returns a promise and never blocks the event loop;
+ *  - `cred` is the caller after identity mapping and squashing; the process's
+ *    own identity costs no switch. A process that is not root can act only
+ *    as itself: any other `cred` rejects with EPERM (syscall "setfsuid");
+ *  - failures reject with a Node-style error (`code` "EACCES", negative
+ *    `errno`, `syscall`, `path` when there is one), which the callers map
+ *    once (backends/local-export/errno.ts);
+ *  - names are single components unless documented otherwise; descriptors
+ *    returned are the caller's to close (close-on-exec).
+ */
+export interface NativeCreds {
+  uid: number;
+  gid: number;
+  gids: readonly number[];
+}
+
+/** statx(2) result; times in nanoseconds since the epoch. */
+export interface Statx {
+  mask: number;
+  mode: number;
+  nlink: number;
+  uid: number;
+  gid: number;
+  ino: bigint;
+  size: bigint;
+  blocks: bigint;
+  blksize: number;
+  atimeNs: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+  btimeNs: bigint;
+  rdevMajor: number;
+  rdevMinor: number;
+  devMajor: number;
+  devMinor: number;
+}
+
+export interface KernelHandle {
+  type: number;
+  mountId: number;
+  handle: Buffer;
+}
+
+/** A time for utimensat: explicit, the server's clock now, or left as it is. */
+export type SetTime = { sec: number; nsec: number } | 'now' | 'omit';
+
+interface Addon {
+  openat2(dirfd: number, path: string, flags: number, mode: number, resolve: number, cred: NativeCreds): Promise<number>;
+  mknodat(dirfd: number, name: string, mode: number, major: number, minor: number, cred: NativeCreds): Promise<void>;
+  mkdirat(dirfd: number, name: string, mode: number, cred: NativeCreds): Promise<void>;
+  symlinkat(target: string, dirfd: number, name: string, cred: NativeCreds): Promise<void>;
+  readlinkat(dirfd: number, name: string, cred: NativeCreds): Promise<string>;
+  linkat(odir: number, oname: string, ndir: number, nname: string, flags: number, cred: NativeCreds): Promise<void>;
+  unlinkat(dirfd: number, name: string, flags: number, cred: NativeCreds): Promise<void>;
+  renameat2(odir: number, oname: string, ndir: number, nname: string, flags: number, cred: NativeCreds): Promise<void>;
+  fchownat(dirfd: number, name: string, uid: number, gid: number, flags: number, cred: NativeCreds): Promise<void>;
+  fchmodat(dirfd: number, name: string, mode: number, flags: number, cred: NativeCreds): Promise<void>;
+  utimensat(dirfd: number, name: string, as: number, ans: number, ms: number, mns: number, flags: number, cred: NativeCreds): Promise<void>;
+  statx(dirfd: number, name: string, flags: number, mask: number, cred: NativeCreds): Promise<Statx>;
+  faccessat(dirfd: number, name: string, mode: number, flags: number, cred: NativeCreds): Promise<void>;
+  accessMask(dirfd: number, name: string, flags: number, cred: NativeCreds): Promise<number>;
+  nameToHandleAt(dirfd: number, name: string, flags: number, cred: NativeCreds): Promise<KernelHandle>;
+  openByHandleAt(mountfd: number, type: number, handle: Buffer, flags: number, cred: NativeCreds): Promise<number>;
+  fsync(fd: number, cred: NativeCreds): Promise<void>;
+  fdatasync(fd: number, cred: NativeCreds): Promise<void>;
+  close(fd: number, cred: NativeCreds): Promise<void>;
+  whoami(cred: NativeCreds): Promise<{ fsuid: number; fsgid: number; ngroups: number; group0: number }>;
+  setWalkOnly(on: boolean): void;
+  info(): { threads: number; openat2: boolean; privateUmask: boolean };
+  self(): NativeCreds;
+  constants: Record<string, number>;
+}
+
+const ADDON_PATH = fileURLToPath(new URL('../../../native/build/Release/gvfs_native.node', import.meta.url));
+
+let addon: Addon | undefined;
+
+/** The addon, loaded on first use; a missing build fails loudly with what to run. */
+function lib(): Addon {
+  if (!addon) {
+    try {
+      addon = createRequire(import.meta.url)(ADDON_PATH) as Addon;
+    } catch (e) {
+      throw new Error(`gvfs native addon not loadable (${ADDON_PATH}): run scripts/setup.sh (node-gyp build in native/): ${(e as Error).message}`);
+    }
+  }
+  return addon;
+}
+
+/** The kernel's constants as the addon was compiled with them. */
+export const K = new Proxy({} as Record<string, number>, { get: (_t, k: string) => lib().constants[k] });
+
+/** Threads in the pool; whether openat2 is in use (else the O_NOFOLLOW walk); whether workers have umask 0. */
+export function info(): { threads: number; openat2: boolean; privateUmask: boolean } {
+  return lib().info();
+}
+
+/** Tests only: use the O_NOFOLLOW component walk even where openat2 exists. */
+export function setWalkOnly(on: boolean): void {
+  lib().setWalkOnly(on);
+}
+
+let selfCreds: NativeCreds | undefined;
+
+/**
+ * The process's own identity exactly as the workers hold it (euid, egid,
+ * getgroups() at load): calls made with it need no switch. For what the
+ * server does for itself (opening beneath the root, by handle, closing).
+ */
+export function self(): NativeCreds {
+  return (selfCreds ??= Object.freeze(lib().self()));
+}
+
+/**
+ * openat2 confined to `dirfd`: RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS
+ * always (plus `resolve`), so no path — "..", an absolute symlink, a
+ * swapped-in symlink — gets out (EXDEV). Where the kernel lacks openat2 a
+ * component walk that refuses every symlink (ELOOP) takes its place.
+ * `path` may have several components (at most PATH_MAX bytes).
+ */
+export function openat2(dirfd: number, path: string, flags: number, mode: number, cred: NativeCreds, resolve = 0): Promise<number> {
+  const l = lib();
+  return l.openat2(dirfd, path, flags, mode, resolve | l.constants.RESOLVE_BENEATH | l.constants.RESOLVE_NO_MAGICLINKS, cred);
+}
+
+/** mknodat: `mode` carries the type (S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK); devices need CAP_MKNOD as the caller. */
+export function mknodat(dirfd: number, name: string, mode: number, rdev: { major: number; minor: number }, cred: NativeCreds): Promise<void> {
+  return lib().mknodat(dirfd, name, mode, rdev.major, rdev.minor, cred);
+}
+
+export function mkdirat(dirfd: number, name: string, mode: number, cred: NativeCreds): Promise<void> {
+  return lib().mkdirat(dirfd, name, mode, cred);
+}
+
+export function symlinkat(target: string, dirfd: number, name: string, cred: NativeCreds): Promise<void> {
+  return lib().symlinkat(target, dirfd, name, cred);
+}
+
+/** readlinkat; an empty name reads the symlink `dirfd` itself was opened on (O_PATH|O_NOFOLLOW). */
+export function readlinkat(dirfd: number, name: string, cred: NativeCreds): Promise<string> {
+  return lib().readlinkat(dirfd, name, cred);
+}
+
+export function linkat(odir: number, oname: string, ndir: number, nname: string, cred: NativeCreds, flags = 0): Promise<void> {
+  return lib().linkat(odir, oname, ndir, nname, flags, cred);
+}
+
+/** unlinkat; `flags` AT_REMOVEDIR for a directory. */
+export function unlinkat(dirfd: number, name: string, flags: number, cred: NativeCreds): Promise<void> {
+  return lib().unlinkat(dirfd, name, flags, cred);
+}
+
+/** renameat2; `flags` RENAME_NOREPLACE (EEXIST instead of replacing) or RENAME_EXCHANGE. */
+export function renameat2(odir: number, oname: string, ndir: number, nname: string, flags: number, cred: NativeCreds): Promise<void> {
+  return lib().renameat2(odir, oname, ndir, nname, flags, cred);
+}
+
+/** fchownat; -1 leaves an id as it is. */
+export function fchownat(dirfd: number, name: string, uid: number, gid: number, flags: number, cred: NativeCreds): Promise<void> {
+  return lib().fchownat(dirfd, name, uid, gid, flags, cred);
+}
+
+/** fchmodat; AT_SYMLINK_NOFOLLOW or AT_EMPTY_PATH go through fchmodat2 (Linux 6.6), never /proc. */
+export function fchmodat(dirfd: number, name: string, mode: number, flags: number, cred: NativeCreds): Promise<void> {
+  return lib().fchmodat(dirfd, name, mode, flags, cred);
+}
+
+/** utimensat with nanoseconds; 'omit' leaves that time alone; an empty name means `dirfd` itself. */
+export function utimensat(dirfd: number, name: string, atime: SetTime, mtime: SetTime, flags: number, cred: NativeCreds): Promise<void> {
+  const l = lib();
+  const t = (x: SetTime): [number, number] =>
+    x === 'omit' ? [0, l.constants.UTIME_OMIT] : x === 'now' ? [0, l.constants.UTIME_NOW] : [x.sec, x.nsec];
+  const [as, ans] = t(atime);
+  const [ms, mns] = t(mtime);
+  return l.utimensat(dirfd, name, as, ans, ms, mns, flags, cred);
+}
+
+/** statx; an empty name with AT_EMPTY_PATH describes `dirfd` itself. */
+export function statx(dirfd: number, name: string, flags: number, cred: NativeCreds, mask?: number): Promise<Statx> {
+  const l = lib();
+  return l.statx(dirfd, name, flags, mask ?? l.constants.STATX_BASIC_STATS | l.constants.STATX_BTIME, cred);
+}
+
+/** faccessat2: with AT_EACCESS it checks the caller's (fs) ids, which is what the server wants. */
+export function faccessat(dirfd: number, name: string, mode: number, flags: number, cred: NativeCreds): Promise<void> {
+  return lib().faccessat(dirfd, name, mode, flags, cred);
+}
+
+/** R (4), W (2), X (1) as the caller has them (AT_EACCESS is the caller's to pass), in one trip to a worker. */
+export function accessMask(dirfd: number, name: string, flags: number, cred: NativeCreds): Promise<number> {
+  return lib().accessMask(dirfd, name, flags, cred);
+}
+
+/** name_to_handle_at: the kernel's persistent handle for an object (where the file system has one). */
+export function nameToHandleAt(dirfd: number, name: string, flags: number, cred: NativeCreds): Promise<KernelHandle> {
+  return lib().nameToHandleAt(dirfd, name, flags, cred);
+}
+
+/** open_by_handle_at: needs CAP_DAC_READ_SEARCH, so only the root server may (as itself); others get EPERM. */
+export function openByHandleAt(mountfd: number, h: { type: number; handle: Buffer }, flags: number, cred: NativeCreds): Promise<number> {
+  return lib().openByHandleAt(mountfd, h.type, h.handle, flags, cred);
+}
+
+export function fsync(fd: number, cred: NativeCreds = self()): Promise<void> {
+  return lib().fsync(fd, cred);
+}
+
+export function fdatasync(fd: number, cred: NativeCreds = self()): Promise<void> {
+  return lib().fdatasync(fd, cred);
+}
+
+export function close(fd: number, cred: NativeCreds = self()): Promise<void> {
+  return lib().close(fd, cred);
+}
+
+/** Tests: the fsuid, fsgid and groups a worker has while it runs a job for `cred`. */
+export function whoami(cred: NativeCreds): Promise<{ fsuid: number; fsgid: number; ngroups: number; group0: number }> {
+  return lib().whoami(cred);
+}
