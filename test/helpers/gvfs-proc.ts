@@ -4,31 +4,111 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
-const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
+/** The gvfs command line entry point (built, in dist/). */
+export const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
 
-export interface GvfsProcess {
+/** A pino log line of a child process (JSON), or the raw text of a non-JSON line. */
+export type LogLine = Record<string, any> & { msg?: string; raw: string };
+
+/** What a log line must match: a regular expression over its raw text, or a predicate over the parsed line. */
+export type LogMatch = RegExp | ((l: LogLine) => boolean);
+
+/** A gvfs command in its own process, its stderr (the JSON log) collected line by line. */
+export interface GvfsChild {
   proc: ChildProcess;
   pid: number;
-  port: number;
+  /** Every stderr line so far. */
+  lines: LogLine[];
+  /** stderr so far, as text. */
+  log(): string;
+  /** Resolves with the first stderr line (past or future) matching; rejects after `timeoutMs`. */
+  waitLog(match: LogMatch, timeoutMs?: number): Promise<LogLine>;
+  /** SIGTERM (SIGKILL after 10 s) and wait for the exit; nothing if it has exited already. */
   stop(): Promise<void>;
 }
 
-/** Run a gvfs command that prints `{"listening":{"port":N}}` with --json, in its own process (so its RSS can be read). */
-export async function spawnGvfs(args: string[]): Promise<GvfsProcess> {
-  const proc = spawn(process.execPath, [CLI, ...args, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const rl = createInterface({ input: proc.stdout! });
-  const port = await new Promise<number>((resolve, reject) => {
-    proc.once('exit', (c) => reject(new Error(`gvfs ${args[0]} exited with ${c}`)));
-    rl.once('line', (l) => resolve(JSON.parse(l).listening.port));
+/** A gvfs command started with --json, once it printed its first stdout line (`info`). */
+export interface GvfsProcess extends GvfsChild {
+  info: any;
+  /** `info.listening.port`, for commands that listen. */
+  port: number;
+}
+
+const matches = (m: LogMatch, l: LogLine) => (m instanceof RegExp ? m.test(l.raw) : m(l));
+
+/** Start `node gvfs ARGS` (no --json added), collecting its stderr lines; stdout lines are handed to `onStdout`. */
+export function startGvfs(args: string[], o: { env?: NodeJS.ProcessEnv; onStdout?: (line: string) => void } = {}): GvfsChild {
+  const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
+  const lines: LogLine[] = [];
+  const waiters: Array<{ match: LogMatch; resolve: (l: LogLine) => void }> = [];
+  createInterface({ input: proc.stderr! }).on('line', (raw) => {
+    let l: LogLine;
+    try {
+      l = { ...JSON.parse(raw), raw };
+    } catch {
+      l = { raw };
+    }
+    lines.push(l);
+    for (const w of [...waiters]) {
+      if (!matches(w.match, l)) continue;
+      waiters.splice(waiters.indexOf(w), 1);
+      w.resolve(l);
+    }
   });
+  if (o.onStdout) createInterface({ input: proc.stdout! }).on('line', o.onStdout);
+  const log = () => lines.map((l) => l.raw + '\n').join('');
   return {
     proc,
     pid: proc.pid!,
-    port,
+    lines,
+    log,
+    waitLog(match, timeoutMs = 60_000) {
+      const hit = lines.find((l) => matches(match, l));
+      if (hit) return Promise.resolve(hit);
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`no log line matching ${match} within ${timeoutMs} ms:\n${log()}`)), timeoutMs);
+        waiters.push({ match, resolve: (l) => (clearTimeout(t), resolve(l)) });
+      });
+    },
     async stop() {
-      if (proc.exitCode !== null) return;
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
       proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
       await once(proc, 'exit');
+      clearTimeout(t);
     },
   };
+}
+
+/** `gvfs ARGS --json` in its own process (so its RSS and log can be read); resolves with its first stdout line. */
+export async function spawnGvfs(args: string[], env: NodeJS.ProcessEnv = {}): Promise<GvfsProcess> {
+  let first!: (line: string) => void;
+  const line = new Promise<string>((r) => (first = r));
+  const c = startGvfs([...args, '--json'], { env, onStdout: (l) => first(l) });
+  const info = await Promise.race([
+    line.then((l) => JSON.parse(l)),
+    once(c.proc, 'exit').then(([code, signal]) => {
+      throw new Error(`gvfs ${args[0]} exited with ${code ?? signal}:\n${c.log()}`);
+    }),
+  ]).catch(async (e) => {
+    await c.stop(); // a first line that is not JSON: leave no process behind
+    throw e;
+  });
+  return { ...c, info, port: info.listening?.port };
+}
+
+/** `gvfs proxy-server --listen 127.0.0.1:0 ARGS --json` (ARGS: --export, --key, ...); resolves once it listens. */
+export const startProxyServer = (args: string[]): Promise<GvfsProcess> => spawnGvfs(['proxy-server', '--listen', '127.0.0.1:0', ...args]);
+
+/** Run a gvfs command to its exit (killed after timeoutMs): exit code and all output. */
+export async function runGvfs(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
+  const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout!.on('data', (d) => (stdout += d));
+  proc.stderr!.on('data', (d) => (stderr += d));
+  const t = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
+  const [code, signal] = (await once(proc, 'exit')) as [number | null, NodeJS.Signals | null];
+  clearTimeout(t);
+  return { code, signal, stdout, stderr };
 }

@@ -1,11 +1,15 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { setTimeout as delay } from 'node:timers/promises';
+import { newSessionKey } from '../../src/channel/session-key.js';
 import { makeSelfSignedCert } from '../../src/channel/tls.js';
+import type { AgentConfig } from '../../src/services/agent/agent.js';
+import type { KeyDoc } from '../../src/services/api/types.js';
 import { request, type HttpReply } from '../../src/services/api/https.js';
 import { addUser } from '../../src/services/sessiond/users.js';
 import { tempDir } from './local-server.js';
@@ -204,3 +208,46 @@ export async function makeExports(c: Cluster): Promise<void> {
   await fs.mkdir(path.join(c.hosts.data.exports, 'alice'), { recursive: true });
   await fs.chown(path.join(c.hosts.data.exports, 'alice'), ALICE_ACCOUNT.uid, ALICE_ACCOUNT.gid);
 }
+
+/** An in-process agent's setting on a fresh temp dir: TLS identity, state dir, one export root (dir/exports, made). */
+export interface AgentBed {
+  dir: string;
+  /** The export root (`cfg.exportRoots[0]`). */
+  exports: string;
+  cfg: AgentConfig;
+  /** Kill every process still running from `dir` (proxy servers the agent started), remove it. */
+  stop(): Promise<void>;
+}
+
+export async function agentBed(prefix: string): Promise<AgentBed> {
+  const dir = await tempDir(prefix);
+  const tls = await makeSelfSignedCert(path.join(dir, 'tls'));
+  const exports = path.join(dir, 'exports');
+  await fs.mkdir(exports, { recursive: true });
+  const cfg: AgentConfig = { name: 'state', stateDir: path.join(dir, 'state'), certFile: tls.cert, keyFile: tls.key, fingerprint: tls.fingerprint, exportRoots: [exports], mountRoots: [], proxyHost: '127.0.0.1', monitorMs: 200 };
+  return {
+    dir,
+    exports,
+    cfg,
+    async stop() {
+      for (const p of await processesUnder(dir)) process.kill(p, 'SIGKILL');
+      await fs.rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A fresh session key of alice's (account 2001) as an agent's order carries it. */
+export const aliceKeyDoc = (): KeyDoc => {
+  const k = newSessionKey('alice', undefined, { uid: 2001, gid: 2001, gids: [] });
+  return { id: k.id, key: k.key.toString('base64'), user: k.user, account: k.account };
+};
+
+/** Whether something accepts TCP connections on 127.0.0.1:port. */
+export const listening = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });

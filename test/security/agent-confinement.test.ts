@@ -1,31 +1,15 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { newSessionKey, writeKeyFile } from '../../src/channel/session-key.js';
-import { makeSelfSignedCert } from '../../src/channel/tls.js';
 import { Agent, type AgentConfig } from '../../src/services/agent/agent.js';
-import type { KeyDoc, ProxyServerSpec } from '../../src/services/api/types.js';
-import { tempDir } from '../helpers/local-server.js';
-import { CLI, processesUnder, until } from '../helpers/services.js';
+import type { ProxyServerSpec } from '../../src/services/api/types.js';
+import { agentBed, aliceKeyDoc, CLI, listening, processesUnder, until, type AgentBed } from '../helpers/services.js';
 
 const run = promisify(execFile);
-
-const keyDoc = (): KeyDoc => {
-  const k = newSessionKey('alice', undefined, { uid: 2001, gid: 2001, gids: [] });
-  return { id: k.id, key: k.key.toString('base64'), user: k.user, account: k.account };
-};
-const listening = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const s = net.connect(port, '127.0.0.1', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
-  });
 
 /** Command lines of live processes that mention `s`. */
 async function processesNaming(s: string): Promise<string[]> {
@@ -46,27 +30,23 @@ async function processesNaming(s: string): Promise<string[]> {
  * itself, and the component stays stopped with its reason.
  */
 describe('the agent confines exports at every start and restart', { timeout: 180_000 }, () => {
+  let bed: AgentBed;
   let dir: string;
   let cfg: AgentConfig;
   let roots: string;
   let outside: string;
   before(async () => {
-    dir = await tempDir('gvfs-sec-confine-');
-    const tls = await makeSelfSignedCert(path.join(dir, 'tls'));
-    roots = path.join(dir, 'exports');
+    bed = await agentBed('gvfs-sec-confine-');
+    ({ dir, cfg, exports: roots } = bed);
     outside = path.join(dir, 'etc'); // stands for /etc: what must never be served
     await fs.mkdir(path.join(roots, 'alice'), { recursive: true });
     await fs.mkdir(path.join(roots, 'bob'), { recursive: true });
     await fs.mkdir(outside);
     await fs.writeFile(path.join(outside, 'shadow'), 'root:secret\n');
-    cfg = { name: 'state', stateDir: path.join(dir, 'state'), certFile: tls.cert, keyFile: tls.key, fingerprint: tls.fingerprint, exportRoots: [roots], mountRoots: [], proxyHost: '127.0.0.1', monitorMs: 200 };
   });
-  after(async () => {
-    for (const p of await processesUnder(dir)) process.kill(p, 'SIGKILL');
-    if (dir) await fs.rm(dir, { recursive: true, force: true });
-  });
+  after(() => bed?.stop());
 
-  const spec = (d: string): ProxyServerSpec => ({ kind: 'proxy-server', key: keyDoc(), exports: [{ dir: d, name: '/home' }], channel: 'tls' });
+  const spec = (d: string): ProxyServerSpec => ({ kind: 'proxy-server', key: aliceKeyDoc(), exports: [{ dir: d, name: '/home' }], channel: 'tls' });
 
   /** Start alice's proxy server, kill it, swap her directory for a link to `target`. */
   async function startThenSwap(a: Agent, session: string, target: string) {

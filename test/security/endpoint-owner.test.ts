@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { newSessionKey, writeKeyFile } from '../../src/channel/session-key.js';
 import { tempDir } from '../helpers/local-server.js';
-import { spawnGvfs, type Proc } from './helpers.js';
+import { spawnGvfs, type GvfsProcess } from '../helpers/gvfs-proc.js';
 
 const run = promisify(execFile);
 
@@ -21,10 +21,10 @@ const as = (uid: number, cmd: string, args: string[]) => run('setpriv', [`--reui
  */
 describe('security: the proxy-client endpoint belongs to the session owner', { timeout: 180_000 }, () => {
   let base: string;
-  let ps: Proc;
-  let owned: Proc; // --allow-uid 2001 (what the agent gives a session whose account is 2001)
-  let plain: Proc; // no --allow-uid: only the uid running it (root here)
-  const url = (p: Proc, file: string) => `nfs://127.0.0.1//${file}?version=3&nfsport=${p.port}&mountport=${p.port}`;
+  let ps: GvfsProcess;
+  let owned: GvfsProcess; // --allow-uid 2001 (what the agent gives a session whose account is 2001)
+  let plain: GvfsProcess; // no --allow-uid: only the uid running it (root here)
+  const url = (p: GvfsProcess, file: string) => `nfs://127.0.0.1//${file}?version=3&nfsport=${p.port}&mountport=${p.port}`;
 
   before(async () => {
     if (process.getuid!() !== 0) throw new Error('this test runs local users through setpriv: run it as root');
@@ -51,7 +51,7 @@ describe('security: the proxy-client endpoint belongs to the session owner', { t
 
   test('another local user (uid 2002) is refused at connect time, and the refusal is logged', async () => {
     await assert.rejects(as(2002, 'nfs-cat', [url(owned, 'hello.txt')]), (e: { stdout?: string }) => !e.stdout?.includes('hello'));
-    const line = JSON.parse(await owned.waitLog(/connection refused: uid 2002/));
+    const line = await owned.waitLog(/connection refused: uid 2002/);
     assert.equal(line.uid, 2002);
     assert.deepEqual(line.allowed.sort(), [0, 2001]);
   });

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { tempDir } from '../helpers/local-server.js';
-import { CLI } from './helpers.js';
+import { CLI } from '../helpers/gvfs-proc.js';
 
 const run = promisify(execFile);
 

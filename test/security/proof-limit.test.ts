@@ -7,7 +7,8 @@ import { authArgs, GVFS_PROGRAM, GvfsProc } from '../../src/ext/codec.js';
 import { MAX_AUTH_FAILURES } from '../../src/frontends/nfs3-server/gvfs-program.js';
 import { tempDir } from '../helpers/local-server.js';
 import { RawRpc } from '../helpers/raw-rpc.js';
-import { keyFile, startProxyServer, type LogLine, type ProxyServerProc } from './net-helpers.js';
+import { startProxyServer, type GvfsProcess, type LogLine } from '../helpers/gvfs-proc.js';
+import { keyFile } from '../helpers/key-file.js';
 
 const ATTEMPTS = 500;
 
@@ -29,7 +30,7 @@ function wrongProofs(sessionId: string, n: number, xid0: number): Buffer {
 
 describe('failed-proof limit with pipelined attempts', { timeout: 120_000 }, () => {
   let dir: string;
-  let ps: ProxyServerProc;
+  let ps: GvfsProcess;
   let sessionId: string;
 
   before(async () => {

@@ -1,18 +1,18 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { makeSelfSignedCert } from '../../src/channel/tls.js';
 import { tempDir } from '../helpers/local-server.js';
-import { keyFile, runGvfs, startGvfs, startProxyServer, type ProxyServerProc } from './net-helpers.js';
+import { runGvfs, spawnGvfs, startProxyServer, type GvfsProcess } from '../helpers/gvfs-proc.js';
+import { keyFile } from '../helpers/key-file.js';
 
 /** A wrong key or TLS pin is named on both sides, and the client command exits non-zero. */
 describe('clear refusals: wrong session key, wrong TLS pin', { timeout: 240_000 }, () => {
   let dir: string;
-  let plain: ProxyServerProc;
-  let tlsPs: ProxyServerProc;
+  let plain: GvfsProcess;
+  let tlsPs: GvfsProcess;
   let wrongKey: string;
   let goodKey: string;
   let pin: string;
@@ -62,17 +62,9 @@ describe('clear refusals: wrong session key, wrong TLS pin', { timeout: 240_000 
   });
 
   test('the right key and pin still work (the refusals are not a broken server)', async () => {
-    let listening!: (l: string) => void;
-    const line = new Promise<string>((r) => (listening = r));
-    const c = startGvfs(['proxy-client', '--server', `127.0.0.1:${tlsPs.port}`, '--key', goodKey, '--tls-fingerprint', pin, '--json'], (l) => listening(l));
+    const c = await spawnGvfs(['proxy-client', '--server', `127.0.0.1:${tlsPs.port}`, '--key', goodKey, '--tls-fingerprint', pin]);
     try {
-      const out = await Promise.race([
-        line,
-        once(c.proc, 'exit').then(() => {
-          throw new Error(`proxy-client exited: ${c.lines.map((l) => l.raw).join('\n')}`);
-        }),
-      ]);
-      assert.equal(JSON.parse(out).channel, 'tls');
+      assert.equal(c.info.channel, 'tls');
     } finally {
       await c.stop();
     }

@@ -11,7 +11,7 @@ import { generateMeta } from '../../src/meta/generate.js';
 import { controlRequest, controlSocketOf } from '../../src/wrappers/cache/control-socket.js';
 import { sessionPath } from '../../src/wrappers/cache/session-dir.js';
 import { ROOT, tempDir } from '../helpers/local-server.js';
-import { spawnGvfs, type Proc } from './helpers.js';
+import { spawnGvfs, type GvfsProcess } from '../helpers/gvfs-proc.js';
 
 const MB = 1 << 20;
 const BS = 64 * 1024;
@@ -19,7 +19,7 @@ const ACCES = /NFS3ERR 13\b|ACCES/;
 
 interface Session {
   key: SessionKey;
-  pc: Proc;
+  pc: GvfsProcess;
   client: RemoteNfs;
   root: Buffer;
   lookup(name: string): Promise<Buffer>;
@@ -39,7 +39,7 @@ describe('security: the shared cache does not bypass permissions', { timeout: 30
   let base: string;
   let exp: string;
   let cacheDir: string;
-  let ps: Proc;
+  let ps: GvfsProcess;
   let alice: Session;
   let bob: Session;
   const secret = randomBytes(3 * MB + 4321);

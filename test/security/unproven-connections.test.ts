@@ -9,7 +9,8 @@ import type { SessionKey } from '../../src/channel/session-key.js';
 import { makeSelfSignedCert } from '../../src/channel/tls.js';
 import { proxyLink } from '../../src/proxy/proxy-client.js';
 import { ROOT, tempDir } from '../helpers/local-server.js';
-import { keyFile, startProxyServer, type ProxyServerProc } from './net-helpers.js';
+import { startProxyServer, type GvfsProcess } from '../helpers/gvfs-proc.js';
+import { keyFile } from '../helpers/key-file.js';
 
 const HANDSHAKE_MS = 1500;
 const PROOF_MS = 3000;
@@ -62,7 +63,7 @@ describe('connections that never prove', { timeout: 180_000 }, () => {
   let key: SessionKey;
   let keyArg: string;
   let cert: { cert: string; key: string; fingerprint: string };
-  const servers: ProxyServerProc[] = [];
+  const servers: GvfsProcess[] = [];
   const held: Held[] = [];
 
   before(async () => {

@@ -1,46 +1,26 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { newSessionKey } from '../../../src/channel/session-key.js';
-import { makeSelfSignedCert } from '../../../src/channel/tls.js';
 import { Agent, type AgentConfig } from '../../../src/services/agent/agent.js';
 import { isAlive, procStat } from '../../../src/services/agent/processes.js';
 import { AgentStore } from '../../../src/services/agent/store.js';
-import type { KeyDoc, ProxyServerSpec } from '../../../src/services/api/types.js';
-import { tempDir } from '../../helpers/local-server.js';
-import { processesUnder, until } from '../../helpers/services.js';
+import type { ProxyServerSpec } from '../../../src/services/api/types.js';
+import { agentBed, aliceKeyDoc, listening, processesUnder, until, type AgentBed } from '../../helpers/services.js';
 
+let bed: AgentBed;
 let dir: string;
 let cfg: AgentConfig;
 before(async () => {
-  dir = await tempDir('gvfs-agent-recovery-');
-  const tls = await makeSelfSignedCert(path.join(dir, 'tls'));
-  await fs.mkdir(path.join(dir, 'exports', 'x'), { recursive: true });
-  cfg = { name: 'state', stateDir: path.join(dir, 'state'), certFile: tls.cert, keyFile: tls.key, fingerprint: tls.fingerprint, exportRoots: [path.join(dir, 'exports')], mountRoots: [], proxyHost: '127.0.0.1', monitorMs: 200 };
+  bed = await agentBed('gvfs-agent-recovery-');
+  ({ dir, cfg } = bed);
+  await fs.mkdir(path.join(bed.exports, 'x'));
 });
-after(async () => {
-  for (const p of await processesUnder(dir)) process.kill(p, 'SIGKILL');
-  await fs.rm(dir, { recursive: true, force: true });
-});
-
-const keyDoc = (): KeyDoc => {
-  const k = newSessionKey('alice', undefined, { uid: 2001, gid: 2001, gids: [] });
-  return { id: k.id, key: k.key.toString('base64'), user: k.user, account: k.account };
-};
-const listening = (port: number) =>
-  new Promise<boolean>((resolve) => {
-    const s = net.connect(port, '127.0.0.1', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
-  });
+after(() => bed?.stop());
 
 test('an agent restarted after a crash: what was half-started is removed, what died while it was down is restarted on its port, what runs is re-attached', { timeout: 600_000 }, async () => {
-  const spec = (): ProxyServerSpec => ({ kind: 'proxy-server', key: keyDoc(), exports: [{ dir: path.join(dir, 'exports', 'x'), name: '/x' }], channel: 'tls' });
+  const spec = (): ProxyServerSpec => ({ kind: 'proxy-server', key: aliceKeyDoc(), exports: [{ dir: path.join(dir, 'exports', 'x'), name: '/x' }], channel: 'tls' });
   let a = await Agent.open(cfg);
   const dies = await a.ensure('s-dies', 'ps', spec());
   const lives = await a.ensure('s-lives', 'ps', spec());
@@ -122,7 +102,7 @@ test('an agent restarted after a crash: what was half-started is removed, what d
 test('the agent refuses exports outside its roots, symlinks and missing directories, naming the host', { timeout: 600_000 }, async () => {
   const a = await Agent.open(cfg);
   try {
-    const order = (d: string): ProxyServerSpec => ({ kind: 'proxy-server', key: keyDoc(), exports: [{ dir: d, name: '/x' }], channel: 'tls' });
+    const order = (d: string): ProxyServerSpec => ({ kind: 'proxy-server', key: aliceKeyDoc(), exports: [{ dir: d, name: '/x' }], channel: 'tls' });
     await assert.rejects(a.ensure('s-bad', 'ps', order('/etc')), (e: any) => e.status === 403 && /host state does not allow exports at \/etc/.test(e.message));
     await fs.symlink('/etc', path.join(dir, 'exports', 'link'));
     await assert.rejects(a.ensure('s-bad', 'ps', order(path.join(dir, 'exports', 'link'))), (e: any) => e.status === 403);
@@ -132,7 +112,7 @@ test('the agent refuses exports outside its roots, symlinks and missing director
     const mroot = path.join(dir, 'mnt');
     await fs.mkdir(mroot);
     await fs.symlink(path.join(dir, 'exports'), path.join(mroot, 'out'));
-    const m = { kind: 'mount' as const, key: keyDoc(), server: { host: '127.0.0.1', port: 1 }, channel: { kind: 'tls' as const, fingerprint: cfg.fingerprint }, export: '/x', cache: { mode: 'none' as const }, attrTimeout: 1 };
+    const m = { kind: 'mount' as const, key: aliceKeyDoc(), server: { host: '127.0.0.1', port: 1 }, channel: { kind: 'tls' as const, fingerprint: cfg.fingerprint }, export: '/x', cache: { mode: 'none' as const }, attrTimeout: 1 };
     const b = await Agent.open({ ...cfg, stateDir: path.join(dir, 'state-b'), mountRoots: [mroot] });
     try {
       await assert.rejects(b.ensure('s-bad', 'm0', { ...m, mountpoint: path.join(mroot, 'out', 'new', 'mnt') }), (e: any) => e.status === 403 && /does not allow mounts|is a symbolic link/.test(e.message));
