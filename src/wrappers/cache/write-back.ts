@@ -55,7 +55,7 @@ export interface FlushSink {
   commit(cred: Credentials, fh: Buffer): Promise<{ verf: Buffer; wcc: WccData }>;
   /** Our WRITE is about to go / went (ok or not) to the server: keep the read cache right. */
   writeStart(fh: Buffer): void;
-  writeEnd(fh: Buffer, offset: number, length: number, wcc: WccData | undefined, ok: boolean): void;
+  writeEnd(fh: Buffer, offset: number, length: number, wcc: WccData | undefined, ok: boolean, data?: Buffer): void;
   /** Unflushed writes of the file were discarded: what the cache presents for it must be checked again. */
   discarded(fh: Buffer): void;
 }
@@ -425,7 +425,7 @@ export class WriteBack {
           this.sink.writeEnd(d.fh, run.start + off, n, (e as FsError).wcc, false);
           throw e;
         }
-        this.sink.writeEnd(d.fh, run.start + off, r.count, r.wcc, true);
+        this.sink.writeEnd(d.fh, run.start + off, r.count, r.wcc, true, chunk);
         if (r.count <= 0) throw new FsError('IO', 'the server wrote nothing');
         if (!verf) verf = Buffer.from(r.verf);
         else if (!verf.equals(r.verf)) agreed = false;
