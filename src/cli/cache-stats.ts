@@ -70,8 +70,10 @@ const mib = (n: number) => (n / 2 ** 20).toFixed(1);
 export function counterLines(c: CounterSnapshot): string[] {
   const pct = c.hitRatio === null ? '' : ` (${(100 * c.hitRatio).toFixed(1)}% hits, ${mib(c.hitBytes)} MiB; ${mib(c.missBytes)} MiB misses)`;
   const raw = c.channelBytesIn !== undefined ? `; the channel carried ${mib(c.channelBytesIn)} MiB in, ${mib(c.channelBytesOut ?? 0)} MiB out in all` : '';
+  const prog = c.programReadBytes || c.programWriteBytes ? [`programs read ${mib(c.programReadBytes)} MiB and wrote ${mib(c.programWriteBytes)} MiB through the mount (whose read-ahead reads the session's stack below)`] : [];
   return [
-    `read ${mib(c.readBytes)} MiB in ${c.readCalls} READs${pct}: from the cache ${mib(c.fromCacheBytes)} MiB, unflushed writes ${mib(c.fromJournalBytes)} MiB, zero blocks ${mib(c.zeroBytes)} MiB, over the channel ${mib(c.fromChannelBytes)} MiB`,
+    ...prog,
+    `the stack answered ${mib(c.readBytes)} MiB in ${c.readCalls} READs${pct}: from the cache ${mib(c.fromCacheBytes)} MiB, unflushed writes ${mib(c.fromJournalBytes)} MiB, zero blocks ${mib(c.zeroBytes)} MiB, over the channel ${mib(c.fromChannelBytes)} MiB`,
     `written ${mib(c.writeBytes)} MiB in ${c.writeCalls} WRITEs`,
     `moved over the channel ${mib(c.movedBytes)} MiB: READ ${mib(c.channelReadBytes)} MiB (read-ahead ${mib(c.readAheadBytes)}), bulk ${mib(c.bulkWireBytes)} MiB carrying ${mib(c.bulkRawBytes)} MiB, WRITE ${mib(c.channelWriteBytes)} MiB (flushes ${mib(c.flushBytes)})${raw}`,
   ];

@@ -22,6 +22,16 @@
  */
 export interface DataCounters {
   // ------------------------------------------------ what the session's readers and writers did
+  /**
+   * Bytes programs read and wrote through a `gvfs mount`, as the kernel
+   * handed their calls to it (the page cache answers repeats without us).
+   * The mount's front end reads the stack in larger chunks ahead of them and
+   * reads a chunk again when it has grown old, so readBytes may exceed
+   * programReadBytes. A proxy client's NFS endpoint has no such front end:
+   * there the NFS client's READs are readBytes, and these stay 0.
+   */
+  programReadBytes: number;
+  programWriteBytes: number;
   /** READ calls answered at the top of the session's stack (the NFS client's or FUSE front end's reads, their own read-ahead included). */
   readCalls: number;
   /** Bytes those READs returned. */
@@ -74,6 +84,8 @@ export interface CounterSnapshot extends DataCounters {
 }
 
 export const COUNTER_KEYS = [
+  'programReadBytes',
+  'programWriteBytes',
   'readCalls',
   'readBytes',
   'writeCalls',

@@ -179,7 +179,6 @@ export class BlockReader {
     const bs = this.o.blockSize;
     if (off % bs) return 0;
     const tag = s.tag!;
-    const gen = this.store.gen(s.fk!);
     let stored = 0;
     for (let at = 0; at < data.length; at += bs) {
       const idx = (off + at) / bs;
@@ -187,7 +186,7 @@ export class BlockReader {
       if (blen <= 0 || data.length - at < blen) break;
       const key = BlockStore.key(s.fk!, idx, tag);
       if (this.store.has(key) || this.staged.has(key)) continue;
-      this.storeBlock(key, data.subarray(at, at + blen), 0, gen);
+      this.storeBlock(key, data.subarray(at, at + blen), 0, this.store.gen(s.fk!, idx));
       stored++;
     }
     return stored;
@@ -204,7 +203,6 @@ export class BlockReader {
     const bs = this.o.blockSize;
     if (!s.fk || this.closing) return 0;
     const tag = versionTag(after);
-    const gen = this.store.gen(s.fk);
     let kept = 0;
     for (let idx = Math.ceil(off / bs); idx * bs < Math.min(off + data.length, after.size); idx++) {
       const bStart = idx * bs;
@@ -212,7 +210,7 @@ export class BlockReader {
       if (blen <= 0 || bStart + blen > off + data.length) break;
       const key = BlockStore.key(s.fk, idx, tag);
       if (this.store.has(key) || this.staged.has(key)) continue;
-      this.storeBlock(key, Buffer.from(data.subarray(bStart - off, bStart - off + blen)), 0, gen);
+      this.storeBlock(key, Buffer.from(data.subarray(bStart - off, bStart - off + blen)), 0, this.store.gen(s.fk, idx));
       kept++;
     }
     return kept;
@@ -230,7 +228,7 @@ export class BlockReader {
         }
         const primary = BlockStore.key(fk, p.idx, tag);
         const st = this.staged.get(primary);
-        if (st && st.length === p.blen && this.stagedGen.get(primary) === this.store.gen(fk)) {
+        if (st && st.length === p.blen && this.stagedGen.get(primary) === this.store.gen(fk, p.idx)) {
           st.copy(buf, p.bufOff, p.blockOff, p.blockOff + p.len);
           this.store.noteRead(primary, p.blockOff, p.blockOff + p.len);
           return this.hit(p, segs);
@@ -283,7 +281,7 @@ export class BlockReader {
     const start = first * bs;
     const len = Math.min(n * bs, size - start);
     const ep = s.epoch;
-    const gen = this.store.gen(s.fk!);
+    const gens = Array.from({ length: n }, (_, i) => this.store.gen(s.fk!, first + i));
     const clean = s.writing === 0;
     let data: Buffer | undefined;
     let got = 0;
@@ -315,7 +313,7 @@ export class BlockReader {
         out.push({ data: bytes, ok: false, ownChange: !clean || s.epoch !== ep });
         continue;
       }
-      if (keep) this.storeBlock(BlockStore.key(s.fk!, first + i, tag), bytes, 0, gen);
+      if (keep) this.storeBlock(BlockStore.key(s.fk!, first + i, tag), bytes, 0, gens[i]);
       out.push({ data: bytes, ok: true });
     }
     return out;

@@ -146,7 +146,8 @@ export class CacheBackend extends PassthroughBackend {
           },
           commit: (cred, fh) => this.inner.commit(cred, fh, 0, 0),
           writeStart: (fh) => this.files.writeStart(this.file(fh)),
-          writeEnd: (fh, off, len, wcc, ok, data) => this.wrote(this.file(fh), off, len, wcc, ok, data),
+          writeEnd: (fh, off, len, wcc, ok) => this.files.writeEnd(this.file(fh), off, len, wcc, ok),
+          flushed: (fh, ranges, bytes) => this.keepFlushed(this.file(fh), ranges, bytes),
           discarded: (fh) => (this.file(fh).at = 0),
         },
         {
@@ -439,15 +440,37 @@ export class CacheBackend extends PassthroughBackend {
   }
 
   /**
-   * One of our writes reached the server (or failed). The read cache follows
-   * (FileTable.writeEnd); then the blocks the write covered whole are kept
-   * as clean blocks of the version the server's wcc data names, so what was
-   * just written and flushed is read back from the cache, not fetched.
+   * One of our writes went straight to the server (write-through, or around
+   * a full journal), or failed. The read cache follows (FileTable.writeEnd);
+   * then the blocks the write covered whole are kept as clean blocks of the
+   * version the server's wcc data names: what was just written is read back
+   * from the cache, not fetched.
    */
   private wrote(s: FileState, off: number, len: number, wcc: WccData | undefined, ok: boolean, data?: Buffer): void {
     this.files.writeEnd(s, off, len, wcc, ok);
     if (ok && data && wcc?.after && wcc.after.type === FType.REG && s.fk && !this.closing) {
       this.c.writtenBlocksKept += this.reader.keepWritten(s, wcc.after, off, data.subarray(0, len));
+    }
+  }
+
+  /**
+   * A write-back round is on the server: every block its records wrote
+   * whole (see FlushSink.flushed) is kept as a clean block of the version
+   * the file is now known at — the last flush WRITE's, chained by
+   * FileTable.writeEnd; if the chain broke, nothing is kept.
+   */
+  private async keepFlushed(s: FileState, ranges: Array<[number, number]>, bytes: (start: number, end: number) => Promise<Buffer | undefined>): Promise<void> {
+    const bs = this.opts.blockSize;
+    const a = s.attr;
+    if (!s.fk || !s.tag || !a || s.writing || this.closing || versionTag(a) !== s.tag) return;
+    const idxs = new Set<number>();
+    for (const [from, to] of ranges) for (let i = Math.floor(from / bs); i * bs < Math.min(to, a.size); i++) idxs.add(i);
+    for (const idx of [...idxs].sort((x, y) => x - y)) {
+      const start = idx * bs;
+      const end = Math.min(a.size, start + bs);
+      const data = await bytes(start, end).catch(() => undefined);
+      // (Checked again after the await: a write or a change seen meanwhile makes s.tag another version.)
+      if (data && s.tag === versionTag(a)) this.c.writtenBlocksKept += this.reader.keepWritten(s, a, start, data);
     }
   }
 
