@@ -293,7 +293,7 @@ export class CacheBackend extends PassthroughBackend {
         p.data.copy(buf, p.start - offset, 0, Math.min(p.data.length, end - p.start));
       }
       if (cached) this.reader.readAhead(cred, s, a, offset, end);
-      return { count: buf.length, eof: end >= size, data: buf, attr: this.present(s, a), from: sources(segs, overlay, offset, end) };
+      return { count: buf.length, eof: end >= size, data: buf, attr: this.present(s, a), from: sources(segs, overlay, offset, end, Math.max(offset, srvEnd)) };
     }
   }
 
@@ -743,10 +743,12 @@ export class CacheBackend extends PassthroughBackend {
 /**
  * Where the bytes of one cached READ's answer [offset, end) came from:
  * unflushed writes (overlay) and the zeros past the server's end of file
- * count as the journal's; the rest as the segments the block reader filled
- * say (cache or channel), minus what the overlay covered.
+ * (srvEnd) count as the journal's; the rest as the segments the block
+ * reader filled say (cache or channel), minus what the overlay covered.
+ * Each part is counted from what it is, not as what is left, so a
+ * miscounted segment shows as sources that do not add up.
  */
-export function sources(segs: Seg[], overlay: Array<{ start: number; data: Buffer }>, offset: number, end: number): { cache: number; channel: number; journal: number } {
+export function sources(segs: Seg[], overlay: Array<{ start: number; data: Buffer }>, offset: number, end: number, srvEnd: number): { cache: number; channel: number; journal: number } {
   const ov = overlay
     .map((p) => ({ s: Math.max(p.start, offset) - offset, e: Math.min(p.start + p.data.length, end) - offset }))
     .filter((x) => x.e > x.s);
@@ -758,7 +760,8 @@ export function sources(segs: Seg[], overlay: Array<{ start: number; data: Buffe
     if (g.channel) channel += n;
     else cache += n;
   }
-  return { cache, channel, journal: end - offset - cache - channel };
+  const serverBytes = srvEnd - offset - covered(0, srvEnd - offset);
+  return { cache, channel, journal: end - offset - serverBytes };
 }
 
 function nfsTime(ms: number): NfsTime {
