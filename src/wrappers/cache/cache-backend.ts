@@ -448,7 +448,9 @@ export class CacheBackend extends PassthroughBackend {
    */
   private wrote(s: FileState, off: number, len: number, wcc: WccData | undefined, ok: boolean, data?: Buffer): void {
     this.files.writeEnd(s, off, len, wcc, ok);
-    if (ok && data && wcc?.after && wcc.after.type === FType.REG && s.fk && !this.closing) {
+    // Only when the server's wcc data chained to the version we now know and no other of our writes is in flight:
+    // a WRITE racing ours to the same block could be in the post-op attributes but not in our bytes.
+    if (ok && data && wcc?.after && wcc.after.type === FType.REG && s.fk && !this.closing && !s.writing && s.tag === versionTag(wcc.after)) {
       this.c.writtenBlocksKept += this.reader.keepWritten(s, wcc.after, off, data.subarray(0, len));
     }
   }
