@@ -115,7 +115,7 @@ export async function vmSuite(ctx: BenchContext, profileName = 'wan', sizes: { m
     const crossed = async (cacheDir: string) => {
       const cs = JSON.parse((await cli(['cache', 'stats', '--cache-dir', cacheDir, '--json'])).stdout);
       const ms = JSON.parse((await cli(['meta', 'stats', '--cache-dir', cacheDir, '--json'])).stdout);
-      return { bytes: cs.sessions.reduce((s: number, x: { stats: { bytesFetched?: number } }) => s + (x.stats.bytesFetched ?? 0), 0) + ms.bulkWireBytes, zero: ms.zeroBytes as number };
+      return { bytes: cs.sessions.reduce((s: number, x: { stats: { channelReadBytes?: number } }) => s + (x.stats.channelReadBytes ?? 0), 0) + ms.bulkWireBytes, zero: ms.zeroBytes as number };
     };
     const session = (cacheDir: string, port = psLink.port) => ['--server', `127.0.0.1:${port}`, '--key', keyFile, '--cache-dir', cacheDir];
     // Cold: before anything on this host has recorded a prefetch order (the golden files' hints as published,

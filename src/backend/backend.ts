@@ -16,6 +16,15 @@ import type {
   WccData,
   WriteResult,
 } from '../nfs3/types.js';
+import type { ReadSources } from '../util/counters.js';
+
+/**
+ * A READ's answer, with where its bytes came from when a layer knows
+ * (util/counters.ts): a wrapper that answers from local data says so; a
+ * wrapper that passes the call down passes this on; absent, the bytes came
+ * from below every wrapper (the link).
+ */
+export type SourcedRead = ReadResult & { from?: ReadSources };
 
 /**
  * THE backend interface: NFSv3 semantics on opaque file handles.
@@ -52,7 +61,7 @@ export interface Backend {
   lookup(cred: Credentials, dir: Buffer, name: string): Promise<{ fh: Buffer; attr?: Fattr3; dirAttr?: Fattr3 }>;
   access(cred: Credentials, fh: Buffer, mask: number): Promise<{ access: number; attr?: Fattr3 }>;
   readlink(cred: Credentials, fh: Buffer): Promise<{ path: string; attr?: Fattr3 }>;
-  read(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<ReadResult>;
+  read(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<SourcedRead>;
   write(cred: Credentials, fh: Buffer, offset: number, data: Buffer, stable: StableHow): Promise<WriteResult>;
   create(cred: Credentials, dir: Buffer, name: string, how: CreateHow): Promise<NewObject>;
   mkdir(cred: Credentials, dir: Buffer, name: string, attrs: Sattr3): Promise<NewObject>;

@@ -5,6 +5,7 @@ import { controlRequest, controlSocketOf } from '../wrappers/cache/control-socke
 import * as f from '../wrappers/cache/fs-cb.js';
 import { Journal } from '../wrappers/cache/journal.js';
 import { listSessions, readSmallFile, sessionDirName } from '../wrappers/cache/session-dir.js';
+import { sumCounters, type CounterSnapshot } from '../util/counters.js';
 
 /** gvfs cache stats: counters of the sessions using a cache directory (running ones asked live, others from their last saved state). */
 export function cacheCommand(): Command {
@@ -17,7 +18,9 @@ export function cacheCommand(): Command {
     .option('--json', 'print JSON')
     .action(async (o) => {
       const dir: string = o.cacheDir;
+      await checkCacheDir(dir);
       const names = o.session ? [sessionDirName(o.session)] : await listSessions(dir);
+      if (o.session && !(await isDir(path.join(dir, 'sessions', names[0])))) throw new Error(`${dir} has no session ${o.session} (sessions: ${(await listSessions(dir)).join(', ') || 'none'})`);
       const sessions: Array<{ session: string; live: boolean; stats?: Partial<CacheStats>; savedAt?: string }> = [];
       for (const name of names) {
         const sd = path.join(dir, 'sessions', name);
@@ -37,20 +40,22 @@ export function cacheCommand(): Command {
         sessions.push({ session: name, live: false, stats, savedAt: stats.savedAt });
       }
       const onDisk = await blockBytes(path.join(dir, 'blocks'));
+      // The cache directory's counters: the sum over its sessions (running ones live, others as last saved).
+      const total = sumCounters(sessions.map((x) => x.stats ?? {}));
       if (o.json) {
-        console.log(JSON.stringify({ dir, blocksOnDisk: onDisk, sessions }));
+        console.log(JSON.stringify({ dir, blocksOnDisk: onDisk, total, sessions }));
         return;
       }
       console.log(`cache ${dir}: ${mib(onDisk.bytes)} MiB in ${onDisk.blocks} blocks on disk`);
+      if (sessions.length > 1) for (const l of counterLines(total)) console.log(`  all sessions: ${l}`);
       for (const s of sessions) {
         const x = s.stats ?? {};
         const b = x.flushBacklog ?? { files: 0, records: 0, bytes: 0 };
         console.log(`session ${s.session} (${s.live ? 'running' : `not running${s.savedAt ? `, counters as of ${s.savedAt}` : ''}`})${x.mode ? `: ${x.mode}` : ''}`);
         if (x.capacity !== undefined) console.log(`  capacity ${mib(x.capacity)} MiB, used ${mib(x.used ?? 0)} MiB (${x.blocks ?? 0} blocks of ${(x.blockSize ?? 0) / 1024} KiB), journal ${mib(x.journalBytes ?? 0)} MiB`);
-        if (x.hits !== undefined) {
-          const total = (x.hits ?? 0) + (x.misses ?? 0);
-          console.log(`  hits ${x.hits}, misses ${x.misses}${total ? ` (${((100 * (x.hits ?? 0)) / total).toFixed(1)}% hits)` : ''}, read-ahead ${x.readAheadBlocks ?? 0} blocks, evictions ${x.evictions ?? 0}, invalidations ${x.invalidations ?? 0}`);
-          console.log(`  fetched over the network ${mib(x.bytesFetched ?? 0)} MiB, served from cache ${mib(x.bytesFromCache ?? 0)} MiB`);
+        if (x.readBytes !== undefined) {
+          for (const l of counterLines(sumCounters([x]))) console.log(`  ${l}`);
+          console.log(`  read-ahead ${x.readAheadBlocks ?? 0} blocks, evictions ${x.evictions ?? 0}, invalidations ${x.invalidations ?? 0}, written blocks kept ${x.writtenBlocksKept ?? 0}`);
         }
         console.log(`  dirty ${mib(x.dirtyBytes ?? 0)} MiB; flush backlog ${mib(b.bytes)} MiB in ${b.records} writes to ${b.files} files${x.flushedBytes !== undefined ? `; flushed ${mib(x.flushedBytes)} MiB` : ''}`);
         for (const e of x.flushErrors ?? []) console.log(`  FLUSH ERROR file ${e.fh}: ${e.code}: ${e.message} (${e.bytes} bytes kept)`);
@@ -60,6 +65,34 @@ export function cacheCommand(): Command {
 }
 
 const mib = (n: number) => (n / 2 ** 20).toFixed(1);
+
+/** The data counters (util/counters.ts) as text, in the words their definitions use. */
+export function counterLines(c: CounterSnapshot): string[] {
+  const pct = c.hitRatio === null ? '' : ` (${(100 * c.hitRatio).toFixed(1)}% hits, ${mib(c.hitBytes)} MiB; ${mib(c.missBytes)} MiB misses)`;
+  const raw = c.channelBytesIn !== undefined ? `; the channel carried ${mib(c.channelBytesIn)} MiB in, ${mib(c.channelBytesOut ?? 0)} MiB out in all` : '';
+  const prog = c.programReadBytes || c.programWriteBytes ? [`programs read ${mib(c.programReadBytes)} MiB and wrote ${mib(c.programWriteBytes)} MiB through the mount (whose read-ahead reads the session's stack below)`] : [];
+  return [
+    ...prog,
+    `the stack answered ${mib(c.readBytes)} MiB in ${c.readCalls} READs${pct}: from the cache ${mib(c.fromCacheBytes)} MiB, unflushed writes ${mib(c.fromJournalBytes)} MiB, zero blocks ${mib(c.zeroBytes)} MiB, over the channel ${mib(c.fromChannelBytes)} MiB`,
+    `written ${mib(c.writeBytes)} MiB in ${c.writeCalls} WRITEs`,
+    `moved over the channel ${mib(c.movedBytes)} MiB: READ ${mib(c.channelReadBytes)} MiB (read-ahead ${mib(c.readAheadBytes)}), bulk ${mib(c.bulkWireBytes)} MiB carrying ${mib(c.bulkRawBytes)} MiB, WRITE ${mib(c.channelWriteBytes)} MiB (flushes ${mib(c.flushBytes)})${raw}`,
+  ];
+}
+
+async function isDir(p: string): Promise<boolean> {
+  return !!(await f.stat(p).catch(() => undefined))?.isDirectory();
+}
+
+/** A cache directory has blocks/ or sessions/ (made by the first proxy client on it); anything else is a mistake worth saying. */
+async function checkCacheDir(dir: string): Promise<void> {
+  const st = await f.stat(dir).catch((e: NodeJS.ErrnoException) => {
+    throw new Error(`${dir}: ${e.code === 'ENOENT' ? 'no such directory' : e.message}`);
+  });
+  if (!st.isDirectory()) throw new Error(`${dir} is not a directory`);
+  if (!(await isDir(path.join(dir, 'blocks'))) && !(await isDir(path.join(dir, 'sessions')))) {
+    throw new Error(`${dir} is not a GVFS cache directory (no blocks/ or sessions/ in it; give the --cache-dir of a mount or proxy client)`);
+  }
+}
 
 async function blockBytes(dir: string): Promise<{ blocks: number; bytes: number }> {
   let blocks = 0;

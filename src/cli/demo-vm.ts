@@ -106,7 +106,7 @@ export function demoVmCommand(): Command {
         }
         const cs = JSON.parse((await run(process.execPath, [CLI, 'cache', 'stats', '--cache-dir', cacheDir, '--json'])).stdout);
         const ms = JSON.parse((await run(process.execPath, [CLI, 'meta', 'stats', '--cache-dir', cacheDir, '--json'])).stdout);
-        const fetched = cs.sessions.reduce((s: number, x: { stats: { bytesFetched?: number } }) => s + (x.stats.bytesFetched ?? 0), 0);
+        const fetched = cs.sessions.reduce((s: number, x: { stats: { channelReadBytes?: number } }) => s + (x.stats.channelReadBytes ?? 0), 0);
         const golden = pub.manifest.files.reduce((s, f) => s + f.size, 0);
         say(`\nnetwork: ${((fetched + ms.bulkWireBytes) / MiB).toFixed(1)} MiB crossed for both clones (${(fetched / MiB).toFixed(1)} MiB of blocks fetched on demand, ${(ms.bulkWireBytes / MiB).toFixed(1)} MiB of compressed bulk transfers carrying ${(ms.bulkRawBytes / MiB).toFixed(1)} MiB)`);
         say(`         ${(ms.zeroBytes / MiB).toFixed(1)} MiB of zero blocks answered on the compute server; the golden VM is ${(golden / MiB).toFixed(1)} MiB (RAM file ${(o.memory / MiB).toFixed(0)} MiB), and copy-then-run would have moved all of it`);

@@ -6,6 +6,7 @@ import { FuseFrontend, processCredentials } from '../frontends/fuse/fuse-fronten
 import { watchUnmount } from '../frontends/fuse/mountpoint.js';
 import { checkLink, stackClient } from '../proxy/proxy-client.js';
 import type { Backend } from '../backend/backend.js';
+import type { DataCounters } from '../util/counters.js';
 import { parseNfsUrl } from '../proxy/upstream-url.js';
 import { AuthFlavor, type Credentials } from '../rpc/types.js';
 import { addLinkOptions, linkOptions } from './proxy-client.js';
@@ -100,7 +101,7 @@ async function detach(o: MountOpts): Promise<void> {
  * is given), as `gvfs proxy-client` builds it; for nfs://, a plain NFSv3
  * client.
  */
-async function openBackend(o: MountOpts): Promise<{ backend: Backend; server: string; exportPath?: string; close(): Promise<void> }> {
+async function openBackend(o: MountOpts): Promise<{ backend: Backend; server: string; exportPath?: string; counters?: DataCounters; close(): Promise<void> }> {
   if (o.server.startsWith('nfs://')) {
     const u = parseNfsUrl(o.server);
     if (o.export) throw new Error('give the export in the nfs:// URL, not --export');
@@ -109,7 +110,7 @@ async function openBackend(o: MountOpts): Promise<{ backend: Backend; server: st
     return { backend: remote, server: `nfs://${u.host}:${u.port}`, exportPath: u.path, close: () => remote.close() };
   }
   const link = await linkOptions(o);
-  const { backend, cache, tunnel, remote } = stackClient(link);
+  const { backend, cache, tunnel, remote, counters } = stackClient(link);
   // Closing the top of the stack closes what it wraps.
   const close = async () => {
     await backend.close();
@@ -123,12 +124,12 @@ async function openBackend(o: MountOpts): Promise<{ backend: Backend; server: st
     await close().catch(() => undefined);
     throw e;
   }
-  return { backend, server: `${link.host}:${link.port}`, exportPath: o.export, close };
+  return { backend, server: `${link.host}:${link.port}`, exportPath: o.export, counters, close };
 }
 
 async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
   const cred: Credentials = o.as ? { flavor: AuthFlavor.AUTH_SYS, ...o.as } : processCredentials();
-  const { backend, server, close, ...rest } = await openBackend(o);
+  const { backend, server, close, counters, ...rest } = await openBackend(o);
   let exportPath = rest.exportPath;
   if (!exportPath) {
     const ex = await backend.exports().catch(async (e) => {
@@ -152,6 +153,7 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
       opTimeoutMs: Math.max(120_000, 3 * o.timeout),
       credentials: () => cred,
       deferCommitMs: o.commitDelay,
+      counters,
     });
     await frontend.mount(mountpoint);
   } catch (e) {

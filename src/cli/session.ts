@@ -70,7 +70,7 @@ function describe(s: any): string {
   }
   lines.push(`  channel ${s.channel}, account ${s.account.uid}:${s.account.gid}, attribute timeout ${s.attrTimeout} s`);
   const t = s.stats?.totals;
-  if (t) lines.push(`  cache hits ${t.hitRatio === null ? '–' : `${(100 * t.hitRatio).toFixed(1)}%`}, moved ${bytes(t.bytesMoved)}, dirty ${bytes(t.dirtyBytes)}`);
+  if (t) lines.push(`  cache hits ${t.hitRatio === null ? '–' : `${(100 * t.hitRatio).toFixed(1)}%`} of bytes read, moved ${bytes(t.bytesMoved)}, dirty ${bytes(t.dirtyBytes)}`);
   if (s.statsError) lines.push(`  statistics unavailable: ${s.statsError}`);
   if (s.error) lines.push(`  error: ${s.error}`);
   if (s.pending?.length) lines.push(`  teardown pending on ${s.pending.join(', ')}`);

@@ -15,6 +15,8 @@ import { logger } from '../util/log.js';
 import { CacheBackend } from '../wrappers/cache/cache-backend.js';
 import type { CacheOptions } from '../wrappers/cache/options.js';
 import { MetaBackend, type MetaOptions } from '../wrappers/metadata/meta-backend.js';
+import { ChannelMeter, TopMeter } from '../wrappers/meter.js';
+import { newCounters, snapshot, type CounterSnapshot, type DataCounters } from '../util/counters.js';
 import { isLoopback } from './proxy-server.js';
 
 const log = logger('proxy');
@@ -53,9 +55,9 @@ export function sessionName(o: Pick<ProxyLinkOptions, 'key' | 'user'>): string {
  * keyed by the proxy server's address (shared by every session reaching
  * the same proxy server), the journal by the session.
  */
-export function stackCache(remote: Backend, o: ProxyLinkOptions): CacheBackend | undefined {
+export function stackCache(remote: Backend, o: ProxyLinkOptions, counters?: DataCounters): CacheBackend | undefined {
   if (!o.cache) return undefined;
-  return new CacheBackend(remote, { ...o.cache, serverId: o.cache.serverId ?? `${o.host}:${o.port}`, session: o.cache.session ?? sessionName(o) });
+  return new CacheBackend(remote, { ...o.cache, serverId: o.cache.serverId ?? `${o.host}:${o.port}`, session: o.cache.session ?? sessionName(o) }, counters);
 }
 
 /**
@@ -116,20 +118,32 @@ export async function checkLink(remote: RemoteNfs, timeoutMs = 30_000): Promise<
   }
 }
 
-/** The proxy client's backend stack over a link: meta-data ∘ cache ∘ remote (each when configured). */
+/**
+ * The proxy client's backend stack over a link: top meter ∘ meta-data ∘
+ * cache ∘ channel meter ∘ remote (meta-data and cache when configured), all
+ * counting into one set of the session's data counters (util/counters.ts).
+ */
 export interface ClientStack {
   backend: Backend;
   remote: RemoteNfs;
   cache?: CacheBackend;
   meta?: MetaBackend;
   tunnel?: SshTunnel;
+  counters: DataCounters;
+  /** The counters now, with the channel's raw byte totals. */
+  snapshot(): CounterSnapshot;
 }
 
 export function stackClient(o: ProxyLinkOptions): ClientStack {
   const { remote, tunnel } = proxyLink(o);
-  const cache = stackCache(remote, o);
-  const meta = o.meta === false ? undefined : new MetaBackend(cache ?? remote, { ...o.meta, link: remote, cache });
-  return { backend: meta ?? cache ?? remote, remote, cache, meta, tunnel };
+  const counters = newCounters();
+  const channel = () => ({ bytesIn: remote.stats.bytesIn, bytesOut: remote.stats.bytesOut });
+  const link = new ChannelMeter(remote, counters);
+  const cache = stackCache(link, o, counters);
+  if (cache) cache.channelTotals = channel;
+  const meta = o.meta === false ? undefined : new MetaBackend(cache ?? link, { ...o.meta, link: remote, cache, counters });
+  const backend = new TopMeter(meta ?? cache ?? link, counters);
+  return { backend, remote, cache, meta, tunnel, counters, snapshot: () => snapshot(counters, channel()) };
 }
 
 export interface ProxyClientOptions extends ProxyLinkOptions {
@@ -150,6 +164,9 @@ export function endpointUids(allow: AllowUids | undefined): AllowUids {
 
 export interface ProxyClient {
   server: RpcServer;
+  /** The session's data counters (util/counters.ts). */
+  counters: DataCounters;
+  snapshot(): CounterSnapshot;
   /** The proxy client's backend stack (meta-data ∘ cache ∘ remote). */
   backend: Backend;
   meta?: MetaBackend;
@@ -167,13 +184,15 @@ export interface ProxyClient {
  * flushes the cache's write-back data first.
  */
 export function createProxyClient(o: ProxyClientOptions): ProxyClient {
-  const { backend, remote, cache, meta, tunnel } = stackClient(o);
+  const { backend, remote, cache, meta, tunnel, counters, snapshot: snap } = stackClient(o);
   const allow = endpointUids(o.allowUids);
   if (allow === 'any') log.warn('proxy client endpoint open to every local user and other hosts (--allow-uid any)');
   const admit = allow === 'any' ? undefined : ownerAdmission(allow, 'proxy client');
   const server = createNfs3Server({ backend, limits: o.limits, admit });
   return {
     server,
+    counters,
+    snapshot: snap,
     backend,
     remote,
     cache,

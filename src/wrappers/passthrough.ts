@@ -1,4 +1,4 @@
-import type { Backend, DirPage, ExportInfo } from '../backend/backend.js';
+import type { Backend, DirPage, ExportInfo, SourcedRead } from '../backend/backend.js';
 import type { StableHow } from '../nfs3/constants.js';
 import type {
   CreateHow,
@@ -11,7 +11,6 @@ import type {
   NewObject,
   NfsTime,
   PathConf,
-  ReadResult,
   Sattr3,
   WccData,
   WriteResult,
@@ -54,7 +53,7 @@ export class PassthroughBackend implements Backend {
   async readlink(cred: Credentials, fh: Buffer): Promise<{ path: string; attr?: Fattr3 }> {
     return this.inner.readlink(this.cred(cred), fh);
   }
-  async read(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<ReadResult> {
+  async read(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<SourcedRead> {
     return this.inner.read(this.cred(cred), fh, offset, count);
   }
   async write(cred: Credentials, fh: Buffer, offset: number, data: Buffer, stable: StableHow): Promise<WriteResult> {

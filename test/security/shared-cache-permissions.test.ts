@@ -135,7 +135,7 @@ describe('security: the shared cache does not bypass permissions', { timeout: 30
     // Past the attribute timeout too: the refusal is asked again, not forgotten into a grant.
     await new Promise((r) => setTimeout(r, 1100));
     await assert.rejects(bob.read(fb, MB, 4096), ACCES, 'after the attribute timeout');
-    assert.equal((await bob.stats()).bytesFromCache, 0, 'no cached byte went to bob');
+    assert.equal((await bob.stats()).fromCacheBytes, 0, 'no cached byte went to bob');
     assert.ok((await alice.read(fa, MB, 1000)).equals(secret.subarray(MB, MB + 1000)));
   });
 
@@ -159,7 +159,7 @@ describe('security: the shared cache does not bypass permissions', { timeout: 30
     // alice reads all of it, zero blocks included.
     assert.ok((await alice.read(fa, 0, m.size)).equals(mem.data));
     assert.ok((await alice.read(fa, zero * BS, BS)).equals(Buffer.alloc(BS)));
-    assert.equal((await bob.stats()).bytesFromCache, 0);
+    assert.equal((await bob.stats()).fromCacheBytes, 0);
     assert.equal((await bob.stats('meta-stats')).zeroBytes, 0, 'no zero block answered to bob');
   });
 });

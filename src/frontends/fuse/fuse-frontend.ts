@@ -1,3 +1,4 @@
+import type { DataCounters } from '../../util/counters.js';
 import { constants as F } from 'node:fs';
 import fs from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -69,6 +70,8 @@ export interface FuseFrontendOptions {
    * the data); a crash of both before the COMMIT can.
    */
   deferCommitMs?: number;
+  /** The session's data counters (util/counters.ts): the mount counts what programs read and wrote through it. */
+  counters?: DataCounters;
   /**
    * Write-behind: bytes of WRITEs per file that may be in flight while the
    * program carries on (its write() returns once the data is copied); a
@@ -159,7 +162,7 @@ const join = (dir: string, name: string) => (dir === '/' ? `/${name}` : `${dir}/
 export class FuseFrontend {
   readonly cache: PathCache;
   readonly files: OpenFiles;
-  private readonly o: Required<Omit<FuseFrontendOptions, 'credentials' | 'fsname' | 'debug' | 'allowOther'>> & FuseFrontendOptions;
+  private readonly o: Required<Omit<FuseFrontendOptions, 'credentials' | 'fsname' | 'debug' | 'allowOther' | 'counters'>> & FuseFrontendOptions;
   private readonly counters = { ops: {} as Record<string, number>, errors: {} as Record<string, number>, reads: 0, bytesRead: 0, backendReads: 0, directOpens: 0, staleRetries: 0, knownAbsent: 0, noopSetattrs: 0 };
   private readonly lookups = new Map<string, Promise<Resolved>>();
   private readonly accessCache = new Map<string, { bits: number; at: number }>();
@@ -628,6 +631,7 @@ export class FuseFrontend {
     data.copy(buf, 0, 0, Math.min(len, data.length));
     this.counters.reads++;
     this.counters.bytesRead += Math.min(len, data.length);
+    if (this.o.counters) this.o.counters.programReadBytes += Math.min(len, data.length);
     return Math.min(len, data.length);
   }
 
@@ -665,6 +669,7 @@ export class FuseFrontend {
     }
     if (o.append) off = Math.max(off, o.file.inflightEnd);
     await o.file.write(this.cred(), off, buf.subarray(0, len), this.o.writeBehindBytes > 0);
+    if (this.o.counters) this.o.counters.programWriteBytes += len;
     return len;
   }
 

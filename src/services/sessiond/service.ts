@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import { newSessionKey } from '../../channel/session-key.js';
 import { logger } from '../../util/log.js';
+import { sumCounters } from '../../util/counters.js';
 import { call, HttpError, type PinnedTarget } from '../api/https.js';
 import type { Account, CachePolicy, ComponentView, KeyDoc, MountSpec, ProxyServerSpec } from '../api/types.js';
 import { SessionStore, type SessionRow } from './store.js';
@@ -65,7 +66,11 @@ interface Component {
   mountpoint?: string;
 }
 
-/** Live counters of one mount, as the dashboard and GET /sessions/{id} show them. */
+/**
+ * Live counters of one mount, as the dashboard and GET /sessions/{id} show
+ * them: the mount's data counters (util/counters.ts, where each is defined)
+ * under the names the API has used; hits and misses are bytes.
+ */
 export interface MountStats {
   mountpoint?: string;
   /** An access-nfs export's endpoint (nfs://…). */
@@ -73,12 +78,19 @@ export interface MountStats {
   mode: string;
   alive: boolean;
   restarts: number;
-  hits?: number;
-  misses?: number;
+  /** readBytes, hitBytes, missBytes, hitRatio, zeroBytes of the counters. */
+  readBytes?: number;
+  hitBytes?: number;
+  missBytes?: number;
   hitRatio?: number | null;
+  zeroBytes?: number;
+  /** fetchedBytes: file bytes brought over the channel (READ payload + bulk transfers' raw bytes). */
   bytesFetched?: number;
+  /** fromCacheBytes. */
   bytesFromCache?: number;
+  /** flushBytes: WRITE payload of write-back flushes. */
   bytesFlushed?: number;
+  /** movedBytes: READ + bulk (on the wire) + WRITE payload over the channel. */
   bytesMoved?: number;
   dirtyBytes?: number;
   flushBacklogBytes?: number;
@@ -403,27 +415,42 @@ export class SessionService {
         const mode = (exp?.cache ?? r.spec.cache).mode;
         const where = c.mountpoint ? { mountpoint: c.mountpoint } : { endpoint: exp ? this.endpointUrl(exp.name, c.port!) : `127.0.0.1:${c.port}` };
         if (!s) return { ...where, mode, alive: c.alive, restarts: c.restarts, ...(c.cacheError ? { error: c.cacheError } : {}) };
-        const total = s.hits + s.misses;
+        const k = sumCounters([s]);
         return {
           ...where,
           mode: s.mode,
           alive: c.alive,
           restarts: c.restarts,
-          hits: s.hits,
-          misses: s.misses,
-          hitRatio: total ? s.hits / total : null,
-          bytesFetched: s.bytesFetched,
-          bytesFromCache: s.bytesFromCache,
-          bytesFlushed: s.flushedBytes,
-          bytesMoved: s.bytesFetched + s.flushedBytes,
+          readBytes: k.readBytes,
+          hitBytes: k.hitBytes,
+          missBytes: k.missBytes,
+          hitRatio: k.hitRatio,
+          zeroBytes: k.zeroBytes,
+          bytesFetched: k.fetchedBytes,
+          bytesFromCache: k.fromCacheBytes,
+          bytesFlushed: k.flushBytes,
+          bytesMoved: k.movedBytes,
           dirtyBytes: s.dirtyBytes,
           flushBacklogBytes: s.flushBacklog?.bytes ?? 0,
         };
       });
     const sum = (k: keyof MountStats) => mounts.reduce((n, m) => n + ((m[k] as number | undefined) ?? 0), 0);
-    const hits = sum('hits');
-    const misses = sum('misses');
-    return { stats: { mounts, totals: { hits, misses, hitRatio: hits + misses ? hits / (hits + misses) : null, bytesMoved: sum('bytesMoved'), dirtyBytes: sum('dirtyBytes') } } };
+    const t = sumCounters(comps.filter((c) => c.kind !== 'proxy-server' && c.cache).map((c) => c.cache!));
+    return {
+      stats: {
+        mounts,
+        totals: {
+          readBytes: t.readBytes,
+          hitBytes: t.hitBytes,
+          missBytes: t.missBytes,
+          hitRatio: t.hitRatio,
+          zeroBytes: t.zeroBytes,
+          bytesFetched: t.fetchedBytes,
+          bytesMoved: t.movedBytes,
+          dirtyBytes: sum('dirtyBytes'),
+        },
+      },
+    };
   }
 
   async renew(u: User, id: string, lifetime?: number): Promise<any> {

@@ -1,6 +1,7 @@
 import type { Backend } from '../../backend/backend.js';
 import type { Fattr3 } from '../../nfs3/types.js';
 import type { Credentials } from '../../rpc/types.js';
+import type { DataCounters } from '../../util/counters.js';
 import { logger } from '../../util/log.js';
 import { BlockStore } from './block-store.js';
 import type { FileState, FileTable } from './file-state.js';
@@ -23,6 +24,13 @@ interface Part {
   len: number;
 }
 
+/** Where bytes of a READ's buffer came from: buf[at, at+len) from the disk cache, or over the channel. */
+export interface Seg {
+  at: number;
+  len: number;
+  channel: boolean;
+}
+
 interface Fetched {
   data: Buffer;
   /** The bytes are the whole block of the version asked for. */
@@ -39,7 +47,8 @@ interface Fetched {
  * the background and is served from memory until it lands.
  */
 export class BlockReader {
-  readonly c = { hits: 0, misses: 0, bytesFetched: 0, bytesFromCache: 0, bytesFromNetwork: 0, serverReads: 0, readAheadBlocks: 0 };
+  /** Blocks fetched by READs to the server, and by read-ahead (bytes are in the session's DataCounters). */
+  readonly c = { serverReads: 0, readAheadBlocks: 0 };
   /** No more blocks are stored (the cache is closing). */
   closing = false;
   private readonly limiter: FetchLimiter;
@@ -55,21 +64,21 @@ export class BlockReader {
     private readonly store: BlockStore,
     private readonly files: FileTable,
     private readonly o: { blockSize: number; readAheadBytes: number; fetchBytesInFlight: number },
+    private readonly counters: DataCounters,
   ) {
     this.limiter = new FetchLimiter(Math.max(4, Math.floor(o.fetchBytesInFlight / o.blockSize)));
     this.maxPuts = Math.max(4, Math.floor((32 << 20) / o.blockSize));
   }
 
   /** Server bytes [off, end) straight from the server, uncached (zeros past its end of file). */
-  async fillDirect(cred: Credentials, s: FileState, buf: Buffer, off: number, end: number): Promise<void> {
+  async fillDirect(cred: Credentials, s: FileState, buf: Buffer, off: number, end: number, segs: Seg[]): Promise<void> {
     let got = 0;
+    segs.push({ at: 0, len: end - off, channel: true });
     while (off + got < end) {
       this.c.serverReads++;
       const r = await this.inner.read(cred, s.fh, off + got, Math.min(MAX_READ, end - off - got));
       r.data.copy(buf, got);
       got += r.count;
-      this.c.bytesFetched += r.count;
-      this.c.bytesFromNetwork += r.count;
       if (r.count === 0) break;
     }
     buf.fill(0, got, end - off);
@@ -82,18 +91,17 @@ export class BlockReader {
    * from the disk cache, from a fetch already on the wire, or from new
    * fetches — consecutive missing blocks in one READ of up to MAX_READ.
    */
-  async fill(cred: Credentials, s: FileState, a: Fattr3, buf: Buffer, off: number, end: number, accept: boolean): Promise<boolean> {
+  async fill(cred: Credentials, s: FileState, a: Fattr3, buf: Buffer, off: number, end: number, accept: boolean, segs: Seg[]): Promise<boolean> {
     const bs = this.o.blockSize;
     const tag = s.tag!;
     const lin = s.lineage;
     const parts = this.parts(a, off, end);
-    let missing = await this.fromCache(s, tag, lin, parts, buf);
+    let missing = await this.fromCache(s, tag, lin, parts, buf, segs);
     if (!missing.length) return true;
     // Not known here: another process (or an earlier run) may have stored them.
     await this.discover(s, tag, a.size);
-    missing = await this.fromCache(s, tag, lin, missing, buf);
+    missing = await this.fromCache(s, tag, lin, missing, buf, segs);
     if (!missing.length) return true;
-    this.c.misses += missing.length;
     const fetches = new Map<number, Promise<Fetched>>();
     let run: number[] = [];
     const go = () => {
@@ -117,7 +125,7 @@ export class BlockReader {
         if (!r.ok && !((r.ownChange || accept) && r.data.length === p.blen)) return false;
         r.data.copy(buf, p.bufOff, p.blockOff, p.blockOff + p.len);
         if (r.ok) this.store.noteRead(BlockStore.key(s.fk!, p.idx, tag), p.blockOff, p.blockOff + p.len);
-        this.c.bytesFromNetwork += p.len;
+        segs.push({ at: p.bufOff, len: p.len, channel: true });
         return true;
       }),
     );
@@ -139,10 +147,10 @@ export class BlockReader {
   /** Bytes [off, end) of version `a` from the disk cache alone (nothing fetched); false if any block is missing. */
   async fillCached(s: FileState, a: Fattr3, buf: Buffer, off: number, end: number): Promise<boolean> {
     const tag = s.tag!;
-    let missing = await this.fromCache(s, tag, s.lineage, this.parts(a, off, end), buf);
+    let missing = await this.fromCache(s, tag, s.lineage, this.parts(a, off, end), buf, []);
     if (!missing.length) return true;
     await this.discover(s, tag, a.size);
-    missing = await this.fromCache(s, tag, s.lineage, missing, buf);
+    missing = await this.fromCache(s, tag, s.lineage, missing, buf, []);
     return !missing.length;
   }
 
@@ -171,7 +179,6 @@ export class BlockReader {
     const bs = this.o.blockSize;
     if (off % bs) return 0;
     const tag = s.tag!;
-    const gen = this.store.gen(s.fk!);
     let stored = 0;
     for (let at = 0; at < data.length; at += bs) {
       const idx = (off + at) / bs;
@@ -179,28 +186,52 @@ export class BlockReader {
       if (blen <= 0 || data.length - at < blen) break;
       const key = BlockStore.key(s.fk!, idx, tag);
       if (this.store.has(key) || this.staged.has(key)) continue;
-      this.storeBlock(key, data.subarray(at, at + blen), 0, gen);
+      this.storeBlock(key, data.subarray(at, at + blen), 0, this.store.gen(s.fk!, idx));
       stored++;
     }
     return stored;
   }
 
+  /**
+   * Bytes [off, off+data.length) our own write just put on the server,
+   * whose wcc data names version `after`: every block they cover whole (the
+   * file's last block: up to its end) is stored as a clean block of that
+   * version — the lineage (versions.ts) finds it there once the version
+   * chains. Copied: the caller's buffer is its own again once the write settles.
+   */
+  keepWritten(s: FileState, after: Fattr3, off: number, data: Buffer): number {
+    const bs = this.o.blockSize;
+    if (!s.fk || this.closing) return 0;
+    const tag = versionTag(after);
+    let kept = 0;
+    for (let idx = Math.ceil(off / bs); idx * bs < Math.min(off + data.length, after.size); idx++) {
+      const bStart = idx * bs;
+      const blen = Math.min(bs, after.size - bStart);
+      if (blen <= 0 || bStart + blen > off + data.length) break;
+      const key = BlockStore.key(s.fk, idx, tag);
+      if (this.store.has(key) || this.staged.has(key)) continue;
+      this.storeBlock(key, Buffer.from(data.subarray(bStart - off, bStart - off + blen)), 0, this.store.gen(s.fk, idx));
+      kept++;
+    }
+    return kept;
+  }
+
   /** Copy what the disk cache (or a block on its way there) has; returns the parts it did not have, in order. */
-  private async fromCache(s: FileState, tag: string, lin: Lineage | undefined, parts: Part[], buf: Buffer): Promise<Part[]> {
+  private async fromCache(s: FileState, tag: string, lin: Lineage | undefined, parts: Part[], buf: Buffer, segs: Seg[]): Promise<Part[]> {
     const fk = s.fk!;
     const got = await Promise.all(
       parts.map(async (p) => {
         const tags = candidateTags(tag, p.idx, lin);
         for (const t of tags) {
           const k = BlockStore.key(fk, p.idx, t);
-          if (this.store.has(k) && (await this.store.readInto(k, p.blen, buf, p.bufOff, p.blockOff, p.len))) return this.hit(p.len);
+          if (this.store.has(k) && (await this.store.readInto(k, p.blen, buf, p.bufOff, p.blockOff, p.len))) return this.hit(p, segs);
         }
         const primary = BlockStore.key(fk, p.idx, tag);
         const st = this.staged.get(primary);
-        if (st && st.length === p.blen && this.stagedGen.get(primary) === this.store.gen(fk)) {
+        if (st && st.length === p.blen && this.stagedGen.get(primary) === this.store.gen(fk, p.idx)) {
           st.copy(buf, p.bufOff, p.blockOff, p.blockOff + p.len);
           this.store.noteRead(primary, p.blockOff, p.blockOff + p.len);
-          return this.hit(p.len);
+          return this.hit(p, segs);
         }
         return false;
       }),
@@ -219,9 +250,8 @@ export class BlockReader {
     return this.store.discover(s.fk!, tags, (idx) => Math.min(bs, size - idx * bs), DISCOVER_EVERY_MS);
   }
 
-  private hit(len: number): true {
-    this.c.hits++;
-    this.c.bytesFromCache += len;
+  private hit(p: Part, segs: Seg[]): true {
+    segs.push({ at: p.bufOff, len: p.len, channel: false });
     return true;
   }
 
@@ -251,7 +281,7 @@ export class BlockReader {
     const start = first * bs;
     const len = Math.min(n * bs, size - start);
     const ep = s.epoch;
-    const gen = this.store.gen(s.fk!);
+    const gens = Array.from({ length: n }, (_, i) => this.store.gen(s.fk!, first + i));
     const clean = s.writing === 0;
     let data: Buffer | undefined;
     let got = 0;
@@ -264,7 +294,7 @@ export class BlockReader {
         if (got === 0 && r.count === len) data = r.data;
         else r.data.copy((data ??= Buffer.allocUnsafe(len)), got);
         got += r.count;
-        this.c.bytesFetched += r.count;
+        if (!demand) this.counters.readAheadBytes += r.count;
         if (r.attr) {
           if (versionTag(r.attr) !== tag) same = false;
           this.files.note(s, r.attr, ep);
@@ -283,7 +313,7 @@ export class BlockReader {
         out.push({ data: bytes, ok: false, ownChange: !clean || s.epoch !== ep });
         continue;
       }
-      if (keep) this.storeBlock(BlockStore.key(s.fk!, first + i, tag), bytes, 0, gen);
+      if (keep) this.storeBlock(BlockStore.key(s.fk!, first + i, tag), bytes, 0, gens[i]);
       out.push({ data: bytes, ok: true });
     }
     return out;

@@ -55,8 +55,10 @@ export class BlockStore {
   private readonly fds = new Map<string, OpenFd>();
   private readonly opening = new Map<string, Promise<OpenFd | undefined>>();
   private readonly madeDirs = new Set<string>();
-  /** Per file key: bumped whenever blocks of the file are dropped, so a store racing the drop is undone. */
+  /** Per file key: bumped whenever all blocks of a version are dropped, so a store racing the drop is undone. */
   private readonly gens = new Map<string, number>();
+  /** Per block (`fk/idx`): bumped when our own writes drop that block (dropBlocks), so only stores of that block are undone. */
+  private readonly blockGens = new Map<string, number>();
   /**
    * Reads of blocks still being stored (served from the staged bytes): their
    * high-water mark and whether one of them was already a re-reference,
@@ -179,19 +181,26 @@ export class BlockStore {
     return e.p;
   }
 
-  /** The file's drop generation (see put). */
-  gen(fk: string): number {
-    return this.gens.get(fk) ?? 0;
+  /**
+   * Block idx's drop generation (see put): the file's plus the block's own.
+   * Both only grow, so the sum changes whenever either does.
+   */
+  gen(fk: string, idx: number): number {
+    return (this.gens.get(fk) ?? 0) + (this.blockGens.get(`${fk}/${idx}`) ?? 0);
+  }
+
+  private genOfKey(key: string): number {
+    const slash = key.indexOf('/');
+    return this.gen(key.slice(0, slash), Number(key.slice(slash + 1, key.lastIndexOf('.'))));
   }
 
   /**
    * Store a whole block (bytes of version `tag`); `readTo`: how much of it
-   * the caller has read; `gen`: the file's drop generation when the bytes
-   * were fetched — if blocks of the file were dropped since, the block is not kept.
+   * the caller has read; `gen`: the block's drop generation when the bytes
+   * were fetched — if the block was dropped since, it is not kept.
    */
   async put(key: string, data: Buffer, readTo: number, gen: number): Promise<void> {
-    const fk = key.slice(0, key.indexOf('/'));
-    if (this.index.has(key) || this.gen(fk) !== gen) return;
+    if (this.index.has(key) || this.genOfKey(key) !== gen) return;
     if (this.early.size > 10_000) this.early.clear();
     const tmp = path.join(this.tmpDir, `${process.pid}-${++this.tmpSeq}`);
     const dest = this.pathOf(key);
@@ -219,7 +228,7 @@ export class BlockStore {
     const r = this.early.get(key);
     this.early.delete(key);
     const hi = Math.max(readTo, r?.hi ?? 0);
-    if (this.gen(fk) !== gen) {
+    if (this.genOfKey(key) !== gen) {
       // Dropped while it was being written: it may hold bytes our own write has since changed.
       await f.unlink(dest).catch(() => undefined);
       return;
@@ -259,15 +268,16 @@ export class BlockStore {
 
   /** Delete the given blocks of file `fk`, whatever their tag (our own writes changed them). */
   dropBlocks(fk: string, idxs: Iterable<number>): void {
-    this.bump(fk);
+    const want = new Set([...idxs].map(String));
+    if (this.blockGens.size > 100_000) this.blockGens.clear(); // (as for gens below)
+    for (const i of want) this.blockGens.set(`${fk}/${i}`, (this.blockGens.get(`${fk}/${i}`) ?? 0) + 1);
     const s = this.byFile.get(fk);
     if (!s) return;
-    const want = new Set([...idxs].map(String));
     this.delete([...s].filter((k) => want.has(k.slice(k.indexOf('/') + 1, k.lastIndexOf('.')))));
   }
 
   private bump(fk: string): void {
-    this.gens.set(fk, this.gen(fk) + 1);
+    this.gens.set(fk, (this.gens.get(fk) ?? 0) + 1);
     if (this.gens.size > 100_000) this.gens.clear(); // (a cleared map restarts at 0: only stores already in flight could slip; rare and bounded)
   }
 

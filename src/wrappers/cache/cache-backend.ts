@@ -1,15 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import type { Backend, DirPage } from '../../backend/backend.js';
+import type { Backend, DirPage, SourcedRead } from '../../backend/backend.js';
 import { FsError, isFsError } from '../../backend/errors.js';
 import { ACCESS3_EXTEND, ACCESS3_MODIFY, FType, StableHow } from '../../nfs3/constants.js';
-import type { CreateHow, DirEntryPlus, Fattr3, MknodType, NewObject, NfsTime, ReadResult, Sattr3, WccData, WriteResult } from '../../nfs3/types.js';
+import type { CreateHow, DirEntryPlus, Fattr3, MknodType, NewObject, NfsTime, Sattr3, WccData, WriteResult } from '../../nfs3/types.js';
 import type { Credentials } from '../../rpc/types.js';
+import { newCounters, snapshot, type CounterSnapshot, type DataCounters } from '../../util/counters.js';
 import { logger } from '../../util/log.js';
 import { PassthroughBackend } from '../passthrough.js';
 import { AccessGate } from './access-gate.js';
 import { NameCache } from './name-cache.js';
-import { BlockReader, MAX_READ } from './block-reader.js';
+import { BlockReader, MAX_READ, type Seg } from './block-reader.js';
 import { BlockStore } from './block-store.js';
 import { FileTable, type FileState } from './file-state.js';
 import { startControlSocket } from './control-socket.js';
@@ -27,10 +28,11 @@ const SPARE_CHECK_MS = 2000;
 const log = logger('cache');
 
 /**
- * The counters `gvfs cache stats` prints and tests and benchmarks read.
- * Block counters count blocks touched by client READs; bytes count payload.
+ * What `gvfs cache stats` prints and the agent, session service, tests and
+ * benchmarks read: the session's data counters (util/counters.ts, where
+ * every byte counter is defined) and the cache's own state.
  */
-export interface CacheStats {
+export interface CacheStats extends CounterSnapshot {
   dir: string;
   session: string;
   mode: 'write-back' | 'write-through';
@@ -40,16 +42,11 @@ export interface CacheStats {
   used: number;
   blocks: number;
   journalBytes: number;
-  hits: number;
-  misses: number;
-  /** READ payload bytes fetched from the server (demand and read-ahead). */
-  bytesFetched: number;
-  /** Bytes of client READs served from the disk cache. */
-  bytesFromCache: number;
-  /** Bytes of client READs served straight from a fetch. */
-  bytesFromNetwork: number;
+  /** READ calls sent to the server by the cache (demand, read-ahead, uncached), and blocks asked for by read-ahead. */
   serverReads: number;
   readAheadBlocks: number;
+  /** Blocks our own writes left in the cache as clean blocks of the new version (a flush, write-through). */
+  writtenBlocksKept: number;
   evictions: number;
   invalidations: number;
   attrHits: number;
@@ -106,14 +103,19 @@ export class CacheBackend extends PassthroughBackend {
   private timers: NodeJS.Timeout[] = [];
   private scanning?: Promise<void>;
   private closing = false;
-  private readonly c = { attrHits: 0, attrMisses: 0, writesAround: 0 };
+  private readonly c = { attrHits: 0, attrMisses: 0, writesAround: 0, writtenBlocksKept: 0 };
+  /** The session's data counters (util/counters.ts), shared with the layers above and below. */
+  readonly counters: DataCounters;
+  /** The channel's raw byte totals, when the stack knows them (shown with the counters). */
+  channelTotals?: () => { bytesIn: number; bytesOut: number };
   /** Since when writes go around a journal that refuses them (0: the journal takes them). */
   private aroundSince = 0;
   /** Who the server has let read which file (access-gate.ts): cached bytes go only to them. */
   readonly gate = new AccessGate((cred, fh, mask) => this.inner.access(cred, fh, mask), () => this.opts.attrTimeoutMs);
 
-  constructor(inner: Backend, o: CacheOptions) {
+  constructor(inner: Backend, o: CacheOptions, counters: DataCounters = newCounters()) {
     super(inner);
+    this.counters = counters;
     this.opts = resolveCacheOptions(o);
     this.sessionDir = sessionPath(this.opts.dir, this.opts.session);
     // Also never more than keeps the disk's headroom free (disk-room.ts): the store gives way when others fill the disk.
@@ -130,7 +132,7 @@ export class CacheBackend extends PassthroughBackend {
       dirChanged: (k) => this.names.bump(k),
       dirty: (k) => !!this.wb?.dirty(k),
     });
-    this.reader = new BlockReader(inner, this.store, this.files, this.opts);
+    this.reader = new BlockReader(inner, this.store, this.files, this.opts, counters);
     this.ready = this.open();
     this.ready.catch(() => undefined);
   }
@@ -150,10 +152,15 @@ export class CacheBackend extends PassthroughBackend {
       this.wb = new WriteBack(
         journal,
         {
-          write: (cred, fh, off, data) => this.inner.write(cred, fh, off, data, StableHow.UNSTABLE),
+          write: async (cred, fh, off, data) => {
+            const r = await this.inner.write(cred, fh, off, data, StableHow.UNSTABLE);
+            this.counters.flushBytes += r.count;
+            return r;
+          },
           commit: (cred, fh) => this.inner.commit(cred, fh, 0, 0),
           writeStart: (fh) => this.files.writeStart(this.file(fh)),
           writeEnd: (fh, off, len, wcc, ok) => this.files.writeEnd(this.file(fh), off, len, wcc, ok),
+          flushed: (fh, ranges, bytes) => this.keepFlushed(this.file(fh), ranges, bytes),
           discarded: (fh) => (this.file(fh).at = 0),
         },
         {
@@ -280,7 +287,7 @@ export class CacheBackend extends PassthroughBackend {
 
   // ---------------------------------------------------------------- reads
 
-  override async read(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<ReadResult> {
+  override async read(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<SourcedRead> {
     await this.up();
     const s = this.file(fh);
     count = Math.min(count, MAX_READ);
@@ -299,12 +306,14 @@ export class CacheBackend extends PassthroughBackend {
       // Cached bytes only for a caller the server has let read the file (access-gate.ts).
       if (cached) await this.gate.check(cred, fh);
       const size = Math.max(a.size, this.wb?.dirty(s.key)?.maxEnd ?? 0);
-      if (offset >= size || count === 0) return { count: 0, eof: offset >= size, data: Buffer.alloc(0), attr: this.present(s, a) };
+      if (offset >= size || count === 0) return { count: 0, eof: offset >= size, data: Buffer.alloc(0), attr: this.present(s, a), from: {} };
       const end = Math.min(offset + count, size);
       const buf = Buffer.allocUnsafe(end - offset);
       const srvEnd = Math.min(end, a.size);
-      if (srvEnd > offset && !cached) await this.reader.fillDirect(cred, s, buf, offset, srvEnd);
-      else if (srvEnd > offset && !(await this.reader.fill(cred, s, a, buf, offset, srvEnd, attempt >= 2))) {
+      // Where this attempt's server bytes came from (an attempt given up on counts nothing).
+      const segs: Seg[] = [];
+      if (srvEnd > offset && !cached) await this.reader.fillDirect(cred, s, buf, offset, srvEnd, segs);
+      else if (srvEnd > offset && !(await this.reader.fill(cred, s, a, buf, offset, srvEnd, attempt >= 2, segs))) {
         if (attempt < 3) continue; // the file changed under the read: read it again, all of one version
         throw new FsError('IO', 'the file keeps shrinking on the server during the read');
       }
@@ -314,7 +323,7 @@ export class CacheBackend extends PassthroughBackend {
         p.data.copy(buf, p.start - offset, 0, Math.min(p.data.length, end - p.start));
       }
       if (cached) this.reader.readAhead(cred, s, a, offset, end);
-      return { count: buf.length, eof: end >= size, data: buf, attr: this.present(s, a) };
+      return { count: buf.length, eof: end >= size, data: buf, attr: this.present(s, a), from: sources(segs, overlay, offset, end, Math.max(offset, srvEnd)) };
     }
   }
 
@@ -366,7 +375,7 @@ export class CacheBackend extends PassthroughBackend {
         this.files.writeEnd(s, offset, data.length, (e as FsError).wcc, false);
         throw e;
       }
-      this.files.writeEnd(s, offset, r.count, r.wcc, true);
+      this.wrote(s, offset, r.count, r.wcc, true, data);
       return r;
     }
     // The server unreachable: the journal still takes writes of a file we know (attributes older than the timeout).
@@ -428,7 +437,7 @@ export class CacheBackend extends PassthroughBackend {
       this.files.writeEnd(s, offset, data.length, (e as FsError).wcc, false);
       throw e;
     }
-    this.files.writeEnd(s, offset, r.count, r.wcc, true);
+    this.wrote(s, offset, r.count, r.wcc, true, data);
     return { ...r, wcc: { before: r.wcc.before, after: r.wcc.after && this.present(s, r.wcc.after) }, verf: this.bootVerf };
   }
 
@@ -458,6 +467,43 @@ export class CacheBackend extends PassthroughBackend {
     await this.wb!.commit();
     const a = s.attr ?? (await this.attrs(cred, s));
     return { wcc: { after: this.present(s, a) }, verf: this.bootVerf };
+  }
+
+  /**
+   * One of our writes went straight to the server (write-through, or around
+   * a full journal), or failed. The read cache follows (FileTable.writeEnd);
+   * then the blocks the write covered whole are kept as clean blocks of the
+   * version the server's wcc data names: what was just written is read back
+   * from the cache, not fetched.
+   */
+  private wrote(s: FileState, off: number, len: number, wcc: WccData | undefined, ok: boolean, data?: Buffer): void {
+    this.files.writeEnd(s, off, len, wcc, ok);
+    // Only when the server's wcc data chained to the version we now know and no other of our writes is in flight:
+    // a WRITE racing ours to the same block could be in the post-op attributes but not in our bytes.
+    if (ok && data && wcc?.after && wcc.after.type === FType.REG && s.fk && !this.closing && !s.writing && s.tag === versionTag(wcc.after)) {
+      this.c.writtenBlocksKept += this.reader.keepWritten(s, wcc.after, off, data.subarray(0, len));
+    }
+  }
+
+  /**
+   * A write-back round is on the server: every block its records wrote
+   * whole (see FlushSink.flushed) is kept as a clean block of the version
+   * the file is now known at — the last flush WRITE's, chained by
+   * FileTable.writeEnd; if the chain broke, nothing is kept.
+   */
+  private async keepFlushed(s: FileState, ranges: Array<[number, number]>, bytes: (start: number, end: number) => Promise<Buffer | undefined>): Promise<void> {
+    const bs = this.opts.blockSize;
+    const a = s.attr;
+    if (!s.fk || !s.tag || !a || s.writing || this.closing || versionTag(a) !== s.tag) return;
+    const idxs = new Set<number>();
+    for (const [from, to] of ranges) for (let i = Math.floor(from / bs); i * bs < Math.min(to, a.size); i++) idxs.add(i);
+    for (const idx of [...idxs].sort((x, y) => x - y)) {
+      const start = idx * bs;
+      const end = Math.min(a.size, start + bs);
+      const data = await bytes(start, end).catch(() => undefined);
+      // (Checked again after the await: a write or a change seen meanwhile makes s.tag another version.)
+      if (data && s.tag === versionTag(a)) this.c.writtenBlocksKept += this.reader.keepWritten(s, a, start, data);
+    }
   }
 
   private async flushOne(s: FileState): Promise<void> {
@@ -638,6 +684,7 @@ export class CacheBackend extends PassthroughBackend {
       used: this.store.used,
       blocks: this.store.count,
       journalBytes: this.journal?.diskBytes ?? 0,
+      ...snapshot(this.counters, this.channelTotals?.()),
       ...this.reader.c,
       ...this.c,
       invalidations: this.files.invalidations,
@@ -723,6 +770,30 @@ export class CacheBackend extends PassthroughBackend {
     await this.lock!.release();
     await this.inner.close();
   }
+}
+
+/**
+ * Where the bytes of one cached READ's answer [offset, end) came from:
+ * unflushed writes (overlay) and the zeros past the server's end of file
+ * (srvEnd) count as the journal's; the rest as the segments the block
+ * reader filled say (cache or channel), minus what the overlay covered.
+ * Each part is counted from what it is, not as what is left, so a
+ * miscounted segment shows as sources that do not add up.
+ */
+export function sources(segs: Seg[], overlay: Array<{ start: number; data: Buffer }>, offset: number, end: number, srvEnd: number): { cache: number; channel: number; journal: number } {
+  const ov = overlay
+    .map((p) => ({ s: Math.max(p.start, offset) - offset, e: Math.min(p.start + p.data.length, end) - offset }))
+    .filter((x) => x.e > x.s);
+  const covered = (s: number, e: number) => ov.reduce((n, x) => n + Math.max(0, Math.min(e, x.e) - Math.max(s, x.s)), 0);
+  let cache = 0;
+  let channel = 0;
+  for (const g of segs) {
+    const n = g.len - covered(g.at, g.at + g.len);
+    if (g.channel) channel += n;
+    else cache += n;
+  }
+  const serverBytes = srvEnd - offset - covered(0, srvEnd - offset);
+  return { cache, channel, journal: end - offset - serverBytes };
 }
 
 function nfsTime(ms: number): NfsTime {

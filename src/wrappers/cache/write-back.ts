@@ -56,6 +56,14 @@ export interface FlushSink {
   /** Our WRITE is about to go / went (ok or not) to the server: keep the read cache right. */
   writeStart(fh: Buffer): void;
   writeEnd(fh: Buffer, offset: number, length: number, wcc: WccData | undefined, ok: boolean): void;
+  /**
+   * A round of the file's writes is on the server and committed: `ranges`
+   * are what its records wrote; `bytes(start, end)` reads back what the
+   * server now holds there from the journal, or undefined unless the round
+   * wrote all of it and no later write touches it. (The cache keeps such
+   * blocks as clean blocks of the new version.) Failures are the sink's own.
+   */
+  flushed?(fh: Buffer, ranges: Array<[number, number]>, bytes: (start: number, end: number) => Promise<Buffer | undefined>): Promise<void>;
   /** Unflushed writes of the file were discarded: what the cache presents for it must be checked again. */
   discarded(fh: Buffer): void;
 }
@@ -370,6 +378,12 @@ export class WriteBack {
         log.warn({ fh: d.key }, 'cache: server write verifier changed during a flush (server restart?); resending the round');
       }
       await this.journal.mark('done', d.fileNo, last, true);
+      // The round's records are still held here (released below): the cache may keep what they wrote.
+      if (this.sink.flushed) {
+        await this.sink
+          .flushed(d.fh, take.map((w) => [w.offset, w.offset + w.length]), (start, end) => this.roundBytes(d, last, start, end))
+          .catch((e) => log.warn({ err: e, fh: d.key }, 'cache: keeping flushed blocks failed; they will be fetched again'));
+      }
     } catch (e) {
       const err = isFsError(e) ? e : new FsError('IO', (e as Error).message);
       d.failures++;
@@ -393,6 +407,25 @@ export class WriteBack {
     this.stats.flushedBytes += bytes;
     this.stats.flushRounds++;
     log.debug({ fh: d.key, bytes, records: gone.length }, 'cache: flushed');
+  }
+
+  /** [start, end) as the records up to `last` left it, if they cover all of it and no later record touches it (see FlushSink.flushed). */
+  private async roundBytes(d: DirtyFile, last: number, start: number, end: number): Promise<Buffer | undefined> {
+    const xs = d.extents.query(start, end);
+    let at = start;
+    for (const x of xs) {
+      if (x.start !== at || x.seq > last) return undefined;
+      at = x.end;
+    }
+    if (at !== end) return undefined;
+    const buf = Buffer.allocUnsafe(end - start);
+    for (const x of xs) this.journal.pin(x.seg);
+    try {
+      await Promise.all(xs.map((x) => this.journal.read(x.seg, x.pos, buf, x.start - start, x.end - x.start)));
+    } finally {
+      for (const x of xs) this.journal.unpin(x.seg);
+    }
+    return buf;
   }
 
   /** Send the records in order, merging neighbours; returns the verifier all WRITEs agreed on (undefined: they did not; null: nothing to send). */

@@ -3,6 +3,7 @@ import { MAX_BULK, MAX_RANGES, MetaStatus, type ByteRange } from '../../ext/meta
 import { Codec, unpack } from '../../meta/compress.js';
 import { blockHash, hashOf, isZero, type FileMeta } from '../../meta/format.js';
 import type { Credentials } from '../../rpc/types.js';
+import type { DataCounters } from '../../util/counters.js';
 import { logger } from '../../util/log.js';
 
 const log = logger('meta');
@@ -14,8 +15,6 @@ export class MetaUnusable extends Error {
 
 export interface FetcherCounters {
   bulkCalls: number;
-  bulkRawBytes: number;
-  bulkWireBytes: number;
   demandChunks: number;
   backgroundChunks: number;
   hashMismatches: number;
@@ -33,6 +32,8 @@ export interface FetcherOptions {
   window: number;
   codec: Codec;
   counters: FetcherCounters;
+  /** The session's byte counters (util/counters.ts): bulk bytes on the wire and raw. */
+  bytes: Pick<DataCounters, 'bulkRawBytes' | 'bulkWireBytes'>;
   /** A verified chunk: hand it to the disk cache. */
   deliver?: (off: number, data: Buffer) => Promise<unknown>;
   /** Is this chunk already in the disk cache? (the background transfer skips it) */
@@ -230,10 +231,10 @@ export class BulkFetcher {
       const got = byOffset.get(want.offset);
       let data: Buffer | undefined;
       try {
+        if (got) this.o.bytes.bulkWireBytes += got.data.length; // crossed the channel, usable or not
         if (!got || got.rawLen !== want.len) throw new Error('range missing or short');
         data = unpack(got.data, got.codec, got.rawLen);
-        this.o.counters.bulkWireBytes += got.data.length;
-        this.o.counters.bulkRawBytes += got.rawLen;
+        this.o.bytes.bulkRawBytes += got.rawLen;
       } catch (e) {
         log.error({ err: e, offset: want.offset }, 'bulk data undecodable; fetching again');
         bad.add(c);

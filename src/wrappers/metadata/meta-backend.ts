@@ -1,11 +1,12 @@
-import type { Backend } from '../../backend/backend.js';
+import type { Backend, SourcedRead } from '../../backend/backend.js';
 import { fetchMeta, setOrder, type ExtLink } from '../../ext/meta-client.js';
 import { MAX_BULK, MAX_ORDER, MetaStatus } from '../../ext/meta-codec.js';
 import { Codec } from '../../meta/compress.js';
 import { decodeMeta, isZero, sameVersion, type FileMeta, type TransferHint } from '../../meta/format.js';
 import { FType, type StableHow } from '../../nfs3/constants.js';
-import type { Fattr3, NfsTime, ReadResult, Sattr3, WccData, WriteResult } from '../../nfs3/types.js';
+import type { Fattr3, NfsTime, Sattr3, WccData, WriteResult } from '../../nfs3/types.js';
 import type { Credentials } from '../../rpc/types.js';
+import { newCounters, snapshot, type CounterSnapshot, type DataCounters } from '../../util/counters.js';
 import { logger } from '../../util/log.js';
 import { isFsError } from '../../backend/errors.js';
 import { AccessGate } from '../cache/access-gate.js';
@@ -32,15 +33,16 @@ export interface MetaOptions {
   background?: boolean;
   /** Files smaller than this are read the plain way, without asking for meta-data (default 1 MiB). */
   minSize?: number;
+  /** The session's data counters (util/counters.ts; default: the cache's, else new ones). */
+  counters?: DataCounters;
 }
 
 export const DEFAULT_MIN_SIZE = 1 << 20;
 
-export interface MetaStats extends FetcherCounters {
+/** `gvfs meta stats`: the session's data counters (zeroBytes, bulkWireBytes, bulkRawBytes ... defined in util/counters.ts) and the meta-data layer's own. */
+export interface MetaStats extends FetcherCounters, CounterSnapshot {
   files: number;
   withMeta: number;
-  /** Bytes of client READs answered locally because the meta-data names them zero. */
-  zeroBytes: number;
   /** Bytes of client READs answered through the meta-data path (zero or verified data). */
   metaBytes: number;
   /** Bytes read the plain way (no meta-data, stale, retired). */
@@ -87,7 +89,6 @@ export class MetaBackend extends PassthroughBackend {
   private readonly files = new Map<string, FileEntry>();
   private recording?: Recording;
   private readonly c = {
-    zeroBytes: 0,
     metaBytes: 0,
     plainBytes: 0,
     metaFetches: 0,
@@ -95,7 +96,8 @@ export class MetaBackend extends PassthroughBackend {
     retired: 0,
     transfers: 0,
   };
-  private readonly fc: FetcherCounters = { bulkCalls: 0, bulkRawBytes: 0, bulkWireBytes: 0, demandChunks: 0, backgroundChunks: 0, hashMismatches: 0, refetches: 0 };
+  private readonly fc: FetcherCounters = { bulkCalls: 0, demandChunks: 0, backgroundChunks: 0, hashMismatches: 0, refetches: 0 };
+  readonly counters: DataCounters;
   /**
    * Read permission per caller (cache/access-gate.ts): the cache's gate, or
    * one of our own without a cache. Zero blocks answered here, chunks a
@@ -109,6 +111,7 @@ export class MetaBackend extends PassthroughBackend {
     private readonly o: MetaOptions,
   ) {
     super(inner);
+    this.counters = o.counters ?? o.cache?.counters ?? newCounters();
     this.gate = o.cache?.gate ?? new AccessGate((cred, fh, mask) => this.inner.access(cred, fh, mask), () => this.o.validateMs ?? 1000);
     o.cache?.controlOps.set('meta-stats', async () => ({ stats: this.stats() }));
     o.cache?.controlOps.set('meta-record', async (req) => {
@@ -121,7 +124,7 @@ export class MetaBackend extends PassthroughBackend {
   stats(): MetaStats {
     let withMeta = 0;
     for (const f of this.files.values()) if (f.meta) withMeta++;
-    return { files: this.files.size, withMeta, ...this.c, ...this.fc, recording: !!this.recording };
+    return { ...snapshot(this.counters, this.o.cache?.channelTotals?.()), files: this.files.size, withMeta, ...this.c, ...this.fc, recording: !!this.recording };
   }
 
   /** Chunks a file's background transfer still has to bring (0: none running or done). */
@@ -225,6 +228,7 @@ export class MetaBackend extends PassthroughBackend {
       window: this.o.window ?? 4,
       codec: this.o.compress === false ? Codec.NONE : Codec.ZSTD,
       counters: this.fc,
+      bytes: this.counters,
       deliver: storable ? (off, data) => cache.offer(f.fh, a, off, data) : undefined,
       cached: storable ? (off, end) => cache.hasCached(f.fh, a, off, end) : undefined,
     });
@@ -240,7 +244,7 @@ export class MetaBackend extends PassthroughBackend {
     return f.fetcher;
   }
 
-  override async read(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<ReadResult> {
+  override async read(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<SourcedRead> {
     let u: Awaited<ReturnType<MetaBackend['usable']>>;
     try {
       u = await this.usable(cred, fh);
@@ -258,49 +262,62 @@ export class MetaBackend extends PassthroughBackend {
     }
   }
 
-  private async plain(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<ReadResult> {
+  private async plain(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<SourcedRead> {
     const r = await this.inner.read(cred, fh, offset, count);
     this.c.plainBytes += r.count;
     return r;
   }
 
-  private async metaRead(cred: Credentials, f: FileEntry, m: FileMeta, a: Fattr3, offset: number, count: number): Promise<ReadResult> {
+  private async metaRead(cred: Credentials, f: FileEntry, m: FileMeta, a: Fattr3, offset: number, count: number): Promise<SourcedRead> {
     const end = Math.min(offset + count, m.size);
-    if (offset >= end) return { count: 0, eof: true, data: Buffer.alloc(0), attr: a };
+    if (offset >= end) return { count: 0, eof: true, data: Buffer.alloc(0), attr: a, from: {} };
+    // Where this answer's bytes come from (util/counters.ts): zero blocks, chunks already here, chunks waited for.
+    const src = { zero: 0, cache: 0, channel: 0 };
     const bs = m.blockSize;
+    const cs = this.chunkSize(m);
     // Every byte is written below: zero blocks filled here, data blocks copied from their chunks.
     const buf = Buffer.allocUnsafe(end - offset);
     const data: number[] = [];
+    /** Per chunk: bytes of this answer in its data blocks (a chunk's zero blocks count as zero, even when copied from it). */
+    const dataBytes = new Map<number, number>();
     for (let i = Math.floor(offset / bs); i * bs < end; i++) {
-      if (!isZero(m, i)) {
-        data.push(i);
-        continue;
-      }
       const from = Math.max(offset, i * bs);
       const to = Math.min(end, (i + 1) * bs);
+      if (!isZero(m, i)) {
+        data.push(i);
+        const c = Math.floor((i * bs) / cs);
+        dataBytes.set(c, (dataBytes.get(c) ?? 0) + to - from);
+        continue;
+      }
       buf.fill(0, from - offset, to - offset);
-      this.c.zeroBytes += to - from;
+      src.zero += to - from;
     }
     this.record(cred, f, m, data);
     if (data.length) {
       const fetcher = this.fetcher(cred, f, m, a);
-      const cs = this.chunkSize(m);
-      const chunks = [...new Set(data.map((i) => Math.floor((i * bs) / cs)))];
       await Promise.all(
-        chunks.map(async (c) => {
+        [...dataBytes.keys()].map(async (c) => {
           const cStart = c * cs;
           const from = Math.max(offset, cStart);
           const to = Math.min(end, cStart + cs);
+          const n = dataBytes.get(c)!;
           const recent = fetcher.recentChunk(c);
-          if (recent) return void recent.copy(buf, from - offset, from - cStart, to - cStart);
+          if (recent) {
+            src.cache += n;
+            return void recent.copy(buf, from - offset, from - cStart, to - cStart);
+          }
           const cached = await this.o.cache?.cachedRead(f.fh, a, from, to);
-          if (cached) return void cached.copy(buf, from - offset);
+          if (cached) {
+            src.cache += n;
+            return void cached.copy(buf, from - offset);
+          }
           (await fetcher.demand(c)).copy(buf, from - offset, from - cStart, to - cStart);
+          src.channel += n;
         }),
       );
     }
     this.c.metaBytes += buf.length;
-    return { count: buf.length, eof: end >= m.size, data: buf, attr: a };
+    return { count: buf.length, eof: end >= m.size, data: buf, attr: a, from: src };
   }
 
   override async access(cred: Credentials, fh: Buffer, mask: number): Promise<{ access: number; attr?: Fattr3 }> {

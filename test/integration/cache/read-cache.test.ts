@@ -26,8 +26,8 @@ describe('cache: reads', { timeout: 180_000 }, () => {
     assert.ok((await readAll(s.client, fh, data.length, 64 * 1024)).equals(data), 'warm read returns the file');
     assert.equal(c.upstreamCalls('READ') - r1, 0, 'no READ reached the server on the warm read');
     const st = s.cache.stats();
-    assert.ok(st.hits > 0 && st.bytesFromCache >= data.length, `hits ${st.hits}, from cache ${st.bytesFromCache}`);
-    assert.ok(st.bytesFetched >= data.length && st.bytesFetched < data.length * 1.5, `fetched ${st.bytesFetched}`);
+    assert.ok(st.hitBytes > 0 && st.fromCacheBytes >= data.length, `hits ${st.hitBytes} bytes, from cache ${st.fromCacheBytes}`);
+    assert.ok(st.channelReadBytes >= data.length && st.channelReadBytes < data.length * 1.5, `fetched ${st.channelReadBytes}`);
     await s.stop();
   });
 });
@@ -109,7 +109,7 @@ describe('cache: versions, sharing, persistence', { timeout: 300_000 }, () => {
     const r0 = c.upstreamCalls('READ');
     assert.ok((await readAll(b.client, fb, data.length)).equals(data));
     assert.equal(c.upstreamCalls('READ') - r0, 0, "the second session's reads caused no READ on the wire");
-    assert.equal(b.cache.stats().bytesFetched, 0);
+    assert.equal(b.cache.stats().channelReadBytes, 0);
     await a.stop();
     await b.stop();
   });
@@ -192,7 +192,7 @@ describe('cache: capacity and eviction', { timeout: 300_000 }, () => {
       assert.ok((await readAll(s.client, fh, hot.length, 64 * 1024)).equals(hot));
       const reads = c.upstreamCalls('READ') - r0;
       const after = s.cache.stats();
-      t.diagnostic(`${policy}: hot set re-read: ${reads} READs on the wire, ${after.hits - st.hits} hits / ${after.misses - st.misses} misses`);
+      t.diagnostic(`${policy}: hot set re-read: ${reads} READs on the wire, ${after.hitBytes - st.hitBytes} bytes hit / ${after.missBytes - st.missBytes} missed`);
       if (policy === 'slru') assert.equal(reads, 0, 'the hot set came from the cache after the scan');
       else assert.ok(reads > 0, 'plain LRU lost the hot set to the scan');
       await s.stop();

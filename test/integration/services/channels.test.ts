@@ -124,7 +124,7 @@ describe('sessions over SSH, from an NFS server, and with the shared golden cach
     assert.ok(data.equals(await fs.readFile(path.join(c.hosts.state.exports, 'vm', 'golden.img'))));
     const sb = (await c.api(c.tokens.alice, 'GET', `/sessions/${b.id}`)).body.stats.mounts[0];
     assert.equal(sb.bytesFetched, 0, JSON.stringify(sb));
-    assert.ok(sb.hits >= 4 && sb.hitRatio === 1, JSON.stringify(sb));
+    assert.ok(sb.hitBytes >= 4 << 20 && sb.hitRatio === 1, JSON.stringify(sb));
     assert.equal((await c.api(c.tokens.alice, 'DELETE', `/sessions/${b.id}`)).body.state, 'destroyed');
     // The shared blocks outlive the sessions; their own state does not.
     const shared = path.join(c.hosts.compute.state, 'cache', 'shared');

@@ -93,7 +93,7 @@ describe('gvfs vm: publish, clone through a GVFS session, suspend and resume', {
 
     const stats = await gvfs(['cache', 'stats', '--cache-dir', cacheDir]);
     const meta = await gvfs(['meta', 'stats', '--cache-dir', cacheDir]);
-    const fetched = stats.sessions.reduce((s: number, x: { stats: { bytesFetched?: number } }) => s + (x.stats.bytesFetched ?? 0), 0);
+    const fetched = stats.sessions.reduce((s: number, x: { stats: { channelReadBytes?: number } }) => s + (x.stats.channelReadBytes ?? 0), 0);
     // What crossed the wire: blocks the cache fetched plus the meta-data layer's (compressed) bulk transfers.
     const crossed = fetched + meta.bulkWireBytes;
     const ram = golden.files.find((f) => f.role === 'memory')!;

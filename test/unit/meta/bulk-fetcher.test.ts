@@ -118,14 +118,14 @@ class FakeServer implements ExtLink {
   }
 }
 
-function counters(): FetcherCounters {
+function counters(): FetcherCounters & { bulkRawBytes: number; bulkWireBytes: number } {
   return { bulkCalls: 0, bulkRawBytes: 0, bulkWireBytes: 0, demandChunks: 0, backgroundChunks: 0, hashMismatches: 0, refetches: 0 };
 }
 
 interface Rig {
   f: BulkFetcher;
   srv: FakeServer;
-  c: FetcherCounters;
+  c: ReturnType<typeof counters>;
   delivered: Array<[number, Buffer]>;
 }
 
@@ -141,6 +141,7 @@ function rig(data: Buffer, meta: FileMeta, o: Partial<FetcherOptions> = {}, srv 
     window: 2,
     codec: Codec.NONE,
     counters: c,
+    bytes: c,
     deliver: async (off, d) => void delivered.push([off, Buffer.from(d)]),
     ...o,
   });

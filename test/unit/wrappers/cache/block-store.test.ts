@@ -26,7 +26,7 @@ describe('BlockStore: reads before the block lands', { timeout: 60_000 }, () => 
     const key = BlockStore.key('aa01', 0, '0123456789abcdef');
     store.noteRead(key, 0, BS);
     store.noteRead(key, 0, BS);
-    await store.put(key, data, 0, store.gen('aa01'));
+    await store.put(key, data, 0, store.gen('aa01', 0));
     assert.ok(store.has(key));
     assert.ok(store.policy.isProtected(key), 'protected after two whole reads');
   });
@@ -34,7 +34,7 @@ describe('BlockStore: reads before the block lands', { timeout: 60_000 }, () => 
   test('one sequential pass in several READs is one reference: the block lands in probation', async () => {
     const key = BlockStore.key('aa02', 0, '0123456789abcdef');
     for (let off = 0; off < BS; off += 16 * 1024) store.noteRead(key, off, off + 16 * 1024);
-    await store.put(key, data, 0, store.gen('aa02'));
+    await store.put(key, data, 0, store.gen('aa02', 0));
     assert.ok(store.has(key));
     assert.ok(!store.policy.isProtected(key), 'still in probation');
     // Its next read from the start is the re-reference, as for any stored block.
@@ -57,8 +57,8 @@ describe('BlockStore: reads before the block lands', { timeout: 60_000 }, () => 
       const late = BlockStore.key(`dd${n}`, 0, '0123456789abcdef');
       n++;
       for (const [from, to] of reads) store.noteRead(early, from, to);
-      await store.put(early, data, 0, store.gen(early.slice(0, 4)));
-      await store.put(late, data, 0, store.gen(late.slice(0, 4)));
+      await store.put(early, data, 0, store.gen(early.slice(0, 4), 0));
+      await store.put(late, data, 0, store.gen(late.slice(0, 4), 0));
       for (const [from, to] of reads) store.noteRead(late, from, to);
       assert.equal(store.policy.isProtected(early), store.policy.isProtected(late), name);
     }
@@ -75,7 +75,7 @@ describe('BlockStore: reads before the block lands', { timeout: 60_000 }, () => 
       const key = BlockStore.key('bb01', 0, '0123456789abcdef');
       s.noteRead(key, 0, BS);
       s.noteRead(key, 0, BS);
-      await s.put(key, data, 0, s.gen('bb01'));
+      await s.put(key, data, 0, s.gen('bb01', 0));
       assert.ok(s.has(key) && !s.policy.isProtected(key));
     } finally {
       await s.close();
