@@ -4,6 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { newSessionKey, writeKeyFile } from '../../../src/channel/session-key.js';
+import { EXIT } from '../../../src/cli/exit-codes.js';
 import { ALICE, startChain, type Chain } from '../../helpers/chain.js';
 import { ganeshaSkip } from '../../helpers/ganesha.js';
 import { errCode, fuseSkip, run, spawnMount, type MountProc } from './mount-helper.js';
@@ -98,7 +99,7 @@ for (const kind of ['gvfs', 'ganesha'] as const) {
       const stranger = path.join(c.base, 'stranger.key');
       await writeKeyFile(stranger, newSessionKey('mallory'));
       const mnt = path.join(c.base, 'mnt-stranger');
-      await assert.rejects(spawnMount(`127.0.0.1:${c.proxyServerPort}`, mnt, ['--key', stranger, '--timeout', '5000']), /exited with 1/);
+      await assert.rejects(spawnMount(`127.0.0.1:${c.proxyServerPort}`, mnt, ['--key', stranger, '--timeout', '5000']), new RegExp(`exited with ${EXIT.REFUSED} [^]*session key refused`));
       const mi = await fs.readFile('/proc/self/mountinfo', 'utf8');
       assert.ok(!mi.includes(mnt));
     });
