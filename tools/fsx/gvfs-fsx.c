@@ -663,7 +663,7 @@ int main(int argc, char **argv)
 		default: usage();
 		}
 	}
-	if (optind != argc - 1 || maxlen < 1 || maxoplen < 1 || nops < 0 || begin < 1) usage();
+	if (optind != argc - 1 || maxlen < 1 || maxoplen < 1 || nops < 0 || begin < 1 || (crash_k < 0 && begin > nops)) usage();
 	fname = argv[optind];
 	pagesize = sysconf(_SC_PAGESIZE);
 	rstate = seed;
