@@ -53,6 +53,36 @@ export interface KernelHandle {
   handle: Buffer;
 }
 
+/** A directory as a one-trip job finds it: its path below the root and the handle's inode and birth time. */
+export interface DirRef {
+  rel: string;
+  ino: bigint;
+  gen: bigint;
+}
+
+/** What `inDir` does in the directory. */
+export type InDirOp =
+  | { op: 'create'; name: string; mode: number }
+  | { op: 'mkdir'; name: string; mode: number }
+  | { op: 'symlink'; name: string; target: string }
+  | { op: 'mknod'; name: string; mode: number; major: number; minor: number }
+  | { op: 'unlink'; name: string; flags: number };
+
+/**
+ * The result of a one-trip job: `fd` the new file's descriptor (create; else
+ * 0), `obj` the new object (unlink, rename: what the name held before),
+ * `dst` what rename's target name held before, `dir`/`dir2` the
+ * directories afterwards. A failure rejects with an error that carries
+ * `dir`/`dir2` when they could be read.
+ */
+export interface DirOpResult {
+  fd: number;
+  obj?: Statx;
+  dst?: Statx;
+  dir?: Statx;
+  dir2?: Statx;
+}
+
 /** A time for utimensat: explicit, the server's clock now, or left as it is. */
 export type SetTime = { sec: number; nsec: number } | 'now' | 'omit';
 
@@ -76,6 +106,32 @@ interface Addon {
   fsync(fd: number, cred: NativeCreds): Promise<void>;
   fdatasync(fd: number, cred: NativeCreds): Promise<void>;
   close(fd: number, cred: NativeCreds): Promise<void>;
+  inDir(
+    rootfd: number,
+    rel: string,
+    ino: bigint,
+    gen: bigint,
+    kind: number,
+    name: string,
+    target: string,
+    mode: number,
+    major: number,
+    minor: number,
+    cred: NativeCreds,
+  ): Promise<DirOpResult>;
+  renameIn(
+    rootfd: number,
+    frel: string,
+    fino: bigint,
+    fgen: bigint,
+    fname: string,
+    trel: string,
+    tino: bigint,
+    tgen: bigint,
+    tname: string,
+    flags: number,
+    cred: NativeCreds,
+  ): Promise<DirOpResult>;
   whoami(cred: NativeCreds): Promise<{ fsuid: number; fsgid: number; ngroups: number; group0: number }>;
   setWalkOnly(on: boolean): void;
   info(): { threads: number; openat2: boolean; privateUmask: boolean };
@@ -228,4 +284,32 @@ export function close(fd: number, cred: NativeCreds = self()): Promise<void> {
 /** Tests: the fsuid, fsgid and groups a worker has while it runs a job for `cred`. */
 export function whoami(cred: NativeCreds): Promise<{ fsuid: number; fsgid: number; ngroups: number; group0: number }> {
   return lib().whoami(cred);
+}
+
+/** gn_in_kind in native/src/gvfs_native.h. */
+const IN_KIND = { create: 0, mkdir: 1, symlink: 2, mknod: 3, unlink: 4 } as const;
+
+/**
+ * One change in directory `d`, in ONE trip to a worker (native/src/dirops.c):
+ * as the server, open `d.rel` beneath `rootfd` (RESOLVE_BENEATH |
+ * RESOLVE_NO_MAGICLINKS, O_PATH|O_DIRECTORY|O_NOFOLLOW) and check it is
+ * (`d.ino`, `d.gen`) — else ESTALE; as `cred`, make or remove the name
+ * (create: O_RDWR|O_CREAT|O_EXCL|O_NOFOLLOW, the descriptor is the caller's
+ * to close); as the server again, statx the object and the directory; close.
+ */
+export function inDir(rootfd: number, d: DirRef, what: InDirOp, cred: NativeCreds): Promise<DirOpResult> {
+  const w = what as Partial<{ target: string; mode: number; major: number; minor: number; flags: number }>;
+  const mode = what.op === 'unlink' ? what.flags : (w.mode ?? 0);
+  return lib().inDir(rootfd, d.rel, d.ino, d.gen, IN_KIND[what.op], what.name, w.target ?? '', mode, w.major ?? 0, w.minor ?? 0, cred);
+}
+
+/**
+ * renameat2 from `fname` in `f` to `tname` in `t` in ONE trip: both
+ * directories opened beneath `rootfd` and checked as in `inDir`, the two
+ * names statted before (`obj`, `dst`), the rename as `cred`, both
+ * directories statted after (`dir`, `dir2`; `dir2` only when `t` is another
+ * directory than `f`).
+ */
+export function renameIn(rootfd: number, f: DirRef, fname: string, t: DirRef, tname: string, flags: number, cred: NativeCreds): Promise<DirOpResult> {
+  return lib().renameIn(rootfd, f.rel, f.ino, f.gen, fname, t.rel, t.ino, t.gen, tname, flags, cred);
 }
