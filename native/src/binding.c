@@ -56,7 +56,12 @@ static const op_desc OPS[] = {
     {"inDir", OP_IN_DIR, "dsuiissiiic", RES_DIROP},
     /* root, from dir (path, ino, birth ns), from name, to dir (path, ino, birth ns), to name, flags. */
     {"renameIn", OP_RENAME_IN, "dsuissuisic", RES_DIROP},
+    /* root, object path, ino, birth ns: R/W/X as the caller (fd = the mask), the object's statx. */
+    {"accessOf", OP_ACCESS_OF, "dsuic", RES_DIROP},
 };
+
+/* Jobs queued since load (info().jobs): what tests count to hold the local export to one trip per call. */
+static uint64_t jobs_queued;
 
 static const char *const SX_KEYS[GN_NSX] = {"obj", "dir", "dir2", "dst"};
 
@@ -316,6 +321,7 @@ static napi_value call_op(napi_env env, napi_callback_info info) {
   napi_value promise;
   napi_create_promise(env, &j->deferred, &promise);
   if (ed->inflight++ == 0) napi_ref_threadsafe_function(env, ed->tsfn);
+  __atomic_fetch_add(&jobs_queued, 1, __ATOMIC_RELAXED);
   gn_pool_submit(j);
   return promise;
 }
@@ -338,6 +344,7 @@ static napi_value get_info(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, o, "openat2", v);
   napi_get_boolean(env, gn_private_umask(), &v);
   napi_set_named_property(env, o, "privateUmask", v);
+  set_num(env, o, "jobs", (double)__atomic_load_n(&jobs_queued, __ATOMIC_RELAXED));
   return o;
 }
 

@@ -71,6 +71,7 @@ typedef enum {
   /* One trip per NFS call (dirops.c): these switch identity themselves. */
   OP_IN_DIR,
   OP_RENAME_IN,
+  OP_ACCESS_OF,
 } gn_op;
 
 /* What OP_IN_DIR does in the directory (n[2]). */
@@ -123,6 +124,7 @@ long gn_openat2(int dirfd, const char *path, int flags, mode_t mode, uint64_t re
 /* dirops.c: runs on a worker as the server; switches to the caller for the change only */
 void gn_run_in_dir(gn_job *j);
 void gn_run_rename_in(gn_job *j);
+void gn_run_access_of(gn_job *j);
 int gn_have_openat2(void);
 void gn_set_walk_only(int on);
 

@@ -132,9 +132,10 @@ interface Addon {
     flags: number,
     cred: NativeCreds,
   ): Promise<DirOpResult>;
+  accessOf(rootfd: number, rel: string, ino: bigint, gen: bigint, cred: NativeCreds): Promise<DirOpResult>;
   whoami(cred: NativeCreds): Promise<{ fsuid: number; fsgid: number; ngroups: number; group0: number }>;
   setWalkOnly(on: boolean): void;
-  info(): { threads: number; openat2: boolean; privateUmask: boolean };
+  info(): { threads: number; openat2: boolean; privateUmask: boolean; jobs: number };
   self(): NativeCreds;
   constants: Record<string, number>;
 }
@@ -158,8 +159,12 @@ function lib(): Addon {
 /** The kernel's constants as the addon was compiled with them. */
 export const K = new Proxy({} as Record<string, number>, { get: (_t, k: string) => lib().constants[k] });
 
-/** Threads in the pool; whether openat2 is in use (else the O_NOFOLLOW walk); whether workers have umask 0. */
-export function info(): { threads: number; openat2: boolean; privateUmask: boolean } {
+/**
+ * Threads in the pool; whether openat2 is in use (else the O_NOFOLLOW walk);
+ * whether workers have umask 0; jobs queued since load (each is a trip to a
+ * worker and back: what the local export's one-trip calls are measured by).
+ */
+export function info(): { threads: number; openat2: boolean; privateUmask: boolean; jobs: number } {
   return lib().info();
 }
 
@@ -312,4 +317,15 @@ export function inDir(rootfd: number, d: DirRef, what: InDirOp, cred: NativeCred
  */
 export function renameIn(rootfd: number, f: DirRef, fname: string, t: DirRef, tname: string, flags: number, cred: NativeCreds): Promise<DirOpResult> {
   return lib().renameIn(rootfd, f.rel, f.ino, f.gen, fname, t.rel, t.ino, t.gen, tname, flags, cred);
+}
+
+/**
+ * ACCESS in ONE trip: object `o` (path below `rootfd`, inode, birth time)
+ * opened beneath the root as the server (O_PATH|O_NOFOLLOW) and checked
+ * (ESTALE), then R (4), W (2), X (1) asked of the kernel as `cred`
+ * (faccessat2 AT_EACCESS: POSIX ACLs count). `mask` and the object's statx.
+ */
+export async function accessOf(rootfd: number, o: DirRef, cred: NativeCreds): Promise<{ mask: number; obj?: Statx }> {
+  const r = await lib().accessOf(rootfd, o.rel, o.ino, o.gen, cred);
+  return { mask: r.fd, obj: r.obj };
 }

@@ -545,8 +545,10 @@ export class LocalExport implements Backend {
     if (!this.serverIsRoot) return { access: accessMask(cred, o.attr, mask, !!this.opts.readOnly), attr: o.attr };
     // Asked of the kernel as the caller (faccessat2 AT_EACCESS): POSIX ACLs count too.
     try {
-      const bits = await this.withObject(o, (fd) => N.accessMask(fd, '', K.AT_EACCESS | K.AT_EMPTY_PATH, cred));
-      return { access: accessFromBits(bits, o.attr.type, mask, !!this.opts.readOnly), attr: o.attr };
+      // One trip: opened beneath the root and checked as the server, asked as the caller.
+      const r = await N.accessOf(this.rootFd, this.ref(o), cred);
+      const attr = r.obj ? toFattr(this.took(r.obj), this.fsid) : o.attr;
+      return { access: accessFromBits(r.mask, o.attr.type, mask, !!this.opts.readOnly), attr };
     } catch (e) {
       throw Object.assign(toFsError(e, 'access'), { attr: o.attr });
     }
@@ -763,8 +765,8 @@ export class LocalExport implements Backend {
 
   // ---------- one trip per call (native/src/dirops.c) ----------
 
-  /** Directory `d` as a one-trip job opens and checks it: beneath the root, by the handle's inode and birth time. */
-  private dirRef(d: Resolved): N.DirRef {
+  /** Object `d` as a one-trip job opens and checks it: beneath the root, by the handle's inode and birth time. */
+  private ref(d: Resolved): N.DirRef {
     return { rel: d.id.ino === this.rootId.ino ? '.' : path.relative(this.root, d.path), ino: d.id.ino, gen: d.id.gen };
   }
 
@@ -818,7 +820,7 @@ export class LocalExport implements Backend {
     let r: N.DirOpResult;
     try {
       // One trip: open the directory, check it, create O_EXCL as the caller, statx file and directory.
-      r = await N.inDir(this.rootFd, this.dirRef(d), { op: 'create', name, mode: this.newMode(cred, d, FType.REG, attrs, 0o644) }, this.as(cred));
+      r = await N.inDir(this.rootFd, this.ref(d), { op: 'create', name, mode: this.newMode(cred, d, FType.REG, attrs, 0o644) }, this.as(cred));
     } catch (e) {
       // An existing name (a retransmitted EXCLUSIVE create, UNCHECKED): rare, the full path decides.
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') return this.createExisting(cred, d, name, how);
@@ -925,7 +927,7 @@ export class LocalExport implements Backend {
         }),
       );
     }
-    const r = await this.oneTrip(d, what.op, () => N.inDir(this.rootFd, this.dirRef(d), what, this.as(cred)));
+    const r = await this.oneTrip(d, what.op, () => N.inDir(this.rootFd, this.ref(d), what, this.as(cred)));
     return this.madeIn(d, what.name, r);
   }
 
@@ -979,7 +981,7 @@ export class LocalExport implements Backend {
       // One trip, as the caller: the kernel checks permission, the sticky bit and the type
       // (unlink of a directory: EISDIR; rmdir of anything else: ENOTDIR).
       const r = await this.oneTrip(d, dir ? 'rmdir' : 'remove', () =>
-        N.inDir(this.rootFd, this.dirRef(d), { op: 'unlink', name, flags: dir ? K.AT_REMOVEDIR : 0 }, this.as(cred)),
+        N.inDir(this.rootFd, this.ref(d), { op: 'unlink', name, flags: dir ? K.AT_REMOVEDIR : 0 }, this.as(cred)),
       );
       // What the name held, as the job saw it just before (else as the cache knew it).
       const gone = r.obj ? new StatxStats(r.obj) : ci !== undefined ? this.ac.get(ci) : undefined;
@@ -1066,7 +1068,7 @@ export class LocalExport implements Backend {
   private async renameOneTrip(cred: Credentials, f: Resolved, fromName: string, t: Resolved, toName: string): Promise<{ fromWcc: WccData; toWcc: WccData }> {
     let r: N.DirOpResult;
     try {
-      r = await N.renameIn(this.rootFd, this.dirRef(f), fromName, this.dirRef(t), toName, 0, this.as(cred));
+      r = await N.renameIn(this.rootFd, this.ref(f), fromName, this.ref(t), toName, 0, this.as(cred));
     } catch (e) {
       const err = toFsError(e, 'rename');
       const x = e as { dir?: N.Statx; dir2?: N.Statx };
