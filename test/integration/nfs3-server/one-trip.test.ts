@@ -63,6 +63,12 @@ describe('local export: one trip to the native layer per metadata call', { skip:
     const g = await trips(() => s.client.getattr(ALICE, c.r.fh!));
     assert.deepEqual([g.n, g.r.fileid], [0, fst.ino]);
 
+    // ACCESS asks the kernel as the caller, in one trip: alice owns it (rw-), bob is other (---).
+    const a = await trips(() => s.client.access(ALICE, c.r.fh!, 0x3f));
+    assert.deepEqual([a.n, a.r.access & 0x2d], [1, 0x0d], 'ACCESS: READ, MODIFY, EXTEND, no EXECUTE');
+    const b = await trips(() => s.client.access(BOB, c.r.fh!, 0x3f));
+    assert.deepEqual([b.n, b.r.access & 0x2d], [1, 0], 'ACCESS of another user');
+
     const m = await trips(() => s.client.mkdir(ALICE, pub, 'd', { mode: 0o750 }));
     assert.equal(m.n, 1, 'MKDIR');
     assert.deepEqual([m.r.attr?.type, m.r.attr?.uid, m.r.attr?.mode], [FType.DIR, 2001, 0o750]);

@@ -437,6 +437,24 @@ describe('native: system calls as the caller', { skip: requirePrereq(isRoot()), 
       assert.deepEqual(await fs.readdir(path.join(dir, 'one/q')), ['c']);
     });
 
+    test('accessOf: R/W/X as the caller in one job, the object checked (ESTALE) and never followed', async () => {
+      await fs.writeFile(path.join(dir, 'one/acc'), 'x', { mode: 0o640 });
+      await fs.chmod(path.join(dir, 'one/acc'), 0o640);
+      await fs.chown(path.join(dir, 'one/acc'), 2001, 2100);
+      const o = await ref('one/acc');
+      const j0 = N.info().jobs;
+      assert.equal((await N.accessOf(dfd, o, ALICE)).mask, 6);
+      assert.equal(N.info().jobs - j0, 1, 'one trip to a worker');
+      assert.equal((await N.accessOf(dfd, o, u(2003, 2003, [2100]))).mask, 4, 'the group');
+      const bob = await N.accessOf(dfd, o, BOB);
+      assert.deepEqual([bob.mask, bob.obj?.ino], [0, o.ino]);
+      await rejectsWithDir(N.accessOf(dfd, { ...o, gen: o.gen + 1n }, ALICE), 'ESTALE');
+      await rejectsWithDir(N.accessOf(dfd, { ...o, rel: '../one/acc' }, ALICE), 'EXDEV');
+      await fs.symlink('acc', path.join(dir, 'one/acc-link'));
+      const l = await N.accessOf(dfd, await ref('one/acc-link'), ALICE);
+      assert.equal(l.obj?.mode !== undefined && (l.obj.mode & K.S_IFMT) === K.S_IFLNK, true, 'the symlink itself');
+    });
+
     test('identity restored after every one-trip job, also when the change failed', async () => {
       const p = await ref('one/p');
       const self = N.self();
