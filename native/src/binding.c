@@ -58,6 +58,8 @@ static const op_desc OPS[] = {
     {"renameIn", OP_RENAME_IN, "dsuissuisic", RES_DIROP},
     /* root, object path, ino, birth ns: R/W/X as the caller (fd = the mask), the object's statx. */
     {"accessOf", OP_ACCESS_OF, "dsuic", RES_DIROP},
+    /* root, object path, ino, birth ns, what (SA_*), uid, gid, mode, atime s/ns, mtime s/ns: the object's statx after. */
+    {"setattrOf", OP_SETATTR_OF, "dsuiiiiiiiiic", RES_DIROP},
 };
 
 /* Jobs queued since load (info().jobs): what tests count to hold the local export to one trip per call. */

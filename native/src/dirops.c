@@ -35,6 +35,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452
+#endif
+
 #define SX_MASK (STATX_BASIC_STATS | STATX_BTIME)
 
 static int64_t btime_ns(const struct statx *x) {
@@ -197,21 +201,28 @@ void gn_run_rename_in(gn_job *j) {
  * faccessat2(AT_EACCESS) for R, W and X (POSIX ACLs count). Result: ret the
  * mask (4 R, 2 W, 1 X), sx[SX_OBJ] the object.
  */
-void gn_run_access_of(gn_job *j) {
-  static const int bits[3] = {R_OK, W_OK, X_OK};
+/* The object s[0] beneath root fd[0] (O_PATH|O_NOFOLLOW), checked to be (n[0], n[1]); -1 after fail(). */
+static int open_object(gn_job *j) {
   j->have = 0;
   int fd = (int)gn_openat2(j->fd[0], j->s[0] && *j->s[0] ? j->s[0] : ".", O_PATH | O_NOFOLLOW, 0, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS);
   if (fd < 0) {
     fail(j, "openat2", errno);
-    return;
+    return -1;
   }
   if (stat_into(j, SX_OBJ, fd, "") != 0 || j->sx[SX_OBJ].stx_ino != (uint64_t)j->n[0] || btime_ns(&j->sx[SX_OBJ]) != j->n[1]) {
     int e = (j->have & (1u << SX_OBJ)) ? ESTALE : errno;
     j->have = 0;
     close(fd);
     fail(j, "openat2", e);
-    return;
+    return -1;
   }
+  return fd;
+}
+
+void gn_run_access_of(gn_job *j) {
+  static const int bits[3] = {R_OK, W_OK, X_OK};
+  int fd = open_object(j);
+  if (fd < 0) return;
   int e = gn_become(&j->cred);
   if (e) {
     close(fd);
@@ -232,4 +243,59 @@ void gn_run_access_of(gn_job *j) {
   j->ret = mask;
   j->err = 0;
   j->syscall = "faccessat2";
+}
+
+/*
+ * SETATTR's owner, mode and times in one trip: fd[0] root, s[0]/n[0]/n[1]
+ * the object (opened beneath the root as the server and checked, as in
+ * accessOf), n[2] what (SA_*), n[3]/n[4] uid/gid (-1: unchanged), n[5] mode,
+ * n[6..9] atime and mtime (sec, nsec; UTIME_OMIT/UTIME_NOW in nsec). As the
+ * caller, in this order: fchownat, fchmodat2, utimensat, all AT_EMPTY_PATH
+ * on the O_PATH descriptor (never following a symlink). SA_TIMES_AS_SERVER:
+ * one time "now" by a caller who is not the owner: the kernel checks write
+ * permission as the caller (faccessat2 AT_EACCESS), the server sets the time
+ * (utimensat wants the owner there, NFS only write permission). Result:
+ * sx[SX_OBJ] the object afterwards (also on failure, for the wcc data).
+ */
+void gn_run_setattr_of(gn_job *j) {
+  int fd = open_object(j);
+  if (fd < 0) return;
+  j->have = 0;
+  int what = (int)j->n[2];
+  int e = gn_become(&j->cred), became = !e;
+  const char *sc = "setfsuid";
+  if (!e && (what & SA_CHOWN)) {
+    sc = "fchownat";
+    if (fchownat(fd, "", (uid_t)j->n[3], (gid_t)j->n[4], AT_EMPTY_PATH) != 0) e = errno;
+  }
+  if (!e && (what & SA_MODE)) {
+    sc = "fchmodat";
+    /* fchmodat2 (Linux 6.6): AT_EMPTY_PATH on an O_PATH descriptor, never /proc. */
+    if (syscall(SYS_fchmodat2, fd, "", (mode_t)j->n[5], AT_EMPTY_PATH) != 0) e = errno;
+    if (e == ENOSYS) e = fchmod(fd, (mode_t)j->n[5]) != 0 ? errno : 0;
+  }
+  struct timespec ts[2] = {{.tv_sec = j->n[6], .tv_nsec = j->n[7]}, {.tv_sec = j->n[8], .tv_nsec = j->n[9]}};
+  int as_server = (what & SA_TIMES) && (what & SA_TIMES_AS_SERVER);
+  if (!e && as_server) {
+    sc = "faccessat2";
+    if (syscall(SYS_faccessat2, fd, "", W_OK, AT_EACCESS | AT_EMPTY_PATH) != 0) e = errno;
+  }
+  if (!e && (what & SA_TIMES) && !as_server) {
+    sc = "utimensat";
+    if (syscall(SYS_utimensat, fd, "", ts, AT_EMPTY_PATH) != 0) e = errno;
+  }
+  if (became) gn_restore(&j->cred);
+  if (!e && as_server) {
+    sc = "utimensat";
+    if (syscall(SYS_utimensat, fd, "", ts, AT_EMPTY_PATH) != 0) e = errno;
+  }
+  stat_into(j, SX_OBJ, fd, "");
+  close(fd);
+  if (e) {
+    fail(j, sc, e);
+    return;
+  }
+  j->ret = 0;
+  j->err = 0;
+  j->syscall = sc;
 }

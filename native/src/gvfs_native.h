@@ -38,7 +38,7 @@
 #define GN_MAX_GROUPS 256
 #define GN_NSTR 4
 #define GN_NFD 2
-#define GN_NINT 8
+#define GN_NINT 12
 
 typedef struct {
   uid_t uid;
@@ -72,6 +72,7 @@ typedef enum {
   OP_IN_DIR,
   OP_RENAME_IN,
   OP_ACCESS_OF,
+  OP_SETATTR_OF,
 } gn_op;
 
 /* What OP_IN_DIR does in the directory (n[2]). */
@@ -125,6 +126,10 @@ long gn_openat2(int dirfd, const char *path, int flags, mode_t mode, uint64_t re
 void gn_run_in_dir(gn_job *j);
 void gn_run_rename_in(gn_job *j);
 void gn_run_access_of(gn_job *j);
+void gn_run_setattr_of(gn_job *j);
+
+/* OP_SETATTR_OF's n[2] bits: what to change. */
+enum { SA_CHOWN = 1, SA_MODE = 2, SA_TIMES = 4, SA_TIMES_AS_SERVER = 8 };
 int gn_have_openat2(void);
 void gn_set_walk_only(int on);
 

@@ -269,6 +269,9 @@ void gn_run(gn_job *j) {
     case OP_ACCESS_OF:
       gn_run_access_of(j);
       return;
+    case OP_SETATTR_OF:
+      gn_run_setattr_of(j);
+      return;
     case OP_WHOAMI: {
       /* Tests: the identity this thread has while it runs the caller's job. */
       j->syscall = "setfsuid";

@@ -73,7 +73,7 @@ void gn_restore(const gn_creds *c) {
 }
 
 int gn_switches_itself(gn_op op) {
-  return op == OP_IN_DIR || op == OP_RENAME_IN || op == OP_ACCESS_OF;
+  return op == OP_IN_DIR || op == OP_RENAME_IN || op == OP_ACCESS_OF || op == OP_SETATTR_OF;
 }
 
 static void *worker(void *arg) {

@@ -133,6 +133,21 @@ interface Addon {
     cred: NativeCreds,
   ): Promise<DirOpResult>;
   accessOf(rootfd: number, rel: string, ino: bigint, gen: bigint, cred: NativeCreds): Promise<DirOpResult>;
+  setattrOf(
+    rootfd: number,
+    rel: string,
+    ino: bigint,
+    gen: bigint,
+    what: number,
+    uid: number,
+    gid: number,
+    mode: number,
+    as: number,
+    ans: number,
+    ms: number,
+    mns: number,
+    cred: NativeCreds,
+  ): Promise<DirOpResult>;
   whoami(cred: NativeCreds): Promise<{ fsuid: number; fsgid: number; ngroups: number; group0: number }>;
   setWalkOnly(on: boolean): void;
   info(): { threads: number; openat2: boolean; privateUmask: boolean; jobs: number };
@@ -328,4 +343,30 @@ export function renameIn(rootfd: number, f: DirRef, fname: string, t: DirRef, tn
 export async function accessOf(rootfd: number, o: DirRef, cred: NativeCreds): Promise<{ mask: number; obj?: Statx }> {
   const r = await lib().accessOf(rootfd, o.rel, o.ino, o.gen, cred);
   return { mask: r.fd, obj: r.obj };
+}
+
+/** What setattrOf changes; `timesAsServer`: see there. */
+export interface SetattrOf {
+  chown?: { uid: number; gid: number };
+  mode?: number;
+  times?: { atime: SetTime; mtime: SetTime; asServer: boolean };
+}
+
+/**
+ * SETATTR's owner, mode and times in ONE trip: object `o` opened beneath
+ * `rootfd` as the server (O_PATH|O_NOFOLLOW) and checked (ESTALE), then as
+ * `cred` fchownat, fchmodat2, utimensat on it (AT_EMPTY_PATH), in that
+ * order. `times.asServer`: one time "now" set for a caller who is not the
+ * owner: the kernel checks write permission as `cred`, the server sets it.
+ * The object's statx afterwards (`obj`; on failure on the error, too).
+ */
+export function setattrOf(rootfd: number, o: DirRef, what: SetattrOf, cred: NativeCreds): Promise<DirOpResult> {
+  const l = lib();
+  const t = (x: SetTime): [number, number] =>
+    x === 'omit' ? [0, l.constants.UTIME_OMIT] : x === 'now' ? [0, l.constants.UTIME_NOW] : [x.sec, x.nsec];
+  const [as, ans] = what.times ? t(what.times.atime) : [0, 0];
+  const [ms, mns] = what.times ? t(what.times.mtime) : [0, 0];
+  // SA_CHOWN 1, SA_MODE 2, SA_TIMES 4, SA_TIMES_AS_SERVER 8 (native/src/gvfs_native.h).
+  const bits = (what.chown ? 1 : 0) | (what.mode !== undefined ? 2 : 0) | (what.times ? 4 : 0) | (what.times?.asServer ? 8 : 0);
+  return l.setattrOf(rootfd, o.rel, o.ino, o.gen, bits, what.chown?.uid ?? -1, what.chown?.gid ?? -1, what.mode ?? 0, as, ans, ms, mns, cred);
 }

@@ -108,7 +108,7 @@ interface Listing {
  * owners, groups and set-ID bits of new objects (and POSIX ACLs and quotas),
  * and a local user who swaps a directory for a symlink cannot make us touch
  * anything outside the export. CREATE, MKDIR, SYMLINK, MKNOD, REMOVE,
- * RMDIR, RENAME and ACCESS make ONE trip to a worker each (native/src/dirops.c:
+ * RMDIR, RENAME, ACCESS and SETATTR (owner, mode, times) make ONE trip to a worker each (native/src/dirops.c:
  * open, check, change as the caller, statx, close in one job); the statx
  * results feed the attribute cache and the reply's wcc data. A server that
  * is not root cannot act as
@@ -473,25 +473,32 @@ export class LocalExport implements Backend {
         });
       }
       if (plan.chown || plan.mode !== undefined || times) {
-        // On the object itself (O_PATH, never following it), as the caller.
-        await this.withObject(o, async (ofd) => {
-          const as = this.as(cred);
-          if (plan.chown) await N.fchownat(ofd, '', plan.chown.uid, plan.chown.gid, K.AT_EMPTY_PATH, as);
-          if (plan.mode !== undefined) {
-            this.fds.forgetStat(o.id.ino); // the next write's pre-op mode must not be the old one
-            await N.fchmodat(ofd, '', plan.mode, K.AT_EMPTY_PATH, as);
-          }
-          // Nanoseconds as sent; a time the client did not set is left alone (UTIME_OMIT).
-          if (times) {
-            const nowOnly = attrs.atime !== undefined && attrs.mtime !== undefined ? false : attrs.atime === 'server' || attrs.mtime === 'server';
-            if (nowOnly && this.serverIsRoot && cred.uid !== 0 && cred.uid !== a.uid) {
-              // One time "now", the other left alone: utimensat(2) wants the owner for that, NFS (knfsd)
-              // only write permission. The kernel checks that, as the caller; the server sets the time.
-              await N.faccessat(ofd, '', K.W_OK, K.AT_EACCESS | K.AT_EMPTY_PATH, as);
-              await N.utimensat(ofd, '', setTime(attrs.atime), setTime(attrs.mtime), K.AT_EMPTY_PATH, N.self());
-            } else await N.utimensat(ofd, '', setTime(attrs.atime), setTime(attrs.mtime), K.AT_EMPTY_PATH, as);
-          }
-        });
+        // One trip: the object itself (O_PATH, never following it) opened and checked, changed as the caller.
+        if (plan.mode !== undefined) this.fds.forgetStat(o.id.ino); // the next write's pre-op mode must not be the old one
+        const nowOnly = attrs.atime !== undefined && attrs.mtime !== undefined ? false : attrs.atime === 'server' || attrs.mtime === 'server';
+        // One time "now", the other left alone: utimensat(2) wants the owner for that, NFS (knfsd) only write
+        // permission. The kernel checks that, as the caller; the server sets the time.
+        const asServer = nowOnly && this.serverIsRoot && cred.uid !== 0 && cred.uid !== a.uid;
+        let r: N.DirOpResult;
+        try {
+          r = await N.setattrOf(
+            this.rootFd,
+            this.ref(o),
+            {
+              chown: plan.chown,
+              mode: plan.mode,
+              // Nanoseconds as sent; a time the client did not set is left alone (UTIME_OMIT).
+              times: times ? { atime: setTime(attrs.atime), mtime: setTime(attrs.mtime), asServer } : undefined,
+            },
+            this.as(cred),
+          );
+        } catch (e) {
+          const x = (e as { obj?: N.Statx }).obj;
+          const err = toFsError(e, 'setattr');
+          if (x) err.wcc ??= { before, after: toFattr(this.took(x), this.fsid) };
+          throw err;
+        }
+        if (r.obj) return { before, after: toFattr(this.took(r.obj), this.fsid) };
       }
     } catch (e) {
       return fail(e);

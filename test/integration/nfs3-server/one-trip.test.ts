@@ -50,7 +50,7 @@ describe('local export: one trip to the native layer per metadata call', { skip:
     if (s) await fs.rm(s.dir, { recursive: true, force: true });
   });
 
-  test('CREATE, MKDIR, SYMLINK, MKNOD, RENAME, REMOVE, RMDIR: one trip each, as the caller, replies from the disk', async () => {
+  test('CREATE, ACCESS, SETATTR, MKDIR, SYMLINK, MKNOD, RENAME, REMOVE, RMDIR: one trip each, as the caller, replies from the disk', async () => {
     const dir = path.join(s.exportDir, 'pub');
     await s.client.getattr(ALICE, pub); // the directory's attributes cached, as in a steady stream of calls
 
@@ -68,6 +68,16 @@ describe('local export: one trip to the native layer per metadata call', { skip:
     assert.deepEqual([a.n, a.r.access & 0x2d], [1, 0x0d], 'ACCESS: READ, MODIFY, EXTEND, no EXECUTE');
     const b = await trips(() => s.client.access(BOB, c.r.fh!, 0x3f));
     assert.deepEqual([b.n, b.r.access & 0x2d], [1, 0], 'ACCESS of another user');
+
+    // SETATTR of mode and times: one trip, nanoseconds kept, the reply's attributes the file's now.
+    const sa = await trips(() => s.client.setattr(ALICE, c.r.fh!, { mode: 0o600, mtime: { sec: 1_700_000_000, nsec: 123_456_789 } }));
+    assert.equal(sa.n, 1, 'SETATTR');
+    const after = await fs.lstat(path.join(dir, 'f'), { bigint: true });
+    assert.deepEqual([Number(after.mode & 0o7777n), after.mtimeNs], [0o600, 1_700_000_000_123_456_789n]);
+    assert.deepEqual([sa.r.after?.mode, sa.r.after?.mtime], [0o600, { sec: 1_700_000_000, nsec: 123_456_789 }]);
+    // Explicit times by bob, who is not the owner: the kernel refuses as the caller, in one trip, with the file's attributes.
+    const sb = await trips(() => s.client.setattr(BOB, c.r.fh!, { mtime: { sec: 1, nsec: 0 } }).then(() => assert.fail('not refused'), (e: FsError) => e));
+    assert.deepEqual([sb.n, sb.r.code, sb.r.wcc?.after?.mode], [1, 'PERM', 0o600]);
 
     const m = await trips(() => s.client.mkdir(ALICE, pub, 'd', { mode: 0o750 }));
     assert.equal(m.n, 1, 'MKDIR');
