@@ -108,12 +108,12 @@ interface Listing {
  * owners, groups and set-ID bits of new objects (and POSIX ACLs and quotas),
  * and a local user who swaps a directory for a symlink cannot make us touch
  * anything outside the export. CREATE, MKDIR, SYMLINK, MKNOD, REMOVE,
- * RMDIR, RENAME, ACCESS and SETATTR (owner, mode, times) make ONE trip to a worker each (native/src/dirops.c:
- * open, check, change as the caller, statx, close in one job); the statx
- * results feed the attribute cache and the reply's wcc data. A server that
- * is not root cannot act as
- * others: it then creates as itself and the TypeScript rules
- * (permissions.ts, ownership.ts) decide, as before.
+ * RMDIR, RENAME, ACCESS and SETATTR (owner, mode, times) make ONE trip to a
+ * worker each (native/src/dirops.c: open, check, change as the caller,
+ * statx, close in one job); the statx results feed the attribute cache and
+ * the reply's wcc data. A server that is not root cannot act as others: it
+ * then creates as itself and the TypeScript rules (permissions.ts,
+ * ownership.ts) decide, as before.
  */
 export class LocalExport implements Backend {
   readonly root: string;
