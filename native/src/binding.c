@@ -16,11 +16,12 @@
 
 #define POOL_THREADS 4
 
-typedef enum { RES_VOID, RES_NUMBER, RES_STRING, RES_STATX, RES_HANDLE, RES_WHOAMI } res_kind;
+typedef enum { RES_VOID, RES_NUMBER, RES_STRING, RES_STATX, RES_HANDLE, RES_WHOAMI, RES_DIROP } res_kind;
 
 /*
  * Argument letters, in order: d = descriptor (int32, into fd[]), s = string
- * (into s[]), i = integer (into n[]), b = Buffer (copied), c = credentials
+ * (into s[]), i = integer (into n[]), u = unsigned 64-bit integer, e.g. an
+ * inode number (into n[], same bits), b = Buffer (copied), c = credentials
  * {uid, gid, gids} (always last).
  */
 typedef struct {
@@ -51,7 +52,20 @@ static const op_desc OPS[] = {
     {"fdatasync", OP_FDATASYNC, "dc", RES_VOID},
     {"close", OP_CLOSE, "dc", RES_VOID},
     {"whoami", OP_WHOAMI, "c", RES_WHOAMI},
+    /* One job per NFS call (dirops.c): root, dir path, dir ino, dir birth ns, kind, name, target, mode, major, minor. */
+    {"inDir", OP_IN_DIR, "dsuiissiiic", RES_DIROP},
+    /* root, from dir (path, ino, birth ns), from name, to dir (path, ino, birth ns), to name, flags. */
+    {"renameIn", OP_RENAME_IN, "dsuissuisic", RES_DIROP},
+    /* root, object path, ino, birth ns: R/W/X as the caller (fd = the mask), the object's statx. */
+    {"accessOf", OP_ACCESS_OF, "dsuic", RES_DIROP},
+    /* root, object path, ino, birth ns, what (SA_*), uid, gid, mode, atime s/ns, mtime s/ns: the object's statx after. */
+    {"setattrOf", OP_SETATTR_OF, "dsuiiiiiiiiic", RES_DIROP},
 };
+
+/* Jobs queued since load (info().jobs): what tests count to hold the local export to one trip per call. */
+static uint64_t jobs_queued;
+
+static const char *const SX_KEYS[GN_NSX] = {"obj", "dir", "dir2", "dst"};
 
 /* Per environment (main thread or a worker_thread): its completion channel. */
 typedef struct {
@@ -126,6 +140,13 @@ static napi_value statx_object(napi_env env, const struct statx *s) {
   return o;
 }
 
+
+/* The statx results a one-trip job filled, as properties of `o`. */
+static void set_stats(napi_env env, napi_value o, const gn_job *j) {
+  for (int i = 0; i < GN_NSX; i++)
+    if (j->have & (1u << i)) napi_set_named_property(env, o, SX_KEYS[i], statx_object(env, &j->sx[i]));
+}
+
 /* On the JS thread: settle the job's promise. env is NULL when the environment is going away. */
 static void complete(napi_env env, napi_value js_cb, void *context, void *data) {
   gn_job *j = data;
@@ -134,8 +155,11 @@ static void complete(napi_env env, napi_value js_cb, void *context, void *data) 
     napi_value v;
     if (j->ret < 0) {
       /* The name the call was about: for symlinkat the new name, not the target. */
-      const char *what = j->op == OP_SYMLINKAT ? j->s[1] : j->s[0];
-      napi_reject_deferred(env, j->deferred, make_error(env, j->err, j->syscall, what));
+      const char *what = j->op == OP_SYMLINKAT || j->op == OP_IN_DIR || j->op == OP_RENAME_IN ? j->s[1] : j->s[0];
+      napi_value err = make_error(env, j->err, j->syscall, what);
+      /* The directories' attributes after a failed change: the reply's wcc data without another trip. */
+      if (desc_of(j->op)->res == RES_DIROP) set_stats(env, err, j);
+      napi_reject_deferred(env, j->deferred, err);
     } else {
       switch (desc_of(j->op)->res) {
         case RES_VOID:
@@ -160,6 +184,11 @@ static void complete(napi_env env, napi_value js_cb, void *context, void *data) 
           napi_set_named_property(env, v, "handle", b);
           break;
         }
+        case RES_DIROP:
+          napi_create_object(env, &v);
+          set_num(env, v, "fd", (double)j->ret);
+          set_stats(env, v, j);
+          break;
         case RES_WHOAMI: {
           napi_create_object(env, &v);
           set_num(env, v, "fsuid", (double)j->out_n[0]);
@@ -224,8 +253,8 @@ static int get_creds(napi_env env, napi_value v, gn_creds *c) {
 }
 
 static napi_value call_op(napi_env env, napi_callback_info info) {
-  size_t argc = 10;
-  napi_value argv[10];
+  size_t argc = 16;
+  napi_value argv[16];
   void *data;
   napi_get_cb_info(env, info, &argc, argv, NULL, &data);
   const op_desc *d = data;
@@ -247,6 +276,17 @@ static napi_value call_op(napi_env env, napi_callback_info info) {
         j->fd[nfd++] = (int)x;
         bad = "a descriptor must be an integer";
         break;
+      case 'u': {
+        napi_valuetype t;
+        uint64_t u = 0;
+        bool lossless = false;
+        napi_typeof(env, argv[i], &t);
+        if (t == napi_bigint) ok = napi_get_value_bigint_uint64(env, argv[i], &u, &lossless) == napi_ok && lossless;
+        else ok = get_int64(env, argv[i], &x) && x >= 0 && (u = (uint64_t)x, 1);
+        j->n[ni++] = (int64_t)u;
+        bad = "an inode number must be a non-negative integer";
+        break;
+      }
       case 's':
         ok = get_string(env, argv[i], &j->s[ns++]);
         bad = "a name must be a string without NUL";
@@ -283,6 +323,7 @@ static napi_value call_op(napi_env env, napi_callback_info info) {
   napi_value promise;
   napi_create_promise(env, &j->deferred, &promise);
   if (ed->inflight++ == 0) napi_ref_threadsafe_function(env, ed->tsfn);
+  __atomic_fetch_add(&jobs_queued, 1, __ATOMIC_RELAXED);
   gn_pool_submit(j);
   return promise;
 }
@@ -305,6 +346,7 @@ static napi_value get_info(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, o, "openat2", v);
   napi_get_boolean(env, gn_private_umask(), &v);
   napi_set_named_property(env, o, "privateUmask", v);
+  set_num(env, o, "jobs", (double)__atomic_load_n(&jobs_queued, __ATOMIC_RELAXED));
   return o;
 }
 

@@ -36,9 +36,9 @@
 #include <node_api.h>
 
 #define GN_MAX_GROUPS 256
-#define GN_NSTR 2
+#define GN_NSTR 4
 #define GN_NFD 2
-#define GN_NINT 6
+#define GN_NINT 12
 
 typedef struct {
   uid_t uid;
@@ -68,7 +68,18 @@ typedef enum {
   OP_FDATASYNC,
   OP_CLOSE,
   OP_WHOAMI,
+  /* One trip per NFS call (dirops.c): these switch identity themselves. */
+  OP_IN_DIR,
+  OP_RENAME_IN,
+  OP_ACCESS_OF,
+  OP_SETATTR_OF,
 } gn_op;
+
+/* What OP_IN_DIR does in the directory (n[2]). */
+typedef enum { IN_CREATE, IN_MKDIR, IN_SYMLINK, IN_MKNOD, IN_UNLINK } gn_in_kind;
+
+/* Which statx results a job filled (j->have bits) and what they describe. */
+enum { SX_OBJ = 0, SX_DIR = 1, SX_DIR2 = 2, SX_DST = 3, GN_NSX = 4 };
 
 typedef struct gn_job {
   gn_op op;
@@ -83,6 +94,8 @@ typedef struct gn_job {
   int err;
   const char *syscall;
   struct statx stx;
+  struct statx sx[GN_NSX];
+  unsigned have; /* bit i: sx[i] is filled */
   char *out;
   size_t outlen;
   int64_t out_n[4];
@@ -100,8 +113,23 @@ int gn_private_umask(void);
 void gn_job_free(gn_job *j);
 const gn_creds *gn_home(void);
 
+/* The identity switch for jobs that change identity part-way (dirops.c). */
+int gn_become(const gn_creds *c);
+void gn_restore(const gn_creds *c);
+int gn_switches_itself(gn_op op);
+
 /* ops.c: runs on a worker, with the caller's credentials in force */
 void gn_run(gn_job *j);
+long gn_openat2(int dirfd, const char *path, int flags, mode_t mode, uint64_t resolve);
+
+/* dirops.c: runs on a worker as the server; switches to the caller for the change only */
+void gn_run_in_dir(gn_job *j);
+void gn_run_rename_in(gn_job *j);
+void gn_run_access_of(gn_job *j);
+void gn_run_setattr_of(gn_job *j);
+
+/* OP_SETATTR_OF's n[2] bits: what to change. */
+enum { SA_CHOWN = 1, SA_MODE = 2, SA_TIMES = 4, SA_TIMES_AS_SERVER = 8 };
 int gn_have_openat2(void);
 void gn_set_walk_only(int on);
 

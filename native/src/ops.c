@@ -102,7 +102,7 @@ static int walk_open(int dirfd, const char *path, int flags, mode_t mode) {
   return fd;
 }
 
-static long do_openat2(int dirfd, const char *path, int flags, mode_t mode, uint64_t resolve) {
+long gn_openat2(int dirfd, const char *path, int flags, mode_t mode, uint64_t resolve) {
   /* Magic links (/proc/self/fd/N) would leave the export whatever else we say. */
   resolve |= RESOLVE_NO_MAGICLINKS;
   if (gn_have_openat2()) {
@@ -125,7 +125,7 @@ void gn_run(gn_job *j) {
   switch (j->op) {
     case OP_OPENAT2:
       j->syscall = "openat2";
-      r = do_openat2(j->fd[0], s0, (int)j->n[0], (mode_t)j->n[1], (uint64_t)j->n[2]);
+      r = gn_openat2(j->fd[0], s0, (int)j->n[0], (mode_t)j->n[1], (uint64_t)j->n[2]);
       break;
     case OP_MKNODAT:
       j->syscall = "mknodat";
@@ -260,6 +260,18 @@ void gn_run(gn_job *j) {
       j->syscall = "close";
       r = close(j->fd[0]);
       break;
+    case OP_IN_DIR:
+      gn_run_in_dir(j);
+      return;
+    case OP_RENAME_IN:
+      gn_run_rename_in(j);
+      return;
+    case OP_ACCESS_OF:
+      gn_run_access_of(j);
+      return;
+    case OP_SETATTR_OF:
+      gn_run_setattr_of(j);
+      return;
     case OP_WHOAMI: {
       /* Tests: the identity this thread has while it runs the caller's job. */
       j->syscall = "setfsuid";

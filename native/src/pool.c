@@ -57,7 +57,7 @@ static void restore_home(void) {
 }
 
 /* 0, or an errno if the caller's identity could not be taken (e.g. the process is not root). */
-static int become(const gn_creds *c) {
+int gn_become(const gn_creds *c) {
   if (same_creds(c, &home)) return 0;
   /* Nothing changed yet if this fails (no CAP_SETGID: a server that is not root). */
   if (syscall(SYS_setgroups, c->ngroups, c->groups) != 0) return errno;
@@ -65,6 +65,15 @@ static int become(const gn_creds *c) {
   if (!e) e = set_fsuid(c->uid);
   if (e) restore_home();
   return e;
+}
+
+/* Back to the process's own identity after gn_become(c) succeeded. */
+void gn_restore(const gn_creds *c) {
+  if (!same_creds(c, &home)) restore_home();
+}
+
+int gn_switches_itself(gn_op op) {
+  return op == OP_IN_DIR || op == OP_RENAME_IN || op == OP_ACCESS_OF || op == OP_SETATTR_OF;
 }
 
 static void *worker(void *arg) {
@@ -77,8 +86,11 @@ static void *worker(void *arg) {
     if (!head) tail = NULL;
     pthread_mutex_unlock(&lock);
 
-    int e = become(&j->cred);
-    if (e) {
+    int e = 0;
+    if (gn_switches_itself(j->op)) {
+      /* Opens and checks as the server, the change alone as the caller (dirops.c). */
+      gn_run(j);
+    } else if ((e = gn_become(&j->cred)) != 0) {
       j->ret = -1;
       j->err = e;
       j->syscall = "setfsuid";

@@ -53,6 +53,36 @@ export interface KernelHandle {
   handle: Buffer;
 }
 
+/** A directory as a one-trip job finds it: its path below the root and the handle's inode and birth time. */
+export interface DirRef {
+  rel: string;
+  ino: bigint;
+  gen: bigint;
+}
+
+/** What `inDir` does in the directory. */
+export type InDirOp =
+  | { op: 'create'; name: string; mode: number }
+  | { op: 'mkdir'; name: string; mode: number }
+  | { op: 'symlink'; name: string; target: string }
+  | { op: 'mknod'; name: string; mode: number; major: number; minor: number }
+  | { op: 'unlink'; name: string; flags: number };
+
+/**
+ * The result of a one-trip job: `fd` the new file's descriptor (create; else
+ * 0), `obj` the new object (unlink, rename: what the name held before),
+ * `dst` what rename's target name held before, `dir`/`dir2` the
+ * directories afterwards. A failure rejects with an error that carries
+ * `dir`/`dir2` when they could be read.
+ */
+export interface DirOpResult {
+  fd: number;
+  obj?: Statx;
+  dst?: Statx;
+  dir?: Statx;
+  dir2?: Statx;
+}
+
 /** A time for utimensat: explicit, the server's clock now, or left as it is. */
 export type SetTime = { sec: number; nsec: number } | 'now' | 'omit';
 
@@ -76,9 +106,51 @@ interface Addon {
   fsync(fd: number, cred: NativeCreds): Promise<void>;
   fdatasync(fd: number, cred: NativeCreds): Promise<void>;
   close(fd: number, cred: NativeCreds): Promise<void>;
+  inDir(
+    rootfd: number,
+    rel: string,
+    ino: bigint,
+    gen: bigint,
+    kind: number,
+    name: string,
+    target: string,
+    mode: number,
+    major: number,
+    minor: number,
+    cred: NativeCreds,
+  ): Promise<DirOpResult>;
+  renameIn(
+    rootfd: number,
+    frel: string,
+    fino: bigint,
+    fgen: bigint,
+    fname: string,
+    trel: string,
+    tino: bigint,
+    tgen: bigint,
+    tname: string,
+    flags: number,
+    cred: NativeCreds,
+  ): Promise<DirOpResult>;
+  accessOf(rootfd: number, rel: string, ino: bigint, gen: bigint, cred: NativeCreds): Promise<DirOpResult>;
+  setattrOf(
+    rootfd: number,
+    rel: string,
+    ino: bigint,
+    gen: bigint,
+    what: number,
+    uid: number,
+    gid: number,
+    mode: number,
+    as: number,
+    ans: number,
+    ms: number,
+    mns: number,
+    cred: NativeCreds,
+  ): Promise<DirOpResult>;
   whoami(cred: NativeCreds): Promise<{ fsuid: number; fsgid: number; ngroups: number; group0: number }>;
   setWalkOnly(on: boolean): void;
-  info(): { threads: number; openat2: boolean; privateUmask: boolean };
+  info(): { threads: number; openat2: boolean; privateUmask: boolean; jobs: number };
   self(): NativeCreds;
   constants: Record<string, number>;
 }
@@ -102,8 +174,12 @@ function lib(): Addon {
 /** The kernel's constants as the addon was compiled with them. */
 export const K = new Proxy({} as Record<string, number>, { get: (_t, k: string) => lib().constants[k] });
 
-/** Threads in the pool; whether openat2 is in use (else the O_NOFOLLOW walk); whether workers have umask 0. */
-export function info(): { threads: number; openat2: boolean; privateUmask: boolean } {
+/**
+ * Threads in the pool; whether openat2 is in use (else the O_NOFOLLOW walk);
+ * whether workers have umask 0; jobs queued since load (each is a trip to a
+ * worker and back: what the local export's one-trip calls are measured by).
+ */
+export function info(): { threads: number; openat2: boolean; privateUmask: boolean; jobs: number } {
   return lib().info();
 }
 
@@ -228,4 +304,69 @@ export function close(fd: number, cred: NativeCreds = self()): Promise<void> {
 /** Tests: the fsuid, fsgid and groups a worker has while it runs a job for `cred`. */
 export function whoami(cred: NativeCreds): Promise<{ fsuid: number; fsgid: number; ngroups: number; group0: number }> {
   return lib().whoami(cred);
+}
+
+/** gn_in_kind in native/src/gvfs_native.h. */
+const IN_KIND = { create: 0, mkdir: 1, symlink: 2, mknod: 3, unlink: 4 } as const;
+
+/**
+ * One change in directory `d`, in ONE trip to a worker (native/src/dirops.c):
+ * as the server, open `d.rel` beneath `rootfd` (RESOLVE_BENEATH |
+ * RESOLVE_NO_MAGICLINKS, O_PATH|O_DIRECTORY|O_NOFOLLOW) and check it is
+ * (`d.ino`, `d.gen`) — else ESTALE; as `cred`, make or remove the name
+ * (create: O_RDWR|O_CREAT|O_EXCL|O_NOFOLLOW, the descriptor is the caller's
+ * to close); as the server again, statx the object and the directory; close.
+ */
+export function inDir(rootfd: number, d: DirRef, what: InDirOp, cred: NativeCreds): Promise<DirOpResult> {
+  const w = what as Partial<{ target: string; mode: number; major: number; minor: number; flags: number }>;
+  const mode = what.op === 'unlink' ? what.flags : (w.mode ?? 0);
+  return lib().inDir(rootfd, d.rel, d.ino, d.gen, IN_KIND[what.op], what.name, w.target ?? '', mode, w.major ?? 0, w.minor ?? 0, cred);
+}
+
+/**
+ * renameat2 from `fname` in `f` to `tname` in `t` in ONE trip: both
+ * directories opened beneath `rootfd` and checked as in `inDir`, the two
+ * names statted before (`obj`, `dst`), the rename as `cred`, both
+ * directories statted after (`dir`, `dir2`; `dir2` only when `t` is another
+ * directory than `f`).
+ */
+export function renameIn(rootfd: number, f: DirRef, fname: string, t: DirRef, tname: string, flags: number, cred: NativeCreds): Promise<DirOpResult> {
+  return lib().renameIn(rootfd, f.rel, f.ino, f.gen, fname, t.rel, t.ino, t.gen, tname, flags, cred);
+}
+
+/**
+ * ACCESS in ONE trip: object `o` (path below `rootfd`, inode, birth time)
+ * opened beneath the root as the server (O_PATH|O_NOFOLLOW) and checked
+ * (ESTALE), then R (4), W (2), X (1) asked of the kernel as `cred`
+ * (faccessat2 AT_EACCESS: POSIX ACLs count). `mask` and the object's statx.
+ */
+export async function accessOf(rootfd: number, o: DirRef, cred: NativeCreds): Promise<{ mask: number; obj?: Statx }> {
+  const r = await lib().accessOf(rootfd, o.rel, o.ino, o.gen, cred);
+  return { mask: r.fd, obj: r.obj };
+}
+
+/** What setattrOf changes; `timesAsServer`: see there. */
+export interface SetattrOf {
+  chown?: { uid: number; gid: number };
+  mode?: number;
+  times?: { atime: SetTime; mtime: SetTime; asServer: boolean };
+}
+
+/**
+ * SETATTR's owner, mode and times in ONE trip: object `o` opened beneath
+ * `rootfd` as the server (O_PATH|O_NOFOLLOW) and checked (ESTALE), then as
+ * `cred` fchownat, fchmodat2, utimensat on it (AT_EMPTY_PATH), in that
+ * order. `times.asServer`: one time "now" set for a caller who is not the
+ * owner: the kernel checks write permission as `cred`, the server sets it.
+ * The object's statx afterwards (`obj`; on failure on the error, too).
+ */
+export function setattrOf(rootfd: number, o: DirRef, what: SetattrOf, cred: NativeCreds): Promise<DirOpResult> {
+  const l = lib();
+  const t = (x: SetTime): [number, number] =>
+    x === 'omit' ? [0, l.constants.UTIME_OMIT] : x === 'now' ? [0, l.constants.UTIME_NOW] : [x.sec, x.nsec];
+  const [as, ans] = what.times ? t(what.times.atime) : [0, 0];
+  const [ms, mns] = what.times ? t(what.times.mtime) : [0, 0];
+  // SA_CHOWN 1, SA_MODE 2, SA_TIMES 4, SA_TIMES_AS_SERVER 8 (native/src/gvfs_native.h).
+  const bits = (what.chown ? 1 : 0) | (what.mode !== undefined ? 2 : 0) | (what.times ? 4 : 0) | (what.times?.asServer ? 8 : 0);
+  return l.setattrOf(rootfd, o.rel, o.ino, o.gen, bits, what.chown?.uid ?? -1, what.chown?.gid ?? -1, what.mode ?? 0, as, ans, ms, mns, cred);
 }

@@ -1,4 +1,4 @@
-import type { BigIntStats } from 'node:fs';
+import type { LocalStat } from './attrs.js';
 
 /**
  * Short-lived attribute and name cache of the local export (what ganesha's
@@ -10,7 +10,7 @@ import type { BigIntStats } from 'node:fs';
  * Bounded: the oldest entries go first.
  */
 export class AttrCache {
-  private readonly attrs = new Map<bigint, { st: BigIntStats; at: number }>();
+  private readonly attrs = new Map<bigint, { st: LocalStat; at: number }>();
   private readonly names = new Map<string, { ino: bigint; at: number }>();
 
   constructor(
@@ -18,7 +18,7 @@ export class AttrCache {
     private readonly max = 65536,
   ) {}
 
-  get(ino: bigint): BigIntStats | undefined {
+  get(ino: bigint): LocalStat | undefined {
     if (this.ttlMs <= 0) return undefined;
     const e = this.attrs.get(ino);
     if (!e) return undefined;
@@ -29,7 +29,7 @@ export class AttrCache {
     return e.st;
   }
 
-  put(st: BigIntStats): void {
+  put(st: LocalStat): void {
     if (this.ttlMs <= 0) return;
     this.attrs.delete(st.ino);
     this.attrs.set(st.ino, { st, at: performance.now() });

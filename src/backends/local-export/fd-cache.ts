@@ -10,7 +10,7 @@ const close = promisify(fs.close);
  */
 /** The last attributes seen through a descriptor (the pre-op attributes of the next write). */
 export interface LastStat {
-  st?: import('node:fs').BigIntStats;
+  st?: import('./attrs.js').LocalStat;
   at: number;
 }
 

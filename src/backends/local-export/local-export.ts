@@ -1,5 +1,5 @@
 import { randomBytes, createHash } from 'node:crypto';
-import fs, { type BigIntStats, constants as C } from 'node:fs';
+import fs, { constants as C } from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Backend, DirPage, ExportInfo } from '../../backend/backend.js';
@@ -31,7 +31,7 @@ import type {
 } from '../../nfs3/types.js';
 import { AuthFlavor, type Credentials } from '../../rpc/types.js';
 import { logger } from '../../util/log.js';
-import { toFattr, toWccAttr } from './attrs.js';
+import { StatxStats, toFattr, toWccAttr, type LocalStat } from './attrs.js';
 import { toFsError } from './errno.js';
 import { AttrCache } from './attr-cache.js';
 import { FdCache, type LastStat } from './fd-cache.js';
@@ -81,7 +81,7 @@ const PRE_OP_FRESH_MS = 1000;
 interface Resolved {
   id: HandleId;
   path: string;
-  st: BigIntStats;
+  st: LocalStat;
   attr: Fattr3;
 }
 
@@ -107,9 +107,13 @@ interface Listing {
  * one system call. So the kernel decides permissions, sticky directories,
  * owners, groups and set-ID bits of new objects (and POSIX ACLs and quotas),
  * and a local user who swaps a directory for a symlink cannot make us touch
- * anything outside the export. A server that is not root cannot act as
- * others: it then creates as itself and the TypeScript rules
- * (permissions.ts, ownership.ts) decide, as before.
+ * anything outside the export. CREATE, MKDIR, SYMLINK, MKNOD, REMOVE,
+ * RMDIR, RENAME, ACCESS and SETATTR (owner, mode, times) make ONE trip to a
+ * worker each (native/src/dirops.c: open, check, change as the caller,
+ * statx, close in one job); the statx results feed the attribute cache and
+ * the reply's wcc data. A server that is not root cannot act as others: it
+ * then creates as itself and the TypeScript rules (permissions.ts,
+ * ownership.ts) decide, as before.
  */
 export class LocalExport implements Backend {
   readonly root: string;
@@ -251,24 +255,24 @@ export class LocalExport implements Backend {
 
   // ---------- handle resolution ----------
 
-  private handleOf(st: BigIntStats): Buffer {
+  private handleOf(st: LocalStat): Buffer {
     return this.codec.encode({ ino: st.ino, gen: st.birthtimeNs });
   }
 
   /** Every stat refreshes the attribute cache. */
-  private async lstat(p: string): Promise<BigIntStats> {
+  private async lstat(p: string): Promise<LocalStat> {
     const st = await fsx.lstat(p);
     this.ac.put(st);
     return st;
   }
 
   /** Remember where an object lives (name table, for handles) and its name in the cache. */
-  private learn(st: BigIntStats, parent: bigint, name: string): void {
+  private learn(st: LocalStat, parent: bigint, name: string): void {
     this.table.set(st.ino, parent, name);
     this.ac.setChild(parent, name, st.ino);
   }
 
-  private matches(st: BigIntStats, id: HandleId): boolean {
+  private matches(st: LocalStat, id: HandleId): boolean {
     return st.ino === id.ino && st.birthtimeNs === id.gen;
   }
 
@@ -469,25 +473,32 @@ export class LocalExport implements Backend {
         });
       }
       if (plan.chown || plan.mode !== undefined || times) {
-        // On the object itself (O_PATH, never following it), as the caller.
-        await this.withObject(o, async (ofd) => {
-          const as = this.as(cred);
-          if (plan.chown) await N.fchownat(ofd, '', plan.chown.uid, plan.chown.gid, K.AT_EMPTY_PATH, as);
-          if (plan.mode !== undefined) {
-            this.fds.forgetStat(o.id.ino); // the next write's pre-op mode must not be the old one
-            await N.fchmodat(ofd, '', plan.mode, K.AT_EMPTY_PATH, as);
-          }
-          // Nanoseconds as sent; a time the client did not set is left alone (UTIME_OMIT).
-          if (times) {
-            const nowOnly = attrs.atime !== undefined && attrs.mtime !== undefined ? false : attrs.atime === 'server' || attrs.mtime === 'server';
-            if (nowOnly && this.serverIsRoot && cred.uid !== 0 && cred.uid !== a.uid) {
-              // One time "now", the other left alone: utimensat(2) wants the owner for that, NFS (knfsd)
-              // only write permission. The kernel checks that, as the caller; the server sets the time.
-              await N.faccessat(ofd, '', K.W_OK, K.AT_EACCESS | K.AT_EMPTY_PATH, as);
-              await N.utimensat(ofd, '', setTime(attrs.atime), setTime(attrs.mtime), K.AT_EMPTY_PATH, N.self());
-            } else await N.utimensat(ofd, '', setTime(attrs.atime), setTime(attrs.mtime), K.AT_EMPTY_PATH, as);
-          }
-        });
+        // One trip: the object itself (O_PATH, never following it) opened and checked, changed as the caller.
+        if (plan.mode !== undefined) this.fds.forgetStat(o.id.ino); // the next write's pre-op mode must not be the old one
+        const nowOnly = attrs.atime !== undefined && attrs.mtime !== undefined ? false : attrs.atime === 'server' || attrs.mtime === 'server';
+        // One time "now", the other left alone: utimensat(2) wants the owner for that, NFS (knfsd) only write
+        // permission. The kernel checks that, as the caller; the server sets the time.
+        const asServer = nowOnly && this.serverIsRoot && cred.uid !== 0 && cred.uid !== a.uid;
+        let r: N.DirOpResult;
+        try {
+          r = await N.setattrOf(
+            this.rootFd,
+            this.ref(o),
+            {
+              chown: plan.chown,
+              mode: plan.mode,
+              // Nanoseconds as sent; a time the client did not set is left alone (UTIME_OMIT).
+              times: times ? { atime: setTime(attrs.atime), mtime: setTime(attrs.mtime), asServer } : undefined,
+            },
+            this.as(cred),
+          );
+        } catch (e) {
+          const x = (e as { obj?: N.Statx }).obj;
+          const err = toFsError(e, 'setattr');
+          if (x) err.wcc ??= { before, after: toFattr(this.took(x), this.fsid) };
+          throw err;
+        }
+        if (r.obj) return { before, after: toFattr(this.took(r.obj), this.fsid) };
       }
     } catch (e) {
       return fail(e);
@@ -545,8 +556,10 @@ export class LocalExport implements Backend {
     if (!this.serverIsRoot) return { access: accessMask(cred, o.attr, mask, !!this.opts.readOnly), attr: o.attr };
     // Asked of the kernel as the caller (faccessat2 AT_EACCESS): POSIX ACLs count too.
     try {
-      const bits = await this.withObject(o, (fd) => N.accessMask(fd, '', K.AT_EACCESS | K.AT_EMPTY_PATH, cred));
-      return { access: accessFromBits(bits, o.attr.type, mask, !!this.opts.readOnly), attr: o.attr };
+      // One trip: opened beneath the root and checked as the server, asked as the caller.
+      const r = await N.accessOf(this.rootFd, this.ref(o), cred);
+      const attr = r.obj ? toFattr(this.took(r.obj), this.fsid) : o.attr;
+      return { access: accessFromBits(r.mask, o.attr.type, mask, !!this.opts.readOnly), attr };
     } catch (e) {
       throw Object.assign(toFsError(e, 'access'), { attr: o.attr });
     }
@@ -614,7 +627,7 @@ export class LocalExport implements Backend {
   private async readFd(fd: number, id: HandleId, cred: Credentials, offset: number, n: number, last: LastStat): Promise<ReadResult> {
     const buf = Buffer.allocUnsafe(n);
     let r: { bytesRead: number };
-    let st: BigIntStats;
+    let st: LocalStat;
     try {
       [r, st] = await Promise.all([n > 0 ? pread(fd, buf, 0, n, offset) : Promise.resolve({ bytesRead: 0 }), fstat(fd)]);
     } catch (e) {
@@ -645,7 +658,7 @@ export class LocalExport implements Backend {
   }
 
   /** A cached descriptor must still be the handle's object and still have a name. */
-  private checkOpen(st: BigIntStats, id: HandleId, last: LastStat): Fattr3 {
+  private checkOpen(st: LocalStat, id: HandleId, last: LastStat): Fattr3 {
     if (!this.matches(st, id) || st.nlink === 0n) {
       this.fds.drop(id.ino);
       throw new FsError('STALE', 'file was removed');
@@ -710,9 +723,9 @@ export class LocalExport implements Backend {
    * the kernel does not. `hint` (possibly stale attributes) saves the fstat
    * when it shows no set-ID bit. True if the mode changed.
    */
-  private async dropPrivs(fd: number, cred: Credentials, hint?: BigIntStats): Promise<boolean> {
+  private async dropPrivs(fd: number, cred: Credentials, hint?: LocalStat): Promise<boolean> {
     if (cred.uid === 0) return false;
-    const kill = (st: BigIntStats) => (st.isFile() ? killOnWrite(cred, { type: FType.REG, mode: Number(st.mode & 0o7777n), gid: Number(st.gid) }) : 0);
+    const kill = (st: LocalStat) => (st.isFile() ? killOnWrite(cred, { type: FType.REG, mode: Number(st.mode & 0o7777n), gid: Number(st.gid) }) : 0);
     if (hint && !kill(hint)) return false;
     const st = await fstat(fd);
     const k = kill(st);
@@ -761,9 +774,106 @@ export class LocalExport implements Backend {
     return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirWcc: await this.dirWcc(d) };
   }
 
+  // ---------- one trip per call (native/src/dirops.c) ----------
+
+  /** Object `d` as a one-trip job opens and checks it: beneath the root, by the handle's inode and birth time. */
+  private ref(d: Resolved): N.DirRef {
+    return { rel: d.id.ino === this.rootId.ino ? '.' : path.relative(this.root, d.path), ino: d.id.ino, gen: d.id.gen };
+  }
+
+  /** A statx a one-trip job made, as the cache's stat (cached: it is the freshest there is). */
+  private took(x: N.Statx): LocalStat {
+    const st = new StatxStats(x);
+    this.ac.put(st);
+    return st;
+  }
+
+  /** wcc data of `d` from the directory's statx after the change (a stat of its path if the job had none). */
+  private async wccFrom(d: Resolved, after: N.Statx | undefined): Promise<WccData> {
+    return after ? { before: toWccAttr(d.st), after: toFattr(this.took(after), this.fsid) } : this.dirWcc(d);
+  }
+
+  /** A failed one-trip job as an FsError carrying the directory's wcc data (from the job's statx when it has one). */
+  private async failedIn(d: Resolved, e: unknown, what: string): Promise<FsError> {
+    const err = toFsError(e, what);
+    if (!err.wcc) err.wcc = await this.wccFrom(d, (e as { dir?: N.Statx }).dir);
+    return err;
+  }
+
+  /** Run a one-trip job in `d`; failures carry the directory's wcc data. */
+  private async oneTrip(d: Resolved, what: string, job: () => Promise<N.DirOpResult>): Promise<N.DirOpResult> {
+    try {
+      return await job();
+    } catch (e) {
+      throw await this.failedIn(d, e, what);
+    }
+  }
+
+  /** The reply for an object a one-trip job made as `name` in `d`. */
+  private async madeIn(d: Resolved, name: string, r: N.DirOpResult): Promise<NewObject> {
+    this.invalidateListing(d.id.ino);
+    // The job's statx of the new name failed only if a local program removed it already.
+    if (!r.obj) throw new FsError('NOENT', 'new object removed at once', { wcc: await this.wccFrom(d, r.dir) });
+    const st = this.took(r.obj);
+    this.learn(st, d.id.ino, name);
+    return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirWcc: await this.wccFrom(d, r.dir) };
+  }
+
+  /** Root giving a new object away (giveAway) takes a descriptor of the directory: the path of several trips. */
+  private givesAway(cred: Credentials, attrs: Sattr3 | undefined): boolean {
+    return this.serverIsRoot && cred.uid === 0 && (attrs?.uid !== undefined || attrs?.gid !== undefined);
+  }
+
   async create(cred0: Credentials, dirFh: Buffer, name: string, how: CreateHow): Promise<NewObject> {
     const cred = this.eff(cred0);
     const d = await this.prepareCreate(cred, dirFh, name);
+    const attrs = how.mode === 'exclusive' ? undefined : how.attrs;
+    let r: N.DirOpResult;
+    try {
+      // One trip: open the directory, check it, create O_EXCL as the caller, statx file and directory.
+      r = await N.inDir(this.rootFd, this.ref(d), { op: 'create', name, mode: this.newMode(cred, d, FType.REG, attrs, 0o644) }, this.as(cred));
+    } catch (e) {
+      // An existing name (a retransmitted EXCLUSIVE create, UNCHECKED): rare, the full path decides.
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return this.createExisting(cred, d, name, how);
+      throw await this.failedIn(d, e, 'create');
+    }
+    const fd = r.fd;
+    let adopted = false;
+    try {
+      let st: LocalStat | undefined = r.obj && new StatxStats(r.obj);
+      let changed = false;
+      if (this.givesAway(cred, attrs)) {
+        await this.giveAway(fd, '', cred, attrs);
+        changed = true;
+      }
+      // The file is new (size 0): only a larger size needs a truncate.
+      if (attrs?.size) {
+        await fsx.ftruncate(fd, attrs.size);
+        changed = true;
+      }
+      if (how.mode === 'exclusive') {
+        const v = exclusiveTimes(how.verf);
+        await N.utimensat(fd, '', { sec: v.atime, nsec: 0 }, { sec: v.mtime, nsec: 0 }, 0, N.self());
+        changed = true;
+      } else if (attrs?.atime !== undefined || attrs?.mtime !== undefined) {
+        await N.utimensat(fd, '', setTime(attrs.atime), setTime(attrs.mtime), 0, N.self());
+        changed = true;
+      }
+      if (changed || !st) st = await fstat(fd);
+      this.ac.put(st);
+      this.invalidateListing(d.id.ino);
+      this.learn(st, d.id.ino, name);
+      adopted = this.fds.adopt(st.ino, fd, true);
+      return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirWcc: await this.wccFrom(d, r.dir) };
+    } catch (e) {
+      throw await this.failedIn(d, e, 'create');
+    } finally {
+      if (!adopted) fs.close(fd, () => undefined);
+    }
+  }
+
+  /** CREATE of a name that exists: a retransmitted EXCLUSIVE create, UNCHECKED (with a size), or EXIST. */
+  private createExisting(cred: Credentials, d: Resolved, name: string, how: CreateHow): Promise<NewObject> {
     return this.dirOp(d, 'create', () =>
       this.inDir(d, async (dfd) => {
         const attrs = how.mode === 'exclusive' ? undefined : how.attrs;
@@ -813,50 +923,54 @@ export class LocalExport implements Backend {
     );
   }
 
+  /**
+   * MKDIR, SYMLINK, MKNOD: one trip (the object made as the caller, then
+   * statted with its directory), unless root gives the object away, which
+   * chowns it through the directory's descriptor afterwards.
+   */
+  private async make(cred: Credentials, d: Resolved, what: N.InDirOp, attrs: Sattr3 | undefined, slow: (dfd: number) => Promise<void>): Promise<NewObject> {
+    if (this.givesAway(cred, attrs)) {
+      return this.dirOp(d, what.op, () =>
+        this.inDir(d, async (dfd) => {
+          await slow(dfd);
+          await this.giveAway(dfd, what.name, cred, attrs);
+          return this.created(d, what.name, dfd);
+        }),
+      );
+    }
+    const r = await this.oneTrip(d, what.op, () => N.inDir(this.rootFd, this.ref(d), what, this.as(cred)));
+    return this.madeIn(d, what.name, r);
+  }
+
   async mkdir(cred0: Credentials, dirFh: Buffer, name: string, attrs: Sattr3): Promise<NewObject> {
     const cred = this.eff(cred0);
     const d = await this.prepareCreate(cred, dirFh, name);
-    return this.dirOp(d, 'mkdir', () =>
-      this.inDir(d, async (dfd) => {
-        await N.mkdirat(dfd, name, this.newMode(cred, d, FType.DIR, attrs, 0o755), this.as(cred));
-        await this.giveAway(dfd, name, cred, attrs);
-        return this.created(d, name, dfd);
-      }),
-    );
+    const mode = this.newMode(cred, d, FType.DIR, attrs, 0o755);
+    return this.make(cred, d, { op: 'mkdir', name, mode }, attrs, (dfd) => N.mkdirat(dfd, name, mode, this.as(cred)));
   }
 
   async symlink(cred0: Credentials, dirFh: Buffer, name: string, target: string, attrs: Sattr3): Promise<NewObject> {
     const cred = this.eff(cred0);
     const d = await this.prepareCreate(cred, dirFh, name);
-    return this.dirOp(d, 'symlink', () =>
-      this.inDir(d, async (dfd) => {
-        if (target.length === 0 || target.includes('\0')) throw new FsError('INVAL', 'bad symlink target');
-        // Stored verbatim and never followed by the server: it means something only to the client.
-        await N.symlinkat(target, dfd, name, this.as(cred));
-        await this.giveAway(dfd, name, cred, attrs);
-        return this.created(d, name, dfd);
-      }),
-    );
+    if (target.length === 0 || target.includes('\0')) throw new FsError('INVAL', 'bad symlink target', { wcc: await this.dirWcc(d) });
+    // Stored verbatim and never followed by the server: it means something only to the client.
+    return this.make(cred, d, { op: 'symlink', name, target }, attrs, (dfd) => N.symlinkat(target, dfd, name, this.as(cred)));
   }
 
   /** MKNOD of FIFOs, sockets (so programs can bind Unix-domain sockets on a mount) and devices (the kernel: CAP_MKNOD). */
   async mknod(cred0: Credentials, dirFh: Buffer, name: string, what: MknodType): Promise<NewObject> {
     const cred = this.eff(cred0);
     const d = await this.prepareCreate(cred, dirFh, name);
-    return this.dirOp(d, 'mknod', () => {
-      if (what.type === FType.REG || what.type === FType.DIR || what.type === FType.LNK) throw new FsError('BADTYPE', 'MKNOD of a regular file, directory or link');
-      const dev = what.type === FType.CHR || what.type === FType.BLK;
-      // A server that is not root acts as itself: it must not make devices for others.
-      if (dev && !this.serverIsRoot && cred.uid !== 0) throw new FsError('PERM', 'only root may create devices');
-      const typeBits = { [FType.FIFO]: K.S_IFIFO, [FType.SOCK]: K.S_IFSOCK, [FType.CHR]: K.S_IFCHR, [FType.BLK]: K.S_IFBLK }[what.type];
-      const rdev = dev ? (what as { rdev: { major: number; minor: number } }).rdev : { major: 0, minor: 0 };
-      const attrs = (what as { attrs: Sattr3 }).attrs;
-      return this.inDir(d, async (dfd) => {
-        await N.mknodat(dfd, name, typeBits | this.newMode(cred, d, what.type, attrs, 0o644), rdev, this.as(cred));
-        await this.giveAway(dfd, name, cred, attrs);
-        return this.created(d, name, dfd);
-      });
-    });
+    const bad = (code: 'BADTYPE' | 'PERM', msg: string) => this.dirOp(d, 'mknod', () => Promise.reject(new FsError(code, msg)));
+    if (what.type === FType.REG || what.type === FType.DIR || what.type === FType.LNK) return bad('BADTYPE', 'MKNOD of a regular file, directory or link');
+    const dev = what.type === FType.CHR || what.type === FType.BLK;
+    // A server that is not root acts as itself: it must not make devices for others.
+    if (dev && !this.serverIsRoot && cred.uid !== 0) return bad('PERM', 'only root may create devices');
+    const typeBits = { [FType.FIFO]: K.S_IFIFO, [FType.SOCK]: K.S_IFSOCK, [FType.CHR]: K.S_IFCHR, [FType.BLK]: K.S_IFBLK }[what.type];
+    const rdev = dev ? (what as { rdev: { major: number; minor: number } }).rdev : { major: 0, minor: 0 };
+    const attrs = (what as { attrs: Sattr3 }).attrs;
+    const mode = typeBits | this.newMode(cred, d, what.type, attrs, 0o644);
+    return this.make(cred, d, { op: 'mknod', name, mode, ...rdev }, attrs, (dfd) => N.mknodat(dfd, name, mode, rdev, this.as(cred)));
   }
 
   private async removeCommon(cred0: Credentials, dirFh: Buffer, name: string, dir: boolean): Promise<WccData> {
@@ -866,24 +980,31 @@ export class LocalExport implements Backend {
       this.writable();
       this.checkName(name);
       if (name === '.' || name === '..') throw new FsError(dir ? 'INVAL' : 'ACCES', `cannot remove "${name}"`);
-      // A root server has the kernel check permission and the sticky bit, as the caller.
-      if (!this.serverIsRoot) require(cred, d.attr, W | X, 'remove');
-      const p = path.join(d.path, name);
       const ci = this.ac.child(d.id.ino, name);
-      const st = (ci !== undefined && this.ac.get(ci)) || (await this.lstat(p));
-      if (!this.serverIsRoot) requireSticky(cred, d.attr, toFattr(st, this.fsid), 'remove');
-      if (dir && !st.isDirectory()) throw new FsError('NOTDIR', 'not a directory');
-      if (!dir && st.isDirectory()) throw new FsError('ISDIR', 'is a directory');
-      await this.inDir(d, (fd) => N.unlinkat(fd, name, dir ? K.AT_REMOVEDIR : 0, this.as(cred)));
-      this.forget(st);
+      if (!this.serverIsRoot) {
+        // A server that is not root acts as itself: the TypeScript rules decide.
+        require(cred, d.attr, W | X, 'remove');
+        const st = (ci !== undefined && this.ac.get(ci)) || (await this.lstat(path.join(d.path, name)));
+        requireSticky(cred, d.attr, toFattr(st, this.fsid), 'remove');
+        if (dir && !st.isDirectory()) throw new FsError('NOTDIR', 'not a directory');
+        if (!dir && st.isDirectory()) throw new FsError('ISDIR', 'is a directory');
+      }
+      // One trip, as the caller: the kernel checks permission, the sticky bit and the type
+      // (unlink of a directory: EISDIR; rmdir of anything else: ENOTDIR).
+      const r = await this.oneTrip(d, dir ? 'rmdir' : 'remove', () =>
+        N.inDir(this.rootFd, this.ref(d), { op: 'unlink', name, flags: dir ? K.AT_REMOVEDIR : 0 }, this.as(cred)),
+      );
+      // What the name held, as the job saw it just before (else as the cache knew it).
+      const gone = r.obj ? new StatxStats(r.obj) : ci !== undefined ? this.ac.get(ci) : undefined;
+      if (gone) this.forget(gone);
       this.ac.dropChild(d.id.ino, name);
       this.invalidateListing(d.id.ino);
-      return this.dirWcc(d);
+      return this.wccFrom(d, r.dir);
     });
   }
 
   /** An object lost a name: drop its descriptor and, if that was its last name, its table entry. */
-  private forget(st: BigIntStats): void {
+  private forget(st: LocalStat): void {
     this.ac.drop(st.ino); // nlink and ctime changed
     if (st.isDirectory() || st.nlink <= 1n) {
       this.fds.drop(st.ino);
@@ -909,17 +1030,17 @@ export class LocalExport implements Backend {
       this.checkName(fromName);
       this.checkName(toName);
       if (fromName === '.' || fromName === '..' || toName === '.' || toName === '..') throw new FsError('INVAL', 'cannot rename "." or ".."');
-      // A root server has the kernel check permissions and sticky bits, as the caller.
-      const check = !this.serverIsRoot;
-      if (check) require(cred, f.attr, W | X, 'rename');
-      if (check) require(cred, t.attr, W | X, 'rename');
+      if (this.serverIsRoot) return await this.renameOneTrip(cred, f, fromName, t, toName);
+      // A server that is not root acts as itself: the TypeScript rules decide.
+      require(cred, f.attr, W | X, 'rename');
+      require(cred, t.attr, W | X, 'rename');
       const src = path.join(f.path, fromName);
       const dst = path.join(t.path, toName);
       const st = await this.lstat(src);
-      if (check) requireSticky(cred, f.attr, toFattr(st, this.fsid), 'rename');
+      requireSticky(cred, f.attr, toFattr(st, this.fsid), 'rename');
       const old = await this.lstat(dst).catch(() => undefined);
       if (old) {
-        if (check) requireSticky(cred, t.attr, toFattr(old, this.fsid), 'rename');
+        requireSticky(cred, t.attr, toFattr(old, this.fsid), 'rename');
         if (old.ino === st.ino) return { fromWcc: await this.dirWcc(f), toWcc: await this.dirWcc(t) };
         if (old.isDirectory() && !st.isDirectory()) throw new FsError('ISDIR', 'target is a directory');
         if (!old.isDirectory() && st.isDirectory()) throw new FsError('NOTDIR', 'target is not a directory');
@@ -947,6 +1068,40 @@ export class LocalExport implements Backend {
       err.wcc2 ??= await this.dirWcc(t);
       throw err;
     }
+  }
+
+  /**
+   * RENAME on a root server in one trip: the kernel, as the caller, checks
+   * permissions and sticky bits, refuses a directory moved into itself
+   * (EINVAL), a directory over a non-directory (ENOTDIR) and the reverse
+   * (EISDIR), and does nothing for two names of one file (POSIX).
+   */
+  private async renameOneTrip(cred: Credentials, f: Resolved, fromName: string, t: Resolved, toName: string): Promise<{ fromWcc: WccData; toWcc: WccData }> {
+    let r: N.DirOpResult;
+    try {
+      r = await N.renameIn(this.rootFd, this.ref(f), fromName, this.ref(t), toName, 0, this.as(cred));
+    } catch (e) {
+      const err = toFsError(e, 'rename');
+      const x = e as { dir?: N.Statx; dir2?: N.Statx };
+      err.wcc ??= await this.wccFrom(f, x.dir);
+      err.wcc2 ??= await this.wccFrom(t, t === f ? x.dir : x.dir2);
+      throw err;
+    }
+    const st = r.obj && new StatxStats(r.obj);
+    const old = r.dst && new StatxStats(r.dst);
+    if (!old || !st || old.ino !== st.ino) {
+      if (old) this.forget(old);
+      this.ac.dropChild(f.id.ino, fromName);
+      if (st) {
+        this.ac.drop(st.ino); // ctime changed
+        this.table.set(st.ino, t.id.ino, toName);
+        this.ac.setChild(t.id.ino, toName, st.ino);
+      } else this.ac.dropChild(t.id.ino, toName);
+      this.invalidateListing(f.id.ino);
+      this.invalidateListing(t.id.ino);
+    }
+    const fromWcc = await this.wccFrom(f, r.dir);
+    return { fromWcc, toWcc: t === f ? fromWcc : await this.wccFrom(t, r.dir2) };
   }
 
   async link(cred0: Credentials, fh: Buffer, dirFh: Buffer, name: string): Promise<{ attr?: Fattr3; dirWcc: WccData }> {
@@ -1025,7 +1180,7 @@ export class LocalExport implements Backend {
     return lo;
   }
 
-  private async parentOf(d: Resolved): Promise<BigIntStats> {
+  private async parentOf(d: Resolved): Promise<LocalStat> {
     return d.id.ino === this.rootId.ino ? d.st : this.lstat(path.dirname(d.path));
   }
 
@@ -1077,7 +1232,7 @@ export class LocalExport implements Backend {
       let budget = maxcount - 256;
       let names = dircount > 0 ? dircount : maxcount;
       const out: DirEntryPlus[] = [];
-      const take = (name: string, ck: bigint, st: BigIntStats) => {
+      const take = (name: string, ck: bigint, st: LocalStat) => {
         const sz = readdirplusEntrySize(name, HANDLE_LEN);
         const nsz = readdirEntrySize(name);
         if (sz > budget || (nsz > names && out.length > 0)) return false;

@@ -316,6 +316,163 @@ describe('native: system calls as the caller', { skip: requirePrereq(isRoot()), 
     await rejects(N.close(fd), 'EBADF');
   });
 
+  describe('one trip per NFS call: inDir and renameIn', () => {
+    // The directory as the local export names it: a path below the root descriptor, inode, birth time.
+    const ref = async (rel: string): Promise<N.DirRef> => {
+      const x = await N.statx(dfd, rel, K.AT_SYMLINK_NOFOLLOW, ROOT);
+      return { rel, ino: x.ino, gen: x.btimeNs };
+    };
+    /** Rejects with `code` and, when `dirIno` is given, the directory's statx after the failure. */
+    const rejectsWithDir = (p: Promise<unknown>, code: string, dirIno?: bigint) =>
+      assert.rejects(p, (e: NodeJS.ErrnoException & { dir?: N.Statx }) => {
+        assert.equal(e.code, code, e.message);
+        if (dirIno === undefined) assert.equal(e.dir, undefined, 'no statx of a directory that failed its check');
+        else assert.equal(e.dir?.ino, dirIno);
+        return true;
+      });
+
+    before(async () => {
+      await fs.mkdir(path.join(dir, 'one/p'), { recursive: true, mode: 0o777 });
+      await fs.chmod(path.join(dir, 'one'), 0o777);
+      await fs.chmod(path.join(dir, 'one/p'), 0o777);
+      await fs.mkdir(path.join(dir, 'one/q'), { mode: 0o777 });
+      await fs.chmod(path.join(dir, 'one/q'), 0o777);
+      await fs.mkdir(path.join(dir, 'one/rootonly'), { mode: 0o755 });
+    });
+
+    test('create, mkdir, symlink, mknod, unlink: one job each, made as the caller, object and directory statted', async () => {
+      const p = await ref('one/p');
+      const j0 = N.info().jobs;
+      const c = await N.inDir(dfd, p, { op: 'create', name: 'f', mode: 0o640 }, ALICE);
+      assert.equal(N.info().jobs - j0, 1, 'one trip to a worker');
+      assert.ok(c.fd >= 0);
+      assert.deepEqual([c.obj?.uid, c.obj?.gid, (c.obj?.mode ?? 0) & 0o7777], [2001, 2001, 0o640]);
+      const viaFd = await N.statx(c.fd, '', K.AT_EMPTY_PATH, ROOT);
+      assert.equal(viaFd.ino, c.obj?.ino, 'the descriptor is the new file');
+      await N.close(c.fd);
+      assert.equal(c.dir?.ino, p.ino);
+      assert.equal(c.dir?.mtimeNs, (await fs.stat(path.join(dir, 'one/p'), { bigint: true })).mtimeNs, 'the directory after the change');
+      await rejectsWithDir(N.inDir(dfd, p, { op: 'create', name: 'f', mode: 0o640 }, ALICE), 'EEXIST', p.ino);
+
+      const m = await N.inDir(dfd, p, { op: 'mkdir', name: 'd', mode: 0o750 }, BOB);
+      assert.deepEqual([m.obj?.uid, (m.obj?.mode ?? 0) & 0o170777], [2002, K.S_IFDIR | 0o750]);
+      const l = await N.inDir(dfd, p, { op: 'symlink', name: 'l', target: '../../../etc' }, ALICE);
+      assert.deepEqual([l.obj?.uid, (l.obj?.mode ?? 0) & K.S_IFMT], [2001, K.S_IFLNK]);
+      assert.equal(await fs.readlink(path.join(dir, 'one/p/l')), '../../../etc');
+      const s = await N.inDir(dfd, p, { op: 'mknod', name: 's', mode: K.S_IFSOCK | 0o600, major: 0, minor: 0 }, ALICE);
+      assert.deepEqual([s.obj?.uid, (s.obj?.mode ?? 0) & K.S_IFMT], [2001, K.S_IFSOCK]);
+      await rejectsWithDir(N.inDir(dfd, p, { op: 'mknod', name: 'dev', mode: K.S_IFCHR | 0o600, major: 1, minor: 3 }, ALICE), 'EPERM', p.ino);
+
+      // unlink: what the name held, as it was; the kernel checks the type as the caller.
+      await rejectsWithDir(N.inDir(dfd, p, { op: 'unlink', name: 'd', flags: 0 }, BOB), 'EISDIR', p.ino);
+      await rejectsWithDir(N.inDir(dfd, p, { op: 'unlink', name: 'f', flags: K.AT_REMOVEDIR }, ALICE), 'ENOTDIR', p.ino);
+      const j1 = N.info().jobs;
+      const u1 = await N.inDir(dfd, p, { op: 'unlink', name: 'f', flags: 0 }, ALICE);
+      assert.equal(N.info().jobs - j1, 1, 'one trip to a worker');
+      assert.equal(u1.obj?.ino, c.obj?.ino);
+      assert.equal(u1.dir?.ino, p.ino);
+      await N.inDir(dfd, p, { op: 'unlink', name: 'd', flags: K.AT_REMOVEDIR }, BOB);
+      await rejectsWithDir(N.inDir(dfd, p, { op: 'unlink', name: 'f', flags: 0 }, ALICE), 'ENOENT', p.ino);
+      assert.deepEqual((await fs.readdir(path.join(dir, 'one/p'))).sort(), ['l', 's']);
+    });
+
+    test('the caller\'s permissions decide (EACCES, the directory statted for wcc); the server opens the directory', async () => {
+      const r = await ref('one/rootonly');
+      await rejectsWithDir(N.inDir(dfd, r, { op: 'create', name: 'x', mode: 0o644 }, ALICE), 'EACCES', r.ino);
+      await rejectsWithDir(N.inDir(dfd, r, { op: 'mkdir', name: 'x', mode: 0o755 }, ALICE), 'EACCES', r.ino);
+      // A directory the caller may not search on the way: the server opens it, the caller acts inside.
+      await fs.mkdir(path.join(dir, 'one/rootonly/open'), { mode: 0o777 });
+      await fs.chmod(path.join(dir, 'one/rootonly/open'), 0o777);
+      await fs.chmod(path.join(dir, 'one/rootonly'), 0o700);
+      const o = await ref('one/rootonly/open');
+      const c = await N.inDir(dfd, o, { op: 'create', name: 'mine', mode: 0o600 }, ALICE);
+      await N.close(c.fd);
+      assert.equal(c.obj?.uid, 2001);
+    });
+
+    test('another directory at the path (ESTALE), a path that leaves (EXDEV), a final symlink: nothing made anywhere', async () => {
+      await fs.mkdir(path.join(dir, 'one/swap'), { mode: 0o777 });
+      await fs.chmod(path.join(dir, 'one/swap'), 0o777);
+      const before = await ref('one/swap');
+      // Replaced by another directory under the same name: the handle's directory is gone.
+      await fs.rename(path.join(dir, 'one/swap'), path.join(dir, 'one/swap.old'));
+      await fs.mkdir(path.join(dir, 'one/swap'), { mode: 0o777 });
+      await rejectsWithDir(N.inDir(dfd, before, { op: 'create', name: 'x', mode: 0o644 }, ROOT), 'ESTALE');
+      // A component swapped for a symlink that leads out of the root.
+      await fs.rm(path.join(dir, 'one/swap'), { recursive: true });
+      await fs.symlink(top, path.join(dir, 'one/swap'));
+      await rejectsWithDir(N.inDir(dfd, { ...before, rel: 'one/swap/x' }, { op: 'create', name: 'escaped', mode: 0o644 }, ROOT), 'EXDEV');
+      await rejectsWithDir(N.inDir(dfd, { ...before, rel: '..' }, { op: 'mkdir', name: 'escaped', mode: 0o755 }, ROOT), 'EXDEV');
+      // The final component a symlink (to a directory inside): not followed.
+      await rejectsWithDir(N.inDir(dfd, { ...before, rel: 'one/swap' }, { op: 'create', name: 'escaped', mode: 0o644 }, ROOT), 'ENOTDIR');
+      await assert.rejects(fs.lstat(path.join(top, 'escaped')), { code: 'ENOENT' });
+      await assert.rejects(fs.lstat(path.join(top, 'x', 'escaped')), { code: 'ENOENT' });
+      assert.deepEqual(await fs.readdir(path.join(dir, 'one/swap.old')), []);
+    });
+
+    test('renameIn: one job, both directories checked, both names statted before, both directories after', async () => {
+      const p = await ref('one/p');
+      const q = await ref('one/q');
+      await fs.writeFile(path.join(dir, 'one/p/a'), 'a');
+      await fs.writeFile(path.join(dir, 'one/q/b'), 'b');
+      const a = await fs.lstat(path.join(dir, 'one/p/a'), { bigint: true });
+      const b = await fs.lstat(path.join(dir, 'one/q/b'), { bigint: true });
+      const j0 = N.info().jobs;
+      const r = await N.renameIn(dfd, p, 'a', q, 'b', 0, ROOT);
+      assert.equal(N.info().jobs - j0, 1, 'one trip to a worker');
+      assert.deepEqual([r.obj?.ino, r.dst?.ino, r.dir?.ino, r.dir2?.ino], [a.ino, b.ino, p.ino, q.ino]);
+      assert.equal(await fs.readFile(path.join(dir, 'one/q/b'), 'utf8'), 'a');
+      // Within one directory: no second directory.
+      const r2 = await N.renameIn(dfd, q, 'b', q, 'c', 0, ROOT);
+      assert.deepEqual([r2.obj?.ino, r2.dst, r2.dir?.ino, r2.dir2], [a.ino, undefined, q.ino, undefined]);
+      // As a caller without write permission on the target: EACCES with both directories for wcc.
+      const ro = await ref('one/rootonly');
+      await assert.rejects(N.renameIn(dfd, q, 'c', ro, 'c', 0, ALICE), (e: NodeJS.ErrnoException & { dir?: N.Statx; dir2?: N.Statx }) => {
+        assert.equal(e.code, 'EACCES');
+        assert.deepEqual([e.dir?.ino, e.dir2?.ino], [q.ino, ro.ino]);
+        return true;
+      });
+      await rejectsWithDir(N.renameIn(dfd, { ...q, gen: q.gen + 1n }, 'c', p, 'c', 0, ROOT), 'ESTALE');
+      await rejectsWithDir(N.renameIn(dfd, q, 'c', { ...p, rel: '../p' }, 'c', 0, ROOT), 'EXDEV');
+      assert.deepEqual(await fs.readdir(path.join(dir, 'one/q')), ['c']);
+    });
+
+    test('accessOf: R/W/X as the caller in one job, the object checked (ESTALE) and never followed', async () => {
+      await fs.writeFile(path.join(dir, 'one/acc'), 'x', { mode: 0o640 });
+      await fs.chmod(path.join(dir, 'one/acc'), 0o640);
+      await fs.chown(path.join(dir, 'one/acc'), 2001, 2100);
+      const o = await ref('one/acc');
+      const j0 = N.info().jobs;
+      assert.equal((await N.accessOf(dfd, o, ALICE)).mask, 6);
+      assert.equal(N.info().jobs - j0, 1, 'one trip to a worker');
+      assert.equal((await N.accessOf(dfd, o, u(2003, 2003, [2100]))).mask, 4, 'the group');
+      const bob = await N.accessOf(dfd, o, BOB);
+      assert.deepEqual([bob.mask, bob.obj?.ino], [0, o.ino]);
+      await rejectsWithDir(N.accessOf(dfd, { ...o, gen: o.gen + 1n }, ALICE), 'ESTALE');
+      await rejectsWithDir(N.accessOf(dfd, { ...o, rel: '../one/acc' }, ALICE), 'EXDEV');
+      await fs.symlink('acc', path.join(dir, 'one/acc-link'));
+      const l = await N.accessOf(dfd, await ref('one/acc-link'), ALICE);
+      assert.equal(l.obj?.mode !== undefined && (l.obj.mode & K.S_IFMT) === K.S_IFLNK, true, 'the symlink itself');
+    });
+
+    test('identity restored after every one-trip job, also when the change failed', async () => {
+      const p = await ref('one/p');
+      const self = N.self();
+      const work: Array<Promise<unknown>> = [];
+      for (let k = 0; k < 40; k++) {
+        work.push(N.inDir(dfd, p, { op: 'mkdir', name: `a-${k}`, mode: 0o700 }, ALICE));
+        work.push(N.inDir(dfd, p, { op: 'mkdir', name: 'a-0', mode: 0o700 }, BOB).catch(() => undefined));
+        work.push(N.whoami(self).then((w) => assert.deepEqual([w.fsuid, w.fsgid, w.ngroups], [self.uid, self.gid, self.gids.length])));
+        work.push(N.mkdirat(dfd, `one/p/self-${k}`, 0o700, self));
+      }
+      await Promise.all(work);
+      for (let k = 0; k < 40; k++) {
+        assert.equal((await fs.lstat(path.join(dir, `one/p/a-${k}`))).uid, 2001);
+        assert.equal((await fs.lstat(path.join(dir, `one/p/self-${k}`))).uid, self.uid);
+      }
+    });
+  });
+
   test('bad arguments throw at once (TypeError), never reach a worker', () => {
     assert.throws(() => N.mkdirat(dfd, 'a\0b', 0o755, ROOT), TypeError);
     assert.throws(() => N.mkdirat(dfd, 'x', 0o755, { uid: -1, gid: 0, gids: [] }), TypeError);
