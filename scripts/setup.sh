@@ -28,7 +28,9 @@ fi
 # prebuilt binary) and bench/native/build.sh builds nfsbench against libnfs-dev.
 # rsync: the vm benchmark's sparse-aware copy-then-run baseline (rsync --sparse over ssh).
 # chromium: the dashboard test drives it with playwright-core (a devDependency).
-DEBS=(build-essential python3 pkg-config libnfs-utils libnfs-dev nfs-ganesha nfs-ganesha-vfs rpcbind libfuse2 libfuse-dev fuse3 openssh-server openssh-client sshfs rsync qemu-utils qemu-system-x86 busybox-static cpio chromium openssl util-linux iproute2)
+# libfuse3-dev: the low-level FUSE front end in native/. ceph-mon, ceph-osd, radosgw, ceph-common: the
+# single-node Ceph cluster the object-store tests start (S3 through radosgw).
+DEBS=(build-essential python3 pkg-config libnfs-utils libnfs-dev nfs-ganesha nfs-ganesha-vfs rpcbind libfuse2 libfuse-dev fuse3 libfuse3-dev ceph-mon ceph-osd radosgw ceph-common openssh-server openssh-client sshfs rsync qemu-utils qemu-system-x86 busybox-static cpio chromium openssl util-linux iproute2)
 
 missing=()
 for p in "${DEBS[@]}"; do
