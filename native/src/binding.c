@@ -444,6 +444,8 @@ static napi_value init(napi_env env, napi_value exports) {
   add_const(env, c, "X_OK", X_OK);
   add_const(env, c, "F_OK", F_OK);
   napi_set_named_property(env, exports, "constants", c);
+  /* libfuse 3 low-level binding (fuse_ll.c): exports.fuse. */
+  gn_fuse_ll_init(env, exports);
   return exports;
 }
 

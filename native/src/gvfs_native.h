@@ -131,6 +131,9 @@ void gn_run_setattr_of(gn_job *j);
 /* OP_SETATTR_OF's n[2] bits: what to change. */
 enum { SA_CHOWN = 1, SA_MODE = 2, SA_TIMES = 4, SA_TIMES_AS_SERVER = 8 };
 int gn_have_openat2(void);
+
+/* fuse_ll.c: the libfuse 3 low-level binding, as exports.fuse. */
+void gn_fuse_ll_init(napi_env env, napi_value exports);
 void gn_set_walk_only(int on);
 
 #endif

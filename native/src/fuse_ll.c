@@ -1,0 +1,1087 @@
+/*
+ * libfuse 3's low-level API, handed to JavaScript request by request.
+ *
+ * Why this is ours: no maintained Node binding of the libfuse 3 low-level
+ * API exists (the npm FUSE bindings wrap libfuse 2's high-level, path-based
+ * API, which hides the caller's uid/gid/pid, gives every name of a
+ * hard-linked file its own kernel inode, keeps times in milliseconds and
+ * cannot send the kernel invalidation notices). This file is the smallest
+ * layer that gets all of that: it forwards each request, copies nothing it
+ * need not, and leaves every decision to the TypeScript front end
+ * (src/frontends/fuse/lowlevel-*.ts).
+ *
+ * Threads:
+ *  - one reader thread per mount runs fuse_session_loop; each op callback
+ *    copies its arguments into an ll_req and queues it to JS through a
+ *    napi_threadsafe_function (never blocking on JS), so many requests are
+ *    in flight at once;
+ *  - JS answers later with fuse.reply*(req, ...), on the JS thread (a reply
+ *    is one writev on /dev/fuse);
+ *  - notifications (inval_inode / inval_entry) run on a short-lived thread
+ *    of their own: the kernel may wait in them for a page lock held by a
+ *    read that waits for us, so neither the loop thread nor the JS thread
+ *    may make them.
+ *  - unmount runs on a thread too (fusermount3 / umount2 can block).
+ */
+#define FUSE_USE_VERSION 312
+#include <fuse_lowlevel.h>
+
+#include "gvfs_native.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Offsets and sizes cross to JS as doubles: exact up to 2^53, EFBIG beyond (the backend interface takes numbers). */
+#define MAX_EXACT ((uint64_t)1 << 53)
+
+typedef enum {
+  LL_LOOKUP, LL_FORGET, LL_GETATTR, LL_SETATTR, LL_READLINK, LL_MKNOD, LL_MKDIR, LL_UNLINK, LL_RMDIR,
+  LL_SYMLINK, LL_RENAME, LL_LINK, LL_OPEN, LL_READ, LL_WRITE, LL_FLUSH, LL_RELEASE, LL_FSYNC, LL_OPENDIR,
+  LL_READDIR, LL_RELEASEDIR, LL_FSYNCDIR, LL_STATFS, LL_ACCESS, LL_CREATE, LL_FALLOCATE, LL_READDIRPLUS,
+  /* Not requests: the loop ended (unmounted from outside, or by us); a notification or unmount finished. */
+  LL_EXITED, LL_DONE,
+} ll_op;
+
+static const char *const OP_NAMES[] = {
+    "lookup", "forget", "getattr", "setattr", "readlink", "mknod", "mkdir", "unlink", "rmdir",
+    "symlink", "rename", "link", "open", "read", "write", "flush", "release", "fsync", "opendir",
+    "readdir", "releasedir", "fsyncdir", "statfs", "access", "create", "fallocate", "readdirplus",
+    "exited", "done",
+};
+
+typedef struct ll_session {
+  struct fuse_session *se;
+  napi_threadsafe_function tsfn;
+  pthread_t loop;
+  int loop_started;
+  unsigned max_write, max_readahead;
+  /* Requests queued to JS and not yet answered, notification threads running: destroy waits for both. */
+  int64_t outstanding;
+  int64_t notifying;
+  int unmounting, destroyed, destroy_wanted;
+} ll_session;
+
+typedef struct {
+  ll_op op;
+  fuse_req_t req;
+  uint32_t uid, gid, pid, umask;
+  uint64_t ino, ino2, fh, nlookup;
+  char *name, *name2;
+  uint64_t off, size;
+  uint32_t flags, mode;
+  uint64_t rdev;
+  int to_set, has_fh, datasync;
+  struct stat attr;
+  char *data;
+  size_t datalen;
+  /* LL_DONE */
+  napi_deferred deferred;
+  int result;
+} ll_req;
+
+static ll_session *sess_of(fuse_req_t req) {
+  return fuse_req_userdata(req);
+}
+
+static void req_free(ll_req *r) {
+  free(r->name);
+  free(r->name2);
+  free(r->data);
+  free(r);
+}
+
+/* Queue to JS. Unbounded queue: never blocks the loop thread. */
+static void post(ll_session *s, ll_req *r) {
+  if (r->req) __atomic_fetch_add(&s->outstanding, 1, __ATOMIC_ACQ_REL);
+  if (napi_call_threadsafe_function(s->tsfn, r, napi_tsfn_nonblocking) != napi_ok) {
+    if (r->req) {
+      __atomic_fetch_sub(&s->outstanding, 1, __ATOMIC_ACQ_REL);
+      fuse_reply_err(r->req, EIO);
+    }
+    req_free(r);
+  }
+}
+
+static ll_req *new_req(ll_op op, fuse_req_t req, fuse_ino_t ino) {
+  ll_req *r = calloc(1, sizeof *r);
+  if (!r) {
+    fuse_reply_err(req, ENOMEM);
+    return NULL;
+  }
+  r->op = op;
+  r->req = req;
+  r->ino = ino;
+  const struct fuse_ctx *c = fuse_req_ctx(req);
+  r->uid = c->uid;
+  r->gid = c->gid;
+  r->pid = (uint32_t)c->pid;
+  r->umask = c->umask;
+  return r;
+}
+
+static int dup_name(ll_req *r, char **dst, const char *src) {
+  *dst = strdup(src);
+  if (*dst) return 1;
+  fuse_reply_err(r->req, ENOMEM);
+  req_free(r);
+  return 0;
+}
+
+#define REQ(op, ino)                     \
+  ll_req *r = new_req(op, req, ino);     \
+  if (!r) return;
+#define FI(fi)                           \
+  if (fi) {                              \
+    r->fh = (fi)->fh;                    \
+    r->flags = (uint32_t)(fi)->flags;    \
+    r->has_fh = 1;                       \
+  }
+
+static void ll_init(void *userdata, struct fuse_conn_info *conn) {
+  ll_session *s = userdata;
+  conn->max_write = s->max_write;
+  conn->max_readahead = s->max_readahead;
+  if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
+  /* open() gets O_TRUNC: one SETATTR less per truncating open. */
+  if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+  /* The kernel drops a file's pages when fresh attributes show another size or mtime (close-to-open). */
+  if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+  /* Write-behind is ours (open-files.ts): the kernel's writeback cache would change when errors surface. */
+  conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+  conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+}
+
+static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  REQ(LL_LOOKUP, parent);
+  if (dup_name(r, &r->name, name)) post(sess_of(req), r);
+}
+
+static void forget_one(ll_session *s, fuse_ino_t ino, uint64_t n) {
+  ll_req *r = calloc(1, sizeof *r);
+  if (!r) return; /* lost: the node stays in the table (a leak, never a wrong answer) */
+  r->op = LL_FORGET;
+  r->ino = ino;
+  r->nlookup = n;
+  post(s, r);
+}
+
+/* FORGET has no reply to wait for: answered here, counted down in JS. */
+static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  ll_session *s = sess_of(req);
+  forget_one(s, ino, nlookup);
+  fuse_reply_none(req);
+}
+
+static void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets) {
+  ll_session *s = sess_of(req);
+  for (size_t i = 0; i < count; i++) forget_one(s, forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
+static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  REQ(LL_GETATTR, ino);
+  FI(fi);
+  post(sess_of(req), r);
+}
+
+static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi) {
+  if ((to_set & FUSE_SET_ATTR_SIZE) && (uint64_t)attr->st_size > MAX_EXACT) {
+    fuse_reply_err(req, EFBIG);
+    return;
+  }
+  REQ(LL_SETATTR, ino);
+  FI(fi);
+  r->attr = *attr;
+  r->to_set = to_set;
+  post(sess_of(req), r);
+}
+
+static void ll_readlink(fuse_req_t req, fuse_ino_t ino) {
+  REQ(LL_READLINK, ino);
+  post(sess_of(req), r);
+}
+
+static void ll_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev) {
+  REQ(LL_MKNOD, parent);
+  r->mode = mode;
+  r->rdev = rdev;
+  if (dup_name(r, &r->name, name)) post(sess_of(req), r);
+}
+
+static void ll_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode) {
+  REQ(LL_MKDIR, parent);
+  r->mode = mode;
+  if (dup_name(r, &r->name, name)) post(sess_of(req), r);
+}
+
+static void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  REQ(LL_UNLINK, parent);
+  if (dup_name(r, &r->name, name)) post(sess_of(req), r);
+}
+
+static void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name) {
+  REQ(LL_RMDIR, parent);
+  if (dup_name(r, &r->name, name)) post(sess_of(req), r);
+}
+
+static void ll_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name) {
+  REQ(LL_SYMLINK, parent);
+  if (dup_name(r, &r->name, name) && dup_name(r, &r->name2, link)) post(sess_of(req), r);
+}
+
+static void ll_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent, const char *newname,
+                      unsigned int flags) {
+  REQ(LL_RENAME, parent);
+  r->ino2 = newparent;
+  r->flags = flags;
+  if (dup_name(r, &r->name, name) && dup_name(r, &r->name2, newname)) post(sess_of(req), r);
+}
+
+static void ll_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname) {
+  REQ(LL_LINK, ino);
+  r->ino2 = newparent;
+  if (dup_name(r, &r->name, newname)) post(sess_of(req), r);
+}
+
+static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  REQ(LL_OPEN, ino);
+  FI(fi);
+  post(sess_of(req), r);
+}
+
+static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  if ((uint64_t)off + size > MAX_EXACT) {
+    fuse_reply_err(req, EFBIG);
+    return;
+  }
+  REQ(LL_READ, ino);
+  FI(fi);
+  r->off = (uint64_t)off;
+  r->size = size;
+  post(sess_of(req), r);
+}
+
+static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off, struct fuse_file_info *fi) {
+  if ((uint64_t)off + size > MAX_EXACT) {
+    fuse_reply_err(req, EFBIG);
+    return;
+  }
+  REQ(LL_WRITE, ino);
+  FI(fi);
+  r->off = (uint64_t)off;
+  /* The kernel's buffer is gone when this returns: the one copy, handed to JS as an external Buffer. */
+  r->data = malloc(size ? size : 1);
+  if (!r->data) {
+    fuse_reply_err(req, ENOMEM);
+    req_free(r);
+    return;
+  }
+  memcpy(r->data, buf, size);
+  r->datalen = size;
+  post(sess_of(req), r);
+}
+
+static void ll_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  REQ(LL_FLUSH, ino);
+  FI(fi);
+  post(sess_of(req), r);
+}
+
+static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  REQ(LL_RELEASE, ino);
+  FI(fi);
+  post(sess_of(req), r);
+}
+
+static void ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  REQ(LL_FSYNC, ino);
+  FI(fi);
+  r->datasync = datasync;
+  post(sess_of(req), r);
+}
+
+static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  REQ(LL_OPENDIR, ino);
+  FI(fi);
+  post(sess_of(req), r);
+}
+
+static void ll_readdir_common(ll_op op, fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  REQ(op, ino);
+  FI(fi);
+  r->off = (uint64_t)off;
+  r->size = size;
+  post(sess_of(req), r);
+}
+
+static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  ll_readdir_common(LL_READDIR, req, ino, size, off, fi);
+}
+
+static void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
+  ll_readdir_common(LL_READDIRPLUS, req, ino, size, off, fi);
+}
+
+static void ll_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
+  REQ(LL_RELEASEDIR, ino);
+  FI(fi);
+  post(sess_of(req), r);
+}
+
+static void ll_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi) {
+  REQ(LL_FSYNCDIR, ino);
+  FI(fi);
+  r->datasync = datasync;
+  post(sess_of(req), r);
+}
+
+static void ll_statfs(fuse_req_t req, fuse_ino_t ino) {
+  REQ(LL_STATFS, ino);
+  post(sess_of(req), r);
+}
+
+static void ll_access(fuse_req_t req, fuse_ino_t ino, int mask) {
+  REQ(LL_ACCESS, ino);
+  r->mode = (uint32_t)mask;
+  post(sess_of(req), r);
+}
+
+static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi) {
+  REQ(LL_CREATE, parent);
+  FI(fi);
+  r->mode = mode;
+  if (dup_name(r, &r->name, name)) post(sess_of(req), r);
+}
+
+static void ll_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, struct fuse_file_info *fi) {
+  REQ(LL_FALLOCATE, ino);
+  FI(fi);
+  r->mode = (uint32_t)mode;
+  r->off = (uint64_t)offset;
+  r->size = (uint64_t)length;
+  post(sess_of(req), r);
+}
+
+static const struct fuse_lowlevel_ops OPS = {
+    .init = ll_init,
+    .lookup = ll_lookup,
+    .forget = ll_forget,
+    .forget_multi = ll_forget_multi,
+    .getattr = ll_getattr,
+    .setattr = ll_setattr,
+    .readlink = ll_readlink,
+    .mknod = ll_mknod,
+    .mkdir = ll_mkdir,
+    .unlink = ll_unlink,
+    .rmdir = ll_rmdir,
+    .symlink = ll_symlink,
+    .rename = ll_rename,
+    .link = ll_link,
+    .open = ll_open,
+    .read = ll_read,
+    .write = ll_write,
+    .flush = ll_flush,
+    .release = ll_release,
+    .fsync = ll_fsync,
+    .opendir = ll_opendir,
+    .readdir = ll_readdir,
+    .releasedir = ll_releasedir,
+    .fsyncdir = ll_fsyncdir,
+    .statfs = ll_statfs,
+    .access = ll_access,
+    .create = ll_create,
+    .fallocate = ll_fallocate,
+    .readdirplus = ll_readdirplus,
+};
+
+/* ------------------------------------------------------------------ JS side */
+
+static void set_num(napi_env env, napi_value o, const char *k, double x) {
+  napi_value v;
+  napi_create_double(env, x, &v);
+  napi_set_named_property(env, o, k, v);
+}
+
+static void set_big(napi_env env, napi_value o, const char *k, int64_t x) {
+  napi_value v;
+  napi_create_bigint_int64(env, x, &v);
+  napi_set_named_property(env, o, k, v);
+}
+
+static void set_str(napi_env env, napi_value o, const char *k, const char *s) {
+  napi_value v;
+  napi_create_string_utf8(env, s, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, o, k, v);
+}
+
+static int64_t ts_ns(struct timespec t) {
+  return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static void free_data(napi_env env, void *data, void *hint) {
+  free(data);
+}
+
+/* Destroy once the loop has ended, no request is unanswered and no notification runs. */
+static void maybe_destroy(ll_session *s) {
+  if (!s->destroy_wanted || s->destroyed) return;
+  if (__atomic_load_n(&s->outstanding, __ATOMIC_ACQUIRE) > 0 || __atomic_load_n(&s->notifying, __ATOMIC_ACQUIRE) > 0) return;
+  s->destroyed = 1;
+  fuse_session_destroy(s->se);
+  s->se = NULL;
+  napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
+}
+
+/* On the JS thread: one request → handler({op, req, uid, gid, pid, ...}). */
+static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
+  ll_req *r = data;
+  ll_session *s = context;
+  if (!env) {
+    /* Environment going away: nobody will answer. */
+    if (r->req) fuse_reply_err(r->req, EIO);
+    req_free(r);
+    return;
+  }
+  if (r->op == LL_DONE) {
+    napi_value v;
+    napi_create_int32(env, r->result, &v);
+    napi_resolve_deferred(env, r->deferred, v);
+    req_free(r);
+    maybe_destroy(s);
+    return;
+  }
+  napi_value o, v;
+  napi_create_object(env, &o);
+  set_str(env, o, "op", OP_NAMES[r->op]);
+  if (r->req) {
+    napi_create_bigint_uint64(env, (uint64_t)(uintptr_t)r->req, &v);
+    napi_set_named_property(env, o, "req", v);
+    set_num(env, o, "uid", r->uid);
+    set_num(env, o, "gid", r->gid);
+    set_num(env, o, "pid", r->pid);
+    set_num(env, o, "umask", r->umask);
+  }
+  /* Node ids are ours (a counter): exact as doubles. */
+  set_num(env, o, "ino", (double)r->ino);
+  if (r->has_fh) {
+    set_num(env, o, "fh", (double)r->fh);
+    set_num(env, o, "flags", r->flags);
+  }
+  switch (r->op) {
+    case LL_FORGET:
+      set_num(env, o, "nlookup", (double)r->nlookup);
+      break;
+    case LL_SETATTR:
+      set_num(env, o, "toSet", r->to_set);
+      set_num(env, o, "mode", r->attr.st_mode);
+      set_num(env, o, "uid2", r->attr.st_uid);
+      set_num(env, o, "gid2", r->attr.st_gid);
+      set_num(env, o, "size", (double)r->attr.st_size);
+      set_big(env, o, "atimeNs", ts_ns(r->attr.st_atim));
+      set_big(env, o, "mtimeNs", ts_ns(r->attr.st_mtim));
+      break;
+    case LL_RENAME:
+    case LL_LINK:
+      set_num(env, o, "ino2", (double)r->ino2);
+      if (r->op == LL_RENAME) set_num(env, o, "renameFlags", r->flags);
+      break;
+    case LL_READ:
+    case LL_READDIR:
+    case LL_READDIRPLUS:
+    case LL_FALLOCATE:
+      set_num(env, o, "off", (double)r->off);
+      set_num(env, o, "size", (double)r->size);
+      break;
+    case LL_WRITE: {
+      set_num(env, o, "off", (double)r->off);
+      napi_value b;
+      if (napi_create_external_buffer(env, r->datalen, r->data, free_data, NULL, &b) == napi_ok) r->data = NULL;
+      else napi_create_buffer_copy(env, r->datalen, r->data, NULL, &b);
+      napi_set_named_property(env, o, "data", b);
+      break;
+    }
+    case LL_FSYNC:
+    case LL_FSYNCDIR:
+      set_num(env, o, "datasync", r->datasync);
+      break;
+    default:
+      break;
+  }
+  if (r->op == LL_MKNOD || r->op == LL_MKDIR || r->op == LL_CREATE || r->op == LL_ACCESS || r->op == LL_FALLOCATE) set_num(env, o, "mode", r->mode);
+  if (r->op == LL_MKNOD) set_num(env, o, "rdev", (double)r->rdev);
+  if (r->name) set_str(env, o, "name", r->name);
+  if (r->name2) set_str(env, o, r->op == LL_SYMLINK ? "target" : "name2", r->name2);
+  napi_value undef;
+  napi_get_undefined(env, &undef);
+  napi_status st = napi_call_function(env, undef, js_cb, 1, &o, NULL);
+  if (st != napi_ok && r->req) {
+    /* The handler threw synchronously: answer so the caller is not left waiting. */
+    napi_value ex;
+    napi_get_and_clear_last_exception(env, &ex);
+    fuse_reply_err(r->req, EIO);
+    __atomic_fetch_sub(&s->outstanding, 1, __ATOMIC_ACQ_REL);
+  }
+  req_free(r);
+}
+
+/* ------------------------------------------------------------------ mount */
+
+static void *loop_main(void *arg) {
+  ll_session *s = arg;
+  /* Node handles the process's signals. */
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);
+  fuse_session_loop(s->se);
+  ll_req *r = calloc(1, sizeof *r);
+  if (r) {
+    r->op = LL_EXITED;
+    post(s, r);
+  }
+  return NULL;
+}
+
+static int get_u64(napi_env env, napi_value v, uint64_t *out) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t == napi_bigint) {
+    bool lossless;
+    return napi_get_value_bigint_uint64(env, v, out, &lossless) == napi_ok && lossless;
+  }
+  if (t == napi_number) {
+    double d;
+    napi_get_value_double(env, v, &d);
+    if (d < 0 || d > 18446744073709549568.0) return 0;
+    *out = (uint64_t)d;
+    return 1;
+  }
+  return 0;
+}
+
+static int get_i64(napi_env env, napi_value v, int64_t *out) {
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t == napi_bigint) {
+    bool lossless;
+    return napi_get_value_bigint_int64(env, v, out, &lossless) == napi_ok && lossless;
+  }
+  if (t == napi_number) return napi_get_value_int64(env, v, out) == napi_ok;
+  return 0;
+}
+
+static double get_double(napi_env env, napi_value v) {
+  double d = 0;
+  napi_get_value_double(env, v, &d);
+  return d;
+}
+
+static char *get_str(napi_env env, napi_value v) {
+  size_t len;
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) return NULL;
+  char *s = malloc(len + 1);
+  if (!s) return NULL;
+  napi_get_value_string_utf8(env, v, s, len + 1, &len);
+  if (strlen(s) != len) {
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
+static ll_session *get_session(napi_env env, napi_value v) {
+  void *p = NULL;
+  if (napi_get_value_external(env, v, &p) != napi_ok) return NULL;
+  return p;
+}
+
+/* mount(mountpoint, options "-o" string, maxWrite, maxReadahead, handler, debug) → session */
+static napi_value js_mount(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 5) {
+    napi_throw_type_error(env, NULL, "mount(mountpoint, options, maxWrite, maxReadahead, handler[, debug])");
+    return NULL;
+  }
+  char *mp = get_str(env, argv[0]);
+  char *opts = get_str(env, argv[1]);
+  bool debug = false;
+  if (argc > 5) napi_get_value_bool(env, argv[5], &debug);
+  ll_session *s = calloc(1, sizeof *s);
+  if (!mp || !opts || !s) {
+    free(mp);
+    free(opts);
+    free(s);
+    napi_throw_type_error(env, NULL, "mountpoint and options must be strings without NUL");
+    return NULL;
+  }
+  s->max_write = (unsigned)get_double(env, argv[2]);
+  s->max_readahead = (unsigned)get_double(env, argv[3]);
+  char *av[5] = {"gvfs", "-o", opts, debug ? "-d" : NULL, NULL};
+  struct fuse_args args = FUSE_ARGS_INIT(debug ? 4 : 3, av);
+  napi_value name;
+  napi_create_string_utf8(env, "gvfs_fuse_ll", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, argv[4], NULL, name, 0, 1, NULL, NULL, s, call_js, &s->tsfn) != napi_ok) {
+    free(mp);
+    free(opts);
+    free(s);
+    napi_throw_error(env, NULL, "fuse: cannot create the request channel");
+    return NULL;
+  }
+  s->se = fuse_session_new(&args, &OPS, sizeof OPS, s);
+  fuse_opt_free_args(&args);
+  const char *fail = NULL;
+  if (!s->se) fail = "fuse_session_new failed (bad mount options?)";
+  else if (fuse_session_mount(s->se, mp) != 0) fail = "fuse_session_mount failed (see stderr)";
+  else if (pthread_create(&s->loop, NULL, loop_main, s) != 0) {
+    fuse_session_unmount(s->se);
+    fail = "cannot start the FUSE reader thread";
+  }
+  free(mp);
+  free(opts);
+  if (fail) {
+    if (s->se) fuse_session_destroy(s->se);
+    napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    free(s);
+    napi_throw_error(env, "EIO", fail);
+    return NULL;
+  }
+  s->loop_started = 1;
+  napi_value ext;
+  /* The session struct lives for the process (a few hundred bytes per mount; freed only with the addon). */
+  napi_create_external(env, s, NULL, NULL, &ext);
+  return ext;
+}
+
+typedef struct {
+  ll_session *s;
+  int kind; /* 0 inval_inode, 1 inval_entry, 2 unmount */
+  uint64_t ino;
+  int64_t off, len;
+  char *name;
+  napi_deferred deferred;
+} notify_job;
+
+static void *notify_main(void *arg) {
+  notify_job *n = arg;
+  ll_session *s = n->s;
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);
+  int res = 0;
+  if (n->kind == 0) res = fuse_lowlevel_notify_inval_inode(s->se, n->ino, n->off, n->len);
+  else if (n->kind == 1) res = fuse_lowlevel_notify_inval_entry(s->se, n->ino, n->name, strlen(n->name));
+  else {
+    /* Lazy (MNT_DETACH as root, fusermount3 -u -z otherwise): works with a dead backend and busy files. */
+    fuse_session_exit(s->se);
+    fuse_session_unmount(s->se);
+    if (s->loop_started) pthread_join(s->loop, NULL);
+    s->loop_started = 0;
+  }
+  ll_req *r = calloc(1, sizeof *r);
+  if (r) {
+    r->op = LL_DONE;
+    r->deferred = n->deferred;
+    r->result = res;
+    post(s, r);
+  }
+  __atomic_fetch_sub(&s->notifying, 1, __ATOMIC_ACQ_REL);
+  free(n->name);
+  free(n);
+  return NULL;
+}
+
+/* Start a notification / unmount thread; its promise resolves with 0 or -errno. */
+static napi_value start_job(napi_env env, notify_job *n) {
+  napi_value promise;
+  napi_create_promise(env, &n->deferred, &promise);
+  __atomic_fetch_add(&n->s->notifying, 1, __ATOMIC_ACQ_REL);
+  pthread_t t;
+  if (pthread_create(&t, NULL, notify_main, n) != 0) {
+    __atomic_fetch_sub(&n->s->notifying, 1, __ATOMIC_ACQ_REL);
+    napi_value v;
+    napi_create_int32(env, -EAGAIN, &v);
+    napi_resolve_deferred(env, n->deferred, v);
+    free(n->name);
+    free(n);
+    return promise;
+  }
+  pthread_detach(t);
+  return promise;
+}
+
+static napi_value js_notify(napi_env env, napi_callback_info info, int kind) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  notify_job *n = calloc(1, sizeof *n);
+  if (!n || argc < (kind == 2 ? 1u : kind == 1 ? 3u : 4u) || !(n->s = get_session(env, argv[0]))) {
+    free(n);
+    napi_throw_type_error(env, NULL, "bad arguments");
+    return NULL;
+  }
+  if (n->s->destroy_wanted || n->s->unmounting) {
+    free(n);
+    napi_value promise, v;
+    napi_deferred d;
+    napi_create_promise(env, &d, &promise);
+    napi_create_int32(env, -ENOTCONN, &v);
+    napi_resolve_deferred(env, d, v);
+    return promise;
+  }
+  n->kind = kind;
+  if (kind != 2 && !get_u64(env, argv[1], &n->ino)) n->ino = 0;
+  if (kind == 0) {
+    get_i64(env, argv[2], &n->off);
+    get_i64(env, argv[3], &n->len);
+  } else if (kind == 1 && !(n->name = get_str(env, argv[2]))) {
+    free(n);
+    napi_throw_type_error(env, NULL, "name must be a string");
+    return NULL;
+  }
+  if (kind == 2) n->s->unmounting = 1;
+  return start_job(env, n);
+}
+
+static napi_value js_inval_inode(napi_env env, napi_callback_info info) {
+  return js_notify(env, info, 0);
+}
+static napi_value js_inval_entry(napi_env env, napi_callback_info info) {
+  return js_notify(env, info, 1);
+}
+static napi_value js_unmount(napi_env env, napi_callback_info info) {
+  return js_notify(env, info, 2);
+}
+
+/* destroy(session): free libfuse's session once nothing refers to it any more (after unmount or exit). */
+static napi_value js_destroy(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  ll_session *s = argc ? get_session(env, argv[0]) : NULL;
+  if (!s) {
+    napi_throw_type_error(env, NULL, "destroy(session)");
+    return NULL;
+  }
+  if (s->loop_started) {
+    /* Ended from outside: the loop thread has posted "exited" and is gone or going. */
+    pthread_join(s->loop, NULL);
+    s->loop_started = 0;
+  }
+  s->destroy_wanted = 1;
+  maybe_destroy(s);
+  return NULL;
+}
+
+/* ------------------------------------------------------------------ replies */
+
+/* The request a reply is for; the reply ends it (libfuse frees it). */
+static fuse_req_t take_req(napi_env env, napi_value v, ll_session **sp) {
+  uint64_t p = 0;
+  bool lossless;
+  if (napi_get_value_bigint_uint64(env, v, &p, &lossless) != napi_ok || !p) {
+    napi_throw_type_error(env, NULL, "req must be the request's bigint");
+    return NULL;
+  }
+  fuse_req_t req = (fuse_req_t)(uintptr_t)p;
+  *sp = fuse_req_userdata(req);
+  return req;
+}
+
+static void answered(ll_session *s) {
+  __atomic_fetch_sub(&s->outstanding, 1, __ATOMIC_ACQ_REL);
+  maybe_destroy(s);
+}
+
+static napi_value prop(napi_env env, napi_value o, const char *k) {
+  napi_value v;
+  napi_get_named_property(env, o, k, &v);
+  return v;
+}
+
+static struct timespec ns_ts(napi_env env, napi_value v) {
+  int64_t ns = 0;
+  get_i64(env, v, &ns);
+  struct timespec t;
+  t.tv_sec = ns / 1000000000LL;
+  t.tv_nsec = ns % 1000000000LL;
+  if (t.tv_nsec < 0) {
+    t.tv_nsec += 1000000000LL;
+    t.tv_sec--;
+  }
+  return t;
+}
+
+/* {ino, mode, nlink, uid, gid, rdev, size, blocks, blksize, atimeNs, mtimeNs, ctimeNs} → struct stat. */
+static void get_stat(napi_env env, napi_value o, struct stat *st) {
+  memset(st, 0, sizeof *st);
+  uint64_t u = 0;
+  get_u64(env, prop(env, o, "ino"), &u);
+  st->st_ino = u;
+  st->st_mode = (mode_t)get_double(env, prop(env, o, "mode"));
+  st->st_nlink = (nlink_t)get_double(env, prop(env, o, "nlink"));
+  st->st_uid = (uid_t)get_double(env, prop(env, o, "uid"));
+  st->st_gid = (gid_t)get_double(env, prop(env, o, "gid"));
+  u = 0;
+  get_u64(env, prop(env, o, "rdev"), &u);
+  st->st_rdev = u;
+  u = 0;
+  get_u64(env, prop(env, o, "size"), &u);
+  st->st_size = (off_t)u;
+  u = 0;
+  get_u64(env, prop(env, o, "blocks"), &u);
+  st->st_blocks = (blkcnt_t)u;
+  st->st_blksize = (blksize_t)get_double(env, prop(env, o, "blksize"));
+  st->st_atim = ns_ts(env, prop(env, o, "atimeNs"));
+  st->st_mtim = ns_ts(env, prop(env, o, "mtimeNs"));
+  st->st_ctim = ns_ts(env, prop(env, o, "ctimeNs"));
+}
+
+/* {nodeid, attr, attrTimeout, entryTimeout} (seconds) → fuse_entry_param. */
+static void get_entry(napi_env env, napi_value o, struct fuse_entry_param *e) {
+  memset(e, 0, sizeof *e);
+  uint64_t u = 0;
+  get_u64(env, prop(env, o, "nodeid"), &u);
+  e->ino = u;
+  napi_value a = prop(env, o, "attr");
+  napi_valuetype t;
+  napi_typeof(env, a, &t);
+  if (t == napi_object) get_stat(env, a, &e->attr);
+  e->attr_timeout = get_double(env, prop(env, o, "attrTimeout"));
+  e->entry_timeout = get_double(env, prop(env, o, "entryTimeout"));
+}
+
+static void get_fi(napi_env env, napi_value o, struct fuse_file_info *fi) {
+  memset(fi, 0, sizeof *fi);
+  uint64_t u = 0;
+  get_u64(env, prop(env, o, "fh"), &u);
+  fi->fh = u;
+  bool b = false;
+  napi_value v = prop(env, o, "keepCache");
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t == napi_boolean) napi_get_value_bool(env, v, &b);
+  fi->keep_cache = b;
+  b = false;
+  v = prop(env, o, "directIo");
+  napi_typeof(env, v, &t);
+  if (t == napi_boolean) napi_get_value_bool(env, v, &b);
+  fi->direct_io = b;
+}
+
+static napi_value ret_int(napi_env env, int x) {
+  napi_value v;
+  napi_create_int32(env, x, &v);
+  return v;
+}
+
+#define ARGS(n)                                           \
+  size_t argc = n;                                        \
+  napi_value argv[n];                                     \
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);   \
+  if (argc < n) {                                         \
+    napi_throw_type_error(env, NULL, "missing arguments"); \
+    return NULL;                                          \
+  }                                                       \
+  ll_session *s;                                          \
+  fuse_req_t req = take_req(env, argv[0], &s);            \
+  if (!req) return NULL;
+
+/* replyErr(req, errno): errno positive; 0 = success without data. */
+static napi_value js_reply_err(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int e = (int)get_double(env, argv[1]);
+  int res = fuse_reply_err(req, e < 0 ? -e : e);
+  answered(s);
+  return ret_int(env, res);
+}
+
+static napi_value js_reply_entry(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  struct fuse_entry_param e;
+  get_entry(env, argv[1], &e);
+  int res = fuse_reply_entry(req, &e);
+  answered(s);
+  return ret_int(env, res);
+}
+
+static napi_value js_reply_create(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  struct fuse_entry_param e;
+  struct fuse_file_info fi;
+  get_entry(env, argv[1], &e);
+  get_fi(env, argv[2], &fi);
+  int res = fuse_reply_create(req, &e, &fi);
+  answered(s);
+  return ret_int(env, res);
+}
+
+static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  struct stat st;
+  get_stat(env, argv[1], &st);
+  int res = fuse_reply_attr(req, &st, get_double(env, argv[2]));
+  answered(s);
+  return ret_int(env, res);
+}
+
+static napi_value js_reply_open(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  struct fuse_file_info fi;
+  get_fi(env, argv[1], &fi);
+  int res = fuse_reply_open(req, &fi);
+  answered(s);
+  return ret_int(env, res);
+}
+
+static napi_value js_reply_buf(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  void *p = NULL;
+  size_t len = 0;
+  bool isbuf = false;
+  napi_is_buffer(env, argv[1], &isbuf);
+  if (isbuf) napi_get_buffer_info(env, argv[1], &p, &len);
+  int res = fuse_reply_buf(req, p, len);
+  answered(s);
+  return ret_int(env, res);
+}
+
+static napi_value js_reply_write(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int res = fuse_reply_write(req, (size_t)get_double(env, argv[1]));
+  answered(s);
+  return ret_int(env, res);
+}
+
+static napi_value js_reply_readlink(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  char *t = get_str(env, argv[1]);
+  int res = t ? fuse_reply_readlink(req, t) : fuse_reply_err(req, EIO);
+  free(t);
+  answered(s);
+  return ret_int(env, res);
+}
+
+static napi_value js_reply_statfs(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  struct statvfs v;
+  memset(&v, 0, sizeof v);
+  uint64_t u;
+#define F(field, key)                                  \
+  u = 0;                                               \
+  get_u64(env, prop(env, argv[1], key), &u);           \
+  v.field = u;
+  F(f_bsize, "bsize");
+  F(f_frsize, "frsize");
+  F(f_blocks, "blocks");
+  F(f_bfree, "bfree");
+  F(f_bavail, "bavail");
+  F(f_files, "files");
+  F(f_ffree, "ffree");
+  F(f_favail, "favail");
+  F(f_namemax, "namemax");
+#undef F
+  int res = fuse_reply_statfs(req, &v);
+  answered(s);
+  return ret_int(env, res);
+}
+
+/*
+ * replyDir(req, size, plus, entries) → how many entries fit. Each entry:
+ * {name, off (the cookie of the NEXT entry), and for plain readdir ino +
+ * mode, for readdirplus the entry fields (nodeid, attr, timeouts)}. With
+ * plus, every entry that fit (except . and ..) counts as a lookup: the
+ * caller counts only the ones this returns.
+ */
+static napi_value js_reply_dir(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  size_t size = (size_t)get_double(env, argv[1]);
+  bool plus = false;
+  napi_get_value_bool(env, argv[2], &plus);
+  uint32_t n = 0;
+  napi_get_array_length(env, argv[3], &n);
+  char *buf = malloc(size ? size : 1);
+  if (!buf) {
+    fuse_reply_err(req, ENOMEM);
+    answered(s);
+    return ret_int(env, 0);
+  }
+  size_t used = 0;
+  uint32_t i;
+  for (i = 0; i < n; i++) {
+    napi_value e;
+    napi_get_element(env, argv[3], i, &e);
+    char *name = get_str(env, prop(env, e, "name"));
+    if (!name) break;
+    int64_t off = 0;
+    get_i64(env, prop(env, e, "off"), &off);
+    size_t need;
+    if (plus) {
+      struct fuse_entry_param ep;
+      get_entry(env, e, &ep);
+      need = fuse_add_direntry_plus(req, buf + used, size - used, name, &ep, off);
+    } else {
+      struct stat st;
+      memset(&st, 0, sizeof st);
+      uint64_t u = 0;
+      get_u64(env, prop(env, e, "ino"), &u);
+      st.st_ino = u;
+      st.st_mode = (mode_t)get_double(env, prop(env, e, "mode"));
+      need = fuse_add_direntry(req, buf + used, size - used, name, &st, off);
+    }
+    free(name);
+    if (need > size - used) break;
+    used += need;
+  }
+  fuse_reply_buf(req, buf, used);
+  free(buf);
+  answered(s);
+  return ret_int(env, (int)i);
+}
+
+/* ------------------------------------------------------------------ registration */
+
+void gn_fuse_ll_init(napi_env env, napi_value exports) {
+  static const struct {
+    const char *name;
+    napi_callback fn;
+  } FNS[] = {
+      {"mount", js_mount},
+      {"unmount", js_unmount},
+      {"destroy", js_destroy},
+      {"invalInode", js_inval_inode},
+      {"invalEntry", js_inval_entry},
+      {"replyErr", js_reply_err},
+      {"replyEntry", js_reply_entry},
+      {"replyCreate", js_reply_create},
+      {"replyAttr", js_reply_attr},
+      {"replyOpen", js_reply_open},
+      {"replyBuf", js_reply_buf},
+      {"replyWrite", js_reply_write},
+      {"replyReadlink", js_reply_readlink},
+      {"replyStatfs", js_reply_statfs},
+      {"replyDir", js_reply_dir},
+  };
+  napi_value o;
+  napi_create_object(env, &o);
+  for (size_t i = 0; i < sizeof FNS / sizeof FNS[0]; i++) {
+    napi_value f;
+    napi_create_function(env, FNS[i].name, NAPI_AUTO_LENGTH, FNS[i].fn, NULL, &f);
+    napi_set_named_property(env, o, FNS[i].name, f);
+  }
+  set_num(env, o, "FUSE_SET_ATTR_MODE", FUSE_SET_ATTR_MODE);
+  set_num(env, o, "FUSE_SET_ATTR_UID", FUSE_SET_ATTR_UID);
+  set_num(env, o, "FUSE_SET_ATTR_GID", FUSE_SET_ATTR_GID);
+  set_num(env, o, "FUSE_SET_ATTR_SIZE", FUSE_SET_ATTR_SIZE);
+  set_num(env, o, "FUSE_SET_ATTR_ATIME", FUSE_SET_ATTR_ATIME);
+  set_num(env, o, "FUSE_SET_ATTR_MTIME", FUSE_SET_ATTR_MTIME);
+  set_num(env, o, "FUSE_SET_ATTR_ATIME_NOW", FUSE_SET_ATTR_ATIME_NOW);
+  set_num(env, o, "FUSE_SET_ATTR_MTIME_NOW", FUSE_SET_ATTR_MTIME_NOW);
+  set_num(env, o, "FUSE_SET_ATTR_CTIME", FUSE_SET_ATTR_CTIME);
+  napi_set_named_property(env, exports, "fuse", o);
+}
