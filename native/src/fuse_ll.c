@@ -59,7 +59,7 @@ typedef struct ll_session {
   napi_threadsafe_function tsfn;
   pthread_t loop;
   int loop_started;
-  unsigned max_write, max_readahead;
+  unsigned max_write, max_read, max_readahead;
   /* Requests queued to JS and not yet answered, notification threads running: destroy waits for both. */
   int64_t outstanding;
   int64_t notifying;
@@ -145,6 +145,8 @@ static int dup_name(ll_req *r, char **dst, const char *src) {
 static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   ll_session *s = userdata;
   conn->max_write = s->max_write;
+  /* Must equal the max_read mount option (libfuse checks). */
+  conn->max_read = s->max_read;
   conn->max_readahead = s->max_readahead;
   if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
   /* open() gets O_TRUNC: one SETATTR less per truncating open. */
@@ -599,19 +601,19 @@ static ll_session *get_session(napi_env env, napi_value v) {
   return p;
 }
 
-/* mount(mountpoint, options "-o" string, maxWrite, maxReadahead, handler, debug) → session */
+/* mount(mountpoint, options "-o" string (with max_read=maxRead), maxWrite, maxRead, maxReadahead, handler, debug) → session */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 7;
+  napi_value argv[7];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 5) {
-    napi_throw_type_error(env, NULL, "mount(mountpoint, options, maxWrite, maxReadahead, handler[, debug])");
+  if (argc < 6) {
+    napi_throw_type_error(env, NULL, "mount(mountpoint, options, maxWrite, maxRead, maxReadahead, handler[, debug])");
     return NULL;
   }
   char *mp = get_str(env, argv[0]);
   char *opts = get_str(env, argv[1]);
   bool debug = false;
-  if (argc > 5) napi_get_value_bool(env, argv[5], &debug);
+  if (argc > 6) napi_get_value_bool(env, argv[6], &debug);
   ll_session *s = calloc(1, sizeof *s);
   if (!mp || !opts || !s) {
     free(mp);
@@ -621,12 +623,13 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     return NULL;
   }
   s->max_write = (unsigned)get_double(env, argv[2]);
-  s->max_readahead = (unsigned)get_double(env, argv[3]);
+  s->max_read = (unsigned)get_double(env, argv[3]);
+  s->max_readahead = (unsigned)get_double(env, argv[4]);
   char *av[5] = {"gvfs", "-o", opts, debug ? "-d" : NULL, NULL};
   struct fuse_args args = FUSE_ARGS_INIT(debug ? 4 : 3, av);
   napi_value name;
   napi_create_string_utf8(env, "gvfs_fuse_ll", NAPI_AUTO_LENGTH, &name);
-  if (napi_create_threadsafe_function(env, argv[4], NULL, name, 0, 1, NULL, NULL, s, call_js, &s->tsfn) != napi_ok) {
+  if (napi_create_threadsafe_function(env, argv[5], NULL, name, 0, 1, NULL, NULL, s, call_js, &s->tsfn) != napi_ok) {
     free(mp);
     free(opts);
     free(s);

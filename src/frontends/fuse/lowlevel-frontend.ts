@@ -1,0 +1,783 @@
+import { constants as F } from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Backend } from '../../backend/backend.js';
+import { FsError, isFsError } from '../../backend/errors.js';
+import { fuseLl, type LlDirEntry, type LlEntry, type LlRequest, type LlSession } from '../../native/fuse-ll.js';
+import { ACCESS3_EXTEND, ACCESS3_MODIFY, ACCESS3_READ, ACCESS3_EXECUTE, ACCESS3_LOOKUP, FType } from '../../nfs3/constants.js';
+import type { DirEntryPlus, Fattr3, MknodType, NewObject, Sattr3, WccData } from '../../nfs3/types.js';
+import type { Credentials } from '../../rpc/types.js';
+import type { DataCounters } from '../../util/counters.js';
+import { logger } from '../../util/log.js';
+import { errnoName, toErrno } from './errno.js';
+import type { FuseStats } from './fuse-frontend.js';
+import { SET_SIZE, toLlAttr, toLlStatfs, toSattr, typeBits } from './lowlevel-attr.js';
+import { Callers, type CallerPolicy, type LlCaller } from './lowlevel-callers.js';
+import { Inodes, ROOT_ID, type Node } from './lowlevel-inodes.js';
+import { fuseUnmount, mountAt, mountState } from './mountpoint.js';
+import { OpenFiles, type OpenFile } from './open-files.js';
+import { ReadAhead } from './read-ahead.js';
+
+const log = logger('fuse');
+/** GVFS_TRACE=fuse: one debug line per operation, with its duration. */
+const tracing = log.isLevelEnabled('debug');
+const E = os.constants.errno;
+const O_ACCMODE = 3;
+const O_DIRECT = 0o40000;
+const MiB = 1 << 20;
+const S_IFMT = 0o170000;
+const RENAME_NOREPLACE = 1;
+
+export interface LowLevelOptions {
+  /**
+   * The one budget for cached attributes and names: the kernel gets each
+   * answer with what is left of it (entry and attribute timeouts together
+   * never exceed it), and this front end keeps no second copy. A change
+   * made elsewhere shows through the mount at most this long after it
+   * happened. 0: the kernel asks every time.
+   */
+  attrTimeoutMs: number;
+  /** Who each caller is to the backend (lowlevel-callers.ts). Default: each caller as itself. */
+  callers?: CallerPolicy;
+  /** Credentials for what no caller asked for (deferred COMMITs, unmount). Default: this process's. */
+  background: Credentials;
+  /** Largest read/write the kernel sends; clipped to the backend's rtmax/wtmax. Default 1 MiB. */
+  maxWrite?: number;
+  maxRead?: number;
+  /** Kernel read-ahead per file (KiB), set on the mount's bdi when we may; default 256 (see fuse-frontend.ts). */
+  readAheadKb?: number;
+  /** Front-end read-ahead chunks (of up to 1 MiB); default 4, 0 = off. */
+  readAheadChunks?: number;
+  /** As FuseFrontendOptions.deferCommitMs: 0 commits on every close. */
+  deferCommitMs?: number;
+  /** Write-behind bytes per file; default 8 MiB; 0: each write waits for its reply. */
+  writeBehindBytes?: number;
+  maxUncommittedFileBytes?: number;
+  maxUncommittedBytes?: number;
+  /** ACCESS the backend on open (root squash, ACLs the mode bits do not show); default true. */
+  accessOnOpen?: boolean;
+  /** Last-resort deadline of one request (ms); default 180 s. */
+  opTimeoutMs?: number | false;
+  /** Mount option allow_other: other local users may use the mount (each still checked as itself). Default false. */
+  allowOther?: boolean;
+  /** Mount option default_permissions: the kernel checks mode bits for every caller. Default true. */
+  defaultPermissions?: boolean;
+  fsname?: string;
+  counters?: DataCounters;
+  debug?: boolean;
+}
+
+/** A directory handle: the listing read at offset 0, served in pages to the kernel. */
+interface DirHandle {
+  node: Node;
+  /** `type` unknown (DT_UNKNOWN) when the backend listed without attributes. */
+  entries?: Array<{ name: string; fileid: bigint; type?: FType; fh?: Buffer; attr?: Fattr3 }>;
+}
+
+/**
+ * The FUSE front end on libfuse 3's low-level API (native/src/fuse_ll.c):
+ * serves any Backend as a mounted directory.
+ *
+ * Contract:
+ * - Node ids are file identities (Inodes: keyed by handle): every name of a
+ *   hard-linked file is one kernel inode.
+ * - Every request runs as its caller (Callers): AUTH_SYS of the caller for
+ *   plain NFS, the session's mapping for GVFS sessions.
+ * - Attributes and names are cached by the kernel alone, for what is left of
+ *   `attrTimeoutMs` since the backend said them; nothing is cached twice.
+ *   Times cross in nanoseconds both ways; SETATTR honours UTIME_OMIT/NOW.
+ * - The kernel is told (inval_inode) when a file's size or mtime changed
+ *   under it, and after our own truncates.
+ * - Writes, commits and reads go through the same OpenFiles / ReadAhead as
+ *   the libfuse 2 front end: write-behind with failures latched for every
+ *   descriptor's next fsync and close, deferred commit, sequential
+ *   read-ahead in 1 MiB backend reads.
+ * - The process serving a mount must never touch it synchronously.
+ */
+export class LowLevelFrontend {
+  readonly files: OpenFiles;
+  readonly inodes: Inodes;
+  private readonly callers: Callers;
+  private readonly o: Required<Omit<LowLevelOptions, 'callers' | 'fsname' | 'debug' | 'counters'>> & LowLevelOptions;
+  private readonly counters = { ops: {} as Record<string, number>, errors: {} as Record<string, number>, reads: 0, bytesRead: 0, backendReads: 0, directOpens: 0, staleRetries: 0, knownAbsent: 0, noopSetattrs: 0 };
+  private readonly dirs = new Map<number, DirHandle>();
+  private nextDir = 1;
+  private readonly fdCred = new Map<number, Credentials>();
+  private readonly accessCache = new Map<string, { bits: number; at: number }>();
+  private session?: LlSession;
+  private mnt?: string;
+  private exited = false;
+  private nameMax = 255;
+  private blksize = MiB;
+  private readChunk = MiB;
+
+  constructor(
+    readonly backend: Backend,
+    readonly rootFh: Buffer,
+    opts: LowLevelOptions,
+  ) {
+    this.o = {
+      maxWrite: MiB,
+      maxRead: MiB,
+      readAheadKb: 256,
+      readAheadChunks: 4,
+      maxUncommittedFileBytes: 64 * MiB,
+      maxUncommittedBytes: 256 * MiB,
+      accessOnOpen: true,
+      deferCommitMs: 0,
+      writeBehindBytes: 8 * MiB,
+      opTimeoutMs: 180_000,
+      allowOther: false,
+      defaultPermissions: true,
+      ...opts,
+    };
+    this.callers = new Callers(opts.callers ?? { kind: 'each' });
+    this.inodes = new Inodes(rootFh);
+    this.files = new OpenFiles(backend, this.o.maxUncommittedFileBytes, this.o.maxUncommittedBytes, this.o.deferCommitMs, () => this.o.background, this.o.writeBehindBytes);
+    this.files.onWrite = {
+      begin: () => undefined,
+      // Our own write's attributes: what the next fresh attributes are compared with (not a change from elsewhere).
+      end: (key, a) => {
+        const n = this.inodes.peekKey(key);
+        if (n && a) n.last = a;
+      },
+    };
+  }
+
+  get mountpoint(): string | undefined {
+    return this.mnt;
+  }
+
+  get stats(): FuseStats & { nodes: number } {
+    return { ...this.files.stats, ...this.counters, ops: { ...this.counters.ops }, errors: { ...this.counters.errors }, nodes: this.inodes.size };
+  }
+
+  // ---------------------------------------------------------------- mount
+
+  /** Mount at `dir`; a dead FUSE mount left there is cleared first, a live one refused. */
+  async mount(dir: string): Promise<void> {
+    if (this.session) throw new Error(`already mounted at ${this.mnt}`);
+    const st = await mountState(dir);
+    if (st.state === 'stale') {
+      log.warn({ mountpoint: st.entry!.mountPoint }, 'clearing a mount left behind by a dead process');
+      await fuseUnmount(st.entry!.mountPoint, { lazy: true });
+    } else if (st.state === 'live' || st.state === 'unresponsive') {
+      throw new Error(`${st.entry!.mountPoint} is already a mount point (${st.entry!.fsType} ${st.entry!.source}${st.reason ? `, not answering: ${st.reason}` : ''})`);
+    }
+    const cred = this.o.background;
+    let maxWrite = this.o.maxWrite;
+    let maxRead = this.o.maxRead;
+    try {
+      const info = await this.backend.fsinfo(cred, this.rootFh);
+      if (info.wtmax > 0) maxWrite = Math.min(maxWrite, info.wtmax);
+      if (info.rtmax > 0) maxRead = Math.min(maxRead, info.rtmax);
+      if (info.rtmax > 0) this.readChunk = Math.max(maxRead, Math.min(MiB, info.rtmax));
+    } catch (e) {
+      log.warn({ err: (e as Error).message }, 'FSINFO failed; using default transfer sizes');
+    }
+    try {
+      this.nameMax = (await this.backend.pathconf(cred, this.rootFh)).nameMax || 255;
+    } catch {
+      /* keep 255 */
+    }
+    maxWrite = Math.max(4096, maxWrite - (maxWrite % 4096));
+    maxRead = Math.max(4096, maxRead - (maxRead % 4096));
+    this.blksize = maxWrite;
+    const fsname = (this.o.fsname ?? 'gvfs').replace(/[^A-Za-z0-9._:@/+-]/g, '_');
+    const opts = [`fsname=${fsname}`, 'subtype=gvfs', `max_read=${maxRead}`];
+    if (this.o.allowOther) opts.push('allow_other');
+    if (this.o.defaultPermissions) opts.push('default_permissions');
+    const mnt = st.entry?.mountPoint ?? dir;
+    this.session = fuseLl().mount(mnt, opts.join(','), maxWrite, maxRead, Math.max(maxRead, this.o.readAheadKb * 1024), (r) => this.dispatch(r), !!this.o.debug);
+    this.mnt = (await mountAt(mnt))?.mountPoint ?? mnt;
+    await this.tuneReadAhead();
+    log.info({ mountpoint: this.mnt, maxWrite, maxRead, attrTimeoutMs: this.o.attrTimeoutMs, api: 'libfuse3 low-level' }, 'mounted');
+  }
+
+  private async tuneReadAhead(): Promise<void> {
+    if (!this.o.readAheadKb || !this.mnt) return;
+    const e = await mountAt(this.mnt);
+    if (!e) return;
+    const f = `/sys/class/bdi/${e.dev}/read_ahead_kb`;
+    try {
+      await fs.writeFile(f, String(this.o.readAheadKb));
+    } catch (err) {
+      log.debug({ file: f, err: (err as Error).message }, 'cannot set read-ahead (not root?)');
+    }
+  }
+
+  /** Unmount lazily (works with a dead backend and files still open), then commit what is kept. Idempotent. */
+  async unmount(): Promise<void> {
+    const s = this.session;
+    this.session = undefined;
+    if (s) {
+      if (this.files.count > 0) log.warn({ open: this.files.count }, 'unmounting with files still open');
+      const ll = fuseLl();
+      if (!this.exited) {
+        const r = await ll.unmount(s);
+        if (r !== 0) log.warn({ res: r }, 'unmount: libfuse reported a failure');
+        if (this.mnt && (await mountAt(this.mnt))) await fuseUnmount(this.mnt, { lazy: true });
+      }
+      ll.destroy(s);
+    }
+    const failed = await this.files.commitAll(this.o.background);
+    if (failed) throw new Error(`${failed} file(s) had writes that could not be committed at unmount`);
+  }
+
+  /** Tell the kernel a node's pages (off ≥ 0; len 0: to the end) or only its attributes (off < 0) are stale. */
+  invalidate(n: Node, off = 0, len = 0): Promise<number> {
+    if (!this.session || this.exited) return Promise.resolve(-E.ENOTCONN);
+    return fuseLl().invalInode(this.session, n.id, off, len);
+  }
+
+  // ---------------------------------------------------------------- plumbing
+
+  private dispatch(r: LlRequest): void {
+    if (r.op === 'forget') {
+      this.inodes.forget(r.ino, r.nlookup ?? 1);
+      return;
+    }
+    if (r.op === 'exited') {
+      this.exited = true;
+      if (this.session) log.warn({ mountpoint: this.mnt }, 'the kernel ended the FUSE session (unmounted from outside)');
+      return;
+    }
+    const req = r.req!;
+    const op = r.op;
+    this.counters.ops[op] = (this.counters.ops[op] ?? 0) + 1;
+    const t0 = tracing ? performance.now() : 0;
+    let done = false;
+    const ll = fuseLl();
+    let timer: NodeJS.Timeout | undefined;
+    const fail = (e: unknown) => {
+      if (done) return;
+      done = true;
+      if (timer) clearTimeout(timer);
+      const n = this.errnoOf(e, op, r);
+      const name = errnoName(n);
+      this.counters.errors[name] = (this.counters.errors[name] ?? 0) + 1;
+      if (tracing) log.debug({ op, ino: r.ino, name: r.name, err: name, ms: +(performance.now() - t0).toFixed(3) }, op);
+      ll.replyErr(req, -n);
+    };
+    const reply = (fn: () => void) => {
+      if (done) return;
+      done = true;
+      if (timer) clearTimeout(timer);
+      if (tracing) log.debug({ op, ino: r.ino, name: r.name, ms: +(performance.now() - t0).toFixed(3) }, op);
+      fn();
+    };
+    if (this.o.opTimeoutMs) {
+      timer = setTimeout(() => fail(new FsError('IO', `${op} took longer than ${this.o.opTimeoutMs} ms`)), this.o.opTimeoutMs);
+      timer.unref();
+    }
+    this.handle(r, reply).catch(fail);
+  }
+
+  private errnoOf(e: unknown, op: string, r: LlRequest): number {
+    // The kernel retries a path walk once on ESTALE (LOOKUP_REVAL): a file replaced elsewhere is found again.
+    if (isFsError(e, 'STALE')) return -E.ESTALE;
+    return toErrno(e, op, `${r.ino}${r.name ? `/${r.name}` : ''}`);
+  }
+
+  /** JUKEBOX (server busy) is retried with back-off; everything else is the caller's answer. */
+  private async retrying<T>(fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (e) {
+        if (isFsError(e, 'JUKEBOX') && attempt < 6) {
+          await delay(50 * 2 ** attempt);
+          continue;
+        }
+        throw e;
+      }
+    }
+  }
+
+  private caller(r: LlRequest): LlCaller {
+    return { uid: r.uid, gid: r.gid, pid: r.pid };
+  }
+
+  private checkName(name: string): void {
+    if (Buffer.byteLength(name) > this.nameMax) throw new FsError('NAMETOOLONG', `name longer than ${this.nameMax} bytes`);
+  }
+
+  /**
+   * Fresh attributes of a node: remembered (not served: the kernel caches
+   * them), and if its size or mtime changed since we last saw them, and not
+   * by us, the kernel drops its pages of it.
+   */
+  private saw(n: Node, a: Fattr3): void {
+    const old = n.last;
+    n.last = a;
+    if (!old || a.type !== FType.REG) return;
+    if (old.size === a.size && old.mtime.sec === a.mtime.sec && old.mtime.nsec === a.mtime.nsec) return;
+    const f = this.files.file(n.key);
+    if (f && f.inflightBytes > 0) return;
+    f?.ra?.clear();
+    void this.invalidate(n, 0, 0);
+  }
+
+  /** An entry reply for `fh`: the node gets one more kernel lookup if (and only if) the reply went out. */
+  private async entryOf(cred: Credentials, fh: Buffer, attr: Fattr3 | undefined): Promise<{ node: Node; e: LlEntry }> {
+    const a = attr ?? (await this.retrying(() => this.backend.getattr(cred, fh)));
+    const node = this.inodes.of(fh);
+    this.saw(node, a);
+    const t = this.o.attrTimeoutMs / 1000;
+    return { node, e: { nodeid: node.id, attr: this.statOf(node, a), attrTimeout: t, entryTimeout: t } };
+  }
+
+  private replyEntry(req: bigint, node: Node, e: LlEntry): void {
+    this.inodes.ref(node);
+    if (fuseLl().replyEntry(req, e) !== 0) this.inodes.forget(node.id, 1);
+  }
+
+  /** stat as the kernel should see it: a size that includes writes still in flight. */
+  private statOf(n: Node, a: Fattr3) {
+    const st = toLlAttr(a, this.blksize);
+    const f = this.files.file(n.key);
+    if (f && f.inflightBytes > 0) st.size = Math.max(st.size, f.inflightEnd);
+    return st;
+  }
+
+  private attrReply(req: bigint, n: Node, a: Fattr3): void {
+    fuseLl().replyAttr(req, this.statOf(n, a), this.o.attrTimeoutMs / 1000);
+  }
+
+  private async fresh(cred: Credentials, n: Node): Promise<Fattr3> {
+    const a = await this.retrying(() => this.backend.getattr(cred, n.fh));
+    this.saw(n, a);
+    return a;
+  }
+
+  /** A change's post-operation attributes, or a GETATTR when the backend had none. */
+  private async after(cred: Credentials, n: Node, w: WccData | undefined): Promise<Fattr3> {
+    if (w?.after) {
+      n.last = w.after;
+      return w.after;
+    }
+    return this.fresh(cred, n);
+  }
+
+  // ---------------------------------------------------------------- requests
+
+  private async handle(r: LlRequest, reply: (fn: () => void) => void): Promise<void> {
+    const ll = fuseLl();
+    const req = r.req!;
+    // Closing what was opened needs no caller (the kernel may send it from another task): the opener's credentials serve.
+    const cred = r.op === 'release' || r.op === 'releasedir' ? this.o.background : await this.callers.credentials(this.caller(r));
+    switch (r.op) {
+      case 'lookup': {
+        const dir = this.inodes.get(r.ino);
+        this.checkName(r.name!);
+        const x = await this.retrying(() => this.backend.lookup(cred, dir.fh, r.name!));
+        if (x.dirAttr) this.saw(dir, x.dirAttr);
+        const { node, e } = await this.entryOf(cred, x.fh, x.attr);
+        return reply(() => this.replyEntry(req, node, e));
+      }
+      case 'getattr': {
+        const n = this.inodes.get(r.ino);
+        const a = await this.fresh(cred, n);
+        return reply(() => this.attrReply(req, n, a));
+      }
+      case 'setattr': {
+        const n = this.inodes.get(r.ino);
+        const a = await this.setattr(cred, n, toSattr(r.toSet ?? 0, r));
+        reply(() => this.attrReply(req, n, a));
+        // Our own truncate: whatever the kernel still holds past the new end is stale.
+        if ((r.toSet ?? 0) & SET_SIZE) void this.invalidate(n, 0, 0);
+        return;
+      }
+      case 'readlink': {
+        const n = this.inodes.get(r.ino);
+        const x = await this.retrying(() => this.backend.readlink(cred, n.fh));
+        return reply(() => ll.replyReadlink(req, x.path));
+      }
+      case 'mknod':
+      case 'mkdir':
+      case 'symlink': {
+        const dir = this.inodes.get(r.ino);
+        this.checkName(r.name!);
+        const attrs: Sattr3 = r.op === 'symlink' ? {} : { mode: (r.mode ?? 0) & 0o7777 };
+        let made: NewObject;
+        if (r.op === 'mkdir') made = await this.backend.mkdir(cred, dir.fh, r.name!, attrs);
+        else if (r.op === 'symlink') made = await this.backend.symlink(cred, dir.fh, r.name!, r.target!, attrs);
+        else made = await this.mknod(cred, dir.fh, r.name!, r.mode ?? 0, r.rdev ?? 0, attrs);
+        const { node, e } = await this.entryOf(cred, made.fh ?? (await this.backend.lookup(cred, dir.fh, r.name!)).fh, made.attr);
+        return reply(() => this.replyEntry(req, node, e));
+      }
+      case 'unlink':
+      case 'rmdir': {
+        const dir = this.inodes.get(r.ino);
+        await this.retrying(() => (r.op === 'rmdir' ? this.backend.rmdir(cred, dir.fh, r.name!) : this.backend.remove(cred, dir.fh, r.name!)));
+        return reply(() => ll.replyErr(req, 0));
+      }
+      case 'rename': {
+        const from = this.inodes.get(r.ino);
+        const to = this.inodes.get(r.ino2!);
+        this.checkName(r.name2!);
+        const flags = r.renameFlags ?? 0;
+        if (flags & ~RENAME_NOREPLACE) throw new FsError('INVAL', 'RENAME_EXCHANGE / WHITEOUT: NFSv3 has no such rename');
+        // Two names of one file (hard links): POSIX says rename does nothing. The VFS sees one inode and
+        // stops there already; this covers a name the kernel had not looked up.
+        const [a, b] = await Promise.all([
+          this.backend.lookup(cred, from.fh, r.name!).catch(() => undefined),
+          this.backend.lookup(cred, to.fh, r.name2!).catch(() => undefined),
+        ]);
+        if (b && flags & RENAME_NOREPLACE) throw new FsError('EXIST', `${r.name2} exists (RENAME_NOREPLACE)`);
+        if (a && b && a.fh.equals(b.fh)) return reply(() => ll.replyErr(req, 0));
+        await this.retrying(() => this.backend.rename(cred, from.fh, r.name!, to.fh, r.name2!));
+        return reply(() => ll.replyErr(req, 0));
+      }
+      case 'link': {
+        const n = this.inodes.get(r.ino);
+        const dir = this.inodes.get(r.ino2!);
+        this.checkName(r.name!);
+        const x = await this.backend.link(cred, n.fh, dir.fh, r.name!);
+        const { node, e } = await this.entryOf(cred, n.fh, x.attr);
+        return reply(() => this.replyEntry(req, node, e));
+      }
+      case 'open': {
+        const n = this.inodes.get(r.ino);
+        const o = await this.open(cred, n, r.flags ?? 0);
+        return reply(() => {
+          if (ll.replyOpen(req, o) !== 0) void this.files.release(cred, o.fh).catch(() => undefined);
+        });
+      }
+      case 'create': {
+        const dir = this.inodes.get(r.ino);
+        this.checkName(r.name!);
+        const { node, e, open } = await this.create(cred, dir, r.name!, r.mode ?? 0o644, r.flags ?? 0);
+        return reply(() => {
+          this.inodes.ref(node);
+          if (ll.replyCreate(req, e, open) !== 0) {
+            this.inodes.forget(node.id, 1);
+            void this.files.release(cred, open.fh).catch(() => undefined);
+          }
+        });
+      }
+      case 'read': {
+        const data = await this.read(r.fh!, r.off!, r.size!);
+        return reply(() => ll.replyBuf(req, data));
+      }
+      case 'write': {
+        const n = await this.write(r.fh!, r.off!, r.data!);
+        return reply(() => ll.replyWrite(req, n));
+      }
+      case 'flush': {
+        await this.files.flush(this.fdCred.get(r.fh!) ?? cred, r.fh!);
+        return reply(() => ll.replyErr(req, 0));
+      }
+      case 'fsync': {
+        await this.files.sync(this.fdCred.get(r.fh!) ?? cred, r.fh!);
+        return reply(() => ll.replyErr(req, 0));
+      }
+      case 'release': {
+        const c = this.fdCred.get(r.fh!) ?? cred;
+        this.fdCred.delete(r.fh!);
+        try {
+          await this.files.release(c, r.fh!);
+        } finally {
+          reply(() => ll.replyErr(req, 0));
+        }
+        return;
+      }
+      case 'opendir': {
+        const n = this.inodes.get(r.ino);
+        while (this.dirs.has(this.nextDir) || this.nextDir === 0) this.nextDir = (this.nextDir % 0x7fffffff) + 1;
+        const id = this.nextDir++;
+        this.dirs.set(id, { node: n });
+        return reply(() => {
+          if (ll.replyOpen(req, { fh: id }) !== 0) this.dirs.delete(id);
+        });
+      }
+      case 'readdir':
+      case 'readdirplus':
+        return this.readdir(cred, r, reply);
+      case 'releasedir':
+        this.dirs.delete(r.fh!);
+        return reply(() => ll.replyErr(req, 0));
+      case 'fsyncdir':
+        return reply(() => ll.replyErr(req, 0));
+      case 'statfs': {
+        const s = await this.retrying(() => this.backend.fsstat(cred, this.rootFh));
+        return reply(() => ll.replyStatfs(req, toLlStatfs(s, this.nameMax)));
+      }
+      case 'access': {
+        // Only without default_permissions: the backend decides, as the caller.
+        const n = this.inodes.get(r.ino);
+        const mask = r.mode ?? 0;
+        if (mask === 0) {
+          await this.fresh(cred, n);
+          return reply(() => ll.replyErr(req, 0));
+        }
+        const isDir = n.last?.type === FType.DIR;
+        const want = (mask & 4 ? ACCESS3_READ : 0) | (mask & 2 ? ACCESS3_MODIFY | ACCESS3_EXTEND : 0) | (mask & 1 ? (isDir ? ACCESS3_LOOKUP : ACCESS3_EXECUTE) : 0);
+        const x = await this.retrying(() => this.backend.access(cred, n.fh, want));
+        if ((x.access & want) !== want) throw new FsError('ACCES', 'access denied by the backend');
+        return reply(() => ll.replyErr(req, 0));
+      }
+      case 'fallocate':
+        // NFSv3 has no ALLOCATE: writing zeros would not be an honest preallocation (and would clobber data).
+        throw new FsError('NOTSUPP', 'fallocate: the backend cannot preallocate');
+      default:
+        throw new FsError('NOTSUPP', `${r.op} is not implemented`);
+    }
+  }
+
+  private async mknod(cred: Credentials, dir: Buffer, name: string, mode: number, dev: number, attrs: Sattr3): Promise<NewObject> {
+    const t = mode & S_IFMT;
+    if (t === 0o100000 || t === 0) return this.backend.create(cred, dir, name, { mode: 'guarded', attrs });
+    let what: MknodType;
+    if (t === 0o010000) what = { type: FType.FIFO, attrs };
+    else if (t === 0o140000) what = { type: FType.SOCK, attrs };
+    else if (t === 0o020000 || t === 0o060000) {
+      // Linux dev_t (glibc encoding) → major/minor.
+      const d = BigInt(dev);
+      const major = Number(((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn));
+      const minor = Number((d & 0xffn) | ((d >> 12n) & ~0xffn & 0xffffffffn));
+      what = { type: t === 0o020000 ? FType.CHR : FType.BLK, attrs, rdev: { major, minor } };
+    } else throw new FsError('INVAL', `mknod of type ${t.toString(8)}`);
+    return this.backend.mknod(cred, dir, name, what);
+  }
+
+  private async setattr(cred: Credentials, n: Node, attrs: Sattr3): Promise<Fattr3> {
+    const file = this.files.file(n.key);
+    // Held until SETATTR is answered: a chunk read meanwhile would carry the old size.
+    const release = attrs.size !== undefined ? file?.ra?.hold() : undefined;
+    try {
+      // Commits (and waits for) every write before the size changes, so none lands after it.
+      if (attrs.size !== undefined) await file?.commit(cred);
+      const w = await this.retrying(() => this.backend.setattr(cred, n.fh, attrs));
+      if (attrs.mode !== undefined || attrs.uid !== undefined || attrs.gid !== undefined) this.dropAccess(n);
+      return await this.after(cred, n, w);
+    } finally {
+      release?.();
+    }
+  }
+
+  private dropAccess(n: Node): void {
+    for (const k of this.accessCache.keys()) if (k.startsWith(`${n.key}:`)) this.accessCache.delete(k);
+  }
+
+  /** ACCESS as the caller (cached per file and uid for half the budget); its attributes when it asked. */
+  private async checkAccess(cred: Credentials, n: Node, mask: number): Promise<Fattr3 | undefined> {
+    const ttl = this.o.attrTimeoutMs / 2;
+    const k = `${n.key}:${cred.uid}:${cred.gid}`;
+    const c = this.accessCache.get(k);
+    if (c && ttl > 0 && Date.now() - c.at < ttl && (c.bits & mask) === mask) return undefined;
+    const r = await this.retrying(() => this.backend.access(cred, n.fh, mask));
+    if (this.accessCache.size >= 20_000) this.accessCache.clear();
+    this.accessCache.set(k, { bits: r.access, at: Date.now() });
+    if ((r.access & mask) === mask) return r.attr;
+    if (mask & (ACCESS3_MODIFY | ACCESS3_EXTEND)) {
+      // ACCESS cannot say "read-only file system"; a SETATTR that changes nothing can.
+      try {
+        await this.backend.setattr(cred, n.fh, {});
+      } catch (e) {
+        if (isFsError(e, 'ROFS')) throw e;
+      }
+    }
+    throw new FsError('ACCES', 'access denied by the backend');
+  }
+
+  /**
+   * open: close-to-open — fresh attributes at every open; the kernel keeps
+   * its pages of the file only if size and mtime are what they were at the
+   * last open (and drops its attributes otherwise).
+   */
+  private async open(cred: Credentials, n: Node, flags: number): Promise<{ fh: number; keepCache: boolean }> {
+    const acc = flags & O_ACCMODE;
+    let writable = acc !== F.O_RDONLY;
+    if (flags & O_DIRECT) this.counters.directOpens++;
+    let a: Fattr3 | undefined;
+    if (this.o.accessOnOpen) {
+      const mask = acc === F.O_RDONLY ? ACCESS3_READ : acc === F.O_WRONLY ? ACCESS3_MODIFY | ACCESS3_EXTEND : ACCESS3_READ | ACCESS3_MODIFY | ACCESS3_EXTEND;
+      try {
+        a = await this.checkAccess(cred, n, mask);
+      } catch (e) {
+        // O_RDWR on a read-only export: opened for reading only, every write through it EROFS (QEMU maps golden files so).
+        if (acc !== F.O_RDWR || flags & F.O_TRUNC || !isFsError(e, 'ROFS')) throw e;
+        a = await this.checkAccess(cred, n, ACCESS3_READ);
+        writable = false;
+      }
+    }
+    if (flags & F.O_TRUNC && writable) {
+      a = await this.setattr(cred, n, { size: 0 });
+      void this.invalidate(n, 0, 0);
+    }
+    if (!a) a = await this.fresh(cred, n);
+    else this.saw(n, a);
+    const sig = `${a.size}:${a.mtime.sec}:${a.mtime.nsec}`;
+    const keepCache = n.openSig === sig;
+    n.openSig = sig;
+    const fd = this.files.open(n.fh, n.key, { append: !!(flags & F.O_APPEND), writable }).fd;
+    this.fdCred.set(fd, cred);
+    if (!keepCache) this.files.file(n.key)?.ra?.clear();
+    return { fh: fd, keepCache };
+  }
+
+  private async create(cred: Credentials, dir: Node, name: string, mode: number, flags: number) {
+    let made: NewObject | undefined;
+    try {
+      // GUARDED: O_EXCL must fail if another client created the name meanwhile.
+      made = await this.backend.create(cred, dir.fh, name, { mode: 'guarded', attrs: { mode: mode & 0o7777 } });
+    } catch (e) {
+      // Without O_EXCL, a name created elsewhere since the kernel found it absent is simply opened.
+      if (!isFsError(e, 'EXIST') || flags & F.O_EXCL) throw e;
+    }
+    const fh = made?.fh ?? (await this.backend.lookup(cred, dir.fh, name)).fh;
+    const { node, e } = await this.entryOf(cred, fh, made?.attr);
+    const opened = made ? { fh: 0, keepCache: false } : await this.open(cred, node, flags);
+    if (made) {
+      node.openSig = `${made.attr?.size}:${made.attr?.mtime.sec}:${made.attr?.mtime.nsec}`;
+      opened.fh = this.files.open(fh, node.key, { append: !!(flags & F.O_APPEND), writable: true }).fd;
+      this.fdCred.set(opened.fh, cred);
+    }
+    return { node, e, open: opened };
+  }
+
+  private async read(fd: number, pos: number, len: number): Promise<Buffer> {
+    const file = this.files.get(fd).file;
+    // Reads see every write made before them.
+    if (file.inflightBytes > 0) await file.settle();
+    let ra = file.ra as ReadAhead | undefined;
+    if (!ra) {
+      ra = new ReadAhead(
+        { chunk: this.readChunk, window: this.o.readAheadChunks, trigger: 256 * 1024, maxAgeMs: Math.max(this.o.attrTimeoutMs / 2, 200) },
+        (off, n) => this.readRange(file, this.fdCred.get(fd) ?? this.o.background, off, n),
+      );
+      file.ra = ra;
+    }
+    const data = this.o.readAheadChunks > 0 ? await ra.read(pos, len) : (await this.readRange(file, this.fdCred.get(fd) ?? this.o.background, pos, len)).data;
+    const out = data.length > len ? data.subarray(0, len) : data;
+    this.counters.reads++;
+    this.counters.bytesRead += out.length;
+    if (this.o.counters) this.o.counters.programReadBytes += out.length;
+    return out;
+  }
+
+  /** `count` bytes at `offset` (fewer only at end of file). */
+  private async readRange(file: OpenFile, cred: Credentials, offset: number, count: number): Promise<{ data: Buffer; eof: boolean }> {
+    const parts: Buffer[] = [];
+    let done = 0;
+    let eof = false;
+    while (done < count) {
+      const r = await this.retrying(() => this.backend.read(cred, file.fh, offset + done, count - done));
+      const n = Math.min(r.data.length, count - done);
+      if (n > 0) parts.push(n === r.data.length ? r.data : r.data.subarray(0, n));
+      done += n;
+      this.counters.backendReads++;
+      if (r.eof || n === 0) {
+        eof = true;
+        break;
+      }
+    }
+    return { data: parts.length === 1 ? parts[0] : Buffer.concat(parts, done), eof };
+  }
+
+  private async write(fd: number, pos: number, data: Buffer): Promise<number> {
+    const o = this.files.get(fd);
+    if (!o.writable) throw new FsError('ROFS', 'read-only export');
+    let off = pos;
+    if (o.append) {
+      // The kernel computed the offset from the size it knows; never append below the size we know.
+      const n = this.inodes.peekKey(o.file.key);
+      if (n?.last && n.last.size > off) off = n.last.size;
+      off = Math.max(off, o.file.inflightEnd);
+    }
+    await o.file.write(this.fdCred.get(fd) ?? this.o.background, off, data, this.o.writeBehindBytes > 0);
+    if (this.o.counters) this.o.counters.programWriteBytes += data.length;
+    return data.length;
+  }
+
+  /**
+   * readdir / readdirplus: the whole listing is read at offset 0 (READDIRPLUS
+   * pages of the backend) and served from the directory handle; an entry's
+   * `off` is the index of the next one. With plus, each entry that fits is
+   * one kernel lookup of its node.
+   */
+  private async readdir(cred: Credentials, r: LlRequest, reply: (fn: () => void) => void): Promise<void> {
+    const ll = fuseLl();
+    const h = this.dirs.get(r.fh!);
+    if (!h) throw new FsError('BADHANDLE', `no directory handle ${r.fh}`);
+    const off = r.off ?? 0;
+    if (off === 0 || !h.entries) h.entries = await this.list(cred, h.node);
+    const plus = r.op === 'readdirplus';
+    const t = this.o.attrTimeoutMs / 1000;
+    const self = h.node.last;
+    const all = [
+      { name: '.', fileid: self?.fileid ?? 0n, type: FType.DIR },
+      // d_ino 0 would hide the entry (glibc skips those); the parent is not known here, its inode number does not matter to programs.
+      { name: '..', fileid: 1n, type: FType.DIR },
+      ...h.entries,
+    ];
+    const out: LlDirEntry[] = [];
+    const nodes: Array<Node | undefined> = [];
+    // At most what can fit (each entry takes at least 24 bytes, 80+ with plus).
+    for (let i = off; i < all.length && out.length * (plus ? 150 : 24) < r.size! + 4096; i++) {
+      const x = all[i] as (typeof all)[number] & { fh?: Buffer; attr?: Fattr3 };
+      const mode = x.type === undefined ? 0 : typeBits(x.type);
+      const d: LlDirEntry = { name: x.name, off: i + 1, ino: x.fileid, mode };
+      let node: Node | undefined;
+      if (plus) {
+        if (x.fh && x.attr && x.name !== '.' && x.name !== '..') {
+          node = this.inodes.of(x.fh);
+          this.saw(node, x.attr);
+          Object.assign(d, { nodeid: node.id, attr: this.statOf(node, x.attr), attrTimeout: t, entryTimeout: t });
+        } else {
+          Object.assign(d, { nodeid: 0, attr: { ino: x.fileid, mode, nlink: 0, uid: 0, gid: 0, rdev: 0, size: 0, blocks: 0, blksize: 0, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n }, attrTimeout: 0, entryTimeout: 0 });
+        }
+      }
+      out.push(d);
+      nodes.push(node);
+    }
+    reply(() => {
+      const fit = ll.replyDir(r.req!, r.size!, plus, out);
+      nodes.forEach((n, i) => {
+        if (!n) return;
+        if (i < fit) this.inodes.ref(n);
+        else this.inodes.unref(n);
+      });
+    });
+  }
+
+  private async list(cred: Credentials, dir: Node): Promise<NonNullable<DirHandle['entries']>> {
+    for (let restarts = 0; ; restarts++) {
+      const entries: NonNullable<DirHandle['entries']> = [];
+      let cookie = 0n;
+      let verf: Buffer = Buffer.alloc(8);
+      let plus = true;
+      try {
+        for (;;) {
+          let page;
+          try {
+            page = plus
+              ? await this.retrying(() => this.backend.readdirplus(cred, dir.fh, cookie, verf, 64 * 1024, 128 * 1024))
+              : await this.retrying(() => this.backend.readdir(cred, dir.fh, cookie, verf, 128 * 1024));
+          } catch (e) {
+            if (plus && isFsError(e, 'NOTSUPP')) {
+              plus = false;
+              continue;
+            }
+            throw e;
+          }
+          if (page.dirAttr) this.saw(dir, page.dirAttr);
+          for (const e of page.entries as DirEntryPlus[]) {
+            cookie = e.cookie;
+            if (e.name === '.' || e.name === '..') continue;
+            entries.push({ name: e.name, fileid: e.fileid, type: e.attr?.type, fh: e.fh, attr: e.attr });
+          }
+          verf = page.verf;
+          if (page.eof) return entries;
+          if (page.entries.length === 0) throw new FsError('IO', 'READDIR made no progress');
+        }
+      } catch (e) {
+        // The directory changed under the listing: start again.
+        if (isFsError(e, 'BAD_COOKIE') && restarts < 2) continue;
+        throw e;
+      }
+    }
+  }
+}
