@@ -66,9 +66,10 @@ export function mountCommand(): Command {
     .option('--commit-delay <ms>', '0: every close waits for COMMIT (data durable on the server when close returns, as with NFS); N > 0: close returns once the server has the data, COMMIT follows N ms later in the background (fsync still commits at once)', parseIntArg, 0)
     .option(
       '--fuse-api <low|high>',
-      "FUSE front end: high = libfuse 2's path-based API (every call as the mounting user); low = libfuse 3's low-level API (each caller as itself: its own AUTH_SYS uid/gid/groups for nfs://, the session's mapping for a proxy server, where local users other than this one and root are refused; one inode per file; nanosecond times; kernel cache invalidation)",
+      "FUSE front end: high = libfuse 2's path-based API (every call as the mounting user); low = libfuse 3's low-level API (each caller as itself: its own AUTH_SYS uid/gid/groups for nfs://, the session's mapping for a proxy server, where local users other than this one and root are refused; one inode per file; nanosecond times; kernel cache invalidation); default: $GVFS_FUSE_API, else high",
       parseFuseApi,
-      'high',
+      // GVFS_FUSE_API: the default for every mount of a process tree (the test suites run on either).
+      process.env.GVFS_FUSE_API === 'low' ? 'low' : 'high',
     )
     .option('--allow-other', 'let other local users use the mount (FUSE allow_other; default: on when root, as each caller is checked as itself)')
     .option('--no-allow-other', 'only the mounting user may use the mount')

@@ -410,6 +410,7 @@ export class LowLevelFrontend {
       case 'unlink':
       case 'rmdir': {
         const dir = this.inodes.get(r.ino);
+        if (r.op === 'unlink' && (await this.hideIfOpen(cred, dir, r.name!))) return reply(() => ll.replyErr(req, 0));
         await this.retrying(() => (r.op === 'rmdir' ? this.backend.rmdir(cred, dir.fh, r.name!) : this.backend.remove(cred, dir.fh, r.name!)));
         return reply(() => ll.replyErr(req, 0));
       }
@@ -476,10 +477,17 @@ export class LowLevelFrontend {
       case 'release': {
         const c = this.fdCred.get(r.fh!) ?? cred;
         this.fdCred.delete(r.fh!);
+        const n = this.inodes.peekKey(this.files.get(r.fh!).file.key);
         try {
           await this.files.release(c, r.fh!);
         } finally {
           reply(() => ll.replyErr(req, 0));
+          // The last descriptor of a file unlinked while open: its hidden name goes now.
+          if (n?.hidden && !this.files.file(n.key)?.refs) {
+            const h = n.hidden;
+            n.hidden = undefined;
+            await this.backend.remove(c, h.dir, h.name).catch((e: Error) => log.warn({ name: h.name, err: e.message }, 'could not remove the hidden name of an unlinked file'));
+          }
         }
         return;
       }
@@ -526,6 +534,22 @@ export class LowLevelFrontend {
     }
   }
 
+  /**
+   * unlink of a file some descriptor still has open: renamed to a hidden
+   * name in the same directory instead (as NFS clients do), so reads and
+   * writes through the descriptor go on; removed at its last release.
+   */
+  private async hideIfOpen(cred: Credentials, dir: Node, name: string): Promise<boolean> {
+    if (this.files.count === 0) return false;
+    const x = await this.backend.lookup(cred, dir.fh, name).catch(() => undefined);
+    const n = x && this.inodes.peek(x.fh);
+    if (!n || !this.files.file(n.key)?.refs || n.hidden) return false;
+    const hidden = `.gvfs-hidden-${process.pid}-${n.id}`;
+    await this.retrying(() => this.backend.rename(cred, dir.fh, name, dir.fh, hidden));
+    n.hidden = { dir: dir.fh, name: hidden };
+    return true;
+  }
+
   private async mknod(cred: Credentials, dir: Buffer, name: string, mode: number, dev: number, attrs: Sattr3): Promise<NewObject> {
     const t = mode & S_IFMT;
     if (t === 0o100000 || t === 0) return this.backend.create(cred, dir, name, { mode: 'guarded', attrs });
@@ -547,8 +571,10 @@ export class LowLevelFrontend {
     // Held until SETATTR is answered: a chunk read meanwhile would carry the old size.
     const release = attrs.size !== undefined ? file?.ra?.hold() : undefined;
     try {
-      // Commits (and waits for) every write before the size changes, so none lands after it.
+      // Commits (and waits for) every write before the size changes, so none lands after it; and no write
+      // still in flight (write-behind) may land after a change of times (tar sets the mtime, then closes).
       if (attrs.size !== undefined) await file?.commit(cred);
+      else if (file && file.inflightBytes > 0) await file.settle();
       const w = await this.retrying(() => this.backend.setattr(cred, n.fh, attrs));
       if (attrs.mode !== undefined || attrs.uid !== undefined || attrs.gid !== undefined) this.dropAccess(n);
       return await this.after(cred, n, w);

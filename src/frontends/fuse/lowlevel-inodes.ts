@@ -15,6 +15,8 @@ export interface Node {
   last?: Fattr3;
   /** size and mtime at the last open: the page cache is kept across opens only while they stay the same. */
   openSig?: string;
+  /** Unlinked while open: the hidden name it lives under until its last descriptor goes. */
+  hidden?: { dir: Buffer; name: string };
 }
 
 /**
