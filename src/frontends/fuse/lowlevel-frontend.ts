@@ -308,15 +308,15 @@ export class LowLevelFrontend {
    * them), and if its size or mtime changed since we last saw them, and not
    * by us, the kernel drops its pages of it.
    */
-  private saw(n: Node, a: Fattr3): void {
+  private saw(n: Node, a: Fattr3): Promise<unknown> | undefined {
     const old = n.last;
     n.last = a;
-    if (!old || a.type !== FType.REG) return;
-    if (old.size === a.size && old.mtime.sec === a.mtime.sec && old.mtime.nsec === a.mtime.nsec) return;
+    if (!old || a.type !== FType.REG) return undefined;
+    if (old.size === a.size && old.mtime.sec === a.mtime.sec && old.mtime.nsec === a.mtime.nsec) return undefined;
     const f = this.files.file(n.key);
-    if (f && f.inflightBytes > 0) return;
+    if (f && f.inflightBytes > 0) return undefined;
     f?.ra?.clear();
-    void this.invalidate(n, 0, 0);
+    return this.invalidate(n, 0, 0);
   }
 
   /** An entry reply for `fh`: the node gets one more kernel lookup if (and only if) the reply went out. */
@@ -347,7 +347,9 @@ export class LowLevelFrontend {
 
   private async fresh(cred: Credentials, n: Node): Promise<Fattr3> {
     const a = await this.retrying(() => this.backend.getattr(cred, n.fh));
-    this.saw(n, a);
+    // The pages go before the new attributes are answered: a read right after the stat sees the new bytes.
+    // (The notice runs on its own thread; reads it may wait for are served meanwhile: no deadlock.)
+    await this.saw(n, a);
     return a;
   }
 
