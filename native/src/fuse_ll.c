@@ -59,6 +59,7 @@ typedef struct ll_session {
   napi_threadsafe_function tsfn;
   pthread_t loop;
   int loop_started;
+  int loop_done;
   unsigned max_write, max_read, max_readahead;
   /* Requests queued to JS and not yet answered, notification threads running: destroy waits for both. */
   int64_t outstanding;
@@ -533,13 +534,28 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
 
 /* ------------------------------------------------------------------ mount */
 
+/*
+ * The signal that wakes a reader thread out of read(/dev/fuse) at unmount:
+ * with files still open, a lazy unmount leaves the connection up and the
+ * read never returns by itself. A handler that does nothing, installed
+ * without SA_RESTART, makes the read fail with EINTR; the loop then sees
+ * fuse_session_exit() and ends. Only ever sent to our own reader threads
+ * (pthread_kill), which block every other signal (Node handles those).
+ */
+#define WAKE_SIG (SIGRTMIN + 5)
+
+static void wake(int sig) {
+  (void)sig;
+}
+
 static void *loop_main(void *arg) {
   ll_session *s = arg;
-  /* Node handles the process's signals. */
   sigset_t all;
   sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, NULL);
+  sigdelset(&all, WAKE_SIG);
+  pthread_sigmask(SIG_SETMASK, &all, NULL);
   fuse_session_loop(s->se);
+  __atomic_store_n(&s->loop_done, 1, __ATOMIC_RELEASE);
   ll_req *r = calloc(1, sizeof *r);
   if (r) {
     r->op = LL_EXITED;
@@ -622,6 +638,15 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "mountpoint and options must be strings without NUL");
     return NULL;
   }
+  static int wake_installed;
+  if (!wake_installed) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = wake; /* no SA_RESTART: the read fails with EINTR */
+    sigemptyset(&sa.sa_mask);
+    sigaction(WAKE_SIG, &sa, NULL);
+    wake_installed = 1;
+  }
   s->max_write = (unsigned)get_double(env, argv[2]);
   s->max_read = (unsigned)get_double(env, argv[3]);
   s->max_readahead = (unsigned)get_double(env, argv[4]);
@@ -683,7 +708,14 @@ static void *notify_main(void *arg) {
     /* Lazy (MNT_DETACH as root, fusermount3 -u -z otherwise): works with a dead backend and busy files. */
     fuse_session_exit(s->se);
     fuse_session_unmount(s->se);
-    if (s->loop_started) pthread_join(s->loop, NULL);
+    if (s->loop_started) {
+      /* Wake the reader until it has seen the exit (a file still open keeps the connection, and its read, alive). */
+      while (!__atomic_load_n(&s->loop_done, __ATOMIC_ACQUIRE)) {
+        pthread_kill(s->loop, WAKE_SIG);
+        usleep(20000);
+      }
+      pthread_join(s->loop, NULL);
+    }
     s->loop_started = 0;
   }
   ll_req *r = calloc(1, sizeof *r);

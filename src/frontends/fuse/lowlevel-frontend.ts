@@ -136,11 +136,18 @@ export class LowLevelFrontend {
     this.inodes = new Inodes(rootFh);
     this.files = new OpenFiles(backend, this.o.maxUncommittedFileBytes, this.o.maxUncommittedBytes, this.o.deferCommitMs, () => this.o.background, this.o.writeBehindBytes);
     this.files.onWrite = {
-      begin: () => undefined,
+      begin: (key) => {
+        const n = this.inodes.peekKey(key);
+        if (n) n.writing = (n.writing ?? 0) + 1;
+      },
       // Our own write's attributes: what the next fresh attributes are compared with (not a change from elsewhere).
       end: (key, a) => {
         const n = this.inodes.peekKey(key);
-        if (n && a) n.last = a;
+        if (!n) return;
+        n.writing = Math.max(0, (n.writing ?? 1) - 1);
+        n.writes = (n.writes ?? 0) + 1;
+        // Replies of concurrent writes come back in any order: a write never makes the size go back.
+        if (a) n.last = n.last && n.last.size > a.size ? { ...a, size: n.last.size } : a;
       },
     };
   }
@@ -346,7 +353,13 @@ export class LowLevelFrontend {
   }
 
   private async fresh(cred: Credentials, n: Node): Promise<Fattr3> {
+    const busy = (n.writing ?? 0) > 0;
+    const writes = n.writes ?? 0;
     const a = await this.retrying(() => this.backend.getattr(cred, n.fh));
+    // A GETATTR that overlapped a WRITE of ours may predate it (an older size): the write's own reply is newer.
+    if ((busy || (n.writing ?? 0) > 0 || n.writes !== writes) && n.last) {
+      if (n.last.size >= a.size) return n.last;
+    }
     // The pages go before the new attributes are answered: a read right after the stat sees the new bytes.
     // (The notice runs on its own thread; reads it may wait for are served meanwhile: no deadlock.)
     await this.saw(n, a);

@@ -15,6 +15,9 @@ export interface Node {
   last?: Fattr3;
   /** size and mtime at the last open: the page cache is kept across opens only while they stay the same. */
   openSig?: string;
+  /** WRITEs of ours in flight, and answered so far: a GETATTR overlapping one may predate it. */
+  writing?: number;
+  writes?: number;
   /** Unlinked while open: the hidden name it lives under until its last descriptor goes. */
   hidden?: { dir: Buffer; name: string };
 }
