@@ -148,6 +148,7 @@ export class LowLevelFrontend {
         n.writes = (n.writes ?? 0) + 1;
         // Replies of concurrent writes come back in any order: a write never makes the size go back.
         if (a) n.last = n.last && n.last.size > a.size ? { ...a, size: n.last.size } : a;
+        if (a) n.lastOwn = true;
       },
     };
   }
@@ -318,6 +319,7 @@ export class LowLevelFrontend {
   private saw(n: Node, a: Fattr3): Promise<unknown> | undefined {
     const old = n.last;
     n.last = a;
+    n.lastOwn = false;
     if (!old || a.type !== FType.REG) return undefined;
     if (old.size === a.size && old.mtime.sec === a.mtime.sec && old.mtime.nsec === a.mtime.nsec) return undefined;
     const f = this.files.file(n.key);
@@ -360,6 +362,9 @@ export class LowLevelFrontend {
     if ((busy || (n.writing ?? 0) > 0 || n.writes !== writes) && n.last) {
       if (n.last.size >= a.size) return n.last;
     }
+    // While the file is open here, the size our own writes and truncates made is this host's word
+    // (the server's may lag behind a WRITE answered on another connection).
+    if (n.lastOwn && n.last && n.last.size > a.size && this.files.file(n.key)) return { ...a, size: n.last.size };
     // The pages go before the new attributes are answered: a read right after the stat sees the new bytes.
     // (The notice runs on its own thread; reads it may wait for are served meanwhile: no deadlock.)
     await this.saw(n, a);
@@ -370,6 +375,7 @@ export class LowLevelFrontend {
   private async after(cred: Credentials, n: Node, w: WccData | undefined): Promise<Fattr3> {
     if (w?.after) {
       n.last = w.after;
+      n.lastOwn = true;
       return w.after;
     }
     return this.fresh(cred, n);

@@ -17,6 +17,8 @@ export interface Node {
   openSig?: string;
   /** WRITEs of ours in flight, and answered so far: a GETATTR overlapping one may predate it. */
   writing?: number;
+  /** `last` came from our own WRITE / SETATTR reply (not from a fetch). */
+  lastOwn?: boolean;
   writes?: number;
   /** Unlinked while open: the hidden name it lives under until its last descriptor goes. */
   hidden?: { dir: Buffer; name: string };
