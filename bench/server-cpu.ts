@@ -12,7 +12,8 @@
  * Environment: SERVER_CPU_ONLY (a regular expression: run only the workloads
  * whose name matches), SERVER_CPU_SIZE_MIB (bytes per streaming workload,
  * default 1024), SERVER_CPU_NODE_OPTIONS (given to the server as
- * NODE_OPTIONS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it).
+ * NODE_OPTIONS, e.g. "--import=dist/bench/lib/cpu-prof.js" with
+ * GVFS_CPU_PROF_DIR=/tmp/prof to profile it: see bench/lib/cpu-prof.ts).
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
