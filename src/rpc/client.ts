@@ -16,7 +16,7 @@ export type Dialer = () => Promise<Duplex>;
 /** Dial attempts (with back-off, ~0.75 s in all) before calls fail when the server was never reached. */
 const INITIAL_CONNECT_ATTEMPTS = 5;
 
-/** Size of a socket read that is not aimed at a large fragment (Node's own default). */
+/** Largest socket read that is not aimed at a large fragment (Node's own default). */
 const READ_CHUNK = 64 * 1024;
 
 /**
@@ -35,18 +35,27 @@ function directReadSocket(opts: net.TcpNetConnectOpts): net.Socket {
   let sink: { decoder: RecordDecoder; chunk: (b: Buffer) => void; direct: (n: number) => void } | undefined;
   const early: Buffer[] = [];
   let aimed = false;
+  // Reads not aimed at a large fragment land in one reused buffer and are copied out at their size: a
+  // small reply then costs a slice of Node's shared pool, not a 64 KiB allocation of its own (which
+  // made metadata calls through a proxy hop slower: more GC for the external memory).
+  const scratch = Buffer.allocUnsafe(READ_CHUNK);
   const s = net.connect({
     ...opts,
     onread: {
       buffer: () => {
         const t = sink?.decoder.directTarget();
         aimed = !!t;
-        return t ?? Buffer.allocUnsafe(READ_CHUNK);
+        return t ?? scratch;
       },
-      callback: (n: number, buf: Uint8Array) => {
-        if (aimed) sink!.direct(n);
-        else if (sink) sink.chunk(Buffer.from(buf.buffer, buf.byteOffset, n));
-        else early.push(Buffer.from(buf.buffer, buf.byteOffset, n)); // a server does not speak first; kept anyway
+      callback: (n: number) => {
+        if (aimed) {
+          sink!.direct(n);
+          return true;
+        }
+        const b = Buffer.allocUnsafe(n);
+        scratch.copy(b, 0, 0, n);
+        if (sink) sink.chunk(b);
+        else early.push(b); // a server does not speak first; kept anyway
         return true;
       },
     },
