@@ -9,6 +9,11 @@
  *   e.g. node dist/bench/server-cpu.js 5 /tmp/cpu.json /work/base /work/main
  *
  * Each BUILD_DIR is a checkout with its own dist/ (and bench/native/build/nfsbench).
+ * Environment: SERVER_CPU_ONLY (a regular expression: run only the workloads
+ * whose name matches), SERVER_CPU_SIZE_MIB (bytes per streaming workload,
+ * default 1024), SERVER_CPU_NODE_OPTIONS (given to the server as
+ * NODE_OPTIONS, e.g. "--import=dist/bench/lib/cpu-prof.js" with
+ * GVFS_CPU_PROF_DIR=/tmp/prof to profile it: see bench/lib/cpu-prof.ts).
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -31,18 +36,20 @@ async function cpuSeconds(pid: number): Promise<number> {
   return (Number(f[11]) + Number(f[12])) / TICK; // fields 14 and 15 of proc(5), counted after the command name
 }
 
-const size = 1024 * MiB;
+const size = Number(process.env.SERVER_CPU_SIZE_MIB ?? 1024) * MiB;
 const files = 2000;
 const randOps = 20000;
-const workloads = [
+const allWorkloads = [
   { name: 'seq write 64 KiB x16', per: size / MiB, unit: 'ms CPU/MiB', a: { op: 'seqwrite', file: 'w64', size, xfer: 64 * 1024, depth: 16 } },
   { name: 'seq write 1 MiB x4', per: size / MiB, unit: 'ms CPU/MiB', a: { op: 'seqwrite', file: 'w1m', size, xfer: MiB, depth: 4 } },
   { name: 'seq read 64 KiB x16', per: size / MiB, unit: 'ms CPU/MiB', a: { op: 'seqread', file: 'read.bin', size, xfer: 64 * 1024, depth: 16 } },
   { name: 'seq read 1 MiB x4', per: size / MiB, unit: 'ms CPU/MiB', a: { op: 'seqread', file: 'read.bin', size, xfer: MiB, depth: 4 } },
   { name: 'random read 4 KiB x16', per: randOps, unit: 'µs CPU/op', a: { op: 'randread', file: 'read.bin', size, ops: randOps, depth: 16 } },
-  // nfsbench's meta op is create + stat + remove per file: three calls.
-  { name: `create/stat/remove ${files}`, per: files * 3, unit: 'µs CPU/op', a: { op: 'meta', dir: 'meta', files } },
+  // nfsbench's meta op makes four calls per file: CREATE, LOOKUP + GETATTR (the stat), REMOVE.
+  { name: `create/stat/remove ${files}`, per: files * 4, unit: 'µs CPU/op', a: { op: 'meta', dir: 'meta', files } },
 ];
+const only = process.env.SERVER_CPU_ONLY ? new RegExp(process.env.SERVER_CPU_ONLY) : undefined;
+const workloads = allWorkloads.filter((w) => !only || only.test(w.name));
 
 const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'gvfs-bench-cpu-'));
 const exp = path.join(dir, 'export');
@@ -56,7 +63,7 @@ for (let round = 0; round < Number(roundsArg); round++) {
   for (const build of builds) {
     const { spawnGvfs } = await import(path.join(build, 'dist/test/helpers/gvfs-proc.js'));
     const { nfsbench } = await import(path.join(build, 'dist/bench/lib/libnfs-client.js'));
-    const gvfs = await spawnGvfs(['serve', '--export', exp, '--listen', '127.0.0.1:0', '--state-dir', path.join(dir, `state-${round}`)]);
+    const gvfs = await spawnGvfs(['serve', '--export', exp, '--listen', '127.0.0.1:0', '--state-dir', path.join(dir, `state-${round}`)], process.env.SERVER_CPU_NODE_OPTIONS ? { NODE_OPTIONS: process.env.SERVER_CPU_NODE_OPTIONS } : {});
     try {
       for (const w of workloads) {
         const before = await cpuSeconds(gvfs.pid);

@@ -3,6 +3,15 @@ import { pad } from './reader.js';
 const ZEROS = Buffer.alloc(4);
 
 /**
+ * Opaques at least this long are kept as their own chunk (the socket
+ * writes them with writev) instead of being copied into the scratch buffer:
+ * a 4 KiB READ reply then costs no copy and no scratch growth. The caller
+ * must not change such a buffer until the message has been written (READ
+ * data and WRITE payloads are not reused).
+ */
+export const ZERO_COPY_BYTES = 1024;
+
+/**
  * XDR encoder (RFC 4506). Small values go into a growing scratch buffer;
  * large opaque payloads (READ data) are kept as separate chunks so they are
  * never copied: `chunks()` hands the list to a socket writer.
@@ -63,7 +72,7 @@ export class XdrWriter {
 
   fixedOpaque(b: Uint8Array): this {
     const p = pad(b.length);
-    if (b.length >= 8192) {
+    if (b.length >= ZERO_COPY_BYTES) {
       // Large payload: flush scratch and keep the payload as its own chunk (zero copy).
       this.flushScratch();
       this.done.push(Buffer.from(b.buffer, b.byteOffset, b.length));

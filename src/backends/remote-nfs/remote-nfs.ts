@@ -81,7 +81,7 @@ export class RemoteNfs implements Backend {
 
   /** Counters summed over the connections (calls, resends, reconnects, bytes). */
   get stats(): RpcClient['stats'] {
-    const s = { calls: 0, resends: 0, reconnects: 0, bytesOut: 0, bytesIn: 0 };
+    const s = { calls: 0, resends: 0, reconnects: 0, bytesOut: 0, bytesIn: 0, directBytesIn: 0 };
     for (const c of this.clients) for (const k of Object.keys(s) as Array<keyof typeof s>) s[k] += c.rpc.stats[k];
     return s;
   }
