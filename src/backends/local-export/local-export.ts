@@ -571,6 +571,8 @@ export class LocalExport implements Backend {
         // The directory was read and checked: the name's failure is the answer (ENOENT, EACCES as the caller...).
         if (x) {
           const dirAttr = toFattr(this.took(x), this.fsid);
+          // A server that is not root looked up as itself: without search permission the caller learns nothing.
+          if (!this.serverIsRoot && (permBits(cred, dirAttr) & X) === 0) throw new FsError('ACCES', 'lookup: permission denied', { attr: dirAttr });
           throw Object.assign(toFsError(e, 'lookup'), { attr: dirAttr });
         }
         if (e instanceof FsError) throw e;
