@@ -9,6 +9,8 @@
  *   e.g. node dist/bench/server-cpu.js 5 /tmp/cpu.json /work/base /work/main
  *
  * Each BUILD_DIR is a checkout with its own dist/ (and bench/native/build/nfsbench).
+ * nfsbench gets 15 minutes per workload: CPU time, not wall time, is measured,
+ * and a loaded machine is slow.
  * Environment: SERVER_CPU_ONLY (a regular expression: run only the workloads
  * whose name matches), SERVER_CPU_SIZE_MIB (bytes per streaming workload,
  * default 1024), SERVER_CPU_NODE_OPTIONS (given to the server as
@@ -69,7 +71,7 @@ for (let round = 0; round < Number(roundsArg); round++) {
         const before = await cpuSeconds(gvfs.pid);
         // Fresh names for what is written, so every build creates its files anew each round.
         const a = { ...w.a, ...(w.a.op === 'seqwrite' ? { file: `${w.a.file}-${round}` } : {}), ...(w.a.op === 'meta' ? { dir: `meta-${round}-${builds.indexOf(build)}` } : {}) };
-        await nfsbench({ nfsPort: gvfs.port, mountPort: gvfs.port, exportPath: '/', ...a });
+        await nfsbench({ nfsPort: gvfs.port, mountPort: gvfs.port, exportPath: '/', timeoutSec: 900, ...a });
         const cpu = (await cpuSeconds(gvfs.pid)) - before;
         const v = w.unit.startsWith('ms') ? (cpu * 1000) / w.per : (cpu * 1e6) / w.per;
         ((results[build] ??= {})[w.name] ??= []).push(v);

@@ -16,12 +16,13 @@
 
 #define POOL_THREADS 4
 
-typedef enum { RES_VOID, RES_NUMBER, RES_STRING, RES_STATX, RES_HANDLE, RES_WHOAMI, RES_DIROP } res_kind;
+typedef enum { RES_VOID, RES_NUMBER, RES_STRING, RES_STATX, RES_HANDLE, RES_WHOAMI, RES_DIROP, RES_TEXT, RES_DIRENTS, RES_STATLIST } res_kind;
 
 /*
  * Argument letters, in order: d = descriptor (int32, into fd[]), s = string
  * (into s[]), i = integer (into n[]), u = unsigned 64-bit integer, e.g. an
- * inode number (into n[], same bits), b = Buffer (copied), c = credentials
+ * inode number (into n[], same bits), b = Buffer (copied), B = Buffer
+ * (borrowed: referenced until the job settles, not copied), c = credentials
  * {uid, gid, gids} (always last).
  */
 typedef struct {
@@ -60,6 +61,20 @@ static const op_desc OPS[] = {
     {"accessOf", OP_ACCESS_OF, "dsuic", RES_DIROP},
     /* root, object path, ino, birth ns, what (SA_*), uid, gid, mode, atime s/ns, mtime s/ns: the object's statx after. */
     {"setattrOf", OP_SETATTR_OF, "dsuiiiiiiiiic", RES_DIROP},
+    /* lookups.c. root, path, ino, birth ns, check (0/1): {obj}. */
+    {"statOf", OP_STAT_OF, "dsuiic", RES_DIROP},
+    /* root, dir path, ino, birth ns, name: {dir, obj}, the name statted as the caller. */
+    {"lookupIn", OP_LOOKUP_IN, "dsuisc", RES_DIROP},
+    /* root, path, ino, birth ns: {text, obj}. */
+    {"readlinkOf", OP_READLINK_OF, "dsuic", RES_TEXT},
+    /* root, dir path, ino, birth ns, flags (1: read permission as the caller): {names, inos, dir}. */
+    {"readdirOf", OP_READDIR_OF, "dsuiic", RES_DIRENTS},
+    /* root, dir path, ino, birth ns, names joined by '/': {dir, list: (statx | errno)[]}. */
+    {"statNames", OP_STAT_NAMES, "dsuisc", RES_STATLIST},
+    /* fd, data, offset, sync (0, 1 data, 2 file), as the caller: {fd: bytes, obj}. */
+    {"pwriteAs", OP_PWRITE_AS, "dBiic", RES_DIROP},
+    /* fd, length, as the caller: {obj}. */
+    {"ftruncateAs", OP_FTRUNCATE_AS, "dic", RES_DIROP},
 };
 
 /* Jobs queued since load (info().jobs): what tests count to hold the local export to one trip per call. */
@@ -155,10 +170,10 @@ static void complete(napi_env env, napi_value js_cb, void *context, void *data) 
     napi_value v;
     if (j->ret < 0) {
       /* The name the call was about: for symlinkat the new name, not the target. */
-      const char *what = j->op == OP_SYMLINKAT || j->op == OP_IN_DIR || j->op == OP_RENAME_IN ? j->s[1] : j->s[0];
+      const char *what = j->op == OP_SYMLINKAT || j->op == OP_IN_DIR || j->op == OP_RENAME_IN || j->op == OP_LOOKUP_IN ? j->s[1] : j->s[0];
       napi_value err = make_error(env, j->err, j->syscall, what);
       /* The directories' attributes after a failed change: the reply's wcc data without another trip. */
-      if (desc_of(j->op)->res == RES_DIROP) set_stats(env, err, j);
+      if (desc_of(j->op)->res >= RES_DIROP) set_stats(env, err, j);
       napi_reject_deferred(env, j->deferred, err);
     } else {
       switch (desc_of(j->op)->res) {
@@ -189,6 +204,44 @@ static void complete(napi_env env, napi_value js_cb, void *context, void *data) 
           set_num(env, v, "fd", (double)j->ret);
           set_stats(env, v, j);
           break;
+        case RES_TEXT:
+          napi_create_object(env, &v);
+          napi_value t;
+          napi_create_string_utf8(env, j->out ? j->out : "", j->outlen, &t);
+          napi_set_named_property(env, v, "text", t);
+          set_stats(env, v, j);
+          break;
+        case RES_DIRENTS: {
+          napi_create_object(env, &v);
+          napi_value names, x, b;
+          napi_create_array_with_length(env, j->nx, &names);
+          size_t off = 0;
+          for (size_t i = 0; i < j->nx; i++) {
+            size_t len = strlen(j->out + off);
+            napi_create_string_utf8(env, j->out + off, len, &x);
+            napi_set_element(env, names, (uint32_t)i, x);
+            off += len + 1;
+          }
+          napi_set_named_property(env, v, "names", names);
+          void *dst;
+          napi_create_buffer_copy(env, j->nx * sizeof(uint64_t), j->inos ? (void *)j->inos : (void *)"", &dst, &b);
+          napi_set_named_property(env, v, "inos", b);
+          set_stats(env, v, j);
+          break;
+        }
+        case RES_STATLIST: {
+          napi_create_object(env, &v);
+          napi_value list, x;
+          napi_create_array_with_length(env, j->nx, &list);
+          for (size_t i = 0; i < j->nx; i++) {
+            if (j->xok[i]) napi_create_int32(env, -j->xok[i], &x);
+            else x = statx_object(env, &j->xs[i]);
+            napi_set_element(env, list, (uint32_t)i, x);
+          }
+          napi_set_named_property(env, v, "list", list);
+          set_stats(env, v, j);
+          break;
+        }
         case RES_WHOAMI: {
           napi_create_object(env, &v);
           set_num(env, v, "fsuid", (double)j->out_n[0]);
@@ -200,6 +253,7 @@ static void complete(napi_env env, napi_value js_cb, void *context, void *data) 
       }
       napi_resolve_deferred(env, j->deferred, v);
     }
+    if (j->bufref) napi_delete_reference(env, j->bufref);
     /* Idle pool: let the process exit. */
     if (--ed->inflight == 0) napi_unref_threadsafe_function(env, ed->tsfn);
   }
@@ -307,6 +361,14 @@ static napi_value call_op(napi_env env, napi_callback_info info) {
         bad = "a handle must be a Buffer";
         break;
       }
+      case 'B': {
+        bool isbuf;
+        ok = napi_is_buffer(env, argv[i], &isbuf) == napi_ok && isbuf && napi_get_buffer_info(env, argv[i], &j->buf, &j->buflen) == napi_ok &&
+             napi_create_reference(env, argv[i], 1, &j->bufref) == napi_ok;
+        if (!ok) j->bufref = NULL, j->buf = NULL;
+        bad = "data must be a Buffer";
+        break;
+      }
       case 'c':
         ok = get_creds(env, argv[i], &j->cred);
         bad = "credentials must be {uid, gid, gids[]} (at most 256 groups)";
@@ -314,6 +376,7 @@ static napi_value call_op(napi_env env, napi_callback_info info) {
     }
   }
   if (!ok) {
+    if (j->bufref) napi_delete_reference(env, j->bufref);
     gn_job_free(j);
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", bad);
     return NULL;

@@ -57,7 +57,7 @@ static int stat_into(gn_job *j, int slot, int dirfd, const char *name) {
  * O_PATH descriptor; -1 with errno (ESTALE: another directory is there now).
  */
 static int open_dir(gn_job *j, int rootfd, const char *rel, uint64_t ino, int64_t gen, int slot) {
-  int fd = (int)gn_openat2(rootfd, *rel ? rel : ".", O_PATH | O_DIRECTORY | O_NOFOLLOW, 0, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS);
+  int fd = gn_open_beneath(rootfd, rel, O_PATH | O_DIRECTORY | O_NOFOLLOW); /* any length: lookups.c */
   if (fd < 0) return -1;
   if (stat_into(j, slot, fd, "") != 0 || j->sx[slot].stx_ino != ino || btime_ns(&j->sx[slot]) != gen) {
     int e = (j->have & (1u << slot)) ? ESTALE : errno;
@@ -204,7 +204,7 @@ void gn_run_rename_in(gn_job *j) {
 /* The object s[0] beneath root fd[0] (O_PATH|O_NOFOLLOW), checked to be (n[0], n[1]); -1 after fail(). */
 static int open_object(gn_job *j) {
   j->have = 0;
-  int fd = (int)gn_openat2(j->fd[0], j->s[0] && *j->s[0] ? j->s[0] : ".", O_PATH | O_NOFOLLOW, 0, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS);
+  int fd = gn_open_beneath(j->fd[0], j->s[0], O_PATH | O_NOFOLLOW);
   if (fd < 0) {
     fail(j, "openat2", errno);
     return -1;

@@ -73,6 +73,15 @@ typedef enum {
   OP_RENAME_IN,
   OP_ACCESS_OF,
   OP_SETATTR_OF,
+  /* Reads by descriptor and name (lookups.c). */
+  OP_STAT_OF,
+  OP_LOOKUP_IN,
+  OP_READLINK_OF,
+  OP_READDIR_OF,
+  OP_STAT_NAMES,
+  /* Data changes as the caller (the kernel clears set-ID bits). */
+  OP_PWRITE_AS,
+  OP_FTRUNCATE_AS,
 } gn_op;
 
 /* What OP_IN_DIR does in the directory (n[2]). */
@@ -99,6 +108,12 @@ typedef struct gn_job {
   char *out;
   size_t outlen;
   int64_t out_n[4];
+  /* OP_STAT_NAMES: one statx per name (xok[i]: 0, or the errno of that name); OP_READDIR_OF: inos */
+  struct statx *xs;
+  int *xok;
+  uint64_t *inos;
+  size_t nx;
+  napi_ref bufref; /* buf borrowed from a JS Buffer (not copied, not ours to free) */
   /* completion */
   napi_deferred deferred;
   napi_threadsafe_function tsfn;
@@ -121,6 +136,16 @@ int gn_switches_itself(gn_op op);
 /* ops.c: runs on a worker, with the caller's credentials in force */
 void gn_run(gn_job *j);
 long gn_openat2(int dirfd, const char *path, int flags, mode_t mode, uint64_t resolve);
+
+/* lookups.c: open beneath the root however long the path; the read-only jobs and the writes as the caller */
+int gn_open_beneath(int rootfd, const char *rel, int flags);
+void gn_run_stat_of(gn_job *j);
+void gn_run_lookup_in(gn_job *j);
+void gn_run_readlink_of(gn_job *j);
+void gn_run_readdir_of(gn_job *j);
+void gn_run_stat_names(gn_job *j);
+void gn_run_pwrite_as(gn_job *j);
+void gn_run_ftruncate_as(gn_job *j);
 
 /* dirops.c: runs on a worker as the server; switches to the caller for the change only */
 void gn_run_in_dir(gn_job *j);

@@ -272,6 +272,27 @@ void gn_run(gn_job *j) {
     case OP_SETATTR_OF:
       gn_run_setattr_of(j);
       return;
+    case OP_STAT_OF:
+      gn_run_stat_of(j);
+      return;
+    case OP_LOOKUP_IN:
+      gn_run_lookup_in(j);
+      return;
+    case OP_READLINK_OF:
+      gn_run_readlink_of(j);
+      return;
+    case OP_READDIR_OF:
+      gn_run_readdir_of(j);
+      return;
+    case OP_STAT_NAMES:
+      gn_run_stat_names(j);
+      return;
+    case OP_PWRITE_AS:
+      gn_run_pwrite_as(j);
+      return;
+    case OP_FTRUNCATE_AS:
+      gn_run_ftruncate_as(j);
+      return;
     case OP_WHOAMI: {
       /* Tests: the identity this thread has while it runs the caller's job. */
       j->syscall = "setfsuid";

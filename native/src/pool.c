@@ -73,7 +73,8 @@ void gn_restore(const gn_creds *c) {
 }
 
 int gn_switches_itself(gn_op op) {
-  return op == OP_IN_DIR || op == OP_RENAME_IN || op == OP_ACCESS_OF || op == OP_SETATTR_OF;
+  return op == OP_IN_DIR || op == OP_RENAME_IN || op == OP_ACCESS_OF || op == OP_SETATTR_OF || op == OP_STAT_OF || op == OP_LOOKUP_IN ||
+         op == OP_READLINK_OF || op == OP_READDIR_OF || op == OP_STAT_NAMES;
 }
 
 static void *worker(void *arg) {
@@ -177,7 +178,10 @@ int gn_private_umask(void) {
 
 void gn_job_free(gn_job *j) {
   for (int i = 0; i < GN_NSTR; i++) free(j->s[i]);
-  free(j->buf);
+  if (!j->bufref) free(j->buf);
   free(j->out);
+  free(j->xs);
+  free(j->xok);
+  free(j->inos);
   free(j);
 }

@@ -148,6 +148,13 @@ interface Addon {
     mns: number,
     cred: NativeCreds,
   ): Promise<DirOpResult>;
+  statOf(rootfd: number, rel: string, ino: bigint, gen: bigint, check: number, cred: NativeCreds): Promise<DirOpResult>;
+  lookupIn(rootfd: number, rel: string, ino: bigint, gen: bigint, name: string, cred: NativeCreds): Promise<DirOpResult>;
+  readlinkOf(rootfd: number, rel: string, ino: bigint, gen: bigint, cred: NativeCreds): Promise<{ text: string; obj?: Statx }>;
+  readdirOf(rootfd: number, rel: string, ino: bigint, gen: bigint, flags: number, cred: NativeCreds): Promise<{ names: string[]; inos: Buffer; dir?: Statx }>;
+  statNames(rootfd: number, rel: string, ino: bigint, gen: bigint, names: string, cred: NativeCreds): Promise<{ list: Array<Statx | number>; dir?: Statx }>;
+  pwriteAs(fd: number, data: Buffer, offset: number, sync: number, cred: NativeCreds): Promise<DirOpResult>;
+  ftruncateAs(fd: number, length: number, cred: NativeCreds): Promise<DirOpResult>;
   whoami(cred: NativeCreds): Promise<{ fsuid: number; fsgid: number; ngroups: number; group0: number }>;
   setWalkOnly(on: boolean): void;
   info(): { threads: number; openat2: boolean; privateUmask: boolean; jobs: number };
@@ -369,4 +376,77 @@ export function setattrOf(rootfd: number, o: DirRef, what: SetattrOf, cred: Nati
   // SA_CHOWN 1, SA_MODE 2, SA_TIMES 4, SA_TIMES_AS_SERVER 8 (native/src/gvfs_native.h).
   const bits = (what.chown ? 1 : 0) | (what.mode !== undefined ? 2 : 0) | (what.times ? 4 : 0) | (what.times?.asServer ? 8 : 0);
   return l.setattrOf(rootfd, o.rel, o.ino, o.gen, bits, what.chown?.uid ?? -1, what.chown?.gid ?? -1, what.mode ?? 0, as, ans, ms, mns, cred);
+}
+
+// ---------- reads by descriptor and name (native/src/lookups.c) ----------
+//
+// Each is ONE job that opens its object beneath `rootfd` as the server
+// (RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS; a path longer than PATH_MAX in
+// pieces, each beneath the last), checks it against the handle's inode and
+// birth time (ESTALE) where it says so, and reads through that descriptor
+// or one name relative to it, never following a symlink.
+
+/** GETATTR: the object at `o.rel` (a symlink itself), checked to be (`o.ino`, `o.gen`) unless `check` is false. */
+export async function statOf(rootfd: number, o: DirRef, check = true): Promise<Statx> {
+  const r = await lib().statOf(rootfd, o.rel, o.ino, o.gen, check ? 1 : 0, self());
+  return r.obj!;
+}
+
+/**
+ * LOOKUP of `name` (one component, not "." or "..") in directory `d`: the
+ * directory opened and checked as the server, the name statted through it
+ * (AT_SYMLINK_NOFOLLOW) as `cred`, so the kernel checks search permission.
+ * `dir` and `obj`; a failure carries `dir` when the directory was read.
+ */
+export async function lookupIn(rootfd: number, d: DirRef, name: string, cred: NativeCreds): Promise<{ dir: Statx; obj: Statx }> {
+  const r = await lib().lookupIn(rootfd, d.rel, d.ino, d.gen, name, cred);
+  return { dir: r.dir!, obj: r.obj! };
+}
+
+/** READLINK: the symlink `o` (checked) read through its O_PATH descriptor; its statx. */
+export async function readlinkOf(rootfd: number, o: DirRef): Promise<{ target: string; obj: Statx }> {
+  const r = await lib().readlinkOf(rootfd, o.rel, o.ino, o.gen, self());
+  return { target: r.text, obj: r.obj! };
+}
+
+/**
+ * READDIR: the names in directory `d` (checked) by getdents64 on its
+ * descriptor ("." and ".." left out) with their inode numbers, and the
+ * directory's statx. `cred`: ask the kernel, as that caller, for read
+ * permission on the directory first (EACCES); omitted: no check.
+ */
+export async function readdirOf(rootfd: number, d: DirRef, cred?: NativeCreds): Promise<{ names: string[]; inos: bigint[]; dir: Statx }> {
+  const r = await lib().readdirOf(rootfd, d.rel, d.ino, d.gen, cred ? 1 : 0, cred ?? self());
+  const inos = new Array<bigint>(r.names.length);
+  for (let i = 0; i < inos.length; i++) inos[i] = r.inos.readBigUInt64LE(i * 8);
+  return { names: r.names, inos, dir: r.dir! };
+}
+
+/**
+ * READDIRPLUS's attributes: each of `names` (single components) in
+ * directory `d` (checked), statted through its descriptor
+ * (AT_SYMLINK_NOFOLLOW), in one job: a Statx, or the negative errno of that
+ * name (a name removed since it was listed: -ENOENT).
+ */
+export async function statNames(rootfd: number, d: DirRef, names: readonly string[]): Promise<{ list: Array<Statx | number>; dir: Statx }> {
+  if (names.some((n) => n.includes('/') || n.length === 0)) throw Object.assign(new Error('EINVAL: a name is one component'), { code: 'EINVAL' });
+  const r = await lib().statNames(rootfd, d.rel, d.ino, d.gen, names.join('/'), self());
+  return { list: r.list, dir: r.dir! };
+}
+
+/**
+ * WRITE as `cred`: all of `data` at `offset` through the open descriptor
+ * `fd`, then fdatasync ('data') or fsync ('file'), and the file's statx, in
+ * one job. As the caller, so the kernel clears the set-ID bits a write by
+ * someone without CAP_FSETID clears (the server, root, would keep them).
+ * `data` is not copied: it must not change until the promise settles.
+ */
+export async function pwriteAs(fd: number, data: Buffer, offset: number, sync: 'none' | 'data' | 'file', cred: NativeCreds): Promise<{ written: number; obj?: Statx }> {
+  const r = await lib().pwriteAs(fd, data, offset, sync === 'data' ? 1 : sync === 'file' ? 2 : 0, cred);
+  return { written: r.fd, obj: r.obj };
+}
+
+/** Truncate as `cred` (the kernel clears set-ID bits as for a write) and the file's statx. */
+export async function ftruncateAs(fd: number, length: number, cred: NativeCreds): Promise<Statx | undefined> {
+  return (await lib().ftruncateAs(fd, length, cred)).obj;
 }

@@ -1,3 +1,4 @@
+import { constants } from 'node:os';
 import { FsError, type FsErrorCode } from '../../backend/errors.js';
 import { logger } from '../../util/log.js';
 
@@ -43,4 +44,10 @@ export function toFsError(e: unknown, what: string): FsError {
   if (mapped) return new FsError(mapped, `${what}: ${code}`);
   log.error({ err: e, what }, 'unmapped local error collapsed to IO');
   return new FsError('IO', `${what}: ${(e as Error)?.message ?? String(e)}`);
+}
+
+/** A Node-style error for an errno a native job reported per name (statNames' list). */
+export function errnoError(errno: number, syscall: string, name: string): NodeJS.ErrnoException {
+  const code = Object.entries(constants.errno).find(([, v]) => v === errno)?.[0] ?? 'EIO';
+  return Object.assign(new Error(`${code}: ${syscall} '${name}'`), { code, errno: -errno, syscall, path: name });
 }

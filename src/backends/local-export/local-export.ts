@@ -32,19 +32,19 @@ import type {
 import { AuthFlavor, type Credentials } from '../../rpc/types.js';
 import { logger } from '../../util/log.js';
 import { StatxStats, toFattr, toWccAttr, type LocalStat } from './attrs.js';
-import { toFsError } from './errno.js';
+import { errnoError, toFsError } from './errno.js';
 import { AttrCache } from './attr-cache.js';
 import { FdCache, type LastStat } from './fd-cache.js';
 import * as fsx from './fsx.js';
 import { HANDLE_LEN, HandleCodec, type HandleId } from './handles.js';
 import { NameTable } from './name-table.js';
-import { killOnWrite, newObject, planSetattr, requireHardlinkSource, S_ISGID, S_ISUID, squash, type NewOwnership } from './ownership.js';
+import { newObject, planSetattr, requireHardlinkSource, squash } from './ownership.js';
 import { accessFromBits, accessMask, permBits, R, require, requireData, requireSticky, W, X } from './permissions.js';
 import { defaultStateDir, loadSecret } from '../../util/state.js';
 import * as N from '../../native/native.js';
 
 const log = logger('local-export');
-const { pread, pwrite, fstat, fsync, fdatasync, open } = fsx;
+const { pread, fstat, fsync, open } = fsx;
 const K = N.K;
 
 export interface LocalExportOptions {
@@ -80,14 +80,15 @@ const PRE_OP_FRESH_MS = 1000;
 
 interface Resolved {
   id: HandleId;
-  path: string;
+  /** Its path below the export root ('.' for the root): opened beneath the root's descriptor, never as an absolute path. */
+  rel: string;
   st: LocalStat;
   attr: Fattr3;
 }
 
 interface Listing {
   key: string;
-  entries: Array<{ cookie: bigint; name: string }>;
+  entries: Array<{ cookie: bigint; name: string; ino: bigint }>;
 }
 
 /**
@@ -207,8 +208,7 @@ export class LocalExport implements Backend {
    * holding a handle needs no search permission on the directories above.
    */
   private async dirFd(d: Resolved): Promise<number> {
-    const rel = d.id.ino === this.rootId.ino ? '.' : path.relative(this.root, d.path);
-    const fd = await N.openat2(this.rootFd, rel, K.O_PATH | K.O_DIRECTORY | K.O_NOFOLLOW, 0, N.self());
+    const fd = await N.openat2(this.rootFd, d.rel, K.O_PATH | K.O_DIRECTORY | K.O_NOFOLLOW, 0, N.self());
     try {
       const x = await N.statx(fd, '', K.AT_EMPTY_PATH, N.self());
       if (x.ino !== d.id.ino || x.btimeNs !== d.id.gen) throw new FsError('STALE', 'directory replaced');
@@ -221,8 +221,7 @@ export class LocalExport implements Backend {
 
   /** Run `fn` with an O_PATH descriptor of object `o` (a symlink itself, not its target), closed afterwards. */
   private async withObject<T>(o: Resolved, fn: (fd: number) => Promise<T>): Promise<T> {
-    const rel = o.id.ino === this.rootId.ino ? '.' : path.relative(this.root, o.path);
-    const fd = await N.openat2(this.rootFd, rel, K.O_PATH | K.O_NOFOLLOW, 0, N.self());
+    const fd = await N.openat2(this.rootFd, o.rel, K.O_PATH | K.O_NOFOLLOW, 0, N.self());
     try {
       const x = await N.statx(fd, '', K.AT_EMPTY_PATH, N.self());
       if (x.ino !== o.id.ino || x.btimeNs !== o.id.gen) throw new FsError('STALE', 'object replaced');
@@ -259,9 +258,31 @@ export class LocalExport implements Backend {
     return this.codec.encode({ ino: st.ino, gen: st.birthtimeNs });
   }
 
-  /** Every stat refreshes the attribute cache. */
-  private async lstat(p: string): Promise<LocalStat> {
-    const st = await fsx.lstat(p);
+  /**
+   * The object at `rel` below the root (a symlink itself), opened beneath
+   * the root's descriptor and statted through it in one native job: no
+   * absolute path, so no PATH_MAX but the kernel's per open (and longer
+   * paths in pieces), and a symlink swapped in by a local user never leads
+   * out. Every stat refreshes the attribute cache.
+   */
+  private async lstat(rel: string): Promise<LocalStat> {
+    const st = new StatxStats(await N.statOf(this.rootFd, { rel, ino: 0n, gen: 0n }, false));
+    this.ac.put(st);
+    return st;
+  }
+
+  /** `name` in resolved directory `d`, through the directory's descriptor (one native job), not followed. */
+  private async statIn(d: Resolved, name: string): Promise<LocalStat> {
+    const x = (await N.statNames(this.rootFd, this.ref(d), [name])).list[0];
+    if (typeof x === 'number') throw errnoError(-x, 'statx', name);
+    const st = new StatxStats(x);
+    this.ac.put(st);
+    return st;
+  }
+
+  /** `name` in the directory descriptor `dfd`, not followed (the object in that very directory). */
+  private async statAt(dfd: number, name: string): Promise<LocalStat> {
+    const st = new StatxStats(await N.statx(dfd, name, K.AT_SYMLINK_NOFOLLOW, N.self()));
     this.ac.put(st);
     return st;
   }
@@ -276,12 +297,12 @@ export class LocalExport implements Backend {
     return st.ino === id.ino && st.birthtimeNs === id.gen;
   }
 
-  /** The path the name table gives for an inode (no I/O). */
+  /** The path below the root the name table gives for an inode (no I/O). */
   private tablePath(ino: bigint): string | undefined {
     const parts: string[] = [];
     let cur = ino;
     for (let depth = 0; depth < 4096; depth++) {
-      if (cur === this.rootId.ino) return parts.length ? path.join(this.root, ...parts.reverse()) : this.root;
+      if (cur === this.rootId.ino) return parts.length ? parts.reverse().join('/') : '.';
       const e = this.table.get(cur);
       if (!e) return undefined;
       parts.push(e.name);
@@ -293,16 +314,17 @@ export class LocalExport implements Backend {
   /** Handle → verified path and attributes; STALE if the object is gone. */
   private async resolve(fh: Buffer): Promise<Resolved> {
     const id = this.codec.decode(fh);
-    let p = id.ino === this.rootId.ino ? this.root : this.tablePath(id.ino);
+    let p = id.ino === this.rootId.ino ? '.' : this.tablePath(id.ino);
     const cached = this.ac.get(id.ino);
-    if (p !== undefined && cached && this.matches(cached, id)) return { id, path: p, st: cached, attr: toFattr(cached, this.fsid) };
+    if (p !== undefined && cached && this.matches(cached, id)) return { id, rel: p, st: cached, attr: toFattr(cached, this.fsid) };
     if (p !== undefined) {
       try {
         const st = await this.lstat(p);
-        if (this.matches(st, id)) return { id, path: p, st, attr: toFattr(st, this.fsid) };
+        if (this.matches(st, id)) return { id, rel: p, st, attr: toFattr(st, this.fsid) };
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
-        if (code !== 'ENOENT' && code !== 'ENOTDIR') throw toFsError(e, 'resolve');
+        // Not there (moved, or a directory on the way swapped for a symlink that leads out or elsewhere): search.
+        if (code !== 'ENOENT' && code !== 'ENOTDIR' && code !== 'EXDEV' && code !== 'ELOOP') throw toFsError(e, 'resolve');
       }
     }
     if (id.ino === this.rootId.ino) throw new FsError('STALE', 'export root is gone');
@@ -310,7 +332,7 @@ export class LocalExport implements Backend {
     if (p === undefined) throw new FsError('STALE', 'stale file handle');
     const st = await this.lstat(p).catch(() => undefined);
     if (!st || !this.matches(st, id)) throw new FsError('STALE', 'stale file handle');
-    return { id, path: p, st, attr: toFattr(st, this.fsid) };
+    return { id, rel: p, st, attr: toFattr(st, this.fsid) };
   }
 
   private async resolveDir(fh: Buffer): Promise<Resolved> {
@@ -334,21 +356,27 @@ export class LocalExport implements Backend {
   }
 
   private async scanFor(id: HandleId): Promise<string | undefined> {
-    const queue: Array<{ path: string; ino: bigint }> = [{ path: this.root, ino: this.rootId.ino }];
+    // By descriptor and name (native readdirOf + statNames): the same confinement as every other read.
+    const queue: Array<{ rel: string; ino: bigint; gen: bigint }> = [{ rel: '.', ino: this.rootId.ino, gen: this.rootId.gen }];
     let seen = 0;
     while (queue.length && seen < MAX_LOCATE_SCAN) {
       const dir = queue.shift()!;
       let names: string[];
+      let sts: Array<N.Statx | number>;
       try {
-        names = await fsx.readdir(dir.path);
+        names = (await N.readdirOf(this.rootFd, dir)).names;
+        sts = (await N.statNames(this.rootFd, dir, names)).list;
       } catch {
         continue;
       }
-      for (const name of names) {
+      for (let i = 0; i < names.length; i++) {
+        const name = names[i];
         seen++;
-        const p = path.join(dir.path, name);
-        const st = await this.lstat(p).catch(() => undefined);
-        if (!st) continue;
+        const p = dir.rel === '.' ? name : `${dir.rel}/${name}`;
+        const x = sts[i];
+        if (typeof x === 'number') continue;
+        const st = new StatxStats(x);
+        this.ac.put(st);
         if (st.ino === id.ino) {
           if (st.birthtimeNs !== id.gen) return undefined;
           this.learn(st, dir.ino, name);
@@ -356,7 +384,7 @@ export class LocalExport implements Backend {
         }
         if (st.isDirectory()) {
           this.learn(st, dir.ino, name);
-          queue.push({ path: p, ino: st.ino });
+          queue.push({ rel: p, ino: st.ino, gen: st.birthtimeNs });
         }
       }
     }
@@ -383,9 +411,9 @@ export class LocalExport implements Backend {
     if (name === '.' || name === '..') throw new FsError('EXIST', `"${name}" cannot be created or removed`);
   }
 
-  private async attrOf(p: string): Promise<Fattr3 | undefined> {
+  private async attrOf(rel: string): Promise<Fattr3 | undefined> {
     try {
-      return toFattr(await this.lstat(p), this.fsid);
+      return toFattr(await this.lstat(rel), this.fsid);
     } catch {
       return undefined;
     }
@@ -397,13 +425,13 @@ export class LocalExport implements Backend {
       return await fn();
     } catch (e) {
       const err = toFsError(e, what);
-      err.wcc ??= { before: toWccAttr(d.st), after: await this.attrOf(d.path) };
+      err.wcc ??= { before: toWccAttr(d.st), after: await this.attrOf(d.rel) };
       throw err;
     }
   }
 
   private async dirWcc(d: Resolved): Promise<WccData> {
-    return { before: toWccAttr(d.st), after: await this.attrOf(d.path) };
+    return { before: toWccAttr(d.st), after: await this.attrOf(d.rel) };
   }
 
   private invalidateListing(dirIno: bigint): void {
@@ -444,7 +472,7 @@ export class LocalExport implements Backend {
     const before = toWccAttr(o.st);
     const fail = async (e: unknown): Promise<never> => {
       const err = toFsError(e, 'setattr');
-      err.wcc ??= { before, after: await this.attrOf(o.path) };
+      err.wcc ??= { before, after: await this.attrOf(o.rel) };
       throw err;
     };
     try {
@@ -467,9 +495,11 @@ export class LocalExport implements Backend {
       }
 
       if (attrs.size !== undefined) {
-        await this.fds.with(o.id.ino, true, (w) => this.openFile(o.path, o.id, w), async (fd) => {
-          await this.dropPrivs(fd, cred);
-          await fsx.ftruncate(fd, attrs.size!);
+        // As the caller: the kernel clears the set-ID bits a truncate by someone without CAP_FSETID clears.
+        await this.fds.with(o.id.ino, true, (w) => this.openFile(o.rel, o.id, w), async (fd) => {
+          const x = await N.ftruncateAs(fd, attrs.size!, this.as(cred));
+          if (x) this.took(x);
+          this.fds.forgetStat(o.id.ino);
         });
       }
       if (plan.chown || plan.mode !== undefined || times) {
@@ -503,51 +533,88 @@ export class LocalExport implements Backend {
     } catch (e) {
       return fail(e);
     }
-    return { before, after: await this.attrOf(o.path) };
+    return { before, after: await this.attrOf(o.rel) };
   }
 
+  /**
+   * LOOKUP by directory descriptor and name: ONE native job opens the
+   * directory beneath the root (checked against the handle) and statxes the
+   * name through it as the caller, so the kernel checks search permission
+   * (ACLs included) and nothing outside the export can be described. The
+   * attribute cache answers a repeated lookup without a trip.
+   */
   async lookup(cred0: Credentials, dirFh: Buffer, name: string): Promise<{ fh: Buffer; attr?: Fattr3; dirAttr?: Fattr3 }> {
     const cred = this.eff(cred0);
-    // Fast path: stat the directory and the name at once when the table knows where the directory is.
     const id = this.codec.decode(dirFh);
-    const dp = id.ino === this.rootId.ino ? this.root : this.tablePath(id.ino);
+    const dp = id.ino === this.rootId.ino ? '.' : this.tablePath(id.ino);
     if (dp !== undefined && name !== '.' && name !== '..' && !this.nameProblem(name)) {
       const dc = this.ac.get(id.ino);
       const ci = dc && this.matches(dc, id) ? this.ac.child(id.ino, name) : undefined;
       const cc = ci !== undefined ? this.ac.get(ci) : undefined;
       if (dc && cc) {
         const dirAttr = toFattr(dc, this.fsid);
-        if ((permBits(cred, dirAttr) & X) === 0) throw new FsError('ACCES', 'lookup: permission denied', { attr: dirAttr });
+        if ((permBits(cred, dirAttr) & X) === 0) await this.requireSearch(cred, { id, rel: dp, st: dc, attr: dirAttr });
         return { fh: this.handleOf(cc), attr: toFattr(cc, this.fsid), dirAttr };
       }
-      const [ds, cs] = await Promise.allSettled([this.lstat(dp), this.lstat(path.join(dp, name))]);
-      if (ds.status === 'fulfilled' && this.matches(ds.value, id) && ds.value.isDirectory()) {
-        const dirAttr = toFattr(ds.value, this.fsid);
-        if ((permBits(cred, dirAttr) & X) === 0) throw new FsError('ACCES', 'lookup: permission denied', { attr: dirAttr });
-        if (cs.status === 'rejected') throw Object.assign(toFsError(cs.reason, 'lookup'), { attr: dirAttr });
-        const st = cs.value;
+      try {
+        const r = await N.lookupIn(this.rootFd, { rel: dp, ino: id.ino, gen: id.gen }, name, this.as(cred));
+        const ds = this.took(r.dir);
+        const dirAttr = toFattr(ds, this.fsid);
+        if (!ds.isDirectory()) throw new FsError('NOTDIR', 'not a directory', { attr: dirAttr });
+        // A server that is not root looks up as itself: the mode bits decide (permissions.ts).
+        if (!this.serverIsRoot && (permBits(cred, dirAttr) & X) === 0) throw new FsError('ACCES', 'lookup: permission denied', { attr: dirAttr });
+        const st = this.took(r.obj);
         this.learn(st, id.ino, name);
         return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirAttr };
+      } catch (e) {
+        const x = (e as { dir?: N.Statx }).dir;
+        // The directory was read and checked: the name's failure is the answer (ENOENT, EACCES as the caller...).
+        if (x) {
+          const dirAttr = toFattr(this.took(x), this.fsid);
+          // A server that is not root looked up as itself: without search permission the caller learns nothing.
+          if (!this.serverIsRoot && (permBits(cred, dirAttr) & X) === 0) throw new FsError('ACCES', 'lookup: permission denied', { attr: dirAttr });
+          throw Object.assign(toFsError(e, 'lookup'), { attr: dirAttr });
+        }
+        if (e instanceof FsError) throw e;
+        // The directory is not where the table says: resolve the handle the long way.
       }
     }
     const d = await this.resolveDir(dirFh);
     try {
       this.checkName(name);
-      require(cred, d.attr, X, 'lookup');
+      await this.requireSearch(cred, d);
       if (name === '.') return { fh: dirFh, attr: d.attr, dirAttr: d.attr };
       if (name === '..') {
-        const pp = d.id.ino === this.rootId.ino ? this.root : path.dirname(d.path);
-        const st = await this.lstat(pp);
+        const st = await this.parentOf(d);
         return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirAttr: d.attr };
       }
-      const st = await this.lstat(path.join(d.path, name));
+      const r = await N.lookupIn(this.rootFd, this.ref(d), name, this.as(cred));
+      const st = this.took(r.obj);
       this.learn(st, d.id.ino, name);
-      return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirAttr: d.attr };
+      return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirAttr: toFattr(this.took(r.dir), this.fsid) };
     } catch (e) {
       const err = toFsError(e, 'lookup');
       err.attr ??= d.attr;
       throw err;
     }
+  }
+
+  /**
+   * Search permission on directory `d`: the mode bits first (free); where
+   * they say no, a root server asks the kernel as the caller (faccessat2
+   * AT_EACCESS, so POSIX ACLs count), a server that is not root refuses.
+   */
+  private async requireSearch(cred: Credentials, d: Resolved): Promise<void> {
+    return this.requireDirBits(cred, d, X, 'lookup');
+  }
+
+  private async requireDirBits(cred: Credentials, d: Resolved, want: number, what: string): Promise<void> {
+    if ((permBits(cred, d.attr) & want) === want) return;
+    if (this.serverIsRoot) {
+      const r = await N.accessOf(this.rootFd, this.ref(d), cred).catch(() => undefined);
+      if (r && (r.mask & want) === want) return;
+    }
+    throw new FsError('ACCES', `${what}: permission denied`, { attr: d.attr });
   }
 
   async access(cred0: Credentials, fh: Buffer, mask: number): Promise<{ access: number; attr?: Fattr3 }> {
@@ -569,7 +636,9 @@ export class LocalExport implements Backend {
     const o = await this.resolve(fh);
     if (o.attr.type !== FType.LNK) throw new FsError('INVAL', 'not a symbolic link', { attr: o.attr });
     try {
-      return { path: await fsx.readlink(o.path), attr: o.attr };
+      // Through the symlink's own O_PATH descriptor, opened beneath the root and checked (one job).
+      const r = await N.readlinkOf(this.rootFd, this.ref(o));
+      return { path: r.target, attr: toFattr(this.took(r.obj), this.fsid) };
     } catch (e) {
       throw Object.assign(toFsError(e, 'readlink'), { attr: o.attr });
     }
@@ -580,10 +649,9 @@ export class LocalExport implements Backend {
    * directory swapped for a symlink cannot lead out), never following a
    * symlink, and check it is still the handle's object.
    */
-  private async openFile(p: string, id: HandleId, writable: boolean): Promise<{ fd: number; writable: boolean }> {
+  private async openFile(rel: string, id: HandleId, writable: boolean): Promise<{ fd: number; writable: boolean }> {
     let fd: number;
     let w = writable || !this.opts.readOnly;
-    const rel = path.relative(this.root, p);
     try {
       fd = await N.openat2(this.rootFd, rel, (w ? K.O_RDWR : K.O_RDONLY) | K.O_NOFOLLOW, 0, N.self());
     } catch (e) {
@@ -605,7 +673,7 @@ export class LocalExport implements Backend {
   private async withFile<T>(o: Resolved, writable: boolean, what: string, fn: (fd: number) => Promise<T>): Promise<T> {
     if (o.attr.type === FType.DIR) throw new FsError('ISDIR', `${what}: is a directory`, { attr: o.attr });
     if (o.attr.type !== FType.REG) throw new FsError('INVAL', `${what}: not a regular file`, { attr: o.attr });
-    return this.fds.with(o.id.ino, writable, (w) => this.openFile(o.path, o.id, w), fn);
+    return this.fds.with(o.id.ino, writable, (w) => this.openFile(o.rel, o.id, w), fn);
   }
 
   async read(cred0: Credentials, fh: Buffer, offset: number, count: number): Promise<ReadResult> {
@@ -682,7 +750,7 @@ export class LocalExport implements Backend {
       return await this.withFile(o, true, 'write', (fd) => this.writeFd(fd, o.id, cred, offset, data, stable, { st: o.st, at: Date.now() }));
     } catch (e) {
       const err = toFsError(e, 'write');
-      err.wcc ??= { before: toWccAttr(o.st), after: await this.attrOf(o.path) };
+      err.wcc ??= { before: toWccAttr(o.st), after: await this.attrOf(o.rel) };
       throw err;
     }
   }
@@ -697,17 +765,12 @@ export class LocalExport implements Backend {
     try {
       if (!pre) pre = await fstat(fd);
       await this.requireDataAccess(cred, toFattr(pre, this.fsid), W, 'write', fd);
-      await this.dropPrivs(fd, cred, pre);
-      let done = 0;
-      while (done < data.length) {
-        const r = await pwrite(fd, data, done, data.length - done, offset + done);
-        done += r.bytesWritten;
-      }
-      if (stable === StableHow.FILE_SYNC) await fsync(fd);
-      else if (stable === StableHow.DATA_SYNC) await fdatasync(fd);
-      let st = await fstat(fd);
-      // The pre-op attributes may be a second old: a set-ID bit set since then goes now.
-      if (await this.dropPrivs(fd, cred, st)) st = await fstat(fd);
+      // One job, as the caller: the kernel clears the set-ID bits a write by someone without CAP_FSETID
+      // clears (root's own writes keep them), syncs as asked and statxes the file for the reply.
+      const sync = stable === StableHow.FILE_SYNC ? 'file' : stable === StableHow.DATA_SYNC ? 'data' : 'none';
+      const r = await N.pwriteAs(fd, data, offset, sync, this.as(cred));
+      const done = r.written;
+      const st = r.obj ? new StatxStats(r.obj) : await fstat(fd);
       const after = this.checkOpen(st, id, last);
       return { wcc: { before: toWccAttr(pre), after }, count: done, committed: stable, verf: this.verifier };
     } catch (e) {
@@ -715,24 +778,6 @@ export class LocalExport implements Backend {
       err.wcc ??= { before: pre && toWccAttr(pre), after: await fstat(fd).then((s) => toFattr(s, this.fsid)).catch(() => undefined) };
       throw err;
     }
-  }
-
-  /**
-   * A write or truncate by a non-root caller first clears the set-ID bits the
-   * kernel would (ownership.ts killOnWrite); the server itself is root, so
-   * the kernel does not. `hint` (possibly stale attributes) saves the fstat
-   * when it shows no set-ID bit. True if the mode changed.
-   */
-  private async dropPrivs(fd: number, cred: Credentials, hint?: LocalStat): Promise<boolean> {
-    if (cred.uid === 0) return false;
-    const kill = (st: LocalStat) => (st.isFile() ? killOnWrite(cred, { type: FType.REG, mode: Number(st.mode & 0o7777n), gid: Number(st.gid) }) : 0);
-    if (hint && !kill(hint)) return false;
-    const st = await fstat(fd);
-    const k = kill(st);
-    if (!k) return false;
-    await fsx.fchmod(fd, Number(st.mode & 0o7777n) & ~k);
-    this.fds.forgetStat(st.ino);
-    return true;
   }
 
   private async prepareCreate(cred: Credentials, dirFh: Buffer, name: string): Promise<Resolved> {
@@ -757,19 +802,10 @@ export class LocalExport implements Backend {
     return newObject(cred, d.attr, type, attrs, defMode).mode;
   }
 
-  /**
-   * `name` in the directory descriptor `dfd`, by the descriptor's /proc magic
-   * link: the object in that very directory, wherever a local user has moved
-   * or swapped the directory's path meanwhile.
-   */
-  private at(dfd: number, name: string): string {
-    return `/proc/self/fd/${dfd}/${name}`;
-  }
-
   /** The reply for an object just made (or found) as `name` in directory descriptor `dfd`. */
   private async created(d: Resolved, name: string, dfd: number): Promise<NewObject> {
     this.invalidateListing(d.id.ino);
-    const st = await this.lstat(this.at(dfd, name));
+    const st = await this.statAt(dfd, name);
     this.learn(st, d.id.ino, name);
     return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirWcc: await this.dirWcc(d) };
   }
@@ -778,7 +814,7 @@ export class LocalExport implements Backend {
 
   /** Object `d` as a one-trip job opens and checks it: beneath the root, by the handle's inode and birth time. */
   private ref(d: Resolved): N.DirRef {
-    return { rel: d.id.ino === this.rootId.ino ? '.' : path.relative(this.root, d.path), ino: d.id.ino, gen: d.id.gen };
+    return { rel: d.rel, ino: d.id.ino, gen: d.id.gen };
   }
 
   /** A statx a one-trip job made, as the cache's stat (cached: it is the freshest there is). */
@@ -885,7 +921,7 @@ export class LocalExport implements Backend {
           fd = await N.openat2(dfd, name, flags, this.newMode(cred, d, FType.REG, attrs, 0o644), this.as(cred));
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-          const st = await this.lstat(this.at(dfd, name));
+          const st = await this.statAt(dfd, name);
           if (how.mode === 'exclusive') {
             // A retransmitted EXCLUSIVE create finds its own file by the verifier kept in its times.
             const v = exclusiveTimes(how.verf);
@@ -902,8 +938,8 @@ export class LocalExport implements Backend {
         let adopted = false;
         try {
           if (isNew) await this.giveAway(fd, '', cred, attrs);
-          else if (attrs?.size !== undefined) await this.dropPrivs(fd, cred);
-          if (attrs?.size !== undefined) await fsx.ftruncate(fd, attrs.size);
+          // An existing file truncated as the caller: the kernel clears its set-ID bits as for a write.
+          if (attrs?.size !== undefined) await (isNew ? fsx.ftruncate(fd, attrs.size) : N.ftruncateAs(fd, attrs.size, this.as(cred)));
           if (how.mode === 'exclusive') {
             const v = exclusiveTimes(how.verf);
             await N.utimensat(fd, '', { sec: v.atime, nsec: 0 }, { sec: v.mtime, nsec: 0 }, 0, N.self());
@@ -911,7 +947,7 @@ export class LocalExport implements Backend {
             await N.utimensat(fd, '', setTime(attrs.atime), setTime(attrs.mtime), 0, N.self());
           }
           this.invalidateListing(d.id.ino);
-          const [st, dir] = await Promise.all([fstat(fd), this.attrOf(d.path)]);
+          const [st, dir] = await Promise.all([fstat(fd), this.attrOf(d.rel)]);
           this.ac.put(st);
           this.learn(st, d.id.ino, name);
           adopted = this.fds.adopt(st.ino, fd, true);
@@ -984,7 +1020,7 @@ export class LocalExport implements Backend {
       if (!this.serverIsRoot) {
         // A server that is not root acts as itself: the TypeScript rules decide.
         require(cred, d.attr, W | X, 'remove');
-        const st = (ci !== undefined && this.ac.get(ci)) || (await this.lstat(path.join(d.path, name)));
+        const st = (ci !== undefined && this.ac.get(ci)) || (await this.statIn(d, name));
         requireSticky(cred, d.attr, toFattr(st, this.fsid), 'remove');
         if (dir && !st.isDirectory()) throw new FsError('NOTDIR', 'not a directory');
         if (!dir && st.isDirectory()) throw new FsError('ISDIR', 'is a directory');
@@ -1034,11 +1070,9 @@ export class LocalExport implements Backend {
       // A server that is not root acts as itself: the TypeScript rules decide.
       require(cred, f.attr, W | X, 'rename');
       require(cred, t.attr, W | X, 'rename');
-      const src = path.join(f.path, fromName);
-      const dst = path.join(t.path, toName);
-      const st = await this.lstat(src);
+      const st = await this.statIn(f, fromName);
       requireSticky(cred, f.attr, toFattr(st, this.fsid), 'rename');
-      const old = await this.lstat(dst).catch(() => undefined);
+      const old = await this.statIn(t, toName).catch(() => undefined);
       if (old) {
         requireSticky(cred, t.attr, toFattr(old, this.fsid), 'rename');
         if (old.ino === st.ino) return { fromWcc: await this.dirWcc(f), toWcc: await this.dirWcc(t) };
@@ -1047,7 +1081,7 @@ export class LocalExport implements Backend {
       }
       if (st.isDirectory()) {
         // A directory may not move into its own subtree.
-        const rel = path.relative(src, t.path);
+        const rel = path.relative(path.join(f.rel, fromName), t.rel);
         if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) throw new FsError('INVAL', 'cannot move a directory into itself');
       }
       const as = this.as(cred);
@@ -1119,10 +1153,10 @@ export class LocalExport implements Backend {
       // By the source's name in its own directory (linkat with AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH,
       // which the caller does not have), as the caller: the kernel applies protected_hardlinks.
       await this.inDir(d, async (tfd) => {
-        const rel = path.relative(this.root, path.dirname(o.path)) || '.';
+        const rel = path.dirname(o.rel);
         const sfd = await N.openat2(this.rootFd, rel, K.O_PATH | K.O_DIRECTORY | K.O_NOFOLLOW, 0, N.self());
         try {
-          await N.linkat(sfd, path.basename(o.path), tfd, name, this.as(cred));
+          await N.linkat(sfd, path.basename(o.rel), tfd, name, this.as(cred));
           const x = await N.statx(tfd, name, K.AT_SYMLINK_NOFOLLOW, N.self());
           if (x.ino !== o.id.ino || x.btimeNs !== o.id.gen) {
             // The source name was replaced since we resolved the handle: undo, the handle is stale.
@@ -1134,10 +1168,10 @@ export class LocalExport implements Backend {
         }
       });
       this.invalidateListing(d.id.ino);
-      return { attr: await this.attrOf(o.path), dirWcc: await this.dirWcc(d) };
+      return { attr: await this.attrOf(o.rel), dirWcc: await this.dirWcc(d) };
     } catch (e) {
       const err = toFsError(e, 'link');
-      err.attr ??= await this.attrOf(o.path);
+      err.attr ??= await this.attrOf(o.rel);
       err.wcc ??= await this.dirWcc(d);
       throw err;
     }
@@ -1150,11 +1184,15 @@ export class LocalExport implements Backend {
    * it saw, with no server-side cursor to lose. The verifier is informational.
    */
   private async listing(d: Resolved): Promise<Listing> {
-    const key = `${d.st.mtimeNs}:${d.st.ctimeNs}:${d.st.size}`;
+    // The directory as it is now (one small job), not as the attribute cache last saw it: a name a local
+    // program removed since must not be listed from a stale listing (no stat per name vouches for it any more).
+    const now = this.took(await N.statOf(this.rootFd, this.ref(d)));
+    const key = `${now.mtimeNs}:${now.ctimeNs}:${now.size}`;
     const cached = this.listings.get(d.id.ino);
     if (cached && cached.key === key) return cached;
-    const names = await fsx.readdir(d.path);
-    const entries = names.map((name) => ({ cookie: nameCookie(name), name }));
+    // getdents64 on a descriptor opened beneath the root and checked (one native job): names and inode numbers.
+    const r = await N.readdirOf(this.rootFd, this.ref(d));
+    const entries = r.names.map((name, i) => ({ cookie: nameCookie(name), name, ino: r.inos[i] }));
     entries.sort((a, b) => (a.cookie < b.cookie ? -1 : a.cookie > b.cookie ? 1 : 0));
     const l = { key, entries };
     this.listings.set(d.id.ino, l);
@@ -1181,14 +1219,14 @@ export class LocalExport implements Backend {
   }
 
   private async parentOf(d: Resolved): Promise<LocalStat> {
-    return d.id.ino === this.rootId.ino ? d.st : this.lstat(path.dirname(d.path));
+    return d.id.ino === this.rootId.ino ? d.st : this.lstat(path.dirname(d.rel));
   }
 
   async readdir(cred0: Credentials, dirFh: Buffer, cookie: bigint, _verf: Buffer, count: number): Promise<DirPage<DirEntry>> {
     const cred = this.eff(cred0);
     const d = await this.resolveDir(dirFh);
     try {
-      require(cred, d.attr, R, 'readdir');
+      await this.requireDirBits(cred, d, R, 'readdir');
       const l = await this.listing(d);
       let budget = count - 128;
       const out: DirEntry[] = [];
@@ -1203,18 +1241,11 @@ export class LocalExport implements Backend {
       if (cookie < COOKIE_DOT) full = !take({ fileid: d.st.ino, name: '.', cookie: COOKIE_DOT });
       if (!full && cookie < COOKIE_DOTDOT) full = !take({ fileid: (await this.parentOf(d)).ino, name: '..', cookie: COOKIE_DOTDOT });
       let i = this.startIndex(l, cookie);
+      // The inode numbers getdents64 gave: no stat per name.
       while (!full && i < l.entries.length) {
-        // Stat a batch of names for their inode numbers; skip names removed since the listing.
-        const batch = l.entries.slice(i, i + 64);
-        const sts = await Promise.all(batch.map((e) => this.lstat(path.join(d.path, e.name)).catch(() => undefined)));
-        for (let k = 0; k < batch.length; k++) {
-          const st = sts[k];
-          if (st && !take({ fileid: st.ino, name: batch[k].name, cookie: batch[k].cookie })) {
-            full = true;
-            break;
-          }
-          i++;
-        }
+        const e = l.entries[i];
+        if (take({ fileid: e.ino, name: e.name, cookie: e.cookie })) i++;
+        else full = true;
       }
       if (out.length === 0 && i < l.entries.length) throw new FsError('TOOSMALL', 'READDIR count too small');
       return { dirAttr: d.attr, verf: this.cookieVerf(d), entries: out, eof: !full && i >= l.entries.length };
@@ -1227,7 +1258,7 @@ export class LocalExport implements Backend {
     const cred = this.eff(cred0);
     const d = await this.resolveDir(dirFh);
     try {
-      require(cred, d.attr, R, 'readdirplus');
+      await this.requireDirBits(cred, d, R, 'readdirplus');
       const l = await this.listing(d);
       let budget = maxcount - 256;
       let names = dircount > 0 ? dircount : maxcount;
@@ -1246,11 +1277,14 @@ export class LocalExport implements Backend {
       if (!full && cookie < COOKIE_DOTDOT) full = !take('..', COOKIE_DOTDOT, await this.parentOf(d));
       let i = this.startIndex(l, cookie);
       while (!full && i < l.entries.length) {
+        // A batch of names statted through the directory's descriptor in one native job; names removed since the listing are skipped.
         const batch = l.entries.slice(i, i + 64);
-        const sts = await Promise.all(batch.map((e) => this.lstat(path.join(d.path, e.name)).catch(() => undefined)));
+        const xs = (await N.statNames(this.rootFd, this.ref(d), batch.map((e) => e.name))).list;
         for (let k = 0; k < batch.length; k++) {
-          const st = sts[k];
+          const x = xs[k];
+          const st = typeof x === 'number' ? undefined : new StatxStats(x);
           if (st) {
+            this.ac.put(st);
             if (!take(batch[k].name, batch[k].cookie, st)) {
               full = true;
               break;
@@ -1314,7 +1348,7 @@ export class LocalExport implements Backend {
     try {
       if (o.attr.type !== FType.REG) throw new FsError('INVAL', 'COMMIT of a non-regular file');
       await this.withFile(o, false, 'commit', (fd) => fsync(fd));
-      return { wcc: { before, after: await this.attrOf(o.path) }, verf: this.verifier };
+      return { wcc: { before, after: await this.attrOf(o.rel) }, verf: this.verifier };
     } catch (e) {
       const err = toFsError(e, 'commit');
       err.wcc ??= { before, after: o.attr };

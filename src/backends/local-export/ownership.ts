@@ -124,18 +124,6 @@ export function planSetattr(cred: Credentials, a: Fattr3, attrs: Sattr3): Setatt
   return plan;
 }
 
-/**
- * The set-ID bits a write or truncate by `cred` must clear first (0: none),
- * on regular files of non-root callers: S_ISUID; S_ISGID if group-executable
- * or if the caller is not in the file's group (setattr_should_drop_suidgid).
- */
-export function killOnWrite(cred: Credentials, a: { type: FType; mode: number; gid: number }): number {
-  if (isRoot(cred) || a.type !== FType.REG) return 0;
-  let kill = a.mode & S_ISUID;
-  if (a.mode & S_ISGID && (a.mode & S_IXGRP || !inGroup(cred, a.gid))) kill |= S_ISGID;
-  return kill;
-}
-
 /** protected_hardlinks (may_linkat): EPERM unless the caller owns `a` or it is a safe source. */
 export function requireHardlinkSource(cred: Credentials, a: Fattr3): void {
   if (isRoot(cred) || cred.uid === a.uid) return;
