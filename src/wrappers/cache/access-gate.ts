@@ -60,6 +60,13 @@ export class AccessGate {
   }
 
   /** The server answered an ACCESS of the client's own (asked with `mask`, granted `access`), sent at `at`. */
+  /** Forget what was seen for `fh` (absent: for every file): its permissions may have changed elsewhere. */
+  forget(fh?: Buffer): void {
+    if (!fh) return this.seen.clear();
+    const p = `${fh.toString('hex')}|`;
+    for (const k of this.seen.keys()) if (k.startsWith(p)) this.seen.delete(k);
+  }
+
   note(cred: Credentials, fh: Buffer, mask: number, access: number, at: number): void {
     if (mask & ACCESS3_READ) this.remember(key(cred, fh), (access & ACCESS3_READ) !== 0, at);
   }
