@@ -35,6 +35,7 @@ export class ChangePoller {
   private readonly roots = new Map<string, Root>();
   private timer?: NodeJS.Timeout;
   private round?: Promise<void>;
+  private ticking = false;
   private stopped = true;
   /** Date.now() when the last round whose every call succeeded was sent (0: none yet). */
   private syncedAt = 0;
@@ -75,22 +76,36 @@ export class ChangePoller {
     await this.round;
   }
 
-  /** Run a round now (unless one is running), then keep the period from its start. */
+  /** Run a round now (after the one running, if any), then keep the period from its start. */
   private kick(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.round) return; // the running round schedules the next
+    if (this.ticking) return; // the running timed round schedules the next
+    this.ticking = true;
     const started = Date.now();
-    this.round = this.pollAll().finally(() => {
-      this.round = undefined;
+    void this.pollAll().finally(() => {
+      this.ticking = false;
       if (this.stopped) return;
       this.timer = setTimeout(() => this.kick(), Math.max(0, started + this.periodMs() - Date.now()));
       this.timer.unref();
     });
   }
 
-  /** One round: every export once. Exported for tests and `gvfs` middleware orders (poll now). */
-  async pollAll(): Promise<void> {
+  /**
+   * One round: every export once. Rounds never overlap (each asks from the
+   * number the previous one got); the timer runs them, and so may tests and
+   * orders that want the cache caught up now.
+   */
+  pollAll(): Promise<void> {
+    const r = (this.round ?? Promise.resolve()).then(() => this.roundNow());
+    this.round = r;
+    void r.finally(() => {
+      if (this.round === r) this.round = undefined;
+    });
+    return r;
+  }
+
+  private async roundNow(): Promise<void> {
     if (!this.roots.size) return;
     const sent = Date.now();
     let ok = true;
