@@ -76,6 +76,8 @@ export interface CacheStats extends CounterSnapshot {
   pollResets: number;
   pollFailures: number;
   pollInSync: boolean;
+  /** Exports the poll model asks about each round (one CHANGES_SINCE each). */
+  pollExports: number;
   ordersInvalidated: number;
 }
 
@@ -840,6 +842,7 @@ export class CacheBackend extends PassthroughBackend {
       pollResets: this.poller?.c.resets ?? 0,
       pollFailures: this.poller?.c.pollFailures ?? 0,
       pollInSync: this.poller?.inSync() ?? false,
+      pollExports: this.poller?.exports ?? 0,
     };
   }
 

@@ -36,6 +36,8 @@ export class ChangePoller {
   private timer?: NodeJS.Timeout;
   private round?: Promise<void>;
   private ticking = false;
+  /** Mount roots found to be in an export already polled (bounded: one per distinct mount path). */
+  private readonly covered = new Set<string>();
   private stopped = true;
   /** Date.now() when the last round whose every call succeeded was sent (0: none yet). */
   private syncedAt = 0;
@@ -50,11 +52,17 @@ export class ChangePoller {
   /** Poll the export `root` belongs to from now on (the cache calls this on every MOUNT). */
   add(root: Buffer, cred: Credentials): void {
     const k = root.toString('hex');
-    if (this.roots.has(k)) return;
+    if (this.roots.has(k) || this.covered.has(k)) return;
+    // (A sub-directory of an export already polled is recognised by its first answer and dropped.)
     this.roots.set(k, { fh: Buffer.from(root), cred, boot: Buffer.alloc(0), seq: 0n });
     // A new export is not in sync until it has been polled once.
     this.syncedAt = 0;
     if (!this.stopped) this.kick();
+  }
+
+  /** Exports polled per round. */
+  get exports(): number {
+    return this.roots.size;
   }
 
   inSync(): boolean {
@@ -141,6 +149,18 @@ export class ChangePoller {
     }
     r.boot = res.boot;
     r.seq = res.seq;
+    // Another mount of the same export (a sub-directory): its log names the same incarnation. One poll per export.
+    for (const [k, o] of this.roots) {
+      if (o !== r && o.boot.equals(r.boot)) {
+        for (const [k2, o2] of this.roots) {
+          if (o2 !== r) continue;
+          this.roots.delete(k2);
+          this.covered.add(k2);
+        }
+        log.debug({ export: k }, 'cache: a second mount of an export already polled');
+        break;
+      }
+    }
     return true;
   }
 }

@@ -160,5 +160,8 @@ describe('consistency: poll (change log at the proxy server, one call per period
     await put(a, 'd/h', 'version 6 for libnfs');
     const t0 = Date.now();
     while ((await cat()) !== 'version 6 for libnfs') assert.ok(Date.now() - t0 <= P + SLACK, 'nfs-cat never showed the change within a period');
+    // nfs-cat mounted /d, a sub-directory of the export B already polls: still one poll per period.
+    await b.cache.pollNow();
+    assert.equal(b.cache.stats().pollExports, 1);
   });
 });
