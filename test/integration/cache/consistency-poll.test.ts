@@ -97,7 +97,8 @@ describe('consistency: poll (change log at the proxy server, one call per period
     assert.equal(await get(b, 'f'), 'version 1');
     for (let round = 2; round <= 4; round++) {
       const text = `version ${round} ${'x'.repeat(round)}`;
-      await put(a, 'f', text); // write-through on A: on the server when this returns
+      // A WRITE alone (no CREATE, no SETATTR): write-through on A, on the server when this returns.
+      await a.client.write(ROOT, await a.lookup('f'), 0, Buffer.from(text), StableHow.FILE_SYNC);
       const t0 = Date.now();
       let seen = '';
       while ((seen = await get(b, 'f')) !== text) {
