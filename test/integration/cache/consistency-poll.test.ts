@@ -151,6 +151,32 @@ describe('consistency: poll (change log at the proxy server, one call per period
     await inSync(b);
   });
 
+  it('a poll that lists a file never drops its unflushed write-back data; the flush still delivers it', async () => {
+    // A write-back session W with dirty bytes at the start of w; B changes the file's end meanwhile.
+    const w = await c.startSession({ cacheDir: path.join(c.base, 'cache-w'), cache: { consistency: 'poll', pollMs: P, writeBack: true, maxDirtyAgeMs: 3_600_000 } });
+    try {
+      await put(b, 'w', 'BBBBBBBBBB');
+      await inSync(w);
+      const wf = await w.lookup('w');
+      await w.client.write(ROOT, wf, 0, Buffer.from('ww'), StableHow.UNSTABLE);
+      assert.ok(w.cache.stats().dirtyBytes > 0);
+      await b.client.write(ROOT, await b.lookup('w'), 8, Buffer.from('bb'), StableHow.FILE_SYNC);
+      const listed = w.cache.stats().pollListed;
+      const t0 = Date.now();
+      while (w.cache.stats().pollListed === listed) {
+        assert.ok(Date.now() - t0 < P + SLACK, 'W never got the change listed');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      // Dropped: the server's new version; kept: our own unflushed bytes over it.
+      assert.equal(await get(w, 'w'), 'wwBBBBBBbb');
+      assert.ok(w.cache.stats().dirtyBytes > 0, 'the poll dropped unflushed data');
+      await w.cache.flush();
+      assert.equal(await get(b, 'w').then(async (v) => (v === 'wwBBBBBBbb' ? v : (await b.cache.pollNow(), get(b, 'w')))), 'wwBBBBBBbb');
+    } finally {
+      await w.stop();
+    }
+  });
+
   it('libnfs nfs-cat through B sees A\'s change within one period', { skip: requirePrereq(isRoot(), hasFile('/usr/bin/nfs-cat', 'libnfs-utils')) }, async () => {
     const url = `nfs://127.0.0.1/d/h?version=3&nfsport=${b.port}&mountport=${b.port}`;
     const cat = async () => (await run('nfs-cat', [url], { encoding: 'utf8' })).stdout;
