@@ -131,7 +131,11 @@ export class CacheBackend extends PassthroughBackend {
   /** Since when writes go around a journal that refuses them (0: the journal takes them). */
   private aroundSince = 0;
   /** Who the server has let read which file (access-gate.ts): cached bytes go only to them. */
-  readonly gate = new AccessGate((cred, fh, mask) => this.inner.access(cred, fh, mask), () => this.opts.attrTimeoutMs);
+  readonly gate = new AccessGate(
+    (cred, fh, mask) => this.inner.access(cred, fh, mask),
+    // The poll model trusts an answer until a poll lists the file (invalidate → gate.forget), as it does attributes.
+    () => (this.opts.consistency === 'poll' ? (this.poller?.inSync() ? Infinity : 0) : this.opts.attrTimeoutMs),
+  );
 
   /** `ext`: the link's GVFS extension calls (the poll model polls through it). */
   constructor(inner: Backend, o: CacheOptions, counters: DataCounters = newCounters(), ext?: ExtLink) {
