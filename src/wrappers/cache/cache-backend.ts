@@ -762,9 +762,10 @@ export class CacheBackend extends PassthroughBackend {
     this.files.gen++;
     for (const fh of fhs) {
       const key = fh.toString('hex');
-      this.names.bump(key);
-      this.gate.forget(fh);
       const s = this.files.peek(key);
+      // Names live under directories (and handles whose type we never learnt): a regular file's bump would only grow the table.
+      if (!s?.attr || s.attr.type === FType.DIR) this.names.bump(key);
+      this.gate.forget(fh);
       if (s) this.files.invalidate(s);
     }
     for (const fh of fhs) this.emit(fh);
