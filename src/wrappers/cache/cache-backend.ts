@@ -885,6 +885,8 @@ export class CacheBackend extends PassthroughBackend {
     if (o.attrTimeoutMs !== undefined) {
       if (!(Number.isInteger(o.attrTimeoutMs) && o.attrTimeoutMs >= 0)) throw new Error(`attribute timeout must be a whole number of ms >= 0, got ${o.attrTimeoutMs}`);
       this.opts.attrTimeoutMs = o.attrTimeoutMs;
+      // Names follow (as at start, where the directory timeout defaults to the attribute timeout): a changed timeout covers both.
+      this.opts.dirTimeoutMs = o.attrTimeoutMs;
     }
     if (o.writeBack !== undefined && o.writeBack !== this.opts.writeBack) {
       this.opts.writeBack = o.writeBack;
