@@ -4,6 +4,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { StableHow } from '../../../src/nfs3/constants.js';
+import { CHANGES_SINCE, ChangesStatus, changesArgs, changesRes } from '../../../src/ext/changes-codec.js';
 import { hasFile, isRoot, requirePrereq } from '../../helpers/prereq.js';
 import { ROOT, startCacheChain, type CacheChain, type Session } from './helpers.js';
 
@@ -178,6 +179,15 @@ describe('consistency: poll (change log at the proxy server, one call per period
     } finally {
       await w.stop();
     }
+  });
+
+  it("CHANGES_SINCE refuses a handle issued to another session (no peeking at another session's export)", async () => {
+    const ask = (s: Session, fh: Buffer) => s.pc.remote.ext(CHANGES_SINCE, (w) => changesArgs.enc(w, { fh, boot: Buffer.alloc(0), since: 0n }), changesRes.dec, ROOT);
+    assert.equal((await ask(a, a.root)).status, ChangesStatus.RESET);
+    const r = await ask(b, a.root);
+    assert.equal(r.status, ChangesStatus.NFSERR);
+    assert.equal(r.nfsstat, 10001, 'BADHANDLE');
+    assert.deepEqual(r.handles, []);
   });
 
   it('libnfs nfs-cat through B sees A\'s change within one period', { skip: requirePrereq(isRoot(), hasFile('/usr/bin/nfs-cat', 'libnfs-utils')) }, async () => {
