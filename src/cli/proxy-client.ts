@@ -3,8 +3,16 @@ import { parseAllowUids, type AllowUids } from '../channel/peer-owner.js';
 import { readKeyFile } from '../channel/session-key.js';
 import { parseSshUrl } from '../channel/ssh.js';
 import { checkLink, createProxyClient, endpointUids, type ProxyLinkOptions } from '../proxy/proxy-client.js';
-import { DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY } from '../wrappers/cache/options.js';
+import { checkConsistency, DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY, type ConsistencyModel } from '../wrappers/cache/options.js';
 import { drainOnSignal, parseHostPort, parseIntArg, parseSize, daemonSignals } from './util.js';
+
+function parseConsistency(v: string): ConsistencyModel {
+  try {
+    return checkConsistency(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
 
 function parseSeconds(v: string): number {
   const n = Number(v);
@@ -39,6 +47,12 @@ export function addLinkOptions(c: Command, o: { serverRequired?: boolean } = {})
     .option('--dirty-limit <size>', 'write-back backlog that starts a flush (default min(cache size / 4, 512M))', parseSize)
     .option('--dirty-max-age <seconds>', 'longest a write stays unflushed (default 30)', parseSeconds)
     .option('--cache-id <name>', "names the server's files in a shared cache directory (default the proxy server's HOST:PORT); sessions of the same export give the same name to share blocks")
+    .option(
+      '--consistency <model>',
+      'with --cache-dir: how changes made elsewhere reach the cache. ttl: attributes and names trusted for --attr-timeout; poll: trusted until the proxy server\'s change log lists them, asked once per --poll-period (one call, whatever the number of files); callback: designed, not built yet (refused)',
+      parseConsistency,
+    )
+    .option('--poll-period <seconds>', 'with --consistency poll: how often the change log is asked; a change made elsewhere shows within it (default 1)', parseSeconds)
     .option('--cache-session <name>', "this session's own state in the cache directory (journal, control socket; default the key id)")
     .option('--no-meta', 'ignore application meta-data (zero maps, hashes, whole-file and prefetch hints): read every file on demand')
     .option('--meta-window <n>', 'bulk calls on the wire at once for a whole-file or prefetch transfer', parseIntArg, 4)
@@ -66,8 +80,8 @@ export async function linkOptions(o: Record<string, any>): Promise<ProxyLinkOpti
 
 function cacheOptions(o: Record<string, any>): ProxyLinkOptions['cache'] {
   if (!o.cacheDir) {
-    for (const flag of ['cacheSize', 'writeBack', 'writeThrough', 'blockSize', 'dirtyLimit', 'dirtyMaxAge', 'cacheId', 'cacheSession']) {
-      if (o[flag] !== undefined) throw new InvalidArgumentError(`--${flag.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} needs --cache-dir`);
+    for (const flag of ['cacheSize', 'writeBack', 'writeThrough', 'blockSize', 'dirtyLimit', 'dirtyMaxAge', 'cacheId', 'cacheSession', 'consistency', 'pollPeriod']) {
+      if (o[flag] !== undefined && !(flag === 'consistency' && o[flag] === 'ttl')) throw new InvalidArgumentError(`--${flag.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} needs --cache-dir`);
     }
     return undefined;
   }
@@ -84,6 +98,8 @@ function cacheOptions(o: Record<string, any>): ProxyLinkOptions['cache'] {
     maxDirtyAgeMs: o.dirtyMaxAge !== undefined ? Math.round(o.dirtyMaxAge * 1000) : undefined,
     serverId: o.cacheId,
     session: o.cacheSession,
+    consistency: o.consistency,
+    pollMs: o.pollPeriod !== undefined ? Math.round(o.pollPeriod * 1000) : undefined,
   };
 }
 
@@ -119,7 +135,15 @@ export function proxyClientCommand(): Command {
       const addr = await p.server.listen(listen.port, listen.host);
       const channel = link.ssh ? 'ssh' : link.tlsFingerprint ? 'tls' : 'tcp';
       const who = link.key ? `session ${link.key.id} (${link.key.user})` : link.user;
-      const cache = p.cache && { dir: p.cache.opts.dir, sessionDir: p.cache.sessionDir, mode: p.cache.opts.writeBack ? 'write-back' : 'write-through', capacity: p.cache.opts.capacity, blockSize: p.cache.opts.blockSize };
+      const cache = p.cache && {
+        dir: p.cache.opts.dir,
+        sessionDir: p.cache.sessionDir,
+        mode: p.cache.opts.writeBack ? 'write-back' : 'write-through',
+        capacity: p.cache.opts.capacity,
+        blockSize: p.cache.opts.blockSize,
+        consistency: p.cache.opts.consistency,
+        pollMs: p.cache.opts.pollMs,
+      };
       const allowed = endpointUids(o.allowUid);
       const allowUids = allowed === 'any' ? 'any' : [...allowed];
       stop.ready();
@@ -127,7 +151,7 @@ export function proxyClientCommand(): Command {
       else {
         console.log(`gvfs proxy-client: NFSv3 on ${addr.address}:${addr.port} -> ${link.host}:${link.port} over ${channel} as ${who}`);
         console.log(`gvfs proxy-client: serves connections of ${allowUids === 'any' ? 'any user and host' : `uid ${allowUids.join(', ')}`}`);
-        if (cache) console.log(`gvfs proxy-client: ${cache.mode} cache in ${cache.dir} (${cache.capacity} bytes, ${cache.blockSize}-byte blocks)`);
+        if (cache) console.log(`gvfs proxy-client: ${cache.mode} cache in ${cache.dir} (${cache.capacity} bytes, ${cache.blockSize}-byte blocks; consistency ${cache.consistency === 'poll' ? `poll every ${cache.pollMs} ms` : 'ttl'})`);
       }
       await drainOnSignal('proxy-client', () => p.close(), undefined, stop.stopped);
     });

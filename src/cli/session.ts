@@ -68,7 +68,8 @@ function describe(s: any): string {
     const where = e.mountpoint ? `${s.compute}:${e.mountpoint}` : (s.endpoints ?? []).find((x: any) => x.export === e.name)?.url ?? `${s.compute}: NFS endpoint ${e.name}`;
     lines.push(`  ${where}  <-  ${e.host}:${e.path} (${e.role}, ${(e.cache ?? s.cache).mode}${(e.cache ?? s.cache).shared ? ', shared cache' : ''})`);
   }
-  lines.push(`  channel ${s.channel}, account ${s.account.uid}:${s.account.gid}, attribute timeout ${s.attrTimeout} s`);
+  const model = s.consistency === 'poll' ? `poll every ${s.pollPeriod} s` : `ttl (attribute timeout ${s.attrTimeout} s)`;
+  lines.push(`  channel ${s.channel}, account ${s.account.uid}:${s.account.gid}, consistency ${model}`);
   const t = s.stats?.totals;
   if (t) lines.push(`  cache hits ${t.hitRatio === null ? '–' : `${(100 * t.hitRatio).toFixed(1)}%`} of bytes read, moved ${bytes(t.bytesMoved)}, dirty ${bytes(t.dirtyBytes)}`);
   if (s.statsError) lines.push(`  statistics unavailable: ${s.statsError}`);
@@ -93,6 +94,8 @@ export function sessionCommand(): Command {
     .option('--block-size <size>', 'cache block size (power of two, 4K..4M)', parseSize)
     .option('--dirty-max-age <seconds>', 'longest a write-back write stays unflushed', seconds)
     .option('--attr-timeout <seconds>', 'how long a change made elsewhere may take to show', seconds)
+    .option('--consistency <model>', 'ttl (attributes trusted for --attr-timeout) or poll (trusted until the change log lists them; needs a cache)')
+    .option('--poll-period <seconds>', 'poll model: seconds between two asks of the change log', seconds)
     .option('--channel <kind>', 'tls or ssh (default tls)')
     .option('--lifetime <seconds>', 'seconds until the session is torn down', (v) => Math.round(seconds(v)))
     .option('--spec <file>', 'the request as JSON (flags given override it)')
@@ -113,6 +116,8 @@ export function sessionCommand(): Command {
         if (o.dirtyMaxAge !== undefined) body.cache.dirtyMaxAge = o.dirtyMaxAge;
       }
       if (o.attrTimeout !== undefined) body.attrTimeout = o.attrTimeout;
+      if (o.consistency) body.consistency = o.consistency;
+      if (o.pollPeriod !== undefined) body.pollPeriod = o.pollPeriod;
       if (o.channel) body.channel = o.channel;
       if (o.lifetime !== undefined) body.lifetime = o.lifetime;
       if (!body.exports?.length) throw new Error('nothing to mount: give --state HOST:PATH=MOUNTPOINT and/or --data HOST:PATH=MOUNTPOINT (or --state-nfs/--data-nfs HOST:PATH)');
@@ -145,14 +150,18 @@ export function sessionCommand(): Command {
       console.log(o.json ? JSON.stringify(s) : describe(s));
     });
 
-  withConnection(c.command('set').description('Change policies of a running session (cache write mode, attribute timeout)').argument('<id>'))
+  withConnection(c.command('set').description('Change policies of a running session (cache write mode, attribute timeout, consistency model)').argument('<id>'))
     .option('--cache <mode>', 'write-back or write-through')
     .option('--attr-timeout <seconds>', "the cache's attribute timeout", seconds)
+    .option('--consistency <model>', 'ttl or poll')
+    .option('--poll-period <seconds>', 'poll model: seconds between two asks of the change log', seconds)
     .option('--mountpoint <path>', 'only this mount')
     .action(async (id: string, o) => {
       const body: Record<string, unknown> = {};
       if (o.cache) body.cache = { mode: o.cache };
       if (o.attrTimeout !== undefined) body.attrTimeout = o.attrTimeout;
+      if (o.consistency) body.consistency = o.consistency;
+      if (o.pollPeriod !== undefined) body.pollPeriod = o.pollPeriod;
       if (o.mountpoint) body.mountpoint = o.mountpoint;
       const s = await api(o, 'PATCH', `/sessions/${encodeURIComponent(id)}`, body);
       console.log(o.json ? JSON.stringify(s) : describe(s));

@@ -6,6 +6,7 @@ import type { SessionKey } from '../channel/session-key.js';
 import { SshTunnel, type SshTunnelOptions } from '../channel/ssh.js';
 import { tlsDialer } from '../channel/tls.js';
 import { hello } from '../ext/client.js';
+import type { ExtLink } from '../ext/meta-client.js';
 import { createNfs3Server } from '../frontends/nfs3-server/server.js';
 import { tcpDialer, type Dialer } from '../rpc/client.js';
 import { NFS_PROGRAM, NFS_V3, Proc } from '../nfs3/constants.js';
@@ -55,9 +56,9 @@ export function sessionName(o: Pick<ProxyLinkOptions, 'key' | 'user'>): string {
  * keyed by the proxy server's address (shared by every session reaching
  * the same proxy server), the journal by the session.
  */
-export function stackCache(remote: Backend, o: ProxyLinkOptions, counters?: DataCounters): CacheBackend | undefined {
+export function stackCache(remote: Backend, o: ProxyLinkOptions, counters?: DataCounters, ext?: ExtLink): CacheBackend | undefined {
   if (!o.cache) return undefined;
-  return new CacheBackend(remote, { ...o.cache, serverId: o.cache.serverId ?? `${o.host}:${o.port}`, session: o.cache.session ?? sessionName(o) }, counters);
+  return new CacheBackend(remote, { ...o.cache, serverId: o.cache.serverId ?? `${o.host}:${o.port}`, session: o.cache.session ?? sessionName(o) }, counters, ext);
 }
 
 /**
@@ -139,7 +140,8 @@ export function stackClient(o: ProxyLinkOptions): ClientStack {
   const counters = newCounters();
   const channel = () => ({ bytesIn: remote.stats.bytesIn, bytesOut: remote.stats.bytesOut });
   const link = new ChannelMeter(remote, counters);
-  const cache = stackCache(link, o, counters);
+  // The cache polls the change log (the poll consistency model) over the same link.
+  const cache = stackCache(link, o, counters, remote);
   if (cache) cache.channelTotals = channel;
   const meta = o.meta === false ? undefined : new MetaBackend(cache ?? link, { ...o.meta, link: remote, cache, counters });
   const backend = new TopMeter(meta ?? cache ?? link, counters);

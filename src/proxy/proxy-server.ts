@@ -16,6 +16,9 @@ import type { IdentityMap } from '../wrappers/identity-map/map-file.js';
 import { ProxyExports } from '../wrappers/proxy-exports/proxy-exports.js';
 import { HideMetaBackend } from '../wrappers/metadata/hide.js';
 import { SessionFence } from '../wrappers/session-fence/session-fence.js';
+import { ChangeLog } from '../wrappers/change-log/change-log.js';
+import { ChangeLogBackend } from '../wrappers/change-log/change-log-backend.js';
+import { ChangesServer } from './changes-server.js';
 import { MetaServer, type MetaExport } from './meta-server.js';
 import type { UpstreamUrl } from './upstream-url.js';
 import { checkExportRoot, type ExportRootCheck } from './export-root.js';
@@ -55,6 +58,8 @@ export interface ProxyServerOptions {
   inlineMax?: number;
   /** zstd level of bulk transfers (meta/compress.ts). */
   compressLevel?: number;
+  /** Entries each export's change log keeps (the poll consistency model; wrappers/change-log). */
+  changeLogEntries?: number;
 }
 
 export interface ProxyServer {
@@ -63,6 +68,9 @@ export interface ProxyServer {
   upstreams: RemoteNfs[];
   /** The meta-data procedures' side (counters). */
   meta: MetaServer;
+  /** CHANGES_SINCE (the poll consistency model): counters, and each export's change log. */
+  changes: ChangesServer;
+  changeLogs: ChangeLog[];
   /** Each session's calls in flight (a new connection of a session waits for them). */
   fence: SessionFence;
   sessions: SessionRegistry;
@@ -83,6 +91,13 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
   const list = [];
   // Each export's backend under the hiding wrapper: the meta-data procedures read `.gvfs-meta` through it.
   const metaExports: MetaExport[] = [];
+  // Each export's change log (poll consistency), fed by every call through it: the same log whichever session changed a file.
+  const changeLogs: ChangeLog[] = [];
+  const logged = (b: Backend) => {
+    const l = new ChangeLog(o.changeLogEntries);
+    changeLogs.push(l);
+    return new ChangeLogBackend(b, l);
+  };
   for (const [i, e] of o.exports.entries()) {
     if (e.kind === 'upstream') {
       const r = new RemoteNfs({
@@ -93,7 +108,7 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
         timeoutMs: o.upstreamTimeoutMs ?? 60_000,
       });
       upstreams.push(r);
-      list.push({ name: e.name ?? e.url.path, backend: new HideMetaBackend(r), path: e.url.path, readOnly: !!e.readOnly });
+      list.push({ name: e.name ?? e.url.path, backend: logged(new HideMetaBackend(r)), path: e.url.path, readOnly: !!e.readOnly });
       metaExports.push({ raw: r, path: e.url.path });
     } else {
       if (e.expect) await checkExportRoot(e.dir, e.expect);
@@ -103,7 +118,7 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
         if (b.root !== e.dir) throw new Error(`refusing to export ${e.dir}: it resolved to ${b.root} while opening`);
         await checkExportRoot(e.dir, e.expect);
       }
-      list.push({ name: e.name ?? '/', backend: new HideMetaBackend(b), path: '/', readOnly: !!e.readOnly });
+      list.push({ name: e.name ?? '/', backend: logged(new HideMetaBackend(b)), path: '/', readOnly: !!e.readOnly });
       metaExports.push({ raw: b, path: '/' });
     }
   }
@@ -127,11 +142,12 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
     exports: metaExports,
     level: o.compressLevel,
   });
+  const changes = new ChangesServer({ logs: changeLogs, unwrap: (fh, c) => handles.unwrap(fh, c), wrap: (c, ex, ufh) => handles.wrap(c, ex, ufh) });
   const server = createNfs3Server({
     backend,
     limits: o.limits,
     authenticate: o.insecure ? principalAuthenticator : sessionAuthenticator,
-    extraPrograms: [gvfsProgram(o.insecure ? { acceptHello: (p) => o.map.has(p), meta } : { sessions, meta, beforeSession: (id) => fence.settle(id) })],
+    extraPrograms: [gvfsProgram(o.insecure ? { acceptHello: (p) => o.map.has(p), meta, changes } : { sessions, meta, changes, beforeSession: (id) => fence.settle(id) })],
     // Before a session is proved, the portmapper reveals only itself and the GVFS program.
     portmapVisible: o.insecure ? undefined : (prog, conn) => prog === PMAP_PROGRAM || prog === GVFS_PROGRAM || connectionSession(conn) !== undefined,
     // Both deadlines run from the TCP accept; unproven connections have their own pool (RpcServerLimits.maxUnproven).
@@ -145,6 +161,8 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
     upstreams,
     sessions,
     meta,
+    changes,
+    changeLogs,
     fence,
     async listen(port: number, host: string) {
       if (!o.tls && !o.insecure && !isLoopback(host)) throw new Error(`refusing plaintext on ${host}: give --tls-cert/--tls-key, listen on loopback behind an SSH tunnel, or --insecure`);

@@ -16,6 +16,7 @@ import type {
   WriteResult,
 } from '../nfs3/types.js';
 import type { Credentials } from '../rpc/types.js';
+import { invalidationsOf, type InvalidationSource } from '../backend/capabilities.js';
 
 /**
  * The template for every wrapper (like ganesha's FSAL_NULL): forwards each
@@ -26,6 +27,11 @@ import type { Credentials } from '../rpc/types.js';
  */
 export class PassthroughBackend implements Backend {
   constructor(protected readonly inner: Backend) {}
+
+  /** Optional capability (backend/capabilities.ts): handles pass unchanged, so the layer below's invalidations are ours. */
+  get invalidations(): InvalidationSource | undefined {
+    return invalidationsOf(this.inner);
+  }
 
   /** Rewrite (or refuse) the caller's credentials before any call goes down. */
   protected cred(c: Credentials): Credentials {

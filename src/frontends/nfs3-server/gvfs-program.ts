@@ -18,6 +18,7 @@ import {
   type HelloRes,
 } from '../../ext/codec.js';
 import type { FsError } from '../../backend/errors.js';
+import { CHANGES_SINCE, changesArgs, changesRes, type ChangesArgs, type ChangesRes } from '../../ext/changes-codec.js';
 import { STATUS_OF } from '../../nfs3/status.js';
 import { MetaStatus, bulkReadArgs, bulkReadRes, getMetaArgs, getMetaRes, setOrderArgs, setOrderRes, type BulkReadArgs, type BulkReadRes, type GetMetaArgs, type GetMetaRes, type SetOrderArgs, type SetOrderRes } from '../../ext/meta-codec.js';
 import type { CallContext, ConnectionState, Procedure, ProgramVersion } from '../../rpc/program.js';
@@ -44,6 +45,13 @@ export interface GvfsProgramOptions {
   beforeSession?: (sessionId: string) => Promise<void>;
   /** Meta-data procedures (GET_META, BULK_READ, SET_ORDER; ext/meta-codec.ts): absent, they are PROC_UNAVAIL. */
   meta?: MetaProcedures;
+  /** The change log's procedure (CHANGES_SINCE, ext/changes-codec.ts): absent, it is PROC_UNAVAIL. */
+  changes?: ChangesProcedures;
+}
+
+/** What CHANGES_SINCE runs (proxy/changes-server.ts). */
+export interface ChangesProcedures {
+  changesSince(cred: CallContext['cred'], a: ChangesArgs): Promise<ChangesRes>;
 }
 
 /** What the meta-data procedures run (proxy/meta-server.ts); `cred` is the caller as authenticated. */
@@ -151,12 +159,11 @@ export function gvfsProgram(o: GvfsProgramOptions): ProgramVersion {
         },
       ]
     : [];
-  return {
-    prog: GVFS_PROGRAM,
-    vers: GVFS_V1,
-    name: 'gvfs',
-    procedures: [{ name: 'NULL', ...VOID, handle: () => undefined, idempotent: true, public: true }, hello, challenge, auth, ...metaProcs],
-  };
+  const ch = o.changes;
+  // Rows are indexed by procedure number: a program without the meta-data rows leaves their numbers empty.
+  const procedures: Array<Procedure | undefined> = [{ name: 'NULL', ...VOID, handle: () => undefined, idempotent: true, public: true }, hello, challenge, auth, ...metaProcs];
+  if (ch) procedures[CHANGES_SINCE] = { name: 'CHANGES_SINCE', decode: changesArgs.dec, encode: changesRes.enc, idempotent: true, needsCred: true, handle: (a: ChangesArgs, ctx) => ch.changesSince(ctx.cred, a) };
+  return { prog: GVFS_PROGRAM, vers: GVFS_V1, name: 'gvfs', procedures };
 }
 
 export function connectionSession(conn: ConnectionState): SessionKey | undefined {

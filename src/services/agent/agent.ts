@@ -259,6 +259,8 @@ export class Agent {
     else a.push('--via', spec.channel.url, '--ssh-key', this.cfg.sshKey!, '--known-hosts', this.cfg.knownHosts!);
     if (spec.cache.mode !== 'none') {
       a.push('--cache-dir', this.cacheDir(session, name, spec), '--cache-session', this.cacheSession(session, name));
+      if (spec.consistency) a.push('--consistency', spec.consistency);
+      if (spec.pollPeriod !== undefined) a.push('--poll-period', String(spec.pollPeriod));
       a.push(spec.cache.mode === 'write-back' ? '--write-back' : '--write-through');
       if (spec.cache.size) a.push('--cache-size', String(spec.cache.size));
       if (spec.cache.blockSize) a.push('--block-size', String(spec.cache.blockSize));
@@ -333,18 +335,51 @@ export class Agent {
       if (r.kind === 'proxy-server') throw new AgentError(400, 'NOT_A_MOUNT', `${name} is a ${r.kind}; only mounts and proxy clients have live policies`);
       const spec = structuredClone(r.spec) as MountSpec;
       if (p.cacheMode !== undefined && spec.cache.mode === 'none') throw new AgentError(400, 'NO_CACHE', `mount ${name} has no cache; its cache mode cannot change`);
+      if (p.consistency === 'poll' && spec.cache.mode === 'none') throw new AgentError(400, 'NO_CACHE', `mount ${name} has no cache; the poll model needs one`);
       if (spec.cache.mode !== 'none') {
         await this.ensureRunning(r);
         try {
-          await this.control(r, { op: 'configure', writeBack: p.cacheMode === undefined ? undefined : p.cacheMode === 'write-back', attrTimeoutMs: p.attrTimeout === undefined ? undefined : Math.round(p.attrTimeout * 1000) }, FLUSH_WAIT_MS);
+          await this.control(
+            r,
+            {
+              op: 'configure',
+              writeBack: p.cacheMode === undefined ? undefined : p.cacheMode === 'write-back',
+              attrTimeoutMs: p.attrTimeout === undefined ? undefined : Math.round(p.attrTimeout * 1000),
+              consistency: p.consistency,
+              pollMs: p.pollPeriod === undefined ? undefined : Math.round(p.pollPeriod * 1000),
+            },
+            FLUSH_WAIT_MS,
+          );
         } catch (e) {
           throw new AgentError(502, 'RECONFIGURE_FAILED', `${this.cfg.name}: mount ${name}: ${(e as Error).message}`);
         }
         if (p.cacheMode) spec.cache.mode = p.cacheMode;
+        if (p.consistency) spec.consistency = p.consistency;
+        if (p.pollPeriod !== undefined) spec.pollPeriod = p.pollPeriod;
       }
       if (p.attrTimeout !== undefined) spec.attrTimeout = p.attrTimeout;
       this.store.update(session, name, { spec, args: this.args(session, name, spec, 0, []) });
       return this.view(this.store.get(session, name)!, true);
+    });
+  }
+
+  /**
+   * An order of the session service: the mount's cache drops what it holds
+   * of `path` (relative to the mounted export; absent: everything) and asks
+   * the server again. Returns how many files it dropped.
+   */
+  invalidate(session: string, name: string, p?: string): Promise<number> {
+    return this.serial(session, async () => {
+      const r = this.store.get(session, name);
+      if (!r) throw new AgentError(404, 'NOT_FOUND', `session ${session} has no component ${name} on ${this.cfg.name}`);
+      if (r.kind === 'proxy-server') throw new AgentError(400, 'NOT_A_MOUNT', `${name} is a ${r.kind}; only mounts and proxy clients have caches`);
+      if ((r.spec as MountSpec).cache.mode === 'none') return 0; // nothing cached by GVFS
+      await this.ensureRunning(r);
+      try {
+        return (await this.control(r, { op: 'invalidate', path: p }, FLUSH_WAIT_MS)).invalidated as number;
+      } catch (e) {
+        throw new AgentError(502, 'INVALIDATE_FAILED', `${this.cfg.name}: mount ${name}: ${(e as Error).message}`);
+      }
     });
   }
 

@@ -70,6 +70,8 @@ const MOUNT = {
     cache: CACHE,
     cacheId: { type: 'string', minLength: 1, maxLength: 512 },
     attrTimeout: { type: 'number', minimum: 0, maximum: 3600 },
+    consistency: { enum: ['ttl', 'poll'] },
+    pollPeriod: { type: 'number', minimum: 0.05, maximum: 3600 },
   },
 } as const;
 
@@ -123,10 +125,30 @@ export function agentApp(agent: Agent, o: { cert: Buffer; key: Buffer; controlle
     {
       schema: {
         params: { type: 'object', properties: { session: ID, name: NAME } },
-        body: { type: 'object', additionalProperties: false, minProperties: 1, properties: { cacheMode: { enum: ['write-back', 'write-through'] }, attrTimeout: { type: 'number', minimum: 0, maximum: 3600 } } },
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          minProperties: 1,
+          properties: {
+            cacheMode: { enum: ['write-back', 'write-through'] },
+            attrTimeout: { type: 'number', minimum: 0, maximum: 3600 },
+            consistency: { enum: ['ttl', 'poll'] },
+            pollPeriod: { type: 'number', minimum: 0.05, maximum: 3600 },
+          },
+        },
       },
     },
     async (req) => agent.reconfigure(req.params.session, req.params.name, req.body),
+  );
+  app.post<{ Params: { session: string; name: string }; Body: { path?: string } }>(
+    '/v1/sessions/:session/components/:name/invalidate',
+    {
+      schema: {
+        params: { type: 'object', properties: { session: ID, name: NAME } },
+        body: { type: 'object', additionalProperties: false, properties: { path: { type: 'string', maxLength: 4096, description: 'relative to the mounted export (absent: everything)' } } },
+      },
+    },
+    async (req) => ({ invalidated: await agent.invalidate(req.params.session, req.params.name, req.body?.path) }),
   );
   app.post<{ Params: { session: string } }>('/v1/sessions/:session/flush', { schema: { params: { type: 'object', properties: { session: ID } } } }, async (req) => ({ flushed: await agent.flush(req.params.session) }));
   app.delete<{ Params: { session: string }; Querystring: { discard?: string } }>(

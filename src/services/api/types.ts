@@ -55,6 +55,10 @@ export interface MountSpec {
   cacheId?: string;
   /** Attribute timeout (seconds): how long a change made elsewhere takes to show. */
   attrTimeout: number;
+  /** Consistency model of the cache (default ttl; poll needs a cache): README "Consistency". */
+  consistency?: 'ttl' | 'poll';
+  /** The poll model's period (seconds). */
+  pollPeriod?: number;
 }
 
 export type ComponentSpec = ProxyServerSpec | MountSpec;
@@ -63,6 +67,8 @@ export type ComponentSpec = ProxyServerSpec | MountSpec;
 export interface MountPatch {
   cacheMode?: 'write-back' | 'write-through';
   attrTimeout?: number;
+  consistency?: 'ttl' | 'poll';
+  pollPeriod?: number;
 }
 
 export interface ComponentView {

@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { installErrorHandler } from '../api/errors.js';
 import { renderDashboard, renderLogin } from '../dashboard/dashboard.js';
-import { CREATE_BODY, DELETE_QUERY, ERROR, GET_QUERY, ID_PARAMS, LIST_QUERY, PATCH_BODY, RENEW_BODY, SESSION } from './schemas.js';
+import { CREATE_BODY, DELETE_QUERY, ERROR, GET_QUERY, ID_PARAMS, INVALIDATE_BODY, LIST_QUERY, PATCH_BODY, RENEW_BODY, SESSION } from './schemas.js';
 import { ServiceError, type CreateRequest, type PatchRequest, type SessionService } from './service.js';
 import type { User, Users } from './users.js';
 
@@ -65,7 +65,17 @@ export function sessiondApp(svc: SessionService, users: () => Users, o: { cert: 
     { method: 'GET', url: '/sessions', summary: "The caller's sessions (administrators: ?all=true for everyone's)", schema: { querystring: LIST_QUERY }, status: 200, response: { type: 'object', properties: { sessions: { type: 'array', items: SESSION } } }, handler: (req, u) => ({ sessions: svc.list(u, { all: req.query.all === 'true', ended: req.query.ended === 'true' }) }) },
     { method: 'GET', url: '/sessions/:id', summary: 'A session: state, hosts, mounts, time left, live cache statistics', schema: { params: ID_PARAMS, querystring: GET_QUERY }, status: 200, response: SESSION, handler: (req, u) => svc.get(u, req.params.id, req.query.stats !== 'false') },
     { method: 'POST', url: '/sessions/:id/renew', summary: 'Extend the lifetime (from now)', schema: { params: ID_PARAMS, body: RENEW_BODY }, status: 200, response: SESSION, handler: (req, u) => svc.renew(u, req.params.id, (req.body as { lifetime?: number } | undefined)?.lifetime) },
-    { method: 'PATCH', url: '/sessions/:id', summary: 'Change the policies that can change live (cache write mode, attribute timeout)', schema: { params: ID_PARAMS, body: PATCH_BODY }, status: 200, response: SESSION, handler: (req, u) => svc.patch(u, req.params.id, req.body as PatchRequest) },
+    { method: 'PATCH', url: '/sessions/:id', summary: 'Change the policies that can change live (cache write mode, attribute timeout, consistency model, poll period)', schema: { params: ID_PARAMS, body: PATCH_BODY }, status: 200, response: SESSION, handler: (req, u) => svc.patch(u, req.params.id, req.body as PatchRequest) },
+    {
+      method: 'POST',
+      url: '/sessions/:id/invalidate',
+      summary: "Order the session's caches to drop what they hold of a path (or everything) and ask the server again (write-back data is kept)",
+      schema: { params: ID_PARAMS, body: INVALIDATE_BODY },
+      status: 200,
+      response: { type: 'object', properties: { mounts: { type: 'array', items: { type: 'object', properties: { mountpoint: { type: ['string', 'null'] }, export: { type: 'string' }, invalidated: { type: 'integer' } } } } } },
+      handler: (req, u) => svc.invalidate(u, req.params.id, (req.body as { mountpoint?: string; path?: string } | undefined) ?? {}),
+    },
+    { method: 'POST', url: '/sessions/:id/flush', summary: "Order the session's caches to deliver their write-back data now", schema: { params: ID_PARAMS }, status: 200, response: { type: 'object' }, handler: (req, u) => svc.flush(u, req.params.id) },
     { method: 'DELETE', url: '/sessions/:id', summary: 'Destroy: flush write-back data, unmount, stop the proxies, forget the key (idempotent)', schema: { params: ID_PARAMS, querystring: DELETE_QUERY }, status: 200, response: SESSION, handler: (req, u) => svc.destroy(u, req.params.id, { discard: req.query.discard === 'true' }) },
     { method: 'GET', url: '/hosts', summary: 'The hosts (agents) and whether they answer', status: 200, response: { type: 'object' }, handler: async () => ({ hosts: await svc.health() }) },
     { method: 'GET', url: '/whoami', summary: 'The caller', status: 200, response: { type: 'object' }, handler: (_req, u) => ({ user: u.name, admin: u.admin, accounts: u.accounts }) },

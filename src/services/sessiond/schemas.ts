@@ -24,6 +24,12 @@ const CACHE_POLICY = {
   description: 'cache policy: write-back, write-through or none; size in bytes; shared: the compute host\'s shared (golden) cache; dirtyMaxAge in seconds',
 } as const;
 
+const CONSISTENCY = {
+  enum: ['ttl', 'poll'],
+  description: "how a change made elsewhere reaches the session's caches: ttl (trusted for attrTimeout) or poll (trusted until the proxy server's change log lists it, asked every pollPeriod; needs a cache); README Consistency",
+} as const;
+const POLL_PERIOD = { type: 'number', minimum: 0.05, maximum: 3600, description: 'poll model: seconds between two asks of the change log (a change shows within it)' } as const;
+
 export const CREATE_BODY = {
   type: 'object',
   additionalProperties: false,
@@ -55,6 +61,8 @@ export const CREATE_BODY = {
     account: ACCOUNT,
     cache: CACHE_POLICY,
     attrTimeout: { type: 'number', minimum: 0, maximum: 3600, description: 'attribute-cache consistency: seconds a change made elsewhere may take to show (0: always ask)' },
+    consistency: CONSISTENCY,
+    pollPeriod: POLL_PERIOD,
     channel: { enum: ['tls', 'ssh'], description: 'private channel between compute and servers (default tls)' },
     lifetime: { type: 'integer', minimum: 1, description: 'seconds until the session is torn down (default 3600)' },
   },
@@ -75,6 +83,18 @@ export const PATCH_BODY = {
     mountpoint: { type: 'string', pattern: '^/', description: 'change only this mount (default all)' },
     cache: { type: 'object', additionalProperties: false, required: ['mode'], properties: { mode: { enum: ['write-back', 'write-through'] } } },
     attrTimeout: { type: 'number', minimum: 0, maximum: 3600, description: "the cache's attribute timeout (the kernel's stays as mounted)" },
+    consistency: CONSISTENCY,
+    pollPeriod: POLL_PERIOD,
+  },
+} as const;
+
+export const INVALIDATE_BODY = {
+  type: 'object',
+  additionalProperties: false,
+  description: "an order: the caches drop what they hold (of one path, or everything) and ask the server again; write-back data is kept",
+  properties: {
+    mountpoint: { type: 'string', pattern: '^/', description: 'only this mount (default all)' },
+    path: { type: 'string', maxLength: 4096, description: 'relative to the mounted export (default: everything)' },
   },
 } as const;
 
@@ -100,6 +120,8 @@ const MOUNT_STATS = {
     mountpoint: { type: 'string' },
     endpoint: { type: 'string' },
     mode: { type: 'string' },
+    consistency: { type: 'string' },
+    polls: { type: 'integer', description: 'poll model: change-log calls made' },
     alive: { type: 'boolean' },
     restarts: { type: 'integer' },
     readBytes: { type: 'integer' },
@@ -131,6 +153,8 @@ export const SESSION = {
     account: ACCOUNT,
     cache: CACHE_POLICY,
     attrTimeout: { type: 'number' },
+    consistency: { type: 'string' },
+    pollPeriod: { type: 'number' },
     exports: CREATE_BODY.properties.exports,
     mounts: { type: 'array', items: { type: 'string' } },
     endpoints: {

@@ -48,6 +48,8 @@ export interface CreateRequest {
   account?: Account;
   cache?: CachePolicy;
   attrTimeout?: number;
+  consistency?: 'ttl' | 'poll';
+  pollPeriod?: number;
   channel?: 'tls' | 'ssh';
   lifetime?: number;
 }
@@ -56,6 +58,8 @@ export interface PatchRequest {
   mountpoint?: string;
   cache?: { mode: 'write-back' | 'write-through' };
   attrTimeout?: number;
+  consistency?: 'ttl' | 'poll';
+  pollPeriod?: number;
 }
 
 interface Component {
@@ -76,6 +80,9 @@ export interface MountStats {
   /** An access-nfs export's endpoint (nfs://…). */
   endpoint?: string;
   mode: string;
+  /** The cache's consistency model and its change-log polls so far. */
+  consistency?: string;
+  polls?: number;
   alive: boolean;
   restarts: number;
   /** readBytes, hitBytes, missBytes, hitRatio, zeroBytes of the counters. */
@@ -218,6 +225,10 @@ export class SessionService {
       if (!u.accounts.length) throw new ServiceError(403, 'ACCOUNT_NOT_ALLOWED', `${u.name} has no local account to map to; ask the administrator`);
       account = u.accounts[0];
     }
+    if (b.consistency === 'poll') {
+      const i = exports.findIndex((e) => (e.cache ?? b.cache ?? { mode: 'write-back' }).mode === 'none');
+      if (i >= 0) throw new ServiceError(400, 'NO_CACHE', `consistency: the poll model lives in the cache, and exports[${i}] has none`);
+    }
     const max = this.cfg.maxLifetime ?? 7 * 86400;
     const lifetime = b.lifetime ?? this.cfg.defaultLifetime ?? 3600;
     if (lifetime > max) throw new ServiceError(400, 'LIFETIME_TOO_LONG', `lifetime: at most ${max} s`);
@@ -228,6 +239,8 @@ export class SessionService {
       account,
       cache: b.cache ?? { mode: 'write-back' },
       attrTimeout: b.attrTimeout ?? 1,
+      consistency: b.consistency ?? 'ttl',
+      pollPeriod: b.pollPeriod ?? 1,
       lifetime,
       exports,
     };
@@ -282,6 +295,8 @@ export class SessionService {
               cache: e.cache ?? spec.cache,
               cacheId: `${e.host}:${e.path}`,
               attrTimeout: spec.attrTimeout,
+              // The poll model lives in the cache: a mount without one stays ttl (refused at create).
+              ...((e.cache ?? spec.cache).mode !== 'none' ? { consistency: spec.consistency ?? 'ttl', pollPeriod: spec.pollPeriod ?? 1 } : {}),
             };
             const comp: Component = { host: spec.compute, name: `m${i}`, kind, ...(e.mountpoint ? { mountpoint: e.mountpoint } : {}) };
             comps.push(comp);
@@ -419,6 +434,8 @@ export class SessionService {
         return {
           ...where,
           mode: s.mode,
+          consistency: s.consistency ?? 'ttl',
+          polls: s.polls ?? 0,
           alive: c.alive,
           restarts: c.restarts,
           readBytes: k.readBytes,
@@ -480,13 +497,52 @@ export class SessionService {
         if (p.cache && (e.cache ?? spec.cache).mode === 'none') throw new ServiceError(400, 'NO_CACHE', `cache.mode: the mount at ${e.mountpoint} has no cache; a cache cannot be added to a running session`);
       }
       for (const { e, i } of targets) {
-        await this.agent(spec.compute, 'PATCH', `/v1/sessions/${id}/components/m${i}`, { ...(p.cache ? { cacheMode: p.cache.mode } : {}), ...(p.attrTimeout !== undefined ? { attrTimeout: p.attrTimeout } : {}) }, TIMEOUTS.change);
+        const body = {
+          ...(p.cache ? { cacheMode: p.cache.mode } : {}),
+          ...(p.attrTimeout !== undefined ? { attrTimeout: p.attrTimeout } : {}),
+          ...(p.consistency !== undefined ? { consistency: p.consistency } : {}),
+          ...(p.pollPeriod !== undefined ? { pollPeriod: p.pollPeriod } : {}),
+        };
+        await this.agent(spec.compute, 'PATCH', `/v1/sessions/${id}/components/m${i}`, body, TIMEOUTS.change);
         if (p.cache) e.cache = { ...(e.cache ?? spec.cache), mode: p.cache.mode };
         this.store.update(id, { spec });
       }
       if (p.attrTimeout !== undefined && p.mountpoint === undefined) spec.attrTimeout = p.attrTimeout;
+      if (p.consistency !== undefined && p.mountpoint === undefined) spec.consistency = p.consistency;
+      if (p.pollPeriod !== undefined && p.mountpoint === undefined) spec.pollPeriod = p.pollPeriod;
       this.store.update(id, { spec });
       return this.get(u, id, true);
+    });
+  }
+
+  /**
+   * Middleware orders (README "Consistency"): the session's caches drop what
+   * they hold of a path (or everything) and ask the server again; or
+   * deliver their write-back data now.
+   */
+  async invalidate(u: User, id: string, o: { mountpoint?: string; path?: string }): Promise<{ mounts: Array<{ mountpoint: string | null; export: string; invalidated: number }> }> {
+    this.visible(u, id);
+    return this.serial(id, async () => {
+      const r = this.store.get(id)!;
+      if (r.state !== 'ready') throw new ServiceError(409, 'NOT_READY', `session ${id} is ${r.state}`);
+      const spec = r.spec;
+      const targets = spec.exports.map((e: any, i: number) => ({ e, i })).filter(({ e }: any) => o.mountpoint === undefined || e.mountpoint === o.mountpoint.replace(/\/+$/, ''));
+      if (!targets.length) throw new ServiceError(400, 'UNKNOWN_MOUNTPOINT', `mountpoint: session ${id} has no mount at ${o.mountpoint}`);
+      const mounts = [];
+      for (const { e, i } of targets) {
+        const res = await this.agent<{ invalidated: number }>(spec.compute, 'POST', `/v1/sessions/${id}/components/m${i}/invalidate`, o.path === undefined ? {} : { path: o.path }, TIMEOUTS.change);
+        mounts.push({ mountpoint: e.mountpoint ?? null, export: e.name, invalidated: res.invalidated });
+      }
+      return { mounts };
+    });
+  }
+
+  async flush(u: User, id: string): Promise<{ flushed: unknown }> {
+    this.visible(u, id);
+    return this.serial(id, async () => {
+      const r = this.store.get(id)!;
+      if (r.state !== 'ready') throw new ServiceError(409, 'NOT_READY', `session ${id} is ${r.state}`);
+      return this.agent<{ flushed: unknown }>(r.spec.compute, 'POST', `/v1/sessions/${id}/flush`, {}, TIMEOUTS.change);
     });
   }
 
@@ -506,6 +562,8 @@ export class SessionService {
       account: r.spec.account,
       cache: r.spec.cache,
       attrTimeout: r.spec.attrTimeout,
+      consistency: r.spec.consistency ?? 'ttl',
+      pollPeriod: r.spec.pollPeriod ?? 1,
       exports: r.spec.exports,
       mounts: r.spec.exports.filter((e: any) => e.mountpoint).map((e: any) => e.mountpoint),
       endpoints: r.spec.exports.flatMap((e: any, i: number) => {

@@ -20,6 +20,9 @@ const MAX_ENTRIES = 50_000;
 export class AccessGate {
   private readonly seen = new Map<string, { ok: boolean; at: number }>();
   private readonly asking = new Map<string, Promise<boolean>>();
+  /** forget(): per file (hex handle) and for all, when; answers to calls sent earlier are void. */
+  private readonly forgotten = new Map<string, number>();
+  private allForgottenAt = 0;
   /** ACCESS calls the gate made itself. */
   checks = 0;
   refusals = 0;
@@ -27,7 +30,7 @@ export class AccessGate {
   constructor(
     /** ACCESS on the server (through the layers below, so its attributes are noted). */
     private readonly ask: (cred: Credentials, fh: Buffer, mask: number) => Promise<{ access: number }>,
-    /** How long an answer is trusted (ms): the attribute timeout. */
+    /** How long an answer is trusted (ms): the attribute timeout (Infinity while the poll model is in sync: forget() ends it). */
     private readonly ttlMs: () => number,
   ) {}
 
@@ -36,7 +39,7 @@ export class AccessGate {
     const k = key(cred, fh);
     const e = this.seen.get(k);
     let ok: boolean;
-    if (e && Date.now() - e.at < this.ttlMs()) ok = e.ok;
+    if (e && Date.now() - e.at < this.ttlMs() && this.current(k, e.at)) ok = e.ok;
     else {
       let p = this.asking.get(k);
       if (!p) {
@@ -57,6 +60,27 @@ export class AccessGate {
       this.refusals++;
       throw new FsError('ACCES', 'the server does not let this caller read the file');
     }
+  }
+
+  /**
+   * Forget what was seen for `fh` (absent: for every file): its permissions
+   * may have changed elsewhere. Answers to ACCESS calls sent before now are
+   * not trusted either, even if they arrive later.
+   */
+  forget(fh?: Buffer): void {
+    const now = Date.now();
+    if (!fh || this.forgotten.size >= MAX_ENTRIES) {
+      this.forgotten.clear();
+      this.allForgottenAt = now;
+      return;
+    }
+    this.forgotten.set(fh.toString('hex'), now);
+  }
+
+  /** Was this answer (an ACCESS sent at `at`) asked after the last forget of its file? */
+  private current(k: string, at: number): boolean {
+    const f = this.forgotten.get(k.slice(0, k.indexOf('|')));
+    return at > this.allForgottenAt && (f === undefined || at > f);
   }
 
   /** The server answered an ACCESS of the client's own (asked with `mask`, granted `access`), sent at `at`. */

@@ -281,6 +281,7 @@ export class BlockReader {
     const start = first * bs;
     const len = Math.min(n * bs, size - start);
     const ep = s.epoch;
+    const sentGen = this.files.gen;
     const gens = Array.from({ length: n }, (_, i) => this.store.gen(s.fk!, first + i));
     const clean = s.writing === 0;
     let data: Buffer | undefined;
@@ -297,7 +298,7 @@ export class BlockReader {
         if (!demand) this.counters.readAheadBytes += r.count;
         if (r.attr) {
           if (versionTag(r.attr) !== tag) same = false;
-          this.files.note(s, r.attr, ep);
+          this.files.note(s, r.attr, ep, sentGen);
         } else same = false;
         if (r.count === 0) break;
       }

@@ -21,6 +21,10 @@ import { lockSession, readSmallFile, sessionPath, writeFileAtomic } from './sess
 import { versionTag } from './versions.js';
 import { JournalRefused, WriteBack, type FlushFailure, type FlushReport } from './write-back.js';
 import { diskRoom, fitCapacity } from './disk-room.js';
+import type { Invalidated, InvalidationSource } from '../../backend/capabilities.js';
+import type { ExtLink } from '../../ext/meta-client.js';
+import { ChangePoller } from './change-poller.js';
+import { checkConsistency, checkPollMs, type ConsistencyModel } from './options.js';
 
 /** How often the cache disk's free space is measured (ms). */
 const SPARE_CHECK_MS = 2000;
@@ -64,6 +68,17 @@ export interface CacheStats extends CounterSnapshot {
   flushFailures: number;
   discardedBytes: number;
   flushErrors: FlushFailure[];
+  consistency: ConsistencyModel;
+  pollMs: number;
+  /** The poll model: CHANGES_SINCE calls made, files they listed, drop-everything answers, failed polls; files dropped on orders. */
+  polls: number;
+  pollListed: number;
+  pollResets: number;
+  pollFailures: number;
+  pollInSync: boolean;
+  /** Exports the poll model asks about each round (one CHANGES_SINCE each). */
+  pollExports: number;
+  ordersInvalidated: number;
 }
 
 /**
@@ -103,7 +118,12 @@ export class CacheBackend extends PassthroughBackend {
   private timers: NodeJS.Timeout[] = [];
   private scanning?: Promise<void>;
   private closing = false;
-  private readonly c = { attrHits: 0, attrMisses: 0, writesAround: 0, writtenBlocksKept: 0 };
+  private readonly c = { attrHits: 0, attrMisses: 0, writesAround: 0, writtenBlocksKept: 0, ordersInvalidated: 0 };
+  /** The poll model's client (absent: the link cannot call the GVFS extension program). */
+  private readonly poller?: ChangePoller;
+  private readonly listeners = new Set<(what: Invalidated) => void>();
+  /** The mounts made through this cache: root handle and caller (paths of invalidation orders are resolved from them). */
+  private readonly roots = new Map<string, { fh: Buffer; cred: Credentials }>();
   /** The session's data counters (util/counters.ts), shared with the layers above and below. */
   readonly counters: DataCounters;
   /** The channel's raw byte totals, when the stack knows them (shown with the counters). */
@@ -111,9 +131,14 @@ export class CacheBackend extends PassthroughBackend {
   /** Since when writes go around a journal that refuses them (0: the journal takes them). */
   private aroundSince = 0;
   /** Who the server has let read which file (access-gate.ts): cached bytes go only to them. */
-  readonly gate = new AccessGate((cred, fh, mask) => this.inner.access(cred, fh, mask), () => this.opts.attrTimeoutMs);
+  readonly gate = new AccessGate(
+    (cred, fh, mask) => this.inner.access(cred, fh, mask),
+    // The poll model trusts an answer until a poll lists the file (invalidate → gate.forget), as it does attributes.
+    () => (this.opts.consistency === 'poll' ? (this.poller?.inSync() ? Infinity : 0) : this.opts.attrTimeoutMs),
+  );
 
-  constructor(inner: Backend, o: CacheOptions, counters: DataCounters = newCounters()) {
+  /** `ext`: the link's GVFS extension calls (the poll model polls through it). */
+  constructor(inner: Backend, o: CacheOptions, counters: DataCounters = newCounters(), ext?: ExtLink) {
     super(inner);
     this.counters = counters;
     this.opts = resolveCacheOptions(o);
@@ -124,7 +149,7 @@ export class CacheBackend extends PassthroughBackend {
       policy: this.opts.policy,
       limit: () => Math.min(this.opts.capacity - (this.journal?.diskBytes ?? 0), this.store.used + this.spare),
     });
-    this.names = new NameCache(this.opts.dirTimeoutMs);
+    this.names = new NameCache(() => (this.opts.consistency === 'poll' ? (this.poller?.inSync() ? Infinity : 0) : this.opts.dirTimeoutMs));
     this.files = new FileTable({
       serverId: this.opts.serverId,
       blockSize: this.opts.blockSize,
@@ -133,6 +158,8 @@ export class CacheBackend extends PassthroughBackend {
       dirty: (k) => !!this.wb?.dirty(k),
     });
     this.reader = new BlockReader(inner, this.store, this.files, this.opts, counters);
+    if (ext) this.poller = new ChangePoller(ext, { invalidate: (fhs) => this.invalidate(fhs), invalidateAll: () => this.invalidateAll() }, () => this.opts.pollMs);
+    if (this.opts.consistency === 'poll' && !this.poller) throw new Error('the poll consistency model needs a link to a GVFS proxy server');
     this.ready = this.open();
     this.ready.catch(() => undefined);
   }
@@ -189,6 +216,7 @@ export class CacheBackend extends PassthroughBackend {
           if (req.op === 'flush') return { report: await this.flush({ discard: !!req.discard }) };
           if (req.op === 'stats') return { stats: this.stats() };
           if (req.op === 'configure') return { stats: await this.configure(req) };
+          if (req.op === 'invalidate') return { invalidated: await this.invalidateOrder(req.path) };
           const extra = this.controlOps.get(req.op);
           if (extra) return extra(req as Record<string, unknown>);
           throw new Error(`unknown request ${JSON.stringify(req.op)}`);
@@ -203,7 +231,8 @@ export class CacheBackend extends PassthroughBackend {
       const spare = setInterval(() => void this.checkSpare(), SPARE_CHECK_MS);
       spare.unref();
       this.timers.push(spare);
-      log.info({ dir: this.opts.dir, session: this.opts.session, mode: this.opts.writeBack ? 'write-back' : 'write-through', capacity: this.opts.capacity, blockSize: this.opts.blockSize }, 'cache: ready');
+      if (this.opts.consistency === 'poll') this.poller!.start();
+      log.info({ consistency: this.opts.consistency, dir: this.opts.dir, session: this.opts.session, mode: this.opts.writeBack ? 'write-back' : 'write-through', capacity: this.opts.capacity, blockSize: this.opts.blockSize }, 'cache: ready');
     } catch (e) {
       await this.lock.release();
       throw e;
@@ -240,26 +269,40 @@ export class CacheBackend extends PassthroughBackend {
 
   /** Server attributes, from the cache while younger than the attribute timeout. */
   private async attrs(cred: Credentials, s: FileState): Promise<Fattr3> {
-    if (s.attr && Date.now() - s.at < this.opts.attrTimeoutMs && !s.writing) {
+    if (this.fresh(s)) {
       this.c.attrHits++;
-      return s.attr;
+      return s.attr!;
     }
     this.c.attrMisses++;
     if (!s.getattr) {
       const ep = s.epoch;
-      s.getattr = this.inner.getattr(cred, s.fh).then(
+      const g = this.files.gen;
+      const p: Promise<Fattr3> = this.inner.getattr(cred, s.fh).then(
         (a) => {
-          s.getattr = undefined;
-          this.files.note(s, a, ep);
+          if (s.getattr === p) s.getattr = undefined;
+          this.files.note(s, a, ep, g);
           return a;
         },
         (e) => {
-          s.getattr = undefined;
+          if (s.getattr === p) s.getattr = undefined;
           throw e;
         },
       );
+      s.getattr = p;
     }
     return s.getattr;
+  }
+
+  /**
+   * May the file's attributes be answered without asking? ttl: while
+   * younger than the attribute timeout. poll: until a poll (or an order)
+   * drops them, while the poller is in sync (change-poller.ts) and no
+   * invalidation crossed the call that brought them.
+   */
+  private fresh(s: FileState): boolean {
+    if (!s.attr || s.writing) return false;
+    if (this.opts.consistency === 'poll') return s.at > 0 && (s.pollGen ?? -1) >= 0 && !!this.poller?.inSync();
+    return Date.now() - s.at < this.opts.attrTimeoutMs;
   }
 
   /** What clients see: the server's attributes, with unflushed writes' size and time. */
@@ -271,10 +314,11 @@ export class CacheBackend extends PassthroughBackend {
     return { ...a, size, used: Math.max(a.used, size), mtime: t, ctime: t };
   }
 
-  private presentMaybe(fh: Buffer | undefined, a: Fattr3 | undefined): Fattr3 | undefined {
+  /** `sentGen`: the invalidation generation when the call that brought `a` went out (FileState.pollGen). */
+  private presentMaybe(fh: Buffer | undefined, a: Fattr3 | undefined, sentGen?: number): Fattr3 | undefined {
     if (!fh || !a) return a;
     const s = this.file(fh);
-    this.files.note(s, a, s.epoch);
+    this.files.note(s, a, s.epoch, sentGen);
     return this.present(s, a);
   }
 
@@ -542,21 +586,23 @@ export class CacheBackend extends PassthroughBackend {
     const cached = this.names.get(dk, name);
     if (cached) {
       const s = this.file(cached);
-      const fresh = s.attr && Date.now() - s.at < this.opts.attrTimeoutMs && !s.writing;
-      return { fh: cached, attr: fresh ? this.present(s, s.attr!) : undefined };
+      return { fh: cached, attr: this.fresh(s) ? this.present(s, s.attr!) : undefined };
     }
+    const stamp = this.names.stamp(dk);
+    const g = this.files.gen;
     const r = await this.inner.lookup(cred, dir, name);
-    this.names.set(dk, name, r.fh);
-    if (r.dirAttr) this.files.note(this.file(dir), r.dirAttr);
-    return { ...r, attr: this.presentMaybe(r.fh, r.attr) };
+    this.names.set(dk, name, r.fh, stamp);
+    if (r.dirAttr) this.files.note(this.file(dir), r.dirAttr, undefined, g);
+    return { ...r, attr: this.presentMaybe(r.fh, r.attr, g) };
   }
 
   override async access(cred: Credentials, fh: Buffer, mask: number): Promise<{ access: number; attr?: Fattr3 }> {
     await this.up();
     const at = Date.now();
+    const g = this.files.gen;
     const r = await this.inner.access(cred, fh, mask);
     this.gate.note(cred, fh, mask, r.access, at);
-    return { ...r, attr: this.presentMaybe(fh, r.attr) };
+    return { ...r, attr: this.presentMaybe(fh, r.attr, g) };
   }
 
   override async readlink(cred: Credentials, fh: Buffer): Promise<{ path: string; attr?: Fattr3 }> {
@@ -660,15 +706,111 @@ export class CacheBackend extends PassthroughBackend {
 
   override async readdirplus(cred: Credentials, dir: Buffer, cookie: bigint, verf: Buffer, dircount: number, maxcount: number): Promise<DirPage<DirEntryPlus>> {
     await this.up();
-    const page = await this.inner.readdirplus(cred, dir, cookie, verf, dircount, maxcount);
     const dk = dir.toString('hex');
-    if (page.dirAttr) this.files.note(this.file(dir), page.dirAttr);
+    const stamp = this.names.stamp(dk);
+    const g = this.files.gen;
+    const page = await this.inner.readdirplus(cred, dir, cookie, verf, dircount, maxcount);
+    if (page.dirAttr) this.files.note(this.file(dir), page.dirAttr, undefined, g);
     const entries = page.entries.map((e) => {
       if (!e.fh) return e;
-      this.names.set(dk, e.name, e.fh);
-      return e.attr ? { ...e, attr: this.presentMaybe(e.fh, e.attr) } : e;
+      this.names.set(dk, e.name, e.fh, stamp);
+      return e.attr ? { ...e, attr: this.presentMaybe(e.fh, e.attr, g) } : e;
     });
     return { ...page, entries };
+  }
+
+  // ---------------------------------------------------------------- consistency
+
+  override async mount(p: string, cred: Credentials): Promise<{ fh: Buffer; authFlavors: number[] }> {
+    await this.up();
+    const r = await this.inner.mount(p, cred);
+    this.roots.set(r.fh.toString('hex'), { fh: Buffer.from(r.fh), cred });
+    // The poll model polls every export mounted through the cache (from now, even while the model is ttl).
+    this.poller?.add(r.fh, cred);
+    return r;
+  }
+
+  /** Optional capability (backend/capabilities.ts): what this cache drops because it changed elsewhere. */
+  override get invalidations(): InvalidationSource {
+    return {
+      onInvalidate: (l) => {
+        this.listeners.add(l);
+        return () => void this.listeners.delete(l);
+      },
+    };
+  }
+
+  private emit(what: Invalidated): void {
+    for (const l of this.listeners) {
+      try {
+        l(what);
+      } catch (e) {
+        log.warn({ err: e }, 'cache: an invalidation listener threw');
+      }
+    }
+  }
+
+  /**
+   * These files changed elsewhere: their attributes, the names cached in
+   * them (directories), what the access gate saw of them, and any reply in
+   * flight about them are dropped; their blocks are dropped once the new
+   * attributes name another version (blocks are named by version). Unflushed
+   * write-back data is never touched: it still goes to the server as the
+   * flush rules say, and reads still overlay it.
+   */
+  invalidate(fhs: Buffer[]): void {
+    this.files.gen++;
+    for (const fh of fhs) {
+      const key = fh.toString('hex');
+      const s = this.files.peek(key);
+      // Names live under directories (and handles whose type we never learnt): a regular file's bump would only grow the table.
+      if (!s?.attr || s.attr.type === FType.DIR) this.names.bump(key);
+      this.gate.forget(fh);
+      if (s) this.files.invalidate(s);
+    }
+    for (const fh of fhs) this.emit(fh);
+  }
+
+  /** Everything may have changed (the change log cannot tell what): drop every attribute and name, as invalidate does per file. */
+  invalidateAll(): void {
+    this.files.gen++;
+    this.names.clear();
+    this.gate.forget();
+    for (const s of this.files.all()) this.files.invalidate(s);
+    this.emit('all');
+  }
+
+  /**
+   * An order of the session service (control socket `invalidate`): every
+   * file, or the file at `path` under the mounted export (resolved on the
+   * server, as the mount's caller). Returns how many files were dropped.
+   */
+  async invalidateOrder(path?: string): Promise<number> {
+    await this.up();
+    if (path === undefined || path === '' || path === '/') {
+      const n = [...this.files.all()].length;
+      this.invalidateAll();
+      this.c.ordersInvalidated += n;
+      return n;
+    }
+    if (this.roots.size !== 1) throw new Error(`invalidate by path needs exactly one mounted export (${this.roots.size} mounted)`);
+    const { fh: root, cred } = [...this.roots.values()][0];
+    let fh = root;
+    const hit: Buffer[] = [root];
+    for (const name of path.split('/').filter(Boolean)) {
+      if (name === '..' || name === '.') throw new Error('invalidate: the path may not contain "." or ".."');
+      fh = (await this.inner.lookup(cred, fh, name)).fh;
+      hit.push(fh);
+    }
+    // The file itself and the directory holding its name (a name that now leads elsewhere).
+    this.invalidate(hit.slice(-2));
+    this.c.ordersInvalidated += 1;
+    return 1;
+  }
+
+  /** Poll the change log now (tests; an order to catch up before a session event). */
+  async pollNow(): Promise<void> {
+    await this.poller?.pollAll();
   }
 
   // ---------------------------------------------------------------- control
@@ -698,6 +840,14 @@ export class CacheBackend extends PassthroughBackend {
       flushFailures: wb?.stats.flushFailures ?? 0,
       discardedBytes: wb?.stats.discardedBytes ?? 0,
       flushErrors: wb?.errors ?? [],
+      consistency: this.opts.consistency,
+      pollMs: this.opts.pollMs,
+      polls: this.poller?.c.polls ?? 0,
+      pollListed: this.poller?.c.listed ?? 0,
+      pollResets: this.poller?.c.resets ?? 0,
+      pollFailures: this.poller?.c.pollFailures ?? 0,
+      pollInSync: this.poller?.inSync() ?? false,
+      pollExports: this.poller?.exports ?? 0,
     };
   }
 
@@ -718,11 +868,25 @@ export class CacheBackend extends PassthroughBackend {
    * before this returns; a write that finds its file still dirty flushes it
    * first anyway), and the attribute timeout.
    */
-  async configure(o: { writeBack?: boolean; attrTimeoutMs?: number }): Promise<CacheStats> {
+  async configure(o: { writeBack?: boolean; attrTimeoutMs?: number; consistency?: string; pollMs?: number }): Promise<CacheStats> {
     await this.up();
+    if (o.pollMs !== undefined) this.opts.pollMs = checkPollMs(o.pollMs);
+    if (o.consistency !== undefined) {
+      const m = checkConsistency(o.consistency);
+      if (m === 'poll' && !this.poller) throw new Error('the poll consistency model needs a link to a GVFS proxy server');
+      if (m !== this.opts.consistency) {
+        // To poll: nothing is trusted until the first poll (a drop-everything answer) is in. To ttl: the timeout takes over.
+        if (m === 'poll') this.poller!.start();
+        else await this.poller!.stop();
+        this.opts.consistency = m;
+        log.info({ session: this.opts.session, consistency: m, pollMs: this.opts.pollMs }, 'cache: consistency model changed');
+      }
+    }
     if (o.attrTimeoutMs !== undefined) {
       if (!(Number.isInteger(o.attrTimeoutMs) && o.attrTimeoutMs >= 0)) throw new Error(`attribute timeout must be a whole number of ms >= 0, got ${o.attrTimeoutMs}`);
       this.opts.attrTimeoutMs = o.attrTimeoutMs;
+      // Names follow (as at start, where the directory timeout defaults to the attribute timeout): a changed timeout covers both.
+      this.opts.dirTimeoutMs = o.attrTimeoutMs;
     }
     if (o.writeBack !== undefined && o.writeBack !== this.opts.writeBack) {
       this.opts.writeBack = o.writeBack;
@@ -760,6 +924,7 @@ export class CacheBackend extends PassthroughBackend {
       return;
     }
     for (const t of this.timers) clearInterval(t);
+    await this.poller?.stop();
     await this.wb!.close();
     await this.reader.settle();
     await this.scanning;

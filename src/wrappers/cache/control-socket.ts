@@ -15,14 +15,16 @@ const log = logger('cache');
  *   {"op":"flush","discard":false}  →  {"ok":true,"report":{...}}
  *   {"op":"stats"}                  →  {"ok":true,"stats":{...}}
  *   {"op":"configure","writeBack":false,"attrTimeoutMs":500}
- *                                   →  {"ok":true,"stats":{...}}  (policies that change live)
+ *                                   →  {"ok":true,"stats":{...}}  (policies that change live;
+ *                                       also "consistency":"ttl"|"poll", "pollMs":1000)
+ *   {"op":"invalidate","path":"a/b"} →  {"ok":true,"invalidated":1}  (no path: everything)
  *   anything else                   →  {"ok":false,"error":"..."}
  *
  * The socket lives in the session directory; a path too long for a unix
  * socket (108 bytes) moves it to a private directory (util/private-dir.ts). Either way the
  * session directory's `control` file names it, with the owner's pid.
  */
-export type ControlHandler = (req: { op: string; discard?: boolean; writeBack?: boolean; attrTimeoutMs?: number }) => Promise<object>;
+export type ControlHandler = (req: { op: string; discard?: boolean; writeBack?: boolean; attrTimeoutMs?: number; consistency?: string; pollMs?: number; path?: string }) => Promise<object>;
 
 const MAX_REQUEST = 64 * 1024;
 

@@ -30,6 +30,12 @@ export interface FileState {
   getattr?: Promise<Fattr3>;
   /** Per caller: write permission checked at. */
   writable?: Map<string, number>;
+  /**
+   * The invalidation generation (FileTable.gen) the call that brought
+   * `attr` was sent in, if no invalidation crossed it; -1 otherwise. Only
+   * such attributes are trusted by the poll model beyond the timeout.
+   */
+  pollGen?: number;
 }
 
 /**
@@ -43,6 +49,8 @@ export interface FileState {
 export class FileTable {
   private readonly files = new Map<string, FileState>();
   invalidations = 0;
+  /** Bumped by every invalidation (a poll's list, an order): a call sent in an older generation may predate it. */
+  gen = 0;
 
   constructor(
     private readonly o: {
@@ -75,10 +83,24 @@ export class FileTable {
     }
   }
 
-  /** Attributes from the server (a reply of any kind). `epoch`: the file's epoch when the call went out. */
-  note(s: FileState, a: Fattr3, epoch?: number): void {
+  /** The file's state if it has any (nothing is created). */
+  peek(key: string): FileState | undefined {
+    return this.files.get(key);
+  }
+
+  all(): IterableIterator<FileState> {
+    return this.files.values();
+  }
+
+  /**
+   * Attributes from the server (a reply of any kind). `epoch`: the file's
+   * epoch when the call went out; `sentGen`: the invalidation generation
+   * then (absent: unknown, so the poll model does not trust them).
+   */
+  note(s: FileState, a: Fattr3, epoch?: number, sentGen?: number): void {
     if (epoch !== undefined && epoch !== s.epoch) return; // the call crossed one of our writes: may predate it
     if (s.writing) return;
+    s.pollGen = sentGen !== undefined && sentGen === this.gen ? sentGen : -1;
     if (a.type === FType.REG) {
       s.fk ??= fileKey(this.o.serverId, this.o.blockSize, a);
       const tag = versionTag(a);
@@ -98,6 +120,21 @@ export class FileTable {
     }
     s.attr = a;
     s.at = Date.now();
+  }
+
+  /**
+   * The file changed elsewhere: its attributes are asked again, and a
+   * GETATTR or other reply in flight is not taken (it may predate the
+   * change). Blocks stay: they are named by version, and the new
+   * attributes drop every other version's (note). Unflushed writes are not
+   * touched.
+   */
+  invalidate(s: FileState): void {
+    s.epoch++;
+    s.at = 0;
+    s.pollGen = -1;
+    s.getattr = undefined;
+    s.writable = undefined;
   }
 
   writeStart(s: FileState): void {

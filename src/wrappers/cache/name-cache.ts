@@ -1,26 +1,39 @@
 /**
  * Names looked up recently: (directory handle, name) → handle, trusted for
- * `ttlMs` (the session's directory-cache timeout). Only positive entries: a
- * name created elsewhere shows at once; one removed elsewhere can be served
- * for up to ttlMs (then the server says STALE), as with any NFS client's
- * name cache. Our own namespace operations drop the names they change.
+ * `ttlMs()` (the session's directory-cache timeout; Infinity while the
+ * `poll` model is in sync). Only positive entries: a name created elsewhere
+ * shows at once; one removed elsewhere can be served until the timeout (or
+ * the poll that lists its directory; then the server says STALE), as with
+ * any NFS client's name cache. Our own namespace operations drop the names
+ * they change.
+ *
+ * Each directory has a generation, bumped when it changed; an entry holds
+ * the generation read before its LOOKUP went out (`stamp`), so a reply that
+ * crossed a change of its directory is never trusted.
  */
 export class NameCache {
   private readonly m = new Map<string, { fh: Buffer; at: number; gen: number }>();
   /** Per directory: bumped when the directory changed, which retires its names. */
   private readonly gens = new Map<string, number>();
+  /** Added to every directory's generation: bumped to retire every name at once. */
+  private base = 0;
   hits = 0;
   misses = 0;
 
   constructor(
-    private readonly ttlMs: number,
+    private readonly ttlMs: () => number,
     private readonly max = 100_000,
   ) {}
+
+  /** The directory's generation now: pass it to `set` for a LOOKUP sent after this. */
+  stamp(dir: string): number {
+    return this.base + (this.gens.get(dir) ?? 0);
+  }
 
   get(dir: string, name: string): Buffer | undefined {
     const k = `${dir}/${name}`;
     const e = this.m.get(k);
-    if (e && Date.now() - e.at < this.ttlMs && e.gen === (this.gens.get(dir) ?? 0)) {
+    if (e && Date.now() - e.at < this.ttlMs() && e.gen === this.stamp(dir)) {
       this.hits++;
       return e.fh;
     }
@@ -29,11 +42,12 @@ export class NameCache {
     return undefined;
   }
 
-  set(dir: string, name: string, fh: Buffer): void {
-    if (this.ttlMs <= 0 || name === '.' || name === '..') return;
+  /** `gen`: the directory's stamp() from before the call that found the name (default: now). */
+  set(dir: string, name: string, fh: Buffer, gen = this.stamp(dir)): void {
+    if (this.ttlMs() <= 0 || name === '.' || name === '..') return;
     const k = `${dir}/${name}`;
     this.m.delete(k);
-    this.m.set(k, { fh, at: Date.now(), gen: this.gens.get(dir) ?? 0 });
+    this.m.set(k, { fh, at: Date.now(), gen });
     if (this.m.size > this.max) for (const old of this.m.keys()) {
       this.m.delete(old);
       if (this.m.size <= this.max * 0.9) break;
@@ -44,10 +58,18 @@ export class NameCache {
     this.m.delete(`${dir}/${name}`);
   }
 
-  /** The directory changed (its mtime moved): forget every name cached in it. */
+  /** The directory changed (its mtime moved, or a poll listed it): forget every name cached in it. */
   bump(dir: string): void {
     this.gens.set(dir, (this.gens.get(dir) ?? 0) + 1);
-    if (this.gens.size > this.max) this.gens.clear();
+    if (this.gens.size > this.max) this.clear();
+  }
+
+  /** Forget every name (generations only grow, so a LOOKUP in flight across this is not trusted either). */
+  clear(): void {
+    let top = 0;
+    for (const g of this.gens.values()) top = Math.max(top, g);
+    this.base += top + 1;
+    this.gens.clear();
+    this.m.clear();
   }
 }
-

@@ -24,7 +24,16 @@ export interface CacheOptions {
   blockSize?: number;
   /** Write-back (journal locally, deliver later) or write-through. Default write-back. */
   writeBack?: boolean;
-  /** How long server attributes are trusted before a change made elsewhere is looked for (ms). */
+  /**
+   * How a change made elsewhere reaches the cache (README "Consistency"):
+   * 'ttl' (default): attributes and names are trusted for attrTimeoutMs /
+   * dirTimeoutMs; 'poll': trusted until the proxy server's change log lists
+   * them, asked once per pollMs (needs a link that speaks CHANGES_SINCE).
+   */
+  consistency?: ConsistencyModel;
+  /** The poll model's period (ms): a change made elsewhere shows within it. */
+  pollMs?: number;
+  /** How long server attributes are trusted before a change made elsewhere is looked for (ms; the ttl model). */
   attrTimeoutMs?: number;
   /** How long a looked-up name is trusted (ms); default attrTimeoutMs. */
   dirTimeoutMs?: number;
@@ -73,6 +82,22 @@ export interface CacheOptions {
 export const DEFAULT_BLOCK_SIZE = 1024 * 1024;
 export const DEFAULT_CAPACITY = 10 * 1024 ** 3;
 export const DEFAULT_ATTR_TIMEOUT_MS = 1000;
+export const DEFAULT_POLL_MS = 1000;
+
+/** The consistency models a cache implements ('callback' is designed in the README, not built). */
+export type ConsistencyModel = 'ttl' | 'poll';
+export const CONSISTENCY_MODELS: readonly ConsistencyModel[] = ['ttl', 'poll'];
+
+export function checkPollMs(ms: number): number {
+  if (!(Number.isInteger(ms) && ms >= 50 && ms <= 3_600_000)) throw new Error(`poll period must be a whole number of ms from 50 to 3600000, got ${ms}`);
+  return ms;
+}
+
+export function checkConsistency(m: string): ConsistencyModel {
+  if (m === 'callback') throw new Error("consistency model 'callback' is not built yet (README: Consistency); use 'poll' or 'ttl'");
+  if (!(CONSISTENCY_MODELS as readonly string[]).includes(m)) throw new Error(`consistency model must be ttl or poll, got ${JSON.stringify(m)}`);
+  return m as ConsistencyModel;
+}
 
 export type ResolvedCacheOptions = Required<Omit<CacheOptions, 'journal'>> & { journal: JournalOptions };
 
@@ -92,6 +117,8 @@ export function resolveCacheOptions(o: CacheOptions): ResolvedCacheOptions {
     session: o.session,
     blockSize,
     writeBack: o.writeBack ?? true,
+    consistency: checkConsistency(o.consistency ?? 'ttl'),
+    pollMs: checkPollMs(o.pollMs ?? DEFAULT_POLL_MS),
     attrTimeoutMs,
     dirTimeoutMs: o.dirTimeoutMs ?? attrTimeoutMs,
     readAheadBytes: o.readAheadBytes ?? 16 << 20,

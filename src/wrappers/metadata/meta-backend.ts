@@ -113,6 +113,14 @@ export class MetaBackend extends PassthroughBackend {
     super(inner);
     this.counters = o.counters ?? o.cache?.counters ?? newCounters();
     this.gate = o.cache?.gate ?? new AccessGate((cred, fh, mask) => this.inner.access(cred, fh, mask), () => this.o.validateMs ?? 1000);
+    // A file the cache drops (changed elsewhere) is checked again here too before its meta-data is used.
+    o.cache?.invalidations.onInvalidate((w) => {
+      if (w === 'all') for (const f of this.files.values()) f.checkedAt = 0;
+      else {
+        const f = this.files.get(w.toString('hex'));
+        if (f) f.checkedAt = 0;
+      }
+    });
     o.cache?.controlOps.set('meta-stats', async () => ({ stats: this.stats() }));
     o.cache?.controlOps.set('meta-record', async (req) => {
       if (req.action === 'start') return { started: this.startRecording() };

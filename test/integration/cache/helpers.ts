@@ -51,7 +51,8 @@ export interface Session {
   stop(): Promise<void>;
 }
 
-export async function startCacheChain(): Promise<CacheChain> {
+/** `changeLogEntries`: each export's change-log bound at the proxy server (the poll consistency model). */
+export async function startCacheChain(o: { changeLogEntries?: number } = {}): Promise<CacheChain> {
   const base = await tempDir('gvfs-cache-');
   const exportDir = path.join(base, 'export');
   await fs.mkdir(exportDir);
@@ -73,6 +74,7 @@ export async function startCacheChain(): Promise<CacheChain> {
       map: new Map([['alice', { uid: 0, gid: 0, gids: [] }]]),
       stateDir: path.join(base, 'ps-state'),
       upstreamTimeoutMs: 5_000,
+      changeLogEntries: o.changeLogEntries,
     });
     c.proxyServerPort = (await c.proxyServer.listen(port, '127.0.0.1')).port;
   };

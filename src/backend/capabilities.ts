@@ -1,0 +1,31 @@
+import type { Backend } from './backend.js';
+
+/**
+ * Optional capabilities: what only some layers can do, declared here so a
+ * front end or wrapper asks for the capability, never for a concrete class.
+ * A wrapper that keeps handles unchanged passes a capability of the layer
+ * below through (PassthroughBackend does); one that translates handles
+ * (the proxy server's ProxyExports) does not.
+ */
+
+/** What a cache dropped: one file's attributes / names / blocks (its handle, as this backend issues it), or everything. */
+export type Invalidated = Buffer | 'all';
+
+/**
+ * Invalidations: a layer that caches (the proxy client's cache wrapper)
+ * tells its subscribers whenever it drops what it knew of a file because
+ * the file changed elsewhere (a poll of the proxy server's change log, an
+ * order of the session service) — so a front end with caches of its own
+ * (the kernel's page and attribute caches under FUSE) drops the same.
+ * Listeners run synchronously, after the layer has dropped its own state;
+ * they must not throw (what they throw is logged and ignored).
+ */
+export interface InvalidationSource {
+  /** Subscribe; returns the unsubscribe function. */
+  onInvalidate(listener: (what: Invalidated) => void): () => void;
+}
+
+/** The backend's invalidation events, if it (or a layer below that shares its handles) has any. */
+export function invalidationsOf(b: Backend): InvalidationSource | undefined {
+  return (b as Partial<{ invalidations: InvalidationSource | undefined }>).invalidations;
+}

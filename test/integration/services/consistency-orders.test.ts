@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fuseSkip } from '../fuse/mount-helper.js';
+import { aliceRequest, makeExports, startCluster, type Cluster } from '../../helpers/services.js';
+
+/** Issue 20 through the session service: the consistency model in the session spec, changed live, and invalidation orders. */
+describe('session service: consistency model (PATCH) and invalidate / flush orders', { skip: fuseSkip(), timeout: 600_000 }, () => {
+  let c: Cluster;
+  before(async () => {
+    c = await startCluster();
+    await makeExports(c);
+  });
+  after(async () => {
+    await c?.stop();
+  });
+
+  const until = async (what: string, ok: () => Promise<boolean>, ms: number) => {
+    for (const t0 = Date.now(); !(await ok()); await new Promise((r) => setTimeout(r, 50))) if (Date.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
+  };
+
+  test('a poll session: the model shows per mount, changes live, and an order makes a change on the server disk show', async () => {
+    // A poll session without a cache is refused: the model lives in the cache.
+    const refused = await c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'nc', { cache: { mode: 'none' }, consistency: 'poll' }));
+    assert.equal(refused.status, 400, JSON.stringify(refused.body));
+    assert.equal(refused.body.code, 'NO_CACHE');
+
+    const s = (await c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'cp', { consistency: 'poll', pollPeriod: 0.5 }))).body;
+    assert.equal(s.state, 'ready', JSON.stringify(s));
+    assert.equal(s.consistency, 'poll');
+    const data = s.mounts[1];
+    const server = path.join(c.hosts.data.exports, 'alice');
+    await fs.writeFile(path.join(data, 'f.txt'), 'one');
+    await c.api(c.tokens.alice, 'POST', `/sessions/${s.id}/flush`);
+    assert.equal(await fs.readFile(path.join(server, 'f.txt'), 'utf8'), 'one');
+    const st = (await c.api(c.tokens.alice, 'GET', `/sessions/${s.id}`)).body;
+    assert.deepEqual(st.stats.mounts.map((m: any) => m.consistency), ['poll', 'poll']);
+    await until('the mounts poll', async () => (await c.api(c.tokens.alice, 'GET', `/sessions/${s.id}`)).body.stats.mounts.every((m: any) => m.polls > 0), 20_000);
+
+    // A change made on the server's own disk (not through GVFS) is not in the change log: the poll cache keeps the old version...
+    assert.equal(await fs.readFile(path.join(data, 'f.txt'), 'utf8'), 'one');
+    await fs.writeFile(path.join(server, 'f.txt'), 'two, written on the server');
+    await new Promise((r) => setTimeout(r, 2500)); // past the kernel's attribute timeout (1 s) and several poll periods
+    assert.equal(await fs.readFile(path.join(data, 'f.txt'), 'utf8'), 'one', 'the poll cache was expected to trust its copy');
+    // ... until the session service orders the mount to drop it.
+    const order = await c.api(c.tokens.alice, 'POST', `/sessions/${s.id}/invalidate`, { mountpoint: data, path: 'f.txt' });
+    assert.equal(order.status, 200, JSON.stringify(order.body));
+    assert.deepEqual(order.body.mounts.map((m: any) => m.invalidated), [1]);
+    await until('the ordered invalidation shows', async () => (await fs.readFile(path.join(data, 'f.txt'), 'utf8')) === 'two, written on the server', 5_000);
+
+    // Live change of the model, then back.
+    const p = await c.api(c.tokens.alice, 'PATCH', `/sessions/${s.id}`, { consistency: 'ttl' });
+    assert.equal(p.status, 200, JSON.stringify(p.body));
+    assert.equal(p.body.consistency, 'ttl');
+    assert.deepEqual(p.body.stats.mounts.map((m: any) => m.consistency), ['ttl', 'ttl']);
+    const q = await c.api(c.tokens.alice, 'PATCH', `/sessions/${s.id}`, { consistency: 'poll', pollPeriod: 1 });
+    assert.deepEqual(q.body.stats.mounts.map((m: any) => m.consistency), ['poll', 'poll']);
+    const cb = await c.api(c.tokens.alice, 'PATCH', `/sessions/${s.id}`, { consistency: 'callback' });
+    assert.equal(cb.status, 400, 'callback is not built: refused by the schema');
+    assert.equal((await c.api(c.tokens.alice, 'DELETE', `/sessions/${s.id}`)).body.state, 'destroyed');
+  });
+});
