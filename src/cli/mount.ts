@@ -12,7 +12,11 @@ import { AuthFlavor, type Credentials } from '../rpc/types.js';
 import { addLinkOptions, linkOptions } from './proxy-client.js';
 import { createPrivateFile, openAppendNoFollow, privateDir, tailOf } from '../util/private-dir.js';
 import { DRAIN_MS, parseIntArg, untilSignal } from './util.js';
+import { observeClientStack } from '../metrics/client.js';
+import { cacheChecks, nfsReachable } from '../metrics/health.js';
 import { EXIT, ExitStatusError } from './exit-codes.js';
+import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
+import type { ClientStack } from '../proxy/proxy-client.js';
 
 const DRAIN_TIMEOUT_EXIT = EXIT.DRAIN_TIMEOUT;
 
@@ -45,7 +49,7 @@ interface MountOpts extends Record<string, any> {
 export function mountCommand(): Command {
   // The proxy-server link options (--server, --key, --tls-fingerprint, --via, --user, --connections, --timeout ...) are proxy-client's.
   return addLinkOptions(
-    new Command('mount').description(
+    addMetricsOptions(new Command('mount')).description(
       'Mount what a GVFS proxy server serves as a local directory, through FUSE, for unmodified programs; --server nfs://HOST[:PORT]/PATH[?mountport=N] mounts a plain NFSv3 server instead',
     ),
   )
@@ -62,7 +66,10 @@ export function mountCommand(): Command {
       '\nExamples:\n  gvfs mount --server 10.0.0.5:7000 --key alice.key --tls-fingerprint SHA256 /mnt/session\n  gvfs mount --server 127.0.0.1:7000 --user alice --insecure /mnt/session\n  gvfs mount --server nfs://127.0.0.1:2049/export --foreground /mnt/nfs\n  gvfs umount /mnt/session',
     )
     .action(async (mountpoint: string, o: MountOpts) => {
+      // Checked in the parent too: a refused address fails before anything is mounted.
+      const metricsAt = await metricsAddress({ metrics: o.metrics, metricsPublic: o.metricsPublic });
       if (!o.foreground) return detach(o);
+      o.metricsAt = metricsAt;
       await serveMount(mountpoint, o);
     });
 }
@@ -101,16 +108,17 @@ async function detach(o: MountOpts): Promise<void> {
  * is given), as `gvfs proxy-client` builds it; for nfs://, a plain NFSv3
  * client.
  */
-async function openBackend(o: MountOpts): Promise<{ backend: Backend; server: string; exportPath?: string; counters?: DataCounters; close(): Promise<void> }> {
+async function openBackend(o: MountOpts): Promise<{ backend: Backend; server: string; exportPath?: string; counters?: DataCounters; stack?: ClientStack; channel?: string; remote: RemoteNfs; close(): Promise<void> }> {
   if (o.server.startsWith('nfs://')) {
     const u = parseNfsUrl(o.server);
     if (o.export) throw new Error('give the export in the nfs:// URL, not --export');
     if (o.cacheDir) throw new Error('--cache-dir needs a proxy server (HOST:PORT), not an nfs:// URL');
     const remote = new RemoteNfs({ host: u.host, port: u.port, mountPort: u.mountPort, connections: o.connections, timeoutMs: o.timeout, maxInFlight: 64 });
-    return { backend: remote, server: `nfs://${u.host}:${u.port}`, exportPath: u.path, close: () => remote.close() };
+    return { backend: remote, server: `nfs://${u.host}:${u.port}`, exportPath: u.path, remote, close: () => remote.close() };
   }
   const link = await linkOptions(o);
-  const { backend, cache, tunnel, remote, counters } = stackClient(link);
+  const stack = stackClient(link);
+  const { backend, cache, tunnel, remote, counters } = stack;
   // Closing the top of the stack closes what it wraps.
   const close = async () => {
     await backend.close();
@@ -124,12 +132,13 @@ async function openBackend(o: MountOpts): Promise<{ backend: Backend; server: st
     await close().catch(() => undefined);
     throw e;
   }
-  return { backend, server: `${link.host}:${link.port}`, exportPath: o.export, counters, close };
+  const channel = link.ssh ? 'ssh' : link.tlsFingerprint ? 'tls' : 'tcp';
+  return { backend, server: `${link.host}:${link.port}`, exportPath: o.export, counters, stack, channel, remote, close };
 }
 
 async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
   const cred: Credentials = o.as ? { flavor: AuthFlavor.AUTH_SYS, ...o.as } : processCredentials();
-  const { backend, server, close, counters, ...rest } = await openBackend(o);
+  const { backend, server, close, counters, stack, channel, remote, ...rest } = await openBackend(o);
   let exportPath = rest.exportPath;
   if (!exportPath) {
     const ex = await backend.exports().catch(async (e) => {
@@ -161,9 +170,21 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
     throw e;
   }
   const mnt = frontend.mountpoint!;
+  let metrics: Awaited<ReturnType<typeof startMetrics>>;
+  try {
+    metrics = await startMetrics(o.metricsAt, 'mount', (r, h) => {
+      if (stack) observeClientStack(r, stack, channel ?? 'tcp');
+      h.add('upstream', nfsReachable(remote));
+      if (stack?.cache) for (const [name, check] of Object.entries(cacheChecks(stack.cache))) h.add(name, check);
+    });
+  } catch (e) {
+    await frontend.unmount().catch(() => undefined);
+    await close();
+    throw e;
+  }
   // Caught before the ready line: a signal sent the moment it is read must not meet Node's default action.
   const stopped = untilSignal();
-  const info = { mounted: mnt, server, export: exportPath, user: o.user ?? null, pid: process.pid, attrTimeout: o.attrTimeout, cacheDir: o.cacheDir ?? null };
+  const info = { mounted: mnt, server, export: exportPath, user: o.user ?? null, pid: process.pid, attrTimeout: o.attrTimeout, cacheDir: o.cacheDir ?? null, metrics: metrics?.address };
   if (o.json) console.log(JSON.stringify(info));
   else console.log(`gvfs mount: ${server}${exportPath} on ${mnt} (attribute timeout ${o.attrTimeout} s); Ctrl-C or gvfs umount ${mnt} to stop`);
 
@@ -188,6 +209,7 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
     process.exit(DRAIN_TIMEOUT_EXIT);
   }, DRAIN_MS);
   let code = 0;
+  await metrics?.close();
   try {
     await frontend.unmount();
   } catch (e) {
