@@ -12,6 +12,9 @@ import { AuthFlavor, type Credentials } from '../rpc/types.js';
 import { addLinkOptions, linkOptions } from './proxy-client.js';
 import { createPrivateFile, openAppendNoFollow, privateDir, tailOf } from '../util/private-dir.js';
 import { DRAIN_MS, parseIntArg, untilSignal } from './util.js';
+import { flushLogs, logger } from '../util/log.js';
+
+const log = logger('mount');
 import { observeClientStack } from '../metrics/client.js';
 import { cacheChecks, nfsReachable } from '../metrics/health.js';
 import { EXIT, ExitStatusError } from './exit-codes.js';
@@ -194,18 +197,20 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
     stopWatch = watchUnmount(mnt, 1000, () => resolve('unmounted from outside'));
   });
   stopWatch();
-  console.error(`gvfs mount: ${why}, unmounting ${mnt}`);
+  log.info({ mountpoint: mnt, why }, `gvfs mount: ${why}, unmounting ${mnt}`);
   // Bounded like every daemon's drain: with the server down, commits and the cache's flush could wait a call deadline each.
   // What is not delivered stays in the cache journal (write-back) for the next mount of the session.
   const again = () => {
-    console.error('gvfs mount: second signal, exiting now');
+    log.warn('gvfs mount: second signal, exiting now');
+    flushLogs();
     process.exit(DRAIN_TIMEOUT_EXIT);
   };
   process.once('SIGINT', again);
   process.once('SIGTERM', again);
   const timer = setTimeout(() => {
-    console.error(`gvfs mount: unmount and close not finished within ${DRAIN_MS} ms, exiting anyway`);
-    console.error(`gvfs mount: stats ${JSON.stringify(frontend.stats)}`);
+    log.warn({ mountpoint: mnt, drainMs: DRAIN_MS }, `gvfs mount: unmount and close not finished within ${DRAIN_MS} ms, exiting anyway`);
+    log.info({ stats: frontend.stats }, 'gvfs mount: stats');
+    flushLogs();
     process.exit(DRAIN_TIMEOUT_EXIT);
   }, DRAIN_MS);
   let code = 0;
@@ -213,15 +218,16 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
   try {
     await frontend.unmount();
   } catch (e) {
-    console.error(`gvfs mount: ${(e as Error).message}`);
+    log.error({ mountpoint: mnt, err: e }, `gvfs mount: ${(e as Error).message}`);
     code = 1;
   }
   await close().catch((e) => {
-    console.error(`gvfs mount: ${(e as Error).message}`);
+    log.error({ mountpoint: mnt, err: e }, `gvfs mount: ${(e as Error).message}`);
     code = 1;
   });
   clearTimeout(timer);
-  console.error(`gvfs mount: stats ${JSON.stringify(frontend.stats)}`);
+  log.info({ stats: frontend.stats }, 'gvfs mount: stats');
+  flushLogs();
   // The binding keeps a libuv handle for the FUSE thread; leave explicitly.
   process.exit(code);
 }

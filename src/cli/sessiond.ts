@@ -5,10 +5,12 @@ import { normalizeFingerprint } from '../channel/tls.js';
 import type { AgentRef } from '../services/sessiond/service.js';
 import { addUser, parseAccount, Users } from '../services/sessiond/users.js';
 import { closeHttp, serviceTls, trackConnections } from './agent.js';
+import { logger } from '../util/log.js';
 import { drainOnSignal, parseHostPort, parseIntArg, daemonSignals } from './util.js';
 import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
+const log = logger('sessiond');
 
 /** NAME=https://HOST:PORT,SHA256 */
 function parseAgent(v: string): AgentRef {
@@ -48,7 +50,7 @@ export function sessiondCommand(): Command {
           if (st.mtimeMs === mtime) return;
           mtime = st.mtimeMs;
           users = await Users.load(o.users);
-        }).catch((e) => console.error(`gvfs sessiond: users file: ${(e as Error).message}`));
+        }).catch((e) => log.warn({ file: o.users, reason: (e as Error).message }, 'users file could not be read again; keeping the previous one'));
       }, 2000);
       watch.unref();
       const svc = await SessionService.open({
