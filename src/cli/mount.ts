@@ -15,6 +15,9 @@ import { DRAIN_MS, parseIntArg, untilSignal } from './util.js';
 import { flushLogs, logger } from '../util/log.js';
 
 const log = logger('mount');
+// The closing summary is for the operator (and tests read it): kept at info even when GVFS_LOG_LEVEL is quieter.
+const statsLog = logger('mount-stats');
+if (statsLog.levelVal > 30 && statsLog.level !== 'silent') statsLog.level = 'info';
 import { observeClientStack } from '../metrics/client.js';
 import { cacheChecks, nfsReachable } from '../metrics/health.js';
 import { EXIT, ExitStatusError } from './exit-codes.js';
@@ -209,7 +212,7 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
   process.once('SIGTERM', again);
   const timer = setTimeout(() => {
     log.warn({ mountpoint: mnt, drainMs: DRAIN_MS }, `gvfs mount: unmount and close not finished within ${DRAIN_MS} ms, exiting anyway`);
-    log.info({ stats: frontend.stats }, 'gvfs mount: stats');
+    statsLog.info({ stats: frontend.stats }, 'gvfs mount: stats');
     flushLogs();
     process.exit(DRAIN_TIMEOUT_EXIT);
   }, DRAIN_MS);
@@ -226,7 +229,7 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
     code = 1;
   });
   clearTimeout(timer);
-  log.info({ stats: frontend.stats }, 'gvfs mount: stats');
+  statsLog.info({ stats: frontend.stats }, 'gvfs mount: stats');
   flushLogs();
   // The binding keeps a libuv handle for the FUSE thread; leave explicitly.
   process.exit(code);
