@@ -163,10 +163,15 @@ describe('metrics, health and logs of the daemons', { timeout: 420_000 }, () => 
     assert.ok(last!.json.checks.upstream.reason);
     assert.equal((await get(port, '/healthz')).status, 200, 'still alive while not ready');
     await pc.waitLog((l) => l.level === 40 && l.msg === 'not ready' && /upstream/.test(l.reason));
+    const lost = await pc.waitLog((l) => l.level === 40 && /link lost/.test(l.msg ?? ''));
+    assert.match(lost.peer, new RegExp(`127\\.0\\.0\\.1:${psPort}`));
+    assert.ok(lost.reason, 'the lost link says why');
     ps = await spawnGvfs([...psArgs, '--listen', `127.0.0.1:${psPort}`]);
     all.push(['proxy-server (restarted)', ps]);
     await until('readyz 200 again', async () => (await get(port, '/readyz')).status === 200, 120_000);
     assert.ok((await nfsCat(pc.port, 'hello.txt')).equals(Buffer.from('hello\n')));
+    const back = await pc.waitLog((l) => l.level === 40 && /link regained/.test(l.msg ?? ''));
+    assert.equal(typeof back.downMs, 'number');
   });
 
   test('a non-loopback --metrics address is refused, with the reason, before the daemon starts', async () => {
