@@ -65,7 +65,12 @@ const exitOverride = (c: Command): void => {
 exitOverride(program);
 program.hook('preAction', (_top, action) => {
   running = action;
-  const level = levelFromFlags(action.opts());
+  let level: string | undefined;
+  try {
+    level = levelFromFlags(action.opts());
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
   if (level) setLogLevel(level);
 });
 
