@@ -168,7 +168,7 @@ export function ownerAdmission(allow: ReadonlySet<number>, what: string, owners 
       return false;
     }
     if (uid !== undefined && allow.has(uid)) return true;
-    log.warn({ peer, uid: uid ?? null, allowed: [...allow] }, uid === undefined ? `${what}: connection refused: its owner is unknown (not a local socket, or already closed)` : `${what}: connection refused: uid ${uid} is not allowed`);
+    log.warn({ peer, uid: uid ?? null, allowed: [...allow], reason: uid === undefined ? 'owner unknown' : 'uid not allowed' }, uid === undefined ? `${what}: connection refused: its owner is unknown (not a local socket, or already closed)` : `${what}: connection refused: uid ${uid} is not allowed`);
     return false;
   };
 }

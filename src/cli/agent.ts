@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import { Command } from 'commander';
 import { fingerprintOf, makeSelfSignedCert, readTlsFiles } from '../channel/tls.js';
 import { drainOnSignal, parseHostPort, daemonSignals } from './util.js';
+import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -62,7 +63,7 @@ export async function closeHttp(app: HttpApp): Promise<void> {
 }
 
 export function agentCommand(): Command {
-  return new Command('agent')
+  return addMetricsOptions(new Command('agent'))
     .description("Run a host's GVFS agent: an HTTPS API (mutual TLS, for its session service only) that starts, reconfigures and stops the proxy servers and mounts of sessions on this host")
     .requiredOption('--name <name>', "this host's name in sessions (e.g. state, data, compute)")
     .requiredOption('--state-dir <dir>', 'where the agent keeps its database, session keys, logs and caches')
@@ -80,6 +81,7 @@ export function agentCommand(): Command {
     .option('--json', 'print the address and fingerprint as JSON')
     .action(async (o) => {
       const stop = daemonSignals('agent');
+      const metricsAt = await metricsAddress(o);
       // Loaded here, not at the top: every gvfs command (each proxy process a session runs) would pay for fastify and SQLite.
       const { Agent } = await import('../services/agent/agent.js');
       const { agentApp } = await import('../services/agent/routes.js');
@@ -106,10 +108,13 @@ export function agentCommand(): Command {
       await app.listen({ port: listen.port, host: listen.host });
       const a = app.server.address() as { address: string; port: number };
       const url = `https://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+      const { observeAgent } = await import('../metrics/services.js');
+      const metrics = await startMetrics(metricsAt, 'agent', (r, h) => observeAgent(r, h, agent, stateDir));
       stop.ready();
-      if (o.json) console.log(JSON.stringify({ listening: { address: a.address, port: a.port }, name: o.name, url, fingerprint: tls.fingerprint }));
+      if (o.json) console.log(JSON.stringify({ listening: { address: a.address, port: a.port }, name: o.name, url, fingerprint: tls.fingerprint, metrics: metrics?.address }));
       else console.log(`gvfs agent ${o.name}: ${url} (certificate ${tls.fingerprint}); sessions here: ${agent.list().length}`);
       await drainOnSignal('agent', async () => {
+        await metrics?.close();
         await closeHttp(app);
         agent.close();
       }, 'shutting down (sessions keep running)', stop.stopped);

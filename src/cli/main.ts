@@ -23,6 +23,11 @@ import { vmCommand } from './vm.js';
 import { demoVmCommand } from './demo-vm.js';
 import { versionCommand, buildInfo } from './version.js';
 import { EXIT, exitCodeOf, exitTableText } from './exit-codes.js';
+import { flushLogs, levelFromFlags, logger, LOG_LEVELS, setLogLevel } from '../util/log.js';
+
+/** Long-running commands: their stderr is their JSON log, so even a fatal error goes there as JSON. */
+const DAEMONS = new Set(['serve', 'proxy-server', 'proxy-client', 'mount', 'agent', 'sessiond']);
+let running: Command | undefined;
 
 const program = new Command('gvfs')
   .description('GVFS: a user-level distributed file system virtualization layer on NFSv3')
@@ -50,15 +55,35 @@ program.addCommand(versionCommand());
 program.commands.find((c) => c.name() === 'demo')?.addCommand(demoVmCommand());
 
 // Usage errors end with EXIT.USAGE, not commander's 1 (it has printed the message and the help already).
+// Every command takes the log flags (beside GVFS_LOG_LEVEL and GVFS_TRACE).
+const verbosity = (_: string, n: number) => n + 1;
 const exitOverride = (c: Command): void => {
   c.exitOverride();
+  if (c !== program) {
+    c.option('-v, --verbose', 'more log detail: -v debug, -vv trace (GVFS_LOG_LEVEL, GVFS_TRACE=layer,... also work)', verbosity, 0);
+    c.option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')} (default: GVFS_LOG_LEVEL or info)`);
+  }
   c.commands.forEach(exitOverride);
 };
 exitOverride(program);
+program.hook('preAction', (_top, action) => {
+  running = action;
+  let level: string | undefined;
+  try {
+    level = levelFromFlags(action.opts());
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+  if (level) setLogLevel(level);
+});
 
 program.parseAsync(process.argv).catch((e) => {
   const code = exitCodeOf(e);
   // Commander has printed its own parse errors (a plain CommanderError); an InvalidArgumentError thrown by a command's action it has not.
-  if (!(e instanceof CommanderError) || e instanceof InvalidArgumentError) console.error(`gvfs: ${(e as Error).message}`);
+  if (!(e instanceof CommanderError) || e instanceof InvalidArgumentError) {
+    if (running && DAEMONS.has(running.name())) logger('cli').fatal({ command: running.name(), exitCode: code, reason: (e as Error).message }, `gvfs ${running.name()}: ${(e as Error).message}`);
+    else console.error(`gvfs: ${(e as Error).message}`);
+  }
+  flushLogs();
   process.exit(code === EXIT.OK && !(e instanceof CommanderError) ? EXIT.FAILED : code);
 });

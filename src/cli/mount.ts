@@ -14,7 +14,17 @@ import { AuthFlavor, type Credentials } from '../rpc/types.js';
 import { addLinkOptions, linkOptions } from './proxy-client.js';
 import { createPrivateFile, openAppendNoFollow, privateDir, tailOf } from '../util/private-dir.js';
 import { DRAIN_MS, parseIntArg, untilSignal } from './util.js';
+import { flushLogs, logger } from '../util/log.js';
+
+const log = logger('mount');
+// The closing summary is for the operator (and tests read it): kept at info even when GVFS_LOG_LEVEL is quieter.
+const statsLog = logger('mount-stats');
+if (statsLog.levelVal > 30 && statsLog.level !== 'silent') statsLog.level = 'info';
+import { observeClientStack } from '../metrics/client.js';
+import { cacheChecks, nfsReachable } from '../metrics/health.js';
 import { EXIT, ExitStatusError } from './exit-codes.js';
+import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
+import type { ClientStack } from '../proxy/proxy-client.js';
 
 const DRAIN_TIMEOUT_EXIT = EXIT.DRAIN_TIMEOUT;
 
@@ -55,7 +65,7 @@ function parseFuseApi(v: string): 'low' | 'high' {
 export function mountCommand(): Command {
   // The proxy-server link options (--server, --key, --tls-fingerprint, --via, --user, --connections, --timeout ...) are proxy-client's.
   return addLinkOptions(
-    new Command('mount').description(
+    addMetricsOptions(new Command('mount')).description(
       'Mount what a GVFS proxy server serves as a local directory, through FUSE, for unmodified programs; --server nfs://HOST[:PORT]/PATH[?mountport=N] mounts a plain NFSv3 server instead',
     ),
   )
@@ -82,7 +92,10 @@ export function mountCommand(): Command {
       '\nExamples:\n  gvfs mount --server 10.0.0.5:7000 --key alice.key --tls-fingerprint SHA256 /mnt/session\n  gvfs mount --server 127.0.0.1:7000 --user alice --insecure /mnt/session\n  gvfs mount --server nfs://127.0.0.1:2049/export --foreground /mnt/nfs\n  gvfs umount /mnt/session',
     )
     .action(async (mountpoint: string, o: MountOpts) => {
+      // Checked in the parent too: a refused address fails before anything is mounted.
+      const metricsAt = await metricsAddress({ metrics: o.metrics, metricsPublic: o.metricsPublic });
       if (!o.foreground) return detach(o);
+      o.metricsAt = metricsAt;
       await serveMount(mountpoint, o);
     });
 }
@@ -121,16 +134,17 @@ async function detach(o: MountOpts): Promise<void> {
  * is given), as `gvfs proxy-client` builds it; for nfs://, a plain NFSv3
  * client.
  */
-async function openBackend(o: MountOpts): Promise<{ backend: Backend; server: string; exportPath?: string; counters?: DataCounters; close(): Promise<void> }> {
+async function openBackend(o: MountOpts): Promise<{ backend: Backend; server: string; exportPath?: string; counters?: DataCounters; stack?: ClientStack; channel?: string; remote: RemoteNfs; close(): Promise<void> }> {
   if (o.server.startsWith('nfs://')) {
     const u = parseNfsUrl(o.server);
     if (o.export) throw new Error('give the export in the nfs:// URL, not --export');
     if (o.cacheDir) throw new Error('--cache-dir needs a proxy server (HOST:PORT), not an nfs:// URL');
     const remote = new RemoteNfs({ host: u.host, port: u.port, mountPort: u.mountPort, connections: o.connections, timeoutMs: o.timeout, maxInFlight: 64 });
-    return { backend: remote, server: `nfs://${u.host}:${u.port}`, exportPath: u.path, close: () => remote.close() };
+    return { backend: remote, server: `nfs://${u.host}:${u.port}`, exportPath: u.path, remote, close: () => remote.close() };
   }
   const link = await linkOptions(o);
-  const { backend, cache, tunnel, remote, counters } = stackClient(link);
+  const stack = stackClient(link);
+  const { backend, cache, tunnel, remote, counters } = stack;
   // Closing the top of the stack closes what it wraps.
   const close = async () => {
     await backend.close();
@@ -144,12 +158,13 @@ async function openBackend(o: MountOpts): Promise<{ backend: Backend; server: st
     await close().catch(() => undefined);
     throw e;
   }
-  return { backend, server: `${link.host}:${link.port}`, exportPath: o.export, counters, close };
+  const channel = link.ssh ? 'ssh' : link.tlsFingerprint ? 'tls' : 'tcp';
+  return { backend, server: `${link.host}:${link.port}`, exportPath: o.export, counters, stack, channel, remote, close };
 }
 
 async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
   const cred: Credentials = o.as ? { flavor: AuthFlavor.AUTH_SYS, ...o.as } : processCredentials();
-  const { backend, server, close, counters, ...rest } = await openBackend(o);
+  const { backend, server, close, counters, stack, channel, remote, ...rest } = await openBackend(o);
   let exportPath = rest.exportPath;
   if (!exportPath) {
     const ex = await backend.exports().catch(async (e) => {
@@ -201,9 +216,21 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
     throw e;
   }
   const mnt = frontend.mountpoint!;
+  let metrics: Awaited<ReturnType<typeof startMetrics>>;
+  try {
+    metrics = await startMetrics(o.metricsAt, 'mount', (r, h) => {
+      if (stack) observeClientStack(r, stack, channel ?? 'tcp');
+      h.add('upstream', nfsReachable(remote));
+      if (stack?.cache) for (const [name, check] of Object.entries(cacheChecks(stack.cache))) h.add(name, check);
+    });
+  } catch (e) {
+    await frontend.unmount().catch(() => undefined);
+    await close();
+    throw e;
+  }
   // Caught before the ready line: a signal sent the moment it is read must not meet Node's default action.
   const stopped = untilSignal();
-  const info = { mounted: mnt, server, export: exportPath, user: o.user ?? null, pid: process.pid, attrTimeout: o.attrTimeout, cacheDir: o.cacheDir ?? null, consistency: o.consistency ?? 'ttl' };
+  const info = { mounted: mnt, server, export: exportPath, user: o.user ?? null, pid: process.pid, attrTimeout: o.attrTimeout, cacheDir: o.cacheDir ?? null, consistency: o.consistency ?? 'ttl', metrics: metrics?.address };
   if (o.json) console.log(JSON.stringify(info));
   else console.log(`gvfs mount: ${server}${exportPath} on ${mnt} (attribute timeout ${o.attrTimeout} s); Ctrl-C or gvfs umount ${mnt} to stop`);
 
@@ -213,33 +240,37 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
     stopWatch = watchUnmount(mnt, 1000, () => resolve('unmounted from outside'));
   });
   stopWatch();
-  console.error(`gvfs mount: ${why}, unmounting ${mnt}`);
+  log.info({ mountpoint: mnt, why }, `gvfs mount: ${why}, unmounting ${mnt}`);
   // Bounded like every daemon's drain: with the server down, commits and the cache's flush could wait a call deadline each.
   // What is not delivered stays in the cache journal (write-back) for the next mount of the session.
   const again = () => {
-    console.error('gvfs mount: second signal, exiting now');
+    log.warn('gvfs mount: second signal, exiting now');
+    flushLogs();
     process.exit(DRAIN_TIMEOUT_EXIT);
   };
   process.once('SIGINT', again);
   process.once('SIGTERM', again);
   const timer = setTimeout(() => {
-    console.error(`gvfs mount: unmount and close not finished within ${DRAIN_MS} ms, exiting anyway`);
-    console.error(`gvfs mount: stats ${JSON.stringify(frontend.stats)}`);
+    log.warn({ mountpoint: mnt, drainMs: DRAIN_MS }, `gvfs mount: unmount and close not finished within ${DRAIN_MS} ms, exiting anyway`);
+    statsLog.info({ stats: frontend.stats }, 'gvfs mount: stats');
+    flushLogs();
     process.exit(DRAIN_TIMEOUT_EXIT);
   }, DRAIN_MS);
   let code = 0;
+  await metrics?.close();
   try {
     await frontend.unmount();
   } catch (e) {
-    console.error(`gvfs mount: ${(e as Error).message}`);
+    log.error({ mountpoint: mnt, err: e }, `gvfs mount: ${(e as Error).message}`);
     code = 1;
   }
   await close().catch((e) => {
-    console.error(`gvfs mount: ${(e as Error).message}`);
+    log.error({ mountpoint: mnt, err: e }, `gvfs mount: ${(e as Error).message}`);
     code = 1;
   });
   clearTimeout(timer);
-  console.error(`gvfs mount: stats ${JSON.stringify(frontend.stats)}`);
+  statsLog.info({ stats: frontend.stats }, 'gvfs mount: stats');
+  flushLogs();
   // The binding keeps a libuv handle for the FUSE thread; leave explicitly.
   process.exit(code);
 }

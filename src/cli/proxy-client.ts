@@ -5,6 +5,10 @@ import { parseSshUrl } from '../channel/ssh.js';
 import { checkLink, createProxyClient, endpointUids, type ProxyLinkOptions } from '../proxy/proxy-client.js';
 import { checkConsistency, DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY, type ConsistencyModel } from '../wrappers/cache/options.js';
 import { drainOnSignal, parseHostPort, parseIntArg, parseSize, daemonSignals } from './util.js';
+import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
+import { observeRpcServer } from '../metrics/rpc.js';
+import { observeClientStack } from '../metrics/client.js';
+import { cacheChecks, nfsReachable } from '../metrics/health.js';
 
 function parseConsistency(v: string): ConsistencyModel {
   try {
@@ -113,7 +117,7 @@ function allowUidArg(v: string): AllowUids {
 
 export function proxyClientCommand(): Command {
   return addLinkOptions(
-    new Command('proxy-client').description('Run a GVFS proxy client: an NFSv3 + MOUNT endpoint on loopback that forwards to a proxy server over a private channel'),
+    addMetricsOptions(new Command('proxy-client')).description('Run a GVFS proxy client: an NFSv3 + MOUNT endpoint on loopback that forwards to a proxy server over a private channel'),
   )
     .option('--listen <host:port>', 'where unmodified NFS clients connect', '127.0.0.1:0')
     .option('--attr-timeout <seconds>', 'with --cache-dir: how long attributes and names are trusted before a change made elsewhere is looked for', parseSeconds, 1)
@@ -121,6 +125,7 @@ export function proxyClientCommand(): Command {
     .option('--json', 'print the listening address as JSON')
     .action(async (o) => {
       const stop = daemonSignals('proxy-client');
+      const metricsAt = await metricsAddress(o);
       const link = await linkOptions(o);
       const listen = parseHostPort(o.listen);
       const p = createProxyClient({ ...link, allowUids: o.allowUid });
@@ -146,13 +151,22 @@ export function proxyClientCommand(): Command {
       };
       const allowed = endpointUids(o.allowUid);
       const allowUids = allowed === 'any' ? 'any' : [...allowed];
+      const metrics = await startMetrics(metricsAt, 'proxy-client', (r, h) => {
+        observeRpcServer(r, p.server, 'nfs', 'tcp');
+        observeClientStack(r, p, channel);
+        h.add('upstream', nfsReachable(p.remote));
+        if (p.cache) for (const [name, check] of Object.entries(cacheChecks(p.cache))) h.add(name, check);
+      });
       stop.ready();
-      if (o.json) console.log(JSON.stringify({ listening: addr, server: { host: link.host, port: link.port }, channel, session: link.key?.id, user: link.key?.user ?? link.user, cache, allowUids }));
+      if (o.json) console.log(JSON.stringify({ listening: addr, server: { host: link.host, port: link.port }, channel, session: link.key?.id, user: link.key?.user ?? link.user, cache, allowUids, metrics: metrics?.address }));
       else {
         console.log(`gvfs proxy-client: NFSv3 on ${addr.address}:${addr.port} -> ${link.host}:${link.port} over ${channel} as ${who}`);
         console.log(`gvfs proxy-client: serves connections of ${allowUids === 'any' ? 'any user and host' : `uid ${allowUids.join(', ')}`}`);
         if (cache) console.log(`gvfs proxy-client: ${cache.mode} cache in ${cache.dir} (${cache.capacity} bytes, ${cache.blockSize}-byte blocks; consistency ${cache.consistency === 'poll' ? `poll every ${cache.pollMs} ms` : 'ttl'})`);
       }
-      await drainOnSignal('proxy-client', () => p.close(), undefined, stop.stopped);
+      await drainOnSignal('proxy-client', async () => {
+        await metrics?.close();
+        await p.close();
+      }, undefined, stop.stopped);
     });
 }

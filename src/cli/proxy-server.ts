@@ -7,6 +7,9 @@ import { SessionRegistry } from '../channel/sessions.js';
 import { readTlsFiles } from '../channel/tls.js';
 import { loadMapFile, parseMapFlag, type IdentityMap } from '../wrappers/identity-map/map-file.js';
 import { drainOnSignal, parseHostPort, parseIntArg, daemonSignals } from './util.js';
+import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
+import { observeRpcServer } from '../metrics/rpc.js';
+import { dirReadable, nfsReachable } from '../metrics/health.js';
 
 /** The limits given on the command line (the others keep their defaults). */
 function definedOnly<T extends Record<string, number | undefined>>(o: T): Partial<Record<keyof T, number>> {
@@ -28,7 +31,7 @@ function splitName(v: string): [string, string | undefined] {
 }
 
 export function proxyServerCommand(): Command {
-  return new Command('proxy-server')
+  return addMetricsOptions(new Command('proxy-server'))
     .description('Run a GVFS proxy server: forwards NFSv3 to an upstream NFS server (or serves a directory) with identity mapping')
     .option('--listen <host:port>', 'address to listen on (port 0 picks a free port)', '127.0.0.1:0')
     .option('--upstream <url[=/name][:ro]>', 'upstream NFSv3 export nfs://HOST[:PORT]/PATH[?mountport=N], optionally served as /name; :ro refuses every change (repeatable)', collect)
@@ -52,6 +55,7 @@ export function proxyServerCommand(): Command {
     .option('--json', 'print the listening address as JSON')
     .action(async (o) => {
       const stop = daemonSignals('proxy-server');
+      const metricsAt = await metricsAddress(o);
       const expect = new Map<string, ExportRootCheck>();
       for (const v of (o.exportExpect as string[] | undefined) ?? []) {
         const i = v.lastIndexOf('=');
@@ -100,9 +104,21 @@ export function proxyServerCommand(): Command {
       const addr = await p.listen(listen.port, listen.host);
       const names = (await p.backend.exports()).map((e) => e.path);
       const channel = o.tlsCert ? 'tls' : 'tcp';
+      const metrics = await startMetrics(metricsAt, 'proxy-server', (r, h) => {
+        observeRpcServer(r, p.server, 'proxy', channel);
+        // Readiness: every upstream NFS server answers, every local export can be listed.
+        let u = 0;
+        for (const e of exports) {
+          if (e.kind === 'upstream') h.add(`upstream ${e.url.host}:${e.url.port}${e.url.path}`, nfsReachable(p.upstreams[u++]));
+          else h.add(`export ${e.dir}`, dirReadable(e.dir));
+        }
+      });
       stop.ready();
-      if (o.json) console.log(JSON.stringify({ listening: addr, channel, exports: names, readOnly: exports.filter((e) => e.readOnly).map((e) => e.name ?? (e.kind === 'local' ? '/' : e.url.path)), sessions: keys.map((k) => k.id), insecure: !!o.insecure }));
+      if (o.json) console.log(JSON.stringify({ listening: addr, channel, exports: names, readOnly: exports.filter((e) => e.readOnly).map((e) => e.name ?? (e.kind === 'local' ? '/' : e.url.path)), sessions: keys.map((k) => k.id), insecure: !!o.insecure, metrics: metrics?.address }));
       else console.log(`gvfs proxy-server: ${names.join(', ')} on ${addr.address}:${addr.port} (${channel}; ${o.insecure ? 'INSECURE, no session keys' : `${keys.length} session key(s)`})`);
-      await drainOnSignal('proxy-server', () => p.close(), undefined, stop.stopped);
+      await drainOnSignal('proxy-server', async () => {
+        await metrics?.close();
+        await p.close();
+      }, undefined, stop.stopped);
     });
 }

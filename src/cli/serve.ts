@@ -2,10 +2,13 @@ import { Command, Option } from 'commander';
 import { LocalExport } from '../backends/local-export/local-export.js';
 import { createNfs3Server } from '../frontends/nfs3-server/server.js';
 import { everythingReadOnly } from '../frontends/nfs3-server/read-only.js';
+import { observeRpcServer } from '../metrics/rpc.js';
+import { dirReadable } from '../metrics/health.js';
 import { drainOnSignal, parseHostPort, parseIntArg, daemonSignals } from './util.js';
+import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
 
 export function serveCommand(): Command {
-  return new Command('serve')
+  return addMetricsOptions(new Command('serve'))
     .description('Serve a local directory over NFSv3 (with MOUNT v3 and the portmapper on the same port)')
     .requiredOption('--export <dir>', 'directory to export')
     .option('--listen <host:port>', 'address to listen on (port 0 picks a free port)', '127.0.0.1:2049')
@@ -23,6 +26,7 @@ export function serveCommand(): Command {
     .action(async (o) => {
       const stop = daemonSignals('serve');
       const listen = parseHostPort(o.listen);
+      const metricsAt = await metricsAddress(o);
       const backend = await LocalExport.open({
         root: o.export,
         name: o.name,
@@ -37,10 +41,15 @@ export function serveCommand(): Command {
       // Read-only is the front end's write guard (one check for every mutating procedure), not the backend's.
       const server = createNfs3Server({ backend, limits, readOnly: o.readOnly ? everythingReadOnly : undefined });
       const addr = await server.listen(listen.port, listen.host);
+      const metrics = await startMetrics(metricsAt, 'serve', (r, h) => {
+        observeRpcServer(r, server, 'nfs', 'tcp');
+        h.add('export', dirReadable(backend.root));
+      });
       stop.ready();
-      if (o.json) console.log(JSON.stringify({ listening: addr, export: backend.root, name: backend.name, readOnly: !!o.readOnly }));
+      if (o.json) console.log(JSON.stringify({ listening: addr, export: backend.root, name: backend.name, readOnly: !!o.readOnly, metrics: metrics?.address }));
       else console.log(`gvfs serve: exporting ${backend.root} as ${backend.name} on ${addr.address}:${addr.port} (NFSv3, MOUNT v3, portmap)`);
       await drainOnSignal('serve', async () => {
+        await metrics?.close();
         await server.close();
         await backend.close();
       }, undefined, stop.stopped);

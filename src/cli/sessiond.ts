@@ -5,9 +5,12 @@ import { normalizeFingerprint } from '../channel/tls.js';
 import type { AgentRef } from '../services/sessiond/service.js';
 import { addUser, parseAccount, Users } from '../services/sessiond/users.js';
 import { closeHttp, serviceTls, trackConnections } from './agent.js';
+import { logger } from '../util/log.js';
 import { drainOnSignal, parseHostPort, parseIntArg, daemonSignals } from './util.js';
+import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
+const log = logger('sessiond');
 
 /** NAME=https://HOST:PORT,SHA256 */
 function parseAgent(v: string): AgentRef {
@@ -17,7 +20,7 @@ function parseAgent(v: string): AgentRef {
 }
 
 export function sessiondCommand(): Command {
-  const c = new Command('sessiond')
+  const c = addMetricsOptions(new Command('sessiond'))
     .description('Run the GVFS session service: an HTTPS API, its OpenAPI document (/openapi.json) and a dashboard (/dashboard) that create, tailor, renew and tear down sessions through the hosts\' agents')
     .option('--state-dir <dir>', 'where the service keeps its database (and its certificate, unless given)')
     .option('--users <file>', 'users file (gvfs sessiond add-user)')
@@ -30,6 +33,7 @@ export function sessiondCommand(): Command {
     .option('--json', 'print the address and fingerprint as JSON')
     .action(async (o) => {
       const stop = daemonSignals('sessiond');
+      const metricsAt = await metricsAddress(o);
       if (!o.stateDir) throw new Error('--state-dir DIR is required');
       if (!o.users) throw new Error('--users FILE is required (gvfs sessiond add-user FILE NAME makes one)');
       // Loaded here, not at the top: every gvfs command would pay for fastify and SQLite.
@@ -46,7 +50,7 @@ export function sessiondCommand(): Command {
           if (st.mtimeMs === mtime) return;
           mtime = st.mtimeMs;
           users = await Users.load(o.users);
-        }).catch((e) => console.error(`gvfs sessiond: users file: ${(e as Error).message}`));
+        }).catch((e) => log.warn({ file: o.users, reason: (e as Error).message }, 'users file could not be read again; keeping the previous one'));
       }, 2000);
       watch.unref();
       const svc = await SessionService.open({
@@ -63,11 +67,14 @@ export function sessiondCommand(): Command {
       await app.listen({ port: listen.port, host: listen.host });
       const a = app.server.address() as { address: string; port: number };
       const url = `https://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+      const { observeSessiond } = await import('../metrics/services.js');
+      const metrics = await startMetrics(metricsAt, 'sessiond', (r, h) => observeSessiond(r, h, svc, stateDir));
       stop.ready();
-      if (o.json) console.log(JSON.stringify({ listening: { address: a.address, port: a.port }, url, fingerprint: tls.fingerprint, hosts: svc.hosts.map((h) => h.name) }));
+      if (o.json) console.log(JSON.stringify({ listening: { address: a.address, port: a.port }, url, fingerprint: tls.fingerprint, hosts: svc.hosts.map((h) => h.name), metrics: metrics?.address }));
       else console.log(`gvfs sessiond: ${url} (certificate ${tls.fingerprint}); hosts ${svc.hosts.map((h) => h.name).join(', ') || 'none'}; dashboard ${url}/dashboard`);
       await drainOnSignal('sessiond', async () => {
         clearInterval(watch);
+        await metrics?.close();
         await closeHttp(app);
         svc.close();
       }, 'shutting down (sessions keep running and their lifetimes count on)', stop.stopped);

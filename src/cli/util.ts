@@ -1,5 +1,9 @@
 import { InvalidArgumentError } from 'commander';
 import { EXIT } from './exit-codes.js';
+import { flushLogs, logger } from '../util/log.js';
+
+// A daemon's stderr is its JSON log: its own lines go there too, never plain text.
+const log = logger('daemon');
 
 /** Parse HOST:PORT (IPv6 as [::1]:PORT); port 0 means "pick a free one". */
 export function parseHostPort(v: string): { host: string; port: number } {
@@ -49,7 +53,8 @@ export function daemonSignals(name: string): { stopped: Promise<NodeJS.Signals>;
   const stopped = untilSignal();
   void stopped.then((sig) => {
     if (up) return;
-    console.error(`gvfs ${name}: ${sig} while starting, exiting`);
+    log.warn({ signal: sig }, `gvfs ${name}: ${sig} while starting, exiting`);
+    flushLogs();
     process.exit(EXIT.FAILED);
   });
   return { stopped, ready: () => (up = true) };
@@ -72,25 +77,28 @@ const DRAIN_TIMEOUT_EXIT = EXIT.DRAIN_TIMEOUT;
  */
 export async function drainOnSignal(name: string, drain: () => Promise<void>, what = 'shutting down', stopped: Promise<NodeJS.Signals> = untilSignal()): Promise<never> {
   const sig = await stopped;
-  console.error(`gvfs ${name}: ${sig}, ${what}`);
+  log.info({ signal: sig }, `gvfs ${name}: ${sig}, ${what}`);
   const again = () => {
-    console.error(`gvfs ${name}: second signal, exiting now`);
+    log.warn(`gvfs ${name}: second signal, exiting now`);
+    flushLogs();
     process.exit(DRAIN_TIMEOUT_EXIT);
   };
   process.once('SIGINT', again);
   process.once('SIGTERM', again);
   const timer = setTimeout(() => {
-    console.error(`gvfs ${name}: drain not finished within ${DRAIN_MS} ms, exiting anyway`);
+    log.warn({ drainMs: DRAIN_MS }, `gvfs ${name}: drain not finished within ${DRAIN_MS} ms, exiting anyway`);
+    flushLogs();
     process.exit(DRAIN_TIMEOUT_EXIT);
   }, DRAIN_MS);
   let code = 0;
   try {
     await drain();
   } catch (e) {
-    console.error(`gvfs ${name}: ${(e as Error).message}`);
+    log.error({ err: e }, `gvfs ${name}: ${(e as Error).message}`);
     code = 1;
   }
   clearTimeout(timer);
+  flushLogs();
   // Nothing left to serve: lingering handles (a keep-alive timer, a peer that never closes) do not keep us.
   process.exit(code);
 }

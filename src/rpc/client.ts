@@ -138,6 +138,9 @@ export class RpcClient {
   private closed = false;
   private backoffMs = 50;
   private everConnected = false;
+  /** When the connection was lost (for the "regained" line), and why. */
+  private lost?: { at: number; reason: string };
+  private lastError?: string;
   private firstAttempts = 0;
   readonly maxInFlight: number;
   readonly timeoutMs: number;
@@ -272,6 +275,10 @@ export class RpcClient {
           if (this.opts.onConnect) await this.opts.onConnect({ call: this.callOnConnection, stream: s });
           this.ready = true;
           this.everConnected = true;
+          if (this.lost) {
+            log.warn({ peer: this.label, downMs: Date.now() - this.lost.at, lostBecause: this.lost.reason }, `${this.label}: link regained`);
+            this.lost = undefined;
+          }
           this.backoffMs = 50;
           this.connecting = undefined;
           // Resend what was in flight on the old stream, then the queue.
@@ -350,7 +357,10 @@ export class RpcClient {
         decoder.directFilled(n);
       });
     else s.on('data', onChunk);
-    s.on('error', (err) => log.debug({ err }, `${this.label}: stream error`));
+    s.on('error', (err) => {
+      this.lastError = err.message;
+      log.debug({ err }, `${this.label}: stream error`);
+    });
     s.once('close', () => this.onClose(s));
   }
 
@@ -375,6 +385,14 @@ export class RpcClient {
       return;
     }
     this.stats.reconnects++;
+    if (this.ready || this.everConnected) {
+      // Once per outage: the next successful connect logs "link regained".
+      if (!this.lost) {
+        this.lost = { at: Date.now(), reason: this.lastError ?? 'closed by the peer' };
+        log.warn({ peer: this.label, reason: this.lost.reason, inFlight: this.inflight.size }, `${this.label}: link lost; reconnecting when a call needs it`);
+      }
+    }
+    this.lastError = undefined;
     if (this.inflight.size || this.waiting.length) void this.ensureConnected();
   }
 

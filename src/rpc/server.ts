@@ -112,6 +112,28 @@ export interface TransportUpgrade {
   upgrade(raw: net.Socket): Promise<net.Socket>;
 }
 
+/**
+ * Watches finished calls (metrics/rpc.ts). Called once per call that named
+ * a known procedure, on the hot path: it must not throw and should not
+ * allocate beyond its own bookkeeping.
+ */
+export interface RpcObserver {
+  /**
+   * `key` is "program.procedure" (the string the server already builds);
+   * `ms` the time from decoded arguments to encoded reply; `accept` the
+   * AcceptStat of the reply, or AUTH_REFUSED when the call was refused
+   * with an auth error; `result` the handler's result on SUCCESS (an NFS
+   * status lives in it).
+   */
+  call(key: string, ms: number, accept: number, result: unknown): void;
+}
+
+/** RpcObserver.call's `accept` for a call refused with an auth error (not an AcceptStat). */
+export const AUTH_REFUSED = -1;
+
+/** Why a connection was refused or dropped: the limit (RpcServerLimits) or check that did it. */
+export type RefusalReason = 'maxConnections' | 'maxConnectionsPerPeer' | 'admit' | 'maxUnproven' | 'handshakeTimeout';
+
 export interface RpcServerStats {
   connections: number;
   calls: number;
@@ -122,6 +144,11 @@ export interface RpcServerStats {
   unprovenDropped: number;
   /** Unproven connections closed because the transport upgrade or the handshake did not finish in time. */
   unprovenTimedOut: number;
+  /** Refusals and drops by the limit or check that did them (`refused` counts the first three). */
+  refusedBy: Record<RefusalReason, number>;
+  /** Bytes of the RPC stream read from and written to clients (inside TLS when there is TLS). */
+  bytesIn: number;
+  bytesOut: number;
 }
 
 /**
@@ -187,7 +214,20 @@ export class RpcServer {
   /** Connections not yet proven, in accept order (the first is the oldest). */
   private readonly unproven = new Map<number, Unproven>();
   private nextConnId = 1;
-  readonly stats: RpcServerStats = { connections: 0, calls: 0, callsByProc: new Map(), refused: 0, drcHits: 0, unprovenDropped: 0, unprovenTimedOut: 0 };
+  readonly stats: RpcServerStats = {
+    connections: 0,
+    calls: 0,
+    callsByProc: new Map(),
+    refused: 0,
+    drcHits: 0,
+    unprovenDropped: 0,
+    unprovenTimedOut: 0,
+    refusedBy: { maxConnections: 0, maxConnectionsPerPeer: 0, admit: 0, maxUnproven: 0, handshakeTimeout: 0 },
+    bytesIn: 0,
+    bytesOut: 0,
+  };
+  /** Sees every finished call (metrics); set it before traffic. */
+  observer?: RpcObserver;
 
   constructor(opts: RpcServerOptions) {
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
@@ -203,8 +243,8 @@ export class RpcServer {
       if (!admit) return this.accept(s);
       s.on('error', () => undefined);
       admit(s).then(
-        (ok) => (ok && !s.destroyed ? (this.accept(s), s.resume()) : (this.stats.refused++, s.destroy())),
-        () => (this.stats.refused++, s.destroy()),
+        (ok) => (ok && !s.destroyed ? (this.accept(s), s.resume()) : (this.stats.refused++, this.stats.refusedBy.admit++, s.destroy())),
+        () => (this.stats.refused++, this.stats.refusedBy.admit++, s.destroy()),
       );
     });
     this.server.on('error', (err) => log.error({ err }, 'listener error'));
@@ -250,7 +290,8 @@ export class RpcServer {
     if (this.unproven.size >= this.limits.maxUnproven) {
       const oldest = this.unproven.values().next().value as Unproven;
       this.stats.unprovenDropped++;
-      log.warn({ peer: oldest.peer, unproven: this.unproven.size, max: this.limits.maxUnproven }, 'unproven connections at their limit: dropping the oldest');
+      this.stats.refusedBy.maxUnproven++;
+      log.warn({ peer: oldest.peer, reason: 'maxUnproven', unproven: this.unproven.size, max: this.limits.maxUnproven }, 'unproven connections at their limit: dropping the oldest');
       this.dropUnproven(oldest);
     }
     const acceptedAt = Date.now();
@@ -266,7 +307,8 @@ export class RpcServer {
       const t = setTimeout(() => {
         if (u.gone || !pending()) return;
         this.stats.unprovenTimedOut++;
-        log.warn({ peer, ms }, `${what} not finished within ${ms} ms of accept: closing connection`);
+        this.stats.refusedBy.handshakeTimeout++;
+        log.warn({ peer, ms, reason: 'handshakeTimeout' }, `${what} not finished within ${ms} ms of accept: closing connection`);
         this.dropUnproven(u);
       }, ms);
       t.unref();
@@ -305,8 +347,10 @@ export class RpcServer {
   private admit(peer: { address: string; port: number }): boolean {
     const n = this.perPeer.get(peer.address) ?? 0;
     if (this.admitted >= this.limits.maxConnections || n >= this.limits.maxConnectionsPerPeer) {
+      const reason: RefusalReason = this.admitted >= this.limits.maxConnections ? 'maxConnections' : 'maxConnectionsPerPeer';
       this.stats.refused++;
-      log.warn({ peer, open: this.admitted, fromPeer: n }, 'connection refused: limit reached');
+      this.stats.refusedBy[reason]++;
+      log.warn({ peer, reason, open: this.admitted, fromPeer: n, max: this.limits[reason] }, `connection refused: limit reached (${reason})`);
       return false;
     }
     this.perPeer.set(peer.address, n + 1);
@@ -407,6 +451,7 @@ export class RpcServer {
     this.stats.callsByProc.set(key, (this.stats.callsByProc.get(key) ?? 0) + 1);
     const cred = this.authenticate(call, conn, proc);
     if (typeof cred === 'number') {
+      this.observer?.call(key, 0, AUTH_REFUSED, undefined);
       encodeAuthError(w, call.xid, cred);
       return w.chunks();
     }
@@ -416,6 +461,7 @@ export class RpcServer {
       args.end();
     } catch (e) {
       if (!(e instanceof XdrError)) log.error({ err: e, proc: key }, 'argument decoder failed');
+      this.observer?.call(key, 0, AcceptStat.GARBAGE_ARGS, undefined);
       encodeAcceptedReply(w, call.xid, AcceptStat.GARBAGE_ARGS);
       return w.chunks();
     }
@@ -436,21 +482,27 @@ export class RpcServer {
 
   private async execute(proc: Procedure, args: unknown, ctx: CallContext, key: string): Promise<Buffer[] | undefined> {
     const w = new XdrWriter();
+    const obs = this.observer;
+    const t0 = obs ? performance.now() : 0;
     try {
       const res = await proc.handle(args, ctx);
       encodeAcceptedReply(w, ctx.call.xid, AcceptStat.SUCCESS);
       proc.encode(w, res);
+      obs?.call(key, performance.now() - t0, AcceptStat.SUCCESS, res);
       return w.chunks();
     } catch (e) {
       const w2 = new XdrWriter();
+      let accept: number;
       if (e instanceof RpcError && e.kind === 'garbage_args') {
-        encodeAcceptedReply(w2, ctx.call.xid, AcceptStat.GARBAGE_ARGS);
+        encodeAcceptedReply(w2, ctx.call.xid, (accept = AcceptStat.GARBAGE_ARGS));
       } else if (e instanceof RpcError && e.kind === 'auth_error') {
         encodeAuthError(w2, ctx.call.xid, e.detail ?? AuthStat.AUTH_FAILED);
+        accept = AUTH_REFUSED;
       } else {
         log.error({ err: e, proc: key }, 'procedure failed: replying SYSTEM_ERR');
-        encodeAcceptedReply(w2, ctx.call.xid, AcceptStat.SYSTEM_ERR);
+        encodeAcceptedReply(w2, ctx.call.xid, (accept = AcceptStat.SYSTEM_ERR));
       }
+      obs?.call(key, performance.now() - t0, accept, undefined);
       return w2.chunks();
     }
   }
@@ -517,6 +569,7 @@ class Connection implements ConnectionState {
 
   private onData(chunk: Buffer): void {
     if (this.closing) return; // after close(): nothing more is decoded
+    this.server.stats.bytesIn += chunk.length;
     try {
       this.decoder.push(chunk);
     } catch (e) {
@@ -625,7 +678,10 @@ class Connection implements ConnectionState {
           this.sock.uncork();
         });
       }
-      for (const c of frameRecord(reply)) this.sock.write(c);
+      for (const c of frameRecord(reply)) {
+        this.server.stats.bytesOut += c.length;
+        this.sock.write(c);
+      }
     }
     const hs = this.server.handshake;
     if (hs && !this.closed && this.server.isUnproven(this) && hs.done(this)) this.server.promote(this);

@@ -4,11 +4,12 @@ import { pino, type Logger } from 'pino';
  * One root logger (to stderr, JSON lines). Layers take a named child.
  * GVFS_LOG_LEVEL sets the level (default "info"); GVFS_TRACE=rpc,nfs3,...
  * turns on debug-level tracing for just the named layers (like GRPC_TRACE).
+ * The command line's -v / -vv / --log-level (applyLogFlags) win over the
+ * environment. A daemon writes nothing else to stderr: every line there
+ * parses as JSON.
  */
-const root: Logger = pino(
-  { level: process.env.GVFS_LOG_LEVEL ?? 'info', base: { pid: process.pid } },
-  pino.destination({ dest: 2, sync: false }),
-);
+const dest = pino.destination({ dest: 2, sync: false });
+const root: Logger = pino({ level: process.env.GVFS_LOG_LEVEL ?? 'info', base: { pid: process.pid } }, dest);
 
 const traced = new Set((process.env.GVFS_TRACE ?? '').split(',').map((s) => s.trim()).filter(Boolean));
 
@@ -17,6 +18,7 @@ const children: Array<{ layer: string; log: Logger }> = [];
 export function logger(layer: string): Logger {
   const child = root.child({ layer });
   if (traced.has(layer) || traced.has('all')) child.level = 'debug';
+  else child.level = root.level;
   children.push({ layer, log: child });
   return child;
 }
@@ -25,6 +27,31 @@ export function logger(layer: string): Logger {
 export function setLogLevel(level: string): void {
   root.level = level;
   for (const c of children) if (!traced.has(c.layer) && !traced.has('all')) c.log.level = level;
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/**
+ * The level the command line asks for: --log-level LEVEL, else -v (debug)
+ * or -vv (trace); undefined leaves GVFS_LOG_LEVEL's (or info).
+ */
+export function levelFromFlags(o: { verbose?: number; logLevel?: string }): string | undefined {
+  if (o.logLevel) {
+    if (!(LOG_LEVELS as readonly string[]).includes(o.logLevel)) throw new Error(`--log-level: one of ${LOG_LEVELS.join(', ')}, not "${o.logLevel}"`);
+    return o.logLevel;
+  }
+  if (o.verbose && o.verbose >= 2) return 'trace';
+  if (o.verbose === 1) return 'debug';
+  return undefined;
+}
+
+/** Write out what is buffered (call before process.exit: the destination is asynchronous). */
+export function flushLogs(): void {
+  try {
+    dest.flushSync();
+  } catch {
+    // not ready yet (nothing written): nothing to flush
+  }
 }
 
 export type { Logger };

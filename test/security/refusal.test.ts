@@ -43,7 +43,8 @@ describe('clear refusals: wrong session key, wrong TLS pin', { timeout: 240_000 
     const r = await runGvfs(['proxy-client', '--server', `127.0.0.1:${plain.port}`, '--key', wrongKey], 30_000);
     assert.equal(r.signal, null, `not exited by itself; stderr:\n${r.stderr}`);
     assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /gvfs: session key refused by server/);
+    // A daemon's fatal error is a JSON log line too (issue 23: no plain text mixed into its log).
+    assert.match(r.stderr, /"msg":"gvfs proxy-client: session key refused by server/);
     const l = await plain.waitLog((x) => x.msg === 'session proof refused');
     assert.equal(l.reason, 'proof does not match the session key');
     assert.equal(l.peer?.address, '127.0.0.1');

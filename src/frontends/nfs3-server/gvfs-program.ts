@@ -76,7 +76,7 @@ export function gvfsProgram(o: GvfsProgramOptions): ProgramVersion {
     public: !o.sessions,
     handle: (a: HelloArgs, ctx): HelloRes => {
       if (!o.acceptHello?.(a.principal)) {
-        log.warn({ peer: ctx.peer, principal: a.principal }, 'HELLO refused: identity not mapped');
+        log.warn({ peer: ctx.peer, principal: a.principal, reason: 'identity not mapped' }, 'HELLO refused: identity not mapped');
         return { status: HelloStatus.DENIED };
       }
       ctx.conn.data.set(PRINCIPAL, a.principal);

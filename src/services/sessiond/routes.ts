@@ -119,7 +119,13 @@ export function sessiondApp(svc: SessionService, users: () => Users, o: { cert: 
     const sessions = svc.list(u, { all: u.admin });
     const withStats = await Promise.all(sessions.map(async (s) => (s.state === 'ready' || s.state === 'destroying' ? { ...s, ...(await svc.get(u, s.id, true).catch(() => ({}))) } : s)));
     reply.type('text/html; charset=utf-8').header('cache-control', 'no-store');
-    return renderDashboard({ user: u.name, admin: u.admin, sessions: withStats, hosts: await svc.health(), now: new Date(), refresh });
+    // Ended and failed sessions, newest first (the 50 most recent): what went wrong stays visible.
+    const ended = svc
+      .list(u, { all: u.admin, ended: true })
+      .filter((s) => s.state === 'destroyed' || s.state === 'failed')
+      .sort((a, b) => String(b.endedAt ?? b.createdAt).localeCompare(String(a.endedAt ?? a.createdAt)))
+      .slice(0, 50);
+    return renderDashboard({ user: u.name, admin: u.admin, sessions: withStats, ended, hosts: await svc.health(), now: new Date(), refresh });
   });
   app.get<{ Querystring: { failed?: string } }>('/dashboard/login', async (req, reply) => {
     reply.type('text/html; charset=utf-8').header('cache-control', 'no-store');

@@ -60,8 +60,12 @@ export async function spawnMount(server: string, mnt: string, extra: string[] = 
       return code;
     },
     stats() {
-      const m = /gvfs mount: stats (\{.*\})/.exec(err);
-      return m ? JSON.parse(m[1]) : undefined;
+      // The mount's stderr is its JSON log: the line whose msg is "gvfs mount: stats".
+      for (const line of err.split('\n')) {
+        if (!line.includes('"gvfs mount: stats"')) continue;
+        return JSON.parse(line).stats;
+      }
+      return undefined;
     },
   };
 }
