@@ -3,6 +3,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Backend } from '../../backend/backend.js';
+import { invalidationsOf, type Invalidated } from '../../backend/capabilities.js';
 import { FsError, isFsError } from '../../backend/errors.js';
 import { fuseLl, type LlDirEntry, type LlEntry, type LlRequest, type LlSession } from '../../native/fuse-ll.js';
 import { ACCESS3_EXTEND, ACCESS3_MODIFY, ACCESS3_READ, ACCESS3_EXECUTE, ACCESS3_LOOKUP, FType } from '../../nfs3/constants.js';
@@ -200,6 +201,9 @@ export class LowLevelFrontend {
     this.session = fuseLl().mount(mnt, opts.join(','), maxWrite, maxRead, Math.max(maxRead, this.o.readAheadKb * 1024), (r) => this.dispatch(r), !!this.o.debug);
     this.mnt = (await mountAt(mnt))?.mountPoint ?? mnt;
     await this.tuneReadAhead();
+    // What the cache below drops because the file changed elsewhere (a poll, an order of the session service),
+    // the kernel drops too: pages and attributes of that inode, or of every inode.
+    this.unsubscribe = invalidationsOf(this.backend)?.onInvalidate((what) => this.dropKernelCaches(what));
     log.info({ mountpoint: this.mnt, maxWrite, maxRead, attrTimeoutMs: this.o.attrTimeoutMs, api: 'libfuse3 low-level' }, 'mounted');
   }
 
@@ -215,8 +219,20 @@ export class LowLevelFrontend {
     }
   }
 
+  private unsubscribe?: () => void;
+
+  private dropKernelCaches(what: Invalidated): void {
+    const nodes = what === 'all' ? [...this.inodes.nodes()] : [this.inodes.peek(what)].filter((n): n is Node => !!n);
+    for (const n of nodes)
+      void this.invalidate(n, 0, 0).then((r) => {
+        if (r < 0 && r !== -E.ENOENT) log.debug({ node: n.id, res: r }, 'kernel invalidation refused');
+      });
+  }
+
   /** Unmount lazily (works with a dead backend and files still open), then commit what is kept. Idempotent. */
   async unmount(): Promise<void> {
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
     const s = this.session;
     this.session = undefined;
     if (s) {

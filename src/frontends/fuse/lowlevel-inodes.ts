@@ -100,6 +100,11 @@ export class Inodes {
     return this.byKey.get(key);
   }
 
+  /** Every node the kernel holds (for an invalidation of everything). */
+  nodes(): IterableIterator<Node> {
+    return this.byId.values();
+  }
+
   /** The node of a handle if the kernel holds one. */
   peek(fh: Buffer): Node | undefined {
     return this.byKey.get(fh.toString('base64'));
