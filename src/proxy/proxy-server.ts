@@ -19,6 +19,8 @@ import { SessionFence } from '../wrappers/session-fence/session-fence.js';
 import { MetaServer, type MetaExport } from './meta-server.js';
 import type { UpstreamUrl } from './upstream-url.js';
 import { checkExportRoot, type ExportRootCheck } from './export-root.js';
+import { StoreBackend } from '../backends/store/store-backend.js';
+import type { ObjectStore } from '../store/store.js';
 
 const log = logger('proxy');
 
@@ -28,7 +30,9 @@ export const DEFAULT_PROOF_TIMEOUT_MS = 10_000;
 /** `readOnly`: every change through this export is refused with NFS3ERR_ROFS (the front end's write guard). */
 export type ProxyExportSpec =
   | { kind: 'upstream'; url: UpstreamUrl; name?: string; readOnly?: boolean }
-  | { kind: 'local'; dir: string; name?: string; readOnly?: boolean; expect?: ExportRootCheck };
+  | { kind: 'local'; dir: string; name?: string; readOnly?: boolean; expect?: ExportRootCheck }
+  /** Images of an object store (always read-only); `trusted`: publisher keys whose manifests are served. */
+  | { kind: 'store'; store: ObjectStore; trusted: Buffer[]; name?: string };
 
 export interface ProxyServerOptions {
   exports: ProxyExportSpec[];
@@ -55,6 +59,8 @@ export interface ProxyServerOptions {
   inlineMax?: number;
   /** zstd level of bulk transfers (meta/compress.ts). */
   compressLevel?: number;
+  /** Handle MAC secret (32 bytes) instead of the state directory's: servers of one store share it so their handles agree. */
+  handleSecret?: Buffer;
 }
 
 export interface ProxyServer {
@@ -77,7 +83,7 @@ export interface ProxyServer {
  * plus the GVFS extension program on the same port.
  */
 export async function createProxyServer(o: ProxyServerOptions): Promise<ProxyServer> {
-  const key = JSON.stringify(o.exports.map((e) => (e.kind === 'local' ? e.dir : `${e.url.host}:${e.url.port}${e.url.path}`)));
+  const key = JSON.stringify(o.exports.map((e) => (e.kind === 'local' ? e.dir : e.kind === 'store' ? e.store.url : `${e.url.host}:${e.url.port}${e.url.path}`)));
   const stateDir = o.stateDir ?? defaultStateDir('proxy-server', key);
   const upstreams: RemoteNfs[] = [];
   const list = [];
@@ -95,6 +101,11 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
       upstreams.push(r);
       list.push({ name: e.name ?? e.url.path, backend: new HideMetaBackend(r), path: e.url.path, readOnly: !!e.readOnly });
       metaExports.push({ raw: r, path: e.url.path });
+    } else if (e.kind === 'store') {
+      const b = await StoreBackend.open({ store: e.store, trusted: e.trusted });
+      list.push({ name: e.name ?? '/', backend: b, path: '/', readOnly: true });
+      // No .gvfs-meta in a store: the meta-data procedures answer "none" (the manifest carries the hints).
+      metaExports.push({ raw: b, path: '/' });
     } else {
       if (e.expect) await checkExportRoot(e.dir, e.expect);
       const b = await LocalExport.open({ root: e.dir, stateDir: path.join(stateDir, `export-${i}`) });
@@ -109,7 +120,7 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
   }
   const names = new Set(list.map((e) => e.name));
   if (names.size !== list.length) throw new Error('two exports have the same name; give them distinct names (DIR=NAME)');
-  const handles = await ProxyExports.open(list, { secret: await loadSecret(stateDir), stateDir, inlineMax: o.inlineMax });
+  const handles = await ProxyExports.open(list, { secret: o.handleSecret ?? (await loadSecret(stateDir)), stateDir, inlineMax: o.inlineMax });
   const sessions = o.sessions ?? new SessionRegistry();
   if (!o.insecure && sessions.size === 0) throw new Error('refusing to serve without a session key: give --key FILE (or --insecure to run without keys)');
   if (o.insecure) log.warn('INSECURE: serving without session keys; anyone who can connect is trusted with the identity they claim');
