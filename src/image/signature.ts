@@ -124,14 +124,21 @@ function parseEnvelope(bytes: Buffer): Envelope {
  */
 export function verifySigned(bytes: Buffer, trusted: Buffer[], name: string): VerifiedManifest {
   const env = parseEnvelope(bytes);
-  const publisher = Buffer.from(env.publisher, 'base64');
+  const publisher = strictBase64(env.publisher);
   if (publisher.length !== 32 || !trusted.some((t) => t.equals(publisher))) throw new SignatureError(`${name}: signed by an untrusted publisher (${publisher.length === 32 ? fingerprint(publisher) : 'malformed key'})`);
   const text = Buffer.from(env.manifest, 'utf8');
-  const sig = Buffer.from(env.signature, 'base64');
+  const sig = strictBase64(env.signature);
   if (sig.length !== 64 || !verify(null, Buffer.concat([SIGN_CONTEXT, text]), publicKeyOf(publisher), sig)) throw new SignatureError(`${name}: bad signature (manifest altered or signed by another key)`);
   const manifest = parseManifest(text);
   if (manifest.name !== name) throw new SignatureError(`${name}: the signed manifest is for image "${manifest.name}"`);
   return { manifest, digest: Buffer.from(sha256hex(text), 'hex'), publisher };
+}
+
+/** Base64 that decodes to bytes which encode back to exactly it (no ignored padding bits: one envelope, one encoding). */
+function strictBase64(s: string): Buffer {
+  const b = Buffer.from(s, 'base64');
+  if (b.toString('base64') !== s) throw new SignatureError('non-canonical base64 in the envelope');
+  return b;
 }
 
 /** Parse without trust (gc must keep what every stored manifest names, trusted or not). */
