@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { LocalExport } from '../backends/local-export/local-export.js';
@@ -120,7 +121,9 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
   }
   const names = new Set(list.map((e) => e.name));
   if (names.size !== list.length) throw new Error('two exports have the same name; give them distinct names (DIR=NAME)');
-  const handles = await ProxyExports.open(list, { secret: o.handleSecret ?? (await loadSecret(stateDir)), stateDir, inlineMax: o.inlineMax });
+  if (o.handleSecret) await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const handles = await ProxyExports.open(list, { secret: o.handleSecret ?? (await loadSecret(stateDir)), // (loadSecret creates stateDir; a given secret does not)
+ stateDir, inlineMax: o.inlineMax });
   const sessions = o.sessions ?? new SessionRegistry();
   if (!o.insecure && sessions.size === 0) throw new Error('refusing to serve without a session key: give --key FILE (or --insecure to run without keys)');
   if (o.insecure) log.warn('INSECURE: serving without session keys; anyone who can connect is trusted with the identity they claim');
