@@ -24,6 +24,8 @@ export class S3Store implements ObjectStore {
   private readonly c: S3Client;
   constructor(private readonly o: S3StoreOptions) {
     this.url = `s3://${o.bucket}/${o.prefix}`;
+    // The SDK warns on Node < 22 (from 2027); GVFS targets Node 20 on purpose and logs JSON on stderr.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.c = new S3Client({
       endpoint: o.endpoint,
       region: o.region ?? process.env.AWS_REGION ?? 'us-east-1',

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { cp, open, readFile, writeFile, stat } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, open, readdir, readFile, writeFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -25,7 +25,7 @@ export function seeded(n: number, seed: string): Buffer {
  * the kernel unchanged.
  */
 export async function makeGuestV2(dir: string): Promise<void> {
-  await cp(GUEST, dir, { recursive: true });
+  await copyGuest(dir);
   const disk = await open(path.join(dir, 'disk.qcow2'), 'r+');
   for (const off of [196_608, 655_360, 1_310_720]) await disk.write(seeded(4096, `disk-${off}`), 0, 4096, off);
   await disk.close();
@@ -37,7 +37,19 @@ export async function makeGuestV2(dir: string): Promise<void> {
   await insert('initrd.img', 400_000, 300);
   await insert('data.bin', 300_000, 17);
   const j = path.join(dir, 'guest.json');
-  await writeFile(j, (await readFile(j, 'utf8')).replace('"quiet"', '"quiet loglevel=3"'));
+  await writeFile(j, (await readFile(j, 'utf8')).replace('panic=-1 quiet', 'panic=-1 quiet loglevel=3'));
+}
+
+/**
+ * A private copy of the demo guest's files. build/guest is a symbolic link
+ * into the main checkout, shared by everyone: fs.cp would copy the link
+ * itself, and writing "into the copy" would change the shared guest. Copy
+ * file by file into a real directory, and check it is one.
+ */
+export async function copyGuest(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  if (!(await lstat(dir)).isDirectory()) throw new Error(`${dir}: not a real directory`);
+  for (const n of await readdir(GUEST)) await copyFile(path.join(GUEST, n), path.join(dir, n));
 }
 
 /** Sum of the sizes of the regular files in a directory (not recursive: the guest is flat). */
