@@ -23,8 +23,10 @@
  * - Bucket names need at least 3 characters; If-None-Match: * is honoured
  *   (412 on an existing key).
  *
- * Measured here (2 cores, loaded): mon ~0.4 s, OSD ~3.5 s, radosgw ~2.5 s
- * plus ~3 s for the user; about 120 MiB RSS for the three daemons.
+ * Measured here (2 cores, shared with other builds): mon ~0.4 s, OSD
+ * ~3.5 s, radosgw ~2.5 s plus ~3 s for the user when idle, 16 s in all
+ * under load; about 120 MiB RSS for the three daemons at start, 400 MiB
+ * after the object-store tests (memstore holds the objects in memory).
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
