@@ -115,3 +115,18 @@ describe('store backend', { timeout: 120_000 }, () => {
     assert.equal(b.stats.refusedManifests, 1);
   });
 });
+
+describe('stored chunk decoding', { timeout: 60_000 }, () => {
+  test('a chunk whose zstd frame declares another size (a decompression bomb) is refused before decompressing', async () => {
+    const { decodeChunk, encodeChunk, ChunkError } = await import('../../../src/image/layout.js');
+    const { compress } = await import('zstd-napi');
+    const { createHash } = await import('node:crypto');
+    const raw = Buffer.alloc(100_000, 1);
+    const hash = createHash('sha256').update(raw).digest('hex');
+    assert.ok(decodeChunk(encodeChunk(raw), hash, raw.length).equals(raw));
+    // 64 MiB of zeros compresses to a few KiB; stored under a 100 KB chunk's hash.
+    const bomb = Buffer.concat([Buffer.from([1]), compress(Buffer.alloc(64 << 20))]);
+    assert.ok(bomb.length < 100_000);
+    assert.throws(() => decodeChunk(bomb, hash, raw.length), (e) => e instanceof ChunkError && /do not declare/.test(e.message));
+  });
+});
