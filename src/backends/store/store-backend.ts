@@ -9,7 +9,7 @@ import { logger } from '../../util/log.js';
 import { ChunkError, imageKey } from '../../image/layout.js';
 import type { Entry } from '../../image/manifest.js';
 import { listImages } from '../../image/catalog.js';
-import { SignatureError, verifySigned } from '../../image/signature.js';
+import { verifySigned } from '../../image/signature.js';
 import { isStoreError, type ObjectStore } from '../../store/store.js';
 import { accessFromBits, permBits } from '../local-export/permissions.js';
 import { ChunkCache } from './chunk-cache.js';
@@ -399,4 +399,3 @@ export class StoreBackend implements Backend {
     await this.o.store.close();
   }
 }
-export { SignatureError };
