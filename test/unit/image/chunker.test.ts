@@ -58,15 +58,16 @@ describe('chunker', { timeout: 120_000 }, () => {
           return b.filter((h) => a.has(h)).length / b.length;
         };
         const cdc = shared(SMALL);
-        // All but the few chunks around the insertion survive.
+        // All but the few chunks around the insertion survive (a moved cut can move the next one or two: the
+        // search skips `min` bytes after each cut, so cuts resynchronise within a few chunks; 5 seen).
         const total = chunkAll(SMALL, changed).length;
-        assert.ok(cdc >= (total - 4) / total, `fastcdc kept only ${cdc}`);
+        assert.ok(cdc >= (total - 8) / total, `fastcdc kept only ${cdc} of ${total}`);
         // Fixed 1 KiB: everything after the insertion shifts (unless it is a multiple of 1 KiB, impossible for <= 100 bytes).
         const fixed = shared({ kind: 'fixed', min: 1024, avg: 1024, max: 1024 });
         const before = Math.floor(at / 1024) / Math.ceil(changed.length / 1024);
         assert.ok(fixed <= before + 0.01, `fixed kept ${fixed}, expected at most ${before}`);
       }),
-      { numRuns: 25 },
+      { numRuns: 60 },
     );
   });
 
