@@ -43,10 +43,18 @@ interface Node {
   entry?: Entry;
   fh: Buffer;
   fileid: bigint;
-  /** Directory: children names sorted, with their nodes. */
-  children?: { name: string; node: Node }[];
+  /** Directory: children in cookie order (nameCookie), with their nodes. */
+  children?: Child[];
   parent?: Node;
 }
+
+interface Child {
+  name: string;
+  node: Node;
+  cookie: bigint;
+}
+
+const byCookie = (a: Child, b: Child) => (a.cookie < b.cookie ? -1 : a.cookie > b.cookie ? 1 : 0);
 
 interface Loaded {
   name: string;
@@ -65,6 +73,11 @@ function h16(s: string | Buffer): Buffer {
 function fileidOf(digest: Buffer, path: string): bigint {
   const b = createHash('sha256').update(digest).update('\0').update(path).digest();
   return (b.readBigUInt64BE(0) & 0x7fffffffffffffffn) | 2n;
+}
+
+/** A directory entry's cookie: 48 bits of its name's hash, above '.' and '..'. */
+function nameCookie(name: string): bigint {
+  return BigInt(createHash('sha256').update(name).digest().readUIntBE(0, 6)) + 3n;
 }
 
 function timeOf(ms: number): NfsTime {
@@ -133,7 +146,7 @@ export class StoreBackend implements Backend {
       }
     }
     this.images = next;
-    this.rootNode.children = [...next.values()].sort((a, b) => (a.name < b.name ? -1 : 1)).map((i) => ({ name: i.name, node: i.root }));
+    this.rootNode.children = [...next.values()].map((i) => ({ name: i.name, node: i.root, cookie: nameCookie(i.name) })).sort(byCookie);
   }
 
   private build(name: string, digest: Buffer, entries: Entry[], created: number, etag: string): Loaded {
@@ -148,13 +161,14 @@ export class StoreBackend implements Backend {
       const slash = e.path.lastIndexOf('/');
       const parent = byPath.get(slash < 0 ? '' : e.path.slice(0, slash))!;
       n.parent = parent;
-      parent.children!.push({ name: e.path.slice(slash + 1), node: n });
+      const base = e.path.slice(slash + 1);
+      parent.children!.push({ name: base, node: n, cookie: nameCookie(base) });
       byPath.set(e.path, n);
       if (e.type === 'file') size += e.size;
     }
     const byHash = new Map<string, Node>();
     for (const n of byPath.values()) {
-      n.children?.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      n.children?.sort(byCookie);
       byHash.set(n.fh.subarray(17).toString('hex'), n);
     }
     return { name, digest: d16, created, root, byHash, size, etag };
@@ -327,13 +341,19 @@ export class StoreBackend implements Backend {
     return this.rofs();
   }
 
-  private async dirOf(cred: Credentials, fh: Buffer): Promise<{ d: Node; attr: Fattr3; kids: { name: string; node: Node }[] }> {
+  private async dirOf(cred: Credentials, fh: Buffer): Promise<{ d: Node; attr: Fattr3; kids: Child[] }> {
     const d = await this.resolve(fh);
     const attr = this.attr(d);
     if (!d.children) throw new FsError('NOTDIR', 'readdir of a non-directory', { attr });
     if (!(permBits(cred, attr) & 4)) throw new FsError('ACCES', 'readdir: permission denied', { attr });
     if (d === this.rootNode) await this.refresh();
-    const kids = [{ name: '.', node: d }, { name: '..', node: d.parent ?? d }, ...d.children];
+    // Cookies name entries, not positions: the root's listing changes as images come and go, and a
+    // client paging through it must neither skip nor repeat an image ('.' 1, '..' 2, a name: its hash).
+    const kids = [
+      { name: '.', node: d, cookie: 1n },
+      { name: '..', node: d.parent ?? d, cookie: 2n },
+      ...d.children,
+    ];
     return { d, attr, kids };
   }
 
@@ -345,12 +365,13 @@ export class StoreBackend implements Backend {
     const { d, attr, kids } = await this.dirOf(cred, dir);
     let budget = count - 128;
     const entries: DirEntry[] = [];
-    let i = Number(cookie);
+    let i = kids.findIndex((k) => k.cookie > cookie);
+    if (i < 0) i = kids.length;
     for (; i < kids.length; i++) {
       const sz = readdirEntrySize(kids[i].name);
       if (sz > budget) break;
       budget -= sz;
-      entries.push({ fileid: kids[i].node.fileid, name: kids[i].name, cookie: BigInt(i + 1) });
+      entries.push({ fileid: kids[i].node.fileid, name: kids[i].name, cookie: kids[i].cookie });
     }
     if (!entries.length && i < kids.length) throw new FsError('TOOSMALL', 'READDIR count too small', { attr });
     return { dirAttr: attr, verf: this.verf(d), entries, eof: i >= kids.length };
@@ -361,7 +382,8 @@ export class StoreBackend implements Backend {
     let budget = maxcount - 256;
     let names = dircount > 0 ? dircount : maxcount;
     const entries: DirEntryPlus[] = [];
-    let i = Number(cookie);
+    let i = kids.findIndex((k) => k.cookie > cookie);
+    if (i < 0) i = kids.length;
     for (; i < kids.length; i++) {
       const sz = readdirplusEntrySize(kids[i].name, STORE_HANDLE_LEN);
       const nsz = readdirEntrySize(kids[i].name);
@@ -369,7 +391,7 @@ export class StoreBackend implements Backend {
       budget -= sz;
       names -= nsz;
       const node = kids[i].node;
-      entries.push({ fileid: node.fileid, name: kids[i].name, cookie: BigInt(i + 1), attr: this.attr(node), fh: node.fh });
+      entries.push({ fileid: node.fileid, name: kids[i].name, cookie: kids[i].cookie, attr: this.attr(node), fh: node.fh });
     }
     if (!entries.length && i < kids.length) throw new FsError('TOOSMALL', 'READDIRPLUS count too small', { attr });
     return { dirAttr: attr, verf: this.verf(d), entries, eof: i >= kids.length };
