@@ -24,7 +24,7 @@
  *   (412 on an existing key).
  *
  * Measured here (2 cores, shared with other builds): mon ~0.4 s, OSD
- * ~3.5 s, radosgw ~2.5 s plus ~3 s for the user when idle, 16 s in all
+ * ~3.5 s, radosgw ~2.5 s plus ~3 s for the user when idle, 16-29 s in all
  * under load; about 120 MiB RSS for the three daemons at start, 400 MiB
  * after the object-store tests (memstore holds the objects in memory).
  */
