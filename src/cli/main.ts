@@ -20,6 +20,7 @@ import { sessiondCommand } from './sessiond.js';
 import { sessionCommand } from './session.js';
 import { metaCommand } from './meta.js';
 import { vmCommand } from './vm.js';
+import { imageCommand } from './image.js';
 import { demoVmCommand } from './demo-vm.js';
 import { versionCommand, buildInfo } from './version.js';
 import { EXIT, exitCodeOf, exitTableText } from './exit-codes.js';
@@ -49,6 +50,7 @@ program.addCommand(sessiondCommand());
 program.addCommand(sessionCommand());
 program.addCommand(metaCommand());
 program.addCommand(vmCommand());
+program.addCommand(imageCommand());
 program.addCommand(demoCommand());
 program.addCommand(versionCommand());
 // gvfs demo vm: the VM demo, a subcommand of the demo.

@@ -31,8 +31,8 @@ function parseSeconds(v: string): number {
  * which proxy-client and mount each define.
  */
 export function addLinkOptions(c: Command, o: { serverRequired?: boolean } = {}): Command {
-  const server = '--server <host:port>';
-  const serverHelp = 'the proxy server (with --via: as the SSH server sees it, e.g. 127.0.0.1:PORT)';
+  const server = '--server <host:port[,host:port...]>';
+  const serverHelp = 'the proxy server (with --via: as the SSH server sees it, e.g. 127.0.0.1:PORT); several, comma-separated: fail over to the next when one cannot be reached (proxy servers of one store with a shared --handle-secret)';
   return (o.serverRequired === false ? c.option(server, serverHelp) : c.requiredOption(server, serverHelp))
     .option('--key <file>', 'session key file to prove on every connection (gvfs keygen)')
     .option('--tls-fingerprint <sha256>', 'use TLS 1.3 and accept only this server certificate')
@@ -64,12 +64,13 @@ export function addLinkOptions(c: Command, o: { serverRequired?: boolean } = {})
 }
 
 export async function linkOptions(o: Record<string, any>): Promise<ProxyLinkOptions> {
-  const server = parseHostPort(o.server);
+  const [server, ...alternates] = String(o.server).split(',').map((s) => parseHostPort(s.trim()));
   const key = o.key ? await readKeyFile(o.key) : undefined;
   const via = o.via ? parseSshUrl(o.via) : undefined;
   return {
     host: server.host,
     port: server.port,
+    alternates: alternates.length ? alternates : undefined,
     key,
     user: o.user,
     tlsFingerprint: o.tlsFingerprint,

@@ -6,6 +6,9 @@ import { readKeyFile } from '../channel/session-key.js';
 import { SessionRegistry } from '../channel/sessions.js';
 import { readTlsFiles } from '../channel/tls.js';
 import { loadMapFile, parseMapFlag, type IdentityMap } from '../wrappers/identity-map/map-file.js';
+import { openStore } from '../store/open-store.js';
+import { readTrustedKeys } from '../image/signature.js';
+import { readFile } from 'node:fs/promises';
 import { drainOnSignal, parseHostPort, parseIntArg, daemonSignals } from './util.js';
 import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
 import { observeRpcServer } from '../metrics/rpc.js';
@@ -30,6 +33,12 @@ function splitName(v: string): [string, string | undefined] {
   return i > 0 && v.slice(i + 1).startsWith('/') ? [v.slice(0, i), v.slice(i + 1)] : [v, undefined];
 }
 
+async function readHandleSecret(file: string): Promise<Buffer> {
+  const b = await readFile(file);
+  if (b.length !== 32) throw new Error(`--handle-secret ${file}: expected exactly 32 bytes, found ${b.length}`);
+  return b;
+}
+
 export function proxyServerCommand(): Command {
   return addMetricsOptions(new Command('proxy-server'))
     .description('Run a GVFS proxy server: forwards NFSv3 to an upstream NFS server (or serves a directory) with identity mapping')
@@ -37,6 +46,10 @@ export function proxyServerCommand(): Command {
     .option('--upstream <url[=/name][:ro]>', 'upstream NFSv3 export nfs://HOST[:PORT]/PATH[?mountport=N], optionally served as /name; :ro refuses every change (repeatable)', collect)
     .option('--export <dir[=/name][:ro]>', 'serve a local directory directly, optionally as /name; :ro refuses every change (repeatable)', collect)
     .option('--export-expect <dir=dev:ino>', 'serve DIR only if it is still that directory: no symbolic link on its path, that device and inode (what the agent checked; repeatable)', collect)
+    .option('--store <url[=/name]>', 'serve the signed images of an object store read-only: s3://BUCKET[/PREFIX] or file:///DIR, optionally as /name (repeatable)', collect)
+    .option('--store-endpoint <url>', 'S3 endpoint for --store (e.g. a Ceph radosgw); credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY')
+    .option('--trust-publisher <file>', 'a publisher public key file (gvfs image keygen ... .pub) whose manifests --store serves (repeatable; required with --store)', collect)
+    .option('--handle-secret <file>', 'handle MAC secret (32 bytes; e.g. head -c 32 /dev/urandom): give every proxy server of one store the same file so clients can fail over between them')
     .option('--map <file>', 'identity map file: lines "IDENTITY UID GID [G1,G2...]" (see README)')
     .option('--map-user <name=uid:gid[:groups]>', 'map one identity (repeatable)', collect)
     .option('--key <file>', 'a session key file (gvfs keygen); connections must prove one (repeatable)', collect)
@@ -76,8 +89,18 @@ export function proxyServerCommand(): Command {
           return { kind: 'local', dir, name, readOnly, expect: want };
         }),
       ];
+      const stores = (o.store as string[] | undefined) ?? [];
+      if (stores.length) {
+        const trustFiles = (o.trustPublisher as string[] | undefined) ?? [];
+        if (!trustFiles.length) throw new Error('--store needs --trust-publisher FILE (only signed images of trusted publishers are served)');
+        const trusted = await readTrustedKeys(trustFiles);
+        for (const v of stores) {
+          const [u, name] = splitName(v);
+          exports.push({ kind: 'store', store: openStore(u, { endpoint: o.storeEndpoint }), trusted, name });
+        }
+      }
       if (expect.size) throw new Error(`--export-expect names no --export: ${[...expect.keys()].join(', ')}`);
-      if (exports.length === 0) throw new Error('give at least one --upstream URL or --export DIR');
+      if (exports.length === 0) throw new Error('give at least one --upstream URL, --export DIR or --store URL');
       const map: IdentityMap = o.map ? await loadMapFile(o.map) : new Map();
       for (const v of (o.mapUser as string[] | undefined) ?? []) {
         const [k, a] = parseMapFlag(v);
@@ -97,6 +120,7 @@ export function proxyServerCommand(): Command {
         upstreamConnections: o.upstreamConnections,
         upstreamTimeoutMs: o.timeout,
         compressLevel: o.compressLevel,
+        handleSecret: o.handleSecret ? await readHandleSecret(o.handleSecret) : undefined,
         tlsHandshakeTimeoutMs: o.handshakeTimeout,
         proofTimeoutMs: o.proofTimeout,
         limits: definedOnly({ maxUnproven: o.maxUnproven, maxConnections: o.maxConnections, maxConnectionsPerPeer: o.maxConnectionsPerPeer }),
@@ -110,11 +134,11 @@ export function proxyServerCommand(): Command {
         let u = 0;
         for (const e of exports) {
           if (e.kind === 'upstream') h.add(`upstream ${e.url.host}:${e.url.port}${e.url.path}`, nfsReachable(p.upstreams[u++]));
-          else h.add(`export ${e.dir}`, dirReadable(e.dir));
+          else if (e.kind === 'local') h.add(`export ${e.dir}`, dirReadable(e.dir));
         }
       });
       stop.ready();
-      if (o.json) console.log(JSON.stringify({ listening: addr, channel, exports: names, readOnly: exports.filter((e) => e.readOnly).map((e) => e.name ?? (e.kind === 'local' ? '/' : e.url.path)), sessions: keys.map((k) => k.id), insecure: !!o.insecure, metrics: metrics?.address }));
+      if (o.json) console.log(JSON.stringify({ listening: addr, channel, exports: names, readOnly: exports.filter((e) => e.kind === 'store' || e.readOnly).map((e) => e.name ?? (e.kind === 'upstream' ? e.url.path : '/')), sessions: keys.map((k) => k.id), insecure: !!o.insecure, metrics: metrics?.address }));
       else console.log(`gvfs proxy-server: ${names.join(', ')} on ${addr.address}:${addr.port} (${channel}; ${o.insecure ? 'INSECURE, no session keys' : `${keys.length} session key(s)`})`);
       await drainOnSignal('proxy-server', async () => {
         await metrics?.close();

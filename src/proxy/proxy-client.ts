@@ -19,6 +19,7 @@ import { MetaBackend, type MetaOptions } from '../wrappers/metadata/meta-backend
 import { ChannelMeter, TopMeter } from '../wrappers/meter.js';
 import { newCounters, snapshot, type CounterSnapshot, type DataCounters } from '../util/counters.js';
 import { isLoopback } from './proxy-server.js';
+import { failoverDialer } from './failover-dialer.js';
 
 const log = logger('proxy');
 
@@ -27,6 +28,8 @@ export interface ProxyLinkOptions {
   /** The proxy server (for SSH: as seen from the SSH server). */
   host: string;
   port: number;
+  /** Further proxy servers to fail over to, in order (same store or export, same session key, shared --handle-secret). */
+  alternates?: { host: string; port: number }[];
   /** The session key to prove on every connection. */
   key?: SessionKey;
   /** Without a key (insecure servers): the grid identity to announce. */
@@ -73,16 +76,20 @@ export function proxyLink(o: ProxyLinkOptions): { remote: RemoteNfs; tunnel?: Ss
   let dial: Dialer;
   let tunnel: SshTunnel | undefined;
   if (o.ssh) {
+    if (o.alternates?.length) throw new Error('failover to several --server addresses is not supported through an SSH tunnel (--via)');
     tunnel = new SshTunnel({ ...o.ssh, target: { host: o.host, port: o.port } });
     dial = tunnel.dialer();
-  } else if (o.tlsFingerprint) {
-    dial = tlsDialer(o.host, o.port, o.tlsFingerprint);
   } else {
-    if (!isLoopback(o.host)) {
-      if (!o.insecure) throw new Error(`refusing plaintext to ${o.host}: use --tls-fingerprint, --via ssh://..., or --insecure`);
-      log.warn({ host: o.host }, 'INSECURE: plaintext channel to the proxy server');
-    }
-    dial = tcpDialer(o.host, o.port);
+    const direct = (host: string, port: number): Dialer => {
+      if (o.tlsFingerprint) return tlsDialer(host, port, o.tlsFingerprint);
+      if (!isLoopback(host)) {
+        if (!o.insecure) throw new Error(`refusing plaintext to ${host}: use --tls-fingerprint, --via ssh://..., or --insecure`);
+        log.warn({ host }, 'INSECURE: plaintext channel to the proxy server');
+      }
+      return tcpDialer(host, port);
+    };
+    const all = [{ host: o.host, port: o.port }, ...(o.alternates ?? [])];
+    dial = all.length === 1 ? direct(o.host, o.port) : failoverDialer(all.map((s) => ({ name: `${s.host}:${s.port}`, dial: direct(s.host, s.port) })));
   }
   const key = o.key;
   const remote = new RemoteNfs({

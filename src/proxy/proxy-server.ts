@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Backend } from '../backend/backend.js';
 import { LocalExport } from '../backends/local-export/local-export.js';
@@ -22,6 +23,8 @@ import { ChangesServer } from './changes-server.js';
 import { MetaServer, type MetaExport } from './meta-server.js';
 import type { UpstreamUrl } from './upstream-url.js';
 import { checkExportRoot, type ExportRootCheck } from './export-root.js';
+import { StoreBackend } from '../backends/store/store-backend.js';
+import type { ObjectStore } from '../store/store.js';
 
 const log = logger('proxy');
 
@@ -31,7 +34,9 @@ export const DEFAULT_PROOF_TIMEOUT_MS = 10_000;
 /** `readOnly`: every change through this export is refused with NFS3ERR_ROFS (the front end's write guard). */
 export type ProxyExportSpec =
   | { kind: 'upstream'; url: UpstreamUrl; name?: string; readOnly?: boolean }
-  | { kind: 'local'; dir: string; name?: string; readOnly?: boolean; expect?: ExportRootCheck };
+  | { kind: 'local'; dir: string; name?: string; readOnly?: boolean; expect?: ExportRootCheck }
+  /** Images of an object store (always read-only); `trusted`: publisher keys whose manifests are served. */
+  | { kind: 'store'; store: ObjectStore; trusted: Buffer[]; name?: string };
 
 export interface ProxyServerOptions {
   exports: ProxyExportSpec[];
@@ -60,6 +65,8 @@ export interface ProxyServerOptions {
   compressLevel?: number;
   /** Entries each export's change log keeps (the poll consistency model; wrappers/change-log). */
   changeLogEntries?: number;
+  /** Handle MAC secret (32 bytes) instead of the state directory's: servers of one store share it so their handles agree. */
+  handleSecret?: Buffer;
 }
 
 export interface ProxyServer {
@@ -85,7 +92,7 @@ export interface ProxyServer {
  * plus the GVFS extension program on the same port.
  */
 export async function createProxyServer(o: ProxyServerOptions): Promise<ProxyServer> {
-  const key = JSON.stringify(o.exports.map((e) => (e.kind === 'local' ? e.dir : `${e.url.host}:${e.url.port}${e.url.path}`)));
+  const key = JSON.stringify(o.exports.map((e) => (e.kind === 'local' ? e.dir : e.kind === 'store' ? e.store.url : `${e.url.host}:${e.url.port}${e.url.path}`)));
   const stateDir = o.stateDir ?? defaultStateDir('proxy-server', key);
   const upstreams: RemoteNfs[] = [];
   const list = [];
@@ -110,6 +117,12 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
       upstreams.push(r);
       list.push({ name: e.name ?? e.url.path, backend: logged(new HideMetaBackend(r)), path: e.url.path, readOnly: !!e.readOnly });
       metaExports.push({ raw: r, path: e.url.path });
+    } else if (e.kind === 'store') {
+      const b = await StoreBackend.open({ store: e.store, trusted: e.trusted });
+      // Logged like every export (the change logs are indexed by export); a read-only store logs nothing.
+      list.push({ name: e.name ?? '/', backend: logged(b), path: '/', readOnly: true });
+      // No .gvfs-meta in a store: the meta-data procedures answer "none" (the manifest carries the hints).
+      metaExports.push({ raw: b, path: '/' });
     } else {
       if (e.expect) await checkExportRoot(e.dir, e.expect);
       const b = await LocalExport.open({ root: e.dir, stateDir: path.join(stateDir, `export-${i}`) });
@@ -124,7 +137,9 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
   }
   const names = new Set(list.map((e) => e.name));
   if (names.size !== list.length) throw new Error('two exports have the same name; give them distinct names (DIR=NAME)');
-  const handles = await ProxyExports.open(list, { secret: await loadSecret(stateDir), stateDir, inlineMax: o.inlineMax });
+  if (o.handleSecret) await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  const handles = await ProxyExports.open(list, { secret: o.handleSecret ?? (await loadSecret(stateDir)), // (loadSecret creates stateDir; a given secret does not)
+ stateDir, inlineMax: o.inlineMax });
   const sessions = o.sessions ?? new SessionRegistry();
   if (!o.insecure && sessions.size === 0) throw new Error('refusing to serve without a session key: give --key FILE (or --insecure to run without keys)');
   if (o.insecure) log.warn('INSECURE: serving without session keys; anyone who can connect is trusted with the identity they claim');
