@@ -19,6 +19,7 @@ import { exitTableText } from './exit-codes.js';
 import { completionCommand } from './completion.js';
 import { manCommand } from './man.js';
 import { statusCommand } from './status.js';
+import { addConfigOption, CONFIG_COMMANDS } from './config-file.js';
 
 /**
  * The whole command tree of `gvfs`, built in one place: main.ts parses
@@ -53,5 +54,6 @@ export async function buildProgram(): Promise<Command> {
   program.addCommand(statusCommand());
   program.addCommand(completionCommand());
   program.addCommand(manCommand());
+  for (const c of program.commands) if ((CONFIG_COMMANDS as readonly string[]).includes(c.name())) addConfigOption(c);
   return program;
 }
