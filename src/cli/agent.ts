@@ -4,6 +4,7 @@ import type { Duplex } from 'node:stream';
 import { Command } from 'commander';
 import { fingerprintOf, makeSelfSignedCert, readTlsFiles } from '../channel/tls.js';
 import { drainOnSignal, parseHostPort, daemonSignals } from './util.js';
+import { registerDaemon } from '../util/runtime-state.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -106,6 +107,7 @@ export function agentCommand(): Command {
       await app.listen({ port: listen.port, host: listen.host });
       const a = app.server.address() as { address: string; port: number };
       const url = `https://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+      await registerDaemon({ role: 'agent', listen: url, info: { name: o.name, fingerprint: tls.fingerprint, stateDir, sessions: agent.list().length } });
       stop.ready();
       if (o.json) console.log(JSON.stringify({ listening: { address: a.address, port: a.port }, name: o.name, url, fingerprint: tls.fingerprint }));
       else console.log(`gvfs agent ${o.name}: ${url} (certificate ${tls.fingerprint}); sessions here: ${agent.list().length}`);

@@ -13,6 +13,7 @@ import { addLinkOptions, linkOptions } from './proxy-client.js';
 import { createPrivateFile, openAppendNoFollow, privateDir, tailOf } from '../util/private-dir.js';
 import { DRAIN_MS, parseIntArg, untilSignal } from './util.js';
 import { EXIT, ExitStatusError } from './exit-codes.js';
+import { registerDaemon } from '../util/runtime-state.js';
 
 const DRAIN_TIMEOUT_EXIT = EXIT.DRAIN_TIMEOUT;
 
@@ -101,7 +102,7 @@ async function detach(o: MountOpts): Promise<void> {
  * is given), as `gvfs proxy-client` builds it; for nfs://, a plain NFSv3
  * client.
  */
-async function openBackend(o: MountOpts): Promise<{ backend: Backend; server: string; exportPath?: string; counters?: DataCounters; close(): Promise<void> }> {
+async function openBackend(o: MountOpts): Promise<{ backend: Backend; server: string; exportPath?: string; counters?: DataCounters; sessionDir?: string; session?: string; close(): Promise<void> }> {
   if (o.server.startsWith('nfs://')) {
     const u = parseNfsUrl(o.server);
     if (o.export) throw new Error('give the export in the nfs:// URL, not --export');
@@ -124,12 +125,12 @@ async function openBackend(o: MountOpts): Promise<{ backend: Backend; server: st
     await close().catch(() => undefined);
     throw e;
   }
-  return { backend, server: `${link.host}:${link.port}`, exportPath: o.export, counters, close };
+  return { backend, server: `${link.host}:${link.port}`, exportPath: o.export, counters, sessionDir: cache?.sessionDir, session: link.key?.id, close };
 }
 
 async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
   const cred: Credentials = o.as ? { flavor: AuthFlavor.AUTH_SYS, ...o.as } : processCredentials();
-  const { backend, server, close, counters, ...rest } = await openBackend(o);
+  const { backend, server, close, counters, sessionDir, session, ...rest } = await openBackend(o);
   let exportPath = rest.exportPath;
   if (!exportPath) {
     const ex = await backend.exports().catch(async (e) => {
@@ -164,6 +165,7 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
   // Caught before the ready line: a signal sent the moment it is read must not meet Node's default action.
   const stopped = untilSignal();
   const info = { mounted: mnt, server, export: exportPath, user: o.user ?? null, pid: process.pid, attrTimeout: o.attrTimeout, cacheDir: o.cacheDir ?? null };
+  await registerDaemon({ role: 'mount', mountpoint: mnt, server, session, user: o.user, cacheDir: o.cacheDir, sessionDir, info: { export: exportPath } });
   if (o.json) console.log(JSON.stringify(info));
   else console.log(`gvfs mount: ${server}${exportPath} on ${mnt} (attribute timeout ${o.attrTimeout} s); Ctrl-C or gvfs umount ${mnt} to stop`);
 

@@ -5,6 +5,7 @@ import { parseSshUrl } from '../channel/ssh.js';
 import { checkLink, createProxyClient, endpointUids, type ProxyLinkOptions } from '../proxy/proxy-client.js';
 import { DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY } from '../wrappers/cache/options.js';
 import { drainOnSignal, parseHostPort, parseIntArg, parseSize, daemonSignals } from './util.js';
+import { registerDaemon } from '../util/runtime-state.js';
 
 function parseSeconds(v: string): number {
   const n = Number(v);
@@ -122,6 +123,7 @@ export function proxyClientCommand(): Command {
       const cache = p.cache && { dir: p.cache.opts.dir, sessionDir: p.cache.sessionDir, mode: p.cache.opts.writeBack ? 'write-back' : 'write-through', capacity: p.cache.opts.capacity, blockSize: p.cache.opts.blockSize };
       const allowed = endpointUids(o.allowUid);
       const allowUids = allowed === 'any' ? 'any' : [...allowed];
+      await registerDaemon({ role: 'proxy-client', listen: `${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`, server: `${link.host}:${link.port}`, session: link.key?.id, user: link.key?.user ?? link.user, cacheDir: p.cache?.opts.dir, sessionDir: p.cache?.sessionDir, info: { channel } });
       stop.ready();
       if (o.json) console.log(JSON.stringify({ listening: addr, server: { host: link.host, port: link.port }, channel, session: link.key?.id, user: link.key?.user ?? link.user, cache, allowUids }));
       else {

@@ -7,6 +7,7 @@ import { SessionRegistry } from '../channel/sessions.js';
 import { readTlsFiles } from '../channel/tls.js';
 import { loadMapFile, parseMapFlag, type IdentityMap } from '../wrappers/identity-map/map-file.js';
 import { drainOnSignal, parseHostPort, parseIntArg, daemonSignals } from './util.js';
+import { registerDaemon } from '../util/runtime-state.js';
 
 /** The limits given on the command line (the others keep their defaults). */
 function definedOnly<T extends Record<string, number | undefined>>(o: T): Partial<Record<keyof T, number>> {
@@ -100,6 +101,7 @@ export function proxyServerCommand(): Command {
       const addr = await p.listen(listen.port, listen.host);
       const names = (await p.backend.exports()).map((e) => e.path);
       const channel = o.tlsCert ? 'tls' : 'tcp';
+      await registerDaemon({ role: 'proxy-server', listen: `${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`, info: { exports: names, channel, sessionKeys: keys.map((k) => k.id), insecure: !!o.insecure } });
       stop.ready();
       if (o.json) console.log(JSON.stringify({ listening: addr, channel, exports: names, readOnly: exports.filter((e) => e.readOnly).map((e) => e.name ?? (e.kind === 'local' ? '/' : e.url.path)), sessions: keys.map((k) => k.id), insecure: !!o.insecure }));
       else console.log(`gvfs proxy-server: ${names.join(', ')} on ${addr.address}:${addr.port} (${channel}; ${o.insecure ? 'INSECURE, no session keys' : `${keys.length} session key(s)`})`);

@@ -3,6 +3,7 @@ import { LocalExport } from '../backends/local-export/local-export.js';
 import { createNfs3Server } from '../frontends/nfs3-server/server.js';
 import { everythingReadOnly } from '../frontends/nfs3-server/read-only.js';
 import { drainOnSignal, parseHostPort, parseIntArg, daemonSignals } from './util.js';
+import { registerDaemon } from '../util/runtime-state.js';
 
 export function serveCommand(): Command {
   return new Command('serve')
@@ -37,6 +38,7 @@ export function serveCommand(): Command {
       // Read-only is the front end's write guard (one check for every mutating procedure), not the backend's.
       const server = createNfs3Server({ backend, limits, readOnly: o.readOnly ? everythingReadOnly : undefined });
       const addr = await server.listen(listen.port, listen.host);
+      await registerDaemon({ role: 'serve', listen: `${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`, info: { export: backend.root, name: backend.name, readOnly: !!o.readOnly } });
       stop.ready();
       if (o.json) console.log(JSON.stringify({ listening: addr, export: backend.root, name: backend.name, readOnly: !!o.readOnly }));
       else console.log(`gvfs serve: exporting ${backend.root} as ${backend.name} on ${addr.address}:${addr.port} (NFSv3, MOUNT v3, portmap)`);

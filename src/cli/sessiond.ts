@@ -6,6 +6,7 @@ import type { AgentRef } from '../services/sessiond/service.js';
 import { addUser, parseAccount, Users } from '../services/sessiond/users.js';
 import { closeHttp, serviceTls, trackConnections } from './agent.js';
 import { drainOnSignal, parseHostPort, parseIntArg, daemonSignals } from './util.js';
+import { registerDaemon } from '../util/runtime-state.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -63,6 +64,7 @@ export function sessiondCommand(): Command {
       await app.listen({ port: listen.port, host: listen.host });
       const a = app.server.address() as { address: string; port: number };
       const url = `https://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+      await registerDaemon({ role: 'sessiond', listen: url, info: { fingerprint: tls.fingerprint, stateDir, hosts: svc.hosts.map((h) => h.name) } });
       stop.ready();
       if (o.json) console.log(JSON.stringify({ listening: { address: a.address, port: a.port }, url, fingerprint: tls.fingerprint, hosts: svc.hosts.map((h) => h.name) }));
       else console.log(`gvfs sessiond: ${url} (certificate ${tls.fingerprint}); hosts ${svc.hosts.map((h) => h.name).join(', ') || 'none'}; dashboard ${url}/dashboard`);
