@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "gvfs_native",
-      "sources": ["src/binding.c", "src/pool.c", "src/ops.c", "src/dirops.c"],
+      "sources": ["src/binding.c", "src/pool.c", "src/ops.c", "src/dirops.c", "src/notify.c"],
       "cflags": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
       "defines": ["_GNU_SOURCE", "NAPI_VERSION=8"],
       "libraries": ["-lpthread"]

@@ -14,6 +14,7 @@ import { createPrivateFile, openAppendNoFollow, privateDir, tailOf } from '../ut
 import { DRAIN_MS, parseIntArg, untilSignal } from './util.js';
 import { EXIT, ExitStatusError } from './exit-codes.js';
 import { registerDaemon } from '../util/runtime-state.js';
+import { notifySystemd } from './sd-notify.js';
 
 const DRAIN_TIMEOUT_EXIT = EXIT.DRAIN_TIMEOUT;
 
@@ -168,6 +169,7 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
   await registerDaemon({ role: 'mount', mountpoint: mnt, server, session, user: o.user, cacheDir: o.cacheDir, sessionDir, info: { export: exportPath } });
   if (o.json) console.log(JSON.stringify(info));
   else console.log(`gvfs mount: ${server}${exportPath} on ${mnt} (attribute timeout ${o.attrTimeout} s); Ctrl-C or gvfs umount ${mnt} to stop`);
+  notifySystemd('mount', 'READY=1\nSTATUS=mounted');
 
   let stopWatch = () => {};
   const why = await new Promise<string>((resolve) => {
@@ -176,6 +178,7 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
   });
   stopWatch();
   console.error(`gvfs mount: ${why}, unmounting ${mnt}`);
+  notifySystemd('mount', `STOPPING=1\nSTATUS=${why}, unmounting`);
   // Bounded like every daemon's drain: with the server down, commits and the cache's flush could wait a call deadline each.
   // What is not delivered stays in the cache journal (write-back) for the next mount of the session.
   const again = () => {

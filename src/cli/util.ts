@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from 'commander';
 import { EXIT } from './exit-codes.js';
+import { notifySystemd } from './sd-notify.js';
 
 /** Parse HOST:PORT (IPv6 as [::1]:PORT); port 0 means "pick a free one". */
 export function parseHostPort(v: string): { host: string; port: number } {
@@ -52,7 +53,14 @@ export function daemonSignals(name: string): { stopped: Promise<NodeJS.Signals>;
     console.error(`gvfs ${name}: ${sig} while starting, exiting`);
     process.exit(EXIT.FAILED);
   });
-  return { stopped, ready: () => (up = true) };
+  return {
+    stopped,
+    ready: () => {
+      up = true;
+      // Type=notify units (contrib/systemd/): started means listening.
+      notifySystemd(name, 'READY=1\nSTATUS=serving');
+    },
+  };
 }
 
 /** Longest a daemon drains after SIGINT/SIGTERM before it exits anyway (ms; GVFS_DRAIN_MS overrides). */
@@ -73,6 +81,7 @@ const DRAIN_TIMEOUT_EXIT = EXIT.DRAIN_TIMEOUT;
 export async function drainOnSignal(name: string, drain: () => Promise<void>, what = 'shutting down', stopped: Promise<NodeJS.Signals> = untilSignal()): Promise<never> {
   const sig = await stopped;
   console.error(`gvfs ${name}: ${sig}, ${what}`);
+  notifySystemd(name, `STOPPING=1\nSTATUS=${what}`);
   const again = () => {
     console.error(`gvfs ${name}: second signal, exiting now`);
     process.exit(DRAIN_TIMEOUT_EXIT);
