@@ -16,6 +16,9 @@
 
 #define POOL_THREADS 4
 
+/* notify.c: sd_notify(3) for systemd units (Type=notify). */
+napi_value gn_sd_notify(napi_env env, napi_callback_info info);
+
 typedef enum { RES_VOID, RES_NUMBER, RES_STRING, RES_STATX, RES_HANDLE, RES_WHOAMI, RES_DIROP, RES_TEXT, RES_DIRENTS, RES_STATLIST } res_kind;
 
 /*
@@ -465,6 +468,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "info", fn);
   napi_create_function(env, "self", NAPI_AUTO_LENGTH, get_self, NULL, &fn);
   napi_set_named_property(env, exports, "self", fn);
+  napi_create_function(env, "sdNotify", NAPI_AUTO_LENGTH, gn_sd_notify, NULL, &fn);
+  napi_set_named_property(env, exports, "sdNotify", fn);
 
   napi_value c;
   napi_create_object(env, &c);

@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { fingerprintOf, makeSelfSignedCert, readTlsFiles } from '../channel/tls.js';
 import { drainOnSignal, parseHostPort, daemonSignals } from './util.js';
 import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
+import { registerDaemon } from '../util/runtime-state.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -110,6 +111,7 @@ export function agentCommand(): Command {
       const url = `https://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
       const { observeAgent } = await import('../metrics/services.js');
       const metrics = await startMetrics(metricsAt, 'agent', (r, h) => observeAgent(r, h, agent, stateDir));
+      await registerDaemon({ role: 'agent', listen: url, info: { name: o.name, fingerprint: tls.fingerprint, stateDir, sessions: agent.list().length } });
       stop.ready();
       if (o.json) console.log(JSON.stringify({ listening: { address: a.address, port: a.port }, name: o.name, url, fingerprint: tls.fingerprint, metrics: metrics?.address }));
       else console.log(`gvfs agent ${o.name}: ${url} (certificate ${tls.fingerprint}); sessions here: ${agent.list().length}`);

@@ -6,55 +6,15 @@
 process.env.UV_THREADPOOL_SIZE ??= '16';
 
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { serveCommand } from './serve.js';
-import { demoCommand } from './demo.js';
-import { proxyServerCommand } from './proxy-server.js';
-import { proxyClientCommand } from './proxy-client.js';
-import { mountCommand } from './mount.js';
-import { umountCommand } from './umount.js';
-import { keygenCommand, tlsKeygenCommand } from './keygen.js';
-import { flushCommand } from './flush.js';
-import { cacheCommand } from './cache-stats.js';
-import { agentCommand } from './agent.js';
-import { sessiondCommand } from './sessiond.js';
-import { sessionCommand } from './session.js';
-import { metaCommand } from './meta.js';
-import { vmCommand } from './vm.js';
-import { imageCommand } from './image.js';
-import { demoVmCommand } from './demo-vm.js';
-import { versionCommand, buildInfo } from './version.js';
-import { EXIT, exitCodeOf, exitTableText } from './exit-codes.js';
+import { buildProgram } from './program.js';
+import { EXIT, exitCodeOf } from './exit-codes.js';
 import { flushLogs, levelFromFlags, logger, LOG_LEVELS, setLogLevel } from '../util/log.js';
 
 /** Long-running commands: their stderr is their JSON log, so even a fatal error goes there as JSON. */
 const DAEMONS = new Set(['serve', 'proxy-server', 'proxy-client', 'mount', 'agent', 'sessiond']);
 let running: Command | undefined;
 
-const program = new Command('gvfs')
-  .description('GVFS: a user-level distributed file system virtualization layer on NFSv3')
-  .version((await buildInfo()).version)
-  .showHelpAfterError()
-  .addHelpText('after', exitTableText());
-
-program.addCommand(serveCommand());
-program.addCommand(proxyServerCommand());
-program.addCommand(proxyClientCommand());
-program.addCommand(keygenCommand());
-program.addCommand(tlsKeygenCommand());
-program.addCommand(mountCommand());
-program.addCommand(umountCommand());
-program.addCommand(flushCommand());
-program.addCommand(cacheCommand());
-program.addCommand(agentCommand());
-program.addCommand(sessiondCommand());
-program.addCommand(sessionCommand());
-program.addCommand(metaCommand());
-program.addCommand(vmCommand());
-program.addCommand(imageCommand());
-program.addCommand(demoCommand());
-program.addCommand(versionCommand());
-// gvfs demo vm: the VM demo, a subcommand of the demo.
-program.commands.find((c) => c.name() === 'demo')?.addCommand(demoVmCommand());
+const program = await buildProgram();
 
 // Usage errors end with EXIT.USAGE, not commander's 1 (it has printed the message and the help already).
 // Every command takes the log flags (beside GVFS_LOG_LEVEL and GVFS_TRACE).

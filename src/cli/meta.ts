@@ -1,10 +1,13 @@
 import { spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { blockCount, HINTS, sameVersion, zeroBlocks, type FileMeta, type TransferHint } from '../meta/format.js';
 import { generateMeta, readMetaOf, versionOf } from '../meta/generate.js';
 import { controlRequest, controlSocketOf } from '../wrappers/cache/control-socket.js';
 import { listSessions, sessionPath } from '../wrappers/cache/session-dir.js';
 import { parseSize } from './util.js';
+import { withProgress } from './progress.js';
 
 /** gvfs meta gen|show|record|stats: application meta-data of VM state files (docs/meta-data.md). */
 export function metaCommand(): Command {
@@ -25,16 +28,23 @@ function genCommand(): Command {
     .option('--root <dir>', 'the directory the proxy server exports (default: the nearest ancestor with a .gvfs-meta directory)')
     .option('--block-size <size>', 'meta-data block size, a multiple of 4K (default 64K)', parseSize)
     .addOption(hintOption())
-    .option('--json', 'print the result as JSON')
+    .option('--json', 'print JSON event lines: progress, then {"event":"done","files":[...]} (see README, Progress)')
     .addHelpText('after', '\nExample:\n  gvfs meta gen --root /srv/state --hint whole /srv/state/vm1/ram.img')
     .action(async (files: string[], o) => {
-      const out = [];
-      for (const file of files) {
-        const r = await generateMeta(file, { root: o.root, blockSize: o.blockSize, hint: o.hint });
-        out.push(summary(file, r.metaPath, r.meta, true));
-      }
-      if (o.json) console.log(JSON.stringify(out));
-      else for (const s of out) console.log(`${s.file}: ${s.blocks} blocks of ${s.blockSize / 1024}K, ${s.zeroBlocks} zero (${s.zeroPercent}%), hint ${s.hint} → ${s.metaPath}`);
+      const out: Array<ReturnType<typeof summary>> = [];
+      const sizes = await Promise.all(files.map((f) => fs.stat(f).then((st) => st.size, () => 0)));
+      await withProgress({ op: 'meta gen', json: !!o.json, unit: 'bytes', total: sizes.reduce((a, b) => a + b, 0) }, async (p) => {
+        let before = 0;
+        for (const [i, file] of files.entries()) {
+          p.stage(path.basename(file));
+          const r = await generateMeta(file, { root: o.root, blockSize: o.blockSize, hint: o.hint, onProgress: (b) => p.update(before + b) });
+          before += sizes[i];
+          p.update(before);
+          out.push(summary(file, r.metaPath, r.meta, true));
+        }
+        return { files: out };
+      });
+      if (!o.json) for (const s of out) console.log(`${s.file}: ${s.blocks} blocks of ${s.blockSize / 1024}K, ${s.zeroBlocks} zero (${s.zeroPercent}%), hint ${s.hint} → ${s.metaPath}`);
     });
 }
 

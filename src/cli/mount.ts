@@ -25,6 +25,8 @@ import { cacheChecks, nfsReachable } from '../metrics/health.js';
 import { EXIT, ExitStatusError } from './exit-codes.js';
 import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
 import type { ClientStack } from '../proxy/proxy-client.js';
+import { registerDaemon } from '../util/runtime-state.js';
+import { notifySystemd } from './sd-notify.js';
 
 const DRAIN_TIMEOUT_EXIT = EXIT.DRAIN_TIMEOUT;
 
@@ -134,7 +136,7 @@ async function detach(o: MountOpts): Promise<void> {
  * is given), as `gvfs proxy-client` builds it; for nfs://, a plain NFSv3
  * client.
  */
-async function openBackend(o: MountOpts): Promise<{ backend: Backend; server: string; exportPath?: string; counters?: DataCounters; stack?: ClientStack; channel?: string; remote: RemoteNfs; close(): Promise<void> }> {
+async function openBackend(o: MountOpts): Promise<{ backend: Backend; server: string; exportPath?: string; counters?: DataCounters; stack?: ClientStack; channel?: string; remote: RemoteNfs; sessionDir?: string; session?: string; close(): Promise<void> }> {
   if (o.server.startsWith('nfs://')) {
     const u = parseNfsUrl(o.server);
     if (o.export) throw new Error('give the export in the nfs:// URL, not --export');
@@ -159,12 +161,12 @@ async function openBackend(o: MountOpts): Promise<{ backend: Backend; server: st
     throw e;
   }
   const channel = link.ssh ? 'ssh' : link.tlsFingerprint ? 'tls' : 'tcp';
-  return { backend, server: `${link.host}:${link.port}`, exportPath: o.export, counters, stack, channel, remote, close };
+  return { backend, server: `${link.host}:${link.port}`, exportPath: o.export, counters, stack, channel, remote, sessionDir: cache?.sessionDir, session: link.key?.id, close };
 }
 
 async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
   const cred: Credentials = o.as ? { flavor: AuthFlavor.AUTH_SYS, ...o.as } : processCredentials();
-  const { backend, server, close, counters, stack, channel, remote, ...rest } = await openBackend(o);
+  const { backend, server, close, counters, stack, channel, remote, sessionDir, session, ...rest } = await openBackend(o);
   let exportPath = rest.exportPath;
   if (!exportPath) {
     const ex = await backend.exports().catch(async (e) => {
@@ -231,8 +233,10 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
   // Caught before the ready line: a signal sent the moment it is read must not meet Node's default action.
   const stopped = untilSignal();
   const info = { mounted: mnt, server, export: exportPath, user: o.user ?? null, pid: process.pid, attrTimeout: o.attrTimeout, cacheDir: o.cacheDir ?? null, consistency: o.consistency ?? 'ttl', metrics: metrics?.address };
+  await registerDaemon({ role: 'mount', mountpoint: mnt, server, session, user: o.user, cacheDir: o.cacheDir, sessionDir, info: { export: exportPath } });
   if (o.json) console.log(JSON.stringify(info));
   else console.log(`gvfs mount: ${server}${exportPath} on ${mnt} (attribute timeout ${o.attrTimeout} s); Ctrl-C or gvfs umount ${mnt} to stop`);
+  notifySystemd('mount', 'READY=1\nSTATUS=mounted');
 
   let stopWatch = () => {};
   const why = await new Promise<string>((resolve) => {
@@ -241,6 +245,7 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
   });
   stopWatch();
   log.info({ mountpoint: mnt, why }, `gvfs mount: ${why}, unmounting ${mnt}`);
+  notifySystemd('mount', `STOPPING=1\nSTATUS=${why}, unmounting`);
   // Bounded like every daemon's drain: with the server down, commits and the cache's flush could wait a call deadline each.
   // What is not delivered stays in the cache journal (write-back) for the next mount of the session.
   const again = () => {

@@ -13,6 +13,7 @@ import { drainOnSignal, parseHostPort, parseIntArg, daemonSignals } from './util
 import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
 import { observeRpcServer } from '../metrics/rpc.js';
 import { dirReadable, nfsReachable } from '../metrics/health.js';
+import { registerDaemon } from '../util/runtime-state.js';
 
 /** The limits given on the command line (the others keep their defaults). */
 function definedOnly<T extends Record<string, number | undefined>>(o: T): Partial<Record<keyof T, number>> {
@@ -137,6 +138,7 @@ export function proxyServerCommand(): Command {
           else if (e.kind === 'local') h.add(`export ${e.dir}`, dirReadable(e.dir));
         }
       });
+      await registerDaemon({ role: 'proxy-server', listen: `${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`, info: { exports: names, channel, sessionKeys: keys.map((k) => k.id), insecure: !!o.insecure } });
       stop.ready();
       if (o.json) console.log(JSON.stringify({ listening: addr, channel, exports: names, readOnly: exports.filter((e) => e.kind === 'store' || e.readOnly).map((e) => e.name ?? (e.kind === 'upstream' ? e.url.path : '/')), sessions: keys.map((k) => k.id), insecure: !!o.insecure, metrics: metrics?.address }));
       else console.log(`gvfs proxy-server: ${names.join(', ')} on ${addr.address}:${addr.port} (${channel}; ${o.insecure ? 'INSECURE, no session keys' : `${keys.length} session key(s)`})`);

@@ -6,6 +6,7 @@ import { observeRpcServer } from '../metrics/rpc.js';
 import { dirReadable } from '../metrics/health.js';
 import { drainOnSignal, parseHostPort, parseIntArg, daemonSignals } from './util.js';
 import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
+import { registerDaemon } from '../util/runtime-state.js';
 
 export function serveCommand(): Command {
   return addMetricsOptions(new Command('serve'))
@@ -45,6 +46,7 @@ export function serveCommand(): Command {
         observeRpcServer(r, server, 'nfs', 'tcp');
         h.add('export', dirReadable(backend.root));
       });
+      await registerDaemon({ role: 'serve', listen: `${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`, info: { export: backend.root, name: backend.name, readOnly: !!o.readOnly } });
       stop.ready();
       if (o.json) console.log(JSON.stringify({ listening: addr, export: backend.root, name: backend.name, readOnly: !!o.readOnly, metrics: metrics?.address }));
       else console.log(`gvfs serve: exporting ${backend.root} as ${backend.name} on ${addr.address}:${addr.port} (NFSv3, MOUNT v3, portmap)`);

@@ -8,6 +8,7 @@ import { closeHttp, serviceTls, trackConnections } from './agent.js';
 import { logger } from '../util/log.js';
 import { drainOnSignal, parseHostPort, parseIntArg, daemonSignals } from './util.js';
 import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
+import { registerDaemon } from '../util/runtime-state.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 const log = logger('sessiond');
@@ -69,6 +70,7 @@ export function sessiondCommand(): Command {
       const url = `https://${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
       const { observeSessiond } = await import('../metrics/services.js');
       const metrics = await startMetrics(metricsAt, 'sessiond', (r, h) => observeSessiond(r, h, svc, stateDir));
+      await registerDaemon({ role: 'sessiond', listen: url, info: { fingerprint: tls.fingerprint, stateDir, hosts: svc.hosts.map((h) => h.name) } });
       stop.ready();
       if (o.json) console.log(JSON.stringify({ listening: { address: a.address, port: a.port }, url, fingerprint: tls.fingerprint, hosts: svc.hosts.map((h) => h.name), metrics: metrics?.address }));
       else console.log(`gvfs sessiond: ${url} (certificate ${tls.fingerprint}); hosts ${svc.hosts.map((h) => h.name).join(', ') || 'none'}; dashboard ${url}/dashboard`);

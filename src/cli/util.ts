@@ -4,6 +4,7 @@ import { flushLogs, logger } from '../util/log.js';
 
 // A daemon's stderr is its JSON log: its own lines go there too, never plain text.
 const log = logger('daemon');
+import { notifySystemd } from './sd-notify.js';
 
 /** Parse HOST:PORT (IPv6 as [::1]:PORT); port 0 means "pick a free one". */
 export function parseHostPort(v: string): { host: string; port: number } {
@@ -57,7 +58,14 @@ export function daemonSignals(name: string): { stopped: Promise<NodeJS.Signals>;
     flushLogs();
     process.exit(EXIT.FAILED);
   });
-  return { stopped, ready: () => (up = true) };
+  return {
+    stopped,
+    ready: () => {
+      up = true;
+      // Type=notify units (contrib/systemd/): started means listening.
+      notifySystemd(name, 'READY=1\nSTATUS=serving');
+    },
+  };
 }
 
 /** Longest a daemon drains after SIGINT/SIGTERM before it exits anyway (ms; GVFS_DRAIN_MS overrides). */
@@ -78,6 +86,7 @@ const DRAIN_TIMEOUT_EXIT = EXIT.DRAIN_TIMEOUT;
 export async function drainOnSignal(name: string, drain: () => Promise<void>, what = 'shutting down', stopped: Promise<NodeJS.Signals> = untilSignal()): Promise<never> {
   const sig = await stopped;
   log.info({ signal: sig }, `gvfs ${name}: ${sig}, ${what}`);
+  notifySystemd(name, `STOPPING=1\nSTATUS=${what}`);
   const again = () => {
     log.warn(`gvfs ${name}: second signal, exiting now`);
     flushLogs();

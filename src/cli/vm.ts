@@ -10,6 +10,7 @@ import { publishVm } from '../vm/publish.js';
 import { cacheDirOfMount, ensureSessionMount } from '../vm/session-mount.js';
 import { addLinkOptions } from './proxy-client.js';
 import { parseSize } from './util.js';
+import { withProgress } from './progress.js';
 
 const run = promisify(execFile);
 const VM_ATTR_TIMEOUT = 30;
@@ -59,26 +60,30 @@ export function vmCommand(): Command {
         ready ??= READY_RE;
       }
       if (!kernel || !disk) throw new Error('give --kernel and --disk (or --demo)');
-      const log = o.json ? undefined : (s: string) => console.log(`gvfs vm publish: ${s}`);
-      const r = await publishVm({
-        dir: o.dir,
-        name,
-        kernel,
-        initrd,
-        append,
-        disk,
-        memoryBytes: o.memory,
-        cpus: o.cpus,
-        machine: o.machine,
-        ready: ready === undefined ? undefined : typeof ready === 'string' ? new RegExp(ready) : ready,
-        readyTimeoutMs: o.readyTimeout * 1000,
-        runMs: o.run * 1000,
-        metaRoot: o.metaRoot,
-        force: !!o.force,
-        log,
+      // Each step publishVm reports is a step of the progress display (copy, boot, ready, save).
+      let step = 0;
+      const r = await withProgress({ op: 'vm publish', json: !!o.json, unit: 'steps', total: ready === undefined ? 3 : 4 }, async (p) => {
+        const log = (s: string) => p.update(++step, s);
+        const res = await publishVm({
+          dir: o.dir,
+          name,
+          kernel,
+          initrd,
+          append,
+          disk,
+          memoryBytes: o.memory,
+          cpus: o.cpus,
+          machine: o.machine,
+          ready: ready === undefined ? undefined : typeof ready === 'string' ? new RegExp(ready) : ready,
+          readyTimeoutMs: o.readyTimeout * 1000,
+          runMs: o.run * 1000,
+          metaRoot: o.metaRoot,
+          force: !!o.force,
+          log,
+        });
+        return { dir: res.dir, manifest: res.manifest, meta: res.meta };
       });
-      if (o.json) console.log(JSON.stringify({ dir: r.dir, manifest: r.manifest, meta: r.meta }));
-      else {
+      if (!o.json) {
         for (const f of r.manifest.files) console.log(`  ${f.name.padEnd(11)} ${String(f.size).padStart(12)} bytes  sha256 ${f.sha256.slice(0, 16)}...${f.meta ? `  meta ${f.meta}` : ''}`);
         console.log(`gvfs vm publish: ${name} published in ${r.dir}; meta-data: ${r.meta.status}${r.meta.note ? ` (${r.meta.note})` : ''}`);
       }
@@ -115,8 +120,9 @@ export function vmCommand(): Command {
     return ensureSessionMount(o.stateDir, args, o.cacheDir);
   };
 
+  const startInfo = (r: Awaited<ReturnType<typeof cloneVm>>) => ({ clone: r.record.name, golden: r.record.golden, pid: r.record.pid, console: r.record.console, qmp: r.record.qmpSocket, overlay: r.record.overlay, mount: r.record.mount, times: r.times });
   const printStart = (what: string, o: Record<string, any>, r: Awaited<ReturnType<typeof cloneVm>>) => {
-    if (o.json) console.log(JSON.stringify({ clone: r.record.name, golden: r.record.golden, pid: r.record.pid, console: r.record.console, qmp: r.record.qmpSocket, overlay: r.record.overlay, mount: r.record.mount, times: r.times }));
+    if (o.json) console.log(JSON.stringify(startInfo(r)));
     else console.log(`gvfs vm ${what}: ${r.record.name} (of ${r.record.golden}) running, pid ${r.record.pid}, console ${r.record.console}; running again ${(r.times.runningMs / 1000).toFixed(2)} s after the command`);
   };
 
@@ -126,21 +132,30 @@ export function vmCommand(): Command {
     .option('--record [seconds]', "record the order in which this clone's resume reads the golden files (for the first SECONDS, default 5) and store it as their prefetch order (gvfs meta record), so later clones fetch ahead in that order", (v) => Number(v))
     .option('--json', 'print JSON')
     .action(async function (this: Command, name: string, o) {
-      const mount = await mountOf(this, o);
       const record = o.record === undefined ? undefined : o.record === true ? 5 : o.record;
-      if (record !== undefined && !mount.cacheDir) throw new Error('--record needs the session\'s cache directory (a mount with --cache-dir)');
-      if (record !== undefined) await metaRecord(mount.cacheDir!, '--start');
-      let r: Awaited<ReturnType<typeof cloneVm>>;
-      try {
-        r = await cloneVm({ name, as: o.as, mount, vmPath: o.vmPath, stateRoot: o.stateDir });
-        if (record !== undefined) await new Promise((res) => setTimeout(res, record * 1000));
-      } finally {
-        if (record !== undefined) {
-          const stored = await metaRecord(mount.cacheDir!, '--stop');
-          if (!o.json) console.log(`gvfs vm clone: recorded the resume's reads for ${record} s: ${stored.trim()}`);
+      // Steps: the session mount, the clone started (overlay, QEMU resumed from the golden state), the recording.
+      let r: Awaited<ReturnType<typeof cloneVm>> | undefined;
+      await withProgress({ op: 'vm clone', json: !!o.json, unit: 'steps', total: record === undefined ? 2 : 3 }, async (p) => {
+        p.update(0, o.mount ? `using mount ${o.mount}` : 'starting the session mount');
+        const mount = await mountOf(this, o);
+        if (record !== undefined && !mount.cacheDir) throw new Error('--record needs the session\'s cache directory (a mount with --cache-dir)');
+        if (record !== undefined) await metaRecord(mount.cacheDir!, '--start');
+        try {
+          p.update(1, `starting clone of ${name}`);
+          r = await cloneVm({ name, as: o.as, mount, vmPath: o.vmPath, stateRoot: o.stateDir });
+          if (record !== undefined) {
+            p.update(2, `recording the resume's reads for ${record} s`);
+            await new Promise((res) => setTimeout(res, record * 1000));
+          }
+        } finally {
+          if (record !== undefined) {
+            const stored = await metaRecord(mount.cacheDir!, '--stop');
+            if (!o.json) console.log(`gvfs vm clone: recorded the resume's reads for ${record} s: ${stored.trim()}`);
+          }
         }
-      }
-      printStart('clone', o, r!);
+        return startInfo(r);
+      });
+      if (!o.json) printStart('clone', o, r!);
     });
 
   withMount(vm.command('resume').description('Resume a suspended clone from the state server (on this host or another)'))

@@ -24,6 +24,8 @@ export interface GenerateOptions {
   hint?: TransferHint;
   /** Keep a recorded prefetch order from earlier meta-data of the file (default true). */
   keepOrder?: boolean;
+  /** Called after each block scanned with the bytes of this file scanned so far (progress display). */
+  onProgress?: (bytes: number) => void;
 }
 
 export interface GenerateResult {
@@ -107,6 +109,7 @@ export async function generateMeta(file: string, o: GenerateOptions = {}): Promi
       const b = buf.subarray(0, len);
       if (allZero(b)) zeroMap[i >> 3] |= 1 << (i & 7);
       else blockHash(b).copy(hashes, i * HASH_LEN);
+      o.onProgress?.(i * bs + len);
     }
   } finally {
     await fh.close();

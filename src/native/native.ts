@@ -159,6 +159,7 @@ interface Addon {
   setWalkOnly(on: boolean): void;
   info(): { threads: number; openat2: boolean; privateUmask: boolean; jobs: number };
   self(): NativeCreds;
+  sdNotify(socket: string, message: string): void;
   constants: Record<string, number>;
 }
 
@@ -193,6 +194,16 @@ export function info(): { threads: number; openat2: boolean; privateUmask: boole
 /** Tests only: use the O_NOFOLLOW component walk even where openat2 exists. */
 export function setWalkOnly(on: boolean): void {
   lib().setWalkOnly(on);
+}
+
+/**
+ * sd_notify(3): one datagram to the AF_UNIX socket `socket` ($NOTIFY_SOCKET:
+ * a path, or @name for the abstract namespace), sent from this process (so
+ * a unit with NotifyAccess=main accepts it). Synchronous, non-blocking;
+ * throws with the errno's code when nobody listens.
+ */
+export function sdNotify(socket: string, message: string): void {
+  lib().sdNotify(socket, message);
 }
 
 let selfCreds: NativeCreds | undefined;

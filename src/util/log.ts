@@ -9,7 +9,41 @@ import { pino, type Logger } from 'pino';
  * parses as JSON.
  */
 const dest = pino.destination({ dest: 2, sync: false });
-const root: Logger = pino({ level: process.env.GVFS_LOG_LEVEL ?? 'info', base: { pid: process.pid } }, dest);
+/** A warning or error as `gvfs status` shows it (util/runtime-state.ts keeps the last few). */
+export interface LogLine {
+  time: string;
+  level: 'warn' | 'error' | 'fatal';
+  layer?: string;
+  msg: string;
+}
+
+const warnListeners = new Set<(l: LogLine) => void>();
+
+/** Be told of every warning and error logged by any layer; returns the unsubscribe. */
+export function onWarnOrError(fn: (l: LogLine) => void): () => void {
+  warnListeners.add(fn);
+  return () => warnListeners.delete(fn);
+}
+
+const root: Logger = pino(
+  {
+    level: process.env.GVFS_LOG_LEVEL ?? 'info',
+    base: { pid: process.pid },
+    hooks: {
+      logMethod(args, method, level) {
+        if (level >= 40 && warnListeners.size) {
+          const [a, b] = args as unknown[];
+          const obj = typeof a === 'object' && a !== null ? (a as { err?: { message?: string } }) : undefined;
+          const msg = [typeof a === 'string' ? a : typeof b === 'string' ? b : '', obj?.err?.message].filter(Boolean).join(': ');
+          const line: LogLine = { time: new Date().toISOString(), level: level >= 60 ? 'fatal' : level >= 50 ? 'error' : 'warn', layer: (this.bindings() as { layer?: string }).layer, msg: msg.slice(0, 500) };
+          for (const fn of warnListeners) fn(line);
+        }
+        return method.apply(this, args);
+      },
+    },
+  },
+  dest,
+);
 
 const traced = new Set((process.env.GVFS_TRACE ?? '').split(',').map((s) => s.trim()).filter(Boolean));
 

@@ -7,7 +7,8 @@ import path from 'node:path';
  * A directory only we can use, for files other local users must not plant
  * or read (logs of detached mounts, control sockets whose usual place is
  * too long a path): /run/gvfs for root, else $XDG_RUNTIME_DIR/gvfs, else
- * $XDG_STATE_HOME/gvfs/run (~/.local/state/gvfs/run). Never a shared
+ * $XDG_STATE_HOME/gvfs/run (~/.local/state/gvfs/run); GVFS_RUNTIME_DIR
+ * overrides (tests, several independent setups on one host). Never a shared
  * directory such as /tmp, where a name can be taken or a symbolic link
  * planted before we open it.
  *
@@ -16,8 +17,9 @@ import path from 'node:path';
  */
 export async function privateDir(): Promise<string> {
   const uid = process.getuid?.() ?? 0;
-  const dir =
-    uid === 0
+  const dir = process.env.GVFS_RUNTIME_DIR
+    ? path.resolve(process.env.GVFS_RUNTIME_DIR)
+    : uid === 0
       ? '/run/gvfs'
       : process.env.XDG_RUNTIME_DIR
         ? path.join(process.env.XDG_RUNTIME_DIR, 'gvfs')

@@ -210,7 +210,7 @@ describe('cache: write-back survives kill -9 of the proxy client', { timeout: 24
     }
     for (const m of files) await commitFile(client, m);
     const out = await run(process.execPath, [CLI, 'flush', '--cache-dir', cacheDir, '--json']);
-    const rep = JSON.parse(out.stdout);
+    const rep = JSON.parse(out.stdout.trim().split('\n').pop()!); // the done event (progress events before it)
     assert.ok(rep.sessions.every((s: { report?: { failed: unknown[] } }) => s.report && s.report.failed.length === 0), out.stdout);
     for (const m of files) {
       const onServer = await fs.readFile(path.join(base, 'export', m.name));
@@ -252,7 +252,7 @@ describe('cache: write-back survives kill -9 of the proxy client', { timeout: 24
       const pending = JSON.parse((await run(process.execPath, [CLI, 'cache', 'stats', '--cache-dir', cacheDir, '--json'])).stdout).sessions[0].stats.flushBacklog.bytes;
       assert.ok(pending > 0, 'the killed proxy client left unflushed writes');
       const off = await run(process.execPath, [CLI, 'flush', '--cache-dir', cacheDir, '--server', `127.0.0.1:${psPort}`, '--key', keyFile, '--json']);
-      const r = JSON.parse(off.stdout);
+      const r = JSON.parse(off.stdout.trim().split('\n').pop()!);
       assert.ok(r.sessions.length === 1 && r.sessions[0].how === 'flushed here' && r.sessions[0].report.flushedBytes === pending && !r.sessions[0].report.failed.length, off.stdout);
       for (const m of files) assert.ok((await fs.readFile(path.join(base, 'export', m.name))).equals(m.data), `${m.name}: bytes on the server after the offline flush (seed ${seed})`);
       t.diagnostic(`offline gvfs flush delivered ${pending} bytes a killed proxy client had journalled`);

@@ -26,14 +26,14 @@ describe('the npm package', { timeout: 180_000 }, () => {
   test('npm pack --dry-run lists only what runs', async () => {
     const { stdout } = await run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, maxBuffer: 64 << 20 });
     files = (JSON.parse(stdout)[0].files as Array<{ path: string }>).map((f) => f.path).sort();
-    const allowed = [/^package\.json$/, /^README\.md$/, /^LICENSE$/, /^dist\/build-info\.json$/, /^dist\/src\/.*\.js$/, /^scripts\/guest\/[^/]+$/];
+    const allowed = [/^package\.json$/, /^README\.md$/, /^LICENSE$/, /^dist\/build-info\.json$/, /^dist\/src\/.*\.js$/, /^scripts\/guest\/[^/]+$/, /^dist\/man\/gvfs\.1$/, /^contrib\/systemd\/[^/]+$/];
     const stray = files.filter((f) => !allowed.some((re) => re.test(f)));
     assert.deepEqual(stray, [], 'files outside the runtime set');
     for (const bad of [/^test\//, /^dist\/test\//, /^bench\//, /^dist\/bench\//, /results/, /^\.ci\//, /\.ts$/, /\.map$/]) {
       assert.deepEqual(files.filter((f) => bad.test(f)), [], `${bad} shipped`);
     }
     const p = await pkg();
-    for (const need of ['package.json', 'README.md', p.bin.gvfs, 'dist/build-info.json', 'scripts/guest/build.sh', 'scripts/guest/init', 'scripts/guest/mkdisk.sh']) {
+    for (const need of ['package.json', 'README.md', p.bin.gvfs, 'dist/build-info.json', 'scripts/guest/build.sh', 'scripts/guest/init', 'scripts/guest/mkdisk.sh', 'dist/man/gvfs.1', 'contrib/systemd/gvfs-agent.service', 'contrib/systemd/gvfs-mount@.service']) {
       assert.ok(files.includes(need), `${need} missing from the package`);
     }
     assert.equal(p.dependencies['playwright-core'], undefined, 'playwright-core is for tests (a devDependency)');

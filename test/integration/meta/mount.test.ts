@@ -35,7 +35,8 @@ describe('meta-data through gvfs mount (QEMU image, memory state)', { skip: skip
     await run('qemu-io', ['-f', 'raw', ...patterns.flatMap((c) => ['-c', c]), path.join(exp, 'vm1', 'disk.raw')]);
     await run('qemu-img', ['convert', '-O', 'qcow2', path.join(exp, 'vm1', 'disk.raw'), path.join(exp, 'vm1', 'disk.qcow2')]);
     await memoryStateFile(path.join(exp, 'vm1', 'ram.img'), 24 << 20, 0.5, 77);
-    const gen = JSON.parse(await gvfs(['meta', 'gen', '--root', exp, '--hint', 'whole', '--json', ...['disk.raw', 'disk.qcow2', 'ram.img'].map((f) => path.join(exp, 'vm1', f))]));
+    // --json prints progress event lines; the last is the done event with the result.
+    const gen = JSON.parse((await gvfs(['meta', 'gen', '--root', exp, '--hint', 'whole', '--json', ...['disk.raw', 'disk.qcow2', 'ram.img'].map((f) => path.join(exp, 'vm1', f))])).trim().split('\n').pop()!).files;
     assert.equal(gen.length, 3);
     keyFile = path.join(dir, 'session.key');
     await writeKeyFile(keyFile, newSessionKey('alice', undefined, { uid: 0, gid: 0, gids: [] }));
