@@ -42,7 +42,10 @@ describe('metrics of gvfs mount', { timeout: 300_000, skip: fuseSkip() }, () => 
     const after1 = await scrape(port);
     const d = (name: string, labels: Record<string, string> = {}) => (sample(after1, name, labels) ?? 0) - (sample(before, name, labels) ?? 0);
     assert.ok(d('gvfs_read_bytes_total') >= 2 * MiB, 'read bytes');
-    assert.ok(d('gvfs_cache_miss_bytes_total') >= 2 * MiB, 'a cold read misses');
+    // Every byte crossed the channel once (fetched); how much of it the program's READs found already here depends on
+    // how far the front end's read-ahead got before the kernel asked (on a loaded machine, most of it): a hit then.
+    assert.ok(d('gvfs_channel_payload_bytes_total', { kind: 'read' }) >= 2 * MiB, 'a cold read is fetched over the channel');
+    assert.ok(d('gvfs_cache_miss_bytes_total') > 0, 'a cold read misses');
     assert.ok(d('gvfs_channel_bytes_total', { channel: 'link', direction: 'in' }) >= 2 * MiB, 'link bytes in');
     assert.equal(sample(after1, 'gvfs_process_info', { process: 'mount' }), 1);
     const r = await get(port, '/readyz');
