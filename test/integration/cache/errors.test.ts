@@ -120,7 +120,14 @@ describe('cache: failures keep unflushed data', { timeout: 300_000 }, () => {
     const kept = s.cache.stats().flushBacklog.bytes;
     assert.ok(kept > 0 && kept <= 1 << 20, `backlog ${kept} within the limit`);
     await c.startProxyServer();
-    assert.equal((await s.cache.flush()).failed.length, 0);
+    // The 800 ms call timeout (short, so the unreachable server is found quickly) can also expire on a loaded
+    // machine right after the restart: such a flush fails as IO and keeps the data, and the next one delivers it.
+    let failed = (await s.cache.flush()).failed;
+    for (let tries = 1; failed.length && tries < 10; tries++) {
+      for (const f of failed) assert.equal(f.code, 'IO', `only a timeout may fail this flush: ${JSON.stringify(f)}`);
+      failed = (await s.cache.flush()).failed;
+    }
+    assert.equal(failed.length, 0);
     const onServer = await fs.readFile(path.join(c.exportDir, 'limit.bin'));
     assert.equal(onServer.length, kept);
     assert.ok(onServer.equals(model.subarray(0, kept)));
