@@ -26,7 +26,7 @@ describe('session service: consistency model (PATCH) and invalidate / flush orde
     assert.equal(refused.status, 400, JSON.stringify(refused.body));
     assert.equal(refused.body.code, 'NO_CACHE');
 
-    const s = (await c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'cp', { consistency: 'poll', pollPeriod: 0.5 }))).body;
+    const s = (await c.api(c.tokens.alice, 'POST', '/sessions', aliceRequest(c, 'cp', { consistency: 'poll', pollPeriod: 2 }))).body;
     assert.equal(s.state, 'ready', JSON.stringify(s));
     assert.equal(s.consistency, 'poll');
     const data = s.mounts[1];
@@ -36,12 +36,18 @@ describe('session service: consistency model (PATCH) and invalidate / flush orde
     assert.equal(await fs.readFile(path.join(server, 'f.txt'), 'utf8'), 'one');
     const st = (await c.api(c.tokens.alice, 'GET', `/sessions/${s.id}`)).body;
     assert.deepEqual(st.stats.mounts.map((m: any) => m.consistency), ['poll', 'poll']);
-    await until('the mounts poll', async () => (await c.api(c.tokens.alice, 'GET', `/sessions/${s.id}`)).body.stats.mounts.every((m: any) => m.polls > 0), 20_000);
+    // The flush's own WRITE is in the change log: the next poll drops f.txt and the cache asks the server again. Wait
+    // for two polls after the flush (one began after it), so that refetch happens before the server's copy changes.
+    const polls = async () => (await c.api(c.tokens.alice, 'GET', `/sessions/${s.id}`)).body.stats.mounts[1].polls as number;
+    const p0 = await polls();
+    await until('two polls after the flush', async () => (await polls()) >= p0 + 2, 30_000);
 
     // A change made on the server's own disk (not through GVFS) is not in the change log: the poll cache keeps the old version...
     assert.equal(await fs.readFile(path.join(data, 'f.txt'), 'utf8'), 'one');
     await fs.writeFile(path.join(server, 'f.txt'), 'two, written on the server');
-    await new Promise((r) => setTimeout(r, 2500)); // past the kernel's attribute timeout (1 s) and several poll periods
+    // Past the kernel's attribute timeout (1 s). The period is 2 s, not 0.5, because a poll more than a period late
+    // makes the cache trust nothing and ask the server (which would show the change).
+    await new Promise((r) => setTimeout(r, 2500));
     assert.equal(await fs.readFile(path.join(data, 'f.txt'), 'utf8'), 'one', 'the poll cache was expected to trust its copy');
     // ... until the session service orders the mount to drop it.
     const order = await c.api(c.tokens.alice, 'POST', `/sessions/${s.id}/invalidate`, { mountpoint: data, path: 'f.txt' });
