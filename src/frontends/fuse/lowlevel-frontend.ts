@@ -334,6 +334,12 @@ export class LowLevelFrontend {
    */
   private saw(n: Node, a: Fattr3): Promise<unknown> | undefined {
     const old = n.last;
+    const floor = a.type === FType.REG ? this.ownSize(n) : 0;
+    if (floor > a.size) {
+      // Answered by the server mid-WRITE (or before one of ours landed): our size is newer; nothing to drop.
+      n.last = { ...a, size: floor };
+      return undefined;
+    }
     n.last = a;
     n.lastOwn = false;
     if (!old || a.type !== FType.REG) return undefined;
@@ -361,9 +367,25 @@ export class LowLevelFrontend {
   /** stat as the kernel should see it: a size that includes writes still in flight. */
   private statOf(n: Node, a: Fattr3) {
     const st = toLlAttr(a, this.blksize);
-    const f = this.files.file(n.key);
-    if (f && f.inflightBytes > 0) st.size = Math.max(st.size, f.inflightEnd);
+    if (a.type === FType.REG) st.size = Math.max(st.size, this.ownSize(n));
     return st;
+  }
+
+  /**
+   * The size this host's own writes give a file open here: the end of the
+   * writes in flight, or the size our last write or truncate left. No
+   * attributes the server answered meanwhile go below it: the server's file
+   * system grows page by page during a WRITE, so a GETATTR or LOOKUP served
+   * concurrently shows a partial, page-aligned size, and if the WRITE's reply
+   * lands before ours goes out, nothing in flight would cover it any more.
+   * (While the file is open here, our size is this host's word: close-to-open.)
+   */
+  private ownSize(n: Node): number {
+    const f = this.files.file(n.key);
+    if (!f) return 0;
+    let size = f.inflightBytes > 0 ? f.inflightEnd : 0;
+    if (n.lastOwn && n.last && n.last.size > size) size = n.last.size;
+    return size;
   }
 
   private attrReply(req: bigint, n: Node, a: Fattr3): void {
