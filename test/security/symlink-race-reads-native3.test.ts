@@ -1,22 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Fattr3 } from '../../src/nfs3/types.js';
 import { ROOT, startLocalServer, type LocalServer } from '../helpers/local-server.js';
-
-/** Swaps directory `v` for a symlink to `out` and back, as fast as it can, until `flag` exists; prints the swaps. */
-const SWAPPER = `import os,sys
-v,real,out,flag=sys.argv[1:5]
-n=0
-while not os.path.exists(flag):
-    try:
-        os.rename(v, real); os.symlink(out, v); os.unlink(v); os.rename(real, v)
-    except OSError:
-        pass
-    n+=1
-print(n)`;
+import { startSwapper } from './symlink-swapper.js';
 
 const OUTSIDER = 4242; // owner of everything outside the export: an attribute with it describes an outside object
 
@@ -60,10 +48,7 @@ describe('a symlink swapped in by a local user: no read ever describes an object
     const sub = (await s.client.lookup(ROOT, v, 'sub')).fh;
     const links = await Promise.all(Array.from({ length: NAMES }, (_, i) => s.client.lookup(ROOT, sub, `s${i}`).then((r) => r.fh)));
     const flag = path.join(s.dir, 'stop');
-    const swapper = spawn('/usr/bin/python3', ['-c', SWAPPER, path.join(s.exportDir, 'v'), path.join(s.exportDir, 'v.real'), outside, flag], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let swaps = '';
-    swapper.stdout!.on('data', (d: Buffer) => (swaps += d.toString()));
-    const exited = new Promise<number | null>((r) => swapper.once('exit', r));
+    const { exited, swaps } = startSwapper(s.exportDir, outside, flag);
     const leaks: string[] = [];
     const inside = (what: string, a: Fattr3 | undefined) => {
       if (a && (a.uid === OUTSIDER || outsideInos.has(BigInt(a.fileid)))) leaks.push(`${what}: uid ${a.uid} fileid ${a.fileid}`);
@@ -115,7 +100,7 @@ describe('a symlink swapped in by a local user: no read ever describes an object
       await exited;
     }
     assert.deepEqual(leaks.slice(0, 10), [], `${leaks.length} replies described objects outside the export`);
-    assert.ok(Number(swaps) > 100, `the swapper ran (${swaps.trim()} swaps)`);
+    assert.ok(Number(swaps()) > 100, `the swapper ran (${swaps().trim()} swaps)`);
     assert.ok(ok > 200, `the server answered between swaps (${ok} ok, ${failed} failed)`);
   });
 });

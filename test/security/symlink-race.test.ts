@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { FType, StableHow } from '../../src/nfs3/constants.js';
 import { ROOT, startLocalServer, type LocalServer } from '../helpers/local-server.js';
+import { startSwapper } from './symlink-swapper.js';
 import { treeSnapshot } from './tree-snapshot.js';
 
 /**
@@ -14,17 +14,6 @@ import { treeSnapshot } from './tree-snapshot.js';
  * touch anything outside the export (every change goes through a directory
  * descriptor opened with openat2 RESOLVE_BENEATH below the export root).
  */
-const SWAPPER = `import os,sys
-v,real,out,flag=sys.argv[1:5]
-n=0
-while not os.path.exists(flag):
-    try:
-        os.rename(v, real); os.symlink(out, v); os.unlink(v); os.rename(real, v)
-    except OSError:
-        pass
-    n+=1
-print(n)`;
-
 describe('a symlink swapped in by a local user never leads the server out of the export', { timeout: 300_000 }, () => {
   let s: LocalServer;
   let outside: string;
@@ -49,10 +38,7 @@ describe('a symlink swapped in by a local user never leads the server out of the
     const v = (await s.client.lookup(ROOT, s.root, 'v')).fh;
     const sub = (await s.client.lookup(ROOT, v, 'sub')).fh;
     const flag = path.join(s.dir, 'stop');
-    const swapper = spawn('/usr/bin/python3', ['-c', SWAPPER, path.join(s.exportDir, 'v'), path.join(s.exportDir, 'v.real'), outside, flag], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let swaps = '';
-    swapper.stdout!.on('data', (d: Buffer) => (swaps += d.toString()));
-    const exited = new Promise<number | null>((r) => swapper.once('exit', r));
+    const { exited, swaps } = startSwapper(s.exportDir, outside, flag);
     let ok = 0;
     let failed = 0;
     const tryOp = async (p: Promise<unknown>) => {
@@ -99,7 +85,7 @@ describe('a symlink swapped in by a local user never leads the server out of the
     }
     // Confinement first: it must be checked whatever else went wrong.
     assert.deepEqual(await treeSnapshot(outside), before, 'nothing outside the export changed');
-    assert.ok(Number(swaps) > 100, `the swapper ran (${swaps.trim()} swaps)`);
+    assert.ok(Number(swaps()) > 100, `the swapper ran (${swaps().trim()} swaps)`);
     assert.ok(ok > 100, `the server did work between swaps (${ok} ok, ${failed} failed)`);
   });
 });
