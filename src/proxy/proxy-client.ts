@@ -1,4 +1,6 @@
 import type { Backend } from '../backend/backend.js';
+import { callbackProgram, type CallbackHandlers } from '../ext/callback-codec.js';
+import { ProgramTable } from '../rpc/program.js';
 import { RemoteNfs } from '../backends/remote-nfs/remote-nfs.js';
 import { ownerAdmission, type AllowUids } from '../channel/peer-owner.js';
 import { proveSession } from '../channel/prove.js';
@@ -45,6 +47,8 @@ export interface ProxyLinkOptions {
   timeoutMs?: number;
   /** The meta-data wrapper (wrappers/metadata): on unless `false`. */
   meta?: false | Pick<MetaOptions, 'window' | 'compress' | 'background' | 'validateMs'>;
+  /** What this client does when the proxy server calls it back (CB_RECALL of the callback model). */
+  callbacks?: CallbackHandlers;
   /** The session's disk cache (absent: no cache). serverId and session default from the link. */
   cache?: Omit<CacheOptions, 'serverId' | 'session'> & Partial<Pick<CacheOptions, 'serverId' | 'session'>>;
 }
@@ -100,6 +104,7 @@ export function proxyLink(o: ProxyLinkOptions): { remote: RemoteNfs; tunnel?: Ss
     maxInFlight: o.maxInFlight ?? 64,
     timeoutMs: o.timeoutMs ?? 60_000,
     onConnect: key ? ({ call }) => proveSession(call, key) : ({ call }) => hello(call, o.user!),
+    callbacks: o.callbacks ? new ProgramTable().add(callbackProgram(o.callbacks)) : undefined,
   });
   return { remote, tunnel };
 }

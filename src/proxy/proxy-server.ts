@@ -6,6 +6,9 @@ import { RemoteNfs } from '../backends/remote-nfs/remote-nfs.js';
 import { SessionRegistry } from '../channel/sessions.js';
 import { tlsTransport, type TlsServerFiles } from '../channel/tls.js';
 import { GVFS_PROGRAM } from '../ext/codec.js';
+import { CbProc, GVFS_CB_V1, recallArgs, recallRes, type RecallStatus } from '../ext/callback-codec.js';
+import type { ConnectionState } from '../rpc/program.js';
+import { RpcError } from '../rpc/types.js';
 import { connectionSession, gvfsProgram, principalAuthenticator, sessionAuthenticator } from '../frontends/nfs3-server/gvfs-program.js';
 import { PMAP_PROGRAM } from '../portmap/program.js';
 import { logger } from '../util/log.js';
@@ -81,6 +84,15 @@ export interface ProxyServer {
   /** Each session's calls in flight (a new connection of a session waits for them). */
   fence: SessionFence;
   sessions: SessionRegistry;
+  /**
+   * Call a connected session back (reverse direction, over a connection it
+   * dialled and proved): CB_RECALL of `fh`. Rejects with RpcError
+   * 'disconnected' when the session has no connection now (or it drops
+   * before answering), 'timeout' after `timeoutMs`.
+   */
+  recall(session: string, fh: Buffer, timeoutMs: number): Promise<RecallStatus>;
+  /** Whether a session has a proved connection now. */
+  connected(session: string): boolean;
   /** Listen (TLS when configured). Plain TCP off loopback needs `insecure`: use TLS or an SSH tunnel. */
   listen(port: number, host: string): Promise<{ address: string; port: number }>;
   close(): Promise<void>;
@@ -170,10 +182,22 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
     transport: o.tls ? tlsTransport(o.tls, o.tlsHandshakeTimeoutMs) : undefined,
     readOnly: list.some((e) => e.readOnly) ? (fh, cred) => handles.readOnlyHandle(fh, cred) : undefined,
   });
+  // The newest proved connection of a session (a reconnected client's old socket may linger until it closes).
+  const sessionConn = (id: string): ConnectionState | undefined => {
+    let found: ConnectionState | undefined;
+    for (const c of server.provenConnections()) if (connectionSession(c)?.id === id && c.callPeer && (!found || c.id > found.id)) found = c;
+    return found;
+  };
   return {
     server,
     backend,
     upstreams,
+    connected: (id) => sessionConn(id) !== undefined,
+    async recall(id, fh, timeoutMs) {
+      const c = sessionConn(id);
+      if (!c?.callPeer) throw new RpcError(`session ${id}: no connection to call back`, 'disconnected');
+      return c.callPeer(GVFS_PROGRAM, GVFS_CB_V1, CbProc.RECALL, (w) => recallArgs.enc(w, fh), recallRes.dec, timeoutMs);
+    },
     sessions,
     meta,
     changes,
