@@ -55,3 +55,45 @@ export function callbackProgram(h: CallbackHandlers): ProgramVersion {
     ],
   };
 }
+
+/**
+ * The client → server half: DELEGATE, in the GVFS program v1.
+ *
+ *   DELEGATE(fh, mode) → (status, nfsstat, leaseMs)
+ *
+ * mode RETURN gives a delegation back (after flushing), READ / WRITE ask
+ * for one (conflicting holders are recalled first; the reply waits).
+ */
+export const DELEGATE = 8;
+
+export const enum DelegateMode {
+  RETURN = 0,
+  READ = 1,
+  WRITE = 2,
+}
+
+export const enum DelegateStatus {
+  OK = 0,
+  /** `fh` refused or the grant failed: `nfsstat` says why (JUKEBOX: retry). */
+  NFSERR = 1,
+}
+
+export interface DelegateArgs {
+  fh: Buffer;
+  mode: DelegateMode;
+}
+export interface DelegateRes {
+  status: DelegateStatus;
+  nfsstat: number;
+  /** The holder must renew (any call) within this; a recall unanswered this long revokes. */
+  leaseMs: number;
+}
+
+export const delegateArgs = {
+  enc: (w: XdrWriter, v: DelegateArgs) => void w.opaque(v.fh).u32(v.mode),
+  dec: (r: XdrReader): DelegateArgs => ({ fh: Buffer.from(r.opaque(64)), mode: r.u32() as DelegateMode }),
+};
+export const delegateRes = {
+  enc: (w: XdrWriter, v: DelegateRes) => void w.u32(v.status).u32(v.nfsstat).u32(v.leaseMs),
+  dec: (r: XdrReader): DelegateRes => ({ status: r.u32() as DelegateStatus, nfsstat: r.u32(), leaseMs: r.u32() }),
+};
