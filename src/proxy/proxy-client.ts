@@ -1,5 +1,5 @@
 import type { Backend } from '../backend/backend.js';
-import { callbackProgram, type CallbackHandlers } from '../ext/callback-codec.js';
+import { callbackProgram, type CallbackHandlers, RecallStatus } from '../ext/callback-codec.js';
 import { ProgramTable } from '../rpc/program.js';
 import { RemoteNfs } from '../backends/remote-nfs/remote-nfs.js';
 import { ownerAdmission, type AllowUids } from '../channel/peer-owner.js';
@@ -148,12 +148,14 @@ export interface ClientStack {
 }
 
 export function stackClient(o: ProxyLinkOptions): ClientStack {
-  const { remote, tunnel } = proxyLink(o);
+  // Recalls (callback model) go to the cache, made below over the same link.
+  let cache: CacheBackend | undefined;
+  const { remote, tunnel } = proxyLink({ ...o, callbacks: o.callbacks ?? { recall: async (fh) => (cache ? cache.recall(fh) : RecallStatus.NOT_HELD) } });
   const counters = newCounters();
   const channel = () => ({ bytesIn: remote.stats.bytesIn, bytesOut: remote.stats.bytesOut });
   const link = new ChannelMeter(remote, counters);
   // The cache polls the change log (the poll consistency model) over the same link.
-  const cache = stackCache(link, o, counters, remote);
+  cache = stackCache(link, o, counters, remote);
   if (cache) cache.channelTotals = channel;
   const meta = o.meta === false ? undefined : new MetaBackend(cache ?? link, { ...o.meta, link: remote, cache, counters });
   const backend = new TopMeter(meta ?? cache ?? link, counters);
