@@ -54,7 +54,7 @@ export function addLinkOptions(c: Command, o: { serverRequired?: boolean } = {})
     .option('--cache-id <name>', "names the server's files in a shared cache directory (default the proxy server's HOST:PORT); sessions of the same export give the same name to share blocks")
     .option(
       '--consistency <model>',
-      'with --cache-dir: how changes made elsewhere reach the cache. ttl: attributes and names trusted for --attr-timeout; poll: trusted until the proxy server\'s change log lists them, asked once per --poll-period (one call, whatever the number of files); callback: designed, not built yet (refused)',
+      'with --cache-dir: how changes made elsewhere reach the cache. ttl: attributes and names trusted for --attr-timeout; poll: trusted until the proxy server\'s change log lists them, asked once per --poll-period (one call, whatever the number of files); callback: trusted while the proxy server\'s delegation is held; another host\'s conflicting call recalls it (write-back data is flushed first)',
       parseConsistency,
     )
     .option('--poll-period <seconds>', 'with --consistency poll: how often the change log is asked; a change made elsewhere shows within it (default 1)', parseSeconds)
@@ -165,7 +165,7 @@ export function proxyClientCommand(): Command {
       else {
         console.log(`gvfs proxy-client: NFSv3 on ${addr.address}:${addr.port} -> ${link.host}:${link.port} over ${channel} as ${who}`);
         console.log(`gvfs proxy-client: serves connections of ${allowUids === 'any' ? 'any user and host' : `uid ${allowUids.join(', ')}`}`);
-        if (cache) console.log(`gvfs proxy-client: ${cache.mode} cache in ${cache.dir} (${cache.capacity} bytes, ${cache.blockSize}-byte blocks; consistency ${cache.consistency === 'poll' ? `poll every ${cache.pollMs} ms` : 'ttl'})`);
+        if (cache) console.log(`gvfs proxy-client: ${cache.mode} cache in ${cache.dir} (${cache.capacity} bytes, ${cache.blockSize}-byte blocks; consistency ${cache.consistency === 'poll' ? `poll every ${cache.pollMs} ms` : cache.consistency})`);
       }
       await drainOnSignal('proxy-client', async () => {
         await metrics?.close();

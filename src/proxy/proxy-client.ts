@@ -1,4 +1,6 @@
 import type { Backend } from '../backend/backend.js';
+import { callbackProgram, type CallbackHandlers, RecallStatus } from '../ext/callback-codec.js';
+import { ProgramTable } from '../rpc/program.js';
 import { RemoteNfs } from '../backends/remote-nfs/remote-nfs.js';
 import { ownerAdmission, type AllowUids } from '../channel/peer-owner.js';
 import { proveSession } from '../channel/prove.js';
@@ -45,6 +47,8 @@ export interface ProxyLinkOptions {
   timeoutMs?: number;
   /** The meta-data wrapper (wrappers/metadata): on unless `false`. */
   meta?: false | Pick<MetaOptions, 'window' | 'compress' | 'background' | 'validateMs'>;
+  /** What this client does when the proxy server calls it back (CB_RECALL of the callback model). */
+  callbacks?: CallbackHandlers;
   /** The session's disk cache (absent: no cache). serverId and session default from the link. */
   cache?: Omit<CacheOptions, 'serverId' | 'session'> & Partial<Pick<CacheOptions, 'serverId' | 'session'>>;
 }
@@ -100,6 +104,7 @@ export function proxyLink(o: ProxyLinkOptions): { remote: RemoteNfs; tunnel?: Ss
     maxInFlight: o.maxInFlight ?? 64,
     timeoutMs: o.timeoutMs ?? 60_000,
     onConnect: key ? ({ call }) => proveSession(call, key) : ({ call }) => hello(call, o.user!),
+    callbacks: o.callbacks ? new ProgramTable().add(callbackProgram(o.callbacks)) : undefined,
   });
   return { remote, tunnel };
 }
@@ -143,12 +148,14 @@ export interface ClientStack {
 }
 
 export function stackClient(o: ProxyLinkOptions): ClientStack {
-  const { remote, tunnel } = proxyLink(o);
+  // Recalls (callback model) go to the cache, made below over the same link.
+  let cache: CacheBackend | undefined;
+  const { remote, tunnel } = proxyLink({ ...o, callbacks: o.callbacks ?? { recall: async (fh) => (cache ? cache.recall(fh) : RecallStatus.NOT_HELD) } });
   const counters = newCounters();
   const channel = () => ({ bytesIn: remote.stats.bytesIn, bytesOut: remote.stats.bytesOut });
   const link = new ChannelMeter(remote, counters);
   // The cache polls the change log (the poll consistency model) over the same link.
-  const cache = stackCache(link, o, counters, remote);
+  cache = stackCache(link, o, counters, remote);
   if (cache) cache.channelTotals = channel;
   const meta = o.meta === false ? undefined : new MetaBackend(cache ?? link, { ...o.meta, link: remote, cache, counters });
   const backend = new TopMeter(meta ?? cache ?? link, counters);

@@ -6,6 +6,9 @@ import { RemoteNfs } from '../backends/remote-nfs/remote-nfs.js';
 import { SessionRegistry } from '../channel/sessions.js';
 import { tlsTransport, type TlsServerFiles } from '../channel/tls.js';
 import { GVFS_PROGRAM } from '../ext/codec.js';
+import { CbProc, GVFS_CB_V1, recallArgs, recallRes, type RecallStatus } from '../ext/callback-codec.js';
+import type { ConnectionState } from '../rpc/program.js';
+import { RpcError } from '../rpc/types.js';
 import { connectionSession, gvfsProgram, principalAuthenticator, sessionAuthenticator } from '../frontends/nfs3-server/gvfs-program.js';
 import { PMAP_PROGRAM } from '../portmap/program.js';
 import { logger } from '../util/log.js';
@@ -20,6 +23,9 @@ import { SessionFence } from '../wrappers/session-fence/session-fence.js';
 import { ChangeLog } from '../wrappers/change-log/change-log.js';
 import { ChangeLogBackend } from '../wrappers/change-log/change-log-backend.js';
 import { ChangesServer } from './changes-server.js';
+import { DelegationServer } from './delegation-server.js';
+import { DelegationBackend } from '../wrappers/delegation/delegation-backend.js';
+import { DelegationTable } from '../wrappers/delegation/delegations.js';
 import { MetaServer, type MetaExport } from './meta-server.js';
 import type { UpstreamUrl } from './upstream-url.js';
 import { checkExportRoot, type ExportRootCheck } from './export-root.js';
@@ -30,6 +36,9 @@ const log = logger('proxy');
 
 /** Longest a connection may take from accept to a proved session key (ms). */
 export const DEFAULT_PROOF_TIMEOUT_MS = 10_000;
+
+/** Callback model: the lease of a delegation (ms). */
+export const DEFAULT_LEASE_MS = 30_000;
 
 /** `readOnly`: every change through this export is refused with NFS3ERR_ROFS (the front end's write guard). */
 export type ProxyExportSpec =
@@ -65,6 +74,10 @@ export interface ProxyServerOptions {
   compressLevel?: number;
   /** Entries each export's change log keeps (the poll consistency model; wrappers/change-log). */
   changeLogEntries?: number;
+  /** Callback model: a holder that does not answer a recall within this is revoked and fenced (ms; default DEFAULT_LEASE_MS). */
+  delegationLeaseMs?: number;
+  /** Longest a conflicting call waits for recalls before NFS3ERR_JUKEBOX (ms; default the lease). */
+  delegationWaitMs?: number;
   /** Handle MAC secret (32 bytes) instead of the state directory's: servers of one store share it so their handles agree. */
   handleSecret?: Buffer;
 }
@@ -81,6 +94,17 @@ export interface ProxyServer {
   /** Each session's calls in flight (a new connection of a session waits for them). */
   fence: SessionFence;
   sessions: SessionRegistry;
+  /** The callback model's delegations (counters, holders, fences). */
+  delegations: DelegationTable;
+  /**
+   * Call a connected session back (reverse direction, over a connection it
+   * dialled and proved): CB_RECALL of `fh`. Rejects with RpcError
+   * 'disconnected' when the session has no connection now (or it drops
+   * before answering), 'timeout' after `timeoutMs`.
+   */
+  recall(session: string, fh: Buffer, timeoutMs: number): Promise<RecallStatus>;
+  /** Whether a session has a proved connection now. */
+  connected(session: string): boolean;
   /** Listen (TLS when configured). Plain TCP off loopback needs `insecure`: use TLS or an SSH tunnel. */
   listen(port: number, host: string): Promise<{ address: string; port: number }>;
   close(): Promise<void>;
@@ -100,10 +124,13 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
   const metaExports: MetaExport[] = [];
   // Each export's change log (poll consistency), fed by every call through it: the same log whichever session changed a file.
   const changeLogs: ChangeLog[] = [];
+  // Delegations (callback model): one table for every export; recalls go to the holder's connection.
+  const leaseMs = o.delegationLeaseMs ?? DEFAULT_LEASE_MS;
+  const delegationTable = new DelegationTable({ leaseMs, waitMs: o.delegationWaitMs, recall: (s, fh) => recallSession(s, fh, leaseMs) });
   const logged = (b: Backend) => {
     const l = new ChangeLog(o.changeLogEntries);
     changeLogs.push(l);
-    return new ChangeLogBackend(b, l);
+    return new DelegationBackend(new ChangeLogBackend(b, l), delegationTable, changeLogs.length - 1);
   };
   for (const [i, e] of o.exports.entries()) {
     if (e.kind === 'upstream') {
@@ -157,12 +184,13 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
     exports: metaExports,
     level: o.compressLevel,
   });
+  const delegations = new DelegationServer(delegationTable, (fh, c) => handles.unwrap(fh, c), leaseMs);
   const changes = new ChangesServer({ logs: changeLogs, unwrap: (fh, c) => handles.unwrap(fh, c), wrap: (c, ex, ufh) => handles.wrap(c, ex, ufh) });
   const server = createNfs3Server({
     backend,
     limits: o.limits,
     authenticate: o.insecure ? principalAuthenticator : sessionAuthenticator,
-    extraPrograms: [gvfsProgram(o.insecure ? { acceptHello: (p) => o.map.has(p), meta, changes } : { sessions, meta, changes, beforeSession: (id) => fence.settle(id) })],
+    extraPrograms: [gvfsProgram(o.insecure ? { acceptHello: (p) => o.map.has(p), meta, changes, delegations } : { sessions, meta, changes, delegations, beforeSession: (id) => fence.settle(id) })],
     // Before a session is proved, the portmapper reveals only itself and the GVFS program.
     portmapVisible: o.insecure ? undefined : (prog, conn) => prog === PMAP_PROGRAM || prog === GVFS_PROGRAM || connectionSession(conn) !== undefined,
     // Both deadlines run from the TCP accept; unproven connections have their own pool (RpcServerLimits.maxUnproven).
@@ -170,10 +198,24 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
     transport: o.tls ? tlsTransport(o.tls, o.tlsHandshakeTimeoutMs) : undefined,
     readOnly: list.some((e) => e.readOnly) ? (fh, cred) => handles.readOnlyHandle(fh, cred) : undefined,
   });
+  // The newest proved connection of a session (a reconnected client's old socket may linger until it closes).
+  const sessionConn = (id: string): ConnectionState | undefined => {
+    let found: ConnectionState | undefined;
+    for (const c of server.provenConnections()) if (connectionSession(c)?.id === id && c.callPeer && (!found || c.id > found.id)) found = c;
+    return found;
+  };
+  async function recallSession(id: string, fh: Buffer, timeoutMs: number): Promise<RecallStatus> {
+    const c = sessionConn(id);
+    if (!c?.callPeer) throw new RpcError(`session ${id}: no connection to call back`, 'disconnected');
+    return c.callPeer(GVFS_PROGRAM, GVFS_CB_V1, CbProc.RECALL, (w) => recallArgs.enc(w, fh), recallRes.dec, timeoutMs);
+  }
   return {
     server,
     backend,
     upstreams,
+    delegations: delegationTable,
+    connected: (id) => sessionConn(id) !== undefined,
+    recall: recallSession,
     sessions,
     meta,
     changes,

@@ -6,6 +6,8 @@ import { decodeReply, encodeCallHeader } from './message.js';
 import { frameRecord, RecordDecoder } from './record.js';
 import { FOREIGN_PROTOCOL_NAME, foreignProtocolOf } from './peer-protocol.js';
 import { AcceptStat, type OpaqueAuth, RpcError } from './types.js';
+import { dispatchPeerCall, isCallRecord } from './peer-call.js';
+import type { ConnectionState, ProgramTable } from './program.js';
 import { logger } from '../util/log.js';
 
 const log = logger('rpc');
@@ -107,6 +109,12 @@ export interface RpcClientOptions {
   onConnect?: (conn: { call: RpcClient['callOnConnection']; stream: Duplex }) => Promise<void>;
   /** Label for logs and errors. */
   name?: string;
+  /**
+   * Programs the server may call over this client's connections (reverse
+   * direction, e.g. the callback model's RECALL). Absent: incoming calls
+   * are ignored, as before.
+   */
+  callbacks?: ProgramTable;
 }
 
 interface Pending {
@@ -329,7 +337,7 @@ export class RpcClient {
   private attach(s: Duplex): void {
     this.stream = s;
     this.ready = false;
-    const decoder = new RecordDecoder((rec) => this.onReply(rec), this.opts.maxRecord ?? (4 << 20));
+    const decoder = new RecordDecoder((rec) => (isCallRecord(rec) ? this.onPeerCall(rec, s) : this.onReply(rec)), this.opts.maxRecord ?? (4 << 20));
     let first = true;
     const onChunk = (chunk: Buffer) => {
       this.stats.bytesIn += chunk.length;
@@ -398,6 +406,30 @@ export class RpcClient {
 
   private failAll(e: Error): void {
     for (const p of [...this.inflight.values(), ...this.waiting]) this.fail(p, e);
+  }
+
+  /** Reverse calls answered (tests). */
+  readonly callbackStats = { calls: 0, ignored: 0 };
+
+  /** A CALL from the server on stream `s`: run it from the callback table and answer on the same stream. */
+  private onPeerCall(rec: Buffer, s: Duplex): void {
+    const table = this.opts.callbacks;
+    if (!table) {
+      this.callbackStats.ignored++;
+      return;
+    }
+    this.callbackStats.calls++;
+    const conn: ConnectionState = { id: 0, peer: { address: this.label, port: 0 }, data: new Map(), close: () => s.destroy() };
+    dispatchPeerCall(table, rec, conn.peer, conn).then(
+      (reply) => {
+        if (!reply || s.destroyed || s !== this.stream) return; // the connection it came on is gone: the server re-asks
+        for (const c of frameRecord(reply)) {
+          s.write(c);
+          this.stats.bytesOut += c.length;
+        }
+      },
+      (e) => log.error({ err: e }, `${this.label}: reverse call failed`),
+    );
   }
 
   private onReply(rec: Buffer): void {

@@ -22,6 +22,13 @@ export interface ConnectionState {
   readonly data: Map<string, unknown>;
   /** Close the connection (after the reply in progress, if any, has been written). */
   close(): void;
+  /**
+   * Call the peer over this connection (reverse direction: the peer that
+   * dialled serves a small program table, e.g. the proxy client's RECALL).
+   * Fails with RpcError 'disconnected' when the connection goes, 'timeout'
+   * after `timeoutMs`. Absent where a connection cannot carry calls back.
+   */
+  callPeer?<R>(prog: number, vers: number, proc: number, encodeArgs: (w: XdrWriter) => void, decode: (r: XdrReader) => R, timeoutMs: number): Promise<R>;
 }
 
 export interface Procedure<A = any, R = any> {

@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { crc32 } from 'node:zlib';
-import { XdrError, XdrWriter } from '../xdr/index.js';
+import { XdrError, type XdrReader, XdrWriter } from '../xdr/index.js';
+import { isReplyRecord, PeerCalls } from './peer-call.js';
 import { decodeAuthSys } from './auth.js';
 import { DuplicateRequestCache } from './drc.js';
 import {
@@ -404,6 +405,11 @@ export class RpcServer {
     return this.unproven.get(c.id)?.conn === c;
   }
 
+  /** Connections past the handshake (a proved session), for reverse calls to a given peer. */
+  *provenConnections(): Iterable<ConnectionState> {
+    for (const c of this.conns) if (!this.isUnproven(c)) yield c;
+  }
+
   get connectionCount(): number {
     return this.conns.size;
   }
@@ -519,6 +525,8 @@ export class RpcServer {
  */
 class Connection implements ConnectionState {
   readonly data = new Map<string, unknown>();
+  /** Calls this server makes to the peer over this connection (reverse direction: RECALL). */
+  private readonly peerCalls: PeerCalls;
   private readonly decoder: RecordDecoder;
   private inFlight = 0;
   private paused = false;
@@ -536,11 +544,13 @@ class Connection implements ConnectionState {
     /** Holds an admitted slot (maxConnections, maxConnectionsPerPeer). */
     public admitted: boolean,
   ) {
+    this.peerCalls = new PeerCalls((m) => this.writeRecord(m), `connection ${id} (${peer.address}:${peer.port})`);
     this.decoder = new RecordDecoder((r) => this.onRecord(r), server.limits.maxRecord);
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
     sock.on('error', (err) => log.debug({ err, peer }, 'connection error'));
     sock.on('close', () => {
       this.closed = true;
+      this.peerCalls.closeAll();
       clearTimeout(this.partialTimer);
       clearTimeout(this.idleTimer);
     });
@@ -637,6 +647,11 @@ class Connection implements ConnectionState {
   /** Start a decoded call; returns whether the decoder may hand over another one now. */
   private onRecord(record: Buffer): boolean {
     if (this.closing || this.closed) return false;
+    // A reply to one of our reverse calls: settle it; it starts no call and takes no slot.
+    if (isReplyRecord(record)) {
+      this.peerCalls.onReply(record);
+      return this.canStart();
+    }
     this.inFlight++;
     this.server.dispatch(record, this).then(
       (reply) => this.send(reply),
@@ -669,24 +684,33 @@ class Connection implements ConnectionState {
    */
   private send(reply: Buffer[] | undefined): void {
     this.inFlight--;
-    if (reply && !this.closed) {
-      if (!this.corked) {
-        this.corked = true;
-        this.sock.cork();
-        setImmediate(() => {
-          this.corked = false;
-          this.sock.uncork();
-        });
-      }
-      for (const c of frameRecord(reply)) {
-        this.server.stats.bytesOut += c.length;
-        this.sock.write(c);
-      }
-    }
+    if (reply) this.writeRecord(reply);
     const hs = this.server.handshake;
     if (hs && !this.closed && this.server.isUnproven(this) && hs.done(this)) this.server.promote(this);
     this.pump();
     this.updateFlow();
+  }
+
+  /** Frame and write one record (a reply, or a reverse call); corked within the turn. */
+  private writeRecord(message: Buffer[]): void {
+    if (this.closed) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.sock.cork();
+      setImmediate(() => {
+        this.corked = false;
+        this.sock.uncork();
+      });
+    }
+    for (const c of frameRecord(message)) {
+      this.server.stats.bytesOut += c.length;
+      this.sock.write(c);
+    }
+  }
+
+  callPeer<R>(prog: number, vers: number, proc: number, encodeArgs: (w: XdrWriter) => void, decode: (r: XdrReader) => R, timeoutMs: number): Promise<R> {
+    if (this.closing || this.closed) return Promise.reject(new RpcError(`connection ${this.id}: closed`, 'disconnected'));
+    return this.peerCalls.call(prog, vers, proc, encodeArgs, decode, timeoutMs);
   }
 
   /** Pause reading while requests are held or no call may start; resume when one may. */

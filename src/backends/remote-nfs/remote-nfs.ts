@@ -44,6 +44,8 @@ export interface RemoteNfsOptions {
   /** Per-call deadline (ms): a dead server yields an error after this, never a hang. */
   timeoutMs?: number;
   onConnect?: ConstructorParameters<typeof RpcClient>[0]['onConnect'];
+  /** Programs the server may call back over these connections (RpcClientOptions.callbacks). */
+  callbacks?: ConstructorParameters<typeof RpcClient>[0]['callbacks'];
 }
 
 /**
@@ -68,7 +70,7 @@ export class RemoteNfs implements Backend {
       { length: n },
       (_, i) =>
         new Nfs3Client(
-          new RpcClient({ dial, maxInFlight: opts.maxInFlight ?? 32, timeoutMs: opts.timeoutMs ?? 60_000, name: `nfs ${opts.host}:${opts.port}#${i}`, onConnect: opts.onConnect, maxRecord: (1 << 20) + 64 * 1024 }),
+          new RpcClient({ dial, maxInFlight: opts.maxInFlight ?? 32, timeoutMs: opts.timeoutMs ?? 60_000, name: `nfs ${opts.host}:${opts.port}#${i}`, onConnect: opts.onConnect, maxRecord: (1 << 20) + 64 * 1024, callbacks: opts.callbacks }),
         ),
     );
     const mdial = opts.mountPort && !opts.dial ? tcpDialer(opts.host, opts.mountPort) : dial;

@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Backend, DirPage, SourcedRead } from '../../backend/backend.js';
 import { FsError, isFsError } from '../../backend/errors.js';
+import { codeOfStatus } from '../../nfs3/status.js';
+import type { Nfs3Status } from '../../nfs3/constants.js';
 import { ACCESS3_EXTEND, ACCESS3_MODIFY, FType, StableHow } from '../../nfs3/constants.js';
 import type { CreateHow, DirEntryPlus, Fattr3, MknodType, NewObject, NfsTime, Sattr3, WccData, WriteResult } from '../../nfs3/types.js';
 import type { Credentials } from '../../rpc/types.js';
@@ -24,6 +26,7 @@ import { diskRoom, fitCapacity } from './disk-room.js';
 import type { Invalidated, InvalidationSource } from '../../backend/capabilities.js';
 import type { ExtLink } from '../../ext/meta-client.js';
 import { ChangePoller } from './change-poller.js';
+import { DELEGATE, DelegateMode, DelegateStatus, delegateArgs, delegateRes, RecallStatus } from '../../ext/callback-codec.js';
 import { checkConsistency, checkPollMs, type ConsistencyModel } from './options.js';
 
 /** How often the cache disk's free space is measured (ms). */
@@ -138,8 +141,13 @@ export class CacheBackend extends PassthroughBackend {
   );
 
   /** `ext`: the link's GVFS extension calls (the poll model polls through it). */
+  /** The callback model: delegations this cache holds, by handle (hex). */
+  private readonly held = new Map<string, 'read' | 'write'>();
+  private readonly ext?: ExtLink;
+
   constructor(inner: Backend, o: CacheOptions, counters: DataCounters = newCounters(), ext?: ExtLink) {
     super(inner);
+    this.ext = ext;
     this.counters = counters;
     this.opts = resolveCacheOptions(o);
     this.sessionDir = sessionPath(this.opts.dir, this.opts.session);
@@ -159,7 +167,7 @@ export class CacheBackend extends PassthroughBackend {
     });
     this.reader = new BlockReader(inner, this.store, this.files, this.opts, counters);
     if (ext) this.poller = new ChangePoller(ext, { invalidate: (fhs) => this.invalidate(fhs), invalidateAll: () => this.invalidateAll() }, () => this.opts.pollMs);
-    if (this.opts.consistency === 'poll' && !this.poller) throw new Error('the poll consistency model needs a link to a GVFS proxy server');
+    if ((this.opts.consistency === 'poll' || this.opts.consistency === 'callback') && !this.poller) throw new Error(`the ${this.opts.consistency} consistency model needs a link to a GVFS proxy server`);
     this.ready = this.open();
     this.ready.catch(() => undefined);
   }
@@ -274,6 +282,7 @@ export class CacheBackend extends PassthroughBackend {
       return s.attr!;
     }
     this.c.attrMisses++;
+    if (this.opts.consistency === 'callback' && !this.held.has(s.fh.toString('hex'))) await this.takeDelegation(cred, s.fh, 'read');
     if (!s.getattr) {
       const ep = s.epoch;
       const g = this.files.gen;
@@ -302,6 +311,8 @@ export class CacheBackend extends PassthroughBackend {
   private fresh(s: FileState): boolean {
     if (!s.attr || s.writing) return false;
     if (this.opts.consistency === 'poll') return s.at > 0 && (s.pollGen ?? -1) >= 0 && !!this.poller?.inSync();
+    // callback: trusted while a delegation is held (taken before the GETATTR that brought them; a recall drops both).
+    if (this.opts.consistency === 'callback') return s.at > 0 && this.held.has(s.fh.toString('hex'));
     return Date.now() - s.at < this.opts.attrTimeoutMs;
   }
 
@@ -422,6 +433,8 @@ export class CacheBackend extends PassthroughBackend {
       this.wrote(s, offset, r.count, r.wcc, true, data);
       return r;
     }
+    // callback: write-back data is kept only under a write delegation (other sessions' calls recall it: we flush).
+    if (this.opts.consistency === 'callback' && this.held.get(fh.toString('hex')) !== 'write') await this.takeDelegation(cred, fh, 'write');
     // The server unreachable: the journal still takes writes of a file we know (attributes older than the timeout).
     const a = await this.attrs(cred, s).catch((e) => {
       if (s.attr && isFsError(e, 'IO')) return s.attr;
@@ -720,6 +733,33 @@ export class CacheBackend extends PassthroughBackend {
   }
 
   // ---------------------------------------------------------------- consistency
+
+  /** callback: ask the proxy server for a delegation of `fh` (it recalls conflicting holders first). */
+  private async takeDelegation(cred: Credentials, fh: Buffer, mode: 'read' | 'write'): Promise<void> {
+    const r = await this.ext!.ext(DELEGATE, (w) => delegateArgs.enc(w, { fh, mode: mode === 'write' ? DelegateMode.WRITE : DelegateMode.READ }), delegateRes.dec, cred);
+    if (r.status !== DelegateStatus.OK) throw new FsError(codeOfStatus(r.nfsstat as Nfs3Status), `delegation refused (NFS status ${r.nfsstat})`);
+    this.held.set(fh.toString('hex'), mode);
+  }
+
+  /** callback: the proxy server recalls `fh` (another session's call conflicts): flush its journal, drop it, answer. */
+  async recall(fh: Buffer): Promise<RecallStatus> {
+    await this.up();
+    const k = fh.toString('hex');
+    if (!this.held.has(k)) return RecallStatus.NOT_HELD;
+    let status = RecallStatus.OK;
+    const s = this.file(fh);
+    if (this.wb?.dirty(s.key)) {
+      try {
+        await this.flushOne(s);
+      } catch (e) {
+        log.warn({ err: e }, 'cache: flush on recall failed; the data stays in the journal');
+        status = RecallStatus.FLUSH_FAILED;
+      }
+    }
+    this.held.delete(k);
+    this.invalidate([fh]);
+    return status;
+  }
 
   override async mount(p: string, cred: Credentials): Promise<{ fh: Buffer; authFlavors: number[] }> {
     await this.up();

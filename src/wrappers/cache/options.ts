@@ -84,9 +84,9 @@ export const DEFAULT_CAPACITY = 10 * 1024 ** 3;
 export const DEFAULT_ATTR_TIMEOUT_MS = 1000;
 export const DEFAULT_POLL_MS = 1000;
 
-/** The consistency models a cache implements ('callback' is designed in the README, not built). */
-export type ConsistencyModel = 'ttl' | 'poll';
-export const CONSISTENCY_MODELS: readonly ConsistencyModel[] = ['ttl', 'poll'];
+/** The consistency models a cache implements (callback: delegations; README "Consistency" says what of it is built). */
+export type ConsistencyModel = 'ttl' | 'poll' | 'callback';
+export const CONSISTENCY_MODELS: readonly ConsistencyModel[] = ['ttl', 'poll', 'callback'];
 
 export function checkPollMs(ms: number): number {
   if (!(Number.isInteger(ms) && ms >= 50 && ms <= 3_600_000)) throw new Error(`poll period must be a whole number of ms from 50 to 3600000, got ${ms}`);
@@ -94,8 +94,7 @@ export function checkPollMs(ms: number): number {
 }
 
 export function checkConsistency(m: string): ConsistencyModel {
-  if (m === 'callback') throw new Error("consistency model 'callback' is not built yet (README: Consistency); use 'poll' or 'ttl'");
-  if (!(CONSISTENCY_MODELS as readonly string[]).includes(m)) throw new Error(`consistency model must be ttl or poll, got ${JSON.stringify(m)}`);
+  if (!(CONSISTENCY_MODELS as readonly string[]).includes(m)) throw new Error(`consistency model must be ttl, poll or callback, got ${JSON.stringify(m)}`);
   return m as ConsistencyModel;
 }
 

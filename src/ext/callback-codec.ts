@@ -1,0 +1,99 @@
+import type { XdrReader, XdrWriter } from '../xdr/index.js';
+import { type ProgramVersion, VOID } from '../rpc/program.js';
+import { GVFS_PROGRAM } from './codec.js';
+
+/**
+ * The server → client half of the GVFS extension program (the callback
+ * consistency model, README "Consistency"): calls the proxy server makes
+ * to a proxy client over the connection the client dialled. Same program
+ * number as the client → server direction, its own version number so the
+ * two tables never collide on a procedure number.
+ *
+ *   CB_NULL()          → void       (is the holder there?)
+ *   CB_RECALL(fh)      → status     (flush and give back the delegation of fh)
+ */
+export const GVFS_CB_V1 = 101;
+
+export const enum CbProc {
+  NULL = 0,
+  RECALL = 1,
+}
+
+export const enum RecallStatus {
+  /** Flushed (if it held dirty data) and returned. */
+  OK = 0,
+  /** The client holds no delegation for that handle (nothing to do). */
+  NOT_HELD = 1,
+  /** The flush failed: the delegation is returned, its data stays in the client's journal. */
+  FLUSH_FAILED = 2,
+}
+
+export const recallArgs = {
+  enc: (w: XdrWriter, fh: Buffer) => void w.opaque(fh),
+  dec: (r: XdrReader): Buffer => Buffer.from(r.opaque(64)),
+};
+
+export const recallRes = {
+  enc: (w: XdrWriter, s: RecallStatus) => void w.u32(s),
+  dec: (r: XdrReader): RecallStatus => r.u32() as RecallStatus,
+};
+
+/** What a proxy client does when recalled. */
+export interface CallbackHandlers {
+  recall(fh: Buffer): Promise<RecallStatus>;
+}
+
+/** The program table a proxy client serves on its link (RpcClientOptions.callbacks). */
+export function callbackProgram(h: CallbackHandlers): ProgramVersion {
+  return {
+    prog: GVFS_PROGRAM,
+    vers: GVFS_CB_V1,
+    name: 'gvfs-cb',
+    procedures: [
+      { name: 'CB_NULL', decode: VOID.decode, handle: () => undefined, encode: VOID.encode, idempotent: true },
+      { name: 'CB_RECALL', decode: recallArgs.dec, handle: (fh: Buffer) => h.recall(fh), encode: recallRes.enc, idempotent: true },
+    ],
+  };
+}
+
+/**
+ * The client → server half: DELEGATE, in the GVFS program v1.
+ *
+ *   DELEGATE(fh, mode) → (status, nfsstat, leaseMs)
+ *
+ * mode RETURN gives a delegation back (after flushing), READ / WRITE ask
+ * for one (conflicting holders are recalled first; the reply waits).
+ */
+export const DELEGATE = 8;
+
+export const enum DelegateMode {
+  RETURN = 0,
+  READ = 1,
+  WRITE = 2,
+}
+
+export const enum DelegateStatus {
+  OK = 0,
+  /** `fh` refused or the grant failed: `nfsstat` says why (JUKEBOX: retry). */
+  NFSERR = 1,
+}
+
+export interface DelegateArgs {
+  fh: Buffer;
+  mode: DelegateMode;
+}
+export interface DelegateRes {
+  status: DelegateStatus;
+  nfsstat: number;
+  /** The holder must renew (any call) within this; a recall unanswered this long revokes. */
+  leaseMs: number;
+}
+
+export const delegateArgs = {
+  enc: (w: XdrWriter, v: DelegateArgs) => void w.opaque(v.fh).u32(v.mode),
+  dec: (r: XdrReader): DelegateArgs => ({ fh: Buffer.from(r.opaque(64)), mode: r.u32() as DelegateMode }),
+};
+export const delegateRes = {
+  enc: (w: XdrWriter, v: DelegateRes) => void w.u32(v.status).u32(v.nfsstat).u32(v.leaseMs),
+  dec: (r: XdrReader): DelegateRes => ({ status: r.u32() as DelegateStatus, nfsstat: r.u32(), leaseMs: r.u32() }),
+};
