@@ -94,7 +94,11 @@ export class CacheServer {
     this.server.maxConnections = o.maxConnections ?? 512;
     this.server.maxRequestsPerSocket = 0;
     this.server.on(o.tls ? 'secureConnection' : 'connection', (s: Socket) => this.admit(s));
-    this.server.on('clientError', (_e, s: Socket) => s.destroy());
+    // Malformed or oversized requests: answered and closed, never parsed further.
+    this.server.on('clientError', (e: NodeJS.ErrnoException, s: Socket) => {
+      if (s.writable && !s.writableEnded) s.end(e.code === 'HPE_HEADER_OVERFLOW' ? 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n' : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      else s.destroy();
+    });
   }
 
   static async open(o: CacheServerOptions): Promise<CacheServer> {
