@@ -90,10 +90,11 @@ export class CacheServer {
       });
     };
     const common: http.ServerOptions = { maxHeaderSize: 4096, headersTimeout: 10_000, requestTimeout: 60_000, keepAliveTimeout: 30_000 };
-    this.server = o.tls ? https.createServer({ ...common, cert: o.tls.cert, key: o.tls.key, minVersion: 'TLSv1.3' }, handler) : http.createServer(common, handler);
+    this.server = o.tls ? https.createServer({ ...common, cert: o.tls.cert, key: o.tls.key, minVersion: 'TLSv1.3', handshakeTimeout: 10_000 }, handler) : http.createServer(common, handler);
     this.server.maxConnections = o.maxConnections ?? 512;
     this.server.maxRequestsPerSocket = 0;
-    this.server.on(o.tls ? 'secureConnection' : 'connection', (s: Socket) => this.admit(s));
+    // Counted at TCP accept, before any TLS handshake: a peer cannot hold more sockets by never finishing one.
+    this.server.on('connection', (s: Socket) => this.admit(s));
     // Malformed or oversized requests: answered and closed, never parsed further.
     this.server.on('clientError', (e: NodeJS.ErrnoException, s: Socket) => {
       if (s.writable && !s.writableEnded) s.end(e.code === 'HPE_HEADER_OVERFLOW' ? 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n' : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');

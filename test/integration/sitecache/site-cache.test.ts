@@ -2,6 +2,8 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
+import net from 'node:net';
+import { once } from 'node:events';
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { tempDir, ROOT } from '../../helpers/local-server.js';
@@ -209,6 +211,33 @@ describe('site cache tier', { timeout: 240_000 }, () => {
     assert.equal((await get(port, `/v1/chunks/${hash}?len=${len}`, { authorization: `GVFS-HMAC ${siteToken(key, chunkWhat(hash, len))}` })).status, 502);
     assert.equal(tier.stats().upstreamRefused, 1);
     assert.equal(tier.stats().diskChunks, 0);
+  });
+
+  test('one address cannot hold more than --max-connections-per-peer sockets', async () => {
+    const f = await fixture();
+    const tier = await CacheServer.open({ upstream: new FileStore(f.storeDir), cacheDir: path.join(f.work, 'tier'), maxBytes: 1 << 20, key: randomBytes(32), maxConnectionsPerPeer: 2 });
+    cleanup.push(() => tier.close());
+    const { port } = await tier.listen(0, '127.0.0.1');
+    const open = async (localAddress: string) => {
+      const s = net.connect({ host: '127.0.0.1', port, localAddress });
+      await once(s, 'connect');
+      cleanup.push(() => {
+        s.destroy();
+      });
+      return s;
+    };
+    const a = await open('127.0.0.9');
+    const b = await open('127.0.0.9');
+    const c = await open('127.0.0.9');
+    await once(c, 'close'); // the third from one address is dropped at accept
+    assert.ok(!a.destroyed && !b.destroyed);
+    // Another address still gets in.
+    const d = await open('127.0.0.10');
+    const r = await new Promise<string>((resolve) => {
+      d.once('data', (x) => resolve(x.toString()));
+      d.write('GET /v1/stats HTTP/1.1\r\nHost: t\r\n\r\n');
+    });
+    assert.match(r, /^HTTP\/1.1 403/);
   });
 
   test('disk use stays under --max-bytes (least recently used out)', async () => {
