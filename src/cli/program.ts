@@ -3,6 +3,7 @@ import { serveCommand } from './serve.js';
 import { demoCommand } from './demo.js';
 import { proxyServerCommand } from './proxy-server.js';
 import { proxyClientCommand } from './proxy-client.js';
+import { cacheServerCommand } from './cache-server.js';
 import { mountCommand } from './mount.js';
 import { umountCommand } from './umount.js';
 import { keygenCommand, tlsKeygenCommand } from './keygen.js';
@@ -37,6 +38,7 @@ export async function buildProgram(): Promise<Command> {
   program.addCommand(serveCommand());
   program.addCommand(proxyServerCommand());
   program.addCommand(proxyClientCommand());
+  program.addCommand(cacheServerCommand());
   program.addCommand(keygenCommand());
   program.addCommand(tlsKeygenCommand());
   program.addCommand(mountCommand());

@@ -9,6 +9,8 @@ import { loadMapFile, parseMapFlag, type IdentityMap } from '../wrappers/identit
 import { openStore } from '../store/open-store.js';
 import { readTrustedKeys } from '../image/signature.js';
 import { readFile } from 'node:fs/promises';
+import { parseTiers, SiteCacheClient } from '../sitecache/site-client.js';
+import { readSiteKey } from '../sitecache/auth.js';
 import { drainOnSignal, parseHostPort, parseIntArg, daemonSignals } from './util.js';
 import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
 import { observeRpcServer } from '../metrics/rpc.js';
@@ -50,6 +52,9 @@ export function proxyServerCommand(): Command {
     .option('--store <url[=/name]>', 'serve the signed images of an object store read-only: s3://BUCKET[/PREFIX] or file:///DIR, optionally as /name (repeatable)', collect)
     .option('--store-endpoint <url>', 'S3 endpoint for --store (e.g. a Ceph radosgw); credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY')
     .option('--trust-publisher <file>', 'a publisher public key file (gvfs image keygen ... .pub) whose manifests --store serves (repeatable; required with --store)', collect)
+    .option('--site-cache <host:port,...>', "a site cache tier (gvfs cache-server) asked for --store chunks before the store; every chunk is verified by hash, a tier that fails is skipped")
+    .option('--site-key <file>', 'the site key of --site-cache (32 bytes; the file given to gvfs cache-server --key)')
+    .option('--site-ca <file>', 'TLS: the CA certificate (PEM) of the --site-cache tiers')
     .option('--handle-secret <file>', 'handle MAC secret (32 bytes; e.g. head -c 32 /dev/urandom): give every proxy server of one store the same file so clients can fail over between them')
     .option('--map <file>', 'identity map file: lines "IDENTITY UID GID [G1,G2...]" (see README)')
     .option('--map-user <name=uid:gid[:groups]>', 'map one identity (repeatable)', collect)
@@ -95,12 +100,14 @@ export function proxyServerCommand(): Command {
         const trustFiles = (o.trustPublisher as string[] | undefined) ?? [];
         if (!trustFiles.length) throw new Error('--store needs --trust-publisher FILE (only signed images of trusted publishers are served)');
         const trusted = await readTrustedKeys(trustFiles);
+        const site = o.siteCache ? new SiteCacheClient({ tiers: parseTiers(o.siteCache), key: o.siteKey ? await readSiteKey(o.siteKey) : undefined, tlsCa: o.siteCa ? await readFile(o.siteCa) : undefined }) : undefined;
         for (const v of stores) {
           const [u, name] = splitName(v);
-          exports.push({ kind: 'store', store: openStore(u, { endpoint: o.storeEndpoint }), trusted, name });
+          exports.push({ kind: 'store', store: openStore(u, { endpoint: o.storeEndpoint }), trusted, name, site });
         }
       }
       if (expect.size) throw new Error(`--export-expect names no --export: ${[...expect.keys()].join(', ')}`);
+      if ((o.siteCache || o.siteKey) && !stores.length) throw new Error('--site-cache and --site-key go with --store');
       if (exports.length === 0) throw new Error('give at least one --upstream URL, --export DIR or --store URL');
       const map: IdentityMap = o.map ? await loadMapFile(o.map) : new Map();
       for (const v of (o.mapUser as string[] | undefined) ?? []) {

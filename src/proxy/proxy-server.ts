@@ -31,6 +31,7 @@ import type { UpstreamUrl } from './upstream-url.js';
 import { checkExportRoot, type ExportRootCheck } from './export-root.js';
 import { StoreBackend } from '../backends/store/store-backend.js';
 import type { ObjectStore } from '../store/store.js';
+import type { SiteCacheClient } from '../sitecache/site-client.js';
 
 const log = logger('proxy');
 
@@ -45,7 +46,7 @@ export type ProxyExportSpec =
   | { kind: 'upstream'; url: UpstreamUrl; name?: string; readOnly?: boolean }
   | { kind: 'local'; dir: string; name?: string; readOnly?: boolean; expect?: ExportRootCheck }
   /** Images of an object store (always read-only); `trusted`: publisher keys whose manifests are served. */
-  | { kind: 'store'; store: ObjectStore; trusted: Buffer[]; name?: string };
+  | { kind: 'store'; store: ObjectStore; trusted: Buffer[]; name?: string; site?: SiteCacheClient };
 
 export interface ProxyServerOptions {
   exports: ProxyExportSpec[];
@@ -145,7 +146,7 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
       list.push({ name: e.name ?? e.url.path, backend: logged(new HideMetaBackend(r)), path: e.url.path, readOnly: !!e.readOnly });
       metaExports.push({ raw: r, path: e.url.path });
     } else if (e.kind === 'store') {
-      const b = await StoreBackend.open({ store: e.store, trusted: e.trusted });
+      const b = await StoreBackend.open({ store: e.store, trusted: e.trusted, site: e.site });
       // Logged like every export (the change logs are indexed by export); a read-only store logs nothing.
       list.push({ name: e.name ?? '/', backend: logged(b), path: '/', readOnly: true });
       // No .gvfs-meta in a store: the meta-data procedures answer "none" (the manifest carries the hints).

@@ -1,5 +1,9 @@
 import { chunkKey, decodeChunk } from '../../image/layout.js';
 import type { ObjectStore } from '../../store/store.js';
+import type { SiteCacheClient } from '../../sitecache/site-client.js';
+import { logger } from '../../util/log.js';
+
+const log = logger('store');
 
 /**
  * Chunks fetched from the store, verified, kept decoded in memory (LRU by
@@ -11,11 +15,13 @@ export class ChunkCache {
   private readonly lru = new Map<string, Buffer>();
   private readonly inflight = new Map<string, Promise<Buffer>>();
   private bytes = 0;
-  readonly stats = { fetches: 0, fetchedBytes: 0, hits: 0, refused: 0 };
+  readonly stats = { fetches: 0, fetchedBytes: 0, hits: 0, refused: 0, siteHits: 0, siteBytes: 0, siteRefused: 0 };
 
+  /** `site`: the site tier, asked before the store; what it sends is verified like the store's. */
   constructor(
     private readonly store: ObjectStore,
     private readonly maxBytes = 64 << 20,
+    private readonly site?: SiteCacheClient,
   ) {}
 
   async get(hash: string, len: number): Promise<Buffer> {
@@ -35,6 +41,19 @@ export class ChunkCache {
   }
 
   private async fetch(hash: string, len: number): Promise<Buffer> {
+    const fromSite = await this.site?.get(hash, len);
+    if (fromSite) {
+      try {
+        const raw = decodeChunk(fromSite, hash, len);
+        this.stats.siteHits++;
+        this.stats.siteBytes += fromSite.length;
+        return this.keep(hash, raw);
+      } catch (e) {
+        // A tier cannot alter data: what does not match its hash is dropped and the store asked.
+        this.stats.siteRefused++;
+        log.warn({ hash, err: (e as Error).message }, 'chunk from the site cache refused: fetched from the store');
+      }
+    }
     const stored = await this.store.get(chunkKey(hash));
     this.stats.fetches++;
     this.stats.fetchedBytes += stored.length;
@@ -45,6 +64,10 @@ export class ChunkCache {
       this.stats.refused++;
       throw e;
     }
+    return this.keep(hash, raw);
+  }
+
+  private keep(hash: string, raw: Buffer): Buffer {
     this.lru.set(hash, raw);
     this.bytes += raw.length;
     while (this.bytes > this.maxBytes && this.lru.size > 1) {

@@ -13,6 +13,7 @@ import { verifySigned } from '../../image/signature.js';
 import { isStoreError, type ObjectStore } from '../../store/store.js';
 import { accessFromBits, permBits } from '../local-export/permissions.js';
 import { ChunkCache } from './chunk-cache.js';
+import type { SiteCacheClient } from '../../sitecache/site-client.js';
 
 const log = logger('store');
 
@@ -92,6 +93,8 @@ export interface StoreBackendOptions {
   refreshMs?: number;
   /** Decoded chunks kept in memory (bytes). */
   cacheBytes?: number;
+  /** The site cache tier, asked for chunks before the store (--site-cache). */
+  site?: SiteCacheClient;
 }
 
 export class StoreBackend implements Backend {
@@ -105,7 +108,7 @@ export class StoreBackend implements Backend {
   private readonly rootNode: Node;
 
   private constructor(private readonly o: StoreBackendOptions) {
-    this.chunks = new ChunkCache(o.store, o.cacheBytes);
+    this.chunks = new ChunkCache(o.store, o.cacheBytes, o.site);
     this.rootNode = { path: '', fh: Buffer.concat([Buffer.from([TAG]), ROOT_ID]), fileid: 1n, children: [] };
   }
 
@@ -418,6 +421,7 @@ export class StoreBackend implements Backend {
   }
 
   async close(): Promise<void> {
+    this.o.site?.close();
     await this.o.store.close();
   }
 }

@@ -1,0 +1,52 @@
+import { Command } from 'commander';
+import { CacheServer } from '../sitecache/cache-server.js';
+import { readSiteKey } from '../sitecache/auth.js';
+import { openStore } from '../store/open-store.js';
+import { readTlsFiles } from '../channel/tls.js';
+import { daemonSignals, drainOnSignal, parseHostPort, parseIntArg, parseSize } from './util.js';
+import { registerDaemon } from '../util/runtime-state.js';
+
+export function cacheServerCommand(): Command {
+  return new Command('cache-server')
+    .description("Run a site cache tier: serves a store's chunks by SHA-256 to a site's compute hosts (gvfs proxy-server --site-cache), fetching each missing chunk once from upstream")
+    .option('--listen <host:port>', 'address to listen on (port 0 picks a free port)', '127.0.0.1:0')
+    .requiredOption('--upstream <url>', 'the object store the site may read: s3://BUCKET[/PREFIX] or file:///DIR')
+    .option('--store-endpoint <url>', 'S3 endpoint for --upstream; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY')
+    .requiredOption('--cache-dir <dir>', 'where chunks are kept')
+    .option('--max-bytes <size>', 'disk used by kept chunks (least recently used out first; K/M/G suffixes)', parseSize, 10 * 2 ** 30)
+    .option('--key <file>', "the site key (32 bytes, e.g. head -c 32 /dev/urandom > site.key; owner-only): hosts prove it on every request (give it to their --site-key)")
+    .option('--insecure', 'serve without a site key: anyone reaching the port may make the tier fetch chunks and probe which are in the store')
+    .option('--tls-cert <file>', 'TLS 1.3: certificate (PEM)')
+    .option('--tls-key <file>', 'TLS 1.3: private key (PEM, owner-only)')
+    .option('--max-connections <n>', 'connections at once', parseIntArg, 512)
+    .option('--max-connections-per-peer <n>', 'connections at once from one address', parseIntArg, 64)
+    .option('--max-upstream <n>', 'upstream fetches at once', parseIntArg, 16)
+    .option('--max-queued <n>', 'misses waiting for an upstream fetch; beyond, requests get 503 and hosts go to the store', parseIntArg, 1024)
+    .option('--timeout <ms>', 'upstream fetch deadline', parseIntArg, 60_000)
+    .option('--json', 'print the listening address as JSON')
+    .action(async (o) => {
+      const stop = daemonSignals('cache-server');
+      if (!o.key && !o.insecure) throw new Error('give --key FILE (the site key hosts must prove) or --insecure');
+      if (!!o.tlsCert !== !!o.tlsKey) throw new Error('--tls-cert and --tls-key go together');
+      const listen = parseHostPort(o.listen);
+      const s = await CacheServer.open({
+        upstream: openStore(o.upstream, { endpoint: o.storeEndpoint }),
+        cacheDir: o.cacheDir,
+        maxBytes: o.maxBytes,
+        key: o.key ? await readSiteKey(o.key) : undefined,
+        tls: o.tlsCert ? await readTlsFiles(o.tlsCert, o.tlsKey) : undefined,
+        maxConnections: o.maxConnections,
+        maxConnectionsPerPeer: o.maxConnectionsPerPeer,
+        maxUpstream: o.maxUpstream,
+        maxQueued: o.maxQueued,
+        upstreamTimeoutMs: o.timeout,
+      });
+      const addr = await s.listen(listen.port, listen.host);
+      const channel = o.tlsCert ? 'tls' : 'tcp';
+      await registerDaemon({ role: 'cache-server', listen: `${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`, info: { upstream: o.upstream, channel, insecure: !!o.insecure } });
+      stop.ready();
+      if (o.json) console.log(JSON.stringify({ listening: addr, channel, upstream: o.upstream, insecure: !!o.insecure }));
+      else console.log(`gvfs cache-server: ${o.upstream} on ${addr.address}:${addr.port} (${channel}; ${o.insecure ? 'INSECURE, no site key' : 'site key'})`);
+      await drainOnSignal('cache-server', () => s.close(), undefined, stop.stopped);
+    });
+}

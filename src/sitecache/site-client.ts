@@ -1,0 +1,123 @@
+import http from 'node:http';
+import https from 'node:https';
+import { MAX_CHUNK } from '../image/chunker.js';
+import { logger } from '../util/log.js';
+import { chunkWhat, siteToken } from './auth.js';
+
+const log = logger('site-cache');
+
+export interface SiteTier {
+  host: string;
+  port: number;
+}
+
+export interface SiteClientOptions {
+  tiers: SiteTier[];
+  /** The site key; without it requests carry no token (a tier run with --insecure). */
+  key?: Buffer;
+  /**
+   * TLS: the tier's certificate (gvfs tls-keygen's cert.pem) or a CA (PEM).
+   * The chain is checked, not the name: a site's tiers are named by address.
+   */
+  tlsCa?: Buffer;
+  /** Source address of requests (tests: one loopback address per simulated host). */
+  localAddress?: string;
+  /** Deadline of one request (ms). */
+  timeoutMs?: number;
+  /** A tier that failed is skipped this long (ms). */
+  downMs?: number;
+}
+
+const MAX_STORED = MAX_CHUNK + 64;
+
+/**
+ * A compute host's side of the site tier: asks the tiers in order for a
+ * stored chunk and returns its bytes unverified (the caller verifies them
+ * and falls back to the store). A tier that fails (refused, reset, slow) is
+ * skipped for `downMs`; when every tier fails the answer is undefined and
+ * the host goes straight to the store.
+ */
+export class SiteCacheClient {
+  private readonly down = new Map<number, number>();
+  private readonly agent: http.Agent;
+  readonly stats = { asked: 0, answered: 0, failed: 0, bytes: 0 };
+
+  constructor(private readonly o: SiteClientOptions) {
+    if (!o.tiers.length) throw new Error('site cache: no tier given');
+    this.agent = o.tlsCa ? new https.Agent({ keepAlive: true, maxSockets: 16, ca: o.tlsCa, minVersion: 'TLSv1.3', checkServerIdentity: () => undefined }) : new http.Agent({ keepAlive: true, maxSockets: 16 });
+  }
+
+  async get(hash: string, len: number): Promise<Buffer | undefined> {
+    const now = Date.now();
+    for (let i = 0; i < this.o.tiers.length; i++) {
+      if ((this.down.get(i) ?? 0) > now) continue;
+      this.stats.asked++;
+      try {
+        const b = await this.request(this.o.tiers[i], hash, len);
+        if (b) {
+          this.stats.answered++;
+          this.stats.bytes += b.length;
+        }
+        return b;
+      } catch (e) {
+        this.stats.failed++;
+        this.down.set(i, Date.now() + (this.o.downMs ?? 5000));
+        log.warn({ tier: `${this.o.tiers[i].host}:${this.o.tiers[i].port}`, err: (e as Error).message }, 'site cache tier failed: skipped for a while');
+      }
+    }
+    return undefined;
+  }
+
+  /** Forget that a tier failed (tests; an operator's restart). */
+  reset(): void {
+    this.down.clear();
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+
+  /** The stored chunk; undefined: the tier says the store has no such chunk (the store is asked anyway). */
+  private request(t: SiteTier, hash: string, len: number): Promise<Buffer | undefined> {
+    const mod = this.o.tlsCa ? https : http;
+    return new Promise((resolve, reject) => {
+      const headers: Record<string, string> = {};
+      if (this.o.key) headers.authorization = `GVFS-HMAC ${siteToken(this.o.key, chunkWhat(hash, len))}`;
+      const req = mod.request({ host: t.host, port: t.port, path: `/v1/chunks/${hash}?len=${len}`, method: 'GET', headers, agent: this.agent, localAddress: this.o.localAddress, timeout: this.o.timeoutMs ?? 10_000 }, (res) => {
+        if (res.statusCode === 404) {
+          res.resume();
+          return resolve(undefined);
+        }
+        if (res.statusCode !== 200) {
+          res.resume();
+          return reject(new Error(`tier answered ${res.statusCode}`));
+        }
+        const parts: Buffer[] = [];
+        let n = 0;
+        res.on('data', (d: Buffer) => {
+          n += d.length;
+          if (n > MAX_STORED) {
+            req.destroy(new Error('tier sent more than any chunk'));
+            return;
+          }
+          parts.push(d);
+        });
+        res.on('end', () => (res.complete ? resolve(Buffer.concat(parts)) : reject(new Error('tier closed mid-answer'))));
+        res.on('error', reject);
+        res.on('aborted', () => reject(new Error('tier closed mid-answer')));
+      });
+      req.on('timeout', () => req.destroy(new Error('tier timed out')));
+      req.on('error', reject);
+      req.end();
+    });
+  }
+}
+
+/** `HOST:PORT[,HOST:PORT...]` (IPv6 in brackets). */
+export function parseTiers(v: string): SiteTier[] {
+  return v.split(',').map((s) => {
+    const m = /^(?:\[([^\]]+)\]|([^:,]+)):(\d{1,5})$/.exec(s.trim());
+    if (!m || Number(m[3]) > 65535 || Number(m[3]) === 0) throw new Error(`--site-cache: expected HOST:PORT[,HOST:PORT...], got "${s}"`);
+    return { host: m[1] ?? m[2], port: Number(m[3]) };
+  });
+}
