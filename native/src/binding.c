@@ -76,6 +76,8 @@ static const op_desc OPS[] = {
     {"statNames", OP_STAT_NAMES, "dsuisc", RES_STATLIST},
     /* fd, data, offset, sync (0, 1 data, 2 file), as the caller: {fd: bytes, obj}. */
     {"pwriteAs", OP_PWRITE_AS, "dBiic", RES_DIROP},
+    /* fd, buffer to fill, offset, as the caller: {fd: bytes read (short only at end of file), obj}. */
+    {"preadAs", OP_PREAD_AS, "dBic", RES_DIROP},
     /* fd, length, as the caller: {obj}. */
     {"ftruncateAs", OP_FTRUNCATE_AS, "dic", RES_DIROP},
 };

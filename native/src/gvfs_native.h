@@ -81,6 +81,7 @@ typedef enum {
   OP_STAT_NAMES,
   /* Data changes as the caller (the kernel clears set-ID bits). */
   OP_PWRITE_AS,
+  OP_PREAD_AS,
   OP_FTRUNCATE_AS,
 } gn_op;
 
@@ -145,6 +146,7 @@ void gn_run_readlink_of(gn_job *j);
 void gn_run_readdir_of(gn_job *j);
 void gn_run_stat_names(gn_job *j);
 void gn_run_pwrite_as(gn_job *j);
+void gn_run_pread_as(gn_job *j);
 void gn_run_ftruncate_as(gn_job *j);
 
 /* dirops.c: runs on a worker as the server; switches to the caller for the change only */

@@ -290,6 +290,9 @@ void gn_run(gn_job *j) {
     case OP_PWRITE_AS:
       gn_run_pwrite_as(j);
       return;
+    case OP_PREAD_AS:
+      gn_run_pread_as(j);
+      return;
     case OP_FTRUNCATE_AS:
       gn_run_ftruncate_as(j);
       return;

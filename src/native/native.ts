@@ -154,6 +154,7 @@ interface Addon {
   readdirOf(rootfd: number, rel: string, ino: bigint, gen: bigint, flags: number, cred: NativeCreds): Promise<{ names: string[]; inos: Buffer; dir?: Statx }>;
   statNames(rootfd: number, rel: string, ino: bigint, gen: bigint, names: string, cred: NativeCreds): Promise<{ list: Array<Statx | number>; dir?: Statx }>;
   pwriteAs(fd: number, data: Buffer, offset: number, sync: number, cred: NativeCreds): Promise<DirOpResult>;
+  preadAs(fd: number, into: Buffer, offset: number, cred: NativeCreds): Promise<DirOpResult>;
   ftruncateAs(fd: number, length: number, cred: NativeCreds): Promise<DirOpResult>;
   whoami(cred: NativeCreds): Promise<{ fsuid: number; fsgid: number; ngroups: number; group0: number }>;
   setWalkOnly(on: boolean): void;
@@ -455,6 +456,16 @@ export async function statNames(rootfd: number, d: DirRef, names: readonly strin
 export async function pwriteAs(fd: number, data: Buffer, offset: number, sync: 'none' | 'data' | 'file', cred: NativeCreds): Promise<{ written: number; obj?: Statx }> {
   const r = await lib().pwriteAs(fd, data, offset, sync === 'data' ? 1 : sync === 'file' ? 2 : 0, cred);
   return { written: r.fd, obj: r.obj };
+}
+
+/**
+ * Fill `into` from `offset` (short only at the end of the file) and statx
+ * the descriptor, in one job: READ's data and its reply attributes.
+ */
+export async function preadAs(fd: number, into: Buffer, offset: number, cred: NativeCreds): Promise<{ bytesRead: number; obj: Statx }> {
+  const r = await lib().preadAs(fd, into, offset, cred);
+  if (!r.obj) throw Object.assign(new Error('preadAs: no statx'), { code: 'EIO' });
+  return { bytesRead: r.fd, obj: r.obj };
 }
 
 /** Truncate as `cred` (the kernel clears set-ID bits as for a write) and the file's statx. */

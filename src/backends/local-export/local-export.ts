@@ -44,7 +44,7 @@ import { defaultStateDir, loadSecret } from '../../util/state.js';
 import * as N from '../../native/native.js';
 
 const log = logger('local-export');
-const { pread, fstat, fsync, open } = fsx;
+const { fstat, fsync, open } = fsx;
 const K = N.K;
 
 export interface LocalExportOptions {
@@ -694,14 +694,15 @@ export class LocalExport implements Backend {
 
   private async readFd(fd: number, id: HandleId, cred: Credentials, offset: number, n: number, last: LastStat): Promise<ReadResult> {
     const buf = Buffer.allocUnsafe(n);
-    let r: { bytesRead: number };
-    let st: LocalStat;
+    let r: { bytesRead: number; obj: N.Statx };
     try {
-      [r, st] = await Promise.all([n > 0 ? pread(fd, buf, 0, n, offset) : Promise.resolve({ bytesRead: 0 }), fstat(fd)]);
+      // One job for the data and the reply's attributes. As the server: the descriptor's open already
+      // checked the caller, and the pool's own identity needs no credential switch.
+      r = await N.preadAs(fd, buf, offset, N.self());
     } catch (e) {
       throw toFsError(e, 'read');
     }
-    const attr = this.checkOpen(st, id, last);
+    const attr = this.checkOpen(new StatxStats(r.obj), id, last);
     await this.requireDataAccess(cred, attr, R, 'read', fd);
     const data = buf.subarray(0, r.bytesRead);
     return { attr, count: data.length, eof: offset + data.length >= attr.size, data };

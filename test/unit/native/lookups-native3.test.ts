@@ -170,4 +170,38 @@ describe('native: reads by descriptor and name, writes as the caller', { skip: r
     await N.close(rd);
     await assert.rejects(N.pwriteAs(1, 'x' as unknown as Buffer, 0, 'none', ALICE), TypeError);
   });
+  test('preadAs: data and the statx in one job; short only at end of file; past EOF 0; EBADF; a write-only fd', async () => {
+    const p = path.join(root, 'readme');
+    const body = Buffer.alloc(200_000);
+    for (let i = 0; i < body.length; i++) body[i] = (i * 7 + 3) & 0xff;
+    await fs.writeFile(p, body);
+    const fd = openSync(p, C.O_RDONLY);
+    try {
+      const jobs = N.info().jobs;
+      const buf = Buffer.alloc(65_536, 0xee);
+      let r = await N.preadAs(fd, buf, 100_000, N.self());
+      assert.equal(N.info().jobs - jobs, 1, 'one job for the data and the attributes');
+      assert.equal(r.bytesRead, 65_536);
+      assert.ok(buf.equals(body.subarray(100_000, 165_536)));
+      assert.equal(Number(r.obj.size), 200_000);
+      const st = await fs.stat(p, { bigint: true });
+      assert.equal(r.obj.ino, st.ino);
+      const tail = Buffer.alloc(65_536, 0xee);
+      r = await N.preadAs(fd, tail, 180_000, N.self());
+      assert.equal(r.bytesRead, 20_000, 'short only at the end');
+      assert.ok(tail.subarray(0, 20_000).equals(body.subarray(180_000)));
+      assert.equal(tail[20_000], 0xee, 'nothing written past what was read');
+      r = await N.preadAs(fd, Buffer.alloc(10), 300_000, N.self());
+      assert.equal(r.bytesRead, 0);
+      r = await N.preadAs(fd, Buffer.alloc(0), 0, N.self());
+      assert.equal(r.bytesRead, 0);
+    } finally {
+      await N.close(fd);
+    }
+    await rejects(N.preadAs(fd, Buffer.alloc(1), 0, N.self()), 'EBADF', 'pread');
+    const wr = openSync(p, C.O_WRONLY);
+    await rejects(N.preadAs(wr, Buffer.alloc(1), 0, N.self()), 'EBADF', 'pread');
+    await N.close(wr);
+    await assert.rejects(N.preadAs(1, 'x' as unknown as Buffer, 0, N.self()), TypeError);
+  });
 });
