@@ -11,12 +11,19 @@ export class FreezeRelay {
   private readonly socks = new Set<net.Socket>();
   private readonly server: net.Server;
   port = 0;
+  /** Chunks held on their way to the dialling side (e.g. a recall), since the start. */
+  heldToClient = 0;
 
   constructor(private readonly target: () => number) {
     this.server = net.createServer((c) => {
       const u = net.connect(this.target(), '127.0.0.1');
       this.socks.add(c).add(u);
-      const fwd = (from: net.Socket, to: net.Socket) => from.on('data', (d: Buffer) => (this.frozen ? this.held.push([to, d]) : to.write(d)));
+      const fwd = (from: net.Socket, to: net.Socket) =>
+        from.on('data', (d: Buffer) => {
+          if (!this.frozen) return void to.write(d);
+          this.held.push([to, d]);
+          if (to === c) this.heldToClient++;
+        });
       fwd(c, u);
       fwd(u, c);
       const end = () => {

@@ -125,7 +125,10 @@ export class HeldDelegations {
     for (;;) {
       const seq = this.recallSeq.get(key) ?? 0;
       const sent = Date.now();
-      const r = await this.link.ext(DELEGATE, (w) => delegateArgs.enc(w, { fh, mode: m, clientId: this.clientId }), delegateRes.dec, cred);
+      const r = await this.link.ext(DELEGATE, (w) => delegateArgs.enc(w, { fh, mode: m, clientId: this.clientId }), delegateRes.dec, cred).catch((e: Error) => {
+        // The link failed (timeout, partition): the same error a call to the server would give.
+        throw e instanceof FsError ? e : new FsError('IO', `DELEGATE: ${e.message}`);
+      });
       if (r.status === DelegateStatus.OK) {
         this.noteReply(r, sent);
         // A recall crossed the grant: it was answered "not held", so it is not.
@@ -175,7 +178,14 @@ export class HeldDelegations {
   }
 
   private noteReply(r: Pick<DelegateRes, 'leaseMs' | 'instance'>, sent: number): void {
-    if (r.leaseMs > 0) this.leaseMs = r.leaseMs;
+    if (r.leaseMs > 0 && r.leaseMs !== this.leaseMs) {
+      this.leaseMs = r.leaseMs;
+      // The renewal period follows the server's lease.
+      if (this.timer) {
+        this.stop();
+        this.start();
+      }
+    }
     this.lapseIfDue(); // a renewal after a lapse does not bring the old delegations back
     if (this.instance && !this.instance.equals(r.instance)) this.serverRestarted();
     this.instance = r.instance;
