@@ -162,9 +162,12 @@ export class DelegationTable {
 
   /** The holder gives it back (after flushing), unasked. */
   release(session: string, file: string): void {
+    const gone = this.files.get(file)?.find((h) => h.session === session);
     const hs = this.files.get(file)?.filter((h) => h.session !== session) ?? [];
     if (hs.length) this.files.set(file, hs);
     else this.files.delete(file);
+    // A client that holds nothing more need not be waited for after a restart.
+    if (gone?.client && !this.holdsAny(gone.client)) void this.save().catch(() => undefined);
   }
 
   holders(file: string): ReadonlyArray<{ session: string; mode: 'read' | 'write' }> {
