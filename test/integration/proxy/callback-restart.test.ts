@@ -103,10 +103,12 @@ describe('callback model: restarts of the proxy server and of a client during a 
     await new Promise((r) => ps.proc.once('exit', r));
     ps = await spawnGvfs(args(port));
     procs.push(ps);
-    // B reads while A cannot reach the restarted server: it must wait for A's reclaim (grace), not read the old bytes.
+    // B's link is back (FSSTAT is not held by the grace period)...
+    await until('B reaches the restarted server', () => b.client.fsstat(ROOT, b.root).then(() => true, () => false));
+    // ... and B reads while A cannot reach it: B must wait for A's reclaim (grace), not read the old bytes.
     let second: string | Error | undefined;
     const p2 = b.client.read(ROOT, fb, 0, 100).then((r) => (second = r.data.toString()), (e: Error) => (second = e));
-    await new Promise((r) => setTimeout(r, 700));
+    await new Promise((r) => setTimeout(r, 1500));
     assert.equal(second, undefined, `B's read waits in the grace period (got ${String(second)})`);
     relay.thaw();
     await p2;
