@@ -1,4 +1,4 @@
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { createProxyServer, type ProxyExportSpec } from '../proxy/proxy-server.js';
 import { parseNfsUrl } from '../proxy/upstream-url.js';
 import { parseExportRootCheck, type ExportRootCheck } from '../proxy/export-root.js';
@@ -16,6 +16,13 @@ import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-optio
 import { observeRpcServer } from '../metrics/rpc.js';
 import { dirReadable, nfsReachable } from '../metrics/health.js';
 import { registerDaemon } from '../util/runtime-state.js';
+
+/** Seconds, at least 0.1 (a lease shorter than that could not be renewed). */
+function parseSeconds(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0.1) throw new InvalidArgumentError(`expected seconds (>= 0.1), got "${v}"`);
+  return n;
+}
 
 /** The limits given on the command line (the others keep their defaults). */
 function definedOnly<T extends Record<string, number | undefined>>(o: T): Partial<Record<keyof T, number>> {
@@ -71,6 +78,7 @@ export function proxyServerCommand(): Command {
     .option('--max-unproven <n>', 'connections not yet proven (from accept); when full the oldest is dropped', parseIntArg)
     .option('--max-connections <n>', 'proven connections at once', parseIntArg)
     .option('--max-connections-per-peer <n>', 'proven connections at once from one address', parseIntArg)
+    .option('--delegation-lease <seconds>', 'callback consistency: the lease of a delegation; a holder that does not renew (or answer a recall) within it is revoked and fenced, and after a restart with holders on record only reclaims are served for one lease (default 30)', parseSeconds)
     .option('--json', 'print the listening address as JSON')
     .action(async (o) => {
       const stop = daemonSignals('proxy-server');
@@ -128,6 +136,7 @@ export function proxyServerCommand(): Command {
         upstreamConnections: o.upstreamConnections,
         upstreamTimeoutMs: o.timeout,
         compressLevel: o.compressLevel,
+        delegationLeaseMs: o.delegationLease !== undefined ? Math.round(o.delegationLease * 1000) : undefined,
         handleSecret: o.handleSecret ? await readHandleSecret(o.handleSecret) : undefined,
         tlsHandshakeTimeoutMs: o.handshakeTimeout,
         proofTimeoutMs: o.proofTimeout,

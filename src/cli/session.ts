@@ -68,7 +68,7 @@ function describe(s: any): string {
     const where = e.mountpoint ? `${s.compute}:${e.mountpoint}` : (s.endpoints ?? []).find((x: any) => x.export === e.name)?.url ?? `${s.compute}: NFS endpoint ${e.name}`;
     lines.push(`  ${where}  <-  ${e.host}:${e.path} (${e.role}, ${(e.cache ?? s.cache).mode}${(e.cache ?? s.cache).shared ? ', shared cache' : ''})`);
   }
-  const model = s.consistency === 'poll' ? `poll every ${s.pollPeriod} s` : `ttl (attribute timeout ${s.attrTimeout} s)`;
+  const model = s.consistency === 'poll' ? `poll every ${s.pollPeriod} s` : s.consistency === 'callback' ? 'callback (delegations)' : `ttl (attribute timeout ${s.attrTimeout} s)`;
   lines.push(`  channel ${s.channel}, account ${s.account.uid}:${s.account.gid}, consistency ${model}`);
   const t = s.stats?.totals;
   if (t) lines.push(`  cache hits ${t.hitRatio === null ? '–' : `${(100 * t.hitRatio).toFixed(1)}%`} of bytes read, moved ${bytes(t.bytesMoved)}, dirty ${bytes(t.dirtyBytes)}`);
@@ -94,7 +94,7 @@ export function sessionCommand(): Command {
     .option('--block-size <size>', 'cache block size (power of two, 4K..4M)', parseSize)
     .option('--dirty-max-age <seconds>', 'longest a write-back write stays unflushed', seconds)
     .option('--attr-timeout <seconds>', 'how long a change made elsewhere may take to show', seconds)
-    .option('--consistency <model>', 'ttl (attributes trusted for --attr-timeout) or poll (trusted until the change log lists them; needs a cache)')
+    .option('--consistency <model>', 'ttl (attributes trusted for --attr-timeout), poll (trusted until the change log lists them; needs a cache) or callback (trusted while a delegation is held; needs a cache)')
     .option('--poll-period <seconds>', 'poll model: seconds between two asks of the change log', seconds)
     .option('--channel <kind>', 'tls or ssh (default tls)')
     .option('--lifetime <seconds>', 'seconds until the session is torn down', (v) => Math.round(seconds(v)))
@@ -153,7 +153,7 @@ export function sessionCommand(): Command {
   withConnection(c.command('set').description('Change policies of a running session (cache write mode, attribute timeout, consistency model)').argument('<id>'))
     .option('--cache <mode>', 'write-back or write-through')
     .option('--attr-timeout <seconds>', "the cache's attribute timeout", seconds)
-    .option('--consistency <model>', 'ttl or poll')
+    .option('--consistency <model>', 'ttl, poll or callback')
     .option('--poll-period <seconds>', 'poll model: seconds between two asks of the change log', seconds)
     .option('--mountpoint <path>', 'only this mount')
     .action(async (id: string, o) => {

@@ -57,43 +57,85 @@ export function callbackProgram(h: CallbackHandlers): ProgramVersion {
 }
 
 /**
- * The client → server half: DELEGATE, in the GVFS program v1.
+ * The client → server half: DELEGATE and RENEW, in the GVFS program v1.
  *
- *   DELEGATE(fh, mode) → (status, nfsstat, leaseMs)
+ *   DELEGATE(fh, mode, clientId) → (status, nfsstat, leaseMs, instance)
+ *   RENEW(clientId, reclaimDone)  → (status, nfsstat, leaseMs, instance, grace)
  *
- * mode RETURN gives a delegation back (after flushing), READ / WRITE ask
- * for one (conflicting holders are recalled first; the reply waits).
+ * mode RETURN gives a delegation back (after flushing); READ / WRITE ask
+ * for one (conflicting holders are recalled first; the reply waits); WRITE
+ * also lifts a fence (README "Consistency"), so a client asks it only for a
+ * file it holds no unflushed data of. RECLAIM asks a write delegation for
+ * data written under one the client no longer holds (a proxy-server
+ * restart, a lapsed lease, a client restart with a journal): refused
+ * (NFS3ERR_ACCES) when the client was fenced for the file, and it lifts
+ * nothing.
+ *
+ * `clientId` names the client across restarts (a random id kept in its
+ * cache directory): fences are per client, not per session. `instance`
+ * names this run of the proxy server: a client that sees it change drops
+ * every delegation it holds at once. RENEW extends every lease the client
+ * holds (one call per period, whatever their number); `reclaimDone` says it
+ * has reclaimed and flushed everything it owed a previous instance.
  */
 export const DELEGATE = 8;
+export const RENEW = 9;
 
 export const enum DelegateMode {
   RETURN = 0,
   READ = 1,
   WRITE = 2,
+  RECLAIM = 3,
 }
 
 export const enum DelegateStatus {
   OK = 0,
-  /** `fh` refused or the grant failed: `nfsstat` says why (JUKEBOX: retry). */
+  /** `fh` refused or the grant failed: `nfsstat` says why (JUKEBOX: retry; ACCES: fenced). */
   NFSERR = 1,
 }
+
+/** Longest client id (bytes). */
+export const CLIENT_ID_MAX = 32;
+export const INSTANCE_LEN = 8;
 
 export interface DelegateArgs {
   fh: Buffer;
   mode: DelegateMode;
+  clientId: Buffer;
 }
 export interface DelegateRes {
   status: DelegateStatus;
   nfsstat: number;
-  /** The holder must renew (any call) within this; a recall unanswered this long revokes. */
+  /** The holder must renew within this; it trusts its delegations a margin less (client-lease.ts). */
   leaseMs: number;
+  /** This run of the proxy server. */
+  instance: Buffer;
+}
+export interface RenewArgs {
+  clientId: Buffer;
+  reclaimDone: boolean;
+}
+export interface RenewRes extends DelegateRes {
+  /** The server is in its grace period (after a restart): only reclaims are granted. */
+  grace: boolean;
 }
 
 export const delegateArgs = {
-  enc: (w: XdrWriter, v: DelegateArgs) => void w.opaque(v.fh).u32(v.mode),
-  dec: (r: XdrReader): DelegateArgs => ({ fh: Buffer.from(r.opaque(64)), mode: r.u32() as DelegateMode }),
+  enc: (w: XdrWriter, v: DelegateArgs) => void w.opaque(v.fh).u32(v.mode).opaque(v.clientId),
+  dec: (r: XdrReader): DelegateArgs => ({ fh: Buffer.from(r.opaque(64)), mode: r.u32() as DelegateMode, clientId: Buffer.from(r.opaque(CLIENT_ID_MAX)) }),
 };
 export const delegateRes = {
-  enc: (w: XdrWriter, v: DelegateRes) => void w.u32(v.status).u32(v.nfsstat).u32(v.leaseMs),
-  dec: (r: XdrReader): DelegateRes => ({ status: r.u32() as DelegateStatus, nfsstat: r.u32(), leaseMs: r.u32() }),
+  enc: (w: XdrWriter, v: DelegateRes) => void w.u32(v.status).u32(v.nfsstat).u32(v.leaseMs).fixedOpaque(v.instance),
+  dec: (r: XdrReader): DelegateRes => ({ status: r.u32() as DelegateStatus, nfsstat: r.u32(), leaseMs: r.u32(), instance: Buffer.from(r.fixedOpaque(INSTANCE_LEN)) }),
+};
+export const renewArgs = {
+  enc: (w: XdrWriter, v: RenewArgs) => void w.opaque(v.clientId).bool(v.reclaimDone),
+  dec: (r: XdrReader): RenewArgs => ({ clientId: Buffer.from(r.opaque(CLIENT_ID_MAX)), reclaimDone: r.bool() }),
+};
+export const renewRes = {
+  enc: (w: XdrWriter, v: RenewRes) => {
+    delegateRes.enc(w, v);
+    w.bool(v.grace);
+  },
+  dec: (r: XdrReader): RenewRes => ({ ...delegateRes.dec(r), grace: r.bool() }),
 };

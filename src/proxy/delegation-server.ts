@@ -1,11 +1,13 @@
 import { isFsError } from '../backend/errors.js';
-import { DelegateMode, DelegateStatus, type DelegateArgs, type DelegateRes } from '../ext/callback-codec.js';
+import { DelegateMode, DelegateStatus, type DelegateArgs, type DelegateRes, type RenewArgs, type RenewRes } from '../ext/callback-codec.js';
 import { STATUS_OF } from '../nfs3/status.js';
 import type { Credentials } from '../rpc/types.js';
 import { delegationKey } from '../wrappers/delegation/delegation-backend.js';
-import type { DelegationTable } from '../wrappers/delegation/delegations.js';
+import type { DelegationMode, DelegationTable } from '../wrappers/delegation/delegations.js';
 
-/** The proxy server's side of DELEGATE (ext/callback-codec.ts): grants and returns over the delegation table. */
+const MODES: Partial<Record<DelegateMode, DelegationMode>> = { [DelegateMode.READ]: 'read', [DelegateMode.WRITE]: 'write', [DelegateMode.RECLAIM]: 'reclaim' };
+
+/** The proxy server's side of DELEGATE and RENEW (ext/callback-codec.ts): grants, returns and renewals over the delegation table. */
 export class DelegationServer {
   constructor(
     readonly table: DelegationTable,
@@ -13,20 +15,33 @@ export class DelegationServer {
     private readonly leaseMs: number,
   ) {}
 
+  private res(status: DelegateStatus, nfsstat = 0): DelegateRes {
+    return { status, nfsstat, leaseMs: this.leaseMs, instance: this.table.instance };
+  }
+
   async delegate(cred: Credentials, a: DelegateArgs): Promise<DelegateRes> {
-    const res = (status: DelegateStatus, nfsstat = 0): DelegateRes => ({ status, nfsstat, leaseMs: this.leaseMs });
     try {
       // Only a session can hold a delegation: recalls go to a session's connection.
-      if (cred.session === undefined) return res(DelegateStatus.NFSERR, STATUS_OF.NOTSUPP);
+      if (cred.session === undefined) return this.res(DelegateStatus.NFSERR, STATUS_OF.NOTSUPP);
       const { ex, ufh } = this.unwrap(a.fh, cred);
       const file = delegationKey(ex, ufh);
+      const client = a.clientId.length ? a.clientId.toString('hex') : undefined;
       if (a.mode === DelegateMode.RETURN) this.table.release(cred.session, file);
-      else if (a.mode === DelegateMode.READ || a.mode === DelegateMode.WRITE) await this.table.grant(cred.session, file, a.fh, a.mode === DelegateMode.WRITE ? 'write' : 'read');
-      else return res(DelegateStatus.NFSERR, STATUS_OF.INVAL);
-      return res(DelegateStatus.OK);
+      else {
+        const mode = MODES[a.mode];
+        if (!mode) return this.res(DelegateStatus.NFSERR, STATUS_OF.INVAL);
+        await this.table.grant(cred.session, file, a.fh, mode, client);
+      }
+      return this.res(DelegateStatus.OK);
     } catch (e) {
-      if (isFsError(e)) return res(DelegateStatus.NFSERR, STATUS_OF[e.code]);
+      if (isFsError(e)) return this.res(DelegateStatus.NFSERR, STATUS_OF[e.code]);
       throw e;
     }
+  }
+
+  renew(cred: Credentials, a: RenewArgs): RenewRes {
+    if (cred.session === undefined) return { ...this.res(DelegateStatus.NFSERR, STATUS_OF.NOTSUPP), grace: false };
+    const { grace } = this.table.renew(cred.session, a.clientId.length ? a.clientId.toString('hex') : undefined, a.reclaimDone);
+    return { ...this.res(DelegateStatus.OK), grace };
   }
 }

@@ -26,6 +26,7 @@ import { ChangesServer } from './changes-server.js';
 import { DelegationServer } from './delegation-server.js';
 import { DelegationBackend } from '../wrappers/delegation/delegation-backend.js';
 import { DelegationTable } from '../wrappers/delegation/delegations.js';
+import { DelegationState } from '../wrappers/delegation/delegation-state.js';
 import { MetaServer, type MetaExport } from './meta-server.js';
 import type { UpstreamUrl } from './upstream-url.js';
 import { checkExportRoot, type ExportRootCheck } from './export-root.js';
@@ -127,7 +128,7 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
   const changeLogs: ChangeLog[] = [];
   // Delegations (callback model): one table for every export; recalls go to the holder's connection.
   const leaseMs = o.delegationLeaseMs ?? DEFAULT_LEASE_MS;
-  const delegationTable = new DelegationTable({ leaseMs, waitMs: o.delegationWaitMs, recall: (s, fh) => recallSession(s, fh, leaseMs) });
+  const delegationTable = new DelegationTable({ leaseMs, waitMs: o.delegationWaitMs, recall: (s, fh) => recallSession(s, fh, leaseMs), state: new DelegationState(path.join(stateDir, 'delegations.json')) });
   const logged = (b: Backend) => {
     const l = new ChangeLog(o.changeLogEntries);
     changeLogs.push(l);
@@ -168,6 +169,8 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
   if (o.handleSecret) await mkdir(stateDir, { recursive: true, mode: 0o700 });
   const handles = await ProxyExports.open(list, { secret: o.handleSecret ?? (await loadSecret(stateDir)), // (loadSecret creates stateDir; a given secret does not)
  stateDir, inlineMax: o.inlineMax });
+  // Fences and the clients that held delegations before a restart (their grace period): README "Consistency".
+  await delegationTable.load();
   const sessions = o.sessions ?? new SessionRegistry();
   if (!o.insecure && sessions.size === 0) throw new Error('refusing to serve without a session key: give --key FILE (or --insecure to run without keys)');
   if (o.insecure) log.warn('INSECURE: serving without session keys; anyone who can connect is trusted with the identity they claim');
@@ -227,6 +230,7 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
       return server.listen(port, host);
     },
     async close() {
+      delegationTable.close();
       await server.close();
       await backend.close();
     },

@@ -18,7 +18,7 @@ import {
   type HelloRes,
 } from '../../ext/codec.js';
 import type { FsError } from '../../backend/errors.js';
-import { DELEGATE, delegateArgs, delegateRes, type DelegateArgs, type DelegateRes } from '../../ext/callback-codec.js';
+import { DELEGATE, delegateArgs, delegateRes, RENEW, renewArgs, renewRes, type DelegateArgs, type DelegateRes, type RenewArgs, type RenewRes } from '../../ext/callback-codec.js';
 import { CHANGES_SINCE, changesArgs, changesRes, type ChangesArgs, type ChangesRes } from '../../ext/changes-codec.js';
 import { STATUS_OF } from '../../nfs3/status.js';
 import { MetaStatus, bulkReadArgs, bulkReadRes, getMetaArgs, getMetaRes, setOrderArgs, setOrderRes, type BulkReadArgs, type BulkReadRes, type GetMetaArgs, type GetMetaRes, type SetOrderArgs, type SetOrderRes } from '../../ext/meta-codec.js';
@@ -48,8 +48,8 @@ export interface GvfsProgramOptions {
   meta?: MetaProcedures;
   /** The change log's procedure (CHANGES_SINCE, ext/changes-codec.ts): absent, it is PROC_UNAVAIL. */
   changes?: ChangesProcedures;
-  /** DELEGATE (callback model, ext/callback-codec.ts): absent, it is PROC_UNAVAIL. */
-  delegations?: { delegate(cred: CallContext['cred'], a: DelegateArgs): Promise<DelegateRes> };
+  /** DELEGATE and RENEW (callback model, ext/callback-codec.ts): absent, they are PROC_UNAVAIL. */
+  delegations?: { delegate(cred: CallContext['cred'], a: DelegateArgs): Promise<DelegateRes>; renew(cred: CallContext['cred'], a: RenewArgs): RenewRes };
 }
 
 /** What CHANGES_SINCE runs (proxy/changes-server.ts). */
@@ -168,6 +168,7 @@ export function gvfsProgram(o: GvfsProgramOptions): ProgramVersion {
   if (ch) procedures[CHANGES_SINCE] = { name: 'CHANGES_SINCE', decode: changesArgs.dec, encode: changesRes.enc, idempotent: true, needsCred: true, handle: (a: ChangesArgs, ctx) => ch.changesSince(ctx.cred, a) };
   const dg = o.delegations;
   if (dg) procedures[DELEGATE] = { name: 'DELEGATE', decode: delegateArgs.dec, encode: delegateRes.enc, idempotent: true, needsCred: true, handle: (a: DelegateArgs, ctx) => dg.delegate(ctx.cred, a) };
+  if (dg) procedures[RENEW] = { name: 'RENEW', decode: renewArgs.dec, encode: renewRes.enc, idempotent: true, needsCred: true, handle: (a: RenewArgs, ctx) => dg.renew(ctx.cred, a) };
   return { prog: GVFS_PROGRAM, vers: GVFS_V1, name: 'gvfs', procedures };
 }
 

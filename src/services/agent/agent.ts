@@ -335,7 +335,7 @@ export class Agent {
       if (r.kind === 'proxy-server') throw new AgentError(400, 'NOT_A_MOUNT', `${name} is a ${r.kind}; only mounts and proxy clients have live policies`);
       const spec = structuredClone(r.spec) as MountSpec;
       if (p.cacheMode !== undefined && spec.cache.mode === 'none') throw new AgentError(400, 'NO_CACHE', `mount ${name} has no cache; its cache mode cannot change`);
-      if (p.consistency === 'poll' && spec.cache.mode === 'none') throw new AgentError(400, 'NO_CACHE', `mount ${name} has no cache; the poll model needs one`);
+      if ((p.consistency === 'poll' || p.consistency === 'callback') && spec.cache.mode === 'none') throw new AgentError(400, 'NO_CACHE', `mount ${name} has no cache; the ${p.consistency} model needs one`);
       if (spec.cache.mode !== 'none') {
         await this.ensureRunning(r);
         try {

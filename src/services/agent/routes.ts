@@ -70,7 +70,7 @@ const MOUNT = {
     cache: CACHE,
     cacheId: { type: 'string', minLength: 1, maxLength: 512 },
     attrTimeout: { type: 'number', minimum: 0, maximum: 3600 },
-    consistency: { enum: ['ttl', 'poll'] },
+    consistency: { enum: ['ttl', 'poll', 'callback'] },
     pollPeriod: { type: 'number', minimum: 0.05, maximum: 3600 },
   },
 } as const;
@@ -132,7 +132,7 @@ export function agentApp(agent: Agent, o: { cert: Buffer; key: Buffer; controlle
           properties: {
             cacheMode: { enum: ['write-back', 'write-through'] },
             attrTimeout: { type: 'number', minimum: 0, maximum: 3600 },
-            consistency: { enum: ['ttl', 'poll'] },
+            consistency: { enum: ['ttl', 'poll', 'callback'] },
             pollPeriod: { type: 'number', minimum: 0.05, maximum: 3600 },
           },
         },

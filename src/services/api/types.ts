@@ -55,8 +55,8 @@ export interface MountSpec {
   cacheId?: string;
   /** Attribute timeout (seconds): how long a change made elsewhere takes to show. */
   attrTimeout: number;
-  /** Consistency model of the cache (default ttl; poll needs a cache): README "Consistency". */
-  consistency?: 'ttl' | 'poll';
+  /** Consistency model of the cache (default ttl; poll and callback need a cache): README "Consistency". */
+  consistency?: 'ttl' | 'poll' | 'callback';
   /** The poll model's period (seconds). */
   pollPeriod?: number;
 }
@@ -67,7 +67,7 @@ export type ComponentSpec = ProxyServerSpec | MountSpec;
 export interface MountPatch {
   cacheMode?: 'write-back' | 'write-through';
   attrTimeout?: number;
-  consistency?: 'ttl' | 'poll';
+  consistency?: 'ttl' | 'poll' | 'callback';
   pollPeriod?: number;
 }
 

@@ -25,8 +25,8 @@ const CACHE_POLICY = {
 } as const;
 
 const CONSISTENCY = {
-  enum: ['ttl', 'poll'],
-  description: "how a change made elsewhere reaches the session's caches: ttl (trusted for attrTimeout) or poll (trusted until the proxy server's change log lists it, asked every pollPeriod; needs a cache); README Consistency",
+  enum: ['ttl', 'poll', 'callback'],
+  description: "how a change made elsewhere reaches the session's caches: ttl (trusted for attrTimeout), poll (trusted until the proxy server's change log lists it, asked every pollPeriod; needs a cache) or callback (trusted while the proxy server's delegation is held; a conflicting call of another session recalls it; needs a cache); README Consistency",
 } as const;
 const POLL_PERIOD = { type: 'number', minimum: 0.05, maximum: 3600, description: 'poll model: seconds between two asks of the change log (a change shows within it)' } as const;
 

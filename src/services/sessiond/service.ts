@@ -48,7 +48,7 @@ export interface CreateRequest {
   account?: Account;
   cache?: CachePolicy;
   attrTimeout?: number;
-  consistency?: 'ttl' | 'poll';
+  consistency?: 'ttl' | 'poll' | 'callback';
   pollPeriod?: number;
   channel?: 'tls' | 'ssh';
   lifetime?: number;
@@ -58,7 +58,7 @@ export interface PatchRequest {
   mountpoint?: string;
   cache?: { mode: 'write-back' | 'write-through' };
   attrTimeout?: number;
-  consistency?: 'ttl' | 'poll';
+  consistency?: 'ttl' | 'poll' | 'callback';
   pollPeriod?: number;
 }
 
@@ -225,9 +225,9 @@ export class SessionService {
       if (!u.accounts.length) throw new ServiceError(403, 'ACCOUNT_NOT_ALLOWED', `${u.name} has no local account to map to; ask the administrator`);
       account = u.accounts[0];
     }
-    if (b.consistency === 'poll') {
+    if (b.consistency === 'poll' || b.consistency === 'callback') {
       const i = exports.findIndex((e) => (e.cache ?? b.cache ?? { mode: 'write-back' }).mode === 'none');
-      if (i >= 0) throw new ServiceError(400, 'NO_CACHE', `consistency: the poll model lives in the cache, and exports[${i}] has none`);
+      if (i >= 0) throw new ServiceError(400, 'NO_CACHE', `consistency: the ${b.consistency} model lives in the cache, and exports[${i}] has none`);
     }
     const max = this.cfg.maxLifetime ?? 7 * 86400;
     const lifetime = b.lifetime ?? this.cfg.defaultLifetime ?? 3600;
@@ -295,7 +295,7 @@ export class SessionService {
               cache: e.cache ?? spec.cache,
               cacheId: `${e.host}:${e.path}`,
               attrTimeout: spec.attrTimeout,
-              // The poll model lives in the cache: a mount without one stays ttl (refused at create).
+              // The poll and callback models live in the cache: a mount without one stays ttl (refused at create).
               ...((e.cache ?? spec.cache).mode !== 'none' ? { consistency: spec.consistency ?? 'ttl', pollPeriod: spec.pollPeriod ?? 1 } : {}),
             };
             const comp: Component = { host: spec.compute, name: `m${i}`, kind, ...(e.mountpoint ? { mountpoint: e.mountpoint } : {}) };

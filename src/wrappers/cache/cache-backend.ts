@@ -2,8 +2,6 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Backend, DirPage, SourcedRead } from '../../backend/backend.js';
 import { FsError, isFsError } from '../../backend/errors.js';
-import { codeOfStatus } from '../../nfs3/status.js';
-import type { Nfs3Status } from '../../nfs3/constants.js';
 import { ACCESS3_EXTEND, ACCESS3_MODIFY, FType, StableHow } from '../../nfs3/constants.js';
 import type { CreateHow, DirEntryPlus, Fattr3, MknodType, NewObject, NfsTime, Sattr3, WccData, WriteResult } from '../../nfs3/types.js';
 import type { Credentials } from '../../rpc/types.js';
@@ -26,7 +24,8 @@ import { diskRoom, fitCapacity } from './disk-room.js';
 import type { Invalidated, InvalidationSource } from '../../backend/capabilities.js';
 import type { ExtLink } from '../../ext/meta-client.js';
 import { ChangePoller } from './change-poller.js';
-import { DELEGATE, DelegateMode, DelegateStatus, delegateArgs, delegateRes, RecallStatus } from '../../ext/callback-codec.js';
+import { RecallStatus } from '../../ext/callback-codec.js';
+import { HeldDelegations } from './held-delegations.js';
 import { checkConsistency, checkPollMs, type ConsistencyModel } from './options.js';
 
 /** How often the cache disk's free space is measured (ms). */
@@ -140,11 +139,11 @@ export class CacheBackend extends PassthroughBackend {
     () => (this.opts.consistency === 'poll' ? (this.poller?.inSync() ? Infinity : 0) : this.opts.attrTimeoutMs),
   );
 
-  /** `ext`: the link's GVFS extension calls (the poll model polls through it). */
-  /** The callback model: delegations this cache holds, by handle (hex). */
-  private readonly held = new Map<string, 'read' | 'write'>();
+  /** The callback model: delegations this cache holds, its client id and lease (absent: no GVFS link). */
+  readonly held?: HeldDelegations;
   private readonly ext?: ExtLink;
 
+  /** `ext`: the link's GVFS extension calls (the poll model polls through it, the callback model delegates). */
   constructor(inner: Backend, o: CacheOptions, counters: DataCounters = newCounters(), ext?: ExtLink) {
     super(inner);
     this.ext = ext;
@@ -164,9 +163,18 @@ export class CacheBackend extends PassthroughBackend {
       store: this.store,
       dirChanged: (k) => this.names.bump(k),
       dirty: (k) => !!this.wb?.dirty(k),
+      // A file the cache forgets gives its delegation back.
+      forgotten: (s) => void this.giveBack(s),
     });
     this.reader = new BlockReader(inner, this.store, this.files, this.opts, counters);
     if (ext) this.poller = new ChangePoller(ext, { invalidate: (fhs) => this.invalidate(fhs), invalidateAll: () => this.invalidateAll() }, () => this.opts.pollMs);
+    if (ext)
+      this.held = new HeldDelegations(ext, {
+        drop: (fhs) => this.invalidate(fhs),
+        restarted: async () => void (await this.wb?.flushAll()),
+        dirty: () => !!this.wb?.backlog.files,
+        cred: () => [...this.roots.values()][0]?.cred,
+      });
     if ((this.opts.consistency === 'poll' || this.opts.consistency === 'callback') && !this.poller) throw new Error(`the ${this.opts.consistency} consistency model needs a link to a GVFS proxy server`);
     this.ready = this.open();
     this.ready.catch(() => undefined);
@@ -188,6 +196,8 @@ export class CacheBackend extends PassthroughBackend {
         journal,
         {
           write: async (cred, fh, off, data) => {
+            // callback: journalled data goes to the server only under a trusted write delegation (a lost one is reclaimed: refused when fenced).
+            if (this.opts.consistency === 'callback' && !this.held!.holds(fh.toString('hex'), 'write')) await this.held!.take(cred, fh, 'reclaim');
             const r = await this.inner.write(cred, fh, off, data, StableHow.UNSTABLE);
             this.counters.flushBytes += r.count;
             return r;
@@ -209,6 +219,8 @@ export class CacheBackend extends PassthroughBackend {
         },
         files,
       );
+      // The client id first: a recovered journal is flushed under reclaims that name it.
+      if (this.held) await this.held.loadClientId(this.sessionDir);
       if (files.length) {
         const s = this.wb.recoveredSummary;
         log.warn({ files: s.files, bytes: s.bytes, dir: this.sessionDir }, 'cache: journal holds unflushed writes from an earlier run; flushing them now');
@@ -240,6 +252,7 @@ export class CacheBackend extends PassthroughBackend {
       spare.unref();
       this.timers.push(spare);
       if (this.opts.consistency === 'poll') this.poller!.start();
+      if (this.opts.consistency === 'callback') this.held!.start();
       log.info({ consistency: this.opts.consistency, dir: this.opts.dir, session: this.opts.session, mode: this.opts.writeBack ? 'write-back' : 'write-through', capacity: this.opts.capacity, blockSize: this.opts.blockSize }, 'cache: ready');
     } catch (e) {
       await this.lock.release();
@@ -282,7 +295,7 @@ export class CacheBackend extends PassthroughBackend {
       return s.attr!;
     }
     this.c.attrMisses++;
-    if (this.opts.consistency === 'callback' && !this.held.has(s.fh.toString('hex'))) await this.takeDelegation(cred, s.fh, 'read');
+    if (this.opts.consistency === 'callback' && !this.held!.holds(s.key)) await this.takeDelegation(cred, s, 'read');
     if (!s.getattr) {
       const ep = s.epoch;
       const g = this.files.gen;
@@ -312,7 +325,7 @@ export class CacheBackend extends PassthroughBackend {
     if (!s.attr || s.writing) return false;
     if (this.opts.consistency === 'poll') return s.at > 0 && (s.pollGen ?? -1) >= 0 && !!this.poller?.inSync();
     // callback: trusted while a delegation is held (taken before the GETATTR that brought them; a recall drops both).
-    if (this.opts.consistency === 'callback') return s.at > 0 && this.held.has(s.fh.toString('hex'));
+    if (this.opts.consistency === 'callback') return s.at > 0 && this.held!.holds(s.key);
     return Date.now() - s.at < this.opts.attrTimeoutMs;
   }
 
@@ -434,7 +447,7 @@ export class CacheBackend extends PassthroughBackend {
       return r;
     }
     // callback: write-back data is kept only under a write delegation (other sessions' calls recall it: we flush).
-    if (this.opts.consistency === 'callback' && this.held.get(fh.toString('hex')) !== 'write') await this.takeDelegation(cred, fh, 'write');
+    if (this.opts.consistency === 'callback' && !this.held!.holds(s.key, 'write')) await this.takeDelegation(cred, s, 'write');
     // The server unreachable: the journal still takes writes of a file we know (attributes older than the timeout).
     const a = await this.attrs(cred, s).catch((e) => {
       if (s.attr && isFsError(e, 'IO')) return s.attr;
@@ -734,21 +747,29 @@ export class CacheBackend extends PassthroughBackend {
 
   // ---------------------------------------------------------------- consistency
 
-  /** callback: ask the proxy server for a delegation of `fh` (it recalls conflicting holders first). */
-  private async takeDelegation(cred: Credentials, fh: Buffer, mode: 'read' | 'write'): Promise<void> {
-    const r = await this.ext!.ext(DELEGATE, (w) => delegateArgs.enc(w, { fh, mode: mode === 'write' ? DelegateMode.WRITE : DelegateMode.READ }), delegateRes.dec, cred);
-    if (r.status !== DelegateStatus.OK) throw new FsError(codeOfStatus(r.nfsstat as Nfs3Status), `delegation refused (NFS status ${r.nfsstat})`);
-    this.held.set(fh.toString('hex'), mode);
+  /**
+   * callback: ask the proxy server for a delegation (it recalls conflicting
+   * holders first). A write delegation for a file with unflushed data is a
+   * RECLAIM (the data was written under a delegation since lost: refused if
+   * this client was fenced); a plain WRITE lifts a fence, so it is asked
+   * only with nothing unflushed.
+   */
+  private async takeDelegation(cred: Credentials, s: FileState, mode: 'read' | 'write'): Promise<void> {
+    const wasHeld = this.held!.has(s.key);
+    await this.held!.take(cred, s.fh, mode === 'write' && this.wb?.dirty(s.key) ? 'reclaim' : mode);
+    // Trust lapsed (or never was): what was cached under the old delegation is asked again.
+    if (wasHeld) this.files.invalidate(s);
   }
 
   /** callback: the proxy server recalls `fh` (another session's call conflicts): flush its journal, drop it, answer. */
   async recall(fh: Buffer): Promise<RecallStatus> {
     await this.up();
-    const k = fh.toString('hex');
-    if (!this.held.has(k)) return RecallStatus.NOT_HELD;
-    let status = RecallStatus.OK;
+    const wasHeld = this.held?.recalled(fh) ?? false;
     const s = this.file(fh);
-    if (this.wb?.dirty(s.key)) {
+    const dirty = !!this.wb?.dirty(s.key);
+    if (!wasHeld && !dirty) return RecallStatus.NOT_HELD;
+    let status = RecallStatus.OK;
+    if (dirty) {
       try {
         await this.flushOne(s);
       } catch (e) {
@@ -756,9 +777,21 @@ export class CacheBackend extends PassthroughBackend {
         status = RecallStatus.FLUSH_FAILED;
       }
     }
-    this.held.delete(k);
+    this.held?.drop(fh);
     this.invalidate([fh]);
     return status;
+  }
+
+  /** callback: the cache drops a file (forgotten, an order): its delegation goes back, once its data is on the server. */
+  private async giveBack(s: FileState): Promise<void> {
+    if (this.opts.consistency !== 'callback' || !this.held?.has(s.key) || this.wb?.dirty(s.key)) return;
+    await this.held.giveBack(s.fh);
+  }
+
+  /** callback: give back every delegation whose file has nothing unflushed (session end, leaving the model). */
+  private async giveBackAll(): Promise<void> {
+    if (!this.held) return;
+    await Promise.all(this.held.heldHandles().filter((fh) => !this.wb?.dirty(fh.toString('hex'))).map((fh) => this.held!.giveBack(fh)));
   }
 
   override async mount(p: string, cred: Credentials): Promise<{ fh: Buffer; authFlavors: number[] }> {
@@ -830,6 +863,7 @@ export class CacheBackend extends PassthroughBackend {
     if (path === undefined || path === '' || path === '/') {
       const n = [...this.files.all()].length;
       this.invalidateAll();
+      await this.giveBackAll();
       this.c.ordersInvalidated += n;
       return n;
     }
@@ -844,6 +878,7 @@ export class CacheBackend extends PassthroughBackend {
     }
     // The file itself and the directory holding its name (a name that now leads elsewhere).
     this.invalidate(hit.slice(-2));
+    for (const fh of hit.slice(-2)) await this.giveBack(this.file(fh));
     this.c.ordersInvalidated += 1;
     return 1;
   }
@@ -913,12 +948,23 @@ export class CacheBackend extends PassthroughBackend {
     if (o.pollMs !== undefined) this.opts.pollMs = checkPollMs(o.pollMs);
     if (o.consistency !== undefined) {
       const m = checkConsistency(o.consistency);
-      if (m === 'poll' && !this.poller) throw new Error('the poll consistency model needs a link to a GVFS proxy server');
+      if (m !== 'ttl' && !this.poller) throw new Error(`the ${m} consistency model needs a link to a GVFS proxy server`);
       if (m !== this.opts.consistency) {
+        const was = this.opts.consistency;
         // To poll: nothing is trusted until the first poll (a drop-everything answer) is in. To ttl: the timeout takes over.
         if (m === 'poll') this.poller!.start();
         else await this.poller!.stop();
+        // To callback: nothing is trusted until a delegation is taken. From it: its data is delivered and its delegations given back.
+        if (m === 'callback') {
+          this.invalidateAll();
+          this.held!.start();
+        }
         this.opts.consistency = m;
+        if (was === 'callback') {
+          this.held!.stop();
+          await this.wb!.flushAll();
+          await Promise.all(this.held!.heldHandles().filter((fh) => !this.wb?.dirty(fh.toString('hex'))).map((fh) => this.held!.giveBack(fh)));
+        }
         log.info({ session: this.opts.session, consistency: m, pollMs: this.opts.pollMs }, 'cache: consistency model changed');
       }
     }
@@ -966,6 +1012,9 @@ export class CacheBackend extends PassthroughBackend {
     for (const t of this.timers) clearInterval(t);
     await this.poller?.stop();
     await this.wb!.close();
+    // Delegations go back once their data is on the server (a file still dirty keeps its own: the next run reclaims it).
+    this.held?.stop();
+    if (this.opts.consistency === 'callback') await this.giveBackAll();
     await this.reader.settle();
     await this.scanning;
     await this.saveState();

@@ -61,6 +61,8 @@ export class FileTable {
       dirChanged: (key: string) => void;
       /** The file has unflushed writes (never forgotten). */
       dirty: (key: string) => boolean;
+      /** The table forgot the file (trimmed to its bound). */
+      forgotten?: (s: FileState) => void;
     },
   ) {}
 
@@ -80,6 +82,7 @@ export class FileTable {
       if (this.files.size < MAX_FILES * 0.9) break;
       if (s.writing || s.getattr || this.o.dirty(k)) continue;
       this.files.delete(k);
+      this.o.forgotten?.(s);
     }
   }
 

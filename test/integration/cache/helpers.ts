@@ -31,7 +31,7 @@ export interface CacheChain {
   sessions: SessionRegistry;
   /** Calls of an NFSv3 procedure the upstream server has answered ('READ', 'WRITE' ...). */
   upstreamCalls(proc: string): number;
-  startSession(o?: { cacheDir?: string; cache?: Partial<CacheOptions>; key?: SessionKey; timeoutMs?: number; noCache?: boolean; meta?: ProxyLinkOptions['meta'] }): Promise<Session>;
+  startSession(o?: { port?: number; cacheDir?: string; cache?: Partial<CacheOptions>; key?: SessionKey; timeoutMs?: number; noCache?: boolean; meta?: ProxyLinkOptions['meta'] }): Promise<Session>;
   stopUpstream(): Promise<void>;
   /** The link goes dead (the proxy server stops) and comes back on the same port. */
   stopProxyServer(): Promise<void>;
@@ -52,7 +52,7 @@ export interface Session {
 }
 
 /** `changeLogEntries`: each export's change-log bound at the proxy server (the poll consistency model). */
-export async function startCacheChain(o: { changeLogEntries?: number } = {}): Promise<CacheChain> {
+export async function startCacheChain(o: { changeLogEntries?: number; delegationLeaseMs?: number } = {}): Promise<CacheChain> {
   const base = await tempDir('gvfs-cache-');
   const exportDir = path.join(base, 'export');
   await fs.mkdir(exportDir);
@@ -75,6 +75,7 @@ export async function startCacheChain(o: { changeLogEntries?: number } = {}): Pr
       stateDir: path.join(base, 'ps-state'),
       upstreamTimeoutMs: 5_000,
       changeLogEntries: o.changeLogEntries,
+      delegationLeaseMs: o.delegationLeaseMs,
     });
     c.proxyServerPort = (await c.proxyServer.listen(port, '127.0.0.1')).port;
   };
@@ -105,7 +106,7 @@ export async function startCacheChain(o: { changeLogEntries?: number } = {}): Pr
     }
     const pc = createProxyClient({
       host: '127.0.0.1',
-      port: c.proxyServerPort,
+      port: o.port ?? c.proxyServerPort,
       key,
       timeoutMs: o.timeoutMs ?? 10_000,
       cache: o.noCache ? undefined : { dir: o.cacheDir ?? path.join(base, 'cache'), capacity: 256 << 20, ...o.cache },

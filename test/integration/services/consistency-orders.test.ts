@@ -62,8 +62,14 @@ describe('session service: consistency model (PATCH) and invalidate / flush orde
     assert.deepEqual(p.body.stats.mounts.map((m: any) => m.consistency), ['ttl', 'ttl']);
     const q = await c.api(c.tokens.alice, 'PATCH', `/sessions/${s.id}`, { consistency: 'poll', pollPeriod: 1 });
     assert.deepEqual(q.body.stats.mounts.map((m: any) => m.consistency), ['poll', 'poll']);
+    // callback: accepted live too (the mounts' caches take delegations from now on).
     const cb = await c.api(c.tokens.alice, 'PATCH', `/sessions/${s.id}`, { consistency: 'callback' });
-    assert.equal(cb.status, 400, 'callback is not built: refused by the schema');
+    assert.equal(cb.status, 200, JSON.stringify(cb.body));
+    assert.equal(cb.body.consistency, 'callback');
+    assert.deepEqual(cb.body.stats.mounts.map((m: any) => m.consistency), ['callback', 'callback']);
+    assert.equal(await fs.readFile(path.join(data, 'f.txt'), 'utf8'), 'two, written on the server');
+    const bad = await c.api(c.tokens.alice, 'PATCH', `/sessions/${s.id}`, { consistency: 'strong' });
+    assert.equal(bad.status, 400, 'an unknown model is refused by the schema');
     assert.equal((await c.api(c.tokens.alice, 'DELETE', `/sessions/${s.id}`)).body.state, 'destroyed');
   });
 });
