@@ -12,6 +12,7 @@ import { FileStore } from '../../../src/store/file-store.js';
 import { pushImage } from '../../../src/image/push.js';
 import { readPublisherKey, writePublisherKey } from '../../../src/image/signature.js';
 import { GUEST } from './guest-versions.js';
+import { sshdSkip, startSshd } from '../../helpers/sshd.js';
 
 /**
  * A clone (every file of the demo guest read through the proxy client, as
@@ -50,8 +51,8 @@ describe('store failover when a proxy server hangs or is killed mid-clone', { ti
     return { work, sessionKey, a: await server('a'), b: await server('b') };
   }
 
-  async function client(sessionKey: string, servers: string): Promise<{ proc: GvfsProcess; nfs: RemoteNfs }> {
-    const proc = await spawnGvfs(['proxy-client', '--listen', '127.0.0.1:0', '--server', servers, '--key', sessionKey, '--no-meta', '--timeout', String(TIMEOUT_MS)]);
+  async function client(sessionKey: string, servers: string, extra: string[] = []): Promise<{ proc: GvfsProcess; nfs: RemoteNfs }> {
+    const proc = await spawnGvfs(['proxy-client', '--listen', '127.0.0.1:0', '--server', servers, '--key', sessionKey, '--no-meta', '--timeout', String(TIMEOUT_MS), ...extra]);
     procs.push(proc);
     return { proc, nfs: new RemoteNfs({ host: '127.0.0.1', port: proc.port, timeoutMs: 120_000 }) };
   }
@@ -131,6 +132,29 @@ describe('store failover when a proxy server hangs or is killed mid-clone', { ti
       assert.ok(slowest < STALL_MS, `slowest read ${slowest} ms`);
     } finally {
       await nfs.close();
+    }
+  });
+
+  test('through an SSH tunnel (--via) to both servers: A hangs mid-clone, the clone completes from B', { skip: sshdSkip() }, async () => {
+    const { work, sessionKey, a, b } = await setup();
+    const sshd = await startSshd(path.join(work, 'sshd'));
+    try {
+      const relay = new FreezeRelay(a.port);
+      relays.push(relay);
+      const rPort = await relay.listen();
+      const via = ['--via', `ssh://root@127.0.0.1:${sshd.port}`, '--ssh-key', sshd.userKey, '--known-hosts', sshd.knownHosts];
+      const { proc, nfs } = await client(sessionKey, `127.0.0.1:${rPort},127.0.0.1:${b.port}`, via);
+      try {
+        const { files, slowest } = await clone(nfs, () => relay.freeze('both'));
+        await assertIdentical(files);
+        assert.ok(relay.heldBytes > 0);
+        await proc.waitLog(/failed over/, 5_000);
+        assert.ok(slowest < STALL_MS + 4_000, `slowest read ${slowest} ms`);
+      } finally {
+        await nfs.close();
+      }
+    } finally {
+      await sshd.stop();
     }
   });
 });
