@@ -4,17 +4,18 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { SessionRegistry } from '../../../src/channel/sessions.js';
-import { type BulkReadArgs } from '../../../src/ext/meta-codec.js';
+import { MetaStatus, type BulkReadArgs } from '../../../src/ext/meta-codec.js';
+import { fetchMeta } from '../../../src/ext/meta-client.js';
 import { imageKey } from '../../../src/image/layout.js';
 import { pushImage } from '../../../src/image/push.js';
 import { readPublisherKey, verifySigned, writePublisherKey } from '../../../src/image/signature.js';
 import { decodeMeta, encodeMeta, HASH_LEN } from '../../../src/meta/format.js';
 import { generateMeta, writeMetaFile } from '../../../src/meta/generate.js';
 import { createProxyServer, type ProxyServer } from '../../../src/proxy/proxy-server.js';
-import { stackClient, type ClientStack } from '../../../src/proxy/proxy-client.js';
+import { proxyLink, stackClient, type ClientStack } from '../../../src/proxy/proxy-client.js';
 import type { Credentials } from '../../../src/rpc/types.js';
 import { FileStore } from '../../../src/store/file-store.js';
-import { keyFile } from '../../../src/../test/helpers/key-file.js';
+import { keyFile } from '../../helpers/key-file.js';
 import { ROOT, tempDir } from '../../helpers/local-server.js';
 
 /**
@@ -117,19 +118,22 @@ describe('store export: meta-data hints and prefetch order served from the manif
     assert.ok(e.blocks && e.blocks.size === BS, 'block hashes named');
     const plain = o.manifest.entries.find((x) => x.path === 'plain.bin');
     assert.ok(plain && plain.type === 'file' && !plain.hint && !plain.blocks, 'a file without meta-data has none');
-    const { ps } = await serve(o, 'store');
-    const root = (await ps.backend.mount('/', ROOT)).fh;
-    const img = (await ps.backend.lookup(ROOT, root, 'img')).fh;
-    const fh = (await ps.backend.lookup(ROOT, img, 'disk.img')).fh;
-    const got = await ps.meta.getMeta(ROOT, fh, 0, 1 << 20);
-    assert.equal(got.status, 0, `GET_META status ${got.status}`);
-    const m = decodeMeta(got.data);
+    const { port } = await serve(o, 'store');
+    const { remote } = proxyLink({ host: '127.0.0.1', port, key: o.key });
+    closers.push(() => remote.close());
+    const root = (await remote.mount('/', ROOT)).fh;
+    const img = (await remote.lookup(ROOT, root, 'img')).fh;
+    const fh = (await remote.lookup(ROOT, img, 'disk.img')).fh;
+    const got = await fetchMeta(remote, ROOT, fh);
+    assert.equal(got.status, MetaStatus.OK, `GET_META status ${got.status}`);
+    const m = decodeMeta(got.bytes!);
     assert.ok(m.hashes.equals(o.generated.hashes), 'block hashes as generated');
     assert.ok(m.zeroMap.equals(o.generated.zeroMap), 'zero map as generated');
     assert.equal(m.hint, 'prefetch');
-    assert.equal(m.hashes.length, (4 * MiB) / BS * HASH_LEN);
-    const pfh = (await ps.backend.lookup(ROOT, img, 'plain.bin')).fh;
-    assert.equal((await ps.meta.getMeta(ROOT, pfh, 0, 1 << 20)).status, 1 /* NONE */);
+    assert.equal(m.hashes.length, ((4 * MiB) / BS) * HASH_LEN);
+    assert.equal(m.size, (await remote.getattr(ROOT, fh)).size);
+    const pfh = (await remote.lookup(ROOT, img, 'plain.bin')).fh;
+    assert.equal((await fetchMeta(remote, ROOT, pfh)).status, MetaStatus.NONE);
   });
 
   test('a compute host prefetches from the store what the manifest lists, in its order; zero blocks stay local', async () => {
