@@ -6,6 +6,7 @@ import path from 'node:path';
 import { SessionRegistry } from '../../../src/channel/sessions.js';
 import { MetaStatus, type BulkReadArgs } from '../../../src/ext/meta-codec.js';
 import { fetchMeta } from '../../../src/ext/meta-client.js';
+import { gcStore } from '../../../src/image/catalog.js';
 import { imageKey } from '../../../src/image/layout.js';
 import { pushImage } from '../../../src/image/push.js';
 import { readPublisherKey, verifySigned, writePublisherKey } from '../../../src/image/signature.js';
@@ -109,7 +110,7 @@ describe('store export: meta-data hints and prefetch order served from the manif
     return { fh, firstRead: bulk[0] ?? [] };
   }
 
-  test('the manifest carries hint, order and block hashes; GET_META from the store equals the generator\'s hashes and zero map', async () => {
+  test('the manifest carries hint, order and block hashes (kept by gc); GET_META from the store equals the generator\'s hashes and zero map', async () => {
     const o = await image();
     const e = o.manifest.entries.find((x) => x.path === 'disk.img');
     assert.ok(e && e.type === 'file');
@@ -118,6 +119,9 @@ describe('store export: meta-data hints and prefetch order served from the manif
     assert.ok(e.blocks && e.blocks.size === BS, 'block hashes named');
     const plain = o.manifest.entries.find((x) => x.path === 'plain.bin');
     assert.ok(plain && plain.type === 'file' && !plain.hint && !plain.blocks, 'a file without meta-data has none');
+    // gc with no grace keeps the block-hash chunk: the manifest names it.
+    const gc = await gcStore(o.store, { graceMs: 0 });
+    assert.equal(gc.deleted, 0, 'gc deleted a chunk the manifest names');
     const { port } = await serve(o, 'store');
     const { remote } = proxyLink({ host: '127.0.0.1', port, key: o.key });
     closers.push(() => remote.close());
