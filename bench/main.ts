@@ -14,6 +14,7 @@ import { cacheSuite } from './suites/cache.js';
 import { sessionsSuite } from './suites/sessions.js';
 import { metaSuite } from './suites/meta.js';
 import { vmSuite } from './suites/vm.js';
+import { storeSuite } from './suites/store.js';
 
 const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>, profile: string, sizes: { imageMiB?: number; memMiB?: number }) => Promise<SuiteResult>> = {
   server: serverSuite,
@@ -25,6 +26,7 @@ const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>, profile: stri
   sessions: (ctx) => sessionsSuite(ctx),
   meta: (ctx, profile, sizes) => metaSuite(ctx, profile, sizes.memMiB),
   vm: (ctx, profile, sizes) => vmSuite(ctx, profile, { memMiB: sizes.memMiB, diskMiB: sizes.imageMiB }),
+  store: (ctx, profile) => storeSuite(ctx, profile),
 };
 
 const here = path.dirname(fileURLToPath(import.meta.url));

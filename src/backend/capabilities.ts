@@ -29,3 +29,19 @@ export interface InvalidationSource {
 export function invalidationsOf(b: Backend): InvalidationSource | undefined {
   return (b as Partial<{ invalidations: InvalidationSource | undefined }>).invalidations;
 }
+
+/**
+ * Meta-data a backend carries itself (a store's signed manifest: hint,
+ * block hashes, prefetch order), encoded as meta/format.ts describes, so
+ * the proxy server's meta-data procedures serve it as they serve a local
+ * export's `.gvfs-meta/` file. `fh` is the backend's own handle; undefined:
+ * no meta-data for this file. Errors are FsErrors.
+ */
+export interface MetaSource {
+  fileMeta(fh: Buffer): Promise<Buffer | undefined>;
+}
+
+export function metaSourceOf(b: Backend): MetaSource | undefined {
+  const m = b as Partial<MetaSource>;
+  return typeof m.fileMeta === 'function' ? (b as unknown as MetaSource) : undefined;
+}

@@ -99,13 +99,17 @@ export class SshTunnel {
     return this.connecting;
   }
 
-  /** A Dialer for the RPC client: each call opens a new channel to the proxy server. */
-  dialer(): Dialer {
+  /**
+   * A Dialer for the RPC client: each call opens a new channel to the proxy
+   * server (`target`, default the tunnel's; several targets share the one
+   * SSH connection, for failover between proxy servers the SSH server reaches).
+   */
+  dialer(target: { host: string; port: number } = this.o.target): Dialer {
     return async () => {
       const c = await this.ready();
       return new Promise<Duplex>((resolve, reject) => {
-        c.forwardOut('127.0.0.1', 0, this.o.target.host, this.o.target.port, (err, stream) => {
-          if (err) reject(new RpcError(`SSH channel to ${this.o.target.host}:${this.o.target.port}: ${err.message}`, 'disconnected'));
+        c.forwardOut('127.0.0.1', 0, target.host, target.port, (err, stream) => {
+          if (err) reject(new RpcError(`SSH channel to ${target.host}:${target.port}: ${err.message}`, 'disconnected'));
           else resolve(stream as unknown as Duplex);
         });
       });

@@ -33,7 +33,7 @@ function parseSeconds(v: string): number {
  */
 export function addLinkOptions(c: Command, o: { serverRequired?: boolean } = {}): Command {
   const server = '--server <host:port[,host:port...]>';
-  const serverHelp = 'the proxy server (with --via: as the SSH server sees it, e.g. 127.0.0.1:PORT); several, comma-separated: fail over to the next when one cannot be reached (proxy servers of one store with a shared --handle-secret)';
+  const serverHelp = 'the proxy server (with --via: as the SSH server sees it, e.g. 127.0.0.1:PORT); several, comma-separated: fail over to the next when one dies, cannot be reached, or answers nothing for --timeout / (number of servers) ms (proxy servers of one store with a shared --handle-secret; also through --via, as the SSH server sees them). A call that changes the namespace or attributes and may have run on the server that stopped is not resent to another: it fails with EIO rather than run twice';
   return (o.serverRequired === false ? c.option(server, serverHelp) : c.requiredOption(server, serverHelp))
     .option('--key <file>', 'session key file to prove on every connection (gvfs keygen)')
     .option('--tls-fingerprint <sha256>', 'use TLS 1.3 and accept only this server certificate')
@@ -43,7 +43,7 @@ export function addLinkOptions(c: Command, o: { serverRequired?: boolean } = {})
     .option('--user <identity>', 'grid identity to announce (insecure servers without keys)')
     .option('--insecure', 'allow a plaintext channel off loopback and no session key (warns)')
     .option('--connections <n>', 'connections to the proxy server', parseIntArg, 1)
-    .option('--timeout <ms>', 'deadline for a call to the proxy server (then the client gets an error)', parseIntArg, 60_000)
+    .option('--timeout <ms>', 'deadline for a call to the proxy server (then the client gets an error); with several --server, each server\'s share of it is how long silence is tolerated before failing over', parseIntArg, 60_000)
     .option('--cache-dir <dir>', 'keep a disk cache of this session in DIR (blocks shared with other sessions using DIR; the write-back journal per session)')
     .option('--cache-size <size>', `disk the cache may use (blocks + journal), e.g. 512M, 10G (default ${DEFAULT_CAPACITY / 1024 ** 3}G)`, parseSize)
     .option('--write-back', 'acknowledge writes once journalled in the cache; deliver them on gvfs flush, session end, --dirty-limit or --dirty-max-age (default with --cache-dir)')

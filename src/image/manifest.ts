@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { HASH_LEN, MAX_BLOCK, MIN_BLOCK } from '../meta/format.js';
 import { checkChunking, MAX_CHUNK, type ChunkingParams } from './chunker.js';
 
 /**
@@ -12,6 +13,10 @@ import { checkChunking, MAX_CHUNK, type ChunkingParams } from './chunker.js';
  * [offset, length, null] for a zero run (never stored; reads of it are
  * answered without the store). `hint` and `order` carry the meta-data layer's
  * transfer hint and recorded prefetch order (extent indexes, first read first).
+ * `blocks` carries the meta-data layer's per-block hashes (meta/format.ts:
+ * HASH_LEN bytes per block of `size` bytes, all zero for an all-zero block),
+ * stored as one chunk named by its SHA-256 (so the signature covers them),
+ * for a store-backed server to answer GET_META as a local export would.
  */
 export const MANIFEST_FORMAT = 'gvfs-image/1';
 /** A reader refuses larger manifests before parsing them. */
@@ -22,8 +27,19 @@ export type Hint = 'ondemand' | 'whole' | 'prefetch';
 
 export type Entry =
   | { path: string; type: 'dir'; mode: number; mtime: number }
-  | { path: string; type: 'file'; mode: number; mtime: number; size: number; extents: Extent[]; hint?: Hint; order?: number[] }
+  | { path: string; type: 'file'; mode: number; mtime: number; size: number; extents: Extent[]; hint?: Hint; order?: number[]; blocks?: BlockHashes }
   | { path: string; type: 'symlink'; mode: number; mtime: number; target: string };
+
+/** A file's meta-data block hashes: block size and the chunk (sha256 hex) holding HASH_LEN bytes per block. */
+export interface BlockHashes {
+  size: number;
+  hashes: string;
+}
+
+/** Bytes of a file's block-hash chunk. */
+export function blockHashesLen(fileSize: number, blockSize: number): number {
+  return Math.ceil(fileSize / blockSize) * HASH_LEN;
+}
 
 export interface Manifest {
   format: typeof MANIFEST_FORMAT;
@@ -102,6 +118,11 @@ export function parseManifest(bytes: Buffer): Manifest {
       if (at !== e.size) bad(`${e.path}: extents cover ${at} of ${e.size} bytes`);
       if (e.hint !== undefined && e.hint !== 'ondemand' && e.hint !== 'whole' && e.hint !== 'prefetch') bad(`${e.path}: hint`);
       if (e.order !== undefined && (!Array.isArray(e.order) || e.order.some((i) => !isNat(i) || i >= e.extents.length))) bad(`${e.path}: order`);
+      if (e.blocks !== undefined) {
+        const b = e.blocks;
+        if (typeof b !== 'object' || b === null || !isNat(b.size) || b.size < MIN_BLOCK || b.size > MAX_BLOCK || b.size % MIN_BLOCK !== 0) bad(`${e.path}: block size`);
+        if (typeof b.hashes !== 'string' || !HEX64.test(b.hashes) || blockHashesLen(e.size, b.size) > MAX_CHUNK || e.size === 0) bad(`${e.path}: block hashes`);
+      }
     } else bad(`${(e as Entry).path}: type`);
   }
   return m;
@@ -115,6 +136,10 @@ export function manifestBytes(m: Manifest): Buffer {
 /** Every chunk hash a manifest names. */
 export function chunksOf(m: Manifest): Set<string> {
   const s = new Set<string>();
-  for (const e of m.entries) if (e.type === 'file') for (const x of e.extents) if (x[2]) s.add(x[2]);
+  for (const e of m.entries) {
+    if (e.type !== 'file') continue;
+    for (const x of e.extents) if (x[2]) s.add(x[2]);
+    if (e.blocks) s.add(e.blocks.hashes);
+  }
   return s;
 }

@@ -5,9 +5,9 @@ import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { decodeMeta, META_DIR, metaFileName, sameVersion } from '../meta/format.js';
 import { isStoreError, type ObjectStore } from '../store/store.js';
-import { checkChunking, DEFAULT_CHUNKING, type ChunkingParams } from './chunker.js';
+import { checkChunking, DEFAULT_CHUNKING, MAX_CHUNK, type ChunkingParams } from './chunker.js';
 import { chunkKey, encodeChunk, GC_LOCK, imageKey, PENDING } from './layout.js';
-import { IMAGE_NAME, MANIFEST_FORMAT, sha256hex, type Entry, type Extent, type Hint, type Manifest } from './manifest.js';
+import { IMAGE_NAME, MANIFEST_FORMAT, sha256hex, type Entry, type BlockHashes, type Extent, type Hint, type Manifest } from './manifest.js';
 import { signManifest, type PublisherKey } from './signature.js';
 import { splitFile } from './split.js';
 
@@ -114,7 +114,14 @@ export async function pushImage(store: ObjectStore, dir: string, name: string, k
         if (inflight.size >= (o.parallel ?? 8)) await Promise.race(inflight);
         if (failure) throw failure;
       }
-      const hints = await metaHints(dir, e.abs, e.size, extents);
+      const hints = await metaHints(dir, e.abs, e.size, extents, async (data) => {
+        const h = sha256hex(data);
+        if (!seen.has(h)) {
+          seen.add(h);
+          await store1(h, data);
+        }
+        return h;
+      });
       out.push({ path: e.rel, type: 'file', mode: e.mode, mtime: e.mtime, size: e.size, extents, ...hints });
     }
     await Promise.all(inflight);
@@ -179,9 +186,11 @@ async function walk(dir: string): Promise<Walked[]> {
 /**
  * The meta-data layer's hint and recorded prefetch order for a file, when
  * `gvfs meta generate` left current meta-data for it in DIR/.gvfs-meta:
- * the block order becomes an order of extents (first block read → its extent first).
+ * the block order becomes an order of extents (first block read → its extent first),
+ * and the block hashes are stored as one chunk (`put` returns its hash) the
+ * manifest names, so a store-backed server can serve the file's meta-data.
  */
-async function metaHints(dir: string, abs: string, size: number, extents: Extent[]): Promise<{ hint?: Hint; order?: number[] }> {
+async function metaHints(dir: string, abs: string, size: number, extents: Extent[], put: (data: Buffer) => Promise<string>): Promise<{ hint?: Hint; order?: number[]; blocks?: BlockHashes }> {
   const st = await lstat(abs, { bigint: true });
   let buf;
   try {
@@ -214,5 +223,6 @@ async function metaHints(dir: string, abs: string, size: number, extents: Extent
       order.push(lo);
     }
   }
-  return { hint: m.hint, ...(order.length ? { order } : {}) };
+  const blocks = size > 0 && m.hashes.length <= MAX_CHUNK ? { size: m.blockSize, hashes: await put(m.hashes) } : undefined;
+  return { hint: m.hint, ...(order.length ? { order } : {}), ...(blocks ? { blocks } : {}) };
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Backend } from '../backend/backend.js';
+import type { MetaSource } from '../backend/capabilities.js';
 import { FsError, isFsError } from '../backend/errors.js';
 import {
   MAX_BULK,
@@ -29,6 +30,8 @@ export interface MetaExport {
   raw: Backend;
   /** The path mounted on it. */
   path: string;
+  /** Meta-data the export carries itself (a store's manifest), served instead of `.gvfs-meta/`. */
+  meta?: MetaSource;
 }
 
 export interface MetaServerOptions {
@@ -61,6 +64,14 @@ export class MetaServer {
     return this.guard({ status: MetaStatus.OK, nfsstat: 0, total: 0, data: Buffer.alloc(0) }, async () => {
       const attr = await this.readable(cred, fh, ACCESS3_READ);
       if (attr.type !== FType.REG) return { status: MetaStatus.NONE, nfsstat: 0, total: 0, data: Buffer.alloc(0) };
+      const { ex, ufh } = this.o.unwrap(fh, cred);
+      const src = this.o.exports[ex].meta;
+      if (src) {
+        const bytes = await src.fileMeta(ufh);
+        if (!bytes) return { status: MetaStatus.NONE, nfsstat: 0, total: 0, data: Buffer.alloc(0) };
+        if (!sameVersion(headerVersion(bytes), attr)) return { status: MetaStatus.STALE, nfsstat: 0, total: bytes.length, data: Buffer.alloc(0) };
+        return { status: MetaStatus.OK, nfsstat: 0, total: bytes.length, data: bytes.subarray(offset, offset + Math.min(count, MAX_META_PAGE)) };
+      }
       const f = await this.metaFile(cred, fh, attr);
       if (!f) return { status: MetaStatus.NONE, nfsstat: 0, total: 0, data: Buffer.alloc(0) };
       const total = f.attr.size;

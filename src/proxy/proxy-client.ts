@@ -44,7 +44,10 @@ export interface ProxyLinkOptions {
   insecure?: boolean;
   connections?: number;
   maxInFlight?: number;
+  /** Per-call deadline (ms). With several servers, a server silent for timeoutMs / servers is abandoned for the next. */
   timeoutMs?: number;
+  /** Override of that silence bound (ms; failover only). */
+  stallMs?: number;
   /** The meta-data wrapper (wrappers/metadata): on unless `false`. */
   meta?: false | Pick<MetaOptions, 'window' | 'compress' | 'background' | 'validateMs'>;
   /** What this client does when the proxy server calls it back (CB_RECALL of the callback model). */
@@ -79,20 +82,26 @@ export function proxyLink(o: ProxyLinkOptions): { remote: RemoteNfs; tunnel?: Ss
   if (!o.key && !o.user) throw new Error('without a session key, --user names the grid identity to announce');
   let dial: Dialer;
   let tunnel: SshTunnel | undefined;
+  const all = [{ host: o.host, port: o.port }, ...(o.alternates ?? [])];
+  const timeoutMs = o.timeoutMs ?? 60_000;
+  // Failover: a server silent for its share of the call deadline is abandoned, so a call gets a turn
+  // at each server within its deadline (a hung A, then B answering: about timeout/servers + a connect).
+  const stallMs = all.length > 1 ? (o.stallMs ?? Math.max(100, Math.floor(timeoutMs / all.length))) : undefined;
   if (o.ssh) {
-    if (o.alternates?.length) throw new Error('failover to several --server addresses is not supported through an SSH tunnel (--via)');
+    // One SSH connection; each proxy server (as the SSH server sees it) is a channel target.
     tunnel = new SshTunnel({ ...o.ssh, target: { host: o.host, port: o.port } });
-    dial = tunnel.dialer();
+    const t = tunnel;
+    dial = all.length === 1 ? t.dialer() : failoverDialer(all.map((s) => ({ name: `${s.host}:${s.port}`, dial: t.dialer(s) })));
   } else {
+    const connectMs = stallMs !== undefined ? Math.min(10_000, stallMs) : undefined;
     const direct = (host: string, port: number): Dialer => {
-      if (o.tlsFingerprint) return tlsDialer(host, port, o.tlsFingerprint);
+      if (o.tlsFingerprint) return tlsDialer(host, port, o.tlsFingerprint, connectMs);
       if (!isLoopback(host)) {
         if (!o.insecure) throw new Error(`refusing plaintext to ${host}: use --tls-fingerprint, --via ssh://..., or --insecure`);
         log.warn({ host }, 'INSECURE: plaintext channel to the proxy server');
       }
-      return tcpDialer(host, port);
+      return tcpDialer(host, port, connectMs);
     };
-    const all = [{ host: o.host, port: o.port }, ...(o.alternates ?? [])];
     dial = all.length === 1 ? direct(o.host, o.port) : failoverDialer(all.map((s) => ({ name: `${s.host}:${s.port}`, dial: direct(s.host, s.port) })));
   }
   const key = o.key;
@@ -102,7 +111,8 @@ export function proxyLink(o: ProxyLinkOptions): { remote: RemoteNfs; tunnel?: Ss
     dial,
     connections: o.connections ?? 1,
     maxInFlight: o.maxInFlight ?? 64,
-    timeoutMs: o.timeoutMs ?? 60_000,
+    timeoutMs,
+    stallMs,
     onConnect: key ? ({ call }) => proveSession(call, key) : ({ call }) => hello(call, o.user!),
     callbacks: o.callbacks ? new ProgramTable().add(callbackProgram(o.callbacks)) : undefined,
   });

@@ -150,8 +150,8 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
       const b = await StoreBackend.open({ store: e.store, trusted: e.trusted, site: e.site });
       // Logged like every export (the change logs are indexed by export); a read-only store logs nothing.
       list.push({ name: e.name ?? '/', backend: logged(b), path: '/', readOnly: true });
-      // No .gvfs-meta in a store: the meta-data procedures answer "none" (the manifest carries the hints).
-      metaExports.push({ raw: b, path: '/' });
+      // No .gvfs-meta in a store: the manifest carries the hints, block hashes and prefetch order (StoreBackend.fileMeta).
+      metaExports.push({ raw: b, path: '/', meta: b });
     } else {
       if (e.expect) await checkExportRoot(e.dir, e.expect);
       const b = await LocalExport.open({ root: e.dir, stateDir: path.join(stateDir, `export-${i}`) });

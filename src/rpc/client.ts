@@ -15,6 +15,15 @@ const log = logger('rpc');
 /** Opens a byte stream to the server: plain TCP by default; TLS or an SSH channel later. */
 export type Dialer = () => Promise<Duplex>;
 
+/**
+ * The server a stream reaches, when a dialer knows it (failover-dialer.ts
+ * names each stream it opens). The client resends a call that may have run
+ * on one server to another only when the call is resendable (see
+ * RpcClientOptions.resendable); streams without a name are all one server.
+ */
+export const PEER_NAME = Symbol('gvfs.rpc.peerName');
+export type NamedStream = Duplex & { [PEER_NAME]?: string };
+
 /** Dial attempts (with back-off, ~0.75 s in all) before calls fail when the server was never reached. */
 const INITIAL_CONNECT_ATTEMPTS = 5;
 
@@ -115,6 +124,23 @@ export interface RpcClientOptions {
    * are ignored, as before.
    */
   callbacks?: ProgramTable;
+  /**
+   * Abandon a connection on which calls are outstanding and nothing at all
+   * has arrived for this long (ms): a server that accepts and then answers
+   * nothing, or a link that stopped forwarding. The stream is destroyed, so
+   * the dialer is asked again (failover-dialer.ts then goes to the next
+   * server) and the calls are resent there. Absent: only the per-call
+   * deadline bounds a hung server.
+   */
+  stallMs?: number;
+  /**
+   * Whether a call that was sent to one server may be resent to ANOTHER
+   * (a reconnect that reaches a differently named stream, PEER_NAME). The
+   * same server's duplicate-request cache makes any resend to it safe; another
+   * server has no record of the first, so a non-idempotent call that may have
+   * run there fails with 'disconnected' instead of running twice. Default: every call may.
+   */
+  resendable?: (prog: number, vers: number, proc: number) => boolean;
 }
 
 interface Pending {
@@ -127,6 +153,11 @@ interface Pending {
   sent: boolean;
   /** Only for calls bound to one connection (handshakes): fail rather than resend. */
   pinned?: Duplex;
+  prog: number;
+  vers: number;
+  proc: number;
+  /** The server (PEER_NAME of the stream) it was last written to. */
+  sentTo?: string;
 }
 
 /**
@@ -154,12 +185,42 @@ export class RpcClient {
   readonly timeoutMs: number;
   cred: OpaqueAuth;
   /** Counters for tests and benchmarks. */
-  readonly stats = { calls: 0, resends: 0, reconnects: 0, bytesOut: 0, bytesIn: 0, /** of bytesIn: read straight into a large reply's own buffer (TCP only) */ directBytesIn: 0 };
+  readonly stats = {
+    calls: 0,
+    resends: 0,
+    reconnects: 0,
+    bytesOut: 0,
+    bytesIn: 0,
+    /** of bytesIn: read straight into a large reply's own buffer (TCP only) */ directBytesIn: 0,
+    /** connections abandoned for silence (stallMs) */ stalls: 0,
+    /** non-idempotent calls failed rather than resent to another server */ notResent: 0,
+  };
+  /** Last time bytes arrived, or a call left on an idle connection (the stall watchdog's clock). */
+  private quietSince = Date.now();
+  private watchdog?: NodeJS.Timeout;
 
   constructor(private readonly opts: RpcClientOptions) {
     this.maxInFlight = opts.maxInFlight ?? 32;
     this.timeoutMs = opts.timeoutMs ?? 60_000;
     this.cred = opts.cred ?? AUTH_NONE_BODY;
+    const stall = opts.stallMs;
+    if (stall !== undefined && stall > 0) {
+      this.watchdog = setInterval(() => this.checkStall(stall), Math.max(25, Math.floor(stall / 4)));
+      this.watchdog.unref();
+    }
+  }
+
+  /** Calls outstanding on the current stream and silence for `stallMs`: the server or the link hung; drop the stream. */
+  private checkStall(stallMs: number): void {
+    const s = this.stream;
+    if (!s || this.inflight.size === 0) return;
+    const quietMs = Date.now() - this.quietSince;
+    if (quietMs < stallMs) return;
+    this.stats.stalls++;
+    const peer = (s as NamedStream)[PEER_NAME] ?? this.label;
+    log.warn({ peer, quietMs, inFlight: this.inflight.size }, `${this.label}: no answer from ${peer} for ${quietMs} ms with calls outstanding: connection abandoned`);
+    this.lastError = `no answer for ${quietMs} ms`;
+    s.destroy();
   }
 
   private nextXid(): number {
@@ -211,6 +272,9 @@ export class RpcClient {
         resolve,
         reject,
         sent: false,
+        prog,
+        vers,
+        proc,
         timer: setTimeout(() => this.fail(p, new RpcError(`${this.label}: call ${prog}/${vers}/${proc} timed out`, 'timeout')), opts.timeoutMs ?? this.timeoutMs),
       };
       if (opts.pinned) {
@@ -258,6 +322,9 @@ export class RpcClient {
     if (!s) return;
     if (p.sent) this.stats.resends++;
     p.sent = true;
+    p.sentTo = (s as NamedStream)[PEER_NAME];
+    // The silence clock starts when a call goes out on an idle connection.
+    if (this.inflight.size <= 1) this.quietSince = Date.now();
     if (this.corked !== s) {
       this.corked = s;
       s.cork();
@@ -289,8 +356,19 @@ export class RpcClient {
           }
           this.backoffMs = 50;
           this.connecting = undefined;
-          // Resend what was in flight on the old stream, then the queue.
-          for (const p of this.inflight.values()) if (!p.pinned) this.write(p);
+          // Resend what was in flight on the old stream, then the queue; a non-idempotent call
+          // that may have run on another server fails rather than run twice (RpcClientOptions.resendable).
+          const peer = (s as NamedStream)[PEER_NAME];
+          for (const p of [...this.inflight.values()]) {
+            if (p.pinned) continue;
+            if (p.sent && p.sentTo !== peer && this.opts.resendable && !this.opts.resendable(p.prog, p.vers, p.proc)) {
+              this.stats.notResent++;
+              log.warn({ xid: p.xid, prog: p.prog, proc: p.proc, from: p.sentTo, to: peer }, `${this.label}: non-idempotent call may have run on the server that stopped answering: failed, not resent to another`);
+              this.fail(p, new RpcError(`${this.label}: call ${p.prog}/${p.vers}/${p.proc} may have run on ${p.sentTo}, which stopped answering; not resent to ${peer} (not idempotent)`, 'disconnected'));
+              continue;
+            }
+            this.write(p);
+          }
           this.pump();
           return s;
         } catch (e) {
@@ -339,8 +417,10 @@ export class RpcClient {
     this.ready = false;
     const decoder = new RecordDecoder((rec) => (isCallRecord(rec) ? this.onPeerCall(rec, s) : this.onReply(rec)), this.opts.maxRecord ?? (4 << 20));
     let first = true;
+    this.quietSince = Date.now();
     const onChunk = (chunk: Buffer) => {
       this.stats.bytesIn += chunk.length;
+      this.quietSince = Date.now();
       if (first) {
         first = false;
         const other = foreignProtocolOf(chunk);
@@ -361,6 +441,7 @@ export class RpcClient {
     if (direct)
       direct.attach(decoder, onChunk, (n) => {
         this.stats.bytesIn += n;
+        this.quietSince = Date.now();
         this.stats.directBytesIn += n;
         decoder.directFilled(n);
       });
@@ -477,6 +558,7 @@ export class RpcClient {
 
   close(): void {
     this.closed = true;
+    if (this.watchdog) clearInterval(this.watchdog);
     this.failAll(new RpcError(`${this.label}: client closed`, 'closed'));
     this.stream?.destroy();
   }

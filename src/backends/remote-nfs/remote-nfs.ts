@@ -9,6 +9,7 @@ import { codeOfMountStatus, mountRefusal } from '../../mount3/status.js';
 import { Nfs3Client } from '../../nfs3/client.js';
 import { Nfs3Status, type StableHow } from '../../nfs3/constants.js';
 import { codeOfStatus } from '../../nfs3/status.js';
+import { resendableElsewhere } from '../../nfs3/retransmit.js';
 import type {
   CreateHow,
   DirEntry,
@@ -46,6 +47,8 @@ export interface RemoteNfsOptions {
   onConnect?: ConstructorParameters<typeof RpcClient>[0]['onConnect'];
   /** Programs the server may call back over these connections (RpcClientOptions.callbacks). */
   callbacks?: ConstructorParameters<typeof RpcClient>[0]['callbacks'];
+  /** Abandon a connection silent this long with calls outstanding (RpcClientOptions.stallMs; failover). */
+  stallMs?: number;
 }
 
 /**
@@ -70,20 +73,20 @@ export class RemoteNfs implements Backend {
       { length: n },
       (_, i) =>
         new Nfs3Client(
-          new RpcClient({ dial, maxInFlight: opts.maxInFlight ?? 32, timeoutMs: opts.timeoutMs ?? 60_000, name: `nfs ${opts.host}:${opts.port}#${i}`, onConnect: opts.onConnect, maxRecord: (1 << 20) + 64 * 1024, callbacks: opts.callbacks }),
+          new RpcClient({ dial, maxInFlight: opts.maxInFlight ?? 32, timeoutMs: opts.timeoutMs ?? 60_000, name: `nfs ${opts.host}:${opts.port}#${i}`, onConnect: opts.onConnect, maxRecord: (1 << 20) + 64 * 1024, callbacks: opts.callbacks, stallMs: opts.stallMs, resendable: resendableElsewhere }),
         ),
     );
     const mdial = opts.mountPort && !opts.dial ? tcpDialer(opts.host, opts.mountPort) : dial;
     this.mountClient = new Mount3Client(
       opts.mountPort && opts.mountPort !== opts.port && !opts.dial
-        ? new RpcClient({ dial: mdial, timeoutMs: opts.timeoutMs ?? 60_000, name: `mount ${opts.host}:${opts.mountPort}`, onConnect: opts.onConnect })
+        ? new RpcClient({ dial: mdial, timeoutMs: opts.timeoutMs ?? 60_000, name: `mount ${opts.host}:${opts.mountPort}`, onConnect: opts.onConnect, stallMs: opts.stallMs })
         : this.clients[0].rpc,
     );
   }
 
   /** Counters summed over the connections (calls, resends, reconnects, bytes). */
   get stats(): RpcClient['stats'] {
-    const s = { calls: 0, resends: 0, reconnects: 0, bytesOut: 0, bytesIn: 0, directBytesIn: 0 };
+    const s = { calls: 0, resends: 0, reconnects: 0, bytesOut: 0, bytesIn: 0, directBytesIn: 0, stalls: 0, notResent: 0 };
     for (const c of this.clients) for (const k of Object.keys(s) as Array<keyof typeof s>) s[k] += c.rpc.stats[k];
     return s;
   }

@@ -14,6 +14,8 @@ import { isStoreError, type ObjectStore } from '../../store/store.js';
 import { accessFromBits, permBits } from '../local-export/permissions.js';
 import { ChunkCache } from './chunk-cache.js';
 import type { SiteCacheClient } from '../../sitecache/site-client.js';
+import type { MetaSource } from '../../backend/capabilities.js';
+import { encodeMeta, HASH_LEN } from '../../meta/format.js';
 
 const log = logger('store');
 
@@ -97,7 +99,11 @@ export interface StoreBackendOptions {
   site?: SiteCacheClient;
 }
 
-export class StoreBackend implements Backend {
+/** Encoded meta-data kept per file handle (GET_META is paged; each page would rebuild it). */
+const META_CACHE_ENTRIES = 256;
+
+export class StoreBackend implements Backend, MetaSource {
+  private readonly metaCache = new Map<string, Buffer>();
   private images = new Map<string, Loaded>();
   /** Every version served since start (a client keeps old handles across a re-push until gc). */
   private readonly byDigest = new Map<string, Loaded>();
@@ -308,6 +314,55 @@ export class StoreBackend implements Backend {
     }
     if (allZero) this.stats.zeroReads++;
     return { attr, count: out.length, eof: end >= e.size, data: out };
+  }
+
+  /**
+   * The file's meta-data from its manifest entry (MetaSource): the hint, the
+   * block hashes the publisher's `gvfs meta generate` computed (a chunk,
+   * verified against its hash like any other), zero blocks (all-zero hash,
+   * as the generator marks them) and the prefetch order — the manifest's
+   * extents, first read first, as the blocks they cover. None without a
+   * hint or block hashes.
+   */
+  async fileMeta(fh: Buffer): Promise<Buffer | undefined> {
+    const n = await this.resolve(fh);
+    const e = n.entry;
+    if (e?.type !== 'file' || !e.hint || !e.blocks) return undefined;
+    const key = fh.toString('hex');
+    const hit = this.metaCache.get(key);
+    if (hit) return hit;
+    const img = this.imageOf(n);
+    const bs = e.blocks.size;
+    const nb = Math.ceil(e.size / bs);
+    let hashes: Buffer;
+    try {
+      hashes = await this.chunks.get(e.blocks.hashes, nb * HASH_LEN);
+    } catch (err) {
+      if (err instanceof ChunkError || isStoreError(err)) {
+        log.error({ image: img?.name, path: n.path, err: (err as Error).message }, 'block hashes unusable: GET_META fails with EIO');
+        throw new FsError('IO', (err as Error).message);
+      }
+      throw err;
+    }
+    const zeroMap = Buffer.alloc(Math.ceil(nb / 8));
+    const zero = (i: number) => (zeroMap[i >> 3] & (1 << (i & 7))) !== 0;
+    for (let i = 0; i < nb; i++) if (hashes.subarray(i * HASH_LEN, (i + 1) * HASH_LEN).every((x) => x === 0)) zeroMap[i >> 3] |= 1 << (i & 7);
+    const order: number[] = [];
+    const taken = new Set<number>();
+    for (const x of e.order ?? []) {
+      const [off, len, hash] = e.extents[x];
+      if (!hash) continue;
+      for (let b = Math.floor(off / bs); b <= Math.floor((off + len - 1) / bs); b++) {
+        if (zero(b) || taken.has(b)) continue;
+        taken.add(b);
+        order.push(b);
+      }
+    }
+    const a = this.attr(n);
+    const bytes = encodeMeta({ fileid: a.fileid, size: a.size, mtime: a.mtime, ctime: a.ctime, blockSize: bs, hint: e.hint, zeroMap, hashes, order, created: img?.created ?? 0, source: `${img?.name ?? ''}/${n.path}` });
+    if (this.metaCache.size >= META_CACHE_ENTRIES) this.metaCache.delete(this.metaCache.keys().next().value!);
+    this.metaCache.set(key, bytes);
+    return bytes;
   }
 
   private rofs(): never {
