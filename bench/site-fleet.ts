@@ -116,7 +116,7 @@ async function main(): Promise<void> {
       const wanDown = s.down - b0.s.down + (st.down - b0.t.down);
       const wanBytes = wanDown + (s.up - b0.s.up) + (st.up - b0.t.up);
       let tierStats: unknown;
-      if (t) tierStats = await (await fetch(`http://127.0.0.1:${t.port}/v1/stats`)).json().catch(() => undefined);
+      if (t) tierStats = await fetch(`http://127.0.0.1:${t.port}/v1/stats`).then((r) => r.json()).catch((e: Error) => ({ error: e.message }));
       const r: Run = { label, hosts, tier, wallMs: Math.round(wallMs), perHostMs: perHostMs.map(Math.round), wanBytes, wanDown, serverCalls: ps.server.stats.calls - before.calls, getChunk: ps.chunks.c.chunks - before.chunks, storeFile: ps.chunks.c.storeFiles - before.files, tierStats };
       console.log(JSON.stringify({ ...r, tierStats: undefined }));
       for (const p of mine) await p.stop().catch(() => {});

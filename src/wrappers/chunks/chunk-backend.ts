@@ -39,6 +39,8 @@ export interface ChunkOptions {
   memBytes?: number;
   /** How long a READ permission answer is trusted (ms). */
   accessTtlMs?: number;
+  /** Chunks fetched ahead of a read, in bytes of the file after it (0: none). Default 8 MiB. */
+  readAheadBytes?: number;
 }
 
 /**
@@ -112,7 +114,26 @@ export class ChunkBackend extends PassthroughBackend {
       throw e;
     }
     this.stats.zeroBytes += from.zero;
+    this.readAhead(cred, fh, f, end);
     return { attr, count: out.length, eof: end >= f.size, data: out, from };
+  }
+
+  /**
+   * Ask for the chunks after a read before they are read (a clone reads
+   * files in order): each is one round trip to the tier or the server, so
+   * without this a reader waits one round trip per READ. Not awaited;
+   * failures are the later read's to see. Chunks already here cost a map
+   * lookup (memory) or a disk read.
+   */
+  private readAhead(cred: Credentials, fh: Buffer, f: FileEntry, from: number): void {
+    const want = this.o.readAheadBytes ?? 8 << 20;
+    if (want <= 0 || from >= f.size) return;
+    const until = Math.min(f.size, from + want);
+    for (let i = firstExtent(f.extents, from); i < f.extents.length && f.extents[i][0] < until; i++) {
+      const [xo, xl, hash] = f.extents[i];
+      if (!hash || this.store.has(hash)) continue;
+      this.store.get(hash, xl, () => this.fromServer(cred, fh, hash, xo, xl)).catch(() => undefined);
+    }
   }
 
   override async access(cred: Credentials, fh: Buffer, mask: number): Promise<{ access: number; attr?: Fattr3 }> {

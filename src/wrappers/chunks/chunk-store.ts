@@ -43,6 +43,11 @@ export class ChunkStore {
     });
   }
 
+  /** In memory or being fetched already (read-ahead skips those). */
+  has(hash: string): boolean {
+    return this.mem.has(hash) || this.inflight.has(hash);
+  }
+
   /** The decoded chunk `hash` (hex) of `len` bytes; `server` fetches it from the proxy server. Throws ChunkError if no source has it right. */
   async get(hash: string, len: number, server: () => Promise<ServerChunk>): Promise<{ raw: Buffer; from: ChunkSourceName }> {
     const hit = this.mem.get(hash);
