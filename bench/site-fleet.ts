@@ -39,6 +39,8 @@ import { GUEST } from '../test/integration/store/guest-versions.js';
 const ROOT: Credentials = { flavor: AuthFlavor.AUTH_SYS, uid: 0, gid: 0, gids: [] };
 const HOSTS = Number(process.argv[2] ?? 8);
 const OUT = process.argv[3];
+/** The tier's upstream fetches at once: enough to fill the wide-area link's bandwidth-delay product with 64 KiB chunks. */
+const TIER_UPSTREAM = Number(process.env.TIER_UPSTREAM ?? 64);
 
 interface Run {
   label: string;
@@ -52,6 +54,7 @@ interface Run {
   getChunk: number;
   storeFile: number;
   tierStats?: unknown;
+  hostTotals?: Record<string, number>;
 }
 
 async function main(): Promise<void> {
@@ -92,7 +95,7 @@ async function main(): Promise<void> {
       const mine: GvfsProcess[] = [];
       let t: GvfsProcess | undefined;
       if (tier) {
-        t = await spawnGvfs(['cache-server', '--listen', '127.0.0.1:0', '--upstream', 's3://gvfs-fleet/golden', '--store-endpoint', `http://127.0.0.1:${toStore.port}`, '--cache-dir', path.join(work, `${label}-tier`), '--insecure'], env);
+        t = await spawnGvfs(['cache-server', '--listen', '127.0.0.1:0', '--upstream', 's3://gvfs-fleet/golden', '--store-endpoint', `http://127.0.0.1:${toStore.port}`, '--cache-dir', path.join(work, `${label}-tier`), '--insecure', '--max-upstream', String(TIER_UPSTREAM)], env);
         mine.push(t);
       }
       const clients = await Promise.all(
@@ -118,8 +121,12 @@ async function main(): Promise<void> {
       let tierStats: unknown;
       if (t) tierStats = await fetch(`http://127.0.0.1:${t.port}/v1/stats`).then((r) => r.json()).catch((e: Error) => ({ error: e.message }));
       const r: Run = { label, hosts, tier, wallMs: Math.round(wallMs), perHostMs: perHostMs.map(Math.round), wanBytes, wanDown, serverCalls: ps.server.stats.calls - before.calls, getChunk: ps.chunks.c.chunks - before.chunks, storeFile: ps.chunks.c.storeFiles - before.files, tierStats };
-      console.log(JSON.stringify({ ...r, tierStats: undefined }));
       for (const p of mine) await p.stop().catch(() => {});
+      // Each host's own account of where its chunks came from (the line the chunk reader logs when it closes).
+      const hostStats = clients.map((c) => c.lines.find((l) => l.msg === 'chunk reader closed'));
+      const sum = (k: string) => hostStats.reduce((s, h) => s + Number(h?.[k] ?? 0), 0);
+      r.hostTotals = { tierHits: sum('tierHits'), tierRefused: sum('tierRefused'), serverFetches: sum('serverFetches'), memHits: sum('memHits'), coalesced: sum('coalesced'), tierFailed: hostStats.reduce((s, h) => s + Number(h?.site?.failed ?? 0), 0) };
+      console.log(JSON.stringify({ ...r, tierStats: undefined }));
       await toServer.close();
       await toStore.close();
       return r;

@@ -93,7 +93,10 @@ export const storeFileRes = {
 };
 
 export const getChunkArgs = {
-  enc: (w: XdrWriter, v: GetChunkArgs) => void w.opaque(v.fh).fixedOpaque(v.hash).u32(v.len),
+  enc: (w: XdrWriter, v: GetChunkArgs) => {
+    if (v.hash.length !== 32) throw new RangeError(`GET_CHUNK: a hash is 32 bytes, got ${v.hash.length}`);
+    w.opaque(v.fh).fixedOpaque(v.hash).u32(v.len);
+  },
   dec: (r: XdrReader): GetChunkArgs => ({ fh: Buffer.from(r.opaque(64)), hash: Buffer.from(r.fixedOpaque(32)), len: r.u32() }),
 };
 
