@@ -16,7 +16,8 @@
  * bytes are the sum over both links, both directions.
  *
  * Runs: one host alone (the cold-clone reference), HOSTS without the tier,
- * HOSTS with it. Prints and writes JSON: wall time until every clone is
+ * HOSTS with it. Every simulated host connects from 127.0.0.1, so the
+ * tier's per-peer connection limit is raised (one peer here is HOSTS hosts). Prints and writes JSON: wall time until every clone is
  * done, wide-area bytes, proxy-server calls (all, GET_CHUNK, STORE_FILE).
  */
 import { createHash } from 'node:crypto';
@@ -95,7 +96,7 @@ async function main(): Promise<void> {
       const mine: GvfsProcess[] = [];
       let t: GvfsProcess | undefined;
       if (tier) {
-        t = await spawnGvfs(['cache-server', '--listen', '127.0.0.1:0', '--upstream', 's3://gvfs-fleet/golden', '--store-endpoint', `http://127.0.0.1:${toStore.port}`, '--cache-dir', path.join(work, `${label}-tier`), '--insecure', '--max-upstream', String(TIER_UPSTREAM)], env);
+        t = await spawnGvfs(['cache-server', '--listen', '127.0.0.1:0', '--upstream', 's3://gvfs-fleet/golden', '--store-endpoint', `http://127.0.0.1:${toStore.port}`, '--cache-dir', path.join(work, `${label}-tier`), '--insecure', '--max-upstream', String(TIER_UPSTREAM), '--max-connections-per-peer', '512'], env);
         mine.push(t);
       }
       const clients = await Promise.all(
