@@ -140,6 +140,7 @@ async function main(): Promise<void> {
     const withTier = runs[2];
     const result = {
       commit: process.env.GVFS_COMMIT ?? null,
+      git: await gitState(),
       when: new Date().toISOString(),
       machine: `${os.cpus().length} cores, loopback, link ${JSON.stringify(PROFILES.wan)}`,
       image: { files: want.size, plainBytes, storedChunks: pushed },
@@ -160,6 +161,17 @@ async function main(): Promise<void> {
     for (const l of links) await l.close().catch(() => {});
     await ceph.stop();
     await fs.rm(work, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+/** The commit measured and whether the tree had changes (scripts/check-readme-figures.mjs reads it). */
+async function gitState(): Promise<{ commit: string; dirty: boolean } | null> {
+  const { execFile } = await import('node:child_process');
+  const run = (a: string[]) => new Promise<string>((res, rej) => execFile('git', a, (e, out) => (e ? rej(e) : res(out.trim()))));
+  try {
+    return { commit: await run(['rev-parse', 'HEAD']), dirty: (await run(['status', '--porcelain', '--untracked-files=no'])) !== '' };
+  } catch {
+    return null;
   }
 }
 
