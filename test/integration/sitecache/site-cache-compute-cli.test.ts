@@ -54,9 +54,11 @@ describe('gvfs proxy-client --trust-publisher --site-cache', { timeout: 300_000 
     assert.match(bad.stderr, /need --trust-publisher/);
 
     const nfs: RemoteNfs[] = [];
+    const hosts: GvfsProcess[] = [];
     for (const h of ['h1', 'h2']) {
-      const c = await spawnGvfs(['proxy-client', '--listen', '127.0.0.1:0', '--server', `127.0.0.1:${server.port}`, '--key', sessionKey, '--no-meta', '--cache-dir', path.join(work, h), '--trust-publisher', pubFile, '--site-cache', `127.0.0.1:${tier.port}`, '--site-key', siteKey]);
+      const c = await spawnGvfs(['proxy-client', '--listen', '127.0.0.1:0', '--server', `127.0.0.1:${server.port}`, '--key', sessionKey, '--no-meta', '--cache-dir', path.join(work, h), '--trust-publisher', pubFile, '--site-cache', `127.0.0.1:${tier.port}`, '--site-key', siteKey, '--metrics', '127.0.0.1:0']);
       procs.push(c);
+      hosts.push(c);
       assert.equal(c.info.chunks.publishers, 1);
       nfs.push(new RemoteNfs({ host: '127.0.0.1', port: c.port, timeoutMs: 120_000 }));
     }
@@ -79,6 +81,15 @@ describe('gvfs proxy-client --trust-publisher --site-cache', { timeout: 300_000 
     const st = JSON.parse((await get(tier.port, '/v1/stats', { authorization: `GVFS-HMAC ${siteToken(await readFile(siteKey), 'stats')}` })).toString());
     assert.equal(st.upstreamFetches, chunks, 'each chunk fetched from the store once');
     assert.equal(st.hits + st.misses + st.coalesced, 2 * chunks, 'each host asked the tier for each chunk once');
+    // Each host's metrics say where its chunks came from: all from the tier (none refused, none from the proxy server).
+    let fromTier = 0;
+    for (const c of hosts) {
+      const text = (await get(c.info.metrics.port, '/metrics', {})).toString();
+      const row = (src: string) => Number(new RegExp(`^gvfs_chunks_total\\{source="${src}"\\} (\\d+)`, 'm').exec(text)?.[1]);
+      fromTier += row('tier');
+      assert.equal(row('server'), 0, text);
+    }
+    assert.equal(fromTier, 2 * chunks);
     for (const h of ['h1', 'h2']) assert.equal((await readdir(path.join(work, h, 'chunks'))).filter((n) => /^[0-9a-f]{64}$/.test(n)).length, chunks, `${h} keeps every chunk by hash`);
   });
 });
