@@ -45,3 +45,37 @@ export function metaSourceOf(b: Backend): MetaSource | undefined {
   const m = b as Partial<MetaSource>;
   return typeof m.fileMeta === 'function' ? (b as unknown as MetaSource) : undefined;
 }
+
+/** A stored file's image (StoredFiles.storedFile). */
+export interface StoredFileInfo {
+  image: string;
+  /** The file's path in the image. */
+  path: string;
+  /** SHA-256 of the manifest's bytes: the image version. */
+  digest: Buffer;
+  /** The signed manifest envelope as stored (image/signature.ts), for a reader to verify itself. */
+  envelope: Buffer;
+}
+
+/**
+ * Content-addressed files (the store backend): what a compute host needs
+ * to read a file by chunk hash and verify every byte itself (the chunk
+ * procedures, ext/chunks-codec.ts). Handles are the backend's own; no
+ * permission is checked here (the caller checks READ through its stack).
+ */
+export interface StoredFiles {
+  /** The image holding file `fh`; undefined: `fh` is not a stored regular file. Throws FsError for a bad handle. */
+  storedFile(fh: Buffer): Promise<StoredFileInfo | undefined>;
+  /**
+   * Chunk `hash` (hex) of file `fh` as stored (codec byte + payload),
+   * checked against its hash before it is returned. undefined: (hash, len)
+   * is not an extent of that file. Throws FsError IO when the store has no
+   * usable copy.
+   */
+  fileChunk(fh: Buffer, hash: string, len: number): Promise<Buffer | undefined>;
+}
+
+/** The backend's stored files, if it is content-addressed (only the store backend today). */
+export function storedFilesOf(b: Backend): StoredFiles | undefined {
+  return (b as Partial<{ storedFiles: StoredFiles | undefined }>).storedFiles;
+}

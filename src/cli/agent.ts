@@ -79,6 +79,9 @@ export function agentCommand(): Command {
     .option('--ssh-url <url>', "ssh://USER@HOST[:PORT]: how other hosts reach this host's OpenSSH (enables the SSH channel)")
     .option('--ssh-key <file>', "this host's private key for SSH tunnels (mounts over the SSH channel)")
     .option('--known-hosts <file>', 'known_hosts for those tunnels')
+    .option('--site-cache <host:port,...>', "this site's cache tier (gvfs cache-server): mounts of sessions that trust publisher keys ask it for store chunks first")
+    .option('--site-key <file>', 'the site key of --site-cache')
+    .option('--site-ca <file>', 'TLS: the CA certificate (PEM) of the --site-cache tiers')
     .option('--json', 'print the address and fingerprint as JSON')
     .action(async (o) => {
       const stop = daemonSignals('agent');
@@ -102,6 +105,9 @@ export function agentCommand(): Command {
         sshUrl: o.sshUrl,
         sshKey: o.sshKey && path.resolve(o.sshKey),
         knownHosts: o.knownHosts && path.resolve(o.knownHosts),
+        siteCache: o.siteCache,
+        siteKey: o.siteKey && path.resolve(o.siteKey),
+        siteCa: o.siteCa && path.resolve(o.siteCa),
       });
       const app = agentApp(agent, { cert: tls.cert, key: tls.key, controllers: o.controller });
       trackConnections(app);

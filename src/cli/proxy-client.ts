@@ -18,6 +18,10 @@ function parseConsistency(v: string): ConsistencyModel {
   }
 }
 import { registerDaemon } from '../util/runtime-state.js';
+import { readFile } from 'node:fs/promises';
+import { readTrustedKeys } from '../image/signature.js';
+import { parseTiers, SiteCacheClient } from '../sitecache/site-client.js';
+import { readSiteKey } from '../sitecache/auth.js';
 
 function parseSeconds(v: string): number {
   const n = Number(v);
@@ -61,8 +65,33 @@ export function addLinkOptions(c: Command, o: { serverRequired?: boolean } = {})
     .option('--cache-session <name>', "this session's own state in the cache directory (journal, control socket; default the key id)")
     .option('--no-meta', 'ignore application meta-data (zero maps, hashes, whole-file and prefetch hints): read every file on demand')
     .option('--meta-window <n>', 'bulk calls on the wire at once for a whole-file or prefetch transfer', parseIntArg, 4)
-    .option('--no-compress', 'ask the proxy server for uncompressed bulk transfers');
+    .option('--no-compress', 'ask the proxy server for uncompressed bulk transfers')
+    .option('--trust-publisher <file>', "read files of store images (proxy servers with --store) by chunk hash: each image's signed manifest is verified here against this publisher key file (repeatable), every chunk against its hash; chunks are kept under --cache-dir/chunks, shared by images", collectArg)
+    .option('--site-cache <host:port,...>', 'with --trust-publisher: a site cache tier (gvfs cache-server) asked for chunks before the proxy server; what it sends is verified, a tier that fails or is slow is skipped for a while')
+    .option('--site-key <file>', 'the site key of --site-cache (32 bytes; the file given to gvfs cache-server --key)')
+    .option('--site-ca <file>', 'TLS: the CA certificate (PEM) of the --site-cache tiers (their cert.pem)')
+    .option('--site-timeout <ms>', 'longest wait for one chunk from a tier before the proxy server is asked (default 3000)', parseIntArg);
 }
+
+const collectArg = (v: string, prev: string[] = []) => [...prev, v];
+
+/** --trust-publisher and the site tier flags: the chunk reader's options, or undefined. */
+async function chunkOptions(o: Record<string, any>): Promise<ProxyLinkOptions['chunks']> {
+  const files = (o.trustPublisher as string[] | undefined) ?? [];
+  if (!files.length) {
+    if (o.siteCache || o.siteKey || o.siteCa) throw new InvalidArgumentError('--site-cache, --site-key and --site-ca need --trust-publisher (chunks are verified against the signed manifests)');
+    return undefined;
+  }
+  const trusted = await readTrustedKeys(files);
+  if ((o.siteKey || o.siteCa || o.siteTimeout !== undefined) && !o.siteCache) throw new InvalidArgumentError('--site-key, --site-ca and --site-timeout go with --site-cache');
+  const site = o.siteCache
+    ? new SiteCacheClient({ tiers: parseTiers(o.siteCache), key: o.siteKey ? await readSiteKey(o.siteKey) : undefined, tlsCa: o.siteCa ? await readFile(o.siteCa) : undefined, timeoutMs: o.siteTimeout ?? DEFAULT_SITE_TIMEOUT_MS })
+    : undefined;
+  return { trusted, site };
+}
+
+/** A tier slower than this for one chunk is skipped (the proxy server answers instead). */
+const DEFAULT_SITE_TIMEOUT_MS = 3000;
 
 export async function linkOptions(o: Record<string, any>): Promise<ProxyLinkOptions> {
   const [server, ...alternates] = String(o.server).split(',').map((s) => parseHostPort(s.trim()));
@@ -81,6 +110,7 @@ export async function linkOptions(o: Record<string, any>): Promise<ProxyLinkOpti
     timeoutMs: o.timeout,
     cache: cacheOptions(o),
     meta: o.meta === false ? false : { window: o.metaWindow, compress: o.compress !== false },
+    chunks: await chunkOptions(o),
   };
 }
 
@@ -161,7 +191,8 @@ export function proxyClientCommand(): Command {
       });
       await registerDaemon({ role: 'proxy-client', listen: `${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`, server: `${link.host}:${link.port}`, session: link.key?.id, user: link.key?.user ?? link.user, cacheDir: p.cache?.opts.dir, sessionDir: p.cache?.sessionDir, info: { channel } });
       stop.ready();
-      if (o.json) console.log(JSON.stringify({ listening: addr, server: { host: link.host, port: link.port }, channel, session: link.key?.id, user: link.key?.user ?? link.user, cache, allowUids, metrics: metrics?.address }));
+      const chunks = link.chunks && { publishers: link.chunks.trusted.length, siteCache: o.siteCache ?? null };
+      if (o.json) console.log(JSON.stringify({ listening: addr, server: { host: link.host, port: link.port }, channel, session: link.key?.id, user: link.key?.user ?? link.user, cache, chunks, allowUids, metrics: metrics?.address }));
       else {
         console.log(`gvfs proxy-client: NFSv3 on ${addr.address}:${addr.port} -> ${link.host}:${link.port} over ${channel} as ${who}`);
         console.log(`gvfs proxy-client: serves connections of ${allowUids === 'any' ? 'any user and host' : `uid ${allowUids.join(', ')}`}`);

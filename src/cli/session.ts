@@ -98,9 +98,15 @@ export function sessionCommand(): Command {
     .option('--poll-period <seconds>', 'poll model: seconds between two asks of the change log', seconds)
     .option('--channel <kind>', 'tls or ssh (default tls)')
     .option('--lifetime <seconds>', 'seconds until the session is torn down', (v) => Math.round(seconds(v)))
+    .option('--trust-publisher <file>', "a publisher's .pub file (gvfs image keygen): the compute host reads store images by chunk hash, verified against it (repeatable)", (v: string, prev: string[] = []) => [...prev, v])
     .option('--spec <file>', 'the request as JSON (flags given override it)')
     .action(async (o) => {
       const body: Record<string, any> = o.spec ? JSON.parse(await fs.readFile(o.spec, 'utf8')) : {};
+      if (o.trustPublisher) {
+        const lines: string[] = [];
+        for (const f of o.trustPublisher as string[]) for (const l of (await fs.readFile(f, 'utf8')).split('\n')) if (l.trim() && !l.trim().startsWith('#')) lines.push(l.trim().split(/\s+/).slice(0, 2).join(' '));
+        body.trustPublishers = lines;
+      }
       body.compute = o.compute;
       const exports = [...(o.state ?? []), ...(o.data ?? []), ...(o.stateNfs ?? []), ...(o.dataNfs ?? [])];
       if (exports.length) body.exports = exports;

@@ -3,6 +3,7 @@ import type { RemoteNfs } from '../backends/remote-nfs/remote-nfs.js';
 import type { CounterSnapshot } from '../util/counters.js';
 import type { CacheBackend } from '../wrappers/cache/cache-backend.js';
 import type { MetaBackend } from '../wrappers/metadata/meta-backend.js';
+import type { ChunkBackend } from '../wrappers/chunks/chunk-backend.js';
 import { pulledCounter, pulledGauge } from './registry.js';
 import { addChannelRows } from './rpc.js';
 
@@ -12,6 +13,7 @@ export interface ClientStackView {
   remote: RemoteNfs;
   cache?: CacheBackend;
   meta?: MetaBackend;
+  chunks?: ChunkBackend;
 }
 
 /**
@@ -59,6 +61,27 @@ export function observeClientStack(r: Registry, st: ClientStackView, channel: st
     [{ channel: 'link', kind: channel, direction: 'in' }, st.remote.stats.bytesIn],
     [{ channel: 'link', kind: channel, direction: 'out' }, st.remote.stats.bytesOut],
   ]);
+  const chunks = st.chunks;
+  if (chunks) {
+    pulledCounter(r, 'gvfs_chunks_total', 'Store chunks this host needed, by where they came from (memory, disk = the cache directory, tier = the site cache, server = GET_CHUNK)', ['source'], () => {
+      const s = chunks.store.stats;
+      return [
+        [{ source: 'memory' }, s.memHits],
+        [{ source: 'disk' }, s.diskHits],
+        [{ source: 'tier' }, s.tierHits],
+        [{ source: 'server' }, s.serverFetches],
+      ];
+    });
+    pulledCounter(r, 'gvfs_chunks_refused_total', 'Chunks that did not match their hash and were not served, by where they came from', ['source'], () => {
+      const s = chunks.store.stats;
+      return [
+        [{ source: 'disk' }, s.diskRefused],
+        [{ source: 'tier' }, s.tierRefused],
+        [{ source: 'server' }, s.serverRefused],
+      ];
+    });
+    pulledCounter(r, 'gvfs_chunk_manifests_refused_total', 'Image manifests this host could not verify (their files fail with EIO)', [], () => [[{}, chunks.stats.manifestRefused]]);
+  }
   const cache = st.cache;
   if (!cache) return;
   pulledGauge(r, 'gvfs_cache_bytes', 'Disk cache: capacity, used (blocks), journal, dirty (newest data only in the journal), flush_backlog (what a flush still has to send)', ['what'], () => {

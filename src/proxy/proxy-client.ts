@@ -22,6 +22,10 @@ import { ChannelMeter, TopMeter } from '../wrappers/meter.js';
 import { newCounters, snapshot, type CounterSnapshot, type DataCounters } from '../util/counters.js';
 import { isLoopback } from './proxy-server.js';
 import { failoverDialer } from './failover-dialer.js';
+import path from 'node:path';
+import { ChunkBackend } from '../wrappers/chunks/chunk-backend.js';
+import { DiskLru } from '../sitecache/disk-lru.js';
+import type { SiteCacheClient } from '../sitecache/site-client.js';
 
 const log = logger('proxy');
 
@@ -52,6 +56,12 @@ export interface ProxyLinkOptions {
   meta?: false | Pick<MetaOptions, 'window' | 'compress' | 'background' | 'validateMs'>;
   /** What this client does when the proxy server calls it back (CB_RECALL of the callback model). */
   callbacks?: CallbackHandlers;
+  /**
+   * Store-backed files by chunk hash (wrappers/chunks): on when publisher
+   * keys are given. Chunks are kept under the cache directory's chunks/
+   * (memory only without a cache) and asked of the site tier first.
+   */
+  chunks?: { trusted: Buffer[]; site?: SiteCacheClient; diskBytes?: number };
   /** The session's disk cache (absent: no cache). serverId and session default from the link. */
   cache?: Omit<CacheOptions, 'serverId' | 'session'> & Partial<Pick<CacheOptions, 'serverId' | 'session'>>;
 }
@@ -150,6 +160,8 @@ export interface ClientStack {
   backend: Backend;
   remote: RemoteNfs;
   cache?: CacheBackend;
+  /** Store-backed files by chunk hash, when publisher keys are trusted. */
+  chunks?: ChunkBackend;
   meta?: MetaBackend;
   tunnel?: SshTunnel;
   counters: DataCounters;
@@ -167,9 +179,11 @@ export function stackClient(o: ProxyLinkOptions): ClientStack {
   // The cache polls the change log (the poll consistency model) over the same link.
   cache = stackCache(link, o, counters, remote);
   if (cache) cache.channelTotals = channel;
-  const meta = o.meta === false ? undefined : new MetaBackend(cache ?? link, { ...o.meta, link: remote, cache, counters });
-  const backend = new TopMeter(meta ?? cache ?? link, counters);
-  return { backend, remote, cache, meta, tunnel, counters, snapshot: () => snapshot(counters, channel()) };
+  const below = cache ?? link;
+  const chunks = o.chunks ? new ChunkBackend(below, { trusted: o.chunks.trusted, link: remote, site: o.chunks.site, disk: o.cache ? DiskLru.open(path.join(o.cache.dir, 'chunks'), o.chunks.diskBytes ?? Math.floor(o.cache.capacity / 2)) : undefined }) : undefined;
+  const meta = o.meta === false ? undefined : new MetaBackend(chunks ?? below, { ...o.meta, link: remote, cache, counters });
+  const backend = new TopMeter(meta ?? chunks ?? below, counters);
+  return { backend, remote, cache, chunks, meta, tunnel, counters, snapshot: () => snapshot(counters, channel()) };
 }
 
 export interface ProxyClientOptions extends ProxyLinkOptions {
@@ -199,6 +213,8 @@ export interface ProxyClient {
   remote: RemoteNfs;
   /** The disk cache, when configured (await `cache.ready` before serving to see start-up errors). */
   cache?: CacheBackend;
+  /** Store-backed files by chunk hash (counters: chunks.stats, chunks.store.stats). */
+  chunks?: ChunkBackend;
   tunnel?: SshTunnel;
   close(): Promise<void>;
 }
@@ -210,7 +226,7 @@ export interface ProxyClient {
  * flushes the cache's write-back data first.
  */
 export function createProxyClient(o: ProxyClientOptions): ProxyClient {
-  const { backend, remote, cache, meta, tunnel, counters, snapshot: snap } = stackClient(o);
+  const { backend, remote, cache, chunks, meta, tunnel, counters, snapshot: snap } = stackClient(o);
   const allow = endpointUids(o.allowUids);
   if (allow === 'any') log.warn('proxy client endpoint open to every local user and other hosts (--allow-uid any)');
   const admit = allow === 'any' ? undefined : ownerAdmission(allow, 'proxy client');
@@ -222,6 +238,7 @@ export function createProxyClient(o: ProxyClientOptions): ProxyClient {
     backend,
     remote,
     cache,
+    chunks,
     meta,
     tunnel,
     async close() {

@@ -24,6 +24,7 @@ import { ChangeLog } from '../wrappers/change-log/change-log.js';
 import { ChangeLogBackend } from '../wrappers/change-log/change-log-backend.js';
 import { ChangesServer } from './changes-server.js';
 import { DelegationServer } from './delegation-server.js';
+import { ChunkServer } from './chunk-server.js';
 import { DelegationBackend } from '../wrappers/delegation/delegation-backend.js';
 import { DelegationTable } from '../wrappers/delegation/delegations.js';
 import { DelegationState } from '../wrappers/delegation/delegation-state.js';
@@ -92,6 +93,8 @@ export interface ProxyServer {
   meta: MetaServer;
   /** CHANGES_SINCE (the poll consistency model): counters, and each export's change log. */
   changes: ChangesServer;
+  /** STORE_FILE / GET_CHUNK (compute hosts reading store images by chunk hash): counters. */
+  chunks: ChunkServer;
   changeLogs: ChangeLog[];
   /** Each session's calls in flight (a new connection of a session waits for them). */
   fence: SessionFence;
@@ -189,12 +192,13 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
     level: o.compressLevel,
   });
   const delegations = new DelegationServer(delegationTable, (fh, c) => handles.unwrap(fh, c), leaseMs);
+  const chunks = new ChunkServer({ top: backend, unwrap: (fh, c) => handles.unwrap(fh, c), exports: metaExports.map((e) => e.raw) });
   const changes = new ChangesServer({ logs: changeLogs, unwrap: (fh, c) => handles.unwrap(fh, c), wrap: (c, ex, ufh) => handles.wrap(c, ex, ufh) });
   const server = createNfs3Server({
     backend,
     limits: o.limits,
     authenticate: o.insecure ? principalAuthenticator : sessionAuthenticator,
-    extraPrograms: [gvfsProgram(o.insecure ? { acceptHello: (p) => o.map.has(p), meta, changes, delegations } : { sessions, meta, changes, delegations, beforeSession: (id) => fence.settle(id) })],
+    extraPrograms: [gvfsProgram(o.insecure ? { acceptHello: (p) => o.map.has(p), meta, changes, delegations, chunks } : { sessions, meta, changes, delegations, chunks, beforeSession: (id) => fence.settle(id) })],
     // Before a session is proved, the portmapper reveals only itself and the GVFS program.
     portmapVisible: o.insecure ? undefined : (prog, conn) => prog === PMAP_PROGRAM || prog === GVFS_PROGRAM || connectionSession(conn) !== undefined,
     // Both deadlines run from the TCP accept; unproven connections have their own pool (RpcServerLimits.maxUnproven).
@@ -223,6 +227,7 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
     sessions,
     meta,
     changes,
+    chunks,
     changeLogs,
     fence,
     async listen(port: number, host: string) {

@@ -72,6 +72,13 @@ export class DiskLru {
     await this.evict();
   }
 
+  /** Forget and delete a stored chunk (a reader found it corrupt). */
+  async remove(hash: string): Promise<void> {
+    if (!this.index.has(hash)) return;
+    this.drop(hash);
+    await unlink(path.join(this.dir, hash)).catch(() => {});
+  }
+
   private drop(hash: string): void {
     const s = this.index.get(hash);
     if (s === undefined) return;

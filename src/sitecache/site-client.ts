@@ -40,7 +40,7 @@ const MAX_STORED = MAX_CHUNK + 64;
 export class SiteCacheClient {
   private readonly down = new Map<number, number>();
   private readonly agent: http.Agent;
-  readonly stats = { asked: 0, answered: 0, failed: 0, bytes: 0 };
+  readonly stats = { asked: 0, answered: 0, failed: 0, busy: 0, bytes: 0 };
 
   constructor(private readonly o: SiteClientOptions) {
     if (!o.tiers.length) throw new Error('site cache: no tier given');
@@ -60,6 +60,11 @@ export class SiteCacheClient {
         }
         return b;
       } catch (e) {
+        if (e instanceof TierBusyError) {
+          // Its queue is full now: this chunk goes elsewhere, the tier stays in use for the next.
+          this.stats.busy++;
+          continue;
+        }
         this.stats.failed++;
         this.down.set(i, Date.now() + (this.o.downMs ?? 5000));
         log.warn({ tier: `${this.o.tiers[i].host}:${this.o.tiers[i].port}`, err: (e as Error).message }, 'site cache tier failed: skipped for a while');
@@ -88,6 +93,10 @@ export class SiteCacheClient {
           res.resume();
           return resolve(undefined);
         }
+        if (res.statusCode === 503) {
+          res.resume();
+          return reject(new TierBusyError());
+        }
         if (res.statusCode !== 200) {
           res.resume();
           return reject(new Error(`tier answered ${res.statusCode}`));
@@ -110,6 +119,13 @@ export class SiteCacheClient {
       req.on('error', reject);
       req.end();
     });
+  }
+}
+
+class TierBusyError extends Error {
+  override name = 'TierBusyError';
+  constructor() {
+    super('tier busy (503)');
   }
 }
 

@@ -14,6 +14,10 @@ const log = logger('store');
 export class ChunkCache {
   private readonly lru = new Map<string, Buffer>();
   private readonly inflight = new Map<string, Promise<Buffer>>();
+  /** Stored forms (what GET_CHUNK sends compute hosts), verified, LRU by bytes apart from the decoded ones. */
+  private readonly storedLru = new Map<string, Buffer>();
+  private storedBytes = 0;
+  private readonly storedInflight = new Map<string, Promise<Buffer>>();
   private bytes = 0;
   readonly stats = { fetches: 0, fetchedBytes: 0, hits: 0, refused: 0, siteHits: 0, siteBytes: 0, siteRefused: 0 };
 
@@ -38,6 +42,62 @@ export class ChunkCache {
       this.inflight.set(hash, p);
     }
     return p;
+  }
+
+  /**
+   * The chunk as stored (codec byte + payload), checked against its hash:
+   * what a compute host is sent (it verifies it again). Concurrent requests
+   * share one fetch (eight hosts cloning one image at once ask once).
+   */
+  async stored(hash: string, len: number): Promise<Buffer> {
+    const hit = this.storedLru.get(hash);
+    if (hit) {
+      this.storedLru.delete(hash);
+      this.storedLru.set(hash, hit);
+      this.stats.hits++;
+      return hit;
+    }
+    let p = this.storedInflight.get(hash);
+    if (!p) {
+      p = this.fetchStored(hash, len).finally(() => this.storedInflight.delete(hash));
+      this.storedInflight.set(hash, p);
+    }
+    return p;
+  }
+
+  private async fetchStored(hash: string, len: number): Promise<Buffer> {
+    const fromSite = await this.site?.get(hash, len);
+    let stored: Buffer | undefined;
+    if (fromSite) {
+      try {
+        decodeChunk(fromSite, hash, len);
+        this.stats.siteHits++;
+        this.stats.siteBytes += fromSite.length;
+        stored = fromSite;
+      } catch (e) {
+        this.stats.siteRefused++;
+        log.warn({ hash, err: (e as Error).message }, 'chunk from the site cache refused: fetched from the store');
+      }
+    }
+    if (!stored) {
+      stored = await this.store.get(chunkKey(hash));
+      this.stats.fetches++;
+      this.stats.fetchedBytes += stored.length;
+      try {
+        decodeChunk(stored, hash, len);
+      } catch (e) {
+        this.stats.refused++;
+        throw e;
+      }
+    }
+    this.storedLru.set(hash, stored);
+    this.storedBytes += stored.length;
+    while (this.storedBytes > this.maxBytes && this.storedLru.size > 1) {
+      const [k, v] = this.storedLru.entries().next().value as [string, Buffer];
+      this.storedLru.delete(k);
+      this.storedBytes -= v.length;
+    }
+    return stored;
   }
 
   private async fetch(hash: string, len: number): Promise<Buffer> {

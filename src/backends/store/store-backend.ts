@@ -14,7 +14,7 @@ import { isStoreError, type ObjectStore } from '../../store/store.js';
 import { accessFromBits, permBits } from '../local-export/permissions.js';
 import { ChunkCache } from './chunk-cache.js';
 import type { SiteCacheClient } from '../../sitecache/site-client.js';
-import type { MetaSource } from '../../backend/capabilities.js';
+import type { MetaSource, StoredFiles } from '../../backend/capabilities.js';
 import { encodeMeta, HASH_LEN } from '../../meta/format.js';
 
 const log = logger('store');
@@ -67,6 +67,22 @@ interface Loaded {
   byHash: Map<string, Node>;
   size: number;
   etag: string;
+  /** The signed envelope as stored (compute hosts verify it themselves: STORE_FILE). */
+  envelope: Buffer;
+  /** The full SHA-256 of the manifest's bytes. */
+  fullDigest: Buffer;
+}
+
+/** A file's chunks as "hash:len", computed once per entry. */
+const entryChunks = new WeakMap<Entry, Set<string>>();
+function chunksOfEntry(e: Entry & { type: 'file' }): Set<string> {
+  let s = entryChunks.get(e);
+  if (!s) {
+    s = new Set();
+    for (const [, len, h] of e.extents) if (h) s.add(`${h}:${len}`);
+    entryChunks.set(e, s);
+  }
+  return s;
 }
 
 function h16(s: string | Buffer): Buffer {
@@ -144,8 +160,9 @@ export class StoreBackend implements Backend, MetaSource {
         continue;
       }
       try {
-        const v = verifySigned(await this.o.store.get(imageKey(l.name)), this.o.trusted, l.name);
-        const img = this.build(l.name, v.digest, v.manifest.entries, Date.parse(v.manifest.created) || 0, etag);
+        const envelope = await this.o.store.get(imageKey(l.name));
+        const v = verifySigned(envelope, this.o.trusted, l.name);
+        const img = this.build(l.name, v.digest, v.manifest.entries, Date.parse(v.manifest.created) || 0, etag, envelope);
         next.set(l.name, img);
         this.byDigest.set(img.digest.toString('hex'), img);
       } catch (e) {
@@ -158,7 +175,7 @@ export class StoreBackend implements Backend, MetaSource {
     this.rootNode.children = [...next.values()].map((i) => ({ name: i.name, node: i.root, cookie: nameCookie(i.name) })).sort(byCookie);
   }
 
-  private build(name: string, digest: Buffer, entries: Entry[], created: number, etag: string): Loaded {
+  private build(name: string, digest: Buffer, entries: Entry[], created: number, etag: string, envelope: Buffer): Loaded {
     const d16 = digest.subarray(0, 16);
     const mk = (path: string, entry?: Entry): Node => ({ path, entry, fh: Buffer.concat([Buffer.from([TAG]), d16, h16(path)]), fileid: fileidOf(d16, path), children: !entry || entry.type === 'dir' ? [] : undefined });
     const root = mk('');
@@ -180,7 +197,7 @@ export class StoreBackend implements Backend, MetaSource {
       n.children?.sort(byCookie);
       byHash.set(n.fh.subarray(17).toString('hex'), n);
     }
-    return { name, digest: d16, created, root, byHash, size, etag };
+    return { name, digest: d16, created, root, byHash, size, etag, envelope, fullDigest: digest };
   }
 
   private async resolve(fh: Buffer): Promise<Node> {
@@ -197,6 +214,28 @@ export class StoreBackend implements Backend, MetaSource {
     if (!n) throw new FsError('BADHANDLE', 'no such path in the image');
     return n;
   }
+
+  /** Optional capability (backend/capabilities.ts): files by chunk hash, for compute hosts that verify them. */
+  readonly storedFiles: StoredFiles = {
+    storedFile: async (fh) => {
+      const n = await this.resolve(fh);
+      const img = n.entry?.type === 'file' ? this.imageOf(n) : undefined;
+      return img ? { image: img.name, path: n.path, digest: img.fullDigest, envelope: img.envelope } : undefined;
+    },
+    fileChunk: async (fh, hash, len) => {
+      const n = await this.resolve(fh);
+      if (n.entry?.type !== 'file' || !chunksOfEntry(n.entry).has(`${hash}:${len}`)) return undefined;
+      try {
+        return await this.chunks.stored(hash, len);
+      } catch (err) {
+        if (err instanceof ChunkError || isStoreError(err)) {
+          log.error({ image: this.imageOf(n)?.name, path: n.path, err: (err as Error).message }, 'chunk unusable: GET_CHUNK fails with EIO');
+          throw new FsError('IO', (err as Error).message);
+        }
+        throw err;
+      }
+    },
+  };
 
   private attr(n: Node): Fattr3 {
     const e = n.entry;

@@ -19,6 +19,7 @@ import {
 } from '../../ext/codec.js';
 import type { FsError } from '../../backend/errors.js';
 import { DELEGATE, delegateArgs, delegateRes, RENEW, renewArgs, renewRes, type DelegateArgs, type DelegateRes, type RenewArgs, type RenewRes } from '../../ext/callback-codec.js';
+import { GET_CHUNK, getChunkArgs, getChunkRes, STORE_FILE, storeFileArgs, storeFileRes, type GetChunkArgs, type GetChunkRes, type StoreFileArgs, type StoreFileRes } from '../../ext/chunks-codec.js';
 import { CHANGES_SINCE, changesArgs, changesRes, type ChangesArgs, type ChangesRes } from '../../ext/changes-codec.js';
 import { STATUS_OF } from '../../nfs3/status.js';
 import { MetaStatus, bulkReadArgs, bulkReadRes, getMetaArgs, getMetaRes, setOrderArgs, setOrderRes, type BulkReadArgs, type BulkReadRes, type GetMetaArgs, type GetMetaRes, type SetOrderArgs, type SetOrderRes } from '../../ext/meta-codec.js';
@@ -50,6 +51,14 @@ export interface GvfsProgramOptions {
   changes?: ChangesProcedures;
   /** DELEGATE and RENEW (callback model, ext/callback-codec.ts): absent, they are PROC_UNAVAIL. */
   delegations?: { delegate(cred: CallContext['cred'], a: DelegateArgs): Promise<DelegateRes>; renew(cred: CallContext['cred'], a: RenewArgs): RenewRes };
+  /** STORE_FILE and GET_CHUNK (ext/chunks-codec.ts; proxy/chunk-server.ts): absent, they are PROC_UNAVAIL. */
+  chunks?: ChunkProcedures;
+}
+
+/** What the chunk procedures run (proxy/chunk-server.ts). */
+export interface ChunkProcedures {
+  storeFile(cred: CallContext['cred'], a: StoreFileArgs): Promise<StoreFileRes>;
+  getChunk(cred: CallContext['cred'], a: GetChunkArgs): Promise<GetChunkRes>;
 }
 
 /** What CHANGES_SINCE runs (proxy/changes-server.ts). */
@@ -169,6 +178,11 @@ export function gvfsProgram(o: GvfsProgramOptions): ProgramVersion {
   const dg = o.delegations;
   if (dg) procedures[DELEGATE] = { name: 'DELEGATE', decode: delegateArgs.dec, encode: delegateRes.enc, idempotent: true, needsCred: true, handle: (a: DelegateArgs, ctx) => dg.delegate(ctx.cred, a) };
   if (dg) procedures[RENEW] = { name: 'RENEW', decode: renewArgs.dec, encode: renewRes.enc, idempotent: true, needsCred: true, handle: (a: RenewArgs, ctx) => dg.renew(ctx.cred, a) };
+  const ck = o.chunks;
+  if (ck) {
+    procedures[STORE_FILE] = { name: 'STORE_FILE', decode: storeFileArgs.dec, encode: storeFileRes.enc, idempotent: true, needsCred: true, handle: (a: StoreFileArgs, ctx) => ck.storeFile(ctx.cred, a) };
+    procedures[GET_CHUNK] = { name: 'GET_CHUNK', decode: getChunkArgs.dec, encode: getChunkRes.enc, idempotent: true, needsCred: true, handle: (a: GetChunkArgs, ctx) => ck.getChunk(ctx.cred, a) };
+  }
   return { prog: GVFS_PROGRAM, vers: GVFS_V1, name: 'gvfs', procedures };
 }
 

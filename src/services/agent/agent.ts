@@ -39,6 +39,10 @@ export interface AgentConfig {
   knownHosts?: string;
   /** How often running components are checked (and restarted when they died). */
   monitorMs?: number;
+  /** This host's site cache tier (HOST:PORT[,..]), its key file and CA: mounts that read store images by chunk hash ask it first. */
+  siteCache?: string;
+  siteKey?: string;
+  siteCa?: string;
 }
 
 export { AgentError };
@@ -111,6 +115,7 @@ export class Agent {
       let createdMountpoint = false;
       if (spec.kind === 'mount') createdMountpoint = await this.prepareMountpoint(spec.mountpoint!);
       if (spec.kind === 'proxy-server') await this.seedExportSecrets(session, name, checked);
+      if (spec.kind !== 'proxy-server' && spec.trustPublishers) await fs.writeFile(path.join(dir, `${name}-publishers.pub`), spec.trustPublishers.join('\n') + '\n', { mode: 0o644 });
       const row = { session, name, kind: spec.kind, spec, args: this.args(session, name, spec, 0, checked), port: null };
       this.store.insert(row);
       try {
@@ -266,6 +271,14 @@ export class Agent {
       if (spec.cache.blockSize) a.push('--block-size', String(spec.cache.blockSize));
       if (spec.cache.dirtyMaxAge !== undefined) a.push('--dirty-max-age', String(spec.cache.dirtyMaxAge));
       if (spec.cache.shared && spec.cacheId) a.push('--cache-id', spec.cacheId);
+    }
+    if (spec.trustPublishers) {
+      a.push('--trust-publisher', path.join(dir, `${name}-publishers.pub`));
+      if (this.cfg.siteCache) {
+        a.push('--site-cache', this.cfg.siteCache);
+        if (this.cfg.siteKey) a.push('--site-key', this.cfg.siteKey);
+        if (this.cfg.siteCa) a.push('--site-ca', this.cfg.siteCa);
+      }
     }
     // The endpoint serves the session's owner (its local account) and root, no other local user.
     if (spec.kind === 'proxy-client' && spec.key.account) a.push('--allow-uid', String(spec.key.account.uid));

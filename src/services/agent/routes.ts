@@ -51,6 +51,9 @@ export const CACHE = {
   },
 } as const;
 
+/** A publisher public key line (image/signature.ts): "gvfs-publisher-ed25519 <base64 of 32 bytes>". */
+const PUBLISHER_KEY = { type: 'string', pattern: '^gvfs-publisher-ed25519 [A-Za-z0-9+/]{43}=$' } as const;
+
 const MOUNT = {
   type: 'object',
   additionalProperties: false,
@@ -72,6 +75,7 @@ const MOUNT = {
     attrTimeout: { type: 'number', minimum: 0, maximum: 3600 },
     consistency: { enum: ['ttl', 'poll', 'callback'] },
     pollPeriod: { type: 'number', minimum: 0.05, maximum: 3600 },
+    trustPublishers: { type: 'array', minItems: 1, maxItems: 16, items: PUBLISHER_KEY },
   },
 } as const;
 

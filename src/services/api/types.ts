@@ -59,6 +59,12 @@ export interface MountSpec {
   consistency?: 'ttl' | 'poll' | 'callback';
   /** The poll model's period (seconds). */
   pollPeriod?: number;
+  /**
+   * Read store images by chunk hash, verified against these publisher keys
+   * (lines "gvfs-publisher-ed25519 BASE64", as in a .pub file); the agent's
+   * own site tier (gvfs agent --site-cache) is asked first.
+   */
+  trustPublishers?: string[];
 }
 
 export type ComponentSpec = ProxyServerSpec | MountSpec;

@@ -65,6 +65,13 @@ export const CREATE_BODY = {
     pollPeriod: POLL_PERIOD,
     channel: { enum: ['tls', 'ssh'], description: 'private channel between compute and servers (default tls)' },
     lifetime: { type: 'integer', minimum: 1, description: 'seconds until the session is torn down (default 3600)' },
+    trustPublishers: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 16,
+      items: { type: 'string', pattern: '^gvfs-publisher-ed25519 [A-Za-z0-9+/]{43}=$' },
+      description: "publisher public keys (lines of a gvfs image keygen .pub file) the compute host trusts: its mounts read store images by chunk hash, verified, asking the host's site tier first (gvfs agent --site-cache)",
+    },
   },
 } as const;
 

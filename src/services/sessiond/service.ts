@@ -52,6 +52,8 @@ export interface CreateRequest {
   pollPeriod?: number;
   channel?: 'tls' | 'ssh';
   lifetime?: number;
+  /** Publisher keys the compute host trusts to read store images by chunk hash (MountSpec.trustPublishers). */
+  trustPublishers?: string[];
 }
 
 export interface PatchRequest {
@@ -243,6 +245,7 @@ export class SessionService {
       pollPeriod: b.pollPeriod ?? 1,
       lifetime,
       exports,
+      ...(b.trustPublishers ? { trustPublishers: b.trustPublishers } : {}),
     };
   }
 
@@ -297,6 +300,7 @@ export class SessionService {
               attrTimeout: spec.attrTimeout,
               // The poll and callback models live in the cache: a mount without one stays ttl (refused at create).
               ...((e.cache ?? spec.cache).mode !== 'none' ? { consistency: spec.consistency ?? 'ttl', pollPeriod: spec.pollPeriod ?? 1 } : {}),
+              ...(spec.trustPublishers ? { trustPublishers: spec.trustPublishers } : {}),
             };
             const comp: Component = { host: spec.compute, name: `m${i}`, kind, ...(e.mountpoint ? { mountpoint: e.mountpoint } : {}) };
             comps.push(comp);
