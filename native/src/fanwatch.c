@@ -29,7 +29,8 @@
  *   fanWatch(rootPath, onBatch, maxPending) → external
  *     onBatch({ev: BigInt64Array, overflow, closed, own, outside}), where ev
  *     holds records of 5: dir ino, dir birth ns, entry ino (0: none),
- *     entry birth ns, flags (1: the directory's names changed).
+ *     entry birth ns, flags (1: the directory's names changed), and
+ *     names[i] the entry's name ("" for the directory itself).
  *   fanWatchStop(ext): the thread ends; a last batch says closed: true.
  *   fanWatchPause(ext, paused): stop reading the queue (tests of overflow).
  */
@@ -77,6 +78,8 @@ typedef struct {
 typedef struct {
   int64_t *ev;
   size_t n, cap;
+  char *nm; /* each record's name, NUL-terminated, in order ("" when none) */
+  size_t nlen, ncap;
   int overflow, closed;
   int64_t own, outside;
 } batch;
@@ -151,7 +154,19 @@ static int beneath_root(watch *w, int fd) {
   return inside;
 }
 
-static void push(batch *b, int64_t a, int64_t g, int64_t c, int64_t cg, int64_t flags) {
+static void push(batch *b, int64_t a, int64_t g, int64_t c, int64_t cg, int64_t flags, const char *name) {
+  size_t len = strlen(name) + 1;
+  if (b->nlen + len > b->ncap) {
+    size_t cap = b->ncap ? b->ncap * 2 : 4096;
+    while (cap < b->nlen + len) cap *= 2;
+    char *nm = realloc(b->nm, cap);
+    if (!nm) {
+      b->overflow = 1;
+      return;
+    }
+    b->nm = nm;
+    b->ncap = cap;
+  }
   if (b->n + REC > b->cap) {
     size_t cap = b->cap ? b->cap * 2 : 64 * REC;
     int64_t *ev = realloc(b->ev, cap * sizeof *ev);
@@ -165,6 +180,8 @@ static void push(batch *b, int64_t a, int64_t g, int64_t c, int64_t cg, int64_t 
   int64_t *r = b->ev + b->n;
   r[0] = a, r[1] = g, r[2] = c, r[3] = cg, r[4] = flags;
   b->n += REC;
+  memcpy(b->nm + b->nlen, name, len);
+  b->nlen += len;
 }
 
 /* One event: its directory handle and name → a record (or nothing: own, outside, gone). */
@@ -214,13 +231,14 @@ static void one_event(watch *w, batch *b, const struct fanotify_event_metadata *
   if (name && name[0] && strcmp(name, ".") != 0 && stat_fd(dfd, name, &c) == 0) ci = (int64_t)c.stx_ino, cg = btime_ns(&c);
   close(dfd);
   int names = (m->mask & (FAN_CREATE | FAN_DELETE | FAN_MOVED_FROM | FAN_MOVED_TO)) != 0;
-  push(b, (int64_t)d.stx_ino, btime_ns(&d), ci, cg, names);
+  push(b, (int64_t)d.stx_ino, btime_ns(&d), ci, cg, names, name && strcmp(name, ".") != 0 ? name : "");
 }
 
 static void post(watch *w, batch *b) {
   batch *out = malloc(sizeof *out);
   if (!out) {
     free(b->ev);
+    free(b->nm);
     w->lost = 1;
     return;
   }
@@ -228,7 +246,9 @@ static void post(watch *w, batch *b) {
   if (!b->closed && __atomic_load_n(&w->pending, __ATOMIC_ACQUIRE) + recs > w->max_pending) {
     /* JS is this far behind: drop the records, say what changed is unknown. */
     free(b->ev);
+    free(b->nm);
     b->ev = NULL, b->n = 0, b->cap = 0, recs = 0;
+    b->nm = NULL, b->nlen = 0, b->ncap = 0;
     b->overflow = 1;
   }
   if (w->lost) b->overflow = 1, w->lost = 0;
@@ -238,6 +258,7 @@ static void post(watch *w, batch *b) {
   if (napi_call_threadsafe_function(w->tsfn, out, napi_tsfn_nonblocking) != napi_ok) {
     __atomic_fetch_sub(&w->pending, recs, __ATOMIC_ACQ_REL);
     free(out->ev);
+    free(out->nm);
     free(out);
     w->lost = 1;
   }
@@ -302,6 +323,16 @@ static void call_js(napi_env env, napi_value cb, void *ctx, void *data) {
     if (b->n) memcpy(mem, b->ev, b->n * sizeof(int64_t));
     napi_create_typedarray(env, napi_bigint64_array, b->n, ab, 0, &ta);
     napi_set_named_property(env, o, "ev", ta);
+    napi_value names;
+    napi_create_array_with_length(env, b->n / REC, &names);
+    size_t at = 0;
+    for (uint32_t i = 0; i < b->n / REC && at < b->nlen; i++) {
+      size_t len = strlen(b->nm + at);
+      napi_create_string_utf8(env, b->nm + at, len, &v);
+      napi_set_element(env, names, i, v);
+      at += len + 1;
+    }
+    napi_set_named_property(env, o, "names", names);
     napi_get_boolean(env, b->overflow, &v);
     napi_set_named_property(env, o, "overflow", v);
     napi_get_boolean(env, b->closed, &v);
@@ -324,6 +355,7 @@ static void call_js(napi_env env, napi_value cb, void *ctx, void *data) {
     w->fan = -1; /* stop and pause do nothing from now on */
   }
   free(b->ev);
+  free(b->nm);
   free(b);
 }
 

@@ -10,6 +10,8 @@ export interface FileId {
 export interface DiskChange {
   dir: FileId;
   entry?: FileId;
+  /** The name the event was about ("" for the directory itself); the entry, if any, is what it names now. */
+  name: string;
   /** The directory's names changed (create, delete, rename). */
   names: boolean;
 }
@@ -53,7 +55,7 @@ export class FanWatch {
       const list: DiskChange[] = [];
       for (let i = 0; i + 5 <= b.ev.length; i += 5) {
         const entry = b.ev[i + 2] !== 0n ? { ino: BigInt.asUintN(64, b.ev[i + 2]), gen: b.ev[i + 3] } : undefined;
-        list.push({ dir: { ino: BigInt.asUintN(64, b.ev[i]), gen: b.ev[i + 1] }, entry, names: (b.ev[i + 4] & 1n) !== 0n });
+        list.push({ dir: { ino: BigInt.asUintN(64, b.ev[i]), gen: b.ev[i + 1] }, entry, name: b.names[i / 5] ?? '', names: (b.ev[i + 4] & 1n) !== 0n });
       }
       this.c.changes += list.length;
       on.changes(list);

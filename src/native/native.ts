@@ -173,6 +173,8 @@ let addon: Addon | undefined;
 /** One batch of the disk watcher (fanwatch.c): records of 5 (dir ino, dir birth ns, entry ino or 0, entry birth ns, flags). */
 export interface FanBatch {
   ev: BigInt64Array;
+  /** Each record's entry name ("" when the event named the directory itself). */
+  names: string[];
   overflow: boolean;
   closed: boolean;
   own: number;
