@@ -239,7 +239,7 @@ for (const sys of SYSTEMS) {
   const r = await measure(sys);
   results[sys.name] = r;
   console.log(
-    `${sys.name.padEnd(30)} server calls/s ${r.serverCallsPerSec.toFixed(1).padStart(8)}   B pass ${r.passSeconds.median.toFixed(3)} s (${r.passSeconds.min.toFixed(3)}–${r.passSeconds.max.toFixed(3)}, ${r.passes} passes)   stale strict ${r.staleStrict} bounded ${r.staleBounded} of ${r.reads} reads   A edits ${r.edits}`,
+    `${sys.name.padEnd(30)} server calls/s ${r.serverCallsPerSec.toFixed(1).padStart(8)}   B pass ${r.passSeconds.median.toFixed(3)} s (${r.passSeconds.min.toFixed(3)}–${r.passSeconds.max.toFixed(3)}, ${r.passes} passes)   stale strict ${r.staleStrict} bounded ${r.staleBounded} of ${r.reads} reads   A edits ${r.edits}\n    server calls/s by procedure: ${JSON.stringify(r.byProc)}`,
   );
 }
 
