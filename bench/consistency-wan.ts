@@ -232,6 +232,8 @@ async function measure(sys: System): Promise<SystemResult> {
   return { serverCallsPerSec: calls / s, byProc, passSeconds: summarize(times), passes: times.length, staleStrict, staleBounded, reads, edits: editsDone };
 }
 
+// The tree as the run starts (what the figures are of), not as it ends.
+const git = await gitState();
 const only = a.only ? new Set(a.only.split(',')) : undefined;
 const results: Record<string, SystemResult> = {};
 for (const sys of SYSTEMS) {
@@ -254,11 +256,11 @@ for (const [k, v] of Object.entries(targets)) console.log(`${v ? 'MET    ' : 'NO
 
 if (a.out) {
   await fs.mkdir(a.out, { recursive: true });
-  const git = await gitState();
   const record = {
     bench: 'bench/consistency-wan.ts',
     args: { secs, files, edits, conc, profile },
     git,
+    // The 1/5/15-minute load averages at the end of the run (the machine is shared).
     machine: { ...machine(), loadavg: os.loadavg() },
     date: new Date().toISOString(),
     results,
