@@ -303,6 +303,8 @@ static void *watch_main(void *arg) {
     if (b.n || b.overflow) post(w, &b);
   }
   free(buf);
+  /* Ended without being asked (a read error): what changes from now is unknown. */
+  if (!__atomic_load_n(&w->stop, __ATOMIC_ACQUIRE)) w->lost = 1;
   batch last = {.closed = 1};
   post(w, &last);
   napi_release_threadsafe_function(w->tsfn, napi_tsfn_release);

@@ -20,6 +20,8 @@ export interface FanWatchEvents {
   changes(list: DiskChange[]): void;
   /** Events were lost (kernel queue overflow, or JS too far behind): what changed is unknown. */
   overflow(): void;
+  /** The watcher's thread ended without close() (a read error; `overflow` came first): nothing is watched any more. */
+  died?(): void;
 }
 
 /**
@@ -60,7 +62,10 @@ export class FanWatch {
       this.c.changes += list.length;
       on.changes(list);
     }
-    if (b.closed) this.closed();
+    if (b.closed) {
+      if (!this.closing) on.died?.();
+      this.closed();
+    }
   }
 
   /** Tests: stop (true) or resume reading the kernel's queue. */

@@ -39,6 +39,7 @@ export class DiskWatcher {
           log.warn({ export: exp.root }, 'disk watcher: events lost (fanotify queue overflow); every poll client of this export is told to drop everything');
           sink.lost();
         },
+        died: () => log.error({ export: exp.root }, 'disk watcher: its thread ended (fanotify read failed); changes made on the export disk by other programs NO LONGER reach poll-mode clients'),
       }, maxPending);
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
