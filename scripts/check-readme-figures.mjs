@@ -59,7 +59,7 @@ function factsOf(file) {
   };
   walk(doc);
   // The ratio columns a rendered table would show: any two systems of one workload.
-  for (const r of doc.results ?? []) {
+  for (const r of Array.isArray(doc.results) ? doc.results : []) {
     for (const w of r.workloads ?? []) {
       const meds = Object.values(w.systems ?? {}).map((s) => s?.median).filter((m) => typeof m === 'number' && m > 0);
       for (const a of meds) for (const b of meds) if (a !== b) facts.add(a / b);

@@ -18,6 +18,10 @@
 
 /* notify.c: sd_notify(3) for systemd units (Type=notify). */
 napi_value gn_sd_notify(napi_env env, napi_callback_info info);
+/* fanwatch.c: changes on the export's disk by other programs (fanotify). */
+napi_value gn_fan_watch(napi_env env, napi_callback_info info);
+napi_value gn_fan_watch_stop(napi_env env, napi_callback_info info);
+napi_value gn_fan_watch_pause(napi_env env, napi_callback_info info);
 
 typedef enum { RES_VOID, RES_NUMBER, RES_STRING, RES_STATX, RES_HANDLE, RES_WHOAMI, RES_DIROP, RES_TEXT, RES_DIRENTS, RES_STATLIST } res_kind;
 
@@ -472,6 +476,12 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "self", fn);
   napi_create_function(env, "sdNotify", NAPI_AUTO_LENGTH, gn_sd_notify, NULL, &fn);
   napi_set_named_property(env, exports, "sdNotify", fn);
+  napi_create_function(env, "fanWatch", NAPI_AUTO_LENGTH, gn_fan_watch, NULL, &fn);
+  napi_set_named_property(env, exports, "fanWatch", fn);
+  napi_create_function(env, "fanWatchStop", NAPI_AUTO_LENGTH, gn_fan_watch_stop, NULL, &fn);
+  napi_set_named_property(env, exports, "fanWatchStop", fn);
+  napi_create_function(env, "fanWatchPause", NAPI_AUTO_LENGTH, gn_fan_watch_pause, NULL, &fn);
+  napi_set_named_property(env, exports, "fanWatchPause", fn);
 
   napi_value c;
   napi_create_object(env, &c);

@@ -161,6 +161,9 @@ interface Addon {
   info(): { threads: number; openat2: boolean; privateUmask: boolean; jobs: number };
   self(): NativeCreds;
   sdNotify(socket: string, message: string): void;
+  fanWatch(root: string, onBatch: (b: FanBatch) => void, maxPending: number): object;
+  fanWatchStop(w: object): void;
+  fanWatchPause(w: object, paused: boolean): void;
   constants: Record<string, number>;
 }
 
@@ -168,8 +171,19 @@ const ADDON_PATH = fileURLToPath(new URL('../../../native/build/Release/gvfs_nat
 
 let addon: Addon | undefined;
 
+/** One batch of the disk watcher (fanwatch.c): records of 5 (dir ino, dir birth ns, entry ino or 0, entry birth ns, flags). */
+export interface FanBatch {
+  ev: BigInt64Array;
+  /** Each record's entry name ("" when the event named the directory itself). */
+  names: string[];
+  overflow: boolean;
+  closed: boolean;
+  own: number;
+  outside: number;
+}
+
 /** The addon, loaded on first use; a missing build fails loudly with what to run. */
-function lib(): Addon {
+export function lib(): Addon {
   if (!addon) {
     try {
       addon = createRequire(import.meta.url)(ADDON_PATH) as Addon;

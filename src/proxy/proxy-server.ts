@@ -21,6 +21,7 @@ import { ProxyExports } from '../wrappers/proxy-exports/proxy-exports.js';
 import { HideMetaBackend } from '../wrappers/metadata/hide.js';
 import { SessionFence } from '../wrappers/session-fence/session-fence.js';
 import { ChangeLog } from '../wrappers/change-log/change-log.js';
+import { DiskWatcher } from '../backends/local-export/disk-watcher.js';
 import { ChangeLogBackend } from '../wrappers/change-log/change-log-backend.js';
 import { ChangesServer } from './changes-server.js';
 import { DelegationServer } from './delegation-server.js';
@@ -77,6 +78,14 @@ export interface ProxyServerOptions {
   compressLevel?: number;
   /** Entries each export's change log keeps (the poll consistency model; wrappers/change-log). */
   changeLogEntries?: number;
+  /**
+   * Local exports: feed changes made on their disk by other programs to the
+   * change log (fanotify; needs CAP_SYS_ADMIN, else a loud warning and
+   * nothing). Default true.
+   */
+  watchDisk?: boolean;
+  /** Disk watcher: records not yet handled past which it reports an overflow (tests; default 65536). */
+  diskWatchMaxPending?: number;
   /** Callback model: a holder that does not answer a recall within this is revoked and fenced (ms; default DEFAULT_LEASE_MS). */
   delegationLeaseMs?: number;
   /** Longest a conflicting call waits for recalls before NFS3ERR_JUKEBOX (ms; default the lease). */
@@ -96,6 +105,8 @@ export interface ProxyServer {
   /** STORE_FILE / GET_CHUNK (compute hosts reading store images by chunk hash): counters. */
   chunks: ChunkServer;
   changeLogs: ChangeLog[];
+  /** Each local export's disk watcher (undefined: not watched: not local, turned off, or not permitted). */
+  diskWatchers: Array<DiskWatcher | undefined>;
   /** Each session's calls in flight (a new connection of a session waits for them). */
   fence: SessionFence;
   sessions: SessionRegistry;
@@ -129,6 +140,8 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
   const metaExports: MetaExport[] = [];
   // Each export's change log (poll consistency), fed by every call through it: the same log whichever session changed a file.
   const changeLogs: ChangeLog[] = [];
+  // Local exports' disk watchers, by export index (undefined: not watched).
+  const diskWatchers: Array<DiskWatcher | undefined> = [];
   // Delegations (callback model): one table for every export; recalls go to the holder's connection.
   const leaseMs = o.delegationLeaseMs ?? DEFAULT_LEASE_MS;
   const delegationTable = new DelegationTable({ leaseMs, waitMs: o.delegationWaitMs, recall: (s, fh) => recallSession(s, fh, leaseMs), state: new DelegationState(path.join(stateDir, 'delegations.json')) });
@@ -165,6 +178,8 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
       }
       list.push({ name: e.name ?? '/', backend: logged(new HideMetaBackend(b)), path: '/', readOnly: !!e.readOnly });
       metaExports.push({ raw: b, path: '/' });
+      // Changes made on this disk by other programs: into the same log (our own calls are logged as they are made).
+      if (o.watchDisk !== false) diskWatchers[i] = DiskWatcher.start(b, changeLogs[changeLogs.length - 1], o.diskWatchMaxPending);
     }
   }
   const names = new Set(list.map((e) => e.name));
@@ -229,6 +244,7 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
     changes,
     chunks,
     changeLogs,
+    diskWatchers,
     fence,
     async listen(port: number, host: string) {
       if (!o.tls && !o.insecure && !isLoopback(host)) throw new Error(`refusing plaintext on ${host}: give --tls-cert/--tls-key, listen on loopback behind an SSH tunnel, or --insecure`);
@@ -236,6 +252,7 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
     },
     async close() {
       delegationTable.close();
+      await Promise.all(diskWatchers.map((w) => w?.close()));
       await server.close();
       await backend.close();
     },

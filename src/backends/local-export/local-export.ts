@@ -41,6 +41,7 @@ import { NameTable } from './name-table.js';
 import { newObject, planSetattr, requireHardlinkSource, squash } from './ownership.js';
 import { accessFromBits, accessMask, permBits, R, require, requireData, requireSticky, W, X } from './permissions.js';
 import { defaultStateDir, loadSecret } from '../../util/state.js';
+import type { DiskChange } from '../../native/fan-watch.js';
 import * as N from '../../native/native.js';
 
 const log = logger('local-export');
@@ -432,6 +433,35 @@ export class LocalExport implements Backend {
 
   private async dirWcc(d: Resolved): Promise<WccData> {
     return { before: toWccAttr(d.st), after: await this.attrOf(d.rel) };
+  }
+
+  /**
+   * A change another program made on disk (disk-watcher.ts): forget what the
+   * short-lived caches hold of it, and return the handles it changed (the
+   * directory when its names changed; the entry the name leads to now; the
+   * object the name led to before, when the attribute cache knew it).
+   */
+  changedOnDisk(c: DiskChange): Buffer[] {
+    const out: Buffer[] = [];
+    if (c.names) {
+      this.ac.drop(c.dir.ino);
+      this.listings.delete(c.dir.ino);
+      out.push(this.codec.encode(c.dir));
+    }
+    if (c.name) {
+      const before = this.ac.child(c.dir.ino, c.name);
+      this.ac.dropChild(c.dir.ino, c.name);
+      const old = before !== undefined && before !== c.entry?.ino ? this.ac.get(before) : undefined;
+      if (before !== undefined && before !== c.entry?.ino) this.ac.drop(before);
+      if (old) out.push(this.handleOf(old));
+    }
+    const e = c.entry ?? (c.name ? undefined : c.dir);
+    if (e) {
+      this.ac.drop(e.ino);
+      this.listings.delete(e.ino);
+      out.push(this.codec.encode(e));
+    }
+    return out;
   }
 
   private invalidateListing(dirIno: bigint): void {

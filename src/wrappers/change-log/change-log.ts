@@ -25,6 +25,8 @@ export class ChangeLog {
   /** Every change in seq order; an entry is live while byKey still names its seq (compacted now and then). */
   private order: Array<{ seq: bigint; key: string }> = [];
   changes = 0;
+  /** Times lost() was called. */
+  losses = 0;
 
   constructor(private readonly max = DEFAULT_LOG_ENTRIES) {}
 
@@ -47,6 +49,15 @@ export class ChangeLog {
       this.floor = oldest.seq;
     }
     if (this.order.length > 2 * this.max + 1024) this.order = this.order.filter((e) => this.byKey.get(e.key)?.seq === e.seq);
+  }
+
+  /**
+   * Changes were lost (the disk watcher's queue overflowed): what changed is
+   * unknown, so every client asking from before now is told to drop everything.
+   */
+  lost(): void {
+    this.floor = ++this.last;
+    this.losses++;
   }
 
   /**

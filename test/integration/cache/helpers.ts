@@ -51,8 +51,11 @@ export interface Session {
   stop(): Promise<void>;
 }
 
-/** `changeLogEntries`: each export's change-log bound at the proxy server (the poll consistency model). */
-export async function startCacheChain(o: { changeLogEntries?: number; delegationLeaseMs?: number } = {}): Promise<CacheChain> {
+/**
+ * `changeLogEntries`: each export's change-log bound at the proxy server (the poll consistency model).
+ * `localExport`: the proxy server exports `exportDir` itself (a local export, with its disk watcher) instead of the upstream server.
+ */
+export async function startCacheChain(o: { changeLogEntries?: number; localExport?: boolean; diskWatchMaxPending?: number; delegationLeaseMs?: number } = {}): Promise<CacheChain> {
   const base = await tempDir('gvfs-cache-');
   const exportDir = path.join(base, 'export');
   await fs.mkdir(exportDir);
@@ -70,12 +73,13 @@ export async function startCacheChain(o: { changeLogEntries?: number; delegation
   const startPs = async (port: number) => {
     c.proxyServer = await createProxyServer({
       sessions: c.sessions,
-      exports: [{ kind: 'upstream', url: { host: '127.0.0.1', port: c.upstreamPort, mountPort: c.upstreamPort, path: '/' } }],
+      exports: o.localExport ? [{ kind: 'local', dir: exportDir }] : [{ kind: 'upstream', url: { host: '127.0.0.1', port: c.upstreamPort, mountPort: c.upstreamPort, path: '/' } }],
       map: new Map([['alice', { uid: 0, gid: 0, gids: [] }]]),
       stateDir: path.join(base, 'ps-state'),
       upstreamTimeoutMs: 5_000,
       changeLogEntries: o.changeLogEntries,
       delegationLeaseMs: o.delegationLeaseMs,
+      diskWatchMaxPending: o.diskWatchMaxPending,
     });
     c.proxyServerPort = (await c.proxyServer.listen(port, '127.0.0.1')).port;
   };

@@ -32,6 +32,21 @@ describe('ChangeLog (poll consistency: bounded per-export log)', { timeout: 30_0
     assert.deepEqual(names(l.since(3n, 2)), [4, 5]);
   });
 
+  it('lost(): every client asking from before it is told to drop everything; from after it, answered exactly', () => {
+    const l = new ChangeLog(100);
+    l.record(h(1));
+    const before = l.seq;
+    l.lost();
+    assert.equal(l.since(before, 100), undefined, 'a client up to date before the loss was answered');
+    assert.equal(l.since(0n, 100), undefined);
+    const after = l.seq;
+    assert.ok(after > before);
+    assert.deepEqual(l.since(after, 100), { seq: after, handles: [] });
+    l.record(h(2));
+    assert.deepEqual(names(l.since(after, 100)), [2]);
+    assert.equal(l.losses, 1);
+  });
+
   it('stays exact across compaction of many repeated changes', () => {
     const l = new ChangeLog(4);
     for (let i = 0; i < 10_000; i++) l.record(h(i % 3));
