@@ -2,7 +2,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { parseAllowUids, type AllowUids } from '../channel/peer-owner.js';
 import { readKeyFile } from '../channel/session-key.js';
 import { parseSshUrl } from '../channel/ssh.js';
-import { checkLink, createProxyClient, endpointUids, type ProxyLinkOptions } from '../proxy/proxy-client.js';
+import { checkLink, createProxyClient, endpointUids, sessionName, type ProxyLinkOptions } from '../proxy/proxy-client.js';
 import { checkConsistency, DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY, type ConsistencyModel } from '../wrappers/cache/options.js';
 import { drainOnSignal, parseHostPort, parseIntArg, parseSize, daemonSignals } from './util.js';
 import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
@@ -18,6 +18,7 @@ function parseConsistency(v: string): ConsistencyModel {
   }
 }
 import { registerDaemon } from '../util/runtime-state.js';
+import { setLogContext } from '../util/log.js';
 
 function parseSeconds(v: string): number {
   const n = Number(v);
@@ -68,6 +69,8 @@ export async function linkOptions(o: Record<string, any>): Promise<ProxyLinkOpti
   const [server, ...alternates] = String(o.server).split(',').map((s) => parseHostPort(s.trim()));
   const key = o.key ? await readKeyFile(o.key) : undefined;
   const via = o.via ? parseSshUrl(o.via) : undefined;
+  // This process serves one session: every log line names it (and the proxy server it talks to).
+  setLogContext({ session: sessionName({ key, user: o.user }), server: `${server.host}:${server.port}` });
   return {
     host: server.host,
     port: server.port,
