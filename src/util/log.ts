@@ -34,7 +34,7 @@ const root: Logger = pino(
     base: { pid: process.pid },
     // Children inherit the mixin, so a layer's logger made before setLogContext carries the fields too;
     // a line's own fields win over these.
-    mixin: () => context,
+    mixin: () => ({ ...context }), // a copy: pino merges each line's fields into the object returned
     hooks: {
       logMethod(args, method, level) {
         if (level >= 40 && warnListeners.size) {

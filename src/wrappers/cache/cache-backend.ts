@@ -781,7 +781,7 @@ export class CacheBackend extends PassthroughBackend {
     await this.up();
     const r = await this.inner.mount(p, cred);
     this.roots.set(r.fh.toString('hex'), { fh: Buffer.from(r.fh), cred });
-    this.paths.root(r.fh);
+    this.paths.root(r.fh, p);
     // The poll model polls every export mounted through the cache (from now, even while the model is ttl).
     this.poller?.add(r.fh, cred);
     return r;

@@ -10,13 +10,15 @@
  */
 export class PathBook {
   private readonly up = new Map<string, { dir: string; name: string }>();
-  private readonly roots = new Set<string>();
+  /** Mounted directories: handle → their path in the export (MOUNT's argument, '/' for the export itself). */
+  private readonly roots = new Map<string, string>();
 
   constructor(private readonly max = 200_000) {}
 
-  /** An export root (MOUNT's handle): paths end here. */
-  root(fh: Buffer): void {
-    this.roots.add(fh.toString('hex'));
+  /** A mounted directory (MOUNT's handle) and its path in the export: paths end here. */
+  root(fh: Buffer, mountPath = '/'): void {
+    const p = ('/' + mountPath.split('/').filter(Boolean).join('/'));
+    this.roots.set(fh.toString('hex'), p);
   }
 
   /** `fh` is `name` in `dir`. */
@@ -35,14 +37,16 @@ export class PathBook {
    */
   pathOf(fh: Buffer | string): string | undefined {
     let k = typeof fh === 'string' ? fh : fh.toString('hex');
-    if (this.roots.has(k)) return '/';
+    const top = this.roots.get(k);
+    if (top !== undefined) return top;
     const parts: string[] = [];
     for (let depth = 0; depth < 256; depth++) {
       const e = this.up.get(k);
       if (!e) break;
       parts.unshift(e.name);
       k = e.dir;
-      if (this.roots.has(k)) return '/' + parts.join('/');
+      const r = this.roots.get(k);
+      if (r !== undefined) return (r === '/' ? '' : r) + '/' + parts.join('/');
     }
     return parts.length ? '…/' + parts.join('/') : undefined;
   }
