@@ -162,7 +162,7 @@ export function proxyClientCommand(): Command {
         h.add('upstream', nfsReachable(p.remote));
         if (p.cache) for (const [name, check] of Object.entries(cacheChecks(p.cache))) h.add(name, check);
       });
-      await registerDaemon({ role: 'proxy-client', listen: `${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`, server: `${link.host}:${link.port}`, session: link.key?.id, user: link.key?.user ?? link.user, cacheDir: p.cache?.opts.dir, sessionDir: p.cache?.sessionDir, info: { channel } });
+      await registerDaemon({ role: 'proxy-client', listen: `${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`, server: `${link.host}:${link.port}`, session: link.key?.id, user: link.key?.user ?? link.user, cacheDir: p.cache?.opts.dir, sessionDir: p.cache?.sessionDir, info: { channel, metrics: metrics?.address } });
       stop.ready();
       if (o.json) console.log(JSON.stringify({ listening: addr, server: { host: link.host, port: link.port }, channel, session: link.key?.id, user: link.key?.user ?? link.user, cache, allowUids, metrics: metrics?.address }));
       else {
