@@ -137,6 +137,6 @@ function describe(r: SessionResult): string {
   if (!r.report) return `session ${r.session}: NOT FLUSHED, ${r.pending?.bytes ?? 0} bytes in ${r.pending?.files ?? 0} files wait: ${r.error}`;
   const lines = [`session ${r.session} (${r.how}): flushed ${r.report.flushedBytes} bytes of ${r.report.flushedFiles} files`];
   if (r.report.discardedBytes) lines.push(`  WARNING: discarded ${r.report.discardedBytes} bytes that could not be delivered; the server never got them`);
-  for (const x of r.report.failed) lines.push(`  FAILED file ${x.fh}: ${x.code}: ${x.message} (${x.bytes} bytes kept; gvfs flush --discard drops them)`);
+  for (const x of r.report.failed) lines.push(`  FAILED file ${x.fh}: ${x.code}: ${x.message} (${x.bytes} bytes kept; gvfs flush --discard drops them)${x.path ? ` path ${x.path}` : ''}`);
   return lines.join('\n');
 }

@@ -8,7 +8,7 @@ process.env.UV_THREADPOOL_SIZE ??= '16';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { buildProgram } from './program.js';
 import { EXIT, exitCodeOf } from './exit-codes.js';
-import { flushLogs, levelFromFlags, logger, LOG_LEVELS, setLogLevel } from '../util/log.js';
+import { flushLogs, levelFromFlags, logger, setLogLevel } from '../util/log.js';
 
 /** Long-running commands: their stderr is their JSON log, so even a fatal error goes there as JSON. */
 const DAEMONS = new Set(['serve', 'proxy-server', 'proxy-client', 'mount', 'agent', 'sessiond']);
@@ -17,14 +17,9 @@ let running: Command | undefined;
 const program = await buildProgram();
 
 // Usage errors end with EXIT.USAGE, not commander's 1 (it has printed the message and the help already).
-// Every command takes the log flags (beside GVFS_LOG_LEVEL and GVFS_TRACE).
-const verbosity = (_: string, n: number) => n + 1;
+// The log flags (-v, --log-level) are in the tree (program.ts); the hook below applies them.
 const exitOverride = (c: Command): void => {
   c.exitOverride();
-  if (c !== program) {
-    c.option('-v, --verbose', 'more log detail: -v debug, -vv trace (GVFS_LOG_LEVEL, GVFS_TRACE=layer,... also work)', verbosity, 0);
-    c.option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')} (default: GVFS_LOG_LEVEL or info)`);
-  }
   c.commands.forEach(exitOverride);
 };
 exitOverride(program);

@@ -233,7 +233,7 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
   // Caught before the ready line: a signal sent the moment it is read must not meet Node's default action.
   const stopped = untilSignal();
   const info = { mounted: mnt, server, export: exportPath, user: o.user ?? null, pid: process.pid, attrTimeout: o.attrTimeout, cacheDir: o.cacheDir ?? null, consistency: o.consistency ?? 'ttl', metrics: metrics?.address };
-  await registerDaemon({ role: 'mount', mountpoint: mnt, server, session, user: o.user, cacheDir: o.cacheDir, sessionDir, info: { export: exportPath } });
+  await registerDaemon({ role: 'mount', mountpoint: mnt, server, session, user: o.user, cacheDir: o.cacheDir, sessionDir, info: { export: exportPath, metrics: metrics?.address } });
   if (o.json) console.log(JSON.stringify(info));
   else console.log(`gvfs mount: ${server}${exportPath} on ${mnt} (attribute timeout ${o.attrTimeout} s); Ctrl-C or gvfs umount ${mnt} to stop`);
   notifySystemd('mount', 'READY=1\nSTATUS=mounted');

@@ -22,6 +22,7 @@ import { completionCommand } from './completion.js';
 import { manCommand } from './man.js';
 import { statusCommand } from './status.js';
 import { addConfigOption, CONFIG_COMMANDS } from './config-file.js';
+import { LOG_LEVELS } from '../util/log.js';
 
 /**
  * The whole command tree of `gvfs`, built in one place: main.ts parses
@@ -59,5 +60,24 @@ export async function buildProgram(): Promise<Command> {
   program.addCommand(completionCommand());
   program.addCommand(manCommand());
   for (const c of program.commands) if ((CONFIG_COMMANDS as readonly string[]).includes(c.name())) addConfigOption(c);
+  for (const c of program.commands) addLogOptions(c);
   return program;
+}
+
+const verbosity = (_: string, n: number) => n + 1;
+
+/**
+ * Every command that runs takes the log flags (beside GVFS_LOG_LEVEL and
+ * GVFS_TRACE). Added here, in the tree, so --help, `gvfs man` and
+ * `gvfs completion` show them; main.ts reads them in its preAction hook.
+ * Only on leaves: on a group (`gvfs meta`) too, commander would give
+ * `gvfs meta show -v` to the group and the command would not see it.
+ */
+function addLogOptions(c: Command): void {
+  if (c.commands.length) {
+    c.commands.forEach(addLogOptions);
+    return;
+  }
+  c.option('-v, --verbose', 'more log detail: -v debug, -vv trace (GVFS_LOG_LEVEL, GVFS_TRACE=layer,... also work)', verbosity, 0);
+  c.option('--log-level <level>', `log level: ${LOG_LEVELS.join(', ')} (default: GVFS_LOG_LEVEL or info)`);
 }

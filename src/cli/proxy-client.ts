@@ -2,7 +2,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { parseAllowUids, type AllowUids } from '../channel/peer-owner.js';
 import { readKeyFile } from '../channel/session-key.js';
 import { parseSshUrl } from '../channel/ssh.js';
-import { checkLink, createProxyClient, endpointUids, type ProxyLinkOptions } from '../proxy/proxy-client.js';
+import { checkLink, createProxyClient, endpointUids, sessionName, type ProxyLinkOptions } from '../proxy/proxy-client.js';
 import { checkConsistency, DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY, type ConsistencyModel } from '../wrappers/cache/options.js';
 import { drainOnSignal, parseHostPort, parseIntArg, parseSize, daemonSignals } from './util.js';
 import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
@@ -22,6 +22,7 @@ import { readFile } from 'node:fs/promises';
 import { readTrustedKeys } from '../image/signature.js';
 import { parseTiers, SiteCacheClient } from '../sitecache/site-client.js';
 import { readSiteKey } from '../sitecache/auth.js';
+import { setLogContext } from '../util/log.js';
 
 function parseSeconds(v: string): number {
   const n = Number(v);
@@ -97,6 +98,8 @@ export async function linkOptions(o: Record<string, any>): Promise<ProxyLinkOpti
   const [server, ...alternates] = String(o.server).split(',').map((s) => parseHostPort(s.trim()));
   const key = o.key ? await readKeyFile(o.key) : undefined;
   const via = o.via ? parseSshUrl(o.via) : undefined;
+  // This process serves one session: every log line names it (and the proxy server it talks to).
+  setLogContext({ session: sessionName({ key, user: o.user }), server: `${server.host}:${server.port}` });
   return {
     host: server.host,
     port: server.port,
@@ -189,7 +192,7 @@ export function proxyClientCommand(): Command {
         h.add('upstream', nfsReachable(p.remote));
         if (p.cache) for (const [name, check] of Object.entries(cacheChecks(p.cache))) h.add(name, check);
       });
-      await registerDaemon({ role: 'proxy-client', listen: `${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`, server: `${link.host}:${link.port}`, session: link.key?.id, user: link.key?.user ?? link.user, cacheDir: p.cache?.opts.dir, sessionDir: p.cache?.sessionDir, info: { channel } });
+      await registerDaemon({ role: 'proxy-client', listen: `${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`, server: `${link.host}:${link.port}`, session: link.key?.id, user: link.key?.user ?? link.user, cacheDir: p.cache?.opts.dir, sessionDir: p.cache?.sessionDir, info: { channel, metrics: metrics?.address } });
       stop.ready();
       const chunks = link.chunks && { publishers: link.chunks.trusted.length, siteCache: o.siteCache ?? null };
       if (o.json) console.log(JSON.stringify({ listening: addr, server: { host: link.host, port: link.port }, channel, session: link.key?.id, user: link.key?.user ?? link.user, cache, chunks, allowUids, metrics: metrics?.address }));

@@ -154,7 +154,7 @@ export function proxyServerCommand(): Command {
           else if (e.kind === 'local') h.add(`export ${e.dir}`, dirReadable(e.dir));
         }
       });
-      await registerDaemon({ role: 'proxy-server', listen: `${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`, info: { exports: names, channel, sessionKeys: keys.map((k) => k.id), insecure: !!o.insecure } });
+      await registerDaemon({ role: 'proxy-server', listen: `${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`, info: { exports: names, channel, sessionKeys: keys.map((k) => k.id), insecure: !!o.insecure, metrics: metrics?.address } });
       stop.ready();
       if (o.json) console.log(JSON.stringify({ listening: addr, channel, exports: names, readOnly: exports.filter((e) => e.kind === 'store' || e.readOnly).map((e) => e.name ?? (e.kind === 'upstream' ? e.url.path : '/')), sessions: keys.map((k) => k.id), insecure: !!o.insecure, metrics: metrics?.address }));
       else console.log(`gvfs proxy-server: ${names.join(', ')} on ${addr.address}:${addr.port} (${channel}; ${o.insecure ? 'INSECURE, no session keys' : `${keys.length} session key(s)`})`);

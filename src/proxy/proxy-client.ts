@@ -78,7 +78,7 @@ export function sessionName(o: Pick<ProxyLinkOptions, 'key' | 'user'>): string {
  */
 export function stackCache(remote: Backend, o: ProxyLinkOptions, counters?: DataCounters, ext?: ExtLink): CacheBackend | undefined {
   if (!o.cache) return undefined;
-  return new CacheBackend(remote, { ...o.cache, serverId: o.cache.serverId ?? `${o.host}:${o.port}`, session: o.cache.session ?? sessionName(o) }, counters, ext);
+  return new CacheBackend(remote, { ...o.cache, serverId: o.cache.serverId ?? `${o.host}:${o.port}`, peer: o.cache.peer ?? `${o.host}:${o.port}`, session: o.cache.session ?? sessionName(o) }, counters, ext);
 }
 
 /**

@@ -217,7 +217,13 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
     // Before a session is proved, the portmapper reveals only itself and the GVFS program.
     portmapVisible: o.insecure ? undefined : (prog, conn) => prog === PMAP_PROGRAM || prog === GVFS_PROGRAM || connectionSession(conn) !== undefined,
     // Both deadlines run from the TCP accept; unproven connections have their own pool (RpcServerLimits.maxUnproven).
-    handshake: o.insecure ? undefined : { timeoutMs: o.proofTimeoutMs ?? o.handshakeTimeoutMs ?? DEFAULT_PROOF_TIMEOUT_MS, done: (conn) => connectionSession(conn) !== undefined },
+    handshake: o.insecure ? undefined : { timeoutMs: o.proofTimeoutMs ?? o.handshakeTimeoutMs ?? DEFAULT_PROOF_TIMEOUT_MS, done: (conn) => connectionSession(conn) !== undefined,
+      // Every later line about the connection names its session.
+      describe: (conn) => {
+        const k = connectionSession(conn);
+        return k ? { session: k.id, user: k.user } : {};
+      },
+    },
     transport: o.tls ? tlsTransport(o.tls, o.tlsHandshakeTimeoutMs) : undefined,
     readOnly: list.some((e) => e.readOnly) ? (fh, cred) => handles.readOnlyHandle(fh, cred) : undefined,
   });

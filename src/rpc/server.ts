@@ -15,6 +15,7 @@ import type { CallContext, ConnectionState, Procedure, ProgramTable, ProgramVers
 import { frameRecord, RecordDecoder, RecordTooLargeError } from './record.js';
 import { AcceptStat, AuthFlavor, AuthStat, type CallHeader, type Credentials, RpcError } from './types.js';
 import { logger } from '../util/log.js';
+import type { Logger } from 'pino';
 
 const log = logger('rpc');
 
@@ -93,7 +94,12 @@ export interface RpcServerOptions {
   authenticate?: Authenticator;
   drc?: DuplicateRequestCache;
   /** A connection must satisfy `done` within `timeoutMs` of its accept (e.g. prove a session key) or be closed. */
-  handshake?: { timeoutMs: number; done: (conn: ConnectionState) => boolean };
+  handshake?: {
+    timeoutMs: number;
+    done: (conn: ConnectionState) => boolean;
+    /** Fields of every later log line about the proven connection (the proxy server's: its session). */
+    describe?: (conn: ConnectionState) => Record<string, unknown>;
+  };
   /**
    * Whether to serve a connection the listener accepted (e.g. who owns the
    * peer socket). Nothing is read from the socket until it settles; false
@@ -393,11 +399,15 @@ export class RpcServer {
     this.unproven.delete(c.id);
     for (const t of u.timers) clearTimeout(t);
     u.gone = true; // out of the pool for good
+    const fields = this.handshake?.describe?.(c);
+    if (fields) c.log = log.child(fields);
     if (!this.admit(c.peer)) {
       c.close();
       return;
     }
     c.admitted = true;
+    c.log.info({ peer: c.peer }, 'connection proven');
+    c.onClose(() => c.log.info({ peer: c.peer }, 'proven connection closed'));
   }
 
   /** True while `c` has not passed the handshake (used by connections after each call). */
@@ -466,7 +476,7 @@ export class RpcServer {
       decoded = proc.decode(args);
       args.end();
     } catch (e) {
-      if (!(e instanceof XdrError)) log.error({ err: e, proc: key }, 'argument decoder failed');
+      if (!(e instanceof XdrError)) connLog(conn).error({ err: e, proc: key }, 'argument decoder failed');
       this.observer?.call(key, 0, AcceptStat.GARBAGE_ARGS, undefined);
       encodeAcceptedReply(w, call.xid, AcceptStat.GARBAGE_ARGS);
       return w.chunks();
@@ -505,7 +515,7 @@ export class RpcServer {
         encodeAuthError(w2, ctx.call.xid, e.detail ?? AuthStat.AUTH_FAILED);
         accept = AUTH_REFUSED;
       } else {
-        log.error({ err: e, proc: key }, 'procedure failed: replying SYSTEM_ERR');
+        connLog(ctx.conn).error({ err: e, proc: key }, 'procedure failed: replying SYSTEM_ERR');
         encodeAcceptedReply(w2, ctx.call.xid, (accept = AcceptStat.SYSTEM_ERR));
       }
       obs?.call(key, performance.now() - t0, accept, undefined);
@@ -513,6 +523,9 @@ export class RpcServer {
     }
   }
 }
+
+/** A connection's logger (bound to its session once proven), or the layer's. */
+const connLog = (c: ConnectionState | undefined): Logger => (c instanceof Connection ? c.log : log);
 
 /**
  * One client connection: framing, flow control, timers. Dispatch is the server's.
@@ -525,6 +538,8 @@ export class RpcServer {
  */
 class Connection implements ConnectionState {
   readonly data = new Map<string, unknown>();
+  /** This connection's lines: the layer's logger, a child naming the session once proven (handshake.describe). */
+  log: Logger = log;
   /** Calls this server makes to the peer over this connection (reverse direction: RECALL). */
   private readonly peerCalls: PeerCalls;
   private readonly decoder: RecordDecoder;
@@ -547,7 +562,7 @@ class Connection implements ConnectionState {
     this.peerCalls = new PeerCalls((m) => this.writeRecord(m), `connection ${id} (${peer.address}:${peer.port})`);
     this.decoder = new RecordDecoder((r) => this.onRecord(r), server.limits.maxRecord);
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
-    sock.on('error', (err) => log.debug({ err, peer }, 'connection error'));
+    sock.on('error', (err) => this.log.debug({ err, peer }, 'connection error'));
     sock.on('close', () => {
       this.closed = true;
       this.peerCalls.closeAll();
@@ -591,9 +606,14 @@ class Connection implements ConnectionState {
     this.updateFlow();
   }
 
+  onClose(fn: () => void): void {
+    if (this.closed) fn();
+    else this.sock.once('close', fn);
+  }
+
   private framingError(e: unknown): void {
-    if (e instanceof RecordTooLargeError) log.warn({ peer: this.peer, size: e.size, max: e.max }, 'record too large: closing connection');
-    else log.error({ err: e }, 'framing error: closing connection');
+    if (e instanceof RecordTooLargeError) this.log.warn({ peer: this.peer, size: e.size, max: e.max }, 'record too large: closing connection');
+    else this.log.error({ err: e }, 'framing error: closing connection');
     this.sock.destroy();
   }
 
@@ -601,7 +621,7 @@ class Connection implements ConnectionState {
     if (this.decoder.partial) {
       if (!this.partialTimer) {
         this.partialTimer = setTimeout(() => {
-          log.warn({ peer: this.peer, buffered: this.decoder.buffered }, 'partial record stalled: closing connection');
+          this.log.warn({ peer: this.peer, buffered: this.decoder.buffered }, 'partial record stalled: closing connection');
           this.sock.destroy();
         }, this.server.limits.partialRecordTimeoutMs);
         this.partialTimer.unref();
@@ -631,7 +651,7 @@ class Connection implements ConnectionState {
         this.idleTimer.unref();
         return;
       }
-      log.debug({ peer: this.peer }, 'idle connection closed');
+      this.log.debug({ peer: this.peer }, 'idle connection closed');
       this.sock.end();
     };
     this.idleTimer = setTimeout(check, this.server.limits.idleTimeoutMs);
@@ -656,7 +676,7 @@ class Connection implements ConnectionState {
     this.server.dispatch(record, this).then(
       (reply) => this.send(reply),
       (err) => {
-        log.error({ err }, 'dispatch failed');
+        this.log.error({ err }, 'dispatch failed');
         this.send(undefined);
       },
     );

@@ -25,10 +25,16 @@ export function onWarnOrError(fn: (l: LogLine) => void): () => void {
   return () => warnListeners.delete(fn);
 }
 
+/** Fields every line of this process carries (a proxy client's or mount's session): setLogContext. */
+let context: Record<string, unknown> = {};
+
 const root: Logger = pino(
   {
     level: process.env.GVFS_LOG_LEVEL ?? 'info',
     base: { pid: process.pid },
+    // Children inherit the mixin, so a layer's logger made before setLogContext carries the fields too;
+    // a line's own fields win over these.
+    mixin: () => ({ ...context }), // a copy: pino merges each line's fields into the object returned
     hooks: {
       logMethod(args, method, level) {
         if (level >= 40 && warnListeners.size) {
@@ -44,6 +50,16 @@ const root: Logger = pino(
   },
   dest,
 );
+
+/**
+ * Fields for every later line of every layer of this process: a process
+ * that serves one session (proxy client, mount) names it on each line.
+ * Processes serving many sessions (the proxy server) bind the session per
+ * connection instead (child loggers).
+ */
+export function setLogContext(fields: Record<string, unknown>): void {
+  context = { ...context, ...fields };
+}
 
 const traced = new Set((process.env.GVFS_TRACE ?? '').split(',').map((s) => s.trim()).filter(Boolean));
 

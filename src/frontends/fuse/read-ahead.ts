@@ -3,6 +3,7 @@ export type ReadFn = (offset: number, count: number) => Promise<{ data: Buffer; 
 
 interface Chunk {
   p: Promise<{ data: Buffer; eof: boolean }>;
+  /** When the reply came (Infinity while in flight: a chunk on its way is never "old"). */
   at: number;
 }
 
@@ -13,7 +14,7 @@ export interface ReadAheadOptions {
   window: number;
   /** Sequential bytes seen before streaming starts. */
   trigger: number;
-  /** Chunks older than this are fetched again (data changed elsewhere shows up). */
+  /** Chunks whose reply is older than this are fetched again (data changed elsewhere shows up). */
   maxAgeMs: number;
 }
 
@@ -115,12 +116,20 @@ export class ReadAhead {
   private chunkAt(k: number, gen: number): Chunk {
     const current = gen === this.gen && this.holds === 0;
     let c = current ? this.chunks.get(k) : undefined;
-    const now = Date.now();
-    if (c && now - c.at > this.o.maxAgeMs) c = undefined;
+    // Age counts from the reply: counted from the call, every chunk fetched ahead on a link slower than
+    // window/maxAge was "old" when read and fetched again, and again (each refetch queued behind the others).
+    if (c && Date.now() - c.at > this.o.maxAgeMs) c = undefined;
     if (!c) {
-      const chunk: Chunk = { at: now, p: this.fetch(k * this.o.chunk, this.o.chunk) };
+      const chunk: Chunk = { at: Infinity, p: this.fetch(k * this.o.chunk, this.o.chunk) };
       // Nobody may wait for a chunk fetched ahead: its failure is handled when (if) it is read.
-      chunk.p.catch(() => undefined);
+      chunk.p.then(
+        (r) => {
+          chunk.at = Date.now();
+          // The end of file as soon as it is seen, so no chunk past it is asked for meanwhile.
+          if ((r.eof || r.data.length < this.o.chunk) && gen === this.gen && k < this.eofChunk) this.eofChunk = k;
+        },
+        () => undefined,
+      );
       if (current) this.chunks.set(k, chunk);
       c = chunk;
     }

@@ -235,8 +235,15 @@ export class Agent {
     return `${session}-${name}`;
   }
 
-  /** The gvfs command line of a component (`port`: a restarted proxy server keeps its port). */
+  /**
+   * The gvfs command line of a component (`port`: a restarted proxy server keeps its port). Each gets its
+   * own metrics listener on loopback, on a free port (its ready line says which; the session view shows it).
+   */
   private args(session: string, name: string, spec: ComponentSpec, port: number, checked: Array<CheckedExport | undefined>): string[] {
+    return [...this.componentArgs(session, name, spec, port, checked), '--metrics', '127.0.0.1:0'];
+  }
+
+  private componentArgs(session: string, name: string, spec: ComponentSpec, port: number, checked: Array<CheckedExport | undefined>): string[] {
     const dir = this.sessionDir(session);
     const key = path.join(dir, 'key.json');
     if (spec.kind === 'proxy-server') {
@@ -308,6 +315,8 @@ export class Agent {
       restarts: r.restarts,
     };
     if (r.state === 'failed') v.error = r.info?.error ?? 'failed';
+    const m = r.info?.metrics as { address?: string; port?: number } | undefined;
+    if (m?.address && m.port) v.metrics = { address: m.address, port: m.port };
     if (r.kind === 'proxy-server') {
       const spec = r.spec as ProxyServerSpec;
       v.channel = spec.channel === 'tls' ? { kind: 'tls', fingerprint: this.cfg.fingerprint } : { kind: 'ssh', url: this.cfg.sshUrl! };

@@ -94,4 +94,6 @@ export interface ComponentView {
   cacheError?: string;
   /** state failed: why it was not restarted. */
   error?: string;
+  /** Where the process serves /metrics, /healthz and /readyz (loopback, a port picked at start; unauthenticated: scrape on the host). */
+  metrics?: { address: string; port: number };
 }

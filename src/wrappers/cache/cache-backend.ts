@@ -10,6 +10,7 @@ import { logger } from '../../util/log.js';
 import { PassthroughBackend } from '../passthrough.js';
 import { AccessGate } from './access-gate.js';
 import { NameCache } from './name-cache.js';
+import { PathBook } from './path-book.js';
 import { BlockReader, MAX_READ, type Seg } from './block-reader.js';
 import { BlockStore } from './block-store.js';
 import { FileTable, type FileState } from './file-state.js';
@@ -114,6 +115,8 @@ export class CacheBackend extends PassthroughBackend {
   private readonly files: FileTable;
   private readonly reader: BlockReader;
   private readonly names: NameCache;
+  /** Handle → path as last seen, for log lines (never consulted to serve a call). */
+  readonly paths = new PathBook();
   private readonly bootVerf = randomBytes(8);
   private control?: { path: string; close(): Promise<void> };
   private lock?: { release(): Promise<void> };
@@ -207,6 +210,7 @@ export class CacheBackend extends PassthroughBackend {
           writeEnd: (fh, off, len, wcc, ok) => this.files.writeEnd(this.file(fh), off, len, wcc, ok),
           flushed: (fh, ranges, bytes) => this.keepFlushed(this.file(fh), ranges, bytes),
           discarded: (fh) => (this.file(fh).at = 0),
+          describe: (fh) => this.describe(fh),
         },
         {
           dirtyLimit: this.opts.dirtyLimit,
@@ -258,6 +262,11 @@ export class CacheBackend extends PassthroughBackend {
       await this.lock.release();
       throw e;
     }
+  }
+
+  /** What a log line about a file says: the session, the server and the path this session last saw it at. */
+  describe(fh: Buffer): { session: string; peer: string; path?: string } {
+    return { session: this.opts.session, peer: this.opts.peer, path: this.paths.pathOf(fh) };
   }
 
   /** Disk free beyond the headroom (negative: the disk is fuller than the headroom allows), as last measured. */
@@ -490,7 +499,7 @@ export class CacheBackend extends PassthroughBackend {
     this.c.writesAround++;
     if (!this.aroundSince) {
       this.aroundSince = Date.now();
-      log.warn({ dir: this.sessionDir, err: why.message }, 'cache: the write-back journal cannot take writes; sending them to the server directly (write-through) until it can');
+      log.warn({ ...this.describe(s.fh), dir: this.sessionDir, reason: why.message }, 'cache: the write-back journal cannot take writes; sending them to the server directly (write-through) until it can');
     }
     try {
       await this.flushOne(s);
@@ -618,6 +627,7 @@ export class CacheBackend extends PassthroughBackend {
     const g = this.files.gen;
     const r = await this.inner.lookup(cred, dir, name);
     this.names.set(dk, name, r.fh, stamp);
+    this.paths.note(dk, name, r.fh);
     if (r.dirAttr) this.files.note(this.file(dir), r.dirAttr, undefined, g);
     return { ...r, attr: this.presentMaybe(r.fh, r.attr, g) };
   }
@@ -639,7 +649,10 @@ export class CacheBackend extends PassthroughBackend {
   private created(dir: Buffer, name: string, r: NewObject): NewObject {
     const dk = dir.toString('hex');
     this.names.drop(dk, name);
-    if (r.fh) this.names.set(dk, name, r.fh);
+    if (r.fh) {
+      this.names.set(dk, name, r.fh);
+      this.paths.note(dk, name, r.fh);
+    }
     this.noteWcc(dir, r.dirWcc);
     return { ...r, attr: this.presentMaybe(r.fh, r.attr) };
   }
@@ -713,6 +726,7 @@ export class CacheBackend extends PassthroughBackend {
     this.names.drop(tk, toName);
     if (moved) {
       this.names.set(tk, toName, moved);
+      this.paths.note(tk, toName, moved);
       this.file(moved).at = 0;
     }
     if (t) t.at = 0;
@@ -725,6 +739,7 @@ export class CacheBackend extends PassthroughBackend {
     await this.up();
     const r = await this.inner.link(cred, fh, dir, name);
     this.names.set(dir.toString('hex'), name, fh);
+    this.paths.note(dir, name, fh);
     this.file(fh).at = 0;
     this.noteWcc(dir, r.dirWcc);
     return { ...r, attr: r.attr && this.present(this.file(fh), r.attr) };
@@ -740,6 +755,7 @@ export class CacheBackend extends PassthroughBackend {
     const entries = page.entries.map((e) => {
       if (!e.fh) return e;
       this.names.set(dk, e.name, e.fh, stamp);
+      this.paths.note(dk, e.name, e.fh);
       return e.attr ? { ...e, attr: this.presentMaybe(e.fh, e.attr, g) } : e;
     });
     return { ...page, entries };
@@ -773,7 +789,7 @@ export class CacheBackend extends PassthroughBackend {
       try {
         await this.flushOne(s);
       } catch (e) {
-        log.warn({ err: e }, 'cache: flush on recall failed; the data stays in the journal');
+        log.warn({ ...this.describe(fh), reason: (e as Error).message }, 'cache: flush on recall failed; the data stays in the journal');
         status = RecallStatus.FLUSH_FAILED;
       }
     }
@@ -798,6 +814,7 @@ export class CacheBackend extends PassthroughBackend {
     await this.up();
     const r = await this.inner.mount(p, cred);
     this.roots.set(r.fh.toString('hex'), { fh: Buffer.from(r.fh), cred });
+    this.paths.root(r.fh, p);
     // The poll model polls every export mounted through the cache (from now, even while the model is ttl).
     this.poller?.add(r.fh, cred);
     return r;

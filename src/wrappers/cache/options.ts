@@ -20,6 +20,8 @@ export interface CacheOptions {
   serverId: string;
   /** Names this session's directory (journal, lock, control socket): the session key id, or the user. */
   session: string;
+  /** The server as log lines name it (`peer`); default serverId. */
+  peer?: string;
   /** Bytes per cached block (a power of two, 4 KiB .. 4 MiB). */
   blockSize?: number;
   /** Write-back (journal locally, deliver later) or write-through. Default write-back. */
@@ -114,6 +116,7 @@ export function resolveCacheOptions(o: CacheOptions): ResolvedCacheOptions {
     capacityIsDefault: o.capacityIsDefault ?? false,
     serverId: o.serverId,
     session: o.session,
+    peer: o.peer ?? o.serverId,
     blockSize,
     writeBack: o.writeBack ?? true,
     consistency: checkConsistency(o.consistency ?? 'ttl'),

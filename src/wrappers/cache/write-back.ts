@@ -66,6 +66,12 @@ export interface FlushSink {
   flushed?(fh: Buffer, ranges: Array<[number, number]>, bytes: (start: number, end: number) => Promise<Buffer | undefined>): Promise<void>;
   /** Unflushed writes of the file were discarded: what the cache presents for it must be checked again. */
   discarded(fh: Buffer): void;
+  /**
+   * What a log line about the file says besides its handle: the session,
+   * the server (`peer`) and the file's path as the cache last saw it
+   * (path-book.ts). Called only when a line is logged.
+   */
+  describe?(fh: Buffer): { session?: string; peer?: string; path?: string };
 }
 
 /**
@@ -79,6 +85,8 @@ export class JournalRefused extends FsError {
 
 export interface FlushFailure {
   fh: string;
+  /** The file's path as this session last saw it (path-book.ts), when known. */
+  path?: string;
   code: FsErrorCode;
   message: string;
   bytes: number;
@@ -138,6 +146,11 @@ export class WriteBack {
     this.timer.unref();
   }
 
+  /** The fields of a log line about `d` (session, peer, path, handle). */
+  private about(d: DirtyFile): Record<string, unknown> {
+    return { ...this.sink.describe?.(d.fh), fh: d.key };
+  }
+
   /** Recovered files, for the log at start. */
   get recoveredSummary(): { files: number; bytes: number } {
     return { files: this.files.size, bytes: this.backlogBytes };
@@ -166,7 +179,7 @@ export class WriteBack {
     return { files, records, bytes };
   }
   get errors(): FlushFailure[] {
-    return [...this.files.values()].filter((d) => d.error && d.writes.length).map((d) => ({ fh: d.key, code: d.error!.code, message: d.error!.message, bytes: d.backlog }));
+    return [...this.files.values()].filter((d) => d.error && d.writes.length).map((d) => ({ fh: d.key, path: this.sink.describe?.(d.fh).path, code: d.error!.code, message: d.error!.message, bytes: d.backlog }));
   }
 
   /** The file has unflushed writes: its size and data differ from the server's. */
@@ -178,7 +191,7 @@ export class WriteBack {
   /** Journal a WRITE; resolves once it is acknowledged-safe (durable if `sync`). */
   async write(cred: Credentials, fh: Buffer, offset: number, data: Buffer, stable: number, sync: boolean): Promise<void> {
     if (this.closed) throw new FsError('IO', 'write-back cache is closing');
-    await this.admit(data.length);
+    await this.admit(data.length, fh);
     const key = fh.toString('hex');
     const fileNo = this.files.get(key)?.fileNo ?? this.journal.fileNoFor(fh);
     const copy = Buffer.from(fh);
@@ -214,7 +227,7 @@ export class WriteBack {
   }
 
   /** Wait for room under dirtyMax; NOSPC when flushing cannot make it. */
-  private async admit(len: number): Promise<void> {
+  private async admit(len: number, fh: Buffer): Promise<void> {
     if (this.backlogBytes + len <= this.o.dirtyMax) return;
     const deadline = Date.now() + this.o.admitWaitMs;
     while (this.backlogBytes + len > this.o.dirtyMax) {
@@ -224,7 +237,7 @@ export class WriteBack {
       if (this.backlogBytes >= before || Date.now() > deadline) {
         this.stats.writesRefused++;
         const why = r.failed.length ? `the server is not taking it (${r.failed[0].code}: ${r.failed[0].message})` : 'flushing is not keeping up';
-        log.error({ backlog: this.backlogBytes, dirtyMax: this.o.dirtyMax }, `cache: write-back backlog full; refusing a write (NOSPC): ${why}`);
+        log.warn({ ...this.sink.describe?.(fh), fh: fh.toString('hex'), reason: why, backlog: this.backlogBytes, dirtyMax: this.o.dirtyMax }, `cache: write-back backlog full; refusing a write (NOSPC): ${why}`);
         // Not a refusal to write around: flushing (which writing around needs first) is what cannot make progress.
         throw new FsError('NOSPC', `write-back cache full: ${this.backlogBytes} bytes not yet on the server and ${why}`);
       }
@@ -311,7 +324,7 @@ export class WriteBack {
             report.flushedFiles++;
             report.flushedBytes += before - d.backlog;
           } catch (e) {
-            report.failed.push({ fh: d.key, code: isFsError(e) ? e.code : 'IO', message: (e as Error).message, bytes: d.backlog });
+            report.failed.push({ fh: d.key, path: this.sink.describe?.(d.fh).path, code: isFsError(e) ? e.code : 'IO', message: (e as Error).message, bytes: d.backlog });
           }
         }
       };
@@ -341,7 +354,7 @@ export class WriteBack {
       d.times.length = 0;
       const bytes = gone.reduce((n, w) => n + w.length, 0);
       dropped += bytes;
-      log.warn({ fh: d.key, bytes, records: gone.length, error: d.error?.message }, 'cache: DISCARDED unflushed writes on request; the server never got them');
+      log.warn({ ...this.about(d), bytes, records: gone.length, reason: 'discarded on request', error: d.error?.message }, 'cache: DISCARDED unflushed writes on request; the server never got them');
       d.extents.dropUpTo(upTo);
       d.backlog = 0;
       this.journal.release(gone);
@@ -375,24 +388,26 @@ export class WriteBack {
         if (verf && c.verf.equals(verf)) break;
         this.stats.replays++;
         if (attempt >= 3) throw new FsError('IO', 'the server keeps changing its write verifier (restarting?); will retry');
-        log.warn({ fh: d.key }, 'cache: server write verifier changed during a flush (server restart?); resending the round');
+        log.warn({ ...this.about(d), reason: 'write verifier changed' }, 'cache: server write verifier changed during a flush (server restart?); resending the round');
       }
       await this.journal.mark('done', d.fileNo, last, true);
       // The round's records are still held here (released below): the cache may keep what they wrote.
       if (this.sink.flushed) {
         await this.sink
           .flushed(d.fh, take.map((w) => [w.offset, w.offset + w.length]), (start, end) => this.roundBytes(d, last, start, end))
-          .catch((e) => log.warn({ err: e, fh: d.key }, 'cache: keeping flushed blocks failed; they will be fetched again'));
+          .catch((e) => log.warn({ ...this.about(d), err: e }, 'cache: keeping flushed blocks failed; they will be fetched again'));
       }
     } catch (e) {
       const err = isFsError(e) ? e : new FsError('IO', (e as Error).message);
       d.failures++;
       d.retryAt = Date.now() + Math.min(60_000, 1000 * 2 ** Math.min(d.failures - 1, 6));
       this.stats.flushFailures++;
-      if (d.error?.code !== err.code) {
-        const hint = err.code === 'STALE' || err.code === 'BADHANDLE' ? ' (the file was removed on the server?)' : err.code === 'IO' ? ' (server unreachable?)' : '';
-        log.error({ fh: d.key, code: err.code, pending: d.backlog, err: err.message }, `cache: flush failed${hint}; the unflushed data stays in the journal until a flush succeeds or gvfs flush --discard drops it`);
-      }
+      // Every failure (retries back off to one a minute per file): warn, the data is safe in the journal.
+      const hint = err.code === 'STALE' || err.code === 'BADHANDLE' ? ' (the file was removed on the server?)' : err.code === 'IO' ? ' (server unreachable?)' : '';
+      log.warn(
+        { ...this.about(d), code: err.code, reason: err.message, pending: d.backlog, failures: d.failures, retryInMs: d.retryAt - Date.now() },
+        `cache: flush failed${hint}; the unflushed data stays in the journal until a flush succeeds or gvfs flush --discard drops it`,
+      );
       d.error = { code: err.code, message: err.message, at: Date.now() };
       throw err;
     }
