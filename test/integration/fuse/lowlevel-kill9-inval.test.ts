@@ -127,7 +127,7 @@ describe('gvfs mount (low-level FUSE): kill -9 with reads and an invalidation in
   });
 
   test('the mount process dies at once, its callers get errors, and gvfs umount clears the mount point', async () => {
-    m = await spawnMount(`nfs://127.0.0.1:${s.port}/`, path.join(s.dir, 'mnt'), ['--fuse-api', 'low', '--attr-timeout', '0']);
+    m = await spawnMount(`nfs://127.0.0.1:${s.port}/`, path.join(s.dir, 'mnt'), ['--attr-timeout', '0']);
     const big = path.join(m.mnt, 'big');
     dev = (await fs.stat(m.mnt)).dev;
     await fs.stat(big);
