@@ -42,18 +42,32 @@ describe('session service: consistency model (PATCH) and invalidate / flush orde
     const p0 = await polls();
     await until('two polls after the flush', async () => (await polls()) >= p0 + 2, 30_000);
 
-    // A change made on the server's own disk (not through GVFS) is not in the change log: the poll cache keeps the old version...
-    assert.equal(await fs.readFile(path.join(data, 'f.txt'), 'utf8'), 'one');
-    await fs.writeFile(path.join(server, 'f.txt'), 'two, written on the server');
-    // Past the kernel's attribute timeout (1 s). The period is 2 s, not 0.5, because a poll more than a period late
-    // makes the cache trust nothing and ask the server (which would show the change).
-    await new Promise((r) => setTimeout(r, 2500));
-    assert.equal(await fs.readFile(path.join(data, 'f.txt'), 'utf8'), 'one', 'the poll cache was expected to trust its copy');
-    // ... until the session service orders the mount to drop it.
-    const order = await c.api(c.tokens.alice, 'POST', `/sessions/${s.id}/invalidate`, { mountpoint: data, path: 'f.txt' });
-    assert.equal(order.status, 200, JSON.stringify(order.body));
-    assert.deepEqual(order.body.mounts.map((m: any) => m.invalidated), [1]);
-    await until('the ordered invalidation shows', async () => (await fs.readFile(path.join(data, 'f.txt'), 'utf8')) === 'two, written on the server', 5_000);
+    // A change made on the server's own disk (not through GVFS) is not in the change log: the poll cache keeps the old
+    // version... Read through a descriptor kept open: an open asks the server's ACCESS as the caller, and the
+    // attributes that answer carries are news the cache takes (a new open past half the attribute timeout may show
+    // the change); a read of an open file asks only GETATTR once the kernel's attributes are 1 s old.
+    const fh = await fs.open(path.join(data, 'f.txt'), 'r');
+    try {
+      const text = async () => {
+        const b = Buffer.alloc(64);
+        const { bytesRead } = await fh.read(b, 0, 64, 0);
+        return b.subarray(0, bytesRead).toString();
+      };
+      assert.equal(await text(), 'one');
+      await fs.writeFile(path.join(server, 'f.txt'), 'two, written on the server');
+      // Past the kernel's attribute timeout (1 s). The period is 2 s, not 0.5, because a poll more than a period late
+      // makes the cache trust nothing and ask the server (which would show the change).
+      await new Promise((r) => setTimeout(r, 2500));
+      assert.equal(await text(), 'one', 'the poll cache was expected to trust its copy');
+      // ... until the session service orders the mount to drop it: the cache drops it, the mount tells the kernel its
+      // attributes are stale, and the kernel drops its pages when the next GETATTR shows the server's new size.
+      const order = await c.api(c.tokens.alice, 'POST', `/sessions/${s.id}/invalidate`, { mountpoint: data, path: 'f.txt' });
+      assert.equal(order.status, 200, JSON.stringify(order.body));
+      assert.deepEqual(order.body.mounts.map((m: any) => m.invalidated), [1]);
+      await until('the ordered invalidation shows through the open descriptor', async () => (await text()) === 'two, written on the server', 5_000);
+    } finally {
+      await fh.close();
+    }
 
     // Live change of the model, then back.
     const p = await c.api(c.tokens.alice, 'PATCH', `/sessions/${s.id}`, { consistency: 'ttl' });
