@@ -24,13 +24,13 @@ fi
 
 # --- Debian packages (bench/setup block) -------------------------------------
 # build-essential (gcc, make, libc6-dev), python3 and pkg-config: node-gyp builds
-# the native addons (our native/ layer, @cocalc/fuse-native, zstd-napi, better-sqlite3 without a
+# the native addons (our native/ layer, zstd-napi, better-sqlite3 without a
 # prebuilt binary) and bench/native/build.sh builds nfsbench against libnfs-dev.
 # rsync: the vm benchmark's sparse-aware copy-then-run baseline (rsync --sparse over ssh).
 # chromium: the dashboard test drives it with playwright-core (a devDependency).
-# libfuse3-dev: the low-level FUSE front end in native/. ceph-mon, ceph-osd, radosgw, ceph-common: the
+# fuse3 (fusermount, /dev/fuse helper) and libfuse3-dev: gvfs mount's FUSE front end in native/. ceph-mon, ceph-osd, radosgw, ceph-common: the
 # single-node Ceph cluster the object-store tests start (S3 through radosgw).
-DEBS=(build-essential python3 pkg-config libnfs-utils libnfs-dev nfs-ganesha nfs-ganesha-vfs rpcbind libfuse2 libfuse-dev fuse3 libfuse3-dev ceph-mon ceph-osd radosgw ceph-common openssh-server openssh-client sshfs rsync qemu-utils qemu-system-x86 busybox-static cpio chromium openssl util-linux iproute2)
+DEBS=(build-essential python3 pkg-config libnfs-utils libnfs-dev nfs-ganesha nfs-ganesha-vfs rpcbind fuse3 libfuse3-dev ceph-mon ceph-osd radosgw ceph-common openssh-server openssh-client sshfs rsync qemu-utils qemu-system-x86 busybox-static cpio chromium openssl util-linux iproute2)
 
 missing=()
 for p in "${DEBS[@]}"; do

@@ -35,9 +35,15 @@ async function secs(f: () => Promise<unknown>): Promise<number> {
   return (performance.now() - t0) / 1000;
 }
 
+/**
+ * Another build's CLI (dist/src/cli/main.js) to mount with beside this one, as system `gvfs-before`: a
+ * front end compared with its predecessor in one run (bench/results/issue18-mount/).
+ */
+const BEFORE_CLI = process.env.GVFS_BENCH_BEFORE_CLI;
+
 /** `gvfs mount --foreground --json` in its own process (so its RSS is its own). */
-export async function spawnMount(args: string[]): Promise<{ proc: ChildProcess; mnt: string; stop(): Promise<void> }> {
-  const proc = spawn(process.execPath, [CLI, 'mount', ...args, '--foreground', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+export async function spawnMount(args: string[], cli = CLI): Promise<{ proc: ChildProcess; mnt: string; stop(): Promise<void> }> {
+  const proc = spawn(process.execPath, [cli, 'mount', ...args, '--foreground', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const line = await new Promise<string>((resolve, reject) => {
     createInterface({ input: proc.stdout! }).once('line', resolve);
     proc.once('exit', (c) => reject(new Error(`gvfs mount exited with ${c}`)));
@@ -61,8 +67,9 @@ export async function spawnMount(args: string[]): Promise<{ proc: ChildProcess; 
  * of ~5,000 files, then read them all back.
  */
 export async function mountSuite(ctx: BenchContext): Promise<SuiteResult> {
-  const size = ctx.quick ? 64 * MiB : 1024 * MiB;
-  const nFiles = ctx.quick ? 500 : 5000;
+  // GVFS_BENCH_MOUNT_MIB / GVFS_BENCH_MOUNT_FILES: other sizes (a loaded machine, many interleaved runs).
+  const size = Number(process.env.GVFS_BENCH_MOUNT_MIB ?? (ctx.quick ? 64 : 1024)) * MiB;
+  const nFiles = Number(process.env.GVFS_BENCH_MOUNT_FILES ?? (ctx.quick ? 500 : 5000));
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'gvfs-bench-mount-'));
   const exp = path.join(dir, 'export');
   await fs.mkdir(exp);
@@ -86,6 +93,8 @@ export async function mountSuite(ctx: BenchContext): Promise<SuiteResult> {
   let ps: GvfsProcess | undefined;
   let gm: Awaited<ReturnType<typeof spawnMount>> | undefined;
   let gd: Awaited<ReturnType<typeof spawnMount>> | undefined;
+  let gb: Awaited<ReturnType<typeof spawnMount>> | undefined;
+  const beforeMnt = path.join(dir, 'gvfs-before');
   let sshd: Sshd | undefined;
   const sshfsMnt = path.join(dir, 'sshfs');
   const gvfsMnt = path.join(dir, 'gvfs');
@@ -97,13 +106,18 @@ export async function mountSuite(ctx: BenchContext): Promise<SuiteResult> {
     gm = await spawnMount(['--server', `127.0.0.1:${ps.port}`, '--key', keyFile, gvfsMnt]);
     await fs.mkdir(deferMnt);
     gd = await spawnMount(['--server', `127.0.0.1:${ps.port}`, '--key', keyFile, '--commit-delay', '1000', deferMnt]);
+    if (BEFORE_CLI) {
+      await fs.mkdir(beforeMnt);
+      gb = await spawnMount(['--server', `127.0.0.1:${ps.port}`, '--key', keyFile, beforeMnt], BEFORE_CLI);
+    }
     sshd = await startSshd(path.join(dir, 'sshd'));
     await fs.mkdir(sshfsMnt);
     await run('sshfs', ['-p', String(sshd.port), '-o', `IdentityFile=${sshd.userKey},StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null`, `root@127.0.0.1:${exp}`, sshfsMnt]);
 
-    const root: Record<string, string> = { local: exp, sshfs: sshfsMnt, gvfs: gvfsMnt, 'gvfs-deferred': deferMnt };
+    const root: Record<string, string> = { local: exp, sshfs: sshfsMnt, gvfs: gvfsMnt, 'gvfs-deferred': deferMnt, 'gvfs-before': beforeMnt };
     // sshfs last: the table's ratios are then each system / sshfs (the issue's yardstick).
-    const systems = ['local', 'gvfs', 'gvfs-deferred', 'sshfs'];
+    const systems = ['local', ...(BEFORE_CLI ? ['gvfs-before'] : []), 'gvfs', 'gvfs-deferred', 'sshfs'];
+    const nMeta = ctx.quick ? 200 : 1000;
     let n = 0;
     const res = await ctx.compare('mount', systems, [
       {
@@ -125,6 +139,18 @@ export async function mountSuite(ctx: BenchContext): Promise<SuiteResult> {
         },
       },
       {
+        name: `metadata loop: ${nMeta} × (create, stat, chmod, rename, stat, unlink)`,
+        unit: 'loops/s',
+        run: async (s) => {
+          const d = path.join(root[s], `meta-${n++}`);
+          await fs.mkdir(d);
+          const script = `import os,sys\nd=sys.argv[1]\nfor i in range(int(sys.argv[2])):\n  a=f'{d}/f{i}'; b=f'{d}/g{i}'\n  os.close(os.open(a,os.O_CREAT|os.O_WRONLY,0o644)); os.stat(a); os.chmod(a,0o600); os.rename(a,b); os.stat(b); os.unlink(b)`;
+          const t = await secs(() => run('python3', ['-c', script, d, String(nMeta)]));
+          await fs.rmdir(d);
+          return nMeta / t;
+        },
+      },
+      {
         name: `small files: tar -x ${nFiles} then read all back`,
         unit: 'files/s',
         run: async (s) => {
@@ -141,7 +167,7 @@ export async function mountSuite(ctx: BenchContext): Promise<SuiteResult> {
     ]);
     res.notes.push(
       `file ${size / MiB} MiB of random bytes; small-file tar ${nFiles} files in 50 directories (${(tarBytes / MiB).toFixed(1)} MiB), rate = 2 × files / (unpack + read-back seconds)`,
-      `gvfs: gvfs mount (FUSE, attribute timeout 1 s, COMMIT at every close); gvfs-deferred: the same with --commit-delay 1000 (close returns once the server has the data, COMMIT 1 s later) → proxy server (--export of the same directory, session key, loopback TCP); sshfs ${(await run('sshfs', ['--version'])).stdout.split('\n')[0].trim()} to OpenSSH sshd on loopback with default options`,
+      `gvfs: gvfs mount (FUSE, attribute timeout 1 s, COMMIT at every close)${BEFORE_CLI ? `; gvfs-before: the same mounted by ${BEFORE_CLI}` : ''}; gvfs-deferred: the same with --commit-delay 1000 (close returns once the server has the data, COMMIT 1 s later) → proxy server (--export of the same directory, session key, loopback TCP); sshfs ${(await run('sshfs', ['--version'])).stdout.split('\n')[0].trim()} to OpenSSH sshd on loopback with default options`,
       canDrop ? 'page cache dropped (echo 3 > /proc/sys/vm/drop_caches) before every read: client and server share this kernel, so reads come from disk for every system' : 'page cache NOT dropped (no permission): reads may be served from memory',
     );
     res.memory = { proxyServerPeakRssMiB: await peakRssMiB(ps.pid), mountPeakRssMiB: await peakRssMiB(gm.proc.pid!), mountDeferredPeakRssMiB: await peakRssMiB(gd.proc.pid!) };
@@ -150,6 +176,7 @@ export async function mountSuite(ctx: BenchContext): Promise<SuiteResult> {
     await run('fusermount', ['-u', '-z', sshfsMnt]).catch(() => undefined);
     await gm?.stop();
     await gd?.stop();
+    await gb?.stop();
     await ps?.stop();
     await sshd?.stop();
     await fs.rm(dir, { recursive: true, force: true });

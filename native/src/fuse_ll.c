@@ -18,9 +18,16 @@
  *  - JS answers later with fuse.reply*(req, ...), on the JS thread (a reply
  *    is one writev on /dev/fuse);
  *  - notifications (inval_inode / inval_entry) run on a short-lived thread
- *    of their own: the kernel may wait in them for a page lock held by a
- *    read that waits for us, so neither the loop thread nor the JS thread
- *    may make them.
+ *    of their own, never on the loop thread or the JS thread.
+ *  - inval_inode invalidates ATTRIBUTES only (offset -1), never pages: to
+ *    drop a page the kernel must lock it, and a page is locked while a READ
+ *    or WRITE of it waits for our answer. Were this process killed then
+ *    (kill -9), the notifying thread would sleep uninterruptibly on a lock
+ *    only our dead JS thread could release, keep /dev/fuse open, and so the
+ *    connection would never be aborted: every caller hung for good. The
+ *    kernel drops stale pages itself (FUSE_CAP_AUTO_INVAL_DATA) when the
+ *    attributes it fetches next show another size or mtime, in the
+ *    caller's context, where waiting on a page lock is safe.
  *  - unmount runs on a thread too (fusermount3 / umount2 can block).
  */
 #define FUSE_USE_VERSION 312
@@ -690,7 +697,6 @@ typedef struct {
   ll_session *s;
   int kind; /* 0 inval_inode, 1 inval_entry, 2 unmount */
   uint64_t ino;
-  int64_t off, len;
   char *name;
   napi_deferred deferred;
 } notify_job;
@@ -702,7 +708,7 @@ static void *notify_main(void *arg) {
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, NULL);
   int res = 0;
-  if (n->kind == 0) res = fuse_lowlevel_notify_inval_inode(s->se, n->ino, n->off, n->len);
+  if (n->kind == 0) res = fuse_lowlevel_notify_inval_inode(s->se, n->ino, -1, 0); /* attributes only: see the top */
   else if (n->kind == 1) res = fuse_lowlevel_notify_inval_entry(s->se, n->ino, n->name, strlen(n->name));
   else {
     /* Lazy (MNT_DETACH as root, fusermount3 -u -z otherwise): works with a dead backend and busy files. */
@@ -755,7 +761,7 @@ static napi_value js_notify(napi_env env, napi_callback_info info, int kind) {
   napi_value argv[4];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   notify_job *n = calloc(1, sizeof *n);
-  if (!n || argc < (kind == 2 ? 1u : kind == 1 ? 3u : 4u) || !(n->s = get_session(env, argv[0]))) {
+  if (!n || argc < (kind == 2 ? 1u : kind == 1 ? 3u : 2u) || !(n->s = get_session(env, argv[0]))) {
     free(n);
     napi_throw_type_error(env, NULL, "bad arguments");
     return NULL;
@@ -771,10 +777,7 @@ static napi_value js_notify(napi_env env, napi_callback_info info, int kind) {
   }
   n->kind = kind;
   if (kind != 2 && !get_u64(env, argv[1], &n->ino)) n->ino = 0;
-  if (kind == 0) {
-    get_i64(env, argv[2], &n->off);
-    get_i64(env, argv[3], &n->len);
-  } else if (kind == 1 && !(n->name = get_str(env, argv[2]))) {
+  if (kind == 1 && !(n->name = get_str(env, argv[2]))) {
     free(n);
     napi_throw_type_error(env, NULL, "name must be a string");
     return NULL;

@@ -2,9 +2,8 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { Command, InvalidArgumentError } from 'commander';
 import { RemoteNfs } from '../backends/remote-nfs/remote-nfs.js';
-import { FuseFrontend, processCredentials } from '../frontends/fuse/fuse-frontend.js';
 import { LowLevelFrontend } from '../frontends/fuse/lowlevel-frontend.js';
-import type { CallerPolicy } from '../frontends/fuse/lowlevel-callers.js';
+import { processCredentials, type CallerPolicy } from '../frontends/fuse/lowlevel-callers.js';
 import { watchUnmount } from '../frontends/fuse/mountpoint.js';
 import { checkLink, stackClient } from '../proxy/proxy-client.js';
 import type { Backend } from '../backend/backend.js';
@@ -54,14 +53,8 @@ interface MountOpts extends Record<string, any> {
   foreground?: boolean;
   log?: string;
   json?: boolean;
-  fuseApi: 'low' | 'high';
   allowOther?: boolean;
   defaultPermissions: boolean;
-}
-
-function parseFuseApi(v: string): 'low' | 'high' {
-  if (v !== 'low' && v !== 'high') throw new InvalidArgumentError(`expected "low" or "high", got "${v}"`);
-  return v;
 }
 
 export function mountCommand(): Command {
@@ -76,16 +69,9 @@ export function mountCommand(): Command {
     .option('--as <uid:gid[:g1,g2...]>', "AUTH_SYS identity of every call (default: this process's); a proxy server maps the session's identity instead", parseIds)
     .option('--attr-timeout <seconds>', 'longest a change made elsewhere takes to show through the mount (attributes and names); 0: always ask the server', parseSeconds, 1)
     .option('--commit-delay <ms>', '0: every close waits for COMMIT (data durable on the server when close returns, as with NFS); N > 0: close returns once the server has the data, COMMIT follows N ms later in the background (fsync still commits at once)', parseIntArg, 0)
-    .option(
-      '--fuse-api <low|high>',
-      "FUSE front end: high = libfuse 2's path-based API (every call as the mounting user); low = libfuse 3's low-level API (each caller as itself: its own AUTH_SYS uid/gid/groups for nfs://, the session's mapping for a proxy server, where local users other than this one and root are refused; one inode per file; nanosecond times; kernel cache invalidation); default: $GVFS_FUSE_API, else high",
-      parseFuseApi,
-      // GVFS_FUSE_API: the default for every mount of a process tree (the test suites run on either).
-      process.env.GVFS_FUSE_API === 'low' ? 'low' : 'high',
-    )
     .option('--allow-other', 'let other local users use the mount (FUSE allow_other; default: on when root, as each caller is checked as itself)')
     .option('--no-allow-other', 'only the mounting user may use the mount')
-    .option('--no-default-permissions', '(--fuse-api low) leave permission checks to the server (ACCESS per open and access(2)) instead of the kernel checking mode bits for every caller (default_permissions)')
+    .option('--no-default-permissions', 'leave permission checks to the server (ACCESS per open and access(2)) instead of the kernel checking mode bits for every caller (default_permissions)')
     .option('--foreground', 'stay in the foreground until SIGINT/SIGTERM (default: detach once mounted)')
     .option('--log <file>', 'log file of a detached mount, appended to (not a symbolic link); default: a new mount-PID.log in a private directory (/run/gvfs for root, else $XDG_RUNTIME_DIR/gvfs or ~/.local/state/gvfs/run)')
     .option('--json', 'print the mount as JSON')
@@ -179,37 +165,26 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
     }
     exportPath = ex[0].path;
   }
-  let frontend: FuseFrontend | LowLevelFrontend;
+  let frontend: LowLevelFrontend;
   try {
     const root = (await backend.mount(exportPath, cred)).fh;
     const ms = Math.round(o.attrTimeout * 1000);
     const allowOther = o.allowOther ?? process.getuid?.() === 0;
-    if (o.fuseApi === 'low') {
-      // nfs:// without --as: each caller as itself; --as: that identity for all; a proxy session: its account for its owner (and root).
-      const callers: CallerPolicy = o.server.startsWith('nfs://')
-        ? o.as
-          ? { kind: 'fixed', cred }
-          : { kind: 'each' }
-        : { kind: 'session', cred, ownerUid: process.getuid?.() ?? 0, allowRoot: true };
-      frontend = new LowLevelFrontend(backend, root, {
-        attrTimeoutMs: ms,
-        callers,
-        background: cred,
-        fsname: `gvfs:${server.replace(/^nfs:\/\//, '')}${exportPath}`,
-        opTimeoutMs: Math.max(120_000, 3 * o.timeout),
-        deferCommitMs: o.commitDelay,
-        allowOther,
-        defaultPermissions: o.defaultPermissions,
-        counters,
-      });
-    } else frontend = new FuseFrontend(backend, root, {
+    // nfs:// without --as: each caller as itself; --as: that identity for all; a proxy session: its account for its owner (and root).
+    const callers: CallerPolicy = o.server.startsWith('nfs://')
+      ? o.as
+        ? { kind: 'fixed', cred }
+        : { kind: 'each' }
+      : { kind: 'session', cred, ownerUid: process.getuid?.() ?? 0, allowRoot: true };
+    frontend = new LowLevelFrontend(backend, root, {
       attrTimeoutMs: ms,
-      entryTimeoutMs: ms,
+      callers,
+      background: cred,
       fsname: `gvfs:${server.replace(/^nfs:\/\//, '')}${exportPath}`,
       opTimeoutMs: Math.max(120_000, 3 * o.timeout),
-      credentials: () => cred,
       deferCommitMs: o.commitDelay,
       allowOther,
+      defaultPermissions: o.defaultPermissions,
       counters,
     });
     await frontend.mount(mountpoint);
@@ -276,6 +251,6 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
   clearTimeout(timer);
   statsLog.info({ stats: frontend.stats }, 'gvfs mount: stats');
   flushLogs();
-  // The binding keeps a libuv handle for the FUSE thread; leave explicitly.
+  // The native FUSE binding may keep the event loop alive; leave explicitly.
   process.exit(code);
 }

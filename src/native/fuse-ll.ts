@@ -102,7 +102,17 @@ interface FuseAddon {
   mount(mountpoint: string, options: string, maxWrite: number, maxRead: number, maxReadahead: number, handler: (r: LlRequest) => void, debug: boolean): LlSession;
   unmount(s: LlSession): Promise<number>;
   destroy(s: LlSession): void;
-  invalInode(s: LlSession, ino: number, off: number, len: number): Promise<number>;
+  /**
+   * The kernel's cached attributes of `ino` are stale (never its pages: see
+   * native/src/fuse_ll.c). Its next use fetches them, and if size or mtime
+   * differ, the kernel drops its pages itself. 0 or -errno (-ENOENT: not cached).
+   */
+  invalInode(s: LlSession, ino: number): Promise<number>;
+  /**
+   * Unused so far. Beware: the kernel takes the directory's inode lock for
+   * it, which a LOOKUP/CREATE in that directory holds while it waits for us
+   * — the same hang after kill -9 as page invalidation (fuse_ll.c).
+   */
   invalEntry(s: LlSession, parent: number, name: string): Promise<number>;
   replyErr(req: bigint, errno: number): number;
   replyEntry(req: bigint, e: LlEntry): number;

@@ -35,4 +35,4 @@ export function requirePrereq(...checks: Prereq[]): string | false {
 }
 
 /** What FUSE tests need. */
-export const fusePrereqs = (): Prereq[] => [isRoot(), hasFile('/dev/fuse'), hasAnyFile(['/usr/bin/fusermount', '/bin/fusermount'], 'fuse')];
+export const fusePrereqs = (): Prereq[] => [isRoot(), hasFile('/dev/fuse'), hasAnyFile(['/usr/bin/fusermount', '/bin/fusermount'], 'fuse3')];

@@ -12,6 +12,16 @@ export interface LlCaller {
 /** AUTH_SYS carries at most 16 supplementary groups (RFC 5531). */
 const MAX_GIDS = 16;
 
+/** This process's own identity: the mount's background credentials and the default of `--as`. */
+export function processCredentials(): Credentials {
+  return {
+    flavor: AuthFlavor.AUTH_SYS,
+    uid: process.getuid?.() ?? 0,
+    gid: process.getgid?.() ?? 0,
+    gids: (process.getgroups?.() ?? []).slice(0, MAX_GIDS),
+  };
+}
+
 /**
  * Supplementary groups of a process, read from /proc/PID/status and kept
  * briefly (a process's groups rarely change; its first call of a burst pays

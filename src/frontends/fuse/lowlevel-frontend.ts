@@ -12,12 +12,11 @@ import type { Credentials } from '../../rpc/types.js';
 import type { DataCounters } from '../../util/counters.js';
 import { logger } from '../../util/log.js';
 import { errnoName, toErrno } from './errno.js';
-import type { FuseStats } from './fuse-frontend.js';
 import { SET_SIZE, toLlAttr, toLlStatfs, toSattr, typeBits } from './lowlevel-attr.js';
 import { Callers, type CallerPolicy, type LlCaller } from './lowlevel-callers.js';
 import { Inodes, ROOT_ID, type Node } from './lowlevel-inodes.js';
 import { fuseUnmount, mountAt, mountState } from './mountpoint.js';
-import { OpenFiles, type OpenFile } from './open-files.js';
+import { OpenFiles, type OpenFile, type WriteStats } from './open-files.js';
 import { ReadAhead } from './read-ahead.js';
 
 const log = logger('fuse');
@@ -46,11 +45,18 @@ export interface LowLevelOptions {
   /** Largest read/write the kernel sends; clipped to the backend's rtmax/wtmax. Default 1 MiB. */
   maxWrite?: number;
   maxRead?: number;
-  /** Kernel read-ahead per file (KiB), set on the mount's bdi when we may; default 256 (see fuse-frontend.ts). */
+  /**
+   * Kernel read-ahead per file (KiB), set on the mount's bdi when we may (root); default 256. The front end
+   * reads ahead itself (readAheadChunks), so a large kernel window only adds concurrent FUSE requests
+   * (measured on the libfuse 2 front end: 1024 KiB read ~250 MB/s, 128-256 KiB ~320 MB/s).
+   */
   readAheadKb?: number;
   /** Front-end read-ahead chunks (of up to 1 MiB); default 4, 0 = off. */
   readAheadChunks?: number;
-  /** As FuseFrontendOptions.deferCommitMs: 0 commits on every close. */
+  /**
+   * 0: close waits for COMMIT (as NFS clients do). N > 0: close returns once
+   * the server has the data; COMMIT follows N ms later (fsync still commits).
+   */
   deferCommitMs?: number;
   /** Write-behind bytes per file; default 8 MiB; 0: each write waits for its reply. */
   writeBehindBytes?: number;
@@ -67,6 +73,20 @@ export interface LowLevelOptions {
   fsname?: string;
   counters?: DataCounters;
   debug?: boolean;
+}
+
+export interface FuseStats extends WriteStats {
+  ops: Record<string, number>;
+  errors: Record<string, number>;
+  reads: number;
+  bytesRead: number;
+  /** READ calls to the backend (fewer than `reads` when read-ahead fetches large chunks). */
+  backendReads: number;
+  directOpens: number;
+  staleRetries: number;
+  knownAbsent: number;
+  /** chmod/chown that changed nothing, not sent. */
+  noopSetattrs: number;
 }
 
 /** A directory handle: the listing read at offset 0, served in pages to the kernel. */
@@ -88,10 +108,14 @@ interface DirHandle {
  * - Attributes and names are cached by the kernel alone, for what is left of
  *   `attrTimeoutMs` since the backend said them; nothing is cached twice.
  *   Times cross in nanoseconds both ways; SETATTR honours UTIME_OMIT/NOW.
- * - The kernel is told (inval_inode) when a file's size or mtime changed
- *   under it, and after our own truncates.
- * - Writes, commits and reads go through the same OpenFiles / ReadAhead as
- *   the libfuse 2 front end: write-behind with failures latched for every
+ * - The kernel is told (inval_inode, attributes only) when a file's size or
+ *   mtime changed under it and no reply of ours carries the news, and after
+ *   our own truncates. Pages never: the kernel drops them itself when the
+ *   attributes it fetches next differ (FUSE_CAP_AUTO_INVAL_DATA); a page
+ *   invalidation could sleep on a page lock held by a read that waits for
+ *   us, and after a kill -9 hang the connection for good (fuse_ll.c).
+ * - Writes, commits and reads go through OpenFiles / ReadAhead:
+ *   write-behind with failures latched for every
  *   descriptor's next fsync and close, deferred commit, sequential
  *   read-ahead in 1 MiB backend reads.
  * - The process serving a mount must never touch it synchronously.
@@ -224,7 +248,7 @@ export class LowLevelFrontend {
   private dropKernelCaches(what: Invalidated): void {
     const nodes = what === 'all' ? [...this.inodes.nodes()] : [this.inodes.peek(what)].filter((n): n is Node => !!n);
     for (const n of nodes)
-      void this.invalidate(n, 0, 0).then((r) => {
+      void this.invalidate(n).then((r) => {
         if (r < 0 && r !== -E.ENOENT) log.debug({ node: n.id, res: r }, 'kernel invalidation refused');
       });
   }
@@ -249,10 +273,14 @@ export class LowLevelFrontend {
     if (failed) throw new Error(`${failed} file(s) had writes that could not be committed at unmount`);
   }
 
-  /** Tell the kernel a node's pages (off ≥ 0; len 0: to the end) or only its attributes (off < 0) are stale. */
-  invalidate(n: Node, off = 0, len = 0): Promise<number> {
+  /**
+   * Tell the kernel a node's attributes are stale: its next use fetches them,
+   * and drops the cached pages if size or mtime differ. Never blocks on the
+   * kernel's page locks (see fuse_ll.c), so it may be awaited anywhere.
+   */
+  invalidate(n: Node): Promise<number> {
     if (!this.session || this.exited) return Promise.resolve(-E.ENOTCONN);
-    return fuseLl().invalInode(this.session, n.id, off, len);
+    return fuseLl().invalInode(this.session, n.id);
   }
 
   // ---------------------------------------------------------------- plumbing
@@ -329,25 +357,28 @@ export class LowLevelFrontend {
 
   /**
    * Fresh attributes of a node: remembered (not served: the kernel caches
-   * them), and if its size or mtime changed since we last saw them, and not
-   * by us, the kernel drops its pages of it.
+   * them). True if it is a file whose size or mtime changed since we last
+   * saw them, and not by us: then our read-ahead is dropped, and the kernel
+   * must hear of it — a reply carrying these attributes tells it (it
+   * compares them with its own and drops its pages); otherwise the caller
+   * sends invalidate().
    */
-  private saw(n: Node, a: Fattr3): Promise<unknown> | undefined {
+  private saw(n: Node, a: Fattr3): boolean {
     const old = n.last;
     const floor = a.type === FType.REG ? this.ownSize(n) : 0;
     if (floor > a.size) {
       // Answered by the server mid-WRITE (or before one of ours landed): our size is newer; nothing to drop.
       n.last = { ...a, size: floor };
-      return undefined;
+      return false;
     }
     n.last = a;
     n.lastOwn = false;
-    if (!old || a.type !== FType.REG) return undefined;
-    if (old.size === a.size && old.mtime.sec === a.mtime.sec && old.mtime.nsec === a.mtime.nsec) return undefined;
+    if (!old || a.type !== FType.REG) return false;
+    if (old.size === a.size && old.mtime.sec === a.mtime.sec && old.mtime.nsec === a.mtime.nsec) return false;
     const f = this.files.file(n.key);
-    if (f && f.inflightBytes > 0) return undefined;
+    if (f && f.inflightBytes > 0) return false;
     f?.ra?.clear();
-    return this.invalidate(n, 0, 0);
+    return true;
   }
 
   /** An entry reply for `fh`: the node gets one more kernel lookup if (and only if) the reply went out. */
@@ -392,7 +423,13 @@ export class LowLevelFrontend {
     fuseLl().replyAttr(req, this.statOf(n, a), this.o.attrTimeoutMs / 1000);
   }
 
-  private async fresh(cred: Credentials, n: Node): Promise<Fattr3> {
+  /**
+   * GETATTR from the backend. `replied`: the caller answers the kernel with
+   * these attributes, which is how the kernel learns of a change — an
+   * invalidation sent first would make it discard that very answer (its
+   * attribute version moved on) and keep its stale pages one call longer.
+   */
+  private async fresh(cred: Credentials, n: Node, replied: boolean): Promise<Fattr3> {
     const busy = (n.writing ?? 0) > 0;
     const writes = n.writes ?? 0;
     const a = await this.retrying(() => this.backend.getattr(cred, n.fh));
@@ -403,9 +440,7 @@ export class LowLevelFrontend {
     // While the file is open here, the size our own writes and truncates made is this host's word
     // (the server's may lag behind a WRITE answered on another connection).
     if (n.lastOwn && n.last && n.last.size > a.size && this.files.file(n.key)) return { ...a, size: n.last.size };
-    // The pages go before the new attributes are answered: a read right after the stat sees the new bytes.
-    // (The notice runs on its own thread; reads it may wait for are served meanwhile: no deadlock.)
-    await this.saw(n, a);
+    if (this.saw(n, a) && !replied) await this.invalidate(n);
     return a;
   }
 
@@ -416,7 +451,7 @@ export class LowLevelFrontend {
       n.lastOwn = true;
       return w.after;
     }
-    return this.fresh(cred, n);
+    return this.fresh(cred, n, true);
   }
 
   // ---------------------------------------------------------------- requests
@@ -437,15 +472,16 @@ export class LowLevelFrontend {
       }
       case 'getattr': {
         const n = this.inodes.get(r.ino);
-        const a = await this.fresh(cred, n);
+        const a = await this.fresh(cred, n, true);
         return reply(() => this.attrReply(req, n, a));
       }
       case 'setattr': {
         const n = this.inodes.get(r.ino);
         const a = await this.setattr(cred, n, toSattr(r.toSet ?? 0, r));
         reply(() => this.attrReply(req, n, a));
-        // Our own truncate: whatever the kernel still holds past the new end is stale.
-        if ((r.toSet ?? 0) & SET_SIZE) void this.invalidate(n, 0, 0);
+        // Our own truncate: the kernel cut its pages at the new end when it took the reply; its attributes
+        // of the file go too (a write-behind of ours may have moved the server's size meanwhile).
+        if ((r.toSet ?? 0) & SET_SIZE) void this.invalidate(n);
         return;
       }
       case 'readlink': {
@@ -576,7 +612,7 @@ export class LowLevelFrontend {
         const n = this.inodes.get(r.ino);
         const mask = r.mode ?? 0;
         if (mask === 0) {
-          await this.fresh(cred, n);
+          await this.fresh(cred, n, false);
           return reply(() => ll.replyErr(req, 0));
         }
         const isDir = n.last?.type === FType.DIR;
@@ -690,10 +726,11 @@ export class LowLevelFrontend {
     }
     if (flags & F.O_TRUNC && writable) {
       a = await this.setattr(cred, n, { size: 0 });
-      void this.invalidate(n, 0, 0);
+      void this.invalidate(n);
     }
-    if (!a) a = await this.fresh(cred, n);
-    else this.saw(n, a);
+    // No attributes go with the open's reply: a change seen here is announced (and FOPEN_KEEP_CACHE withheld).
+    if (!a) a = await this.fresh(cred, n, false);
+    else if (this.saw(n, a)) await this.invalidate(n);
     const sig = `${a.size}:${a.mtime.sec}:${a.mtime.nsec}`;
     const keepCache = n.openSig === sig;
     n.openSig = sig;

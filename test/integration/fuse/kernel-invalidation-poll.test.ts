@@ -22,9 +22,6 @@ const run = promisify(execFile);
  * cache's copy AND, through low-level FUSE notifications, the kernel's
  * attributes and pages, so fstat and pread on B's still-open descriptor see
  * the new bytes within one poll period.
- *
- * Uses the default mount; GVFS_FUSE_API=low selects the low-level front end
- * while that is not yet the default.
  */
 const P = 1000;
 const SLACK = 2000;
@@ -35,7 +32,6 @@ describe('kernel cache invalidation: poll reaches the page and attribute caches 
   let ps: ProxyServer;
   let a: MountProc;
   let b: MountProc;
-  const envBefore = process.env.GVFS_FUSE_API;
 
   before(async () => {
     base = await tempDir('gvfs-kinval-');
@@ -53,14 +49,11 @@ describe('kernel cache invalidation: poll reaches the page and attribute caches 
     await writeKeyFile(path.join(base, 'a.key'), ka);
     await writeKeyFile(path.join(base, 'b.key'), kb);
     await fs.writeFile(path.join(exportDir, 'f'), 'version 1');
-    process.env.GVFS_FUSE_API = 'low';
     const common = ['--consistency', 'poll', '--poll-period', String(P / 1000), '--attr-timeout', '3600', '--write-through'];
     a = await spawnMount(`127.0.0.1:${port}`, path.join(base, 'mnt-a'), ['--key', path.join(base, 'a.key'), '--cache-dir', path.join(base, 'cache-a'), ...common]);
     b = await spawnMount(`127.0.0.1:${port}`, path.join(base, 'mnt-b'), ['--key', path.join(base, 'b.key'), '--cache-dir', path.join(base, 'cache-b'), ...common]);
   });
   after(async () => {
-    if (envBefore === undefined) delete process.env.GVFS_FUSE_API;
-    else process.env.GVFS_FUSE_API = envBefore;
     await b?.stop();
     await a?.stop();
     await ps?.close();

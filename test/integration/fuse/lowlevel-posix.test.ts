@@ -17,12 +17,12 @@ function runAsWithGroups(uid: number, groups: number[], cmd: string, args: strin
 }
 
 /**
- * The libfuse 3 low-level front end (`gvfs mount --fuse-api low`) over
+ * The libfuse 3 low-level front end (`gvfs mount`) over
  * `gvfs serve` (in this process) as a plain NFS server: every caller as
  * itself, one inode per file, exact times, the kernel's caches bounded by
  * --attr-timeout. The issue's "done when" list, one test each.
  */
-describe('gvfs mount --fuse-api low: callers, inodes, times, caches', { skip: fuseSkip(), timeout: 600_000 }, () => {
+describe('gvfs mount (libfuse 3 low-level): callers, inodes, times, caches', { skip: fuseSkip(), timeout: 600_000 }, () => {
   let s: LocalServer;
   let m: MountProc;
   let mnt: string;
@@ -35,7 +35,7 @@ describe('gvfs mount --fuse-api low: callers, inodes, times, caches', { skip: fu
     await fs.chmod(s.dir, 0o755);
     // Every local user may create here (as on /tmp): who owns what they make is the question.
     await fs.chmod(s.exportDir, 0o1777);
-    m = await spawnMount(`nfs://127.0.0.1:${s.port}/`, path.join(s.dir, 'mnt'), ['--fuse-api', 'low', '--attr-timeout', String(ATTR_S)]);
+    m = await spawnMount(`nfs://127.0.0.1:${s.port}/`, path.join(s.dir, 'mnt'), ['--attr-timeout', String(ATTR_S)]);
     mnt = m.mnt;
   });
   after(async () => {
@@ -185,7 +185,7 @@ print(repr(m[5000]), repr(m[50]), flush=True)
   });
 });
 
-describe('gvfs mount --fuse-api low --no-default-permissions: the server decides, with the caller\'s groups', { skip: fuseSkip(), timeout: 600_000 }, () => {
+describe('gvfs mount --no-default-permissions: the server decides, with the caller\'s groups', { skip: fuseSkip(), timeout: 600_000 }, () => {
   let s: LocalServer;
   let m: MountProc;
   before(async () => {
@@ -195,7 +195,7 @@ describe('gvfs mount --fuse-api low --no-default-permissions: the server decides
     await fs.writeFile(path.join(s.exportDir, 'group-file'), 'g');
     await fs.chown(path.join(s.exportDir, 'group-file'), 0, 4242);
     await fs.chmod(path.join(s.exportDir, 'group-file'), 0o660);
-    m = await spawnMount(`nfs://127.0.0.1:${s.port}/`, path.join(s.dir, 'mnt'), ['--fuse-api', 'low', '--no-default-permissions']);
+    m = await spawnMount(`nfs://127.0.0.1:${s.port}/`, path.join(s.dir, 'mnt'), ['--no-default-permissions']);
   });
   after(async () => {
     await m?.stop();

@@ -45,18 +45,18 @@ class MidWriteStat extends PassthroughBackend {
 }
 
 /**
- * `gvfs mount --fuse-api low` with write-behind: attributes the server
+ * `gvfs mount` with write-behind: attributes the server
  * answered mid-WRITE never take the size of a file open here back (fsx
  * no-cache seed 4: fstat showed a page-aligned size below the last write).
  */
-describe('gvfs mount --fuse-api low: a size the server answered mid-WRITE', { skip: fuseSkip(), timeout: 180_000 }, () => {
+describe('gvfs mount: a size the server answered mid-WRITE', { skip: fuseSkip(), timeout: 180_000 }, () => {
   let s: LocalServer;
   let server: MidWriteStat;
   let m: MountProc;
 
   before(async () => {
     s = await startLocalServer({ wrap: (b) => (server = new MidWriteStat(b)) });
-    m = await spawnMount(`nfs://127.0.0.1:${s.port}/`, path.join(s.dir, 'mnt'), ['--fuse-api', 'low', '--attr-timeout', '30']);
+    m = await spawnMount(`nfs://127.0.0.1:${s.port}/`, path.join(s.dir, 'mnt'), ['--attr-timeout', '30']);
   });
   after(async () => {
     await m?.stop();
