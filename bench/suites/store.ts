@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,6 +18,7 @@ import { cephPrereq, startCeph, type Ceph } from '../../test/helpers/ceph.js';
 import { checkLink, linkTolerance, PROFILES, startLink, type Link } from '../lib/link-emulator.js';
 import type { BenchContext, SuiteResult } from '../lib/report.js';
 import { summarize } from '../lib/stats.js';
+import { seeded } from '../../test/integration/store/guest-versions.js';
 
 const MiB = 1 << 20;
 const ROOT: Credentials = { flavor: AuthFlavor.AUTH_SYS, uid: 0, gid: 0, gids: [] };
@@ -26,16 +27,6 @@ const GUEST = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..'
 
 /** Transfer hints as `gvfs vm publish` gives them (src/vm/publish.ts): kernel and initrd whole, disk and memory on demand. */
 const HINTS: Record<string, TransferHint> = { vmlinuz: 'whole', 'initrd.img': 'whole', 'disk.qcow2': 'ondemand', 'data.bin': 'ondemand', ram: 'ondemand' };
-
-function seeded(n: number, seed: string): Buffer {
-  const out = Buffer.alloc(n);
-  let s = createHash('sha256').update(seed).digest();
-  for (let i = 0; i < n; i += 32) {
-    s.copy(out, i, 0, Math.min(32, n - i));
-    s = createHash('sha256').update(s).digest();
-  }
-  return out;
-}
 
 /**
  * Issue 21: a cold clone of the demo guest from a store-backed proxy server

@@ -1,6 +1,5 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { SessionRegistry } from '../../../src/channel/sessions.js';
@@ -18,6 +17,7 @@ import type { Credentials } from '../../../src/rpc/types.js';
 import { FileStore } from '../../../src/store/file-store.js';
 import { keyFile } from '../../helpers/key-file.js';
 import { ROOT, tempDir } from '../../helpers/local-server.js';
+import { seeded } from './guest-versions.js';
 
 /**
  * The meta-data procedures of a store-backed proxy server answer from the
@@ -30,16 +30,6 @@ import { ROOT, tempDir } from '../../helpers/local-server.js';
  */
 const BS = 64 << 10;
 const MiB = 1 << 20;
-
-function seeded(n: number, seed: string): Buffer {
-  const out = Buffer.alloc(n);
-  let s = createHash('sha256').update(seed).digest();
-  for (let i = 0; i < n; i += 32) {
-    s.copy(out, i, 0, Math.min(32, n - i));
-    s = createHash('sha256').update(s).digest();
-  }
-  return out;
-}
 
 describe('store export: meta-data hints and prefetch order served from the manifest', { timeout: 180_000 }, () => {
   const closers: Array<() => Promise<unknown>> = [];
