@@ -36,7 +36,7 @@ export class AccessGate {
 
   /** Resolves if `cred` may read `fh`; else FsError ACCES (or the ACCESS call's own error). */
   async check(cred: Credentials, fh: Buffer): Promise<void> {
-    const k = key(cred, fh);
+    const k = accessKey(cred, fh);
     const e = this.seen.get(k);
     let ok: boolean;
     if (e && Date.now() - e.at < this.ttlMs() && this.current(k, e.at)) ok = e.ok;
@@ -85,7 +85,7 @@ export class AccessGate {
 
   /** The server answered an ACCESS of the client's own (asked with `mask`, granted `access`), sent at `at`. */
   note(cred: Credentials, fh: Buffer, mask: number, access: number, at: number): void {
-    if (mask & ACCESS3_READ) this.remember(key(cred, fh), (access & ACCESS3_READ) !== 0, at);
+    if (mask & ACCESS3_READ) this.remember(accessKey(cred, fh), (access & ACCESS3_READ) !== 0, at);
   }
 
   private remember(k: string, ok: boolean, at: number): void {
@@ -98,6 +98,6 @@ export class AccessGate {
 }
 
 /** Everything the server may decide permissions by. */
-function key(c: Credentials, fh: Buffer): string {
+export function accessKey(c: Credentials, fh: Buffer): string {
   return `${fh.toString('hex')}|${c.flavor}:${c.uid}:${c.gid}:${c.gids.join(',')}:${c.session ?? ''}:${c.principal ?? ''}`;
 }

@@ -8,7 +8,7 @@ import type { Credentials } from '../../rpc/types.js';
 import { newCounters, snapshot, type CounterSnapshot, type DataCounters } from '../../util/counters.js';
 import { logger } from '../../util/log.js';
 import { PassthroughBackend } from '../passthrough.js';
-import { AccessGate } from './access-gate.js';
+import { AccessGate, accessKey } from './access-gate.js';
 import { NameCache } from './name-cache.js';
 import { PathBook } from './path-book.js';
 import { BlockReader, MAX_READ, type Seg } from './block-reader.js';
@@ -58,6 +58,8 @@ export interface CacheStats extends CounterSnapshot {
   invalidations: number;
   attrHits: number;
   attrMisses: number;
+  /** The callback model: ACCESS answered from an earlier answer, under a delegation of the file. */
+  accessHits: number;
   /** Write-back writes the journal refused (cache disk full), sent to the server directly. */
   writesAround: number;
   lookupHits: number;
@@ -123,7 +125,9 @@ export class CacheBackend extends PassthroughBackend {
   private timers: NodeJS.Timeout[] = [];
   private scanning?: Promise<void>;
   private closing = false;
-  private readonly c = { attrHits: 0, attrMisses: 0, writesAround: 0, writtenBlocksKept: 0, ordersInvalidated: 0 };
+  private readonly c = { attrHits: 0, attrMisses: 0, accessHits: 0, writesAround: 0, writtenBlocksKept: 0, ordersInvalidated: 0 };
+  /** The callback model: ACCESS answers per caller and file, with the delegation clock when each was asked. */
+  private readonly accessSeen = new Map<string, { mask: number; access: number; sent: number }>();
   /** The poll model's client (absent: the link cannot call the GVFS extension program). */
   private readonly poller?: ChangePoller;
   private readonly listeners = new Set<(what: Invalidated) => void>();
@@ -159,7 +163,12 @@ export class CacheBackend extends PassthroughBackend {
       policy: this.opts.policy,
       limit: () => Math.min(this.opts.capacity - (this.journal?.diskBytes ?? 0), this.store.used + this.spare),
     });
-    this.names = new NameCache(() => (this.opts.consistency === 'poll' ? (this.poller?.inSync() ? Infinity : 0) : this.opts.dirTimeoutMs));
+    this.names = new NameCache(
+      () => (this.opts.consistency === 'poll' ? (this.poller?.inSync() ? Infinity : 0) : this.opts.dirTimeoutMs),
+      undefined,
+      // callback: names found after the directory's delegation was granted hold until it is recalled.
+      (dir, sent) => this.opts.consistency === 'callback' && (this.held?.grantedAt(dir) ?? Infinity) <= sent,
+    );
     this.files = new FileTable({
       serverId: this.opts.serverId,
       blockSize: this.opts.blockSize,
@@ -623,10 +632,15 @@ export class CacheBackend extends PassthroughBackend {
       const s = this.file(cached);
       return { fh: cached, attr: this.fresh(s) ? this.present(s, s.attr!) : undefined };
     }
+    // callback: a read delegation of the directory first, so the name found can be trusted until a change recalls it.
+    if (this.opts.consistency === 'callback' && !this.held!.holds(dk)) {
+      await this.takeDelegation(cred, this.file(dir), 'read').catch((e: Error) => log.debug({ err: e.message }, 'cache: no delegation of the directory; names by the timeout'));
+    }
     const stamp = this.names.stamp(dk);
     const g = this.files.gen;
+    const sent = this.held?.now();
     const r = await this.inner.lookup(cred, dir, name);
-    this.names.set(dk, name, r.fh, stamp);
+    this.names.set(dk, name, r.fh, stamp, this.opts.consistency === 'callback' ? sent : undefined);
     this.paths.note(dk, name, r.fh);
     if (r.dirAttr) this.files.note(this.file(dir), r.dirAttr, undefined, g);
     return { ...r, attr: this.presentMaybe(r.fh, r.attr, g) };
@@ -634,10 +648,27 @@ export class CacheBackend extends PassthroughBackend {
 
   override async access(cred: Credentials, fh: Buffer, mask: number): Promise<{ access: number; attr?: Fattr3 }> {
     await this.up();
+    const callback = this.opts.consistency === 'callback';
+    const k = callback ? accessKey(cred, fh) : '';
+    if (callback) {
+      // Permissions change only by a SETATTR (or ACL change) of the file, which recalls its delegation first.
+      const granted = this.held!.grantedAt(fh.toString('hex'));
+      const e = this.accessSeen.get(k);
+      if (granted !== undefined && e && e.sent >= granted && (e.mask & mask) === mask) {
+        this.c.accessHits++;
+        const s = this.file(fh);
+        return { access: e.access & mask, attr: this.fresh(s) ? this.present(s, s.attr!) : undefined };
+      }
+    }
     const at = Date.now();
     const g = this.files.gen;
+    const sent = this.held?.now() ?? 0;
     const r = await this.inner.access(cred, fh, mask);
     this.gate.note(cred, fh, mask, r.access, at);
+    if (callback) {
+      if (this.accessSeen.size >= 20_000) this.accessSeen.clear();
+      this.accessSeen.set(k, { mask, access: r.access, sent });
+    }
     return { ...r, attr: this.presentMaybe(fh, r.attr, g) };
   }
 

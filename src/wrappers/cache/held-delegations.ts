@@ -48,7 +48,10 @@ export interface HeldHooks {
  *   taken as held (recallSeq).
  */
 export class HeldDelegations {
-  private readonly held = new Map<string, { fh: Buffer; mode: 'read' | 'write' }>();
+  /** `since`: the grant's place in `seq` (what a call sent after the grant's reply may be trusted under). */
+  private readonly held = new Map<string, { fh: Buffer; mode: 'read' | 'write'; since: number }>();
+  /** Counts grants; a call captures it before it is sent (`now()`), so "sent after the grant" is exact, not by the clock. */
+  private seq = 0;
   /** Recalls seen per file (a DELEGATE reply that crossed one is not trusted). */
   private readonly recallSeq = new Map<string, number>();
   clientId: Buffer = Buffer.alloc(0);
@@ -107,6 +110,21 @@ export class HeldDelegations {
     return !!h && (mode === 'read' || h.mode === 'write') && this.trusted();
   }
 
+  /** For a call about to be sent: compare with `grantedAt` when its answer is used. */
+  now(): number {
+    return this.seq;
+  }
+
+  /**
+   * The grant of the delegation of `key` held and trusted now, as a `now()`
+   * value: an answer to a call sent at `sent >= grantedAt(key)` left the
+   * server after the grant, so any later change by another session recalls
+   * it first. undefined: none held.
+   */
+  grantedAt(key: string): number | undefined {
+    return this.holds(key) ? this.held.get(key)!.since : undefined;
+  }
+
   has(key: string): boolean {
     return this.held.has(key);
   }
@@ -133,7 +151,7 @@ export class HeldDelegations {
         this.noteReply(r, sent);
         // A recall crossed the grant: it was answered "not held", so it is not.
         if ((this.recallSeq.get(key) ?? 0) !== seq) return;
-        this.held.set(key, { fh: Buffer.from(fh), mode: mode === 'read' ? 'read' : 'write' });
+        this.held.set(key, { fh: Buffer.from(fh), mode: mode === 'read' ? 'read' : 'write', since: ++this.seq });
         this.c.taken++;
         return;
       }

@@ -10,9 +10,14 @@
  * Each directory has a generation, bumped when it changed; an entry holds
  * the generation read before its LOOKUP went out (`stamp`), so a reply that
  * crossed a change of its directory is never trusted.
+ *
+ * `trusted(dir, sent)` (the callback model): an entry is also good, however
+ * old, while it says so: a LOOKUP sent (`sent`, the caller's own clock)
+ * after the cache took a delegation of the directory, which any other
+ * session's change of the directory recalls first (the recall bumps it).
  */
 export class NameCache {
-  private readonly m = new Map<string, { fh: Buffer; at: number; gen: number }>();
+  private readonly m = new Map<string, { fh: Buffer; at: number; gen: number; sent?: number }>();
   /** Per directory: bumped when the directory changed, which retires its names. */
   private readonly gens = new Map<string, number>();
   /** Added to every directory's generation: bumped to retire every name at once. */
@@ -23,6 +28,7 @@ export class NameCache {
   constructor(
     private readonly ttlMs: () => number,
     private readonly max = 100_000,
+    private readonly trusted?: (dir: string, sent: number) => boolean,
   ) {}
 
   /** The directory's generation now: pass it to `set` for a LOOKUP sent after this. */
@@ -33,7 +39,7 @@ export class NameCache {
   get(dir: string, name: string): Buffer | undefined {
     const k = `${dir}/${name}`;
     const e = this.m.get(k);
-    if (e && Date.now() - e.at < this.ttlMs() && e.gen === this.stamp(dir)) {
+    if (e && e.gen === this.stamp(dir) && (Date.now() - e.at < this.ttlMs() || (e.sent !== undefined && !!this.trusted?.(dir, e.sent)))) {
       this.hits++;
       return e.fh;
     }
@@ -42,12 +48,15 @@ export class NameCache {
     return undefined;
   }
 
-  /** `gen`: the directory's stamp() from before the call that found the name (default: now). */
-  set(dir: string, name: string, fh: Buffer, gen = this.stamp(dir)): void {
-    if (this.ttlMs() <= 0 || name === '.' || name === '..') return;
+  /**
+   * `gen`: the directory's stamp() from before the call that found the name
+   * (default: now); `sent`: the `trusted` clock when that call went out.
+   */
+  set(dir: string, name: string, fh: Buffer, gen = this.stamp(dir), sent?: number): void {
+    if ((this.ttlMs() <= 0 && sent === undefined) || name === '.' || name === '..') return;
     const k = `${dir}/${name}`;
     this.m.delete(k);
-    this.m.set(k, { fh, at: Date.now(), gen });
+    this.m.set(k, { fh, at: Date.now(), gen, sent });
     if (this.m.size > this.max) for (const old of this.m.keys()) {
       this.m.delete(old);
       if (this.m.size <= this.max * 0.9) break;
