@@ -437,7 +437,14 @@ static napi_value get_self(napi_env env, napi_callback_info info) {
   return o;
 }
 
-static void env_cleanup(napi_env env, void *data, void *hint) {
+/*
+ * At environment teardown, as a cleanup hook: hooks run last-registered
+ * first, so this runs before the hook that closes the channel itself, while
+ * it is still valid. (Released from the instance data's finalizer instead,
+ * it was released after Node had freed it: abort() at exit once a second
+ * channel, fanWatch's, changed the teardown order.)
+ */
+static void env_cleanup(void *data) {
   env_data *ed = data;
   napi_release_threadsafe_function(ed->tsfn, napi_tsfn_abort);
 }
@@ -460,7 +467,8 @@ static napi_value init(napi_env env, napi_value exports) {
     return NULL;
   }
   napi_unref_threadsafe_function(env, ed->tsfn);
-  napi_set_instance_data(env, ed, env_cleanup, NULL);
+  napi_set_instance_data(env, ed, NULL, NULL);
+  napi_add_env_cleanup_hook(env, env_cleanup, ed);
 
   for (size_t i = 0; i < sizeof OPS / sizeof OPS[0]; i++) {
     napi_value fn;

@@ -69,6 +69,7 @@ typedef struct {
   pthread_t thread;
   napi_threadsafe_function tsfn;
   int stop, paused;
+  int joined; /* the thread is joined (JS thread only) */
   int64_t pending, max_pending;
   int lost; /* records were dropped since the last batch that said overflow */
   int64_t own, outside;
@@ -348,7 +349,8 @@ static void call_js(napi_env env, napi_value cb, void *ctx, void *data) {
   }
   if (b->closed) {
     /* The thread posts nothing after this one: free what it shared with JS. */
-    pthread_join(w->thread, NULL); /* it is past its last post: returns at once */
+    if (!w->joined) pthread_join(w->thread, NULL); /* it is past its last post: returns at once */
+    w->joined = 1;
     close(w->fan);
     close(w->root);
     close(w->wake[0]);
@@ -359,6 +361,23 @@ static void call_js(napi_env env, napi_value cb, void *ctx, void *data) {
   free(b->ev);
   free(b->nm);
   free(b);
+}
+
+/*
+ * Environment teardown (process exit or a worker's end) with the watch still
+ * running: stop the thread and wait for it here, while the event channel is
+ * still valid (cleanup hooks run last-registered first, before the hook that
+ * frees the channel), so it never posts into a freed one.
+ */
+static void env_teardown(void *arg) {
+  watch *w = arg;
+  if (w->joined) return;
+  __atomic_store_n(&w->stop, 1, __ATOMIC_RELEASE);
+  char c = 1;
+  if (write(w->wake[1], &c, 1) < 0) { /* pipe full: the thread is awake anyway */
+  }
+  pthread_join(w->thread, NULL);
+  w->joined = 1;
 }
 
 static napi_value throw_errno(napi_env env, int err, const char *what) {
@@ -430,6 +449,7 @@ napi_value gn_fan_watch(napi_env env, napi_callback_info info) {
   }
   /* A watch never keeps the process alive on its own. */
   napi_unref_threadsafe_function(env, w->tsfn);
+  napi_add_env_cleanup_hook(env, env_teardown, w);
   napi_value ext;
   /* The struct lives for the process (a few hundred bytes per watch; its buffers are freed at close). */
   napi_create_external(env, w, NULL, NULL, &ext);

@@ -138,6 +138,24 @@ describe('native: fanWatch (changes on the export disk by other programs)', { sk
     assert.equal(stdout.trim(), 'EPERM');
   });
 
+  test('a process that ends with a watch running (and a native job done) exits cleanly, not by abort()', async () => {
+    // Regression: the addon released its completion channel after Node had freed it at teardown, and the watch's
+    // thread could post into a freed channel: exit status 134 (SIGABRT) for every daemon exiting with a watch.
+    const mod = fileURLToPath(new URL('../../../src/native/fan-watch.js', import.meta.url));
+    const nat = fileURLToPath(new URL('../../../src/native/native.js', import.meta.url));
+    const code = `Promise.all([import(${JSON.stringify(mod)}), import(${JSON.stringify(nat)})]).then(async ([m, n]) => {
+      new m.FanWatch(${JSON.stringify(root)}, { changes() {}, overflow() {} });
+      await n.statx(-100, ${JSON.stringify(root)}, 0, n.self());
+      console.log('STARTED');
+    })`; // and the process ends by itself: the watch does not keep it alive, teardown runs in full
+    for (let i = 0; i < 3; i++) {
+      const r = await new Promise<{ code: number | null; signal: string | null; out: string }>((res) => {
+        execFile(process.execPath, ['-e', code], (err, stdout) => res({ code: err ? ((err as { code?: number }).code ?? null) : 0, signal: err ? ((err as { signal?: string }).signal ?? null) : null, out: stdout }));
+      });
+      assert.deepEqual({ code: r.code, signal: r.signal, out: r.out.trim() }, { code: 0, signal: null, out: 'STARTED' });
+    }
+  });
+
   test('close resolves once the thread has delivered its last batch; twice is harmless', async () => {
     const x = new FanWatch(root, { changes() {}, overflow() {} });
     await x.close();
