@@ -76,8 +76,6 @@ const COOKIE_DOTDOT = 2n;
 const MAX_LOCATE_SCAN = 200_000;
 /** Default lifetime of cached attributes (ms). */
 export const DEFAULT_ATTR_CACHE_MS = 1000;
-/** How long the last stat of an open file serves as a write's pre-op attributes. */
-const PRE_OP_FRESH_MS = 1000;
 
 interface Resolved {
   id: HandleId;
@@ -787,14 +785,18 @@ export class LocalExport implements Backend {
   }
 
   /**
-   * Pre-op attributes come from the last stat of this descriptor when it is
-   * fresh (the post-op attributes of the previous write, as an attribute
-   * cache would give them), else from an fstat.
+   * Pre-op attributes from an fstat of the descriptor at every WRITE: the
+   * permission check is made on them, and the last write's post-op
+   * attributes (which this once reused for up to a second) miss a chown or
+   * chmod made on the server's disk meanwhile, letting a caller the file no
+   * longer admits write (as knfsd, which checks the inode at every WRITE,
+   * does not). Costs one pool job per WRITE; folding the check into the
+   * write's own native job would save it.
    */
   private async writeFd(fd: number, id: HandleId, cred: Credentials, offset: number, data: Buffer, stable: StableHow, last: LastStat): Promise<WriteResult> {
-    let pre = last.st && Date.now() - last.at < PRE_OP_FRESH_MS ? last.st : undefined;
+    let pre: LocalStat | undefined;
     try {
-      if (!pre) pre = await fstat(fd);
+      pre = await fstat(fd);
       await this.requireDataAccess(cred, toFattr(pre, this.fsid), W, 'write', fd);
       // One job, as the caller: the kernel clears the set-ID bits a write by someone without CAP_FSETID
       // clears (root's own writes keep them), syncs as asked and statxes the file for the reply.
