@@ -40,6 +40,12 @@ export class AttrCache {
     this.attrs.delete(ino);
   }
 
+  /** Forget everything (what changed on disk is no longer known). */
+  clear(): void {
+    this.attrs.clear();
+    this.names.clear();
+  }
+
   child(dir: bigint, name: string): bigint | undefined {
     if (this.ttlMs <= 0) return undefined;
     const k = `${dir}/${name}`;

@@ -37,6 +37,7 @@ export class DiskWatcher {
         },
         overflow: () => {
           log.warn({ export: exp.root }, 'disk watcher: events lost (fanotify queue overflow); every poll client of this export is told to drop everything');
+          exp.lostDiskChanges();
           sink.lost();
         },
         died: () => log.error({ export: exp.root }, 'disk watcher: its thread ended (fanotify read failed); changes made on the export disk by other programs NO LONGER reach poll-mode clients'),

@@ -462,6 +462,17 @@ export class LocalExport implements Backend {
     return out;
   }
 
+  /**
+   * Changes made on disk were lost (the watcher's queue overflowed): which
+   * files changed is unknown, so nothing the short-lived caches hold may
+   * answer a client that drops everything and asks again (it would then
+   * trust the old attributes until the file's next change).
+   */
+  lostDiskChanges(): void {
+    this.ac.clear();
+    this.listings.clear();
+  }
+
   private invalidateListing(dirIno: bigint): void {
     this.listings.delete(dirIno);
   }
