@@ -141,7 +141,8 @@ export class CacheBackend extends PassthroughBackend {
   private aroundSince = 0;
   /** Who the server has let read which file (access-gate.ts): cached bytes go only to them. */
   readonly gate = new AccessGate(
-    (cred, fh, mask) => this.inner.access(cred, fh, mask),
+    // callback: through this cache's own ACCESS, which answers from an earlier answer while the file is delegated.
+    (cred, fh, mask) => (this.opts.consistency === 'callback' ? this.access(cred, fh, mask) : this.inner.access(cred, fh, mask)),
     // The poll model trusts an answer until a poll lists the file (invalidate → gate.forget), as it does attributes.
     () => (this.opts.consistency === 'poll' ? (this.poller?.inSync() ? Infinity : 0) : this.opts.attrTimeoutMs),
   );
