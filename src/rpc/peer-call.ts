@@ -1,7 +1,7 @@
 import { XdrReader, XdrWriter } from '../xdr/index.js';
 import { AUTH_NONE_BODY } from './auth.js';
-import { decodeCall, decodeReply, encodeAcceptedReply, encodeCallHeader, encodeProgMismatch } from './message.js';
-import type { CallContext, ConnectionState, ProgramTable } from './program.js';
+import { decodeReply, encodeAcceptedReply, encodeCallHeader } from './message.js';
+import { type CallContext, type ConnectionState, garbageArgs, type ProgramTable, routeCall } from './program.js';
 import { AcceptStat, AuthFlavor, MsgType, RpcError } from './types.js';
 import { logger } from '../util/log.js';
 
@@ -97,31 +97,15 @@ export class PeerCalls {
  * proved session). Returns the reply message (unframed).
  */
 export async function dispatchPeerCall(programs: ProgramTable, record: Buffer, peer: { address: string; port: number }, conn: ConnectionState): Promise<Buffer[] | undefined> {
-  const d = decodeCall(record);
-  const w = new XdrWriter(64);
-  if (!d.ok) {
-    if (d.reason === 'not_call') return undefined;
-    encodeAcceptedReply(w, d.xid, AcceptStat.GARBAGE_ARGS);
-    return w.chunks();
-  }
-  const { call, args } = d;
-  const pv = programs.lookup(call.prog, call.vers);
-  if ('missing' in pv) {
-    if (pv.missing === 'prog') encodeAcceptedReply(w, call.xid, AcceptStat.PROG_UNAVAIL);
-    else encodeProgMismatch(w, call.xid, pv.low, pv.high);
-    return w.chunks();
-  }
-  const proc = pv.procedures[call.proc];
-  if (!proc) {
-    encodeAcceptedReply(w, call.xid, AcceptStat.PROC_UNAVAIL);
-    return w.chunks();
-  }
+  const routed = routeCall(programs, record);
+  if ('refusal' in routed) return routed.refusal;
+  const { call, args, proc } = routed;
   let a: unknown;
   try {
     a = proc.decode(args);
+    args.end();
   } catch {
-    encodeAcceptedReply(w, call.xid, AcceptStat.GARBAGE_ARGS);
-    return w.chunks();
+    return garbageArgs(call.xid);
   }
   const ctx: CallContext = { call, cred: { flavor: AuthFlavor.AUTH_NONE, uid: 65534, gid: 65534, gids: [] }, peer, conn };
   try {
@@ -132,6 +116,7 @@ export async function dispatchPeerCall(programs: ProgramTable, record: Buffer, p
     return out.chunks();
   } catch (e) {
     log.error({ err: e, proc: proc.name }, 'reverse-call handler failed');
+    const w = new XdrWriter(32);
     encodeAcceptedReply(w, call.xid, AcceptStat.SYSTEM_ERR);
     return w.chunks();
   }

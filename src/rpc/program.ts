@@ -1,5 +1,6 @@
-import type { XdrReader, XdrWriter } from '../xdr/index.js';
-import type { CallHeader, Credentials } from './types.js';
+import { type XdrReader, XdrWriter } from '../xdr/index.js';
+import { decodeCall, encodeAcceptedReply, encodeProgMismatch, encodeRpcMismatch } from './message.js';
+import { AcceptStat, type CallHeader, type Credentials } from './types.js';
 
 /**
  * A program version is a table of procedures (like ganesha's nfs3_func_desc[]):
@@ -87,4 +88,51 @@ export class ProgramTable {
     for (const [prog, m] of this.byProg) for (const vers of m.keys()) out.push({ prog, vers });
     return out;
   }
+}
+
+/** A call found in a table: the procedure to run and the reader at its arguments. */
+export interface RoutedCall {
+  readonly call: CallHeader;
+  readonly args: XdrReader;
+  readonly version: ProgramVersion;
+  readonly proc: Procedure;
+}
+
+/**
+ * Decodes a CALL record and finds its procedure, or encodes the refusal RFC 5531
+ * prescribes (RPC_MISMATCH, GARBAGE_ARGS, PROG_UNAVAIL, PROG_MISMATCH,
+ * PROC_UNAVAIL). One place for both directions of a connection: the server's
+ * calls and the reverse calls a proxy client answers. `refusal` undefined:
+ * send nothing (the record was a REPLY, not a CALL). A refusal carries the
+ * call's header when the header itself decoded.
+ */
+export function routeCall(programs: ProgramTable, record: Buffer): RoutedCall | { refusal: Buffer[] | undefined; call?: CallHeader } {
+  const d = decodeCall(record);
+  const w = new XdrWriter(64);
+  if (!d.ok) {
+    if (d.reason === 'not_call') return { refusal: undefined };
+    if (d.reason === 'rpc_mismatch') encodeRpcMismatch(w, d.xid);
+    else encodeAcceptedReply(w, d.xid, AcceptStat.GARBAGE_ARGS);
+    return { refusal: w.chunks() };
+  }
+  const { call, args } = d;
+  const version = programs.lookup(call.prog, call.vers);
+  if ('missing' in version) {
+    if (version.missing === 'prog') encodeAcceptedReply(w, call.xid, AcceptStat.PROG_UNAVAIL);
+    else encodeProgMismatch(w, call.xid, version.low, version.high);
+    return { refusal: w.chunks(), call };
+  }
+  const proc = version.procedures[call.proc];
+  if (!proc) {
+    encodeAcceptedReply(w, call.xid, AcceptStat.PROC_UNAVAIL);
+    return { refusal: w.chunks(), call };
+  }
+  return { call, args, version, proc };
+}
+
+/** The GARBAGE_ARGS reply to a call whose arguments did not decode. */
+export function garbageArgs(xid: number): Buffer[] {
+  const w = new XdrWriter(32);
+  encodeAcceptedReply(w, xid, AcceptStat.GARBAGE_ARGS);
+  return w.chunks();
 }

@@ -5,13 +5,10 @@ import { isReplyRecord, PeerCalls } from './peer-call.js';
 import { decodeAuthSys } from './auth.js';
 import { DuplicateRequestCache } from './drc.js';
 import {
-  decodeCall,
   encodeAcceptedReply,
   encodeAuthError,
-  encodeProgMismatch,
-  encodeRpcMismatch,
 } from './message.js';
-import type { CallContext, ConnectionState, Procedure, ProgramTable, ProgramVersion } from './program.js';
+import { type CallContext, type ConnectionState, garbageArgs, type Procedure, type ProgramTable, type ProgramVersion, routeCall } from './program.js';
 import { frameRecord, RecordDecoder, RecordTooLargeError } from './record.js';
 import { AcceptStat, AuthFlavor, AuthStat, type CallHeader, type Credentials, RpcError } from './types.js';
 import { logger } from '../util/log.js';
@@ -440,28 +437,15 @@ export class RpcServer {
 
   /** Run one call; returns the encoded reply message (not yet framed), or undefined to send nothing. */
   async dispatch(record: Buffer, conn: ConnectionState): Promise<Buffer[] | undefined> {
-    const d = decodeCall(record);
+    const routed = routeCall(this.programs, record);
+    if ('refusal' in routed) {
+      if (routed.call) this.stats.calls++;
+      return routed.refusal;
+    }
+    const { call, args, version: pv, proc } = routed;
+    this.stats.calls++;
     // Only refusals are encoded here; a call that runs gets its writer in execute().
     const w = new XdrWriter(64);
-    if (!d.ok) {
-      if (d.reason === 'not_call') return undefined; // a reply sent to a server: ignore
-      if (d.reason === 'rpc_mismatch') encodeRpcMismatch(w, d.xid);
-      else encodeAcceptedReply(w, d.xid, AcceptStat.GARBAGE_ARGS);
-      return w.chunks();
-    }
-    const { call, args } = d;
-    this.stats.calls++;
-    const pv = this.programs.lookup(call.prog, call.vers);
-    if ('missing' in pv) {
-      if (pv.missing === 'prog') encodeAcceptedReply(w, call.xid, AcceptStat.PROG_UNAVAIL);
-      else encodeProgMismatch(w, call.xid, pv.low, pv.high);
-      return w.chunks();
-    }
-    const proc = pv.procedures[call.proc];
-    if (!proc) {
-      encodeAcceptedReply(w, call.xid, AcceptStat.PROC_UNAVAIL);
-      return w.chunks();
-    }
     const key = procKey(pv, call.proc, proc);
     if (log.isLevelEnabled('debug')) log.debug({ xid: call.xid, proc: key, conn: conn.id }, 'call');
     this.stats.callsByProc.set(key, (this.stats.callsByProc.get(key) ?? 0) + 1);
@@ -478,8 +462,7 @@ export class RpcServer {
     } catch (e) {
       if (!(e instanceof XdrError)) connLog(conn).error({ err: e, proc: key }, 'argument decoder failed');
       this.observer?.call(key, 0, AcceptStat.GARBAGE_ARGS, undefined);
-      encodeAcceptedReply(w, call.xid, AcceptStat.GARBAGE_ARGS);
-      return w.chunks();
+      return garbageArgs(call.xid);
     }
     const ctx: CallContext = { call, cred, peer: conn.peer, conn };
     if (proc.idempotent) return this.execute(proc, decoded, ctx, key);
