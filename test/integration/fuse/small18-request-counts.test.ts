@@ -108,6 +108,14 @@ describe('gvfs mount: requests per small file (issue 18)', { skip: fuseSkip(), t
     assert.equal((await st(at('own'))).split(' ')[0], '2');
     await run('rm', [at('own2')]);
     assert.equal((await st(at('own'))).split(' ')[0], '1', 'nlink after unlinking the other name');
+    // A chown to the owner it has is answered here, with attributes the kernel then takes: never what we knew before the unlink.
+    await run('ln', [at('own'), at('own2')]);
+    // An open fetches fresh attributes (close-to-open): nlink 2, what a GETATTR may be answered from until a change.
+    await run('cat', [at('own')]);
+    assert.equal((await st(at('own'))).split(' ')[0], '2');
+    await run('rm', [at('own2')]);
+    const r = await run('sh', ['-c', `chown 0 ${at('own')} && stat -c %h ${at('own')}`]);
+    assert.equal(r.stdout.trim(), '1', 'nlink after unlinking the other name, then a no-op chown');
     await run('chmod', ['600', at('own')]);
     await run('chown', ['65534', at('own')]);
     await run('truncate', ['-s', '2', at('own')]);
