@@ -33,7 +33,9 @@ export interface LowLevelOptions {
   /**
    * The one budget for cached attributes and names: the kernel gets each
    * answer with what is left of it (entry and attribute timeouts together
-   * never exceed it), and this front end keeps no second copy. A change
+   * never exceed it); a GETATTR the kernel repeats after a change of its own
+   * is answered from the backend's last answer with what is left of the
+   * budget (cachedFor), never a fresh one. A change
    * made elsewhere shows through the mount at most this long after it
    * happened. 0: the kernel asks every time.
    */
@@ -107,8 +109,12 @@ interface DirHandle {
  *   hard-linked file is one kernel inode.
  * - Every request runs as its caller (Callers): AUTH_SYS of the caller for
  *   plain NFS, the session's mapping for GVFS sessions.
- * - Attributes and names are cached by the kernel alone, for what is left of
- *   `attrTimeoutMs` since the backend said them; nothing is cached twice.
+ * - Attributes and names are cached by the kernel, for what is left of
+ *   `attrTimeoutMs` since the backend said them; the kernel's own re-asks
+ *   (GETATTR after a chown's suid check, a create in the directory, a read's
+ *   atime) are answered from that answer while nothing of ours changed the
+ *   file, with what is left of the same budget. chmod/chown to what the file
+ *   has are not sent.
  *   Times cross in nanoseconds both ways; SETATTR honours UTIME_OMIT/NOW.
  * - The kernel is told (inval_inode, attributes only) when a file's size or
  *   mtime changed under it and no reply of ours carries the news, and after
