@@ -17,8 +17,12 @@
  *    in flight at once;
  *  - JS answers later with fuse.reply*(req, ...), on the JS thread (a reply
  *    is one writev on /dev/fuse);
- *  - notifications (inval_inode / inval_entry) run on a short-lived thread
- *    of their own, never on the loop thread or the JS thread.
+ *  - notifications (inval_inode) run on a short-lived thread of their
+ *    own, never on the loop thread or the JS thread. There is no
+ *    inval_entry: the kernel's d_invalidate of a directory's entry takes the
+ *    directory's inode lock, which a LOOKUP/CREATE/RENAME in that directory
+ *    holds while it waits for our answer (the same kill -9 hazard as page
+ *    locks, below); names expire by their entry timeout instead.
  *  - inval_inode invalidates ATTRIBUTES only (offset -1), never pages: to
  *    drop a page the kernel must lock it, and a page is locked while a READ
  *    or WRITE of it waits for our answer. Were this process killed then
@@ -695,9 +699,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
 
 typedef struct {
   ll_session *s;
-  int kind; /* 0 inval_inode, 1 inval_entry, 2 unmount */
+  int kind; /* 0 inval_inode, 2 unmount */
   uint64_t ino;
-  char *name;
   napi_deferred deferred;
 } notify_job;
 
@@ -709,7 +712,6 @@ static void *notify_main(void *arg) {
   pthread_sigmask(SIG_BLOCK, &all, NULL);
   int res = 0;
   if (n->kind == 0) res = fuse_lowlevel_notify_inval_inode(s->se, n->ino, -1, 0); /* attributes only: see the top */
-  else if (n->kind == 1) res = fuse_lowlevel_notify_inval_entry(s->se, n->ino, n->name, strlen(n->name));
   else {
     /* Lazy (MNT_DETACH as root, fusermount3 -u -z otherwise): works with a dead backend and busy files. */
     fuse_session_exit(s->se);
@@ -732,7 +734,6 @@ static void *notify_main(void *arg) {
     post(s, r);
   }
   __atomic_fetch_sub(&s->notifying, 1, __ATOMIC_ACQ_REL);
-  free(n->name);
   free(n);
   return NULL;
 }
@@ -748,7 +749,6 @@ static napi_value start_job(napi_env env, notify_job *n) {
     napi_value v;
     napi_create_int32(env, -EAGAIN, &v);
     napi_resolve_deferred(env, n->deferred, v);
-    free(n->name);
     free(n);
     return promise;
   }
@@ -761,7 +761,7 @@ static napi_value js_notify(napi_env env, napi_callback_info info, int kind) {
   napi_value argv[4];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   notify_job *n = calloc(1, sizeof *n);
-  if (!n || argc < (kind == 2 ? 1u : kind == 1 ? 3u : 2u) || !(n->s = get_session(env, argv[0]))) {
+  if (!n || argc < (kind == 2 ? 1u : 2u) || !(n->s = get_session(env, argv[0]))) {
     free(n);
     napi_throw_type_error(env, NULL, "bad arguments");
     return NULL;
@@ -777,20 +777,12 @@ static napi_value js_notify(napi_env env, napi_callback_info info, int kind) {
   }
   n->kind = kind;
   if (kind != 2 && !get_u64(env, argv[1], &n->ino)) n->ino = 0;
-  if (kind == 1 && !(n->name = get_str(env, argv[2]))) {
-    free(n);
-    napi_throw_type_error(env, NULL, "name must be a string");
-    return NULL;
-  }
   if (kind == 2) n->s->unmounting = 1;
   return start_job(env, n);
 }
 
 static napi_value js_inval_inode(napi_env env, napi_callback_info info) {
   return js_notify(env, info, 0);
-}
-static napi_value js_inval_entry(napi_env env, napi_callback_info info) {
-  return js_notify(env, info, 1);
 }
 static napi_value js_unmount(napi_env env, napi_callback_info info) {
   return js_notify(env, info, 2);
@@ -1093,7 +1085,6 @@ void gn_fuse_ll_init(napi_env env, napi_value exports) {
       {"unmount", js_unmount},
       {"destroy", js_destroy},
       {"invalInode", js_inval_inode},
-      {"invalEntry", js_inval_entry},
       {"replyErr", js_reply_err},
       {"replyEntry", js_reply_entry},
       {"replyCreate", js_reply_create},

@@ -108,12 +108,6 @@ interface FuseAddon {
    * differ, the kernel drops its pages itself. 0 or -errno (-ENOENT: not cached).
    */
   invalInode(s: LlSession, ino: number): Promise<number>;
-  /**
-   * Unused so far. Beware: the kernel takes the directory's inode lock for
-   * it, which a LOOKUP/CREATE in that directory holds while it waits for us
-   * — the same hang after kill -9 as page invalidation (fuse_ll.c).
-   */
-  invalEntry(s: LlSession, parent: number, name: string): Promise<number>;
   replyErr(req: bigint, errno: number): number;
   replyEntry(req: bigint, e: LlEntry): number;
   replyCreate(req: bigint, e: LlEntry, o: LlOpen): number;

@@ -33,7 +33,9 @@ export interface LowLevelOptions {
   /**
    * The one budget for cached attributes and names: the kernel gets each
    * answer with what is left of it (entry and attribute timeouts together
-   * never exceed it), and this front end keeps no second copy. A change
+   * never exceed it); a GETATTR the kernel repeats after a change of its own
+   * is answered from the backend's last answer with what is left of the
+   * budget (cachedFor), never a fresh one. A change
    * made elsewhere shows through the mount at most this long after it
    * happened. 0: the kernel asks every time.
    */
@@ -87,6 +89,8 @@ export interface FuseStats extends WriteStats {
   knownAbsent: number;
   /** chmod/chown that changed nothing, not sent. */
   noopSetattrs: number;
+  /** GETATTRs answered from attributes the backend gave within the budget, nothing of ours having changed the file since. */
+  attrHits: number;
 }
 
 /** A directory handle: the listing read at offset 0, served in pages to the kernel. */
@@ -105,8 +109,12 @@ interface DirHandle {
  *   hard-linked file is one kernel inode.
  * - Every request runs as its caller (Callers): AUTH_SYS of the caller for
  *   plain NFS, the session's mapping for GVFS sessions.
- * - Attributes and names are cached by the kernel alone, for what is left of
- *   `attrTimeoutMs` since the backend said them; nothing is cached twice.
+ * - Attributes and names are cached by the kernel, for what is left of
+ *   `attrTimeoutMs` since the backend said them; the kernel's own re-asks
+ *   (GETATTR after a chown's suid check, a create in the directory, a read's
+ *   atime) are answered from that answer while nothing of ours changed the
+ *   file, with what is left of the same budget. chmod/chown to what the file
+ *   has are not sent.
  *   Times cross in nanoseconds both ways; SETATTR honours UTIME_OMIT/NOW.
  * - The kernel is told (inval_inode, attributes only) when a file's size or
  *   mtime changed under it and no reply of ours carries the news, and after
@@ -125,11 +133,17 @@ export class LowLevelFrontend {
   readonly inodes: Inodes;
   private readonly callers: Callers;
   private readonly o: Required<Omit<LowLevelOptions, 'callers' | 'fsname' | 'debug' | 'counters'>> & LowLevelOptions;
-  private readonly counters = { ops: {} as Record<string, number>, errors: {} as Record<string, number>, reads: 0, bytesRead: 0, backendReads: 0, directOpens: 0, staleRetries: 0, knownAbsent: 0, noopSetattrs: 0 };
+  private readonly counters = { ops: {} as Record<string, number>, errors: {} as Record<string, number>, reads: 0, bytesRead: 0, backendReads: 0, directOpens: 0, staleRetries: 0, knownAbsent: 0, noopSetattrs: 0, attrHits: 0 };
   private readonly dirs = new Map<number, DirHandle>();
   private nextDir = 1;
   private readonly fdCred = new Map<number, Credentials>();
   private readonly accessCache = new Map<string, { bits: number; at: number }>();
+  /**
+   * Bumped when a change of ours may change attributes of files we cannot name (unlink, rmdir, rename and
+   * link change a file's nlink and ctime), or when the cache below drops everything: no attributes said
+   * before are served again (cachedFor).
+   */
+  private epoch = 0;
   private session?: LlSession;
   private mnt?: string;
   private exited = false;
@@ -164,12 +178,15 @@ export class LowLevelFrontend {
       begin: (key) => {
         const n = this.inodes.peekKey(key);
         if (n) n.writing = (n.writing ?? 0) + 1;
+        if (n) this.changing(n);
       },
       // Our own write's attributes: what the next fresh attributes are compared with (not a change from elsewhere).
       end: (key, a) => {
         const n = this.inodes.peekKey(key);
         if (!n) return;
         n.writing = Math.max(0, (n.writing ?? 1) - 1);
+        // Replies of concurrent writes come back in any order: their mtimes are not served (cachedFor).
+        n.said = undefined;
         n.writes = (n.writes ?? 0) + 1;
         // Replies of concurrent writes come back in any order: a write never makes the size go back.
         if (a) n.last = n.last && n.last.size > a.size ? { ...a, size: n.last.size } : a;
@@ -246,7 +263,10 @@ export class LowLevelFrontend {
   private unsubscribe?: () => void;
 
   private dropKernelCaches(what: Invalidated): void {
+    // Before the kernel hears of it: its next GETATTR must not be answered from what we knew.
+    if (what === 'all') this.epoch++;
     const nodes = what === 'all' ? [...this.inodes.nodes()] : [this.inodes.peek(what)].filter((n): n is Node => !!n);
+    if (what !== 'all') nodes.forEach((n) => this.changing(n));
     for (const n of nodes)
       void this.invalidate(n).then((r) => {
         if (r < 0 && r !== -E.ENOENT) log.debug({ node: n.id, res: r }, 'kernel invalidation refused');
@@ -381,11 +401,46 @@ export class LowLevelFrontend {
     return true;
   }
 
+  /** A change of ours to `n` begins: what we knew of its attributes is not served again (cachedFor). */
+  private changing(n: Node): void {
+    n.gen = (n.gen ?? 0) + 1;
+    n.changedAt = performance.now();
+    n.said = undefined;
+  }
+
+  /** Taken just before asking the backend about `n`: `trust` vouches for the answer only if nothing changed meanwhile. */
+  private snap(n: Node): { at: number; gen: number; epoch: number } {
+    return { at: performance.now(), gen: n.gen ?? 0, epoch: this.epoch };
+  }
+
+  /** `n.last` is the backend's answer to a request sent at `s.at`, unless a change of ours began since. */
+  private trust(n: Node, s: { at: number; gen: number; epoch: number }): void {
+    // changedAt: a node first met in this answer (a lookup's) may have been changed since the request was sent.
+    if ((n.gen ?? 0) === s.gen && this.epoch === s.epoch && n.last && !((n.changedAt ?? -Infinity) >= s.at)) n.said = s;
+  }
+
+  /**
+   * Seconds the kernel may still trust `n.last`, or undefined. The budget
+   * runs from when the request that fetched them was sent, so the kernel's
+   * trust (the rest of it) ends when it would have had it asked then: a
+   * change made elsewhere still shows within `attrTimeoutMs`. Never while a
+   * WRITE of ours is in flight (its mtime is not known yet).
+   */
+  private cachedFor(n: Node): number | undefined {
+    const s = n.said;
+    if (!s || !n.last || s.epoch !== this.epoch || s.gen !== (n.gen ?? 0) || (n.writing ?? 0) > 0) return undefined;
+    const left = this.o.attrTimeoutMs - (performance.now() - s.at);
+    return left > 0 ? left / 1000 : undefined;
+  }
+
   /** An entry reply for `fh`: the node gets one more kernel lookup if (and only if) the reply went out. */
-  private async entryOf(cred: Credentials, fh: Buffer, attr: Fattr3 | undefined): Promise<{ node: Node; e: LlEntry }> {
+  private async entryOf(cred: Credentials, fh: Buffer, attr: Fattr3 | undefined, asked?: { at: number; epoch: number }): Promise<{ node: Node; e: LlEntry }> {
+    const t0 = performance.now();
     const a = attr ?? (await this.retrying(() => this.backend.getattr(cred, fh)));
     const node = this.inodes.of(fh);
     this.saw(node, a);
+    // `asked`: when the request that brought `attr` was sent (lookup, create, mkdir...).
+    if (asked || !attr) this.trust(node, { at: asked?.at ?? t0, gen: node.gen ?? 0, epoch: asked?.epoch ?? this.epoch });
     const t = this.o.attrTimeoutMs / 1000;
     return { node, e: { nodeid: node.id, attr: this.statOf(node, a), attrTimeout: t, entryTimeout: t } };
   }
@@ -465,19 +520,40 @@ export class LowLevelFrontend {
       case 'lookup': {
         const dir = this.inodes.get(r.ino);
         this.checkName(r.name!);
+        const asked = this.snap(dir);
         const x = await this.retrying(() => this.backend.lookup(cred, dir.fh, r.name!));
-        if (x.dirAttr) this.saw(dir, x.dirAttr);
-        const { node, e } = await this.entryOf(cred, x.fh, x.attr);
+        if (x.dirAttr) {
+          this.saw(dir, x.dirAttr);
+          this.trust(dir, asked);
+        }
+        const { node, e } = await this.entryOf(cred, x.fh, x.attr, asked);
         return reply(() => this.replyEntry(req, node, e));
       }
       case 'getattr': {
         const n = this.inodes.get(r.ino);
+        // The kernel asks again after every change of its own (a chown's suid check, a directory's entries,
+        // a read's atime): attributes just given by a reply of the backend, unchanged by us since, serve.
+        const left = this.cachedFor(n);
+        if (left !== undefined) {
+          this.counters.attrHits++;
+          const last = n.last!;
+          return reply(() => fuseLl().replyAttr(req, this.statOf(n, last), left));
+        }
+        const asked = this.snap(n);
         const a = await this.fresh(cred, n, true);
+        this.trust(n, asked);
         return reply(() => this.attrReply(req, n, a));
       }
       case 'setattr': {
         const n = this.inodes.get(r.ino);
-        const a = await this.setattr(cred, n, toSattr(r.toSet ?? 0, r));
+        const attrs = toSattr(r.toSet ?? 0, r);
+        const left = this.noop(n, attrs);
+        if (left !== undefined) {
+          this.counters.noopSetattrs++;
+          const last = n.last!;
+          return reply(() => fuseLl().replyAttr(req, this.statOf(n, last), left));
+        }
+        const a = await this.setattr(cred, n, attrs);
         reply(() => this.attrReply(req, n, a));
         // Our own truncate: the kernel cut its pages at the new end when it took the reply; its attributes
         // of the file go too (a write-behind of ours may have moved the server's size meanwhile).
@@ -495,18 +571,27 @@ export class LowLevelFrontend {
         const dir = this.inodes.get(r.ino);
         this.checkName(r.name!);
         const attrs: Sattr3 = r.op === 'symlink' ? {} : { mode: (r.mode ?? 0) & 0o7777 };
+        this.changing(dir);
+        const asked = this.snap(dir);
         let made: NewObject;
         if (r.op === 'mkdir') made = await this.backend.mkdir(cred, dir.fh, r.name!, attrs);
         else if (r.op === 'symlink') made = await this.backend.symlink(cred, dir.fh, r.name!, r.target!, attrs);
         else made = await this.mknod(cred, dir.fh, r.name!, r.mode ?? 0, r.rdev ?? 0, attrs);
-        const { node, e } = await this.entryOf(cred, made.fh ?? (await this.backend.lookup(cred, dir.fh, r.name!)).fh, made.attr);
+        this.sawDir(dir, made.dirWcc, asked);
+        const { node, e } = await this.entryOf(cred, made.fh ?? (await this.backend.lookup(cred, dir.fh, r.name!)).fh, made.attr, made.fh && made.attr ? asked : undefined);
         return reply(() => this.replyEntry(req, node, e));
       }
       case 'unlink':
       case 'rmdir': {
         const dir = this.inodes.get(r.ino);
-        if (r.op === 'unlink' && (await this.hideIfOpen(cred, dir, r.name!))) return reply(() => ll.replyErr(req, 0));
+        // The file's nlink and ctime change too, and other names may reach it: nothing said before is served.
+        this.epoch++;
+        if (r.op === 'unlink' && (await this.hideIfOpen(cred, dir, r.name!))) {
+          this.epoch++;
+          return reply(() => ll.replyErr(req, 0));
+        }
         await this.retrying(() => (r.op === 'rmdir' ? this.backend.rmdir(cred, dir.fh, r.name!) : this.backend.remove(cred, dir.fh, r.name!)));
+        this.epoch++;
         return reply(() => ll.replyErr(req, 0));
       }
       case 'rename': {
@@ -523,14 +608,18 @@ export class LowLevelFrontend {
         ]);
         if (b && flags & RENAME_NOREPLACE) throw new FsError('EXIST', `${r.name2} exists (RENAME_NOREPLACE)`);
         if (a && b && a.fh.equals(b.fh)) return reply(() => ll.replyErr(req, 0));
+        this.epoch++;
         await this.retrying(() => this.backend.rename(cred, from.fh, r.name!, to.fh, r.name2!));
+        this.epoch++;
         return reply(() => ll.replyErr(req, 0));
       }
       case 'link': {
         const n = this.inodes.get(r.ino);
         const dir = this.inodes.get(r.ino2!);
         this.checkName(r.name!);
+        this.epoch++;
         const x = await this.backend.link(cred, n.fh, dir.fh, r.name!);
+        this.epoch++;
         const { node, e } = await this.entryOf(cred, n.fh, x.attr);
         return reply(() => this.replyEntry(req, node, e));
       }
@@ -661,7 +750,36 @@ export class LowLevelFrontend {
     return this.backend.mknod(cred, dir, name, what);
   }
 
+  /**
+   * A chmod / chown to what the file already has (tar and cp -p do both for
+   * every file): answered without a call, from attributes the backend gave
+   * within the budget and nothing of ours changed since; seconds the kernel
+   * may keep them, or undefined. Only with default_permissions, where the
+   * kernel has checked the caller may do it; never when the kernel would
+   * expect set-user/group-ID bits cleared (chown of a file that has them).
+   * Not sent, the no-op leaves ctime as it was.
+   */
+  private noop(n: Node, attrs: Sattr3): number | undefined {
+    if (!this.o.defaultPermissions || !n.last) return undefined;
+    const keys = Object.keys(attrs).filter((k) => attrs[k as keyof Sattr3] !== undefined);
+    if (keys.length === 0 || keys.some((k) => k !== 'mode' && k !== 'uid' && k !== 'gid')) return undefined;
+    const a = n.last;
+    if (attrs.mode !== undefined && (a.mode & 0o7777) !== attrs.mode) return undefined;
+    if (attrs.uid !== undefined && a.uid !== attrs.uid) return undefined;
+    if (attrs.gid !== undefined && a.gid !== attrs.gid) return undefined;
+    if ((attrs.uid !== undefined || attrs.gid !== undefined) && a.mode & 0o6000) return undefined;
+    return this.cachedFor(n);
+  }
+
+  /** A directory's attributes after a change of its entries made by us (`asked` taken after `changing(dir)`). */
+  private sawDir(dir: Node, w: WccData | undefined, asked: { at: number; gen: number; epoch: number }): void {
+    if (!w?.after) return;
+    this.saw(dir, w.after);
+    this.trust(dir, asked);
+  }
+
   private async setattr(cred: Credentials, n: Node, attrs: Sattr3): Promise<Fattr3> {
+    this.changing(n);
     const file = this.files.file(n.key);
     // Held until SETATTR is answered: a chunk read meanwhile would carry the old size.
     const release = attrs.size !== undefined ? file?.ra?.hold() : undefined;
@@ -670,9 +788,12 @@ export class LowLevelFrontend {
       // still in flight (write-behind) may land after a change of times (tar sets the mtime, then closes).
       if (attrs.size !== undefined) await file?.commit(cred);
       else if (file && file.inflightBytes > 0) await file.settle();
+      const asked = this.snap(n);
       const w = await this.retrying(() => this.backend.setattr(cred, n.fh, attrs));
       if (attrs.mode !== undefined || attrs.uid !== undefined || attrs.gid !== undefined) this.dropAccess(n);
-      return await this.after(cred, n, w);
+      const a = await this.after(cred, n, w);
+      this.trust(n, asked);
+      return a;
     } finally {
       release?.();
     }
@@ -712,6 +833,7 @@ export class LowLevelFrontend {
     const acc = flags & O_ACCMODE;
     let writable = acc !== F.O_RDONLY;
     if (flags & O_DIRECT) this.counters.directOpens++;
+    const asked = this.snap(n);
     let a: Fattr3 | undefined;
     if (this.o.accessOnOpen) {
       const mask = acc === F.O_RDONLY ? ACCESS3_READ : acc === F.O_WRONLY ? ACCESS3_MODIFY | ACCESS3_EXTEND : ACCESS3_READ | ACCESS3_MODIFY | ACCESS3_EXTEND;
@@ -731,6 +853,8 @@ export class LowLevelFrontend {
     // No attributes go with the open's reply: a change seen here is announced (and FOPEN_KEEP_CACHE withheld).
     if (!a) a = await this.fresh(cred, n, false);
     else if (this.saw(n, a)) await this.invalidate(n);
+    // Close-to-open fetched them just now: the fstat after the first read (the kernel drops atime then) needs no call.
+    this.trust(n, asked);
     const sig = `${a.size}:${a.mtime.sec}:${a.mtime.nsec}`;
     const keepCache = n.openSig === sig;
     n.openSig = sig;
@@ -742,15 +866,18 @@ export class LowLevelFrontend {
 
   private async create(cred: Credentials, dir: Node, name: string, mode: number, flags: number) {
     let made: NewObject | undefined;
+    this.changing(dir);
+    const asked = this.snap(dir);
     try {
       // GUARDED: O_EXCL must fail if another client created the name meanwhile.
       made = await this.backend.create(cred, dir.fh, name, { mode: 'guarded', attrs: { mode: mode & 0o7777 } });
+      this.sawDir(dir, made.dirWcc, asked);
     } catch (e) {
       // Without O_EXCL, a name created elsewhere since the kernel found it absent is simply opened.
       if (!isFsError(e, 'EXIST') || flags & F.O_EXCL) throw e;
     }
     const fh = made?.fh ?? (await this.backend.lookup(cred, dir.fh, name)).fh;
-    const { node, e } = await this.entryOf(cred, fh, made?.attr);
+    const { node, e } = await this.entryOf(cred, fh, made?.attr, made?.fh && made.attr ? asked : undefined);
     const opened = made ? { fh: 0, keepCache: false } : await this.open(cred, node, flags);
     if (made) {
       node.openSig = `${made.attr?.size}:${made.attr?.mtime.sec}:${made.attr?.mtime.nsec}`;

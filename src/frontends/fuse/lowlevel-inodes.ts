@@ -11,8 +11,17 @@ export interface Node {
   /** The handle as a map key (base64), shared with OpenFiles. */
   key: string;
   nlookup: number;
-  /** The attributes last seen (not served from: the kernel caches them for the timeout we gave). */
+  /** The attributes last seen (served again only while `said` vouches for them: see LowLevelFrontend.cachedFor). */
   last?: Fattr3;
+  /**
+   * `last` is the backend's answer to a request sent at `at` (performance.now()), and nothing of ours has
+   * changed the file since (`gen` still the node's, `epoch` still the front end's): a GETATTR may be
+   * answered from it for what is left of the attribute budget. Cleared by every change we make.
+   */
+  said?: { at: number; gen: number; epoch: number };
+  /** Changes of ours to this file begun so far (SETATTR, WRITE, changes of a directory's entries), the last at `changedAt`. */
+  gen?: number;
+  changedAt?: number;
   /** size and mtime at the last open: the page cache is kept across opens only while they stay the same. */
   openSig?: string;
   /** WRITEs of ours in flight, and answered so far: a GETATTR overlapping one may predate it. */

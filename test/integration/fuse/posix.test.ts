@@ -304,9 +304,11 @@ describe('gvfs mount: POSIX behaviour', { skip: fuseSkip(), timeout: 600_000 }, 
 
   test('stays responsive: a child reading while another writes', async () => {
     const writer = spawn('dd', ['if=/dev/zero', `of=${at('busy.bin')}`, 'bs=1M', 'count=32', 'status=none']);
+    // Listened for at once: dd may be done before the reads are (waiting for 'exit' afterwards hung the test).
+    const written = new Promise((r) => writer.once('exit', r));
     const reads = await Promise.all([run('ls', ['-l', mnt]), run('cat', [at('hello.txt')])]);
     assert.equal(reads[1].stdout, 'hello, world\n');
-    await new Promise((r) => writer.once('exit', r));
+    await written;
     assert.equal((await fs.stat(at('busy.bin'))).size, 32 << 20);
   });
 });
