@@ -78,8 +78,8 @@ static const op_desc OPS[] = {
     {"readdirOf", OP_READDIR_OF, "dsuiic", RES_DIRENTS},
     /* root, dir path, ino, birth ns, names joined by '/': {dir, list: (statx | errno)[]}. */
     {"statNames", OP_STAT_NAMES, "dsuisc", RES_STATLIST},
-    /* fd, data, offset, sync (0, 1 data, 2 file), as the caller: {fd: bytes, obj}. */
-    {"pwriteAs", OP_PWRITE_AS, "dBiic", RES_DIROP},
+    /* fd, data, offset, sync (0, 1 data, 2 file), check (1: WRITE permission first), as the caller: {fd: bytes, pre, obj}. */
+    {"pwriteAs", OP_PWRITE_AS, "dBiiic", RES_DIROP},
     /* fd, buffer to fill, offset, as the caller: {fd: bytes read (short only at end of file), obj}. */
     {"preadAs", OP_PREAD_AS, "dBic", RES_DIROP},
     /* fd, length, as the caller: {obj}. */
@@ -89,7 +89,7 @@ static const op_desc OPS[] = {
 /* Jobs queued since load (info().jobs): what tests count to hold the local export to one trip per call. */
 static uint64_t jobs_queued;
 
-static const char *const SX_KEYS[GN_NSX] = {"obj", "dir", "dir2", "dst"};
+static const char *const SX_KEYS[GN_NSX] = {"obj", "dir", "dir2", "dst", "pre"};
 
 /* Per environment (main thread or a worker_thread): its completion channel. */
 typedef struct {

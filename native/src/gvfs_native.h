@@ -89,7 +89,7 @@ typedef enum {
 typedef enum { IN_CREATE, IN_MKDIR, IN_SYMLINK, IN_MKNOD, IN_UNLINK } gn_in_kind;
 
 /* Which statx results a job filled (j->have bits) and what they describe. */
-enum { SX_OBJ = 0, SX_DIR = 1, SX_DIR2 = 2, SX_DST = 3, GN_NSX = 4 };
+enum { SX_OBJ = 0, SX_DIR = 1, SX_DIR2 = 2, SX_DST = 3, SX_PRE = 4, GN_NSX = 5 };
 
 typedef struct gn_job {
   gn_op op;
