@@ -79,18 +79,24 @@ export class NameTable {
     if (cur && cur.parent === parent && cur.name === name) return;
     this.touch(ino);
     this.map.set(ino, { parent, name });
+    this.schedule();
   }
 
   delete(ino: bigint): void {
     if (!this.map.has(ino)) return;
     this.touch(ino);
     this.map.delete(ino);
+    this.schedule();
   }
 
   /** Note a change of `ino` (before the map changes: the map then still says what the journal has). */
   private touch(ino: bigint): void {
+    if (this.file && !this.pending.has(ino)) this.pending.set(ino, this.map.has(ino));
+  }
+
+  /** After a change is in the map: write at once if the group is full, else within JOURNAL_GROUP_MS. */
+  private schedule(): void {
     if (!this.file) return;
-    if (!this.pending.has(ino)) this.pending.set(ino, this.map.has(ino));
     if (this.pending.size >= GROUP_MAX) this.flush();
     else if (!this.timer) this.timer = setTimeout(() => this.flush(), JOURNAL_GROUP_MS).unref();
   }
