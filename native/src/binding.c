@@ -84,6 +84,8 @@ static const op_desc OPS[] = {
     {"preadAs", OP_PREAD_AS, "dBic", RES_DIROP},
     /* fd, length, as the caller: {obj}. */
     {"ftruncateAs", OP_FTRUNCATE_AS, "dic", RES_DIROP},
+    /* descriptors as int32s (host order), copied: all closed in one job; ret: how many failed. */
+    {"closeMany", OP_CLOSE_MANY, "bc", RES_NUMBER},
 };
 
 /* Jobs queued since load (info().jobs): what tests count to hold the local export to one trip per call. */

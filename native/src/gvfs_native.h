@@ -83,6 +83,8 @@ typedef enum {
   OP_PWRITE_AS,
   OP_PREAD_AS,
   OP_FTRUNCATE_AS,
+  /* Descriptors closed in one job (the export's retired descriptors, gathered). */
+  OP_CLOSE_MANY,
 } gn_op;
 
 /* What OP_IN_DIR does in the directory (n[2]). */

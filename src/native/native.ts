@@ -158,6 +158,7 @@ interface Addon {
   pwriteAs(fd: number, data: Buffer, offset: number, sync: number, check: number, cred: NativeCreds): Promise<DirOpResult>;
   preadAs(fd: number, into: Buffer, offset: number, cred: NativeCreds): Promise<DirOpResult>;
   ftruncateAs(fd: number, length: number, cred: NativeCreds): Promise<DirOpResult>;
+  closeMany(fds: Buffer, cred: NativeCreds): Promise<number>;
   whoami(cred: NativeCreds): Promise<{ fsuid: number; fsgid: number; ngroups: number; group0: number }>;
   setWalkOnly(on: boolean): void;
   info(): { threads: number; openat2: boolean; privateUmask: boolean; jobs: number };
@@ -334,6 +335,15 @@ export function fdatasync(fd: number, cred: NativeCreds = self()): Promise<void>
 
 export function close(fd: number, cred: NativeCreds = self()): Promise<void> {
   return lib().close(fd, cred);
+}
+
+/**
+ * Close many descriptors in ONE job (the pool's trip, not one per
+ * descriptor): each is closed whatever happens to the others; resolves to
+ * how many close(2) calls failed.
+ */
+export function closeMany(fds: readonly number[]): Promise<number> {
+  return lib().closeMany(Buffer.from(Int32Array.from(fds).buffer), self());
 }
 
 /** Tests: the fsuid, fsgid and groups a worker has while it runs a job for `cred`. */
