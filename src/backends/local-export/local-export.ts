@@ -111,7 +111,11 @@ interface Listing {
  * RMDIR, RENAME, ACCESS and SETATTR (owner, mode, times) make ONE trip to a
  * worker each (native/src/dirops.c: open, check, change as the caller,
  * statx, close in one job); the statx results feed the attribute cache and
- * the reply's wcc data. A server that is not root cannot act as others: it
+ * the reply's wcc data. READ and WRITE on an open descriptor are one job
+ * too (WRITE: statx, the permission check as the caller, pwrite, statx).
+ * Descriptors the cache retires are closed in batches (fd-cache.ts), and
+ * the name journal is written once per group of changes (name-table.ts).
+ * A server that is not root cannot act as others: it
  * then creates as itself and the TypeScript rules (permissions.ts,
  * ownership.ts) decide, as before.
  */
