@@ -78,18 +78,22 @@ static const op_desc OPS[] = {
     {"readdirOf", OP_READDIR_OF, "dsuiic", RES_DIRENTS},
     /* root, dir path, ino, birth ns, names joined by '/': {dir, list: (statx | errno)[]}. */
     {"statNames", OP_STAT_NAMES, "dsuisc", RES_STATLIST},
-    /* fd, data, offset, sync (0, 1 data, 2 file), as the caller: {fd: bytes, obj}. */
-    {"pwriteAs", OP_PWRITE_AS, "dBiic", RES_DIROP},
+    /* fd, data, offset, sync (0, 1 data, 2 file), check (1: WRITE permission first), as the caller: {fd: bytes, pre, obj}. */
+    {"pwriteAs", OP_PWRITE_AS, "dBiiic", RES_DIROP},
     /* fd, buffer to fill, offset, as the caller: {fd: bytes read (short only at end of file), obj}. */
     {"preadAs", OP_PREAD_AS, "dBic", RES_DIROP},
     /* fd, length, as the caller: {obj}. */
     {"ftruncateAs", OP_FTRUNCATE_AS, "dic", RES_DIROP},
+    /* descriptors as int32s (host order), copied: all closed in one job; ret: how many failed. */
+    {"closeMany", OP_CLOSE_MANY, "bc", RES_NUMBER},
 };
 
 /* Jobs queued since load (info().jobs): what tests count to hold the local export to one trip per call. */
 static uint64_t jobs_queued;
+/* closeMany jobs (background: the export's retired descriptors, gathered), counted apart from `jobs`. */
+static uint64_t close_jobs;
 
-static const char *const SX_KEYS[GN_NSX] = {"obj", "dir", "dir2", "dst"};
+static const char *const SX_KEYS[GN_NSX] = {"obj", "dir", "dir2", "dst", "pre"};
 
 /* Per environment (main thread or a worker_thread): its completion channel. */
 typedef struct {
@@ -395,7 +399,7 @@ static napi_value call_op(napi_env env, napi_callback_info info) {
   napi_value promise;
   napi_create_promise(env, &j->deferred, &promise);
   if (ed->inflight++ == 0) napi_ref_threadsafe_function(env, ed->tsfn);
-  __atomic_fetch_add(&jobs_queued, 1, __ATOMIC_RELAXED);
+  __atomic_fetch_add(j->op == OP_CLOSE_MANY ? &close_jobs : &jobs_queued, 1, __ATOMIC_RELAXED);
   gn_pool_submit(j);
   return promise;
 }
@@ -419,6 +423,7 @@ static napi_value get_info(napi_env env, napi_callback_info info) {
   napi_get_boolean(env, gn_private_umask(), &v);
   napi_set_named_property(env, o, "privateUmask", v);
   set_num(env, o, "jobs", (double)__atomic_load_n(&jobs_queued, __ATOMIC_RELAXED));
+  set_num(env, o, "closeJobs", (double)__atomic_load_n(&close_jobs, __ATOMIC_RELAXED));
   return o;
 }
 

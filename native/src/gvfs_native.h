@@ -83,13 +83,15 @@ typedef enum {
   OP_PWRITE_AS,
   OP_PREAD_AS,
   OP_FTRUNCATE_AS,
+  /* Descriptors closed in one job (the export's retired descriptors, gathered). */
+  OP_CLOSE_MANY,
 } gn_op;
 
 /* What OP_IN_DIR does in the directory (n[2]). */
 typedef enum { IN_CREATE, IN_MKDIR, IN_SYMLINK, IN_MKNOD, IN_UNLINK } gn_in_kind;
 
 /* Which statx results a job filled (j->have bits) and what they describe. */
-enum { SX_OBJ = 0, SX_DIR = 1, SX_DIR2 = 2, SX_DST = 3, GN_NSX = 4 };
+enum { SX_OBJ = 0, SX_DIR = 1, SX_DIR2 = 2, SX_DST = 3, SX_PRE = 4, GN_NSX = 5 };
 
 typedef struct gn_job {
   gn_op op;

@@ -300,13 +300,43 @@ void gn_run_stat_names(gn_job *j) {
 }
 
 /*
+ * NFS's WRITE permission rule, as the caller `c` on the file as `st` shows
+ * it now: the owner may always write its file (nfsd's owner override, so a
+ * program writing through a descriptor of a file it made 0444 keeps
+ * working) and root may; anybody else as the kernel says, asked as the
+ * caller (faccessat2 AT_EACCESS, with this thread's fsuid and groups), so
+ * POSIX ACLs count, even where the group bits (an ACL's mask) say yes and
+ * the ACL says no. As knfsd's nfsd_permission. 0, or an errno.
+ */
+static int may_write(const gn_creds *c, int fd, const struct statx *st) {
+  if (c->uid == 0 || c->uid == st->stx_uid) return 0;
+  if (syscall(SYS_faccessat2, fd, "", W_OK, AT_EACCESS | AT_EMPTY_PATH) == 0) return 0;
+  return errno ? errno : EACCES;
+}
+
+/*
  * WRITE as the caller (run by the pool with the caller's fsuid, fsgid and
  * groups): all of buf at offset n[0] through the open descriptor fd[0];
  * n[1] 1 fdatasync, 2 fsync afterwards; sx[SX_OBJ] the file afterwards.
+ * With n[2] = 1, first sx[SX_PRE] (the pre-op attributes, fresh: a chmod or
+ * chown on the server's disk since the last call counts) and the WRITE
+ * permission check on them (may_write): one job per WRITE, like READ.
  * ret: bytes written.
  */
 void gn_run_pwrite_as(gn_job *j) {
   j->have = 0;
+  if (j->n[2] == 1) {
+    if (statx(j->fd[0], "", AT_EMPTY_PATH, SX_MASK, &j->sx[SX_PRE]) != 0) {
+      fail(j, "statx", errno);
+      return;
+    }
+    j->have |= 1u << SX_PRE;
+    int e = may_write(&j->cred, j->fd[0], &j->sx[SX_PRE]);
+    if (e) {
+      fail(j, "faccessat2", e);
+      return;
+    }
+  }
   size_t done = 0;
   const char *b = j->buf;
   while (done < j->buflen) {

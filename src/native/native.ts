@@ -81,6 +81,8 @@ export interface DirOpResult {
   dst?: Statx;
   dir?: Statx;
   dir2?: Statx;
+  /** pwriteAs with its permission check: the file before the write. */
+  pre?: Statx;
 }
 
 /** A time for utimensat: explicit, the server's clock now, or left as it is. */
@@ -153,12 +155,13 @@ interface Addon {
   readlinkOf(rootfd: number, rel: string, ino: bigint, gen: bigint, cred: NativeCreds): Promise<{ text: string; obj?: Statx }>;
   readdirOf(rootfd: number, rel: string, ino: bigint, gen: bigint, flags: number, cred: NativeCreds): Promise<{ names: string[]; inos: Buffer; dir?: Statx }>;
   statNames(rootfd: number, rel: string, ino: bigint, gen: bigint, names: string, cred: NativeCreds): Promise<{ list: Array<Statx | number>; dir?: Statx }>;
-  pwriteAs(fd: number, data: Buffer, offset: number, sync: number, cred: NativeCreds): Promise<DirOpResult>;
+  pwriteAs(fd: number, data: Buffer, offset: number, sync: number, check: number, cred: NativeCreds): Promise<DirOpResult>;
   preadAs(fd: number, into: Buffer, offset: number, cred: NativeCreds): Promise<DirOpResult>;
   ftruncateAs(fd: number, length: number, cred: NativeCreds): Promise<DirOpResult>;
+  closeMany(fds: Buffer, cred: NativeCreds): Promise<number>;
   whoami(cred: NativeCreds): Promise<{ fsuid: number; fsgid: number; ngroups: number; group0: number }>;
   setWalkOnly(on: boolean): void;
-  info(): { threads: number; openat2: boolean; privateUmask: boolean; jobs: number };
+  info(): { threads: number; openat2: boolean; privateUmask: boolean; jobs: number; closeJobs: number };
   self(): NativeCreds;
   sdNotify(socket: string, message: string): void;
   fanWatch(root: string, onBatch: (b: FanBatch) => void, maxPending: number): object;
@@ -200,9 +203,10 @@ export const K = new Proxy({} as Record<string, number>, { get: (_t, k: string) 
 /**
  * Threads in the pool; whether openat2 is in use (else the O_NOFOLLOW walk);
  * whether workers have umask 0; jobs queued since load (each is a trip to a
- * worker and back: what the local export's one-trip calls are measured by).
+ * worker and back: what the local export's one-trip calls are measured by;
+ * closeMany jobs, background work of no one call, are counted in closeJobs).
  */
-export function info(): { threads: number; openat2: boolean; privateUmask: boolean; jobs: number } {
+export function info(): { threads: number; openat2: boolean; privateUmask: boolean; jobs: number; closeJobs: number } {
   return lib().info();
 }
 
@@ -332,6 +336,15 @@ export function fdatasync(fd: number, cred: NativeCreds = self()): Promise<void>
 
 export function close(fd: number, cred: NativeCreds = self()): Promise<void> {
   return lib().close(fd, cred);
+}
+
+/**
+ * Close many descriptors in ONE job (the pool's trip, not one per
+ * descriptor): each is closed whatever happens to the others; resolves to
+ * how many close(2) calls failed.
+ */
+export function closeMany(fds: readonly number[]): Promise<number> {
+  return lib().closeMany(Buffer.from(Int32Array.from(fds).buffer), self());
 }
 
 /** Tests: the fsuid, fsgid and groups a worker has while it runs a job for `cred`. */
@@ -466,10 +479,23 @@ export async function statNames(rootfd: number, d: DirRef, names: readonly strin
  * one job. As the caller, so the kernel clears the set-ID bits a write by
  * someone without CAP_FSETID clears (the server, root, would keep them).
  * `data` is not copied: it must not change until the promise settles.
+ * With `check`, the same job first statxes the file (`pre`, the WRITE's
+ * pre-op attributes) and applies NFS's WRITE permission rule to it as
+ * `cred` (the owner and root may, anybody else as the kernel says when
+ * asked as `cred`, so POSIX ACLs count): refused with EACCES (and `pre` on
+ * the error) before any byte is written. Fresh at every call, so a chmod or chown on the server's disk
+ * is seen by the very next WRITE.
  */
-export async function pwriteAs(fd: number, data: Buffer, offset: number, sync: 'none' | 'data' | 'file', cred: NativeCreds): Promise<{ written: number; obj?: Statx }> {
-  const r = await lib().pwriteAs(fd, data, offset, sync === 'data' ? 1 : sync === 'file' ? 2 : 0, cred);
-  return { written: r.fd, obj: r.obj };
+export async function pwriteAs(
+  fd: number,
+  data: Buffer,
+  offset: number,
+  sync: 'none' | 'data' | 'file',
+  cred: NativeCreds,
+  check = false,
+): Promise<{ written: number; obj?: Statx; pre?: Statx }> {
+  const r = await lib().pwriteAs(fd, data, offset, sync === 'data' ? 1 : sync === 'file' ? 2 : 0, check ? 1 : 0, cred);
+  return { written: r.fd, obj: r.obj, pre: r.pre };
 }
 
 /**

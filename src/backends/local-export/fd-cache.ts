@@ -1,7 +1,36 @@
-import fs from 'node:fs';
-import { promisify } from 'node:util';
+import * as N from '../../native/native.js';
 
-const close = promisify(fs.close);
+/** How long retired descriptors wait to be closed together, and how many close at once. */
+export const CLOSE_BATCH_MS = 20;
+const CLOSE_BATCH_MAX = 64;
+
+/**
+ * Retired descriptors closed in batches, one trip to the native pool for
+ * many: a create-heavy load retires a descriptor per new file (the cache
+ * keeps each new file's descriptor for the writes that usually follow), and
+ * a trip per close cost a thread hand-off each. Nothing uses a descriptor
+ * once it is queued here, so closing it a few milliseconds later changes
+ * nothing but when its number is reused (and, for a removed file, when its
+ * blocks are freed).
+ */
+class BatchCloser {
+  private fds: number[] = [];
+  private timer?: NodeJS.Timeout;
+
+  close(fd: number): void {
+    this.fds.push(fd);
+    if (this.fds.length >= CLOSE_BATCH_MAX) void this.flush();
+    else this.timer ??= setTimeout(() => void this.flush(), CLOSE_BATCH_MS).unref();
+  }
+
+  flush(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const fds = this.fds;
+    this.fds = [];
+    return fds.length ? N.closeMany(fds).then(() => undefined, () => undefined) : Promise.resolve();
+  }
+}
 
 /**
  * Open file descriptors kept across NFS calls (NFS is stateless: every READ
@@ -24,6 +53,7 @@ interface Entry {
 
 export class FdCache {
   private readonly map = new Map<bigint, Entry>();
+  private readonly closer = new BatchCloser();
 
   constructor(private readonly max = 256) {}
 
@@ -43,7 +73,7 @@ export class FdCache {
       // Another call may have opened it while we waited.
       const raced = this.map.get(ino);
       if (raced && (raced.writable || !writable)) {
-        void close(o.fd).catch(() => undefined);
+        this.closer.close(o.fd);
         e = raced;
       } else {
         if (raced) this.retire(ino, raced);
@@ -61,7 +91,7 @@ export class FdCache {
       return await fn(e.fd);
     } finally {
       e.refs--;
-      if (e.dead && e.refs === 0) void close(e.fd).catch(() => undefined);
+      if (e.dead && e.refs === 0) this.closer.close(e.fd);
     }
   }
 
@@ -75,7 +105,7 @@ export class FdCache {
     e.refs++;
     return fn(e.fd, e.last).finally(() => {
       e.refs--;
-      if (e.dead && e.refs === 0) void close(e.fd).catch(() => undefined);
+      if (e.dead && e.refs === 0) this.closer.close(e.fd);
     });
   }
 
@@ -102,7 +132,7 @@ export class FdCache {
   private retire(ino: bigint, e: Entry): void {
     if (this.map.get(ino) === e) this.map.delete(ino);
     e.dead = true;
-    if (e.refs === 0) void close(e.fd).catch(() => undefined);
+    if (e.refs === 0) this.closer.close(e.fd);
   }
 
   private trim(): void {
@@ -115,5 +145,11 @@ export class FdCache {
 
   async closeAll(): Promise<void> {
     for (const [ino, e] of [...this.map]) this.retire(ino, e);
+    await this.closer.flush();
+  }
+
+  /** Close what is queued now (tests). */
+  flushCloses(): Promise<void> {
+    return this.closer.flush();
   }
 }

@@ -111,7 +111,11 @@ interface Listing {
  * RMDIR, RENAME, ACCESS and SETATTR (owner, mode, times) make ONE trip to a
  * worker each (native/src/dirops.c: open, check, change as the caller,
  * statx, close in one job); the statx results feed the attribute cache and
- * the reply's wcc data. A server that is not root cannot act as others: it
+ * the reply's wcc data. READ and WRITE on an open descriptor are one job
+ * too (WRITE: statx, the permission check as the caller, pwrite, statx).
+ * Descriptors the cache retires are closed in batches (fd-cache.ts), and
+ * the name journal is written once per group of changes (name-table.ts).
+ * A server that is not root cannot act as others: it
  * then creates as itself and the TypeScript rules (permissions.ts,
  * ownership.ts) decide, as before.
  */
@@ -796,27 +800,39 @@ export class LocalExport implements Backend {
   }
 
   /**
-   * Pre-op attributes from an fstat of the descriptor at every WRITE: the
-   * permission check is made on them, and the last write's post-op
-   * attributes (which this once reused for up to a second) miss a chown or
-   * chmod made on the server's disk meanwhile, letting a caller the file no
-   * longer admits write (as knfsd, which checks the inode at every WRITE,
-   * does not). Costs one pool job per WRITE; folding the check into the
-   * write's own native job would save it.
+   * Pre-op attributes fresh at every WRITE, and the permission check made on
+   * them: the last write's post-op attributes (which this once reused for up
+   * to a second) miss a chown or chmod made on the server's disk meanwhile,
+   * letting a caller the file no longer admits write (as knfsd, which checks
+   * the inode at every WRITE, does not). A root server does it all in the
+   * write's own native job (statx, check as the caller, pwrite, statx: one
+   * trip per WRITE, like READ); a server that is not root fstats first and
+   * checks in TypeScript (permissions.ts), then writes.
    */
   private async writeFd(fd: number, id: HandleId, cred: Credentials, offset: number, data: Buffer, stable: StableHow, last: LastStat): Promise<WriteResult> {
     let pre: LocalStat | undefined;
     try {
-      pre = await fstat(fd);
-      await this.requireDataAccess(cred, toFattr(pre, this.fsid), W, 'write', fd);
-      // One job, as the caller: the kernel clears the set-ID bits a write by someone without CAP_FSETID
-      // clears (root's own writes keep them), syncs as asked and statxes the file for the reply.
       const sync = stable === StableHow.FILE_SYNC ? 'file' : stable === StableHow.DATA_SYNC ? 'data' : 'none';
-      const r = await N.pwriteAs(fd, data, offset, sync, this.as(cred));
-      const done = r.written;
+      let r: { written: number; obj?: N.Statx; pre?: N.Statx };
+      if (this.serverIsRoot) {
+        // One job, as the caller: statx, the WRITE permission check, pwrite (the kernel clears the set-ID
+        // bits a write by someone without CAP_FSETID clears), sync as asked, statx for the reply.
+        try {
+          r = await N.pwriteAs(fd, data, offset, sync, cred, true);
+        } catch (e) {
+          const x = (e as { pre?: N.Statx }).pre;
+          if (x) pre = new StatxStats(x);
+          throw e;
+        }
+        pre = r.pre && new StatxStats(r.pre);
+      } else {
+        pre = await fstat(fd);
+        await this.requireDataAccess(cred, toFattr(pre, this.fsid), W, 'write', fd);
+        r = await N.pwriteAs(fd, data, offset, sync, this.as(cred));
+      }
       const st = r.obj ? new StatxStats(r.obj) : await fstat(fd);
       const after = this.checkOpen(st, id, last);
-      return { wcc: { before: toWccAttr(pre), after }, count: done, committed: stable, verf: this.verifier };
+      return { wcc: { before: pre && toWccAttr(pre), after }, count: r.written, committed: stable, verf: this.verifier };
     } catch (e) {
       const err = toFsError(e, 'write');
       err.wcc ??= { before: pre && toWccAttr(pre), after: await fstat(fd).then((s) => toFattr(s, this.fsid)).catch(() => undefined) };
