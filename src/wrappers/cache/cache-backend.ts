@@ -210,6 +210,7 @@ export class CacheBackend extends PassthroughBackend {
         {
           write: async (cred, fh, off, data) => {
             // callback: journalled data goes to the server only under a trusted write delegation (a lost one is reclaimed: refused when fenced).
+            // (An export the server delegates nothing of is written without one; a fenced client's WRITE is refused there anyway.)
             if (this.opts.consistency === 'callback' && !this.held!.holds(fh.toString('hex'), 'write')) await this.held!.take(cred, fh, 'reclaim');
             const r = await this.inner.write(cred, fh, off, data, StableHow.UNSTABLE);
             this.counters.flushBytes += r.count;
@@ -452,7 +453,12 @@ export class CacheBackend extends PassthroughBackend {
   override async write(cred: Credentials, fh: Buffer, offset: number, data: Buffer, stable: StableHow): Promise<WriteResult> {
     await this.up();
     const s = this.file(fh);
-    if (!this.opts.writeBack) {
+    // callback: write-back data is kept only under a write delegation (other sessions' calls recall it: we flush);
+    // an export the server delegates nothing of (not watched) is written through.
+    const through =
+      !this.opts.writeBack ||
+      (this.opts.consistency === 'callback' && !this.held!.holds(s.key, 'write') && !(await this.takeDelegation(cred, s, 'write')) && !this.held!.holds(s.key, 'write'));
+    if (through) {
       if (this.wb!.dirty(s.key)) await this.flushOne(s);
       this.files.writeStart(s);
       let r: WriteResult;
@@ -465,8 +471,6 @@ export class CacheBackend extends PassthroughBackend {
       this.wrote(s, offset, r.count, r.wcc, true, data);
       return r;
     }
-    // callback: write-back data is kept only under a write delegation (other sessions' calls recall it: we flush).
-    if (this.opts.consistency === 'callback' && !this.held!.holds(s.key, 'write')) await this.takeDelegation(cred, s, 'write');
     // The server unreachable: the journal still takes writes of a file we know (attributes older than the timeout).
     const a = await this.attrs(cred, s).catch((e) => {
       if (s.attr && isFsError(e, 'IO')) return s.attr;
@@ -549,7 +553,12 @@ export class CacheBackend extends PassthroughBackend {
   override async commit(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<{ wcc: WccData; verf: Buffer }> {
     await this.up();
     const s = this.file(fh);
-    if (!this.opts.writeBack) {
+    // callback: write-back data is kept only under a write delegation (other sessions' calls recall it: we flush);
+    // an export the server delegates nothing of (not watched) is written through.
+    const through =
+      !this.opts.writeBack ||
+      (this.opts.consistency === 'callback' && !this.held!.holds(s.key, 'write') && !(await this.takeDelegation(cred, s, 'write')) && !this.held!.holds(s.key, 'write'));
+    if (through) {
       if (this.wb!.dirty(s.key)) await this.flushOne(s);
       return this.inner.commit(cred, fh, offset, count);
     }
@@ -802,11 +811,12 @@ export class CacheBackend extends PassthroughBackend {
    * this client was fenced); a plain WRITE lifts a fence, so it is asked
    * only with nothing unflushed.
    */
-  private async takeDelegation(cred: Credentials, s: FileState, mode: 'read' | 'write'): Promise<void> {
+  private async takeDelegation(cred: Credentials, s: FileState, mode: 'read' | 'write'): Promise<boolean> {
     const wasHeld = this.held!.has(s.key);
-    await this.held!.take(cred, s.fh, mode === 'write' && this.wb?.dirty(s.key) ? 'reclaim' : mode);
+    const got = await this.held!.take(cred, s.fh, mode === 'write' && this.wb?.dirty(s.key) ? 'reclaim' : mode);
     // Trust lapsed (or never was): what was cached under the old delegation is asked again.
     if (wasHeld) this.files.invalidate(s);
+    return got;
   }
 
   /** callback: the proxy server recalls `fh` (another session's call conflicts): flush its journal, drop it, answer. */
