@@ -553,12 +553,8 @@ export class CacheBackend extends PassthroughBackend {
   override async commit(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<{ wcc: WccData; verf: Buffer }> {
     await this.up();
     const s = this.file(fh);
-    // callback: write-back data is kept only under a write delegation (other sessions' calls recall it: we flush);
-    // an export the server delegates nothing of (not watched) is written through.
-    const through =
-      !this.opts.writeBack ||
-      (this.opts.consistency === 'callback' && !this.held!.holds(s.key, 'write') && !(await this.takeDelegation(cred, s, 'write')) && !this.held!.holds(s.key, 'write'));
-    if (through) {
+    // callback: a file the server would not delegate was written through; its COMMIT goes there too.
+    if (!this.opts.writeBack || (this.opts.consistency === 'callback' && this.held!.notDelegable(s.key) && !this.wb!.dirty(s.key))) {
       if (this.wb!.dirty(s.key)) await this.flushOne(s);
       return this.inner.commit(cred, fh, offset, count);
     }

@@ -130,6 +130,11 @@ export class HeldDelegations {
     return this.holds(key) ? this.held.get(key)!.since : undefined;
   }
 
+  /** The server refused to delegate `key` lately (its export is not watched). */
+  notDelegable(key: string): boolean {
+    return (this.refused.get(key) ?? 0) > Date.now();
+  }
+
   has(key: string): boolean {
     return this.held.has(key);
   }
@@ -143,7 +148,7 @@ export class HeldDelegations {
   async take(cred: Credentials, fh: Buffer, mode: 'read' | 'write' | 'reclaim'): Promise<boolean> {
     const key = fh.toString('hex');
     // The server grants none on this file's export (it cannot see every change there): not asked again for a while.
-    if ((this.refused.get(key) ?? 0) > Date.now()) return false;
+    if (this.notDelegable(key)) return false;
     const m = mode === 'read' ? DelegateMode.READ : mode === 'write' ? DelegateMode.WRITE : DelegateMode.RECLAIM;
     if (mode === 'reclaim') this.c.reclaims++;
     const until = Date.now() + this.leaseMs + 2000;
