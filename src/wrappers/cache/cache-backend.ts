@@ -391,10 +391,16 @@ export class CacheBackend extends PassthroughBackend {
       }
       // No version to name blocks by (our own writes are on the wire and no chain is known): read uncached, still overlaid.
       const cached = !!(s.tag && s.fk);
-      // Cached bytes only for a caller the server has let read the file (access-gate.ts).
-      if (cached) await this.gate.check(cred, fh);
+      // Cached bytes only for a caller the server has let read the file (access-gate.ts). Asked alongside the
+      // fetch (over a WAN a file just changed elsewhere would otherwise pay the ACCESS and the READ one after
+      // the other); nothing read is returned before the answer.
+      const allowed = cached ? this.gate.check(cred, fh) : undefined;
+      allowed?.catch(() => undefined); // (awaited below; an attempt given up on drops it)
       const size = Math.max(a.size, this.wb?.dirty(s.key)?.maxEnd ?? 0);
-      if (offset >= size || count === 0) return { count: 0, eof: offset >= size, data: Buffer.alloc(0), attr: this.present(s, a), from: {} };
+      if (offset >= size || count === 0) {
+        await allowed;
+        return { count: 0, eof: offset >= size, data: Buffer.alloc(0), attr: this.present(s, a), from: {} };
+      }
       const end = Math.min(offset + count, size);
       const buf = Buffer.allocUnsafe(end - offset);
       const srvEnd = Math.min(end, a.size);
@@ -410,6 +416,7 @@ export class CacheBackend extends PassthroughBackend {
         if (p.start >= end) continue;
         p.data.copy(buf, p.start - offset, 0, Math.min(p.data.length, end - p.start));
       }
+      await allowed;
       if (cached) this.reader.readAhead(cred, s, a, offset, end);
       return { count: buf.length, eof: end >= size, data: buf, attr: this.present(s, a), from: sources(segs, overlay, offset, end, Math.max(offset, srvEnd)) };
     }
