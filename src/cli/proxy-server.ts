@@ -78,6 +78,7 @@ export function proxyServerCommand(): Command {
     .option('--max-unproven <n>', 'connections not yet proven (from accept); when full the oldest is dropped', parseIntArg)
     .option('--max-connections <n>', 'proven connections at once', parseIntArg)
     .option('--max-connections-per-peer <n>', 'proven connections at once from one address', parseIntArg)
+    .option('--delegate-unwatched', 'callback consistency: grant delegations also on exports whose changes this server cannot all see (an upstream NFS server, a store, a local export without the fanotify disk watcher); give it only when every change goes through this proxy server. Without it such exports get no delegations and their callback clients ask every call')
     .option('--delegation-lease <seconds>', 'callback consistency: the lease of a delegation; a holder that does not renew (or answer a recall) within it is revoked and fenced, and after a restart with holders on record only reclaims are served for one lease (default 30)', parseSeconds)
     .option('--json', 'print the listening address as JSON')
     .action(async (o) => {
@@ -136,6 +137,7 @@ export function proxyServerCommand(): Command {
         upstreamConnections: o.upstreamConnections,
         upstreamTimeoutMs: o.timeout,
         compressLevel: o.compressLevel,
+        delegateUnwatched: !!o.delegateUnwatched,
         delegationLeaseMs: o.delegationLease !== undefined ? Math.round(o.delegationLease * 1000) : undefined,
         handleSecret: o.handleSecret ? await readHandleSecret(o.handleSecret) : undefined,
         tlsHandshakeTimeoutMs: o.handshakeTimeout,

@@ -9,10 +9,14 @@ const MODES: Partial<Record<DelegateMode, DelegationMode>> = { [DelegateMode.REA
 
 /** The proxy server's side of DELEGATE and RENEW (ext/callback-codec.ts): grants, returns and renewals over the delegation table. */
 export class DelegationServer {
+  /** DELEGATEs refused because their export is not delegable (not watched). */
+  refusedUnwatched = 0;
   constructor(
     readonly table: DelegationTable,
     private readonly unwrap: (fh: Buffer, c: Credentials) => { ex: number; ufh: Buffer },
     private readonly leaseMs: number,
+    /** Whether the export's files may be delegated now: every change to it is seen (through us, or by its disk watcher). */
+    private readonly delegable: (ex: number) => boolean = () => true,
   ) {}
 
   private res(status: DelegateStatus, nfsstat = 0): DelegateRes {
@@ -27,7 +31,11 @@ export class DelegationServer {
       const file = delegationKey(ex, ufh);
       const client = a.clientId.length ? a.clientId.toString('hex') : undefined;
       if (a.mode === DelegateMode.RETURN) this.table.release(cred.session, file);
-      else {
+      else if (!this.delegable(ex)) {
+        // A change there could go unseen, so a delegation could be trusted over stale data: the client asks every call instead.
+        this.refusedUnwatched++;
+        return this.res(DelegateStatus.NFSERR, STATUS_OF.NOTSUPP);
+      } else {
         const mode = MODES[a.mode];
         if (!mode) return this.res(DelegateStatus.NFSERR, STATUS_OF.INVAL);
         await this.table.grant(cred.session, file, a.fh, mode, client);

@@ -26,7 +26,7 @@ import { ChangeLogBackend } from '../wrappers/change-log/change-log-backend.js';
 import { ChangesServer } from './changes-server.js';
 import { DelegationServer } from './delegation-server.js';
 import { ChunkServer } from './chunk-server.js';
-import { DelegationBackend } from '../wrappers/delegation/delegation-backend.js';
+import { DelegationBackend, delegationKey } from '../wrappers/delegation/delegation-backend.js';
 import { DelegationTable } from '../wrappers/delegation/delegations.js';
 import { DelegationState } from '../wrappers/delegation/delegation-state.js';
 import { MetaServer, type MetaExport } from './meta-server.js';
@@ -84,6 +84,15 @@ export interface ProxyServerOptions {
    * nothing). Default true.
    */
   watchDisk?: boolean;
+  /**
+   * Callback model: grant delegations on exports whose changes this server
+   * cannot all see (an upstream NFS server, a local export not watched): the
+   * operator vouches that every change goes through this proxy server. Off
+   * (default): DELEGATE on such an export is refused (NOTSUPP) and its
+   * callback clients ask every call, so a change made behind our back is
+   * never hidden by a delegation.
+   */
+  delegateUnwatched?: boolean;
   /** Disk watcher: records not yet handled past which it reports an overflow (tests; default 65536). */
   diskWatchMaxPending?: number;
   /** Callback model: a holder that does not answer a recall within this is revoked and fenced (ms; default DEFAULT_LEASE_MS). */
@@ -142,6 +151,8 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
   const changeLogs: ChangeLog[] = [];
   // Local exports' disk watchers, by export index (undefined: not watched).
   const diskWatchers: Array<DiskWatcher | undefined> = [];
+  // Exports whose every change this server sees (callback: only these are delegated, unless delegateUnwatched).
+  const watched: boolean[] = [];
   // Delegations (callback model): one table for every export; recalls go to the holder's connection.
   const leaseMs = o.delegationLeaseMs ?? DEFAULT_LEASE_MS;
   const delegationTable = new DelegationTable({ leaseMs, waitMs: o.delegationWaitMs, recall: (s, fh) => recallSession(s, fh, leaseMs), state: new DelegationState(path.join(stateDir, 'delegations.json')) });
@@ -161,11 +172,13 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
       });
       upstreams.push(r);
       list.push({ name: e.name ?? e.url.path, backend: logged(new HideMetaBackend(r)), path: e.url.path, readOnly: !!e.readOnly });
+      watched[i] = false; // other clients of the upstream server change it unseen
       metaExports.push({ raw: r, path: e.url.path });
     } else if (e.kind === 'store') {
       const b = await StoreBackend.open({ store: e.store, trusted: e.trusted, site: e.site });
       // Logged like every export (the change logs are indexed by export); a read-only store logs nothing.
       list.push({ name: e.name ?? '/', backend: logged(b), path: '/', readOnly: true });
+      watched[i] = false; // a publisher may replace an image under its name: not seen here
       // No .gvfs-meta in a store: the manifest carries the hints, block hashes and prefetch order (StoreBackend.fileMeta).
       metaExports.push({ raw: b, path: '/', meta: b });
     } else {
@@ -179,7 +192,35 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
       list.push({ name: e.name ?? '/', backend: logged(new HideMetaBackend(b)), path: '/', readOnly: !!e.readOnly });
       metaExports.push({ raw: b, path: '/' });
       // Changes made on this disk by other programs: into the same log (our own calls are logged as they are made).
-      if (o.watchDisk !== false) diskWatchers[i] = DiskWatcher.start(b, changeLogs[changeLogs.length - 1], o.diskWatchMaxPending);
+      // And to the delegation table (callback): a change on disk recalls its holders; lost events recall every holder of the export.
+      const changeLog = changeLogs[changeLogs.length - 1];
+      const ex = changeLogs.length - 1;
+      const recalled = (p: Promise<void>) => void p.catch((err: Error) => log.error({ err }, 'a recall after a change on disk failed'));
+      if (o.watchDisk !== false) {
+        diskWatchers[i] = DiskWatcher.start(b, {
+          record: (fh) => {
+            changeLog.record(fh);
+            recalled(delegationTable.changedElsewhere(delegationKey(ex, fh)));
+          },
+          lost: () => {
+            changeLog.lost();
+            recalled(delegationTable.recallAll(`${ex}:`));
+          },
+          died: () => {
+            watched[i] = false;
+            log.error({ export: e.dir }, 'callback: the export is no longer watched; no more delegations are granted on it (the lost events recalled those held)');
+          },
+        }, o.diskWatchMaxPending);
+      }
+      watched[i] = !!diskWatchers[i];
+    }
+    if (!watched[i]) {
+      log.warn(
+        { export: e.kind === 'local' ? e.dir : e.kind === 'store' ? e.store.url : `${e.url.host}:${e.url.port}${e.url.path}` },
+        o.delegateUnwatched
+          ? 'CALLBACK CONSISTENCY TRUSTS THE OPERATOR on this export: it is not watched, so a change made there other than through this proxy server does NOT recall delegations (--delegate-unwatched)'
+          : 'callback consistency: this export is not watched (an upstream NFS server, a store, or a local export without fanotify): no delegations are granted on it, its callback clients ask the server every call (--delegate-unwatched if every change goes through this proxy server)',
+      );
     }
   }
   const names = new Set(list.map((e) => e.name));
@@ -206,7 +247,7 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
     exports: metaExports,
     level: o.compressLevel,
   });
-  const delegations = new DelegationServer(delegationTable, (fh, c) => handles.unwrap(fh, c), leaseMs);
+  const delegations = new DelegationServer(delegationTable, (fh, c) => handles.unwrap(fh, c), leaseMs, (ex) => watched[ex] || !!o.delegateUnwatched);
   const chunks = new ChunkServer({ top: backend, unwrap: (fh, c) => handles.unwrap(fh, c), exports: metaExports.map((e) => e.raw) });
   const changes = new ChangesServer({ logs: changeLogs, unwrap: (fh, c) => handles.unwrap(fh, c), wrap: (c, ex, ufh) => handles.wrap(c, ex, ufh) });
   const server = createNfs3Server({

@@ -9,6 +9,8 @@ export interface DiskChangeSink {
   record(fh: Buffer): void;
   /** What changed is unknown (events lost): every client must drop everything. */
   lost(): void;
+  /** The watcher stopped for good: changes on the disk are no longer seen at all. */
+  died?(): void;
 }
 
 /**
@@ -40,7 +42,10 @@ export class DiskWatcher {
           exp.lostDiskChanges();
           sink.lost();
         },
-        died: () => log.error({ export: exp.root }, 'disk watcher: its thread ended (fanotify read failed); changes made on the export disk by other programs NO LONGER reach poll-mode clients'),
+        died: () => {
+          log.error({ export: exp.root }, 'disk watcher: its thread ended (fanotify read failed); changes made on the export disk by other programs NO LONGER reach poll-mode clients, and callback clients get no more delegations of it');
+          sink.died?.(); // (overflow was reported first: every client dropped everything)
+        },
       }, maxPending);
     } catch (e) {
       const err = e as NodeJS.ErrnoException;

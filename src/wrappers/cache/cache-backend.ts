@@ -210,6 +210,7 @@ export class CacheBackend extends PassthroughBackend {
         {
           write: async (cred, fh, off, data) => {
             // callback: journalled data goes to the server only under a trusted write delegation (a lost one is reclaimed: refused when fenced).
+            // (An export the server delegates nothing of is written without one; a fenced client's WRITE is refused there anyway.)
             if (this.opts.consistency === 'callback' && !this.held!.holds(fh.toString('hex'), 'write')) await this.held!.take(cred, fh, 'reclaim');
             const r = await this.inner.write(cred, fh, off, data, StableHow.UNSTABLE);
             this.counters.flushBytes += r.count;
@@ -390,10 +391,16 @@ export class CacheBackend extends PassthroughBackend {
       }
       // No version to name blocks by (our own writes are on the wire and no chain is known): read uncached, still overlaid.
       const cached = !!(s.tag && s.fk);
-      // Cached bytes only for a caller the server has let read the file (access-gate.ts).
-      if (cached) await this.gate.check(cred, fh);
+      // Cached bytes only for a caller the server has let read the file (access-gate.ts). Asked alongside the
+      // fetch (over a WAN a file just changed elsewhere would otherwise pay the ACCESS and the READ one after
+      // the other); nothing read is returned before the answer.
+      const allowed = cached ? this.gate.check(cred, fh) : undefined;
+      allowed?.catch(() => undefined); // (awaited below; an attempt given up on drops it)
       const size = Math.max(a.size, this.wb?.dirty(s.key)?.maxEnd ?? 0);
-      if (offset >= size || count === 0) return { count: 0, eof: offset >= size, data: Buffer.alloc(0), attr: this.present(s, a), from: {} };
+      if (offset >= size || count === 0) {
+        await allowed;
+        return { count: 0, eof: offset >= size, data: Buffer.alloc(0), attr: this.present(s, a), from: {} };
+      }
       const end = Math.min(offset + count, size);
       const buf = Buffer.allocUnsafe(end - offset);
       const srvEnd = Math.min(end, a.size);
@@ -409,6 +416,7 @@ export class CacheBackend extends PassthroughBackend {
         if (p.start >= end) continue;
         p.data.copy(buf, p.start - offset, 0, Math.min(p.data.length, end - p.start));
       }
+      await allowed;
       if (cached) this.reader.readAhead(cred, s, a, offset, end);
       return { count: buf.length, eof: end >= size, data: buf, attr: this.present(s, a), from: sources(segs, overlay, offset, end, Math.max(offset, srvEnd)) };
     }
@@ -452,7 +460,12 @@ export class CacheBackend extends PassthroughBackend {
   override async write(cred: Credentials, fh: Buffer, offset: number, data: Buffer, stable: StableHow): Promise<WriteResult> {
     await this.up();
     const s = this.file(fh);
-    if (!this.opts.writeBack) {
+    // callback: write-back data is kept only under a write delegation (other sessions' calls recall it: we flush);
+    // an export the server delegates nothing of (not watched) is written through.
+    const through =
+      !this.opts.writeBack ||
+      (this.opts.consistency === 'callback' && !this.held!.holds(s.key, 'write') && !(await this.takeDelegation(cred, s, 'write')) && !this.held!.holds(s.key, 'write'));
+    if (through) {
       if (this.wb!.dirty(s.key)) await this.flushOne(s);
       this.files.writeStart(s);
       let r: WriteResult;
@@ -465,8 +478,6 @@ export class CacheBackend extends PassthroughBackend {
       this.wrote(s, offset, r.count, r.wcc, true, data);
       return r;
     }
-    // callback: write-back data is kept only under a write delegation (other sessions' calls recall it: we flush).
-    if (this.opts.consistency === 'callback' && !this.held!.holds(s.key, 'write')) await this.takeDelegation(cred, s, 'write');
     // The server unreachable: the journal still takes writes of a file we know (attributes older than the timeout).
     const a = await this.attrs(cred, s).catch((e) => {
       if (s.attr && isFsError(e, 'IO')) return s.attr;
@@ -549,7 +560,8 @@ export class CacheBackend extends PassthroughBackend {
   override async commit(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<{ wcc: WccData; verf: Buffer }> {
     await this.up();
     const s = this.file(fh);
-    if (!this.opts.writeBack) {
+    // callback: a file the server would not delegate was written through; its COMMIT goes there too.
+    if (!this.opts.writeBack || (this.opts.consistency === 'callback' && this.held!.notDelegable(s.key) && !this.wb!.dirty(s.key))) {
       if (this.wb!.dirty(s.key)) await this.flushOne(s);
       return this.inner.commit(cred, fh, offset, count);
     }
@@ -802,11 +814,12 @@ export class CacheBackend extends PassthroughBackend {
    * this client was fenced); a plain WRITE lifts a fence, so it is asked
    * only with nothing unflushed.
    */
-  private async takeDelegation(cred: Credentials, s: FileState, mode: 'read' | 'write'): Promise<void> {
+  private async takeDelegation(cred: Credentials, s: FileState, mode: 'read' | 'write'): Promise<boolean> {
     const wasHeld = this.held!.has(s.key);
-    await this.held!.take(cred, s.fh, mode === 'write' && this.wb?.dirty(s.key) ? 'reclaim' : mode);
+    const got = await this.held!.take(cred, s.fh, mode === 'write' && this.wb?.dirty(s.key) ? 'reclaim' : mode);
     // Trust lapsed (or never was): what was cached under the old delegation is asked again.
     if (wasHeld) this.files.invalidate(s);
+    return got;
   }
 
   /** callback: the proxy server recalls `fh` (another session's call conflicts): flush its journal, drop it, answer. */

@@ -11,6 +11,9 @@ import { readSmallFile, writeFileAtomic } from './session-dir.js';
 
 const log = logger('cache');
 
+/** A file the server would not delegate (an export it does not watch) is asked about again after this (ms). */
+const NOT_DELEGABLE_RETRY_MS = 30_000;
+
 /** The lease assumed before the server named one (ms). */
 const FIRST_LEASE_MS = 30_000;
 
@@ -54,6 +57,8 @@ export class HeldDelegations {
   private seq = 0;
   /** Recalls seen per file (a DELEGATE reply that crossed one is not trusted). */
   private readonly recallSeq = new Map<string, number>();
+  /** Files the server refused to delegate (NOTSUPP: an export it does not watch) → when to ask again (ms since the epoch). */
+  private readonly refused = new Map<string, number>();
   clientId: Buffer = Buffer.alloc(0);
   leaseMs = FIRST_LEASE_MS;
   private trustUntil = 0;
@@ -61,7 +66,7 @@ export class HeldDelegations {
   private timer?: NodeJS.Timeout;
   private owesDone = false;
   private restarting?: Promise<void>;
-  readonly c = { taken: 0, returned: 0, renewals: 0, renewFailures: 0, restarts: 0, reclaims: 0, recalls: 0, lapses: 0 };
+  readonly c = { taken: 0, returned: 0, renewals: 0, renewFailures: 0, restarts: 0, reclaims: 0, recalls: 0, lapses: 0, notDelegable: 0 };
 
   constructor(
     private readonly link: ExtLink,
@@ -125,6 +130,11 @@ export class HeldDelegations {
     return this.holds(key) ? this.held.get(key)!.since : undefined;
   }
 
+  /** The server refused to delegate `key` lately (its export is not watched). */
+  notDelegable(key: string): boolean {
+    return (this.refused.get(key) ?? 0) > Date.now();
+  }
+
   has(key: string): boolean {
     return this.held.has(key);
   }
@@ -135,8 +145,10 @@ export class HeldDelegations {
    * server's grace period ordinary requests get JUKEBOX: retried for up to
    * a lease.
    */
-  async take(cred: Credentials, fh: Buffer, mode: 'read' | 'write' | 'reclaim'): Promise<void> {
+  async take(cred: Credentials, fh: Buffer, mode: 'read' | 'write' | 'reclaim'): Promise<boolean> {
     const key = fh.toString('hex');
+    // The server grants none on this file's export (it cannot see every change there): not asked again for a while.
+    if (this.notDelegable(key)) return false;
     const m = mode === 'read' ? DelegateMode.READ : mode === 'write' ? DelegateMode.WRITE : DelegateMode.RECLAIM;
     if (mode === 'reclaim') this.c.reclaims++;
     const until = Date.now() + this.leaseMs + 2000;
@@ -150,10 +162,17 @@ export class HeldDelegations {
       if (r.status === DelegateStatus.OK) {
         this.noteReply(r, sent);
         // A recall crossed the grant: it was answered "not held", so it is not.
-        if ((this.recallSeq.get(key) ?? 0) !== seq) return;
+        if ((this.recallSeq.get(key) ?? 0) !== seq) return false;
         this.held.set(key, { fh: Buffer.from(fh), mode: mode === 'read' ? 'read' : 'write', since: ++this.seq });
         this.c.taken++;
-        return;
+        return true;
+      }
+      if (r.status === DelegateStatus.NFSERR && r.nfsstat === Nfs3Status.NOTSUPP) {
+        this.c.notDelegable++;
+        if (this.refused.size >= 20_000) this.refused.clear();
+        this.refused.set(key, Date.now() + NOT_DELEGABLE_RETRY_MS);
+        if (this.c.notDelegable === 1) log.warn('cache: the proxy server grants no delegations on this export (it cannot see every change made there); its files are asked every call and written through');
+        return false;
       }
       if (r.nfsstat === Nfs3Status.JUKEBOX && Date.now() < until) {
         await new Promise((res) => setTimeout(res, 250));

@@ -65,7 +65,7 @@ export class DelegationTable {
   private readonly leases = new Map<string, number>();
   private readonly sessionClient = new Map<string, string>();
   private grace?: { until: number; waiting: Set<string>; over: Promise<void>; end: () => void; timer: NodeJS.Timeout };
-  readonly c = { granted: 0, recalls: 0, recalled: 0, revoked: 0, expired: 0, refused: 0, waited: 0, renewals: 0, reclaims: 0, reclaimsRefused: 0, graceWaits: 0 };
+  readonly c = { granted: 0, recalls: 0, recalled: 0, revoked: 0, expired: 0, refused: 0, waited: 0, renewals: 0, reclaims: 0, reclaimsRefused: 0, graceWaits: 0, changedElsewhere: 0, lostAll: 0 };
 
   constructor(private readonly o: DelegationOptions) {}
 
@@ -163,11 +163,45 @@ export class DelegationTable {
   /** The holder gives it back (after flushing), unasked. */
   release(session: string, file: string): void {
     const gone = this.files.get(file)?.find((h) => h.session === session);
-    const hs = this.files.get(file)?.filter((h) => h.session !== session) ?? [];
+    if (gone) this.drop(file, gone);
+  }
+
+  /** Remove this very holder (not a newer grant of its session taken after a recall it answered). */
+  private drop(file: string, gone: Holder): void {
+    const hs = this.files.get(file)?.filter((h) => h !== gone) ?? [];
     if (hs.length) this.files.set(file, hs);
     else this.files.delete(file);
     // A client that holds nothing more need not be waited for after a restart.
-    if (gone?.client && !this.holdsAny(gone.client)) void this.save().catch(() => undefined);
+    if (gone.client && !this.holdsAny(gone.client)) void this.save().catch(() => undefined);
+  }
+
+  /**
+   * `file` was changed without a call through this server (on the export's
+   * disk, seen by the disk watcher): the change is made already, so nobody
+   * waits; every holder is recalled (it drops its cache of the file; a write
+   * holder flushes first, landing after the disk change, as a later write
+   * would). A holder that does not answer within the lease is revoked and
+   * fenced as for any recall. Resolves once every holder answered or was
+   * revoked (tests; callers need not wait).
+   */
+  changedElsewhere(file: string): Promise<void> {
+    const hs = this.files.get(file);
+    if (!hs?.length) return Promise.resolve();
+    this.c.changedElsewhere++;
+    return Promise.all(hs.map((h) => this.recallOne(file, h))).then(() => undefined);
+  }
+
+  /**
+   * What changed is unknown (the disk watcher lost events, or stopped): every
+   * delegation of files whose key starts with `prefix` (an export's) is
+   * recalled, so every holder drops everything it trusts there (a callback
+   * client trusts nothing it holds no delegation of).
+   */
+  recallAll(prefix: string): Promise<void> {
+    this.c.lostAll++;
+    const all: Promise<void>[] = [];
+    for (const [file, hs] of this.files) if (file.startsWith(prefix)) for (const h of hs) all.push(this.recallOne(file, h));
+    return Promise.all(all).then(() => undefined);
   }
 
   holders(file: string): ReadonlyArray<{ session: string; mode: 'read' | 'write' }> {
@@ -264,7 +298,8 @@ export class DelegationTable {
         r = await Promise.race([answered, lease]);
         clearTimeout(timer);
       }
-      this.release(h.session, file);
+      // This holder only: the session may have taken the file again since it answered (a disk change recalls at any time).
+      this.drop(file, h);
       if (r === 'answered') this.c.recalled++;
       else {
         this.c.revoked++;

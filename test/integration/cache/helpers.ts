@@ -54,8 +54,9 @@ export interface Session {
 /**
  * `changeLogEntries`: each export's change-log bound at the proxy server (the poll consistency model).
  * `localExport`: the proxy server exports `exportDir` itself (a local export, with its disk watcher) instead of the upstream server.
+ * `delegateUnwatched`: the proxy server's option (default: true with the upstream server, false with a local export).
  */
-export async function startCacheChain(o: { changeLogEntries?: number; localExport?: boolean; diskWatchMaxPending?: number; delegationLeaseMs?: number } = {}): Promise<CacheChain> {
+export async function startCacheChain(o: { changeLogEntries?: number; localExport?: boolean; diskWatchMaxPending?: number; delegationLeaseMs?: number; delegateUnwatched?: boolean; watchDisk?: boolean } = {}): Promise<CacheChain> {
   const base = await tempDir('gvfs-cache-');
   const exportDir = path.join(base, 'export');
   await fs.mkdir(exportDir);
@@ -80,6 +81,9 @@ export async function startCacheChain(o: { changeLogEntries?: number; localExpor
       changeLogEntries: o.changeLogEntries,
       delegationLeaseMs: o.delegationLeaseMs,
       diskWatchMaxPending: o.diskWatchMaxPending,
+      watchDisk: o.watchDisk,
+      // The upstream is the test's own server, changed only through the proxy server (tests change it directly only before sessions start).
+      delegateUnwatched: o.delegateUnwatched ?? !o.localExport,
     });
     c.proxyServerPort = (await c.proxyServer.listen(port, '127.0.0.1')).port;
   };

@@ -88,6 +88,7 @@ describe('delegations: recall on conflict, lease, revocation and fencing', { tim
     ps = await createProxyServer({
       sessions: new SessionRegistry([alice, bob]),
       exports: [{ kind: 'upstream', url: { host: '127.0.0.1', port: upPort, mountPort: upPort, path: '/' } }],
+      delegateUnwatched: true, // the upstream is this test's own server: every change goes through the proxy server
       map: new Map(),
       stateDir: path.join(base, 'ps-state'),
       delegationLeaseMs: LEASE_MS,

@@ -37,6 +37,7 @@ describe('CB_RECALL from the proxy server to a connected proxy client', { timeou
     ps = await createProxyServer({
       sessions: new SessionRegistry([alice, bob]),
       exports: [{ kind: 'upstream', url: { host: '127.0.0.1', port: upPort, mountPort: upPort, path: '/' } }],
+      delegateUnwatched: true, // the upstream is this test's own server: every change goes through the proxy server
       map: new Map(),
       stateDir: path.join(base, 'ps-state'),
     });

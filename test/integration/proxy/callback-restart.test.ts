@@ -137,6 +137,7 @@ describe('callback model: restarts of the proxy server and of a client during a 
     const ps: ProxyServer = await createProxyServer({
       sessions: new SessionRegistry([ka.key, kb.key]),
       exports: [{ kind: 'upstream', url: { host: '127.0.0.1', port: upPort, mountPort: upPort, path: '/' } }],
+      delegateUnwatched: true, // the upstream is this test's own server: every change goes through the proxy server
       map: new Map(),
       stateDir: path.join(dir, 'ps-state'),
       delegationLeaseMs: LEASE_S * 1000,
