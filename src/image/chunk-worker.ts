@@ -1,0 +1,34 @@
+import { parentPort } from 'node:worker_threads';
+import { decodeChunk } from './layout.js';
+import type { PoolReply, PoolRequest } from './chunk-pool.js';
+
+/**
+ * One thread of the chunk pool (chunk-pool.ts): zstd decode and SHA-256
+ * check of stored chunks, off the server's event loop. Stateless: a request
+ * in, one reply out, in order.
+ */
+const port = parentPort!;
+
+port.on('message', (m: PoolRequest) => {
+  let reply: PoolReply;
+  const transfer: ArrayBuffer[] = [];
+  try {
+    const stored = Buffer.from(m.stored);
+    const raw = decodeChunk(m.codecless ? Buffer.concat([Buffer.from([0]), stored]) : stored, m.hash, m.len);
+    if (!m.wantRaw) reply = { id: m.id, ok: true };
+    else {
+      // Hand the decoded bytes over without a copy when they own their memory (never a slice of a shared pool).
+      let ab: ArrayBuffer;
+      if (raw.byteOffset === 0 && raw.byteLength === raw.buffer.byteLength && raw.buffer instanceof ArrayBuffer) ab = raw.buffer;
+      else {
+        ab = new ArrayBuffer(raw.length);
+        new Uint8Array(ab).set(raw);
+      }
+      transfer.push(ab);
+      reply = { id: m.id, ok: true, raw: ab };
+    }
+  } catch (e) {
+    reply = { id: m.id, ok: false, message: (e as Error).message, chunkError: (e as Error).name === 'ChunkError' };
+  }
+  port.postMessage(reply, transfer);
+});
