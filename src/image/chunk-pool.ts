@@ -2,22 +2,24 @@ import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { logger } from '../util/log.js';
 import { ChunkError } from './layout.js';
+import type { Codec } from '../meta/compress.js';
 
 const log = logger('chunks');
 
 /** A request to a pool thread: the bytes are a private copy, transferred (never a view of the caller's buffer). */
-export interface PoolRequest {
-  id: number;
-  stored: ArrayBuffer;
-  hash: string;
-  len: number;
-  /** `stored` is the decoded bytes themselves (no codec byte): check them only. */
-  codecless: boolean;
-  /** Send the decoded bytes back (else: only whether they match). */
-  wantRaw: boolean;
-}
+export type PoolRequest = { id: number; stored: ArrayBuffer } & PoolWork;
 
-export type PoolReply = { id: number; ok: true; raw?: ArrayBuffer } | { id: number; ok: false; message: string; chunkError: boolean };
+/**
+ * chunk: decode a stored chunk and check it is `len` bytes hashing to `hash`
+ *   (`codecless`: `stored` is the decoded bytes, check only; `wantRaw`: send them back);
+ * pack / unpack: meta/compress.ts's, for bulk transfers (`rawLen`: what unpack must give).
+ */
+export type PoolWork =
+  | { op: 'chunk'; hash: string; len: number; codecless: boolean; wantRaw: boolean }
+  | { op: 'pack'; codec: Codec; level?: number }
+  | { op: 'unpack'; codec: Codec; rawLen: number };
+
+export type PoolReply = { id: number; ok: true; raw?: ArrayBuffer; codec?: Codec } | { id: number; ok: false; message: string; chunkError: boolean };
 
 export interface ChunkPoolOptions {
   /** Threads (default: GVFS_CHUNK_THREADS, else one fewer than the cores, 1 to 4). */
@@ -27,8 +29,8 @@ export interface ChunkPoolOptions {
 }
 
 interface Job {
-  req: Omit<PoolRequest, 'id' | 'stored'> & { src: Buffer };
-  resolve: (raw: Buffer | undefined) => void;
+  req: PoolWork & { src: Buffer };
+  resolve: (r: { raw?: Buffer; codec?: Codec }) => void;
   reject: (e: Error) => void;
 }
 
@@ -69,18 +71,29 @@ export class ChunkPool {
   }
 
   /** Decode `stored` (codec byte + payload) and check it is `len` bytes hashing to `hash`; the decoded bytes. Rejects with ChunkError. */
-  decode(stored: Buffer, hash: string, len: number): Promise<Buffer> {
-    return this.submit({ src: stored, hash, len, codecless: false, wantRaw: true }) as Promise<Buffer>;
+  async decode(stored: Buffer, hash: string, len: number): Promise<Buffer> {
+    return (await this.submit({ op: 'chunk', src: stored, hash, len, codecless: false, wantRaw: true })).raw!;
   }
 
   /** As decode, keeping nothing: is `stored` the chunk `hash` of `len` bytes? Rejects with ChunkError. */
   async verify(stored: Buffer, hash: string, len: number): Promise<void> {
-    await this.submit({ src: stored, hash, len, codecless: false, wantRaw: false });
+    await this.submit({ op: 'chunk', src: stored, hash, len, codecless: false, wantRaw: false });
   }
 
   /** Are `raw` (decoded bytes) the chunk `hash` of `len` bytes? Rejects with ChunkError. */
   async verifyRaw(raw: Buffer, hash: string, len: number): Promise<void> {
-    await this.submit({ src: raw, hash, len, codecless: true, wantRaw: false });
+    await this.submit({ op: 'chunk', src: raw, hash, len, codecless: true, wantRaw: false });
+  }
+
+  /** meta/compress.ts's pack (bulk transfers), on a pool thread. */
+  async pack(data: Buffer, codec: Codec, level?: number): Promise<{ codec: Codec; data: Buffer }> {
+    const r = await this.submit({ op: 'pack', src: data, codec, level });
+    return { codec: r.codec!, data: r.raw! };
+  }
+
+  /** meta/compress.ts's unpack, on a pool thread; rejects (Error) when the data does not decode to `rawLen` bytes. */
+  async unpack(data: Buffer, codec: Codec, rawLen: number): Promise<Buffer> {
+    return (await this.submit({ op: 'unpack', src: data, codec, rawLen })).raw!;
   }
 
   /** Stop the threads; requests not finished fail. */
@@ -90,7 +103,7 @@ export class ChunkPool {
     await Promise.all(this.slots.splice(0).map((s) => s.worker.terminate()));
   }
 
-  private submit(req: Job['req']): Promise<Buffer | undefined> {
+  private submit(req: Job['req']): Promise<{ raw?: Buffer; codec?: Codec }> {
     if (this.closed) return Promise.reject(new ChunkError('chunk pool closed'));
     return new Promise((resolve, reject) => {
       this.stats.jobs++;
@@ -112,7 +125,7 @@ export class ChunkPool {
       const { src: _src, ...rest } = job.req;
       slot.running.set(id, job);
       slot.worker.ref();
-      slot.worker.postMessage({ ...rest, id, stored } satisfies PoolRequest, [stored]);
+      slot.worker.postMessage({ ...rest, id, stored } as PoolRequest, [stored]);
     }
   }
 
@@ -134,7 +147,8 @@ export class ChunkPool {
       if (!job) return;
       slot.running.delete(m.id);
       if (slot.running.size === 0) worker.unref();
-      if (m.ok) job.resolve(m.raw ? Buffer.from(m.raw) : undefined);
+      if (m.ok) job.resolve({ raw: m.raw ? Buffer.from(m.raw) : undefined, codec: m.codec });
+      else if (job.req.op !== 'chunk') job.reject(new Error(m.message));
       else job.reject(m.chunkError ? new ChunkError(m.message) : new ChunkError(`chunk ${job.req.hash}: ${m.message}`));
       this.pump();
     });
@@ -146,7 +160,7 @@ export class ChunkPool {
         this.stats.workerDeaths++;
         log.error({ why }, 'chunk pool thread died: its requests fail, a new thread takes its place');
       }
-      for (const j of slot.running.values()) j.reject(new ChunkError(`chunk ${j.req.hash}: decoding thread died (${why})`));
+      for (const j of slot.running.values()) j.reject(new ChunkError(`${j.req.op}: pool thread died (${why})`));
       slot.running.clear();
       if (!this.closed) this.pump();
     };

@@ -1,4 +1,5 @@
 import { parentPort } from 'node:worker_threads';
+import { pack, unpack } from '../meta/compress.js';
 import { decodeChunk } from './layout.js';
 import type { PoolReply, PoolRequest } from './chunk-pool.js';
 
@@ -14,8 +15,12 @@ port.on('message', (m: PoolRequest) => {
   const transfer: ArrayBuffer[] = [];
   try {
     const stored = Buffer.from(m.stored);
-    const raw = decodeChunk(m.codecless ? Buffer.concat([Buffer.from([0]), stored]) : stored, m.hash, m.len);
-    if (!m.wantRaw) reply = { id: m.id, ok: true };
+    let raw: Buffer;
+    let codec: number | undefined;
+    if (m.op === 'pack') ({ codec, data: raw } = pack(stored, m.codec, m.level));
+    else if (m.op === 'unpack') raw = unpack(stored, m.codec, m.rawLen);
+    else raw = decodeChunk(m.codecless ? Buffer.concat([Buffer.from([0]), stored]) : stored, m.hash, m.len);
+    if (m.op === 'chunk' && !m.wantRaw) reply = { id: m.id, ok: true };
     else {
       // Hand the decoded bytes over without a copy when they own their memory (never a slice of a shared pool).
       let ab: ArrayBuffer;
@@ -25,7 +30,7 @@ port.on('message', (m: PoolRequest) => {
         new Uint8Array(ab).set(raw);
       }
       transfer.push(ab);
-      reply = { id: m.id, ok: true, raw: ab };
+      reply = { id: m.id, ok: true, raw: ab, codec };
     }
   } catch (e) {
     reply = { id: m.id, ok: false, message: (e as Error).message, chunkError: (e as Error).name === 'ChunkError' };

@@ -1,6 +1,7 @@
 import { bulkRead, type ExtLink } from '../../ext/meta-client.js';
 import { MAX_BULK, MAX_RANGES, MetaStatus, type ByteRange } from '../../ext/meta-codec.js';
-import { Codec, unpack } from '../../meta/compress.js';
+import { Codec } from '../../meta/compress.js';
+import { defaultChunkPool } from '../../image/chunk-pool.js';
 import { blockHash, hashOf, isZero, type FileMeta } from '../../meta/format.js';
 import type { Credentials } from '../../rpc/types.js';
 import type { DataCounters } from '../../util/counters.js';
@@ -233,7 +234,8 @@ export class BulkFetcher {
       try {
         if (got) this.o.bytes.bulkWireBytes += got.data.length; // crossed the channel, usable or not
         if (!got || got.rawLen !== want.len) throw new Error('range missing or short');
-        data = unpack(got.data, got.codec, got.rawLen);
+        data = got.codec === Codec.NONE ? got.data : await defaultChunkPool().unpack(got.data, got.codec, got.rawLen);
+        if (data.length !== got.rawLen) throw new Error(`range decodes to ${data.length} bytes, ${got.rawLen} expected`);
         this.o.bytes.bulkRawBytes += got.rawLen;
       } catch (e) {
         log.error({ err: e, offset: want.offset }, 'bulk data undecodable; fetching again');

@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { compress } from 'zstd-napi';
 import { ChunkPool } from '../../../src/image/chunk-pool.js';
 import { ChunkError, decodeChunk, encodeChunk } from '../../../src/image/layout.js';
+import { Codec, pack, unpack } from '../../../src/meta/compress.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 /** Compressible but not trivial: random words repeated with variation (zstd has real work to do). */
@@ -75,6 +76,18 @@ describe('chunk pool: zstd + SHA-256 off the event loop', { timeout: 180_000 }, 
     await Promise.all([worker(), worker(), worker(), worker()]);
     const poolBusy = performance.eventLoopUtilization(elu1).active;
     assert.ok(poolBusy < syncBusy * 0.5, `event loop busy ${poolBusy.toFixed(1)} ms through the pool vs ${syncBusy.toFixed(1)} ms synchronous`);
+  });
+
+  test('bulk transfers: pack and unpack on the pool give what meta/compress.ts gives; a wrong length is refused', async () => {
+    for (const data of [sample(1 << 20, 7), Buffer.alloc(300_000), randomBytes(100_000)]) {
+      const p = await pool.pack(data, Codec.ZSTD, 1);
+      const ref = pack(data, Codec.ZSTD, 1);
+      assert.equal(p.codec, ref.codec);
+      assert.ok(p.data.equals(ref.data), 'same frames as the synchronous pack');
+      assert.ok((await pool.unpack(p.data, p.codec, data.length)).equals(unpack(ref.data, ref.codec, data.length)));
+      assert.ok((await pool.unpack(p.data, p.codec, data.length)).equals(data));
+      await assert.rejects(pool.unpack(p.data, p.codec, data.length - 1), /expected/);
+    }
   });
 
   test('one thread, one request at a time: every request completes, in order of submission', async () => {
