@@ -17,9 +17,9 @@ export type PoolRequest = { id: number; stored: ArrayBuffer } & PoolWork;
 export type PoolWork =
   | { op: 'chunk'; hash: string; len: number; codecless: boolean; wantRaw: boolean }
   | { op: 'pack'; codec: Codec; level?: number }
-  | { op: 'unpack'; codec: Codec; rawLen: number };
+  | { op: 'unpack'; codec: Codec; rawLen: number; blockSize?: number };
 
-export type PoolReply = { id: number; ok: true; raw?: ArrayBuffer; codec?: Codec } | { id: number; ok: false; message: string; chunkError: boolean };
+export type PoolReply = { id: number; ok: true; raw?: ArrayBuffer; codec?: Codec; hashes?: ArrayBuffer } | { id: number; ok: false; message: string; chunkError: boolean };
 
 export interface ChunkPoolOptions {
   /** Threads (default: GVFS_CHUNK_THREADS, else one fewer than the cores, 1 to 4). */
@@ -30,7 +30,7 @@ export interface ChunkPoolOptions {
 
 interface Job {
   req: PoolWork & { src: Buffer };
-  resolve: (r: { raw?: Buffer; codec?: Codec }) => void;
+  resolve: (r: { raw?: Buffer; codec?: Codec; hashes?: Buffer }) => void;
   reject: (e: Error) => void;
 }
 
@@ -96,6 +96,12 @@ export class ChunkPool {
     return (await this.submit({ op: 'unpack', src: data, codec, rawLen })).raw!;
   }
 
+  /** unpack, and the meta-data hash (format.ts blockHash) of each `blockSize` block of the result, concatenated. */
+  async unpackHashed(data: Buffer, codec: Codec, rawLen: number, blockSize: number): Promise<{ raw: Buffer; hashes: Buffer }> {
+    const r = await this.submit({ op: 'unpack', src: data, codec, rawLen, blockSize });
+    return { raw: r.raw!, hashes: r.hashes! };
+  }
+
   /** Stop the threads; requests not finished fail. */
   async close(): Promise<void> {
     this.closed = true;
@@ -103,7 +109,7 @@ export class ChunkPool {
     await Promise.all(this.slots.splice(0).map((s) => s.worker.terminate()));
   }
 
-  private submit(req: Job['req']): Promise<{ raw?: Buffer; codec?: Codec }> {
+  private submit(req: Job['req']): Promise<{ raw?: Buffer; codec?: Codec; hashes?: Buffer }> {
     if (this.closed) return Promise.reject(new ChunkError('chunk pool closed'));
     return new Promise((resolve, reject) => {
       this.stats.jobs++;
@@ -147,7 +153,7 @@ export class ChunkPool {
       if (!job) return;
       slot.running.delete(m.id);
       if (slot.running.size === 0) worker.unref();
-      if (m.ok) job.resolve({ raw: m.raw ? Buffer.from(m.raw) : undefined, codec: m.codec });
+      if (m.ok) job.resolve({ raw: m.raw ? Buffer.from(m.raw) : undefined, codec: m.codec, hashes: m.hashes ? Buffer.from(m.hashes) : undefined });
       else if (job.req.op !== 'chunk') job.reject(new Error(m.message));
       else job.reject(m.chunkError ? new ChunkError(m.message) : new ChunkError(`chunk ${job.req.hash}: ${m.message}`));
       this.pump();

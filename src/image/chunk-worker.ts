@@ -1,5 +1,6 @@
 import { parentPort } from 'node:worker_threads';
 import { pack, unpack } from '../meta/compress.js';
+import { blockHash, HASH_LEN } from '../meta/format.js';
 import { decodeChunk } from './layout.js';
 import type { PoolReply, PoolRequest } from './chunk-pool.js';
 
@@ -20,6 +21,14 @@ port.on('message', (m: PoolRequest) => {
     if (m.op === 'pack') ({ codec, data: raw } = pack(stored, m.codec, m.level));
     else if (m.op === 'unpack') raw = unpack(stored, m.codec, m.rawLen);
     else raw = decodeChunk(m.codecless ? Buffer.concat([Buffer.from([0]), stored]) : stored, m.hash, m.len);
+    let hashes: ArrayBuffer | undefined;
+    if (m.op === 'unpack' && m.blockSize) {
+      const n = Math.ceil(raw.length / m.blockSize);
+      hashes = new ArrayBuffer(n * HASH_LEN);
+      const h = new Uint8Array(hashes);
+      for (let i = 0; i < n; i++) h.set(blockHash(raw.subarray(i * m.blockSize, Math.min(raw.length, (i + 1) * m.blockSize))), i * HASH_LEN);
+      transfer.push(hashes);
+    }
     if (m.op === 'chunk' && !m.wantRaw) reply = { id: m.id, ok: true };
     else {
       // Hand the decoded bytes over without a copy when they own their memory (never a slice of a shared pool).
@@ -30,7 +39,7 @@ port.on('message', (m: PoolRequest) => {
         new Uint8Array(ab).set(raw);
       }
       transfer.push(ab);
-      reply = { id: m.id, ok: true, raw: ab, codec };
+      reply = { id: m.id, ok: true, raw: ab, codec, hashes };
     }
   } catch (e) {
     reply = { id: m.id, ok: false, message: (e as Error).message, chunkError: (e as Error).name === 'ChunkError' };

@@ -6,6 +6,7 @@ import { compress } from 'zstd-napi';
 import { ChunkPool } from '../../../src/image/chunk-pool.js';
 import { ChunkError, decodeChunk, encodeChunk } from '../../../src/image/layout.js';
 import { Codec, pack, unpack } from '../../../src/meta/compress.js';
+import { blockHash } from '../../../src/meta/format.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 /** Compressible but not trivial: random words repeated with variation (zstd has real work to do). */
@@ -87,6 +88,12 @@ describe('chunk pool: zstd + SHA-256 off the event loop', { timeout: 180_000 }, 
       assert.ok((await pool.unpack(p.data, p.codec, data.length)).equals(unpack(ref.data, ref.codec, data.length)));
       assert.ok((await pool.unpack(p.data, p.codec, data.length)).equals(data));
       await assert.rejects(pool.unpack(p.data, p.codec, data.length - 1), /expected/);
+      // With block hashes (the meta-data check of bulk transfers): one per 64 KiB block, the last one short.
+      const h = await pool.unpackHashed(p.data, p.codec, data.length, 65536);
+      assert.ok(h.raw.equals(data));
+      const want = [];
+      for (let at = 0; at < data.length; at += 65536) want.push(blockHash(data.subarray(at, at + 65536)));
+      assert.ok(h.hashes.equals(Buffer.concat(want)));
     }
   });
 
