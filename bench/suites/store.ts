@@ -21,6 +21,23 @@ import { summarize } from '../lib/stats.js';
 import { seeded } from '../../test/integration/store/guest-versions.js';
 
 const MiB = 1 << 20;
+
+/** CPU seconds (user + system) a process has used so far, from /proc (clock ticks of 1/100 s on Linux). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+/**
+ * Knobs for a focused run (environment, so the command line stays the suite's):
+ *   GVFS_BENCH_STORE_SYSTEMS   comma list of systems to measure (default local,store-file,store-ceph)
+ *   GVFS_BENCH_STORE_FAILOVER  0: skip the failover runs
+ *   GVFS_BENCH_CPU_PROF        a directory: every proxy server and client runs with node --cpu-prof into it
+ */
+const ONLY = process.env.GVFS_BENCH_STORE_SYSTEMS?.split(',').filter(Boolean);
+const asked = (sys: string) => !ONLY || ONLY.includes(sys);
+const PROF_ENV: NodeJS.ProcessEnv = process.env.GVFS_BENCH_CPU_PROF ? { GVFS_NODE_FLAGS: `--cpu-prof --cpu-prof-dir=${process.env.GVFS_BENCH_CPU_PROF}` } : {};
 const ROOT: Credentials = { flavor: AuthFlavor.AUTH_SYS, uid: 0, gid: 0, gids: [] };
 /** The demo guest (scripts/guest/build.sh). */
 const GUEST = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'build', 'guest');
@@ -83,18 +100,21 @@ export async function storeSuite(ctx: BenchContext, profileName = 'wan'): Promis
     await fs.writeFile(secret, randomBytes(32), { mode: 0o600 });
 
     const start = async (args: string[], env: NodeJS.ProcessEnv = {}) => {
-      const p = await spawnGvfs(['proxy-server', '--listen', '127.0.0.1:0', '--key', keyFile, ...args], env);
+      const p = await spawnGvfs(['proxy-server', '--listen', '127.0.0.1:0', '--key', keyFile, ...args], { ...PROF_ENV, ...env });
       procs.push(p);
       const l = await startLink(profile, { host: '127.0.0.1', port: p.port });
       links.push(l);
       return { p, link: l };
     };
     const storeArgs = (name: string) => ['--store', `file://${storeDir}`, '--trust-publisher', pubFile, '--handle-secret', secret, '--state-dir', path.join(dir, `ps-${name}`)];
-    const servers: Record<string, { link: Link; sub: string[] }> = {
-      local: { link: (await start(['--export', golden, '--state-dir', path.join(dir, 'ps-local')])).link, sub: [] },
-      'store-file': { link: (await start(storeArgs('file'))).link, sub: ['guest'] },
+    const servers: Record<string, { link: Link; sub: string[]; pid: number }> = {};
+    const add = async (sys: string, args: string[], sub: string[], env: NodeJS.ProcessEnv = {}) => {
+      const { p, link } = await start(args, env);
+      servers[sys] = { link, sub, pid: p.pid };
     };
-    const skip = cephPrereq();
+    if (asked('local')) await add('local', ['--export', golden, '--state-dir', path.join(dir, 'ps-local')], []);
+    if (asked('store-file')) await add('store-file', storeArgs('file'), ['guest']);
+    const skip = asked('store-ceph') ? cephPrereq() : 'not asked for (GVFS_BENCH_STORE_SYSTEMS)';
     if (skip) notes.push(`store-ceph not measured: ${skip}`);
     else {
       try {
@@ -104,7 +124,7 @@ export async function storeSuite(ctx: BenchContext, profileName = 'wan'): Promis
         await pushImage(s3, golden, 'guest', pub);
         await s3.close();
         const env = { AWS_ACCESS_KEY_ID: ceph.accessKeyId, AWS_SECRET_ACCESS_KEY: ceph.secretAccessKey };
-        servers['store-ceph'] = { link: (await start(['--store', 's3://gvfs-bench/golden', '--store-endpoint', ceph.endpoint, '--trust-publisher', pubFile, '--state-dir', path.join(dir, 'ps-ceph')], env)).link, sub: ['guest'] };
+        await add('store-ceph', ['--store', 's3://gvfs-bench/golden', '--store-endpoint', ceph.endpoint, '--trust-publisher', pubFile, '--state-dir', path.join(dir, 'ps-ceph')], ['guest'], env);
         notes.push(`Ceph (single node, memstore OSD, radosgw) up in ${ceph.startSeconds.toFixed(1)} s`);
       } catch (e) {
         notes.push(`store-ceph not measured: Ceph did not come up (${(e as Error).message.split('\n')[0]})`);
@@ -112,11 +132,13 @@ export async function storeSuite(ctx: BenchContext, profileName = 'wan'): Promis
     }
 
     let round = 0;
+    /** CPU seconds of the last clone's proxy client (from its start to its last byte). */
+    let lastClientCpu = NaN;
     /** One cold clone through a new proxy client to `serverArg`; `midway` runs once half the bytes are in. Seconds. */
     const clone = async (serverArg: string, sub: string[], extra: string[] = [], midway?: () => void): Promise<number> => {
       const cacheDir = path.join(dir, `cache-${round++}`);
       const t0 = performance.now();
-      const pc = await spawnGvfs(['proxy-client', '--listen', '127.0.0.1:0', '--server', serverArg, '--key', keyFile, '--cache-dir', cacheDir, ...extra]);
+      const pc = await spawnGvfs(['proxy-client', '--listen', '127.0.0.1:0', '--server', serverArg, '--key', keyFile, '--cache-dir', cacheDir, ...extra], PROF_ENV);
       const nfs = new RemoteNfs({ host: '127.0.0.1', port: pc.port, timeoutMs: 300_000, maxInFlight: 8 });
       try {
         let d = (await nfs.mount('/', ROOT)).fh;
@@ -145,6 +167,7 @@ export async function storeSuite(ctx: BenchContext, profileName = 'wan'): Promis
           got.set(n, out);
         }
         const s = (performance.now() - t0) / 1000;
+        lastClientCpu = await cpuSeconds(pc.pid);
         for (const [n, b] of got) if (!b.equals(want.get(n)!)) throw new Error(`${serverArg}: ${n} differs from the golden file`);
         if (midway && !fired) throw new Error('the failure was never injected');
         return s;
@@ -156,24 +179,41 @@ export async function storeSuite(ctx: BenchContext, profileName = 'wan'): Promis
     };
 
     const systems = Object.keys(servers);
+    const serverCpu = new Map<string, number[]>(systems.map((x) => [x, []]));
+    const clientCpu = new Map<string, number[]>(systems.map((x) => [x, []]));
+    const benchCpu = new Map<string, number[]>(systems.map((x) => [x, []]));
     const res = await ctx.compare(`store-${profile.name}`, systems, [
       {
         name: `cold clone: every file of the golden directory (${(goldenBytes / MiB).toFixed(1)} MiB) through a new proxy client`,
         unit: 's',
         better: 'lower',
         run: async (sys) => {
+          const before = await cpuSeconds(servers[sys].pid);
+          const own = process.cpuUsage();
           const s = await clone(`127.0.0.1:${servers[sys].link.port}`, servers[sys].sub);
-          process.stderr.write(`    ${sys}: ${s.toFixed(2)} s\n`);
+          const srv = (await cpuSeconds(servers[sys].pid)) - before;
+          const ownUsed = process.cpuUsage(own);
+          benchCpu.get(sys)!.push((ownUsed.user + ownUsed.system) / 1e6);
+          serverCpu.get(sys)!.push(srv);
+          clientCpu.get(sys)!.push(lastClientCpu);
+          process.stderr.write(`    ${sys}: ${s.toFixed(2)} s; CPU proxy server ${srv.toFixed(2)} s, proxy client ${lastClientCpu.toFixed(2)} s, bench process ${benchCpu.get(sys)!.at(-1)!.toFixed(2)} s\n`);
           return s;
         },
       },
     ]);
-    res.baseline = 'local';
+    res.baseline = systems.includes('local') ? 'local' : systems[0];
+    const cpuRow = (name: string, m: Map<string, number[]>) =>
+      res.workloads.push({ name, unit: 's', better: 'lower', systems: Object.fromEntries(systems.map((x) => [x, summarize(m.get(x)!)])) });
+    cpuRow('CPU of the proxy server per cold clone (user + system, /proc)', serverCpu);
+    cpuRow('CPU of the proxy client per cold clone (user + system, from its start)', clientCpu);
+    cpuRow('CPU of the bench process per cold clone (link emulator, NFS reader, byte checks)', benchCpu);
+    cpuRow('CPU of proxy server + client per cold clone', new Map(systems.map((x) => [x, serverCpu.get(x)!.map((v, i) => v + clientCpu.get(x)![i])])));
 
     // Failover: two store-backed servers on one store, each behind its own link; the one in use is killed half-way.
-    const pair = [await start(storeArgs('fa')), await start(storeArgs('fb'))];
+    const failover = process.env.GVFS_BENCH_STORE_FAILOVER !== '0' && systems.includes('store-file');
+    const pair = failover ? [await start(storeArgs('fa')), await start(storeArgs('fb'))] : [];
     const killed: Record<string, number[]> = { 'A killed': [], 'B killed': [] };
-    for (let r = 0; r < ctx.runs; r++) {
+    for (let r = 0; failover && r < ctx.runs; r++) {
       for (const [label, first] of [['A killed', 0], ['B killed', 1]] as const) {
         const order = first === 0 ? pair : [pair[1], pair[0]];
         const victim = order[0].p;
@@ -189,7 +229,7 @@ export async function storeSuite(ctx: BenchContext, profileName = 'wan'): Promis
       }
     }
     // Same system columns as the first workload (the report's table): the failover runs are store-file's; NaN elsewhere.
-    res.workloads.push({
+    if (failover) res.workloads.push({
       name: 'the same clone from two store-backed servers (file store, each behind its own link), the one in use SIGKILLed half-way (A in use, then B, each run)',
       unit: 's',
       better: 'lower',

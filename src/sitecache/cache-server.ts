@@ -2,7 +2,8 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { MAX_CHUNK } from '../image/chunker.js';
-import { ChunkError, chunkKey, decodeChunk } from '../image/layout.js';
+import { defaultChunkPool, type ChunkPool } from '../image/chunk-pool.js';
+import { ChunkError, chunkKey } from '../image/layout.js';
 import { isStoreError, type ObjectStore } from '../store/store.js';
 import { logger } from '../util/log.js';
 import { checkSiteToken, chunkWhat, HASH_RE, STATS_WHAT } from './auth.js';
@@ -14,7 +15,7 @@ const log = logger('cache-server');
  * The site tier: serves stored chunks by SHA-256 to a site's compute hosts,
  * fetching each missing one once from upstream (the object store) and
  * keeping it on disk (LRU). Requests for a chunk being fetched wait for that
- * fetch (coalesced). Every chunk from upstream is verified (decodeChunk)
+ * fetch (coalesced). Every chunk from upstream is verified (on the chunk pool's threads)
  * before it is kept or served, so a bad upstream object is never cached;
  * hosts verify again on arrival, so the tier cannot alter what they read.
  *
@@ -41,6 +42,8 @@ export interface CacheServerOptions {
   maxQueued?: number;
   /** Deadline of one upstream fetch (ms). */
   upstreamTimeoutMs?: number;
+  /** Where chunks are checked (default: the process's pool; never the event loop). */
+  pool?: ChunkPool;
 }
 
 export interface HostStats {
@@ -232,7 +235,7 @@ export class CacheServer {
     this.counters.bytesFromUpstream += stored.length;
     try {
       if (stored.length > MAX_STORED) throw new ChunkError(`chunk ${hash}: ${stored.length} bytes stored, more than any chunk`);
-      decodeChunk(stored, hash, len);
+      await (this.o.pool ?? defaultChunkPool()).verify(stored, hash, len);
     } catch (e) {
       this.counters.upstreamRefused++;
       log.error({ hash, err: (e as Error).message }, 'upstream chunk refused: not kept, not served');

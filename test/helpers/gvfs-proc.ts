@@ -38,7 +38,9 @@ const matches = (m: LogMatch, l: LogLine) => (m instanceof RegExp ? m.test(l.raw
 
 /** Start `node gvfs ARGS` (no --json added), collecting its stderr lines; stdout lines are handed to `onStdout`. */
 export function startGvfs(args: string[], o: { env?: NodeJS.ProcessEnv; onStdout?: (line: string) => void } = {}): GvfsChild {
-  const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
+  // GVFS_NODE_FLAGS (in `o.env`): node flags NODE_OPTIONS refuses, e.g. --cpu-prof for a benchmark's profile.
+  const flags = o.env?.GVFS_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
+  const proc = spawn(process.execPath, [...flags, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
   const lines: LogLine[] = [];
   const waiters: Array<{ match: LogMatch; resolve: (l: LogLine) => void }> = [];
   createInterface({ input: proc.stderr! }).on('line', (raw) => {

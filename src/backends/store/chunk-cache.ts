@@ -1,4 +1,5 @@
-import { chunkKey, decodeChunk } from '../../image/layout.js';
+import { defaultChunkPool, type ChunkPool } from '../../image/chunk-pool.js';
+import { chunkKey } from '../../image/layout.js';
 import type { ObjectStore } from '../../store/store.js';
 import type { SiteCacheClient } from '../../sitecache/site-client.js';
 import { logger } from '../../util/log.js';
@@ -9,7 +10,8 @@ const log = logger('store');
  * Chunks fetched from the store, verified, kept decoded in memory (LRU by
  * bytes). Concurrent requests for one chunk share one fetch. Every chunk
  * is checked against its SHA-256 on arrival (layout.decodeChunk): a chunk
- * altered in the store is refused, never served.
+ * altered in the store is refused, never served. Decoding and checking run
+ * on the chunk pool's threads (chunk-pool.ts), never on the event loop.
  */
 export class ChunkCache {
   private readonly lru = new Map<string, Buffer>();
@@ -26,6 +28,7 @@ export class ChunkCache {
     private readonly store: ObjectStore,
     private readonly maxBytes = 64 << 20,
     private readonly site?: SiteCacheClient,
+    private readonly pool: ChunkPool = defaultChunkPool(),
   ) {}
 
   async get(hash: string, len: number): Promise<Buffer> {
@@ -70,7 +73,7 @@ export class ChunkCache {
     let stored: Buffer | undefined;
     if (fromSite) {
       try {
-        decodeChunk(fromSite, hash, len);
+        await this.pool.verify(fromSite, hash, len);
         this.stats.siteHits++;
         this.stats.siteBytes += fromSite.length;
         stored = fromSite;
@@ -84,7 +87,7 @@ export class ChunkCache {
       this.stats.fetches++;
       this.stats.fetchedBytes += stored.length;
       try {
-        decodeChunk(stored, hash, len);
+        await this.pool.verify(stored, hash, len);
       } catch (e) {
         this.stats.refused++;
         throw e;
@@ -104,7 +107,7 @@ export class ChunkCache {
     const fromSite = await this.site?.get(hash, len);
     if (fromSite) {
       try {
-        const raw = decodeChunk(fromSite, hash, len);
+        const raw = await this.pool.decode(fromSite, hash, len);
         this.stats.siteHits++;
         this.stats.siteBytes += fromSite.length;
         return this.keep(hash, raw);
@@ -119,7 +122,7 @@ export class ChunkCache {
     this.stats.fetchedBytes += stored.length;
     let raw;
     try {
-      raw = decodeChunk(stored, hash, len);
+      raw = await this.pool.decode(stored, hash, len);
     } catch (e) {
       this.stats.refused++;
       throw e;

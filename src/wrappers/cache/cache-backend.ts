@@ -701,13 +701,37 @@ export class CacheBackend extends PassthroughBackend {
     return { ...r, attr: this.presentMaybe(r.fh, r.attr) };
   }
 
+  /**
+   * A namespace call that failed may still have run on the server: after a
+   * failover an IO error ("may have run on A, not resent to B") or a
+   * deadline says nothing about what the first server did. The cache never
+   * replays such a call (a second run can hit EXIST or NOENT, or undo a
+   * change made since); the caller gets the error. What the cache believed
+   * about the names and files involved is forgotten instead, so the next
+   * lookup, GETATTR or READDIR asks the server which way it went. (A
+   * definite NFS error changed nothing; forgetting costs one lookup.)
+   */
+  private async unsure<T>(names: Array<[Buffer, string]>, files: Buffer[], call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (e) {
+      for (const [dir, name] of names) {
+        this.names.drop(dir.toString('hex'), name);
+        this.file(dir).at = 0;
+      }
+      for (const fh of files) this.file(fh).at = 0;
+      if (!isFsError(e) || e.code === 'IO') log.warn({ names: names.map(([, n]) => n), err: (e as Error).message }, 'cache: a namespace call failed and may have run on the server: not replayed; the names it touched are asked again');
+      throw e;
+    }
+  }
+
   override async create(cred: Credentials, dir: Buffer, name: string, how: CreateHow): Promise<NewObject> {
     await this.up();
     const dk = dir.toString('hex');
     // CREATE UNCHECKED with a size truncates an existing file: its unflushed data must land first.
     const old = how.mode !== 'exclusive' ? this.names.get(dk, name) : undefined;
     if (old && this.wb!.dirty(old.toString('hex'))) await this.flushOne(this.file(old));
-    const r = await this.inner.create(cred, dir, name, how);
+    const r = await this.unsure([[dir, name]], old ? [old] : [], () => this.inner.create(cred, dir, name, how));
     if (r.fh) {
       const s = this.file(r.fh);
       s.at = 0;
@@ -717,15 +741,15 @@ export class CacheBackend extends PassthroughBackend {
   }
   override async mkdir(cred: Credentials, dir: Buffer, name: string, attrs: Sattr3): Promise<NewObject> {
     await this.up();
-    return this.created(dir, name, await this.inner.mkdir(cred, dir, name, attrs));
+    return this.created(dir, name, await this.unsure([[dir, name]], [], () => this.inner.mkdir(cred, dir, name, attrs)));
   }
   override async symlink(cred: Credentials, dir: Buffer, name: string, target: string, attrs: Sattr3): Promise<NewObject> {
     await this.up();
-    return this.created(dir, name, await this.inner.symlink(cred, dir, name, target, attrs));
+    return this.created(dir, name, await this.unsure([[dir, name]], [], () => this.inner.symlink(cred, dir, name, target, attrs)));
   }
   override async mknod(cred: Credentials, dir: Buffer, name: string, what: MknodType): Promise<NewObject> {
     await this.up();
-    return this.created(dir, name, await this.inner.mknod(cred, dir, name, what));
+    return this.created(dir, name, await this.unsure([[dir, name]], [], () => this.inner.mknod(cred, dir, name, what)));
   }
 
   /** The handle a name in a directory leads to, if any file with unflushed data might be it. */
@@ -743,7 +767,7 @@ export class CacheBackend extends PassthroughBackend {
     if (t) await this.flushOne(t);
     const dk = dir.toString('hex');
     const fh = this.names.get(dk, name);
-    const wcc = await this.inner.remove(cred, dir, name);
+    const wcc = await this.unsure([[dir, name]], fh ? [fh] : [], () => this.inner.remove(cred, dir, name));
     this.names.drop(dk, name);
     if (fh) this.file(fh).at = 0;
     this.noteWcc(dir, wcc);
@@ -752,7 +776,7 @@ export class CacheBackend extends PassthroughBackend {
 
   override async rmdir(cred: Credentials, dir: Buffer, name: string): Promise<WccData> {
     await this.up();
-    const wcc = await this.inner.rmdir(cred, dir, name);
+    const wcc = await this.unsure([[dir, name]], [], () => this.inner.rmdir(cred, dir, name));
     this.names.drop(dir.toString('hex'), name);
     this.noteWcc(dir, wcc);
     return wcc;
@@ -765,7 +789,14 @@ export class CacheBackend extends PassthroughBackend {
     const fk = fromDir.toString('hex');
     const tk = toDir.toString('hex');
     const moved = this.names.get(fk, fromName);
-    const r = await this.inner.rename(cred, fromDir, fromName, toDir, toName);
+    const r = await this.unsure(
+      [
+        [fromDir, fromName],
+        [toDir, toName],
+      ],
+      [...(moved ? [moved] : []), ...(t ? [t.fh] : [])],
+      () => this.inner.rename(cred, fromDir, fromName, toDir, toName),
+    );
     this.names.drop(fk, fromName);
     this.names.drop(tk, toName);
     if (moved) {
@@ -781,7 +812,7 @@ export class CacheBackend extends PassthroughBackend {
 
   override async link(cred: Credentials, fh: Buffer, dir: Buffer, name: string): Promise<{ attr?: Fattr3; dirWcc: WccData }> {
     await this.up();
-    const r = await this.inner.link(cred, fh, dir, name);
+    const r = await this.unsure([[dir, name]], [fh], () => this.inner.link(cred, fh, dir, name));
     this.names.set(dir.toString('hex'), name, fh);
     this.paths.note(dir, name, fh);
     this.file(fh).at = 0;

@@ -1,4 +1,5 @@
-import { ChunkError, decodeChunk } from '../../image/layout.js';
+import { defaultChunkPool, type ChunkPool } from '../../image/chunk-pool.js';
+import { ChunkError } from '../../image/layout.js';
 import type { DiskLru } from '../../sitecache/disk-lru.js';
 import type { SiteCacheClient } from '../../sitecache/site-client.js';
 import { logger } from '../../util/log.js';
@@ -18,6 +19,8 @@ export interface ChunkStoreOptions {
   memBytes?: number;
   /** The site tier, asked before the proxy server. */
   site?: SiteCacheClient;
+  /** Where chunks are decoded and checked (default: the process's pool; never the event loop). */
+  pool?: ChunkPool;
 }
 
 /**
@@ -35,8 +38,10 @@ export class ChunkStore {
   readonly stats = { memHits: 0, diskHits: 0, diskRefused: 0, tierHits: 0, tierRefused: 0, serverFetches: 0, serverBytes: 0, serverRefused: 0, coalesced: 0 };
 
   private readonly disk: Promise<DiskLru | undefined>;
+  private readonly pool: ChunkPool;
 
   constructor(private readonly o: ChunkStoreOptions) {
+    this.pool = o.pool ?? defaultChunkPool();
     this.disk = Promise.resolve(o.disk).catch((e: Error) => {
       log.error({ err: e.message }, 'chunk directory unusable: chunks are kept in memory only');
       return undefined;
@@ -71,7 +76,7 @@ export class ChunkStore {
     const onDisk = await disk?.get(hash);
     if (onDisk) {
       try {
-        const raw = decodeChunk(onDisk, hash, len);
+        const raw = await this.pool.decode(onDisk, hash, len);
         this.stats.diskHits++;
         return { raw: this.keep(hash, raw), from: 'disk' };
       } catch (e) {
@@ -84,7 +89,7 @@ export class ChunkStore {
     const fromTier = await this.o.site?.get(hash, len).catch(() => undefined);
     if (fromTier) {
       try {
-        const raw = decodeChunk(fromTier, hash, len);
+        const raw = await this.pool.decode(fromTier, hash, len);
         this.stats.tierHits++;
         await this.store(hash, fromTier);
         return { raw: this.keep(hash, raw), from: 'tier' };
@@ -101,12 +106,12 @@ export class ChunkStore {
       try {
         if ('stored' in got) {
           this.stats.serverBytes += got.stored.length;
-          const raw = decodeChunk(got.stored, hash, len);
+          const raw = await this.pool.decode(got.stored, hash, len);
           await this.store(hash, got.stored);
           return { raw: this.keep(hash, raw), from: 'server' };
         }
         this.stats.serverBytes += got.raw.length;
-        checkRaw(got.raw, hash, len);
+        await this.pool.verifyRaw(got.raw, hash, len);
         return { raw: this.keep(hash, got.raw), from: 'server' };
       } catch (e) {
         this.stats.serverRefused++;
@@ -135,11 +140,6 @@ export class ChunkStore {
     }
     return raw;
   }
-}
-
-function checkRaw(raw: Buffer, hash: string, len: number): void {
-  // Same check as decodeChunk, for bytes that arrived decoded.
-  decodeChunk(Buffer.concat([Buffer.from([0]), raw]), hash, len);
 }
 
 export { ChunkError };

@@ -1,7 +1,8 @@
 import { bulkRead, type ExtLink } from '../../ext/meta-client.js';
 import { MAX_BULK, MAX_RANGES, MetaStatus, type ByteRange } from '../../ext/meta-codec.js';
-import { Codec, unpack } from '../../meta/compress.js';
-import { blockHash, hashOf, isZero, type FileMeta } from '../../meta/format.js';
+import { Codec } from '../../meta/compress.js';
+import { defaultChunkPool } from '../../image/chunk-pool.js';
+import { blockHash, HASH_LEN, hashOf, isZero, type FileMeta } from '../../meta/format.js';
 import type { Credentials } from '../../rpc/types.js';
 import type { DataCounters } from '../../util/counters.js';
 import { logger } from '../../util/log.js';
@@ -230,10 +231,14 @@ export class BulkFetcher {
       const k = chunks.indexOf(c);
       const got = byOffset.get(want.offset);
       let data: Buffer | undefined;
+      let hashes!: Buffer;
       try {
         if (got) this.o.bytes.bulkWireBytes += got.data.length; // crossed the channel, usable or not
         if (!got || got.rawLen !== want.len) throw new Error('range missing or short');
-        data = unpack(got.data, got.codec, got.rawLen);
+        // zstd ranges (the default) are decoded and hashed on a pool thread, so the proxy client serves its kernel
+        // meanwhile; ranges sent uncompressed are only hashed, here.
+        ({ raw: data, hashes } = got.codec === Codec.NONE ? { raw: got.data, hashes: blockHashes(got.data, m.blockSize) } : await defaultChunkPool().unpackHashed(got.data, got.codec, got.rawLen, m.blockSize));
+        if (data.length !== got.rawLen) throw new Error(`range decodes to ${data.length} bytes, ${got.rawLen} expected`);
         this.o.bytes.bulkRawBytes += got.rawLen;
       } catch (e) {
         log.error({ err: e, offset: want.offset }, 'bulk data undecodable; fetching again');
@@ -243,8 +248,8 @@ export class BulkFetcher {
       // Every block against its hash, before anything is served or cached.
       for (let at = 0; at < data.length; at += m.blockSize) {
         const i = (want.offset + at) / m.blockSize;
-        const blk = data.subarray(at, Math.min(data.length, at + m.blockSize));
-        if (!blockHash(blk).equals(hashOf(m, i))) {
+        const j = at / m.blockSize;
+        if (!hashes.subarray(j * HASH_LEN, (j + 1) * HASH_LEN).equals(hashOf(m, i))) {
           this.o.counters.hashMismatches++;
           log.error({ block: i, offset: want.offset + at }, 'block does not match its meta-data hash: not served, fetching again');
           bad.add(c);
@@ -267,4 +272,11 @@ export class BulkFetcher {
     }
     return results;
   }
+}
+
+function blockHashes(data: Buffer, blockSize: number): Buffer {
+  const n = Math.ceil(data.length / blockSize);
+  const out = Buffer.alloc(n * HASH_LEN);
+  for (let i = 0; i < n; i++) blockHash(data.subarray(i * blockSize, Math.min(data.length, (i + 1) * blockSize))).copy(out, i * HASH_LEN);
+  return out;
 }
