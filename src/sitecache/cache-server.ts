@@ -56,7 +56,7 @@ export interface HostStats {
   bytesServed: number;
   /** Stored bytes fetched from upstream for this host's misses (the host whose miss started the fetch). */
   bytesFromUpstream: number;
-  /** Misses upstream did not answer (not there, not a chunk of the file named, no file named). */
+  /** Requests answered 404 (misses or coalesced): upstream has no such chunk, not for the file named, or no file was named. */
   notFound: number;
   refused: number;
 }
@@ -209,7 +209,9 @@ export class CacheServer {
         }
         // Through a proxy server a chunk is asked for by its file: without one named, the host's own server is the place.
         if (this.upstream.needsFile && !file) {
+          this.counters.misses++;
           this.counters.upstreamNotFound++;
+          h.misses++;
           h.notFound++;
           return reply(res, 404, 'not here: name the file (image, path) or ask your proxy server');
         }
