@@ -29,6 +29,8 @@ export interface SiteClientOptions {
 }
 
 const MAX_STORED = MAX_CHUNK + 64;
+/** Longest `&image=..&path=..` sent (the tier's 4 KiB request head also holds the line, the token and the host). */
+const MAX_WHERE = 3072;
 
 /**
  * A compute host's side of the site tier: asks the tiers in order for a
@@ -88,8 +90,13 @@ export class SiteCacheClient {
     const mod = this.o.tlsCa ? https : http;
     return new Promise((resolve, reject) => {
       const headers: Record<string, string> = {};
+      let where = file ? `&image=${encodeURIComponent(file.image)}&path=${encodeURIComponent(file.path)}` : '';
+      // The tier reads at most 4 KiB of request head: a longer file name is left out (a miss then goes to the proxy server, not the tier).
+      if (where.length > MAX_WHERE) {
+        where = '';
+        file = undefined;
+      }
       if (this.o.key) headers.authorization = `GVFS-HMAC ${siteToken(this.o.key, chunkWhat(hash, len, file))}`;
-      const where = file ? `&image=${encodeURIComponent(file.image)}&path=${encodeURIComponent(file.path)}` : '';
       const req = mod.request({ host: t.host, port: t.port, path: `/v1/chunks/${hash}?len=${len}${where}`, method: 'GET', headers, agent: this.agent, localAddress: this.o.localAddress, timeout: this.o.timeoutMs ?? 10_000 }, (res) => {
         if (res.statusCode === 404) {
           res.resume();

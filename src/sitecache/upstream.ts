@@ -3,6 +3,7 @@ import { isFsError } from '../backend/errors.js';
 import { ChunkStatus, GET_CHUNK, getChunkArgs, getChunkRes } from '../ext/chunks-codec.js';
 import type { ExtLink } from '../ext/meta-client.js';
 import { chunkKey } from '../image/layout.js';
+import { Nfs3Status } from '../nfs3/constants.js';
 import { AuthFlavor, RpcError, type Credentials } from '../rpc/types.js';
 import { isStoreError, type ObjectStore } from '../store/store.js';
 
@@ -92,14 +93,22 @@ export class ProxyUpstream implements ChunkUpstream {
 
   async get(hash: string, len: number, file?: ChunkFile): Promise<Buffer | undefined> {
     if (!file) return undefined;
-    const fh = await this.handle(file);
-    if (!fh) return undefined;
-    this.stats.getChunks++;
-    const r = await this.o.link.ext(GET_CHUNK, (w) => getChunkArgs.enc(w, { fh, hash: Buffer.from(hash, 'hex'), len }), getChunkRes.dec, this.cred);
-    if (r.status === ChunkStatus.OK) return r.data;
-    // DENIED (not a chunk of that file), NFSERR (no permission, stale), TOOBIG (read over NFS by the host), NOTSUPP: not through the tier.
-    this.stats.denied++;
-    if (r.status === ChunkStatus.NFSERR) this.handles.delete(fileKey(file));
+    // A remembered handle may be of an older version of the image (STALE): looked up once more.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const fh = await this.handle(file);
+      if (!fh) return undefined;
+      this.stats.getChunks++;
+      const r = await this.o.link.ext(GET_CHUNK, (w) => getChunkArgs.enc(w, { fh, hash: Buffer.from(hash, 'hex'), len }), getChunkRes.dec, this.cred);
+      if (r.status === ChunkStatus.OK) return r.data;
+      if (r.status === ChunkStatus.NFSERR && r.nfsstat === Nfs3Status.STALE && attempt === 0) {
+        this.handles.delete(fileKey(file));
+        continue;
+      }
+      // DENIED (not a chunk of that file), NFSERR (no permission ...), TOOBIG (the host reads it over NFS), NOTSUPP: not through the tier.
+      this.stats.denied++;
+      if (r.status === ChunkStatus.NFSERR) this.handles.delete(fileKey(file));
+      return undefined;
+    }
     return undefined;
   }
 
