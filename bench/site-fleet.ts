@@ -11,9 +11,10 @@
  * cache directory and --trust-publisher (chunks by hash); a clone is our
  * NFS client reading every file of the image through it, 1 MiB at a time,
  * checked against the source. The tier (`gvfs cache-server`) reaches the
- * store through a second link of the same profile (the tier's upstream is
- * the store; the proxy server as its upstream is not built): wide-area
- * bytes are the sum over both links, both directions.
+ * store through a second link of the same profile: wide-area bytes are the
+ * sum over both links, both directions. With TIER_UPSTREAM_KIND=proxy the
+ * tier's upstream is the proxy server itself (`--upstream gvfs://...`, over
+ * a session of its own, across that second link) instead of the store.
  *
  * Runs: one host alone (the cold-clone reference), HOSTS without the tier,
  * HOSTS with it. Every simulated host connects from 127.0.0.1, so the
@@ -42,6 +43,8 @@ const HOSTS = Number(process.argv[2] ?? 8);
 const OUT = process.argv[3];
 /** The tier's upstream fetches at once: enough to fill the wide-area link's bandwidth-delay product with 64 KiB chunks. */
 const TIER_UPSTREAM = Number(process.env.TIER_UPSTREAM ?? 64);
+/** store: the tier fetches from radosgw; proxy: from the store-backed proxy server (GET_CHUNK, the tier's own session). */
+const TIER_UPSTREAM_KIND = process.env.TIER_UPSTREAM_KIND === 'proxy' ? 'proxy' : 'store';
 
 interface Run {
   label: string;
@@ -79,10 +82,13 @@ async function main(): Promise<void> {
     const key = newSessionKey('alice');
     const keyFile = path.join(work, 'alice.key');
     await writeKeyFile(keyFile, key);
+    const tierKey = newSessionKey('site-tier');
+    const tierKeyFile = path.join(work, 'tier.key');
+    await writeKeyFile(tierKeyFile, tierKey);
     const ps = await createProxyServer({
       exports: [{ kind: 'store', store: s3(), trusted: await readTrustedKeys([pubFile]) }],
-      sessions: new SessionRegistry([key]),
-      map: new Map([['alice', { uid: 0, gid: 0, gids: [] }]]),
+      sessions: new SessionRegistry([key, tierKey]),
+      map: new Map([['alice', { uid: 0, gid: 0, gids: [] }], ['site-tier', { uid: 65534, gid: 65534, gids: [] }]]),
       stateDir: path.join(work, 'ps'),
     });
     const psPort = (await ps.listen(0, '127.0.0.1')).port;
@@ -91,12 +97,14 @@ async function main(): Promise<void> {
     const runs: Run[] = [];
     const measure = async (label: string, hosts: number, tier: boolean): Promise<Run> => {
       const toServer = await startLink(PROFILES.wan, { host: '127.0.0.1', port: psPort });
-      const toStore = await startLink(PROFILES.wan, { host: '127.0.0.1', port: rgwPort });
+      // The tier's own wide-area link: to the store, or to the proxy server (TIER_UPSTREAM_KIND=proxy).
+      const toStore = await startLink(PROFILES.wan, { host: '127.0.0.1', port: TIER_UPSTREAM_KIND === 'proxy' ? psPort : rgwPort });
       links.push(toServer, toStore);
       const mine: GvfsProcess[] = [];
       let t: GvfsProcess | undefined;
       if (tier) {
-        t = await spawnGvfs(['cache-server', '--listen', '127.0.0.1:0', '--upstream', 's3://gvfs-fleet/golden', '--store-endpoint', `http://127.0.0.1:${toStore.port}`, '--cache-dir', path.join(work, `${label}-tier`), '--insecure', '--max-upstream', String(TIER_UPSTREAM), '--max-connections-per-peer', '512'], env);
+        const upstream = TIER_UPSTREAM_KIND === 'proxy' ? ['--upstream', `gvfs://127.0.0.1:${toStore.port}`, '--upstream-key', tierKeyFile] : ['--upstream', 's3://gvfs-fleet/golden', '--store-endpoint', `http://127.0.0.1:${toStore.port}`];
+        t = await spawnGvfs(['cache-server', '--listen', '127.0.0.1:0', ...upstream, '--cache-dir', path.join(work, `${label}-tier`), '--insecure', '--max-upstream', String(TIER_UPSTREAM), '--max-connections-per-peer', '512'], env);
         mine.push(t);
       }
       const clients = await Promise.all(
@@ -143,6 +151,8 @@ async function main(): Promise<void> {
       git: await gitState(),
       when: new Date().toISOString(),
       machine: `${os.cpus().length} cores, loopback, link ${JSON.stringify(PROFILES.wan)}`,
+      tierUpstream: TIER_UPSTREAM_KIND,
+      loadAverage: os.loadavg(),
       image: { files: want.size, plainBytes, storedChunks: pushed },
       runs,
       ratios: {

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Command } from 'commander';
 import type { CacheStats } from '../wrappers/cache/cache-backend.js';
@@ -6,17 +7,30 @@ import * as f from '../wrappers/cache/fs-cb.js';
 import { Journal } from '../wrappers/cache/journal.js';
 import { listSessions, readSmallFile, sessionDirName } from '../wrappers/cache/session-dir.js';
 import { sumCounters, type CounterSnapshot } from '../util/counters.js';
+import type { CacheServerStats } from '../sitecache/cache-server.js';
+import { fetchTierStats, parseTiers } from '../sitecache/site-client.js';
+import { readSiteKey } from '../sitecache/auth.js';
 
 /** gvfs cache stats: counters of the sessions using a cache directory (running ones asked live, others from their last saved state). */
 export function cacheCommand(): Command {
   const cache = new Command('cache').description('Inspect a GVFS disk cache');
   cache
     .command('stats')
-    .description('Capacity, use, hits, misses, bytes fetched and served, dirty bytes and flush backlog of a cache directory')
-    .requiredOption('--cache-dir <dir>', 'the cache directory')
+    .description('Capacity, use, hits, misses, bytes fetched and served, dirty bytes and flush backlog of a cache directory; or, with --tier, a site cache tier\'s counters per host')
+    .option('--cache-dir <dir>', 'the cache directory')
     .option('--session <name>', 'only this session')
+    .option('--tier <host:port>', 'instead: a site cache tier (gvfs cache-server): hits, misses, coalesced requests, bytes from upstream and served, in all and per host (source address)')
+    .option('--site-key <file>', 'with --tier: the site key (the tier\'s --key)')
+    .option('--site-ca <file>', 'with --tier: the tier\'s TLS certificate or CA (PEM)')
     .option('--json', 'print JSON')
     .action(async (o) => {
+      if (o.tier) {
+        if (o.cacheDir || o.session) throw new Error('--tier asks a site tier: --cache-dir and --session do not go with it');
+        await tierStats(o);
+        return;
+      }
+      if (o.siteKey || o.siteCa) throw new Error('--site-key and --site-ca go with --tier');
+      if (!o.cacheDir) throw new Error('give --cache-dir DIR (a cache directory) or --tier HOST:PORT (a site cache tier)');
       const dir: string = o.cacheDir;
       await checkCacheDir(dir);
       const names = o.session ? [sessionDirName(o.session)] : await listSessions(dir);
@@ -65,6 +79,25 @@ export function cacheCommand(): Command {
 }
 
 const mib = (n: number) => (n / 2 ** 20).toFixed(1);
+
+/** gvfs cache stats --tier: the tier's counters, in all and per host. */
+async function tierStats(o: Record<string, any>): Promise<void> {
+  const [t] = parseTiers(o.tier);
+  if (o.tier.includes(',')) throw new Error('--tier: one tier at a time');
+  const st = (await fetchTierStats(t, { key: o.siteKey ? await readSiteKey(o.siteKey) : undefined, tlsCa: o.siteCa ? await readFile(o.siteCa) : undefined })) as CacheServerStats;
+  if (o.json) {
+    console.log(JSON.stringify({ tier: `${t.host}:${t.port}`, ...st }));
+    return;
+  }
+  const ratio = (h: number, all: number) => (all ? ` (${((100 * h) / all).toFixed(1)}% hits)` : '');
+  const asked = st.hits + st.misses + st.coalesced;
+  console.log(`site tier ${t.host}:${t.port}: ${mib(st.diskBytes)} MiB in ${st.diskChunks} chunks on disk`);
+  console.log(`  all hosts: ${asked} chunks asked${ratio(st.hits, asked)}: ${st.hits} hits, ${st.misses} misses, ${st.coalesced} coalesced; from upstream ${st.upstreamFetches} chunks, ${mib(st.bytesFromUpstream)} MiB; not upstream ${st.upstreamNotFound ?? 0}, refused from upstream ${st.upstreamRefused}; unauthorized ${st.unauthorized}, busy ${st.busy}`);
+  const hosts = Object.entries(st.hosts).sort((a, b) => b[1].requests - a[1].requests);
+  for (const [addr, h] of hosts) {
+    console.log(`  host ${addr}: ${h.requests} asked${ratio(h.hits, h.requests)}: ${h.hits} hits, ${h.misses} misses, ${h.coalesced} coalesced, ${h.notFound ?? 0} not upstream, ${h.refused} failed; from upstream for it ${mib(h.bytesFromUpstream ?? 0)} MiB, served ${mib(h.bytesServed)} MiB`);
+  }
+}
 
 /** The data counters (util/counters.ts) as text, in the words their definitions use. */
 export function counterLines(c: CounterSnapshot): string[] {

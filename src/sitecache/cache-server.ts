@@ -3,17 +3,19 @@ import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { MAX_CHUNK } from '../image/chunker.js';
 import { defaultChunkPool, type ChunkPool } from '../image/chunk-pool.js';
-import { ChunkError, chunkKey } from '../image/layout.js';
-import { isStoreError, type ObjectStore } from '../store/store.js';
+import { ChunkError } from '../image/layout.js';
+import type { ObjectStore } from '../store/store.js';
 import { logger } from '../util/log.js';
 import { checkSiteToken, chunkWhat, HASH_RE, STATS_WHAT } from './auth.js';
 import { DiskLru } from './disk-lru.js';
+import { StoreUpstream, type ChunkFile, type ChunkUpstream } from './upstream.js';
 
 const log = logger('cache-server');
 
 /**
  * The site tier: serves stored chunks by SHA-256 to a site's compute hosts,
- * fetching each missing one once from upstream (the object store) and
+ * fetching each missing one once from upstream (the object store, or a
+ * store-backed proxy server over the tier's own session) and
  * keeping it on disk (LRU). Requests for a chunk being fetched wait for that
  * fetch (coalesced). Every chunk from upstream is verified (on the chunk pool's threads)
  * before it is kept or served, so a bad upstream object is never cached;
@@ -21,13 +23,16 @@ const log = logger('cache-server');
  *
  * Who may ask for what: a chunk hash is only known from a signed manifest
  * (or from the content itself), so the hash is what names a chunk; the tier
- * serves any chunk of its upstream to a holder of the site key. The key is
+ * serves any chunk it holds, or upstream gives it, to a holder of the site
+ * key. Through a proxy server, upstream gives only chunks of files the
+ * tier's session may read, asked for by the file the host names. The key is
  * required by default: without it anyone reaching the port could make the
  * tier fetch from upstream at will and learn, by timing or answer, whether a
  * given file (a known hash) is in the store or was read at the site.
  */
 export interface CacheServerOptions {
-  upstream: ObjectStore;
+  /** An object store (the site may read it) or a ChunkUpstream (upstream.ts: a proxy server). */
+  upstream: ObjectStore | ChunkUpstream;
   cacheDir: string;
   maxBytes: number;
   /** The site key (32 bytes); undefined only when the operator chose --insecure. */
@@ -52,6 +57,10 @@ export interface HostStats {
   misses: number;
   coalesced: number;
   bytesServed: number;
+  /** Stored bytes fetched from upstream for this host's misses (the host whose miss started the fetch). */
+  bytesFromUpstream: number;
+  /** Requests answered 404 (misses or coalesced): upstream has no such chunk, not for the file named, or no file was named. */
+  notFound: number;
   refused: number;
 }
 
@@ -62,6 +71,7 @@ export interface CacheServerStats {
   upstreamFetches: number;
   bytesFromUpstream: number;
   upstreamRefused: number;
+  upstreamNotFound: number;
   unauthorized: number;
   busy: number;
   diskBytes: number;
@@ -78,13 +88,15 @@ export class CacheServer {
   private readonly perPeer = new Map<string, number>();
   private running = 0;
   private readonly queue: Array<() => void> = [];
-  private readonly counters = { hits: 0, misses: 0, coalesced: 0, upstreamFetches: 0, bytesFromUpstream: 0, upstreamRefused: 0, unauthorized: 0, busy: 0 };
+  private readonly counters = { hits: 0, misses: 0, coalesced: 0, upstreamFetches: 0, bytesFromUpstream: 0, upstreamRefused: 0, upstreamNotFound: 0, unauthorized: 0, busy: 0 };
+  private readonly upstream: ChunkUpstream;
   private readonly hosts = new Map<string, HostStats>();
 
   private constructor(
     private readonly o: CacheServerOptions,
     private readonly disk: DiskLru,
   ) {
+    this.upstream = 'needsFile' in o.upstream ? o.upstream : new StoreUpstream(o.upstream);
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
       this.handle(req, res).catch((e) => {
         log.error({ err: (e as Error).message }, 'request failed');
@@ -128,7 +140,7 @@ export class CacheServer {
     const closed = new Promise<void>((r) => this.server.close(() => r()));
     this.server.closeAllConnections();
     await closed;
-    await this.o.upstream.close();
+    await this.upstream.close();
   }
 
   /** One address may not hold every connection (the total is server.maxConnections). */
@@ -152,8 +164,8 @@ export class CacheServer {
     let h = this.hosts.get(a);
     if (!h) {
       // Only holders of the key get here (or anyone with --insecure): bound the table anyway.
-      if (this.hosts.size >= 4096) return { requests: 0, hits: 0, misses: 0, coalesced: 0, bytesServed: 0, refused: 0 };
-      h = { requests: 0, hits: 0, misses: 0, coalesced: 0, bytesServed: 0, refused: 0 };
+      if (this.hosts.size >= 4096) return newHost();
+      h = newHost();
       this.hosts.set(a, h);
     }
     return h;
@@ -177,7 +189,11 @@ export class CacheServer {
     const hash = m[1];
     const len = Number(lenText);
     if (len < 1 || len > MAX_CHUNK) return reply(res, 400, 'bad chunk length');
-    if (!this.authorized(req, chunkWhat(hash, len))) return reply(res, 403, 'site key required');
+    const image = url.searchParams.get('image');
+    const filePath = url.searchParams.get('path');
+    if ((image === null) !== (filePath === null) || (image !== null && (image.length < 1 || image.length > 255 || filePath!.length > 4096))) return reply(res, 400, 'image and path go together');
+    const file: ChunkFile | undefined = image !== null ? { image, path: filePath! } : undefined;
+    if (!this.authorized(req, chunkWhat(hash, len, file))) return reply(res, 403, 'site key required');
     const h = this.host(req);
     h.requests++;
     let stored = await this.disk.get(hash);
@@ -194,9 +210,17 @@ export class CacheServer {
           this.counters.busy++;
           return reply(res, 503, 'busy');
         }
+        // Through a proxy server a chunk is asked for by its file: without one named, the host's own server is the place.
+        if (this.upstream.needsFile && !file) {
+          this.counters.misses++;
+          this.counters.upstreamNotFound++;
+          h.misses++;
+          h.notFound++;
+          return reply(res, 404, 'not here: name the file (image, path) or ask your proxy server');
+        }
         this.counters.misses++;
         h.misses++;
-        p = this.fetch(hash, len).finally(() => this.inflight.delete(hash));
+        p = this.fetch(hash, len, file, h).finally(() => this.inflight.delete(hash));
         this.inflight.set(hash, p);
       }
       try {
@@ -205,7 +229,10 @@ export class CacheServer {
         h.refused++;
         return reply(res, 502, (e as Error).message);
       }
-      if (!stored) return reply(res, 404, 'not in the store');
+      if (!stored) {
+        h.notFound++;
+        return reply(res, 404, 'not in the store');
+      }
     }
     h.bytesServed += stored.length;
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': stored.length });
@@ -220,19 +247,21 @@ export class CacheServer {
   }
 
   /** One upstream fetch (bounded in number), verified before it is kept. undefined: not in the store. */
-  private async fetch(hash: string, len: number): Promise<Buffer | undefined> {
+  private async fetch(hash: string, len: number, file: ChunkFile | undefined, h: HostStats): Promise<Buffer | undefined> {
     await this.slot();
-    let stored: Buffer;
+    let stored: Buffer | undefined;
     try {
-      stored = await withTimeout(this.o.upstream.get(chunkKey(hash)), this.o.upstreamTimeoutMs ?? 60_000);
-    } catch (e) {
-      if (isStoreError(e, 'NOT_FOUND')) return undefined;
-      throw e;
+      stored = await withTimeout(this.upstream.get(hash, len, file), this.o.upstreamTimeoutMs ?? 60_000);
     } finally {
       this.release();
     }
+    if (!stored) {
+      this.counters.upstreamNotFound++;
+      return undefined;
+    }
     this.counters.upstreamFetches++;
     this.counters.bytesFromUpstream += stored.length;
+    h.bytesFromUpstream += stored.length;
     try {
       if (stored.length > MAX_STORED) throw new ChunkError(`chunk ${hash}: ${stored.length} bytes stored, more than any chunk`);
       await (this.o.pool ?? defaultChunkPool()).verify(stored, hash, len);
@@ -259,6 +288,8 @@ export class CacheServer {
     else this.running--;
   }
 }
+
+const newHost = (): HostStats => ({ requests: 0, hits: 0, misses: 0, coalesced: 0, bytesServed: 0, bytesFromUpstream: 0, notFound: 0, refused: 0 });
 
 function reply(res: http.ServerResponse, code: number, msg: string): void {
   const body = Buffer.from(msg + '\n');

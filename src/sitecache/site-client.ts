@@ -2,7 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { MAX_CHUNK } from '../image/chunker.js';
 import { logger } from '../util/log.js';
-import { chunkWhat, siteToken } from './auth.js';
+import { chunkWhat, siteToken, STATS_WHAT } from './auth.js';
 
 const log = logger('site-cache');
 
@@ -29,6 +29,8 @@ export interface SiteClientOptions {
 }
 
 const MAX_STORED = MAX_CHUNK + 64;
+/** Longest `&image=..&path=..` sent (the tier's 4 KiB request head also holds the line, the token and the host). */
+const MAX_WHERE = 3072;
 
 /**
  * A compute host's side of the site tier: asks the tiers in order for a
@@ -47,13 +49,14 @@ export class SiteCacheClient {
     this.agent = o.tlsCa ? new https.Agent({ keepAlive: true, maxSockets: 16, ca: o.tlsCa, minVersion: 'TLSv1.3', checkServerIdentity: () => undefined }) : new http.Agent({ keepAlive: true, maxSockets: 16 });
   }
 
-  async get(hash: string, len: number): Promise<Buffer | undefined> {
+  /** `file`: the file the chunk belongs to (STORE_FILE's image and path), for a tier whose upstream is a proxy server. */
+  async get(hash: string, len: number, file?: { image: string; path: string }): Promise<Buffer | undefined> {
     const now = Date.now();
     for (let i = 0; i < this.o.tiers.length; i++) {
       if ((this.down.get(i) ?? 0) > now) continue;
       this.stats.asked++;
       try {
-        const b = await this.request(this.o.tiers[i], hash, len);
+        const b = await this.request(this.o.tiers[i], hash, len, file);
         if (b) {
           this.stats.answered++;
           this.stats.bytes += b.length;
@@ -83,12 +86,18 @@ export class SiteCacheClient {
   }
 
   /** The stored chunk; undefined: the tier says the store has no such chunk (the store is asked anyway). */
-  private request(t: SiteTier, hash: string, len: number): Promise<Buffer | undefined> {
+  private request(t: SiteTier, hash: string, len: number, file?: { image: string; path: string }): Promise<Buffer | undefined> {
     const mod = this.o.tlsCa ? https : http;
     return new Promise((resolve, reject) => {
       const headers: Record<string, string> = {};
-      if (this.o.key) headers.authorization = `GVFS-HMAC ${siteToken(this.o.key, chunkWhat(hash, len))}`;
-      const req = mod.request({ host: t.host, port: t.port, path: `/v1/chunks/${hash}?len=${len}`, method: 'GET', headers, agent: this.agent, localAddress: this.o.localAddress, timeout: this.o.timeoutMs ?? 10_000 }, (res) => {
+      let where = file ? `&image=${encodeURIComponent(file.image)}&path=${encodeURIComponent(file.path)}` : '';
+      // The tier reads at most 4 KiB of request head: a longer file name is left out (a miss then goes to the proxy server, not the tier).
+      if (where.length > MAX_WHERE) {
+        where = '';
+        file = undefined;
+      }
+      if (this.o.key) headers.authorization = `GVFS-HMAC ${siteToken(this.o.key, chunkWhat(hash, len, file))}`;
+      const req = mod.request({ host: t.host, port: t.port, path: `/v1/chunks/${hash}?len=${len}${where}`, method: 'GET', headers, agent: this.agent, localAddress: this.o.localAddress, timeout: this.o.timeoutMs ?? 10_000 }, (res) => {
         if (res.statusCode === 404) {
           res.resume();
           return resolve(undefined);
@@ -135,5 +144,38 @@ export function parseTiers(v: string): SiteTier[] {
     const m = /^(?:\[([^\]]+)\]|([^:,]+)):(\d{1,5})$/.exec(s.trim());
     if (!m || Number(m[3]) > 65535 || Number(m[3]) === 0) throw new Error(`--site-cache: expected HOST:PORT[,HOST:PORT...], got "${s}"`);
     return { host: m[1] ?? m[2], port: Number(m[3]) };
+  });
+}
+
+/** A tier's counters (GET /v1/stats, cache-server.ts CacheServerStats), asked with the site key. */
+export function fetchTierStats(t: SiteTier, o: { key?: Buffer; tlsCa?: Buffer; timeoutMs?: number } = {}): Promise<unknown> {
+  const mod = o.tlsCa ? https : http;
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = {};
+    if (o.key) headers.authorization = `GVFS-HMAC ${siteToken(o.key, STATS_WHAT)}`;
+    const req = mod.request({ host: t.host, port: t.port, path: '/v1/stats', method: 'GET', headers, timeout: o.timeoutMs ?? 10_000, ...(o.tlsCa ? { ca: o.tlsCa, minVersion: 'TLSv1.3' as const, checkServerIdentity: () => undefined } : {}) }, (res) => {
+      const parts: Buffer[] = [];
+      let n = 0;
+      res.on('data', (d: Buffer) => {
+        n += d.length;
+        // 4096 hosts of counters at most: a few MiB.
+        if (n > 16 << 20) req.destroy(new Error('tier stats larger than 16 MiB'));
+        else parts.push(d);
+      });
+      res.on('end', () => {
+        const body = Buffer.concat(parts).toString();
+        if (res.statusCode === 403) return reject(new Error(`tier ${t.host}:${t.port} refused the stats request: ${o.key ? 'wrong site key' : 'give --site-key'}`));
+        if (res.statusCode !== 200) return reject(new Error(`tier ${t.host}:${t.port} answered ${res.statusCode}: ${body.trim()}`));
+        try {
+          resolve(JSON.parse(body));
+        } catch {
+          reject(new Error(`tier ${t.host}:${t.port}: stats are not JSON`));
+        }
+      });
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`tier ${t.host}:${t.port} timed out`)));
+    req.on('error', reject);
+    req.end();
   });
 }

@@ -15,7 +15,7 @@ import type { SiteCacheClient } from '../../sitecache/site-client.js';
 import { logger } from '../../util/log.js';
 import { AccessGate } from '../cache/access-gate.js';
 import { PassthroughBackend } from '../passthrough.js';
-import { ChunkStore, type ServerChunk } from './chunk-store.js';
+import { ChunkStore, type ChunkFile, type ServerChunk } from './chunk-store.js';
 
 const log = logger('chunks');
 /** Files remembered (stored or not) at most; the oldest are forgotten first. */
@@ -64,6 +64,8 @@ export class ChunkBackend extends PassthroughBackend {
   private readonly files = new Map<string, Promise<FileEntry | null>>();
   private readonly manifests = new Map<string, Promise<Map<string, FileEntry>>>();
   private unsupported = false;
+  /** Each verified file entry's image name (the site tier is told which file a chunk belongs to). */
+  private readonly imageOf = new WeakMap<FileEntry, string>();
   readonly store: ChunkStore;
   private readonly gate: AccessGate;
   readonly stats = { storedReads: 0, passedReads: 0, zeroBytes: 0, manifests: 0, manifestRefused: 0 };
@@ -101,7 +103,7 @@ export class ChunkBackend extends PassthroughBackend {
         continue;
       }
       parts.push(
-        this.store.get(hash, xl, () => this.fromServer(cred, fh, hash, xo, xl)).then(({ raw, from: src }) => {
+        this.store.get(hash, xl, () => this.fromServer(cred, fh, hash, xo, xl), this.whereOf(f)).then(({ raw, from: src }) => {
           raw.copy(out, s - offset, s - xo, t - xo);
           if (src === 'memory' || src === 'disk') from.cache += t - s;
         }),
@@ -132,8 +134,13 @@ export class ChunkBackend extends PassthroughBackend {
     for (let i = firstExtent(f.extents, from); i < f.extents.length && f.extents[i][0] < until; i++) {
       const [xo, xl, hash] = f.extents[i];
       if (!hash || this.store.has(hash)) continue;
-      this.store.get(hash, xl, () => this.fromServer(cred, fh, hash, xo, xl)).catch(() => undefined);
+      this.store.get(hash, xl, () => this.fromServer(cred, fh, hash, xo, xl), this.whereOf(f)).catch(() => undefined);
     }
+  }
+
+  private whereOf(f: FileEntry): ChunkFile | undefined {
+    const image = this.imageOf.get(f);
+    return image === undefined ? undefined : { image, path: f.path };
   }
 
   override async access(cred: Credentials, fh: Buffer, mask: number): Promise<{ access: number; attr?: Fattr3 }> {
@@ -199,7 +206,11 @@ export class ChunkBackend extends PassthroughBackend {
       if (!v.digest.equals(head.digest)) throw new SignatureError(`${head.image}: the manifest is not the version the server named`);
       this.stats.manifests++;
       const byPath = new Map<string, FileEntry>();
-      for (const e of v.manifest.entries) if (e.type === 'file') byPath.set(e.path, e);
+      for (const e of v.manifest.entries) {
+        if (e.type !== 'file') continue;
+        byPath.set(e.path, e);
+        this.imageOf.set(e, head.image);
+      }
       return byPath;
     } catch (e) {
       this.stats.manifestRefused++;

@@ -6,6 +6,12 @@ import { logger } from '../../util/log.js';
 
 const log = logger('chunks');
 
+/** The file a chunk belongs to (STORE_FILE's image and path): a tier whose upstream is a proxy server fetches by file. */
+export interface ChunkFile {
+  image: string;
+  path: string;
+}
+
 /** Where a chunk came from (the wrapper's read counters). */
 export type ChunkSourceName = 'memory' | 'disk' | 'tier' | 'server';
 
@@ -54,7 +60,7 @@ export class ChunkStore {
   }
 
   /** The decoded chunk `hash` (hex) of `len` bytes; `server` fetches it from the proxy server. Throws ChunkError if no source has it right. */
-  async get(hash: string, len: number, server: () => Promise<ServerChunk>): Promise<{ raw: Buffer; from: ChunkSourceName }> {
+  async get(hash: string, len: number, server: () => Promise<ServerChunk>, file?: ChunkFile): Promise<{ raw: Buffer; from: ChunkSourceName }> {
     const hit = this.mem.get(hash);
     if (hit && hit.length === len) {
       this.mem.delete(hash);
@@ -65,13 +71,13 @@ export class ChunkStore {
     let p = this.inflight.get(hash);
     if (p) this.stats.coalesced++;
     else {
-      p = this.fetch(hash, len, server).finally(() => this.inflight.delete(hash));
+      p = this.fetch(hash, len, server, file).finally(() => this.inflight.delete(hash));
       this.inflight.set(hash, p);
     }
     return p;
   }
 
-  private async fetch(hash: string, len: number, server: () => Promise<ServerChunk>): Promise<{ raw: Buffer; from: ChunkSourceName }> {
+  private async fetch(hash: string, len: number, server: () => Promise<ServerChunk>, file?: ChunkFile): Promise<{ raw: Buffer; from: ChunkSourceName }> {
     const disk = await this.disk;
     const onDisk = await disk?.get(hash);
     if (onDisk) {
@@ -86,7 +92,7 @@ export class ChunkStore {
         await disk!.remove(hash);
       }
     }
-    const fromTier = await this.o.site?.get(hash, len).catch(() => undefined);
+    const fromTier = await this.o.site?.get(hash, len, file).catch(() => undefined);
     if (fromTier) {
       try {
         const raw = await this.pool.decode(fromTier, hash, len);
