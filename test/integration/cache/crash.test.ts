@@ -86,7 +86,7 @@ async function commitFile(client: RemoteNfs, m: ModelFile): Promise<void> {
   throw new Error('commit: verifier keeps changing');
 }
 
-describe('cache: write-back survives kill -9 of the proxy client', { timeout: 240_000 }, () => {
+describe('cache: write-back survives kill -9 of the proxy client', { timeout: 360_000 }, () => {
   let base: string;
   let upstream: LocalExport;
   let upServer: RpcServer;
@@ -117,7 +117,7 @@ describe('cache: write-back survives kill -9 of the proxy client', { timeout: 24
     await fs.rm(base, { recursive: true, force: true });
   });
 
-  test(`${CYCLES} kills at random points (while writing, while flushing), restart, gvfs flush: the server ends byte-identical`, { timeout: 180_000 }, async (t) => {
+  test(`${CYCLES} kills at random points (while writing, while flushing), restart, gvfs flush: the server ends byte-identical`, { timeout: 300_000 }, async (t) => {
     // A fixed seed in CI; elsewhere a fresh one, logged first so a failure can be replayed (GVFS_CRASH_SEED=...).
     // The seed picks the kill points; how far the writers got by then still depends on the machine.
     const seed = testSeed('GVFS_CRASH_SEED', 16);
