@@ -87,8 +87,6 @@ export interface FuseStats extends WriteStats {
   directOpens: number;
   staleRetries: number;
   knownAbsent: number;
-  /** chmod/chown that changed nothing, not sent. */
-  noopSetattrs: number;
   /** GETATTRs answered from attributes the backend gave within the budget, nothing of ours having changed the file since. */
   attrHits: number;
 }
@@ -133,7 +131,7 @@ export class LowLevelFrontend {
   readonly inodes: Inodes;
   private readonly callers: Callers;
   private readonly o: Required<Omit<LowLevelOptions, 'callers' | 'fsname' | 'debug' | 'counters'>> & LowLevelOptions;
-  private readonly counters = { ops: {} as Record<string, number>, errors: {} as Record<string, number>, reads: 0, bytesRead: 0, backendReads: 0, directOpens: 0, staleRetries: 0, knownAbsent: 0, noopSetattrs: 0, attrHits: 0 };
+  private readonly counters = { ops: {} as Record<string, number>, errors: {} as Record<string, number>, reads: 0, bytesRead: 0, backendReads: 0, directOpens: 0, staleRetries: 0, knownAbsent: 0, attrHits: 0 };
   private readonly dirs = new Map<number, DirHandle>();
   private nextDir = 1;
   private readonly fdCred = new Map<number, Credentials>();
@@ -547,12 +545,8 @@ export class LowLevelFrontend {
       case 'setattr': {
         const n = this.inodes.get(r.ino);
         const attrs = toSattr(r.toSet ?? 0, r);
-        const left = this.noop(n, attrs);
-        if (left !== undefined) {
-          this.counters.noopSetattrs++;
-          const last = n.last!;
-          return reply(() => fuseLl().replyAttr(req, this.statOf(n, last), left));
-        }
+        // Always sent, also a chmod/chown to what the file already has (tar does one per file): POSIX has
+        // every successful chmod and chown mark the ctime, as a local disk does.
         const a = await this.setattr(cred, n, attrs);
         reply(() => this.attrReply(req, n, a));
         // Our own truncate: the kernel cut its pages at the new end when it took the reply; its attributes
@@ -748,27 +742,6 @@ export class LowLevelFrontend {
       what = { type: t === 0o020000 ? FType.CHR : FType.BLK, attrs, rdev: { major, minor } };
     } else throw new FsError('INVAL', `mknod of type ${t.toString(8)}`);
     return this.backend.mknod(cred, dir, name, what);
-  }
-
-  /**
-   * A chmod / chown to what the file already has (tar and cp -p do both for
-   * every file): answered without a call, from attributes the backend gave
-   * within the budget and nothing of ours changed since; seconds the kernel
-   * may keep them, or undefined. Only with default_permissions, where the
-   * kernel has checked the caller may do it; never when the kernel would
-   * expect set-user/group-ID bits cleared (chown of a file that has them).
-   * Not sent, the no-op leaves ctime as it was.
-   */
-  private noop(n: Node, attrs: Sattr3): number | undefined {
-    if (!this.o.defaultPermissions || !n.last) return undefined;
-    const keys = Object.keys(attrs).filter((k) => attrs[k as keyof Sattr3] !== undefined);
-    if (keys.length === 0 || keys.some((k) => k !== 'mode' && k !== 'uid' && k !== 'gid')) return undefined;
-    const a = n.last;
-    if (attrs.mode !== undefined && (a.mode & 0o7777) !== attrs.mode) return undefined;
-    if (attrs.uid !== undefined && a.uid !== attrs.uid) return undefined;
-    if (attrs.gid !== undefined && a.gid !== attrs.gid) return undefined;
-    if ((attrs.uid !== undefined || attrs.gid !== undefined) && a.mode & 0o6000) return undefined;
-    return this.cachedFor(n);
   }
 
   /** A directory's attributes after a change of its entries made by us (`asked` taken after `changing(dir)`). */
