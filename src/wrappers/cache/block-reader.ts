@@ -123,7 +123,8 @@ export class BlockReader {
     const ok = await Promise.all(
       missing.map(async (p) => {
         const r = await fetches.get(p.idx)!;
-        if (!r.ok && !((r.ownChange || accept) && r.data.length === p.blen)) return false;
+        // (A fetch of another length is of another version whatever its name: never copy less than the part.)
+        if (r.data.length !== p.blen || (!r.ok && !(r.ownChange || accept))) return false;
         r.data.copy(buf, p.bufOff, p.blockOff, p.blockOff + p.len);
         if (r.ok) this.store.noteRead(BlockStore.key(s.fk!, p.idx, tag), p.blockOff, p.blockOff + p.len);
         segs.push({ at: p.bufOff, len: p.len, channel: true });
@@ -350,7 +351,12 @@ export class BlockReader {
     const last = Math.floor((a.size - 1) / bs);
     const cur = Math.floor((end - 1) / bs);
     const to = Math.min(last, cur + n);
-    const tag = s.tag!;
+    // The blocks' lengths follow from `a`: fetch them under a's own tag only. The caller's version may be
+    // older than the file's by now (a flush of ours landed while the READ waited for its ACCESS check):
+    // blocks of the newer tag fetched with the older size would be cut short at the old end of file, and a
+    // READ joining such a fetch would return the rest of its buffer unfilled.
+    const tag = versionTag(a);
+    if (s.tag !== tag) return;
     const from = Math.max(cur + 1, s.seq.next);
     s.seq.next = Math.max(s.seq.next, to + 1);
     if (from > to) return;

@@ -44,8 +44,9 @@ export function explainMismatch(history: FsxOp[], off: number, got: Buffer, want
   let p = 0;
   while (p < n && got[p] === want[p]) p++;
   if (p === n) return got.length === want.length ? 'no difference' : `lengths differ: got ${got.length}, want ${want.length}`;
-  let q = p;
-  while (q < n && got[q] !== want[q]) q++;
+  // The differing run: differences no more than 64 equal bytes apart (written data has zero bytes in it too).
+  let q = p + 1;
+  for (let x = q; x < n && x - q < 64; x++) if (got[x] !== want[x]) q = x + 1;
   let diffs = 0;
   for (let x = p; x < n; x++) if (got[x] !== want[x]) diffs++;
   const pos = off + p;
@@ -69,6 +70,20 @@ export function explainMismatch(history: FsxOp[], off: number, got: Buffer, want
     if (ok) found.push(`write op ${w.i} (${w.off}+${w.len}, stable ${w.stable}; ${history.length - 1 - h} history entries ago; file then held ${ownerAt(history, h, pos)})`);
   }
   lines.push(`found there: ${found.length ? found.join('; ') : 'bytes no write op made at this offset'}`);
+  // Where the differences are (first runs, with a gap under 64 equal bytes inside a run) and what is there.
+  const runs: string[] = [];
+  for (let x = p; x < n && runs.length < 8; ) {
+    if (got[x] === want[x]) {
+      x++;
+      continue;
+    }
+    let y = x + 1;
+    for (let z = y; z < n && z - y < 64; z++) if (got[z] !== want[z]) y = z + 1;
+    runs.push(`${off + x}+${y - x}`);
+    x = y;
+  }
+  lines.push(`differing runs: ${runs.join(', ')}`);
+  lines.push(`got around the first: ${got.subarray(Math.max(0, p - 16), Math.min(n, p + 80)).toString('hex')} (from ${off + Math.max(0, p - 16)})`);
   const recent = history.slice(-12).map((o) => (o.kind === 'write' ? `${o.i}:w ${o.off}+${o.len}` : o.kind === 'truncate' ? `${o.i}:t ${o.from}->${o.off}` : `${o.i}:${o.kind}`));
   lines.push(`last ops: ${recent.join(', ')}`);
   return lines.join('\n');

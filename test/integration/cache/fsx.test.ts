@@ -35,9 +35,18 @@ for (const mode of ['write-back', 'write-through'] as const) {
       let model = Buffer.alloc(0);
       // Every write and truncate, so a mismatch can say which op wrote the bytes found (fsx-explain.ts).
       const history: FsxOp[] = [];
-      const check = (i: number, what: string, off: number, got: Buffer, want: Buffer) => {
+      const check = async (i: number, what: string, off: number, got: Buffer, want: Buffer) => {
         if (got.equals(want)) return;
-        assert.fail(`op ${i}: ${what} data (seed ${seed})\n${explainMismatch(history, off, got, want, 16 * 1024)}\ncache stats ${JSON.stringify(s.cache.stats())}`);
+        // What the server's disk holds there now (with unflushed writes it may lag the model): tells a stale
+        // cache block (disk right, read wrong) from a write misdelivered to the server (disk wrong too).
+        const disk = await fs.readFile(path.join(c.exportDir, name)).catch(() => Buffer.alloc(0));
+        const onDisk = disk.subarray(Math.min(off, disk.length), Math.min(off + want.length, disk.length));
+        const pending = s.cache.stats().dirtyBytes;
+        assert.fail(
+          `op ${i}: ${what} data (seed ${seed})\n${explainMismatch(history, off, got, want, 16 * 1024)}\n` +
+            `server disk there ${onDisk.equals(want) ? 'AGREES with the model' : `differs from the model (${pending} bytes unflushed): ${explainMismatch(history, off, onDisk, want, 16 * 1024).split('\n')[0]}`}\n` +
+            `cache stats ${JSON.stringify(s.cache.stats())}`,
+        );
       };
       const counts: Record<string, number> = {};
       const note = (op: string) => (counts[op] = (counts[op] ?? 0) + 1);
@@ -63,7 +72,7 @@ for (const mode of ['write-back', 'write-through'] as const) {
             const r = await s.client.read(ROOT, fh, off, len);
             const want = model.subarray(Math.min(off, model.length), Math.min(off + len, model.length));
             assert.equal(r.count, want.length, `op ${i}: read ${off}+${len} count (size ${model.length}, seed ${seed})`);
-            check(i, `read ${off}+${len}`, off, r.data, want);
+            await check(i, `read ${off}+${len}`, off, r.data, want);
             assert.equal(r.eof, off + len >= model.length, `op ${i}: eof`);
             note('read');
           } else if (p < 0.82) {
@@ -83,7 +92,7 @@ for (const mode of ['write-back', 'write-through'] as const) {
             // Several reads at once, as a pipelining client sends them.
             const offs = Array.from({ length: 6 }, () => ri(Math.max(1, model.length)));
             const rs = await Promise.all(offs.map((o) => s.client.read(ROOT, fh, o, 20_000)));
-            rs.forEach((r, k) => check(i, `parallel read ${offs[k]}+20000`, offs[k], r.data, model.subarray(offs[k], Math.min(offs[k] + 20_000, model.length))));
+            for (const [k, r] of rs.entries()) await check(i, `parallel read ${offs[k]}+20000`, offs[k], r.data, model.subarray(offs[k], Math.min(offs[k] + 20_000, model.length)));
             note('parallel-read');
           } else {
             const rep = await s.cache.flush();
@@ -96,7 +105,7 @@ for (const mode of ['write-back', 'write-through'] as const) {
         assert.equal(rep.failed.length, 0);
         const onServer = await fs.readFile(path.join(c.exportDir, name));
         assert.equal(onServer.length, model.length, `server size (seed ${seed})`);
-        check(OPS, 'server bytes', 0, onServer, model);
+        await check(OPS, 'server bytes', 0, onServer, model);
         const st = s.cache.stats();
         t.diagnostic(`seed ${seed}: ${JSON.stringify(counts)}; cache hits ${st.hitBytes} misses ${st.missBytes} bytes evictions ${st.evictions} invalidations ${st.invalidations} flushed ${st.flushedBytes}`);
         assert.ok(st.hitBytes > 0, 'the cache served some reads');
