@@ -6,7 +6,7 @@ import { logger } from '../../util/log.js';
 import { BlockStore } from './block-store.js';
 import type { FileState, FileTable } from './file-state.js';
 import { FetchLimiter, SequentialDetector } from './read-ahead.js';
-import { jitter } from './test-jitter.js';
+import { jitter, JITTER } from './test-jitter.js';
 import { candidateTags, versionTag, type Lineage } from './versions.js';
 
 const log = logger('cache');
@@ -292,9 +292,9 @@ export class BlockReader {
     await this.limiter.run(demand, async () => {
       while (got < len) {
         this.c.serverReads++;
-        await jitter();
+        if (JITTER) await jitter();
         const r = await this.inner.read(cred, s.fh, start + got, Math.min(MAX_READ, len - got));
-        await jitter();
+        if (JITTER) await jitter();
         // The usual case, one READ for the whole run: keep its bytes (a view of the reply, ours now) without a copy.
         if (got === 0 && r.count === len) data = r.data;
         else r.data.copy((data ??= Buffer.allocUnsafe(len)), got);
@@ -329,7 +329,7 @@ export class BlockReader {
     this.stagedGen.set(key, gen);
     const p = (async () => {
       while (this.puts.size > this.maxPuts) await Promise.race(this.puts);
-      await jitter();
+      if (JITTER) await jitter();
       await this.store.put(key, data, readTo, gen);
     })().catch((e) => log.warn({ err: e, key }, 'cache: storing a block failed (disk full?); it will be fetched again'));
     this.puts.add(p);

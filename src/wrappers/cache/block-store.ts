@@ -2,7 +2,7 @@ import path from 'node:path';
 import { logger } from '../../util/log.js';
 import { SegmentedLru, type EvictionPolicyName } from './eviction.js';
 import * as f from './fs-cb.js';
-import { jitter } from './test-jitter.js';
+import { jitter, JITTER } from './test-jitter.js';
 
 const log = logger('cache');
 
@@ -166,7 +166,7 @@ export class BlockStore {
     const e = { at: Date.now(), p: undefined as Promise<void> | undefined };
     e.p = (async () => {
       const names = await f.readdir(path.join(this.blocksDir, fk.slice(0, 2), fk)).catch(() => [] as string[]);
-      await jitter();
+      if (JITTER) await jitter();
       for (const n of names) {
         const dot = n.indexOf('.');
         const tag = n.slice(dot + 1);
