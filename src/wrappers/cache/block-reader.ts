@@ -6,6 +6,7 @@ import { logger } from '../../util/log.js';
 import { BlockStore } from './block-store.js';
 import type { FileState, FileTable } from './file-state.js';
 import { FetchLimiter, SequentialDetector } from './read-ahead.js';
+import { jitter, JITTER } from './test-jitter.js';
 import { candidateTags, versionTag, type Lineage } from './versions.js';
 
 const log = logger('cache');
@@ -122,7 +123,8 @@ export class BlockReader {
     const ok = await Promise.all(
       missing.map(async (p) => {
         const r = await fetches.get(p.idx)!;
-        if (!r.ok && !((r.ownChange || accept) && r.data.length === p.blen)) return false;
+        // (A fetch of another length is of another version whatever its name: never copy less than the part.)
+        if (r.data.length !== p.blen || (!r.ok && !(r.ownChange || accept))) return false;
         r.data.copy(buf, p.bufOff, p.blockOff, p.blockOff + p.len);
         if (r.ok) this.store.noteRead(BlockStore.key(s.fk!, p.idx, tag), p.blockOff, p.blockOff + p.len);
         segs.push({ at: p.bufOff, len: p.len, channel: true });
@@ -290,7 +292,9 @@ export class BlockReader {
     await this.limiter.run(demand, async () => {
       while (got < len) {
         this.c.serverReads++;
+        if (JITTER) await jitter();
         const r = await this.inner.read(cred, s.fh, start + got, Math.min(MAX_READ, len - got));
+        if (JITTER) await jitter();
         // The usual case, one READ for the whole run: keep its bytes (a view of the reply, ours now) without a copy.
         if (got === 0 && r.count === len) data = r.data;
         else r.data.copy((data ??= Buffer.allocUnsafe(len)), got);
@@ -325,6 +329,7 @@ export class BlockReader {
     this.stagedGen.set(key, gen);
     const p = (async () => {
       while (this.puts.size > this.maxPuts) await Promise.race(this.puts);
+      if (JITTER) await jitter();
       await this.store.put(key, data, readTo, gen);
     })().catch((e) => log.warn({ err: e, key }, 'cache: storing a block failed (disk full?); it will be fetched again'));
     this.puts.add(p);
@@ -346,7 +351,12 @@ export class BlockReader {
     const last = Math.floor((a.size - 1) / bs);
     const cur = Math.floor((end - 1) / bs);
     const to = Math.min(last, cur + n);
-    const tag = s.tag!;
+    // The blocks' lengths follow from `a`: fetch them under a's own tag only. The caller's version may be
+    // older than the file's by now (a flush of ours landed while the READ waited for its ACCESS check):
+    // blocks of the newer tag fetched with the older size would be cut short at the old end of file, and a
+    // READ joining such a fetch would return the rest of its buffer unfilled.
+    const tag = versionTag(a);
+    if (s.tag !== tag) return;
     const from = Math.max(cur + 1, s.seq.next);
     s.seq.next = Math.max(s.seq.next, to + 1);
     if (from > to) return;

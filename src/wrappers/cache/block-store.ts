@@ -2,6 +2,7 @@ import path from 'node:path';
 import { logger } from '../../util/log.js';
 import { SegmentedLru, type EvictionPolicyName } from './eviction.js';
 import * as f from './fs-cb.js';
+import { jitter, JITTER } from './test-jitter.js';
 
 const log = logger('cache');
 
@@ -165,6 +166,7 @@ export class BlockStore {
     const e = { at: Date.now(), p: undefined as Promise<void> | undefined };
     e.p = (async () => {
       const names = await f.readdir(path.join(this.blocksDir, fk.slice(0, 2), fk)).catch(() => [] as string[]);
+      if (JITTER) await jitter();
       for (const n of names) {
         const dot = n.indexOf('.');
         const tag = n.slice(dot + 1);
@@ -297,7 +299,8 @@ export class BlockStore {
         h.dead = true;
         if (h.refs === 0) void f.close(h.fd).catch(() => undefined);
       }
-      f.unlink(this.pathOf(key)).catch((e) => {
+      const j = jitter();
+      (j ? j.then(() => f.unlink(this.pathOf(key))) : f.unlink(this.pathOf(key))).catch((e) => {
         if (!f.isNoEnt(e)) log.warn({ err: e, key }, 'cache: could not delete a block');
       });
     }

@@ -3,6 +3,7 @@ import type { WccData, WriteResult } from '../../nfs3/types.js';
 import type { Credentials } from '../../rpc/types.js';
 import { logger } from '../../util/log.js';
 import { ExtentMap } from './extent-map.js';
+import { jitter, JITTER } from './test-jitter.js';
 import { JournalError, type Journal, type JournalWrite, type RecoveredFile } from './journal.js';
 
 const log = logger('cache');
@@ -384,6 +385,7 @@ export class WriteBack {
       for (let attempt = 0; ; attempt++) {
         const verf = await this.deliver(d, take);
         if (verf === null) break;
+        if (JITTER) await jitter();
         const c = await this.sink.commit(d.cred, d.fh);
         if (verf && c.verf.equals(verf)) break;
         this.stats.replays++;
@@ -393,6 +395,7 @@ export class WriteBack {
       await this.journal.mark('done', d.fileNo, last, true);
       // The round's records are still held here (released below): the cache may keep what they wrote.
       if (this.sink.flushed) {
+        if (JITTER) await jitter();
         await this.sink
           .flushed(d.fh, take.map((w) => [w.offset, w.offset + w.length]), (start, end) => this.roundBytes(d, last, start, end))
           .catch((e) => log.warn({ ...this.about(d), err: e }, 'cache: keeping flushed blocks failed; they will be fetched again'));
@@ -468,7 +471,9 @@ export class WriteBack {
         this.sink.writeStart(d.fh);
         let r: WriteResult;
         try {
+          if (JITTER) await jitter();
           r = await this.sink.write(d.cred, d.fh, run.start + off, chunk);
+          if (JITTER) await jitter();
         } catch (e) {
           this.sink.writeEnd(d.fh, run.start + off, n, (e as FsError).wcc, false);
           throw e;
