@@ -26,20 +26,28 @@ import { fuseSkip, spawnMount, type MountProc } from './mount-helper.js';
 const TIMEOUT_MS = 10_000;
 const PIECE = 256 << 10;
 
-/** The program: reads FILE in PIECE reads; after half, says "half" and waits for a line on stdin; at the end prints "<bytes> <sha256>". */
+/**
+ * The program: reads FILE in PIECE reads; after half, says "half" and waits for a line on stdin; then reads the rest
+ * and all of LATE (a file it never opened before: whatever read-ahead did with FILE, LATE's bytes must come from a
+ * server after A hung); at the end prints "<bytes> <sha256>" of FILE then LATE.
+ */
 const READER = `
 const fs = require('node:fs'); const { createHash } = require('node:crypto');
-const [file, piece] = [process.argv[1], Number(process.argv[2])];
-const fd = fs.openSync(file, 'r'); const size = fs.fstatSync(fd).size; const h = createHash('sha256'); const buf = Buffer.alloc(piece);
-let off = 0; let paused = false;
-const step = () => {
-  while (off < size) {
-    if (!paused && off >= size / 2) { paused = true; process.stdout.write('half\\n'); process.stdin.once('data', step); return; }
-    const n = fs.readSync(fd, buf, 0, piece, off); if (n <= 0) throw new Error('short read at ' + off); h.update(buf.subarray(0, n)); off += n;
+const [file, late, piece] = [process.argv[1], process.argv[2], Number(process.argv[3])];
+const h = createHash('sha256'); const buf = Buffer.alloc(piece); let total = 0;
+const readAll = (fd, from, until) => {
+  for (let off = from; off < until; ) {
+    const n = fs.readSync(fd, buf, 0, Math.min(piece, until - off), off); if (n <= 0) throw new Error('short read at ' + off); h.update(buf.subarray(0, n)); off += n; total += n;
   }
-  process.stdout.write(off + ' ' + h.digest('hex') + '\\n'); process.exit(0);
 };
-step();
+const fd = fs.openSync(file, 'r'); const size = fs.fstatSync(fd).size; const half = Math.floor(size / 2 / piece) * piece;
+readAll(fd, 0, half);
+process.stdout.write('half\\n');
+process.stdin.once('data', () => {
+  readAll(fd, half, size);
+  const fd2 = fs.openSync(late, 'r'); readAll(fd2, 0, fs.fstatSync(fd2).size);
+  process.stdout.write(total + ' ' + h.digest('hex') + '\\n'); process.exit(0);
+});
 `;
 
 describe('gvfs mount --server A,B: a program reading through FUSE goes on with B when A hangs', { skip: fuseSkip(), timeout: 300_000 }, () => {
@@ -58,6 +66,8 @@ describe('gvfs mount --server A,B: a program reading through FUSE goes on with B
     const src = path.join(work, 'src');
     await mkdir(src);
     await writeFile(path.join(src, 'big.img'), big);
+    const late = seeded(3 << 20, 'fo-late');
+    await writeFile(path.join(src, 'late.img'), late);
     const { pubFile } = await writePublisherKey(path.join(work, 'pub'));
     const storeDir = path.join(work, 'store');
     await pushImage(new FileStore(storeDir), src, 'img', await readPublisherKey(path.join(work, 'pub')));
@@ -76,7 +86,7 @@ describe('gvfs mount --server A,B: a program reading through FUSE goes on with B
     const rPort = await relay.listen();
     m = await spawnMount(`127.0.0.1:${rPort},127.0.0.1:${b.port}`, path.join(work, 'mnt'), ['--key', key, '--export', '/', '--no-meta', '--cache-dir', path.join(work, 'cache'), '--trust-publisher', pubFile, '--timeout', String(TIMEOUT_MS)]);
 
-    const reader = spawn(process.execPath, ['-e', READER, path.join(m.mnt, 'img', 'big.img'), String(PIECE)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const reader = spawn(process.execPath, ['-e', READER, path.join(m.mnt, 'img', 'big.img'), path.join(m.mnt, 'img', 'late.img'), String(PIECE)], { stdio: ['pipe', 'pipe', 'pipe'] });
     let err = '';
     reader.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     const exited = new Promise<number | null>((r) => reader.once('exit', (c) => r(c)));
@@ -91,9 +101,9 @@ describe('gvfs mount --server A,B: a program reading through FUSE goes on with B
     const took = Date.now() - t0;
     assert.equal(await exited, 0, `the program failed: ${err}`);
     const [bytes, sum] = String(last.value).split(' ');
-    assert.equal(Number(bytes), big.length);
-    assert.equal(sum, createHash('sha256').update(big).digest('hex'), 'the bytes read through the mount differ from the image');
-    assert.ok(relay.heldBytes > 0, 'the mount sent to A after it hung (the second half was not all read before)');
+    assert.equal(Number(bytes), big.length + late.length);
+    assert.equal(sum, createHash('sha256').update(big).update(late).digest('hex'), 'the bytes read through the mount differ from the image');
+    assert.ok(relay.heldBytes > 0, 'the mount sent to A after it hung (late.img was never read before)');
     assert.match(m.stderr(), /failed over/, 'the mount moved to B');
     assert.ok((await cpuTicks(b.pid)) > bBefore, 'B did work after A hung');
     // The silence bound (timeout / 2) plus a reconnect; far below the per-call deadline's failure, generous under load.
