@@ -20,13 +20,13 @@
  * the cpu-prof preload of bench/lib/cpu-prof.ts).
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
+import { packSmallFileTree, randomFile } from './lib/files.js';
 
 const run = promisify(execFile);
 const MiB = 1 << 20;
@@ -103,23 +103,9 @@ const diff = (a: Record<string, number>, b: Record<string, number>) =>
 const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'gvfs-mount-cmp-'));
 const exp = path.join(dir, 'export');
 await fs.mkdir(exp);
-{
-  const fh = await fs.open(path.join(exp, 'read.bin'), 'w');
-  for (let off = 0; off < size; off += 8 * MiB) await fh.write(randomBytes(Math.min(8 * MiB, size - off)));
-  await fh.close();
-}
-// The mount suite's small-file tree: 50 directories, 200 B – 16 KiB per file, packed once.
-const tree = path.join(dir, 'tree');
-let seed = 1;
-const rnd = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
-for (let i = 0; i < nFiles; i++) {
-  const d = path.join(tree, `dir${String(i % 50).padStart(2, '0')}`);
-  if (i < 50) await fs.mkdir(d, { recursive: true });
-  await fs.writeFile(path.join(d, `file${i}.txt`), randomBytes(200 + Math.floor(rnd() * 16 * 1024)));
-}
-const tarFile = path.join(dir, 'tree.tar');
-await run('tar', ['-C', dir, '-cf', tarFile, 'tree']);
-await fs.rm(tree, { recursive: true });
+await randomFile(path.join(exp, 'read.bin'), size);
+// The mount suite's small-file tree, packed once.
+const tarFile = await packSmallFileTree(dir, nFiles);
 
 // The bench's own key file (format of src/channel/session-key.ts), written by the first build.
 const keyFile = path.join(dir, 'session.key');

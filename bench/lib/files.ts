@@ -1,5 +1,8 @@
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
 
 const MiB = 1 << 20;
 
@@ -63,4 +66,25 @@ export async function memoryStateFile(file: string, size: number, zeroFraction =
     await fh.close();
   }
   return { zeroBlocks, blocks };
+}
+
+/**
+ * The mount benchmarks' small-file tree (a typical source tree): DIR/tree with
+ * 50 directories and `nFiles` files of 200 B – 16 KiB (sizes from a fixed
+ * seed), packed once into DIR/tree.tar; the tree itself is removed. Returns
+ * the tar's path.
+ */
+export async function packSmallFileTree(dir: string, nFiles: number): Promise<string> {
+  const tree = path.join(dir, 'tree');
+  let seed = 1;
+  const rnd = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+  for (let i = 0; i < nFiles; i++) {
+    const d = path.join(tree, `dir${String(i % 50).padStart(2, '0')}`);
+    if (i < 50) await fs.mkdir(d, { recursive: true });
+    await fs.writeFile(path.join(d, `file${i}.txt`), randomBytes(200 + Math.floor(rnd() * 16 * 1024)));
+  }
+  const tarFile = path.join(dir, 'tree.tar');
+  await promisify(execFile)('tar', ['-C', dir, '-cf', tarFile, 'tree']);
+  await fs.rm(tree, { recursive: true });
+  return tarFile;
 }

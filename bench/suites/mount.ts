@@ -1,5 +1,4 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -10,7 +9,7 @@ import { promisify } from 'node:util';
 import { newSessionKey, writeKeyFile } from '../../src/channel/session-key.js';
 import { spawnGvfs, type GvfsProcess } from '../../test/helpers/gvfs-proc.js';
 import { startSshd, type Sshd } from '../../test/helpers/sshd.js';
-import { randomFile } from '../lib/files.js';
+import { packSmallFileTree, randomFile } from '../lib/files.js';
 import type { BenchContext, SuiteResult } from '../lib/report.js';
 import { peakRssMiB } from '../lib/stats.js';
 
@@ -75,17 +74,7 @@ export async function mountSuite(ctx: BenchContext): Promise<SuiteResult> {
   await fs.mkdir(exp);
   await randomFile(path.join(exp, 'read.bin'), size);
 
-  // The small-file tree: 50 directories, sizes 200 B – 16 KiB (typical source tree), packed once.
-  const tree = path.join(dir, 'tree');
-  let seed = 1;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
-  for (let i = 0; i < nFiles; i++) {
-    const d = path.join(tree, `dir${String(i % 50).padStart(2, '0')}`);
-    if (i < 50) await fs.mkdir(d, { recursive: true });
-    await fs.writeFile(path.join(d, `file${i}.txt`), randomBytes(200 + Math.floor(rnd() * 16 * 1024)));
-  }
-  const tarFile = path.join(dir, 'tree.tar');
-  await run('tar', ['-C', dir, '-cf', tarFile, 'tree']);
+  const tarFile = await packSmallFileTree(dir, nFiles);
   const tarBytes = (await fs.stat(tarFile)).size;
 
   const keyFile = path.join(dir, 'session.key');
