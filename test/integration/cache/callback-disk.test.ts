@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { DEFAULT_ATTR_CACHE_MS } from '../../../src/backends/local-export/local-export.js';
 import { StableHow } from '../../../src/nfs3/constants.js';
 import { isRoot, requirePrereq } from '../../helpers/prereq.js';
-import { ROOT, startCacheChain, type CacheChain, type Session } from './helpers.js';
+import { readName, readsWithin, ROOT, startCacheChain, type CacheChain, type Session } from './helpers.js';
 
 const run = promisify(execFile);
 
@@ -25,22 +25,9 @@ const run = promisify(execFile);
 const BOUND = 10_000; // a recall's trip on a loaded machine: generous
 const cache = { consistency: 'callback' as const, writeBack: false, attrTimeoutMs: 3_600_000, dirTimeoutMs: 3_600_000 };
 
-async function get(s: Session, name: string): Promise<string> {
-  const fh = (await s.client.lookup(ROOT, s.root, name)).fh;
-  const at = await s.client.getattr(ROOT, fh);
-  return (await s.client.read(ROOT, fh, 0, at.size + 16)).data.toString();
-}
-
+const get = readName;
 /** Wait until `s` reads `want` from `name`; fails once `bound` ms have passed since the change. */
-async function sees(s: Session, name: string, want: string, bound = BOUND): Promise<number> {
-  const t0 = Date.now();
-  let seen = '';
-  while ((seen = await get(s, name).catch((e: Error) => `<${e.message}>`)) !== want) {
-    assert.ok(Date.now() - t0 <= bound, `B still reads ${JSON.stringify(seen)} ${Date.now() - t0} ms after the change on disk`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return Date.now() - t0;
-}
+const sees = (s: Session, name: string, want: string, bound = BOUND): Promise<number> => readsWithin(s, name, want, bound);
 
 const asked = (c: CacheChain) => ['GETATTR', 'LOOKUP', 'READ', 'ACCESS'].reduce((n, p) => n + (c.proxyServer.server.stats.callsByProc.get(`nfs3.${p}`) ?? 0), 0);
 

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { StableHow } from '../../../src/nfs3/constants.js';
 import { isRoot, requirePrereq } from '../../helpers/prereq.js';
-import { ROOT, startCacheChain, type CacheChain, type Session } from './helpers.js';
+import { readName, readsWithin, ROOT, startCacheChain, type CacheChain, type Session } from './helpers.js';
 
 const run = promisify(execFile);
 
@@ -29,21 +29,9 @@ describe('consistency: poll sees changes made on the server disk by other progra
   let b: Session;
   const onDisk = (script: string) => run('sh', ['-c', script], { cwd: c.exportDir });
 
-  async function get(s: Session, name: string): Promise<string> {
-    const fh = (await s.client.lookup(ROOT, s.root, name)).fh;
-    const at = await s.client.getattr(ROOT, fh);
-    return (await s.client.read(ROOT, fh, 0, at.size + 16)).data.toString();
-  }
+  const get = readName;
   /** Wait until `s` reads `want` from `name`; fails the moment it has taken longer than a period + slack. */
-  async function seesWithinPeriod(s: Session, name: string, want: string, bound = P + SLACK): Promise<number> {
-    const t0 = Date.now();
-    let seen = '';
-    while ((seen = await get(s, name).catch((e: Error) => `<${e.message}>`)) !== want) {
-      assert.ok(Date.now() - t0 <= bound, `B still reads ${JSON.stringify(seen)} ${Date.now() - t0} ms after the change on disk`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    return Date.now() - t0;
-  }
+  const seesWithinPeriod = (s: Session, name: string, want: string, bound = P + SLACK): Promise<number> => readsWithin(s, name, want, bound);
   async function inSync(s: Session): Promise<void> {
     for (const t0 = Date.now(); !s.cache.stats().pollInSync; ) {
       if (Date.now() - t0 > 30_000) throw new Error('the poller never got in sync');

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { LocalExport } from '../../../src/backends/local-export/local-export.js';
@@ -166,6 +167,24 @@ export async function readAll(client: RemoteNfs, fh: Buffer, size: number, chunk
   };
   await Promise.all(Array.from({ length: depth }, worker));
   return out;
+}
+
+/** What `s` reads from `name` in its root now: looked up, its size asked, read whole. */
+export async function readName(s: Session, name: string): Promise<string> {
+  const fh = (await s.client.lookup(ROOT, s.root, name)).fh;
+  const at = await s.client.getattr(ROOT, fh);
+  return (await s.client.read(ROOT, fh, 0, at.size + 16)).data.toString();
+}
+
+/** Waits until `s` reads `want` from `name`; fails once `bound` ms have passed since the change. Returns the ms it took. */
+export async function readsWithin(s: Session, name: string, want: string, bound: number): Promise<number> {
+  const t0 = Date.now();
+  let seen = '';
+  while ((seen = await readName(s, name).catch((e: Error) => `<${e.message}>`)) !== want) {
+    assert.ok(Date.now() - t0 <= bound, `B still reads ${JSON.stringify(seen)} ${Date.now() - t0} ms after the change on disk`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return Date.now() - t0;
 }
 
 export { rng } from '../../helpers/seed.js';
