@@ -8,6 +8,8 @@ import { registerDaemon } from '../util/runtime-state.js';
 import { readKeyFile } from '../channel/session-key.js';
 import { checkLink, proxyLink } from '../proxy/proxy-client.js';
 import { ProxyUpstream, StoreUpstream, type ChunkUpstream } from '../sitecache/upstream.js';
+import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
+import { dirReadable } from '../metrics/health.js';
 
 /**
  * --upstream: an object store, or gvfs://HOST:PORT[,HOST:PORT...] (store-backed proxy servers, failing over in order)
@@ -36,7 +38,7 @@ async function openUpstream(o: Record<string, any>): Promise<ChunkUpstream> {
 }
 
 export function cacheServerCommand(): Command {
-  return new Command('cache-server')
+  const c = new Command('cache-server')
     .description("Run a site cache tier: serves a store's chunks by SHA-256 to a site's compute hosts (gvfs proxy-server --site-cache), fetching each missing chunk once from upstream")
     .option('--listen <host:port>', 'address to listen on (port 0 picks a free port)', '127.0.0.1:0')
     .requiredOption('--upstream <url>', 'where misses are fetched: the object store the site may read (s3://BUCKET[/PREFIX] or file:///DIR), or store-backed proxy servers gvfs://HOST:PORT[,HOST:PORT...] (in failover order) asked with the rights of one session (--upstream-key)')
@@ -55,10 +57,11 @@ export function cacheServerCommand(): Command {
     .option('--max-upstream <n>', 'upstream fetches at once', parseIntArg, 16)
     .option('--max-queued <n>', 'misses waiting for an upstream fetch; beyond, requests get 503 and hosts go to the store', parseIntArg, 1024)
     .option('--timeout <ms>', 'upstream fetch deadline', parseIntArg, 60_000)
-    .option('--json', 'print the listening address as JSON')
-    .action(async (o) => {
+    .option('--json', 'print the listening address as JSON');
+  return addMetricsOptions(c).action(async (o) => {
       const stop = daemonSignals('cache-server');
       if (!o.key && !o.insecure) throw new Error('give --key FILE (the site key hosts must prove) or --insecure');
+      const metricsAt = await metricsAddress(o);
       if (!!o.tlsCert !== !!o.tlsKey) throw new Error('--tls-cert and --tls-key go together');
       const listen = parseHostPort(o.listen);
       const s = await CacheServer.open({
@@ -75,10 +78,19 @@ export function cacheServerCommand(): Command {
       });
       const addr = await s.listen(listen.port, listen.host);
       const channel = o.tlsCert ? 'tls' : 'tcp';
-      await registerDaemon({ role: 'cache-server', listen: `${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`, info: { upstream: o.upstream, channel, insecure: !!o.insecure } });
+      // Loaded only with --metrics (it brings prom-client).
+      const observeTier = metricsAt ? (await import('../metrics/tier.js')).observeTier : undefined;
+      const metrics = await startMetrics(metricsAt, 'cache-server', (r, h) => {
+        observeTier?.(r, s);
+        h.add(`cache dir ${o.cacheDir}`, dirReadable(o.cacheDir));
+      });
+      await registerDaemon({ role: 'cache-server', listen: `${addr.address.includes(':') ? `[${addr.address}]` : addr.address}:${addr.port}`, info: { upstream: o.upstream, channel, insecure: !!o.insecure, metrics: metrics?.address } });
       stop.ready();
-      if (o.json) console.log(JSON.stringify({ listening: addr, channel, upstream: o.upstream, insecure: !!o.insecure }));
+      if (o.json) console.log(JSON.stringify({ listening: addr, channel, upstream: o.upstream, insecure: !!o.insecure, metrics: metrics?.address }));
       else console.log(`gvfs cache-server: ${o.upstream} on ${addr.address}:${addr.port} (${channel}; ${o.insecure ? 'INSECURE, no site key' : 'site key'})`);
-      await drainOnSignal('cache-server', () => s.close(), undefined, stop.stopped);
+      await drainOnSignal('cache-server', async () => {
+        await metrics?.close();
+        await s.close();
+      }, undefined, stop.stopped);
     });
 }

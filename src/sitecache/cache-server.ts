@@ -132,6 +132,11 @@ export class CacheServer {
     return this.server.address() as AddressInfo;
   }
 
+  /** Upstream fetches running now, and misses waiting for a fetch slot. */
+  get upstreamLoad(): { running: number; queued: number } {
+    return { running: this.running, queued: this.queue.length };
+  }
+
   stats(): CacheServerStats {
     return { ...this.counters, diskBytes: this.disk.usedBytes, diskChunks: this.disk.count, hosts: Object.fromEntries([...this.hosts].map(([k, v]) => [k, { ...v }])) };
   }
@@ -227,7 +232,9 @@ export class CacheServer {
         stored = await p;
       } catch (e) {
         h.refused++;
-        return reply(res, 502, (e as Error).message);
+        // 502: upstream sent a bad copy of this chunk (the host asks its own server for it and keeps using the tier);
+        // 504: upstream failed or was unreachable (the host skips the tier for a while: the next chunk would fail the same way).
+        return reply(res, e instanceof ChunkError ? 502 : 504, (e as Error).message);
       }
       if (!stored) {
         h.notFound++;

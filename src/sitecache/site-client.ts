@@ -42,7 +42,8 @@ const MAX_WHERE = 3072;
 export class SiteCacheClient {
   private readonly down = new Map<number, number>();
   private readonly agent: http.Agent;
-  readonly stats = { asked: 0, answered: 0, failed: 0, busy: 0, bytes: 0 };
+  /** failed: the tier was then skipped for downMs; badUpstream: the tier refused upstream's copy of one chunk (502), and stayed in use. */
+  readonly stats = { asked: 0, answered: 0, failed: 0, busy: 0, badUpstream: 0, bytes: 0 };
 
   constructor(private readonly o: SiteClientOptions) {
     if (!o.tiers.length) throw new Error('site cache: no tier given');
@@ -66,6 +67,12 @@ export class SiteCacheClient {
         if (e instanceof TierBusyError) {
           // Its queue is full now: this chunk goes elsewhere, the tier stays in use for the next.
           this.stats.busy++;
+          continue;
+        }
+        if (e instanceof TierBadUpstreamError) {
+          // One bad copy upstream says nothing about the tier or the other chunks: only this one goes elsewhere.
+          this.stats.badUpstream++;
+          log.warn({ tier: `${this.o.tiers[i].host}:${this.o.tiers[i].port}`, hash }, 'site cache tier refused its upstream copy of a chunk: asking elsewhere');
           continue;
         }
         this.stats.failed++;
@@ -106,6 +113,10 @@ export class SiteCacheClient {
           res.resume();
           return reject(new TierBusyError());
         }
+        if (res.statusCode === 502) {
+          res.resume();
+          return reject(new TierBadUpstreamError());
+        }
         if (res.statusCode !== 200) {
           res.resume();
           return reject(new Error(`tier answered ${res.statusCode}`));
@@ -135,6 +146,13 @@ class TierBusyError extends Error {
   override name = 'TierBusyError';
   constructor() {
     super('tier busy (503)');
+  }
+}
+
+class TierBadUpstreamError extends Error {
+  override name = 'TierBadUpstreamError';
+  constructor() {
+    super('tier refused its upstream copy of the chunk (502)');
   }
 }
 

@@ -42,7 +42,7 @@ describe('gvfs proxy-client --trust-publisher --site-cache', { timeout: 300_000 
 
     const siteKey = path.join(work, 'site.key');
     await writeFile(siteKey, randomBytes(32), { mode: 0o600 });
-    const tier = await spawnGvfs(['cache-server', '--listen', '127.0.0.1:0', '--upstream', `file://${storeDir}`, '--cache-dir', path.join(work, 'tier'), '--key', siteKey]);
+    const tier = await spawnGvfs(['cache-server', '--listen', '127.0.0.1:0', '--upstream', `file://${storeDir}`, '--cache-dir', path.join(work, 'tier'), '--key', siteKey, '--metrics', '127.0.0.1:0']);
     procs.push(tier);
     const { file: sessionKey } = await keyFile(work, 'session.key');
     const server = await spawnGvfs(['proxy-server', '--listen', '127.0.0.1:0', '--store', `file://${storeDir}`, '--trust-publisher', pubFile, '--key', sessionKey, '--state-dir', path.join(work, 'ps')]);
@@ -81,6 +81,17 @@ describe('gvfs proxy-client --trust-publisher --site-cache', { timeout: 300_000 
     const st = JSON.parse((await get(tier.port, '/v1/stats', { authorization: `GVFS-HMAC ${siteToken(await readFile(siteKey), 'stats')}` })).toString());
     assert.equal(st.upstreamFetches, chunks, 'each chunk fetched from the store once');
     assert.equal(st.hits + st.misses + st.coalesced, 2 * chunks, 'each host asked the tier for each chunk once');
+    // The tier's metrics endpoint says the same as its stats (both hosts come from 127.0.0.1: one host row).
+    const tierText = (await get(tier.info.metrics.port, '/metrics', {})).toString();
+    const tierRow = (name: string, labels = '') => Number(new RegExp(`^${name}${labels ? `\\{${labels}\\}` : ''} (\\d+)`, 'm').exec(tierText)?.[1]);
+    assert.equal(tierRow('gvfs_tier_upstream_fetches_total'), chunks, tierText);
+    assert.equal(tierRow('gvfs_tier_upstream_bytes_total'), st.bytesFromUpstream);
+    assert.equal(tierRow('gvfs_tier_chunk_requests_total', 'result="hit"') + tierRow('gvfs_tier_chunk_requests_total', 'result="miss"') + tierRow('gvfs_tier_chunk_requests_total', 'result="coalesced"'), 2 * chunks, tierText);
+    assert.equal(tierRow('gvfs_tier_host_requests_total', 'host="127.0.0.1"'), 2 * chunks, tierText);
+    assert.equal(tierRow('gvfs_tier_host_upstream_bytes_total', 'host="127.0.0.1"'), st.bytesFromUpstream);
+    assert.equal(tierRow('gvfs_tier_disk_chunks'), chunks);
+    assert.equal(tierRow('gvfs_tier_refused_total', 'reason="unauthorized"'), 0);
+    assert.match((await get(tier.info.metrics.port, '/readyz', {})).toString(), /"ready":true/);
     // Each host's metrics say where its chunks came from: all from the tier (none refused, none from the proxy server).
     let fromTier = 0;
     for (const c of hosts) {

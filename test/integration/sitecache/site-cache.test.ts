@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { once } from 'node:events';
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { tempDir, ROOT } from '../../helpers/local-server.js';
 import { spawnGvfs, type GvfsProcess } from '../../helpers/gvfs-proc.js';
@@ -156,6 +156,33 @@ describe('site cache tier', { timeout: 240_000 }, () => {
     assert.equal(viaHttp.status, 200);
     assert.equal(JSON.parse(viaHttp.body.toString()).bytesFromUpstream, f.storedChunkBytes);
     assert.equal((await get(port, '/v1/stats')).status, 403);
+  });
+
+  test("a bad copy of one chunk upstream: the tier answers 502 for it, the host reads that chunk from its store and keeps using the tier", async () => {
+    const f = await fixture();
+    // The tier's upstream is a copy of the store with one chunk damaged; the host's own store is intact.
+    const tierStore = path.join(f.work, 'tier-store');
+    await cp(f.storeDir, tierStore, { recursive: true });
+    const names = (await readdir(path.join(tierStore, 'chunks'))).sort();
+    const bad = path.join(tierStore, 'chunks', names[0]);
+    const b = await readFile(bad);
+    b[b.length - 1] ^= 0x01;
+    await writeFile(bad, b);
+    const key = randomBytes(32);
+    const tier = await CacheServer.open({ upstream: new FileStore(tierStore), cacheDir: path.join(f.work, 'tier'), maxBytes: 1 << 30, key });
+    cleanup.push(() => tier.close());
+    const { port } = await tier.listen(0, '127.0.0.1');
+    const site = new SiteCacheClient({ tiers: [{ host: '127.0.0.1', port }], key });
+    const direct = new CountingStore(new FileStore(f.storeDir));
+    const host = await StoreBackend.open({ store: direct, trusted: f.trusted, site });
+    cleanup.push(() => host.close());
+    const r = await readAll(host);
+    for (const [n, want] of Object.entries(FILES)) assert.ok(r[n].equals(want), `${n} differs`);
+    assert.equal(tier.stats().upstreamRefused, 1, JSON.stringify(tier.stats()));
+    assert.equal(site.stats.badUpstream, 1, JSON.stringify(site.stats));
+    assert.equal(site.stats.failed, 0, 'the tier was not taken for down');
+    assert.equal(direct.chunkGets, 1, 'only the damaged chunk came from the store');
+    assert.equal(host.chunks.stats.siteHits, f.chunkCount - 1, 'every other chunk came from the tier');
   });
 
   test('a tampered chunk from the tier is refused and refetched from the store', async () => {
