@@ -379,16 +379,13 @@ export class LocalExport implements Backend {
         const x = sts[i];
         if (typeof x === 'number') continue;
         const st = new StatxStats(x);
+        // Every entry passed is learned, not only the one sought: resolve() trusts a cached stat together
+        // with the table's path, so a stat cached here under a stale table entry would send the next
+        // handle of a moved file to the file that now has its old name (STALE on open, never found).
         this.ac.put(st);
-        if (st.ino === id.ino) {
-          if (st.birthtimeNs !== id.gen) return undefined;
-          this.learn(st, dir.ino, name);
-          return p;
-        }
-        if (st.isDirectory()) {
-          this.learn(st, dir.ino, name);
-          queue.push({ rel: p, ino: st.ino, gen: st.birthtimeNs });
-        }
+        this.learn(st, dir.ino, name);
+        if (st.ino === id.ino) return st.birthtimeNs === id.gen ? p : undefined;
+        if (st.isDirectory()) queue.push({ rel: p, ino: st.ino, gen: st.birthtimeNs });
       }
     }
     log.debug({ ino: id.ino.toString(), seen }, 'handle not found in export');
