@@ -105,6 +105,8 @@ export class MetaBackend extends PassthroughBackend {
    * to a caller it lets through.
    */
   private readonly gate: AccessGate;
+  /** Invalidations from the cache so far: attributes of a reply that crossed one are not kept. */
+  private invalSeen = 0;
 
   constructor(
     inner: Backend,
@@ -115,6 +117,7 @@ export class MetaBackend extends PassthroughBackend {
     this.gate = o.cache?.gate ?? new AccessGate((cred, fh, mask) => this.inner.access(cred, fh, mask), () => this.o.validateMs ?? 1000);
     // A file the cache drops (changed elsewhere) is checked again here too before its meta-data is used.
     o.cache?.invalidations.onInvalidate((w) => {
+      this.invalSeen++;
       if (w === 'all') for (const f of this.files.values()) f.checkedAt = 0;
       else {
         const f = this.files.get(w.toString('hex'));
@@ -163,13 +166,7 @@ export class MetaBackend extends PassthroughBackend {
     const f = this.entry(fh);
     const now = Date.now();
     if (f.written || (f.meta === null && now < f.retryAt)) return undefined;
-    if (!f.attr || now - f.checkedAt >= (this.o.validateMs ?? 1000)) {
-      const a = await this.inner.getattr(cred, fh);
-      f.checkedAt = Date.now();
-      if (f.attr && f.meta && !sameVersion(f.meta, a)) this.retire(f, 'the file changed on the server');
-      f.attr = a;
-    }
-    const a = f.attr;
+    const a = !f.attr || now - f.checkedAt >= (this.o.validateMs ?? 1000) ? this.checked(f, await this.inner.getattr(cred, fh), Date.now()) : f.attr;
     // Small files gain nothing from meta-data, and asking would cost each one a round trip.
     if (a.type !== FType.REG || a.size < (this.o.minSize ?? DEFAULT_MIN_SIZE)) return undefined;
     // Nothing of the file (its meta-data, zero blocks, chunks) for a caller the server does not let read it.
@@ -179,6 +176,13 @@ export class MetaBackend extends PassthroughBackend {
       await f.loading;
     }
     return f.meta ? { f, meta: f.meta, attr: a } : undefined;
+  }
+
+  /** The file's attributes as of `at`: its meta-data is retired if they show another version. */
+  private checked(f: FileEntry, a: Fattr3, at: number): Fattr3 {
+    f.checkedAt = at;
+    if (f.attr && f.meta && !sameVersion(f.meta, a)) this.retire(f, 'the file changed on the server');
+    return (f.attr = a);
   }
 
   private async load(cred: Credentials, f: FileEntry, a: Fattr3): Promise<void> {
@@ -330,8 +334,14 @@ export class MetaBackend extends PassthroughBackend {
 
   override async access(cred: Credentials, fh: Buffer, mask: number): Promise<{ access: number; attr?: Fattr3 }> {
     const at = Date.now();
+    const inval = this.invalSeen;
     const r = await this.inner.access(cred, fh, mask);
     if (!this.o.cache) this.gate.note(cred, fh, mask, r.access, at); // the cache below notes it in the shared gate
+    // The open's ACCESS brings the attributes the first read would otherwise ask a GETATTR for (counted from when it was sent).
+    if (r.attr && inval === this.invalSeen) {
+      const f = this.entry(fh);
+      if (!f.written && at > f.checkedAt) this.checked(f, r.attr, at);
+    }
     return r;
   }
 
