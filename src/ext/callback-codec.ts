@@ -1,6 +1,8 @@
 import type { XdrReader, XdrWriter } from '../xdr/index.js';
 import { type ProgramVersion, VOID } from '../rpc/program.js';
 import { GVFS_PROGRAM } from './codec.js';
+import { postOpAttr } from '../nfs3/codec.js';
+import type { Fattr3 } from '../nfs3/types.js';
 
 /**
  * The server → client half of the GVFS extension program (the callback
@@ -59,7 +61,7 @@ export function callbackProgram(h: CallbackHandlers): ProgramVersion {
 /**
  * The client → server half: DELEGATE and RENEW, in the GVFS program v1.
  *
- *   DELEGATE(fh, mode, clientId) → (status, nfsstat, leaseMs, instance)
+ *   DELEGATE(fh, mode, clientId) → (status, nfsstat, leaseMs, instance, post_op_attr)
  *   RENEW(clientId, reclaimDone)  → (status, nfsstat, leaseMs, instance, grace)
  *
  * mode RETURN gives a delegation back (after flushing); READ / WRITE ask
@@ -77,6 +79,11 @@ export function callbackProgram(h: CallbackHandlers): ProgramVersion {
  * every delegation it holds at once. RENEW extends every lease the client
  * holds (one call per period, whatever their number); `reclaimDone` says it
  * has reclaimed and flushed everything it owed a previous instance.
+ *
+ * A granted DELEGATE carries the file's attributes as the caller would get
+ * them from GETATTR, taken after the grant: a holder trusts them as it would
+ * a GETATTR it sent after the grant (a change after them recalls), and saves
+ * that round trip.
  */
 export const DELEGATE = 8;
 export const RENEW = 9;
@@ -103,7 +110,8 @@ export interface DelegateArgs {
   mode: DelegateMode;
   clientId: Buffer;
 }
-export interface DelegateRes {
+/** What DELEGATE and RENEW replies share. */
+export interface LeaseRes {
   status: DelegateStatus;
   nfsstat: number;
   /** The holder must renew within this; it trusts its delegations a margin less (client-lease.ts). */
@@ -111,11 +119,15 @@ export interface DelegateRes {
   /** This run of the proxy server. */
   instance: Buffer;
 }
+export interface DelegateRes extends LeaseRes {
+  /** A grant: the file's attributes as GETATTR gives the caller, taken after the grant (absent if that failed, or no grant). */
+  attr?: Fattr3;
+}
 export interface RenewArgs {
   clientId: Buffer;
   reclaimDone: boolean;
 }
-export interface RenewRes extends DelegateRes {
+export interface RenewRes extends LeaseRes {
   /** The server is in its grace period (after a restart): only reclaims are granted. */
   grace: boolean;
 }
@@ -124,9 +136,20 @@ export const delegateArgs = {
   enc: (w: XdrWriter, v: DelegateArgs) => void w.opaque(v.fh).u32(v.mode).opaque(v.clientId),
   dec: (r: XdrReader): DelegateArgs => ({ fh: Buffer.from(r.opaque(64)), mode: r.u32() as DelegateMode, clientId: Buffer.from(r.opaque(CLIENT_ID_MAX)) }),
 };
+const leaseRes = {
+  enc: (w: XdrWriter, v: LeaseRes) => void w.u32(v.status).u32(v.nfsstat).u32(v.leaseMs).fixedOpaque(v.instance),
+  dec: (r: XdrReader): LeaseRes => ({ status: r.u32() as DelegateStatus, nfsstat: r.u32(), leaseMs: r.u32(), instance: Buffer.from(r.fixedOpaque(INSTANCE_LEN)) }),
+};
 export const delegateRes = {
-  enc: (w: XdrWriter, v: DelegateRes) => void w.u32(v.status).u32(v.nfsstat).u32(v.leaseMs).fixedOpaque(v.instance),
-  dec: (r: XdrReader): DelegateRes => ({ status: r.u32() as DelegateStatus, nfsstat: r.u32(), leaseMs: r.u32(), instance: Buffer.from(r.fixedOpaque(INSTANCE_LEN)) }),
+  enc: (w: XdrWriter, v: DelegateRes) => {
+    leaseRes.enc(w, v);
+    postOpAttr.enc(w, v.attr);
+  },
+  dec: (r: XdrReader): DelegateRes => {
+    const v: DelegateRes = leaseRes.dec(r);
+    const attr = postOpAttr.dec(r);
+    return attr ? { ...v, attr } : v;
+  },
 };
 export const renewArgs = {
   enc: (w: XdrWriter, v: RenewArgs) => void w.opaque(v.clientId).bool(v.reclaimDone),
@@ -134,8 +157,8 @@ export const renewArgs = {
 };
 export const renewRes = {
   enc: (w: XdrWriter, v: RenewRes) => {
-    delegateRes.enc(w, v);
+    leaseRes.enc(w, v);
     w.bool(v.grace);
   },
-  dec: (r: XdrReader): RenewRes => ({ ...delegateRes.dec(r), grace: r.bool() }),
+  dec: (r: XdrReader): RenewRes => ({ ...leaseRes.dec(r), grace: r.bool() }),
 };

@@ -1,5 +1,6 @@
 import { isFsError } from '../backend/errors.js';
-import { DelegateMode, DelegateStatus, type DelegateArgs, type DelegateRes, type RenewArgs, type RenewRes } from '../ext/callback-codec.js';
+import { DelegateMode, DelegateStatus, type DelegateArgs, type DelegateRes, type LeaseRes, type RenewArgs, type RenewRes } from '../ext/callback-codec.js';
+import type { Fattr3 } from '../nfs3/types.js';
 import { STATUS_OF } from '../nfs3/status.js';
 import type { Credentials } from '../rpc/types.js';
 import { delegationKey } from '../wrappers/delegation/delegation-backend.js';
@@ -17,9 +18,11 @@ export class DelegationServer {
     private readonly leaseMs: number,
     /** Whether the export's files may be delegated now: every change to it is seen (through us, or by its disk watcher). */
     private readonly delegable: (ex: number) => boolean = () => true,
+    /** GETATTR as the caller, through the same stack as its NFS calls (identity mapping included): sent back with a grant. */
+    private readonly attrs?: (cred: Credentials, fh: Buffer) => Promise<Fattr3>,
   ) {}
 
-  private res(status: DelegateStatus, nfsstat = 0): DelegateRes {
+  private res(status: DelegateStatus, nfsstat = 0): LeaseRes {
     return { status, nfsstat, leaseMs: this.leaseMs, instance: this.table.instance };
   }
 
@@ -39,6 +42,9 @@ export class DelegationServer {
         const mode = MODES[a.mode];
         if (!mode) return this.res(DelegateStatus.NFSERR, STATUS_OF.INVAL);
         await this.table.grant(cred.session, file, a.fh, mode, client);
+        // After the grant: a change from here on recalls it, so the holder may trust these as its own GETATTR's.
+        const attr = await this.attrs?.(cred, a.fh).catch(() => undefined);
+        if (attr) return { ...this.res(DelegateStatus.OK), attr };
       }
       return this.res(DelegateStatus.OK);
     } catch (e) {

@@ -315,7 +315,10 @@ export class CacheBackend extends PassthroughBackend {
       return s.attr!;
     }
     this.c.attrMisses++;
-    if (this.opts.consistency === 'callback' && !this.held!.holds(s.key)) await this.takeDelegation(cred, s, 'read');
+    if (this.opts.consistency === 'callback' && !this.held!.holds(s.key)) {
+      await this.takeDelegation(cred, s, 'read');
+      if (this.fresh(s)) return s.attr!; // the grant brought them
+    }
     if (!s.getattr) {
       const ep = s.epoch;
       const g = this.files.gen;
@@ -847,10 +850,15 @@ export class CacheBackend extends PassthroughBackend {
    */
   private async takeDelegation(cred: Credentials, s: FileState, mode: 'read' | 'write'): Promise<boolean> {
     const wasHeld = this.held!.has(s.key);
+    const [ep, g] = [s.epoch, this.files.gen];
     const got = await this.held!.take(cred, s.fh, mode === 'write' && this.wb?.dirty(s.key) ? 'reclaim' : mode);
+    // One of our writes or an invalidation crossed the DELEGATE: its attributes may predate it.
+    const crossed = s.epoch !== ep;
     // Trust lapsed (or never was): what was cached under the old delegation is asked again.
     if (wasHeld) this.files.invalidate(s);
-    return got;
+    // The grant's attributes were taken after it: trusted as a GETATTR sent after the grant would be (the GETATTR it saves).
+    if (got.attr && !crossed && this.held!.holds(s.key)) this.files.note(s, got.attr, s.epoch, g);
+    return got.granted;
   }
 
   /** callback: the proxy server recalls `fh` (another session's call conflicts): flush its journal, drop it, answer. */

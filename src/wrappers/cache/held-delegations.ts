@@ -4,6 +4,7 @@ import { FsError } from '../../backend/errors.js';
 import { Nfs3Status } from '../../nfs3/constants.js';
 import { codeOfStatus } from '../../nfs3/status.js';
 import type { Credentials } from '../../rpc/types.js';
+import type { Fattr3 } from '../../nfs3/types.js';
 import { CLIENT_ID_MAX, DELEGATE, DelegateMode, DelegateStatus, delegateArgs, delegateRes, RENEW, renewArgs, renewRes, type DelegateRes } from '../../ext/callback-codec.js';
 import type { ExtLink } from '../../ext/meta-client.js';
 import { logger } from '../../util/log.js';
@@ -50,6 +51,13 @@ export interface HeldHooks {
  * - A recall that crosses a DELEGATE on the wire wins: the grant is not
  *   taken as held (recallSeq).
  */
+/** A DELEGATE's outcome: granted (and held now), with the file's attributes when the server sent them after the grant. */
+export interface Taken {
+  granted: boolean;
+  attr?: Fattr3;
+}
+const NOT_TAKEN: Taken = { granted: false };
+
 export class HeldDelegations {
   /** `since`: the grant's place in `seq` (what a call sent after the grant's reply may be trusted under). */
   private readonly held = new Map<string, { fh: Buffer; mode: 'read' | 'write'; since: number }>();
@@ -145,10 +153,10 @@ export class HeldDelegations {
    * server's grace period ordinary requests get JUKEBOX: retried for up to
    * a lease.
    */
-  async take(cred: Credentials, fh: Buffer, mode: 'read' | 'write' | 'reclaim'): Promise<boolean> {
+  async take(cred: Credentials, fh: Buffer, mode: 'read' | 'write' | 'reclaim'): Promise<Taken> {
     const key = fh.toString('hex');
     // The server grants none on this file's export (it cannot see every change there): not asked again for a while.
-    if (this.notDelegable(key)) return false;
+    if (this.notDelegable(key)) return NOT_TAKEN;
     const m = mode === 'read' ? DelegateMode.READ : mode === 'write' ? DelegateMode.WRITE : DelegateMode.RECLAIM;
     if (mode === 'reclaim') this.c.reclaims++;
     const until = Date.now() + this.leaseMs + 2000;
@@ -161,18 +169,18 @@ export class HeldDelegations {
       });
       if (r.status === DelegateStatus.OK) {
         this.noteReply(r, sent);
-        // A recall crossed the grant: it was answered "not held", so it is not.
-        if ((this.recallSeq.get(key) ?? 0) !== seq) return false;
+        // A recall crossed the grant: it was answered "not held", so it is not (nor are the attributes that came with it).
+        if ((this.recallSeq.get(key) ?? 0) !== seq) return NOT_TAKEN;
         this.held.set(key, { fh: Buffer.from(fh), mode: mode === 'read' ? 'read' : 'write', since: ++this.seq });
         this.c.taken++;
-        return true;
+        return { granted: true, attr: r.attr };
       }
       if (r.status === DelegateStatus.NFSERR && r.nfsstat === Nfs3Status.NOTSUPP) {
         this.c.notDelegable++;
         if (this.refused.size >= 20_000) this.refused.clear();
         this.refused.set(key, Date.now() + NOT_DELEGABLE_RETRY_MS);
         if (this.c.notDelegable === 1) log.warn('cache: the proxy server grants no delegations on this export (it cannot see every change made there); its files are asked every call and written through');
-        return false;
+        return NOT_TAKEN;
       }
       if (r.nfsstat === Nfs3Status.JUKEBOX && Date.now() < until) {
         await new Promise((res) => setTimeout(res, 250));
