@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { StableHow } from '../../../src/nfs3/constants.js';
-import { FreezeRelay } from '../../helpers/freeze-relay.js';
+import { Relay } from '../../helpers/relay.js';
 import { ROOT, startCacheChain, type CacheChain, type Session } from './helpers.js';
 
 /**
@@ -84,7 +84,7 @@ describe('callback: RENEW, RETURN and the client-side lease', { timeout: 240_000
   });
 
   it('a holder cut off stops trusting before the server lease ends: no stale answer, and its late flush is refused', async () => {
-    const relay = new FreezeRelay(() => c.proxyServerPort);
+    const relay = new Relay(() => c.proxyServerPort);
     await relay.listen();
     // The cache's calls to the proxy server give up after 2 s (a frozen link must fail the call, not hang it).
     const a = await c.startSession({ port: relay.port, cacheDir: path.join(c.base, 'cache-a2'), cache, timeoutMs: 2000 });
@@ -95,7 +95,7 @@ describe('callback: RENEW, RETURN and the client-side lease', { timeout: 240_000
       await a.client.write(ROOT, q, 0, Buffer.from('q by A, late\n'), StableHow.UNSTABLE); // write delegation of q, bytes in the journal
       const held = a.cache.held!;
       await until('A holds its delegations', () => held.trusted() && held.count >= 2);
-      relay.frozen = true;
+      relay.freeze();
       await until('A stops trusting its delegations', () => !held.trusted(), 30_000);
       const end = c.proxyServer.delegations.leaseEnd(a.key.id)!;
       assert.ok(Date.now() < end, `A stopped trusting ${end - Date.now()} ms before the server's lease ends`);

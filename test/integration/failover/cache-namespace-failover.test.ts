@@ -12,7 +12,7 @@ import { failoverDialer } from '../../../src/proxy/failover-dialer.js';
 import { tcpDialer } from '../../../src/rpc/client.js';
 import type { RpcServer } from '../../../src/rpc/server.js';
 import { CacheBackend } from '../../../src/wrappers/cache/cache-backend.js';
-import { HangRelay } from '../../helpers/hang-relay.js';
+import { Relay } from '../../helpers/relay.js';
 import { ROOT, tempDir } from '../../helpers/local-server.js';
 
 /**
@@ -33,7 +33,7 @@ describe('write-back cache: namespace calls and journalled writes across a failo
   let b: RpcServer;
   let aPort: number;
   let bPort: number;
-  const relays: HangRelay[] = [];
+  const relays: Relay[] = [];
   const caches: CacheBackend[] = [];
   const STALL = 600;
 
@@ -56,8 +56,8 @@ describe('write-back cache: namespace calls and journalled writes across a failo
   });
 
   /** A cache (write-back, names and attributes trusted for a minute) over A (behind a relay), then B. */
-  async function session(name: string): Promise<{ cache: CacheBackend; relay: HangRelay; root: Buffer; nfs: RemoteNfs }> {
-    const relay = new HangRelay(aPort);
+  async function session(name: string): Promise<{ cache: CacheBackend; relay: Relay; root: Buffer; nfs: RemoteNfs }> {
+    const relay = new Relay(aPort);
     relays.push(relay);
     const rPort = await relay.listen();
     const dial = failoverDialer([

@@ -8,7 +8,7 @@ import { createNfs3Server } from '../../../src/frontends/nfs3-server/server.js';
 import { failoverDialer } from '../../../src/proxy/failover-dialer.js';
 import { tcpDialer } from '../../../src/rpc/client.js';
 import type { RpcServer } from '../../../src/rpc/server.js';
-import { HangRelay as FreezeRelay } from '../../helpers/hang-relay.js';
+import { Relay } from '../../helpers/relay.js';
 import { ROOT, tempDir } from '../../helpers/local-server.js';
 
 /**
@@ -26,7 +26,7 @@ describe('failover from a hung server (stall watchdog)', { timeout: 120_000 }, (
   let b: RpcServer;
   let aPort: number;
   let bPort: number;
-  const relays: FreezeRelay[] = [];
+  const relays: Relay[] = [];
   const clients: RemoteNfs[] = [];
   const STALL = 600;
   const TIMEOUT = 30_000;
@@ -49,8 +49,8 @@ describe('failover from a hung server (stall watchdog)', { timeout: 120_000 }, (
     await backend.close();
   });
 
-  async function link(): Promise<{ nfs: RemoteNfs; relay: FreezeRelay }> {
-    const relay = new FreezeRelay(aPort);
+  async function link(): Promise<{ nfs: RemoteNfs; relay: Relay }> {
+    const relay = new Relay(aPort);
     relays.push(relay);
     const rPort = await relay.listen();
     const dial = failoverDialer([

@@ -8,7 +8,7 @@ import { createInterface } from 'node:readline';
 import { tempDir } from '../../helpers/local-server.js';
 import { keyFile } from '../../helpers/key-file.js';
 import { spawnGvfs, type GvfsProcess } from '../../helpers/gvfs-proc.js';
-import { HangRelay } from '../../helpers/hang-relay.js';
+import { Relay } from '../../helpers/relay.js';
 import { seeded } from '../store/guest-versions.js';
 import { FileStore } from '../../../src/store/file-store.js';
 import { pushImage } from '../../../src/image/push.js';
@@ -52,7 +52,7 @@ process.stdin.once('data', () => {
 
 describe('gvfs mount --server A,B: a program reading through FUSE goes on with B when A hangs', { skip: fuseSkip(), timeout: 300_000 }, () => {
   const procs: GvfsProcess[] = [];
-  const relays: HangRelay[] = [];
+  const relays: Relay[] = [];
   let m: MountProc | undefined;
   after(async () => {
     await m?.stop();
@@ -81,7 +81,7 @@ describe('gvfs mount --server A,B: a program reading through FUSE goes on with B
     };
     const a = await server('a');
     const b = await server('b');
-    const relay = new HangRelay(a.port);
+    const relay = new Relay(a.port);
     relays.push(relay);
     const rPort = await relay.listen();
     m = await spawnMount(`127.0.0.1:${rPort},127.0.0.1:${b.port}`, path.join(work, 'mnt'), ['--key', key, '--export', '/', '--no-meta', '--cache-dir', path.join(work, 'cache'), '--trust-publisher', pubFile, '--timeout', String(TIMEOUT_MS)]);

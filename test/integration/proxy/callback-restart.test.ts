@@ -10,7 +10,7 @@ import { StableHow } from '../../../src/nfs3/constants.js';
 import { createProxyClient, type ProxyClient } from '../../../src/proxy/proxy-client.js';
 import { createProxyServer, type ProxyServer } from '../../../src/proxy/proxy-server.js';
 import type { RpcServer } from '../../../src/rpc/server.js';
-import { FreezeRelay } from '../../helpers/freeze-relay.js';
+import { Relay } from '../../helpers/relay.js';
 import { spawnGvfs, type GvfsProcess } from '../../helpers/gvfs-proc.js';
 import { keyFile } from '../../helpers/key-file.js';
 import { ROOT, tempDir } from '../../helpers/local-server.js';
@@ -47,7 +47,7 @@ describe('callback model: restarts of the proxy server and of a client during a 
   const procs: GvfsProcess[] = [];
   const clients: ProxyClient[] = [];
   const nfs: RemoteNfs[] = [];
-  const relays: FreezeRelay[] = [];
+  const relays: Relay[] = [];
   const onServer = (name: string) => fs.readFile(path.join(exportDir, name), 'utf8');
   const cacheOpts = { consistency: 'callback' as const, writeBack: true, maxDirtyAgeMs: 3_600_000, attrTimeoutMs: 3_600_000, capacity: 256 << 20 };
 
@@ -84,7 +84,7 @@ describe('callback model: restarts of the proxy server and of a client during a 
     let ps = await spawnGvfs(args(0));
     procs.push(ps);
     const port = ps.port;
-    const relay = new FreezeRelay(() => port);
+    const relay = new Relay(() => port);
     relays.push(relay);
     await relay.listen();
     const a = await session(relay.port, ka.key, path.join(dir, 'cache-a'));
@@ -95,7 +95,7 @@ describe('callback model: restarts of the proxy server and of a client during a 
     assert.equal(await onServer('f'), '', 'in A journal only');
     const fb = (await b.client.lookup(ROOT, b.root, 'f')).fh;
     // B's read recalls A; the recall is held by the frozen relay; the proxy server dies meanwhile.
-    relay.frozen = true;
+    relay.freeze();
     const first = b.client.read(ROOT, fb, 0, 100).then((r) => r.data.toString(), (e: Error) => e);
     const held0 = relay.heldToClient;
     await until('the recall is in flight (held by the relay)', () => relay.heldToClient > held0);
@@ -143,7 +143,7 @@ describe('callback model: restarts of the proxy server and of a client during a 
       delegationLeaseMs: LEASE_S * 1000,
     });
     const psPort = (await ps.listen(0, '127.0.0.1')).port;
-    const relay = new FreezeRelay(() => psPort);
+    const relay = new Relay(() => psPort);
     relays.push(relay);
     await relay.listen();
     const cacheDir = path.join(dir, 'cache-a');
@@ -160,7 +160,7 @@ describe('callback model: restarts of the proxy server and of a client during a 
       assert.equal(await onServer('g'), '');
       const b = await session(psPort, kb.key, path.join(dir, 'cache-b'));
       const fb = (await b.client.lookup(ROOT, b.root, 'g')).fh;
-      relay.frozen = true;
+      relay.freeze();
       const read = b.client.read(ROOT, fb, 0, 100);
       await until('the recall is pending', () => ps.delegations.c.waited > 0);
       a.proc.kill('SIGKILL');

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { tempDir, ROOT } from '../../helpers/local-server.js';
 import { keyFile } from '../../helpers/key-file.js';
 import { spawnGvfs, type GvfsProcess } from '../../helpers/gvfs-proc.js';
-import { HangRelay as FreezeRelay } from '../../helpers/hang-relay.js';
+import { Relay } from '../../helpers/relay.js';
 import { RemoteNfs } from '../../../src/backends/remote-nfs/remote-nfs.js';
 import { FileStore } from '../../../src/store/file-store.js';
 import { pushImage } from '../../../src/image/push.js';
@@ -30,7 +30,7 @@ const PIECE = 256 << 10;
 
 describe('store failover when a proxy server hangs or is killed mid-clone', { timeout: 300_000 }, () => {
   const procs: GvfsProcess[] = [];
-  const relays: FreezeRelay[] = [];
+  const relays: Relay[] = [];
   after(async () => {
     for (const r of relays) r.close();
     for (const p of procs) await p.stop().catch(() => {});
@@ -94,7 +94,7 @@ describe('store failover when a proxy server hangs or is killed mid-clone', { ti
 
   test('A hangs (relay stops forwarding): the clone completes from B within the silence bound, bytes identical', async () => {
     const { sessionKey, a, b } = await setup();
-    const relay = new FreezeRelay(a.port);
+    const relay = new Relay(a.port);
     relays.push(relay);
     const rPort = await relay.listen();
     const { proc, nfs } = await client(sessionKey, `127.0.0.1:${rPort},127.0.0.1:${b.port}`);
@@ -139,7 +139,7 @@ describe('store failover when a proxy server hangs or is killed mid-clone', { ti
     const { work, sessionKey, a, b } = await setup();
     const sshd = await startSshd(path.join(work, 'sshd'));
     try {
-      const relay = new FreezeRelay(a.port);
+      const relay = new Relay(a.port);
       relays.push(relay);
       const rPort = await relay.listen();
       const via = ['--via', `ssh://root@127.0.0.1:${sshd.port}`, '--ssh-key', sshd.userKey, '--known-hosts', sshd.knownHosts];
