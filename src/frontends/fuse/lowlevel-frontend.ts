@@ -89,6 +89,8 @@ export interface FuseStats extends WriteStats {
   knownAbsent: number;
   /** GETATTRs answered from attributes the backend gave within the budget, nothing of ours having changed the file since. */
   attrHits: number;
+  /** LOOKUPs of absent names answered with a negative entry the kernel keeps (for what is left of --attr-timeout). */
+  negativeEntries: number;
 }
 
 /** A directory handle: the listing read at offset 0, served in pages to the kernel. */
@@ -131,7 +133,7 @@ export class LowLevelFrontend {
   readonly inodes: Inodes;
   private readonly callers: Callers;
   private readonly o: Required<Omit<LowLevelOptions, 'callers' | 'fsname' | 'debug' | 'counters'>> & LowLevelOptions;
-  private readonly counters = { ops: {} as Record<string, number>, errors: {} as Record<string, number>, reads: 0, bytesRead: 0, backendReads: 0, directOpens: 0, staleRetries: 0, knownAbsent: 0, attrHits: 0 };
+  private readonly counters = { ops: {} as Record<string, number>, errors: {} as Record<string, number>, reads: 0, bytesRead: 0, backendReads: 0, directOpens: 0, staleRetries: 0, knownAbsent: 0, attrHits: 0, negativeEntries: 0 };
   private readonly dirs = new Map<number, DirHandle>();
   private nextDir = 1;
   private readonly fdCred = new Map<number, Credentials>();
@@ -519,7 +521,21 @@ export class LowLevelFrontend {
         const dir = this.inodes.get(r.ino);
         this.checkName(r.name!);
         const asked = this.snap(dir);
-        const x = await this.retrying(() => this.backend.lookup(cred, dir.fh, r.name!));
+        let x: Awaited<ReturnType<Backend['lookup']>>;
+        try {
+          x = await this.retrying(() => this.backend.lookup(cred, dir.fh, r.name!));
+        } catch (e) {
+          // A name that is not there: a negative entry the kernel keeps for what is left of the budget (counted
+          // from when we asked), so the probes of a build (include paths, PATH, config files) ask once per
+          // --attr-timeout, as with positive entries. A create through this mount replaces it at once; a name
+          // made elsewhere shows within --attr-timeout.
+          const left = this.o.attrTimeoutMs - (performance.now() - asked.at);
+          if (isFsError(e, 'NOENT') && left > 0) {
+            this.counters.negativeEntries++;
+            return reply(() => fuseLl().replyEntry(req, { nodeid: 0, attrTimeout: 0, entryTimeout: left / 1000 }));
+          }
+          throw e;
+        }
         if (x.dirAttr) {
           this.saw(dir, x.dirAttr);
           this.trust(dir, asked);

@@ -166,11 +166,39 @@ describe('gvfs mount: requests per small file (issue 18)', { skip: fuseSkip(), t
     }
   });
 
+  test(`absent names: probes ask the server once per --attr-timeout (${ATTR_S} s); a name made here shows at once, one made on the server within the budget`, async () => {
+    const lookups = () => calls.lookup ?? 0;
+    const l0 = lookups();
+    const t0 = performance.now();
+    for (let i = 0; i < 50; i++) await assert.rejects(fs.stat(at('absent.h')), { code: 'ENOENT' });
+    const elapsed = performance.now() - t0;
+    // One LOOKUP, and one more for each budget that ran out meanwhile (a loaded machine).
+    assert.ok(lookups() - l0 <= 1 + Math.floor(elapsed / (ATTR_S * 1000)), `${lookups() - l0} LOOKUPs for 50 stats of an absent name in ${elapsed.toFixed(0)} ms`);
+    // Made through the mount: the kernel replaces its negative entry at once.
+    await fs.writeFile(at('absent.h'), 'x');
+    assert.equal((await fs.stat(at('absent.h'))).size, 1);
+    // Made on the server behind the mount's back: shows within the budget counted from when we asked.
+    const t1 = performance.now();
+    await assert.rejects(fs.stat(at('later.h')), { code: 'ENOENT' });
+    await fs.writeFile(up('later.h'), 'y');
+    let seen = -1;
+    while (performance.now() - t1 < 15_000) {
+      if (await fs.stat(at('later.h')).then(() => true, () => false)) {
+        seen = performance.now() - t1;
+        break;
+      }
+      await delay(20);
+    }
+    assert.ok(seen >= 0, 'a name made on the server never showed');
+    assert.ok(seen <= ATTR_S * 1000 + 700, `shown ${seen.toFixed(0)} ms after the probe (attr-timeout ${ATTR_S} s)`);
+  });
+
   test('served answers are counted (the mount\'s stats at exit)', async () => {
     const code = await m.stop();
     assert.equal(code, 0);
     const stats = m.stats();
     assert.ok(stats, 'stats line');
     assert.ok(stats.attrHits > 0, `attrHits ${stats.attrHits}`);
+    assert.ok(stats.negativeEntries > 0, `negativeEntries ${stats.negativeEntries}`);
   });
 });
