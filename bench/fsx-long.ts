@@ -8,6 +8,9 @@
  *   e.g. node dist/bench/fsx-long.js write-back 1-8 100000 bench/results/fsx-long/write-back.log
  *
  * CONFIG is one of CONFIGS (helpers.ts); SEEDS "1-8" or "1,5,9". Run as root (FUSE).
+ * SIGTERM or SIGINT gives up the seed in progress (logged with how far it
+ * got) and ends as after the last seed: mounts stopped, then the server's
+ * copy of every passed seed checked. A second signal exits at once.
  */
 import fs from 'node:fs/promises';
 import { CONFIGS, ensureFsx, fsxArgs, runFsx, startFsxServer, startTarget, type ConfigName, type FsxTarget } from '../test/integration/fsx/helpers.js';
@@ -31,9 +34,18 @@ const server = await startFsxServer();
 let target: FsxTarget = await startTarget(server, config as ConfigName);
 const alive = (t: FsxTarget) => t.mounts.every((m) => m.proc.exitCode === null && m.proc.signalCode === null);
 const passed: number[] = [];
+const stop = new AbortController();
+const onSignal = (sig: string) => {
+  if (stop.signal.aborted) process.exit(1);
+  void log(`# ${new Date().toISOString()} ${sig}: the seed in progress is given up; the mounts end and the passed seeds' server copies are checked`);
+  stop.abort();
+};
+process.on('SIGTERM', () => onSignal('SIGTERM'));
+process.on('SIGINT', () => onSignal('SIGINT'));
 await log(`# ${new Date().toISOString()} ${config}: seeds ${seeds.join(',')}, ${ops} operations each; ${fsx} ${flags.join(' ')}`);
 try {
   for (const seed of seeds) {
+    if (stop.signal.aborted) break;
     const t0 = Date.now();
     const args = fsxArgs(target, seed, ops, ['-p', '5000', ...flags]);
     // Where a run still going has got to (for a report written before it ends).
@@ -41,8 +53,16 @@ try {
       const m = /.*operations OK\n?$/.exec(text.trim());
       if (m) void fs.writeFile(`${logFile}.progress`, `${new Date().toISOString()} ${config} ${m[0]}\n`);
     };
-    const r = await runFsx(args, { timeoutMs: 6 * 3600_000, onStdout });
+    let reached = '';
+    const r = await runFsx(args, { timeoutMs: 6 * 3600_000, signal: stop.signal, onStdout: (t) => {
+      onStdout(t);
+      reached = /(\d+) operations OK/.exec(t)?.[1] ?? reached;
+    } });
     const secs = ((Date.now() - t0) / 1000).toFixed(0);
+    if (stop.signal.aborted && r.result === undefined) {
+      await log(`${config} seed ${seed}: given up at the signal after ${secs} s (${reached || 'no'} operations OK so far) — gvfs-fsx ${args.join(' ')}`);
+      break;
+    }
     await log(`${config} seed ${seed}: ${r.result ?? 'no result'} at op ${r.op ?? '?'} of ${ops} (${secs} s) — gvfs-fsx ${args.join(' ')}`);
     if (r.result === 'ok') passed.push(seed);
     else {

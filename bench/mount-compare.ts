@@ -27,6 +27,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { packSmallFileTree, randomFile } from './lib/files.js';
+import { cpuSeconds } from './lib/proc-cpu.js';
 
 const run = promisify(execFile);
 const MiB = 1 << 20;
@@ -36,18 +37,13 @@ if (!roundsArg || !outFile || builds.length === 0) {
   process.exit(2);
 }
 const rounds = Number(roundsArg);
-const TICK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
 const nFiles = Number(process.env.MOUNT_CMP_FILES ?? 1000);
 const size = Number(process.env.MOUNT_CMP_MIB ?? 128) * MiB;
 const nMeta = Number(process.env.MOUNT_CMP_META ?? 500);
 const only = process.env.MOUNT_CMP_ONLY ? new RegExp(process.env.MOUNT_CMP_ONLY) : undefined;
 
-async function cpuSeconds(pid: number | undefined): Promise<number> {
-  if (!pid) return 0;
-  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / TICK;
-}
+/** CPU seconds of a process so far (0 for none). */
+const cpuOf = (pid: number | undefined): Promise<number> => (pid ? cpuSeconds(pid) : Promise.resolve(0));
 
 async function dropCaches(): Promise<void> {
   await run('sync');
@@ -246,10 +242,10 @@ try {
       const mounted = systems.slice(1);
       const order = [systems[0], ...mounted.slice(r % mounted.length), ...mounted.slice(0, r % mounted.length)];
       for (const s of order) {
-        const mc0 = await cpuSeconds(s.mount?.proc.pid);
-        const sc0 = await cpuSeconds(s.server?.proc.pid);
+        const mc0 = await cpuOf(s.mount?.proc.pid);
+        const sc0 = await cpuOf(s.server?.proc.pid);
         const x = await w.run(s.root);
-        const row = { round: r, workload: w.name, unit: w.unit, system: s.name, ...x, mountCpuS: (await cpuSeconds(s.mount?.proc.pid)) - mc0, serverCpuS: (await cpuSeconds(s.server?.proc.pid)) - sc0, load1: os.loadavg()[0] };
+        const row = { round: r, workload: w.name, unit: w.unit, system: s.name, ...x, mountCpuS: (await cpuOf(s.mount?.proc.pid)) - mc0, serverCpuS: (await cpuOf(s.server?.proc.pid)) - sc0, load1: os.loadavg()[0] };
         result.rounds.push(row);
         console.error(`round ${r} ${w.name} ${s.name}: ${x.value.toFixed(1)} ${w.unit} (${x.secs.toFixed(2)} s; mount CPU ${row.mountCpuS.toFixed(2)} s, server CPU ${row.serverCpuS.toFixed(2)} s, load ${row.load1.toFixed(1)})`);
       }

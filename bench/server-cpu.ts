@@ -20,6 +20,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
+import { cpuSeconds } from './lib/proc-cpu.js';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -28,14 +29,6 @@ const [roundsArg, outFile, ...builds] = process.argv.slice(2);
 if (!roundsArg || !outFile || builds.length === 0) {
   console.error('usage: server-cpu.js ROUNDS OUT.json BUILD_DIR...');
   process.exit(2);
-}
-const TICK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
-
-/** user + system CPU seconds of a process so far. */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / TICK; // fields 14 and 15 of proc(5), counted after the command name
 }
 
 const size = Number(process.env.SERVER_CPU_SIZE_MIB ?? 1024) * MiB;

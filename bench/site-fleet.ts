@@ -36,6 +36,7 @@ import { S3Store } from '../src/store/s3-store.js';
 import { PROFILES, startLink, type Link } from './lib/link-emulator.js';
 import { startCeph } from '../test/helpers/ceph.js';
 import { spawnGvfs, type GvfsProcess } from '../test/helpers/gvfs-proc.js';
+import { cpuSeconds } from './lib/proc-cpu.js';
 import { GUEST } from '../test/integration/store/guest-versions.js';
 
 const ROOT: Credentials = { flavor: AuthFlavor.AUTH_SYS, uid: 0, gid: 0, gids: [] };
@@ -59,6 +60,12 @@ interface Run {
   storeFile: number;
   tierStats?: unknown;
   hostTotals?: Record<string, number>;
+  /**
+   * CPU seconds used during the clones (user + system, /proc): the host processes, the tier, Ceph's daemons,
+   * and this process (proxy server, link emulators, NFS readers). perWallSecond near the core count: the run
+   * was bound by this machine's CPU, not by the link.
+   */
+  cpu: { hostsS: number; tierS: number; cephS: number; benchS: number; totalS: number; perWallSecond: number; cores: number };
 }
 
 async function main(): Promise<void> {
@@ -118,18 +125,28 @@ async function main(): Promise<void> {
       );
       mine.push(...clients);
       procs.push(...mine);
+      const cpuNow = async () => {
+        const sum = async (pids: number[]) => (await Promise.all(pids.map((p) => cpuSeconds(p).catch(() => 0)))).reduce((a, b) => a + b, 0);
+        const self = process.cpuUsage();
+        return { hosts: await sum(clients.map((c) => c.pid)), tier: t ? await sum([t.pid]) : 0, ceph: await sum(ceph.pids()), bench: (self.user + self.system) / 1e6 };
+      };
+      const cpu0 = await cpuNow();
       const before = { calls: ps.server.stats.calls, chunks: ps.chunks.c.chunks, files: ps.chunks.c.storeFiles };
       const b0 = { s: toServer.bytes(), t: toStore.bytes() };
       const t0 = performance.now();
       const perHostMs = await Promise.all(clients.map((c) => clone(c.port, want, t0)));
       const wallMs = performance.now() - t0;
+      const cpu1 = await cpuNow();
+      const d = (k: keyof typeof cpu0) => +(cpu1[k] - cpu0[k]).toFixed(2);
+      const totalS = +(d('hosts') + d('tier') + d('ceph') + d('bench')).toFixed(2);
+      const cpu = { hostsS: d('hosts'), tierS: d('tier'), cephS: d('ceph'), benchS: d('bench'), totalS, perWallSecond: +(totalS / (wallMs / 1000)).toFixed(2), cores: os.cpus().length };
       const s = toServer.bytes();
       const st = toStore.bytes();
       const wanDown = s.down - b0.s.down + (st.down - b0.t.down);
       const wanBytes = wanDown + (s.up - b0.s.up) + (st.up - b0.t.up);
       let tierStats: unknown;
       if (t) tierStats = await fetch(`http://127.0.0.1:${t.port}/v1/stats`).then((r) => r.json()).catch((e: Error) => ({ error: e.message }));
-      const r: Run = { label, hosts, tier, wallMs: Math.round(wallMs), perHostMs: perHostMs.map(Math.round), wanBytes, wanDown, serverCalls: ps.server.stats.calls - before.calls, getChunk: ps.chunks.c.chunks - before.chunks, storeFile: ps.chunks.c.storeFiles - before.files, tierStats };
+      const r: Run = { label, hosts, tier, wallMs: Math.round(wallMs), perHostMs: perHostMs.map(Math.round), wanBytes, wanDown, serverCalls: ps.server.stats.calls - before.calls, getChunk: ps.chunks.c.chunks - before.chunks, storeFile: ps.chunks.c.storeFiles - before.files, tierStats, cpu };
       for (const p of mine) await p.stop().catch(() => {});
       // Each host's own account of where its chunks came from (the line the chunk reader logs when it closes).
       const hostStats = clients.map((c) => c.lines.find((l) => l.msg === 'chunk reader closed'));

@@ -18,16 +18,11 @@ import { cephPrereq, startCeph, type Ceph } from '../../test/helpers/ceph.js';
 import { checkLink, linkTolerance, PROFILES, startLink, type Link } from '../lib/link-emulator.js';
 import type { BenchContext, SuiteResult } from '../lib/report.js';
 import { summarize } from '../lib/stats.js';
+import { cpuSeconds } from '../lib/proc-cpu.js';
 import { seeded } from '../../test/integration/store/guest-versions.js';
 
 const MiB = 1 << 20;
 
-/** CPU seconds (user + system) a process has used so far, from /proc (clock ticks of 1/100 s on Linux). */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
 
 /**
  * Knobs for a focused run (environment, so the command line stays the suite's):

@@ -50,6 +50,8 @@ export interface Ceph {
   startSeconds: number;
   /** Resident memory of the daemons now (bytes). */
   rssBytes(): Promise<number>;
+  /** The daemons' process ids (mon, osd, radosgw), e.g. for their CPU time. */
+  pids(): number[];
   stop(): Promise<void>;
 }
 
@@ -211,6 +213,7 @@ rgw data = ${dir}/rgw
         }
         return sum;
       },
+      pids: () => procs.map((c) => c.pid).filter((p): p is number => p !== undefined),
       stop,
     };
   } catch (e) {

@@ -44,9 +44,11 @@ export interface FsxResult {
 }
 
 /** Runs gvfs-fsx (never rejects: the exit code is the verdict). */
-export function runFsx(args: string[], o: { timeoutMs?: number; onStdout?: (text: string) => void } = {}): Promise<FsxResult> {
+export function runFsx(args: string[], o: { timeoutMs?: number; onStdout?: (text: string) => void; signal?: AbortSignal } = {}): Promise<FsxResult> {
   return new Promise((resolve) => {
-    const p = spawn(FSX, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // `signal`: the run is given up (SIGKILL) when it aborts; it then ends without a result.
+    const p = spawn(FSX, args, { stdio: ['ignore', 'pipe', 'pipe'], signal: o.signal, killSignal: 'SIGKILL' });
+    p.on('error', () => undefined); // an abort: 'close' follows
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d: Buffer) => {
