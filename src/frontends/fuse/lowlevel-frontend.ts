@@ -18,6 +18,7 @@ import { Inodes, ROOT_ID, type Node } from './lowlevel-inodes.js';
 import { fuseUnmount, mountAt, mountState } from './mountpoint.js';
 import { OpenFiles, type OpenFile, type WriteStats } from './open-files.js';
 import { ReadAhead } from './read-ahead.js';
+import { DirListings, sameTimes } from './dir-listings.js';
 
 const log = logger('fuse');
 /** GVFS_TRACE=fuse: one debug line per operation, with its duration. */
@@ -138,6 +139,8 @@ export class LowLevelFrontend {
   private nextDir = 1;
   private readonly fdCred = new Map<number, Credentials>();
   private readonly accessCache = new Map<string, { bits: number; at: number }>();
+  /** Directories whose every name we know (made or listed by us): absent names answered without a LOOKUP. */
+  private readonly listings: DirListings;
   /**
    * Bumped when a change of ours may change attributes of files we cannot name (unlink, rmdir, rename and
    * link change a file's nlink and ctime), or when the cache below drops everything: no attributes said
@@ -172,6 +175,7 @@ export class LowLevelFrontend {
       ...opts,
     };
     this.callers = new Callers(opts.callers ?? { kind: 'each' });
+    this.listings = new DirListings(this.o.attrTimeoutMs);
     this.inodes = new Inodes(rootFh);
     this.files = new OpenFiles(backend, this.o.maxUncommittedFileBytes, this.o.maxUncommittedBytes, this.o.deferCommitMs, () => this.o.background, this.o.writeBehindBytes);
     this.files.onWrite = {
@@ -265,6 +269,8 @@ export class LowLevelFrontend {
   private dropKernelCaches(what: Invalidated): void {
     // Before the kernel hears of it: its next GETATTR must not be answered from what we knew.
     if (what === 'all') this.epoch++;
+    if (what === 'all') this.listings.clear();
+    else this.listings.drop(what.toString('base64'));
     const nodes = what === 'all' ? [...this.inodes.nodes()] : [this.inodes.peek(what)].filter((n): n is Node => !!n);
     if (what !== 'all') nodes.forEach((n) => this.changing(n));
     for (const n of nodes)
@@ -521,6 +527,12 @@ export class LowLevelFrontend {
         const dir = this.inodes.get(r.ino);
         this.checkName(r.name!);
         const asked = this.snap(dir);
+        // A directory we made or listed whole, unchanged by anyone else since: the name is not there, no call.
+        const known = this.listings.absent(dir.key, r.name!);
+        if (known !== undefined) {
+          this.counters.knownAbsent++;
+          return reply(() => fuseLl().replyEntry(req, { nodeid: 0, attrTimeout: 0, entryTimeout: known / 1000 }));
+        }
         let x: Awaited<ReturnType<Backend['lookup']>>;
         try {
           x = await this.retrying(() => this.backend.lookup(cred, dir.fh, r.name!));
@@ -584,11 +596,19 @@ export class LowLevelFrontend {
         this.changing(dir);
         const asked = this.snap(dir);
         let made: NewObject;
-        if (r.op === 'mkdir') made = await this.backend.mkdir(cred, dir.fh, r.name!, attrs);
-        else if (r.op === 'symlink') made = await this.backend.symlink(cred, dir.fh, r.name!, r.target!, attrs);
-        else made = await this.mknod(cred, dir.fh, r.name!, r.mode ?? 0, r.rdev ?? 0, attrs);
+        try {
+          if (r.op === 'mkdir') made = await this.backend.mkdir(cred, dir.fh, r.name!, attrs);
+          else if (r.op === 'symlink') made = await this.backend.symlink(cred, dir.fh, r.name!, r.target!, attrs);
+          else made = await this.mknod(cred, dir.fh, r.name!, r.mode ?? 0, r.rdev ?? 0, attrs);
+        } catch (e) {
+          this.listings.drop(dir.key); // EXIST: a name we took for absent, made elsewhere
+          throw e;
+        }
         this.sawDir(dir, made.dirWcc, asked);
+        this.listings.changed(dir.key, made.dirWcc, asked.at, r.name!);
         const { node, e } = await this.entryOf(cred, made.fh ?? (await this.backend.lookup(cred, dir.fh, r.name!)).fh, made.attr, made.fh && made.attr ? asked : undefined);
+        // A directory just made holds no names: lookups in it (tar -x) need not ask.
+        if (r.op === 'mkdir' && made.fh && made.attr) this.listings.set(node.key, [], made.attr, asked.at);
         return reply(() => this.replyEntry(req, node, e));
       }
       case 'unlink':
@@ -596,11 +616,20 @@ export class LowLevelFrontend {
         const dir = this.inodes.get(r.ino);
         // The file's nlink and ctime change too, and other names may reach it: nothing said before is served.
         this.epoch++;
+        const sent = performance.now();
         if (r.op === 'unlink' && (await this.hideIfOpen(cred, dir, r.name!))) {
+          this.listings.drop(dir.key); // renamed to a hidden name, not removed
           this.epoch++;
           return reply(() => ll.replyErr(req, 0));
         }
-        await this.retrying(() => (r.op === 'rmdir' ? this.backend.rmdir(cred, dir.fh, r.name!) : this.backend.remove(cred, dir.fh, r.name!)));
+        let wcc: WccData;
+        try {
+          wcc = await this.retrying(() => (r.op === 'rmdir' ? this.backend.rmdir(cred, dir.fh, r.name!) : this.backend.remove(cred, dir.fh, r.name!)));
+        } catch (e) {
+          this.listings.drop(dir.key);
+          throw e;
+        }
+        this.listings.changed(dir.key, wcc, sent, undefined, r.name!);
         this.epoch++;
         return reply(() => ll.replyErr(req, 0));
       }
@@ -619,7 +648,20 @@ export class LowLevelFrontend {
         if (b && flags & RENAME_NOREPLACE) throw new FsError('EXIST', `${r.name2} exists (RENAME_NOREPLACE)`);
         if (a && b && a.fh.equals(b.fh)) return reply(() => ll.replyErr(req, 0));
         this.epoch++;
-        await this.retrying(() => this.backend.rename(cred, from.fh, r.name!, to.fh, r.name2!));
+        const sent = performance.now();
+        let w: { fromWcc: WccData; toWcc: WccData };
+        try {
+          w = await this.retrying(() => this.backend.rename(cred, from.fh, r.name!, to.fh, r.name2!));
+        } catch (e) {
+          this.listings.drop(from.key);
+          this.listings.drop(to.key);
+          throw e;
+        }
+        if (from.key === to.key) this.listings.changed(from.key, w.toWcc, sent, r.name2!, r.name!);
+        else {
+          this.listings.changed(from.key, w.fromWcc, sent, undefined, r.name!);
+          this.listings.changed(to.key, w.toWcc, sent, r.name2!);
+        }
         this.epoch++;
         return reply(() => ll.replyErr(req, 0));
       }
@@ -628,7 +670,15 @@ export class LowLevelFrontend {
         const dir = this.inodes.get(r.ino2!);
         this.checkName(r.name!);
         this.epoch++;
-        const x = await this.backend.link(cred, n.fh, dir.fh, r.name!);
+        const sent = performance.now();
+        let x: Awaited<ReturnType<Backend['link']>>;
+        try {
+          x = await this.backend.link(cred, n.fh, dir.fh, r.name!);
+        } catch (e) {
+          this.listings.drop(dir.key);
+          throw e;
+        }
+        this.listings.changed(dir.key, x.dirWcc, sent, r.name!);
         this.epoch++;
         const { node, e } = await this.entryOf(cred, n.fh, x.attr);
         return reply(() => this.replyEntry(req, node, e));
@@ -861,7 +911,9 @@ export class LowLevelFrontend {
       // GUARDED: O_EXCL must fail if another client created the name meanwhile.
       made = await this.backend.create(cred, dir.fh, name, { mode: 'guarded', attrs: { mode: mode & 0o7777 } });
       this.sawDir(dir, made.dirWcc, asked);
+      this.listings.changed(dir.key, made.dirWcc, asked.at, name);
     } catch (e) {
+      this.listings.drop(dir.key);
       // Without O_EXCL, a name created elsewhere since the kernel found it absent is simply opened.
       if (!isFsError(e, 'EXIST') || flags & F.O_EXCL) throw e;
     }
@@ -987,6 +1039,10 @@ export class LowLevelFrontend {
       let cookie = 0n;
       let verf: Buffer = Buffer.alloc(8);
       let plus = true;
+      // The directory's attributes on the first and last page: the same, and the listing is complete as of them.
+      const at = performance.now();
+      let first: Fattr3 | undefined;
+      let last: Fattr3 | undefined;
       try {
         for (;;) {
           let page;
@@ -1001,14 +1057,21 @@ export class LowLevelFrontend {
             }
             throw e;
           }
-          if (page.dirAttr) this.saw(dir, page.dirAttr);
+          if (page.dirAttr) {
+            this.saw(dir, page.dirAttr);
+            first ??= page.dirAttr;
+            last = page.dirAttr;
+          }
           for (const e of page.entries as DirEntryPlus[]) {
             cookie = e.cookie;
             if (e.name === '.' || e.name === '..') continue;
             entries.push({ name: e.name, fileid: e.fileid, type: e.attr?.type, fh: e.fh, attr: e.attr });
           }
           verf = page.verf;
-          if (page.eof) return entries;
+          if (page.eof) {
+            if (first && last && sameTimes(first, last)) this.listings.set(dir.key, entries.map((x) => x.name), last, at);
+            return entries;
+          }
           if (page.entries.length === 0) throw new FsError('IO', 'READDIR made no progress');
         }
       } catch (e) {

@@ -77,6 +77,8 @@ describe('gvfs mount: requests per small file (issue 18)', { skip: fuseSkip(), t
       const notWrites = sum(x) - (x.write ?? 0);
       assert.ok(notWrites <= N * 7, `extract: ${notWrites} calls besides WRITE for ${N} files: ${JSON.stringify(x)}`);
       assert.ok((x.getattr ?? 0) <= N * 0.2, `extract: ${x.getattr} GETATTRs: ${JSON.stringify(x)}`);
+      // Every file goes into a directory tar just made: its name is known absent, no LOOKUP before the CREATE.
+      assert.ok((x.lookup ?? 0) <= N * 0.2, `extract: ${x.lookup} LOOKUPs: ${JSON.stringify(x)}`);
       // tar: mtime, chown (to the owner it has: still sent, it marks the ctime), chmod.
       assert.ok((x.setattr ?? 0) <= N * 3 + 3 * 4, `extract: ${x.setattr} SETATTRs: ${JSON.stringify(x)}`);
       // Still exact: contents, modes, owners, mtimes (tar's utimensat, mtime only).
@@ -193,6 +195,37 @@ describe('gvfs mount: requests per small file (issue 18)', { skip: fuseSkip(), t
     assert.ok(seen <= ATTR_S * 1000 + 700, `shown ${seen.toFixed(0)} ms after the probe (attr-timeout ${ATTR_S} s)`);
   });
 
+  test('a directory made here: absent names in it ask nothing, yet a name made in it on the server shows within --attr-timeout', async () => {
+    const lookups = () => calls.lookup ?? 0;
+    await fs.mkdir(at('made'));
+    const l0 = lookups();
+    const t0 = performance.now();
+    for (let i = 0; i < 20; i++) await assert.rejects(fs.stat(at('made', `absent-${i}`)), { code: 'ENOENT' });
+    // Made through the mount: there at once, and the listing still holds for the others.
+    await fs.writeFile(at('made', 'here'), 'h');
+    assert.equal(await fs.readFile(at('made', 'here'), 'utf8'), 'h');
+    await assert.rejects(fs.stat(at('made', 'absent-x')), { code: 'ENOENT' });
+    const elapsed = performance.now() - t0;
+    if (elapsed < ATTR_S * 1000) assert.equal(lookups() - l0, 0, `LOOKUPs in a directory made here, ${elapsed.toFixed(0)} ms after`);
+    // Behind the mount's back: shows once the listing's budget (from the MKDIR) is over.
+    const t1 = performance.now();
+    await fs.writeFile(up('made', 'elsewhere'), 'e');
+    let seen = -1;
+    while (performance.now() - t1 < 15_000) {
+      if (await fs.stat(at('made', 'elsewhere')).then(() => true, () => false)) {
+        seen = performance.now() - t1;
+        break;
+      }
+      await delay(20);
+    }
+    assert.ok(seen >= 0, 'a name made on the server never showed');
+    assert.ok(seen <= ATTR_S * 1000 + 700, `shown ${seen.toFixed(0)} ms after it was made (attr-timeout ${ATTR_S} s)`);
+    // O_EXCL of a name made elsewhere that we had taken for absent: EEXIST, never a second file.
+    await fs.writeFile(up('made', 'raced'), 'server');
+    await assert.rejects(fs.writeFile(at('made', 'raced'), 'mount', { flag: 'wx' }), { code: 'EEXIST' });
+    assert.equal(await fs.readFile(up('made', 'raced'), 'utf8'), 'server');
+  });
+
   test('served answers are counted (the mount\'s stats at exit)', async () => {
     const code = await m.stop();
     assert.equal(code, 0);
@@ -200,5 +233,6 @@ describe('gvfs mount: requests per small file (issue 18)', { skip: fuseSkip(), t
     assert.ok(stats, 'stats line');
     assert.ok(stats.attrHits > 0, `attrHits ${stats.attrHits}`);
     assert.ok(stats.negativeEntries > 0, `negativeEntries ${stats.negativeEntries}`);
+    assert.ok(stats.knownAbsent > 0, `knownAbsent ${stats.knownAbsent}`);
   });
 });
