@@ -4,7 +4,8 @@
  * wide-area link (bench/lib/link-emulator.ts profile wan: 40 ms RTT,
  * 200 Mbit/s), with and without a site cache tier on the site's LAN.
  *
- *   node dist/bench/site-fleet.js [HOSTS=8] [OUT.json]
+ *   node dist/bench/site-fleet.js [HOSTS=8] [OUT.json]   (also writes OUT-N.svg, one chart per figure)
+ *   node dist/bench/site-fleet.js --charts OUT.json      (the charts of a results file written before)
  *
  * The store is a single-node Ceph (radosgw) beside the proxy server (the
  * "state" side). Each host is a `gvfs proxy-client` process with its own
@@ -37,6 +38,8 @@ import { PROFILES, startLink, type Link } from './lib/link-emulator.js';
 import { startCeph } from '../test/helpers/ceph.js';
 import { spawnGvfs, type GvfsProcess } from '../test/helpers/gvfs-proc.js';
 import { cpuSeconds } from './lib/proc-cpu.js';
+import { workloadSvg } from './lib/chart.js';
+import { summarize } from './lib/stats.js';
 import { GUEST } from '../test/integration/store/guest-versions.js';
 
 const ROOT: Credentials = { flavor: AuthFlavor.AUTH_SYS, uid: 0, gid: 0, gids: [] };
@@ -65,7 +68,7 @@ interface Run {
    * and this process (proxy server, link emulators, NFS readers). perWallSecond near the core count: the run
    * was bound by this machine's CPU, not by the link.
    */
-  cpu: { hostsS: number; tierS: number; cephS: number; benchS: number; totalS: number; perWallSecond: number; cores: number };
+  cpu?: { hostsS: number; tierS: number; cephS: number; benchS: number; totalS: number; perWallSecond: number; cores: number };
 }
 
 async function main(): Promise<void> {
@@ -181,7 +184,10 @@ async function main(): Promise<void> {
       },
     };
     console.log(JSON.stringify(result.ratios));
-    if (OUT) await fs.writeFile(OUT, JSON.stringify(result, null, 2) + '\n');
+    if (OUT) {
+      await fs.writeFile(OUT, JSON.stringify(result, null, 2) + '\n');
+      await writeFleetCharts(OUT, runs);
+    }
     await ps.close();
   } finally {
     for (const p of procs) await p.stop().catch(() => {});
@@ -223,6 +229,32 @@ async function clone(port: number, want: Map<string, string>, t0: number): Promi
   } finally {
     await nfs.close();
   }
+}
+
+/**
+ * One SVG per figure (bench/lib/chart.ts), a bar per run: until all clones are done, wide-area bytes,
+ * proxy-server calls, and the CPU seconds of the run. Written beside OUT.json, or alone with
+ * `site-fleet.js --charts OUT.json` for a results file written before.
+ */
+async function writeFleetCharts(out: string, runs: Run[]): Promise<void> {
+  const one = (v: number) => summarize([v]);
+  const figures: Array<{ name: string; unit: string; value: (r: Run) => number | undefined }> = [
+    { name: 'time until every host has cloned the image', unit: 'ms', value: (r) => r.wallMs },
+    { name: 'wide-area bytes, both links, both ways', unit: 'MiB', value: (r) => r.wanBytes / 2 ** 20 },
+    { name: 'calls handled by the proxy server', unit: 'calls', value: (r) => r.serverCalls },
+    { name: 'CPU seconds of every process taking part', unit: 's', value: (r) => r.cpu?.totalS },
+  ];
+  for (const [i, f] of figures.entries()) {
+    const systems = Object.fromEntries(runs.flatMap((r) => (f.value(r) === undefined ? [] : [[r.label, one(f.value(r)!)]])));
+    if (!Object.keys(systems).length) continue;
+    await fs.writeFile(out.replace(/\.json$/, '') + `-${i + 1}.svg`, workloadSvg('site fleet', { name: f.name, unit: f.unit, better: 'lower', systems }));
+  }
+}
+
+if (process.argv[2] === '--charts') {
+  const file = process.argv[3];
+  await writeFleetCharts(file, (JSON.parse(await fs.readFile(file, 'utf8')) as { runs: Run[] }).runs);
+  process.exit(0);
 }
 
 main().catch((e) => {
