@@ -238,7 +238,8 @@ export async function storeSuite(ctx: BenchContext, profileName = 'wan'): Promis
     for (const sys of systems.filter((s) => s !== 'local')) res.notes.push(`${sys} / local = ${(med(sys) / med('local')).toFixed(3)} (target <= 1.1)`);
     res.notes.push(`failover: ${Object.entries(killed).map(([k, v]) => `${k} ${v.map((x) => x.toFixed(2)).join(', ')} s`).join('; ')}; every clone's bytes identical to the golden files; against store-file's cold clone ${med('store-file').toFixed(2)} s`);
     res.notes.push(...notes);
-    res.notes.push(`runs interleaved (system order rotates each run), ${ctx.runs} runs; the machine was shared with other engineers' builds and tests while this ran (2 cores): absolute times are noisy, ratios of interleaved medians less so`);
+    // What else ran is not ours to know: the load average says how busy the machine was (2 cores here).
+    res.notes.push(`runs interleaved (system order rotates each run), ${ctx.runs} runs; load average (1/5/15 min) at the end ${os.loadavg().map((x) => x.toFixed(2)).join('/')} on ${os.cpus().length} cores: on a busy machine absolute times are noisy, ratios of interleaved medians less so`);
     return res;
   } finally {
     for (const p of procs.reverse()) await p.stop().catch(() => undefined);
