@@ -539,6 +539,7 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
     napi_get_and_clear_last_exception(env, &ex);
     fuse_reply_err(r->req, EIO);
     __atomic_fetch_sub(&s->outstanding, 1, __ATOMIC_ACQ_REL);
+    maybe_destroy(s); /* it may have been the last unanswered request of a session waiting to be destroyed */
   }
   req_free(r);
 }
@@ -726,6 +727,14 @@ static void *notify_main(void *arg) {
     }
     s->loop_started = 0;
   }
+  /*
+   * Done with the session: counted out BEFORE the JS thread hears of it, so the destroy() that follows an
+   * unmount (or an answer that comes after) finds nothing notifying and frees the session. Counted out after
+   * the post, a JS thread quick enough saw notifying > 0, skipped the destroy and nobody tried again: the
+   * request channel stayed referenced and the process never exited. The channel stays valid for the post
+   * below through this thread's own reference (taken in start_job).
+   */
+  __atomic_fetch_sub(&s->notifying, 1, __ATOMIC_ACQ_REL);
   ll_req *r = calloc(1, sizeof *r);
   if (r) {
     r->op = LL_DONE;
@@ -733,7 +742,7 @@ static void *notify_main(void *arg) {
     r->result = res;
     post(s, r);
   }
-  __atomic_fetch_sub(&s->notifying, 1, __ATOMIC_ACQ_REL);
+  napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
   free(n);
   return NULL;
 }
@@ -743,9 +752,11 @@ static napi_value start_job(napi_env env, notify_job *n) {
   napi_value promise;
   napi_create_promise(env, &n->deferred, &promise);
   __atomic_fetch_add(&n->s->notifying, 1, __ATOMIC_ACQ_REL);
+  napi_acquire_threadsafe_function(n->s->tsfn); /* the job's own reference, released when it has posted */
   pthread_t t;
   if (pthread_create(&t, NULL, notify_main, n) != 0) {
     __atomic_fetch_sub(&n->s->notifying, 1, __ATOMIC_ACQ_REL);
+    napi_release_threadsafe_function(n->s->tsfn, napi_tsfn_release);
     napi_value v;
     napi_create_int32(env, -EAGAIN, &v);
     napi_resolve_deferred(env, n->deferred, v);
