@@ -129,6 +129,8 @@ export class Journal {
   private cur!: Segment;
   private seq = 0;
   private nextFileNo = 1;
+  /** The highest segment number met on disk or started: numbers are never reused (a finished segment's unlink may still be on its way). */
+  private lastSegNo = 0;
   private readonly fileNos = new Map<string, number>();
   private queue: Req[] = [];
   private draining = false;
@@ -440,7 +442,9 @@ export class Journal {
   }
 
   private async startSegment(): Promise<void> {
-    const no = Math.max(0, ...this.segs.keys()) + 1;
+    // After the highest ever met, not the highest still held: recovery (or collect) may have just dropped every
+    // segment, whose files' unlinks are still running, and the same name would then be EEXIST (a flaky open).
+    const no = (this.lastSegNo = Math.max(this.lastSegNo, ...this.segs.keys()) + 1);
     const file = path.join(this.dir, `journal-${String(no).padStart(8, '0')}.log`);
     const fd = await f.open(file, 'wx+');
     await f.syncDir(this.dir);
@@ -478,6 +482,7 @@ export class Journal {
     const done = new Map<number, number>();
     for (const name of names) {
       const no = Number(name.slice(8, 16));
+      this.lastSegNo = Math.max(this.lastSegNo, no);
       const file = path.join(this.dir, name);
       const fd = await f.open(file, 'r+');
       const size = (await f.fstat(fd)).size;

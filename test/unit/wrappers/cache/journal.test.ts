@@ -49,6 +49,26 @@ test('journal: records survive a reopen; DONE retires them; credentials and hand
   await fs.rm(dir, { recursive: true });
 });
 
+test('journal: a reopened journal whose segments are all finished starts a segment of a new number (never one whose unlink may still be running)', { timeout: 60_000 }, async () => {
+  const dir = await tmp();
+  const fh = Buffer.from('fh');
+  {
+    const { journal: j } = await Journal.open(dir);
+    const n = j.fileNoFor(fh);
+    const w = await j.write(n, fh, cred, 0, Buffer.alloc(100, 1), 0, true);
+    await j.mark('done', n, w.seq, true);
+    await j.close();
+  }
+  assert.deepEqual(await segs(dir), ['journal-00000001.log']);
+  const { journal: j, files } = await Journal.open(dir);
+  assert.equal(files.length, 0, 'everything was done');
+  // Segment 1 is finished and being deleted: the new one is 2, whatever the unlink's progress.
+  const after = await segs(dir);
+  assert.ok(after.includes('journal-00000002.log'), `segments after reopening: ${after.join(', ')}`);
+  await j.close();
+  await fs.rm(dir, { recursive: true });
+});
+
 test('journal: a torn last record (never acknowledged) is ignored; the records before it are kept', { timeout: 60_000 }, async () => {
   const dir = await tmp();
   const fh = Buffer.from('fh');
