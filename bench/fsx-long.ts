@@ -48,16 +48,15 @@ try {
     if (stop.signal.aborted) break;
     const t0 = Date.now();
     const args = fsxArgs(target, seed, ops, ['-p', '5000', ...flags]);
-    // Where a run still going has got to (for a report written before it ends).
-    const onStdout = (text: string) => {
-      const m = /.*operations OK\n?$/.exec(text.trim());
-      if (m) void fs.writeFile(`${logFile}.progress`, `${new Date().toISOString()} ${config} ${m[0]}\n`);
-    };
+    // Where a run still going has got to (for a report written before it ends, and for a seed given up).
     let reached = '';
-    const r = await runFsx(args, { timeoutMs: 6 * 3600_000, signal: stop.signal, onStdout: (t) => {
-      onStdout(t);
-      reached = /(\d+) operations OK/.exec(t)?.[1] ?? reached;
-    } });
+    const onStdout = (text: string) => {
+      const m = /.*?(\d+) operations OK$/.exec(text.trim());
+      if (!m) return;
+      reached = m[1];
+      void fs.writeFile(`${logFile}.progress`, `${new Date().toISOString()} ${config} ${m[0]}\n`);
+    };
+    const r = await runFsx(args, { timeoutMs: 6 * 3600_000, signal: stop.signal, onStdout });
     const secs = ((Date.now() - t0) / 1000).toFixed(0);
     if (stop.signal.aborted && r.result === undefined) {
       await log(`${config} seed ${seed}: given up at the signal after ${secs} s (${reached || 'no'} operations OK so far) — gvfs-fsx ${args.join(' ')}`);

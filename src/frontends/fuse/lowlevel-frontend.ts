@@ -268,11 +268,16 @@ export class LowLevelFrontend {
 
   private dropKernelCaches(what: Invalidated): void {
     // Before the kernel hears of it: its next GETATTR must not be answered from what we knew.
-    if (what === 'all') this.epoch++;
-    if (what === 'all') this.listings.clear();
-    else this.listings.drop(what.toString('base64'));
+    if (what === 'all') {
+      this.epoch++;
+      this.listings.clear();
+    }
     const nodes = what === 'all' ? [...this.inodes.nodes()] : [this.inodes.peek(what)].filter((n): n is Node => !!n);
-    if (what !== 'all') nodes.forEach((n) => this.changing(n));
+    if (what !== 'all')
+      for (const n of nodes) {
+        this.changing(n);
+        this.listings.drop(n.key);
+      }
     for (const n of nodes)
       void this.invalidate(n).then((r) => {
         if (r < 0 && r !== -E.ENOENT) log.debug({ node: n.id, res: r }, 'kernel invalidation refused');
@@ -595,15 +600,13 @@ export class LowLevelFrontend {
         const attrs: Sattr3 = r.op === 'symlink' ? {} : { mode: (r.mode ?? 0) & 0o7777 };
         this.changing(dir);
         const asked = this.snap(dir);
-        let made: NewObject;
-        try {
-          if (r.op === 'mkdir') made = await this.backend.mkdir(cred, dir.fh, r.name!, attrs);
-          else if (r.op === 'symlink') made = await this.backend.symlink(cred, dir.fh, r.name!, r.target!, attrs);
-          else made = await this.mknod(cred, dir.fh, r.name!, r.mode ?? 0, r.rdev ?? 0, attrs);
-        } catch (e) {
-          this.listings.drop(dir.key); // EXIST: a name we took for absent, made elsewhere
-          throw e;
-        }
+        const made = await this.dirChange([dir], () =>
+          r.op === 'mkdir'
+            ? this.backend.mkdir(cred, dir.fh, r.name!, attrs)
+            : r.op === 'symlink'
+              ? this.backend.symlink(cred, dir.fh, r.name!, r.target!, attrs)
+              : this.mknod(cred, dir.fh, r.name!, r.mode ?? 0, r.rdev ?? 0, attrs),
+        );
         this.sawDir(dir, made.dirWcc, asked);
         this.listings.changed(dir.key, made.dirWcc, asked.at, r.name!);
         const { node, e } = await this.entryOf(cred, made.fh ?? (await this.backend.lookup(cred, dir.fh, r.name!)).fh, made.attr, made.fh && made.attr ? asked : undefined);
@@ -622,13 +625,7 @@ export class LowLevelFrontend {
           this.epoch++;
           return reply(() => ll.replyErr(req, 0));
         }
-        let wcc: WccData;
-        try {
-          wcc = await this.retrying(() => (r.op === 'rmdir' ? this.backend.rmdir(cred, dir.fh, r.name!) : this.backend.remove(cred, dir.fh, r.name!)));
-        } catch (e) {
-          this.listings.drop(dir.key);
-          throw e;
-        }
+        const wcc = await this.dirChange([dir], () => this.retrying(() => (r.op === 'rmdir' ? this.backend.rmdir(cred, dir.fh, r.name!) : this.backend.remove(cred, dir.fh, r.name!))));
         this.listings.changed(dir.key, wcc, sent, undefined, r.name!);
         this.epoch++;
         return reply(() => ll.replyErr(req, 0));
@@ -649,14 +646,7 @@ export class LowLevelFrontend {
         if (a && b && a.fh.equals(b.fh)) return reply(() => ll.replyErr(req, 0));
         this.epoch++;
         const sent = performance.now();
-        let w: { fromWcc: WccData; toWcc: WccData };
-        try {
-          w = await this.retrying(() => this.backend.rename(cred, from.fh, r.name!, to.fh, r.name2!));
-        } catch (e) {
-          this.listings.drop(from.key);
-          this.listings.drop(to.key);
-          throw e;
-        }
+        const w = await this.dirChange([from, to], () => this.retrying(() => this.backend.rename(cred, from.fh, r.name!, to.fh, r.name2!)));
         if (from.key === to.key) this.listings.changed(from.key, w.toWcc, sent, r.name2!, r.name!);
         else {
           this.listings.changed(from.key, w.fromWcc, sent, undefined, r.name!);
@@ -671,13 +661,7 @@ export class LowLevelFrontend {
         this.checkName(r.name!);
         this.epoch++;
         const sent = performance.now();
-        let x: Awaited<ReturnType<Backend['link']>>;
-        try {
-          x = await this.backend.link(cred, n.fh, dir.fh, r.name!);
-        } catch (e) {
-          this.listings.drop(dir.key);
-          throw e;
-        }
+        const x = await this.dirChange([dir], () => this.backend.link(cred, n.fh, dir.fh, r.name!));
         this.listings.changed(dir.key, x.dirWcc, sent, r.name!);
         this.epoch++;
         const { node, e } = await this.entryOf(cred, n.fh, x.attr);
@@ -810,6 +794,19 @@ export class LowLevelFrontend {
     return this.backend.mknod(cred, dir, name, what);
   }
 
+  /**
+   * A change of names in `dirs` (create, remove, rename, link): if it fails (EXIST for a name we took for
+   * absent, made elsewhere; or it may have run before an error), what we knew of their names is dropped.
+   */
+  private async dirChange<T>(dirs: Node[], call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (e) {
+      for (const d of dirs) this.listings.drop(d.key);
+      throw e;
+    }
+  }
+
   /** A directory's attributes after a change of its entries made by us (`asked` taken after `changing(dir)`). */
   private sawDir(dir: Node, w: WccData | undefined, asked: { at: number; gen: number; epoch: number }): void {
     if (!w?.after) return;
@@ -909,11 +906,10 @@ export class LowLevelFrontend {
     const asked = this.snap(dir);
     try {
       // GUARDED: O_EXCL must fail if another client created the name meanwhile.
-      made = await this.backend.create(cred, dir.fh, name, { mode: 'guarded', attrs: { mode: mode & 0o7777 } });
+      made = await this.dirChange([dir], () => this.backend.create(cred, dir.fh, name, { mode: 'guarded', attrs: { mode: mode & 0o7777 } }));
       this.sawDir(dir, made.dirWcc, asked);
       this.listings.changed(dir.key, made.dirWcc, asked.at, name);
     } catch (e) {
-      this.listings.drop(dir.key);
       // Without O_EXCL, a name created elsewhere since the kernel found it absent is simply opened.
       if (!isFsError(e, 'EXIST') || flags & F.O_EXCL) throw e;
     }
