@@ -1,16 +1,17 @@
 import type { Registry } from 'prom-client';
-import type { CacheServer } from '../sitecache/cache-server.js';
+import type { CacheServer, HostStats } from '../sitecache/cache-server.js';
 import { pulledCounter, pulledGauge, type Rows } from './registry.js';
 
 /**
  * A site tier's counters (the numbers `gvfs cache stats --tier` prints),
- * read at scrape time from CacheServer.stats(). Per-host rows are labelled
+ * read at scrape time from CacheServer (the same counters as its stats()). Per-host rows are labelled
  * by the host's address; the tier keeps at most 4096 hosts, so the label
  * set is bounded.
  */
 export function observeTier(r: Registry, tier: CacheServer): void {
-  const totals = () => tier.stats();
-  const perHost = (pick: (h: ReturnType<CacheServer['stats']>['hosts'][string]) => number) => (): Rows => Object.entries(totals().hosts).map(([host, h]) => [{ host }, pick(h)]);
+  // Read at each metric's collect: the totals without the host table, and the host table itself uncopied.
+  const totals = () => tier.totals();
+  const perHost = (pick: (h: Readonly<HostStats>) => number) => (): Rows => [...tier.hostTable].map(([host, h]) => [{ host }, pick(h)]);
   pulledCounter(r, 'gvfs_tier_chunk_requests_total', 'Chunk requests the tier answered from disk (hit), by an upstream fetch it started (miss) or by joining a fetch already running (coalesced)', ['result'], () => {
     const s = totals();
     return [

@@ -137,8 +137,18 @@ export class CacheServer {
     return { running: this.running, queued: this.queue.length };
   }
 
+  /** The counters without the per-host table (metrics read them at every scrape: nothing copied but these). */
+  totals(): Omit<CacheServerStats, 'hosts'> {
+    return { ...this.counters, diskBytes: this.disk.usedBytes, diskChunks: this.disk.count };
+  }
+
+  /** Per-host counters, live (not a copy): for readers that only read. */
+  get hostTable(): ReadonlyMap<string, Readonly<HostStats>> {
+    return this.hosts;
+  }
+
   stats(): CacheServerStats {
-    return { ...this.counters, diskBytes: this.disk.usedBytes, diskChunks: this.disk.count, hosts: Object.fromEntries([...this.hosts].map(([k, v]) => [k, { ...v }])) };
+    return { ...this.totals(), hosts: Object.fromEntries([...this.hosts].map(([k, v]) => [k, { ...v }])) };
   }
 
   async close(): Promise<void> {
