@@ -1,4 +1,5 @@
-import type { Backend } from './backend.js';
+import type { Credentials } from '../rpc/types.js';
+import type { Backend, SourcedRead } from './backend.js';
 
 /**
  * Optional capabilities: what only some layers can do, declared here so a
@@ -78,4 +79,23 @@ export interface StoredFiles {
 /** The backend's stored files, if it is content-addressed (only the store backend today). */
 export function storedFilesOf(b: Backend): StoredFiles | undefined {
   return (b as Partial<{ storedFiles: StoredFiles | undefined }>).storedFiles;
+}
+
+/**
+ * READ into the caller's buffer: `into.length` bytes from `offset` (fewer
+ * only at the end of the file), the result's `data` a view of `into`. The
+ * caller owns `into` before and after; the backend keeps no reference to it
+ * once the promise settles, so the caller may use it again (the NFS front
+ * end's buffer pool, util/buffer-pool.ts). Only a layer that reads into
+ * memory it does not keep declares this, on its own class: a wrapper never
+ * inherits it (PassthroughBackend does not pass it through), because
+ * readInto would bypass what the wrapper's read does.
+ */
+export interface ReadInto {
+  readInto(cred: Credentials, fh: Buffer, offset: number, into: Buffer): Promise<SourcedRead>;
+}
+
+export function readIntoOf(b: Backend): ReadInto | undefined {
+  const r = b as Partial<ReadInto>;
+  return typeof r.readInto === 'function' ? (b as unknown as ReadInto) : undefined;
 }

@@ -157,6 +157,7 @@ interface Addon {
   statNames(rootfd: number, rel: string, ino: bigint, gen: bigint, names: string, cred: NativeCreds): Promise<{ list: Array<Statx | number>; dir?: Statx }>;
   pwriteAs(fd: number, data: Buffer, offset: number, sync: number, check: number, cred: NativeCreds): Promise<DirOpResult>;
   preadAs(fd: number, into: Buffer, offset: number, cred: NativeCreds): Promise<DirOpResult>;
+  preadCached(fd: number, into: Buffer, offset: number): { fd: number; obj: Statx } | undefined | false;
   ftruncateAs(fd: number, length: number, cred: NativeCreds): Promise<DirOpResult>;
   closeMany(fds: Buffer, cred: NativeCreds): Promise<number>;
   whoami(cred: NativeCreds): Promise<{ fsuid: number; fsgid: number; ngroups: number; group0: number }>;
@@ -506,6 +507,17 @@ export async function preadAs(fd: number, into: Buffer, offset: number, cred: Na
   const r = await lib().preadAs(fd, into, offset, cred);
   if (!r.obj) throw Object.assign(new Error('preadAs: no statx'), { code: 'EIO' });
   return { bytesRead: r.fd, obj: r.obj };
+}
+
+/**
+ * `preadAs` without a pool job, on this thread, when it cannot wait: the
+ * whole range (to the end of the file) is in the page cache. undefined when
+ * it is not (use preadAs), false when the descriptor's file system cannot
+ * say (RWF_NOWAIT unsupported: use preadAs from now on). See binding.c.
+ */
+export function preadCached(fd: number, into: Buffer, offset: number): { bytesRead: number; obj: Statx } | undefined | false {
+  const r = lib().preadCached(fd, into, offset);
+  return r ? { bytesRead: r.fd, obj: r.obj } : r;
 }
 
 /** Truncate as `cred` (the kernel clears set-ID bits as for a write) and the file's statx. */

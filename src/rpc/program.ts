@@ -14,7 +14,17 @@ export interface CallContext {
   readonly peer: { address: string; port: number };
   /** State of the connection the call came on (session proof lives here later). */
   readonly conn: ConnectionState;
+  /**
+   * Set by a handler whose reply refers to a buffer it wants back (a READ's
+   * pooled data): run once the reply has left, or could not be sent. Never
+   * run for a non-idempotent call, whose reply the duplicate-request cache
+   * may send again: its buffers are left to the garbage collector.
+   */
+  sent?: () => void;
 }
+
+/** A reply's chunks, with what to run once they have been written (CallContext.sent). */
+export type ReplyChunks = Buffer[] & { sent?: () => void };
 
 export interface ConnectionState {
   readonly id: number;

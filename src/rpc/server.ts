@@ -8,7 +8,7 @@ import {
   encodeAcceptedReply,
   encodeAuthError,
 } from './message.js';
-import { type CallContext, type ConnectionState, garbageArgs, type Procedure, type ProgramTable, type ProgramVersion, routeCall } from './program.js';
+import { type CallContext, type ConnectionState, garbageArgs, type Procedure, type ProgramTable, type ProgramVersion, type ReplyChunks, routeCall } from './program.js';
 import { frameRecord, RecordDecoder, RecordTooLargeError } from './record.js';
 import { AcceptStat, AuthFlavor, AuthStat, type CallHeader, type Credentials, RpcError } from './types.js';
 import { logger } from '../util/log.js';
@@ -436,7 +436,7 @@ export class RpcServer {
   }
 
   /** Run one call; returns the encoded reply message (not yet framed), or undefined to send nothing. */
-  async dispatch(record: Buffer, conn: ConnectionState): Promise<Buffer[] | undefined> {
+  async dispatch(record: Buffer, conn: ConnectionState): Promise<ReplyChunks | undefined> {
     const routed = routeCall(this.programs, record);
     if ('refusal' in routed) {
       if (routed.call) this.stats.calls++;
@@ -479,7 +479,7 @@ export class RpcServer {
     return run;
   }
 
-  private async execute(proc: Procedure, args: unknown, ctx: CallContext, key: string): Promise<Buffer[] | undefined> {
+  private async execute(proc: Procedure, args: unknown, ctx: CallContext, key: string): Promise<ReplyChunks | undefined> {
     const w = new XdrWriter();
     const obs = this.observer;
     const t0 = obs ? performance.now() : 0;
@@ -488,8 +488,12 @@ export class RpcServer {
       encodeAcceptedReply(w, ctx.call.xid, AcceptStat.SUCCESS);
       proc.encode(w, res);
       obs?.call(key, performance.now() - t0, AcceptStat.SUCCESS, res);
-      return w.chunks();
+      const out: ReplyChunks = w.chunks();
+      if (ctx.sent && proc.idempotent) out.sent = ctx.sent;
+      return out;
     } catch (e) {
+      // The reply below refers to nothing the handler lent.
+      if (ctx.sent && proc.idempotent) ctx.sent();
       const w2 = new XdrWriter();
       let accept: number;
       if (e instanceof RpcError && e.kind === 'garbage_args') {
@@ -685,9 +689,9 @@ class Connection implements ConnectionState {
    * socket is corked at the first and uncorked once the turn's I/O
    * callbacks have run (setImmediate), costing no latency.
    */
-  private send(reply: Buffer[] | undefined): void {
+  private send(reply: ReplyChunks | undefined): void {
     this.inFlight--;
-    if (reply) this.writeRecord(reply);
+    if (reply) this.writeRecord(reply, reply.sent);
     const hs = this.server.handshake;
     if (hs && !this.closed && this.server.isUnproven(this) && hs.done(this)) this.server.promote(this);
     this.pump();
@@ -695,8 +699,8 @@ class Connection implements ConnectionState {
   }
 
   /** Frame and write one record (a reply, or a reverse call); corked within the turn. */
-  private writeRecord(message: Buffer[]): void {
-    if (this.closed) return;
+  private writeRecord(message: Buffer[], sent?: () => void): void {
+    if (this.closed) return sent?.();
     if (!this.corked) {
       this.corked = true;
       this.sock.cork();
@@ -705,9 +709,13 @@ class Connection implements ConnectionState {
         this.sock.uncork();
       });
     }
-    for (const c of frameRecord(message)) {
+    const framed = frameRecord(message);
+    for (let i = 0; i < framed.length; i++) {
+      const c = framed[i];
       this.server.stats.bytesOut += c.length;
-      this.sock.write(c);
+      // Written, or failed (the socket's end): either way nothing reads the lent buffer afterwards.
+      if (sent && i === framed.length - 1) this.sock.write(c, () => sent());
+      else this.sock.write(c);
     }
   }
 

@@ -126,6 +126,8 @@ export class LocalExport implements Backend {
   private readonly table: NameTable;
   private readonly fds: FdCache;
   private readonly ac: AttrCache;
+  /** READs try the page cache on the JS thread first (readFd) until the export's file system says it cannot. */
+  private nowaitReads = true;
   private readonly verifier = randomBytes(8);
   private readonly listings = new Map<bigint, Listing>();
   private readonly locating = new Map<bigint, Promise<string | undefined>>();
@@ -716,29 +718,39 @@ export class LocalExport implements Backend {
     return this.fds.with(o.id.ino, writable, (w) => this.openFile(o.rel, o.id, w), fn);
   }
 
-  async read(cred0: Credentials, fh: Buffer, offset: number, count: number): Promise<ReadResult> {
+  read(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<ReadResult> {
+    return this.readInto(cred, fh, offset, Buffer.allocUnsafe(Math.min(count, LOCAL_MAX_IO)));
+  }
+
+  /** Optional capability (backend/capabilities.ts ReadInto): the data lands in `into`, which is not kept. */
+  async readInto(cred0: Credentials, fh: Buffer, offset: number, into: Buffer): Promise<ReadResult> {
     const cred = this.eff(cred0);
-    const n = Math.min(count, LOCAL_MAX_IO);
+    const buf = into.length > LOCAL_MAX_IO ? into.subarray(0, LOCAL_MAX_IO) : into;
     // Fast path: a descriptor for this inode is open, so no path needs resolving.
     const id = this.codec.decode(fh);
-    const fast = this.fds.withCached(id.ino, false, (fd, last) => this.readFd(fd, id, cred, offset, n, last));
+    const fast = this.fds.withCached(id.ino, false, (fd, last) => this.readFd(fd, id, cred, offset, buf, last));
     if (fast) return fast;
     const o = await this.resolve(fh);
     try {
       await this.requireDataAccess(cred, o.attr, R, 'read', o);
-      return await this.withFile(o, false, 'read', (fd) => this.readFd(fd, o.id, cred, offset, n, { at: 0 }));
+      return await this.withFile(o, false, 'read', (fd) => this.readFd(fd, o.id, cred, offset, buf, { at: 0 }));
     } catch (e) {
       throw Object.assign(toFsError(e, 'read'), { attr: o.attr });
     }
   }
 
-  private async readFd(fd: number, id: HandleId, cred: Credentials, offset: number, n: number, last: LastStat): Promise<ReadResult> {
-    const buf = Buffer.allocUnsafe(n);
-    let r: { bytesRead: number; obj: N.Statx };
+  private async readFd(fd: number, id: HandleId, cred: Credentials, offset: number, buf: Buffer, last: LastStat): Promise<ReadResult> {
+    let r: { bytesRead: number; obj: N.Statx } | undefined;
     try {
-      // One job for the data and the reply's attributes. As the server: the descriptor's open already
-      // checked the caller, and the pool's own identity needs no credential switch.
-      r = await N.preadAs(fd, buf, offset, N.self());
+      // Data already in the page cache is copied here, as a socket's is: no wait, and no two thread
+      // hand-offs (most of a small READ's latency). Else one job for the data and the reply's attributes.
+      // As the server either way: the descriptor's open already checked the caller.
+      if (this.nowaitReads) {
+        const c = N.preadCached(fd, buf, offset);
+        if (c === false) this.nowaitReads = false;
+        else r = c;
+      }
+      r ??= await N.preadAs(fd, buf, offset, N.self());
     } catch (e) {
       throw toFsError(e, 'read');
     }
