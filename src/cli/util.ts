@@ -5,6 +5,7 @@ import { flushLogs, logger } from '../util/log.js';
 // A daemon's stderr is its JSON log: its own lines go there too, never plain text.
 const log = logger('daemon');
 import { notifySystemd } from './sd-notify.js';
+import { lib as nativeLayer } from '../native/native.js';
 
 /** Parse HOST:PORT (IPv6 as [::1]:PORT); port 0 means "pick a free one". */
 export function parseHostPort(v: string): { host: string; port: number } {
@@ -50,6 +51,8 @@ export function untilSignal(): Promise<NodeJS.Signals> {
  * finds the handler installed, not Node's default action.
  */
 export function daemonSignals(name: string): { stopped: Promise<NodeJS.Signals>; ready(): void } {
+  // The native layer sets the allocator's policy for large buffers when it loads (binding.c): before any traffic.
+  nativeLayer();
   let up = false;
   const stopped = untilSignal();
   void stopped.then((sig) => {
