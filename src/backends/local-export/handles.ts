@@ -38,6 +38,8 @@ import { FsError } from '../../backend/errors.js';
  */
 export const HANDLE_LEN = 44;
 const VERSION = 1;
+/** Handles remembered as verified, and as issued (each map). */
+const MEMO = 4096;
 
 export interface HandleId {
   ino: bigint;
@@ -53,13 +55,24 @@ export class HandleCodec {
     this.exportId = createHmac('sha256', secret).update('export').digest().subarray(0, 8);
   }
 
+  /** Recently issued handles by inode and generation: a CREATE's handle is issued again by the LOOKUP after it (bounded). */
+  private readonly issued = new Map<string, Buffer>();
+
   encode(id: HandleId): Buffer {
+    const gen = BigInt.asUintN(64, id.gen);
+    const ik = `${id.ino}:${gen}`;
+    const known = this.issued.get(ik);
+    if (known) return Buffer.from(known);
     const h = Buffer.alloc(HANDLE_LEN);
     h[0] = VERSION;
     this.exportId.copy(h, 4);
     h.writeBigUInt64BE(id.ino, 12);
-    h.writeBigUInt64BE(BigInt.asUintN(64, id.gen), 20);
+    h.writeBigUInt64BE(gen, 20);
     this.mac(h).copy(h, 28);
+    if (this.issued.size >= MEMO) this.issued.delete(this.issued.keys().next().value!);
+    this.issued.set(ik, Buffer.from(h));
+    // The client sends it back next: no HMAC to check it then either.
+    this.remember(h.toString('latin1'), { ino: id.ino, gen });
     return h;
   }
 
@@ -70,9 +83,13 @@ export class HandleCodec {
     const hit = this.verified.get(key);
     if (hit) return hit;
     const id = this.check(h);
-    if (this.verified.size >= 4096) this.verified.delete(this.verified.keys().next().value!);
-    this.verified.set(key, id);
+    this.remember(key, id);
     return id;
+  }
+
+  private remember(key: string, id: HandleId): void {
+    if (this.verified.size >= MEMO) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(key, id);
   }
 
   private check(h: Buffer): HandleId {

@@ -50,6 +50,8 @@ export interface ProxyExport {
 const INLINE = 1;
 const TABLE = 2;
 const MAC_LEN = 8;
+/** (session, handle head) pairs whose MAC is remembered (ProxyExports.mac). */
+const MAC_MEMO = 4096;
 export const INLINE_MAX = 64 - 3 - MAC_LEN;
 
 export interface ProxyExportsOptions {
@@ -84,8 +86,22 @@ export class ProxyExports implements Backend {
     return p;
   }
 
+  /**
+   * The MACs of recent (session, handle head) pairs: every call checks its
+   * handles and every LOOKUP or CREATE issues one, and an HMAC object per
+   * handle was the largest share of the proxy server's own CPU per
+   * metadata call. Bounded; the oldest goes first.
+   */
+  private readonly macs = new Map<string, Buffer>();
+
   private mac(scope: string, bytes: Buffer): Buffer {
-    return createHmac('sha256', this.opts.secret).update(scope).update('\0').update(bytes).digest().subarray(0, MAC_LEN);
+    const key = `${scope}\0${bytes.toString('latin1')}`;
+    let m = this.macs.get(key);
+    if (m) return m;
+    m = createHmac('sha256', this.opts.secret).update(scope).update('\0').update(bytes).digest().subarray(0, MAC_LEN);
+    if (this.macs.size >= MAC_MEMO) this.macs.delete(this.macs.keys().next().value!);
+    this.macs.set(key, m);
+    return m;
   }
 
   /** Upstream handle → proxy handle for the caller's session (durable before it is returned). */
