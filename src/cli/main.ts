@@ -14,7 +14,8 @@ import { flushLogs, levelFromFlags, logger, setLogLevel } from '../util/log.js';
 const DAEMONS = new Set(['serve', 'proxy-server', 'proxy-client', 'mount', 'agent', 'sessiond']);
 let running: Command | undefined;
 
-const program = await buildProgram();
+// Only the command about to run is loaded (program.ts).
+const program = await buildProgram(process.argv[2]);
 
 // Usage errors end with EXIT.USAGE, not commander's 1 (it has printed the message and the help already).
 // The log flags (-v, --log-level) are in the tree (program.ts); the hook below applies them.
