@@ -15,6 +15,7 @@ import { sessionsSuite } from './suites/sessions.js';
 import { metaSuite } from './suites/meta.js';
 import { vmSuite } from './suites/vm.js';
 import { storeSuite } from './suites/store.js';
+import { warmSuite } from './suites/warm.js';
 
 const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>, profile: string, sizes: { imageMiB?: number; memMiB?: number }) => Promise<SuiteResult>> = {
   server: serverSuite,
@@ -27,6 +28,7 @@ const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>, profile: stri
   meta: (ctx, profile, sizes) => metaSuite(ctx, profile, sizes.memMiB),
   vm: (ctx, profile, sizes) => vmSuite(ctx, profile, { memMiB: sizes.memMiB, diskMiB: sizes.imageMiB }),
   store: (ctx, profile) => storeSuite(ctx, profile),
+  warm: (ctx) => warmSuite(ctx),
 };
 
 const here = path.dirname(fileURLToPath(import.meta.url));

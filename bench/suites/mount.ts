@@ -18,7 +18,7 @@ const MiB = 1 << 20;
 const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
 
 /** Drop the page cache (all of it: client and server side are one kernel here); false if not allowed. */
-async function dropCaches(): Promise<boolean> {
+export async function dropCaches(): Promise<boolean> {
   try {
     await run('sync');
     await fs.writeFile('/proc/sys/vm/drop_caches', '3');
@@ -28,7 +28,7 @@ async function dropCaches(): Promise<boolean> {
   }
 }
 
-async function secs(f: () => Promise<unknown>): Promise<number> {
+export async function secs(f: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now();
   await f();
   return (performance.now() - t0) / 1000;

@@ -99,3 +99,19 @@ export function readIntoOf(b: Backend): ReadInto | undefined {
   const r = b as Partial<ReadInto>;
   return typeof r.readInto === 'function' ? (b as unknown as ReadInto) : undefined;
 }
+
+/**
+ * WRITE's arguments lent, not given: `write` keeps no reference to the
+ * handle or data buffers it is passed once its promise settles, and its
+ * result refers to neither. The NFS front end then lets the RPC server use
+ * a WRITE's record buffer again (Procedure.lendsArgs). The backend
+ * contract promises this for `data` only; a handle may be kept (a cache's
+ * key), so a layer says so on its own class, and wrappers never inherit it.
+ */
+export interface LendsWriteArgs {
+  readonly writeKeepsNoArgs: true;
+}
+
+export function writeKeepsNoArgs(b: Backend): boolean {
+  return (b as Partial<LendsWriteArgs>).writeKeepsNoArgs === true;
+}

@@ -23,8 +23,12 @@ export interface CallContext {
   sent?: () => void;
 }
 
-/** A reply's chunks, with what to run once they have been written (CallContext.sent). */
-export type ReplyChunks = Buffer[] & { sent?: () => void };
+/**
+ * A reply's chunks, with what to run once they have been written
+ * (CallContext.sent), and whether the call's record is free again
+ * (Procedure.lendsArgs).
+ */
+export type ReplyChunks = Buffer[] & { sent?: () => void; argsLent?: boolean };
 
 export interface ConnectionState {
   readonly id: number;
@@ -58,6 +62,13 @@ export interface Procedure<A = any, R = any> {
    * it on a read-only export before the handler runs. Absent: false.
    */
   readonly mutating?: boolean;
+  /**
+   * Lends, does not keep, its arguments: once the handler has settled,
+   * neither anything it kept nor its result refers to the decoded
+   * arguments' bytes (views of the call's record). The server then uses
+   * the record's buffer again (a WRITE's 1 MiB). Absent: false.
+   */
+  readonly lendsArgs?: boolean;
 }
 
 export interface ProgramVersion {

@@ -64,6 +64,11 @@ export class RecordDecoder {
   constructor(
     private readonly onRecord: (record: Buffer) => unknown,
     readonly maxRecord: number,
+    /**
+     * Where a record gathered from several pieces is copied to (a pool's
+     * buffer of exactly that length), or undefined for a fresh one.
+     */
+    private readonly alloc?: (n: number) => Buffer | undefined,
   ) {}
 
   /** True while part of a record has arrived but not all of it. */
@@ -199,13 +204,21 @@ export class RecordDecoder {
 
   private inBody = false;
 
+  private gather(pieces: Buffer[], n: number): Buffer {
+    const out = this.alloc?.(n);
+    if (!out) return Buffer.concat(pieces, n);
+    let at = 0;
+    for (const p of pieces) at += p.copy(out, at);
+    return out;
+  }
+
   /** Returns false when the consumer wants no more records for now. */
   private endFragment(): boolean {
     this.inBody = false;
     if (!this.lastFrag) return true;
     let rec: Buffer;
     if (this.acc) rec = this.acc.subarray(0, this.recordBytes);
-    else rec = this.frags.length === 1 ? this.frags[0] : Buffer.concat(this.frags, this.recordBytes);
+    else rec = this.frags.length === 1 ? this.frags[0] : this.gather(this.frags, this.recordBytes);
     this.frags = [];
     this.acc = undefined;
     this.recordBytes = 0;

@@ -11,6 +11,7 @@ import {
 import { type CallContext, type ConnectionState, garbageArgs, type Procedure, type ProgramTable, type ProgramVersion, type ReplyChunks, routeCall } from './program.js';
 import { frameRecord, RecordDecoder, RecordTooLargeError } from './record.js';
 import { AcceptStat, AuthFlavor, AuthStat, type CallHeader, type Credentials, RpcError } from './types.js';
+import { BufferPool } from '../util/buffer-pool.js';
 import { logger } from '../util/log.js';
 import type { Logger } from 'pino';
 
@@ -178,6 +179,10 @@ function procKey(pv: ProgramVersion, n: number, proc: Procedure): string {
   return (keys[n] ??= `${pv.name}.${proc.name}`);
 }
 
+/** Records this large and up are gathered into the server's pool (RpcServer.records); free ones kept at most. */
+const RECORD_POOL_MIN = 64 * 1024;
+const RECORD_POOL_HELD = 16 << 20;
+
 /** How long a connection closed by the server (close()) may take to deliver its last replies before it is destroyed (ms). */
 const CLOSE_LINGER_MS = 5_000;
 
@@ -232,9 +237,17 @@ export class RpcServer {
   };
   /** Sees every finished call (metrics); set it before traffic. */
   observer?: RpcObserver;
+  /**
+   * Buffers for records gathered from several socket chunks (a 1 MiB
+   * WRITE arrives in sixteen), used again after a call that lends its
+   * arguments (Procedure.lendsArgs): fresh 1 MiB buffers were most of a
+   * WRITE's garbage collection and page faults.
+   */
+  readonly records: BufferPool;
 
   constructor(opts: RpcServerOptions) {
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.records = new BufferPool(RECORD_POOL_MIN, this.limits.maxRecord, RECORD_POOL_HELD);
     this.programs = opts.programs;
     this.authenticate = opts.authenticate ?? defaultAuthenticator;
     this.drc = opts.drc ?? new DuplicateRequestCache();
@@ -490,6 +503,7 @@ export class RpcServer {
       obs?.call(key, performance.now() - t0, AcceptStat.SUCCESS, res);
       const out: ReplyChunks = w.chunks();
       if (ctx.sent && proc.idempotent) out.sent = ctx.sent;
+      if (proc.lendsArgs) out.argsLent = true;
       return out;
     } catch (e) {
       // The reply below refers to nothing the handler lent.
@@ -506,7 +520,9 @@ export class RpcServer {
         encodeAcceptedReply(w2, ctx.call.xid, (accept = AcceptStat.SYSTEM_ERR));
       }
       obs?.call(key, performance.now() - t0, accept, undefined);
-      return w2.chunks();
+      const out: ReplyChunks = w2.chunks();
+      if (proc.lendsArgs) out.argsLent = true;
+      return out;
     }
   }
 }
@@ -547,7 +563,7 @@ class Connection implements ConnectionState {
     public admitted: boolean,
   ) {
     this.peerCalls = new PeerCalls((m) => this.writeRecord(m), `connection ${id} (${peer.address}:${peer.port})`);
-    this.decoder = new RecordDecoder((r) => this.onRecord(r), server.limits.maxRecord);
+    this.decoder = new RecordDecoder((r) => this.onRecord(r), server.limits.maxRecord, (n) => server.records.take(n));
     sock.on('data', (chunk: Buffer) => this.onData(chunk));
     sock.on('error', (err) => this.log.debug({ err, peer }, 'connection error'));
     sock.on('close', () => {
@@ -661,7 +677,11 @@ class Connection implements ConnectionState {
     }
     this.inFlight++;
     this.server.dispatch(record, this).then(
-      (reply) => this.send(reply),
+      (reply) => {
+        this.send(reply);
+        // Nothing refers to the record's bytes any more (a pool ignores buffers it did not hand out).
+        if (reply?.argsLent) this.server.records.give(record);
+      },
       (err) => {
         this.log.error({ err }, 'dispatch failed');
         this.send(undefined);

@@ -126,6 +126,8 @@ export class LocalExport implements Backend {
   private readonly table: NameTable;
   private readonly fds: FdCache;
   private readonly ac: AttrCache;
+  /** Optional capability (backend/capabilities.ts LendsWriteArgs): write() keeps neither its handle nor its data. */
+  readonly writeKeepsNoArgs = true as const;
   /** READs try the page cache on the JS thread first (readFd) until the export's file system says it cannot. */
   private nowaitReads = true;
   private readonly verifier = randomBytes(8);

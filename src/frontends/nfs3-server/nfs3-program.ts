@@ -1,5 +1,5 @@
 import type { Backend } from '../../backend/backend.js';
-import { readIntoOf } from '../../backend/capabilities.js';
+import { readIntoOf, writeKeepsNoArgs } from '../../backend/capabilities.js';
 import { FsError } from '../../backend/errors.js';
 import * as X from '../../nfs3/codec.js';
 import { ACCESS3_DELETE, ACCESS3_EXTEND, ACCESS3_MODIFY, FSF3_CANSETTIME, NFS_PROGRAM, NFS_V3 } from '../../nfs3/constants.js';
@@ -23,7 +23,7 @@ type Ctx = Parameters<Procedure['handle']>[1];
 function row<C extends Codecs, Ok extends object, Fail extends object>(
   name: string,
   c: C,
-  flags: { idempotent: boolean; writes?: (a: Args<C>) => Buffer[] },
+  flags: { idempotent: boolean; writes?: (a: Args<C>) => Buffer[]; lendsArgs?: boolean },
   run: (a: Args<C>, ctx: Ctx) => Promise<Ok>,
   failBody: (e: FsError) => Fail,
 ): GuardedProcedure {
@@ -33,6 +33,7 @@ function row<C extends Codecs, Ok extends object, Fail extends object>(
     encode: c.res.enc,
     handle: (a: Args<C>, ctx: Ctx) => reply(name, () => run(a, ctx), failBody),
     idempotent: flags.idempotent,
+    lendsArgs: flags.lendsArgs,
     needsCred: true,
     mutating: !!flags.writes,
     target: flags.writes && { handles: flags.writes, refused: (_a: Args<C>, e: FsError) => ({ status: STATUS_OF[e.code], ...failBody(e) }) },
@@ -97,7 +98,8 @@ export function nfs3Program(b: Backend, readOnly?: ReadOnlyPolicy): ProgramVersi
     ),
     row('READLINK', X.READLINK, R, (a, { cred }) => b.readlink(cred, a.fh), attrBody),
     row('READ', X.READ, R, read, attrBody),
-    row('WRITE', X.WRITE, { idempotent: false, writes: (a) => [a.fh] }, (a, { cred }) => b.write(cred, a.fh, a.offset, a.data, a.stable), wccBody),
+    // The read-only guard reads the handle during the call only; the record is free once the backend is done.
+    row('WRITE', X.WRITE, { idempotent: false, writes: (a) => [a.fh], lendsArgs: writeKeepsNoArgs(b) }, (a, { cred }) => b.write(cred, a.fh, a.offset, a.data, a.stable), wccBody),
     row('CREATE', X.CREATE, { idempotent: false, writes: (a) => [a.where.dir] }, (a, { cred }) => b.create(cred, a.where.dir, a.where.name, a.how), dirWccBody),
     row('MKDIR', X.MKDIR, { idempotent: false, writes: (a) => [a.where.dir] }, (a, { cred }) => b.mkdir(cred, a.where.dir, a.where.name, a.attrs), dirWccBody),
     row('SYMLINK', X.SYMLINK, { idempotent: false, writes: (a) => [a.where.dir] }, (a, { cred }) => b.symlink(cred, a.where.dir, a.where.name, a.target, a.attrs), dirWccBody),

@@ -211,3 +211,30 @@ test('a record in thousands of 1-byte fragments comes out whole (pieces past the
   assert.equal(records.length, 1);
   assert.deepEqual(records[0], data);
 });
+
+test('a record gathered from several pieces goes into the buffer alloc gives (exact length); one piece stays a view; no alloc: a fresh one', () => {
+  const body = Buffer.alloc(100_000);
+  for (let i = 0; i < body.length; i++) body[i] = (i * 31) & 0xff;
+  const given: Buffer[] = [];
+  const got: Buffer[] = [];
+  const dec = new RecordDecoder((r) => got.push(r), 1 << 20, (n) => {
+    const b = Buffer.alloc(n, 0xee);
+    given.push(b);
+    return b;
+  });
+  // Two fragments, delivered in 7 KiB chunks: many pieces.
+  const stream = fragments(body, [40_000]);
+  for (let off = 0; off < stream.length; off += 7 * 1024) dec.push(stream.subarray(off, off + 7 * 1024));
+  assert.equal(given.length, 1);
+  assert.equal(got[0], given[0], 'the record is the buffer alloc gave');
+  assert.ok(got[0].equals(body));
+  // One record in one chunk: a view of the chunk, nothing allocated.
+  const one = fragments(Buffer.from('small record'), []);
+  dec.push(one);
+  assert.equal(given.length, 1);
+  assert.equal(got[1].toString(), 'small record');
+  // alloc declines (undefined): gathered into a buffer of the decoder's own.
+  const plain = new RecordDecoder((r) => got.push(r), 1 << 20, () => undefined);
+  for (let off = 0; off < stream.length; off += 7 * 1024) plain.push(stream.subarray(off, off + 7 * 1024));
+  assert.ok(got[2].equals(body));
+});
