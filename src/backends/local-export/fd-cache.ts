@@ -41,6 +41,14 @@ class BatchCloser {
 export interface LastStat {
   st?: import('./attrs.js').LocalStat;
   at: number;
+  /**
+   * READs through this descriptor that go straight to the worker threads
+   * before the page cache is tried on the JS thread again, and the last
+   * such gap (doubled at each miss): a miss costs the JS thread the
+   * readahead it starts (local-export.ts readFd).
+   */
+  skipCached?: number;
+  missGap?: number;
 }
 
 interface Entry {
