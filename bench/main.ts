@@ -16,6 +16,7 @@ import { metaSuite } from './suites/meta.js';
 import { vmSuite } from './suites/vm.js';
 import { storeSuite } from './suites/store.js';
 import { warmSuite } from './suites/warm.js';
+import { smallWanSuite } from './suites/smallwan.js';
 
 const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>, profile: string, sizes: { imageMiB?: number; memMiB?: number }) => Promise<SuiteResult>> = {
   server: serverSuite,
@@ -29,6 +30,7 @@ const SUITES: Record<string, (ctx: ReturnType<typeof makeContext>, profile: stri
   vm: (ctx, profile, sizes) => vmSuite(ctx, profile, { memMiB: sizes.memMiB, diskMiB: sizes.imageMiB }),
   store: (ctx, profile) => storeSuite(ctx, profile),
   warm: (ctx) => warmSuite(ctx),
+  smallwan: (ctx, profile) => smallWanSuite(ctx, profile),
 };
 
 const here = path.dirname(fileURLToPath(import.meta.url));
