@@ -78,6 +78,8 @@ export interface GaneshaOptions {
 const GANESHA = '/usr/bin/ganesha.nfsd';
 const PLUGINS_DIR = '/usr/lib/x86_64-linux-gnu/ganesha';
 const RPCBIND = '/usr/sbin/rpcbind';
+/** Starts of one instance when its rpcbind registration loses a race with another instance's (#launch). */
+const REGISTER_ATTEMPTS = 5;
 const UNSHARE = '/usr/bin/unshare';
 const NFS_LS = '/usr/bin/nfs-ls';
 const RPCBIND_SOCK = '/run/rpcbind.sock';
@@ -249,7 +251,24 @@ class GaneshaServer implements Ganesha {
     return run;
   }
 
+  /**
+   * Start, and start again when ganesha exited because its rpcbind
+   * registration lost a race: two instances starting at once (two test runs
+   * on one machine) can each unset and then set NFS v3 at the shared
+   * rpcbind, and the later SET fails ("Cannot register NFS V3 on TCP",
+   * seen once in a loaded run). Any other failure is final.
+   */
   async #launch(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#launchOnce();
+      } catch (err) {
+        if (attempt >= REGISTER_ATTEMPTS || !/Cannot register/.test((err as Error).message)) throw err;
+      }
+    }
+  }
+
+  async #launchOnce(): Promise<void> {
     const logStart = await fileSize(this.logFile);
     const stderr = await open(this.#stderrFile, 'a');
     let child: ChildProcess;
