@@ -742,20 +742,12 @@ export class LocalExport implements Backend {
   }
 
   private async readFd(fd: number, id: HandleId, cred: Credentials, offset: number, buf: Buffer, last: LastStat): Promise<ReadResult> {
-    let r: { bytesRead: number; obj: N.Statx } | undefined;
+    let r: { bytesRead: number; obj: N.Statx };
     try {
       // Data already in the page cache is copied here, as a socket's is: no wait, and no two thread
       // hand-offs (most of a small READ's latency). Else one job for the data and the reply's attributes.
       // As the server either way: the descriptor's open already checked the caller.
-      // A range that was not cached (cold data) cost the JS thread the readahead it started (~50 µs of
-      // a random 4 KiB READ): after a miss, the next 1, 2, 4 ... 64 READs of this file skip the try.
-      if (this.nowaitReads && !((last.skipCached ?? 0) > 0 && last.skipCached!--)) {
-        const c = N.preadCached(fd, buf, offset);
-        if (c === false) this.nowaitReads = false;
-        else if (c) (r = c), (last.missGap = 0);
-        else last.skipCached = last.missGap = Math.min(64, 2 * (last.missGap ?? 0) || 1);
-      }
-      r ??= await N.preadAs(fd, buf, offset, N.self());
+      r = this.readCached(fd, buf, offset, last) ?? (await N.preadAs(fd, buf, offset, N.self()));
     } catch (e) {
       throw toFsError(e, 'read');
     }
@@ -763,6 +755,27 @@ export class LocalExport implements Backend {
     await this.requireDataAccess(cred, attr, R, 'read', fd);
     const data = buf.subarray(0, r.bytesRead);
     return { attr, count: data.length, eof: offset + data.length >= attr.size, data };
+  }
+
+  /**
+   * The page-cache try of readFd. A range that was not cached (cold data) cost the JS thread the readahead
+   * it started (~50 µs of a random 4 KiB READ): after a miss, the next 1, 2, 4 ... 64 READs of this file
+   * skip the try.
+   */
+  private readCached(fd: number, buf: Buffer, offset: number, last: LastStat): { bytesRead: number; obj: N.Statx } | undefined {
+    if (!this.nowaitReads) return undefined;
+    if ((last.skipCached ?? 0) > 0) {
+      last.skipCached!--;
+      return undefined;
+    }
+    const c = N.preadCached(fd, buf, offset);
+    if (c === false) {
+      this.nowaitReads = false;
+      return undefined;
+    }
+    if (c) last.missGap = 0;
+    else last.skipCached = last.missGap = Math.min(64, 2 * (last.missGap ?? 0) || 1);
+    return c;
   }
 
   /**
