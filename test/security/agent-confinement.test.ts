@@ -48,15 +48,26 @@ describe('the agent confines exports at every start and restart', { timeout: 180
 
   const spec = (d: string): ProxyServerSpec => ({ kind: 'proxy-server', key: aliceKeyDoc(), exports: [{ dir: d, name: '/home' }], channel: 'tls' });
 
-  /** Start alice's proxy server, kill it, swap her directory for a link to `target`. */
-  async function startThenSwap(a: Agent, session: string, target: string) {
+  /**
+   * Start alice's proxy server, kill it, swap her directory for a link to `target`. With `reboot`, the agent is
+   * closed first (its monitor must not restart the server between the kill and the swap) and the server is waited
+   * out: a SIGKILLed process still looks alive in /proc until its exit completes, and a new agent would re-attach to it.
+   */
+  async function startThenSwap(a: Agent, session: string, target: string, reboot = false) {
     const home = path.join(roots, 'alice');
     await fs.rm(home, { recursive: true, force: true });
     await fs.mkdir(home);
     const v = await a.ensure(session, 'ps', spec(home));
     assert.equal(v.state, 'running');
     assert.ok(await listening(v.port!));
+    if (reboot) a.close();
     process.kill(v.pid!, 'SIGKILL');
+    if (reboot) {
+      await until('the killed proxy server to be gone', async () => {
+        const st = await fs.readFile(`/proc/${v.pid}/stat`, 'utf8').catch(() => '');
+        return st === '' || /\) [ZX] /.test(st);
+      });
+    }
     await fs.rename(home, path.join(roots, `alice-old-${session}`));
     await fs.symlink(target, home);
     return v;
@@ -89,8 +100,7 @@ describe('the agent confines exports at every start and restart', { timeout: 180
 
   test('swapped for a link to another directory inside the roots, then the agent restarts: refused (not the directory that was checked)', async () => {
     let a = await Agent.open(cfg);
-    const v = await startThenSwap(a, 's-reboot', path.join(roots, 'bob'));
-    a.close();
+    const v = await startThenSwap(a, 's-reboot', path.join(roots, 'bob'), true);
     a = await Agent.open(cfg); // "after a reboot": recovery restarts what died
     try {
       const [f] = await a.session('s-reboot', false);
