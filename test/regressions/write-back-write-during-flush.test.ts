@@ -36,6 +36,7 @@ function serverSink(): FlushSink & { data: Buffer } {
     async commit() {
       return { verf, wcc: {} };
     },
+    async setattr() {},
     writeStart() {},
     writeEnd() {},
     discarded() {},

@@ -16,7 +16,7 @@ import { BlockStore } from './block-store.js';
 import { FileTable, type FileState } from './file-state.js';
 import { startControlSocket } from './control-socket.js';
 import * as f from './fs-cb.js';
-import { Journal } from './journal.js';
+import { Journal, type JournalSattr } from './journal.js';
 import { resolveCacheOptions, type CacheOptions, type ResolvedCacheOptions } from './options.js';
 import { lockSession, readSmallFile, sessionPath, writeFileAtomic } from './session-dir.js';
 import { versionTag } from './versions.js';
@@ -62,6 +62,8 @@ export interface CacheStats extends CounterSnapshot {
   accessHits: number;
   /** Write-back writes the journal refused (cache disk full), sent to the server directly. */
   writesAround: number;
+  /** SETATTRs (mode, owner, times) journalled after a file's unflushed writes instead of sent at once. */
+  setattrsJournalled: number;
   lookupHits: number;
   lookupMisses: number;
   /** Bytes whose newest data is only in the journal. */
@@ -125,7 +127,7 @@ export class CacheBackend extends PassthroughBackend {
   private timers: NodeJS.Timeout[] = [];
   private scanning?: Promise<void>;
   private closing = false;
-  private readonly c = { attrHits: 0, attrMisses: 0, accessHits: 0, writesAround: 0, writtenBlocksKept: 0, ordersInvalidated: 0 };
+  private readonly c = { attrHits: 0, attrMisses: 0, accessHits: 0, writesAround: 0, setattrsJournalled: 0, writtenBlocksKept: 0, ordersInvalidated: 0 };
   /** The callback model: ACCESS answers per caller and file, with the delegation clock when each was asked. */
   private readonly accessSeen = new Map<string, { mask: number; access: number; sent: number }>();
   /** The poll model's client (absent: the link cannot call the GVFS extension program). */
@@ -217,6 +219,17 @@ export class CacheBackend extends PassthroughBackend {
             return r;
           },
           commit: (cred, fh) => this.inner.commit(cred, fh, 0, 0),
+          setattr: async (cred, fh, attrs) => {
+            if (this.opts.consistency === 'callback' && !this.held!.holds(fh.toString('hex'), 'write')) await this.held!.take(cred, fh, 'reclaim');
+            const s = this.file(fh);
+            this.files.writeStart(s);
+            try {
+              this.files.writeEnd(s, 0, 0, await this.inner.setattr(cred, fh, attrs), true);
+            } catch (e) {
+              this.files.writeEnd(s, 0, 0, (e as FsError).wcc, false);
+              throw e;
+            }
+          },
           writeStart: (fh) => this.files.writeStart(this.file(fh)),
           writeEnd: (fh, off, len, wcc, ok) => this.files.writeEnd(this.file(fh), off, len, wcc, ok),
           flushed: (fh, ranges, bytes) => this.keepFlushed(this.file(fh), ranges, bytes),
@@ -352,13 +365,15 @@ export class CacheBackend extends PassthroughBackend {
     return Date.now() - s.at < this.opts.attrTimeoutMs;
   }
 
-  /** What clients see: the server's attributes, with unflushed writes' size and time. */
+  /** What clients see: the server's attributes, with unflushed writes' size and time and journalled SETATTRs' fields. */
   private present(s: FileState, a: Fattr3): Fattr3 {
     const d = this.wb?.dirty(s.key);
     if (!d) return a;
     const size = Math.max(a.size, d.maxEnd);
-    const t = nfsTime(d.lastWriteAt);
-    return { ...a, size, used: Math.max(a.used, size), mtime: t, ctime: t };
+    const x = d.attrs;
+    const mtime = d.mtimeSet && x.mtime ? x.mtime : d.lastWriteAt ? nfsTime(d.lastWriteAt) : a.mtime;
+    const ctime = nfsTime(Math.max(d.lastWriteAt, d.attrsAt));
+    return { ...a, size, used: Math.max(a.used, size), mode: x.mode ?? a.mode, uid: x.uid ?? a.uid, gid: x.gid ?? a.gid, atime: x.atime ?? a.atime, mtime, ctime };
   }
 
   /** `sentGen`: the invalidation generation when the call that brought `a` went out (FileState.pollGen). */
@@ -544,21 +559,34 @@ export class CacheBackend extends PassthroughBackend {
     return { ...r, wcc: { before: r.wcc.before, after: r.wcc.after && this.present(s, r.wcc.after) }, verf: this.bootVerf };
   }
 
-  /** A write-back write is checked against the server's permissions once per caller per attribute timeout. */
-  private async checkWritable(cred: Credentials, s: FileState): Promise<void> {
-    const who = `${cred.uid}:${cred.gid}:${cred.gids.join(',')}:${cred.session ?? ''}`;
+  /**
+   * A write-back write is checked against the server's permissions once per caller per attribute timeout; the
+   * writes of one caller that come together (write-behind keeps several in flight) share one ACCESS.
+   */
+  private checkWritable(cred: Credentials, s: FileState): Promise<void> {
+    const who = writerKey(cred);
     const at = s.writable?.get(who);
-    if (at !== undefined && Date.now() - at < Math.max(this.opts.attrTimeoutMs, 1000)) return;
-    let r;
-    try {
-      r = await this.inner.access(cred, s.fh, ACCESS3_MODIFY | ACCESS3_EXTEND);
-    } catch (e) {
-      if (at !== undefined && isFsError(e, 'IO')) return; // allowed before, server unreachable now
-      throw e;
+    if (at !== undefined && Date.now() - at < Math.max(this.opts.attrTimeoutMs, 1000)) return Promise.resolve();
+    const k = `${s.key}:${who}`;
+    let p = this.writableAsked.get(k);
+    if (!p) {
+      p = (async () => {
+        let r;
+        try {
+          r = await this.inner.access(cred, s.fh, ACCESS3_MODIFY | ACCESS3_EXTEND);
+        } catch (e) {
+          if (at !== undefined && isFsError(e, 'IO')) return; // allowed before, server unreachable now
+          throw e;
+        }
+        if (!(r.access & (ACCESS3_MODIFY | ACCESS3_EXTEND))) throw new FsError('ACCES', 'no write permission', { wcc: { after: r.attr } });
+        (s.writable ??= new Map()).set(who, Date.now());
+      })().finally(() => this.writableAsked.delete(k));
+      this.writableAsked.set(k, p);
     }
-    if (!(r.access & (ACCESS3_MODIFY | ACCESS3_EXTEND))) throw new FsError('ACCES', 'no write permission', { wcc: { after: r.attr } });
-    (s.writable ??= new Map()).set(who, Date.now());
+    return p;
   }
+  /** checkWritable's ACCESS calls in flight, by file and caller. */
+  private readonly writableAsked = new Map<string, Promise<void>>();
 
   override async commit(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<{ wcc: WccData; verf: Buffer }> {
     await this.up();
@@ -625,6 +653,17 @@ export class CacheBackend extends PassthroughBackend {
   override async setattr(cred: Credentials, fh: Buffer, attrs: Sattr3, guard?: NfsTime): Promise<WccData> {
     await this.up();
     const s = this.file(fh);
+    const j = this.mayJournal(cred, s, attrs, guard);
+    if (j) {
+      const pre = this.present(s, s.attr!);
+      try {
+        await this.wb!.setattr(cred, fh, j);
+        this.c.setattrsJournalled++;
+        return { before: { size: pre.size, mtime: pre.mtime, ctime: pre.ctime }, after: this.present(s, s.attr!) };
+      } catch (e) {
+        if (!(e instanceof JournalRefused)) throw e; // else: sent now, as any other SETATTR
+      }
+    }
     // Unflushed data first: a truncate must land after it, and a flush after a chmod/utimes would undo the times.
     if (this.wb!.dirty(s.key)) await this.flushOne(s);
     const old = s.attr?.size ?? 0;
@@ -638,6 +677,33 @@ export class CacheBackend extends PassthroughBackend {
       this.files.writeEnd(s, 0, 0, undefined, false);
       throw e;
     }
+  }
+
+  /**
+   * A SETATTR that may wait in the journal behind the file's unflushed writes (tar's chown, chmod and utimes after
+   * it wrote a file: three round trips each otherwise): one the server cannot refuse once it took those writes.
+   * The caller made them and owns the file (only an owner may chmod or set times; the server checked the writes'
+   * permission); no size (truncates order against reads), no server time, no set-id or sticky bit (the server's
+   * policy may strip them), an owner or group only as it is (a no-op the owner may make). Anything else is sent
+   * at once, after the file's writes. Returns the fields to journal, or undefined.
+   */
+  private mayJournal(cred: Credentials, s: FileState, attrs: Sattr3, guard: NfsTime | undefined): JournalSattr | undefined {
+    if (!this.opts.writeBack || guard || attrs.size !== undefined || attrs.atime === 'server' || attrs.mtime === 'server') return undefined;
+    const d = this.wb!.dirty(s.key);
+    if (!d || !s.attr || s.attr.type !== FType.REG || !sameCred(d.cred, cred)) return undefined;
+    if (this.opts.consistency === 'callback' && !this.held!.holds(s.key, 'write')) return undefined;
+    const cur = this.present(s, s.attr);
+    if (cred.uid !== cur.uid) return undefined;
+    if (attrs.mode !== undefined && (attrs.mode & ~0o777) !== 0) return undefined;
+    if ((attrs.uid !== undefined || attrs.gid !== undefined) && (cur.mode & 0o6000) !== 0) return undefined; // a chown clears set-id bits
+    if ((attrs.uid !== undefined && attrs.uid !== cur.uid) || (attrs.gid !== undefined && attrs.gid !== cur.gid)) return undefined;
+    const j: JournalSattr = {};
+    if (attrs.mode !== undefined) j.mode = attrs.mode;
+    if (attrs.uid !== undefined) j.uid = attrs.uid;
+    if (attrs.gid !== undefined) j.gid = attrs.gid;
+    if (attrs.atime) j.atime = attrs.atime as NfsTime;
+    if (attrs.mtime) j.mtime = attrs.mtime as NfsTime;
+    return j; // (fields left out, not undefined: records merge by spreading)
   }
 
   override async lookup(cred: Credentials, dir: Buffer, name: string): Promise<{ fh: Buffer; attr?: Fattr3; dirAttr?: Fattr3 }> {
@@ -739,6 +805,8 @@ export class CacheBackend extends PassthroughBackend {
       const s = this.file(r.fh);
       s.at = 0;
       if (s.fk) this.store.dropFile(s.fk);
+      // Its creator owns it with write permission: the server lets the owner write (no ACCESS before its first write).
+      if (r.attr?.type === FType.REG && r.attr.uid === cred.uid && r.attr.mode & 0o200) (s.writable ??= new Map()).set(writerKey(cred), Date.now());
     }
     return this.created(dir, name, r);
   }
@@ -1149,6 +1217,12 @@ export function sources(segs: Seg[], overlay: Array<{ start: number; data: Buffe
   }
   const serverBytes = srvEnd - offset - covered(0, srvEnd - offset);
   return { cache, channel, journal: end - offset - serverBytes };
+}
+
+const writerKey = (cred: Credentials) => `${cred.uid}:${cred.gid}:${cred.gids.join(',')}:${cred.session ?? ''}`;
+
+function sameCred(a: Credentials, b: Credentials): boolean {
+  return a.uid === b.uid && a.gid === b.gid && a.gids.length === b.gids.length && a.gids.every((g, i) => g === b.gids[i]) && a.session === b.session;
 }
 
 function nfsTime(ms: number): NfsTime {

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
+import type { NfsTime, Sattr3 } from '../../nfs3/types.js';
 import type { Credentials } from '../../rpc/types.js';
 import { AuthFlavor } from '../../rpc/types.js';
 import { logger } from '../../util/log.js';
@@ -25,6 +26,11 @@ const log = logger('cache');
  *   DONE    u32 fileNo, u64 upTo   (the file's WRITEs with seq <= upTo are on the
  *           server, committed)
  *   DISCARD u32 fileNo, u64 upTo   (dropped by `gvfs flush --discard`)
+ *   SETATTR u32 fileNo, u32 fields (bit 0 mode, 1 uid, 2 gid, 3 atime, 4 mtime),
+ *           u32 mode, u32 uid, u32 gid, u32 atime s, u32 atime ns, u32 mtime s,
+ *           u32 mtime ns (a change of mode, owner or times the cache acknowledged
+ *           after the file's WRITEs before it: delivered after them, before later
+ *           ones; DONE covers it like a WRITE)
  *
  * Durability: a batch of records is written with one writev; when any of
  * them needs stability (FILE_SYNC / DATA_SYNC writes, COMMIT, DONE) the
@@ -49,8 +55,10 @@ const enum RT {
   WRITE = 2,
   DONE = 3,
   DISCARD = 4,
+  SETATTR = 5,
 }
 const WRITE_HDR = 16;
+const SETATTR_LEN = 36;
 const MAX_PAYLOAD = 64 << 20;
 const BATCH_RECORDS = 256;
 /** A current segment whose WRITEs are all delivered is replaced once it holds this much. */
@@ -76,13 +84,18 @@ export interface JournalWrite {
   seg: number;
   /** Journal file position of the data. */
   pos: number;
+  /** A SETATTR record (length 0): the fields it sets (never a size, never the server's time). */
+  sattr?: JournalSattr;
 }
+
+/** What a SETATTR record can carry: sattr3 without size, with times given by the client. */
+export type JournalSattr = Omit<Sattr3, 'size' | 'atime' | 'mtime'> & { atime?: NfsTime; mtime?: NfsTime };
 
 export interface RecoveredFile {
   fileNo: number;
   fh: Buffer;
   cred: Credentials;
-  /** Pending WRITEs in order. */
+  /** Pending WRITEs (and SETATTRs) in order. */
   writes: JournalWrite[];
 }
 
@@ -171,10 +184,10 @@ export class Journal {
         diskBytes += size;
         await scanSegment(fd, size, (rec) => {
           const fileNo = rec.payload.readUInt32LE(0);
-          if (rec.type === RT.WRITE) {
+          if (rec.type === RT.WRITE || rec.type === RT.SETATTR) {
             let l = writes.get(fileNo);
             if (!l) writes.set(fileNo, (l = []));
-            l.push({ seq: rec.seq, len: rec.length - WRITE_HDR });
+            l.push({ seq: rec.seq, len: rec.type === RT.WRITE ? rec.length - WRITE_HDR : 0 });
           } else if (rec.type === RT.DONE || rec.type === RT.DISCARD) done.set(fileNo, Math.max(done.get(fileNo) ?? 0, readU64(rec.payload, 4)));
         });
       } finally {
@@ -218,28 +231,37 @@ export class Journal {
    * bookkeeping then can never miss a record that a DONE mark made after it covers.
    */
   write(fileNo: number, fh: Buffer, cred: Credentials, offset: number, data: Buffer, stable: number, sync: boolean, onAppended?: (w: JournalWrite) => void): Promise<JournalWrite> {
+    const p = Buffer.alloc(WRITE_HDR);
+    p.writeUInt32LE(fileNo, 0);
+    p.writeUInt32LE(stable, 4);
+    writeU64(p, 8, offset);
+    return this.append1({ seq: 0, fileNo, offset, length: data.length, seg: 0, pos: 0 }, fh, cred, RT.WRITE, [p, data], WRITE_HDR, sync, onAppended);
+  }
+
+  /** Append a SETATTR (see the record layout); as `write`, with `onAppended`. */
+  setattr(fileNo: number, fh: Buffer, cred: Credentials, sattr: JournalSattr, sync: boolean, onAppended?: (w: JournalWrite) => void): Promise<JournalWrite> {
+    return this.append1({ seq: 0, fileNo, offset: 0, length: 0, seg: 0, pos: 0, sattr }, fh, cred, RT.SETATTR, [encodeSattr(fileNo, sattr)], SETATTR_LEN, sync, onAppended);
+  }
+
+  /** One record of a file's changes (after the file's FILE record where the segment lacks it); `w` is filled in as it is laid out. */
+  private append1(w: JournalWrite, fh: Buffer, cred: Credentials, type: RT, payload: Buffer[], head: number, sync: boolean, onAppended?: (w: JournalWrite) => void): Promise<JournalWrite> {
     return new Promise((resolve, reject) => {
-      const w = { seq: 0, fileNo, offset, length: data.length, seg: 0, pos: 0 };
       const ck = credKey(cred);
       this.enqueue({
         data: true,
         sync,
         build: (seg, pos, declared) => {
           const out: Buffer[] = [];
-          if (declared.get(fileNo) !== ck) {
-            const r = fileRecord(++this.seq, fileNo, fh, cred);
+          if (declared.get(w.fileNo) !== ck) {
+            const r = fileRecord(++this.seq, w.fileNo, fh, cred);
             out.push(r);
             pos += r.length;
-            declared.set(fileNo, ck);
+            declared.set(w.fileNo, ck);
           }
           w.seq = ++this.seq;
-          const p = Buffer.alloc(WRITE_HDR);
-          p.writeUInt32LE(fileNo, 0);
-          p.writeUInt32LE(stable, 4);
-          writeU64(p, 8, offset);
-          out.push(header(RT.WRITE, w.seq, [p, data]), p, data);
+          out.push(header(type, w.seq, payload), ...payload);
           w.seg = seg.no;
-          w.pos = pos + HDR + WRITE_HDR;
+          w.pos = pos + HDR + head;
           return out;
         },
         resolve: () => {
@@ -502,6 +524,11 @@ export class Journal {
           const e = files.get(fileNo);
           if (!e) throw new JournalError(`${name}: WRITE of file ${fileNo} before its FILE record`);
           e.writes.push({ seq: rec.seq, fileNo, offset: readU64(rec.payload, 8), length: rec.length - WRITE_HDR, seg: no, pos: rec.pos + HDR + WRITE_HDR });
+        } else if (rec.type === RT.SETATTR) {
+          const fileNo = rec.payload.readUInt32LE(0);
+          const e = files.get(fileNo);
+          if (!e) throw new JournalError(`${name}: SETATTR of file ${fileNo} before its FILE record`);
+          e.writes.push({ seq: rec.seq, fileNo, offset: 0, length: 0, seg: no, pos: rec.pos + HDR + SETATTR_LEN, sattr: decodeSattr(rec.payload) });
         } else if (rec.type === RT.DONE || rec.type === RT.DISCARD) {
           const fileNo = rec.payload.readUInt32LE(0);
           done.set(fileNo, Math.max(done.get(fileNo) ?? 0, readU64(rec.payload, 4)));
@@ -566,6 +593,40 @@ function parseFile(p: Buffer): { fileNo: number; fh: Buffer; cred: Credentials }
   return { fileNo: p.readUInt32LE(0), fh, cred: { flavor: AuthFlavor.AUTH_SYS, uid: p.readUInt32LE(4), gid: p.readUInt32LE(8), gids } };
 }
 
+const enum SF {
+  MODE = 1,
+  UID = 2,
+  GID = 4,
+  ATIME = 8,
+  MTIME = 16,
+}
+
+function encodeSattr(fileNo: number, a: JournalSattr): Buffer {
+  const p = Buffer.alloc(SETATTR_LEN);
+  p.writeUInt32LE(fileNo, 0);
+  const put = (bit: SF, off: number, ...vs: number[]) => {
+    p.writeUInt32LE(p.readUInt32LE(4) | bit, 4);
+    vs.forEach((v, i) => p.writeUInt32LE(v >>> 0, off + 4 * i));
+  };
+  if (a.mode !== undefined) put(SF.MODE, 8, a.mode);
+  if (a.uid !== undefined) put(SF.UID, 12, a.uid);
+  if (a.gid !== undefined) put(SF.GID, 16, a.gid);
+  if (a.atime) put(SF.ATIME, 20, a.atime.sec, a.atime.nsec);
+  if (a.mtime) put(SF.MTIME, 28, a.mtime.sec, a.mtime.nsec);
+  return p;
+}
+
+function decodeSattr(p: Buffer): JournalSattr {
+  const fields = p.readUInt32LE(4);
+  const a: JournalSattr = {};
+  if (fields & SF.MODE) a.mode = p.readUInt32LE(8);
+  if (fields & SF.UID) a.uid = p.readUInt32LE(12);
+  if (fields & SF.GID) a.gid = p.readUInt32LE(16);
+  if (fields & SF.ATIME) a.atime = { sec: p.readUInt32LE(20), nsec: p.readUInt32LE(24) };
+  if (fields & SF.MTIME) a.mtime = { sec: p.readUInt32LE(28), nsec: p.readUInt32LE(32) };
+  return a;
+}
+
 const credKey = (c: Credentials) => `${c.uid}:${c.gid}:${c.gids.slice(0, 16).join(',')}`;
 
 function writeU64(b: Buffer, off: number, v: number): void {
@@ -607,7 +668,7 @@ async function scanSegment(fd: number, size: number, on: (r: RawRecord) => void)
     if (h.readUInt32LE(0) !== MAGIC) break;
     const type = h[4] as RT;
     const len = h.readUInt32LE(8);
-    if (type < RT.FILE || type > RT.DISCARD || len > MAX_PAYLOAD || pos + HDR + len > size) break;
+    if (type < RT.FILE || type > RT.SETATTR || len > MAX_PAYLOAD || pos + HDR + len > size) break;
     let c = crc32(h.subarray(4, 12));
     c = crc32(h.subarray(16, 24), c);
     let head: Buffer | undefined;
@@ -620,7 +681,8 @@ async function scanSegment(fd: number, size: number, on: (r: RawRecord) => void)
     }
     if (c >>> 0 !== h.readUInt32LE(12)) break;
     const payload = head ?? Buffer.alloc(0);
-    if ((type === RT.WRITE && payload.length < WRITE_HDR) || (type !== RT.WRITE && type !== RT.FILE && payload.length < 12) || (type === RT.FILE && payload.length < 16)) break;
+    const least = type === RT.WRITE ? WRITE_HDR : type === RT.FILE ? 16 : type === RT.SETATTR ? SETATTR_LEN : 12;
+    if (payload.length < least) break;
     on({ type, seq: readU64(h, 16), pos, length: len, payload });
     pos += HDR + len;
   }

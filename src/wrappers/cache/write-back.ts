@@ -4,7 +4,7 @@ import type { Credentials } from '../../rpc/types.js';
 import { logger } from '../../util/log.js';
 import { ExtentMap } from './extent-map.js';
 import { jitter, JITTER } from './test-jitter.js';
-import { JournalError, type Journal, type JournalWrite, type RecoveredFile } from './journal.js';
+import { JournalError, type Journal, type JournalSattr, type JournalWrite, type RecoveredFile } from './journal.js';
 
 const log = logger('cache');
 
@@ -23,6 +23,12 @@ const log = logger('cache');
  * does a DONE mark go into the journal (fsync'd) and the records retire. A
  * changed verifier (the server restarted and may have lost UNSTABLE data)
  * replays the round from its start.
+ *
+ * A change of mode, owner or times made after a file's unflushed WRITEs
+ * (tar: write, then chown, chmod, utimes) is journalled too, in order: a
+ * round sends its WRITEs, then the round's SETATTRs merged into one, and
+ * stops before any WRITE made after them (the cache decides which SETATTRs
+ * may wait: cache-backend.ts `mayJournal`).
  *
  * A crash between a round's first WRITE and its DONE mark replays the round
  * after restart: the end state is exact, though while the replay runs the
@@ -54,6 +60,8 @@ export interface FlushSink {
   /** One UNSTABLE WRITE to the server. */
   write(cred: Credentials, fh: Buffer, offset: number, data: Buffer): Promise<WriteResult>;
   commit(cred: Credentials, fh: Buffer): Promise<{ verf: Buffer; wcc: WccData }>;
+  /** The SETATTRs of a round, merged, after its WRITEs (keeping the read cache right is the sink's own). */
+  setattr(cred: Credentials, fh: Buffer, attrs: JournalSattr): Promise<void>;
   /** Our WRITE is about to go / went (ok or not) to the server: keep the read cache right. */
   writeStart(fh: Buffer): void;
   writeEnd(fh: Buffer, offset: number, length: number, wcc: WccData | undefined, ok: boolean): void;
@@ -107,6 +115,11 @@ class DirtyFile {
   /** When each pending write was journalled (parallel to `writes`). */
   readonly times: number[] = [];
   lastWriteAt = 0;
+  /** Pending SETATTRs merged (what the file will have once they are delivered), and when the last was made. */
+  attrs: JournalSattr = {};
+  attrsAt = 0;
+  /** The last pending change of the file's mtime is a SETATTR's (not a WRITE's). */
+  mtimeSet = false;
   flushing?: Promise<void>;
   error?: { code: FsErrorCode; message: string; at: number };
   failures = 0;
@@ -183,10 +196,10 @@ export class WriteBack {
     return [...this.files.values()].filter((d) => d.error && d.writes.length).map((d) => ({ fh: d.key, path: this.sink.describe?.(d.fh).path, code: d.error!.code, message: d.error!.message, bytes: d.backlog }));
   }
 
-  /** The file has unflushed writes: its size and data differ from the server's. */
-  dirty(key: string): { maxEnd: number; lastWriteAt: number } | undefined {
+  /** The file has unflushed writes: its size and data (and the fields of `attrs`) differ from the server's. */
+  dirty(key: string): Dirty | undefined {
     const d = this.files.get(key);
-    return d && d.writes.length ? { maxEnd: d.extents.maxEnd, lastWriteAt: d.lastWriteAt } : undefined;
+    return d && d.writes.length ? { maxEnd: d.extents.maxEnd, lastWriteAt: d.lastWriteAt, attrs: d.attrs, attrsAt: d.attrsAt, mtimeSet: d.mtimeSet, cred: d.cred } : undefined;
   }
 
   /** Journal a WRITE; resolves once it is acknowledged-safe (durable if `sync`). */
@@ -216,15 +229,45 @@ export class WriteBack {
     if (this.backlogBytes > this.o.dirtyLimit) void this.flushAll().catch(() => undefined);
   }
 
+  /**
+   * Journal a SETATTR of a file with unflushed writes, to be delivered after them; resolves once it is on the
+   * journal's disk. JournalRefused: the caller sends it itself.
+   */
+  async setattr(cred: Credentials, fh: Buffer, attrs: JournalSattr): Promise<void> {
+    if (this.closed) throw new FsError('IO', 'write-back cache is closing');
+    const key = fh.toString('hex');
+    const d0 = this.files.get(key);
+    if (!d0?.writes.length) throw new JournalRefused('IO', 'a SETATTR is journalled only after unflushed writes of the file');
+    try {
+      await this.journal.setattr(d0.fileNo, d0.fh, cred, attrs, true, (w) => {
+        let d = this.files.get(key);
+        // Its writes were delivered while the append waited: the SETATTR is still owed, after them.
+        if (!d) this.files.set(key, (d = new DirtyFile(key, d0.fileNo, d0.fh, cred)));
+        d.cred = cred;
+        this.add(d, w, Date.now());
+      });
+    } catch (e) {
+      const je = e as JournalError;
+      throw new JournalRefused(je.errno === 'ENOSPC' || je.errno === 'EDQUOT' ? 'NOSPC' : 'IO', `write-back journal: ${je.message}`);
+    }
+  }
+
   private add(d: DirtyFile, w: JournalWrite, now: number): void {
     // Journal order is seq order; keep it even if continuations ran out of order.
     let i = d.writes.length;
     while (i > 0 && d.writes[i - 1].seq > w.seq) i--;
     d.writes.splice(i, 0, w);
     d.times.splice(i, 0, now);
+    if (w.sattr) {
+      Object.assign(d.attrs, w.sattr);
+      d.attrsAt = now;
+      if (w.sattr.mtime) d.mtimeSet = true;
+      return;
+    }
     d.extents.insert({ start: w.offset, end: w.offset + w.length, seq: w.seq, seg: w.seg, pos: w.pos });
     d.backlog += w.length;
     d.lastWriteAt = now;
+    d.mtimeSet = false;
   }
 
   /** Wait for room under dirtyMax; NOSPC when flushing cannot make it. */
@@ -370,12 +413,17 @@ export class WriteBack {
     if (!d.writes.length && !d.flushing && this.files.get(d.key) === d) this.files.delete(d.key);
   }
 
-  /** One round: WRITEs in order up to `target` (at most roundBytes), COMMIT, DONE mark. */
+  /** One round: WRITEs in order up to `target` (at most roundBytes), the SETATTRs after them (none after a later WRITE), COMMIT, DONE mark. */
   private async round(d: DirtyFile, target: number): Promise<void> {
     const take: JournalWrite[] = [];
+    const writes: JournalWrite[] = [];
+    let sattr: JournalSattr | undefined;
     let bytes = 0;
     for (const w of d.writes) {
       if (w.seq > target || (take.length && bytes + w.length > this.o.roundBytes)) break;
+      if (w.sattr) sattr = { ...sattr, ...w.sattr };
+      else if (sattr) break;
+      else writes.push(w);
       take.push(w);
       bytes += w.length;
     }
@@ -383,7 +431,11 @@ export class WriteBack {
     const last = take[take.length - 1].seq;
     try {
       for (let attempt = 0; ; attempt++) {
-        const verf = await this.deliver(d, take);
+        const verf = await this.deliver(d, writes);
+        if (sattr) {
+          if (JITTER) await jitter();
+          await this.sink.setattr(d.cred, d.fh, sattr);
+        }
         if (verf === null) break;
         if (JITTER) await jitter();
         const c = await this.sink.commit(d.cred, d.fh);
@@ -397,7 +449,7 @@ export class WriteBack {
       if (this.sink.flushed) {
         if (JITTER) await jitter();
         await this.sink
-          .flushed(d.fh, take.map((w) => [w.offset, w.offset + w.length]), (start, end) => this.roundBytes(d, last, start, end))
+          .flushed(d.fh, writes.map((w) => [w.offset, w.offset + w.length]), (start, end) => this.roundBytes(d, last, start, end))
           .catch((e) => log.warn({ ...this.about(d), err: e }, 'cache: keeping flushed blocks failed; they will be fetched again'));
       }
     } catch (e) {
@@ -505,6 +557,17 @@ export class WriteBack {
     if (r.failed.length) log.error({ failed: r.failed }, 'cache: session ended with unflushed data; it stays in the journal (restart on this cache directory, or gvfs flush, delivers it)');
     return r;
   }
+}
+
+/** What the cache presents of a file with unflushed changes (see WriteBack.dirty). */
+export interface Dirty {
+  maxEnd: number;
+  lastWriteAt: number;
+  attrs: JournalSattr;
+  attrsAt: number;
+  mtimeSet: boolean;
+  /** Who made the file's latest change. */
+  cred: Credentials;
 }
 
 interface Run {

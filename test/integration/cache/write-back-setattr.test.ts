@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { StableHow } from '../../../src/nfs3/constants.js';
+import { ROOT, startCacheChain, type CacheChain } from './helpers.js';
+
+/**
+ * tar's per-file SETATTRs (owner, mode, times) after it wrote a file wait in
+ * the write-back journal behind the file's writes instead of crossing the
+ * link at once; what the server could refuse (set-id bits, a new owner, a
+ * size, the server's time) is still sent at once.
+ */
+describe('cache: write-back SETATTRs', { timeout: 300_000 }, () => {
+  let c: CacheChain;
+  before(async () => {
+    c = await startCacheChain();
+  });
+  after(() => c.stop());
+
+  test("a file's chown (to itself), chmod and utimes after its writes: answered at once, shown at once, delivered after the writes in one SETATTR", async () => {
+    const s = await c.startSession({ cache: { maxDirtyAgeMs: 600_000 } });
+    const f = await s.client.create(ROOT, s.root, 'x.txt', { mode: 'unchecked', attrs: { mode: 0o644 } });
+    const fh = f.fh!;
+    const data = Buffer.from('hello, journalled attributes\n');
+    await s.client.write(ROOT, fh, 0, data, StableHow.UNSTABLE);
+    const own = await s.client.getattr(ROOT, fh);
+    const [sa0, w0] = [c.upstreamCalls('SETATTR'), c.upstreamCalls('WRITE')];
+    const atime = { sec: 1_000_000_001, nsec: 123_456_789 };
+    const mtime = { sec: 1_000_000_002, nsec: 987_654_321 };
+    await s.client.setattr(ROOT, fh, { uid: own.uid, gid: own.gid });
+    const w = await s.client.setattr(ROOT, fh, { mode: 0o600 });
+    assert.equal(w.after?.mode, 0o600, "the reply's attributes have the new mode");
+    await s.client.setattr(ROOT, fh, { atime, mtime });
+    assert.equal(c.upstreamCalls('SETATTR') - sa0, 0, 'no SETATTR crossed yet');
+    assert.equal(c.upstreamCalls('WRITE') - w0, 0, 'nor a WRITE');
+    assert.equal(s.cache.stats().setattrsJournalled, 3);
+    const a = await s.client.getattr(ROOT, fh);
+    assert.deepEqual([a.mode, a.size, a.atime, a.mtime], [0o600, data.length, atime, mtime], 'GETATTR shows what is owed');
+    const onDisk = await fs.stat(path.join(c.exportDir, 'x.txt'), { bigint: true });
+    assert.equal(Number(onDisk.mode) & 0o777, 0o644, 'the server still has the old mode');
+    assert.equal((await s.cache.flush()).failed.length, 0);
+    assert.equal(c.upstreamCalls('SETATTR') - sa0, 1, 'the three SETATTRs crossed as one');
+    const st = await fs.stat(path.join(c.exportDir, 'x.txt'), { bigint: true });
+    assert.equal(Number(st.mode) & 0o7777, 0o600);
+    assert.equal(st.mtimeNs, 1_000_000_002_987_654_321n, 'the mtime set after the writes is the one the server keeps');
+    assert.equal(st.atimeNs, 1_000_000_001_123_456_789n);
+    assert.ok((await fs.readFile(path.join(c.exportDir, 'x.txt'))).equals(data));
+    await s.stop();
+  });
+
+  test('what the server may refuse or change is sent at once, after the writes: set-id bits, another owner, a size, the server clock', async () => {
+    const s = await c.startSession({ cache: { maxDirtyAgeMs: 600_000 } });
+    const f = await s.client.create(ROOT, s.root, 'y.txt', { mode: 'unchecked', attrs: { mode: 0o644 } });
+    const fh = f.fh!;
+    const own = await s.client.getattr(ROOT, fh);
+    const cases: Array<[string, Parameters<typeof s.client.setattr>[2]]> = [
+      ['a set-uid bit', { mode: 0o4755 }],
+      ['another owner', { uid: own.uid + 1 }],
+      ['a size', { size: 3 }],
+      ["the server's time", { mtime: 'server' }],
+    ];
+    for (const [what, attrs] of cases) {
+      await s.client.write(ROOT, fh, 0, Buffer.from('abcdef'), StableHow.UNSTABLE);
+      const [sa0, w0] = [c.upstreamCalls('SETATTR'), c.upstreamCalls('WRITE')];
+      await s.client.setattr(ROOT, fh, attrs).catch(() => undefined); // refused or not: it was asked at once
+      assert.equal(c.upstreamCalls('SETATTR') - sa0, 1, `${what}: the SETATTR crossed at once`);
+      assert.ok(c.upstreamCalls('WRITE') - w0 >= 1, `${what}: after the file's writes`);
+    }
+    assert.equal(s.cache.stats().setattrsJournalled, 0);
+    await s.stop();
+  });
+});
