@@ -21,7 +21,11 @@ export const sameTimes = (a: Fattr3, b: Fattr3): boolean => stampOf(a) === stamp
  * change does). Our own changes keep it, and renew it, only when their
  * pre-operation attributes (wcc) show the directory exactly as the listing
  * knew it, i.e. nobody else changed it in between; otherwise, and on any
- * failed change, it is dropped.
+ * failed change, it is dropped. A listing past its budget is kept (not
+ * used): the directory's attributes in a later reply (a LOOKUP's, found or
+ * not) renew it if they show the directory as the listing knew it, so a
+ * loop that creates and removes names in one directory asks once per
+ * budget, not once per name.
  */
 export class DirListings {
   private readonly m = new Map<string, { names: Set<string>; stamp: string; at: number }>();
@@ -46,25 +50,29 @@ export class DirListings {
     const l = this.m.get(dirKey);
     if (!l) return undefined;
     const left = this.budgetMs - (performance.now() - l.at);
-    if (left <= 0) {
-      this.m.delete(dirKey);
-      return undefined;
-    }
-    return l.names.has(name) ? undefined : left;
+    return left <= 0 || l.names.has(name) ? undefined : left;
+  }
+
+  /** The directory's attributes from a reply to a call sent at `at`: a listing they show unchanged holds from then. */
+  renew(dirKey: string, dirAttr: Fattr3 | undefined, at: number): void {
+    const l = this.m.get(dirKey);
+    if (!l || !dirAttr) return;
+    if (stampOf(dirAttr) !== l.stamp) this.m.delete(dirKey);
+    else if (at > l.at) l.at = at;
   }
 
   /** Our change to the directory, sent at `at`: applied if the directory was as the listing knew it, else the listing goes. */
   changed(dirKey: string, wcc: WccData | undefined, at: number, add?: string, remove?: string): void {
     const l = this.m.get(dirKey);
     if (!l) return;
-    if (!wcc?.before || !wcc.after || stampOf(wcc.before) !== l.stamp || performance.now() - l.at >= this.budgetMs) {
+    if (!wcc?.before || !wcc.after || stampOf(wcc.before) !== l.stamp) {
       this.m.delete(dirKey);
       return;
     }
     if (remove !== undefined) l.names.delete(remove);
     if (add !== undefined) l.names.add(add);
     l.stamp = stampOf(wcc.after);
-    l.at = at;
+    l.at = Math.max(l.at, at);
   }
 
   drop(dirKey: string): void {

@@ -547,6 +547,7 @@ export class LowLevelFrontend {
           // --attr-timeout, as with positive entries. A create through this mount replaces it at once; a name
           // made elsewhere shows within --attr-timeout.
           const left = this.o.attrTimeoutMs - (performance.now() - asked.at);
+          if (isFsError(e, 'NOENT')) this.listings.renew(dir.key, e.attr, asked.at);
           if (isFsError(e, 'NOENT') && left > 0) {
             this.counters.negativeEntries++;
             return reply(() => fuseLl().replyEntry(req, { nodeid: 0, attrTimeout: 0, entryTimeout: left / 1000 }));
@@ -556,6 +557,7 @@ export class LowLevelFrontend {
         if (x.dirAttr) {
           this.saw(dir, x.dirAttr);
           this.trust(dir, asked);
+          this.listings.renew(dir.key, x.dirAttr, asked.at);
         }
         const { node, e } = await this.entryOf(cred, x.fh, x.attr, asked);
         return reply(() => this.replyEntry(req, node, e));

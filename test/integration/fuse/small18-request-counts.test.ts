@@ -226,6 +226,31 @@ describe('gvfs mount: requests per small file (issue 18)', { skip: fuseSkip(), t
     assert.equal(await fs.readFile(up('made', 'raced'), 'utf8'), 'server');
   });
 
+  test('a loop that creates, stats and removes names in a directory past its listing\'s budget: one LOOKUP renews the listing, not one per name', async () => {
+    await fs.mkdir(at('loop'));
+    // Past the budget the MKDIR's listing had: the next LOOKUP's reply shows the directory unchanged.
+    await delay(ATTR_S * 1000 + 200);
+    const before = { ...calls };
+    for (let i = 0; i < 15; i++) {
+      const f = at('loop', `f${i}`);
+      await (await fs.open(f, 'wx')).close();
+      await fs.stat(f);
+      await fs.unlink(f);
+    }
+    const d = delta(before, calls);
+    assert.equal(d.create, 15);
+    assert.equal(d.remove, 15);
+    // (Each create and remove renews the listing too; a gap longer than the budget between them could cost one more.)
+    assert.ok((d.lookup ?? 0) <= 2, `LOOKUPs: ${d.lookup} for 15 names (one per name without the renewal)`);
+    // And a name made on the server still shows: the listing goes with the first reply that shows the change.
+    await fs.writeFile(up('loop', 'elsewhere'), 'e');
+    const t1 = performance.now();
+    while (!(await fs.stat(at('loop', 'elsewhere')).then(() => true, () => false))) {
+      assert.ok(performance.now() - t1 < ATTR_S * 1000 + 5000, 'a name made on the server never showed');
+      await delay(20);
+    }
+  });
+
   test('served answers are counted (the mount\'s stats at exit)', async () => {
     const code = await m.stop();
     assert.equal(code, 0);

@@ -38,4 +38,27 @@ describe('complete directory listings (fuse/dir-listings.ts)', { timeout: 30_000
     l.changed('e', { after: dir(31) }, performance.now(), 'x');
     assert.equal(l.absent('e', 'c'), undefined);
   });
+
+  test('a listing past its budget is renewed by attributes that show the directory unchanged, and dropped by others', () => {
+    const l = new DirListings(1000);
+    const now = performance.now();
+    l.set('d', ['a'], dir(10), now - 5000);
+    assert.equal(l.absent('d', 'c'), undefined, 'past its budget: not used');
+    l.renew('d', dir(10), now);
+    assert.ok((l.absent('d', 'c') ?? 0) > 900, 'a LOOKUP reply sent now shows it unchanged: good for a budget from now');
+    assert.equal(l.absent('d', 'a'), undefined);
+    l.renew('d', dir(10), now - 3000);
+    assert.ok(l.absent('d', 'c') !== undefined, 'an older reply never shortens it');
+    // Past its budget, then our own change whose pre-operation attributes are the listing's: applied and renewed.
+    const m = new DirListings(1000);
+    m.set('d', [], dir(10), now - 5000);
+    m.changed('d', wcc(10, 11), now, 'b');
+    assert.equal(m.absent('d', 'b'), undefined);
+    assert.ok(m.absent('d', 'c') !== undefined);
+    // Someone else changed it: the reply's attributes differ and the listing goes for good.
+    l.renew('d', dir(12), now);
+    assert.equal(l.absent('d', 'c'), undefined);
+    l.renew('d', dir(10), now);
+    assert.equal(l.absent('d', 'c'), undefined, 'gone, not revived by the old attributes');
+  });
 });
