@@ -61,6 +61,9 @@ async function kill9(proc: ChildProcess): Promise<void> {
 class ModelFile {
   data = Buffer.alloc(0);
   uncommitted: Array<{ off: number; len: number; verf: Buffer }> = [];
+  /** The last chmod, and the mtime set after the last write (a write after it moves mtime again). */
+  mode = 0o644;
+  mtime?: { sec: number; nsec: number };
   constructor(
     readonly name: string,
     readonly fh: Buffer,
@@ -68,6 +71,7 @@ class ModelFile {
   apply(off: number, d: Buffer): void {
     if (off + d.length > this.data.length) this.data = Buffer.concat([this.data, Buffer.alloc(off + d.length - this.data.length)]);
     d.copy(this.data, off);
+    this.mtime = undefined;
   }
 }
 
@@ -81,6 +85,7 @@ async function commitFile(client: RemoteNfs, m: ModelFile): Promise<void> {
     }
     for (const u of stale) trace(`resend ${m.name} off=${u.off} len=${u.len}`);
     for (const u of stale) await client.write(ROOT, m.fh, u.off, m.data.subarray(u.off, u.off + u.len), StableHow.FILE_SYNC);
+    m.mtime = undefined; // written again: after any mtime set since
     m.uncommitted = m.uncommitted.filter((u) => !stale.includes(u));
   }
   throw new Error('commit: verifier keeps changing');
@@ -162,6 +167,15 @@ describe('cache: write-back survives kill -9 of the proxy client', { timeout: 36
         m.apply(off, d);
         if (r.committed === StableHow.UNSTABLE) m.uncommitted.push({ off, len, verf: Buffer.from(r.verf) });
         writes++;
+        if (rand() < 0.1) {
+          // As tar does after a file: chmod and utimes, journalled behind the unflushed writes.
+          const mode = [0o600, 0o640, 0o644][ri(3)];
+          const mtime = { sec: 1_500_000_000 + writes, nsec: ri(1e9) };
+          trace(`setattr ${m.name} mode=${mode.toString(8)} mtime=${mtime.sec}.${mtime.nsec}`);
+          await client.setattr(ROOT, m.fh, { mode, mtime });
+          m.mode = mode;
+          m.mtime = mtime;
+        }
         if (rand() < 0.15) await commitFile(client, m);
       }
     };
@@ -203,7 +217,10 @@ describe('cache: write-back survives kill -9 of the proxy client', { timeout: 36
           t.diagnostic(`${m.name}: first difference at ${i}..${j} (count ${r.count}, model ${m.data.length}, server ${srv.length}); got ${r.data.subarray(i, i + 8).toString('hex')} want ${m.data.subarray(i, i + 8).toString('hex')} server ${srv.subarray(i, i + 8).toString('hex')}`);
         }
         assert.ok(r.data.equals(m.data.subarray(0, r.count)), `cycle ${cycle}: ${m.name} reads back after restart (seed ${seed})`);
-        assert.equal((await client.getattr(ROOT, m.fh)).size, m.data.length, `cycle ${cycle}: ${m.name} size (seed ${seed})`);
+        const a = await client.getattr(ROOT, m.fh);
+        assert.equal(a.size, m.data.length, `cycle ${cycle}: ${m.name} size (seed ${seed})`);
+        assert.equal(a.mode & 0o777, m.mode, `cycle ${cycle}: ${m.name} mode (seed ${seed})`);
+        if (m.mtime) assert.deepEqual(a.mtime, m.mtime, `cycle ${cycle}: ${m.name} mtime set after the last write (seed ${seed})`);
       }
       // Read after the round trips above (the process logs it as it starts, on stderr: no sleep needed).
       if (pc.log().includes('unflushed writes from an earlier run')) recoveries++;
@@ -230,6 +247,9 @@ describe('cache: write-back survives kill -9 of the proxy client', { timeout: 36
         t.diagnostic(`${m.name}: server differs at ${diffs.join('; ')}`);
       }
       assert.ok(onServer.equals(m.data), `${m.name}: bytes on the server (seed ${seed})`);
+      const st = await fs.stat(path.join(base, 'export', m.name), { bigint: true });
+      assert.equal(Number(st.mode) & 0o777, m.mode, `${m.name}: the last chmod reached the server (seed ${seed})`);
+      if (m.mtime) assert.equal(st.mtimeNs, BigInt(m.mtime.sec) * 1_000_000_000n + BigInt(m.mtime.nsec), `${m.name}: the mtime set after the last write (seed ${seed})`);
     }
     const stats = JSON.parse((await run(process.execPath, [CLI, 'cache', 'stats', '--cache-dir', cacheDir, '--json'])).stdout);
     assert.equal(stats.sessions[0].stats.flushBacklog.bytes, 0);
