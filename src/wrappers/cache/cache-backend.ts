@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Backend, DirPage, SourcedRead } from '../../backend/backend.js';
 import { FsError, isFsError } from '../../backend/errors.js';
 import { ACCESS3_EXTEND, ACCESS3_MODIFY, FType, StableHow } from '../../nfs3/constants.js';
-import type { CreateHow, DirEntryPlus, Fattr3, MknodType, NewObject, NfsTime, Sattr3, WccData, WriteResult } from '../../nfs3/types.js';
+import type { CreateHow, DirEntry, DirEntryPlus, Fattr3, MknodType, NewObject, NfsTime, Sattr3, WccData, WriteResult } from '../../nfs3/types.js';
 import type { Credentials } from '../../rpc/types.js';
 import { newCounters, snapshot, type CounterSnapshot, type DataCounters } from '../../util/counters.js';
 import { logger } from '../../util/log.js';
@@ -642,6 +642,14 @@ export class CacheBackend extends PassthroughBackend {
     await this.wb!.flushFile(s.key);
   }
 
+  /** A call that names directory `dir` (looks in it, changes its entries, lists it): its journalled SETATTR goes first. */
+  private async settled(dir: Buffer): Promise<void> {
+    if (this.wb?.dirty(dir.toString('hex'))) await this.flushOne(this.file(dir));
+  }
+
+  /** Directories this cache made, and for whom (writerKey): their SETATTRs may be journalled (mayJournal). */
+  private readonly madeDirs = new Map<string, string>();
+
   // ---------------------------------------------------------------- attributes and names
 
   override async getattr(cred: Credentials, fh: Buffer): Promise<Fattr3> {
@@ -657,7 +665,7 @@ export class CacheBackend extends PassthroughBackend {
     if (j) {
       const pre = this.present(s, s.attr!);
       try {
-        await this.wb!.setattr(cred, fh, j);
+        await this.wb!.setattr(cred, fh, j, s.attr!.type === FType.DIR);
         this.c.setattrsJournalled++;
         return { before: { size: pre.size, mtime: pre.mtime, ctime: pre.ctime }, after: this.present(s, s.attr!) };
       } catch (e) {
@@ -680,18 +688,26 @@ export class CacheBackend extends PassthroughBackend {
   }
 
   /**
-   * A SETATTR that may wait in the journal behind the file's unflushed writes (tar's chown, chmod and utimes after
-   * it wrote a file: three round trips each otherwise): one the server cannot refuse once it took those writes.
-   * The caller made them and owns the file (only an owner may chmod or set times; the server checked the writes'
-   * permission); no size (truncates order against reads), no server time, no set-id or sticky bit (the server's
-   * policy may strip them), an owner or group only as it is (a no-op the owner may make). Anything else is sent
-   * at once, after the file's writes. Returns the fields to journal, or undefined.
+   * A SETATTR that may wait in the journal (tar's chown, chmod and utimes of each file and directory it made:
+   * three round trips each otherwise): one the server cannot refuse. Of a file, behind its unflushed writes, by
+   * the caller who made them (the server took their permission); of a directory this cache made for the caller
+   * (MKDIR: the session may create there), delivered before any call that names the directory (settled).
+   * The caller owns it (only an owner may chmod or set times); no size (truncates order against reads), no server
+   * time, no set-id or sticky bit (the server's policy may strip them), an owner or group only as it is (a no-op
+   * the owner may make). Anything else is sent at once, after what is owed. Returns the fields to journal, or
+   * undefined.
    */
   private mayJournal(cred: Credentials, s: FileState, attrs: Sattr3, guard: NfsTime | undefined): JournalSattr | undefined {
     if (!this.opts.writeBack || guard || attrs.size !== undefined || attrs.atime === 'server' || attrs.mtime === 'server') return undefined;
     const d = this.wb!.dirty(s.key);
-    if (!d || !s.attr || s.attr.type !== FType.REG || !sameCred(d.cred, cred)) return undefined;
-    if (this.opts.consistency === 'callback' && !this.held!.holds(s.key, 'write')) return undefined;
+    if (!s.attr || (d && !sameCred(d.cred, cred))) return undefined;
+    if (s.attr.type === FType.REG) {
+      if (!d) return undefined;
+      if (this.opts.consistency === 'callback' && !this.held!.holds(s.key, 'write')) return undefined;
+    } else if (s.attr.type === FType.DIR) {
+      // callback: no write delegation of a directory exists to hold the change under.
+      if (this.opts.consistency === 'callback' || this.madeDirs.get(s.key) !== writerKey(cred)) return undefined;
+    } else return undefined;
     const cur = this.present(s, s.attr);
     if (cred.uid !== cur.uid) return undefined;
     if (attrs.mode !== undefined && (attrs.mode & ~0o777) !== 0) return undefined;
@@ -714,6 +730,7 @@ export class CacheBackend extends PassthroughBackend {
       const s = this.file(cached);
       return { fh: cached, attr: this.fresh(s) ? this.present(s, s.attr!) : undefined };
     }
+    await this.settled(dir);
     // callback: a read delegation of the directory first, so the name found can be trusted until a change recalls it.
     if (this.opts.consistency === 'callback' && !this.held!.holds(dk)) {
       await this.takeDelegation(cred, this.file(dir), 'read').catch((e: Error) => log.debug({ err: e.message }, 'cache: no delegation of the directory; names by the timeout'));
@@ -730,6 +747,7 @@ export class CacheBackend extends PassthroughBackend {
 
   override async access(cred: Credentials, fh: Buffer, mask: number): Promise<{ access: number; attr?: Fattr3 }> {
     await this.up();
+    if (this.file(fh).attr?.type === FType.DIR) await this.settled(fh); // (a file's unflushed writes need not go first)
     const callback = this.opts.consistency === 'callback';
     const k = callback ? accessKey(cred, fh) : '';
     if (callback) {
@@ -800,6 +818,7 @@ export class CacheBackend extends PassthroughBackend {
     // CREATE UNCHECKED with a size truncates an existing file: its unflushed data must land first.
     const old = how.mode !== 'exclusive' ? this.names.get(dk, name) : undefined;
     if (old && this.wb!.dirty(old.toString('hex'))) await this.flushOne(this.file(old));
+    await this.settled(dir);
     const r = await this.unsure([[dir, name]], old ? [old] : [], () => this.inner.create(cred, dir, name, how));
     if (r.fh) {
       const s = this.file(r.fh);
@@ -812,14 +831,22 @@ export class CacheBackend extends PassthroughBackend {
   }
   override async mkdir(cred: Credentials, dir: Buffer, name: string, attrs: Sattr3): Promise<NewObject> {
     await this.up();
-    return this.created(dir, name, await this.unsure([[dir, name]], [], () => this.inner.mkdir(cred, dir, name, attrs)));
+    await this.settled(dir);
+    const r = await this.unsure([[dir, name]], [], () => this.inner.mkdir(cred, dir, name, attrs));
+    if (r.fh && r.attr?.uid === cred.uid) {
+      if (this.madeDirs.size >= 10_000) this.madeDirs.delete(this.madeDirs.keys().next().value!);
+      this.madeDirs.set(r.fh.toString('hex'), writerKey(cred));
+    }
+    return this.created(dir, name, r);
   }
   override async symlink(cred: Credentials, dir: Buffer, name: string, target: string, attrs: Sattr3): Promise<NewObject> {
     await this.up();
+    await this.settled(dir);
     return this.created(dir, name, await this.unsure([[dir, name]], [], () => this.inner.symlink(cred, dir, name, target, attrs)));
   }
   override async mknod(cred: Credentials, dir: Buffer, name: string, what: MknodType): Promise<NewObject> {
     await this.up();
+    await this.settled(dir);
     return this.created(dir, name, await this.unsure([[dir, name]], [], () => this.inner.mknod(cred, dir, name, what)));
   }
 
@@ -836,6 +863,7 @@ export class CacheBackend extends PassthroughBackend {
     // Other links may keep the file: its data must be on the server before a name goes.
     const t = await this.dirtyTarget(cred, dir, name);
     if (t) await this.flushOne(t);
+    await this.settled(dir);
     const dk = dir.toString('hex');
     const fh = this.names.get(dk, name);
     const wcc = await this.unsure([[dir, name]], fh ? [fh] : [], () => this.inner.remove(cred, dir, name));
@@ -847,6 +875,10 @@ export class CacheBackend extends PassthroughBackend {
 
   override async rmdir(cred: Credentials, dir: Buffer, name: string): Promise<WccData> {
     await this.up();
+    // A SETATTR owed to the directory removed goes first (made before the rmdir; its handle is dead after).
+    const t = await this.dirtyTarget(cred, dir, name);
+    if (t) await this.flushOne(t);
+    await this.settled(dir);
     const wcc = await this.unsure([[dir, name]], [], () => this.inner.rmdir(cred, dir, name));
     this.names.drop(dir.toString('hex'), name);
     this.noteWcc(dir, wcc);
@@ -857,6 +889,8 @@ export class CacheBackend extends PassthroughBackend {
     await this.up();
     const t = await this.dirtyTarget(cred, toDir, toName);
     if (t) await this.flushOne(t);
+    await this.settled(fromDir);
+    await this.settled(toDir);
     const fk = fromDir.toString('hex');
     const tk = toDir.toString('hex');
     const moved = this.names.get(fk, fromName);
@@ -883,6 +917,7 @@ export class CacheBackend extends PassthroughBackend {
 
   override async link(cred: Credentials, fh: Buffer, dir: Buffer, name: string): Promise<{ attr?: Fattr3; dirWcc: WccData }> {
     await this.up();
+    await this.settled(dir);
     const r = await this.unsure([[dir, name]], [fh], () => this.inner.link(cred, fh, dir, name));
     this.names.set(dir.toString('hex'), name, fh);
     this.paths.note(dir, name, fh);
@@ -891,8 +926,15 @@ export class CacheBackend extends PassthroughBackend {
     return { ...r, attr: r.attr && this.present(this.file(fh), r.attr) };
   }
 
+  override async readdir(cred: Credentials, dir: Buffer, cookie: bigint, verf: Buffer, count: number): Promise<DirPage<DirEntry>> {
+    await this.up();
+    await this.settled(dir);
+    return super.readdir(cred, dir, cookie, verf, count);
+  }
+
   override async readdirplus(cred: Credentials, dir: Buffer, cookie: bigint, verf: Buffer, dircount: number, maxcount: number): Promise<DirPage<DirEntryPlus>> {
     await this.up();
+    await this.settled(dir);
     const dk = dir.toString('hex');
     const stamp = this.names.stamp(dk);
     const g = this.files.gen;

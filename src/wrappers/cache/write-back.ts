@@ -230,19 +230,21 @@ export class WriteBack {
   }
 
   /**
-   * Journal a SETATTR of a file with unflushed writes, to be delivered after them; resolves once it is on the
-   * journal's disk. JournalRefused: the caller sends it itself.
+   * Journal a SETATTR, to be delivered after the file's unflushed writes (there must be some, unless `alone`:
+   * a directory's); resolves once it is on the journal's disk. JournalRefused: the caller sends it itself.
    */
-  async setattr(cred: Credentials, fh: Buffer, attrs: JournalSattr): Promise<void> {
+  async setattr(cred: Credentials, fh: Buffer, attrs: JournalSattr, alone = false): Promise<void> {
     if (this.closed) throw new FsError('IO', 'write-back cache is closing');
     const key = fh.toString('hex');
     const d0 = this.files.get(key);
-    if (!d0?.writes.length) throw new JournalRefused('IO', 'a SETATTR is journalled only after unflushed writes of the file');
+    if (!d0?.writes.length && !alone) throw new JournalRefused('IO', 'a SETATTR is journalled only after unflushed writes of the file');
+    const fileNo = d0?.fileNo ?? this.journal.fileNoFor(fh);
+    const copy = d0?.fh ?? Buffer.from(fh);
     try {
-      await this.journal.setattr(d0.fileNo, d0.fh, cred, attrs, true, (w) => {
+      await this.journal.setattr(fileNo, copy, cred, attrs, true, (w) => {
         let d = this.files.get(key);
-        // Its writes were delivered while the append waited: the SETATTR is still owed, after them.
-        if (!d) this.files.set(key, (d = new DirtyFile(key, d0.fileNo, d0.fh, cred)));
+        // Its writes were delivered while the append waited (or it had none): the SETATTR is still owed.
+        if (!d) this.files.set(key, (d = new DirtyFile(key, fileNo, copy, cred)));
         d.cred = cred;
         this.add(d, w, Date.now());
       });

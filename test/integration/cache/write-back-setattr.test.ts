@@ -70,4 +70,55 @@ describe('cache: write-back SETATTRs', { timeout: 300_000 }, () => {
     assert.equal(s.cache.stats().setattrsJournalled, 0);
     await s.stop();
   });
+
+  test('a directory made here: chmod and utimes wait in the journal, and go before any call that names the directory', async () => {
+    const s = await c.startSession({ cache: { maxDirtyAgeMs: 600_000 } });
+    const d = (await s.client.mkdir(ROOT, s.root, 'made', { mode: 0o755 })).fh!;
+    const own = await s.client.getattr(ROOT, d);
+    const mtime = { sec: 1_100_000_000, nsec: 5 };
+    const sa0 = c.upstreamCalls('SETATTR');
+    await s.client.setattr(ROOT, d, { uid: own.uid, gid: own.gid });
+    await s.client.setattr(ROOT, d, { mode: 0o750 });
+    await s.client.setattr(ROOT, d, { mtime });
+    assert.equal(c.upstreamCalls('SETATTR') - sa0, 0, 'nothing crossed yet');
+    const a = await s.client.getattr(ROOT, d);
+    assert.deepEqual([a.mode, a.mtime], [0o750, mtime]);
+    assert.equal(Number((await fs.stat(path.join(c.exportDir, 'made'))).mode) & 0o777, 0o755, 'the server still has the old mode');
+    // A call naming the directory: the SETATTR it owes crosses first (the server checks the create against the new mode).
+    const c0 = c.upstreamCalls('CREATE');
+    await s.client.create(ROOT, d, 'inside', { mode: 'unchecked', attrs: { mode: 0o644 } });
+    assert.equal(c.upstreamCalls('SETATTR') - sa0, 1, 'one SETATTR, merged');
+    assert.equal(c.upstreamCalls('CREATE') - c0, 1);
+    assert.equal(Number((await fs.stat(path.join(c.exportDir, 'made'))).mode) & 0o777, 0o750, 'on the server before the create');
+
+    // Listing it, looking in it: the same.
+    for (const [what, call] of [
+      ['READDIRPLUS', (h: Buffer) => s.client.readdirplus(ROOT, h, 0n, Buffer.alloc(8), 4096, 65536)],
+      ['LOOKUP', (h: Buffer) => s.client.lookup(ROOT, h, 'nothing-here').catch(() => undefined)],
+    ] as const) {
+      const h = (await s.client.mkdir(ROOT, s.root, `made-${what}`, { mode: 0o755 })).fh!;
+      await s.client.setattr(ROOT, h, { mode: 0o700 });
+      const before = c.upstreamCalls('SETATTR');
+      await call(h);
+      assert.equal(c.upstreamCalls('SETATTR') - before, 1, `${what}: the owed SETATTR crossed first`);
+      assert.equal(Number((await fs.stat(path.join(c.exportDir, `made-${what}`))).mode) & 0o777, 0o700);
+    }
+
+    // Removed while it owes a SETATTR: the SETATTR goes first, and nothing is left owing to a dead handle.
+    const e = (await s.client.mkdir(ROOT, s.root, 'gone', { mode: 0o755 })).fh!;
+    await s.client.setattr(ROOT, e, { mode: 0o711 });
+    await s.client.rmdir(ROOT, s.root, 'gone');
+    const st = s.cache.stats();
+    assert.equal(st.flushBacklog.records, 0);
+    assert.deepEqual(st.flushErrors, []);
+
+    // A directory this cache did not make: sent at once.
+    await fs.mkdir(path.join(c.exportDir, 'theirs'));
+    const t = await s.lookup('theirs');
+    const b = c.upstreamCalls('SETATTR');
+    await s.client.setattr(ROOT, t, { mode: 0o700 });
+    assert.equal(c.upstreamCalls('SETATTR') - b, 1);
+    assert.equal(s.cache.stats().setattrsJournalled, 6); // 3 of `made`, 1 of each listed one, 1 of `gone`
+    await s.stop();
+  });
 });
