@@ -221,14 +221,7 @@ export class CacheBackend extends PassthroughBackend {
           commit: (cred, fh) => this.inner.commit(cred, fh, 0, 0),
           setattr: async (cred, fh, attrs) => {
             if (this.opts.consistency === 'callback' && !this.held!.holds(fh.toString('hex'), 'write')) await this.held!.take(cred, fh, 'reclaim');
-            const s = this.file(fh);
-            this.files.writeStart(s);
-            try {
-              this.files.writeEnd(s, 0, 0, await this.inner.setattr(cred, fh, attrs), true);
-            } catch (e) {
-              this.files.writeEnd(s, 0, 0, (e as FsError).wcc, false);
-              throw e;
-            }
+            await this.sendSetattr(cred, this.file(fh), attrs);
           },
           writeStart: (fh) => this.files.writeStart(this.file(fh)),
           writeEnd: (fh, off, len, wcc, ok) => this.files.writeEnd(this.file(fh), off, len, wcc, ok),
@@ -674,10 +667,15 @@ export class CacheBackend extends PassthroughBackend {
     }
     // Unflushed data first: a truncate must land after it, and a flush after a chmod/utimes would undo the times.
     if (this.wb!.dirty(s.key)) await this.flushOne(s);
+    return this.sendSetattr(cred, s, attrs, guard);
+  }
+
+  /** A SETATTR to the server (a program's, or a journalled one flushed), the read cache following it as our own write. */
+  private async sendSetattr(cred: Credentials, s: FileState, attrs: Sattr3, guard?: NfsTime): Promise<WccData> {
     const old = s.attr?.size ?? 0;
     this.files.writeStart(s);
     try {
-      const wcc = await this.inner.setattr(cred, fh, attrs, guard);
+      const wcc = await this.inner.setattr(cred, s.fh, attrs, guard);
       const size = attrs.size ?? old;
       this.files.writeEnd(s, Math.min(old, size), attrs.size !== undefined ? Math.abs(old - size) : 0, wcc, true);
       return wcc;
@@ -700,7 +698,7 @@ export class CacheBackend extends PassthroughBackend {
   private mayJournal(cred: Credentials, s: FileState, attrs: Sattr3, guard: NfsTime | undefined): JournalSattr | undefined {
     if (!this.opts.writeBack || guard || attrs.size !== undefined || attrs.atime === 'server' || attrs.mtime === 'server') return undefined;
     const d = this.wb!.dirty(s.key);
-    if (!s.attr || (d && !sameCred(d.cred, cred))) return undefined;
+    if (!s.attr || (d && writerKey(d.cred) !== writerKey(cred))) return undefined;
     if (s.attr.type === FType.REG) {
       if (!d) return undefined;
       if (this.opts.consistency === 'callback' && !this.held!.holds(s.key, 'write')) return undefined;
@@ -747,7 +745,7 @@ export class CacheBackend extends PassthroughBackend {
 
   override async access(cred: Credentials, fh: Buffer, mask: number): Promise<{ access: number; attr?: Fattr3 }> {
     await this.up();
-    if (this.file(fh).attr?.type === FType.DIR) await this.settled(fh); // (a file's unflushed writes need not go first)
+    if (this.files.peek(fh.toString('hex'))?.attr?.type === FType.DIR) await this.settled(fh); // (a file's unflushed writes need not go first)
     const callback = this.opts.consistency === 'callback';
     const k = callback ? accessKey(cred, fh) : '';
     if (callback) {
@@ -1262,10 +1260,6 @@ export function sources(segs: Seg[], overlay: Array<{ start: number; data: Buffe
 }
 
 const writerKey = (cred: Credentials) => `${cred.uid}:${cred.gid}:${cred.gids.join(',')}:${cred.session ?? ''}`;
-
-function sameCred(a: Credentials, b: Credentials): boolean {
-  return a.uid === b.uid && a.gid === b.gid && a.gids.length === b.gids.length && a.gids.every((g, i) => g === b.gids[i]) && a.session === b.session;
-}
 
 function nfsTime(ms: number): NfsTime {
   return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1_000_000 };

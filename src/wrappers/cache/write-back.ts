@@ -108,7 +108,7 @@ export interface FlushReport {
   discardedBytes: number;
 }
 
-class DirtyFile {
+class DirtyFile implements Dirty {
   readonly writes: JournalWrite[] = [];
   readonly extents = new ExtentMap();
   backlog = 0;
@@ -130,6 +130,9 @@ class DirtyFile {
     readonly fh: Buffer,
     public cred: Credentials,
   ) {}
+  get maxEnd(): number {
+    return this.extents.maxEnd;
+  }
   get lastSeq(): number {
     return this.writes.length ? this.writes[this.writes.length - 1].seq : 0;
   }
@@ -199,7 +202,7 @@ export class WriteBack {
   /** The file has unflushed writes: its size and data (and the fields of `attrs`) differ from the server's. */
   dirty(key: string): Dirty | undefined {
     const d = this.files.get(key);
-    return d && d.writes.length ? { maxEnd: d.extents.maxEnd, lastWriteAt: d.lastWriteAt, attrs: d.attrs, attrsAt: d.attrsAt, mtimeSet: d.mtimeSet, cred: d.cred } : undefined;
+    return d && d.writes.length ? d : undefined;
   }
 
   /** Journal a WRITE; resolves once it is acknowledged-safe (durable if `sync`). */
@@ -222,9 +225,7 @@ export class WriteBack {
       });
     } catch (e) {
       this.stats.writesRefused++;
-      const je = e as JournalError;
-      const nospc = je.errno === 'ENOSPC' || je.errno === 'EDQUOT';
-      throw new JournalRefused(nospc ? 'NOSPC' : 'IO', `write-back journal: ${je.message}`);
+      throw refusal(e);
     }
     if (this.backlogBytes > this.o.dirtyLimit) void this.flushAll().catch(() => undefined);
   }
@@ -249,8 +250,7 @@ export class WriteBack {
         this.add(d, w, Date.now());
       });
     } catch (e) {
-      const je = e as JournalError;
-      throw new JournalRefused(je.errno === 'ENOSPC' || je.errno === 'EDQUOT' ? 'NOSPC' : 'IO', `write-back journal: ${je.message}`);
+      throw refusal(e);
     }
   }
 
@@ -563,13 +563,19 @@ export class WriteBack {
 
 /** What the cache presents of a file with unflushed changes (see WriteBack.dirty). */
 export interface Dirty {
-  maxEnd: number;
-  lastWriteAt: number;
-  attrs: JournalSattr;
-  attrsAt: number;
-  mtimeSet: boolean;
+  readonly maxEnd: number;
+  readonly lastWriteAt: number;
+  readonly attrs: Readonly<JournalSattr>;
+  readonly attrsAt: number;
+  readonly mtimeSet: boolean;
   /** Who made the file's latest change. */
-  cred: Credentials;
+  readonly cred: Credentials;
+}
+
+/** The journal did not take a record: the caller sends the change itself (NOSPC when its disk is full). */
+function refusal(e: unknown): JournalRefused {
+  const je = e as JournalError;
+  return new JournalRefused(je.errno === 'ENOSPC' || je.errno === 'EDQUOT' ? 'NOSPC' : 'IO', `write-back journal: ${je.message}`);
 }
 
 interface Run {

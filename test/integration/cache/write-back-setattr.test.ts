@@ -71,6 +71,27 @@ describe('cache: write-back SETATTRs', { timeout: 300_000 }, () => {
     await s.stop();
   });
 
+  test('the journal cannot take the SETATTR (cache disk full): it is sent at once, after the writes, never lost', async () => {
+    let full = false;
+    // A SETATTR's batch is 60 bytes (record 24 + 36), with the file's FILE record when the segment lacks it; DONE marks (36) still go in.
+    const failAppend = (bytes: number) => (full && bytes >= 60 && bytes <= 200 ? Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }) : undefined);
+    const s = await c.startSession({ cache: { maxDirtyAgeMs: 600_000, journal: { failAppend } } });
+    const f = await s.client.create(ROOT, s.root, 'full.txt', { mode: 'unchecked', attrs: { mode: 0o644 } });
+    const data = Buffer.alloc(4096, 7);
+    await s.client.write(ROOT, f.fh!, 0, data, StableHow.UNSTABLE);
+    const [sa0, w0] = [c.upstreamCalls('SETATTR'), c.upstreamCalls('WRITE')];
+    full = true;
+    const w = await s.client.setattr(ROOT, f.fh!, { mode: 0o600 });
+    full = false;
+    assert.equal(w.after?.mode, 0o600);
+    assert.equal(c.upstreamCalls('SETATTR') - sa0, 1, 'sent at once');
+    assert.ok(c.upstreamCalls('WRITE') - w0 >= 1, 'after the writes it follows');
+    assert.equal(Number((await fs.stat(path.join(c.exportDir, 'full.txt'))).mode) & 0o777, 0o600);
+    assert.ok((await fs.readFile(path.join(c.exportDir, 'full.txt'))).equals(data));
+    assert.equal(s.cache.stats().setattrsJournalled, 0);
+    await s.stop();
+  });
+
   test('a directory made here: chmod and utimes wait in the journal, and go before any call that names the directory', async () => {
     const s = await c.startSession({ cache: { maxDirtyAgeMs: 600_000 } });
     const d = (await s.client.mkdir(ROOT, s.root, 'made', { mode: 0o755 })).fh!;
