@@ -38,12 +38,11 @@ const calls = async () => {
 const before = await calls();
 await fs.mkdir(path.join(mnt, 't'));
 await run('tar', ['-C', path.join(mnt, 't'), '-xf', tarFile]);
-const mid = await calls();
+const after = await calls();
 const diff = (a, b) => [...a].map(([k, v]) => [k, v - (b.get(k) ?? 0)]).filter(([, v]) => v > 0).sort((x, y) => y[1] - x[1]);
-const d = diff(mid, before);
+const d = diff(after, before);
 console.log('during tar:', JSON.stringify(d), 'total', d.reduce((n, [, v]) => n + v, 0));
 await gm.stop();
-await ps.stop?.();
-ps.proc?.kill?.();
+await ps.stop();
 await fs.rm(dir, { recursive: true, force: true }).catch(() => {});
 process.exit(0);
