@@ -67,6 +67,9 @@ export interface Credentials {
   session?: string;
 }
 
+/** One string per identity a server tells apart (AUTH_SYS numbers and session): "the same caller" as a map key. */
+export const credKey = (c: Credentials): string => `${c.uid}:${c.gid}:${c.gids.join(',')}:${c.session ?? ''}`;
+
 /** Failure of an RPC as a whole (as opposed to a procedure's own status). */
 export class RpcError extends Error {
   override name = 'RpcError';

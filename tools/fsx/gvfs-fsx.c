@@ -555,6 +555,17 @@ static int crash_check(void)
 		if (o.kind == OP_MAPWRITE && o.off + o.len > o.size_before)
 			for (int64_t p = o.size_before; p < o.off + o.len; p++) allowed[p][0] |= 1;
 		allow_state(lo, hi);
+		/*
+		 * Op K extending the file may have reached the server in part: the kernel sends one write() as
+		 * several FUSE requests, each ending at a page boundary, when copying from the caller's buffer
+		 * comes up short (a page not resident), and a mount killed between them leaves the file ending
+		 * at that boundary. A write under way at a crash may be partial on a local disk too.
+		 */
+		if (n == crash_k && msize > o.size_before) {
+			int64_t pg = sysconf(_SC_PAGESIZE);
+			for (int64_t p = (o.size_before + pg - 1) / pg * pg; p < msize; p += pg)
+				if (p > o.size_before) sizes_seen[p] = 1;
+		}
 	}
 	int f = open(fname, O_RDONLY);
 	if (f < 0) {

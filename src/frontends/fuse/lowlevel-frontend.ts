@@ -8,15 +8,15 @@ import { FsError, isFsError } from '../../backend/errors.js';
 import { fuseLl, type LlDirEntry, type LlEntry, type LlRequest, type LlSession } from '../../native/fuse-ll.js';
 import { ACCESS3_EXTEND, ACCESS3_MODIFY, ACCESS3_READ, ACCESS3_EXECUTE, ACCESS3_LOOKUP, FType } from '../../nfs3/constants.js';
 import type { DirEntryPlus, Fattr3, MknodType, NewObject, Sattr3, WccData } from '../../nfs3/types.js';
-import type { Credentials } from '../../rpc/types.js';
+import { credKey, type Credentials } from '../../rpc/types.js';
 import type { DataCounters } from '../../util/counters.js';
 import { logger } from '../../util/log.js';
 import { errnoName, toErrno } from './errno.js';
-import { SET_SIZE, toLlAttr, toLlStatfs, toSattr, typeBits } from './lowlevel-attr.js';
+import { fromNs, SET_SIZE, toLlAttr, toLlStatfs, toSattr, typeBits } from './lowlevel-attr.js';
 import { Callers, type CallerPolicy, type LlCaller } from './lowlevel-callers.js';
 import { Inodes, ROOT_ID, type Node } from './lowlevel-inodes.js';
 import { fuseUnmount, mountAt, mountState } from './mountpoint.js';
-import { OpenFiles, type OpenFile, type WriteStats } from './open-files.js';
+import { OpenFiles, type OpenFile, type Owed, type WriteStats } from './open-files.js';
 import { ReadAhead } from './read-ahead.js';
 import { DirListings, sameTimes } from './dir-listings.js';
 
@@ -114,9 +114,12 @@ interface DirHandle {
  *   `attrTimeoutMs` since the backend said them; the kernel's own re-asks
  *   (GETATTR after a chown's suid check, a create in the directory, a read's
  *   atime) are answered from that answer while nothing of ours changed the
- *   file, with what is left of the same budget. chmod/chown to what the file
- *   has are not sent.
+ *   file, with what is left of the same budget.
  *   Times cross in nanoseconds both ways; SETATTR honours UTIME_OMIT/NOW.
+ * - SETATTRs the server cannot refuse, made by the creator of a file this
+ *   mount created and still has open (tar's utimens, chown to the owner it
+ *   has, chmod), are answered at once and sent merged with the file's close,
+ *   fsync or next use (OpenFile.owe); other SETATTRs are sent at once.
  * - The kernel is told (inval_inode, attributes only) when a file's size or
  *   mtime changed under it and no reply of ours carries the news, and after
  *   our own truncates. Pages never: the kernel drops them itself when the
@@ -193,9 +196,21 @@ export class LowLevelFrontend {
         n.said = undefined;
         n.writes = (n.writes ?? 0) + 1;
         // Replies of concurrent writes come back in any order: a write never makes the size go back.
-        if (a) n.last = n.last && n.last.size > a.size ? { ...a, size: n.last.size } : a;
+        if (a) n.last = this.shown(n, n.last && n.last.size > a.size ? { ...a, size: n.last.size } : a);
         if (a) n.lastOwn = true;
       },
+    };
+    this.files.onOwed = (key, a) => {
+      const n = this.inodes.peekKey(key);
+      if (!n) return;
+      if (a) {
+        n.last = n.last && n.last.size > a.size ? { ...a, size: n.last.size } : a;
+        n.lastOwn = true;
+        return;
+      }
+      // Refused after all: what the kernel was told goes, and the server's attributes show.
+      this.changing(n);
+      void this.invalidate(n);
     };
   }
 
@@ -394,7 +409,8 @@ export class LowLevelFrontend {
    * compares them with its own and drops its pages); otherwise the caller
    * sends invalidate().
    */
-  private saw(n: Node, a: Fattr3): boolean {
+  private saw(n: Node, server: Fattr3): boolean {
+    const a = this.shown(n, server);
     const old = n.last;
     const floor = a.type === FType.REG ? this.ownSize(n) : 0;
     if (floor > a.size) {
@@ -447,8 +463,9 @@ export class LowLevelFrontend {
   /** An entry reply for `fh`: the node gets one more kernel lookup if (and only if) the reply went out. */
   private async entryOf(cred: Credentials, fh: Buffer, attr: Fattr3 | undefined, asked?: { at: number; epoch: number }): Promise<{ node: Node; e: LlEntry }> {
     const t0 = performance.now();
-    const a = attr ?? (await this.retrying(() => this.backend.getattr(cred, fh)));
+    const server = attr ?? (await this.retrying(() => this.backend.getattr(cred, fh)));
     const node = this.inodes.of(fh);
+    const a = this.shown(node, server);
     this.saw(node, a);
     // `asked`: when the request that brought `attr` was sent (lookup, create, mkdir...).
     if (asked || !attr) this.trust(node, { at: asked?.at ?? t0, gen: node.gen ?? 0, epoch: asked?.epoch ?? this.epoch });
@@ -489,6 +506,49 @@ export class LowLevelFrontend {
     fuseLl().replyAttr(req, this.statOf(n, a), this.o.attrTimeoutMs / 1000);
   }
 
+  /** Attributes as this host shows them: a SETATTR still owed (OpenFile.owe) over the backend's answer. */
+  private shown(n: Node, a: Fattr3): Fattr3 {
+    const o = a.type === FType.REG ? this.files.file(n.key)?.owed : undefined;
+    return o ? { ...a, ...o.shows } : a;
+  }
+
+  /**
+   * The open file a SETATTR may be owed to (answered now, sent later), if it
+   * is one the server cannot refuse or change: made by this caller through
+   * this mount (so the caller owns it on the server, whatever the identity
+   * map), no size, no set-id or sticky bits (the server may clear them), the
+   * owner and group it has, times given by the program (not the server's
+   * clock), a file without set-id bits (a chown clears them).
+   */
+  private owable(cred: Credentials, n: Node, s: Sattr3): OpenFile | undefined {
+    const file = this.files.file(n.key);
+    const a = n.last;
+    if (!file?.madeBy || file.madeBy !== credKey(cred) || !a || a.type !== FType.REG || a.mode & 0o7000) return undefined;
+    if (s.size !== undefined || s.atime === 'server' || s.mtime === 'server') return undefined;
+    if (s.mode !== undefined && s.mode & 0o7000) return undefined;
+    if ((s.uid !== undefined && s.uid !== a.uid) || (s.gid !== undefined && s.gid !== a.gid)) return undefined;
+    return file;
+  }
+
+  /** Answer a SETATTR from what is owed (see owable): the file's attributes with it, trusted as ours. */
+  private async owe(cred: Credentials, n: Node, file: OpenFile, s: Sattr3): Promise<Fattr3> {
+    // Answered writes first: their replies carry the size (and the server's mtime, which the owed one overrides).
+    if (file.inflightBytes > 0) await file.settle();
+    this.changing(n);
+    const asked = this.snap(n);
+    const shows: Owed['shows'] = { ctime: fromNs(BigInt(Date.now()) * 1_000_000n) };
+    if (s.mode !== undefined) shows.mode = s.mode;
+    if (s.uid !== undefined) shows.uid = s.uid;
+    if (s.gid !== undefined) shows.gid = s.gid;
+    if (s.atime !== undefined && s.atime !== 'server') shows.atime = s.atime;
+    if (s.mtime !== undefined && s.mtime !== 'server') shows.mtime = s.mtime;
+    await file.owe(cred, s, shows);
+    n.last = this.shown(n, n.last!);
+    n.lastOwn = true;
+    this.trust(n, asked);
+    return n.last;
+  }
+
   /**
    * GETATTR from the backend. `replied`: the caller answers the kernel with
    * these attributes, which is how the kernel learns of a change — an
@@ -498,7 +558,7 @@ export class LowLevelFrontend {
   private async fresh(cred: Credentials, n: Node, replied: boolean): Promise<Fattr3> {
     const busy = (n.writing ?? 0) > 0;
     const writes = n.writes ?? 0;
-    const a = await this.retrying(() => this.backend.getattr(cred, n.fh));
+    const a = this.shown(n, await this.retrying(() => this.backend.getattr(cred, n.fh)));
     // A GETATTR that overlapped a WRITE of ours may predate it (an older size): the write's own reply is newer.
     if ((busy || (n.writing ?? 0) > 0 || n.writes !== writes) && n.last) {
       if (n.last.size >= a.size) return n.last;
@@ -513,9 +573,9 @@ export class LowLevelFrontend {
   /** A change's post-operation attributes, or a GETATTR when the backend had none. */
   private async after(cred: Credentials, n: Node, w: WccData | undefined): Promise<Fattr3> {
     if (w?.after) {
-      n.last = w.after;
+      n.last = this.shown(n, w.after);
       n.lastOwn = true;
-      return w.after;
+      return n.last;
     }
     return this.fresh(cred, n, true);
   }
@@ -580,9 +640,10 @@ export class LowLevelFrontend {
       case 'setattr': {
         const n = this.inodes.get(r.ino);
         const attrs = toSattr(r.toSet ?? 0, r);
-        // Always sent, also a chmod/chown to what the file already has (tar does one per file): POSIX has
-        // every successful chmod and chown mark the ctime, as a local disk does.
-        const a = await this.setattr(cred, n, attrs);
+        // A chmod/chown to what the file already has (tar does one per file) counts too: POSIX has every
+        // successful chmod and chown mark the ctime, as a local disk does. Owed, when it may be (owable).
+        const owing = this.owable(cred, n, attrs);
+        const a = owing ? await this.owe(cred, n, owing, attrs) : await this.setattr(cred, n, attrs);
         reply(() => this.attrReply(req, n, a));
         // Our own truncate: the kernel cut its pages at the new end when it took the reply; its attributes
         // of the file go too (a write-behind of ours may have moved the server's size meanwhile).
@@ -619,6 +680,8 @@ export class LowLevelFrontend {
       case 'unlink':
       case 'rmdir': {
         const dir = this.inodes.get(r.ino);
+        // A removed (or replaced, by rename) file's owed SETATTR would find it gone: owed ones go first.
+        await this.files.payAll();
         // The file's nlink and ctime change too, and other names may reach it: nothing said before is served.
         this.epoch++;
         const sent = performance.now();
@@ -638,6 +701,7 @@ export class LowLevelFrontend {
         this.checkName(r.name2!);
         const flags = r.renameFlags ?? 0;
         if (flags & ~RENAME_NOREPLACE) throw new FsError('INVAL', 'RENAME_EXCHANGE / WHITEOUT: NFSv3 has no such rename');
+        await this.files.payAll();
         // Two names of one file (hard links): POSIX says rename does nothing. The VFS sees one inode and
         // stops there already; this covers a name the kernel had not looked up.
         const [a, b] = await Promise.all([
@@ -647,6 +711,8 @@ export class LowLevelFrontend {
         if (b && flags & RENAME_NOREPLACE) throw new FsError('EXIST', `${r.name2} exists (RENAME_NOREPLACE)`);
         if (a && b && a.fh.equals(b.fh)) return reply(() => ll.replyErr(req, 0));
         this.epoch++;
+        // A replaced file some descriptor has open lives on under a hidden name (as NFS clients do), as on a local disk.
+        if (b && (await this.hideIfOpen(cred, to, r.name2!, b.fh))) this.listings.drop(to.key);
         const sent = performance.now();
         const w = await this.dirChange([from, to], () => this.retrying(() => this.backend.rename(cred, from.fh, r.name!, to.fh, r.name2!)));
         if (from.key === to.key) this.listings.changed(from.key, w.toWcc, sent, r.name2!, r.name!);
@@ -661,6 +727,7 @@ export class LowLevelFrontend {
         const n = this.inodes.get(r.ino);
         const dir = this.inodes.get(r.ino2!);
         this.checkName(r.name!);
+        await this.files.file(n.key)?.pay();
         this.epoch++;
         const sent = performance.now();
         const x = await this.dirChange([dir], () => this.backend.link(cred, n.fh, dir.fh, r.name!));
@@ -765,14 +832,14 @@ export class LowLevelFrontend {
   }
 
   /**
-   * unlink of a file some descriptor still has open: renamed to a hidden
+   * unlink (or rename over) a file some descriptor still has open: renamed to a hidden
    * name in the same directory instead (as NFS clients do), so reads and
    * writes through the descriptor go on; removed at its last release.
    */
-  private async hideIfOpen(cred: Credentials, dir: Node, name: string): Promise<boolean> {
+  private async hideIfOpen(cred: Credentials, dir: Node, name: string, fh?: Buffer): Promise<boolean> {
     if (this.files.count === 0) return false;
-    const x = await this.backend.lookup(cred, dir.fh, name).catch(() => undefined);
-    const n = x && this.inodes.peek(x.fh);
+    fh ??= (await this.backend.lookup(cred, dir.fh, name).catch(() => undefined))?.fh;
+    const n = fh && this.inodes.peek(fh);
     if (!n || !this.files.file(n.key)?.refs || n.hidden) return false;
     const hidden = `.gvfs-hidden-${process.pid}-${n.id}`;
     await this.retrying(() => this.backend.rename(cred, dir.fh, name, dir.fh, hidden));
@@ -817,8 +884,9 @@ export class LowLevelFrontend {
   }
 
   private async setattr(cred: Credentials, n: Node, attrs: Sattr3): Promise<Fattr3> {
-    this.changing(n);
     const file = this.files.file(n.key);
+    await file?.pay();
+    this.changing(n);
     // Held until SETATTR is answered: a chunk read meanwhile would carry the old size.
     const release = attrs.size !== undefined ? file?.ra?.hold() : undefined;
     try {
@@ -868,6 +936,8 @@ export class LowLevelFrontend {
    * last open (and drops its attributes otherwise).
    */
   private async open(cred: Credentials, n: Node, flags: number): Promise<{ fh: number; keepCache: boolean }> {
+    // What the server says at this open (close-to-open) includes what this host owes it.
+    await this.files.file(n.key)?.pay();
     const acc = flags & O_ACCMODE;
     let writable = acc !== F.O_RDONLY;
     if (flags & O_DIRECT) this.counters.directOpens++;
@@ -920,7 +990,9 @@ export class LowLevelFrontend {
     const opened = made ? { fh: 0, keepCache: false } : await this.open(cred, node, flags);
     if (made) {
       node.openSig = `${made.attr?.size}:${made.attr?.mtime.sec}:${made.attr?.mtime.nsec}`;
-      opened.fh = this.files.open(fh, node.key, { append: !!(flags & F.O_APPEND), writable: true }).fd;
+      const fd = this.files.open(fh, node.key, { append: !!(flags & F.O_APPEND), writable: true });
+      fd.file.madeBy ??= credKey(cred);
+      opened.fh = fd.fd;
       this.fdCred.set(opened.fh, cred);
     }
     return { node, e, open: opened };
@@ -928,7 +1000,8 @@ export class LowLevelFrontend {
 
   private async read(fd: number, pos: number, len: number): Promise<Buffer> {
     const file = this.files.get(fd).file;
-    // Reads see every write made before them.
+    // Reads see every write made before them; an owed atime lands before the read moves it.
+    if (file.owed) await file.pay();
     if (file.inflightBytes > 0) await file.settle();
     let ra = file.ra as ReadAhead | undefined;
     if (!ra) {
@@ -1013,7 +1086,7 @@ export class LowLevelFrontend {
         if (x.fh && x.attr && x.name !== '.' && x.name !== '..') {
           node = this.inodes.of(x.fh);
           this.saw(node, x.attr);
-          Object.assign(d, { nodeid: node.id, attr: this.statOf(node, x.attr), attrTimeout: t, entryTimeout: t });
+          Object.assign(d, { nodeid: node.id, attr: this.statOf(node, this.shown(node, x.attr)), attrTimeout: t, entryTimeout: t });
         } else {
           Object.assign(d, { nodeid: 0, attr: { ino: x.fileid, mode, nlink: 0, uid: 0, gid: 0, rdev: 0, size: 0, blocks: 0, blksize: 0, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n }, attrTimeout: 0, entryTimeout: 0 });
         }

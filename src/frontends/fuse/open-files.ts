@@ -1,7 +1,7 @@
 import type { Backend } from '../../backend/backend.js';
 import { FsError } from '../../backend/errors.js';
 import { StableHow } from '../../nfs3/constants.js';
-import type { Fattr3 } from '../../nfs3/types.js';
+import type { Fattr3, Sattr3 } from '../../nfs3/types.js';
 import type { Credentials } from '../../rpc/types.js';
 import { logger } from '../../util/log.js';
 
@@ -32,7 +32,26 @@ export interface WriteStats {
   commits: number;
   /** Writes sent again FILE_SYNC because COMMIT's verifier differed (the server restarted). */
   rewrites: number;
+  /** SETATTRs answered at once and owed to the backend (OpenFile.owe), and the merged SETATTRs that paid them. */
+  setattrsOwed: number;
+  setattrsPaid: number;
 }
+
+/**
+ * A SETATTR answered at once and sent later, merged with the ones after it
+ * (tar sets the mtime, the owner and the mode of every file it writes, one
+ * call each, then closes it): what is owed, by whom, and what the file shows
+ * meanwhile (the owed fields, and a ctime of this host's clock when the last
+ * was answered; the server's own once it has them).
+ */
+export interface Owed {
+  cred: Credentials;
+  attrs: Sattr3;
+  shows: Partial<Pick<Fattr3, 'mode' | 'uid' | 'gid' | 'atime' | 'mtime' | 'ctime'>>;
+}
+
+/** How long an owed SETATTR waits for the file's close, fsync or next use before it is sent anyway. */
+export const OWED_MAX_MS = 200;
 
 /**
  * Lets writes run together but a commit alone: a commit waits for the
@@ -82,6 +101,12 @@ export class OpenFile {
   private pending: Uncommitted[] = [];
   pendingBytes = 0;
   private readonly gate = new Gate();
+  /** Who created the file through this mount (credKey), while it stays open: only its SETATTRs may be owed. */
+  madeBy?: string;
+  /** The owed SETATTR (until its reply), the one being sent, and the timer that sends it at the latest. */
+  owed?: Owed;
+  private paying?: Promise<void>;
+  private owedTimer?: NodeJS.Timeout;
 
   constructor(
     readonly fh: Buffer,
@@ -121,6 +146,8 @@ export class OpenFile {
    * Post-operation attributes go to the table's `onWrite`.
    */
   async write(cred: Credentials, offset: number, src: Buffer, behind: boolean): Promise<void> {
+    // A write after an owed change of times must land after it (the write moves the mtime on).
+    if (this.owed) await this.pay();
     this.raise();
     const data = Buffer.allocUnsafe(src.length);
     src.copy(data);
@@ -195,6 +222,58 @@ export class OpenFile {
     this.errors++;
     this.lastError = e;
     log.error({ file: this.key, offset, length, err: (e as Error).message }, 'a write the program was told had succeeded failed: reported by the next write, and by fsync and close of every descriptor');
+  }
+
+  /**
+   * Answer a SETATTR now and send it later, merged with any owed already:
+   * with the file's close or fsync, before any other call about it, or
+   * OWED_MAX_MS after the first, whichever comes first. The front end owes
+   * only what the server cannot refuse (OpenFile.madeBy's caller, no set-id
+   * bits, no size, no server clock): a failure all the same is counted like
+   * a failed write-behind write — reported by the next write, fsync and
+   * close of every descriptor, and logged.
+   */
+  async owe(cred: Credentials, attrs: Sattr3, shows: Owed['shows']): Promise<void> {
+    while (this.paying) await this.paying;
+    if (this.owed) {
+      // Later fields win, the ctime shown too (each change marks it, as on a local disk).
+      Object.assign(this.owed.attrs, attrs);
+      Object.assign(this.owed.shows, shows);
+    } else {
+      this.owed = { cred, attrs: { ...attrs }, shows: { ...shows } };
+      // Not unref'd: what is owed is sent before the process may end.
+      this.owedTimer = setTimeout(() => void this.pay(), OWED_MAX_MS);
+    }
+    this.table.stats.setattrsOwed++;
+  }
+
+  /** Send the owed SETATTR, if any, after the writes in flight. Never throws (see owe): false if it failed. */
+  async pay(): Promise<boolean> {
+    while (this.paying) await this.paying;
+    const o = this.owed;
+    if (!o) return true;
+    clearTimeout(this.owedTimer);
+    this.owedTimer = undefined;
+    let ok = false;
+    this.paying = (async () => {
+      // The writes before it first: a WRITE landing after it would move the mtime it sets.
+      await this.settle();
+      try {
+        const w = await this.table.backend.setattr(o.cred, this.fh, o.attrs);
+        this.table.stats.setattrsPaid++;
+        this.owed = undefined;
+        ok = true;
+        this.table.onOwed?.(this.key, w.after);
+      } catch (e) {
+        this.owed = undefined;
+        this.errors++;
+        this.lastError = e;
+        log.error({ file: this.key, attrs: o.attrs, err: (e as Error).message }, 'a SETATTR the program was told had succeeded failed: reported by the next write, and by fsync and close of every descriptor');
+        this.table.onOwed?.(this.key, undefined, e);
+      }
+    })().finally(() => (this.paying = undefined));
+    await this.paying;
+    return ok;
   }
 
   /** Report (once per write path) a failure of an earlier write. */
@@ -291,7 +370,7 @@ export class OpenFiles {
   pendingBytes = 0;
   /** Bytes of WRITEs in flight over all files. */
   inflightBytes = 0;
-  readonly stats: WriteStats = { writes: 0, bytesWritten: 0, maxWrite: 0, largeWrites: 0, commits: 0, rewrites: 0 };
+  readonly stats: WriteStats = { writes: 0, bytesWritten: 0, maxWrite: 0, largeWrites: 0, commits: 0, rewrites: 0, setattrsOwed: 0, setattrsPaid: 0 };
 
   private timer?: NodeJS.Timeout;
   private background?: Promise<void>;
@@ -313,6 +392,8 @@ export class OpenFiles {
 
   /** A WRITE of a file goes out / came back, with its post-operation attributes (the front end's attribute cache). */
   onWrite?: { begin(key: string): void; end(key: string, a: Fattr3 | undefined): void };
+  /** An owed SETATTR was answered by the backend (its post-operation attributes), or failed. */
+  onOwed?: (key: string, a: Fattr3 | undefined, err?: unknown) => void;
 
   get count(): number {
     return this.fds.size;
@@ -349,11 +430,12 @@ export class OpenFiles {
     const f = this.get(fd);
     if (this.deferCommitMs > 0) {
       await f.file.drain();
+      await f.file.pay();
       if (f.file.pendingBytes > 0) this.schedule();
       f.file.check(f, 'flush');
       return undefined;
     }
-    const after = await f.file.commit(cred);
+    const after = await payAndCommit(f.file, cred);
     f.file.check(f, 'flush');
     return after;
   }
@@ -361,9 +443,14 @@ export class OpenFiles {
   /** fsync: every write so far durable, and any failure since this descriptor's last fsync reported. */
   async sync(cred: Credentials, fd: number): Promise<Fattr3 | undefined> {
     const f = this.get(fd);
-    const after = await f.file.commit(cred);
+    const after = await payAndCommit(f.file, cred);
     f.file.check(f, 'sync');
     return after;
+  }
+
+  /** Send every owed SETATTR (before a change of names: a file's ctime and nlink move with it). */
+  async payAll(): Promise<void> {
+    await Promise.all([...this.files.values()].map((f) => (f.owed ? f.pay() : undefined)));
   }
 
   /** Forget a descriptor; the file's kept writes are committed when its last descriptor goes (or later, if deferred). */
@@ -373,6 +460,7 @@ export class OpenFiles {
     this.fds.delete(fd);
     const file = f.file;
     file.refs--;
+    await file.pay();
     if (this.deferCommitMs > 0) {
       await file.drain();
       if (file.pendingBytes > 0) this.schedule();
@@ -422,6 +510,7 @@ export class OpenFiles {
     let failed = 0;
     for (const file of this.files.values()) {
       try {
+        if (!(await file.pay())) failed++;
         await file.commit(cred);
       } catch (e) {
         failed++;
@@ -430,4 +519,16 @@ export class OpenFiles {
     }
     return failed;
   }
+}
+
+/**
+ * Close and fsync: the owed SETATTR and the COMMIT go out together once the
+ * writes are answered (neither moves what the other sets), so a file that
+ * tar wrote, timed, chowned and chmodded costs one round trip at close.
+ */
+async function payAndCommit(file: OpenFile, cred: Credentials): Promise<Fattr3 | undefined> {
+  if (!file.owed) return file.commit(cred);
+  await file.drain();
+  const [, after] = await Promise.all([file.pay(), file.commit(cred)]);
+  return after;
 }

@@ -4,7 +4,7 @@ import type { Backend, DirPage, SourcedRead } from '../../backend/backend.js';
 import { FsError, isFsError } from '../../backend/errors.js';
 import { ACCESS3_EXTEND, ACCESS3_MODIFY, FType, StableHow } from '../../nfs3/constants.js';
 import type { CreateHow, DirEntry, DirEntryPlus, Fattr3, MknodType, NewObject, NfsTime, Sattr3, WccData, WriteResult } from '../../nfs3/types.js';
-import type { Credentials } from '../../rpc/types.js';
+import { credKey, type Credentials } from '../../rpc/types.js';
 import { newCounters, snapshot, type CounterSnapshot, type DataCounters } from '../../util/counters.js';
 import { logger } from '../../util/log.js';
 import { PassthroughBackend } from '../passthrough.js';
@@ -557,7 +557,7 @@ export class CacheBackend extends PassthroughBackend {
    * writes of one caller that come together (write-behind keeps several in flight) share one ACCESS.
    */
   private checkWritable(cred: Credentials, s: FileState): Promise<void> {
-    const who = writerKey(cred);
+    const who = credKey(cred);
     const at = s.writable?.get(who);
     if (at !== undefined && Date.now() - at < Math.max(this.opts.attrTimeoutMs, 1000)) return Promise.resolve();
     const k = `${s.key}:${who}`;
@@ -640,7 +640,7 @@ export class CacheBackend extends PassthroughBackend {
     if (this.wb?.dirty(dir.toString('hex'))) await this.flushOne(this.file(dir));
   }
 
-  /** Directories this cache made, and for whom (writerKey): their SETATTRs may be journalled (mayJournal). */
+  /** Directories this cache made, and for whom (credKey): their SETATTRs may be journalled (mayJournal). */
   private readonly madeDirs = new Map<string, string>();
 
   // ---------------------------------------------------------------- attributes and names
@@ -698,13 +698,13 @@ export class CacheBackend extends PassthroughBackend {
   private mayJournal(cred: Credentials, s: FileState, attrs: Sattr3, guard: NfsTime | undefined): JournalSattr | undefined {
     if (!this.opts.writeBack || guard || attrs.size !== undefined || attrs.atime === 'server' || attrs.mtime === 'server') return undefined;
     const d = this.wb!.dirty(s.key);
-    if (!s.attr || (d && writerKey(d.cred) !== writerKey(cred))) return undefined;
+    if (!s.attr || (d && credKey(d.cred) !== credKey(cred))) return undefined;
     if (s.attr.type === FType.REG) {
       if (!d) return undefined;
       if (this.opts.consistency === 'callback' && !this.held!.holds(s.key, 'write')) return undefined;
     } else if (s.attr.type === FType.DIR) {
       // callback: no write delegation of a directory exists to hold the change under.
-      if (this.opts.consistency === 'callback' || this.madeDirs.get(s.key) !== writerKey(cred)) return undefined;
+      if (this.opts.consistency === 'callback' || this.madeDirs.get(s.key) !== credKey(cred)) return undefined;
     } else return undefined;
     const cur = this.present(s, s.attr);
     if (cred.uid !== cur.uid) return undefined;
@@ -823,7 +823,7 @@ export class CacheBackend extends PassthroughBackend {
       s.at = 0;
       if (s.fk) this.store.dropFile(s.fk);
       // Its creator owns it with write permission: the server lets the owner write (no ACCESS before its first write).
-      if (r.attr?.type === FType.REG && r.attr.uid === cred.uid && r.attr.mode & 0o200) (s.writable ??= new Map()).set(writerKey(cred), Date.now());
+      if (r.attr?.type === FType.REG && r.attr.uid === cred.uid && r.attr.mode & 0o200) (s.writable ??= new Map()).set(credKey(cred), Date.now());
     }
     return this.created(dir, name, r);
   }
@@ -833,7 +833,7 @@ export class CacheBackend extends PassthroughBackend {
     const r = await this.unsure([[dir, name]], [], () => this.inner.mkdir(cred, dir, name, attrs));
     if (r.fh && r.attr?.uid === cred.uid) {
       if (this.madeDirs.size >= 10_000) this.madeDirs.delete(this.madeDirs.keys().next().value!);
-      this.madeDirs.set(r.fh.toString('hex'), writerKey(cred));
+      this.madeDirs.set(r.fh.toString('hex'), credKey(cred));
     }
     return this.created(dir, name, r);
   }
@@ -1258,8 +1258,6 @@ export function sources(segs: Seg[], overlay: Array<{ start: number; data: Buffe
   const serverBytes = srvEnd - offset - covered(0, srvEnd - offset);
   return { cache, channel, journal: end - offset - serverBytes };
 }
-
-const writerKey = (cred: Credentials) => `${cred.uid}:${cred.gid}:${cred.gids.join(',')}:${cred.session ?? ''}`;
 
 function nfsTime(ms: number): NfsTime {
   return { sec: Math.floor(ms / 1000), nsec: (ms % 1000) * 1_000_000 };

@@ -62,13 +62,20 @@ for (const config of ['write-back', 'write-through'] as const) {
         await forceUnmount(m.mnt);
         // The next mount of the session recovers the journal; gvfs flush (through its control socket) delivers it.
         const again = await s.mount('mnt', key, args);
-        const flushed = await runCmd(process.execPath, [CLI, 'flush', '--cache-dir', cacheDir, '--json']);
-        const check = await runFsx(['-S', String(seed), '-K', `${f}:${k}`, path.join(s.exportDir, name)]);
-        t.diagnostic(`${config}, seed ${seed}: killed at op ${k}, last fsync at op ${f}: ${check.stdout.trim() || check.stderr.trim()}`);
-        assert.equal(check.code, 0, `${config}, seed ${seed}: killed at op ${k}, last fsync at op ${f}: ${describeRun(check)}\ngvfs flush: ${flushed.stdout}`);
-        // And the recovering mount ends cleanly.
-        const code = await again.stop();
-        assert.equal(code, 0, `the remount ended with ${code ?? again.proc.signalCode}: ${again.stderr().slice(-3000)}`);
+        let stopped = false;
+        try {
+          const flushed = await runCmd(process.execPath, [CLI, 'flush', '--cache-dir', cacheDir, '--json']);
+          const check = await runFsx(['-S', String(seed), '-K', `${f}:${k}`, path.join(s.exportDir, name)]);
+          t.diagnostic(`${config}, seed ${seed}: killed at op ${k}, last fsync at op ${f}: ${check.stdout.trim() || check.stderr.trim()}`);
+          assert.equal(check.code, 0, `${config}, seed ${seed}: killed at op ${k}, last fsync at op ${f}: ${describeRun(check)}\ngvfs flush: ${flushed.stdout}`);
+          // And the recovering mount ends cleanly.
+          stopped = true;
+          const code = await again.stop();
+          assert.equal(code, 0, `the remount ended with ${code ?? again.proc.signalCode}: ${again.stderr().slice(-3000)}`);
+        } finally {
+          // A failed seed must not leave its mount holding the cache directory for the next one.
+          if (!stopped) await again.stop();
+        }
       });
     }
   });

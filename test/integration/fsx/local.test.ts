@@ -110,4 +110,20 @@ describe('gvfs-fsx on a local tmpfs (control) and its own checks', { timeout: 5 
     assert.equal(short.code, 1, describeRun(short));
     assert.match(short.stderr, /was never the file's size/);
   });
+
+  test('crash check: op K that extends the file may have landed in part, up to a page boundary (one write() in several FUSE requests); never elsewhere', async () => {
+    // Seed 11: op 133 appends 0x3ec7f..0x3fe25 (a kill -9 of a write-through mount left 0x3f000 once); op 132 writes inside the file.
+    const file = path.join(dir, 'partial.bin');
+    const whole = await runFsx(['-S', '11', '-b', '133', '-N', '133', file]);
+    assert.equal(whole.result, 'ok', describeRun(whole));
+    assert.equal((await fs.stat(file)).size, 0x3fe25);
+    await fs.truncate(file, 0x3f000);
+    assert.equal((await runFsx(['-S', '11', '-K', '117:133', file])).code, 0, 'the append under way, up to a page boundary');
+    const k132 = await runFsx(['-S', '11', '-K', '117:132', file]);
+    assert.equal(k132.code, 1, `an op that returned cannot have landed in part: ${describeRun(k132)}`);
+    await fs.truncate(file, 0x3f001);
+    const odd = await runFsx(['-S', '11', '-K', '117:133', file]);
+    assert.equal(odd.code, 1, `not at a page boundary: ${describeRun(odd)}`);
+    assert.match(odd.stderr, /was never the file's size/);
+  });
 });
