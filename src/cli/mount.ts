@@ -185,6 +185,8 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
       deferCommitMs: o.commitDelay,
       allowOther,
       defaultPermissions: o.defaultPermissions,
+      // A write-back cache journals a SETATTR before it answers: owing it in this process would lose that.
+      oweSetattrs: !stack?.cache?.opts.writeBack,
       counters,
     });
     await frontend.mount(mountpoint);

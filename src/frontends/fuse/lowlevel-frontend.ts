@@ -67,6 +67,12 @@ export interface LowLevelOptions {
   maxUncommittedBytes?: number;
   /** ACCESS the backend on open (root squash, ACLs the mode bits do not show); default true. */
   accessOnOpen?: boolean;
+  /**
+   * Owe SETATTRs the server cannot refuse until the file's close (OpenFile.owe); default true. Off when the
+   * stack below journals them (a write-back cache): there each is durable when it is answered, which an owed
+   * one, kept in this process until it is sent, is not.
+   */
+  oweSetattrs?: boolean;
   /** Last-resort deadline of one request (ms); default 180 s. */
   opTimeoutMs?: number | false;
   /** Mount option allow_other: other local users may use the mount (each still checked as itself). Default false. */
@@ -170,6 +176,7 @@ export class LowLevelFrontend {
       maxUncommittedFileBytes: 64 * MiB,
       maxUncommittedBytes: 256 * MiB,
       accessOnOpen: true,
+      oweSetattrs: true,
       deferCommitMs: 0,
       writeBehindBytes: 8 * MiB,
       opTimeoutMs: 180_000,
@@ -521,6 +528,7 @@ export class LowLevelFrontend {
    * clock), a file without set-id bits (a chown clears them).
    */
   private owable(cred: Credentials, n: Node, s: Sattr3): OpenFile | undefined {
+    if (!this.o.oweSetattrs) return undefined;
     const file = this.files.file(n.key);
     const a = n.last;
     if (!file?.madeBy || file.madeBy !== credKey(cred) || !a || a.type !== FType.REG || a.mode & 0o7000) return undefined;

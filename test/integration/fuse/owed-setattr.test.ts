@@ -6,6 +6,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Backend } from '../../../src/backend/backend.js';
 import { FsError } from '../../../src/backend/errors.js';
 import { startLocalServer, type LocalServer } from '../../helpers/local-server.js';
+import { mountArgs, startFsxServer } from '../fsx/helpers.js';
 import { fuseSkip, spawnMount, type MountProc } from './mount-helper.js';
 
 /**
@@ -186,5 +187,38 @@ describe('gvfs mount: SETATTRs owed until close (issue 18, small files)', { skip
     assert.equal(await m.stop(), 0);
     const st = m.stats();
     assert.ok(st && st.setattrsOwed >= 8 && st.setattrsPaid >= 4, `stats ${JSON.stringify(st && { owed: st.setattrsOwed, paid: st.setattrsPaid })}`);
+  });
+});
+
+/**
+ * A write-back cache journals a SETATTR (fsync'd) before it answers, so a
+ * kill -9 of the mount cannot lose it: the front end does not owe
+ * SETATTRs there (they would wait in the process). A write-through cache
+ * sends each to the server: owed as without a cache.
+ */
+describe('gvfs mount: SETATTRs not owed above a write-back cache', { skip: fuseSkip(), timeout: 300_000 }, () => {
+  test('write-back: none owed (journalled at once); write-through: owed', async () => {
+    const s = await startFsxServer();
+    try {
+      const key = await s.newKey();
+      for (const [config, owes] of [['write-back', false], ['write-through', true]] as const) {
+        const m = await s.mount(`mnt-${config}`, key, mountArgs(config, path.join(s.base, `cache-${config}`))[0]);
+        const fh = await fs.open(path.join(m.mnt, `f-${config}`), 'wx', 0o600);
+        await fh.write(Buffer.from('data'));
+        await fh.utimes(5, 7);
+        await fh.chmod(0o644);
+        assert.equal((await fh.stat()).mode & 0o7777, 0o644);
+        await fh.close();
+        assert.equal(await m.stop(), 0);
+        const st = m.stats();
+        assert.ok(st, 'stats line');
+        assert.equal(st.setattrsOwed > 0, owes, `${config}: setattrsOwed ${st.setattrsOwed}`);
+        const srv = await fs.stat(path.join(s.exportDir, `f-${config}`));
+        assert.equal(srv.mode & 0o7777, 0o644, `${config}: mode on the server`);
+        assert.equal(srv.mtimeMs, 7000, `${config}: mtime on the server`);
+      }
+    } finally {
+      await s.stop();
+    }
   });
 });
