@@ -202,19 +202,13 @@ export class LowLevelFrontend {
         // Replies of concurrent writes come back in any order: their mtimes are not served (cachedFor).
         n.said = undefined;
         n.writes = (n.writes ?? 0) + 1;
-        // Replies of concurrent writes come back in any order: a write never makes the size go back.
-        if (a) n.last = this.shown(n, n.last && n.last.size > a.size ? { ...a, size: n.last.size } : a);
-        if (a) n.lastOwn = true;
+        if (a) this.ownReply(n, a);
       },
     };
     this.files.onOwed = (key, a) => {
       const n = this.inodes.peekKey(key);
       if (!n) return;
-      if (a) {
-        n.last = n.last && n.last.size > a.size ? { ...a, size: n.last.size } : a;
-        n.lastOwn = true;
-        return;
-      }
+      if (a) return this.ownReply(n, a);
       // Refused after all: what the kernel was told goes, and the server's attributes show.
       this.changing(n);
       void this.invalidate(n);
@@ -511,6 +505,15 @@ export class LowLevelFrontend {
 
   private attrReply(req: bigint, n: Node, a: Fattr3): void {
     fuseLl().replyAttr(req, this.statOf(n, a), this.o.attrTimeoutMs / 1000);
+  }
+
+  /**
+   * The post-operation attributes of a WRITE or owed SETATTR of ours. Replies of concurrent ones come back in
+   * any order: none makes the size go back.
+   */
+  private ownReply(n: Node, a: Fattr3): void {
+    n.last = this.shown(n, n.last && n.last.size > a.size ? { ...a, size: n.last.size } : a);
+    n.lastOwn = true;
   }
 
   /** Attributes as this host shows them: a SETATTR still owed (OpenFile.owe) over the backend's answer. */

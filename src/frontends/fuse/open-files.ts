@@ -178,7 +178,7 @@ export class OpenFile {
         (e: unknown) => {
           hooks?.end(this.key, undefined);
           // A write the program waits for reports its own failure; one it was told had succeeded is counted.
-          if (behind) this.fail(e, offset, data.length);
+          if (behind) this.fail(e, 'write', { offset, length: data.length });
           else entry.err = e;
         },
       )
@@ -218,10 +218,11 @@ export class OpenFile {
     return after;
   }
 
-  private fail(e: unknown, offset: number, length: number): void {
+  /** A change the program was told had succeeded failed: counted and kept for the next write, fsync and close (see `errors`). */
+  private fail(e: unknown, what: 'write' | 'SETATTR', detail: Record<string, unknown>): void {
     this.errors++;
     this.lastError = e;
-    log.error({ file: this.key, offset, length, err: (e as Error).message }, 'a write the program was told had succeeded failed: reported by the next write, and by fsync and close of every descriptor');
+    log.error({ file: this.key, ...detail, err: (e as Error).message }, `a ${what} the program was told had succeeded failed: reported by the next write, and by fsync and close of every descriptor`);
   }
 
   /**
@@ -266,9 +267,7 @@ export class OpenFile {
         this.table.onOwed?.(this.key, w.after);
       } catch (e) {
         this.owed = undefined;
-        this.errors++;
-        this.lastError = e;
-        log.error({ file: this.key, attrs: o.attrs, err: (e as Error).message }, 'a SETATTR the program was told had succeeded failed: reported by the next write, and by fsync and close of every descriptor');
+        this.fail(e, 'SETATTR', { attrs: o.attrs });
         this.table.onOwed?.(this.key, undefined, e);
       }
     })().finally(() => (this.paying = undefined));
