@@ -1,6 +1,7 @@
 import { isFsError } from '../backend/errors.js';
-import { DelegateMode, DelegateStatus, type DelegateArgs, type DelegateRes, type LeaseRes, type RenewArgs, type RenewRes } from '../ext/callback-codec.js';
-import type { Fattr3 } from '../nfs3/types.js';
+import { DELEGATE_DATA_MAX, DelegateMode, DelegateStatus, type DelegateArgs, type DelegateReadArgs, type DelegateReadRes, type DelegateRes, type LeaseRes, type RenewArgs, type RenewRes } from '../ext/callback-codec.js';
+import { FType } from '../nfs3/constants.js';
+import type { Fattr3, ReadResult } from '../nfs3/types.js';
 import { STATUS_OF } from '../nfs3/status.js';
 import type { Credentials } from '../rpc/types.js';
 import { delegationKey } from '../wrappers/delegation/delegation-backend.js';
@@ -20,6 +21,8 @@ export class DelegationServer {
     private readonly delegable: (ex: number) => boolean = () => true,
     /** GETATTR as the caller, through the same stack as its NFS calls (identity mapping included): sent back with a grant. */
     private readonly attrs?: (cred: Credentials, fh: Buffer) => Promise<Fattr3>,
+    /** READ as the caller, through the same stack: a small file's bytes sent back with a DELEGATE_READ grant. */
+    private readonly read?: (cred: Credentials, fh: Buffer, offset: number, count: number) => Promise<ReadResult>,
   ) {}
 
   private res(status: DelegateStatus, nfsstat = 0): LeaseRes {
@@ -51,6 +54,23 @@ export class DelegationServer {
       if (isFsError(e)) return this.res(DelegateStatus.NFSERR, STATUS_OF[e.code]);
       throw e;
     }
+  }
+
+  /**
+   * A read delegation, and the file's bytes when it is a regular file of at
+   * most `dataMax`: read after the grant as the caller, and sent with that
+   * READ's attributes (one version; a change after the grant recalls it).
+   * Without them (a bigger file, a READ refused or short) the reply is
+   * DELEGATE's.
+   */
+  async delegateRead(cred: Credentials, a: DelegateReadArgs): Promise<DelegateReadRes> {
+    const r = await this.delegate(cred, { fh: a.fh, mode: DelegateMode.READ, clientId: a.clientId });
+    const max = Math.min(a.dataMax, DELEGATE_DATA_MAX);
+    if (r.status !== DelegateStatus.OK || !r.attr || r.attr.type !== FType.REG || r.attr.size > max || !this.read) return r;
+    const got = await this.read(cred, a.fh, 0, max).catch(() => undefined);
+    // The whole file, and attributes that say so (a change between the GETATTR and the READ shows here).
+    if (!got?.attr || !got.eof || got.data.length !== got.attr.size || got.attr.type !== FType.REG) return r;
+    return { ...r, attr: got.attr, data: got.data };
   }
 
   renew(cred: Credentials, a: RenewArgs): RenewRes {

@@ -247,7 +247,14 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
     exports: metaExports,
     level: o.compressLevel,
   });
-  const delegations = new DelegationServer(delegationTable, (fh, c) => handles.unwrap(fh, c), leaseMs, (ex) => watched[ex] || !!o.delegateUnwatched, (c, fh) => backend.getattr(c, fh));
+  const delegations = new DelegationServer(
+    delegationTable,
+    (fh, c) => handles.unwrap(fh, c),
+    leaseMs,
+    (ex) => watched[ex] || !!o.delegateUnwatched,
+    (c, fh) => backend.getattr(c, fh),
+    (c, fh, off, n) => backend.read(c, fh, off, n),
+  );
   const chunks = new ChunkServer({ top: backend, unwrap: (fh, c) => handles.unwrap(fh, c), exports: metaExports.map((e) => e.raw) });
   const changes = new ChangesServer({ logs: changeLogs, unwrap: (fh, c) => handles.unwrap(fh, c), wrap: (c, ex, ufh) => handles.wrap(c, ex, ufh) });
   const server = createNfs3Server({

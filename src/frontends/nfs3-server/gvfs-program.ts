@@ -18,7 +18,7 @@ import {
   type HelloRes,
 } from '../../ext/codec.js';
 import type { FsError } from '../../backend/errors.js';
-import { DELEGATE, delegateArgs, delegateRes, RENEW, renewArgs, renewRes, type DelegateArgs, type DelegateRes, type RenewArgs, type RenewRes } from '../../ext/callback-codec.js';
+import { DELEGATE, DELEGATE_READ, delegateArgs, delegateReadArgs, delegateReadRes, delegateRes, RENEW, renewArgs, renewRes, type DelegateArgs, type DelegateReadArgs, type DelegateReadRes, type DelegateRes, type RenewArgs, type RenewRes } from '../../ext/callback-codec.js';
 import { GET_CHUNK, getChunkArgs, getChunkRes, STORE_FILE, storeFileArgs, storeFileRes, type GetChunkArgs, type GetChunkRes, type StoreFileArgs, type StoreFileRes } from '../../ext/chunks-codec.js';
 import { CHANGES_SINCE, changesArgs, changesRes, type ChangesArgs, type ChangesRes } from '../../ext/changes-codec.js';
 import { STATUS_OF } from '../../nfs3/status.js';
@@ -49,8 +49,12 @@ export interface GvfsProgramOptions {
   meta?: MetaProcedures;
   /** The change log's procedure (CHANGES_SINCE, ext/changes-codec.ts): absent, it is PROC_UNAVAIL. */
   changes?: ChangesProcedures;
-  /** DELEGATE and RENEW (callback model, ext/callback-codec.ts): absent, they are PROC_UNAVAIL. */
-  delegations?: { delegate(cred: CallContext['cred'], a: DelegateArgs): Promise<DelegateRes>; renew(cred: CallContext['cred'], a: RenewArgs): RenewRes };
+  /** DELEGATE, DELEGATE_READ and RENEW (callback model, ext/callback-codec.ts): absent, they are PROC_UNAVAIL. */
+  delegations?: {
+    delegate(cred: CallContext['cred'], a: DelegateArgs): Promise<DelegateRes>;
+    delegateRead(cred: CallContext['cred'], a: DelegateReadArgs): Promise<DelegateReadRes>;
+    renew(cred: CallContext['cred'], a: RenewArgs): RenewRes;
+  };
   /** STORE_FILE and GET_CHUNK (ext/chunks-codec.ts; proxy/chunk-server.ts): absent, they are PROC_UNAVAIL. */
   chunks?: ChunkProcedures;
 }
@@ -177,6 +181,7 @@ export function gvfsProgram(o: GvfsProgramOptions): ProgramVersion {
   if (ch) procedures[CHANGES_SINCE] = { name: 'CHANGES_SINCE', decode: changesArgs.dec, encode: changesRes.enc, idempotent: true, needsCred: true, handle: (a: ChangesArgs, ctx) => ch.changesSince(ctx.cred, a) };
   const dg = o.delegations;
   if (dg) procedures[DELEGATE] = { name: 'DELEGATE', decode: delegateArgs.dec, encode: delegateRes.enc, idempotent: true, needsCred: true, handle: (a: DelegateArgs, ctx) => dg.delegate(ctx.cred, a) };
+  if (dg) procedures[DELEGATE_READ] = { name: 'DELEGATE_READ', decode: delegateReadArgs.dec, encode: delegateReadRes.enc, idempotent: true, needsCred: true, handle: (a: DelegateReadArgs, ctx) => dg.delegateRead(ctx.cred, a) };
   if (dg) procedures[RENEW] = { name: 'RENEW', decode: renewArgs.dec, encode: renewRes.enc, idempotent: true, needsCred: true, handle: (a: RenewArgs, ctx) => dg.renew(ctx.cred, a) };
   const ck = o.chunks;
   if (ck) {

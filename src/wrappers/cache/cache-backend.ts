@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Backend, DirPage, SourcedRead } from '../../backend/backend.js';
 import { FsError, isFsError } from '../../backend/errors.js';
-import { ACCESS3_EXTEND, ACCESS3_MODIFY, FType, StableHow } from '../../nfs3/constants.js';
+import { ACCESS3_EXTEND, ACCESS3_MODIFY, ACCESS3_READ, FType, StableHow } from '../../nfs3/constants.js';
 import type { CreateHow, DirEntry, DirEntryPlus, Fattr3, MknodType, NewObject, NfsTime, Sattr3, WccData, WriteResult } from '../../nfs3/types.js';
 import { credKey, type Credentials } from '../../rpc/types.js';
 import { newCounters, snapshot, type CounterSnapshot, type DataCounters } from '../../util/counters.js';
@@ -25,7 +25,7 @@ import { diskRoom, fitCapacity } from './disk-room.js';
 import type { Invalidated, InvalidationSource } from '../../backend/capabilities.js';
 import type { ExtLink } from '../../ext/meta-client.js';
 import { ChangePoller } from './change-poller.js';
-import { RecallStatus } from '../../ext/callback-codec.js';
+import { DELEGATE_DATA_MAX, RecallStatus } from '../../ext/callback-codec.js';
 import { HeldDelegations } from './held-delegations.js';
 import { checkConsistency, checkPollMs, type ConsistencyModel } from './options.js';
 
@@ -60,6 +60,8 @@ export interface CacheStats extends CounterSnapshot {
   attrMisses: number;
   /** The callback model: ACCESS answered from an earlier answer, under a delegation of the file. */
   accessHits: number;
+  /** The callback model: file bytes that came with a read delegation (DELEGATE_READ) and were kept. */
+  grantDataBytes: number;
   /** Write-back writes the journal refused (cache disk full), sent to the server directly. */
   writesAround: number;
   /** SETATTRs (mode, owner, times) journalled after a file's unflushed writes instead of sent at once. */
@@ -127,7 +129,7 @@ export class CacheBackend extends PassthroughBackend {
   private timers: NodeJS.Timeout[] = [];
   private scanning?: Promise<void>;
   private closing = false;
-  private readonly c = { attrHits: 0, attrMisses: 0, accessHits: 0, writesAround: 0, setattrsJournalled: 0, writtenBlocksKept: 0, ordersInvalidated: 0 };
+  private readonly c = { attrHits: 0, attrMisses: 0, accessHits: 0, writesAround: 0, setattrsJournalled: 0, writtenBlocksKept: 0, ordersInvalidated: 0, grantDataBytes: 0 };
   /** The callback model: ACCESS answers per caller and file, with the delegation clock when each was asked. */
   private readonly accessSeen = new Map<string, { mask: number; access: number; sent: number }>();
   /** The poll model's client (absent: the link cannot call the GVFS extension program). */
@@ -412,6 +414,7 @@ export class CacheBackend extends PassthroughBackend {
         await allowed;
         return { count: 0, eof: offset >= size, data: Buffer.alloc(0), attr: this.present(s, a), from: {} };
       }
+      s.readHere = true;
       const end = Math.min(offset + count, size);
       const buf = Buffer.allocUnsafe(end - offset);
       const srvEnd = Math.min(end, a.size);
@@ -958,14 +961,24 @@ export class CacheBackend extends PassthroughBackend {
    */
   private async takeDelegation(cred: Credentials, s: FileState, mode: 'read' | 'write'): Promise<boolean> {
     const wasHeld = this.held!.has(s.key);
-    const [ep, g] = [s.epoch, this.files.gen];
-    const got = await this.held!.take(cred, s.fh, mode === 'write' && this.wb?.dirty(s.key) ? 'reclaim' : mode);
+    const [ep, g, at] = [s.epoch, this.files.gen, Date.now()];
+    // A small file read here before (recalled since: another session changed it) is wanted again: its bytes come with the grant.
+    const dataMax = mode === 'read' && s.readHere && s.attr?.type === FType.REG ? Math.min(DELEGATE_DATA_MAX, this.opts.blockSize) : 0;
+    const got = await this.held!.take(cred, s.fh, mode === 'write' && this.wb?.dirty(s.key) ? 'reclaim' : mode, dataMax);
     // One of our writes or an invalidation crossed the DELEGATE: its attributes may predate it.
     const crossed = s.epoch !== ep;
     // Trust lapsed (or never was): what was cached under the old delegation is asked again.
     if (wasHeld) this.files.invalidate(s);
     // The grant's attributes were taken after it: trusted as a GETATTR sent after the grant would be (the GETATTR it saves).
-    if (got.attr && !crossed && this.held!.holds(s.key)) this.files.note(s, got.attr, s.epoch, g);
+    if (got.attr && !crossed && this.held!.holds(s.key)) {
+      this.files.note(s, got.attr, s.epoch, g);
+      // Its bytes are that version's, read as this caller: kept as the file's block, and the caller may read it (the gate's ACCESS).
+      if (got.data && got.data.length === got.attr.size && this.current(s, got.attr)) {
+        this.c.grantDataBytes += got.data.length;
+        this.reader.keepWritten(s, got.attr, 0, got.data);
+        this.gate.note(cred, s.fh, ACCESS3_READ, ACCESS3_READ, at);
+      }
+    }
     return got.granted;
   }
 

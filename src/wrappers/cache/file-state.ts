@@ -28,6 +28,8 @@ export interface FileState {
   /** Read-ahead state (read-ahead.ts). */
   seq?: import('./read-ahead.js').SequentialDetector;
   getattr?: Promise<Fattr3>;
+  /** A READ of it was answered here: a re-taken read delegation asks for its bytes too (DELEGATE_READ). */
+  readHere?: boolean;
   /** Per caller: write permission checked at. */
   writable?: Map<string, number>;
   /**

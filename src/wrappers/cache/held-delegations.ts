@@ -3,9 +3,9 @@ import path from 'node:path';
 import { FsError } from '../../backend/errors.js';
 import { Nfs3Status } from '../../nfs3/constants.js';
 import { codeOfStatus } from '../../nfs3/status.js';
-import type { Credentials } from '../../rpc/types.js';
+import { RpcError, type Credentials } from '../../rpc/types.js';
 import type { Fattr3 } from '../../nfs3/types.js';
-import { CLIENT_ID_MAX, DELEGATE, DelegateMode, DelegateStatus, delegateArgs, delegateRes, RENEW, renewArgs, renewRes, type DelegateRes } from '../../ext/callback-codec.js';
+import { CLIENT_ID_MAX, DELEGATE, DELEGATE_READ, DelegateMode, DelegateStatus, delegateArgs, delegateReadArgs, delegateReadRes, delegateRes, RENEW, renewArgs, renewRes, type DelegateReadRes, type DelegateRes } from '../../ext/callback-codec.js';
 import type { ExtLink } from '../../ext/meta-client.js';
 import { logger } from '../../util/log.js';
 import { readSmallFile, writeFileAtomic } from './session-dir.js';
@@ -55,6 +55,8 @@ export interface HeldHooks {
 export interface Taken {
   granted: boolean;
   attr?: Fattr3;
+  /** DELEGATE_READ: the whole file, of the version `attr` names. */
+  data?: Buffer;
 }
 const NOT_TAKEN: Taken = { granted: false };
 
@@ -74,7 +76,9 @@ export class HeldDelegations {
   private timer?: NodeJS.Timeout;
   private owesDone = false;
   private restarting?: Promise<void>;
-  readonly c = { taken: 0, returned: 0, renewals: 0, renewFailures: 0, restarts: 0, reclaims: 0, recalls: 0, lapses: 0, notDelegable: 0 };
+  readonly c = { taken: 0, returned: 0, renewals: 0, renewFailures: 0, restarts: 0, reclaims: 0, recalls: 0, lapses: 0, notDelegable: 0, takenWithData: 0 };
+  /** The server answered DELEGATE_READ with PROC_UNAVAIL (an older proxy server): DELEGATE only from then on. */
+  private noDelegateRead = false;
 
   constructor(
     private readonly link: ExtLink,
@@ -153,7 +157,7 @@ export class HeldDelegations {
    * server's grace period ordinary requests get JUKEBOX: retried for up to
    * a lease.
    */
-  async take(cred: Credentials, fh: Buffer, mode: 'read' | 'write' | 'reclaim'): Promise<Taken> {
+  async take(cred: Credentials, fh: Buffer, mode: 'read' | 'write' | 'reclaim', dataMax = 0): Promise<Taken> {
     const key = fh.toString('hex');
     // The server grants none on this file's export (it cannot see every change there): not asked again for a while.
     if (this.notDelegable(key)) return NOT_TAKEN;
@@ -163,17 +167,15 @@ export class HeldDelegations {
     for (;;) {
       const seq = this.recallSeq.get(key) ?? 0;
       const sent = Date.now();
-      const r = await this.link.ext(DELEGATE, (w) => delegateArgs.enc(w, { fh, mode: m, clientId: this.clientId }), delegateRes.dec, cred).catch((e: Error) => {
-        // The link failed (timeout, partition): the same error a call to the server would give.
-        throw e instanceof FsError ? e : new FsError('IO', `DELEGATE: ${e.message}`);
-      });
+      const r = await this.ask(cred, fh, m, mode === 'read' ? dataMax : 0);
       if (r.status === DelegateStatus.OK) {
         this.noteReply(r, sent);
         // A recall crossed the grant: it was answered "not held", so it is not (nor are the attributes that came with it).
         if ((this.recallSeq.get(key) ?? 0) !== seq) return NOT_TAKEN;
         this.held.set(key, { fh: Buffer.from(fh), mode: mode === 'read' ? 'read' : 'write', since: ++this.seq });
         this.c.taken++;
-        return { granted: true, attr: r.attr };
+        if (r.data) this.c.takenWithData++;
+        return { granted: true, attr: r.attr, data: r.data };
       }
       if (r.status === DelegateStatus.NFSERR && r.nfsstat === Nfs3Status.NOTSUPP) {
         this.c.notDelegable++;
@@ -187,6 +189,25 @@ export class HeldDelegations {
         continue;
       }
       throw new FsError(codeOfStatus(r.nfsstat as Nfs3Status), `delegation ${mode} refused (NFS status ${r.nfsstat})`);
+    }
+  }
+
+  /** DELEGATE, or DELEGATE_READ when the file's bytes are wanted (`dataMax` > 0) and the server has it. */
+  private async ask(cred: Credentials, fh: Buffer, m: DelegateMode, dataMax: number): Promise<DelegateReadRes> {
+    try {
+      if (dataMax > 0 && !this.noDelegateRead) {
+        try {
+          return await this.link.ext(DELEGATE_READ, (w) => delegateReadArgs.enc(w, { fh, clientId: this.clientId, dataMax }), delegateReadRes.dec, cred);
+        } catch (e) {
+          if (!(e instanceof RpcError && e.kind === 'proc_unavail')) throw e;
+          this.noDelegateRead = true;
+          log.info('cache: the proxy server has no DELEGATE_READ (an older version): delegations and reads are asked separately');
+        }
+      }
+      return await this.link.ext(DELEGATE, (w) => delegateArgs.enc(w, { fh, mode: m, clientId: this.clientId }), delegateRes.dec, cred);
+    } catch (e) {
+      // The link failed (timeout, partition): the same error a call to the server would give.
+      throw e instanceof FsError ? e : new FsError('IO', `DELEGATE: ${(e as Error).message}`);
     }
   }
 

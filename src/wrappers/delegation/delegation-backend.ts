@@ -24,7 +24,10 @@ export const delegationKey = (ex: number, ufh: Buffer): string => `${ex}:${ufh.t
  * flushes first) before the change, so a write-back write lands before its
  * file is renamed, replaced or removed. Directories are delegated like
  * files (the cache takes a read delegation on the GETATTR of a directory):
- * a recall drops the holder's attributes and cached names of it.
+ * a recall drops the holder's attributes and cached names of it. A grant
+ * made while a change is under way (after its recalls, before it is on the
+ * disk) is recalled before the change is answered: what came with that
+ * grant may predate the change.
  */
 export class DelegationBackend extends PassthroughBackend {
   constructor(
@@ -45,43 +48,49 @@ export class DelegationBackend extends PassthroughBackend {
     return this.inner.lookup(this.cred(cred), dir, name).then((r) => r.fh, () => undefined);
   }
 
-  private async gateAll(cred: Credentials, fhs: Array<Buffer | undefined>): Promise<void> {
-    for (const fh of fhs) if (fh) await this.gate(cred, fh, 'write');
+  /**
+   * A change to the files `fhs` (absent ones skipped): each file's other
+   * holders recalled before it runs (`before`), and those granted while it
+   * ran recalled before it is answered (DelegationTable.changed).
+   */
+  private async change<T>(cred: Credentials, fhs: Array<Buffer | undefined>, run: () => Promise<T>): Promise<T> {
+    const files = fhs.filter((fh): fh is Buffer => fh !== undefined).map((fh) => delegationKey(this.ex, fh));
+    // Taken before the recalls: a grant that slips in while they are waited for is as late as one during the call.
+    const mark = this.table.mark();
+    for (const file of files) await this.table.before(cred.session, file, 'write');
+    try {
+      return await run();
+    } finally {
+      for (const file of files) await this.table.changed(cred.session, file, mark);
+    }
   }
 
   override async remove(cred: Credentials, dir: Buffer, name: string): Promise<WccData> {
-    await this.gateAll(cred, [dir, await this.named(cred, dir, name)]);
-    return super.remove(cred, dir, name);
+    return this.change(cred, [dir, await this.named(cred, dir, name)], () => super.remove(cred, dir, name));
   }
   override async rmdir(cred: Credentials, dir: Buffer, name: string): Promise<WccData> {
-    await this.gateAll(cred, [dir, await this.named(cred, dir, name)]);
-    return super.rmdir(cred, dir, name);
+    return this.change(cred, [dir, await this.named(cred, dir, name)], () => super.rmdir(cred, dir, name));
   }
   override async rename(cred: Credentials, fromDir: Buffer, fromName: string, toDir: Buffer, toName: string): Promise<{ fromWcc: WccData; toWcc: WccData }> {
     const same = fromDir.equals(toDir);
-    await this.gateAll(cred, [fromDir, same ? undefined : toDir, await this.named(cred, fromDir, fromName), await this.named(cred, toDir, toName)]);
-    return super.rename(cred, fromDir, fromName, toDir, toName);
+    const moved = [fromDir, same ? undefined : toDir, await this.named(cred, fromDir, fromName), await this.named(cred, toDir, toName)];
+    return this.change(cred, moved, () => super.rename(cred, fromDir, fromName, toDir, toName));
   }
   override async link(cred: Credentials, fh: Buffer, dir: Buffer, name: string): Promise<{ attr?: Fattr3; dirWcc: WccData }> {
-    await this.gateAll(cred, [fh, dir]);
-    return super.link(cred, fh, dir, name);
+    return this.change(cred, [fh, dir], () => super.link(cred, fh, dir, name));
   }
   override async create(cred: Credentials, dir: Buffer, name: string, how: CreateHow): Promise<NewObject> {
     // UNCHECKED/GUARDED with a size truncates an existing file.
-    await this.gateAll(cred, [dir, how.mode !== 'exclusive' ? await this.named(cred, dir, name) : undefined]);
-    return super.create(cred, dir, name, how);
+    return this.change(cred, [dir, how.mode !== 'exclusive' ? await this.named(cred, dir, name) : undefined], () => super.create(cred, dir, name, how));
   }
   override async mkdir(cred: Credentials, dir: Buffer, name: string, attrs: Sattr3): Promise<NewObject> {
-    await this.gate(cred, dir, 'write');
-    return super.mkdir(cred, dir, name, attrs);
+    return this.change(cred, [dir], () => super.mkdir(cred, dir, name, attrs));
   }
   override async symlink(cred: Credentials, dir: Buffer, name: string, target: string, attrs: Sattr3): Promise<NewObject> {
-    await this.gate(cred, dir, 'write');
-    return super.symlink(cred, dir, name, target, attrs);
+    return this.change(cred, [dir], () => super.symlink(cred, dir, name, target, attrs));
   }
   override async mknod(cred: Credentials, dir: Buffer, name: string, what: MknodType): Promise<NewObject> {
-    await this.gate(cred, dir, 'write');
-    return super.mknod(cred, dir, name, what);
+    return this.change(cred, [dir], () => super.mknod(cred, dir, name, what));
   }
 
   override async getattr(cred: Credentials, fh: Buffer): Promise<Fattr3> {
@@ -101,14 +110,13 @@ export class DelegationBackend extends PassthroughBackend {
     return super.read(cred, fh, offset, count);
   }
   override async write(cred: Credentials, fh: Buffer, offset: number, data: Buffer, stable: StableHow): Promise<WriteResult> {
-    await this.gate(cred, fh, 'write');
-    return super.write(cred, fh, offset, data, stable);
+    return this.change(cred, [fh], () => super.write(cred, fh, offset, data, stable));
   }
   override async setattr(cred: Credentials, fh: Buffer, attrs: Sattr3, guard?: NfsTime): Promise<WccData> {
-    await this.gate(cred, fh, 'write');
-    return super.setattr(cred, fh, attrs, guard);
+    return this.change(cred, [fh], () => super.setattr(cred, fh, attrs, guard));
   }
   override async commit(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<{ wcc: WccData; verf: Buffer }> {
+    // Nothing becomes visible at a COMMIT (the WRITEs did that): the holders are recalled first (a write holder's data), none after.
     await this.gate(cred, fh, 'write');
     return super.commit(cred, fh, offset, count);
   }

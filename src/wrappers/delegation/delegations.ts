@@ -19,6 +19,8 @@ interface Holder {
   /** The holder's handle for the file (handles are per session): what a recall names. */
   fh: Buffer;
   mode: 'read' | 'write';
+  /** The grant's place in the table's `seq`: a change under way since an earlier place may not be in what it was given. */
+  grantSeq: number;
   /** The recall in progress (one per holder), settled once the holder answered or was revoked. */
   recalling?: Promise<void>;
 }
@@ -65,7 +67,9 @@ export class DelegationTable {
   private readonly leases = new Map<string, number>();
   private readonly sessionClient = new Map<string, string>();
   private grace?: { until: number; waiting: Set<string>; over: Promise<void>; end: () => void; timer: NodeJS.Timeout };
-  readonly c = { granted: 0, recalls: 0, recalled: 0, revoked: 0, expired: 0, refused: 0, waited: 0, renewals: 0, reclaims: 0, reclaimsRefused: 0, graceWaits: 0, changedElsewhere: 0, lostAll: 0 };
+  readonly c = { granted: 0, recalls: 0, recalled: 0, revoked: 0, expired: 0, refused: 0, waited: 0, renewals: 0, reclaims: 0, reclaimsRefused: 0, graceWaits: 0, changedElsewhere: 0, lostAll: 0, grantedMidChange: 0 };
+  /** Counts grants (Holder.grantSeq; `mark`). */
+  private seq = 0;
 
   constructor(private readonly o: DelegationOptions) {}
 
@@ -148,7 +152,7 @@ export class DelegationTable {
     await this.settleConflicts(session, file, mode === 'read' ? 'read' : 'write');
     const fresh = client !== undefined && !this.holdsAny(client);
     const hs = (this.files.get(file) ?? []).filter((h) => h.session !== session);
-    hs.push({ session, owner: this.owner(session, client), client, fh: Buffer.from(fh), mode: mode === 'read' ? 'read' : 'write' });
+    hs.push({ session, owner: this.owner(session, client), client, fh: Buffer.from(fh), mode: mode === 'read' ? 'read' : 'write', grantSeq: ++this.seq });
     this.files.set(file, hs);
     let unfenced = false;
     if (mode !== 'reclaim') {
@@ -173,6 +177,28 @@ export class DelegationTable {
     else this.files.delete(file);
     // A client that holds nothing more need not be waited for after a restart.
     if (gone.client && !this.holdsAny(gone.client)) void this.save().catch(() => undefined);
+  }
+
+  /** Where grants stand now: a change passes `before`, takes a mark, runs, then calls `changed` with it. */
+  mark(): number {
+    return this.seq;
+  }
+
+  /**
+   * A change of `session`'s to `file`, begun (past `before`) at `mark`, is
+   * made. `before` recalled every conflicting holder, but a grant can come
+   * while the change is still on its way to the disk: the attributes and
+   * bytes sent with it may predate the change, and nothing would recall it
+   * after. Such holders (another session's, granted after the mark) are
+   * recalled now, before the change is answered, as for a change made on
+   * the disk: from the answer on, nobody trusts what came before it.
+   */
+  async changed(session: string | undefined, file: string, mark: number): Promise<void> {
+    if (this.seq === mark) return;
+    const late = (this.files.get(file) ?? []).filter((h) => h.session !== session && h.grantSeq > mark);
+    if (!late.length) return;
+    this.c.grantedMidChange += late.length;
+    await Promise.all(late.map((h) => this.recallOne(file, h)));
   }
 
   /**
