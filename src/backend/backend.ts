@@ -24,7 +24,18 @@ import type { ReadSources } from '../util/counters.js';
  * wrapper that passes the call down passes this on; absent, the bytes came
  * from below every wrapper (the link).
  */
-export type SourcedRead = ReadResult & { from?: ReadSources };
+export type SourcedRead = ReadResult & {
+  from?: ReadSources;
+  /**
+   * `data` is a view of a buffer lent by the layer that read it (a pooled
+   * reply record, RemoteNfs): whoever ends up holding the result calls this
+   * once nothing refers to `data` any more (the NFS front end, when the
+   * reply has left). A layer that keeps `data` (a cache storing it) must
+   * not pass `release` on with it; dropping it is always safe (the buffer
+   * is then collected, not reused).
+   */
+  release?: () => void;
+};
 
 /**
  * THE backend interface: NFSv3 semantics on opaque file handles.

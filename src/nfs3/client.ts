@@ -1,4 +1,4 @@
-import type { RpcClient } from '../rpc/client.js';
+import type { CallOptions, RpcClient } from '../rpc/client.js';
 import type { OpaqueAuth } from '../rpc/types.js';
 import * as X from './codec.js';
 import { NFS_PROGRAM, NFS_V3, Proc } from './constants.js';
@@ -36,8 +36,10 @@ export class Nfs3Client {
   readlink(a: Args<typeof X.READLINK>, cred?: OpaqueAuth) {
     return this.call(Proc.READLINK, X.READLINK, a, cred);
   }
-  read(a: Args<typeof X.READ>, cred?: OpaqueAuth) {
-    return this.call(Proc.READ, X.READ, a, cred);
+  /** `lend`: see CallOptions.lend (the data may be a view of a pooled record: give it back once done). */
+  read(a: Args<typeof X.READ>, cred?: OpaqueAuth, lend?: CallOptions['lend']) {
+    if (!lend) return this.call(Proc.READ, X.READ, a, cred);
+    return this.rpc.call(NFS_PROGRAM, NFS_V3, Proc.READ, (w) => X.READ.args.enc(w, a), (r) => X.READ.res.dec(r), { cred, lend }) as Promise<Result<typeof X.READ>>;
   }
   write(a: Args<typeof X.WRITE>, cred?: OpaqueAuth) {
     return this.call(Proc.WRITE, X.WRITE, a, cred);

@@ -176,6 +176,7 @@ export class MetaServer {
       const r = await b.read(cred, fh, off + got, Math.min(READ_PIECE, len - got));
       if (r.attr) seen?.(r.attr);
       r.data.copy(out, got, 0, r.count);
+      r.release?.(); // copied: its record may be used again
       got += r.count;
       if (r.count === 0) break;
     }

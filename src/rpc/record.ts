@@ -42,6 +42,12 @@ export class RecordDecoder {
    * maxRecord) before the bytes arrive.
    */
   directReads = false;
+  /**
+   * Where a direct fragment's buffer comes from (a pool the consumer gives it
+   * back to), given its length and its first bytes in hand (the XID, when at
+   * least 4 arrived with the header); undefined: a fresh buffer.
+   */
+  directAlloc?: (len: number, head: Buffer) => Buffer | undefined;
   /** Bytes that were read straight into a fragment's own buffer (`directFilled`), for tests and benchmarks. */
   directBytes = 0;
   /** Once a record has more than MAX_FRAGMENT_VIEWS pieces: its bytes so far, in a buffer grown by doubling (never past maxRecord). */
@@ -120,7 +126,10 @@ export class RecordDecoder {
         this.fragLeft = len;
         this.inBody = true;
         this.started = true;
-        if (this.directReads && len >= DIRECT_FRAGMENT_BYTES && chunk.length - off < len) this.direct = { buf: Buffer.allocUnsafe(len), fill: 0 };
+        if (this.directReads && len >= DIRECT_FRAGMENT_BYTES && chunk.length - off < len) {
+          const buf = this.directAlloc?.(len, chunk.subarray(off, off + 4));
+          this.direct = { buf: buf?.length === len ? buf : Buffer.allocUnsafe(len), fill: 0 };
+        }
         if (len === 0 && !this.endFragment()) return this.hold(chunk, off);
         continue;
       }

@@ -1,7 +1,7 @@
 import { GVFS_PROGRAM, GVFS_V1 } from '../../ext/codec.js';
 import type { XdrReader, XdrWriter } from '../../xdr/index.js';
 import os from 'node:os';
-import type { Backend, DirPage, ExportInfo } from '../../backend/backend.js';
+import type { Backend, DirPage, ExportInfo, SourcedRead } from '../../backend/backend.js';
 import { FsError } from '../../backend/errors.js';
 import { Mount3Client } from '../../mount3/client.js';
 import { MountStat } from '../../mount3/codec.js';
@@ -21,7 +21,6 @@ import type {
   NewObject,
   NfsTime,
   PathConf,
-  ReadResult,
   Res,
   Sattr3,
   WccData,
@@ -174,8 +173,16 @@ export class RemoteNfs implements Backend {
   readlink(cred: Credentials, fh: Buffer) {
     return this.ok('READLINK', this.nfs().readlink({ fh }, this.auth(cred)));
   }
-  read(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<ReadResult> {
-    return this.ok('READ', this.nfs().read({ fh, offset, count }, this.auth(cred)));
+  /** The data of a large reply is a view of a pooled record: `release` gives it back (SourcedRead.release). */
+  async read(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<SourcedRead> {
+    let release: (() => void) | undefined;
+    try {
+      const r = await this.ok('READ', this.nfs().read({ fh, offset, count }, this.auth(cred), (rel) => (release = rel)));
+      return release ? { ...r, release } : r;
+    } catch (e) {
+      release?.(); // an NFS error: its body refers to no data
+      throw e;
+    }
   }
   write(cred: Credentials, fh: Buffer, offset: number, data: Buffer, stable: StableHow): Promise<WriteResult> {
     return this.ok('WRITE', this.nfs().write({ fh, offset, stable, data }, this.auth(cred)));

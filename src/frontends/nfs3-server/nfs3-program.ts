@@ -71,7 +71,12 @@ export function nfs3Program(b: Backend, readOnly?: ReadOnlyPolicy): ProgramVersi
   const pool = into && new BufferPool(POOLED_READ_MIN, POOLED_READ_MAX, POOL_HELD_BYTES);
   const read = async (a: { fh: Buffer; offset: number; count: number }, ctx: Ctx) => {
     const buf = pool?.take(a.count);
-    if (!buf) return b.read(ctx.cred, a.fh, a.offset, a.count);
+    if (!buf) {
+      const r = await b.read(ctx.cred, a.fh, a.offset, a.count);
+      // Its data lent from below (a proxy's pooled reply record): given back once this reply has left.
+      if (r.release) ctx.sent = r.release;
+      return r;
+    }
     try {
       const r = await into!.readInto(ctx.cred, a.fh, a.offset, buf);
       ctx.sent = () => pool!.give(buf);

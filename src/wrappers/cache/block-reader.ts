@@ -79,6 +79,7 @@ export class BlockReader {
       this.c.serverReads++;
       const r = await this.inner.read(cred, s.fh, off + got, Math.min(MAX_READ, end - off - got));
       r.data.copy(buf, got);
+      r.release?.(); // copied: its record may be used again
       got += r.count;
       if (r.count === 0) break;
     }
@@ -296,8 +297,12 @@ export class BlockReader {
         const r = await this.inner.read(cred, s.fh, start + got, Math.min(MAX_READ, len - got));
         if (JITTER) await jitter();
         // The usual case, one READ for the whole run: keep its bytes (a view of the reply, ours now) without a copy.
+        // (Its record is never given back: the blocks are views of it.)
         if (got === 0 && r.count === len) data = r.data;
-        else r.data.copy((data ??= Buffer.allocUnsafe(len)), got);
+        else {
+          r.data.copy((data ??= Buffer.allocUnsafe(len)), got);
+          r.release?.(); // copied: its record may be used again
+        }
         got += r.count;
         if (!demand) this.counters.readAheadBytes += r.count;
         if (r.attr) {

@@ -55,4 +55,33 @@ describe('rpc client: direct reads of large replies over TCP', { timeout: 120_00
     assert.ok(client.stats.directBytesIn >= floor, `${client.stats.directBytesIn} bytes read directly, expected at least ${floor}`);
     assert.ok(client.stats.directBytesIn <= client.stats.bytesIn);
   });
+
+  test('lend: a large reply comes in a pooled record, given back by release and used again; only for calls that lend', async () => {
+    const big = blobs.length - 1; // 1 MiB
+    const reused0 = client.lentRecords.reused;
+    // Without lend: never pooled.
+    await client.call(PROG, 1, 1, (w) => void w.u32(big), (r) => Buffer.from(r.opaque(2 << 20)));
+    assert.equal(client.lentRecords.reused, reused0);
+    // One at a time, each released once checked: from the second on, each reuses the first's record.
+    let lent = 0;
+    for (let k = 0; k < 5; k++) {
+      let release: (() => void) | undefined;
+      const view = await client.call(PROG, 1, 1, (w) => void w.u32(big), (r) => r.opaque(2 << 20), { lend: (rel) => (release = rel) });
+      assert.ok(release, 'a 1 MiB reply is lent');
+      assert.equal(sha(view), sha(blobs[big]));
+      release!();
+      release!(); // twice: ignored (the pool never hands one buffer to two holders)
+      lent++;
+    }
+    assert.ok(client.lentRecords.reused - reused0 >= lent - 1, `reused ${client.lentRecords.reused - reused0} of ${lent}`);
+    // Many in flight, released only after every one was checked: none overwrites another.
+    const order = Array.from({ length: 24 }, (_, k) => k % blobs.length);
+    const releases: Array<() => void> = [];
+    const views = await Promise.all(order.map((i) => client.call(PROG, 1, 1, (w) => void w.u32(i), (r) => r.opaque(2 << 20), { lend: (rel) => releases.push(rel) })));
+    views.forEach((b, k) => assert.equal(sha(b), sha(blobs[order[k]]), `lent reply ${k} differs`));
+    // (A reply is large when its fragment, header included, is: the 65535-byte blob's is.)
+    const large = order.filter((i) => blobs[i].length >= 65535).length;
+    assert.ok(releases.length > 0 && releases.length <= large, `only large replies are lent: ${releases.length} of ${large}`);
+    for (const r of releases) r();
+  });
 });
