@@ -14,7 +14,7 @@
  * one buffer.
  */
 export class BufferPool {
-  /** Free buffers by size class (log2 of the size). */
+  /** Free buffers by size class (the rounded size, `sizeClass`). */
   private readonly free = new Map<number, ArrayBuffer[]>();
   private freeBytes = 0;
   /** Buffers handed out and not yet given back. */
@@ -34,7 +34,7 @@ export class BufferPool {
   /** A buffer of exactly `n` bytes (contents undefined), or undefined when `n` is not a pooled size. */
   take(n: number): Buffer | undefined {
     if (n < this.minBytes || n > this.maxSize) return undefined;
-    const cls = Math.ceil(Math.log2(n));
+    const cls = sizeClass(n);
     const list = this.free.get(cls);
     let ab = list?.pop();
     if (ab) {
@@ -42,7 +42,7 @@ export class BufferPool {
       this.reused++;
     } else {
       // Its own ArrayBuffer (not a slice of Node's shared pool), so giving it back gives back all of it.
-      ab = Buffer.allocUnsafeSlow(2 ** cls).buffer as ArrayBuffer;
+      ab = Buffer.allocUnsafeSlow(cls).buffer as ArrayBuffer;
     }
     this.out.add(ab);
     return Buffer.from(ab, 0, n);
@@ -53,7 +53,7 @@ export class BufferPool {
     const ab = b.buffer as ArrayBuffer;
     if (!this.out.delete(ab)) return;
     if (this.freeBytes + ab.byteLength > this.maxBytes) return;
-    const cls = Math.log2(ab.byteLength);
+    const cls = ab.byteLength;
     let list = this.free.get(cls);
     if (!list) this.free.set(cls, (list = []));
     list.push(ab);
@@ -64,4 +64,16 @@ export class BufferPool {
   get held(): number {
     return this.freeBytes;
   }
+}
+
+/**
+ * The size a request of `n` bytes is rounded up to: a multiple of an eighth
+ * of its power of two (at least 4 KiB). A record is its payload plus a
+ * header — a 1 MiB READ's reply is 1 MiB and ~120 bytes — and powers of two
+ * would hand it 2 MiB; an eighth wastes at most 12.5%, and records of one
+ * payload size still share a class.
+ */
+export function sizeClass(n: number): number {
+  const step = 2 ** Math.max(12, Math.floor(Math.log2(n)) - 3);
+  return Math.ceil(n / step) * step;
 }
