@@ -23,7 +23,13 @@
  * must be 0 for callback) and `bounded` (older than one A finished
  * writing more than 2 s before: must be 0 for poll 1 s and ttl 1 s).
  *
- *   node dist/bench/consistency-wan.js [--secs 20] [--files 1000] [--edits 5] [--conc 16] [--profile wan] [--out DIR] [--only name,name]
+ *   node dist/bench/consistency-wan.js [--secs 20] [--files 1000] [--edits 5] [--conc 16] [--profile wan] [--out DIR] [--only name,name] [--rounds N]
+ *
+ * `--rounds N`: every system N times, interleaved (round 1: each system in
+ * turn, then round 2...), so a machine that is slower for a while weighs on
+ * every system alike. A system's pass figure is then the median of all its
+ * passes, its calls per second the median of its rounds'; each round's own
+ * pass medians are kept (`rounds`).
  *
  * Writes DIR/consistency-wan.json and an SVG per figure (bench/lib/chart.ts).
  */
@@ -57,12 +63,14 @@ const { values: a } = parseArgs({
     profile: { type: 'string', default: 'wan' },
     out: { type: 'string' },
     only: { type: 'string' },
+    rounds: { type: 'string', default: '1' },
   },
 });
 const secs = Number(a.secs);
 const files = Number(a.files);
 const edits = Number(a.edits);
 const conc = Number(a.conc);
+const rounds = Math.max(1, Number(a.rounds));
 const profile = PROFILES[a.profile!];
 if (!profile) throw new Error(`no link profile ${a.profile} (${Object.keys(PROFILES).join(', ')})`);
 
@@ -84,6 +92,8 @@ interface SystemResult {
   garbled: number;
   reads: number;
   edits: number;
+  /** With --rounds: each round's pass median (s) and calls per second. */
+  rounds?: Array<{ passMedian: number; callsPerSec: number }>;
 }
 
 type System = { name: string; cache?: Partial<CacheOptions> };
@@ -96,7 +106,7 @@ const SYSTEMS: System[] = [
   { name: 'local cache (no consistency)', cache: { consistency: 'ttl', attrTimeoutMs: 3_600_000 } },
 ];
 
-async function measure(sys: System): Promise<SystemResult> {
+async function measure(sys: System): Promise<SystemResult & { times: number[] }> {
   const base = await fs.mkdtemp(path.join(os.tmpdir(), 'gvfs-consist-wan-'));
   const dir = path.join(base, 'export');
   await fs.mkdir(dir);
@@ -237,19 +247,49 @@ async function measure(sys: System): Promise<SystemResult> {
   for (const l of links) await l.close();
   await stop();
   await fs.rm(base, { recursive: true, force: true });
-  return { serverCallsPerSec: calls / s, byProc, passSeconds: summarize(times), passes: times.length, staleStrict, staleBounded, garbled, reads, edits: editsDone };
+  return { serverCallsPerSec: calls / s, byProc, passSeconds: summarize(times), passes: times.length, staleStrict, staleBounded, garbled, reads, edits: editsDone, times };
+}
+
+/** Rounds of one system as one result: all passes' median, the rounds' median call rate, counts summed. */
+function combine(rs: Array<SystemResult & { times: number[] }>): SystemResult {
+  if (rs.length === 1) {
+    const { times: _t, ...r } = rs[0];
+    return r;
+  }
+  const times = rs.flatMap((r) => r.times);
+  const sum = (k: 'staleStrict' | 'staleBounded' | 'garbled' | 'reads' | 'edits') => rs.reduce((n, r) => n + r[k], 0);
+  return {
+    serverCallsPerSec: summarize(rs.map((r) => r.serverCallsPerSec)).median,
+    byProc: rs[rs.length >> 1].byProc,
+    passSeconds: summarize(times),
+    passes: times.length,
+    staleStrict: sum('staleStrict'),
+    staleBounded: sum('staleBounded'),
+    garbled: sum('garbled'),
+    reads: sum('reads'),
+    edits: sum('edits'),
+    rounds: rs.map((r) => ({ passMedian: r.passSeconds.median, callsPerSec: r.serverCallsPerSec })),
+  };
 }
 
 // The tree as the run starts (what the figures are of), not as it ends.
 const git = await gitState();
 const only = a.only ? new Set(a.only.split(',')) : undefined;
 const results: Record<string, SystemResult> = {};
-for (const sys of SYSTEMS) {
-  if (only && !only.has(sys.name)) continue;
-  const r = await measure(sys);
-  results[sys.name] = r;
+const perRound = new Map<string, Array<SystemResult & { times: number[] }>>();
+for (let round = 1; round <= rounds; round++) {
+  for (const sys of SYSTEMS) {
+    if (only && !only.has(sys.name)) continue;
+    const r = await measure(sys);
+    perRound.set(sys.name, [...(perRound.get(sys.name) ?? []), r]);
+    if (rounds > 1) console.log(`round ${round} ${sys.name.padEnd(30)} server calls/s ${r.serverCallsPerSec.toFixed(1).padStart(8)}   B pass ${r.passSeconds.median.toFixed(3)} s`);
+  }
+}
+for (const [name, rs] of perRound) {
+  const r = combine(rs);
+  results[name] = r;
   console.log(
-    `${sys.name.padEnd(30)} server calls/s ${r.serverCallsPerSec.toFixed(1).padStart(8)}   B pass ${r.passSeconds.median.toFixed(3)} s (${r.passSeconds.min.toFixed(3)}–${r.passSeconds.max.toFixed(3)}, ${r.passes} passes)   stale strict ${r.staleStrict} bounded ${r.staleBounded} of ${r.reads} reads, garbled ${r.garbled}   A edits ${r.edits}\n    server calls/s by procedure: ${JSON.stringify(r.byProc)}`,
+    `${name.padEnd(30)} server calls/s ${r.serverCallsPerSec.toFixed(1).padStart(8)}   B pass ${r.passSeconds.median.toFixed(3)} s (${r.passSeconds.min.toFixed(3)}–${r.passSeconds.max.toFixed(3)}, ${r.passes} passes)   stale strict ${r.staleStrict} bounded ${r.staleBounded} of ${r.reads} reads, garbled ${r.garbled}   A edits ${r.edits}\n    server calls/s by procedure: ${JSON.stringify(r.byProc)}`,
   );
 }
 
@@ -275,7 +315,7 @@ if (a.out) {
   await fs.mkdir(a.out, { recursive: true });
   const record = {
     bench: 'bench/consistency-wan.ts',
-    args: { secs, files, edits, conc, profile },
+    args: { secs, files, edits, conc, profile, rounds },
     git,
     // The 1/5/15-minute load averages at the end of the run (the machine is shared).
     machine: { ...machine(), loadavg: os.loadavg() },
