@@ -577,7 +577,13 @@ export class RpcClient {
           const v = p.decode(d.body);
           if (pooled && p.lend && d.xid === f!.xid) {
             lent = true;
-            p.lend(() => this.lentRecords.give(pooled));
+            // Once only: a second call after the record was handed out again would free it under its new holder.
+            let given = false;
+            p.lend(() => {
+              if (given) return;
+              given = true;
+              this.lentRecords.give(pooled);
+            });
           }
           p.resolve(v);
           break;

@@ -73,6 +73,17 @@ describe('rpc client: direct reads of large replies over TCP', { timeout: 120_00
       release!(); // twice: ignored (the pool never hands one buffer to two holders)
       lent++;
     }
+    // A late second release, after the record went to another call, must not free it under that call.
+    let first: (() => void) | undefined;
+    let second: (() => void) | undefined;
+    await client.call(PROG, 1, 1, (w) => void w.u32(big), (r) => r.opaque(2 << 20), { lend: (rel) => (first = rel) });
+    first!();
+    const held = await client.call(PROG, 1, 1, (w) => void w.u32(big), (r) => r.opaque(2 << 20), { lend: (rel) => (second = rel) });
+    first!();
+    const other = await client.call(PROG, 1, 1, (w) => void w.u32(big), (r) => r.opaque(2 << 20), { lend: () => undefined });
+    assert.notEqual(other.buffer, held.buffer, 'a record still held is not handed out again');
+    assert.equal(sha(held), sha(blobs[big]));
+    second!();
     assert.ok(client.lentRecords.reused - reused0 >= lent - 1, `reused ${client.lentRecords.reused - reused0} of ${lent}`);
     // Many in flight, released only after every one was checked: none overwrites another.
     const order = Array.from({ length: 24 }, (_, k) => k % blobs.length);
