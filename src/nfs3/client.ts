@@ -14,8 +14,8 @@ type Result<C> = C extends { res: X.Codec<infer R> } ? R : never;
 export class Nfs3Client {
   constructor(readonly rpc: RpcClient) {}
 
-  private call<C extends { args: X.Codec<any>; res: X.Codec<any> }>(proc: Proc, c: C, args: Args<C>, cred?: OpaqueAuth): Promise<Result<C>> {
-    return this.rpc.call(NFS_PROGRAM, NFS_V3, proc, (w) => c.args.enc(w, args), (r) => c.res.dec(r), cred ? { cred } : {});
+  private call<C extends { args: X.Codec<any>; res: X.Codec<any> }>(proc: Proc, c: C, args: Args<C>, cred?: OpaqueAuth, lend?: CallOptions['lend']): Promise<Result<C>> {
+    return this.rpc.call(NFS_PROGRAM, NFS_V3, proc, (w) => c.args.enc(w, args), (r) => c.res.dec(r), { cred, lend });
   }
 
   null(): Promise<void> {
@@ -38,8 +38,7 @@ export class Nfs3Client {
   }
   /** `lend`: see CallOptions.lend (the data may be a view of a pooled record: give it back once done). */
   read(a: Args<typeof X.READ>, cred?: OpaqueAuth, lend?: CallOptions['lend']) {
-    if (!lend) return this.call(Proc.READ, X.READ, a, cred);
-    return this.rpc.call(NFS_PROGRAM, NFS_V3, Proc.READ, (w) => X.READ.args.enc(w, a), (r) => X.READ.res.dec(r), { cred, lend }) as Promise<Result<typeof X.READ>>;
+    return this.call(Proc.READ, X.READ, a, cred, lend);
   }
   write(a: Args<typeof X.WRITE>, cred?: OpaqueAuth) {
     return this.call(Proc.WRITE, X.WRITE, a, cred);

@@ -575,7 +575,7 @@ export class RpcClient {
       switch (d.kind) {
         case 'success': {
           const v = p.decode(d.body);
-          if (pooled && p.lend && d.xid === f!.xid) {
+          if (pooled && p.lend) {
             lent = true;
             // Once only: a second call after the record was handed out again would free it under its new holder.
             let given = false;

@@ -179,15 +179,16 @@ export class DelegationTable {
     if (gone.client && !this.holdsAny(gone.client)) void this.save().catch(() => undefined);
   }
 
-  /** Where grants stand now: a change passes `before`, takes a mark, runs, then calls `changed` with it. */
+  /** Where grants stand now: a change takes a mark, passes `before` (its recalls), runs, then calls `changed` with it. */
   mark(): number {
     return this.seq;
   }
 
   /**
-   * A change of `session`'s to `file`, begun (past `before`) at `mark`, is
-   * made. `before` recalled every conflicting holder, but a grant can come
-   * while the change is still on its way to the disk: the attributes and
+   * A change of `session`'s to `file`, marked at `mark` just before its
+   * `before`, is made. `before` recalled every conflicting holder, but a
+   * grant can come while those recalls are waited for or while the change
+   * is still on its way to the disk: the attributes and
    * bytes sent with it may predate the change, and nothing would recall it
    * after. Such holders (another session's, granted after the mark) are
    * recalled now, before the change is answered, as for a change made on

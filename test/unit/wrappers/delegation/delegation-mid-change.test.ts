@@ -34,13 +34,18 @@ function gatedInner(): { inner: Backend; release: () => void; started: Promise<v
   return { inner, release, started: began };
 }
 
+/** A table whose recalls are noted (and answered at once), and a delegation backend over a gated inner one. */
+function setup() {
+  const recalled: string[] = [];
+  const t = new DelegationTable({ leaseMs: 5_000, recall: async (s) => void recalled.push(s) });
+  const g = gatedInner();
+  return { recalled, t, g, b: new DelegationBackend(g.inner, t, 0) };
+}
+
 describe('delegations: a grant made while a change is under way', { timeout: 30_000 }, () => {
   for (const op of ['write', 'setattr'] as const) {
     test(`${op}: the late holder is recalled before the change is answered`, async () => {
-      const recalled: string[] = [];
-      const t = new DelegationTable({ leaseMs: 5_000, recall: async (s) => void recalled.push(s) });
-      const g = gatedInner();
-      const b = new DelegationBackend(g.inner, t, 0);
+      const { recalled, t, g, b } = setup();
       let answered = false;
       const change = (op === 'write' ? b.write(cred('A'), FH, 0, Buffer.from('x'), StableHow.FILE_SYNC) : b.setattr(cred('A'), FH, { size: 0 })).then(() => (answered = true));
       await g.started; // past its recalls (there were none), on its way to the disk
@@ -56,10 +61,7 @@ describe('delegations: a grant made while a change is under way', { timeout: 30_
   }
 
   test('a holder granted before the change is recalled by the change first, not twice; the changer\'s own grant is kept', async () => {
-    const recalled: string[] = [];
-    const t = new DelegationTable({ leaseMs: 5_000, recall: async (s) => void recalled.push(s) });
-    const g = gatedInner();
-    const b = new DelegationBackend(g.inner, t, 0);
+    const { recalled, t, g, b } = setup();
     await t.grant('B', FILE, FH, 'read', 'cb');
     const change = b.write(cred('A'), FH, 0, Buffer.from('x'), StableHow.FILE_SYNC);
     await g.started;
@@ -73,10 +75,7 @@ describe('delegations: a grant made while a change is under way', { timeout: 30_
   });
 
   test('COMMIT makes nothing visible: a grant during it stays', async () => {
-    const recalled: string[] = [];
-    const t = new DelegationTable({ leaseMs: 5_000, recall: async (s) => void recalled.push(s) });
-    const g = gatedInner();
-    const b = new DelegationBackend(g.inner, t, 0);
+    const { recalled, t, g, b } = setup();
     const commit = b.commit(cred('A'), FH, 0, 0);
     await g.started;
     await t.grant('B', FILE, FH, 'read', 'cb');
