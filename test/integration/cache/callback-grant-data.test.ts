@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { StableHow } from '../../../src/nfs3/constants.js';
+import { DELEGATE_READ, DelegateStatus, delegateReadArgs, delegateReadRes } from '../../../src/ext/callback-codec.js';
+import { Nfs3Status, StableHow } from '../../../src/nfs3/constants.js';
 import { ROOT, startCacheChain, type CacheChain, type Session } from './helpers.js';
 
 /**
@@ -79,6 +80,23 @@ describe('callback: a re-taken read delegation brings a small file\'s new bytes 
     assert.equal(now.delegateRead - was.delegateRead, 1, 'asked for the bytes');
     assert.ok(now.read - was.read >= 1, 'they did not come: READ');
     assert.equal(b.cache.stats().grantDataBytes, kept);
+  });
+
+  it('hostile arguments: a huge dataMax gets at most 64 KiB, a forged handle nothing', async () => {
+    await fs.writeFile(path.join(c.exportDir, 'exact'), Buffer.alloc(64 * 1024, 'e'));
+    const ask = (fh: Buffer, dataMax: number) =>
+      b.pc.remote.ext(DELEGATE_READ, (w) => delegateReadArgs.enc(w, { fh, clientId: Buffer.alloc(16, 9), dataMax }), delegateReadRes.dec, { flavor: 1, uid: 0, gid: 0, gids: [] });
+    const big = await ask(await b.lookup('big'), 0xffff_ffff);
+    assert.equal(big.status, DelegateStatus.OK);
+    assert.equal(big.data, undefined, 'a 90 KiB file is not sent, whatever the client asks');
+    const exact = await ask(await b.lookup('exact'), 0xffff_ffff);
+    assert.equal(exact.data?.length, 64 * 1024, 'a file of exactly the limit is');
+    const forged = Buffer.from(await b.lookup('small'));
+    forged[forged.length - 1] ^= 1;
+    const r = await ask(forged, 1024);
+    assert.equal(r.status, DelegateStatus.NFSERR);
+    assert.equal(r.nfsstat, Nfs3Status.BADHANDLE);
+    assert.equal(r.data, undefined);
   });
 
   it('a file that shrank to nothing, and one changed on A while B holds it: never an old byte', async () => {
