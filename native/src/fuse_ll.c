@@ -40,6 +40,7 @@
 #include "gvfs_native.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -55,15 +56,20 @@ typedef enum {
   LL_SYMLINK, LL_RENAME, LL_LINK, LL_OPEN, LL_READ, LL_WRITE, LL_FLUSH, LL_RELEASE, LL_FSYNC, LL_OPENDIR,
   LL_READDIR, LL_RELEASEDIR, LL_FSYNCDIR, LL_STATFS, LL_ACCESS, LL_CREATE, LL_FALLOCATE, LL_READDIRPLUS,
   /* Not requests: the loop ended (unmounted from outside, or by us); a notification or unmount finished. */
-  LL_EXITED, LL_DONE,
+  LL_EXITED, LL_DONE, LL_REPLIED,
 } ll_op;
 
 static const char *const OP_NAMES[] = {
     "lookup", "forget", "getattr", "setattr", "readlink", "mknod", "mkdir", "unlink", "rmdir",
     "symlink", "rename", "link", "open", "read", "write", "flush", "release", "fsync", "opendir",
     "readdir", "releasedir", "fsyncdir", "statfs", "access", "create", "fallocate", "readdirplus",
-    "exited", "done",
+    "exited", "done", "replied",
 };
+
+/* Threads per mount answering READs from local files (see replyFds): enough to keep a disk busy. */
+#define FD_REPLIERS 3
+
+struct fd_job;
 
 typedef struct ll_session {
   struct fuse_session *se;
@@ -76,6 +82,12 @@ typedef struct ll_session {
   int64_t outstanding;
   int64_t notifying;
   int unmounting, destroyed, destroy_wanted;
+  /* READ answers from local files (replyFds): their own threads and queue, started on first use. */
+  pthread_mutex_t rq_lock;
+  pthread_cond_t rq_cond;
+  struct fd_job *rq_head, *rq_tail;
+  pthread_t repliers[FD_REPLIERS];
+  int nrepliers, rq_stop;
 } ll_session;
 
 typedef struct {
@@ -167,7 +179,9 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn) {
   if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
   /* Write-behind is ours (open-files.ts): the kernel's writeback cache would change when errors surface. */
   conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
-  conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+  /* Requests are read into memory (no splice); answers from local files may be spliced (replyFds). No page stealing. */
+  conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_MOVE);
+  if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
 }
 
 static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name) {
@@ -441,11 +455,14 @@ static void free_data(napi_env env, void *data, void *hint) {
   free(data);
 }
 
+static void stop_repliers(ll_session *s);
+
 /* Destroy once the loop has ended, no request is unanswered and no notification runs. */
 static void maybe_destroy(ll_session *s) {
   if (!s->destroy_wanted || s->destroyed) return;
   if (__atomic_load_n(&s->outstanding, __ATOMIC_ACQUIRE) > 0 || __atomic_load_n(&s->notifying, __ATOMIC_ACQUIRE) > 0) return;
   s->destroyed = 1;
+  stop_repliers(s); /* idle now (nothing outstanding); they must be gone before libfuse drops their pipes' key */
   fuse_session_destroy(s->se);
   s->se = NULL;
   napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
@@ -461,10 +478,12 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
     req_free(r);
     return;
   }
-  if (r->op == LL_DONE) {
+  if (r->op == LL_DONE || r->op == LL_REPLIED) {
     napi_value v;
     napi_create_int32(env, r->result, &v);
     napi_resolve_deferred(env, r->deferred, v);
+    /* A READ answered from local files was counted out only now: after its answer was written. */
+    if (r->op == LL_REPLIED && r->result <= 0) __atomic_fetch_sub(&s->outstanding, 1, __ATOMIC_ACQ_REL);
     req_free(r);
     maybe_destroy(s);
     return;
@@ -643,6 +662,10 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   bool debug = false;
   if (argc > 6) napi_get_value_bool(env, argv[6], &debug);
   ll_session *s = calloc(1, sizeof *s);
+  if (s) {
+    pthread_mutex_init(&s->rq_lock, NULL);
+    pthread_cond_init(&s->rq_cond, NULL);
+  }
   if (!mp || !opts || !s) {
     free(mp);
     free(opts);
@@ -992,6 +1015,228 @@ static napi_value js_reply_buf(napi_env env, napi_callback_info info) {
   return ret_int(env, res);
 }
 
+/*
+ * READ answered from local files (the disk cache's block files), never
+ * through JS memory: replyFds(req, [{fd, pos, len}, ...]) → Promise<int>.
+ *
+ * One of the mount's replier threads splices the extents into a pipe of
+ * its own (page references: no copy) and hands that pipe to
+ * fuse_reply_data, which splices it on into /dev/fuse (the one copy, into
+ * the pages of the kernel's request). Filling our own pipe first is what
+ * lets a failed read of a local file come back to JS with nothing sent
+ * (the front end then reads the bytes another way); fuse_reply_data given
+ * the files directly would answer the program EIO itself. Where a pipe
+ * cannot hold the answer (not root: pipe-max-size), the thread reads the
+ * extents into memory and writes that instead: still no JS memory, no
+ * copy on the JS thread.
+ *
+ * The promise resolves with 0 (answered), -errno (the answer could not be
+ * written: the request is gone all the same), or errno > 0 (a file could
+ * not be read: nothing sent, the request still waits for an answer). The
+ * descriptors must stay open until then. Own threads, not libuv's pool:
+ * libfuse keeps a pipe per calling thread under a key of the session,
+ * freed when the thread exits, so the threads end with the session.
+ */
+#define FD_MAX_EXTENTS 64
+
+typedef struct fd_job {
+  struct fd_job *next;
+  fuse_req_t req;
+  ll_req *done; /* allocated up front: the completion never fails to be posted for want of memory */
+  size_t n, total;
+  struct {
+    int fd;
+    off_t pos;
+    size_t len;
+  } x[FD_MAX_EXTENTS];
+} fd_job;
+
+typedef struct {
+  int p[2];
+  size_t cap;
+  size_t refused; /* a size F_SETPIPE_SZ refused (not root: pipe-max-size), not asked again */
+} fd_pipe;
+
+static void pipe_drop(fd_pipe *pp) {
+  if (pp->p[0] >= 0) close(pp->p[0]);
+  if (pp->p[1] >= 0) close(pp->p[1]);
+  pp->p[0] = pp->p[1] = -1;
+  pp->cap = 0; /* (what was refused stays refused) */
+}
+
+/* Room for `need` bytes in this thread's pipe: 1, or 0 if it cannot have that much (then use memory). */
+static int pipe_room(fd_pipe *pp, size_t need) {
+  if (pp->p[0] < 0) {
+    /* Non-blocking: a pipe too small would make splice wait for a reader that is this very thread. */
+    if (pipe2(pp->p, O_CLOEXEC | O_NONBLOCK) != 0) return 0;
+    pp->cap = 65536;
+  }
+  if (pp->cap >= need) return 1;
+  if (pp->refused && need >= pp->refused) return 0;
+  int r = fcntl(pp->p[1], F_SETPIPE_SZ, (int)need);
+  if (r < 0) {
+    pp->refused = need;
+    return 0;
+  }
+  pp->cap = (size_t)r;
+  return pp->cap >= need;
+}
+
+static int reply_via_memory(fd_job *j) {
+  char *buf = malloc(j->total ? j->total : 1);
+  if (!buf) return ENOMEM;
+  size_t at = 0;
+  for (size_t i = 0; i < j->n; i++) {
+    size_t got = 0;
+    while (got < j->x[i].len) {
+      ssize_t r = pread(j->x[i].fd, buf + at + got, j->x[i].len - got, j->x[i].pos + (off_t)got);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        int e = r < 0 ? errno : EIO; /* shorter than promised: not what the caller was told */
+        free(buf);
+        return e;
+      }
+      got += (size_t)r;
+    }
+    at += got;
+  }
+  int res = fuse_reply_buf(j->req, buf, j->total);
+  free(buf);
+  return res > 0 ? -res : res;
+}
+
+static int reply_via_pipe(fd_job *j, fd_pipe *pp) {
+  for (size_t i = 0; i < j->n; i++) {
+    loff_t off = j->x[i].pos;
+    size_t left = j->x[i].len;
+    while (left) {
+      ssize_t r = splice(j->x[i].fd, &off, pp->p[1], NULL, left, SPLICE_F_NONBLOCK);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        int e = r < 0 ? errno : EIO;
+        pipe_drop(pp); /* whatever went in stays unread: start clean */
+        return e;
+      }
+      left -= (size_t)r;
+    }
+  }
+  struct fuse_bufvec bv = FUSE_BUFVEC_INIT(j->total);
+  bv.buf[0].flags = FUSE_BUF_IS_FD;
+  bv.buf[0].fd = pp->p[0];
+  int res = fuse_reply_data(j->req, &bv, 0);
+  /* On success libfuse took every byte; after a failure some may be left: a fresh pipe for the next answer. */
+  if (res != 0) pipe_drop(pp);
+  return res > 0 ? -res : res;
+}
+
+static void *replier_main(void *arg) {
+  ll_session *s = arg;
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);
+  long page = sysconf(_SC_PAGESIZE);
+  fd_pipe pp = {{-1, -1}, 0, 0};
+  for (;;) {
+    pthread_mutex_lock(&s->rq_lock);
+    while (!s->rq_head && !s->rq_stop) pthread_cond_wait(&s->rq_cond, &s->rq_lock);
+    fd_job *j = s->rq_head;
+    if (j) {
+      s->rq_head = j->next;
+      if (!s->rq_head) s->rq_tail = NULL;
+    }
+    pthread_mutex_unlock(&s->rq_lock);
+    if (!j) break;
+    /* A piece that does not start on a page boundary can take a pipe slot more. */
+    size_t need = j->total + (j->n + 1) * (size_t)page;
+    int res = j->total >= 2 * (size_t)page && pipe_room(&pp, need) ? reply_via_pipe(j, &pp) : reply_via_memory(j);
+    ll_req *r = j->done;
+    r->result = res;
+    free(j);
+    post(s, r);
+  }
+  pipe_drop(&pp);
+  return NULL;
+}
+
+/* Before the session is freed (nothing outstanding: the threads are idle or about to wait). */
+static void stop_repliers(ll_session *s) {
+  pthread_mutex_lock(&s->rq_lock);
+  s->rq_stop = 1;
+  pthread_cond_broadcast(&s->rq_cond);
+  pthread_mutex_unlock(&s->rq_lock);
+  for (int i = 0; i < s->nrepliers; i++) pthread_join(s->repliers[i], NULL);
+  s->nrepliers = 0;
+}
+
+static napi_value js_reply_fds(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool isarr = false;
+  if (argc < 2 || napi_is_array(env, argv[1], &isarr) != napi_ok || !isarr) {
+    napi_throw_type_error(env, NULL, "replyFds(req, [{fd, pos, len}, ...])");
+    return NULL;
+  }
+  uint32_t n = 0;
+  napi_get_array_length(env, argv[1], &n);
+  fd_job *j = calloc(1, sizeof *j);
+  ll_req *done = calloc(1, sizeof *done);
+  const char *bad = !j || !done ? "out of memory" : n == 0 || n > FD_MAX_EXTENTS ? "1 to 64 extents" : NULL;
+  for (uint32_t i = 0; !bad && i < n; i++) {
+    napi_value e;
+    napi_get_element(env, argv[1], i, &e);
+    double fd = get_double(env, prop(env, e, "fd")), pos = get_double(env, prop(env, e, "pos")), len = get_double(env, prop(env, e, "len"));
+    if (!(fd >= 0 && fd <= INT32_MAX && pos >= 0 && pos < (double)MAX_EXACT && len > 0 && len <= (1 << 30))) bad = "an extent is not {fd >= 0, pos >= 0, len > 0}";
+    else {
+      j->x[i].fd = (int)fd;
+      j->x[i].pos = (off_t)pos;
+      j->x[i].len = (size_t)len;
+      j->total += (size_t)len;
+    }
+  }
+  if (bad) {
+    free(j);
+    free(done);
+    napi_throw_type_error(env, NULL, bad);
+    return NULL;
+  }
+  ll_session *s;
+  fuse_req_t req = take_req(env, argv[0], &s);
+  if (!req) {
+    free(j);
+    free(done);
+    return NULL;
+  }
+  j->req = req;
+  j->n = n;
+  j->done = done;
+  done->op = LL_REPLIED;
+  napi_value promise;
+  napi_create_promise(env, &done->deferred, &promise);
+  pthread_mutex_lock(&s->rq_lock);
+  /* One more thread while all are busy, up to FD_REPLIERS (started here, on the JS thread: no race with stop). */
+  if (s->nrepliers < FD_REPLIERS && (s->rq_head || s->nrepliers == 0) && !s->rq_stop) {
+    if (pthread_create(&s->repliers[s->nrepliers], NULL, replier_main, s) == 0) s->nrepliers++;
+  }
+  if (s->nrepliers == 0) {
+    pthread_mutex_unlock(&s->rq_lock);
+    /* No thread to run it: say so without sending anything (the caller answers another way). */
+    napi_value v;
+    napi_create_int32(env, EAGAIN, &v);
+    napi_resolve_deferred(env, done->deferred, v);
+    free(j);
+    free(done);
+    return promise;
+  }
+  j->next = NULL;
+  if (s->rq_tail) s->rq_tail->next = j;
+  else s->rq_head = j;
+  s->rq_tail = j;
+  pthread_cond_signal(&s->rq_cond);
+  pthread_mutex_unlock(&s->rq_lock);
+  return promise;
+}
+
 static napi_value js_reply_write(napi_env env, napi_callback_info info) {
   ARGS(2);
   int res = fuse_reply_write(req, (size_t)get_double(env, argv[1]));
@@ -1102,6 +1347,7 @@ void gn_fuse_ll_init(napi_env env, napi_value exports) {
       {"replyAttr", js_reply_attr},
       {"replyOpen", js_reply_open},
       {"replyBuf", js_reply_buf},
+      {"replyFds", js_reply_fds},
       {"replyWrite", js_reply_write},
       {"replyReadlink", js_reply_readlink},
       {"replyStatfs", js_reply_statfs},

@@ -1,4 +1,6 @@
 import type { Credentials } from '../rpc/types.js';
+import type { Fattr3 } from '../nfs3/types.js';
+import type { ReadSources } from '../util/counters.js';
 import type { Backend, SourcedRead } from './backend.js';
 
 /**
@@ -114,4 +116,42 @@ export interface LendsWriteArgs {
 
 export function writeKeepsNoArgs(b: Backend): boolean {
   return (b as Partial<LendsWriteArgs>).writeKeepsNoArgs === true;
+}
+
+/** `len` bytes at `pos` of the open local file `fd`. */
+export interface LocalExtent {
+  fd: number;
+  pos: number;
+  len: number;
+}
+
+/** A READ's answer as pieces of local files (LocalReads.readLocal): `extents` in order, `count` bytes in all. */
+export interface LocalRead {
+  extents: LocalExtent[];
+  count: number;
+  eof: boolean;
+  attr?: Fattr3;
+  from?: ReadSources;
+  /** Call once, when nothing reads the descriptors any more: until then they stay open. */
+  release(): void;
+}
+
+/**
+ * READ answered with where the bytes already are on local disk (the cache's
+ * block files), so a front end can move them to the kernel without copying
+ * them through JS memory (FUSE: fuse_ll.c replyFds). The answer is the one
+ * `read` would give this caller now — the same checks, version and counts —
+ * or undefined when it is not all in local files (then call `read`).
+ * Only a layer that answers reads from local files declares this, on its own
+ * class; a wrapper passes it on only where its own `read` would have
+ * returned the layer below's answer unchanged (TopMeter, MetaBackend for a
+ * file without meta-data): PassthroughBackend does not, like readInto.
+ */
+export interface LocalReads {
+  readLocal(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<LocalRead | undefined>;
+}
+
+export function localReadsOf(b: Backend): LocalReads | undefined {
+  const r = b as Partial<LocalReads>;
+  return typeof r.readLocal === 'function' ? (b as unknown as LocalReads) : undefined;
 }

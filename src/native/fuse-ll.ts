@@ -114,6 +114,14 @@ interface FuseAddon {
   replyAttr(req: bigint, a: LlAttr, timeout: number): number;
   replyOpen(req: bigint, o: LlOpen): number;
   replyBuf(req: bigint, b: Buffer | undefined): number;
+  /**
+   * A READ's answer from local files, never through JS memory (spliced on a
+   * thread of the mount's, see fuse_ll.c): 0 answered; -errno the answer
+   * could not be written (the request is gone all the same); errno > 0 a
+   * file could not be read, nothing was sent and `req` still needs an
+   * answer. The descriptors must stay open until the promise settles.
+   */
+  replyFds(req: bigint, extents: Array<{ fd: number; pos: number; len: number }>): Promise<number>;
   replyWrite(req: bigint, n: number): number;
   replyReadlink(req: bigint, target: string): number;
   replyStatfs(req: bigint, s: LlStatfs): number;

@@ -1,4 +1,5 @@
 import type { Backend, SourcedRead } from '../backend/backend.js';
+import { localReadsOf, type LocalRead, type LocalReads } from '../backend/capabilities.js';
 import type { StableHow } from '../nfs3/constants.js';
 import type { WriteResult } from '../nfs3/types.js';
 import type { Credentials } from '../rpc/types.js';
@@ -11,7 +12,7 @@ import { PassthroughBackend } from './passthrough.js';
  * and where each byte read came from (util/counters.ts). Counts answers only;
  * failed calls move no bytes here.
  */
-export class TopMeter extends PassthroughBackend {
+export class TopMeter extends PassthroughBackend implements LocalReads {
   constructor(
     inner: Backend,
     readonly counters: DataCounters,
@@ -22,6 +23,13 @@ export class TopMeter extends PassthroughBackend {
   override async read(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<SourcedRead> {
     const r = await this.inner.read(cred, fh, offset, count);
     countRead(this.counters, r.count, r.from);
+    return r;
+  }
+
+  /** Optional capability (backend/capabilities.ts): the layer below's local answer, counted as read counts it. */
+  async readLocal(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<LocalRead | undefined> {
+    const r = await localReadsOf(this.inner)?.readLocal(cred, fh, offset, count);
+    if (r) countRead(this.counters, r.count, r.from);
     return r;
   }
 

@@ -1,4 +1,5 @@
 import type { Backend } from '../../backend/backend.js';
+import type { LocalExtent } from '../../backend/capabilities.js';
 import type { Fattr3 } from '../../nfs3/types.js';
 import type { Credentials } from '../../rpc/types.js';
 import type { DataCounters } from '../../util/counters.js';
@@ -17,6 +18,9 @@ export const MAX_READ = 1 << 20;
 const DISCOVER_EVERY_MS = 1000;
 
 /** The part of one block a client READ needs: block idx (blen bytes), [blockOff, blockOff+len) → buf[bufOff..]. */
+/** A range of a block file, its descriptor held until `release`. */
+export type HeldExtent = LocalExtent & { release: () => void };
+
 interface Part {
   idx: number;
   blen: number;
@@ -155,6 +159,41 @@ export class BlockReader {
     await this.discover(s, tag, a.size);
     missing = await this.fromCache(s, tag, s.lineage, missing, buf, []);
     return !missing.length;
+  }
+
+  /** Whether the disk cache is known to hold every block of [off, end) of version `a` (nothing asked, nothing read). */
+  onDisk(s: FileState, a: Fattr3, off: number, end: number): boolean {
+    if (end <= off || !s.fk || !s.tag) return false;
+    return this.parts(a, off, end).every((p) => candidateTags(s.tag!, p.idx, s.lineage).some((t) => this.store.has(BlockStore.key(s.fk!, p.idx, t))));
+  }
+
+  /**
+   * Bytes [off, end) of version `a` as ranges of block files on disk, when
+   * the disk cache holds every block of them (blocks still being fetched or
+   * stored do not count: they are in memory); undefined otherwise, with
+   * nothing held. Each extent's `release` gives its descriptor back.
+   */
+  async localExtents(s: FileState, a: Fattr3, off: number, end: number): Promise<HeldExtent[] | undefined> {
+    const tag = s.tag!;
+    const parts = this.parts(a, off, end);
+    const one = async (p: Part): Promise<HeldExtent | undefined> => {
+      for (const t of candidateTags(tag, p.idx, s.lineage)) {
+        const k = BlockStore.key(s.fk!, p.idx, t);
+        if (!this.store.has(k)) continue;
+        const x = await this.store.extent(k, p.blen, p.blockOff, p.len);
+        if (x) return { fd: x.fd, pos: p.blockOff, len: p.len, release: x.release };
+      }
+      return undefined;
+    };
+    let got = await Promise.all(parts.map(one));
+    if (got.some((x) => !x)) {
+      // Not known here: another process (or an earlier run) may have stored them.
+      await this.discover(s, tag, a.size);
+      got = await Promise.all(parts.map((p, i) => got[i] ?? one(p)));
+    }
+    if (got.every((x): x is HeldExtent => !!x)) return got;
+    for (const x of got) x?.release();
+    return undefined;
   }
 
   /** Whether every block of [off, end) of version `a` is cached or on its way (nothing is read or fetched). */

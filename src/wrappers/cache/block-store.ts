@@ -47,6 +47,8 @@ interface OpenFd {
   fd: number;
   refs: number;
   dead: boolean;
+  /** The file's length once fstat has checked it (extent() hands out ranges of it without reading them). */
+  size?: number;
 }
 
 export class BlockStore {
@@ -131,6 +133,46 @@ export class BlockStore {
     if (!this.index.has(key)) this.add(key, { size, hi: 0 }, false); // stored by another process, or before a restart
     this.noteRead(key, blockOff, blockOff + len);
     return true;
+  }
+
+  /**
+   * [blockOff, blockOff+len) of block `key` (full length `size`) as its open
+   * descriptor, for a reader that reads the file itself (a FUSE answer
+   * spliced from it): undefined when the block is not cached. The length is
+   * checked once per open descriptor (a block is never modified after its
+   * rename), so a short block is found here, deleted and missed, as by
+   * readInto. `release` once nothing reads the descriptor any more: until
+   * then it stays open, even if the block is evicted meanwhile.
+   */
+  async extent(key: string, size: number, blockOff: number, len: number): Promise<{ fd: number; release: () => void } | undefined> {
+    const h = await this.acquire(key);
+    if (!h) return undefined;
+    if (h.size === undefined) {
+      try {
+        h.size = (await f.fstat(h.fd)).size;
+      } catch (e) {
+        log.warn({ err: e, key }, 'cache: checking a block failed; treating it as a miss');
+        h.size = -1;
+      }
+    }
+    if (h.size !== size) {
+      this.release(key, h);
+      this.corrupt++;
+      log.warn({ key, want: size, got: h.size }, 'cache: block shorter than its version says; deleted');
+      this.delete([key]);
+      return undefined;
+    }
+    if (!this.index.has(key)) this.add(key, { size, hi: 0 }, false); // stored by another process, or before a restart
+    this.noteRead(key, blockOff, blockOff + len);
+    let released = false;
+    return {
+      fd: h.fd,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.release(key, h);
+      },
+    };
   }
 
   /**

@@ -22,7 +22,7 @@ import { lockSession, readSmallFile, sessionPath, writeFileAtomic } from './sess
 import { versionTag } from './versions.js';
 import { JournalRefused, WriteBack, type FlushFailure, type FlushReport } from './write-back.js';
 import { diskRoom, fitCapacity } from './disk-room.js';
-import type { Invalidated, InvalidationSource } from '../../backend/capabilities.js';
+import type { Invalidated, InvalidationSource, LocalRead, LocalReads } from '../../backend/capabilities.js';
 import type { ExtLink } from '../../ext/meta-client.js';
 import { ChangePoller } from './change-poller.js';
 import { DELEGATE_DATA_MAX, RecallStatus } from '../../ext/callback-codec.js';
@@ -111,7 +111,7 @@ export interface CacheStats extends CounterSnapshot {
  * `ready` settles once the cache directory is locked, the journal recovered
  * and the control socket listening; every call waits for it.
  */
-export class CacheBackend extends PassthroughBackend {
+export class CacheBackend extends PassthroughBackend implements LocalReads {
   readonly opts: ResolvedCacheOptions;
   readonly ready: Promise<void>;
   readonly store: BlockStore;
@@ -434,6 +434,48 @@ export class CacheBackend extends PassthroughBackend {
       if (cached) this.reader.readAhead(cred, s, a, offset, end);
       return { count: buf.length, eof: end >= size, data: buf, attr: this.present(s, a), from: sources(segs, overlay, offset, end, Math.max(offset, srvEnd)) };
     }
+  }
+
+  /**
+   * Optional capability (backend/capabilities.ts): the answer `read` would
+   * give now, as ranges of block files, when all of it is the server's
+   * version in the disk cache — no write-back bytes over it, no zeros past
+   * the server's end of file, no block still in memory; undefined otherwise
+   * (then `read`). The same attribute check, access gate and read-ahead as read.
+   */
+  async readLocal(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<LocalRead | undefined> {
+    await this.up();
+    const s = this.file(fh);
+    count = Math.min(count, MAX_READ);
+    // Not all on disk under the version last seen: read() fetches it. Asked before anything else, so a read
+    // that goes on to read() pays its attribute check once (with attrTimeoutMs 0, each check is a GETATTR).
+    const seen = s.attr;
+    if (!seen || seen.type !== FType.REG || !this.reader.onDisk(s, seen, offset, Math.min(offset + count, seen.size))) return undefined;
+    if (this.wb && (await this.wb.overlay(s.key, offset, offset + count)).length) return undefined;
+    const a0 = await this.attrs(cred, s);
+    // (As in read: while our own writes are on the wire, the chained version names the blocks.)
+    const a = a0.type === FType.REG && s.tag && s.attr ? s.attr : a0;
+    if (a.type !== FType.REG || !s.tag || !s.fk) return undefined;
+    const size = Math.max(a.size, this.wb?.dirty(s.key)?.maxEnd ?? 0);
+    const end = Math.min(offset + count, size);
+    if (end <= offset || end > a.size) return undefined;
+    const allowed = this.gate.check(cred, fh);
+    allowed.catch(() => undefined); // (awaited below)
+    const xs = await this.reader.localExtents(s, a, offset, end);
+    if (!xs) return undefined; // read() asks the gate again, and answers a refusal
+    const release = () => {
+      for (const x of xs) x.release();
+    };
+    try {
+      await allowed;
+    } catch (e) {
+      release();
+      throw e;
+    }
+    s.readHere = true;
+    this.reader.readAhead(cred, s, a, offset, end);
+    const n = end - offset;
+    return { extents: xs.map((x) => ({ fd: x.fd, pos: x.pos, len: x.len })), count: n, eof: end >= size, attr: this.present(s, a), from: { cache: n, channel: 0, journal: 0 }, release };
   }
 
   // ------------------------------------------------ other fetch paths (meta-data wrapper)

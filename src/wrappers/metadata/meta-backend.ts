@@ -1,4 +1,5 @@
 import type { Backend, SourcedRead } from '../../backend/backend.js';
+import { localReadsOf, type LocalRead, type LocalReads } from '../../backend/capabilities.js';
 import { fetchMeta, setOrder, type ExtLink } from '../../ext/meta-client.js';
 import { MAX_BULK, MAX_ORDER, MetaStatus } from '../../ext/meta-codec.js';
 import { Codec } from '../../meta/compress.js';
@@ -85,7 +86,7 @@ const MAX_FILES = 10_000;
  * A file without (usable) meta-data is read through the layer below as
  * ever. A write through this mount retires the file's meta-data here.
  */
-export class MetaBackend extends PassthroughBackend {
+export class MetaBackend extends PassthroughBackend implements LocalReads {
   private readonly files = new Map<string, FileEntry>();
   private recording?: Recording;
   private readonly c = {
@@ -272,6 +273,25 @@ export class MetaBackend extends PassthroughBackend {
       else log.warn({ err: e }, 'meta-data read failed; plain read');
       return this.plain(cred, fh, offset, count);
     }
+  }
+
+  /**
+   * Optional capability (backend/capabilities.ts): a file without usable
+   * meta-data is read plainly, so the layer below's local answer is ours;
+   * a file with it is read by metaRead (zero blocks, chunks): undefined.
+   */
+  async readLocal(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<LocalRead | undefined> {
+    const below = localReadsOf(this.inner);
+    if (!below) return undefined;
+    try {
+      if (await this.usable(cred, fh)) return undefined;
+    } catch (e) {
+      if (isFsError(e, 'ACCES')) throw e;
+      log.debug({ err: e }, 'meta-data check failed; plain read');
+    }
+    const r = await below.readLocal(cred, fh, offset, count);
+    if (r) this.c.plainBytes += r.count;
+    return r;
   }
 
   private async plain(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<SourcedRead> {

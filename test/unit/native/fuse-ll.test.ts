@@ -29,7 +29,7 @@ const attr = (over: Partial<Fattr3> = {}): Fattr3 => ({
 describe('libfuse 3 low-level binding and its front end pieces (no mount)', { timeout: 60_000 }, () => {
   test('the addon exports the binding, with the kernel\'s SETATTR bits as our constants say', () => {
     const f = fuseLl();
-    for (const k of ['mount', 'unmount', 'destroy', 'invalInode', 'replyErr', 'replyEntry', 'replyCreate', 'replyAttr', 'replyOpen', 'replyBuf', 'replyWrite', 'replyReadlink', 'replyStatfs', 'replyDir'] as const)
+    for (const k of ['mount', 'unmount', 'destroy', 'invalInode', 'replyErr', 'replyEntry', 'replyCreate', 'replyAttr', 'replyOpen', 'replyBuf', 'replyFds', 'replyWrite', 'replyReadlink', 'replyStatfs', 'replyDir'] as const)
       assert.equal(typeof f[k], 'function', k);
     // No entry invalidation: it takes a directory's inode lock that a request waiting for us may hold (kill -9 hang).
     assert.equal((f as unknown as Record<string, unknown>).invalEntry, undefined);
