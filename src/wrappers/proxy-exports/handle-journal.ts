@@ -15,6 +15,8 @@ export class HandleJournal {
   private fh?: fs.FileHandle;
   private queue: string[] = [];
   private waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+  /** Entries written but not yet durable: a second put of one waits for the same flush. */
+  private readonly pending = new Map<string, Promise<void>>();
   private flushing?: Promise<void>;
 
   constructor(private readonly file: string | undefined) {}
@@ -42,13 +44,26 @@ export class HandleJournal {
     return this.map.size;
   }
 
-  /** Remember id → upstream handle; resolves when durable (at once if already known). */
+  /**
+   * Remember id → upstream handle; resolves when durable: at once if it is
+   * already, with the flush under way if it is being written (a handle
+   * must not reach a second client before the entry is on disk either).
+   */
   put(id: string, ufh: Buffer): Promise<void> {
-    if (this.map.has(id)) return Promise.resolve();
+    if (this.map.has(id)) return this.pending.get(id) ?? Promise.resolve();
     this.map.set(id, Buffer.from(ufh));
     if (!this.fh) return Promise.resolve();
     this.queue.push(`${id} ${ufh.toString('hex')}\n`);
     const p = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    this.pending.set(id, p);
+    // Settled either way: durable, or forgotten so that the next put writes it again.
+    p.then(
+      () => this.pending.delete(id),
+      () => {
+        this.pending.delete(id);
+        this.map.delete(id);
+      },
+    );
     if (!this.flushing) this.flushing = this.flush();
     return p;
   }
