@@ -30,6 +30,8 @@ const INITIAL_CONNECT_ATTEMPTS = 5;
 
 /** Largest socket read that is not aimed at a large fragment (Node's own default). */
 const READ_CHUNK = 64 * 1024;
+/** An unaimed read right after a large record: the next record's header and a little more. */
+const HEAD_READ = 4096;
 
 /**
  * Lets an RPC client aim a TCP socket's reads (net's `onread`): into the
@@ -51,13 +53,17 @@ function directReadSocket(opts: net.TcpNetConnectOpts): net.Socket {
   // small reply then costs a slice of Node's shared pool, not a 64 KiB allocation of its own (which
   // made metadata calls through a proxy hop slower: more GC for the external memory).
   const scratch = Buffer.allocUnsafe(READ_CHUNK);
+  const scratchHead = scratch.subarray(0, HEAD_READ);
   const s = net.connect({
     ...opts,
     onread: {
       buffer: () => {
-        const t = sink?.decoder.directTarget();
+        const d = sink?.decoder;
+        const t = d?.directTarget();
         aimed = !!t;
-        return t ?? scratch;
+        // After a large record, read only the next one's first bytes unaimed: the rest of a large one is then
+        // read straight into its fragment, not copied out of a 64 KiB chunk (twice: a fresh buffer, the fragment).
+        return t ?? (d?.lastLarge && !d.partial ? scratchHead : scratch);
       },
       callback: (n: number) => {
         if (aimed) {

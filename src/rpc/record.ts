@@ -222,9 +222,18 @@ export class RecordDecoder {
   }
 
   /** Returns false when the consumer wants no more records for now. */
+  /**
+   * The last record ended was large (at least DIRECT_FRAGMENT_BYTES): the
+   * next is likely large too (a stream of READ replies), and a socket read
+   * that is not aimed yet is best kept to the next record's first bytes
+   * (see the RPC client's direct reads).
+   */
+  lastLarge = false;
+
   private endFragment(): boolean {
     this.inBody = false;
     if (!this.lastFrag) return true;
+    this.lastLarge = this.recordBytes >= DIRECT_FRAGMENT_BYTES;
     let rec: Buffer;
     if (this.acc) rec = this.acc.subarray(0, this.recordBytes);
     else rec = this.frags.length === 1 ? this.frags[0] : this.gather(this.frags, this.recordBytes);

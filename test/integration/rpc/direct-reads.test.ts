@@ -56,6 +56,20 @@ describe('rpc client: direct reads of large replies over TCP', { timeout: 120_00
     assert.ok(client.stats.directBytesIn <= client.stats.bytesIn);
   });
 
+  test('a run of large replies: after the first, each one\'s unaimed read is its first 4 KiB only (the rest lands directly)', async () => {
+    const big = blobs.length - 1; // 1 MiB
+    const n = 12;
+    const d0 = client.stats.directBytesIn;
+    for (let k = 0; k < n; k++) {
+      const b = await client.call(PROG, 1, 1, (w) => void w.u32(big), (r) => Buffer.from(r.opaque(2 << 20)));
+      assert.equal(sha(b), sha(blobs[big]), `reply ${k}`);
+    }
+    // The first may follow a small record (a 64 KiB unaimed read); the others follow a large one.
+    const floor = n * blobs[big].length - 65536 - (n - 1) * 4096;
+    const direct = client.stats.directBytesIn - d0;
+    assert.ok(direct >= floor, `${direct} bytes read directly, expected at least ${floor}`);
+  });
+
   test('lend: a large reply comes in a pooled record, given back by release and used again; only for calls that lend', async () => {
     const big = blobs.length - 1; // 1 MiB
     const reused0 = client.lentRecords.reused;
