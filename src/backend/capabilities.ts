@@ -148,7 +148,8 @@ export interface LocalRead {
  * file without meta-data): PassthroughBackend does not, like readInto.
  */
 export interface LocalReads {
-  readLocal(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<LocalRead | undefined>;
+  /** `readAhead: false`: the caller fetches ahead itself (meta-data's prefetch: zero blocks are never read from the server). */
+  readLocal(cred: Credentials, fh: Buffer, offset: number, count: number, o?: { readAhead?: boolean }): Promise<LocalRead | undefined>;
 }
 
 export function localReadsOf(b: Backend): LocalReads | undefined {

@@ -441,9 +441,10 @@ export class CacheBackend extends PassthroughBackend implements LocalReads {
    * give now, as ranges of block files, when all of it is the server's
    * version in the disk cache — no write-back bytes over it, no zeros past
    * the server's end of file, no block still in memory; undefined otherwise
-   * (then `read`). The same attribute check, access gate and read-ahead as read.
+   * (then `read`). The same attribute check, access gate and read-ahead as
+   * read (no read-ahead with `readAhead: false`).
    */
-  async readLocal(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<LocalRead | undefined> {
+  async readLocal(cred: Credentials, fh: Buffer, offset: number, count: number, o?: { readAhead?: boolean }): Promise<LocalRead | undefined> {
     await this.up();
     const s = this.file(fh);
     count = Math.min(count, MAX_READ);
@@ -473,7 +474,7 @@ export class CacheBackend extends PassthroughBackend implements LocalReads {
       throw e;
     }
     s.readHere = true;
-    this.reader.readAhead(cred, s, a, offset, end);
+    if (o?.readAhead !== false) this.reader.readAhead(cred, s, a, offset, end);
     const n = end - offset;
     return { extents: xs.map((x) => ({ fd: x.fd, pos: x.pos, len: x.len })), count: n, eof: end >= size, attr: this.present(s, a), from: { cache: n, channel: 0, journal: 0 }, release };
   }

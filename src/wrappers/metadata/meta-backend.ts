@@ -276,22 +276,49 @@ export class MetaBackend extends PassthroughBackend implements LocalReads {
   }
 
   /**
-   * Optional capability (backend/capabilities.ts): a file without usable
-   * meta-data is read plainly, so the layer below's local answer is ours;
-   * a file with it is read by metaRead (zero blocks, chunks): undefined.
+   * Optional capability (backend/capabilities.ts): the layer below's local
+   * answer. A file without usable meta-data is read plainly, so that answer
+   * is ours as it is. For a file with meta-data, when the cache holds every
+   * block of the range (zero blocks included: their bytes are zeros there
+   * too), the bytes are the ones metaRead would copy; what metaRead does
+   * besides is done here too — the order recorded, the bytes counted as
+   * zero or cache — and the cache reads nothing ahead (the prefetch is
+   * ours, and zero blocks never cross the link). Otherwise undefined: read.
    */
   async readLocal(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<LocalRead | undefined> {
     const below = localReadsOf(this.inner);
     if (!below) return undefined;
+    let u: Awaited<ReturnType<MetaBackend['usable']>>;
     try {
-      if (await this.usable(cred, fh)) return undefined;
+      u = await this.usable(cred, fh);
     } catch (e) {
       if (isFsError(e, 'ACCES')) throw e;
       log.debug({ err: e }, 'meta-data check failed; plain read');
     }
-    const r = await below.readLocal(cred, fh, offset, count);
-    if (r) this.c.plainBytes += r.count;
-    return r;
+    if (!u) {
+      const r = await below.readLocal(cred, fh, offset, count);
+      if (r) this.c.plainBytes += r.count;
+      return r;
+    }
+    const { f, meta: m, attr: a } = u;
+    const end = Math.min(offset + count, m.size);
+    if (offset >= end) return undefined;
+    const r = await below.readLocal(cred, fh, offset, end - offset, { readAhead: false });
+    if (!r) return undefined;
+    if (r.count !== end - offset) {
+      r.release();
+      return undefined;
+    }
+    const bs = m.blockSize;
+    const data: number[] = [];
+    let zero = 0;
+    for (let i = Math.floor(offset / bs); i * bs < end; i++) {
+      if (!isZero(m, i)) data.push(i);
+      else zero += Math.min(end, (i + 1) * bs) - Math.max(offset, i * bs);
+    }
+    this.record(cred, f, m, data);
+    this.c.metaBytes += r.count;
+    return { ...r, eof: end >= m.size, attr: a, from: { zero, cache: r.count - zero, channel: 0 } };
   }
 
   private async plain(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<SourcedRead> {

@@ -89,6 +89,51 @@ describe('meta-data through gvfs mount (QEMU image, memory state)', { skip: skip
     });
   }
 
+  test('read again from the disk cache: answered from its files (local reads), byte-identical, zero blocks counted as zero', async () => {
+    const cacheDir = path.join(dir, 'cache-local');
+    const m = await spawnMount(`127.0.0.1:${ps.port}`, path.join(dir, 'mnt-local'), ['--key', keyFile, '--cache-dir', cacheDir]);
+    const ram = path.join(m.mnt, 'vm1', 'ram.img');
+    const dropPages = () => run('python3', ['-c', 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)', ram]);
+    try {
+      await run('cmp', [ram, path.join(exp, 'vm1', 'ram.img')]);
+      const first = JSON.parse(await gvfs(['meta', 'stats', '--cache-dir', cacheDir, '--json']));
+      await dropPages();
+      await run('cmp', [ram, path.join(exp, 'vm1', 'ram.img')]);
+      const second = JSON.parse(await gvfs(['meta', 'stats', '--cache-dir', cacheDir, '--json']));
+      // The second pass answers the same zero blocks again, locally, and counts them as such.
+      assert.ok(second.zeroBytes >= 2 * first.zeroBytes - (1 << 20), `zero bytes ${first.zeroBytes} then ${second.zeroBytes}`);
+      assert.equal(second.hashMismatches, 0);
+    } finally {
+      assert.equal(await m.stop(), 0);
+    }
+    const st = m.stats();
+    assert.ok(st && st.localReads > 8, `the second pass came from the cache's files: ${st?.localReads} local reads`);
+  });
+
+  test('local reads of a file with meta-data make the cache read nothing ahead: zero blocks never cross, not even as plain READs', async () => {
+    const cacheDir = path.join(dir, 'cache-local-zero');
+    const m = await spawnMount(`127.0.0.1:${ps.port}`, path.join(dir, 'mnt-local-zero'), ['--key', keyFile, '--cache-dir', cacheDir]);
+    const raw = path.join(m.mnt, 'vm1', 'disk.raw');
+    const dd = () => run('dd', [`if=${raw}`, 'of=/dev/null', 'bs=1M', 'count=16', 'status=none']);
+    const dropPages = () => run('python3', ['-c', 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)', raw]);
+    try {
+      // 16 MiB of the disk: data at 0 (1 MiB) and 10 MiB (512 KiB), zero blocks elsewhere, never fetched.
+      await dd();
+      for (let i = 0; i < 2; i++) {
+        await dropPages();
+        await dd();
+      }
+    } finally {
+      assert.equal(await m.stop(), 0);
+    }
+    const st = m.stats();
+    assert.ok(st && st.localReads >= 2, `the cached data blocks were read locally: ${st?.localReads}`);
+    const c = JSON.parse(await gvfs(['cache', 'stats', '--cache-dir', cacheDir, '--json']));
+    const plain = JSON.stringify(c).match(/"channelReadBytes":(\d+)/g)?.map((x) => Number(x.split(':')[1])) ?? [];
+    assert.ok(plain.length > 0, JSON.stringify(c).slice(0, 300));
+    assert.ok(plain.every((n) => n === 0), `plain READ payload over the channel: ${plain}`);
+  });
+
   test('gvfs meta record stores the order a workload read, as the prefetch list', async () => {
     const cacheDir = path.join(dir, 'cache-rec');
     const m = await spawnMount(`127.0.0.1:${ps.port}`, path.join(dir, 'mnt-rec'), ['--key', keyFile, '--cache-dir', cacheDir]);
