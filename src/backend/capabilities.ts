@@ -143,16 +143,22 @@ export interface LocalRead {
  * `read` would give this caller now — the same checks, version and counts —
  * or undefined when it is not all in local files (then call `read`).
  * Only a layer that answers reads from local files declares this, on its own
- * class; a wrapper passes it on only where its own `read` would have
- * returned the layer below's answer unchanged (TopMeter, MetaBackend for a
- * file without meta-data): PassthroughBackend does not, like readInto.
+ * class; a wrapper passes it on (its own `localReads`, present only when
+ * the layer below has them) only with what its own `read` would have done
+ * to the answer (TopMeter: counting; MetaBackend: see there):
+ * PassthroughBackend does not, like readInto.
  */
 export interface LocalReads {
   /** `readAhead: false`: the caller fetches ahead itself (meta-data's prefetch: zero blocks are never read from the server). */
   readLocal(cred: Credentials, fh: Buffer, offset: number, count: number, o?: { readAhead?: boolean }): Promise<LocalRead | undefined>;
 }
 
+/**
+ * The backend's local reads, if it (or the stack below it, through wrappers
+ * that pass them on) can answer any: a layer declares them with a
+ * `localReads` getter — undefined where there are none — so a front end sees
+ * the capability only over a stack that has a layer with local files.
+ */
 export function localReadsOf(b: Backend): LocalReads | undefined {
-  const r = b as Partial<LocalReads>;
-  return typeof r.readLocal === 'function' ? (b as unknown as LocalReads) : undefined;
+  return (b as Partial<{ localReads: LocalReads | undefined }>).localReads;
 }

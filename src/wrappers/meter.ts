@@ -12,7 +12,7 @@ import { PassthroughBackend } from './passthrough.js';
  * and where each byte read came from (util/counters.ts). Counts answers only;
  * failed calls move no bytes here.
  */
-export class TopMeter extends PassthroughBackend implements LocalReads {
+export class TopMeter extends PassthroughBackend {
   constructor(
     inner: Backend,
     readonly counters: DataCounters,
@@ -26,11 +26,17 @@ export class TopMeter extends PassthroughBackend implements LocalReads {
     return r;
   }
 
-  /** Optional capability (backend/capabilities.ts): the layer below's local answer, counted as read counts it. */
-  async readLocal(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<LocalRead | undefined> {
-    const r = await localReadsOf(this.inner)?.readLocal(cred, fh, offset, count);
-    if (r) countRead(this.counters, r.count, r.from);
-    return r;
+  /** Optional capability (backend/capabilities.ts): the layer below's local answers, counted as read counts them. */
+  get localReads(): LocalReads | undefined {
+    const below = localReadsOf(this.inner);
+    if (!below) return undefined;
+    return {
+      readLocal: async (cred: Credentials, fh: Buffer, offset: number, count: number): Promise<LocalRead | undefined> => {
+        const r = await below.readLocal(cred, fh, offset, count);
+        if (r) countRead(this.counters, r.count, r.from);
+        return r;
+      },
+    };
   }
 
   override async write(cred: Credentials, fh: Buffer, offset: number, data: Buffer, stable: StableHow): Promise<WriteResult> {

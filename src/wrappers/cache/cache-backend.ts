@@ -444,6 +444,10 @@ export class CacheBackend extends PassthroughBackend implements LocalReads {
    * (then `read`). The same attribute check, access gate and read-ahead as
    * read (no read-ahead with `readAhead: false`).
    */
+  get localReads(): LocalReads {
+    return this;
+  }
+
   async readLocal(cred: Credentials, fh: Buffer, offset: number, count: number, o?: { readAhead?: boolean }): Promise<LocalRead | undefined> {
     await this.up();
     const s = this.file(fh);

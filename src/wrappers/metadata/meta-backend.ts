@@ -86,7 +86,7 @@ const MAX_FILES = 10_000;
  * A file without (usable) meta-data is read through the layer below as
  * ever. A write through this mount retires the file's meta-data here.
  */
-export class MetaBackend extends PassthroughBackend implements LocalReads {
+export class MetaBackend extends PassthroughBackend {
   private readonly files = new Map<string, FileEntry>();
   private recording?: Recording;
   private readonly c = {
@@ -285,9 +285,12 @@ export class MetaBackend extends PassthroughBackend implements LocalReads {
    * zero or cache — and the cache reads nothing ahead (the prefetch is
    * ours, and zero blocks never cross the link). Otherwise undefined: read.
    */
-  async readLocal(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<LocalRead | undefined> {
+  get localReads(): LocalReads | undefined {
     const below = localReadsOf(this.inner);
-    if (!below) return undefined;
+    return below && { readLocal: (cred, fh, offset, count) => this.readLocal(below, cred, fh, offset, count) };
+  }
+
+  private async readLocal(below: LocalReads, cred: Credentials, fh: Buffer, offset: number, count: number): Promise<LocalRead | undefined> {
     let u: Awaited<ReturnType<MetaBackend['usable']>>;
     try {
       u = await this.usable(cred, fh);

@@ -137,6 +137,23 @@ describe('FUSE reads from the files of the disk cache (local reads)', { skip: fu
     assert.ok((await readAll(f)).equals(data), 'and again');
   });
 
+  test('the kernel reads 4 MiB ahead on a mount with a cache, 256 KiB on one without (no local reads there)', async () => {
+    const readAheadKb = async (mnt: string) => {
+      const line = (await fs.readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.split(' ')[4] === mnt);
+      assert.ok(line, `${mnt} is mounted`);
+      return Number((await fs.readFile(`/sys/class/bdi/${line.split(' ')[2]}/read_ahead_kb`, 'utf8')).trim());
+    };
+    assert.equal(await readAheadKb(m.mnt), 4096);
+    const plain = await spawnMount(m.info.server as string, path.join(base, 'mnt-plain'), ['--key', path.join(base, 'k.key')]);
+    try {
+      assert.equal(await readAheadKb(plain.mnt), 256);
+      assert.ok((await fs.readFile(path.join(plain.mnt, 'a'))).length > 0);
+    } finally {
+      assert.equal(await plain.stop(), 0);
+    }
+    assert.equal(plain.stats()?.localReads, 0);
+  });
+
   test('the mount answered reads from local files, and read one again the plain way', async () => {
     assert.equal(await m.stop(), 0);
     const st = m.stats();
