@@ -42,6 +42,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/ioctl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1069,7 +1070,9 @@ static int pipe_room(fd_pipe *pp, size_t need) {
   if (pp->p[0] < 0) {
     /* Non-blocking: a pipe too small would make splice wait for a reader that is this very thread. */
     if (pipe2(pp->p, O_CLOEXEC | O_NONBLOCK) != 0) return 0;
-    pp->cap = 65536;
+    /* Not always 64 KiB: a user past pipe-user-pages-soft gets two pages. */
+    int c = fcntl(pp->p[1], F_GETPIPE_SZ);
+    pp->cap = c > 0 ? (size_t)c : 0;
   }
   if (pp->cap >= need) return 1;
   if (pp->refused && need >= pp->refused) return 0;
@@ -1124,8 +1127,13 @@ static int reply_via_pipe(fd_job *j, fd_pipe *pp) {
   bv.buf[0].flags = FUSE_BUF_IS_FD;
   bv.buf[0].fd = pp->p[0];
   int res = fuse_reply_data(j->req, &bv, 0);
-  /* On success libfuse took every byte; after a failure some may be left: a fresh pipe for the next answer. */
-  if (res != 0) pipe_drop(pp);
+  /*
+   * Bytes may be left in the pipe even when this returns 0: libfuse answers
+   * the program with an error itself (and returns 0) when it cannot copy the
+   * pipe (memory). Left there, they would open the next answer: a fresh pipe.
+   */
+  int left = 0;
+  if (res != 0 || ioctl(pp->p[0], FIONREAD, &left) != 0 || left != 0) pipe_drop(pp);
   return res > 0 ? -res : res;
 }
 

@@ -125,6 +125,9 @@ export interface LocalExtent {
   len: number;
 }
 
+/** Most extents one local answer may have (the native layer's limit: native/src/fuse_ll.c FD_MAX_EXTENTS). */
+export const LOCAL_EXTENTS_MAX = 64;
+
 /** A READ's answer as pieces of local files (LocalReads.readLocal): `extents` in order, `count` bytes in all. */
 export interface LocalRead {
   extents: LocalExtent[];

@@ -156,6 +156,8 @@ export class LowLevelFrontend {
   private readonly counters = { ops: {} as Record<string, number>, errors: {} as Record<string, number>, reads: 0, bytesRead: 0, backendReads: 0, localReads: 0, localRetries: 0, directOpens: 0, staleRetries: 0, knownAbsent: 0, attrHits: 0, negativeEntries: 0 };
   /** Reads answered from local files, spliced by the native layer (backend/capabilities.ts LocalReads). */
   private readonly local?: LocalReads;
+  /** Local reads turned off: the cache's files cannot be spliced from (EINVAL). */
+  private localOff = false;
   private readonly dirs = new Map<number, DirHandle>();
   private nextDir = 1;
   private readonly fdCred = new Map<number, Credentials>();
@@ -783,8 +785,17 @@ export class LowLevelFrontend {
       }
       case 'read': {
         const local = await this.readLocal(r.fh!, r.off!, r.size!);
-        // Handed to a thread of the native layer: answered there, or here by the plain read if a file fails.
-        if (local) return reply(() => void this.replyLocal(req, r, local));
+        if (local) {
+          // Handed to a thread of the native layer: answered there, or here by the plain read if a file fails.
+          let handed = false;
+          reply(() => {
+            handed = true;
+            void this.replyLocal(req, r, local);
+          });
+          // Answered already (the op timed out meanwhile): the descriptors are not needed.
+          if (!handed) local.release();
+          return;
+        }
         const data = await this.read(r.fh!, r.off!, r.size!);
         return reply(() => ll.replyBuf(req, data));
       }
@@ -1054,7 +1065,7 @@ export class LowLevelFrontend {
    * flight), and only a whole answer (a short one would be taken as EOF).
    */
   private async readLocal(fd: number, pos: number, len: number): Promise<LocalRead | undefined> {
-    if (!this.local) return undefined;
+    if (!this.local || this.localOff) return undefined;
     const file = this.files.get(fd).file;
     if (file.owed) await file.pay();
     if (file.inflightBytes > 0) await file.settle();
@@ -1088,7 +1099,11 @@ export class LowLevelFrontend {
     }
     // Nothing was sent: a local file could not be read (the backend finds and drops a bad block on its own read).
     this.counters.localRetries++;
-    log.warn({ errno: res }, 'local read: a cached file could not be read; reading it again the plain way');
+    if (res === E.EINVAL && !this.localOff) {
+      // The cache's filesystem cannot splice to a pipe: that will not change, so every read goes the plain way.
+      this.localOff = true;
+      log.warn('local read: the cache directory cannot be spliced from (EINVAL); reads go through the backend from now on');
+    } else log.warn({ errno: res }, 'local read: a cached file could not be read; reading it again the plain way');
     try {
       const data = await this.read(r.fh!, r.off!, r.size!);
       ll.replyBuf(req, data);

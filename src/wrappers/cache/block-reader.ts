@@ -1,5 +1,5 @@
 import type { Backend } from '../../backend/backend.js';
-import type { LocalExtent } from '../../backend/capabilities.js';
+import { LOCAL_EXTENTS_MAX, type LocalExtent } from '../../backend/capabilities.js';
 import type { Fattr3 } from '../../nfs3/types.js';
 import type { Credentials } from '../../rpc/types.js';
 import type { DataCounters } from '../../util/counters.js';
@@ -176,6 +176,8 @@ export class BlockReader {
   async localExtents(s: FileState, a: Fattr3, off: number, end: number): Promise<HeldExtent[] | undefined> {
     const tag = s.tag!;
     const parts = this.parts(a, off, end);
+    // (Small blocks: a 1 MiB answer over 4 KiB blocks is more pieces than one local answer may have.)
+    if (parts.length > LOCAL_EXTENTS_MAX) return undefined;
     const one = async (p: Part): Promise<HeldExtent | undefined> => {
       for (const t of candidateTags(tag, p.idx, s.lineage)) {
         const k = BlockStore.key(s.fk!, p.idx, t);

@@ -306,7 +306,12 @@ export class MetaBackend extends PassthroughBackend {
     const { f, meta: m, attr: a } = u;
     const end = Math.min(offset + count, m.size);
     if (offset >= end) return undefined;
-    const r = await below.readLocal(cred, fh, offset, end - offset, { readAhead: false });
+    // metaRead never fails for the cache's sake (it reads around it): neither does this, it leaves the read to metaRead.
+    const r = await below.readLocal(cred, fh, offset, end - offset, { readAhead: false }).catch((e) => {
+      if (isFsError(e, 'ACCES')) throw e;
+      log.debug({ err: e }, 'local read of a file with meta-data failed; reading it through the meta-data');
+      return undefined;
+    });
     if (!r) return undefined;
     if (r.count !== end - offset) {
       r.release();

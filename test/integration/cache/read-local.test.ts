@@ -76,6 +76,22 @@ describe('cache: reads answered as ranges of block files (readLocal)', { timeout
     await s.stop();
   });
 
+  test('small blocks: an answer of more pieces than the native layer takes is left to read; fewer are local', async () => {
+    const file = path.join(c.exportDir, 's.bin');
+    const data = randomBytes(MiB);
+    await fs.writeFile(file, data);
+    const s = await c.startSession({ cacheDir: path.join(c.base, 'cache-s'), cache: { blockSize: 4096 } });
+    const fh = await s.lookup('s.bin');
+    assert.ok((await readAll(s.client, fh, data.length)).equals(data));
+    await s.cache.settle();
+    assert.equal(await s.cache.readLocal(ROOT, fh, 0, MiB), undefined, '256 blocks of 4 KiB: read answers it');
+    assert.equal(await s.cache.readLocal(ROOT, fh, 100, 64 * 4096), undefined, '65 blocks (unaligned): the same');
+    const r = await s.cache.readLocal(ROOT, fh, 100, 63 * 4096);
+    assert.ok(r && r.extents.length === 64, `64 blocks: local (${r?.extents.length})`);
+    assert.ok((await bytesOf(r)).equals(data.subarray(100, 100 + 63 * 4096)));
+    await s.stop();
+  });
+
   test('write-back bytes over a range: no local answer there; elsewhere, the cached blocks', async () => {
     const file = path.join(c.exportDir, 'w.bin');
     const data = randomBytes(3 * MiB);
