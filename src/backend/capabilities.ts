@@ -135,8 +135,13 @@ export interface LocalRead {
   eof: boolean;
   attr?: Fattr3;
   from?: ReadSources;
-  /** Call once, when nothing reads the descriptors any more: until then they stay open. */
-  release(): void;
+  /**
+   * Call once, when nothing reads the descriptors any more (until then they
+   * stay open): `answered`, whether the bytes went to the caller. Layers that
+   * count answers count a local one here, so one whose files could not be
+   * read (and was read again the plain way) is counted once.
+   */
+  release(answered: boolean): void;
 }
 
 /**

@@ -106,7 +106,7 @@ export function counterLines(c: CounterSnapshot): string[] {
   const prog = c.programReadBytes || c.programWriteBytes ? [`programs read ${mib(c.programReadBytes)} MiB and wrote ${mib(c.programWriteBytes)} MiB through the mount (whose read-ahead reads the session's stack below)`] : [];
   return [
     ...prog,
-    `the stack answered ${mib(c.readBytes)} MiB in ${c.readCalls} READs${pct}: from the cache ${mib(c.fromCacheBytes)} MiB, unflushed writes ${mib(c.fromJournalBytes)} MiB, zero blocks ${mib(c.zeroBytes)} MiB, over the channel ${mib(c.fromChannelBytes)} MiB`,
+    `the stack answered ${mib(c.readBytes)} MiB in ${c.readCalls} READs${pct}: from the cache ${mib(c.fromCacheBytes)} MiB, unflushed writes ${mib(c.fromJournalBytes)} MiB, zero blocks ${mib(c.zeroBytes)} MiB, over the channel ${mib(c.fromChannelBytes)} MiB${c.splicedBytes ? ` (${mib(c.splicedBytes)} MiB of it spliced from the cache's files to the kernel)` : ''}`,
     `written ${mib(c.writeBytes)} MiB in ${c.writeCalls} WRITEs`,
     `moved over the channel ${mib(c.movedBytes)} MiB: READ ${mib(c.channelReadBytes)} MiB (read-ahead ${mib(c.readAheadBytes)}), bulk ${mib(c.bulkWireBytes)} MiB carrying ${mib(c.bulkRawBytes)} MiB, WRITE ${mib(c.channelWriteBytes)} MiB (flushes ${mib(c.flushBytes)})${raw}`,
   ];

@@ -50,6 +50,12 @@ export interface DataCounters {
   zeroBytes: number;
   /** Waited for from the channel: a demand READ, a read-ahead still on the wire, a bulk chunk, an uncached READ. */
   fromChannelBytes: number;
+  /**
+   * Of readBytes: answered from the cache's files straight to the kernel (a
+   * FUSE front end's local reads, spliced: never copied through gvfs). Part
+   * of fromCacheBytes and zeroBytes, not another source.
+   */
+  splicedBytes: number;
 
   // ------------------------------------------------ what crossed the channel (payload; every path)
   /** NFS READ payload received: demand, read-ahead and uncached reads. */
@@ -94,6 +100,7 @@ export const COUNTER_KEYS = [
   'fromJournalBytes',
   'zeroBytes',
   'fromChannelBytes',
+  'splicedBytes',
   'channelReadBytes',
   'readAheadBytes',
   'bulkWireBytes',

@@ -26,15 +26,24 @@ export class TopMeter extends PassthroughBackend {
     return r;
   }
 
-  /** Optional capability (backend/capabilities.ts): the layer below's local answers, counted as read counts them. */
+  /** Optional capability (backend/capabilities.ts): the layer below's local answers, counted as read counts them (once answered). */
   get localReads(): LocalReads | undefined {
     const below = localReadsOf(this.inner);
     if (!below) return undefined;
     return {
       readLocal: async (cred: Credentials, fh: Buffer, offset: number, count: number): Promise<LocalRead | undefined> => {
         const r = await below.readLocal(cred, fh, offset, count);
-        if (r) countRead(this.counters, r.count, r.from);
-        return r;
+        if (!r) return r;
+        return {
+          ...r,
+          release: (answered) => {
+            if (answered) {
+              countRead(this.counters, r.count, r.from);
+              this.counters.splicedBytes += r.count;
+            }
+            r.release(answered);
+          },
+        };
       },
     };
   }

@@ -793,7 +793,7 @@ export class LowLevelFrontend {
             void this.replyLocal(req, r, local);
           });
           // Answered already (the op timed out meanwhile): the descriptors are not needed.
-          if (!handed) local.release();
+          if (!handed) local.release(false);
           return;
         }
         const data = await this.read(r.fh!, r.off!, r.size!);
@@ -1071,7 +1071,7 @@ export class LowLevelFrontend {
     if (file.inflightBytes > 0) await file.settle();
     const r = await this.retrying(() => this.local!.readLocal(this.fdCred.get(fd) ?? this.o.background, file.fh, pos, len));
     if (r && r.count < len && !r.eof) {
-      r.release();
+      r.release(false);
       return undefined;
     }
     return r;
@@ -1086,9 +1086,9 @@ export class LowLevelFrontend {
     } catch (e) {
       res = E.EIO; // refused before anything was sent (a bad extent: a bug below)
       log.error({ err: e }, 'local read: the native layer refused the extents');
-    } finally {
-      local.release();
     }
+    // Answered, or the request is gone (a plain read's answer counts whether the kernel took it or not).
+    local.release(res <= 0);
     if (res <= 0) {
       if (res < 0) log.debug({ res }, 'local read: the kernel did not take the answer (request interrupted?)');
       this.counters.reads++;

@@ -300,8 +300,7 @@ export class MetaBackend extends PassthroughBackend {
     }
     if (!u) {
       const r = await below.readLocal(cred, fh, offset, count);
-      if (r) this.c.plainBytes += r.count;
-      return r;
+      return r && this.counting(r, 'plainBytes');
     }
     const { f, meta: m, attr: a } = u;
     const end = Math.min(offset + count, m.size);
@@ -314,7 +313,7 @@ export class MetaBackend extends PassthroughBackend {
     });
     if (!r) return undefined;
     if (r.count !== end - offset) {
-      r.release();
+      r.release(false);
       return undefined;
     }
     const bs = m.blockSize;
@@ -325,8 +324,18 @@ export class MetaBackend extends PassthroughBackend {
       else zero += Math.min(end, (i + 1) * bs) - Math.max(offset, i * bs);
     }
     this.record(cred, f, m, data);
-    this.c.metaBytes += r.count;
-    return { ...r, eof: end >= m.size, attr: a, from: { zero, cache: r.count - zero, channel: 0 } };
+    return { ...this.counting(r, 'metaBytes'), eof: end >= m.size, attr: a, from: { zero, cache: r.count - zero, channel: 0 } };
+  }
+
+  /** `r`, its bytes counted in `k` once they are answered (LocalRead.release). */
+  private counting(r: LocalRead, k: 'plainBytes' | 'metaBytes'): LocalRead {
+    return {
+      ...r,
+      release: (answered) => {
+        if (answered) this.c[k] += r.count;
+        r.release(answered);
+      },
+    };
   }
 
   private async plain(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<SourcedRead> {

@@ -26,7 +26,7 @@ async function bytesOf(r: LocalRead): Promise<Buffer> {
     assert.equal(all.length, r.count);
     return all;
   } finally {
-    r.release();
+    r.release(true);
   }
 }
 
