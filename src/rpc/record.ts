@@ -221,7 +221,6 @@ export class RecordDecoder {
     return out;
   }
 
-  /** Returns false when the consumer wants no more records for now. */
   /**
    * The last record ended was large (at least DIRECT_FRAGMENT_BYTES): the
    * next is likely large too (a stream of READ replies), and a socket read
@@ -230,6 +229,7 @@ export class RecordDecoder {
    */
   lastLarge = false;
 
+  /** Returns false when the consumer wants no more records for now. */
   private endFragment(): boolean {
     this.inBody = false;
     if (!this.lastFrag) return true;

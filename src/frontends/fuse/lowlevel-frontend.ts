@@ -201,7 +201,6 @@ export class LowLevelFrontend {
       ...opts,
     };
     this.callers = new Callers(opts.callers ?? { kind: 'each' });
-
     this.listings = new DirListings(this.o.attrTimeoutMs);
     this.inodes = new Inodes(rootFh);
     this.files = new OpenFiles(backend, this.o.maxUncommittedFileBytes, this.o.maxUncommittedBytes, this.o.deferCommitMs, () => this.o.background, this.o.writeBehindBytes);
@@ -1039,10 +1038,7 @@ export class LowLevelFrontend {
   }
 
   private async read(fd: number, pos: number, len: number): Promise<Buffer> {
-    const file = this.files.get(fd).file;
-    // Reads see every write made before them; an owed atime lands before the read moves it.
-    if (file.owed) await file.pay();
-    if (file.inflightBytes > 0) await file.settle();
+    const file = await this.readable(fd);
     let ra = file.ra as ReadAhead | undefined;
     if (!ra) {
       ra = new ReadAhead(
@@ -1053,22 +1049,33 @@ export class LowLevelFrontend {
     }
     const data = this.o.readAheadChunks > 0 ? await ra.read(pos, len) : (await this.readRange(file, this.fdCred.get(fd) ?? this.o.background, pos, len)).data;
     const out = data.length > len ? data.subarray(0, len) : data;
-    this.counters.reads++;
-    this.counters.bytesRead += out.length;
-    if (this.o.counters) this.o.counters.programReadBytes += out.length;
+    this.countRead(out.length);
     return out;
+  }
+
+  /** Open file `fd`, once a read may see it: every write made before, an owed atime landed before the read moves it. */
+  private async readable(fd: number): Promise<OpenFile> {
+    const file = this.files.get(fd).file;
+    if (file.owed) await file.pay();
+    if (file.inflightBytes > 0) await file.settle();
+    return file;
+  }
+
+  /** A read answered with `n` bytes. */
+  private countRead(n: number): void {
+    this.counters.reads++;
+    this.counters.bytesRead += n;
+    if (this.o.counters) this.o.counters.programReadBytes += n;
   }
 
   /**
    * The read as ranges of local files, when the backend has them all
-   * (LocalReads): after the same waits as read() (owed times, writes in
-   * flight), and only a whole answer (a short one would be taken as EOF).
+   * (LocalReads): after the same waits as read(), and only a whole answer
+   * (a short one would be taken as EOF).
    */
   private async readLocal(fd: number, pos: number, len: number): Promise<LocalRead | undefined> {
     if (!this.local || this.localOff) return undefined;
-    const file = this.files.get(fd).file;
-    if (file.owed) await file.pay();
-    if (file.inflightBytes > 0) await file.settle();
+    const file = await this.readable(fd);
     const r = await this.retrying(() => this.local!.readLocal(this.fdCred.get(fd) ?? this.o.background, file.fh, pos, len));
     if (r && r.count < len && !r.eof) {
       r.release(false);
@@ -1091,10 +1098,8 @@ export class LowLevelFrontend {
     local.release(res <= 0);
     if (res <= 0) {
       if (res < 0) log.debug({ res }, 'local read: the kernel did not take the answer (request interrupted?)');
-      this.counters.reads++;
       this.counters.localReads++;
-      this.counters.bytesRead += local.count;
-      if (this.o.counters) this.o.counters.programReadBytes += local.count;
+      this.countRead(local.count);
       return;
     }
     // Nothing was sent: a local file could not be read (the backend finds and drops a bad block on its own read).

@@ -17,10 +17,10 @@ export const MAX_READ = 1 << 20;
 /** How often a file's cache directory is listed for blocks other processes stored. */
 const DISCOVER_EVERY_MS = 1000;
 
-/** The part of one block a client READ needs: block idx (blen bytes), [blockOff, blockOff+len) → buf[bufOff..]. */
 /** A range of a block file, its descriptor held until `release`. */
 export type HeldExtent = LocalExtent & { release: () => void };
 
+/** The part of one block a client READ needs: block idx (blen bytes), [blockOff, blockOff+len) → buf[bufOff..]. */
 interface Part {
   idx: number;
   blen: number;
@@ -164,7 +164,14 @@ export class BlockReader {
   /** Whether the disk cache is known to hold every block of [off, end) of version `a` (nothing asked, nothing read). */
   onDisk(s: FileState, a: Fattr3, off: number, end: number): boolean {
     if (end <= off || !s.fk || !s.tag) return false;
-    return this.parts(a, off, end).every((p) => candidateTags(s.tag!, p.idx, s.lineage).some((t) => this.store.has(BlockStore.key(s.fk!, p.idx, t))));
+    return this.parts(a, off, end).every((p) => this.storedKeys(s.fk!, p.idx, s.tag!, s.lineage).length > 0);
+  }
+
+  /** The keys of block idx of version `tag` the disk cache knows, under each tag its lineage allows, in the order to try them. */
+  private storedKeys(fk: string, idx: number, tag: string, lin: Lineage | undefined): string[] {
+    return candidateTags(tag, idx, lin)
+      .map((t) => BlockStore.key(fk, idx, t))
+      .filter((k) => this.store.has(k));
   }
 
   /**
@@ -179,9 +186,7 @@ export class BlockReader {
     // (Small blocks: a 1 MiB answer over 4 KiB blocks is more pieces than one local answer may have.)
     if (parts.length > LOCAL_EXTENTS_MAX) return undefined;
     const one = async (p: Part): Promise<HeldExtent | undefined> => {
-      for (const t of candidateTags(tag, p.idx, s.lineage)) {
-        const k = BlockStore.key(s.fk!, p.idx, t);
-        if (!this.store.has(k)) continue;
+      for (const k of this.storedKeys(s.fk!, p.idx, tag, s.lineage)) {
         const x = await this.store.extent(k, p.blen, p.blockOff, p.len);
         if (x) return { fd: x.fd, pos: p.blockOff, len: p.len, release: x.release };
       }
@@ -210,7 +215,7 @@ export class BlockReader {
   /** Block idx of version `tag` is in the disk cache (under a tag its lineage allows), being fetched, or being stored. */
   private cachedOrComing(s: FileState, idx: number, tag: string): boolean {
     const key = BlockStore.key(s.fk!, idx, tag);
-    return candidateTags(tag, idx, s.lineage).some((t) => this.store.has(BlockStore.key(s.fk!, idx, t))) || this.inflight.has(key) || this.staged.has(key);
+    return this.storedKeys(s.fk!, idx, tag, s.lineage).length > 0 || this.inflight.has(key) || this.staged.has(key);
   }
 
   /**
@@ -265,10 +270,8 @@ export class BlockReader {
     const fk = s.fk!;
     const got = await Promise.all(
       parts.map(async (p) => {
-        const tags = candidateTags(tag, p.idx, lin);
-        for (const t of tags) {
-          const k = BlockStore.key(fk, p.idx, t);
-          if (this.store.has(k) && (await this.store.readInto(k, p.blen, buf, p.bufOff, p.blockOff, p.len))) return this.hit(p, segs);
+        for (const k of this.storedKeys(fk, p.idx, tag, lin)) {
+          if (await this.store.readInto(k, p.blen, buf, p.bufOff, p.blockOff, p.len)) return this.hit(p, segs);
         }
         const primary = BlockStore.key(fk, p.idx, tag);
         const st = this.staged.get(primary);

@@ -125,14 +125,24 @@ export class BlockStore {
       this.release(key, h);
     }
     if (n !== len) {
-      this.corrupt++;
-      log.warn({ key, want: len, got: n }, 'cache: block shorter than its version says; deleted');
-      this.delete([key]);
+      this.dropCorrupt(key, len, n);
       return false;
     }
-    if (!this.index.has(key)) this.add(key, { size, hi: 0 }, false); // stored by another process, or before a restart
-    this.noteRead(key, blockOff, blockOff + len);
+    this.readFrom(key, size, blockOff, blockOff + len);
     return true;
+  }
+
+  /** Block `key` holds fewer bytes than its version says (`want`, `got`): deleted, and every later read misses. */
+  private dropCorrupt(key: string, want: number, got: number): void {
+    this.corrupt++;
+    log.warn({ key, want, got }, 'cache: block shorter than its version says; deleted');
+    this.delete([key]);
+  }
+
+  /** [from, to) of block `key` (full length `size`) was read from its file. */
+  private readFrom(key: string, size: number, from: number, to: number): void {
+    if (!this.index.has(key)) this.add(key, { size, hi: 0 }, false); // stored by another process, or before a restart
+    this.noteRead(key, from, to);
   }
 
   /**
@@ -157,13 +167,10 @@ export class BlockStore {
     }
     if (h.size !== size) {
       this.release(key, h);
-      this.corrupt++;
-      log.warn({ key, want: size, got: h.size }, 'cache: block shorter than its version says; deleted');
-      this.delete([key]);
+      this.dropCorrupt(key, size, h.size);
       return undefined;
     }
-    if (!this.index.has(key)) this.add(key, { size, hi: 0 }, false); // stored by another process, or before a restart
-    this.noteRead(key, blockOff, blockOff + len);
+    this.readFrom(key, size, blockOff, blockOff + len);
     let released = false;
     return {
       fd: h.fd,

@@ -388,6 +388,13 @@ export class CacheBackend extends PassthroughBackend implements LocalReads {
 
   // ---------------------------------------------------------------- reads
 
+  /** The attributes a read is answered by (checked as attrs() checks them). */
+  private async readVersion(cred: Credentials, s: FileState): Promise<Fattr3> {
+    const a = await this.attrs(cred, s);
+    // While our own writes are on the wire the chained version (s.attr) is the one the blocks are named by.
+    return a.type === FType.REG && s.tag && s.attr ? s.attr : a;
+  }
+
   override async read(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<SourcedRead> {
     await this.up();
     const s = this.file(fh);
@@ -395,9 +402,7 @@ export class CacheBackend extends PassthroughBackend implements LocalReads {
     for (let attempt = 0; ; attempt++) {
       // Unflushed bytes first (see WriteBack.overlay), then the server's version.
       const overlay = this.wb ? await this.wb.overlay(s.key, offset, offset + count) : [];
-      const a0 = await this.attrs(cred, s);
-      // While our own writes are on the wire the chained version (s.attr) is the one the blocks are named by.
-      const a = a0.type === FType.REG && s.tag && s.attr ? s.attr : a0;
+      const a = await this.readVersion(cred, s);
       if (a.type !== FType.REG) {
         const r = await this.inner.read(cred, fh, offset, count);
         return { ...r, attr: this.presentMaybe(fh, r.attr) };
@@ -457,9 +462,7 @@ export class CacheBackend extends PassthroughBackend implements LocalReads {
     const seen = s.attr;
     if (!seen || seen.type !== FType.REG || !this.reader.onDisk(s, seen, offset, Math.min(offset + count, seen.size))) return undefined;
     if (this.wb && (await this.wb.overlay(s.key, offset, offset + count)).length) return undefined;
-    const a0 = await this.attrs(cred, s);
-    // (As in read: while our own writes are on the wire, the chained version names the blocks.)
-    const a = a0.type === FType.REG && s.tag && s.attr ? s.attr : a0;
+    const a = await this.readVersion(cred, s);
     if (a.type !== FType.REG || !s.tag || !s.fk) return undefined;
     const size = Math.max(a.size, this.wb?.dirty(s.key)?.maxEnd ?? 0);
     const end = Math.min(offset + count, size);

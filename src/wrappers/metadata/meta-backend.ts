@@ -163,6 +163,17 @@ export class MetaBackend extends PassthroughBackend {
   }
 
   /** The file's usable meta-data and current attributes, or undefined (read it the plain way). */
+  /** usable() for a read: a refusal is the caller's answer; any other failure to check means a plain read. */
+  private async usableForRead(cred: Credentials, fh: Buffer): Promise<Awaited<ReturnType<MetaBackend['usable']>>> {
+    try {
+      return await this.usable(cred, fh);
+    } catch (e) {
+      if (isFsError(e, 'ACCES')) throw e;
+      log.debug({ err: e }, 'meta-data check failed; plain read');
+      return undefined;
+    }
+  }
+
   private async usable(cred: Credentials, fh: Buffer): Promise<{ f: FileEntry; meta: FileMeta; attr: Fattr3 } | undefined> {
     const f = this.entry(fh);
     const now = Date.now();
@@ -258,13 +269,7 @@ export class MetaBackend extends PassthroughBackend {
   }
 
   override async read(cred: Credentials, fh: Buffer, offset: number, count: number): Promise<SourcedRead> {
-    let u: Awaited<ReturnType<MetaBackend['usable']>>;
-    try {
-      u = await this.usable(cred, fh);
-    } catch (e) {
-      if (isFsError(e, 'ACCES')) throw e;
-      log.debug({ err: e }, 'meta-data check failed; plain read');
-    }
+    const u = await this.usableForRead(cred, fh);
     if (!u) return this.plain(cred, fh, offset, count);
     try {
       return await this.metaRead(cred, u.f, u.meta, u.attr, offset, count);
@@ -291,13 +296,7 @@ export class MetaBackend extends PassthroughBackend {
   }
 
   private async readLocal(below: LocalReads, cred: Credentials, fh: Buffer, offset: number, count: number): Promise<LocalRead | undefined> {
-    let u: Awaited<ReturnType<MetaBackend['usable']>>;
-    try {
-      u = await this.usable(cred, fh);
-    } catch (e) {
-      if (isFsError(e, 'ACCES')) throw e;
-      log.debug({ err: e }, 'meta-data check failed; plain read');
-    }
+    const u = await this.usableForRead(cred, fh);
     if (!u) {
       const r = await below.readLocal(cred, fh, offset, count);
       return r && this.counting(r, 'plainBytes');

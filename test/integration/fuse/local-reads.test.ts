@@ -9,7 +9,7 @@ import { newSessionKey, writeKeyFile } from '../../../src/channel/session-key.js
 import { SessionRegistry } from '../../../src/channel/sessions.js';
 import { createProxyServer, type ProxyServer } from '../../../src/proxy/proxy-server.js';
 import { tempDir } from '../../helpers/local-server.js';
-import { CLI, fuseSkip, spawnMount, type MountProc } from './mount-helper.js';
+import { CLI, dropPages, fuseSkip, spawnMount, type MountProc } from './mount-helper.js';
 
 const run = promisify(execFile);
 const MiB = 1 << 20;
@@ -52,8 +52,6 @@ describe('FUSE reads from the files of the disk cache (local reads)', { skip: fu
     if (base) await fs.rm(base, { recursive: true, force: true });
   });
 
-  /** The kernel forgets its pages of `file` (FUSE passes DONTNEED on to the page cache), so a read reaches us. */
-  const dropPages = (file: string) => run('python3', ['-c', 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)', file]);
   const readAll = async (file: string) => {
     await dropPages(file);
     return fs.readFile(file);

@@ -70,6 +70,14 @@ export async function spawnMount(server: string, mnt: string, extra: string[] = 
   };
 }
 
+/**
+ * The kernel forgets its cached pages of `file` on a mount (FUSE passes
+ * POSIX_FADV_DONTNEED on to the page cache), so the next read reaches the mount.
+ */
+export async function dropPages(file: string): Promise<void> {
+  await run('python3', ['-c', 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)', file]);
+}
+
 /** Lazily unmount whatever is still mounted at `mnt` (ignores "not mounted"). */
 export async function forceUnmount(mnt: string): Promise<void> {
   const text = await fs.readFile('/proc/self/mountinfo', 'utf8');

@@ -7,7 +7,7 @@ import { memoryStateFile } from '../../../bench/lib/files.js';
 import { newSessionKey, writeKeyFile } from '../../../src/channel/session-key.js';
 import { META_DIR } from '../../../src/meta/format.js';
 import { spawnGvfs, type GvfsProcess } from '../../helpers/gvfs-proc.js';
-import { CLI, run, spawnMount } from '../fuse/mount-helper.js';
+import { CLI, dropPages, run, spawnMount } from '../fuse/mount-helper.js';
 import { fusePrereqs, hasFile, requirePrereq } from '../../helpers/prereq.js';
 
 const skip = () => requirePrereq(...fusePrereqs(), hasFile('/usr/bin/qemu-img', 'qemu-utils'), hasFile('/usr/bin/qemu-io', 'qemu-utils'));
@@ -93,11 +93,10 @@ describe('meta-data through gvfs mount (QEMU image, memory state)', { skip: skip
     const cacheDir = path.join(dir, 'cache-local');
     const m = await spawnMount(`127.0.0.1:${ps.port}`, path.join(dir, 'mnt-local'), ['--key', keyFile, '--cache-dir', cacheDir]);
     const ram = path.join(m.mnt, 'vm1', 'ram.img');
-    const dropPages = () => run('python3', ['-c', 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)', ram]);
     try {
       await run('cmp', [ram, path.join(exp, 'vm1', 'ram.img')]);
       const first = JSON.parse(await gvfs(['meta', 'stats', '--cache-dir', cacheDir, '--json']));
-      await dropPages();
+      await dropPages(ram);
       await run('cmp', [ram, path.join(exp, 'vm1', 'ram.img')]);
       const second = JSON.parse(await gvfs(['meta', 'stats', '--cache-dir', cacheDir, '--json']));
       // The second pass answers the same zero blocks again, locally, and counts them as such.
@@ -115,12 +114,11 @@ describe('meta-data through gvfs mount (QEMU image, memory state)', { skip: skip
     const m = await spawnMount(`127.0.0.1:${ps.port}`, path.join(dir, 'mnt-local-zero'), ['--key', keyFile, '--cache-dir', cacheDir]);
     const raw = path.join(m.mnt, 'vm1', 'disk.raw');
     const dd = () => run('dd', [`if=${raw}`, 'of=/dev/null', 'bs=1M', 'count=16', 'status=none']);
-    const dropPages = () => run('python3', ['-c', 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)', raw]);
     try {
       // 16 MiB of the disk: data at 0 (1 MiB) and 10 MiB (512 KiB), zero blocks elsewhere, never fetched.
       await dd();
       for (let i = 0; i < 2; i++) {
-        await dropPages();
+        await dropPages(raw);
         await dd();
       }
     } finally {
