@@ -31,11 +31,11 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { reservePort } from './ports.js';
 import { hasFile, requirePrereq } from './prereq.js';
 
 const run = promisify(execFile);
@@ -67,17 +67,6 @@ export function cephPrereq(): string | false {
   );
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
-
 const live = new Set<ChildProcess>();
 let hook = false;
 function track(c: ChildProcess): void {
@@ -107,7 +96,7 @@ export async function startCeph(opts: { timeoutMs?: number } = {}): Promise<Ceph
   const timeout = opts.timeoutMs ?? 90_000;
   const dir = await mkdtemp(path.join(os.tmpdir(), 'gvfs-ceph-'));
   const fsid = randomUUID();
-  const monPort = await freePort();
+  const monPort = await reservePort();
   const conf = path.join(dir, 'ceph.conf');
   for (const d of ['run', 'log', 'mon', 'osd/osd.0', 'rgw']) await mkdir(path.join(dir, d), { recursive: true });
   await writeFile(
@@ -190,7 +179,7 @@ rgw data = ${dir}/rgw
     await run('ceph-osd', ['-c', conf, '-i', '0', '--mkfs', '--osd-uuid', osdUuid], { cwd: dir });
     const osd = start('ceph-osd', ['-i', '0']);
     await waitFor('ceph-osd', timeout, async () => /1 up/.test((await ceph('osd', 'stat')).stdout), deadOf(osd));
-    const rgwPort = await freePort();
+    const rgwPort = await reservePort();
     const endpoint = `http://127.0.0.1:${rgwPort}`;
     const rgw = start('radosgw', ['-n', 'client.rgw', '--rgw-frontends', `beast endpoint=127.0.0.1:${rgwPort}`]);
     await waitFor('radosgw', timeout, async () => (await fetch(endpoint + '/')).status === 200, deadOf(rgw));

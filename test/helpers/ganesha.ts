@@ -44,6 +44,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { reservePort } from './ports.js';
 import { hasFile, isRoot, requirePrereq } from './prereq.js';
 
 export interface Ganesha {
@@ -80,6 +81,8 @@ const PLUGINS_DIR = '/usr/lib/x86_64-linux-gnu/ganesha';
 const RPCBIND = '/usr/sbin/rpcbind';
 /** Starts of one instance when its rpcbind registration loses a race with another instance's (#launch). */
 const REGISTER_ATTEMPTS = 5;
+/** Starts of a new instance on new ports when a port was taken before ganesha could bind it (startGanesha). */
+const BIND_ATTEMPTS = 3;
 const UNSHARE = '/usr/bin/unshare';
 const NFS_LS = '/usr/bin/nfs-ls';
 const RPCBIND_SOCK = '/run/rpcbind.sock';
@@ -124,17 +127,23 @@ export async function startGanesha(opts: GaneshaOptions): Promise<Ganesha> {
   if (opts.port && opts.port === opts.mountPort) {
     throw new Error('port and mountPort must differ: ganesha 4 cannot serve NFS and MOUNT on one port');
   }
-  const port = opts.port || (await freePort());
-  let mountPort = opts.mountPort || (await freePort());
-  while (mountPort === port) mountPort = await freePort();
-
-  const configFile = path.join(workDir, 'ganesha.conf');
-  await writeFile(configFile, ganeshaConfig({ dir, exportPath, port, mountPort, workDir }));
-
   await ensureRpcbind();
-  const server = new GaneshaServer(workDir, configFile, exportPath, port, mountPort);
-  await server.launch();
-  return server;
+  for (let attempt = 1; ; attempt++) {
+    const port = opts.port || (await reservePort());
+    const mountPort = opts.mountPort || (await reservePort());
+    const configFile = path.join(workDir, 'ganesha.conf');
+    await writeFile(configFile, ganeshaConfig({ dir, exportPath, port, mountPort, workDir }));
+    const server = new GaneshaServer(workDir, configFile, exportPath, port, mountPort);
+    try {
+      await server.launch();
+      return server;
+    } catch (err) {
+      // A port of ours taken between the check and ganesha's bind (another
+      // process's listener): new ports, unless the caller chose them.
+      const chosen = Boolean(opts.port && opts.mountPort);
+      if (chosen || attempt >= BIND_ATTEMPTS || !/Cannot bind/.test((err as Error).message)) throw err;
+    }
+  }
 }
 
 function ganeshaConfig(c: { dir: string; exportPath: string; port: number; mountPort: number; workDir: string }): string {
@@ -384,17 +393,6 @@ async function readTail(file: string, from: number): Promise<string> {
   } finally {
     await fh.close();
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 function tcpProbe(port: number): Promise<boolean> {

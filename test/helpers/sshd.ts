@@ -6,6 +6,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
+import { reservePort } from './ports.js';
 import { hasFile, isRoot, requirePrereq } from './prereq.js';
 
 const run = promisify(execFile);
@@ -18,14 +19,6 @@ export interface Sshd {
   knownHosts: string;
   dir: string;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 export function sshdAvailable(): boolean {
@@ -48,7 +41,7 @@ export async function startSshd(dir: string): Promise<Sshd> {
   const authorized = path.join(dir, 'authorized_keys');
   await fs.copyFile(`${userKey}.pub`, authorized);
   await fs.chmod(authorized, 0o600);
-  const port = await freePort();
+  const port = await reservePort();
   const config = path.join(dir, 'sshd_config');
   await fs.writeFile(
     config,
