@@ -10,6 +10,7 @@ import { dispatchPeerCall, isCallRecord } from './peer-call.js';
 import type { ConnectionState, ProgramTable } from './program.js';
 import { logger } from '../util/log.js';
 import { BufferPool } from '../util/buffer-pool.js';
+import { directReaderOf, directReadSocket } from './direct-read.js';
 
 const log = logger('rpc');
 
@@ -27,67 +28,6 @@ export type NamedStream = Duplex & { [PEER_NAME]?: string };
 
 /** Dial attempts (with back-off, ~0.75 s in all) before calls fail when the server was never reached. */
 const INITIAL_CONNECT_ATTEMPTS = 5;
-
-/** Largest socket read that is not aimed at a large fragment (Node's own default). */
-const READ_CHUNK = 64 * 1024;
-/** An unaimed read right after a large record: the next record's header and a little more. */
-const HEAD_READ = 4096;
-
-/**
- * Lets an RPC client aim a TCP socket's reads (net's `onread`): into the
- * large fragment its record decoder is filling, else into a fresh chunk.
- * Set by tcpDialer on the sockets it makes; streams without it (TLS, SSH
- * channels) are read as ordinary 'data' events.
- */
-interface DirectReader {
-  /** From now on reads go to this decoder; `chunk` takes the ones that were not aimed at a fragment. */
-  attach(decoder: RecordDecoder, chunk: (b: Buffer) => void, direct: (n: number) => void): void;
-}
-const DIRECT_READER = Symbol('gvfs.rpc.directReader');
-
-function directReadSocket(opts: net.TcpNetConnectOpts): net.Socket {
-  let sink: { decoder: RecordDecoder; chunk: (b: Buffer) => void; direct: (n: number) => void } | undefined;
-  const early: Buffer[] = [];
-  let aimed = false;
-  // Reads not aimed at a large fragment land in one reused buffer and are copied out at their size: a
-  // small reply then costs a slice of Node's shared pool, not a 64 KiB allocation of its own (which
-  // made metadata calls through a proxy hop slower: more GC for the external memory).
-  const scratch = Buffer.allocUnsafe(READ_CHUNK);
-  const scratchHead = scratch.subarray(0, HEAD_READ);
-  const s = net.connect({
-    ...opts,
-    onread: {
-      buffer: () => {
-        const d = sink?.decoder;
-        const t = d?.directTarget();
-        aimed = !!t;
-        // After a large record, read only the next one's first bytes unaimed: the rest of a large one is then
-        // read straight into its fragment, not copied out of a 64 KiB chunk (twice: a fresh buffer, the fragment).
-        return t ?? (d?.lastLarge && !d.partial ? scratchHead : scratch);
-      },
-      callback: (n: number) => {
-        if (aimed) {
-          sink!.direct(n);
-          return true;
-        }
-        const b = Buffer.allocUnsafe(n);
-        scratch.copy(b, 0, 0, n);
-        if (sink) sink.chunk(b);
-        else early.push(b); // a server does not speak first; kept anyway
-        return true;
-      },
-    },
-  });
-  const reader: DirectReader = {
-    attach(decoder, chunk, direct) {
-      decoder.directReads = true;
-      sink = { decoder, chunk, direct };
-      for (const b of early.splice(0)) chunk(b);
-    },
-  };
-  (s as net.Socket & { [DIRECT_READER]?: DirectReader })[DIRECT_READER] = reader;
-  return s;
-}
 
 export function tcpDialer(host: string, port: number, connectTimeoutMs = 10_000): Dialer {
   return () =>
@@ -481,7 +421,8 @@ export class RpcClient {
         s.destroy();
       }
     };
-    const direct = (s as Duplex & { [DIRECT_READER]?: DirectReader })[DIRECT_READER];
+    const direct = directReaderOf(s);
+    decoder.directReads = !!direct;
     if (direct)
       direct.attach(decoder, onChunk, (n) => {
         this.stats.bytesIn += n;

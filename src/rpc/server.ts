@@ -10,6 +10,7 @@ import {
 } from './message.js';
 import { type CallContext, type ConnectionState, garbageArgs, type Procedure, type ProgramTable, type ProgramVersion, type ReplyChunks, routeCall } from './program.js';
 import { frameRecord, RecordDecoder, RecordTooLargeError } from './record.js';
+import { directReadAccepted, directReaderOf } from './direct-read.js';
 import { AcceptStat, AuthFlavor, AuthStat, type CallHeader, type Credentials, RpcError } from './types.js';
 import { BufferPool } from '../util/buffer-pool.js';
 import { logger } from '../util/log.js';
@@ -153,6 +154,8 @@ export interface RpcServerStats {
   refusedBy: Record<RefusalReason, number>;
   /** Bytes of the RPC stream read from and written to clients (inside TLS when there is TLS). */
   bytesIn: number;
+  /** Of bytesIn: read straight into a large call's pooled record (plain TCP, admitted connections). */
+  directBytesIn: number;
   bytesOut: number;
 }
 
@@ -233,6 +236,7 @@ export class RpcServer {
     unprovenTimedOut: 0,
     refusedBy: { maxConnections: 0, maxConnectionsPerPeer: 0, admit: 0, maxUnproven: 0, handshakeTimeout: 0 },
     bytesIn: 0,
+    directBytesIn: 0,
     bytesOut: 0,
   };
   /** Sees every finished call (metrics); set it before traffic. */
@@ -254,10 +258,17 @@ export class RpcServer {
     this.handshake = opts.handshake;
     this.transport = opts.transport;
     const admit = opts.admit;
-    this.server = net.createServer({ noDelay: true, pauseOnConnect: !!admit }, (s) => {
+    // Records over plain TCP are read with aimed reads (direct-read.ts), which a socket takes only before it has read.
+    const aimed = !this.transport;
+    this.server = net.createServer({ noDelay: true, pauseOnConnect: !!admit || aimed }, (accepted) => {
+      const s = aimed ? directReadAccepted(accepted) : accepted;
       this.raw.add(s);
       s.once('close', () => this.raw.delete(s));
-      if (!admit) return this.accept(s);
+      if (!admit) {
+        this.accept(s);
+        if (aimed) s.resume();
+        return;
+      }
       s.on('error', () => undefined);
       admit(s).then(
         (ok) => (ok && !s.destroyed ? (this.accept(s), s.resume()) : (this.stats.refused++, this.stats.refusedBy.admit++, s.destroy())),
@@ -415,7 +426,7 @@ export class RpcServer {
       c.close();
       return;
     }
-    c.admitted = true;
+    c.admit();
     c.log.info({ peer: c.peer }, 'connection proven');
     c.onClose(() => c.log.info({ peer: c.peer }, 'proven connection closed'));
   }
@@ -564,7 +575,12 @@ class Connection implements ConnectionState {
   ) {
     this.peerCalls = new PeerCalls((m) => this.writeRecord(m), `connection ${id} (${peer.address}:${peer.port})`);
     this.decoder = new RecordDecoder((r) => this.onRecord(r), server.limits.maxRecord, (n) => server.records.take(n));
-    sock.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.decoder.directAlloc = (n) => server.records.take(n);
+    const direct = directReaderOf(sock);
+    this.aimed = !!direct;
+    if (direct) direct.attach(this.decoder, (chunk) => this.onData(chunk), (n) => this.onDirect(n));
+    else sock.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (admitted) this.admit();
     sock.on('error', (err) => this.log.debug({ err, peer }, 'connection error'));
     sock.on('close', () => {
       this.closed = true;
@@ -583,6 +599,20 @@ class Connection implements ConnectionState {
     this.sock.destroy();
   }
 
+  /** Reads can be aimed at a large fragment (plain TCP, direct-read.ts). */
+  private readonly aimed: boolean;
+
+  /**
+   * Holds an admitted slot now. Only then are large fragments read
+   * straight into a pooled record, allocated when their header arrives:
+   * before its proof a peer's announced length buys it nothing until the
+   * bytes are there.
+   */
+  admit(): void {
+    this.admitted = true;
+    this.decoder.directReads = this.aimed;
+  }
+
   /** End the connection once the replies written in this turn have gone out; no further call is started. */
   close(): void {
     if (this.closing) return;
@@ -598,8 +628,21 @@ class Connection implements ConnectionState {
   private onData(chunk: Buffer): void {
     if (this.closing) return; // after close(): nothing more is decoded
     this.server.stats.bytesIn += chunk.length;
+    this.decode(() => this.decoder.push(chunk));
+  }
+
+  /** `n` bytes were read straight into the fragment the decoder is filling. */
+  private onDirect(n: number): void {
+    if (this.closing) return; // after close(): nothing more is decoded (the fragment is never finished)
+    this.server.stats.bytesIn += n;
+    this.server.stats.directBytesIn += n;
+    this.decode(() => this.decoder.directFilled(n));
+  }
+
+  /** Feed the decoder (a framing error closes the connection), then the timers and flow control. */
+  private decode(feed: () => void): void {
     try {
-      this.decoder.push(chunk);
+      feed();
     } catch (e) {
       this.framingError(e);
       return;
