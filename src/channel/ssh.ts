@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Client } from 'ssh2';
+import type { Client } from 'ssh2';
 import type { Dialer } from '../rpc/client.js';
 import { RpcError } from '../rpc/types.js';
 import { logger } from '../util/log.js';
@@ -46,9 +46,10 @@ export class SshTunnel {
   constructor(private readonly o: SshTunnelOptions) {}
 
   private async connect(): Promise<Client> {
-    const [privateKey, known] = await Promise.all([fs.readFile(this.o.privateKeyFile), readKnownHosts(this.o.knownHostsFile)]);
+    // ssh2 is loaded when a tunnel first connects: it brings a 16 MiB WebAssembly heap that no other channel needs.
+    const [privateKey, known, { Client: SshClient }] = await Promise.all([fs.readFile(this.o.privateKeyFile), readKnownHosts(this.o.knownHostsFile), import('ssh2')]);
     return new Promise<Client>((resolve, reject) => {
-      const c = new Client();
+      const c = new SshClient();
       let hostKeyRejected = false;
       c.once('ready', () => {
         this.client = c;

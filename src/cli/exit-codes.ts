@@ -1,7 +1,7 @@
 import { CommanderError, InvalidArgumentError } from 'commander';
 import { FsError } from '../backend/errors.js';
 import { RpcError } from '../rpc/types.js';
-import { LinkRefusedError } from '../proxy/proxy-client.js';
+import { LinkRefusedError } from '../proxy/link-refused.js';
 import { CacheSizeError } from '../wrappers/cache/disk-room.js';
 
 /**

@@ -37,11 +37,11 @@ export async function metricsAddress(o: { metrics?: string; metricsPublic?: bool
  * included), `setup` registers what this process has and its readiness
  * checks. Loaded lazily: commands without --metrics do not load prom-client.
  */
-export async function startMetrics(addr: { host: string; port: number; allowPublic: boolean } | undefined, processName: string, setup: (r: Registry, h: Health) => void): Promise<MetricsServer | undefined> {
+export async function startMetrics(addr: { host: string; port: number; allowPublic: boolean } | undefined, processName: string, setup: (r: Registry, h: Health) => void | Promise<void>): Promise<MetricsServer | undefined> {
   if (!addr) return undefined;
   const [{ newRegistry }, { Health }, { startMetricsServer }] = await Promise.all([import('../metrics/registry.js'), import('../metrics/health.js'), import('../metrics/http.js')]);
   const registry = newRegistry(processName, (await buildInfo()).version);
   const health = new Health();
-  setup(registry, health);
+  await setup(registry, health);
   return startMetricsServer({ ...addr, registry, health });
 }

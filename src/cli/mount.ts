@@ -19,7 +19,6 @@ const log = logger('mount');
 // The closing summary is for the operator (and tests read it): kept at info even when GVFS_LOG_LEVEL is quieter.
 const statsLog = logger('mount-stats');
 if (statsLog.levelVal > 30 && statsLog.level !== 'silent') statsLog.level = 'info';
-import { observeClientStack } from '../metrics/client.js';
 import { cacheChecks, nfsReachable } from '../metrics/health.js';
 import { EXIT, ExitStatusError } from './exit-codes.js';
 import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
@@ -197,7 +196,8 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
   const mnt = frontend.mountpoint!;
   let metrics: Awaited<ReturnType<typeof startMetrics>>;
   try {
-    metrics = await startMetrics(o.metricsAt, 'mount', (r, h) => {
+    metrics = await startMetrics(o.metricsAt, 'mount', async (r, h) => {
+      const { observeClientStack } = await import('../metrics/client.js'); // prom-client only with --metrics
       if (stack) observeClientStack(r, stack, channel ?? 'tcp');
       h.add('upstream', nfsReachable(remote));
       if (stack?.cache) for (const [name, check] of Object.entries(cacheChecks(stack.cache))) h.add(name, check);

@@ -6,8 +6,6 @@ import { checkLink, createProxyClient, endpointUids, sessionName, type ProxyLink
 import { checkConsistency, DEFAULT_BLOCK_SIZE, DEFAULT_CAPACITY, type ConsistencyModel } from '../wrappers/cache/options.js';
 import { drainOnSignal, parseHostPort, parseIntArg, parseSize, daemonSignals } from './util.js';
 import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
-import { observeRpcServer } from '../metrics/rpc.js';
-import { observeClientStack } from '../metrics/client.js';
 import { cacheChecks, nfsReachable } from '../metrics/health.js';
 
 function parseConsistency(v: string): ConsistencyModel {
@@ -186,7 +184,9 @@ export function proxyClientCommand(): Command {
       };
       const allowed = endpointUids(o.allowUid);
       const allowUids = allowed === 'any' ? 'any' : [...allowed];
-      const metrics = await startMetrics(metricsAt, 'proxy-client', (r, h) => {
+      const metrics = await startMetrics(metricsAt, 'proxy-client', async (r, h) => {
+        // prom-client only with --metrics
+        const [{ observeRpcServer }, { observeClientStack }] = await Promise.all([import('../metrics/rpc.js'), import('../metrics/client.js')]);
         observeRpcServer(r, p.server, 'nfs', 'tcp');
         observeClientStack(r, p, channel);
         h.add('upstream', nfsReachable(p.remote));

@@ -13,7 +13,6 @@ import { parseTiers, SiteCacheClient } from '../sitecache/site-client.js';
 import { readSiteKey } from '../sitecache/auth.js';
 import { drainOnSignal, parseHostPort, parseIntArg, daemonSignals } from './util.js';
 import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
-import { observeRpcServer } from '../metrics/rpc.js';
 import { dirReadable, nfsReachable } from '../metrics/health.js';
 import { registerDaemon } from '../util/runtime-state.js';
 
@@ -147,7 +146,8 @@ export function proxyServerCommand(): Command {
       const addr = await p.listen(listen.port, listen.host);
       const names = (await p.backend.exports()).map((e) => e.path);
       const channel = o.tlsCert ? 'tls' : 'tcp';
-      const metrics = await startMetrics(metricsAt, 'proxy-server', (r, h) => {
+      const metrics = await startMetrics(metricsAt, 'proxy-server', async (r, h) => {
+        const { observeRpcServer } = await import('../metrics/rpc.js'); // prom-client only with --metrics
         observeRpcServer(r, p.server, 'proxy', channel);
         // Readiness: every upstream NFS server answers, every local export can be listed.
         let u = 0;

@@ -2,7 +2,6 @@ import { Command, Option } from 'commander';
 import { LocalExport } from '../backends/local-export/local-export.js';
 import { createNfs3Server } from '../frontends/nfs3-server/server.js';
 import { everythingReadOnly } from '../frontends/nfs3-server/read-only.js';
-import { observeRpcServer } from '../metrics/rpc.js';
 import { dirReadable } from '../metrics/health.js';
 import { drainOnSignal, parseHostPort, parseIntArg, daemonSignals } from './util.js';
 import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
@@ -42,7 +41,8 @@ export function serveCommand(): Command {
       // Read-only is the front end's write guard (one check for every mutating procedure), not the backend's.
       const server = createNfs3Server({ backend, limits, readOnly: o.readOnly ? everythingReadOnly : undefined });
       const addr = await server.listen(listen.port, listen.host);
-      const metrics = await startMetrics(metricsAt, 'serve', (r, h) => {
+      const metrics = await startMetrics(metricsAt, 'serve', async (r, h) => {
+        const { observeRpcServer } = await import('../metrics/rpc.js'); // prom-client only with --metrics
         observeRpcServer(r, server, 'nfs', 'tcp');
         h.add('export', dirReadable(backend.root));
       });

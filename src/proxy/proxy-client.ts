@@ -26,6 +26,7 @@ import path from 'node:path';
 import { ChunkBackend } from '../wrappers/chunks/chunk-backend.js';
 import { DiskLru } from '../sitecache/disk-lru.js';
 import type { SiteCacheClient } from '../sitecache/site-client.js';
+import { LinkRefusedError } from './link-refused.js';
 
 const log = logger('proxy');
 
@@ -129,10 +130,6 @@ export function proxyLink(o: ProxyLinkOptions): { remote: RemoteNfs; tunnel?: Ss
   return { remote, tunnel };
 }
 
-/** The proxy server refused this client: wrong session key, wrong TLS pin, expired session, SSH host key. */
-export class LinkRefusedError extends Error {
-  override name = 'LinkRefusedError';
-}
 
 /**
  * Open the link once now (a NULL call, after the channel and the session
