@@ -13,6 +13,7 @@ import { memoryStateFile } from '../lib/files.js';
 import { checkLink, linkTolerance, PROFILES, startLink } from '../lib/link-emulator.js';
 import type { BenchContext, SuiteResult } from '../lib/report.js';
 import { spawnMount } from './mount.js';
+import { NODE_FLAGS } from '../../src/cli/self.js';
 
 const run = promisify(execFile);
 const MiB = 1 << 20;
@@ -97,7 +98,7 @@ export async function metaSuite(ctx: BenchContext, profileName = 'wan', memMiB?:
     // The prefetch order: recorded over a first sequential read (dd, as the runs below).
     await generateMeta(file, { root: exp, hint: 'whole' });
     await session('record', async (m, cacheDir) => {
-      await run(process.execPath, [CLI, 'meta', 'record', '--cache-dir', cacheDir, '--hint', 'prefetch', '--', 'dd', `if=${m}/ram.img`, 'of=/dev/null', 'bs=1M', 'status=none']);
+      await run(process.execPath, [...NODE_FLAGS, CLI, 'meta', 'record', '--cache-dir', cacheDir, '--hint', 'prefetch', '--', 'dd', `if=${m}/ram.img`, 'of=/dev/null', 'bs=1M', 'status=none']);
     });
     const hints: Record<string, 'ondemand' | 'whole' | 'prefetch'> = { 'zero-map': 'ondemand', whole: 'whole', prefetch: 'prefetch' };
     const systems = ['no-meta', 'zero-map', 'whole', 'prefetch'];

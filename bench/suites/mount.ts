@@ -7,6 +7,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { newSessionKey, writeKeyFile } from '../../src/channel/session-key.js';
+import { NODE_FLAGS } from '../../src/cli/self.js';
 import { spawnGvfs, type GvfsProcess } from '../../test/helpers/gvfs-proc.js';
 import { startSshd, type Sshd } from '../../test/helpers/sshd.js';
 import { packSmallFileTree, randomFile } from '../lib/files.js';
@@ -42,7 +43,7 @@ const BEFORE_CLI = process.env.GVFS_BENCH_BEFORE_CLI;
 
 /** `gvfs mount --foreground --json` in its own process (so its RSS is its own). */
 export async function spawnMount(args: string[], cli = CLI): Promise<{ proc: ChildProcess; mnt: string; stop(): Promise<void> }> {
-  const proc = spawn(process.execPath, [cli, 'mount', ...args, '--foreground', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, [...NODE_FLAGS, cli, 'mount', ...args, '--foreground', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const line = await new Promise<string>((resolve, reject) => {
     createInterface({ input: proc.stdout! }).once('line', resolve);
     proc.once('exit', (c) => reject(new Error(`gvfs mount exited with ${c}`)));

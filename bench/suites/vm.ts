@@ -14,6 +14,7 @@ import { startSshd } from '../../test/helpers/sshd.js';
 import { checkLink, linkTolerance, PROFILES, startLink, type Link } from '../lib/link-emulator.js';
 import type { BenchContext, SuiteResult } from '../lib/report.js';
 import { summarize } from '../lib/stats.js';
+import { NODE_FLAGS } from '../../src/cli/self.js';
 
 const run = promisify(execFile);
 const MiB = 1 << 20;
@@ -83,7 +84,7 @@ export async function vmSuite(ctx: BenchContext, profileName = 'wan', sizes: { m
         await new Promise((r) => setTimeout(r, 10));
       }
     };
-    const cli = (args: string[]) => run(process.execPath, [CLI, ...args], { maxBuffer: 16 << 20 });
+    const cli = (args: string[]) => run(process.execPath, [...NODE_FLAGS, CLI, ...args], { maxBuffer: 16 << 20 });
     const clone = async (as: string, extra: string[]) => {
       const t0 = performance.now();
       const p = cli(['vm', 'clone', 'demo', '--vm-path', 'vms', '--as', as, '--state-dir', stateRoot, '--json', ...extra]);

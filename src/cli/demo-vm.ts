@@ -1,10 +1,10 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { gvfsArgv } from './self.js';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Command } from 'commander';
 import { newSessionKey, writeKeyFile } from '../channel/session-key.js';
@@ -18,7 +18,6 @@ import { ensureSessionMount } from '../vm/session-mount.js';
 import { parseSize } from './util.js';
 
 const run = promisify(execFile);
-const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), 'main.js');
 const MiB = 2 ** 20;
 
 /**
@@ -104,8 +103,8 @@ export function demoVmCommand(): Command {
           ok &&= good;
           say(`    -> ${good ? `the counter went on from ${goldenN} (memory came along) and the checksum matches data.bin (disk came along)` : 'UNEXPECTED: the counter or checksum is wrong'}`);
         }
-        const cs = JSON.parse((await run(process.execPath, [CLI, 'cache', 'stats', '--cache-dir', cacheDir, '--json'])).stdout);
-        const ms = JSON.parse((await run(process.execPath, [CLI, 'meta', 'stats', '--cache-dir', cacheDir, '--json'])).stdout);
+        const cs = JSON.parse((await run(process.execPath, gvfsArgv(['cache', 'stats', '--cache-dir', cacheDir, '--json']))).stdout);
+        const ms = JSON.parse((await run(process.execPath, gvfsArgv(['meta', 'stats', '--cache-dir', cacheDir, '--json']))).stdout);
         const fetched = cs.sessions.reduce((s: number, x: { stats: { channelReadBytes?: number } }) => s + (x.stats.channelReadBytes ?? 0), 0);
         const golden = pub.manifest.files.reduce((s, f) => s + f.size, 0);
         say(`\nnetwork: ${((fetched + ms.bulkWireBytes) / MiB).toFixed(1)} MiB crossed for both clones (${(fetched / MiB).toFixed(1)} MiB of blocks fetched on demand, ${(ms.bulkWireBytes / MiB).toFixed(1)} MiB of compressed bulk transfers carrying ${(ms.bulkRawBytes / MiB).toFixed(1)} MiB)`);
@@ -139,7 +138,7 @@ async function waitLines(consoleFile: string, count: number, timeoutMs = 120_000
 
 /** `gvfs proxy-server ... --json` as a child process; resolves once it listens. */
 async function startProxyServer(args: string[]): Promise<{ proc: ChildProcess; port: number; close(): Promise<void> }> {
-  const proc = spawn(process.execPath, [CLI, 'proxy-server', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GVFS_LOG_LEVEL: process.env.GVFS_LOG_LEVEL ?? 'error' } });
+  const proc = spawn(process.execPath, gvfsArgv(['proxy-server', ...args, '--json']), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GVFS_LOG_LEVEL: process.env.GVFS_LOG_LEVEL ?? 'error' } });
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   const port = await new Promise<number>((resolve, reject) => {

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
 // libuv's thread pool runs every fs call. Set here, this reaches only the processes gvfs starts: the ESM
 // loader has already started this process's pool (4 threads) reading these modules, so it takes effect
 // only when set in the environment before node starts (measured, issue 19: 11 threads here, 23 with it

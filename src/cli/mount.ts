@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { gvfsArgv } from './self.js';
 import { createInterface } from 'node:readline';
 import { Command, InvalidArgumentError } from 'commander';
 import { RemoteNfs } from '../backends/remote-nfs/remote-nfs.js';
@@ -91,7 +92,7 @@ export function mountCommand(): Command {
 async function detach(o: MountOpts): Promise<void> {
   // Never a predictable name in a shared directory: a planted symlink there would take our appends (and show its tail).
   const { path: logFile, handle: log } = o.log ? { path: o.log, handle: await openAppendNoFollow(o.log) } : await createPrivateFile(await privateDir(), 'mount');
-  const args = [...process.argv.slice(1), '--foreground', '--json'];
+  const args = gvfsArgv([...process.argv.slice(2), '--foreground', '--json']);
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', log.fd] });
   let line: string;
   try {

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
+import { gvfsArgv } from './self.js';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Command, Option } from 'commander';
 import { cloneVm, defaultStateRoot, listVms, resumeVm, stopVm, suspendVm, type MountRef } from '../vm/clone.js';
@@ -14,11 +14,10 @@ import { withProgress } from './progress.js';
 
 const run = promisify(execFile);
 const VM_ATTR_TIMEOUT = 30;
-const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), 'main.js');
 
 /** gvfs meta record --start|--stop on a session's cache directory (the meta-data layer's command). */
 async function metaRecord(cacheDir: string, what: '--start' | '--stop'): Promise<string> {
-  return (await run(process.execPath, [CLI, 'meta', 'record', '--cache-dir', cacheDir, what])).stdout;
+  return (await run(process.execPath, gvfsArgv(['meta', 'record', '--cache-dir', cacheDir, what]))).stdout;
 }
 
 /**

@@ -1,14 +1,13 @@
 import { spawn } from 'node:child_process';
+import { gvfsArgsOf, gvfsArgv } from '../cli/self.js';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { mountState } from '../frontends/fuse/mountpoint.js';
 import type { MountRef } from './clone.js';
 import { pidAlive } from './qemu.js';
 
-const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'main.js');
 
 /**
  * The GVFS session mount `gvfs vm clone|resume --server ...` uses: one
@@ -49,7 +48,7 @@ async function spawnMount(args: string[], logFile: string): Promise<{ mounted: s
   const log = await fs.open(logFile, 'a');
   let child: ReturnType<typeof spawn>;
   try {
-    child = spawn(process.execPath, [CLI, 'mount', ...args, '--foreground', '--json'], { detached: true, stdio: ['ignore', 'pipe', log.fd] });
+    child = spawn(process.execPath, gvfsArgv(['mount', ...args, '--foreground', '--json']), { detached: true, stdio: ['ignore', 'pipe', log.fd] });
   } finally {
     await log.close();
   }
@@ -101,11 +100,10 @@ export async function cacheDirOfMount(mnt: string): Promise<string | undefined> 
   const want = path.resolve(mnt);
   for (const pid of await fs.readdir('/proc').catch(() => [] as string[])) {
     if (!/^\d+$/.test(pid)) continue;
-    const args = (await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
-    const i = args.indexOf('mount');
-    if (i < 0 || !args.some((a) => a.endsWith('main.js') || a.endsWith('gvfs'))) continue;
+    const args = gvfsArgsOf((await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0'));
+    if (args?.[0] !== 'mount') continue;
     const cwd = await fs.readlink(`/proc/${pid}/cwd`).catch(() => '/');
-    if (!args.slice(i + 1).some((a) => path.resolve(cwd, a) === want)) continue;
+    if (!args.slice(1).some((a) => path.resolve(cwd, a) === want)) continue;
     const c = args.findIndex((a) => a === '--cache-dir' || a.startsWith('--cache-dir='));
     if (c < 0) return undefined;
     const v = args[c].includes('=') ? args[c].slice(args[c].indexOf('=') + 1) : args[c + 1];

@@ -13,6 +13,7 @@ import type { ComponentSpec, ComponentView, KeyDoc, MountPatch, MountSpec, Proxy
 import { isAlive, startDetached, stopProcess } from './processes.js';
 import { AgentStore, type ComponentRow } from './store.js';
 import { AgentError, checkExportDir, mountPath, walkMountPoint, type CheckedExport } from './confine.js';
+import { gvfsArgsOf } from '../../cli/self.js';
 
 const log = logger('agent');
 
@@ -558,9 +559,9 @@ export class Agent {
     for (const p of await fs.readdir('/proc').catch(() => [] as string[])) {
       if (!/^\d+$/.test(p)) continue;
       const cmd = await fs.readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '');
-      // node, the gvfs CLI, then the component's arguments (startDetached appends --json).
-      const args = cmd.split('\0').slice(2);
-      if (r.args.length > 0 && r.args.every((a, i) => args[i] === a)) {
+      // node, its flags, the gvfs CLI, then the component's arguments (startDetached appends --json).
+      const args = gvfsArgsOf(cmd.split('\0'));
+      if (args && r.args.length > 0 && r.args.every((a, i) => args[i] === a)) {
         const st = await fs.readFile(`/proc/${p}/stat`, 'utf8').catch(() => '');
         const start = st.slice(st.lastIndexOf(')') + 2).split(' ')[19];
         if (start) await stopProcess({ pid: Number(p), startTime: start }, 5000);

@@ -1,11 +1,10 @@
 import { spawn } from 'node:child_process';
+import { gvfsArgv } from '../../cli/self.js';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 
 /** The gvfs command line the agent runs its proxies with (this build's own). */
-export const GVFS_CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'cli', 'main.js');
 
 /** A process the agent started: its pid and the kernel's start time, so a reused pid is never taken for it. */
 export interface ProcessId {
@@ -48,7 +47,7 @@ export async function startDetached(args: string[], dir: string, name: string, t
   const err = await fs.open(logFile, 'a', 0o600);
   let child;
   try {
-    child = spawn(process.execPath, [GVFS_CLI, ...args, '--json'], {
+    child = spawn(process.execPath, gvfsArgv([...args, '--json']), {
       detached: true,
       stdio: ['ignore', out.fd, err.fd],
       env: { ...process.env, GVFS_LOG_LEVEL: process.env.GVFS_LOG_LEVEL ?? 'warn', ...env },

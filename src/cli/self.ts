@@ -1,0 +1,37 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The gvfs command's entry point (this directory's main.js), for gvfs processes that start gvfs processes. */
+export const GVFS_CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), 'main.js');
+
+/**
+ * V8 flags every gvfs process runs with. The `gvfs` command's `#!` line
+ * (main.ts) carries the same ones (a unit test holds the two together); a
+ * gvfs process that starts another passes them (gvfsArgv), as do the tests
+ * and benchmarks, so what they measure is what the command runs.
+ *
+ * --max-semi-space-size=2 (MiB): V8's young generation otherwise grows to
+ * 3 x 16 MiB in a daemon that answers thousands of calls a second, every
+ * call leaving a few KiB of short-lived objects. Measured on `gvfs serve`
+ * (issue 19, server-cpu and the server suite's workloads): peak RSS 124 ->
+ * 100 MiB, the server's CPU per MiB or per call no higher (the survivors
+ * of a scavenge are the few calls in flight, whatever the space's size).
+ * Only a flag at start-up can set it: v8.setFlagsFromString no longer
+ * changes a heap that exists.
+ */
+export const NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2'];
+
+/** Arguments to `process.execPath` that run `gvfs ARGS` as the command does. */
+export function gvfsArgv(args: string[]): string[] {
+  return [...NODE_FLAGS, GVFS_CLI, ...args];
+}
+
+/**
+ * The gvfs arguments in a process's argv (/proc/PID/cmdline split on NUL):
+ * what follows the entry point, whatever node flags come before it; or
+ * undefined when the process does not run gvfs.
+ */
+export function gvfsArgsOf(argv: string[]): string[] | undefined {
+  const i = argv.findIndex((a, k) => k > 0 && !a.startsWith('-') && (a === GVFS_CLI || a.endsWith('/main.js') || path.basename(a) === 'gvfs'));
+  return i < 0 ? undefined : argv.slice(i + 1);
+}
