@@ -28,10 +28,14 @@ export function gvfsArgv(args: string[]): string[] {
 
 /**
  * The gvfs arguments in a process's argv (/proc/PID/cmdline split on NUL):
- * what follows the entry point, whatever node flags come before it; or
- * undefined when the process does not run gvfs.
+ * what follows the script node runs, when that script is gvfs (a `cli/main.js`
+ * or a command named `gvfs`); undefined for any other program. The script is
+ * node's first argument that is not a flag: gvfs passes its flags as
+ * `--name=value`, never with a separate value.
  */
 export function gvfsArgsOf(argv: string[]): string[] | undefined {
-  const i = argv.findIndex((a, k) => k > 0 && !a.startsWith('-') && (a === GVFS_CLI || a.endsWith('/main.js') || path.basename(a) === 'gvfs'));
-  return i < 0 ? undefined : argv.slice(i + 1);
+  const i = argv.findIndex((a, k) => k > 0 && !a.startsWith('-'));
+  if (i < 0) return undefined;
+  const script = argv[i];
+  return script === GVFS_CLI || script.endsWith('/cli/main.js') || path.basename(script) === 'gvfs' ? argv.slice(i + 1) : undefined;
 }

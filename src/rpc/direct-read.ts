@@ -85,22 +85,28 @@ export function directReadSocket(opts: net.TcpNetConnectOpts): net.Socket {
  * handle, built with `onread` (net.Server has no such option in Node 20, and
  * a socket takes it only when it is made). `s` must not have read yet
  * (accepted with pauseOnConnect). Uses net's private `_handle` and
- * `_server`: when they are not what this expects, `s` is returned as it is
- * (read the ordinary way). The new socket starts paused: resume() it.
+ * `_server`: when they are not there, `s` is returned as it is (read the
+ * ordinary way); when the new socket did not take the handle as expected,
+ * neither socket can be trusted with it and both are destroyed (the
+ * connection closes). The new socket starts paused: resume() it.
  */
 export function directReadAccepted(s: net.Socket): net.Socket {
   const inner = s as net.Socket & { _handle?: unknown; _server?: unknown; server?: unknown };
   const handle = inner._handle;
   if (!handle || s.readableFlowing || s.bytesRead > 0 || !inner._server) return s;
   const { onread, reader } = aimedReads();
-  let n: net.Socket;
+  let n: net.Socket | undefined;
   try {
     n = new net.Socket({ handle, onread, pauseOnCreate: true, readable: true, writable: true } as net.SocketConstructorOpts);
   } catch {
+    n = undefined;
+  }
+  const adopted = n as typeof inner | undefined;
+  if (!n || !adopted || adopted._handle !== handle) {
+    n?.destroy();
+    s.destroy();
     return s;
   }
-  const adopted = n as typeof inner;
-  if (adopted._handle !== handle) return s;
   // The listener counts connections through the socket that ends them: hand that over too, and orphan the old object.
   adopted._server = inner._server;
   adopted.server = inner.server;

@@ -37,17 +37,20 @@ export class RecordDecoder {
   private direct?: { buf: Buffer; fill: number };
   /**
    * Allocate a large fragment's buffer when its header arrives, so reads can
-   * land in it. Only for streams whose peer we chose to call (an RPC
-   * client's upstream): it allocates what the header announces (at most
-   * maxRecord) before the bytes arrive.
+   * land in it. It allocates what the header announces (at most maxRecord)
+   * before the bytes arrive: for a peer we chose to call (an RPC client's
+   * upstream), or, on a server, within a budget `directAlloc` keeps.
    */
   directReads = false;
   /**
    * Where a direct fragment's buffer comes from (a pool the consumer gives it
    * back to), given its length and its first bytes in hand (the XID, when at
-   * least 4 arrived with the header); undefined: a fresh buffer.
+   * least 4 arrived with the header); undefined: a fresh buffer; null: not
+   * now (this fragment is read the ordinary way, as its bytes arrive).
    */
-  directAlloc?: (len: number, head: Buffer) => Buffer | undefined;
+  directAlloc?: (len: number, head: Buffer) => Buffer | undefined | null;
+  /** A direct fragment is complete or abandoned (`len`: its length): what `directAlloc` counted may be given back. */
+  directEnded?: (len: number) => void;
   /** Bytes that were read straight into a fragment's own buffer (`directFilled`), for tests and benchmarks. */
   directBytes = 0;
   /** Once a record has more than MAX_FRAGMENT_VIEWS pieces: its bytes so far, in a buffer grown by doubling (never past maxRecord). */
@@ -128,7 +131,7 @@ export class RecordDecoder {
         this.started = true;
         if (this.directReads && len >= DIRECT_FRAGMENT_BYTES && chunk.length - off < len) {
           const buf = this.directAlloc?.(len, chunk.subarray(off, off + 4));
-          this.direct = { buf: buf?.length === len ? buf : Buffer.allocUnsafe(len), fill: 0 };
+          if (buf !== null) this.direct = { buf: buf?.length === len ? buf : Buffer.allocUnsafe(len), fill: 0 };
         }
         if (len === 0 && !this.endFragment()) return this.hold(chunk, off);
         continue;
@@ -181,8 +184,22 @@ export class RecordDecoder {
     const d = this.direct;
     if (d) {
       this.direct = undefined;
+      this.directEnded?.(d.buf.length);
       this.append(d.buf);
     }
+  }
+
+  /**
+   * No more direct reads on this stream (it is closing, or closed): a
+   * direct fragment in progress is dropped, so reads are no longer held to
+   * what is left of it. Nothing is decoded after this.
+   */
+  stopDirect(): void {
+    this.directReads = false;
+    const d = this.direct;
+    if (!d) return;
+    this.direct = undefined;
+    this.directEnded?.(d.buf.length);
   }
 
   private hold(chunk: Buffer, off: number): void {

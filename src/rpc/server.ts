@@ -186,6 +186,14 @@ function procKey(pv: ProgramVersion, n: number, proc: Procedure): string {
 const RECORD_POOL_MIN = 64 * 1024;
 const RECORD_POOL_HELD = 16 << 20;
 
+/**
+ * Bytes of large fragments allocated when their header arrived and not yet
+ * read in full, over all connections (direct reads): a peer can announce a
+ * length and send nothing. Past it a fragment is read the ordinary way, its
+ * memory then growing only with the bytes that came.
+ */
+const DIRECT_AHEAD_MAX = 32 << 20;
+
 /** How long a connection closed by the server (close()) may take to deliver its last replies before it is destroyed (ms). */
 const CLOSE_LINGER_MS = 5_000;
 
@@ -248,6 +256,8 @@ export class RpcServer {
    * WRITE's garbage collection and page faults.
    */
   readonly records: BufferPool;
+  /** Bytes allocated for large fragments ahead of their data (at most DIRECT_AHEAD_MAX). */
+  directAhead = 0;
 
   constructor(opts: RpcServerOptions) {
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
@@ -575,7 +585,12 @@ class Connection implements ConnectionState {
   ) {
     this.peerCalls = new PeerCalls((m) => this.writeRecord(m), `connection ${id} (${peer.address}:${peer.port})`);
     this.decoder = new RecordDecoder((r) => this.onRecord(r), server.limits.maxRecord, (n) => server.records.take(n));
-    this.decoder.directAlloc = (n) => server.records.take(n);
+    this.decoder.directAlloc = (n) => {
+      if (server.directAhead + n > DIRECT_AHEAD_MAX) return null;
+      server.directAhead += n;
+      return server.records.take(n);
+    };
+    this.decoder.directEnded = (n) => void (server.directAhead -= n);
     const direct = directReaderOf(sock);
     this.aimed = !!direct;
     if (direct) direct.attach(this.decoder, (chunk) => this.onData(chunk), (n) => this.onDirect(n));
@@ -584,6 +599,7 @@ class Connection implements ConnectionState {
     sock.on('error', (err) => this.log.debug({ err, peer }, 'connection error'));
     sock.on('close', () => {
       this.closed = true;
+      this.decoder.stopDirect();
       this.peerCalls.closeAll();
       clearTimeout(this.partialTimer);
       clearTimeout(this.idleTimer);
@@ -617,6 +633,8 @@ class Connection implements ConnectionState {
   close(): void {
     if (this.closing) return;
     this.closing = true;
+    // What still arrives is discarded: reads go back to the scratch buffer, not held to a fragment's rest.
+    this.decoder.stopDirect();
     setImmediate(() => {
       this.sock.end();
       this.updateFlow(); // read (and discard) until the peer's end arrives
@@ -633,7 +651,7 @@ class Connection implements ConnectionState {
 
   /** `n` bytes were read straight into the fragment the decoder is filling. */
   private onDirect(n: number): void {
-    if (this.closing) return; // after close(): nothing more is decoded (the fragment is never finished)
+    if (this.closing) return; // after close(): nothing more is decoded
     this.server.stats.bytesIn += n;
     this.server.stats.directBytesIn += n;
     this.decode(() => this.decoder.directFilled(n));

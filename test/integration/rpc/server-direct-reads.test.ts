@@ -50,6 +50,29 @@ function table(): ProgramTable {
 
 const putCall = (c: RpcClient, b: Buffer) => c.call(PROG, 1, 1, (w) => void w.opaque(b), (r) => r.string(100));
 
+/** A raw connection that sends a PUT call's record marker announcing 1 MiB, its call header, and `bodyBytes` of its argument; `len`: the fragment's length, `sent`: the bytes sent. */
+async function announce(port: number, bodyBytes: number): Promise<{ raw: net.Socket; len: number; sent: number }> {
+  const raw = net.connect(port, '127.0.0.1');
+  raw.on('error', () => undefined);
+  await new Promise<void>((r) => raw.once('connect', r));
+  const w = new XdrWriter(64);
+  encodeCallHeader(w, 7, PROG, 1, 1, AUTH_NONE_BODY);
+  const body = Buffer.concat([w.toBuffer(), Buffer.from([0, 0x10, 0, 0]), randomBytes(1 << 20)]);
+  const whole = Buffer.concat(frameRecord([body]));
+  const sent = 4 + w.toBuffer().length + 4 + bodyBytes;
+  await new Promise<void>((r) => raw.write(whole.subarray(0, sent), () => r()));
+  return { raw, len: body.length, sent };
+}
+
+/** Until `cond` holds (the server's counters move as its event loop reads). */
+async function until(cond: () => boolean, what: string): Promise<void> {
+  const end = Date.now() + 30_000;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`not reached: ${what}`);
+    await delay(5);
+  }
+}
+
 describe('rpc server: large calls read straight into pooled records over TCP', { timeout: 120_000 }, () => {
   const blobs = [0, 1, 100, 4095, 65535, 65536, 65537, 300_000, 1 << 20].map((n) => randomBytes(n));
   let server: RpcServer;
@@ -89,6 +112,38 @@ describe('rpc server: large calls read straight into pooled records over TCP', {
     const direct = server.stats.directBytesIn - d0;
     assert.ok(direct >= floor, `${direct} bytes read directly, expected at least ${floor}`);
   });
+
+  test('peers announcing 1 MiB and sending nearly nothing: what is allocated ahead stays within 32 MiB, and comes back when they go', async () => {
+    const port = server.address().port;
+    const before = server.stats.bytesIn;
+    const peers = await Promise.all(Array.from({ length: 48 }, () => announce(port, 10)));
+    const sent = peers.reduce((n, p) => n + p.sent, 0);
+    // Every header read (else one read later could take budget freed meanwhile).
+    await until(() => server.stats.bytesIn - before >= sent, 'every header read');
+    assert.ok(server.directAhead > 0, 'some are read directly');
+    assert.ok(server.directAhead <= 32 << 20, `${server.directAhead} bytes allocated ahead of their data`);
+    for (const p of peers) p.raw.destroy();
+    await until(() => server.directAhead === 0, 'the budget back once the connections closed');
+    const big = randomBytes(1 << 20);
+    const d0 = server.stats.directBytesIn;
+    assert.equal(await putCall(client, big), sha(big));
+    assert.ok(server.stats.directBytesIn - d0 >= big.length - 65536, 'read directly again');
+  });
+
+  test('a connection closed by the server with a large call half read gives its allocation back at once, though the peer keeps sending', async () => {
+    const port = server.address().port;
+    const ahead0 = server.directAhead;
+    const before = server.stats.bytesIn;
+    const { raw, len, sent } = await announce(port, 300_000);
+    await until(() => server.stats.bytesIn - before >= sent, 'the half sent read');
+    assert.equal(server.directAhead - ahead0, len, 'the fragment is allocated ahead');
+    const conn = [...server.provenConnections()].find((c) => c.peer.port === raw.localPort);
+    assert.ok(conn, 'the raw connection is among the server\'s');
+    conn.close();
+    assert.equal(server.directAhead, ahead0, 'given back when the connection is closed, not when the peer goes');
+    raw.write(randomBytes(200_000)); // still arriving: discarded
+    raw.destroy();
+  });
 });
 
 describe('rpc server: no direct reads before a connection has proved itself', { timeout: 60_000 }, () => {
@@ -107,17 +162,9 @@ describe('rpc server: no direct reads before a connection has proved itself', { 
   });
 
   test('an unproven peer announcing a 1 MiB call and sending half of it: nothing read directly; once proven, the same call is', async () => {
-    const raw = net.connect(port, '127.0.0.1');
-    raw.on('error', () => undefined);
-    await new Promise<void>((r) => raw.once('connect', r));
-    const w = new XdrWriter(64);
-    encodeCallHeader(w, 7, PROG, 1, 1, AUTH_NONE_BODY);
-    const body = Buffer.concat([w.toBuffer(), Buffer.from([0, 0x10, 0, 0]), randomBytes(1 << 20)]);
-    const [head, ...rest] = frameRecord([body]);
-    const half = Buffer.concat([head, ...rest]).subarray(0, 4 + body.length / 2);
-    await new Promise<void>((r) => raw.write(half, () => r()));
+    const { raw, sent } = await announce(port, 1 << 19);
     // The bytes are at the server once it has counted them.
-    while (server.stats.bytesIn < half.length) await delay(5);
+    await until(() => server.stats.bytesIn >= sent, 'the half sent read');
     assert.equal(server.stats.directBytesIn, 0, 'an unproven connection reads the ordinary way');
     raw.destroy();
 

@@ -24,4 +24,7 @@ test('gvfsArgsOf: a gvfs process\'s own arguments, whatever node flags come firs
   assert.deepEqual(gvfsArgsOf(['node', '--inspect', '/usr/local/bin/gvfs', 'agent', '--json']), ['agent', '--json']);
   assert.equal(gvfsArgsOf(['/usr/bin/qemu-system-x86_64', '-m', '256']), undefined);
   assert.equal(gvfsArgsOf(['/usr/bin/node', '-e', 'main.js']), undefined);
+  // Another node program whose arguments name a gvfs-looking path is not gvfs.
+  assert.equal(gvfsArgsOf(['/usr/bin/node', '/work/dist/bench/main.js', '/tmp/x/gvfs', 'mount']), undefined);
+  assert.equal(gvfsArgsOf(['/usr/bin/sshfs', 'root@h:/e', '/tmp/b/gvfs']), undefined);
 });
