@@ -27,15 +27,18 @@ export function gvfsArgv(args: string[]): string[] {
 }
 
 /**
- * The gvfs arguments in a process's argv (/proc/PID/cmdline split on NUL):
- * what follows the script node runs, when that script is gvfs (a `cli/main.js`
- * or a command named `gvfs`); undefined for any other program. The script is
- * node's first argument that is not a flag: gvfs passes its flags as
- * `--name=value`, never with a separate value.
+ * What follows the script node runs, in a process's argv (/proc/PID/cmdline
+ * split on NUL), whatever node flags come before it; undefined when there
+ * is no script. The script is node's first argument that is not a flag:
+ * gvfs passes its flags as `--name=value`, never with a separate value.
  */
-export function gvfsArgsOf(argv: string[]): string[] | undefined {
+export function scriptArgsOf(argv: string[]): { script: string; args: string[] } | undefined {
   const i = argv.findIndex((a, k) => k > 0 && !a.startsWith('-'));
-  if (i < 0) return undefined;
-  const script = argv[i];
-  return script === GVFS_CLI || script.endsWith('/cli/main.js') || path.basename(script) === 'gvfs' ? argv.slice(i + 1) : undefined;
+  return i < 0 ? undefined : { script: argv[i], args: argv.slice(i + 1) };
+}
+
+/** The gvfs arguments in a process's argv: scriptArgsOf's, when the script is gvfs (a `cli/main.js` or a command named `gvfs`). */
+export function gvfsArgsOf(argv: string[]): string[] | undefined {
+  const s = scriptArgsOf(argv);
+  return s && (s.script === GVFS_CLI || s.script.endsWith('/cli/main.js') || path.basename(s.script) === 'gvfs') ? s.args : undefined;
 }

@@ -13,7 +13,7 @@ import type { ComponentSpec, ComponentView, KeyDoc, MountPatch, MountSpec, Proxy
 import { isAlive, startDetached, stopProcess } from './processes.js';
 import { AgentStore, type ComponentRow } from './store.js';
 import { AgentError, checkExportDir, mountPath, walkMountPoint, type CheckedExport } from './confine.js';
-import { gvfsArgsOf } from '../../cli/self.js';
+import { scriptArgsOf } from '../../cli/self.js';
 
 const log = logger('agent');
 
@@ -559,8 +559,9 @@ export class Agent {
     for (const p of await fs.readdir('/proc').catch(() => [] as string[])) {
       if (!/^\d+$/.test(p)) continue;
       const cmd = await fs.readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '');
-      // node, its flags, the gvfs CLI, then the component's arguments (startDetached appends --json).
-      const args = gvfsArgsOf(cmd.split('\0'));
+      // node, its flags, a script (the gvfs CLI), then the component's arguments (startDetached appends --json).
+      // The arguments decide, not the script's name: they name this agent's own key file for the session.
+      const args = scriptArgsOf(cmd.split('\0'))?.args;
       if (args && r.args.length > 0 && r.args.every((a, i) => args[i] === a)) {
         const st = await fs.readFile(`/proc/${p}/stat`, 'utf8').catch(() => '');
         const start = st.slice(st.lastIndexOf(')') + 2).split(' ')[19];

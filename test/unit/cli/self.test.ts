@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
-import { GVFS_CLI, gvfsArgsOf, gvfsArgv, NODE_FLAGS } from '../../../src/cli/self.js';
+import { GVFS_CLI, gvfsArgsOf, gvfsArgv, NODE_FLAGS, scriptArgsOf } from '../../../src/cli/self.js';
 
 const run = promisify(execFile);
 
@@ -27,4 +27,9 @@ test('gvfsArgsOf: a gvfs process\'s own arguments, whatever node flags come firs
   // Another node program whose arguments name a gvfs-looking path is not gvfs.
   assert.equal(gvfsArgsOf(['/usr/bin/node', '/work/dist/bench/main.js', '/tmp/x/gvfs', 'mount']), undefined);
   assert.equal(gvfsArgsOf(['/usr/bin/sshfs', 'root@h:/e', '/tmp/b/gvfs']), undefined);
+});
+
+test('scriptArgsOf: the script node runs and what follows it, past node\'s flags', () => {
+  assert.deepEqual(scriptArgsOf(['/usr/bin/node', '--max-semi-space-size=2', '/tmp/stray.js', 'proxy-server', '--json']), { script: '/tmp/stray.js', args: ['proxy-server', '--json'] });
+  assert.equal(scriptArgsOf(['/usr/bin/node', '--version']), undefined);
 });
