@@ -1,5 +1,4 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { gvfsArgv } from './self.js';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import fs from 'node:fs/promises';
@@ -16,6 +15,7 @@ import { verifyFiles } from '../vm/manifest.js';
 import { publishVm } from '../vm/publish.js';
 import { ensureSessionMount } from '../vm/session-mount.js';
 import { parseSize } from './util.js';
+import { gvfsArgv } from './self.js';
 
 const run = promisify(execFile);
 const MiB = 2 ** 20;

@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process';
-import { gvfsArgv } from './self.js';
 import { createInterface } from 'node:readline';
 import { Command, InvalidArgumentError } from 'commander';
 import { RemoteNfs } from '../backends/remote-nfs/remote-nfs.js';
@@ -23,6 +22,7 @@ if (statsLog.levelVal > 30 && statsLog.level !== 'silent') statsLog.level = 'inf
 import { cacheChecks, nfsReachable } from '../metrics/health.js';
 import { EXIT, ExitStatusError } from './exit-codes.js';
 import { addMetricsOptions, metricsAddress, startMetrics } from './metrics-options.js';
+import { gvfsArgv } from './self.js';
 import type { ClientStack } from '../proxy/proxy-client.js';
 import { registerDaemon } from '../util/runtime-state.js';
 import { notifySystemd } from './sd-notify.js';

@@ -130,7 +130,6 @@ export function proxyLink(o: ProxyLinkOptions): { remote: RemoteNfs; tunnel?: Ss
   return { remote, tunnel };
 }
 
-
 /**
  * Open the link once now (a NULL call, after the channel and the session
  * proof). A refusal is final and thrown as LinkRefusedError with the

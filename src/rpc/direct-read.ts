@@ -101,12 +101,12 @@ export function directReadAccepted(s: net.Socket): net.Socket {
   } catch {
     n = undefined;
   }
-  const adopted = n as typeof inner | undefined;
-  if (!n || !adopted || adopted._handle !== handle) {
+  if (!n || (n as typeof inner)._handle !== handle) {
     n?.destroy();
     s.destroy();
     return s;
   }
+  const adopted = n as typeof inner;
   // The listener counts connections through the socket that ends them: hand that over too, and orphan the old object.
   adopted._server = inner._server;
   adopted.server = inner.server;

@@ -1,13 +1,12 @@
 import { spawn } from 'node:child_process';
-import { gvfsArgsOf, gvfsArgv } from '../cli/self.js';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { gvfsArgsOf, gvfsArgv } from '../cli/self.js';
 import { mountState } from '../frontends/fuse/mountpoint.js';
 import type { MountRef } from './clone.js';
 import { pidAlive } from './qemu.js';
-
 
 /**
  * The GVFS session mount `gvfs vm clone|resume --server ...` uses: one

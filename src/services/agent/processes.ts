@@ -1,10 +1,8 @@
 import { spawn } from 'node:child_process';
-import { gvfsArgv } from '../../cli/self.js';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-
-/** The gvfs command line the agent runs its proxies with (this build's own). */
+import { gvfsArgv } from '../../cli/self.js';
 
 /** A process the agent started: its pid and the kernel's start time, so a reused pid is never taken for it. */
 export interface ProcessId {
