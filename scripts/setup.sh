@@ -63,7 +63,7 @@ bash scripts/build-native.sh
 npm run --silent build >&2
 
 # --- benchmark client (bench/setup block) -------------------------------------
-# nfsbench (bench/native/nfsbench.c on libnfs): the NFS client of the benchmarks; a no-op when up to date.
+# bench/native: nfsbench (the NFS client of the benchmarks, on libnfs) and relay (the chain suite's floor); a no-op when up to date.
 bash bench/native/build.sh
 
 # The file-operation exerciser (test/integration/fsx, long runs in bench/results): C for mmap; rebuilt when its source is newer.

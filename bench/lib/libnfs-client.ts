@@ -63,22 +63,27 @@ export interface NfsbenchResult {
   cpu_sys_s?: number;
 }
 
-let built: Promise<string> | undefined;
+let built: Promise<void> | undefined;
 
-/** Path of the nfsbench binary, (re)built by build.sh once per process (a no-op when up to date). */
-export function nfsbenchBinary(): Promise<string> {
+/** Path of a tool of bench/native (nfsbench, relay), all (re)built by build.sh once per process (a no-op when up to date). */
+export async function nativeTool(name: 'nfsbench' | 'relay'): Promise<string> {
   built ??= (async () => {
-    if (!NATIVE) throw new Error(`nfsbench: bench/native/build.sh not found from ${here}`);
+    if (!NATIVE) throw new Error(`${name}: bench/native/build.sh not found from ${here}`);
     try {
       await run('bash', [path.join(NATIVE, 'build.sh')]);
     } catch (e) {
       built = undefined;
       const err = e as Error & { stderr?: string };
-      throw new Error(`nfsbench: build.sh failed: ${err.stderr?.trim() || err.message}`);
+      throw new Error(`bench/native/build.sh failed: ${err.stderr?.trim() || err.message}`);
     }
-    return path.join(NATIVE, 'build', 'nfsbench');
   })();
-  return built;
+  await built;
+  return path.join(NATIVE!, 'build', name);
+}
+
+/** Path of the nfsbench binary. */
+export function nfsbenchBinary(): Promise<string> {
+  return nativeTool('nfsbench');
 }
 
 /** Run one nfsbench workload against an NFSv3 server and return its JSON result. */

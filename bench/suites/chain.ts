@@ -7,6 +7,7 @@ import { startGanesha } from '../../test/helpers/ganesha.js';
 import { spawnGvfs } from '../../test/helpers/gvfs-proc.js';
 import { nfsbench } from '../lib/libnfs-client.js';
 import type { BenchContext, SuiteResult } from '../lib/report.js';
+import { startRelay } from '../lib/relay.js';
 import { peakRssMiB } from '../lib/stats.js';
 
 const MiB = 1 << 20;
@@ -15,6 +16,9 @@ const MiB = 1 << 20;
  * Issue 3: the same client (nfsbench, on libnfs) directly against the
  * upstream server (nfs-ganesha) and through proxy client + proxy server, in
  * one run. The proxies run as their own processes so their memory is theirs.
+ * A third system, `relay`, puts two byte-forwarding C relays where the
+ * proxies stand (bench/native/relay.c): the floor of any two user-level hops
+ * on this machine, which the chain's own work is judged against.
  */
 export async function chainSuite(ctx: BenchContext): Promise<SuiteResult> {
   const size = ctx.quick ? 64 * MiB : 1024 * MiB;
@@ -26,24 +30,35 @@ export async function chainSuite(ctx: BenchContext): Promise<SuiteResult> {
   for (let off = 0; off < size; off += 8 * MiB) await fh.write(randomBytes(Math.min(8 * MiB, size - off)));
   await fh.close();
 
-  const gan = await startGanesha({ dir: exp, workDir: path.join(dir, 'ganesha') });
-  const keyFile = path.join(dir, 'session.key');
-  await writeKeyFile(keyFile, newSessionKey('bench', undefined, { uid: 0, gid: 0, gids: [] }));
-  const ps = await spawnGvfs([
-    'proxy-server',
-    '--listen', '127.0.0.1:0',
-    '--upstream', `nfs://127.0.0.1:${gan.port}${gan.exportPath}?mountport=${gan.mountPort}`,
-    '--key', keyFile,
-    '--state-dir', path.join(dir, 'ps'),
-  ]);
-  const pc = await spawnGvfs(['proxy-client', '--listen', '127.0.0.1:0', '--server', `127.0.0.1:${ps.port}`, '--key', keyFile]);
-  const ends: Record<string, { nfsPort: number; mountPort: number }> = {
-    chain: { nfsPort: pc.port, mountPort: pc.port },
-    direct: { nfsPort: gan.port, mountPort: gan.mountPort },
+  // Everything started so far, stopped last first whatever fails.
+  const started: Array<{ stop(): Promise<void> }> = [];
+  const start = async <T extends { stop(): Promise<void> }>(p: Promise<T>): Promise<T> => {
+    const t = await p;
+    started.unshift(t);
+    return t;
   };
-  const at = (sys: string) => ({ ...ends[sys], exportPath: gan.exportPath });
   try {
-    const res = await ctx.compare('chain', ['chain', 'direct'], [
+    const gan = await start(startGanesha({ dir: exp, workDir: path.join(dir, 'ganesha') }));
+    const keyFile = path.join(dir, 'session.key');
+    await writeKeyFile(keyFile, newSessionKey('bench', undefined, { uid: 0, gid: 0, gids: [] }));
+    const ps = await start(spawnGvfs([
+      'proxy-server',
+      '--listen', '127.0.0.1:0',
+      '--upstream', `nfs://127.0.0.1:${gan.port}${gan.exportPath}?mountport=${gan.mountPort}`,
+      '--key', keyFile,
+      '--state-dir', path.join(dir, 'ps'),
+    ]));
+    const pc = await start(spawnGvfs(['proxy-client', '--listen', '127.0.0.1:0', '--server', `127.0.0.1:${ps.port}`, '--key', keyFile]));
+    // MOUNT goes to ganesha directly: only the NFS calls, the timed ones, cross the relays.
+    const relayB = await start(startRelay(gan.port));
+    const relayA = await start(startRelay(relayB.port));
+    const ends: Record<string, { nfsPort: number; mountPort: number }> = {
+      chain: { nfsPort: pc.port, mountPort: pc.port },
+      relay: { nfsPort: relayA.port, mountPort: gan.mountPort },
+      direct: { nfsPort: gan.port, mountPort: gan.mountPort },
+    };
+    const at = (sys: string) => ({ ...ends[sys], exportPath: gan.exportPath });
+    const res = await ctx.compare('chain', ['chain', 'relay', 'direct'], [
       { name: 'seq read 1 MiB x4', unit: 'MiB/s', run: async (s) => (await nfsbench({ ...at(s), op: 'seqread', file: 'read.bin', size, xfer: MiB, depth: 4 })).mib_per_s! },
       { name: 'seq read 64 KiB x16', unit: 'MiB/s', run: async (s) => (await nfsbench({ ...at(s), op: 'seqread', file: 'read.bin', size, xfer: 64 * 1024, depth: 16 })).mib_per_s! },
       { name: 'seq write 1 MiB x4', unit: 'MiB/s', run: async (s) => (await nfsbench({ ...at(s), op: 'seqwrite', file: `w-${s}.bin`, size, xfer: MiB, depth: 4 })).mib_per_s! },
@@ -57,12 +72,11 @@ export async function chainSuite(ctx: BenchContext): Promise<SuiteResult> {
     ]);
     res.notes.push(`upstream nfs-ganesha on loopback; file ${size / MiB} MiB; client nfsbench (libnfs raw async); proxies are separate gvfs processes`);
     res.notes.push('per-operation latency ratio = 1 / (the 1/latency ratio)');
+    res.notes.push('relay: two C processes forwarding bytes (one read and one write per burst, bench/native/relay.c) where the proxies stand: what two hops cost before any NFS work');
     res.memory = { proxyServerPeakRssMiB: await peakRssMiB(ps.pid), proxyClientPeakRssMiB: await peakRssMiB(pc.pid) };
     return res;
   } finally {
-    await pc.stop();
-    await ps.stop();
-    await gan.stop();
+    for (const t of started) await t.stop();
     await fs.rm(dir, { recursive: true, force: true });
   }
 }
