@@ -96,7 +96,8 @@ interface Pending {
   decode: (r: XdrReader) => unknown;
   resolve: (v: any) => void;
   reject: (e: Error) => void;
-  timer: NodeJS.Timeout;
+  /** When the call fails with 'timeout' (Date.now() ms): checked by the client's sweep (RpcClient.sweep). */
+  deadline: number;
   sent: boolean;
   /** Only for calls bound to one connection (handshakes): fail rather than resend. */
   pinned?: Duplex;
@@ -234,6 +235,7 @@ export class RpcClient {
   ): Promise<R> {
     if (this.closed) return Promise.reject(new RpcError(`${this.label}: client closed`, 'closed'));
     const xid = this.nextXid();
+    const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
     const w = new XdrWriter(256);
     encodeCallHeader(w, xid, prog, vers, proc, opts.cred ?? this.cred);
     encodeArgs(w);
@@ -250,8 +252,9 @@ export class RpcClient {
         vers,
         proc,
         lend: opts.lend,
-        timer: setTimeout(() => this.fail(p, new RpcError(`${this.label}: call ${prog}/${vers}/${proc} timed out`, 'timeout')), opts.timeoutMs ?? this.timeoutMs),
+        deadline: Date.now() + timeoutMs,
       };
+      this.sweepWithin(timeoutMs);
       if (opts.pinned) {
         p.pinned = this.stream;
         this.inflight.set(xid, p);
@@ -267,12 +270,54 @@ export class RpcClient {
     return this.opts.name ?? 'rpc';
   }
 
+  /**
+   * Per-call deadlines are checked by one sweep timer instead of a timer per
+   * call (a Timeout made and cleared for every call was a few per cent of a
+   * proxy hop's CPU per metadata call). The sweep runs every eighth of the
+   * shortest deadline outstanding (at most every second), so a call times out
+   * at most that much late; it keeps the process alive while calls are
+   * outstanding, as the per-call timers did, and stops when none are.
+   */
+  private sweeper?: { timer: NodeJS.Timeout; everyMs: number };
+
+  private sweepWithin(timeoutMs: number): void {
+    const everyMs = Math.max(1, Math.min(1000, Math.floor(timeoutMs / 8)));
+    if (this.sweeper && this.sweeper.everyMs <= everyMs) return;
+    if (this.sweeper) clearInterval(this.sweeper.timer);
+    this.sweeper = { timer: setInterval(() => this.sweep(), everyMs), everyMs };
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    const late: Pending[] = [];
+    for (const p of this.inflight.values()) if (p.deadline <= now) late.push(p);
+    for (const p of this.waiting) if (p.deadline <= now) late.push(p);
+    for (const p of late) this.fail(p, new RpcError(`${this.label}: call ${p.prog}/${p.vers}/${p.proc} timed out`, 'timeout'));
+    if (this.inflight.size === 0 && this.waiting.length === 0) this.stopSweep();
+  }
+
+  private stopSweep(): void {
+    if (!this.sweeper) return;
+    clearInterval(this.sweeper.timer);
+    this.sweeper = undefined;
+  }
+
+  /** Wakes the connect loop from its back-off sleep (set while it sleeps). */
+  private backoffWake?: () => void;
+
+  /** Calls that need a connection: queued, or on the wire and resendable on a new one (not pinned to the old). */
+  private wanted(): boolean {
+    if (this.waiting.length) return true;
+    for (const p of this.inflight.values()) if (!p.pinned) return true;
+    return false;
+  }
+
   private fail(p: Pending, e: Error): void {
-    clearTimeout(p.timer);
     if (this.inflight.get(p.xid) === p) this.inflight.delete(p.xid);
     const i = this.waiting.indexOf(p);
     if (i >= 0) this.waiting.splice(i, 1);
     p.reject(e);
+    if (this.backoffWake && !this.wanted()) this.backoffWake();
     this.pump();
   }
 
@@ -362,7 +407,7 @@ export class RpcClient {
             this.failAll(e as Error);
             throw e;
           }
-          if (!this.waiting.length && ![...this.inflight.values()].some((p) => !p.pinned)) {
+          if (!this.wanted()) {
             this.connecting = undefined;
             throw e;
           }
@@ -375,8 +420,21 @@ export class RpcClient {
             throw e;
           }
           log.debug({ err: e, backoffMs: this.backoffMs }, `${this.label}: connect failed, retrying`);
-          await new Promise((r) => setTimeout(r, this.backoffMs).unref());
+          await new Promise<void>((r) => {
+            const t = setTimeout(r, this.backoffMs).unref();
+            this.backoffWake = () => {
+              clearTimeout(t);
+              r();
+            };
+          });
+          this.backoffWake = undefined;
           this.backoffMs = Math.min(this.backoffMs * 2, 2000);
+          // Every call that wanted the connection failed meanwhile: stop, so the next call dials at once
+          // rather than after what is left of a back-off of up to 2 s (longer than a short deadline).
+          if (!this.wanted()) {
+            this.connecting = undefined;
+            throw e;
+          }
         }
       }
     })();
@@ -517,7 +575,6 @@ export class RpcClient {
       return;
     }
     this.inflight.delete(d.xid);
-    clearTimeout(p.timer);
     try {
       switch (d.kind) {
         case 'success': {
@@ -567,6 +624,7 @@ export class RpcClient {
     this.closed = true;
     if (this.watchdog) clearInterval(this.watchdog);
     this.failAll(new RpcError(`${this.label}: client closed`, 'closed'));
+    this.stopSweep();
     this.stream?.destroy();
   }
 }

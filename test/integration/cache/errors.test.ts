@@ -35,7 +35,7 @@ describe('cache: failures keep unflushed data', { timeout: 300_000 }, () => {
     assert.equal(st.flushErrors.length, 1, 'and its error is shown');
     await c.startProxyServer();
     const again = await s.cache.flush();
-    assert.equal(again.failed.length, 0);
+    assert.equal(again.failed.length, 0, JSON.stringify(again.failed));
     assert.ok((await fs.readFile(path.join(c.exportDir, 'down.bin'))).equals(data));
     assert.equal(s.cache.stats().flushErrors.length, 0);
     await s.stop();
