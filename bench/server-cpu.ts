@@ -18,11 +18,11 @@
  * GVFS_CPU_PROF_DIR=/tmp/prof to profile it: see bench/lib/cpu-prof.ts).
  */
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import { cpuSeconds } from './lib/proc-cpu.js';
 import os from 'node:os';
 import path from 'node:path';
+import { randomFile } from './lib/files.js';
 
 const MiB = 1 << 20;
 const [roundsArg, outFile, ...builds] = process.argv.slice(2);
@@ -49,9 +49,7 @@ const workloads = allWorkloads.filter((w) => !only || only.test(w.name));
 const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'gvfs-bench-cpu-'));
 const exp = path.join(dir, 'export');
 await fs.mkdir(exp);
-const fh = await fs.open(path.join(exp, 'read.bin'), 'w');
-for (let off = 0; off < size; off += 8 * MiB) await fh.write(randomBytes(8 * MiB));
-await fh.close();
+await randomFile(path.join(exp, 'read.bin'), size);
 
 const results: Record<string, Record<string, number[]>> = {};
 for (let round = 0; round < Number(roundsArg); round++) {

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,6 +8,7 @@ import { nfsbench } from '../lib/libnfs-client.js';
 import type { BenchContext, SuiteResult } from '../lib/report.js';
 import { startRelay } from '../lib/relay.js';
 import { peakRssMiB } from '../lib/stats.js';
+import { randomFile } from '../lib/files.js';
 
 const MiB = 1 << 20;
 
@@ -26,9 +26,7 @@ export async function chainSuite(ctx: BenchContext): Promise<SuiteResult> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'gvfs-bench-chain-'));
   const exp = path.join(dir, 'export');
   await fs.mkdir(exp);
-  const fh = await fs.open(path.join(exp, 'read.bin'), 'w');
-  for (let off = 0; off < size; off += 8 * MiB) await fh.write(randomBytes(Math.min(8 * MiB, size - off)));
-  await fh.close();
+  await randomFile(path.join(exp, 'read.bin'), size);
 
   // Everything started so far, stopped last first whatever fails.
   const started: Array<{ stop(): Promise<void> }> = [];

@@ -1,5 +1,4 @@
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,6 +10,7 @@ import { startSshd } from '../../test/helpers/sshd.js';
 import { nfsbench } from '../lib/libnfs-client.js';
 import type { BenchContext, SuiteResult } from '../lib/report.js';
 import { peakRssMiB } from '../lib/stats.js';
+import { randomFile } from '../lib/files.js';
 
 const run = promisify(execFile);
 const MiB = 1 << 20;
@@ -27,9 +27,7 @@ export async function channelSuite(ctx: BenchContext): Promise<SuiteResult> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'gvfs-bench-chan-'));
   const exp = path.join(dir, 'export');
   await fs.mkdir(exp);
-  const fh = await fs.open(path.join(exp, 'read.bin'), 'w');
-  for (let off = 0; off < size; off += 8 * MiB) await fh.write(randomBytes(Math.min(8 * MiB, size - off)));
-  await fh.close();
+  await randomFile(path.join(exp, 'read.bin'), size);
   const keyFile = path.join(dir, 'session.key');
   await writeKeyFile(keyFile, newSessionKey('bench', undefined, { uid: 0, gid: 0, gids: [] }));
   const cert = await makeSelfSignedCert(path.join(dir, 'tls'));

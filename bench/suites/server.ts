@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,6 +6,7 @@ import { spawnGvfs } from '../../test/helpers/gvfs-proc.js';
 import { nfsbench } from '../lib/libnfs-client.js';
 import { peakRssMiB } from '../lib/stats.js';
 import type { BenchContext, SuiteResult } from '../lib/report.js';
+import { randomFile } from '../lib/files.js';
 
 const MiB = 1 << 20;
 
@@ -21,10 +21,8 @@ export async function serverSuite(ctx: BenchContext): Promise<SuiteResult> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'gvfs-bench-server-'));
   const exp = path.join(dir, 'export');
   await fs.mkdir(exp);
-  // The file both servers read: random bytes, written in 8 MiB pieces (never whole in memory).
-  const fh = await fs.open(path.join(exp, 'read.bin'), 'w');
-  for (let off = 0; off < size; off += 8 * MiB) await fh.write(randomBytes(Math.min(8 * MiB, size - off)));
-  await fh.close();
+  // The file both servers read.
+  await randomFile(path.join(exp, 'read.bin'), size);
 
   const gvfs = await spawnGvfs(['serve', '--export', exp, '--listen', '127.0.0.1:0', '--state-dir', path.join(dir, 'state')]);
   const gan = await startGanesha({ dir: exp, workDir: path.join(dir, 'ganesha') });

@@ -25,6 +25,13 @@ const DIRECT_READER = Symbol('gvfs.rpc.directReader');
 const READ_CHUNK = 64 * 1024;
 /** An unaimed read right after a large record: the next record's header and a little more. */
 const HEAD_READ = 4096;
+/**
+ * Bytes read before a decoder is attached, kept for it: a peer that sends
+ * more than this before then is cut off. No read happens before attach today
+ * (an accepted socket is paused until then, a dialled one is attached as it
+ * connects, before any call is sent); the bound keeps it so if that changes.
+ */
+export const EARLY_MAX = 1 << 20;
 
 /**
  * The one buffer every unaimed read of this process lands in. Shared: a
@@ -35,9 +42,11 @@ const HEAD_READ = 4096;
 let scratch: Buffer | undefined;
 
 /** `onread` options aiming reads at a decoder attached later, and the DirectReader that attaches it. */
-function aimedReads(): { onread: net.OnReadOpts; reader: DirectReader } {
+function aimedReads(): { onread: net.OnReadOpts; reader: DirectReader; bind: (s: net.Socket) => void } {
   let sink: { decoder: RecordDecoder; chunk: (b: Buffer) => void; direct: (n: number) => void } | undefined;
   const early: Buffer[] = [];
+  let earlyBytes = 0;
+  let socket: net.Socket | undefined;
   let aimed = false;
   const onread: net.OnReadOpts = {
     buffer: () => {
@@ -58,8 +67,18 @@ function aimedReads(): { onread: net.OnReadOpts; reader: DirectReader } {
       // At its size: a small record then costs a slice of Node's shared pool, not a 64 KiB allocation.
       const b = Buffer.allocUnsafe(n);
       scratch!.copy(b, 0, 0, n);
-      if (sink) sink.chunk(b);
-      else early.push(b); // before attach: kept for it
+      if (sink) {
+        sink.chunk(b);
+        return true;
+      }
+      // Before attach: kept for it, up to EARLY_MAX.
+      earlyBytes += n;
+      if (earlyBytes > EARLY_MAX) {
+        early.length = 0;
+        socket?.destroy(new Error(`more than ${EARLY_MAX} bytes arrived before the connection's RPC decoder was attached`));
+        return false;
+      }
+      early.push(b);
       return true;
     },
   };
@@ -67,15 +86,17 @@ function aimedReads(): { onread: net.OnReadOpts; reader: DirectReader } {
     attach(decoder, chunk, direct) {
       sink = { decoder, chunk, direct };
       for (const b of early.splice(0)) chunk(b);
+      earlyBytes = 0;
     },
   };
-  return { onread, reader };
+  return { onread, reader, bind: (s) => (socket = s) };
 }
 
 /** A TCP connection whose reads can be aimed (an RPC client's upstream). */
 export function directReadSocket(opts: net.TcpNetConnectOpts): net.Socket {
-  const { onread, reader } = aimedReads();
+  const { onread, reader, bind } = aimedReads();
   const s = net.connect({ ...opts, onread });
+  bind(s);
   (s as net.Socket & { [DIRECT_READER]?: DirectReader })[DIRECT_READER] = reader;
   return s;
 }
@@ -94,7 +115,7 @@ export function directReadAccepted(s: net.Socket): net.Socket {
   const inner = s as net.Socket & { _handle?: unknown; _server?: unknown; server?: unknown };
   const handle = inner._handle;
   if (!handle || s.readableFlowing || s.bytesRead > 0 || !inner._server) return s;
-  const { onread, reader } = aimedReads();
+  const { onread, reader, bind } = aimedReads();
   let n: net.Socket | undefined;
   try {
     n = new net.Socket({ handle, onread, pauseOnCreate: true, readable: true, writable: true } as net.SocketConstructorOpts);
@@ -112,6 +133,7 @@ export function directReadAccepted(s: net.Socket): net.Socket {
   adopted.server = inner.server;
   inner._server = null;
   inner._handle = null;
+  bind(n);
   (n as net.Socket & { [DIRECT_READER]?: DirectReader })[DIRECT_READER] = reader;
   return n;
 }

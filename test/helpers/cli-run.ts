@@ -1,11 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { NODE_FLAGS } from '../../src/cli/self.js';
+import { GVFS_CLI, gvfsArgv } from '../../src/cli/self.js';
 
 /** dist/src/cli/main.js of this build. */
-export const GVFS_CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
+export { GVFS_CLI };
 
 export interface RunResult {
   code: number | null;
@@ -19,7 +17,7 @@ export interface RunResult {
 /** Run `gvfs ARGS` to its end (killed after `timeoutMs`); never rejects on a non-zero status. */
 export function gvfsRun(args: string[], o: { env?: NodeJS.ProcessEnv; timeoutMs?: number; cwd?: string } = {}): Promise<RunResult> {
   const t0 = Date.now();
-  const proc = spawn(process.execPath, [...NODE_FLAGS, GVFS_CLI, ...args], {
+  const proc = spawn(process.execPath, gvfsArgv(args), {
     stdio: ['ignore', 'pipe', 'pipe'],
     cwd: o.cwd,
     env: { ...process.env, GVFS_LOG_LEVEL: process.env.GVFS_LOG_LEVEL ?? 'warn', ...o.env },
@@ -50,7 +48,7 @@ export interface Daemon {
 
 /** `gvfs ARGS --json` left running; resolves with its first line. */
 export async function gvfsDaemon(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Daemon> {
-  const proc = spawn(process.execPath, [...NODE_FLAGS, GVFS_CLI, ...args, '--json'], {
+  const proc = spawn(process.execPath, gvfsArgv([...args, '--json']), {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, GVFS_LOG_LEVEL: process.env.GVFS_LOG_LEVEL ?? 'warn', ...env },
   });

@@ -1,12 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { NODE_FLAGS } from '../../src/cli/self.js';
-
-/** The gvfs command line entry point (built, in dist/). */
-export const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
+import { gvfsArgv } from '../../src/cli/self.js';
 
 /** A pino log line of a child process (JSON), or the raw text of a non-JSON line. */
 export type LogLine = Record<string, any> & { msg?: string; raw: string };
@@ -41,7 +36,7 @@ const matches = (m: LogMatch, l: LogLine) => (m instanceof RegExp ? m.test(l.raw
 export function startGvfs(args: string[], o: { env?: NodeJS.ProcessEnv; onStdout?: (line: string) => void } = {}): GvfsChild {
   // GVFS_NODE_FLAGS (in `o.env`): node flags NODE_OPTIONS refuses, e.g. --cpu-prof for a benchmark's profile.
   const flags = o.env?.GVFS_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
-  const proc = spawn(process.execPath, [...flags, ...NODE_FLAGS, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
+  const proc = spawn(process.execPath, [...flags, ...gvfsArgv(args)], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
   const lines: LogLine[] = [];
   const waiters: Array<{ match: LogMatch; resolve: (l: LogLine) => void }> = [];
   createInterface({ input: proc.stderr! }).on('line', (raw) => {
@@ -105,7 +100,7 @@ export const startProxyServer = (args: string[]): Promise<GvfsProcess> => spawnG
 
 /** Run a gvfs command to its exit (killed after timeoutMs): exit code and all output. */
 export async function runGvfs(args: string[], timeoutMs = 60_000): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
-  const proc = spawn(process.execPath, [...NODE_FLAGS, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, gvfsArgv(args), { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   proc.stdout!.on('data', (d) => (stdout += d));

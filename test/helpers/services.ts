@@ -3,10 +3,10 @@ import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { setTimeout as delay } from 'node:timers/promises';
 import { newSessionKey } from '../../src/channel/session-key.js';
+import { gvfsArgv } from '../../src/cli/self.js';
 import { makeSelfSignedCert } from '../../src/channel/tls.js';
 import type { AgentConfig } from '../../src/services/agent/agent.js';
 import type { KeyDoc } from '../../src/services/api/types.js';
@@ -14,7 +14,6 @@ import { request, type HttpReply } from '../../src/services/api/https.js';
 import { addUser } from '../../src/services/sessiond/users.js';
 import { tempDir } from './local-server.js';
 
-export const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
 const run = promisify(execFile);
 
 export const ALICE_ACCOUNT = { uid: 2001, gid: 2001, gids: [2001] };
@@ -30,7 +29,7 @@ export interface Proc {
 
 /** `gvfs ARGS --json` in its own process; resolves with its first JSON line. */
 export async function startGvfs(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Proc> {
-  const proc = spawn(process.execPath, [CLI, ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GVFS_LOG_LEVEL: process.env.GVFS_LOG_LEVEL ?? 'warn', ...env } });
+  const proc = spawn(process.execPath, gvfsArgv([...args, '--json']), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GVFS_LOG_LEVEL: process.env.GVFS_LOG_LEVEL ?? 'warn', ...env } });
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => {
     err += d.toString();
@@ -177,7 +176,7 @@ export async function mountsUnder(dir: string): Promise<string[]> {
     .filter((m) => m && m.startsWith(dir));
 }
 
-export const gvfs = (args: string[], env: NodeJS.ProcessEnv) => run(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, timeout: 10 * 60_000 });
+export const gvfs = (args: string[], env: NodeJS.ProcessEnv) => run(process.execPath, gvfsArgv(args), { env: { ...process.env, ...env }, timeout: 10 * 60_000 });
 
 /** Poll until `cond` holds (an explicit wait on an outcome, no fixed sleeps), or fail after `ms`. */
 export async function until(what: string, cond: () => Promise<boolean> | boolean, ms = 60_000): Promise<void> {

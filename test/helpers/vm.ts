@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { gvfsArgv } from '../../src/cli/self.js';
 import { listVms } from '../../src/vm/clone.js';
 import { COUNTER_RE } from '../../src/vm/demo-guest.js';
 import { pidAlive, qemus, stopPid } from '../../src/vm/qemu.js';
@@ -10,7 +10,6 @@ import { forceUnmount } from '../integration/fuse/mount-helper.js';
 import { fusePrereqs, hasFile, requirePrereq } from './prereq.js';
 
 export const run = promisify(execFile);
-export const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
 
 /** VM tests need QEMU, FUSE (root) and the demo guest's build tools. */
 export function vmSkip(): string | false {
@@ -20,7 +19,7 @@ export function vmSkip(): string | false {
 /** `gvfs vm ...` as a user runs it; parses the --json line. */
 export async function gvfsVm(args: string[]): Promise<any> {
   try {
-    const { stdout } = await run(process.execPath, [CLI, 'vm', ...args, '--json'], { maxBuffer: 16 << 20 });
+    const { stdout } = await run(process.execPath, gvfsArgv(['vm', ...args, '--json']), { maxBuffer: 16 << 20 });
     return JSON.parse(stdout.trim().split('\n').pop()!);
   } catch (e) {
     const x = e as { stderr?: string; stdout?: string; message: string };
@@ -29,7 +28,7 @@ export async function gvfsVm(args: string[]): Promise<any> {
 }
 
 export async function gvfs(args: string[]): Promise<any> {
-  const { stdout } = await run(process.execPath, [CLI, ...args, '--json'], { maxBuffer: 16 << 20 });
+  const { stdout } = await run(process.execPath, gvfsArgv([...args, '--json']), { maxBuffer: 16 << 20 });
   return JSON.parse(stdout.trim().split('\n').pop()!);
 }
 

@@ -7,7 +7,8 @@ import { after, before, describe, test } from 'node:test';
 import { newSessionKey, writeKeyFile } from '../../src/channel/session-key.js';
 import { Agent, type AgentConfig } from '../../src/services/agent/agent.js';
 import type { ProxyServerSpec } from '../../src/services/api/types.js';
-import { agentBed, aliceKeyDoc, CLI, listening, processesUnder, until, type AgentBed } from '../helpers/services.js';
+import { agentBed, aliceKeyDoc, listening, processesUnder, until, type AgentBed } from '../helpers/services.js';
+import { gvfsArgv } from '../../src/cli/self.js';
 
 const run = promisify(execFile);
 
@@ -122,7 +123,7 @@ describe('the agent confines exports at every start and restart', { timeout: 180
     const key = path.join(dir, 'k.key');
     await writeKeyFile(key, newSessionKey('alice', undefined, { uid: 2001, gid: 2001, gids: [] }));
     const start = (exp: string, expect: string) =>
-      run(process.execPath, [CLI, 'proxy-server', '--listen', '127.0.0.1:0', '--key', key, '--state-dir', path.join(dir, 'direct-state'), '--export', `${exp}=/x`, '--export-expect', `${exp}=${expect}`, '--json'], { timeout: 30_000 });
+      run(process.execPath, gvfsArgv(['proxy-server', '--listen', '127.0.0.1:0', '--key', key, '--state-dir', path.join(dir, 'direct-state'), '--export', `${exp}=/x`, '--export-expect', `${exp}=${expect}`, '--json']), { timeout: 30_000 });
     // Swapped for a link to the outside directory.
     await fs.rename(d, `${d}.old`);
     await fs.symlink(outside, d);

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { tempDir } from '../helpers/local-server.js';
-import { CLI } from '../helpers/gvfs-proc.js';
+import { gvfsArgv } from '../../src/cli/self.js';
 
 const run = promisify(execFile);
 
@@ -36,7 +36,7 @@ describe('security: a detached mount follows no symlink planted for its log', { 
     const mnt = path.join(base, 'mnt');
     await fs.mkdir(mnt, { recursive: true });
     const script = `ln -s "$1" "${os.tmpdir()}/gvfs-mount-$$.log" && echo "$$" >&2 && shift && exec "$@"`;
-    const r = await run('sh', ['-c', script, 'sh', target, process.execPath, CLI, 'mount', '--server', 'nfs://127.0.0.1:1/x', '--timeout', '2000', ...extra, mnt], { timeout: 60_000 }).then(
+    const r = await run('sh', ['-c', script, 'sh', target, process.execPath, ...gvfsArgv(['mount', '--server', 'nfs://127.0.0.1:1/x', '--timeout', '2000', ...extra, mnt])], { timeout: 60_000 }).then(
       () => assert.fail('the mount cannot succeed'),
       (e: { stderr: string; stdout: string; code: number }) => e,
     );
@@ -77,7 +77,7 @@ describe('security: a detached mount follows no symlink planted for its log', { 
   test('--log naming a symbolic link is refused', async () => {
     const link = path.join(base, 'link.log');
     await fs.symlink(target, link);
-    const r = await run(process.execPath, [CLI, 'mount', '--server', 'nfs://127.0.0.1:1/x', '--log', link, path.join(base, 'mnt')], { timeout: 60_000 }).then(
+    const r = await run(process.execPath, gvfsArgv(['mount', '--server', 'nfs://127.0.0.1:1/x', '--log', link, path.join(base, 'mnt')]), { timeout: 60_000 }).then(
       () => assert.fail('must fail'),
       (e: { stderr: string; code: number }) => e,
     );

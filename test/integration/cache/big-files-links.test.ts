@@ -4,7 +4,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startCachedMount, type CachedMount } from '../../helpers/cached-mount.js';
-import { CLI, fuseSkip, run } from '../fuse/mount-helper.js';
+import { fuseSkip, run } from '../fuse/mount-helper.js';
+import { gvfsArgv } from '../../../src/cli/self.js';
 
 /**
  * Through `gvfs mount` with the disk cache and the write-back journal
@@ -49,10 +50,10 @@ describe('gvfs mount, cache + write-back journal: files over 4 GiB, cross-direct
   let t: CachedMount;
   /** What the journal still holds (bytes), as `gvfs cache stats` reports it. */
   const dirty = async () => {
-    const { stdout } = await run(process.execPath, [CLI, 'cache', 'stats', '--cache-dir', t.cacheDir!, '--json'], { timeout: 120_000 });
+    const { stdout } = await run(process.execPath, gvfsArgv(['cache', 'stats', '--cache-dir', t.cacheDir!, '--json']), { timeout: 120_000 });
     return (JSON.parse(stdout).sessions as Array<{ stats?: { dirtyBytes?: number; flushBacklog?: { bytes: number } } }>).reduce((n, s) => n + (s.stats?.flushBacklog?.bytes ?? s.stats?.dirtyBytes ?? 0), 0);
   };
-  const flush = () => run(process.execPath, [CLI, 'flush', '--cache-dir', t.cacheDir!], { timeout: 10 * 60_000 });
+  const flush = () => run(process.execPath, gvfsArgv(['flush', '--cache-dir', t.cacheDir!]), { timeout: 10 * 60_000 });
 
   before(async () => {
     // Nothing is delivered on its own while a test looks: only gvfs flush (or the end of the mount) sends.

@@ -5,7 +5,6 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { LocalExport } from '../../../src/backends/local-export/local-export.js';
@@ -19,8 +18,8 @@ import type { RpcServer } from '../../../src/rpc/server.js';
 import { ROOT, tempDir } from '../../helpers/local-server.js';
 import { testSeed } from '../../helpers/seed.js';
 import { rng } from './helpers.js';
+import { gvfsArgv } from '../../../src/cli/self.js';
 
-const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'src', 'cli', 'main.js');
 const run = promisify(execFile);
 const CYCLES = Number(process.env.GVFS_CRASH_CYCLES ?? 8);
 /** Replaying a seed: GVFS_CRASH_LOGDIR=D collects the test's writes and kills and every proxy client's log (with GVFS_TRACE=cache) in D/pc.log. */
@@ -29,7 +28,7 @@ const trace = (l: string | Buffer) => void (TRACE && fs.appendFile(TRACE, typeof
 
 /** The proxy client as its own process: `gvfs proxy-client ... --cache-dir D --write-back --json`. */
 async function startProxyClient(args: string[]): Promise<{ proc: ChildProcess; port: number; log: () => string }> {
-  const proc = spawn(process.execPath, [CLI, 'proxy-client', ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, gvfsArgv(['proxy-client', ...args, '--json']), { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   proc.stderr!.on('data', (d) => (err += d.toString()));
   if (TRACE) {
@@ -196,7 +195,7 @@ describe('cache: write-back survives kill -9 of the proxy client', { timeout: 36
         stopped = true;
         await Promise.all(ws);
         for (const m of files) await commitFile(client, m);
-        const flush = run(process.execPath, [CLI, 'flush', '--cache-dir', cacheDir]).catch(() => undefined);
+        const flush = run(process.execPath, gvfsArgv(['flush', '--cache-dir', cacheDir])).catch(() => undefined);
         await new Promise((r) => setTimeout(r, ri(150)));
         trace('kill -9 while flushing');
         await kill9(pc.proc);
@@ -226,7 +225,7 @@ describe('cache: write-back survives kill -9 of the proxy client', { timeout: 36
       if (pc.log().includes('unflushed writes from an earlier run')) recoveries++;
     }
     for (const m of files) await commitFile(client, m);
-    const out = await run(process.execPath, [CLI, 'flush', '--cache-dir', cacheDir, '--json']);
+    const out = await run(process.execPath, gvfsArgv(['flush', '--cache-dir', cacheDir, '--json']));
     const rep = JSON.parse(out.stdout.trim().split('\n').pop()!); // the done event (progress events before it)
     assert.ok(rep.sessions.every((s: { report?: { failed: unknown[] } }) => s.report && s.report.failed.length === 0), out.stdout);
     for (const m of files) {
@@ -251,7 +250,7 @@ describe('cache: write-back survives kill -9 of the proxy client', { timeout: 36
       assert.equal(Number(st.mode) & 0o777, m.mode, `${m.name}: the last chmod reached the server (seed ${seed})`);
       if (m.mtime) assert.equal(st.mtimeNs, BigInt(m.mtime.sec) * 1_000_000_000n + BigInt(m.mtime.nsec), `${m.name}: the mtime set after the last write (seed ${seed})`);
     }
-    const stats = JSON.parse((await run(process.execPath, [CLI, 'cache', 'stats', '--cache-dir', cacheDir, '--json'])).stdout);
+    const stats = JSON.parse((await run(process.execPath, gvfsArgv(['cache', 'stats', '--cache-dir', cacheDir, '--json']))).stdout);
     assert.equal(stats.sessions[0].stats.flushBacklog.bytes, 0);
     assert.ok(recoveries > 0, 'some kills left work for the restart to finish');
     t.diagnostic(`seed ${seed}: ${writes} writes, ${killsWriting} kills while writing, ${killsFlushing} while flushing, ${recoveries} restarts found unflushed writes to finish; ${JSON.stringify(files.map((m) => m.data.length))} bytes`);
@@ -269,9 +268,9 @@ describe('cache: write-back survives kill -9 of the proxy client', { timeout: 36
       await Promise.all(ws);
       for (const m of files) await commitFile(client, m);
       await kill9(pc.proc);
-      const pending = JSON.parse((await run(process.execPath, [CLI, 'cache', 'stats', '--cache-dir', cacheDir, '--json'])).stdout).sessions[0].stats.flushBacklog.bytes;
+      const pending = JSON.parse((await run(process.execPath, gvfsArgv(['cache', 'stats', '--cache-dir', cacheDir, '--json']))).stdout).sessions[0].stats.flushBacklog.bytes;
       assert.ok(pending > 0, 'the killed proxy client left unflushed writes');
-      const off = await run(process.execPath, [CLI, 'flush', '--cache-dir', cacheDir, '--server', `127.0.0.1:${psPort}`, '--key', keyFile, '--json']);
+      const off = await run(process.execPath, gvfsArgv(['flush', '--cache-dir', cacheDir, '--server', `127.0.0.1:${psPort}`, '--key', keyFile, '--json']));
       const r = JSON.parse(off.stdout.trim().split('\n').pop()!);
       assert.ok(r.sessions.length === 1 && r.sessions[0].how === 'flushed here' && r.sessions[0].report.flushedBytes === pending && !r.sessions[0].report.failed.length, off.stdout);
       for (const m of files) assert.ok((await fs.readFile(path.join(base, 'export', m.name))).equals(m.data), `${m.name}: bytes on the server after the offline flush (seed ${seed})`);

@@ -3,14 +3,13 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { StableHow } from '../../../src/nfs3/constants.js';
 import { createProxyClient } from '../../../src/proxy/proxy-client.js';
 import { readAll, ROOT, startCacheChain, type CacheChain } from './helpers.js';
+import { gvfsArgv } from '../../../src/cli/self.js';
 
-const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'src', 'cli', 'main.js');
 const run = promisify(execFile);
 
 describe('cache: failures keep unflushed data', { timeout: 300_000 }, () => {
@@ -47,16 +46,16 @@ describe('cache: failures keep unflushed data', { timeout: 300_000 }, () => {
     const fh = (await s.client.create(ROOT, s.root, 'gone.bin', { mode: 'unchecked', attrs: { mode: 0o644 } })).fh!;
     await s.client.write(ROOT, fh, 0, Buffer.alloc(50_000, 7), StableHow.UNSTABLE);
     await fs.unlink(path.join(c.exportDir, 'gone.bin'));
-    const plain = await run(process.execPath, [CLI, 'flush', '--cache-dir', dir]).then(
+    const plain = await run(process.execPath, gvfsArgv(['flush', '--cache-dir', dir])).then(
       () => assert.fail('flush should exit non-zero'),
       (e: { code: number; stdout: string }) => e,
     );
     assert.equal(plain.code, 1);
     assert.match(plain.stdout, /FAILED file [0-9a-f]+: STALE: .*50000 bytes kept; gvfs flush --discard drops them/);
     assert.equal(s.cache.stats().flushBacklog.bytes, 50_000, 'kept');
-    const stats = (await run(process.execPath, [CLI, 'cache', 'stats', '--cache-dir', dir])).stdout;
+    const stats = (await run(process.execPath, gvfsArgv(['cache', 'stats', '--cache-dir', dir]))).stdout;
     assert.match(stats, /FLUSH ERROR file [0-9a-f]+: STALE/);
-    const d = await run(process.execPath, [CLI, 'flush', '--cache-dir', dir, '--discard']);
+    const d = await run(process.execPath, gvfsArgv(['flush', '--cache-dir', dir, '--discard']));
     assert.match(d.stdout, /WARNING: discarded 50000 bytes/);
     assert.equal(s.cache.stats().flushBacklog.bytes, 0);
     assert.equal(s.cache.stats().discardedBytes, 50_000);

@@ -8,11 +8,11 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { readKeyFile } from '../../../src/channel/session-key.js';
 import { fingerprintOf, tlsDialer } from '../../../src/channel/tls.js';
-import { CLI } from '../../helpers/services.js';
 import { tempDir } from '../../helpers/local-server.js';
+import { gvfsArgv } from '../../../src/cli/self.js';
 
 const run = promisify(execFile);
-const gvfs = (...args: string[]) => run(process.execPath, [CLI, ...args]);
+const gvfs = (...args: string[]) => run(process.execPath, gvfsArgv([...args]));
 
 describe('gvfs keygen and gvfs tls-keygen', { timeout: 120_000 }, () => {
   let dir: string;

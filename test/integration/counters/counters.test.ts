@@ -9,11 +9,12 @@ import { newSessionKey, writeKeyFile } from '../../../src/channel/session-key.js
 import { generateMeta } from '../../../src/meta/generate.js';
 import { spawnGvfs, type GvfsProcess } from '../../helpers/gvfs-proc.js';
 import { fusePrereqs, hasFile, requirePrereq } from '../../helpers/prereq.js';
-import { CLI, run, spawnMount, type MountProc } from '../fuse/mount-helper.js';
+import { run, spawnMount, type MountProc } from '../fuse/mount-helper.js';
+import { gvfsArgv } from '../../../src/cli/self.js';
 
 const MB = 1 << 20;
 const skip = () => requirePrereq(...fusePrereqs(), hasFile('/usr/bin/dd', 'coreutils'));
-const gvfs = async (args: string[]) => (await run(process.execPath, [CLI, ...args], { maxBuffer: 16 << 20 })).stdout;
+const gvfs = async (args: string[]) => (await run(process.execPath, gvfsArgv([...args]), { maxBuffer: 16 << 20 })).stdout;
 
 /** The live counters of the one session on a cache directory, as `gvfs cache stats --json` prints them. */
 async function cacheStats(cacheDir: string): Promise<Record<string, number>> {
@@ -152,7 +153,7 @@ describe('counters that add up, through gvfs mount', { skip: skip(), timeout: 60
       [path.join(dir, 'missing'), /no such directory/],
       [path.join(notCache, 'file.txt'), /not a directory/],
     ] as const) {
-      const e = await run(process.execPath, [CLI, 'cache', 'stats', '--cache-dir', d]).then(
+      const e = await run(process.execPath, gvfsArgv(['cache', 'stats', '--cache-dir', d])).then(
         () => assert.fail(`gvfs cache stats --cache-dir ${d} succeeded`),
         (err: { code?: number; stderr?: string }) => err,
       );
@@ -162,6 +163,6 @@ describe('counters that add up, through gvfs mount', { skip: skip(), timeout: 60
     // A cache directory is still fine, and an unknown --session on it is an error too.
     const { cacheDir } = await mount('ok');
     assert.match(await gvfs(['cache', 'stats', '--cache-dir', cacheDir]), /answered 0\.0 MiB in 0 READs/);
-    await assert.rejects(run(process.execPath, [CLI, 'cache', 'stats', '--cache-dir', cacheDir, '--session', 'nobody']), /has no session nobody/);
+    await assert.rejects(run(process.execPath, gvfsArgv(['cache', 'stats', '--cache-dir', cacheDir, '--session', 'nobody'])), /has no session nobody/);
   });
 });

@@ -3,9 +3,10 @@ import { once } from 'node:events';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CLI, forceUnmount, run as runCmd } from '../fuse/mount-helper.js';
+import { forceUnmount, run as runCmd } from '../fuse/mount-helper.js';
 import { describeRun, ensureFsx, lastFsync, mountArgs, runFsx, startFsxServer, type FsxServer } from './helpers.js';
 import { fuseSkipUnlessCi } from './suite.js';
+import { gvfsArgv } from '../../../src/cli/self.js';
 
 /** Fixed in CI; each seed fixes the sequence and when the mount is killed (after how many fsyncs, plus how long). */
 const CRASH_SEEDS = (process.env.GVFS_FSX_CRASH_SEEDS ?? '11,12,13').split(',').map(Number);
@@ -64,7 +65,7 @@ for (const config of ['write-back', 'write-through'] as const) {
         const again = await s.mount('mnt', key, args);
         let stopped = false;
         try {
-          const flushed = await runCmd(process.execPath, [CLI, 'flush', '--cache-dir', cacheDir, '--json']);
+          const flushed = await runCmd(process.execPath, gvfsArgv(['flush', '--cache-dir', cacheDir, '--json']));
           const check = await runFsx(['-S', String(seed), '-K', `${f}:${k}`, path.join(s.exportDir, name)]);
           t.diagnostic(`${config}, seed ${seed}: killed at op ${k}, last fsync at op ${f}: ${check.stdout.trim() || check.stderr.trim()}`);
           assert.equal(check.code, 0, `${config}, seed ${seed}: killed at op ${k}, last fsync at op ${f}: ${describeRun(check)}\ngvfs flush: ${flushed.stdout}`);

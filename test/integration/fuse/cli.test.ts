@@ -7,9 +7,10 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { startLocalServer, type LocalServer } from '../../helpers/local-server.js';
-import { CLI, errCode, forceUnmount, fuseSkip, run, spawnMount } from './mount-helper.js';
+import { errCode, forceUnmount, fuseSkip, run, spawnMount } from './mount-helper.js';
+import { gvfsArgv } from '../../../src/cli/self.js';
 
-const gvfs = (...args: string[]) => run(process.execPath, [CLI, ...args]);
+const gvfs = (...args: string[]) => run(process.execPath, gvfsArgv([...args]));
 const alive = (pid: number) => {
   try {
     process.kill(pid, 0);

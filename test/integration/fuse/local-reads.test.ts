@@ -9,7 +9,8 @@ import { newSessionKey, writeKeyFile } from '../../../src/channel/session-key.js
 import { SessionRegistry } from '../../../src/channel/sessions.js';
 import { createProxyServer, type ProxyServer } from '../../../src/proxy/proxy-server.js';
 import { tempDir } from '../../helpers/local-server.js';
-import { CLI, dropPages, fuseSkip, spawnMount, type MountProc } from './mount-helper.js';
+import { dropPages, fuseSkip, spawnMount, type MountProc } from './mount-helper.js';
+import { gvfsArgv } from '../../../src/cli/self.js';
 
 const run = promisify(execFile);
 const MiB = 1 << 20;
@@ -159,10 +160,10 @@ describe('FUSE reads from the files of the disk cache (local reads)', { skip: fu
     assert.ok(st.localReads > 20, `local reads: ${st.localReads}`);
     assert.ok(st.localRetries >= 1, `the damaged block's read went the plain way: ${st.localRetries}`);
     // The session's counters (util/counters.ts) say how much went that way, as part of what came from the cache.
-    const cs = JSON.parse((await run(process.execPath, [CLI, 'cache', 'stats', '--cache-dir', cacheDir, '--json'])).stdout);
+    const cs = JSON.parse((await run(process.execPath, gvfsArgv(['cache', 'stats', '--cache-dir', cacheDir, '--json']))).stdout);
     const sum = (k: string) => cs.sessions.reduce((n: number, x: { stats: Record<string, number> }) => n + (x.stats[k] ?? 0), 0);
     assert.ok(sum('splicedBytes') >= 20 * 4096, `spliced: ${sum('splicedBytes')}`);
     assert.ok(sum('splicedBytes') <= sum('fromCacheBytes') + sum('zeroBytes'), 'a part of the cache\'s answers');
-    assert.match((await run(process.execPath, [CLI, 'cache', 'stats', '--cache-dir', cacheDir])).stdout, /MiB of it spliced from the cache's files to the kernel/);
+    assert.match((await run(process.execPath, gvfsArgv(['cache', 'stats', '--cache-dir', cacheDir]))).stdout, /MiB of it spliced from the cache's files to the kernel/);
   });
 });

@@ -11,7 +11,8 @@ import type { SourcedRead } from '../../../src/backend/backend.js';
 import type { Credentials } from '../../../src/rpc/types.js';
 import { PassthroughBackend } from '../../../src/wrappers/passthrough.js';
 import { startLocalServer, type LocalServer } from '../../helpers/local-server.js';
-import { CLI, forceUnmount, fuseSkip, run, spawnMount, type MountProc } from './mount-helper.js';
+import { forceUnmount, fuseSkip, run, spawnMount, type MountProc } from './mount-helper.js';
+import { gvfsArgv } from '../../../src/cli/self.js';
 
 /** READs wait at the server while `hold` is on: the kernel keeps the pages they fill locked meanwhile. */
 class HeldReads extends PassthroughBackend {
@@ -162,7 +163,7 @@ describe('gvfs mount (low-level FUSE): kill -9 with reads and an invalidation in
     assert.ok(callers, 'a caller of the dead mount is still waiting');
 
     // gvfs umount clears the dead mount, within a bound.
-    const um = await run(process.execPath, [CLI, 'umount', m.mnt], { timeout: 30_000 });
+    const um = await run(process.execPath, gvfsArgv(['umount', m.mnt]), { timeout: 30_000 });
     assert.match(um.stdout, /unmounted/);
     const table = await fs.readFile('/proc/self/mountinfo', 'utf8');
     assert.ok(!table.split('\n').some((l) => l.split(' ')[4] === m!.mnt), 'still in the mount table');

@@ -1,13 +1,11 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
-import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { fusePrereqs, requirePrereq } from '../../helpers/prereq.js';
+import { gvfsArgv } from '../../../src/cli/self.js';
 
 export const run = promisify(execFile);
-export const CLI = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'src', 'cli', 'main.js');
 
 /** FUSE mounts need /dev/fuse, fusermount and (for allow_other and the tests' other users) root. */
 export function fuseSkip(): string | false {
@@ -33,7 +31,7 @@ export async function spawnMount(server: string, mnt: string, extra: string[] = 
   await fs.mkdir(mnt, { recursive: true }).catch((e) => {
     if ((e as NodeJS.ErrnoException).code !== 'ENOTCONN') throw e;
   });
-  const proc = spawn(process.execPath, [CLI, 'mount', '--server', server, mnt, '--foreground', '--json', ...extra], {
+  const proc = spawn(process.execPath, gvfsArgv(['mount', '--server', server, mnt, '--foreground', '--json', ...extra]), {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, GVFS_LOG_LEVEL: process.env.GVFS_LOG_LEVEL ?? 'warn' },
   });

@@ -7,11 +7,12 @@ import { memoryStateFile } from '../../../bench/lib/files.js';
 import { newSessionKey, writeKeyFile } from '../../../src/channel/session-key.js';
 import { META_DIR } from '../../../src/meta/format.js';
 import { spawnGvfs, type GvfsProcess } from '../../helpers/gvfs-proc.js';
-import { CLI, dropPages, run, spawnMount } from '../fuse/mount-helper.js';
+import { dropPages, run, spawnMount } from '../fuse/mount-helper.js';
 import { fusePrereqs, hasFile, requirePrereq } from '../../helpers/prereq.js';
+import { gvfsArgv } from '../../../src/cli/self.js';
 
 const skip = () => requirePrereq(...fusePrereqs(), hasFile('/usr/bin/qemu-img', 'qemu-utils'), hasFile('/usr/bin/qemu-io', 'qemu-utils'));
-const gvfs = async (args: string[]) => (await run(process.execPath, [CLI, ...args], { maxBuffer: 16 << 20 })).stdout;
+const gvfs = async (args: string[]) => (await run(process.execPath, gvfsArgv([...args]), { maxBuffer: 16 << 20 })).stdout;
 
 /**
  * Meta-data end to end with the real commands: `gvfs meta gen/show/record/stats`,

@@ -1,7 +1,11 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { RpcClient, tcpDialer } from '../../../src/rpc/client.js';
+import { directReaderOf, directReadSocket, EARLY_MAX } from '../../../src/rpc/direct-read.js';
+import { RecordDecoder } from '../../../src/rpc/record.js';
 import { ProgramTable } from '../../../src/rpc/program.js';
 import { RpcServer } from '../../../src/rpc/server.js';
 
@@ -108,5 +112,45 @@ describe('rpc client: direct reads of large replies over TCP', { timeout: 120_00
     const large = order.filter((i) => blobs[i].length >= 65535).length;
     assert.ok(releases.length > 0 && releases.length <= large, `only large replies are lent: ${releases.length} of ${large}`);
     for (const r of releases) r();
+  });
+});
+
+describe('aimed reads before a decoder is attached', { timeout: 60_000 }, () => {
+  const peer = async (bytes: Buffer) => {
+    // Sends its bytes the moment a connection is up.
+    const srv = net.createServer((c) => c.on('error', () => undefined).end(bytes));
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    return { srv, port: (srv.address() as net.AddressInfo).port, close: () => new Promise<void>((r) => srv.close(() => r())) };
+  };
+
+  test('what arrives before attach is kept for the decoder, in order', async () => {
+    const sent = randomBytes(EARLY_MAX - 1000);
+    const p = await peer(sent);
+    const s = directReadSocket({ host: '127.0.0.1', port: p.port });
+    try {
+      const ended = once(s, 'end');
+      // Everything the peer sent (it then closes) is read and kept before the decoder comes.
+      s.resume();
+      await ended;
+      const got: Buffer[] = [];
+      directReaderOf(s)!.attach(new RecordDecoder(() => undefined, 4 << 20), (b) => got.push(b), () => assert.fail('nothing is aimed without a large fragment'));
+      assert.equal(sha(Buffer.concat(got)), sha(sent));
+    } finally {
+      s.destroy();
+      await p.close();
+    }
+  });
+
+  test('a peer that sends more than EARLY_MAX before attach is cut off, not buffered', async () => {
+    const p = await peer(randomBytes(8 << 20));
+    const s = directReadSocket({ host: '127.0.0.1', port: p.port });
+    try {
+      const [err] = (await once(s, 'error')) as [Error];
+      assert.match(err.message, /bytes arrived before the connection's RPC decoder was attached/);
+      assert.ok(s.bytesRead <= EARLY_MAX + 64 * 1024, `read ${s.bytesRead} bytes before a decoder was attached`);
+    } finally {
+      s.destroy();
+      await p.close();
+    }
   });
 });
