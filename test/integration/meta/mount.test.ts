@@ -100,8 +100,13 @@ describe('meta-data through gvfs mount (QEMU image, memory state)', { skip: skip
       await dropPages(ram);
       await run('cmp', [ram, path.join(exp, 'vm1', 'ram.img')]);
       const second = JSON.parse(await gvfs(['meta', 'stats', '--cache-dir', cacheDir, '--json']));
-      // The second pass answers the same zero blocks again, locally, and counts them as such.
-      assert.ok(second.zeroBytes >= 2 * first.zeroBytes - (1 << 20), `zero bytes ${first.zeroBytes} then ${second.zeroBytes}`);
+      // The second pass answers every zero block of the file again, locally, and counts it as such. (Not "as
+      // many as the first pass": a cold pass reads some ranges twice, the front end's read-ahead and the
+      // kernel's own read of them, and counts what each read answered: 24 to 28 MiB read for the 24 MiB file.)
+      const shown = JSON.parse(await gvfs(['meta', 'show', '--json', path.join(exp, 'vm1', 'ram.img')]));
+      const fileZero = shown.zeroBlocks * shown.blockSize;
+      assert.ok(fileZero > 8 << 20, `the file has ${fileZero} zero bytes`);
+      assert.ok(second.zeroBytes - first.zeroBytes >= fileZero - (1 << 20), `zero bytes ${first.zeroBytes} then ${second.zeroBytes}, of ${fileZero} in the file`);
       assert.equal(second.hashMismatches, 0);
     } finally {
       assert.equal(await m.stop(), 0);
