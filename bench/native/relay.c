@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "relay: target must be an IPv4 address: %s\n", argv[2]);
     return 2;
   }
+  /* A write to a connection the other side has reset fails with EPIPE and ends that connection only. */
+  signal(SIGPIPE, SIG_IGN);
   int one = 1;
   int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);

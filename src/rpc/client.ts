@@ -96,7 +96,7 @@ interface Pending {
   decode: (r: XdrReader) => unknown;
   resolve: (v: any) => void;
   reject: (e: Error) => void;
-  /** When the call fails with 'timeout' (Date.now() ms): checked by the client's sweep (RpcClient.sweep). */
+  /** When the call fails with 'timeout' (performance.now() ms: a clock that steps with the wall clock would move every deadline): checked by the client's sweep (RpcClient.sweep). */
   deadline: number;
   sent: boolean;
   /** Only for calls bound to one connection (handshakes): fail rather than resend. */
@@ -252,7 +252,7 @@ export class RpcClient {
         vers,
         proc,
         lend: opts.lend,
-        deadline: Date.now() + timeoutMs,
+        deadline: performance.now() + timeoutMs,
       };
       this.sweepWithin(timeoutMs);
       if (opts.pinned) {
@@ -288,7 +288,7 @@ export class RpcClient {
   }
 
   private sweep(): void {
-    const now = Date.now();
+    const now = performance.now();
     const late: Pending[] = [];
     for (const p of this.inflight.values()) if (p.deadline <= now) late.push(p);
     for (const p of this.waiting) if (p.deadline <= now) late.push(p);
@@ -306,6 +306,14 @@ export class RpcClient {
   private backoffWake?: () => void;
 
   /** Calls that need a connection: queued, or on the wire and resendable on a new one (not pinned to the old). */
+  /** The connect loop stops with nobody waiting: the next call that needs a connection starts afresh (a first dial at once, its own attempts and back-off). */
+  private idle(e: unknown): unknown {
+    this.connecting = undefined;
+    this.firstAttempts = 0;
+    this.backoffMs = 50;
+    return e;
+  }
+
   private wanted(): boolean {
     if (this.waiting.length) return true;
     for (const p of this.inflight.values()) if (!p.pinned) return true;
@@ -407,10 +415,7 @@ export class RpcClient {
             this.failAll(e as Error);
             throw e;
           }
-          if (!this.wanted()) {
-            this.connecting = undefined;
-            throw e;
-          }
+          if (!this.wanted()) throw this.idle(e);
           // Never reached the server at all (wrong address, nothing listening): say so now rather
           // than at the call deadline. Once connected, drops are retried until the deadline.
           if (!this.everConnected && ++this.firstAttempts >= INITIAL_CONNECT_ATTEMPTS) {
@@ -431,10 +436,7 @@ export class RpcClient {
           this.backoffMs = Math.min(this.backoffMs * 2, 2000);
           // Every call that wanted the connection failed meanwhile: stop, so the next call dials at once
           // rather than after what is left of a back-off of up to 2 s (longer than a short deadline).
-          if (!this.wanted()) {
-            this.connecting = undefined;
-            throw e;
-          }
+          if (!this.wanted()) throw this.idle(e);
         }
       }
     })();
