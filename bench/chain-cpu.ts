@@ -17,11 +17,9 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { newSessionKey, writeKeyFile } from '../src/channel/session-key.js';
-import { startGanesha } from '../test/helpers/ganesha.js';
-import { spawnGvfs } from '../test/helpers/gvfs-proc.js';
+import { startChainSystems } from './lib/chain-systems.js';
 import { nfsbench, type NfsbenchArgs } from './lib/libnfs-client.js';
-import { startRelay } from './lib/relay.js';
+import { cpuTimes } from './lib/proc-cpu.js';
 import { randomFile } from './lib/files.js';
 
 const MiB = 1 << 20;
@@ -33,15 +31,6 @@ if (!roundsArg || !outFile) {
 const rounds = Number(roundsArg);
 const size = Number(process.env.CHAIN_CPU_SIZE_MIB ?? 256) * MiB;
 const files = 2000;
-const TICK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
-
-/** user and system CPU seconds of a process so far (/proc/PID/stat fields 14 and 15). */
-async function cpu(pid: number): Promise<{ user: number; sys: number }> {
-  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { user: Number(f[11]) / TICK, sys: Number(f[12]) / TICK };
-}
-
 type Args = Omit<NfsbenchArgs, 'nfsPort' | 'mountPort' | 'exportPath'>;
 const allWorkloads: Array<{ name: string; unit: string; per: number; args: (sys: string, round: number) => Args }> = [
   // nfsbench's meta op makes four calls per file: CREATE, LOOKUP + GETATTR (the stat), REMOVE.
@@ -61,36 +50,22 @@ const exp = path.join(dir, 'export');
 await fs.mkdir(exp);
 await randomFile(path.join(exp, 'read.bin'), size);
 
-const started: Array<{ stop(): Promise<void> }> = [];
 /** system → workload → process → samples of [user, sys] per unit (µs) */
 const samples: Record<string, Record<string, Record<string, Array<[number, number]>>>> = {};
 const rates: Record<string, Record<string, number[]>> = {};
+const chain = await startChainSystems(dir, exp).catch(async (e) => {
+  await fs.rm(dir, { recursive: true, force: true });
+  throw e;
+});
 try {
-  const gan = await startGanesha({ dir: exp, workDir: path.join(dir, 'ganesha') });
-  started.unshift(gan);
-  const keyFile = path.join(dir, 'session.key');
-  await writeKeyFile(keyFile, newSessionKey('bench', undefined, { uid: 0, gid: 0, gids: [] }));
-  const ps = await spawnGvfs(['proxy-server', '--listen', '127.0.0.1:0', '--upstream', `nfs://127.0.0.1:${gan.port}${gan.exportPath}?mountport=${gan.mountPort}`, '--key', keyFile, '--state-dir', path.join(dir, 'ps')]);
-  started.unshift(ps);
-  const pc = await spawnGvfs(['proxy-client', '--listen', '127.0.0.1:0', '--server', `127.0.0.1:${ps.port}`, '--key', keyFile]);
-  started.unshift(pc);
-  const relayB = await startRelay(gan.port);
-  started.unshift(relayB);
-  const relayA = await startRelay(relayB.port);
-  started.unshift(relayA);
-  const systems: Record<string, { end: { nfsPort: number; mountPort: number }; pids: Record<string, number> }> = {
-    chain: { end: { nfsPort: pc.port, mountPort: pc.port }, pids: { 'proxy client': pc.pid, 'proxy server': ps.pid, ganesha: gan.pid } },
-    relay: { end: { nfsPort: relayA.port, mountPort: gan.mountPort }, pids: { 'relay A': relayA.pid, 'relay B': relayB.pid, ganesha: gan.pid } },
-    direct: { end: { nfsPort: gan.port, mountPort: gan.mountPort }, pids: { ganesha: gan.pid } },
-  };
   for (let round = 0; round <= rounds; round++) {
     for (const w of workloads) {
-      for (const [sys, s] of Object.entries(systems)) {
-        const before = Object.fromEntries(await Promise.all(Object.entries(s.pids).map(async ([k, pid]) => [k, await cpu(pid)] as const)));
-        const res = await nfsbench({ ...s.end, exportPath: gan.exportPath, timeoutSec: 900, ...w.args(sys, round) });
+      for (const [sys, s] of Object.entries(chain.systems)) {
+        const before = Object.fromEntries(await Promise.all(Object.entries(s.pids).map(async ([k, pid]) => [k, await cpuTimes(pid)] as const)));
+        const res = await nfsbench({ nfsPort: s.nfsPort, mountPort: s.mountPort, exportPath: chain.exportPath, timeoutSec: 900, ...w.args(sys, round) });
         const line: string[] = [];
         for (const [k, pid] of Object.entries(s.pids)) {
-          const now = await cpu(pid);
+          const now = await cpuTimes(pid);
           const u = ((now.user - before[k].user) * 1e6) / w.per;
           const y = ((now.sys - before[k].sys) * 1e6) / w.per;
           if (round > 0) (((samples[sys] ??= {})[w.name] ??= {})[k] ??= []).push([u, y]);
@@ -103,7 +78,7 @@ try {
     }
   }
 } finally {
-  for (const t of started) await t.stop();
+  await chain.stop();
   await fs.rm(dir, { recursive: true, force: true });
 }
 

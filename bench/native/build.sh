@@ -6,15 +6,17 @@
 # install gcc libnfs-dev).
 set -euo pipefail
 cd "$(dirname "$0")"
+# This script, from here: a binary older than it is rebuilt ($0 may be a path relative to where it was run from).
+self=$(basename "$0")
 
 cc=${CC:-gcc}
 mkdir -p build
 
-# build NAME FLAGS... -- LIBS...: compile NAME.c into build/NAME when out of date.
+# build NAME FLAGS...: compile NAME.c with FLAGS and the libraries in $libs into build/NAME when out of date.
 build() {
   local name=$1 src=$1.c out=build/$1
   shift
-  if [[ -x $out && ! $src -nt $out && ! $0 -nt $out ]]; then
+  if [[ -x $out && ! $src -nt $out && ! $self -nt $out ]]; then
     return 0
   fi
   if ! command -v "$cc" >/dev/null 2>&1; then
@@ -25,7 +27,7 @@ build() {
   local tmp
   tmp=$(mktemp "build/.$name.XXXXXX")
   trap 'rm -f "$tmp"' EXIT
-  "$cc" -O2 -Wall "$@" -o "$tmp" "$src" "${libs[@]}"
+  "$cc" -O2 -Wall "$@" -o "$tmp" "$src" ${libs[@]+"${libs[@]}"}
   chmod 755 "$tmp"
   mv -f "$tmp" "$out"
   trap - EXIT
@@ -43,5 +45,5 @@ if pkg-config --exists libnfs 2>/dev/null; then
 fi
 build nfsbench ${cflags[@]+"${cflags[@]}"}
 
-libs=(-pthread)
+libs=()
 build relay -pthread

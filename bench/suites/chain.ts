@@ -1,12 +1,9 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { newSessionKey, writeKeyFile } from '../../src/channel/session-key.js';
-import { startGanesha } from '../../test/helpers/ganesha.js';
-import { spawnGvfs } from '../../test/helpers/gvfs-proc.js';
+import { startChainSystems, type ChainSystems } from '../lib/chain-systems.js';
 import { nfsbench } from '../lib/libnfs-client.js';
 import type { BenchContext, SuiteResult } from '../lib/report.js';
-import { startRelay } from '../lib/relay.js';
 import { peakRssMiB } from '../lib/stats.js';
 import { randomFile } from '../lib/files.js';
 
@@ -28,34 +25,15 @@ export async function chainSuite(ctx: BenchContext): Promise<SuiteResult> {
   await fs.mkdir(exp);
   await randomFile(path.join(exp, 'read.bin'), size);
 
-  // Everything started so far, stopped last first whatever fails.
-  const started: Array<{ stop(): Promise<void> }> = [];
-  const start = async <T extends { stop(): Promise<void> }>(p: Promise<T>): Promise<T> => {
-    const t = await p;
-    started.unshift(t);
-    return t;
+  const chain = await startChainSystems(dir, exp).catch(async (e) => {
+    await fs.rm(dir, { recursive: true, force: true });
+    throw e;
+  });
+  const at = (sys: string) => {
+    const { nfsPort, mountPort } = chain.systems[sys as keyof ChainSystems['systems']];
+    return { nfsPort, mountPort, exportPath: chain.exportPath };
   };
   try {
-    const gan = await start(startGanesha({ dir: exp, workDir: path.join(dir, 'ganesha') }));
-    const keyFile = path.join(dir, 'session.key');
-    await writeKeyFile(keyFile, newSessionKey('bench', undefined, { uid: 0, gid: 0, gids: [] }));
-    const ps = await start(spawnGvfs([
-      'proxy-server',
-      '--listen', '127.0.0.1:0',
-      '--upstream', `nfs://127.0.0.1:${gan.port}${gan.exportPath}?mountport=${gan.mountPort}`,
-      '--key', keyFile,
-      '--state-dir', path.join(dir, 'ps'),
-    ]));
-    const pc = await start(spawnGvfs(['proxy-client', '--listen', '127.0.0.1:0', '--server', `127.0.0.1:${ps.port}`, '--key', keyFile]));
-    // MOUNT goes to ganesha directly: only the NFS calls, the timed ones, cross the relays.
-    const relayB = await start(startRelay(gan.port));
-    const relayA = await start(startRelay(relayB.port));
-    const ends: Record<string, { nfsPort: number; mountPort: number }> = {
-      chain: { nfsPort: pc.port, mountPort: pc.port },
-      relay: { nfsPort: relayA.port, mountPort: gan.mountPort },
-      direct: { nfsPort: gan.port, mountPort: gan.mountPort },
-    };
-    const at = (sys: string) => ({ ...ends[sys], exportPath: gan.exportPath });
     const res = await ctx.compare('chain', ['chain', 'relay', 'direct'], [
       { name: 'seq read 1 MiB x4', unit: 'MiB/s', run: async (s) => (await nfsbench({ ...at(s), op: 'seqread', file: 'read.bin', size, xfer: MiB, depth: 4 })).mib_per_s! },
       { name: 'seq read 64 KiB x16', unit: 'MiB/s', run: async (s) => (await nfsbench({ ...at(s), op: 'seqread', file: 'read.bin', size, xfer: 64 * 1024, depth: 16 })).mib_per_s! },
@@ -71,10 +49,11 @@ export async function chainSuite(ctx: BenchContext): Promise<SuiteResult> {
     res.notes.push(`upstream nfs-ganesha on loopback; file ${size / MiB} MiB; client nfsbench (libnfs raw async); proxies are separate gvfs processes`);
     res.notes.push('per-operation latency ratio = 1 / (the 1/latency ratio)');
     res.notes.push('relay: two C processes forwarding bytes (one read and one write per burst, bench/native/relay.c) where the proxies stand: what two hops cost before any NFS work');
-    res.memory = { proxyServerPeakRssMiB: await peakRssMiB(ps.pid), proxyClientPeakRssMiB: await peakRssMiB(pc.pid) };
+    const pids = chain.systems.chain.pids;
+    res.memory = { proxyServerPeakRssMiB: await peakRssMiB(pids['proxy server']), proxyClientPeakRssMiB: await peakRssMiB(pids['proxy client']) };
     return res;
   } finally {
-    for (const t of started) await t.stop();
+    await chain.stop();
     await fs.rm(dir, { recursive: true, force: true });
   }
 }

@@ -293,7 +293,7 @@ export class RpcClient {
     for (const p of this.inflight.values()) if (p.deadline <= now) late.push(p);
     for (const p of this.waiting) if (p.deadline <= now) late.push(p);
     for (const p of late) this.fail(p, new RpcError(`${this.label}: call ${p.prog}/${p.vers}/${p.proc} timed out`, 'timeout'));
-    if (this.inflight.size === 0 && this.waiting.length === 0) this.stopSweep();
+    if (this.pending === 0) this.stopSweep();
   }
 
   private stopSweep(): void {
@@ -305,7 +305,6 @@ export class RpcClient {
   /** Wakes the connect loop from its back-off sleep (set while it sleeps). */
   private backoffWake?: () => void;
 
-  /** Calls that need a connection: queued, or on the wire and resendable on a new one (not pinned to the old). */
   /** The connect loop stops with nobody waiting: the next call that needs a connection starts afresh (a first dial at once, its own attempts and back-off). */
   private idle(e: unknown): unknown {
     this.connecting = undefined;
@@ -314,6 +313,7 @@ export class RpcClient {
     return e;
   }
 
+  /** Calls that need a connection: queued, or on the wire and resendable on a new one (not pinned to the old). */
   private wanted(): boolean {
     if (this.waiting.length) return true;
     for (const p of this.inflight.values()) if (!p.pinned) return true;

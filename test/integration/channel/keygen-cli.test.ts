@@ -12,7 +12,7 @@ import { tempDir } from '../../helpers/local-server.js';
 import { gvfsArgv } from '../../../src/cli/self.js';
 
 const run = promisify(execFile);
-const gvfs = (...args: string[]) => run(process.execPath, gvfsArgv([...args]));
+const gvfs = (...args: string[]) => run(process.execPath, gvfsArgv(args));
 
 describe('gvfs keygen and gvfs tls-keygen', { timeout: 120_000 }, () => {
   let dir: string;

@@ -14,7 +14,7 @@ import { gvfsArgv } from '../../../src/cli/self.js';
 
 const MB = 1 << 20;
 const skip = () => requirePrereq(...fusePrereqs(), hasFile('/usr/bin/dd', 'coreutils'));
-const gvfs = async (args: string[]) => (await run(process.execPath, gvfsArgv([...args]), { maxBuffer: 16 << 20 })).stdout;
+const gvfs = async (args: string[]) => (await run(process.execPath, gvfsArgv(args), { maxBuffer: 16 << 20 })).stdout;
 
 /** The live counters of the one session on a cache directory, as `gvfs cache stats --json` prints them. */
 async function cacheStats(cacheDir: string): Promise<Record<string, number>> {

@@ -10,7 +10,7 @@ import { startLocalServer, type LocalServer } from '../../helpers/local-server.j
 import { errCode, forceUnmount, fuseSkip, run, spawnMount } from './mount-helper.js';
 import { gvfsArgv } from '../../../src/cli/self.js';
 
-const gvfs = (...args: string[]) => run(process.execPath, gvfsArgv([...args]));
+const gvfs = (...args: string[]) => run(process.execPath, gvfsArgv(args));
 const alive = (pid: number) => {
   try {
     process.kill(pid, 0);

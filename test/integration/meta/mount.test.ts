@@ -12,7 +12,7 @@ import { fusePrereqs, hasFile, requirePrereq } from '../../helpers/prereq.js';
 import { gvfsArgv } from '../../../src/cli/self.js';
 
 const skip = () => requirePrereq(...fusePrereqs(), hasFile('/usr/bin/qemu-img', 'qemu-utils'), hasFile('/usr/bin/qemu-io', 'qemu-utils'));
-const gvfs = async (args: string[]) => (await run(process.execPath, gvfsArgv([...args]), { maxBuffer: 16 << 20 })).stdout;
+const gvfs = async (args: string[]) => (await run(process.execPath, gvfsArgv(args), { maxBuffer: 16 << 20 })).stdout;
 
 /**
  * Meta-data end to end with the real commands: `gvfs meta gen/show/record/stats`,
