@@ -157,7 +157,8 @@ interface Addon {
   statNames(rootfd: number, rel: string, ino: bigint, gen: bigint, names: string, cred: NativeCreds): Promise<{ list: Array<Statx | number>; dir?: Statx }>;
   pwriteAs(fd: number, data: Buffer, offset: number, sync: number, check: number, cred: NativeCreds): Promise<DirOpResult>;
   preadAs(fd: number, into: Buffer, offset: number, cred: NativeCreds): Promise<DirOpResult>;
-  preadCached(fd: number, into: Buffer, offset: number): { fd: number; obj: Statx } | undefined | false;
+  preadCached(fd: number, into: Buffer, offset: number, scratch: ArrayBuffer): number | undefined | false;
+  setStatxScratch(scratch: ArrayBuffer, decode: () => Statx): void;
   ftruncateAs(fd: number, length: number, cred: NativeCreds): Promise<DirOpResult>;
   closeMany(fds: Buffer, cred: NativeCreds): Promise<number>;
   whoami(cred: NativeCreds): Promise<{ fsuid: number; fsgid: number; ngroups: number; group0: number }>;
@@ -186,14 +187,49 @@ export interface FanBatch {
   outside: number;
 }
 
+/*
+ * Where the addon writes a statx for this environment (binding.c
+ * statx_to_scratch: the offsets are its), and the function it calls to turn
+ * one into a Statx: an object literal made here is a fraction of the cost of
+ * one made property by property through N-API.
+ */
+const sxScratch = new ArrayBuffer(96);
+const sx32 = new Uint32Array(sxScratch, 0, 10);
+const sxU64 = new BigUint64Array(sxScratch, 40, 3);
+const sxI64 = new BigInt64Array(sxScratch, 64, 4);
+function statxFromScratch(): Statx {
+  return {
+    mask: sx32[0]!,
+    mode: sx32[1]!,
+    nlink: sx32[2]!,
+    uid: sx32[3]!,
+    gid: sx32[4]!,
+    ino: sxU64[0]!,
+    size: sxU64[1]!,
+    blocks: sxU64[2]!,
+    blksize: sx32[5]!,
+    atimeNs: sxI64[0]!,
+    mtimeNs: sxI64[1]!,
+    ctimeNs: sxI64[2]!,
+    btimeNs: sxI64[3]!,
+    rdevMajor: sx32[6]!,
+    rdevMinor: sx32[7]!,
+    devMajor: sx32[8]!,
+    devMinor: sx32[9]!,
+  };
+}
+
 /** The addon, loaded on first use; a missing build fails loudly with what to run. */
 export function lib(): Addon {
   if (!addon) {
+    let a: Addon;
     try {
-      addon = createRequire(import.meta.url)(ADDON_PATH) as Addon;
+      a = createRequire(import.meta.url)(ADDON_PATH) as Addon;
     } catch (e) {
       throw new Error(`gvfs native addon not loadable (${ADDON_PATH}): run scripts/setup.sh (node-gyp build in native/): ${(e as Error).message}`);
     }
+    a.setStatxScratch(sxScratch, statxFromScratch);
+    addon = a;
   }
   return addon;
 }
@@ -516,8 +552,9 @@ export async function preadAs(fd: number, into: Buffer, offset: number, cred: Na
  * say (RWF_NOWAIT unsupported: use preadAs from now on). See binding.c.
  */
 export function preadCached(fd: number, into: Buffer, offset: number): { bytesRead: number; obj: Statx } | undefined | false {
-  const r = lib().preadCached(fd, into, offset);
-  return r ? { bytesRead: r.fd, obj: r.obj } : r;
+  const r = lib().preadCached(fd, into, offset, sxScratch);
+  // The statx is in the scratch until the addon's next result: read it now.
+  return typeof r === 'number' ? { bytesRead: r, obj: statxFromScratch() } : r;
 }
 
 /** Truncate as `cred` (the kernel clears set-ID bits as for a write) and the file's statx. */
