@@ -156,10 +156,14 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
   // Delegations (callback model): one table for every export; recalls go to the holder's connection.
   const leaseMs = o.delegationLeaseMs ?? DEFAULT_LEASE_MS;
   const delegationTable = new DelegationTable({ leaseMs, waitMs: o.delegationWaitMs, recall: (s, fh) => recallSession(s, fh, leaseMs), state: new DelegationState(path.join(stateDir, 'delegations.json')) });
+  // And the wrappers that feed them (the disk watcher reports through these).
+  const changeLogBackends: ChangeLogBackend[] = [];
   const logged = (b: Backend) => {
     const l = new ChangeLog(o.changeLogEntries);
     changeLogs.push(l);
-    return new DelegationBackend(new ChangeLogBackend(b, l), delegationTable, changeLogs.length - 1);
+    const c = new ChangeLogBackend(b, l);
+    changeLogBackends.push(c);
+    return new DelegationBackend(c, delegationTable, changeLogs.length - 1);
   };
   for (const [i, e] of o.exports.entries()) {
     if (e.kind === 'upstream') {
@@ -193,17 +197,17 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
       metaExports.push({ raw: b, path: '/' });
       // Changes made on this disk by other programs: into the same log (our own calls are logged as they are made).
       // And to the delegation table (callback): a change on disk recalls its holders; lost events recall every holder of the export.
-      const changeLog = changeLogs[changeLogs.length - 1];
+      const changes = changeLogBackends[changeLogBackends.length - 1];
       const ex = changeLogs.length - 1;
       const recalled = (p: Promise<void>) => void p.catch((err: Error) => log.error({ err }, 'a recall after a change on disk failed'));
       if (o.watchDisk !== false) {
         diskWatchers[i] = DiskWatcher.start(b, {
           record: (fh) => {
-            changeLog.record(fh);
+            changes.changedElsewhere(fh);
             recalled(delegationTable.changedElsewhere(delegationKey(ex, fh)));
           },
           lost: () => {
-            changeLog.lost();
+            changes.lostElsewhere();
             recalled(delegationTable.recallAll(`${ex}:`));
           },
           died: () => {
