@@ -156,14 +156,10 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
   // Delegations (callback model): one table for every export; recalls go to the holder's connection.
   const leaseMs = o.delegationLeaseMs ?? DEFAULT_LEASE_MS;
   const delegationTable = new DelegationTable({ leaseMs, waitMs: o.delegationWaitMs, recall: (s, fh) => recallSession(s, fh, leaseMs), state: new DelegationState(path.join(stateDir, 'delegations.json')) });
-  // And the wrappers that feed them (the disk watcher reports through these).
-  const changeLogBackends: ChangeLogBackend[] = [];
   const logged = (b: Backend) => {
     const l = new ChangeLog(o.changeLogEntries);
     changeLogs.push(l);
-    const c = new ChangeLogBackend(b, l);
-    changeLogBackends.push(c);
-    return new DelegationBackend(c, delegationTable, changeLogs.length - 1);
+    return new DelegationBackend(new ChangeLogBackend(b, l), delegationTable, changeLogs.length - 1);
   };
   for (const [i, e] of o.exports.entries()) {
     if (e.kind === 'upstream') {
@@ -197,17 +193,17 @@ export async function createProxyServer(o: ProxyServerOptions): Promise<ProxySer
       metaExports.push({ raw: b, path: '/' });
       // Changes made on this disk by other programs: into the same log (our own calls are logged as they are made).
       // And to the delegation table (callback): a change on disk recalls its holders; lost events recall every holder of the export.
-      const changes = changeLogBackends[changeLogBackends.length - 1];
+      const changeLog = changeLogs[changeLogs.length - 1];
       const ex = changeLogs.length - 1;
       const recalled = (p: Promise<void>) => void p.catch((err: Error) => log.error({ err }, 'a recall after a change on disk failed'));
       if (o.watchDisk !== false) {
         diskWatchers[i] = DiskWatcher.start(b, {
           record: (fh) => {
-            changes.changedElsewhere(fh);
+            changeLog.record(fh);
             recalled(delegationTable.changedElsewhere(delegationKey(ex, fh)));
           },
           lost: () => {
-            changes.lostElsewhere();
+            changeLog.lost();
             recalled(delegationTable.recallAll(`${ex}:`));
           },
           died: () => {

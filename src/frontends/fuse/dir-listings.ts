@@ -1,10 +1,15 @@
-import { dirStamp as stampOf } from '../../nfs3/dir-stamp.js';
-import type { Fattr3, WccData } from '../../nfs3/types.js';
+import type { Fattr3, WccAttr, WccData } from '../../nfs3/types.js';
 
 /** Directories remembered at once (least recently set out first). */
 const MAX_DIRS = 4096;
 /** A directory with more names is not remembered (the memory would outweigh the LOOKUPs saved). */
 const MAX_NAMES = 10_000;
+
+/** What says a directory's entries are as they were: its mtime and ctime (a change of entries moves both). */
+const stampOf = (a: Fattr3 | WccAttr) => `${a.mtime.sec}.${a.mtime.nsec}/${a.ctime.sec}.${a.ctime.nsec}`;
+
+/** Two attribute sets of one directory with the same mtime and ctime: no entry changed between them. */
+export const sameTimes = (a: Fattr3, b: Fattr3): boolean => stampOf(a) === stampOf(b);
 
 /**
  * Complete listings of directories this mount made or read whole, so that

@@ -18,8 +18,7 @@ import { Inodes, ROOT_ID, type Node } from './lowlevel-inodes.js';
 import { fuseUnmount, mountAt, mountState } from './mountpoint.js';
 import { OpenFiles, type OpenFile, type Owed, type WriteStats } from './open-files.js';
 import { ReadAhead } from './read-ahead.js';
-import { sameTimes } from '../../nfs3/dir-stamp.js';
-import { DirListings } from './dir-listings.js';
+import { DirListings, sameTimes } from './dir-listings.js';
 
 const log = logger('fuse');
 /** GVFS_TRACE=fuse: one debug line per operation, with its duration. */
