@@ -511,17 +511,18 @@ static napi_value get_self(napi_env env, napi_callback_info info) {
 }
 
 /*
- * preadCached(fd, into, offset, scratch): READ's data and attributes on the JS
- * thread, but only when no part of it can wait. preadv2(RWF_NOWAIT) copies
- * from the page cache or fails with EAGAIN rather than wait for the disk
- * (or a page lock), like a read from a non-blocking socket; the statx is of
- * an open descriptor's in-memory inode (AT_STATX_DONT_SYNC: a network file
- * system is not asked). A pool job costs two thread hand-offs, which were
- * most of a small READ's latency. Returns the bytes read, the statx left in
- * `scratch` (an ArrayBuffer, laid out as statx_to_scratch writes), when the whole range (up to
- * the end of the file) was copied; undefined when some of it
- * was not cached (the caller queues the pool job, which waits); false when
- * the file system cannot do it (EOPNOTSUPP: the caller stops asking).
+ * preadCached(fd, into, offset, scratch): READ's data and attributes on the
+ * JS thread, but only when no part of it can wait. preadv2(RWF_NOWAIT)
+ * copies from the page cache or fails with EAGAIN rather than wait for the
+ * disk (or a page lock), like a read from a non-blocking socket; the statx
+ * is of an open descriptor's in-memory inode (AT_STATX_DONT_SYNC: a network
+ * file system is not asked). A pool job costs two thread hand-offs, which
+ * were most of a small READ's latency. Returns the bytes read, with the
+ * statx left in `scratch` (an ArrayBuffer laid out as statx_to_scratch
+ * writes), when the whole range (up to the end of the file) was copied;
+ * undefined when some of it was not cached (the caller queues the pool job,
+ * which waits); false when the file system cannot do it (EOPNOTSUPP: the
+ * caller stops asking).
  */
 static napi_value pread_cached(napi_env env, napi_callback_info info) {
   size_t argc = 4;
