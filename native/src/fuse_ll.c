@@ -48,6 +48,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <linux/fuse.h>
+#include <sys/uio.h>
 
 /* Offsets and sizes cross to JS as doubles: exact up to 2^53, EFBIG beyond (the backend interface takes numbers). */
 #define MAX_EXACT ((uint64_t)1 << 53)
@@ -89,6 +91,10 @@ typedef struct ll_session {
   struct fd_job *rq_head, *rq_tail;
   pthread_t repliers[FD_REPLIERS];
   int nrepliers, rq_stop;
+  /* Passthrough (see "passthrough" below): asked for at mount; agreed in INIT; the INIT request being answered. */
+  int want_passthrough, passthrough;
+  uint64_t init_unique;
+  int init_offered;
 } ll_session;
 
 typedef struct {
@@ -564,6 +570,151 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
   req_free(r);
 }
 
+/* ------------------------------------------------------------------ passthrough */
+
+/*
+ * FUSE passthrough (Linux 6.9+): a file opened with FOPEN_PASSTHROUGH and a
+ * backing file registered on /dev/fuse is read (and mapped) by the kernel
+ * straight from that file: no READ reaches us, and the page cache is the
+ * backing file's own. The disk cache uses it for a file it holds whole
+ * (which opens pass through is the front end's to decide: none yet).
+ *
+ * libfuse 3.14 (Debian 12) predates it: its INIT answer cannot ask for
+ * FUSE_PASSTHROUGH (a flags2 bit) nor say max_stack_depth, and its
+ * fuse_open_out has no backing_id. So the session reads and writes
+ * /dev/fuse through libfuse's custom-io hooks, which let us add the two
+ * fields to the one INIT answer, and an open that passes through is
+ * answered with a fuse_open_out built here. The layouts are the kernel's
+ * (include/uapi/linux/fuse.h, protocol 7.40), fixed by its ABI.
+ */
+#define PT_INIT_EXT (1u << 30)       /* fuse_init_in/out.flags: flags2 is valid */
+#define PT_FLAGS2_PASSTHROUGH (1u << 5) /* FUSE_PASSTHROUGH = 1ULL << 37, in flags2 */
+#define PT_FOPEN_DIRECT_IO (1u << 0)
+#define PT_FOPEN_PASSTHROUGH (1u << 7)
+#define PT_INIT_OUT_FLAGS2 32        /* byte offsets in fuse_init_out */
+#define PT_INIT_OUT_STACK_DEPTH 36
+#define PT_INIT_IN_FLAGS 12          /* and in fuse_init_in */
+#define PT_INIT_IN_FLAGS2 16
+
+static ll_session *get_session(napi_env env, napi_value v);
+static double get_double(napi_env env, napi_value v);
+static napi_value ret_int(napi_env env, int x);
+
+struct pt_backing_map { /* struct fuse_backing_map */
+  int32_t fd;
+  uint32_t flags;
+  uint64_t padding;
+};
+#define PT_IOC_BACKING_OPEN _IOW(229, 1, struct pt_backing_map)
+#define PT_IOC_BACKING_CLOSE _IOW(229, 2, uint32_t)
+
+static uint32_t get32(const void *p, size_t off) {
+  uint32_t v;
+  memcpy(&v, (const char *)p + off, 4);
+  return v;
+}
+
+static void put32(void *p, size_t off, uint32_t v) {
+  memcpy((char *)p + off, &v, 4);
+}
+
+/* Every request is read here (the loop thread): the INIT one is noted, with whether the kernel offers passthrough. */
+static ssize_t io_read(int fd, void *buf, size_t len, void *userdata) {
+  ll_session *s = userdata;
+  ssize_t n = read(fd, buf, len);
+  if (n >= (ssize_t)(sizeof(struct fuse_in_header) + PT_INIT_IN_FLAGS2 + 4)) {
+    const struct fuse_in_header *h = buf;
+    if (h->opcode == FUSE_INIT && s->want_passthrough) {
+      uint32_t flags = get32(h + 1, PT_INIT_IN_FLAGS), flags2 = get32(h + 1, PT_INIT_IN_FLAGS2);
+      s->init_offered = (flags & PT_INIT_EXT) && (flags2 & PT_FLAGS2_PASSTHROUGH);
+      __atomic_store_n(&s->init_unique, h->unique, __ATOMIC_RELEASE);
+    }
+  }
+  return n;
+}
+
+/* Every answer is written here: the INIT answer gets passthrough added when the kernel offered it and we want it. */
+static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata) {
+  ll_session *s = userdata;
+  if (fd < 0) {
+    /* Unmounted (libfuse closed /dev/fuse): the request is gone, as an interrupted one is (ENOENT, which libfuse does not print). */
+    errno = ENOENT;
+    return -1;
+  }
+  uint64_t u = __atomic_load_n(&s->init_unique, __ATOMIC_ACQUIRE);
+  if (u && count == 2 && iov[0].iov_len >= sizeof(struct fuse_out_header) &&
+      ((struct fuse_out_header *)iov[0].iov_base)->unique == u) {
+    __atomic_store_n(&s->init_unique, 0, __ATOMIC_RELEASE);
+    struct fuse_out_header *h = iov[0].iov_base;
+    if (h->error == 0 && s->init_offered && iov[1].iov_len >= PT_INIT_OUT_STACK_DEPTH + 4 && iov[1].iov_len <= 256) {
+      char out[256];
+      memcpy(out, iov[1].iov_base, iov[1].iov_len);
+      put32(out, 12, get32(out, 12) | PT_INIT_EXT);
+      put32(out, PT_INIT_OUT_FLAGS2, get32(out, PT_INIT_OUT_FLAGS2) | PT_FLAGS2_PASSTHROUGH);
+      /* Backing files sit on a plain file system: one level of stacking below us. */
+      put32(out, PT_INIT_OUT_STACK_DEPTH, 1);
+      struct iovec v[2] = {iov[0], {out, iov[1].iov_len}};
+      ssize_t n = writev(fd, v, 2);
+      if (n >= 0) s->passthrough = 1;
+      return n;
+    }
+  }
+  return writev(fd, iov, count);
+}
+
+static ssize_t io_splice_send(int fdin, off_t *offin, int fdout, off_t *offout, size_t len, unsigned int flags, void *userdata) {
+  (void)userdata;
+  return splice(fdin, offin, fdout, offout, len, flags);
+}
+
+static const struct fuse_custom_io IO = {.read = io_read, .writev = io_writev, .splice_send = io_splice_send};
+
+/* passthrough(session) → whether the kernel agreed to passthrough in INIT (false before INIT, or if not asked). */
+static napi_value js_passthrough(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  ll_session *s = argc ? get_session(env, argv[0]) : NULL;
+  napi_value v;
+  napi_get_boolean(env, s && s->se && s->passthrough, &v);
+  return v;
+}
+
+/* (session, x): the live session (NULL if gone or not one) and x. */
+static ll_session *session_and_arg(napi_env env, napi_callback_info info, napi_value *arg) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  ll_session *s = argc == 2 ? get_session(env, argv[0]) : NULL;
+  *arg = argv[1];
+  return s && s->se && !s->destroyed ? s : NULL;
+}
+
+/*
+ * backingOpen(session, fd) → backing id (> 0) or -errno: registers the open
+ * file `fd` with the connection (the kernel takes its own reference: `fd`
+ * may be closed after). Root only (CAP_SYS_ADMIN: -EPERM otherwise, as
+ * without passthrough). An ioctl that does no I/O: fine on the JS thread.
+ */
+static napi_value js_backing_open(napi_env env, napi_callback_info info) {
+  napi_value arg;
+  ll_session *s = session_and_arg(env, info, &arg);
+  if (!s) return ret_int(env, -EBADF);
+  struct pt_backing_map m = {(int32_t)get_double(env, arg), 0, 0};
+  int id = ioctl(fuse_session_fd(s->se), PT_IOC_BACKING_OPEN, &m);
+  return ret_int(env, id < 0 ? -errno : id);
+}
+
+/* backingClose(session, id) → 0 or -errno. Opens already answered with `id` keep the file. */
+static napi_value js_backing_close(napi_env env, napi_callback_info info) {
+  napi_value arg;
+  ll_session *s = session_and_arg(env, info, &arg);
+  if (!s) return ret_int(env, -EBADF);
+  uint32_t id = (uint32_t)get_double(env, arg);
+  int r = ioctl(fuse_session_fd(s->se), PT_IOC_BACKING_CLOSE, &id);
+  return ret_int(env, r < 0 ? -errno : 0);
+}
+
 /* ------------------------------------------------------------------ mount */
 
 /*
@@ -649,10 +800,10 @@ static ll_session *get_session(napi_env env, napi_value v) {
   return p;
 }
 
-/* mount(mountpoint, options "-o" string (with max_read=maxRead), maxWrite, maxRead, maxReadahead, handler, debug) → session */
+/* mount(mountpoint, options "-o" string (with max_read=maxRead), maxWrite, maxRead, maxReadahead, handler, debug, passthrough) → session */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value argv[7];
+  size_t argc = 8;
+  napi_value argv[8];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc < 6) {
     napi_throw_type_error(env, NULL, "mount(mountpoint, options, maxWrite, maxRead, maxReadahead, handler[, debug])");
@@ -662,6 +813,8 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   char *opts = get_str(env, argv[1]);
   bool debug = false;
   if (argc > 6) napi_get_value_bool(env, argv[6], &debug);
+  bool want_pt = false;
+  if (argc > 7) napi_get_value_bool(env, argv[7], &want_pt);
   ll_session *s = calloc(1, sizeof *s);
   if (s) {
     pthread_mutex_init(&s->rq_lock, NULL);
@@ -686,6 +839,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   s->max_write = (unsigned)get_double(env, argv[2]);
   s->max_read = (unsigned)get_double(env, argv[3]);
   s->max_readahead = (unsigned)get_double(env, argv[4]);
+  s->want_passthrough = want_pt;
   char *av[5] = {"gvfs", "-o", opts, debug ? "-d" : NULL, NULL};
   struct fuse_args args = FUSE_ARGS_INIT(debug ? 4 : 3, av);
   napi_value name;
@@ -702,6 +856,11 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   const char *fail = NULL;
   if (!s->se) fail = "fuse_session_new failed (bad mount options?)";
   else if (fuse_session_mount(s->se, mp) != 0) fail = "fuse_session_mount failed (see stderr)";
+  /* /dev/fuse read and written through io_read / io_writev (see passthrough): the same descriptor, before INIT. */
+  else if (fuse_session_custom_io(s->se, &IO, fuse_session_fd(s->se)) != 0) {
+    fuse_session_unmount(s->se);
+    fail = "fuse_session_custom_io failed";
+  }
   else if (pthread_create(&s->loop, NULL, loop_main, s) != 0) {
     fuse_session_unmount(s->se);
     fail = "cannot start the FUSE reader thread";
@@ -995,10 +1154,30 @@ static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
   return ret_int(env, res);
 }
 
+/*
+ * {fh, keepCache, directIo, backingId}: with a backingId (backingOpen), the
+ * open passes through to that file — reads and mmap by the kernel, and with
+ * directIo reads and writes still come here, only mmap goes to the file.
+ * libfuse's fuse_reply_open cannot say so: the kernel's fuse_open_out
+ * (fh, open_flags, backing_id) is sent as the answer's bytes.
+ */
 static napi_value js_reply_open(napi_env env, napi_callback_info info) {
   ARGS(2);
   struct fuse_file_info fi;
   get_fi(env, argv[1], &fi);
+  napi_value b = prop(env, argv[1], "backingId");
+  napi_valuetype t;
+  napi_typeof(env, b, &t);
+  if (t == napi_number) {
+    struct {
+      uint64_t fh;
+      uint32_t open_flags;
+      int32_t backing_id;
+    } out = {fi.fh, PT_FOPEN_PASSTHROUGH | (fi.direct_io ? PT_FOPEN_DIRECT_IO : 0), (int32_t)get_double(env, b)};
+    int res = fuse_reply_buf(req, (const char *)&out, sizeof out);
+    answered(s);
+    return ret_int(env, res);
+  }
   int res = fuse_reply_open(req, &fi);
   answered(s);
   return ret_int(env, res);
@@ -1354,6 +1533,9 @@ void gn_fuse_ll_init(napi_env env, napi_value exports) {
       {"replyCreate", js_reply_create},
       {"replyAttr", js_reply_attr},
       {"replyOpen", js_reply_open},
+      {"passthrough", js_passthrough},
+      {"backingOpen", js_backing_open},
+      {"backingClose", js_backing_close},
       {"replyBuf", js_reply_buf},
       {"replyFds", js_reply_fds},
       {"replyWrite", js_reply_write},

@@ -37,6 +37,13 @@ export interface LlOpen {
   fh: number;
   keepCache?: boolean;
   directIo?: boolean;
+  /**
+   * Pass the open through to this backing file (backingOpen): the kernel
+   * reads and maps it itself, no READ comes here; with `directIo` too, reads
+   * and writes still come here and only mmap goes to the file. keepCache is
+   * then meaningless (the page cache is the backing file's).
+   */
+  backingId?: number;
 }
 
 export interface LlDirEntry extends Partial<LlEntry> {
@@ -99,7 +106,21 @@ export interface LlRequest {
 export type LlSession = { readonly __session: unique symbol };
 
 interface FuseAddon {
-  mount(mountpoint: string, options: string, maxWrite: number, maxRead: number, maxReadahead: number, handler: (r: LlRequest) => void, debug: boolean): LlSession;
+  /** `passthrough`: ask the kernel for FUSE passthrough in INIT (see passthrough()). */
+  mount(mountpoint: string, options: string, maxWrite: number, maxRead: number, maxReadahead: number, handler: (r: LlRequest) => void, debug: boolean, passthrough?: boolean): LlSession;
+  /** Whether the kernel agreed to passthrough (Linux 6.9+ built with it; false until INIT was answered, or if not asked). */
+  passthrough(s: LlSession): boolean;
+  /**
+   * Register open file `fd` as a backing file: its id (> 0) for replyOpen,
+   * or -errno (-EPERM without CAP_SYS_ADMIN or without passthrough). The
+   * kernel holds its own reference; keep the id registered until every open
+   * answered with it has been released (the kernel looks the id up only
+   * once the opener runs again, after the answer was written; and all opens
+   * of one inode in passthrough must share one backing).
+   */
+  backingOpen(s: LlSession, fd: number): number;
+  /** Unregister a backing id: 0 or -errno. */
+  backingClose(s: LlSession, id: number): number;
   unmount(s: LlSession): Promise<number>;
   destroy(s: LlSession): void;
   /**

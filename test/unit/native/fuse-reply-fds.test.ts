@@ -6,8 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fuseLl, type LlRequest, type LlSession } from '../../../src/native/fuse-ll.js';
-import { FType } from '../../../src/nfs3/constants.js';
-import { toLlAttr } from '../../../src/frontends/fuse/lowlevel-attr.js';
+import { llTestAttr } from './ll-test-attr.js';
 import { fuseSkip, forceUnmount } from '../../integration/fuse/mount-helper.js';
 
 const E = os.constants.errno;
@@ -40,25 +39,7 @@ describe('fuse replyFds: READ answered from local files by the native layer', { 
     await fs.mkdir(mnt);
     fdsBefore = openFds();
     const f = fuseLl();
-    const attr = (ino: number) =>
-      toLlAttr(
-        {
-          type: ino === 1 ? FType.DIR : FType.REG,
-          mode: ino === 1 ? 0o755 : 0o644,
-          nlink: 1,
-          uid: 0,
-          gid: 0,
-          size: ino === 1 ? 4096 : size,
-          used: 0,
-          rdev: { major: 0, minor: 0 },
-          fsid: 1n,
-          fileid: BigInt(ino),
-          atime: { sec: 1, nsec: 0 },
-          mtime: { sec: 1, nsec: 0 },
-          ctime: { sec: 1, nsec: 0 },
-        },
-        4096,
-      );
+    const attr = (ino: number) => llTestAttr(ino, size);
     const handle = async (r: LlRequest) => {
       const req = r.req!;
       switch (r.op) {
