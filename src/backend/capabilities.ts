@@ -170,3 +170,29 @@ export interface LocalReads {
 export function localReadsOf(b: Backend): LocalReads | undefined {
   return (b as Partial<{ localReads: LocalReads | undefined }>).localReads;
 }
+
+/** A file's current version as one local file (WholeFiles.wholeFile). */
+export interface WholeFile {
+  /** Open descriptor of a file holding exactly the version's bytes, `size` of them; never written while held. */
+  fd: number;
+  size: number;
+  /** Call once nothing uses the descriptor any more (it stays open until then, even if the layer drops the file). */
+  release(): void;
+}
+
+/**
+ * A file's current version as one local file, for a front end that hands
+ * the file to the kernel to read itself (FUSE passthrough): the same
+ * attribute check, version and access check (READ, as the caller) as a
+ * read's. undefined when the layer does not hold it so — it may start
+ * making it then, for a later call. Nothing is fetched. Declared only by a
+ * layer whose reads are its local files' bytes; a wrapper passes it on only
+ * where its own read would answer the same bytes and do nothing besides.
+ */
+export interface WholeFiles {
+  wholeFile(cred: Credentials, fh: Buffer): Promise<WholeFile | undefined>;
+}
+
+export function wholeFilesOf(b: Backend): WholeFiles | undefined {
+  return (b as Partial<{ wholeFiles: WholeFiles | undefined }>).wholeFiles;
+}

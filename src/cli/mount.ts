@@ -55,6 +55,8 @@ interface MountOpts extends Record<string, any> {
   json?: boolean;
   allowOther?: boolean;
   defaultPermissions: boolean;
+  readOnly?: boolean;
+  passthrough: boolean;
 }
 
 export function mountCommand(): Command {
@@ -72,6 +74,8 @@ export function mountCommand(): Command {
     .option('--allow-other', 'let other local users use the mount (FUSE allow_other; default: on when root, as each caller is checked as itself)')
     .option('--no-allow-other', 'only the mounting user may use the mount')
     .option('--no-default-permissions', 'leave permission checks to the server (ACCESS per open and access(2)) instead of the kernel checking mode bits for every caller (default_permissions)')
+    .option('--read-only', 'mount read-only (every change refused with EROFS); then a file the disk cache holds whole is handed to the kernel to read itself (FUSE passthrough, Linux 6.9+, as root), at the local disk\'s speed')
+    .option('--no-passthrough', 'with --read-only: every read through the mount, none handed to the kernel')
     .option('--foreground', 'stay in the foreground until SIGINT/SIGTERM (default: detach once mounted)')
     .option('--log <file>', 'log file of a detached mount, appended to (not a symbolic link); default: a new mount-PID.log in a private directory (/run/gvfs for root, else $XDG_RUNTIME_DIR/gvfs or ~/.local/state/gvfs/run)')
     .option('--json', 'print the mount as JSON')
@@ -185,6 +189,8 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
       deferCommitMs: o.commitDelay,
       allowOther,
       defaultPermissions: o.defaultPermissions,
+      readOnly: !!o.readOnly,
+      passthrough: o.passthrough,
       // A write-back cache journals a SETATTR before it answers: owing it in this process would lose that.
       oweSetattrs: !stack?.cache?.opts.writeBack,
       counters,

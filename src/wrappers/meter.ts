@@ -1,5 +1,5 @@
 import type { Backend, SourcedRead } from '../backend/backend.js';
-import { localReadsOf, type LocalRead, type LocalReads } from '../backend/capabilities.js';
+import { localReadsOf, wholeFilesOf, type LocalRead, type LocalReads, type WholeFiles } from '../backend/capabilities.js';
 import type { StableHow } from '../nfs3/constants.js';
 import type { WriteResult } from '../nfs3/types.js';
 import type { Credentials } from '../rpc/types.js';
@@ -46,6 +46,11 @@ export class TopMeter extends PassthroughBackend {
         };
       },
     };
+  }
+
+  /** Optional capability: the layer below's whole local files, as they are (what the kernel then reads is not counted here). */
+  get wholeFiles(): WholeFiles | undefined {
+    return wholeFilesOf(this.inner);
   }
 
   override async write(cred: Credentials, fh: Buffer, offset: number, data: Buffer, stable: StableHow): Promise<WriteResult> {

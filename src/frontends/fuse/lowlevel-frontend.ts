@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Backend } from '../../backend/backend.js';
-import { invalidationsOf, localReadsOf, type Invalidated, type LocalRead, type LocalReads } from '../../backend/capabilities.js';
+import { invalidationsOf, localReadsOf, wholeFilesOf, type Invalidated, type LocalRead, type LocalReads } from '../../backend/capabilities.js';
 import { FsError, isFsError } from '../../backend/errors.js';
 import { fuseLl, type LlDirEntry, type LlEntry, type LlRequest, type LlSession } from '../../native/fuse-ll.js';
 import { ACCESS3_EXTEND, ACCESS3_MODIFY, ACCESS3_READ, ACCESS3_EXECUTE, ACCESS3_LOOKUP, FType } from '../../nfs3/constants.js';
@@ -17,6 +17,7 @@ import { Callers, type CallerPolicy, type LlCaller } from './lowlevel-callers.js
 import { Inodes, ROOT_ID, type Node } from './lowlevel-inodes.js';
 import { fuseUnmount, mountAt, mountState } from './mountpoint.js';
 import { OpenFiles, type OpenFile, type Owed, type WriteStats } from './open-files.js';
+import { Passthrough } from './passthrough.js';
 import { ReadAhead } from './read-ahead.js';
 import { DirListings, sameTimes } from './dir-listings.js';
 
@@ -64,6 +65,14 @@ export interface LowLevelOptions {
    * false: every read through the backend's read.
    */
   localReads?: boolean;
+  /**
+   * Mount read-only (the kernel refuses every change with EROFS). Then opens
+   * of files the backend holds whole in a local file pass through to it
+   * (passthrough.ts), where the kernel allows FUSE passthrough. Default false.
+   */
+  readOnly?: boolean;
+  /** With readOnly: hand opens to the backend's whole local files (default true); false: every read through the mount. */
+  passthrough?: boolean;
   /** Front-end read-ahead chunks (of up to 1 MiB); default 4, 0 = off. */
   readAheadChunks?: number;
   /**
@@ -108,6 +117,9 @@ export interface FuseStats extends WriteStats {
   attrHits: number;
   /** LOOKUPs of absent names answered with a negative entry the kernel keeps (for what is left of --attr-timeout). */
   negativeEntries: number;
+  /** Opens handed to a local file (passthrough.ts), and those of them with direct I/O (the file had changed). */
+  passthroughOpens: number;
+  passthroughDirectOpens: number;
 }
 
 /** A directory handle: the listing read at offset 0, served in pages to the kernel. */
@@ -156,6 +168,8 @@ export class LowLevelFrontend {
   private readonly counters = { ops: {} as Record<string, number>, errors: {} as Record<string, number>, reads: 0, bytesRead: 0, backendReads: 0, localReads: 0, localRetries: 0, directOpens: 0, staleRetries: 0, knownAbsent: 0, attrHits: 0, negativeEntries: 0 };
   /** Reads answered from local files, spliced by the native layer (backend/capabilities.ts LocalReads). */
   private readonly local?: LocalReads;
+  /** Opens handed to local files (read-only mounts over a backend with WholeFiles). */
+  private readonly pt?: Passthrough;
   /** Local reads turned off: the cache's files cannot be spliced from (EINVAL). */
   private localOff = false;
   private readonly dirs = new Map<number, DirHandle>();
@@ -183,6 +197,8 @@ export class LowLevelFrontend {
     opts: LowLevelOptions,
   ) {
     this.local = opts.localReads === false ? undefined : localReadsOf(backend);
+    const whole = opts.readOnly && opts.passthrough !== false ? wholeFilesOf(backend) : undefined;
+    if (whole) this.pt = new Passthrough(whole, () => this.session);
     this.o = {
       maxWrite: MiB,
       readAheadKb: this.local ? 4096 : 256,
@@ -198,6 +214,8 @@ export class LowLevelFrontend {
       opTimeoutMs: 180_000,
       allowOther: false,
       defaultPermissions: true,
+      readOnly: false,
+      passthrough: true,
       ...opts,
     };
     this.callers = new Callers(opts.callers ?? { kind: 'each' });
@@ -236,7 +254,7 @@ export class LowLevelFrontend {
   }
 
   get stats(): FuseStats & { nodes: number } {
-    return { ...this.files.stats, ...this.counters, ops: { ...this.counters.ops }, errors: { ...this.counters.errors }, nodes: this.inodes.size };
+    return { ...this.files.stats, ...this.counters, ...(this.pt?.counts ?? { passthroughOpens: 0, passthroughDirectOpens: 0 }), ops: { ...this.counters.ops }, errors: { ...this.counters.errors }, nodes: this.inodes.size };
   }
 
   // ---------------------------------------------------------------- mount
@@ -274,8 +292,9 @@ export class LowLevelFrontend {
     const opts = [`fsname=${fsname}`, 'subtype=gvfs', `max_read=${maxRead}`];
     if (this.o.allowOther) opts.push('allow_other');
     if (this.o.defaultPermissions) opts.push('default_permissions');
+    if (this.o.readOnly) opts.push('ro');
     const mnt = st.entry?.mountPoint ?? dir;
-    this.session = fuseLl().mount(mnt, opts.join(','), maxWrite, maxRead, Math.max(maxRead, this.o.readAheadKb * 1024), (r) => this.dispatch(r), !!this.o.debug);
+    this.session = fuseLl().mount(mnt, opts.join(','), maxWrite, maxRead, Math.max(maxRead, this.o.readAheadKb * 1024), (r) => this.dispatch(r), !!this.o.debug, !!this.pt);
     this.mnt = (await mountAt(mnt))?.mountPoint ?? mnt;
     await this.tuneReadAhead();
     // What the cache below drops because the file changed elsewhere (a poll, an order of the session service),
@@ -765,9 +784,12 @@ export class LowLevelFrontend {
       }
       case 'open': {
         const n = this.inodes.get(r.ino);
-        const o = await this.open(cred, n, r.flags ?? 0);
+        const o = await this.open(cred, n, r.flags ?? 0, true);
         return reply(() => {
-          if (ll.replyOpen(req, o) !== 0) void this.files.release(cred, o.fh).catch(() => undefined);
+          if (ll.replyOpen(req, o) !== 0) {
+            this.pt?.closed(o.fh);
+            void this.files.release(cred, o.fh).catch(() => undefined);
+          }
         });
       }
       case 'create': {
@@ -814,6 +836,7 @@ export class LowLevelFrontend {
         const c = this.fdCred.get(r.fh!) ?? cred;
         this.fdCred.delete(r.fh!);
         const n = this.inodes.peekKey(this.files.get(r.fh!).file.key);
+        this.pt?.closed(r.fh!);
         try {
           await this.files.release(c, r.fh!);
         } finally {
@@ -974,7 +997,7 @@ export class LowLevelFrontend {
    * its pages of the file only if size and mtime are what they were at the
    * last open (and drops its attributes otherwise).
    */
-  private async open(cred: Credentials, n: Node, flags: number): Promise<{ fh: number; keepCache: boolean }> {
+  private async open(cred: Credentials, n: Node, flags: number, mayPass = false): Promise<{ fh: number; keepCache: boolean; backingId?: number; directIo?: boolean }> {
     // What the server says at this open (close-to-open) includes what this host owes it.
     await this.files.file(n.key)?.pay();
     const acc = flags & O_ACCMODE;
@@ -1005,10 +1028,18 @@ export class LowLevelFrontend {
     const sig = `${a.size}:${a.mtime.sec}:${a.mtime.nsec}`;
     const keepCache = n.openSig === sig;
     n.openSig = sig;
-    const fd = this.files.open(n.fh, n.key, { append: !!(flags & F.O_APPEND), writable }).fd;
-    this.fdCred.set(fd, cred);
+    const register = () => {
+      const fd = this.files.open(n.fh, n.key, { append: !!(flags & F.O_APPEND), writable }).fd;
+      this.fdCred.set(fd, cred);
+      return fd;
+    };
+    // (A create's answer cannot carry a backing file: mayPass only for OPEN.)
+    const r =
+      this.pt && mayPass
+        ? await this.pt.open(cred, n, sig, a.size, acc === F.O_RDONLY && !(flags & F.O_TRUNC), () => (this.files.file(n.key)?.refs ?? 0) > 0, register)
+        : { fh: register() };
     if (!keepCache) this.files.file(n.key)?.ra?.clear();
-    return { fh: fd, keepCache };
+    return { ...r, keepCache };
   }
 
   private async create(cred: Credentials, dir: Node, name: string, mode: number, flags: number) {

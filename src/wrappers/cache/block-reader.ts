@@ -59,6 +59,9 @@ export class BlockReader {
   private readonly limiter: FetchLimiter;
   private readonly inflight = new Map<string, Promise<Fetched>>();
   private readonly puts = new Set<Promise<void>>();
+  /** Whole files being made, and wanted once their blocks are all on disk (by whole-file key). */
+  private readonly making = new Map<string, Promise<void>>();
+  private readonly wanted = new Map<string, { s: FileState; a: Fattr3 }>();
   /** Fetched blocks on their way to disk: served from memory meanwhile. */
   private readonly staged = new Map<string, Buffer>();
   private readonly stagedGen = new Map<string, number>();
@@ -201,6 +204,69 @@ export class BlockReader {
     if (got.every((x): x is HeldExtent => !!x)) return got;
     for (const x of got) x?.release();
     return undefined;
+  }
+
+  /**
+   * Version `a` (the current one, `size` > 0) as one local file holding
+   * exactly its bytes — its whole file, or its only block — held until
+   * `release`; undefined when the disk cache does not hold it so. Nothing is
+   * fetched: a whole file is made in the background from the blocks once
+   * every one is on disk — now, or when the last of them lands — and a
+   * later call finds it.
+   */
+  async wholeFile(s: FileState, a: Fattr3): Promise<{ fd: number; release: () => void } | undefined> {
+    const fk = s.fk!;
+    const tag = s.tag!;
+    if (a.size <= 0) return undefined;
+    if (a.size <= this.o.blockSize) {
+      for (const k of this.storedKeys(fk, 0, tag, s.lineage)) {
+        const x = await this.store.extent(k, a.size, 0, a.size);
+        if (x) return x;
+      }
+      return undefined;
+    }
+    const w = await this.store.whole(fk, tag, a.size);
+    if (w || this.closing) return w;
+    if (!this.onDisk(s, a, 0, a.size)) await this.discover(s, tag, a.size);
+    if (!this.makeWhole(s, a)) {
+      // Wanted once its blocks are all on disk (storeBlock): a few hundred files at most are waited for.
+      const wk = BlockStore.wholeKey(fk, tag);
+      this.wanted.delete(wk);
+      this.wanted.set(wk, { s, a });
+      if (this.wanted.size > 256) this.wanted.delete(this.wanted.keys().next().value!);
+    }
+    return undefined;
+  }
+
+  /** Start making version a's whole file from its blocks on disk; false if one is not on disk. */
+  private makeWhole(s: FileState, a: Fattr3): boolean {
+    const fk = s.fk!;
+    const tag = s.tag!;
+    const key = BlockStore.wholeKey(fk, tag);
+    if (this.making.has(key)) return true;
+    const keys: string[] = [];
+    for (const p of this.parts(a, 0, a.size)) {
+      const k = this.storedKeys(fk, p.idx, tag, s.lineage)[0];
+      if (!k) return false;
+      keys.push(k);
+    }
+    this.wanted.delete(key);
+    const p = this.store
+      .makeWhole(fk, tag, a.size, this.o.blockSize, keys)
+      .then((made) => log.debug({ fk, tag, size: a.size, made }, 'cache: whole file'))
+      .catch((e) => log.warn({ err: e, fk }, 'cache: making a whole file failed'))
+      .finally(() => this.making.delete(key));
+    this.making.set(key, p);
+    return true;
+  }
+
+  /** Block `key` landed on disk: a whole file waiting for it may be made now. */
+  private landed(key: string): void {
+    if (!this.wanted.size || this.closing) return;
+    const fk = key.slice(0, key.indexOf('/'));
+    const tag = key.slice(key.lastIndexOf('.') + 1);
+    const w = this.wanted.get(BlockStore.wholeKey(fk, tag));
+    if (w && w.s.tag === tag && this.onDisk(w.s, w.a, 0, w.a.size)) this.makeWhole(w.s, w.a);
   }
 
   /** Whether every block of [off, end) of version `a` is cached or on its way (nothing is read or fetched). */
@@ -388,6 +454,7 @@ export class BlockReader {
         this.staged.delete(key);
         this.stagedGen.delete(key);
       }
+      this.landed(key);
     });
   }
 
@@ -433,6 +500,6 @@ export class BlockReader {
 
   /** Wait until blocks being stored are on disk (tests and benchmarks). */
   async settle(): Promise<void> {
-    while (this.puts.size || this.inflight.size) await Promise.allSettled([...this.puts, ...this.inflight.values()]);
+    while (this.puts.size || this.inflight.size || this.making.size) await Promise.allSettled([...this.puts, ...this.inflight.values(), ...this.making.values()]);
   }
 }

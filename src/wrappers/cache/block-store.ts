@@ -18,6 +18,12 @@ const log = logger('cache');
  * bytes. A block that vanishes (evicted by another process) is a miss. A
  * block shorter than its version says is corrupt: it is deleted and missed.
  *
+ * A version's *whole file* (DIR/blocks/<fk[0:2]>/<fk>/w.<tag>) holds all of
+ * its bytes in one file, made from its blocks (makeWhole) for a reader that
+ * needs one file (FUSE passthrough: the kernel reads it itself). Written and
+ * renamed like a block, never modified, evicted like one; its blocks stay
+ * (the other read paths and other processes read them).
+ *
  * Capacity: each process evicts, by its policy, the blocks it knows — the
  * ones it stored or read, and those a scan of the directory found at start
  * and every `rescanMs`. Processes sharing a directory can therefore exceed
@@ -85,6 +91,10 @@ export class BlockStore {
 
   static key(fk: string, idx: number, tag: string): string {
     return `${fk}/${idx}.${tag}`;
+  }
+
+  static wholeKey(fk: string, tag: string): string {
+    return `${fk}/w.${tag}`;
   }
 
   private pathOf(key: string): string {
@@ -183,6 +193,75 @@ export class BlockStore {
   }
 
   /**
+   * Version `tag` of file `fk` as its whole file (`size` bytes), held open
+   * like extent() — from this process's index or stored by another; or
+   * undefined (none, or not `size` long: then deleted).
+   */
+  whole(fk: string, tag: string, size: number): Promise<{ fd: number; release: () => void } | undefined> {
+    return this.extent(BlockStore.wholeKey(fk, tag), size, 0, size);
+  }
+
+  /**
+   * Make version `tag`'s whole file (`size` bytes) from its blocks `keys`,
+   * in order, each `blockSize` long but the last: read one at a time into
+   * one buffer, written to DIR/tmp, synced and renamed into place. Not made
+   * (false) when a block is missing or short, or when any of them was
+   * dropped meanwhile (their generations, as put checks).
+   */
+  async makeWhole(fk: string, tag: string, size: number, blockSize: number, keys: string[]): Promise<boolean> {
+    const key = BlockStore.wholeKey(fk, tag);
+    if (this.index.has(key) || keys.length !== Math.ceil(size / blockSize)) return false;
+    const gens = keys.map((k) => this.genOfKey(k));
+    const tmp = path.join(this.tmpDir, `${process.pid}-${++this.tmpSeq}`);
+    const out = await f.open(tmp, 'w');
+    let ok = true;
+    try {
+      const buf = Buffer.allocUnsafe(blockSize);
+      for (let i = 0; ok && i < keys.length; i++) {
+        const len = Math.min(blockSize, size - i * blockSize);
+        const h = await this.acquire(keys[i]);
+        if (!h) {
+          ok = false;
+          break;
+        }
+        try {
+          ok = (await f.readFully(h.fd, buf, 0, len, 0)) === len;
+        } finally {
+          this.release(keys[i], h);
+        }
+        if (ok) await f.writeAll(out, buf.subarray(0, len), i * blockSize);
+      }
+      // Synced before the rename: after a crash, a whole file is there whole or not at all.
+      if (ok) await f.fsync(out);
+    } catch (e) {
+      log.warn({ err: e, key }, 'cache: making a whole file failed');
+      ok = false;
+    } finally {
+      await f.close(out).catch(() => undefined);
+    }
+    ok &&= keys.every((k, i) => this.genOfKey(k) === gens[i]) && !this.index.has(key);
+    if (ok) {
+      try {
+        await f.rename(tmp, this.pathOf(key));
+      } catch (e) {
+        log.warn({ err: e, key }, 'cache: could not put a whole file in place');
+        ok = false;
+      }
+    }
+    if (!ok) {
+      await f.unlink(tmp).catch(() => undefined);
+      return false;
+    }
+    if (keys.some((k, i) => this.genOfKey(k) !== gens[i])) {
+      await f.unlink(this.pathOf(key)).catch(() => undefined); // dropped while it was renamed
+      return false;
+    }
+    this.add(key, { size, hi: 0 }, false);
+    this.evict();
+    return true;
+  }
+
+  /**
    * A client read [from, to) of the block (from disk, or from the fetch that
    * is being stored): a read starting below what was read before is a
    * re-reference for the eviction policy.
@@ -219,7 +298,7 @@ export class BlockStore {
       for (const n of names) {
         const dot = n.indexOf('.');
         const tag = n.slice(dot + 1);
-        if (dot < 0 || !tags.has(tag)) continue;
+        if (dot < 0 || !tags.has(tag) || n.startsWith('w.')) continue; // (whole files are found by whole())
         const key = `${fk}/${n}`;
         if (!this.index.has(key)) this.add(key, { size: size(Number(n.slice(0, dot)), tag), hi: 0 }, false);
       }
@@ -324,7 +403,8 @@ export class BlockStore {
     for (const i of want) this.blockGens.set(`${fk}/${i}`, (this.blockGens.get(`${fk}/${i}`) ?? 0) + 1);
     const s = this.byFile.get(fk);
     if (!s) return;
-    this.delete([...s].filter((k) => want.has(k.slice(k.indexOf('/') + 1, k.lastIndexOf('.')))));
+    // (A whole file holds every block of its version.)
+    this.delete([...s].filter((k) => want.has(k.slice(k.indexOf('/') + 1, k.lastIndexOf('.'))) || k.startsWith(`${fk}/w.`)));
   }
 
   private bump(fk: string): void {
@@ -421,7 +501,7 @@ export class BlockStore {
         for (let i = 0; i < names.length; i += 32) {
           await Promise.all(
             names.slice(i, i + 32).map(async (n) => {
-              if (!/^\d+\.[0-9a-f]{16}$/.test(n)) return;
+              if (!/^(\d+|w)\.[0-9a-f]{16}$/.test(n)) return;
               const key = `${fk}/${n}`;
               if (this.index.has(key)) return;
               const st = await f.stat(path.join(p2, n)).catch(() => undefined);

@@ -22,7 +22,7 @@ import { lockSession, readSmallFile, sessionPath, writeFileAtomic } from './sess
 import { versionTag } from './versions.js';
 import { JournalRefused, WriteBack, type FlushFailure, type FlushReport } from './write-back.js';
 import { diskRoom, fitCapacity } from './disk-room.js';
-import type { Invalidated, InvalidationSource, LocalRead, LocalReads } from '../../backend/capabilities.js';
+import type { Invalidated, InvalidationSource, LocalRead, LocalReads, WholeFile, WholeFiles } from '../../backend/capabilities.js';
 import type { ExtLink } from '../../ext/meta-client.js';
 import { ChangePoller } from './change-poller.js';
 import { DELEGATE_DATA_MAX, RecallStatus } from '../../ext/callback-codec.js';
@@ -484,6 +484,34 @@ export class CacheBackend extends PassthroughBackend implements LocalReads {
     if (o?.readAhead !== false) this.reader.readAhead(cred, s, a, offset, end);
     const n = end - offset;
     return { extents: xs.map((x) => ({ fd: x.fd, pos: x.pos, len: x.len })), count: n, eof: end >= size, attr: this.present(s, a), from: { cache: n, channel: 0, journal: 0 }, release };
+  }
+
+  /**
+   * Optional capability (backend/capabilities.ts): the current version as
+   * one local file, when it is the server's version all on disk — checked as
+   * readLocal checks (no write-back bytes over it, our own writes not on the
+   * wire, the access gate) — its whole file or its only block. See
+   * BlockReader.wholeFile for when a whole file is made.
+   */
+  get wholeFiles(): WholeFiles {
+    return this;
+  }
+
+  async wholeFile(cred: Credentials, fh: Buffer): Promise<WholeFile | undefined> {
+    await this.up();
+    const s = this.file(fh);
+    const a = await this.readVersion(cred, s);
+    if (a.type !== FType.REG || !this.current(s, a) || a.size <= 0) return undefined;
+    await this.gate.check(cred, fh);
+    const x = await this.reader.wholeFile(s, a);
+    if (!x) return undefined;
+    // (Checked again: a write may have started while the file was looked for.)
+    if (!this.current(s, a)) {
+      x.release();
+      return undefined;
+    }
+    s.readHere = true;
+    return { fd: x.fd, size: a.size, release: x.release };
   }
 
   // ------------------------------------------------ other fetch paths (meta-data wrapper)

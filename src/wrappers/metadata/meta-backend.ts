@@ -1,5 +1,5 @@
 import type { Backend, SourcedRead } from '../../backend/backend.js';
-import { localReadsOf, type LocalRead, type LocalReads } from '../../backend/capabilities.js';
+import { localReadsOf, wholeFilesOf, type LocalRead, type LocalReads, type WholeFiles } from '../../backend/capabilities.js';
 import { fetchMeta, setOrder, type ExtLink } from '../../ext/meta-client.js';
 import { MAX_BULK, MAX_ORDER, MetaStatus } from '../../ext/meta-codec.js';
 import { Codec } from '../../meta/compress.js';
@@ -293,6 +293,21 @@ export class MetaBackend extends PassthroughBackend {
   get localReads(): LocalReads | undefined {
     const below = localReadsOf(this.inner);
     return below && { readLocal: (cred, fh, offset, count) => this.readLocal(below, cred, fh, offset, count) };
+  }
+
+  /**
+   * Optional capability: the layer below's whole local file, for a file
+   * without usable meta-data only (read plainly, so the bytes are ours as
+   * they are). A file with meta-data is not handed over: its reads record
+   * the prefetch order, which a kernel reading the file itself would skip.
+   */
+  get wholeFiles(): WholeFiles | undefined {
+    const below = wholeFilesOf(this.inner);
+    return (
+      below && {
+        wholeFile: async (cred, fh) => ((await this.usableForRead(cred, fh)) ? undefined : below.wholeFile(cred, fh)),
+      }
+    );
   }
 
   private async readLocal(below: LocalReads, cred: Credentials, fh: Buffer, offset: number, count: number): Promise<LocalRead | undefined> {

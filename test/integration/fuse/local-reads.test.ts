@@ -5,11 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { newSessionKey, writeKeyFile } from '../../../src/channel/session-key.js';
-import { SessionRegistry } from '../../../src/channel/sessions.js';
-import { createProxyServer, type ProxyServer } from '../../../src/proxy/proxy-server.js';
-import { tempDir } from '../../helpers/local-server.js';
-import { dropPages, fuseSkip, spawnMount, type MountProc } from './mount-helper.js';
+import { dropPages, fuseSkip, spawnMount, startCachedMount, type CachedMount, type MountProc } from './mount-helper.js';
 import { gvfsArgv } from '../../../src/cli/self.js';
 
 const run = promisify(execFile);
@@ -28,29 +24,15 @@ describe('FUSE reads from the files of the disk cache (local reads)', { skip: fu
   let base: string;
   let exportDir: string;
   let cacheDir: string;
-  let ps: ProxyServer;
   let m: MountProc;
+  let cm: CachedMount | undefined;
 
   before(async () => {
-    base = await tempDir('gvfs-localreads-');
-    exportDir = path.join(base, 'export');
-    cacheDir = path.join(base, 'cache');
-    await fs.mkdir(exportDir);
-    const k = newSessionKey('alice');
-    ps = await createProxyServer({
-      sessions: new SessionRegistry([k]),
-      exports: [{ kind: 'local', dir: exportDir }],
-      map: new Map([['alice', { uid: 0, gid: 0, gids: [] }]]),
-      stateDir: path.join(base, 'ps-state'),
-    });
-    const port = (await ps.listen(0, '127.0.0.1')).port;
-    await writeKeyFile(path.join(base, 'k.key'), k);
-    m = await spawnMount(`127.0.0.1:${port}`, path.join(base, 'mnt'), ['--key', path.join(base, 'k.key'), '--cache-dir', cacheDir, '--write-back', '--attr-timeout', '1']);
+    cm = await startCachedMount('gvfs-localreads-', ['--write-back', '--attr-timeout', '1']);
+    ({ base, exportDir, cacheDir, m } = cm);
   });
   after(async () => {
-    await m?.stop();
-    await ps?.close();
-    if (base) await fs.rm(base, { recursive: true, force: true });
+    await cm?.close();
   });
 
   const readAll = async (file: string) => {

@@ -1,9 +1,14 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
+import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { fusePrereqs, requirePrereq } from '../../helpers/prereq.js';
 import { gvfsArgv } from '../../../src/cli/self.js';
+import { newSessionKey, writeKeyFile } from '../../../src/channel/session-key.js';
+import { SessionRegistry } from '../../../src/channel/sessions.js';
+import { createProxyServer, type ProxyServer } from '../../../src/proxy/proxy-server.js';
+import { tempDir } from '../../helpers/local-server.js';
 
 export const run = promisify(execFile);
 
@@ -97,4 +102,45 @@ export async function errCode(p: Promise<unknown>): Promise<string> {
     return err.code && typeof err.code === 'string' ? err.code : String(err.stderr ?? err.message);
   }
   return 'no error';
+}
+
+/** A proxy server exporting a fresh directory (alice mapped to root) and a `gvfs mount` of it with a disk cache. */
+export interface CachedMount {
+  base: string;
+  exportDir: string;
+  cacheDir: string;
+  ps: ProxyServer;
+  m: MountProc;
+  /** Stop the mount and the server; remove the directories. */
+  close(): Promise<void>;
+}
+
+/** Start a CachedMount in a new directory named with `prefix`; `mountArgs` beside --key and --cache-dir. */
+export async function startCachedMount(prefix: string, mountArgs: string[]): Promise<CachedMount> {
+  const base = await tempDir(prefix);
+  const exportDir = path.join(base, 'export');
+  const cacheDir = path.join(base, 'cache');
+  await fs.mkdir(exportDir);
+  const k = newSessionKey('alice');
+  const ps = await createProxyServer({
+    sessions: new SessionRegistry([k]),
+    exports: [{ kind: 'local', dir: exportDir }],
+    map: new Map([['alice', { uid: 0, gid: 0, gids: [] }]]),
+    stateDir: path.join(base, 'ps-state'),
+  });
+  let m: MountProc | undefined;
+  const close = async () => {
+    await m?.stop();
+    await ps.close();
+    await fs.rm(base, { recursive: true, force: true });
+  };
+  try {
+    const port = (await ps.listen(0, '127.0.0.1')).port;
+    await writeKeyFile(path.join(base, 'k.key'), k);
+    m = await spawnMount(`127.0.0.1:${port}`, path.join(base, 'mnt'), ['--key', path.join(base, 'k.key'), '--cache-dir', cacheDir, ...mountArgs]);
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  return { base, exportDir, cacheDir, ps, m, close };
 }

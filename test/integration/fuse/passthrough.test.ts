@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { until } from '../../helpers/services.js';
+import { dropPages, errCode, fuseSkip, startCachedMount, type CachedMount, type MountProc } from './mount-helper.js';
+
+const MiB = 1 << 20;
+
+/** Every file under `dir` whose name matches `re`. */
+async function find(dir: string, re: RegExp): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await fs.readdir(dir, { withFileTypes: true, recursive: true })) if (e.isFile() && re.test(e.name)) out.push(path.join(e.parentPath ?? e.path, e.name));
+  return out;
+}
+
+/**
+ * A read-only `gvfs mount` with a disk cache hands the opens of files the
+ * cache holds whole to the kernel (FUSE passthrough, frontends/fuse/
+ * passthrough.ts): the bytes are the file's version at the open, a change on
+ * the server shows at the next open, every change is refused, and the
+ * kernel's rules for opens of one inode (one backing file; passed-through
+ * and plain opens never at once) are kept whatever the order of opens.
+ * That a read passed through is seen by changing a byte of the cache's whole
+ * file behind the mount's back: only a read of that file shows it.
+ */
+describe('read-only mount: opens passed through to the disk cache\'s whole files', { skip: fuseSkip(), timeout: 300_000 }, () => {
+  let exportDir: string;
+  let cacheDir: string;
+  let m: MountProc;
+  let cm: CachedMount | undefined;
+
+  before(async () => {
+    cm = await startCachedMount('gvfs-passthrough-', ['--read-only', '--attr-timeout', '0']);
+    ({ exportDir, cacheDir, m } = cm);
+  });
+  after(async () => {
+    await cm?.close();
+  });
+
+  /** Read `name` through the mount until the cache holds it whole (the first read fills it; the whole file is made from its blocks). */
+  const warm = async (name: string, data: Buffer) => {
+    assert.ok((await fs.readFile(path.join(m.mnt, name))).equals(data), 'first read');
+    await until(`the whole file of ${name}`, async () => {
+      // (Each open asks for it: one made since the last open is found by the next.)
+      const got = await fs.readFile(path.join(m.mnt, name));
+      assert.ok(got.equals(data));
+      // (The files here all differ in size.)
+      for (const w of await find(cacheDir, /^w\./)) if ((await fs.stat(w).catch(() => undefined))?.size === data.length) return true;
+      return false;
+    });
+  };
+
+  test('a file the cache holds whole is read by the kernel from it: the same bytes, at any offset', async () => {
+    const data = randomBytes(3 * MiB + 4321);
+    await fs.writeFile(path.join(exportDir, 'big'), data);
+    await warm('big', data);
+    const f = path.join(m.mnt, 'big');
+    const [whole] = await find(cacheDir, /^w\./);
+    assert.equal((await fs.stat(whole)).size, data.length, 'the whole file holds the version\'s bytes');
+    assert.ok((await fs.readFile(whole)).equals(data));
+    // Behind the mount's back: one byte of the whole file changed. Only a read of that file shows it.
+    const at = 2 * MiB + 17;
+    const h = await fs.open(whole, 'r+');
+    await h.write(Buffer.from([data[at] ^ 0xff]), 0, 1, at);
+    await h.close();
+    await dropPages(f);
+    const seen = await fs.readFile(f);
+    assert.equal(seen[at], data[at] ^ 0xff, 'the read went to the whole file (passthrough)');
+    await fs.writeFile(whole, data); // restored (same inode)
+    await dropPages(f);
+    const fh = await fs.open(f, 'r');
+    try {
+      for (const [off, len] of [[0, 1], [MiB - 3, 7], [123_456, 2 * MiB], [3 * MiB, 4321], [3 * MiB + 4000, 1000]]) {
+        const b = Buffer.alloc(len);
+        const { bytesRead } = await fh.read(b, 0, len, off);
+        const want = data.subarray(off, off + len);
+        assert.equal(bytesRead, want.length, `${off}+${len}: length`);
+        assert.ok(b.subarray(0, bytesRead).equals(want), `${off}+${len}: bytes`);
+      }
+    } finally {
+      await fh.close();
+    }
+  });
+
+  test('a one-block file passes through to its block at the second open', async () => {
+    const data = randomBytes(100_000);
+    await fs.writeFile(path.join(exportDir, 'small'), data);
+    const f = path.join(m.mnt, 'small');
+    assert.ok((await fs.readFile(f)).equals(data));
+    await until('its block on disk', async () => (await find(cacheDir, /^0\./)).length >= 2);
+    assert.ok((await fs.readFile(f)).equals(data));
+  });
+
+  test('every change is refused (EROFS), and nothing of the file changes', async () => {
+    const f = path.join(m.mnt, 'big');
+    assert.equal(await errCode(fs.open(f, 'r+')), 'EROFS');
+    assert.equal(await errCode(fs.open(f, 'w')), 'EROFS');
+    assert.equal(await errCode(fs.writeFile(path.join(m.mnt, 'new'), 'x')), 'EROFS');
+    assert.equal(await errCode(fs.chmod(f, 0o600)), 'EROFS');
+    assert.equal(await errCode(fs.truncate(f, 0)), 'EROFS');
+    assert.equal((await fs.stat(path.join(exportDir, 'big'))).size, 3 * MiB + 4321);
+  });
+
+  test('opens of one file while others are held, in every order: none fails, each reads its version', async () => {
+    const v1 = randomBytes(2 * MiB + 99);
+    await fs.writeFile(path.join(exportDir, 'c'), v1);
+    const f = path.join(m.mnt, 'c');
+    // A plain open held (the file not yet whole): later opens cannot pass through, and do not fail.
+    const plain = await fs.open(f, 'r');
+    await warm('c', v1);
+    const b1 = Buffer.alloc(v1.length);
+    await plain.read(b1, 0, b1.length, 0);
+    assert.ok(b1.equals(v1));
+    await plain.close();
+    // Now many at once, from nothing held: one backing for all.
+    const many = await Promise.all(Array.from({ length: 8 }, () => fs.open(f, 'r')));
+    const reads = await Promise.all(many.map(async (h, i) => {
+      const b = Buffer.alloc(1000);
+      await h.read(b, 0, 1000, i * 1000);
+      return b;
+    }));
+    reads.forEach((b, i) => assert.ok(b.equals(v1.subarray(i * 1000, i * 1000 + 1000)), `open ${i}`));
+    // The file changes on the server while they are held: a new open reads the new version (through the mount,
+    // with direct I/O: the held ones keep the backing), the held ones the version they opened.
+    const v2 = randomBytes(2 * MiB + 7);
+    await fs.writeFile(path.join(exportDir, 'c'), v2);
+    const fresh = await fs.open(f, 'r');
+    const b2 = Buffer.alloc(v2.length + 10);
+    const { bytesRead } = await fresh.read(b2, 0, b2.length, 0);
+    assert.equal(bytesRead, v2.length, 'the new version\'s length');
+    assert.ok(b2.subarray(0, bytesRead).equals(v2), 'the new version\'s bytes');
+    const old = Buffer.alloc(500);
+    await many[3].read(old, 0, 500, 2 * MiB);
+    assert.ok(old.subarray(0, 99).equals(v1.subarray(2 * MiB)), 'a held open: the version it opened');
+    await fresh.close();
+    for (const h of many) await h.close();
+    // All closed: the next opens read the new version, and once it is whole, pass through to it.
+    await warm('c', v2);
+    assert.ok((await fs.readFile(f)).equals(v2));
+  });
+
+  test('the mount counted the opens it handed over', async () => {
+    await m.stop();
+    const s = m.stats();
+    assert.ok(s, 'stats logged');
+    assert.ok(s.passthroughOpens >= 14, `passthrough opens: ${s.passthroughOpens}`);
+    assert.ok(s.passthroughDirectOpens >= 1, `with direct I/O: ${s.passthroughDirectOpens}`);
+  });
+});
