@@ -126,6 +126,8 @@ describe('read-only mount: opens passed through to the disk cache\'s whole files
     // with direct I/O: the held ones keep the backing), the held ones the version they opened.
     const v2 = randomBytes(2 * MiB + 7);
     await fs.writeFile(path.join(exportDir, 'c'), v2);
+    // (Written on the server's disk behind its back: its export learns of it within its attribute cache's 1 s.)
+    await until('the server to show the new version', async () => (await fs.stat(f)).size === v2.length);
     const fresh = await fs.open(f, 'r');
     const b2 = Buffer.alloc(v2.length + 10);
     const { bytesRead } = await fresh.read(b2, 0, b2.length, 0);
