@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { logger } from '../../util/log.js';
+import { diskRoom } from './disk-room.js';
 import { SegmentedLru, type EvictionPolicyName } from './eviction.js';
 import * as f from './fs-cb.js';
 import { jitter, JITTER } from './test-jitter.js';
@@ -205,12 +206,19 @@ export class BlockStore {
    * Make version `tag`'s whole file (`size` bytes) from its blocks `keys`,
    * in order, each `blockSize` long but the last: read one at a time into
    * one buffer, written to DIR/tmp, synced and renamed into place. Not made
-   * (false) when a block is missing or short, or when any of them was
-   * dropped meanwhile (their generations, as put checks).
+   * (false) when a block is missing or short, when any of them was dropped
+   * meanwhile (their generations, as put checks), or when there is no room:
+   * the cache's size must hold it beside its blocks, and the disk it.
    */
   async makeWhole(fk: string, tag: string, size: number, blockSize: number, keys: string[]): Promise<boolean> {
     const key = BlockStore.wholeKey(fk, tag);
     if (this.index.has(key) || keys.length !== Math.ceil(size / blockSize)) return false;
+    // Beside its blocks within the cache's size, and within what the disk has free beyond its headroom (disk-room.ts).
+    const room = await diskRoom(this.o.dir).catch(() => undefined);
+    if (2 * size > this.o.limit() || !room || room.free - room.headroom < size) {
+      log.debug({ key, size, limit: this.o.limit(), free: room?.free }, 'cache: no room for a whole file');
+      return false;
+    }
     const gens = keys.map((k) => this.genOfKey(k));
     const tmp = path.join(this.tmpDir, `${process.pid}-${++this.tmpSeq}`);
     const out = await f.open(tmp, 'w');

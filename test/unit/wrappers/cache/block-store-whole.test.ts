@@ -101,6 +101,20 @@ describe('BlockStore: whole files', { timeout: 60_000 }, () => {
     assert.equal(await store.whole('bb05', TAG, data.length), undefined, 'deleted');
   });
 
+  test('not made where the cache\'s size cannot hold it beside its blocks', async () => {
+    const small = new BlockStore({ dir, limit: () => 3 * BS, maxOpenFiles: 64 });
+    await small.init();
+    try {
+      const data = randomBytes(2 * BS);
+      const keys = [0, 1].map((i) => BlockStore.key('bb07', i, TAG));
+      for (const [i, k] of keys.entries()) await small.put(k, data.subarray(i * BS, (i + 1) * BS), 0, small.gen('bb07', i));
+      assert.equal(await small.makeWhole('bb07', TAG, data.length, BS, keys), false);
+      assert.ok(keys.every((k) => small.has(k)), 'the blocks untouched');
+    } finally {
+      await small.close();
+    }
+  });
+
   test('another process sharing the directory finds it, and a scan learns it with its size', async () => {
     const { data, keys } = await blocks('bb06', 3 * BS);
     assert.ok(await store.makeWhole('bb06', TAG, data.length, BS, keys));
