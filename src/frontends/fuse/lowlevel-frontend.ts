@@ -117,9 +117,9 @@ export interface FuseStats extends WriteStats {
   attrHits: number;
   /** LOOKUPs of absent names answered with a negative entry the kernel keeps (for what is left of --attr-timeout). */
   negativeEntries: number;
-  /** Opens handed to a local file (passthrough.ts), and those of them with direct I/O (the file had changed). */
+  /** Opens handed to a local file (passthrough.ts), and those of them that read an older version than the server's. */
   passthroughOpens: number;
-  passthroughDirectOpens: number;
+  passthroughStaleOpens: number;
 }
 
 /** A directory handle: the listing read at offset 0, served in pages to the kernel. */
@@ -254,7 +254,7 @@ export class LowLevelFrontend {
   }
 
   get stats(): FuseStats & { nodes: number } {
-    return { ...this.files.stats, ...this.counters, ...(this.pt?.counts ?? { passthroughOpens: 0, passthroughDirectOpens: 0 }), ops: { ...this.counters.ops }, errors: { ...this.counters.errors }, nodes: this.inodes.size };
+    return { ...this.files.stats, ...this.counters, ...(this.pt?.counts ?? { passthroughOpens: 0, passthroughStaleOpens: 0 }), ops: { ...this.counters.ops }, errors: { ...this.counters.errors }, nodes: this.inodes.size };
   }
 
   // ---------------------------------------------------------------- mount
@@ -785,24 +785,30 @@ export class LowLevelFrontend {
       case 'open': {
         const n = this.inodes.get(r.ino);
         const o = await this.open(cred, n, r.flags ?? 0, true);
-        return reply(() => {
-          if (ll.replyOpen(req, o) !== 0) {
-            this.pt?.closed(o.fh);
-            void this.files.release(cred, o.fh).catch(() => undefined);
-          }
+        let sent = false;
+        reply(() => {
+          sent = ll.replyOpen(req, o) === 0;
         });
+        // Not answered (the open timed out meanwhile) or not taken (interrupted): no RELEASE will come for it.
+        if (!sent) {
+          this.pt?.closed(o.fh);
+          void this.files.release(cred, o.fh).catch(() => undefined);
+        }
+        return;
       }
       case 'create': {
         const dir = this.inodes.get(r.ino);
         this.checkName(r.name!);
         const { node, e, open } = await this.create(cred, dir, r.name!, r.mode ?? 0o644, r.flags ?? 0);
-        return reply(() => {
+        let sent = false;
+        reply(() => {
           this.inodes.ref(node);
-          if (ll.replyCreate(req, e, open) !== 0) {
-            this.inodes.forget(node.id, 1);
-            void this.files.release(cred, open.fh).catch(() => undefined);
-          }
+          sent = ll.replyCreate(req, e, open) === 0;
+          if (!sent) this.inodes.forget(node.id, 1);
         });
+        // Not answered (timed out meanwhile) or not taken: no RELEASE will come for its handle.
+        if (!sent) void this.files.release(cred, open.fh).catch(() => undefined);
+        return;
       }
       case 'read': {
         const local = await this.readLocal(r.fh!, r.off!, r.size!);
@@ -1036,7 +1042,7 @@ export class LowLevelFrontend {
     // (A create's answer cannot carry a backing file: mayPass only for OPEN.)
     const r =
       this.pt && mayPass
-        ? await this.pt.open(cred, n, sig, a.size, acc === F.O_RDONLY && !(flags & F.O_TRUNC), () => (this.files.file(n.key)?.refs ?? 0) > 0, register)
+        ? await this.pt.open(cred, n, sig, a.size, { eligible: acc === F.O_RDONLY && !(flags & F.O_TRUNC), direct: !!(flags & O_DIRECT) }, () => (this.files.file(n.key)?.refs ?? 0) > 0, register)
         : { fh: register() };
     if (!keepCache) this.files.file(n.key)?.ra?.clear();
     return { ...r, keepCache };

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import type { WholeFiles } from '../../backend/capabilities.js';
 import type { Credentials } from '../../rpc/types.js';
 import { fuseLl, type LlSession } from '../../native/fuse-ll.js';
@@ -5,6 +6,7 @@ import { logger } from '../../util/log.js';
 import type { Node } from './lowlevel-inodes.js';
 
 const log = logger('fuse');
+const E = os.constants.errno;
 
 /** One node's backing file while opens pass through to it. */
 interface Backing {
@@ -31,19 +33,31 @@ interface Backing {
  * one backing file, and an open that does not pass through cannot coexist
  * with one that does (the open fails with EIO). So a node's first open
  * passes through only when no other open of it is held; later opens share
- * its backing while any is held — with direct I/O (reads come to us, of the
- * version the server has now) when the file changed since the backing was
- * chosen; the backing id is unregistered at the last release. A passed-
- * through open reads the version it opened, as NFS's close-to-open allows.
+ * its backing while any is held; the backing id is unregistered at the last
+ * release. So every open of a file reads one version at a time: one made
+ * after the file changed on the server, while earlier ones are held, reads
+ * their version too (counted as stale), read() and mmap alike — direct I/O
+ * would send its reads to us (the new version) but its mmap to the backing
+ * (the old one), and a program that does both (a loader: the header read,
+ * the segments mapped) would mix two versions. The change shows at the
+ * first open once all are closed. O_DIRECT opens never start a backing (the
+ * kernel would open the cache's file O_DIRECT, with its alignment rules);
+ * beside one they pass through with direct I/O (reads come to us).
+ *
+ * When the kernel cannot pass through at all (not agreed in INIT, no
+ * CAP_SYS_ADMIN, a cache directory on a stacked file system), nothing is
+ * asked of the backend again: whole files are made only for opens that can
+ * use them.
  */
 export class Passthrough {
   private readonly backings = new Map<number, Backing>();
   private readonly deciding = new Map<number, Promise<void>>();
   /** Open file handle → node id, for opens answered with a backing. */
   private readonly byFh = new Map<number, number>();
-  /** Opens answered with a backing, and those of them with direct I/O (the file had changed). */
-  readonly counts = { passthroughOpens: 0, passthroughDirectOpens: 0 };
-  private warned = false;
+  /** Opens answered with a backing, and those of them that read an older version than the server's (held opens' backing). */
+  readonly counts = { passthroughOpens: 0, passthroughStaleOpens: 0 };
+  /** Why passthrough cannot work on this mount, once known. */
+  private off?: string;
 
   constructor(
     private readonly whole: WholeFiles,
@@ -53,14 +67,15 @@ export class Passthrough {
   /**
    * Open `n` (version `sig`, `size` bytes): `register` makes the open's file
    * handle, called exactly once, once the node's backing is decided and
-   * before anything else may decide it. `eligible`: a read-only open that
-   * may pass through; `othersOpen`: whether other opens of the node are held.
+   * before anything else may decide it. `how.eligible`: a read-only open
+   * that may start a backing; `how.direct`: an O_DIRECT open; `othersOpen`:
+   * whether other opens of the node are held.
    */
-  async open(cred: Credentials, n: Node, sig: string, size: number, eligible: boolean, othersOpen: () => boolean, register: () => number): Promise<{ fh: number; backingId?: number; directIo?: boolean }> {
+  async open(cred: Credentials, n: Node, sig: string, size: number, how: { eligible: boolean; direct: boolean }, othersOpen: () => boolean, register: () => number): Promise<{ fh: number; backingId?: number; directIo?: boolean }> {
     for (let d = this.deciding.get(n.id); d; d = this.deciding.get(n.id)) await d;
     let b = this.backings.get(n.id);
     let done: (() => void) | undefined;
-    if (!b && eligible && size > 0 && !othersOpen()) {
+    if (!b && how.eligible && !how.direct && size > 0 && !this.off && !othersOpen() && this.agreed()) {
       this.deciding.set(n.id, new Promise<void>((r) => (done = r)));
       try {
         b = await this.choose(cred, n, sig, size, othersOpen);
@@ -74,8 +89,8 @@ export class Passthrough {
       b.opens++;
       this.byFh.set(fh, n.id);
       this.counts.passthroughOpens++;
-      if (b.sig !== sig) this.counts.passthroughDirectOpens++;
-      return { fh, backingId: b.id, directIo: b.sig !== sig };
+      if (b.sig !== sig) this.counts.passthroughStaleOpens++;
+      return { fh, backingId: b.id, directIo: how.direct };
     } finally {
       if (done) {
         this.deciding.delete(n.id);
@@ -95,8 +110,11 @@ export class Passthrough {
     const id = fuseLl().backingOpen(s, w.fd);
     if (id <= 0) {
       w.release();
-      if (!this.warned) log.warn({ errno: -id }, 'passthrough: the kernel refused a backing file; reads go through the mount');
-      this.warned = true;
+      // For good: not root (EPERM), no passthrough (ENOTTY, EOPNOTSUPP), a cache on a stacked file system (ELOOP).
+      if ([E.EPERM, E.ENOTTY, E.EOPNOTSUPP, E.ELOOP].includes(-id)) {
+        this.off = `errno ${-id}`;
+        log.warn({ errno: -id }, 'passthrough: the kernel refuses backing files on this mount; reads go through the mount');
+      } else log.debug({ errno: -id }, 'passthrough: the kernel refused a backing file; this open reads through the mount');
       return undefined;
     }
     const b: Backing = { id, opens: 0, sig, release: w.release };
@@ -121,6 +139,17 @@ export class Passthrough {
       if (r < 0) log.debug({ errno: -r }, 'passthrough: closing a backing id failed');
     }
     b.release();
+  }
+
+  /** The kernel agreed to passthrough in INIT (else nothing is asked for: set off). */
+  private agreed(): boolean {
+    const s = this.session();
+    if (s && fuseLl().passthrough(s)) return true;
+    if (s && !this.off) {
+      this.off = 'not agreed in INIT';
+      log.info('passthrough: the kernel did not agree to it (Linux 6.9+ built with FUSE passthrough); reads go through the mount');
+    }
+    return false;
   }
 
   /** Nodes with a backing file now. */

@@ -213,13 +213,14 @@ export class BlockStore {
   async makeWhole(fk: string, tag: string, size: number, blockSize: number, keys: string[]): Promise<boolean> {
     const key = BlockStore.wholeKey(fk, tag);
     if (this.index.has(key) || keys.length !== Math.ceil(size / blockSize)) return false;
+    // (Taken now, in the turn the caller chose the blocks: a drop from here on undoes the whole file.)
+    const gens = keys.map((k) => this.genOfKey(k));
     // Beside its blocks within the cache's size, and within what the disk has free beyond its headroom (disk-room.ts).
     const room = await diskRoom(this.o.dir).catch(() => undefined);
     if (2 * size > this.o.limit() || !room || room.free - room.headroom < size) {
       log.debug({ key, size, limit: this.o.limit(), free: room?.free }, 'cache: no room for a whole file');
       return false;
     }
-    const gens = keys.map((k) => this.genOfKey(k));
     const tmp = path.join(this.tmpDir, `${process.pid}-${++this.tmpSeq}`);
     const out = await f.open(tmp, 'w');
     let ok = true;
