@@ -163,3 +163,47 @@ describe('read-only mount: opens passed through to the disk cache\'s whole files
     assert.ok(s.passthroughStaleOpens >= 1, `stale: ${s.passthroughStaleOpens}`);
   });
 });
+
+describe('read-only mount: a passed-through file evicted from the cache while open', { skip: fuseSkip(), timeout: 300_000 }, () => {
+  let cm: CachedMount | undefined;
+  before(async () => {
+    cm = await startCachedMount('gvfs-passthrough-evict-', ['--read-only', '--attr-timeout', '0', '--cache-size', '32M']);
+  });
+  after(async () => {
+    await cm?.close();
+  });
+
+  test('the open goes on reading its bytes; a later open reads them from the server', async () => {
+    const { exportDir, cacheDir, m } = cm!;
+    const a = randomBytes(4 * MiB + 3);
+    await fs.writeFile(path.join(exportDir, 'a'), a);
+    const f = path.join(m.mnt, 'a');
+    assert.ok((await fs.readFile(f)).equals(a));
+    await until('the whole file of a', async () => {
+      assert.ok((await fs.readFile(f)).equals(a));
+      return (await find(cacheDir, /^w\./)).length > 0;
+    });
+    const held = await fs.open(f, 'r');
+    try {
+      // Other files, more than the cache holds, each read twice (re-referenced, as a's were: scan resistance
+      // would keep a otherwise): a's blocks and whole file are evicted (deleted).
+      for (let i = 0; i < 4; i++) {
+        const other = randomBytes(12 * MiB);
+        await fs.writeFile(path.join(exportDir, `o${i}`), other);
+        for (let j = 0; j < 2; j++) {
+          await dropPages(path.join(m.mnt, `o${i}`));
+          assert.ok((await fs.readFile(path.join(m.mnt, `o${i}`))).equals(other));
+        }
+      }
+      await until('a to be evicted', async () => (await find(cacheDir, /^w\./)).length === 0);
+      await dropPages(f);
+      const b = Buffer.alloc(a.length);
+      const { bytesRead } = await held.read(b, 0, b.length, 0);
+      assert.equal(bytesRead, a.length);
+      assert.ok(b.equals(a), 'the held open: still its bytes');
+    } finally {
+      await held.close();
+    }
+    assert.ok((await fs.readFile(f)).equals(a), 'a later open');
+  });
+});
