@@ -60,7 +60,7 @@ export function cacheCommand(): Command {
         console.log(JSON.stringify({ dir, blocksOnDisk: onDisk, total, sessions }));
         return;
       }
-      console.log(`cache ${dir}: ${mib(onDisk.bytes)} MiB in ${onDisk.blocks} blocks on disk`);
+      console.log(`cache ${dir}: ${mib(onDisk.bytes)} MiB in ${onDisk.blocks} blocks on disk${onDisk.wholeFiles ? `, and ${mib(onDisk.wholeBytes)} MiB in ${onDisk.wholeFiles} whole files (for passthrough)` : ''}`);
       if (sessions.length > 1) for (const l of counterLines(total)) console.log(`  all sessions: ${l}`);
       for (const s of sessions) {
         const x = s.stats ?? {};
@@ -127,19 +127,27 @@ async function checkCacheDir(dir: string): Promise<void> {
   }
 }
 
-async function blockBytes(dir: string): Promise<{ blocks: number; bytes: number }> {
+async function blockBytes(dir: string): Promise<{ blocks: number; bytes: number; wholeFiles: number; wholeBytes: number }> {
   let blocks = 0;
   let bytes = 0;
+  let wholeFiles = 0;
+  let wholeBytes = 0;
   for (const a of await f.readdir(dir).catch(() => [] as string[])) {
     for (const fk of await f.readdir(path.join(dir, a)).catch(() => [] as string[])) {
       const d = path.join(dir, a, fk);
       for (const n of await f.readdir(d).catch(() => [] as string[])) {
         const st = await f.stat(path.join(d, n)).catch(() => undefined);
         if (!st) continue;
-        blocks++;
-        bytes += st.size;
+        // w.<tag>: a version's whole file (block-store.ts), beside its blocks.
+        if (n.startsWith('w.')) {
+          wholeFiles++;
+          wholeBytes += st.size;
+        } else {
+          blocks++;
+          bytes += st.size;
+        }
       }
     }
   }
-  return { blocks, bytes };
+  return { blocks, bytes, wholeFiles, wholeBytes };
 }

@@ -4,6 +4,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { until } from '../../helpers/services.js';
+import { gvfsArgv } from '../../../src/cli/self.js';
 import { dropPages, errCode, fuseSkip, run, startCachedMount, type CachedMount, type MountProc } from './mount-helper.js';
 
 const MiB = 1 << 20;
@@ -69,6 +70,10 @@ describe('read-only mount: opens passed through to the disk cache\'s whole files
     const seen = await fs.readFile(f);
     assert.equal(seen[at], data[at] ^ 0xff, 'the read went to the whole file (passthrough)');
     await fs.writeFile(whole, data); // restored (same inode)
+    // What `gvfs cache stats` shows of it, apart from the blocks.
+    const cs = JSON.parse((await run(process.execPath, gvfsArgv(['cache', 'stats', '--cache-dir', cacheDir, '--json']))).stdout);
+    assert.deepEqual([cs.blocksOnDisk.wholeFiles, cs.blocksOnDisk.wholeBytes, cs.blocksOnDisk.blocks], [1, data.length, 4]);
+    assert.match((await run(process.execPath, gvfsArgv(['cache', 'stats', '--cache-dir', cacheDir]))).stdout, /in 1 whole files \(for passthrough\)/);
     await dropPages(f);
     const fh = await fs.open(f, 'r');
     try {
