@@ -75,6 +75,12 @@ describe('read-only mount: opens passed through to the disk cache\'s whole files
     assert.deepEqual([cs.blocksOnDisk.wholeFiles, cs.blocksOnDisk.wholeBytes, cs.blocksOnDisk.blocks], [1, data.length, 4]);
     assert.match((await run(process.execPath, gvfsArgv(['cache', 'stats', '--cache-dir', cacheDir]))).stdout, /in 1 whole files \(for passthrough\)/);
     await dropPages(f);
+    // cp (copy_file_range, then splice) and mmap read it too.
+    const copy = path.join(cacheDir, '..', 'copy');
+    await run('cp', [f, copy]);
+    assert.ok((await fs.readFile(copy)).equals(data), 'cp');
+    const mapped = (await run('python3', ['-c', 'import mmap,sys; f=open(sys.argv[1],"rb"); m=mmap.mmap(f.fileno(),0,prot=mmap.PROT_READ); sys.stdout.write(m[2*1048576:2*1048576+64].hex())', f])).stdout;
+    assert.equal(mapped, data.subarray(2 * MiB, 2 * MiB + 64).toString('hex'), 'mmap');
     const fh = await fs.open(f, 'r');
     try {
       for (const [off, len] of [[0, 1], [MiB - 3, 7], [123_456, 2 * MiB], [3 * MiB, 4321], [3 * MiB + 4000, 1000]]) {
