@@ -296,16 +296,17 @@ export class MetaBackend extends PassthroughBackend {
   }
 
   /**
-   * Optional capability: the layer below's whole local file, for a file
-   * without usable meta-data only (read plainly, so the bytes are ours as
-   * they are). A file with meta-data is not handed over: its reads record
-   * the prefetch order, which a kernel reading the file itself would skip.
+   * Optional capability: the layer below's whole local file. Its bytes are
+   * the ones metaRead would give (a zero block is zeros there too) — except
+   * while the order of reads is recorded (meta record): a file with
+   * meta-data is not handed over then, as a kernel reading the file itself
+   * would leave its reads out of the order.
    */
   get wholeFiles(): WholeFiles | undefined {
     const below = wholeFilesOf(this.inner);
     return (
       below && {
-        wholeFile: async (cred, fh) => ((await this.usableForRead(cred, fh)) ? undefined : below.wholeFile(cred, fh)),
+        wholeFile: async (cred, fh) => (this.recording && (await this.usableForRead(cred, fh)) ? undefined : below.wholeFile(cred, fh)),
       }
     );
   }

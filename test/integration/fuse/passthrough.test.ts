@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -8,6 +9,15 @@ import { gvfsArgv } from '../../../src/cli/self.js';
 import { dropPages, errCode, fuseSkip, run, startCachedMount, type CachedMount, type MountProc } from './mount-helper.js';
 
 const MiB = 1 << 20;
+
+/** A file's size now (-1: gone). */
+function statSize(p: string): number {
+  try {
+    return statSync(p).size;
+  } catch {
+    return -1;
+  }
+}
 
 /** Every file under `dir` whose name matches `re`. */
 async function find(dir: string, re: RegExp): Promise<string[]> {
@@ -102,6 +112,23 @@ describe('read-only mount: opens passed through to the disk cache\'s whole files
     assert.ok((await fs.readFile(f)).equals(data));
     await until('its block on disk', async () => (await find(cacheDir, /^0\./)).length >= 2);
     assert.ok((await fs.readFile(f)).equals(data));
+  });
+
+  test('a file with meta-data (gvfs meta gen) passes through too, once whole', async () => {
+    const data = randomBytes(2 * MiB + 333);
+    await fs.writeFile(path.join(exportDir, 'withmeta'), data);
+    await run(process.execPath, gvfsArgv(['meta', 'gen', path.join(exportDir, 'withmeta'), '--root', exportDir]));
+    await warm('withmeta', data);
+    const f = path.join(m.mnt, 'withmeta');
+    const w = (await find(cacheDir, /^w\./)).find((p) => p !== undefined && statSize(p) === data.length);
+    assert.ok(w, 'its whole file');
+    // Behind the mount's back again: only a passed-through read shows the changed byte.
+    const h = await fs.open(w, 'r+');
+    await h.write(Buffer.from([data[5] ^ 0xff]), 0, 1, 5);
+    await h.close();
+    await dropPages(f);
+    assert.equal((await fs.readFile(f))[5], data[5] ^ 0xff, 'passed through');
+    await fs.writeFile(w, data);
   });
 
   test('every change is refused (EROFS), and nothing of the file changes', async () => {
