@@ -60,8 +60,6 @@ static const op_desc OPS[] = {
     {"openByHandleAt", OP_OPEN_BY_HANDLE, "dibic", RES_NUMBER},
     {"fsync", OP_FSYNC, "dc", RES_VOID},
     {"fdatasync", OP_FDATASYNC, "dc", RES_VOID},
-    /* fd, offset, length (0: to the end), advice (POSIX_FADV_*). */
-    {"fadvise", OP_FADVISE, "diiic", RES_VOID},
     {"close", OP_CLOSE, "dc", RES_VOID},
     {"whoami", OP_WHOAMI, "c", RES_WHOAMI},
     /* One job per NFS call (dirops.c): root, dir path, dir ino, dir birth ns, kind, name, target, mode, major, minor. */

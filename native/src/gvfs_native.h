@@ -66,7 +66,6 @@ typedef enum {
   OP_OPEN_BY_HANDLE,
   OP_FSYNC,
   OP_FDATASYNC,
-  OP_FADVISE,
   OP_CLOSE,
   OP_WHOAMI,
   /* One trip per NFS call (dirops.c): these switch identity themselves. */

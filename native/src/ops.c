@@ -256,16 +256,6 @@ void gn_run(gn_job *j) {
       j->syscall = "fdatasync";
       r = fdatasync(j->fd[0]);
       break;
-    case OP_FADVISE:
-      /* posix_fadvise returns the error instead of setting errno. WILLNEED starts reads and may wait for
-       * the block layer to take them: on a pool thread, never on the event loop. */
-      j->syscall = "posix_fadvise";
-      r = posix_fadvise(j->fd[0], (off_t)j->n[0], (off_t)j->n[1], (int)j->n[2]);
-      if (r != 0) {
-        errno = r;
-        r = -1;
-      }
-      break;
     case OP_CLOSE:
       j->syscall = "close";
       r = close(j->fd[0]);

@@ -107,7 +107,6 @@ interface Addon {
   openByHandleAt(mountfd: number, type: number, handle: Buffer, flags: number, cred: NativeCreds): Promise<number>;
   fsync(fd: number, cred: NativeCreds): Promise<void>;
   fdatasync(fd: number, cred: NativeCreds): Promise<void>;
-  fadvise(fd: number, offset: number, len: number, advice: number, cred: NativeCreds): Promise<void>;
   close(fd: number, cred: NativeCreds): Promise<void>;
   inDir(
     rootfd: number,
@@ -370,14 +369,6 @@ export function fsync(fd: number, cred: NativeCreds = self()): Promise<void> {
 
 export function fdatasync(fd: number, cred: NativeCreds = self()): Promise<void> {
   return lib().fdatasync(fd, cred);
-}
-
-/** posix_fadvise values (Linux). */
-export const FADV = { WILLNEED: 3, DONTNEED: 4 } as const;
-
-/** posix_fadvise(fd, offset, len, advice) on a pool thread (WILLNEED starts reads: it may wait for the block layer). len 0: to the end. */
-export function fadvise(fd: number, offset: number, len: number, advice: number): Promise<void> {
-  return lib().fadvise(fd, offset, len, advice, self());
 }
 
 export function close(fd: number, cred: NativeCreds = self()): Promise<void> {

@@ -489,9 +489,6 @@ export class BlockReader {
       for (let i = from; i <= to; i++) {
         if (this.cachedOrComing(s, i, tag)) {
           go();
-          // On disk: its file into the page cache ahead of the read (the kernel's read-ahead stays within one file).
-          const k = this.storedKeys(s.fk!, i, tag, s.lineage)[0];
-          if (k) void this.store.willNeed(k);
           continue;
         }
         if (run.length && (run.length + 1) * bs > MAX_READ) go();

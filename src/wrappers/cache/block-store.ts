@@ -1,6 +1,5 @@
 import path from 'node:path';
 import { logger } from '../../util/log.js';
-import { fadvise, FADV } from '../../native/native.js';
 import { diskRoom } from './disk-room.js';
 import { SegmentedLru, type EvictionPolicyName } from './eviction.js';
 import * as f from './fs-cb.js';
@@ -269,26 +268,6 @@ export class BlockStore {
     this.add(key, { size, hi: 0 }, false);
     this.evict();
     return true;
-  }
-
-  /**
-   * Block `key` will be read soon (sequential reads ahead of it): the
-   * kernel is asked to read its file into the page cache now
-   * (POSIX_FADV_WILLNEED), so the read that comes finds it there instead of
-   * waiting for the disk — each block is a file of its own, and the
-   * kernel's read-ahead never crosses from one file into the next. Best
-   * effort: a block not there, or an error, is ignored.
-   */
-  async willNeed(key: string): Promise<void> {
-    const h = await this.acquire(key);
-    if (!h) return;
-    try {
-      await fadvise(h.fd, 0, 0, FADV.WILLNEED);
-    } catch (e) {
-      log.debug({ err: e, key }, 'cache: fadvise WILLNEED failed');
-    } finally {
-      this.release(key, h);
-    }
   }
 
   /**
