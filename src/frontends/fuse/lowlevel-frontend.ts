@@ -792,6 +792,7 @@ export class LowLevelFrontend {
         // Not answered (the open timed out meanwhile) or not taken (interrupted): no RELEASE will come for it.
         if (!sent) {
           this.pt?.closed(o.fh);
+          this.fdCred.delete(o.fh);
           void this.files.release(cred, o.fh).catch(() => undefined);
         }
         return;
@@ -807,7 +808,10 @@ export class LowLevelFrontend {
           if (!sent) this.inodes.forget(node.id, 1);
         });
         // Not answered (timed out meanwhile) or not taken: no RELEASE will come for its handle.
-        if (!sent) void this.files.release(cred, open.fh).catch(() => undefined);
+        if (!sent) {
+          this.fdCred.delete(open.fh);
+          void this.files.release(cred, open.fh).catch(() => undefined);
+        }
         return;
       }
       case 'read': {
