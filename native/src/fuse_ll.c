@@ -576,8 +576,9 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
  * FUSE passthrough (Linux 6.9+): a file opened with FOPEN_PASSTHROUGH and a
  * backing file registered on /dev/fuse is read (and mapped) by the kernel
  * straight from that file: no READ reaches us, and the page cache is the
- * backing file's own. The disk cache uses it for a file it holds whole
- * (which opens pass through is the front end's to decide: none yet).
+ * backing file's own. A read-only mount hands over files the disk cache
+ * holds whole (which opens pass through is the front end's to decide:
+ * src/frontends/fuse/passthrough.ts).
  *
  * libfuse 3.14 (Debian 12) predates it: its INIT answer cannot ask for
  * FUSE_PASSTHROUGH (a flags2 bit) nor say max_stack_depth, and its
@@ -591,7 +592,8 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
 #define PT_FLAGS2_PASSTHROUGH (1u << 5) /* FUSE_PASSTHROUGH = 1ULL << 37, in flags2 */
 #define PT_FOPEN_DIRECT_IO (1u << 0)
 #define PT_FOPEN_PASSTHROUGH (1u << 7)
-#define PT_INIT_OUT_FLAGS2 32        /* byte offsets in fuse_init_out */
+#define PT_INIT_OUT_FLAGS 12         /* byte offsets in fuse_init_out */
+#define PT_INIT_OUT_FLAGS2 32
 #define PT_INIT_OUT_STACK_DEPTH 36
 #define PT_INIT_IN_FLAGS 12          /* and in fuse_init_in */
 #define PT_INIT_IN_FLAGS2 16
@@ -649,7 +651,7 @@ static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata) {
     if (h->error == 0 && s->init_offered && iov[1].iov_len >= PT_INIT_OUT_STACK_DEPTH + 4 && iov[1].iov_len <= 256) {
       char out[256];
       memcpy(out, iov[1].iov_base, iov[1].iov_len);
-      put32(out, 12, get32(out, 12) | PT_INIT_EXT);
+      put32(out, PT_INIT_OUT_FLAGS, get32(out, PT_INIT_OUT_FLAGS) | PT_INIT_EXT);
       put32(out, PT_INIT_OUT_FLAGS2, get32(out, PT_INIT_OUT_FLAGS2) | PT_FLAGS2_PASSTHROUGH);
       /* Backing files sit on a plain file system: one level of stacking below us. */
       put32(out, PT_INIT_OUT_STACK_DEPTH, 1);

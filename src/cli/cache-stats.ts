@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import type { CacheStats } from '../wrappers/cache/cache-backend.js';
 import { controlRequest, controlSocketOf } from '../wrappers/cache/control-socket.js';
 import * as f from '../wrappers/cache/fs-cb.js';
+import { BlockStore } from '../wrappers/cache/block-store.js';
 import { Journal } from '../wrappers/cache/journal.js';
 import { listSessions, readSmallFile, sessionDirName } from '../wrappers/cache/session-dir.js';
 import { sumCounters, type CounterSnapshot } from '../util/counters.js';
@@ -138,8 +139,8 @@ async function blockBytes(dir: string): Promise<{ blocks: number; bytes: number;
       for (const n of await f.readdir(d).catch(() => [] as string[])) {
         const st = await f.stat(path.join(d, n)).catch(() => undefined);
         if (!st) continue;
-        // w.<tag>: a version's whole file (block-store.ts), beside its blocks.
-        if (n.startsWith('w.')) {
+        // A version's whole file, beside its blocks.
+        if (BlockStore.isWhole(n)) {
           wholeFiles++;
           wholeBytes += st.size;
         } else {

@@ -189,11 +189,8 @@ export class BlockReader {
     // (Small blocks: a 1 MiB answer over 4 KiB blocks is more pieces than one local answer may have.)
     if (parts.length > LOCAL_EXTENTS_MAX) return undefined;
     const one = async (p: Part): Promise<HeldExtent | undefined> => {
-      for (const k of this.storedKeys(s.fk!, p.idx, tag, s.lineage)) {
-        const x = await this.store.extent(k, p.blen, p.blockOff, p.len);
-        if (x) return { fd: x.fd, pos: p.blockOff, len: p.len, release: x.release };
-      }
-      return undefined;
+      const x = await this.heldBlock(s, tag, p.idx, p.blen, p.blockOff, p.len);
+      return x && { fd: x.fd, pos: p.blockOff, len: p.len, release: x.release };
     };
     let got = await Promise.all(parts.map(one));
     if (got.some((x) => !x)) {
@@ -218,13 +215,7 @@ export class BlockReader {
     const fk = s.fk!;
     const tag = s.tag!;
     if (a.size <= 0) return undefined;
-    if (a.size <= this.o.blockSize) {
-      for (const k of this.storedKeys(fk, 0, tag, s.lineage)) {
-        const x = await this.store.extent(k, a.size, 0, a.size);
-        if (x) return x;
-      }
-      return undefined;
-    }
+    if (a.size <= this.o.blockSize) return this.heldBlock(s, tag, 0, a.size, 0, a.size);
     const w = await this.store.whole(fk, tag, a.size);
     if (w || this.closing) return w;
     if (!this.onDisk(s, a, 0, a.size)) await this.discover(s, tag, a.size);
@@ -267,6 +258,19 @@ export class BlockReader {
     const tag = key.slice(key.lastIndexOf('.') + 1);
     const w = this.wanted.get(BlockStore.wholeKey(fk, tag));
     if (w && w.s.tag === tag && this.onDisk(w.s, w.a, 0, w.a.size)) this.makeWhole(w.s, w.a);
+  }
+
+  /**
+   * Block idx (`blen` bytes) of version `tag`, [off, off+len) of it held
+   * open from the first copy on disk under a tag its lineage allows
+   * (BlockStore.extent); undefined when none is there.
+   */
+  private async heldBlock(s: FileState, tag: string, idx: number, blen: number, off: number, len: number): Promise<{ fd: number; release: () => void } | undefined> {
+    for (const k of this.storedKeys(s.fk!, idx, tag, s.lineage)) {
+      const x = await this.store.extent(k, blen, off, len);
+      if (x) return x;
+    }
+    return undefined;
   }
 
   /** Whether every block of [off, end) of version `a` is cached or on its way (nothing is read or fetched). */

@@ -98,6 +98,11 @@ export class BlockStore {
     return `${fk}/w.${tag}`;
   }
 
+  /** Whether a name in a file's directory (or the part of a key after its '/') is a whole file's. */
+  static isWhole(name: string): boolean {
+    return name.startsWith('w.');
+  }
+
   private pathOf(key: string): string {
     return path.join(this.blocksDir, key.slice(0, 2), key);
   }
@@ -215,6 +220,7 @@ export class BlockStore {
     if (this.index.has(key) || keys.length !== Math.ceil(size / blockSize)) return false;
     // (Taken now, in the turn the caller chose the blocks: a drop from here on undoes the whole file.)
     const gens = keys.map((k) => this.genOfKey(k));
+    const undropped = () => keys.every((k, i) => this.genOfKey(k) === gens[i]);
     // Beside its blocks within the cache's size, and within what the disk has free beyond its headroom (disk-room.ts).
     const room = await diskRoom(this.o.dir).catch(() => undefined);
     if (2 * size > this.o.limit() || !room || room.free - room.headroom < size) {
@@ -248,7 +254,7 @@ export class BlockStore {
     } finally {
       await f.close(out).catch(() => undefined);
     }
-    ok &&= keys.every((k, i) => this.genOfKey(k) === gens[i]) && !this.index.has(key);
+    ok &&= undropped() && !this.index.has(key);
     if (ok) {
       try {
         await f.rename(tmp, this.pathOf(key));
@@ -261,7 +267,7 @@ export class BlockStore {
       await f.unlink(tmp).catch(() => undefined);
       return false;
     }
-    if (keys.some((k, i) => this.genOfKey(k) !== gens[i])) {
+    if (!undropped()) {
       await f.unlink(this.pathOf(key)).catch(() => undefined); // dropped while it was renamed
       return false;
     }
@@ -307,7 +313,7 @@ export class BlockStore {
       for (const n of names) {
         const dot = n.indexOf('.');
         const tag = n.slice(dot + 1);
-        if (dot < 0 || !tags.has(tag) || n.startsWith('w.')) continue; // (whole files are found by whole())
+        if (dot < 0 || !tags.has(tag) || BlockStore.isWhole(n)) continue; // (whole files are found by whole())
         const key = `${fk}/${n}`;
         if (!this.index.has(key)) this.add(key, { size: size(Number(n.slice(0, dot)), tag), hi: 0 }, false);
       }
@@ -413,7 +419,7 @@ export class BlockStore {
     const s = this.byFile.get(fk);
     if (!s) return;
     // (A whole file holds every block of its version.)
-    this.delete([...s].filter((k) => want.has(k.slice(k.indexOf('/') + 1, k.lastIndexOf('.'))) || k.startsWith(`${fk}/w.`)));
+    this.delete([...s].filter((k) => want.has(k.slice(k.indexOf('/') + 1, k.lastIndexOf('.'))) || BlockStore.isWhole(k.slice(k.indexOf('/') + 1))));
   }
 
   private bump(fk: string): void {
