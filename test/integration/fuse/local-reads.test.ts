@@ -5,7 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { dropPages, fuseSkip, spawnMount, startCachedMount, type CachedMount, type MountProc } from './mount-helper.js';
+import { checkReadsAt, dropPages, fuseSkip, spawnMount, startCachedMount, type CachedMount, type MountProc } from './mount-helper.js';
 import { gvfsArgv } from '../../../src/cli/self.js';
 
 const run = promisify(execFile);
@@ -46,19 +46,7 @@ describe('FUSE reads from the files of the disk cache (local reads)', { skip: fu
     const f = path.join(m.mnt, 'a');
     assert.ok((await fs.readFile(f)).equals(data), 'first read (fills the cache)');
     assert.ok((await readAll(f)).equals(data), 'second read');
-    const fh = await fs.open(f, 'r');
-    try {
-      for (const [off, len] of [[0, 1], [MiB - 3, 7], [123_456, 2 * MiB], [3 * MiB, 500], [3 * MiB + 100, 100]]) {
-        await dropPages(f);
-        const b = Buffer.alloc(len);
-        const { bytesRead } = await fh.read(b, 0, len, off);
-        const want = data.subarray(off, off + len);
-        assert.equal(bytesRead, want.length, `${off}+${len}: length`);
-        assert.ok(b.subarray(0, bytesRead).equals(want), `${off}+${len}: bytes`);
-      }
-    } finally {
-      await fh.close();
-    }
+    await checkReadsAt(f, data, [[0, 1], [MiB - 3, 7], [123_456, 2 * MiB], [3 * MiB, 500], [3 * MiB + 100, 100]], { dropEach: true });
   });
 
   test('a file changed on the server: the new bytes once the attributes expire, never a mix of versions', async () => {

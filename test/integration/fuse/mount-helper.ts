@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -143,4 +144,25 @@ export async function startCachedMount(prefix: string, mountArgs: string[]): Pro
     throw e;
   }
   return { base, exportDir, cacheDir, ps, m, close };
+}
+
+/**
+ * Read `file` at each [offset, length] through one open descriptor and check
+ * the bytes against `data` (short only at its end). `dropEach`: the kernel's
+ * pages dropped before each read, so that each reaches the mount.
+ */
+export async function checkReadsAt(file: string, data: Buffer, ranges: Array<[number, number]>, o: { dropEach?: boolean } = {}): Promise<void> {
+  const fh = await fs.open(file, 'r');
+  try {
+    for (const [off, len] of ranges) {
+      if (o.dropEach) await dropPages(file);
+      const b = Buffer.alloc(len);
+      const { bytesRead } = await fh.read(b, 0, len, off);
+      const want = data.subarray(off, off + len);
+      assert.equal(bytesRead, want.length, `${off}+${len}: length`);
+      assert.ok(b.subarray(0, bytesRead).equals(want), `${off}+${len}: bytes`);
+    }
+  } finally {
+    await fh.close();
+  }
 }
