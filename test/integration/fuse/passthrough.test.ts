@@ -220,17 +220,20 @@ describe('read-only mount: a passed-through file evicted from the cache while op
     });
     const held = await fs.open(f, 'r');
     try {
-      // Other files, more than the cache holds, each read twice (re-referenced, as a's were: scan resistance
-      // would keep a otherwise): a's blocks and whole file are evicted (deleted).
-      for (let i = 0; i < 4; i++) {
+      // Other files, each read twice (re-referenced, as a's were: scan resistance would keep a otherwise), until
+      // a's whole file is evicted (deleted): which entries go first is the eviction policy's, so more pressure each
+      // round rather than a fixed amount.
+      let i = 0;
+      await until('a to be evicted', async () => {
         const other = randomBytes(12 * MiB);
-        await fs.writeFile(path.join(exportDir, `o${i}`), other);
+        const o = path.join(m.mnt, `o${i}`);
+        await fs.writeFile(path.join(exportDir, `o${i++}`), other);
         for (let j = 0; j < 2; j++) {
-          await dropPages(path.join(m.mnt, `o${i}`));
-          assert.ok((await fs.readFile(path.join(m.mnt, `o${i}`))).equals(other));
+          await dropPages(o);
+          assert.ok((await fs.readFile(o)).equals(other));
         }
-      }
-      await until('a to be evicted', async () => (await find(cacheDir, /^w\./)).length === 0);
+        return (await find(cacheDir, /^w\./)).length === 0;
+      }, 120_000);
       await dropPages(f);
       const b = Buffer.alloc(a.length);
       const { bytesRead } = await held.read(b, 0, b.length, 0);
