@@ -171,6 +171,35 @@ export function localReadsOf(b: Backend): LocalReads | undefined {
   return (b as Partial<{ localReads: LocalReads | undefined }>).localReads;
 }
 
+/**
+ * Answers a caching layer holds and gives again without asking the server
+ * (the disk cache's attributes and names). A front end that caches answers
+ * once more (the kernel, under FUSE) must count its own trust from when the
+ * server said them, not from when this layer answered: a name the cache
+ * found 0.9 s ago, passed on with a whole 1 s budget, would hide a change
+ * made elsewhere for 1.9 s. Read synchronously, right after the call that
+ * answered (lookup, getattr).
+ *
+ * Each returns how much longer (ms) this layer gives the answer without the
+ * server: 0 when it would ask (it holds none); Infinity while a model other
+ * than a timeout keeps it (poll, callback: an invalidation says when it
+ * goes). A finite trust is renewed ahead: asked for an answer in the second
+ * half of its trust, the layer renews it from the server in the background,
+ * so a front end that asks again before the trust runs out (at most half
+ * the budget later) finds it renewed, and an answer kept in use is never
+ * waited for.
+ */
+export interface HeldAnswers {
+  /** The attributes getattr (or lookup's `attr`) answers for `fh`. */
+  attrTrust(fh: Buffer): number;
+  /** The handle lookup answers for `name` in `dir`. */
+  nameTrust(dir: Buffer, name: string): number;
+}
+
+export function heldAnswersOf(b: Backend): HeldAnswers | undefined {
+  return (b as Partial<{ heldAnswers: HeldAnswers | undefined }>).heldAnswers;
+}
+
 /** A file's current version as one local file (WholeFiles.wholeFile). */
 export interface WholeFile {
   /** Open descriptor of a file holding exactly the version's bytes, `size` of them; never written while held. */

@@ -16,7 +16,7 @@ import type {
   WriteResult,
 } from '../nfs3/types.js';
 import type { Credentials } from '../rpc/types.js';
-import { invalidationsOf, type InvalidationSource } from '../backend/capabilities.js';
+import { heldAnswersOf, invalidationsOf, type HeldAnswers, type InvalidationSource } from '../backend/capabilities.js';
 
 /**
  * The template for every wrapper (like ganesha's FSAL_NULL): forwards each
@@ -31,6 +31,11 @@ export class PassthroughBackend implements Backend {
   /** Optional capability (backend/capabilities.ts): handles pass unchanged, so the layer below's invalidations are ours. */
   get invalidations(): InvalidationSource | undefined {
     return invalidationsOf(this.inner);
+  }
+
+  /** Optional capability: handles pass unchanged, so what the layer below holds is what we answer with. */
+  get heldAnswers(): HeldAnswers | undefined {
+    return heldAnswersOf(this.inner);
   }
 
   /** Rewrite (or refuse) the caller's credentials before any call goes down. */

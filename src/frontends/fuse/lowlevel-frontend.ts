@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Backend } from '../../backend/backend.js';
-import { invalidationsOf, localReadsOf, wholeFilesOf, type Invalidated, type LocalRead, type LocalReads } from '../../backend/capabilities.js';
+import { heldAnswersOf, invalidationsOf, localReadsOf, wholeFilesOf, type HeldAnswers, type Invalidated, type LocalRead, type LocalReads } from '../../backend/capabilities.js';
 import { FsError, isFsError } from '../../backend/errors.js';
 import { fuseLl, type LlDirEntry, type LlEntry, type LlRequest, type LlSession } from '../../native/fuse-ll.js';
 import { ACCESS3_EXTEND, ACCESS3_MODIFY, ACCESS3_READ, ACCESS3_EXECUTE, ACCESS3_LOOKUP, FType } from '../../nfs3/constants.js';
@@ -170,6 +170,8 @@ export class LowLevelFrontend {
   private readonly local?: LocalReads;
   /** Opens handed to local files (read-only mounts over a backend with WholeFiles). */
   private readonly pt?: Passthrough;
+  /** What the backend answers from what it holds (a disk cache below): the kernel's budgets count from when the server said it. */
+  private readonly held?: HeldAnswers;
   /** Local reads turned off: the cache's files cannot be spliced from (EINVAL). */
   private localOff = false;
   private readonly dirs = new Map<number, DirHandle>();
@@ -197,6 +199,7 @@ export class LowLevelFrontend {
     opts: LowLevelOptions,
   ) {
     this.local = opts.localReads === false ? undefined : localReadsOf(backend);
+    this.held = heldAnswersOf(backend);
     const whole = opts.readOnly && opts.passthrough !== false ? wholeFilesOf(backend) : undefined;
     if (whole) this.pt = new Passthrough(whole, () => this.session);
     this.o = {
@@ -479,7 +482,34 @@ export class LowLevelFrontend {
   /** `n.last` is the backend's answer to a request sent at `s.at`, unless a change of ours began since. */
   private trust(n: Node, s: { at: number; gen: number; epoch: number }): void {
     // changedAt: a node first met in this answer (a lookup's) may have been changed since the request was sent.
-    if ((n.gen ?? 0) === s.gen && this.epoch === s.epoch && n.last && !((n.changedAt ?? -Infinity) >= s.at)) n.said = s;
+    if (!((n.gen ?? 0) === s.gen && this.epoch === s.epoch && n.last && !((n.changedAt ?? -Infinity) >= s.at))) return;
+    const b = this.saidWhen(s.at, this.held?.attrTrust(n.fh));
+    n.said = { ...s, at: b.at, renew: b.renew };
+  }
+
+  /**
+   * When the server said an answer asked for at `at` (performance.now()):
+   * then, or earlier when the layer below gave it from what it holds with
+   * `trust` ms left (HeldAnswers; Infinity: held until an invalidation, as
+   * good as new). `renew`: the layer below renews it when asked for it in
+   * its second half.
+   */
+  private saidWhen(at: number, trust: number | undefined): { at: number; renew: boolean } {
+    const ttl = this.o.attrTimeoutMs;
+    if (trust === undefined || trust === Infinity || !(trust > 0) || ttl <= 0) return { at, renew: false };
+    return { at: Math.min(at, performance.now() - Math.max(0, ttl - trust)), renew: true };
+  }
+
+  /**
+   * Seconds the kernel may keep an answer the server said at `b.at`: what is
+   * left of the budget — at most half of it when the layer below renews the
+   * answer, so the kernel's next ask (a local call) comes while it is in its
+   * second half there, and a file or directory kept in use never waits for
+   * the server to say it again.
+   */
+  private kernelSecs(b: { at: number; renew?: boolean }): number {
+    const left = this.o.attrTimeoutMs - (performance.now() - b.at);
+    return Math.max(0, b.renew ? Math.min(left, this.o.attrTimeoutMs / 2) : left) / 1000;
   }
 
   /**
@@ -493,20 +523,27 @@ export class LowLevelFrontend {
     const s = n.said;
     if (!s || !n.last || s.epoch !== this.epoch || s.gen !== (n.gen ?? 0) || (n.writing ?? 0) > 0) return undefined;
     const left = this.o.attrTimeoutMs - (performance.now() - s.at);
-    return left > 0 ? left / 1000 : undefined;
+    // In its second half, the layer below is asked (from what it holds), which renews it there.
+    if (s.renew ? left <= this.o.attrTimeoutMs / 2 : left <= 0) return undefined;
+    return this.kernelSecs(s);
   }
 
-  /** An entry reply for `fh`: the node gets one more kernel lookup if (and only if) the reply went out. */
-  private async entryOf(cred: Credentials, fh: Buffer, attr: Fattr3 | undefined, asked?: { at: number; epoch: number }): Promise<{ node: Node; e: LlEntry }> {
+  /**
+   * An entry reply for `fh`: the node gets one more kernel lookup if (and only if) the reply went out.
+   * `named`: the lookup that found it, whose name the layer below may have answered from what it holds.
+   */
+  private async entryOf(cred: Credentials, fh: Buffer, attr: Fattr3 | undefined, asked?: { at: number; epoch: number }, named?: { dir: Buffer; name: string }): Promise<{ node: Node; e: LlEntry }> {
     const t0 = performance.now();
     const server = attr ?? (await this.retrying(() => this.backend.getattr(cred, fh)));
     const node = this.inodes.of(fh);
     const a = this.shown(node, server);
     this.saw(node, a);
     // `asked`: when the request that brought `attr` was sent (lookup, create, mkdir...).
-    if (asked || !attr) this.trust(node, { at: asked?.at ?? t0, gen: node.gen ?? 0, epoch: asked?.epoch ?? this.epoch });
-    const t = this.o.attrTimeoutMs / 1000;
-    return { node, e: { nodeid: node.id, attr: this.statOf(node, a), attrTimeout: t, entryTimeout: t } };
+    const at = asked?.at ?? t0;
+    if (asked || !attr) this.trust(node, { at, gen: node.gen ?? 0, epoch: asked?.epoch ?? this.epoch });
+    const attrTimeout = this.kernelSecs(node.said ?? this.saidWhen(at, this.held?.attrTrust(fh)));
+    const entryTimeout = named ? this.kernelSecs(this.saidWhen(at, this.held?.nameTrust(named.dir, named.name))) : this.o.attrTimeoutMs / 1000;
+    return { node, e: { nodeid: node.id, attr: this.statOf(node, a), attrTimeout, entryTimeout } };
   }
 
   private replyEntry(req: bigint, node: Node, e: LlEntry): void {
@@ -538,8 +575,9 @@ export class LowLevelFrontend {
     return size;
   }
 
+  /** Attributes for the kernel, kept for what is left of the budget they were said with (the whole budget when not known). */
   private attrReply(req: bigint, n: Node, a: Fattr3): void {
-    fuseLl().replyAttr(req, this.statOf(n, a), this.o.attrTimeoutMs / 1000);
+    fuseLl().replyAttr(req, this.statOf(n, a), n.said ? this.kernelSecs(n.said) : this.o.attrTimeoutMs / 1000);
   }
 
   /**
@@ -665,7 +703,7 @@ export class LowLevelFrontend {
           this.trust(dir, asked);
           this.listings.renew(dir.key, x.dirAttr, asked.at);
         }
-        const { node, e } = await this.entryOf(cred, x.fh, x.attr, asked);
+        const { node, e } = await this.entryOf(cred, x.fh, x.attr, asked, { dir: dir.fh, name: r.name! });
         return reply(() => this.replyEntry(req, node, e));
       }
       case 'getattr': {

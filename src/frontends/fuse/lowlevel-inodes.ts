@@ -14,11 +14,13 @@ export interface Node {
   /** The attributes last seen (served again only while `said` vouches for them: see LowLevelFrontend.cachedFor). */
   last?: Fattr3;
   /**
-   * `last` is the backend's answer to a request sent at `at` (performance.now()), and nothing of ours has
-   * changed the file since (`gen` still the node's, `epoch` still the front end's): a GETATTR may be
-   * answered from it for what is left of the attribute budget. Cleared by every change we make.
+   * `last` is what the server said at `at` (performance.now(): when we asked, or earlier when the layer
+   * below answered from what it holds), and nothing of ours has changed the file since (`gen` still the
+   * node's, `epoch` still the front end's): a GETATTR may be answered from it for what is left of the
+   * attribute budget. `renew`: the layer below renews it when asked in its second half. Cleared by every
+   * change we make.
    */
-  said?: { at: number; gen: number; epoch: number };
+  said?: { at: number; gen: number; epoch: number; renew?: boolean };
   /** Changes of ours to this file begun so far (SETATTR, WRITE, changes of a directory's entries), the last at `changedAt`. */
   gen?: number;
   changedAt?: number;

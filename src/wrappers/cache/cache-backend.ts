@@ -22,7 +22,7 @@ import { lockSession, readSmallFile, sessionPath, writeFileAtomic } from './sess
 import { versionTag } from './versions.js';
 import { JournalRefused, WriteBack, type FlushFailure, type FlushReport } from './write-back.js';
 import { diskRoom, fitCapacity } from './disk-room.js';
-import type { Invalidated, InvalidationSource, LocalRead, LocalReads, WholeFile, WholeFiles } from '../../backend/capabilities.js';
+import type { HeldAnswers, Invalidated, InvalidationSource, LocalRead, LocalReads, WholeFile, WholeFiles } from '../../backend/capabilities.js';
 import type { ExtLink } from '../../ext/meta-client.js';
 import { ChangePoller } from './change-poller.js';
 import { DELEGATE_DATA_MAX, RecallStatus } from '../../ext/callback-codec.js';
@@ -31,6 +31,8 @@ import { checkConsistency, checkPollMs, type ConsistencyModel } from './options.
 
 /** How often the cache disk's free space is measured (ms). */
 const SPARE_CHECK_MS = 2000;
+/** Renewals ahead (ttl) in flight at most: each is one small call; a burst of hits beyond it waits for its answers to run out. */
+const MAX_RENEWALS = 16;
 
 const log = logger('cache');
 
@@ -58,6 +60,8 @@ export interface CacheStats extends CounterSnapshot {
   invalidations: number;
   attrHits: number;
   attrMisses: number;
+  /** The ttl model: attributes and names renewed in the background, asked for in the second half of their trust (HeldAnswers). */
+  renewals: number;
   /** The callback model: ACCESS answered from an earlier answer, under a delegation of the file. */
   accessHits: number;
   /** The callback model: file bytes that came with a read delegation (DELEGATE_READ) and were kept. */
@@ -129,7 +133,7 @@ export class CacheBackend extends PassthroughBackend implements LocalReads {
   private timers: NodeJS.Timeout[] = [];
   private scanning?: Promise<void>;
   private closing = false;
-  private readonly c = { attrHits: 0, attrMisses: 0, accessHits: 0, writesAround: 0, setattrsJournalled: 0, writtenBlocksKept: 0, ordersInvalidated: 0, grantDataBytes: 0 };
+  private readonly c = { attrHits: 0, attrMisses: 0, renewals: 0, accessHits: 0, writesAround: 0, setattrsJournalled: 0, writtenBlocksKept: 0, ordersInvalidated: 0, grantDataBytes: 0 };
   /** The callback model: ACCESS answers per caller and file, with the delegation clock when each was asked. */
   private readonly accessSeen = new Map<string, { mask: number; access: number; sent: number }>();
   /** The poll model's client (absent: the link cannot call the GVFS extension program). */
@@ -320,6 +324,7 @@ export class CacheBackend extends PassthroughBackend implements LocalReads {
   private async attrs(cred: Credentials, s: FileState): Promise<Fattr3> {
     if (this.fresh(s)) {
       this.c.attrHits++;
+      this.renewAttrs(cred, s);
       return s.attr!;
     }
     this.c.attrMisses++;
@@ -327,6 +332,11 @@ export class CacheBackend extends PassthroughBackend implements LocalReads {
       await this.takeDelegation(cred, s, 'read');
       if (this.fresh(s)) return s.attr!; // the grant brought them
     }
+    return this.fetchAttrs(cred, s);
+  }
+
+  /** A GETATTR of `s` (one at a time per file: a second caller shares the one in flight), noted unless a change of ours crossed it. */
+  private fetchAttrs(cred: Credentials, s: FileState): Promise<Fattr3> {
     if (!s.getattr) {
       const ep = s.epoch;
       const g = this.files.gen;
@@ -353,11 +363,85 @@ export class CacheBackend extends PassthroughBackend implements LocalReads {
    * invalidation crossed the call that brought them.
    */
   private fresh(s: FileState): boolean {
-    if (!s.attr || s.writing) return false;
-    if (this.opts.consistency === 'poll') return s.at > 0 && (s.pollGen ?? -1) >= 0 && !!this.poller?.inSync();
+    return this.attrTrust(s) > 0;
+  }
+
+  /** How much longer (ms) `s`'s attributes are answered without asking (HeldAnswers.attrTrust). */
+  private attrTrust(s: FileState): number {
+    if (!s.attr || s.writing) return 0;
+    if (this.opts.consistency === 'poll') return s.at > 0 && (s.pollGen ?? -1) >= 0 && !!this.poller?.inSync() ? Infinity : 0;
     // callback: trusted while a delegation is held (taken before the GETATTR that brought them; a recall drops both).
-    if (this.opts.consistency === 'callback') return s.at > 0 && this.held!.holds(s.key);
-    return Date.now() - s.at < this.opts.attrTimeoutMs;
+    if (this.opts.consistency === 'callback') return s.at > 0 && this.held!.holds(s.key) ? Infinity : 0;
+    return Math.max(0, this.opts.attrTimeoutMs - (Date.now() - s.at));
+  }
+
+  // ---------------------------------------------------------------- renewing ahead (ttl)
+
+  /** Renewals in flight (bounded: past it an answer is simply asked for when it runs out), and the names among them. */
+  private renewing = 0;
+  private readonly renewingNames = new Set<string>();
+
+  /** A renewal may start for an answer with `left` ms of trust: the ttl model, in the second half of it. */
+  private renewable(left: number): boolean {
+    return this.opts.consistency === 'ttl' && left <= this.opts.attrTimeoutMs / 2 && this.renewing < MAX_RENEWALS;
+  }
+
+  /** Attributes answered in the second half of their trust: fetched again in the background (HeldAnswers). */
+  private renewAttrs(cred: Credentials, s: FileState): void {
+    if (s.getattr || !this.renewable(this.attrTrust(s))) return;
+    this.renewing++;
+    this.c.renewals++;
+    this.fetchAttrs(cred, s).then(
+      () => this.renewing--,
+      (e: Error) => {
+        this.renewing--;
+        log.debug({ fh: s.key, err: e.message }, 'cache: renewing attributes failed; they run out as without');
+      },
+    );
+  }
+
+  /**
+   * A name answered in the second half of its trust: looked up again in the
+   * background, as a miss would (a reply that crossed a change of the
+   * directory is not kept); a name gone from the server is dropped.
+   */
+  private renewName(cred: Credentials, dir: Buffer, dk: string, name: string): void {
+    const k = `${dk}/${name}`;
+    if (this.renewingNames.has(k) || this.wb?.dirty(dk) || !this.renewable(this.names.trustLeft(dk, name))) return;
+    this.renewing++;
+    this.renewingNames.add(k);
+    this.c.renewals++;
+    const stamp = this.names.stamp(dk);
+    const g = this.files.gen;
+    this.inner
+      .lookup(cred, dir, name)
+      .then(
+        (r) => {
+          this.names.set(dk, name, r.fh, stamp);
+          this.paths.note(dk, name, r.fh);
+          if (r.dirAttr) this.files.note(this.file(dir), r.dirAttr, undefined, g);
+          this.presentMaybe(r.fh, r.attr, g);
+        },
+        (e: Error) => {
+          if (isFsError(e, 'NOENT') || isFsError(e, 'STALE')) this.names.drop(dk, name);
+          log.debug({ dir: dk, name, err: e.message }, 'cache: renewing a name failed; it runs out as without');
+        },
+      )
+      .finally(() => {
+        this.renewing--;
+        this.renewingNames.delete(k);
+      });
+  }
+
+  /** Optional capability (backend/capabilities.ts): how long what this cache answers stays good without the server. */
+  override get heldAnswers(): HeldAnswers {
+    return {
+      attrTrust: (fh) => {
+        const s = this.files.peek(fh.toString('hex'));
+        return s ? this.attrTrust(s) : 0;
+      },
+      nameTrust: (dir, name) => this.names.trustLeft(dir.toString('hex'), name),
+    };
   }
 
   /** What clients see: the server's attributes, with unflushed writes' size and time and journalled SETATTRs' fields. */
@@ -807,7 +891,10 @@ export class CacheBackend extends PassthroughBackend implements LocalReads {
     const cached = this.names.get(dk, name);
     if (cached) {
       const s = this.file(cached);
-      return { fh: cached, attr: this.fresh(s) ? this.present(s, s.attr!) : undefined };
+      this.renewName(cred, dir, dk, name);
+      if (!this.fresh(s)) return { fh: cached };
+      this.renewAttrs(cred, s);
+      return { fh: cached, attr: this.present(s, s.attr!) };
     }
     await this.settled(dir);
     // callback: a read delegation of the directory first, so the name found can be trusted until a change recalls it.

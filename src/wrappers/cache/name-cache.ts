@@ -49,6 +49,17 @@ export class NameCache {
   }
 
   /**
+   * How much longer (ms) get() gives `name` without a LOOKUP: Infinity while
+   * `trusted` vouches for it or the ttl is (poll in sync), 0 when not held.
+   */
+  trustLeft(dir: string, name: string): number {
+    const e = this.m.get(`${dir}/${name}`);
+    if (!e || e.gen !== this.stamp(dir)) return 0;
+    if (e.sent !== undefined && this.trusted?.(dir, e.sent)) return Infinity;
+    return Math.max(0, this.ttlMs() - (Date.now() - e.at));
+  }
+
+  /**
    * `gen`: the directory's stamp() from before the call that found the name
    * (default: now); `sent`: the `trusted` clock when that call went out.
    */

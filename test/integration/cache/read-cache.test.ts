@@ -65,7 +65,7 @@ describe('cache: versions, sharing, persistence', { timeout: 300_000 }, () => {
     await s.stop();
   });
 
-  test('within the attribute timeout the cached version is served; after it, the change shows', async () => {
+  test('within the first half of the attribute timeout the cached version is served; by its end, the change shows', async () => {
     const file = path.join(c.exportDir, 'timeout.bin');
     const v1 = randomBytes(256 * 1024);
     await fs.writeFile(file, v1);
@@ -90,7 +90,10 @@ describe('cache: versions, sharing, persistence', { timeout: 300_000 }, () => {
       const t = Date.now();
       if ((await readAll(s.client, fh, v2.length)).equals(v2)) shown = t;
     }
-    assert.ok(shown - fetched >= timeoutMs, `the change showed after the timeout (${shown - fetched} ms)`);
+    // Not in the first half of the timeout; in the second, a read renews the attributes (HeldAnswers: renewed
+    // ahead), so the change may show before the timeout ends, never after it (plus the polling step).
+    assert.ok(shown - fetched >= timeoutMs / 2, `the change showed in the first half of the timeout (${shown - fetched} ms)`);
+    assert.ok(shown - fetched <= timeoutMs + 2000, `the change showed ${shown - fetched} ms after the fetch`);
     await s.stop();
   });
 

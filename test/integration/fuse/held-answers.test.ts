@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
+import { gvfsArgv } from '../../../src/cli/self.js';
+import { fuseSkip, run, spawnMount, startCachedMount, type CachedMount, type MountProc } from './mount-helper.js';
+
+/** The cache's counters now (`gvfs cache stats --json` of the mount's cache directory). */
+async function cacheStats(cacheDir: string): Promise<Record<string, number>> {
+  return JSON.parse((await run(process.execPath, gvfsArgv(['cache', 'stats', '--cache-dir', cacheDir, '--json']))).stdout).sessions[0].stats;
+}
+
+/** Resolves at `t` (performance.now()): here the passage of time is what is tested (the attribute budget). */
+async function at(t: number): Promise<void> {
+  const left = t - performance.now();
+  if (left > 0) await delay(left);
+}
+
+/**
+ * The kernel's budgets over a disk cache (HeldAnswers): a name or
+ * attributes the cache answers from what it holds are kept by the kernel
+ * for what is left of --attr-timeout counted from when the server said
+ * them — not a whole budget from when the cache answered, which let a
+ * change made elsewhere hide for up to twice the timeout. And a file or
+ * directory kept in use is renewed ahead, so it never waits for the server.
+ */
+describe('gvfs mount over a disk cache: the kernel budgets and renewing ahead', { skip: fuseSkip(), timeout: 300_000 }, () => {
+  let slow: CachedMount | undefined;
+  let other: MountProc | undefined;
+
+  before(async () => {
+    slow = await startCachedMount('gvfs-held-answers-', ['--attr-timeout', '3']);
+    // Another client of the same proxy server: no cache, asks the server every time.
+    other = await spawnMount(slow.m.info.server as string, path.join(slow.base, 'other'), ['--key', path.join(slow.base, 'k.key'), '--attr-timeout', '0']);
+  });
+  after(async () => {
+    await other?.stop();
+    await slow?.close();
+  });
+
+  test('a change made elsewhere shows within --attr-timeout, also when the kernel forgot the file and the cache answered it again', async () => {
+    const { exportDir, m } = slow!;
+    const BUDGET = 3000;
+    // In a directory new to the cache, so that no fetch of its attributes comes after the change (its new mtime
+    // would retire the names the cache holds in it).
+    await fs.mkdir(path.join(exportDir, 'sub'));
+    await fs.writeFile(path.join(exportDir, 'sub', 'g'), 'x'.repeat(10));
+    const g = path.join(m.mnt, 'sub', 'g');
+    const t0 = performance.now();
+    assert.equal((await fs.stat(g)).size, 10);
+    // Twice: the first LOOKUP of sub brought the root's new mtime (sub was just made), which retired its name.
+    await fs.writeFile('/proc/sys/vm/drop_caches', '2');
+    assert.equal((await fs.stat(g)).size, 10);
+    // Another client replaces g: a new file renamed over it (a new inode, a new size).
+    await fs.writeFile(path.join(other!.mnt, 'sub', 'g2'), 'y'.repeat(20));
+    await fs.rename(path.join(other!.mnt, 'sub', 'g2'), path.join(other!.mnt, 'sub', 'g'));
+    const changed = performance.now();
+    // Halfway through the budget the kernel forgets g; its next LOOKUP is answered from the cache, half a budget old.
+    await at(t0 + BUDGET / 2);
+    await fs.writeFile('/proc/sys/vm/drop_caches', '2');
+    await fs.stat(g);
+    // One budget after the change (and a margin for the calls), the mount shows it.
+    await at(changed + BUDGET + 300);
+    const s = await fs.stat(g);
+    assert.equal(s.size, 20, 'the new file, one budget after the change');
+    assert.equal(s.ino, (await fs.stat(path.join(exportDir, 'sub', 'g'))).ino);
+  });
+});
+
+describe('gvfs mount over a disk cache: a path kept in use never waits', { skip: fuseSkip(), timeout: 300_000 }, () => {
+  let cm: CachedMount | undefined;
+  before(async () => {
+    cm = await startCachedMount('gvfs-renew-ahead-', ['--attr-timeout', '1']);
+  });
+  after(async () => {
+    await cm?.close();
+  });
+
+  test('stat of a file two directories down every tenth of the budget for five budgets: no miss in the cache, renewals instead', async () => {
+    const { exportDir, cacheDir, m } = cm!;
+    await fs.mkdir(path.join(exportDir, 'd', 'e'), { recursive: true });
+    await fs.writeFile(path.join(exportDir, 'd', 'e', 'f'), 'data');
+    const f = path.join(m.mnt, 'd', 'e', 'f');
+    assert.equal((await fs.stat(f)).size, 4);
+    const s0 = await cacheStats(cacheDir);
+    const end = performance.now() + 5000;
+    let asks = 0;
+    while (performance.now() < end) {
+      assert.equal((await fs.stat(f)).size, 4);
+      asks++;
+      await delay(100);
+    }
+    const s = await cacheStats(cacheDir);
+    const d = (k: string) => s[k] - s0[k];
+    // Without renewing ahead, each of the three names and their attributes would miss once a budget (15 and more).
+    // A loaded machine may hold a step past the second half now and then.
+    assert.ok(d('lookupMisses') <= 2, `name misses: ${d('lookupMisses')} in ${asks} stats`);
+    assert.ok(d('attrMisses') <= 2, `attribute misses: ${d('attrMisses')} in ${asks} stats`);
+    assert.ok(d('renewals') >= 8, `renewals: ${d('renewals')}`);
+  });
+});
