@@ -381,14 +381,14 @@ export class CacheBackend extends PassthroughBackend implements LocalReads {
   private renewing = 0;
   private readonly renewingNames = new Set<string>();
 
-  /** A renewal may start for an answer with `left` ms of trust: the ttl model, in the second half of it. */
-  private renewable(left: number): boolean {
-    return this.opts.consistency === 'ttl' && left <= this.opts.attrTimeoutMs / 2 && this.renewing < MAX_RENEWALS;
+  /** A renewal may start for an answer with `left` ms of a `budget`'s trust: the ttl model, in its second half. */
+  private renewable(left: number, budget: number): boolean {
+    return this.opts.consistency === 'ttl' && left <= budget / 2 && this.renewing < MAX_RENEWALS;
   }
 
   /** Attributes answered in the second half of their trust: fetched again in the background (HeldAnswers). */
   private renewAttrs(cred: Credentials, s: FileState): void {
-    if (s.getattr || !this.renewable(this.attrTrust(s))) return;
+    if (s.getattr || !this.renewable(this.attrTrust(s), this.opts.attrTimeoutMs)) return;
     this.renewing++;
     this.c.renewals++;
     this.fetchAttrs(cred, s).then(
@@ -407,7 +407,7 @@ export class CacheBackend extends PassthroughBackend implements LocalReads {
    */
   private renewName(cred: Credentials, dir: Buffer, dk: string, name: string): void {
     const k = `${dk}/${name}`;
-    if (this.renewingNames.has(k) || this.wb?.dirty(dk) || !this.renewable(this.names.trustLeft(dk, name))) return;
+    if (this.renewingNames.has(k) || this.wb?.dirty(dk) || !this.renewable(this.names.trustLeft(dk, name), this.opts.dirTimeoutMs)) return;
     this.renewing++;
     this.renewingNames.add(k);
     this.c.renewals++;
