@@ -591,6 +591,7 @@ static void call_js(napi_env env, napi_value js_cb, void *context, void *data) {
 #define PT_INIT_EXT (1u << 30)       /* fuse_init_in/out.flags: flags2 is valid */
 #define PT_FLAGS2_PASSTHROUGH (1u << 5) /* FUSE_PASSTHROUGH = 1ULL << 37, in flags2 */
 #define PT_FOPEN_DIRECT_IO (1u << 0)
+#define PT_FOPEN_NOFLUSH (1u << 5)
 #define PT_FOPEN_PASSTHROUGH (1u << 7)
 #define PT_INIT_OUT_FLAGS 12         /* byte offsets in fuse_init_out */
 #define PT_INIT_OUT_FLAGS2 32
@@ -1098,6 +1099,11 @@ static void get_fi(napi_env env, napi_value o, struct fuse_file_info *fi) {
   napi_typeof(env, v, &t);
   if (t == napi_boolean) napi_get_value_bool(env, v, &b);
   fi->direct_io = b;
+  b = false;
+  v = prop(env, o, "noFlush");
+  napi_typeof(env, v, &t);
+  if (t == napi_boolean) napi_get_value_bool(env, v, &b);
+  fi->noflush = b;
 }
 
 static napi_value ret_int(napi_env env, int x) {
@@ -1157,7 +1163,7 @@ static napi_value js_reply_attr(napi_env env, napi_callback_info info) {
 }
 
 /*
- * {fh, keepCache, directIo, backingId}: with a backingId (backingOpen), the
+ * {fh, keepCache, directIo, noFlush, backingId}: with a backingId (backingOpen), the
  * open passes through to that file — reads and mmap by the kernel, and with
  * directIo reads and writes still come here, only mmap goes to the file.
  * libfuse's fuse_reply_open cannot say so: the kernel's fuse_open_out
@@ -1175,7 +1181,7 @@ static napi_value js_reply_open(napi_env env, napi_callback_info info) {
       uint64_t fh;
       uint32_t open_flags;
       int32_t backing_id;
-    } out = {fi.fh, PT_FOPEN_PASSTHROUGH | (fi.direct_io ? PT_FOPEN_DIRECT_IO : 0), (int32_t)get_double(env, b)};
+    } out = {fi.fh, PT_FOPEN_PASSTHROUGH | (fi.direct_io ? PT_FOPEN_DIRECT_IO : 0) | (fi.noflush ? PT_FOPEN_NOFLUSH : 0), (int32_t)get_double(env, b)};
     int res = fuse_reply_buf(req, (const char *)&out, sizeof out);
     answered(s);
     return ret_int(env, res);

@@ -37,6 +37,8 @@ export interface LlOpen {
   fh: number;
   keepCache?: boolean;
   directIo?: boolean;
+  /** No FLUSH at this open's close (FOPEN_NOFLUSH): nothing written through it can fail there. */
+  noFlush?: boolean;
   /**
    * Pass the open through to this backing file (backingOpen): the kernel
    * reads and maps it itself, no READ comes here; with `directIo` too, reads
