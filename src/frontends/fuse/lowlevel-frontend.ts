@@ -139,7 +139,9 @@ interface DirHandle {
  * - Every request runs as its caller (Callers): AUTH_SYS of the caller for
  *   plain NFS, the session's mapping for GVFS sessions.
  * - Attributes and names are cached by the kernel, for what is left of
- *   `attrTimeoutMs` since the backend said them; the kernel's own re-asks
+ *   `attrTimeoutMs` since the server said them (HeldAnswers: a cache below
+ *   may have held them a while), at most half of it when the layer below
+ *   renews answers ahead; the kernel's own re-asks
  *   (GETATTR after a chown's suid check, a create in the directory, a read's
  *   atime) are answered from that answer while nothing of ours changed the
  *   file, with what is left of the same budget.
@@ -156,7 +158,8 @@ interface DirHandle {
  *   us, and after a kill -9 hang the connection for good (fuse_ll.c).
  * - Writes, commits and reads go through OpenFiles / ReadAhead:
  *   write-behind with failures latched for every
- *   descriptor's next fsync and close, deferred commit, sequential
+ *   descriptor's next fsync and close (a read-only descriptor's close is
+ *   not sent here: FOPEN_NOFLUSH), deferred commit, sequential
  *   read-ahead in 1 MiB backend reads.
  * - The process serving a mount must never touch it synchronously.
  */
