@@ -183,17 +183,19 @@ export function localReadsOf(b: Backend): LocalReads | undefined {
  * Each returns how much longer (ms) this layer gives the answer without the
  * server: 0 when it would ask (it holds none); Infinity while a model other
  * than a timeout keeps it (poll, callback: an invalidation says when it
- * goes). A finite trust is renewed ahead: asked for an answer in the second
- * half of its trust, the layer renews it from the server in the background,
- * so a front end that asks again before the trust runs out (at most half
- * the budget later) finds it renewed, and an answer kept in use is never
- * waited for.
+ * goes). While `renewsAhead()`, a finite trust is renewed ahead: asked for
+ * an answer in the second half of its trust, the layer renews it from the
+ * server in the background, so a front end that asks again before the
+ * trust runs out (at most half the budget later) finds it renewed, and an
+ * answer kept in use is never waited for.
  */
 export interface HeldAnswers {
   /** The attributes getattr (or lookup's `attr`) answers for `fh`. */
   attrTrust(fh: Buffer): number;
   /** The handle lookup answers for `name` in `dir`. */
   nameTrust(dir: Buffer, name: string): number;
+  /** Whether answers with a finite trust are renewed ahead now (the disk cache: under the ttl model). */
+  renewsAhead(): boolean;
 }
 
 export function heldAnswersOf(b: Backend): HeldAnswers | undefined {

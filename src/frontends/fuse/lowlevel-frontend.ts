@@ -500,7 +500,7 @@ export class LowLevelFrontend {
   private saidWhen(at: number, trust: number | undefined): { at: number; renew: boolean } {
     const ttl = this.o.attrTimeoutMs;
     if (trust === undefined || trust === Infinity || !(trust > 0) || ttl <= 0) return { at, renew: false };
-    return { at: Math.min(at, performance.now() - Math.max(0, ttl - trust)), renew: true };
+    return { at: Math.min(at, performance.now() - Math.max(0, ttl - trust)), renew: !!this.held?.renewsAhead() };
   }
 
   /**
@@ -533,9 +533,10 @@ export class LowLevelFrontend {
 
   /**
    * An entry reply for `fh`: the node gets one more kernel lookup if (and only if) the reply went out.
-   * `named`: the lookup that found it, whose name the layer below may have answered from what it holds.
+   * `nameTrust`: the lookup that found it was answered by the layer below from what it holds, with that
+   * trust left (HeldAnswers.nameTrust, read as the answer came, before any other call could renew or drop it).
    */
-  private async entryOf(cred: Credentials, fh: Buffer, attr: Fattr3 | undefined, asked?: { at: number; epoch: number }, named?: { dir: Buffer; name: string }): Promise<{ node: Node; e: LlEntry }> {
+  private async entryOf(cred: Credentials, fh: Buffer, attr: Fattr3 | undefined, asked?: { at: number; epoch: number }, nameTrust?: number): Promise<{ node: Node; e: LlEntry }> {
     const t0 = performance.now();
     const server = attr ?? (await this.retrying(() => this.backend.getattr(cred, fh)));
     const node = this.inodes.of(fh);
@@ -545,7 +546,7 @@ export class LowLevelFrontend {
     const at = asked?.at ?? t0;
     if (asked || !attr) this.trust(node, { at, gen: node.gen ?? 0, epoch: asked?.epoch ?? this.epoch });
     const attrTimeout = this.kernelSecs(node.said ?? this.saidWhen(at, this.held?.attrTrust(fh)));
-    const entryTimeout = named ? this.kernelSecs(this.saidWhen(at, this.held?.nameTrust(named.dir, named.name))) : this.o.attrTimeoutMs / 1000;
+    const entryTimeout = nameTrust !== undefined ? this.kernelSecs(this.saidWhen(at, nameTrust)) : this.o.attrTimeoutMs / 1000;
     return { node, e: { nodeid: node.id, attr: this.statOf(node, a), attrTimeout, entryTimeout } };
   }
 
@@ -686,8 +687,10 @@ export class LowLevelFrontend {
           return reply(() => fuseLl().replyEntry(req, { nodeid: 0, attrTimeout: 0, entryTimeout: known / 1000 }));
         }
         let x: Awaited<ReturnType<Backend['lookup']>>;
+        let nameTrust: number | undefined;
         try {
           x = await this.retrying(() => this.backend.lookup(cred, dir.fh, r.name!));
+          nameTrust = this.held?.nameTrust(dir.fh, r.name!);
         } catch (e) {
           // A name that is not there: a negative entry the kernel keeps for what is left of the budget (counted
           // from when we asked), so the probes of a build (include paths, PATH, config files) ask once per
@@ -706,7 +709,7 @@ export class LowLevelFrontend {
           this.trust(dir, asked);
           this.listings.renew(dir.key, x.dirAttr, asked.at);
         }
-        const { node, e } = await this.entryOf(cred, x.fh, x.attr, asked, { dir: dir.fh, name: r.name! });
+        const { node, e } = await this.entryOf(cred, x.fh, x.attr, asked, nameTrust);
         return reply(() => this.replyEntry(req, node, e));
       }
       case 'getattr': {

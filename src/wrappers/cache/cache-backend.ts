@@ -343,7 +343,7 @@ export class CacheBackend extends PassthroughBackend implements LocalReads {
       const p: Promise<Fattr3> = this.inner.getattr(cred, s.fh).then(
         (a) => {
           if (s.getattr === p) s.getattr = undefined;
-          this.files.note(s, a, ep, g);
+          if (!this.closing) this.files.note(s, a, ep, g);
           return a;
         },
         (e) => {
@@ -383,7 +383,7 @@ export class CacheBackend extends PassthroughBackend implements LocalReads {
 
   /** A renewal may start for an answer with `left` ms of a `budget`'s trust: the ttl model, in its second half. */
   private renewable(left: number, budget: number): boolean {
-    return this.opts.consistency === 'ttl' && left <= budget / 2 && this.renewing < MAX_RENEWALS;
+    return this.opts.consistency === 'ttl' && !this.closing && left <= budget / 2 && this.renewing < MAX_RENEWALS;
   }
 
   /** Attributes answered in the second half of their trust: fetched again in the background (HeldAnswers). */
@@ -391,13 +391,11 @@ export class CacheBackend extends PassthroughBackend implements LocalReads {
     if (s.getattr || !this.renewable(this.attrTrust(s), this.opts.attrTimeoutMs)) return;
     this.renewing++;
     this.c.renewals++;
-    this.fetchAttrs(cred, s).then(
-      () => this.renewing--,
-      (e: Error) => {
-        this.renewing--;
-        log.debug({ fh: s.key, err: e.message }, 'cache: renewing attributes failed; they run out as without');
-      },
-    );
+    // (Started inside a promise: a call that throws at once ends here too, never in the hit that started it.)
+    Promise.resolve()
+      .then(() => this.fetchAttrs(cred, s))
+      .catch((e: Error) => log.debug({ fh: s.key, err: e.message }, 'cache: renewing attributes failed; they run out as without'))
+      .finally(() => this.renewing--);
   }
 
   /**
@@ -412,21 +410,20 @@ export class CacheBackend extends PassthroughBackend implements LocalReads {
     this.renewingNames.add(k);
     this.c.renewals++;
     const stamp = this.names.stamp(dk);
-    const g = this.files.gen;
-    this.inner
-      .lookup(cred, dir, name)
+    const [g, since] = [this.files.gen, this.files.bumps];
+    // (Started inside a promise: a call that throws at once ends here too, never in the hit that started it.)
+    Promise.resolve()
+      .then(() => this.inner.lookup(cred, dir, name))
       .then(
         (r) => {
-          this.names.set(dk, name, r.fh, stamp);
-          this.paths.note(dk, name, r.fh);
-          if (r.dirAttr) this.files.note(this.file(dir), r.dirAttr, undefined, g);
-          this.presentMaybe(r.fh, r.attr, g);
+          if (!this.closing) this.tookLookup(dir, dk, name, r, stamp, since, g);
         },
         (e: Error) => {
-          if (isFsError(e, 'NOENT') || isFsError(e, 'STALE')) this.names.drop(dk, name);
+          if ((isFsError(e, 'NOENT') || isFsError(e, 'STALE')) && this.names.stamp(dk) === stamp) this.names.drop(dk, name);
           log.debug({ dir: dk, name, err: e.message }, 'cache: renewing a name failed; it runs out as without');
         },
       )
+      .catch((e: Error) => log.warn({ dir: dk, name, err: e.message }, 'cache: renewing a name failed'))
       .finally(() => {
         this.renewing--;
         this.renewingNames.delete(k);
@@ -441,6 +438,7 @@ export class CacheBackend extends PassthroughBackend implements LocalReads {
         return s ? this.attrTrust(s) : 0;
       },
       nameTrust: (dir, name) => this.names.trustLeft(dir.toString('hex'), name),
+      renewsAhead: () => this.opts.consistency === 'ttl',
     };
   }
 
@@ -902,13 +900,26 @@ export class CacheBackend extends PassthroughBackend implements LocalReads {
       await this.takeDelegation(cred, this.file(dir), 'read').catch((e: Error) => log.debug({ err: e.message }, 'cache: no delegation of the directory; names by the timeout'));
     }
     const stamp = this.names.stamp(dk);
-    const g = this.files.gen;
+    const [g, since] = [this.files.gen, this.files.bumps];
     const sent = this.held?.now();
     const r = await this.inner.lookup(cred, dir, name);
-    this.names.set(dk, name, r.fh, stamp, this.opts.consistency === 'callback' ? sent : undefined);
+    return { fh: r.fh, ...this.tookLookup(dir, dk, name, r, stamp, since, g, this.opts.consistency === 'callback' ? sent : undefined) };
+  }
+
+  /**
+   * What a LOOKUP of `name` in `dir` says, sent when the directory's stamp
+   * was `stamp` and FileTable.bumps `since`: the name (kept under that stamp,
+   * so a change of the directory's names since retires it), and the
+   * directory's and the file's attributes unless a change of ours crossed
+   * the call (a change of the directory's names, a write or SETATTR of
+   * either) — then they are neither kept nor answered (the caller asks).
+   */
+  private tookLookup(dir: Buffer, dk: string, name: string, r: { fh: Buffer; attr?: Fattr3; dirAttr?: Fattr3 }, stamp: number, since: number, g: number, sent?: number): { attr?: Fattr3; dirAttr?: Fattr3 } {
+    this.names.set(dk, name, r.fh, stamp, sent);
     this.paths.note(dk, name, r.fh);
+    if (this.names.stamp(dk) !== stamp || this.files.crossed(dk, since) || this.files.crossed(r.fh.toString('hex'), since)) return {};
     if (r.dirAttr) this.files.note(this.file(dir), r.dirAttr, undefined, g);
-    return { ...r, attr: this.presentMaybe(r.fh, r.attr, g) };
+    return { attr: this.presentMaybe(r.fh, r.attr, g), dirAttr: r.dirAttr };
   }
 
   override async access(cred: Credentials, fh: Buffer, mask: number): Promise<{ access: number; attr?: Fattr3 }> {

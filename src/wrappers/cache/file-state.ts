@@ -20,8 +20,10 @@ export interface FileState {
   fk?: string;
   tag?: string;
   lineage?: Lineage;
-  /** Bumped at the start and end of each of our own WRITE/SETATTR on the server. */
+  /** Bumped at the start and end of each of our own WRITE/SETATTR on the server (and by invalidate). */
   epoch: number;
+  /** FileTable.bumps at the last bump of `epoch`: a call sent before it may predate it (FileTable.crossed). */
+  bumpedAt?: number;
   writing: number;
   /** Our writes' wcc (before → after) not yet chained to the version we know. */
   edges: Array<{ before: WccAttr; after: Fattr3; touched: number[] }>;
@@ -135,7 +137,7 @@ export class FileTable {
    * touched.
    */
   invalidate(s: FileState): void {
-    s.epoch++;
+    this.bump(s);
     s.at = 0;
     s.pollGen = -1;
     s.getattr = undefined;
@@ -144,7 +146,21 @@ export class FileTable {
 
   writeStart(s: FileState): void {
     s.writing++;
+    this.bump(s);
+  }
+
+  /** Epoch bumps of every file so far: taken before a call whose reply names files not known yet (a LOOKUP). */
+  bumps = 0;
+
+  private bump(s: FileState): void {
     s.epoch++;
+    s.bumpedAt = ++this.bumps;
+  }
+
+  /** Whether a write of ours to file `key` is in flight, or its epoch moved since `bumps` was `since`. */
+  crossed(key: string, since: number): boolean {
+    const s = this.files.get(key);
+    return !!s && (s.writing > 0 || (s.bumpedAt ?? 0) > since);
   }
 
   /**
@@ -155,7 +171,7 @@ export class FileTable {
    */
   writeEnd(s: FileState, off: number, len: number, wcc: WccData | undefined, ok: boolean): void {
     s.writing--;
-    s.epoch++;
+    this.bump(s);
     const sizes = [s.attr?.size ?? 0, wcc?.before?.size ?? 0, wcc?.after?.size ?? 0];
     const touched = touchedBlocks(this.o.blockSize, off, len, Math.min(...sizes), Math.max(...sizes));
     if (s.fk) this.o.store.dropBlocks(s.fk, touched);
