@@ -42,29 +42,39 @@ describe('gvfs mount over a disk cache: the kernel budgets and renewing ahead', 
   test('a change made elsewhere shows within --attr-timeout, also when the kernel forgot the file and the cache answered it again', async () => {
     const { exportDir, m } = slow!;
     const BUDGET = 3000;
-    // In a directory new to the cache, so that no fetch of its attributes comes after the change (its new mtime
-    // would retire the names the cache holds in it).
-    await fs.mkdir(path.join(exportDir, 'sub'));
-    await fs.writeFile(path.join(exportDir, 'sub', 'g'), 'x'.repeat(10));
-    const g = path.join(m.mnt, 'sub', 'g');
-    const t0 = performance.now();
-    assert.equal((await fs.stat(g)).size, 10);
-    // Twice: the first LOOKUP of sub brought the root's new mtime (sub was just made), which retired its name.
-    await fs.writeFile('/proc/sys/vm/drop_caches', '2');
-    assert.equal((await fs.stat(g)).size, 10);
-    // Another client replaces g: a new file renamed over it (a new inode, a new size).
-    await fs.writeFile(path.join(other!.mnt, 'sub', 'g2'), 'y'.repeat(20));
-    await fs.rename(path.join(other!.mnt, 'sub', 'g2'), path.join(other!.mnt, 'sub', 'g'));
-    const changed = performance.now();
-    // Halfway through the budget the kernel forgets g; its next LOOKUP is answered from the cache, half a budget old.
-    await at(t0 + BUDGET / 2);
-    await fs.writeFile('/proc/sys/vm/drop_caches', '2');
-    await fs.stat(g);
-    // One budget after the change (and a margin for the calls), the mount shows it.
-    await at(changed + BUDGET + 300);
-    const s = await fs.stat(g);
-    assert.equal(s.size, 20, 'the new file, one budget after the change');
-    assert.equal(s.ino, (await fs.stat(path.join(exportDir, 'sub', 'g'))).ino);
+    // The bound is only put to the test when the cache answered the old file halfway (below); a machine that
+    // held this test back past the cache's own timeout there gets another try, in a new directory.
+    for (let attempt = 1; ; attempt++) {
+      const sub = `sub${attempt}`;
+      // In a directory new to the cache, so that no fetch of its attributes comes after the change (its new
+      // mtime would retire the names the cache holds in it).
+      await fs.mkdir(path.join(exportDir, sub));
+      await fs.writeFile(path.join(exportDir, sub, 'g'), 'x'.repeat(10));
+      const g = path.join(m.mnt, sub, 'g');
+      const t0 = performance.now();
+      assert.equal((await fs.stat(g)).size, 10);
+      // Twice: the first LOOKUP of the directory brought the root's new mtime (it was just made), which retired its name.
+      await fs.writeFile('/proc/sys/vm/drop_caches', '2');
+      assert.equal((await fs.stat(g)).size, 10);
+      // Another client replaces g: a new file renamed over it (a new inode, a new size).
+      await fs.writeFile(path.join(other!.mnt, sub, 'g2'), 'y'.repeat(20));
+      await fs.rename(path.join(other!.mnt, sub, 'g2'), path.join(other!.mnt, sub, 'g'));
+      const changed = performance.now();
+      // Halfway through the budget the kernel forgets g; its next LOOKUP is answered from the cache, half a budget old.
+      await at(t0 + BUDGET / 2);
+      await fs.writeFile('/proc/sys/vm/drop_caches', '2');
+      const mid = await fs.stat(g);
+      if (mid.size !== 10 || performance.now() - t0 >= BUDGET) {
+        assert.ok(attempt < 3, `three tries and the cache never answered the old file halfway through the budget`);
+        continue;
+      }
+      // One budget after the change (and a margin for the calls), the mount shows it.
+      await at(changed + BUDGET + 300);
+      const s = await fs.stat(g);
+      assert.equal(s.size, 20, 'the new file, one budget after the change');
+      assert.equal(s.ino, (await fs.stat(path.join(exportDir, sub, 'g'))).ino);
+      return;
+    }
   });
 });
 
