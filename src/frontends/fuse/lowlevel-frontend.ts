@@ -503,6 +503,11 @@ export class LowLevelFrontend {
     return { at: Math.min(at, performance.now() - Math.max(0, ttl - trust)), renew: !!this.held?.renewsAhead() };
   }
 
+  /** What is left (ms, may be negative) of the attribute budget for an answer the server said at `at`. */
+  private leftMs(at: number): number {
+    return this.o.attrTimeoutMs - (performance.now() - at);
+  }
+
   /**
    * Seconds the kernel may keep an answer the server said at `b.at`: what is
    * left of the budget — at most half of it when the layer below renews the
@@ -511,7 +516,7 @@ export class LowLevelFrontend {
    * the server to say it again.
    */
   private kernelSecs(b: { at: number; renew?: boolean }): number {
-    const left = this.o.attrTimeoutMs - (performance.now() - b.at);
+    const left = this.leftMs(b.at);
     return Math.max(0, b.renew ? Math.min(left, this.o.attrTimeoutMs / 2) : left) / 1000;
   }
 
@@ -525,7 +530,7 @@ export class LowLevelFrontend {
   private cachedFor(n: Node): number | undefined {
     const s = n.said;
     if (!s || !n.last || s.epoch !== this.epoch || s.gen !== (n.gen ?? 0) || (n.writing ?? 0) > 0) return undefined;
-    const left = this.o.attrTimeoutMs - (performance.now() - s.at);
+    const left = this.leftMs(s.at);
     // In its second half, the layer below is asked (from what it holds), which renews it there.
     if (s.renew ? left <= this.o.attrTimeoutMs / 2 : left <= 0) return undefined;
     return this.kernelSecs(s);
@@ -696,7 +701,7 @@ export class LowLevelFrontend {
           // from when we asked), so the probes of a build (include paths, PATH, config files) ask once per
           // --attr-timeout, as with positive entries. A create through this mount replaces it at once; a name
           // made elsewhere shows within --attr-timeout.
-          const left = this.o.attrTimeoutMs - (performance.now() - asked.at);
+          const left = this.leftMs(asked.at);
           if (isFsError(e, 'NOENT')) this.listings.renew(dir.key, e.attr, asked.at);
           if (isFsError(e, 'NOENT') && left > 0) {
             this.counters.negativeEntries++;

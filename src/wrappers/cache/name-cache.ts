@@ -39,7 +39,7 @@ export class NameCache {
   get(dir: string, name: string): Buffer | undefined {
     const k = `${dir}/${name}`;
     const e = this.m.get(k);
-    if (e && e.gen === this.stamp(dir) && (Date.now() - e.at < this.ttlMs() || (e.sent !== undefined && !!this.trusted?.(dir, e.sent)))) {
+    if (e && this.trustLeft(dir, name) > 0) {
       this.hits++;
       return e.fh;
     }

@@ -5,16 +5,8 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { heldAnswersOf, type HeldAnswers } from '../../../src/backend/capabilities.js';
 import { isFsError } from '../../../src/backend/errors.js';
+import { until } from '../../helpers/services.js';
 import { ROOT, startCacheChain, type CacheChain, type Session } from './helpers.js';
-
-/** Resolves once `cond` holds (checked every 10 ms), or fails after `ms`. */
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await delay(10);
-  }
-}
 
 /**
  * The cache's held answers (backend/capabilities.ts HeldAnswers) under the
@@ -54,7 +46,7 @@ describe('cache: held answers and renewing ahead (ttl)', { timeout: 120_000 }, (
     for (const [what, v] of [['name', name], ['attributes', attr]] as const) {
       assert.ok(v <= TTL && v >= TTL - took - 5, `${what}: ${v} ms left, right after the answer (${took} ms)`);
     }
-    await until(() => held.nameTrust(s.root, 'f') < name - 50, 5000, 'the trust to run down');
+    await until('the trust to run down', () => held.nameTrust(s.root, 'f') < name - 50, 5000);
     assert.ok(held.attrTrust(fh) < attr - 50, 'the attributes run down with it');
   });
 
@@ -85,14 +77,14 @@ describe('cache: held answers and renewing ahead (ttl)', { timeout: 120_000 }, (
   it('a name removed on the server: its renewal drops it, before its trust would have run out', async () => {
     const dir = s.root;
     await s.cache.lookup(ROOT, dir, 'gone');
-    await until(() => held.nameTrust(dir, 'gone') <= TTL / 2, 5000, 'the second half');
+    await until('the second half', () => held.nameTrust(dir, 'gone') <= TTL / 2, 5000);
     await fs.rm(path.join(c.exportDir, 'gone'));
     const was = calls().lookup;
     const runsOut = Date.now() + held.nameTrust(dir, 'gone');
     // Still answered (it is within its trust), and the answer starts the renewal.
     await s.cache.lookup(ROOT, dir, 'gone');
-    await until(() => calls().lookup > was, 5000, 'the renewal');
-    await until(() => held.nameTrust(dir, 'gone') === 0, 5000, 'the name dropped');
+    await until('the renewal', () => calls().lookup > was, 5000);
+    await until('the name dropped', () => held.nameTrust(dir, 'gone') === 0, 5000);
     assert.ok(Date.now() < runsOut, `dropped by the renewal's answer, ${runsOut - Date.now()} ms before it would have run out`);
     await assert.rejects(s.cache.lookup(ROOT, dir, 'gone'), (e: unknown) => isFsError(e, 'NOENT'));
   });
