@@ -30,7 +30,8 @@ fi
 # chromium: the dashboard test drives it with playwright-core (a devDependency).
 # fuse3 (fusermount, /dev/fuse helper) and libfuse3-dev: gvfs mount's FUSE front end in native/. ceph-mon, ceph-osd, radosgw, ceph-common: the
 # single-node Ceph cluster the object-store tests start (S3 through radosgw).
-DEBS=(build-essential python3 pkg-config libnfs-utils libnfs-dev nfs-ganesha nfs-ganesha-vfs rpcbind fuse3 libfuse3-dev ceph-mon ceph-osd radosgw ceph-common openssh-server openssh-client sshfs rsync qemu-utils qemu-system-x86 busybox-static cpio chromium openssl util-linux iproute2)
+# strace: the durability test watches the export's fsyncs before each reply.
+DEBS=(build-essential python3 pkg-config libnfs-utils libnfs-dev nfs-ganesha nfs-ganesha-vfs rpcbind fuse3 libfuse3-dev ceph-mon ceph-osd radosgw ceph-common openssh-server openssh-client sshfs rsync qemu-utils qemu-system-x86 busybox-static cpio chromium openssl util-linux iproute2 strace)
 
 missing=()
 for p in "${DEBS[@]}"; do

@@ -66,6 +66,8 @@ static const op_desc OPS[] = {
     {"inDir", OP_IN_DIR, "dsuiissiiic", RES_DIROP},
     /* root, from dir (path, ino, birth ns), from name, to dir (path, ino, birth ns), to name, flags. */
     {"renameIn", OP_RENAME_IN, "dsuissuisic", RES_DIROP},
+    /* root, dir path, ino, birth ns, a name in it ("" none): both fsync'd as the server, {dir}. */
+    {"syncIn", OP_SYNC_IN, "dsuisc", RES_DIROP},
     /* root, object path, ino, birth ns: R/W/X as the caller (fd = the mask), the object's statx. */
     {"accessOf", OP_ACCESS_OF, "dsuic", RES_DIROP},
     /* root, object path, ino, birth ns, what (SA_*), uid, gid, mode, atime s/ns, mtime s/ns: the object's statx after. */
@@ -251,7 +253,7 @@ static void complete(napi_env env, napi_value js_cb, void *context, void *data) 
     napi_value v;
     if (j->ret < 0) {
       /* The name the call was about: for symlinkat the new name, not the target. */
-      const char *what = j->op == OP_SYMLINKAT || j->op == OP_IN_DIR || j->op == OP_RENAME_IN || j->op == OP_LOOKUP_IN ? j->s[1] : j->s[0];
+      const char *what = j->op == OP_SYMLINKAT || j->op == OP_IN_DIR || j->op == OP_RENAME_IN || j->op == OP_LOOKUP_IN || j->op == OP_SYNC_IN ? j->s[1] : j->s[0];
       napi_value err = make_error(env, j->err, j->syscall, what);
       /* The directories' attributes after a failed change: the reply's wcc data without another trip. */
       if (desc_of(j->op)->res >= RES_DIROP) set_stats(env, err, j);

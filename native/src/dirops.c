@@ -70,6 +70,42 @@ static int open_dir(gn_job *j, int rootfd, const char *rel, uint64_t ino, int64_
   return fd;
 }
 
+/*
+ * Durability of a namespace change (RFC 1813 §1.6: CREATE, MKDIR, SYMLINK,
+ * MKNOD, REMOVE, RMDIR, RENAME and LINK are synchronous: what a reply says
+ * was done must survive the server's crash). The new object first, then the
+ * directory that names it, both before the reply, as the server. A file
+ * system without a journal (ext4 -O ^has_journal) writes a directory's
+ * blocks on fsync of the directory but not the inodes its new entries name,
+ * so the object is synced on its own; one that cannot be opened for that (a
+ * symlink, a device, a socket, or a file the server may not read when it is
+ * not root) costs a syncfs of the file system instead.
+ */
+static int sync_fs(int fd) {
+  return syncfs(fd) == 0 ? 0 : errno;
+}
+
+/* fsync the directory behind O_PATH descriptor `dfd` (reopened to read); syncfs of `rootfd` if it cannot be. */
+static int sync_dir(int dfd, int rootfd) {
+  int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno == EACCES ? sync_fs(rootfd) : errno;
+  int e = fsync(fd) == 0 ? 0 : errno;
+  close(fd);
+  return e;
+}
+
+/* fsync object `name` in `dfd` (a regular file or directory, opened to read, never following a symlink); else syncfs. */
+static int sync_entry(int dfd, const char *name, int rootfd) {
+  struct statx x;
+  if (statx(dfd, name, AT_SYMLINK_NOFOLLOW, STATX_TYPE, &x) != 0) return errno == ENOENT ? 0 : errno; /* gone already */
+  if (!S_ISREG(x.stx_mode) && !S_ISDIR(x.stx_mode)) return sync_fs(rootfd);
+  int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) return errno == EACCES ? sync_fs(rootfd) : errno == ENOENT ? 0 : errno;
+  int e = fsync(fd) == 0 ? 0 : errno;
+  close(fd);
+  return e;
+}
+
 static void fail(gn_job *j, const char *syscall, int err) {
   j->ret = -1;
   j->err = err ? err : EIO;
@@ -139,10 +175,20 @@ void gn_run_in_dir(gn_job *j) {
     fail(j, sc, e);
     return;
   }
+  /* Durable before the reply: the new object (a new file through its descriptor), then the directory. */
+  e = kind == IN_CREATE ? (fsync((int)r) == 0 ? 0 : errno) : kind == IN_UNLINK ? 0 : sync_entry(dfd, name, j->fd[0]);
+  if (!e) e = sync_dir(dfd, j->fd[0]);
   if (kind == IN_CREATE) stat_into(j, SX_OBJ, (int)r, "");
   else if (kind != IN_UNLINK) stat_into(j, SX_OBJ, dfd, name);
   stat_into(j, SX_DIR, dfd, "");
   close(dfd);
+  if (e) {
+    /* Made but not known to be on disk: the caller hears EIO (as from knfsd's commit_metadata). */
+    if (kind == IN_CREATE) close((int)r);
+    j->have &= ~(1u << SX_OBJ);
+    fail(j, "fsync", e);
+    return;
+  }
   j->ret = kind == IN_CREATE ? r : 0;
   j->err = 0;
   j->syscall = sc;
@@ -181,12 +227,19 @@ void gn_run_rename_in(gn_job *j) {
     gn_restore(&j->cred);
   }
   if (e) j->have &= ~((1u << SX_OBJ) | (1u << SX_DST));
+  const char *sc = became ? "renameat2" : "setfsuid";
+  if (!e) {
+    /* Durable before the reply: the target directory (the new name), then the source (the old name gone). */
+    sc = "fsync";
+    e = sync_dir(tfd, j->fd[0]);
+    if (!e && !same) e = sync_dir(ffd, j->fd[0]);
+  }
   stat_into(j, SX_DIR, ffd, "");
   if (!same) stat_into(j, SX_DIR2, tfd, "");
   if (!same) close(tfd);
   close(ffd);
   if (e) {
-    fail(j, became ? "renameat2" : "setfsuid", e);
+    fail(j, sc, e);
     return;
   }
   j->ret = 0;
@@ -298,4 +351,32 @@ void gn_run_setattr_of(gn_job *j) {
   j->ret = 0;
   j->err = 0;
   j->syscall = sc;
+}
+
+/*
+ * A namespace change made in several trips (root giving a new object away,
+ * LINK, RENAME on a server that is not root) made durable in one more:
+ * fd[0] root, s[0]/n[0]/n[1] the directory (opened beneath the root and
+ * checked as in gn_run_in_dir), s[1] a name in it to sync first ("" none).
+ * As the server. Result: sx[SX_DIR] the directory afterwards.
+ */
+void gn_run_sync_in(gn_job *j) {
+  j->have = 0;
+  int dfd = open_dir(j, j->fd[0], j->s[0] ? j->s[0] : "", (uint64_t)j->n[0], j->n[1], SX_DIR);
+  if (dfd < 0) {
+    fail(j, "openat2", errno);
+    return;
+  }
+  const char *name = j->s[1] ? j->s[1] : "";
+  int e = *name ? sync_entry(dfd, name, j->fd[0]) : 0;
+  if (!e) e = sync_dir(dfd, j->fd[0]);
+  stat_into(j, SX_DIR, dfd, "");
+  close(dfd);
+  if (e) {
+    fail(j, "fsync", e);
+    return;
+  }
+  j->ret = 0;
+  j->err = 0;
+  j->syscall = "fsync";
 }

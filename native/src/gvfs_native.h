@@ -71,6 +71,7 @@ typedef enum {
   /* One trip per NFS call (dirops.c): these switch identity themselves. */
   OP_IN_DIR,
   OP_RENAME_IN,
+  OP_SYNC_IN,
   OP_ACCESS_OF,
   OP_SETATTR_OF,
   /* Reads by descriptor and name (lookups.c). */
@@ -154,6 +155,7 @@ void gn_run_ftruncate_as(gn_job *j);
 /* dirops.c: runs on a worker as the server; switches to the caller for the change only */
 void gn_run_in_dir(gn_job *j);
 void gn_run_rename_in(gn_job *j);
+void gn_run_sync_in(gn_job *j);
 void gn_run_access_of(gn_job *j);
 void gn_run_setattr_of(gn_job *j);
 

@@ -276,6 +276,9 @@ void gn_run(gn_job *j) {
     case OP_RENAME_IN:
       gn_run_rename_in(j);
       return;
+    case OP_SYNC_IN:
+      gn_run_sync_in(j);
+      return;
     case OP_ACCESS_OF:
       gn_run_access_of(j);
       return;

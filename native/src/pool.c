@@ -73,7 +73,7 @@ void gn_restore(const gn_creds *c) {
 }
 
 int gn_switches_itself(gn_op op) {
-  return op == OP_IN_DIR || op == OP_RENAME_IN || op == OP_ACCESS_OF || op == OP_SETATTR_OF || op == OP_STAT_OF || op == OP_LOOKUP_IN ||
+  return op == OP_IN_DIR || op == OP_RENAME_IN || op == OP_SYNC_IN || op == OP_ACCESS_OF || op == OP_SETATTR_OF || op == OP_STAT_OF || op == OP_LOOKUP_IN ||
          op == OP_READLINK_OF || op == OP_READDIR_OF || op == OP_STAT_NAMES;
 }
 

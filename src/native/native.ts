@@ -134,6 +134,7 @@ interface Addon {
     flags: number,
     cred: NativeCreds,
   ): Promise<DirOpResult>;
+  syncIn(rootfd: number, rel: string, ino: bigint, gen: bigint, name: string, cred: NativeCreds): Promise<DirOpResult>;
   accessOf(rootfd: number, rel: string, ino: bigint, gen: bigint, cred: NativeCreds): Promise<DirOpResult>;
   setattrOf(
     rootfd: number,
@@ -398,7 +399,10 @@ const IN_KIND = { create: 0, mkdir: 1, symlink: 2, mknod: 3, unlink: 4 } as cons
  * RESOLVE_NO_MAGICLINKS, O_PATH|O_DIRECTORY|O_NOFOLLOW) and check it is
  * (`d.ino`, `d.gen`) — else ESTALE; as `cred`, make or remove the name
  * (create: O_RDWR|O_CREAT|O_EXCL|O_NOFOLLOW, the descriptor is the caller's
- * to close); as the server again, statx the object and the directory; close.
+ * to close); as the server again, make the change durable (the new object,
+ * then the directory, fsync'd: RFC 1813 §1.6), statx the object and the
+ * directory; close. A change made but not synced rejects with EIO
+ * (syscall 'fsync').
  */
 export function inDir(rootfd: number, d: DirRef, what: InDirOp, cred: NativeCreds): Promise<DirOpResult> {
   const w = what as Partial<{ target: string; mode: number; major: number; minor: number; flags: number }>;
@@ -411,10 +415,21 @@ export function inDir(rootfd: number, d: DirRef, what: InDirOp, cred: NativeCred
  * directories opened beneath `rootfd` and checked as in `inDir`, the two
  * names statted before (`obj`, `dst`), the rename as `cred`, both
  * directories statted after (`dir`, `dir2`; `dir2` only when `t` is another
- * directory than `f`).
+ * directory than `f`). Both directories are fsync'd before it settles.
  */
 export function renameIn(rootfd: number, f: DirRef, fname: string, t: DirRef, tname: string, flags: number, cred: NativeCreds): Promise<DirOpResult> {
   return lib().renameIn(rootfd, f.rel, f.ino, f.gen, fname, t.rel, t.ino, t.gen, tname, flags, cred);
+}
+
+/**
+ * Make a change made in several trips durable, in one more, as the server:
+ * `d` opened beneath `rootfd` and checked as in `inDir`, then `name` in it
+ * (when given; a regular file or directory fsync'd, anything else, or what
+ * the server may not open, by a syncfs) and `d` itself fsync'd. `dir`: `d`
+ * afterwards.
+ */
+export function syncIn(rootfd: number, d: DirRef, name = ''): Promise<DirOpResult> {
+  return lib().syncIn(rootfd, d.rel, d.ino, d.gen, name, self());
 }
 
 /**

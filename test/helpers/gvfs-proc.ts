@@ -32,11 +32,17 @@ export interface GvfsProcess extends GvfsChild {
 
 const matches = (m: LogMatch, l: LogLine) => (m instanceof RegExp ? m.test(l.raw) : m(l));
 
+/** Who a child runs as (spawn's uid and gid; the supplementary groups are then cleared). */
+export interface RunAs {
+  uid: number;
+  gid: number;
+}
+
 /** Start `node gvfs ARGS` (no --json added), collecting its stderr lines; stdout lines are handed to `onStdout`. */
-export function startGvfs(args: string[], o: { env?: NodeJS.ProcessEnv; onStdout?: (line: string) => void } = {}): GvfsChild {
+export function startGvfs(args: string[], o: { env?: NodeJS.ProcessEnv; onStdout?: (line: string) => void; as?: RunAs } = {}): GvfsChild {
   // GVFS_NODE_FLAGS (in `o.env`): node flags NODE_OPTIONS refuses, e.g. --cpu-prof for a benchmark's profile.
   const flags = o.env?.GVFS_NODE_FLAGS?.split(' ').filter(Boolean) ?? [];
-  const proc = spawn(process.execPath, [...flags, ...gvfsArgv(args)], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
+  const proc = spawn(process.execPath, [...flags, ...gvfsArgv(args)], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env }, ...o.as });
   const lines: LogLine[] = [];
   const waiters: Array<{ match: LogMatch; resolve: (l: LogLine) => void }> = [];
   createInterface({ input: proc.stderr! }).on('line', (raw) => {
@@ -79,10 +85,10 @@ export function startGvfs(args: string[], o: { env?: NodeJS.ProcessEnv; onStdout
 }
 
 /** `gvfs ARGS --json` in its own process (so its RSS and log can be read); resolves with its first stdout line. */
-export async function spawnGvfs(args: string[], env: NodeJS.ProcessEnv = {}): Promise<GvfsProcess> {
+export async function spawnGvfs(args: string[], env: NodeJS.ProcessEnv = {}, as?: RunAs): Promise<GvfsProcess> {
   let first!: (line: string) => void;
   const line = new Promise<string>((r) => (first = r));
-  const c = startGvfs([...args, '--json'], { env, onStdout: (l) => first(l) });
+  const c = startGvfs([...args, '--json'], { env, onStdout: (l) => first(l), as });
   const info = await Promise.race([
     line.then((l) => JSON.parse(l)),
     once(c.proc, 'exit').then(([code, signal]) => {

@@ -982,6 +982,8 @@ export class LocalExport implements Backend {
         await N.utimensat(fd, '', setTime(attrs.atime), setTime(attrs.mtime), 0, N.self());
         changed = true;
       }
+      // The one trip synced the new file as created; what changed it since is synced before the reply too.
+      if (changed) await N.fsync(fd, N.self());
       if (changed || !st) st = await fstat(fd);
       this.ac.put(st);
       this.invalidateListing(d.id.ino);
@@ -1033,6 +1035,11 @@ export class LocalExport implements Backend {
           } else if (attrs?.atime !== undefined || attrs?.mtime !== undefined) {
             await N.utimensat(fd, '', setTime(attrs.atime), setTime(attrs.mtime), 0, N.self());
           }
+          // A name made here is durable before the reply (RFC 1813 §1.6): the file, then its directory.
+          if (isNew) {
+            await N.fsync(fd, N.self());
+            await N.syncIn(this.rootFd, this.ref(d));
+          }
           this.invalidateListing(d.id.ino);
           const [st, dir] = await Promise.all([fstat(fd), this.attrOf(d.rel)]);
           this.ac.put(st);
@@ -1057,6 +1064,7 @@ export class LocalExport implements Backend {
         this.inDir(d, async (dfd) => {
           await slow(dfd);
           await this.giveAway(dfd, what.name, cred, attrs);
+          await N.syncIn(this.rootFd, this.ref(d), what.name);
           return this.created(d, what.name, dfd);
         }),
       );
@@ -1175,6 +1183,9 @@ export class LocalExport implements Backend {
       await this.inDir(f, (ffd) =>
         t === f ? N.renameat2(ffd, fromName, ffd, toName, 0, as) : this.inDir(t, (tfd) => N.renameat2(ffd, fromName, tfd, toName, 0, as)),
       );
+      // Durable before the reply (RFC 1813 §1.6): the new name's directory, then the old one's.
+      await N.syncIn(this.rootFd, this.ref(t));
+      if (t !== f) await N.syncIn(this.rootFd, this.ref(f));
       if (old) this.forget(old);
       this.ac.dropChild(f.id.ino, fromName);
       this.ac.drop(st.ino); // ctime changed
@@ -1254,6 +1265,8 @@ export class LocalExport implements Backend {
           void N.close(sfd).catch(() => undefined);
         }
       });
+      // Durable before the reply (RFC 1813 §1.6): the file (its link count), then the new name's directory.
+      await N.syncIn(this.rootFd, this.ref(d), name);
       this.invalidateListing(d.id.ino);
       return { attr: await this.attrOf(o.rel), dirWcc: await this.dirWcc(d) };
     } catch (e) {

@@ -925,6 +925,7 @@ export class LowLevelFrontend {
         this.dirs.delete(r.fh!);
         return reply(() => ll.replyErr(req, 0));
       case 'fsyncdir':
+        // Nothing to send: NFSv3's namespace changes are synchronous (RFC 1813 §1.6), on disk before their replies.
         return reply(() => ll.replyErr(req, 0));
       case 'statfs': {
         const s = await this.retrying(() => this.backend.fsstat(cred, this.rootFh));

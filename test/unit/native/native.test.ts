@@ -437,6 +437,21 @@ describe('native: system calls as the caller', { skip: requirePrereq(isRoot()), 
       assert.deepEqual(await fs.readdir(path.join(dir, 'one/q')), ['c']);
     });
 
+    test('syncIn: one job as the server; a file, a symlink (syncfs), a name gone already; the directory checked', async () => {
+      const p = await ref('one/p');
+      await fs.writeFile(path.join(dir, 'one/p/sy'), 's', { mode: 0o600 });
+      await fs.symlink('sy', path.join(dir, 'one/p/syl'));
+      const j0 = N.info().jobs;
+      const r = await N.syncIn(dfd, p, 'sy');
+      assert.equal(N.info().jobs - j0, 1, 'one trip to a worker');
+      assert.equal(r.dir?.ino, p.ino, "the directory's statx afterwards");
+      assert.equal((await N.syncIn(dfd, p, 'syl')).dir?.ino, p.ino);
+      assert.equal((await N.syncIn(dfd, p, 'never-there')).dir?.ino, p.ino, 'a name removed since: nothing to sync');
+      assert.equal((await N.syncIn(dfd, p)).dir?.ino, p.ino);
+      await rejectsWithDir(N.syncIn(dfd, { ...p, gen: p.gen + 1n }, 'sy'), 'ESTALE');
+      await rejectsWithDir(N.syncIn(dfd, { ...p, rel: '../p' }, 'sy'), 'EXDEV');
+    });
+
     test('accessOf: R/W/X as the caller in one job, the object checked (ESTALE) and never followed', async () => {
       await fs.writeFile(path.join(dir, 'one/acc'), 'x', { mode: 0o640 });
       await fs.chmod(path.join(dir, 'one/acc'), 0o640);
