@@ -196,6 +196,14 @@ export interface HeldAnswers {
   nameTrust(dir: Buffer, name: string): number;
   /** Whether answers with a finite trust are renewed ahead now (the disk cache: under the ttl model). */
   renewsAhead(): boolean;
+  /**
+   * The budgets (ms) finite trusts run down from, as they are now: the
+   * layer's attribute and name timeouts, which may change while it runs (a
+   * session's live reconfiguration reaches the disk cache alone). A front
+   * end that caches too takes them as its own, so the whole mount keeps to
+   * the budget in force and renews ahead in step with the layer.
+   */
+  budgets(): { attrMs: number; nameMs: number };
 }
 
 export function heldAnswersOf(b: Backend): HeldAnswers | undefined {

@@ -30,12 +30,13 @@ export const sameTimes = (a: Fattr3, b: Fattr3): boolean => stampOf(a) === stamp
 export class DirListings {
   private readonly m = new Map<string, { names: Set<string>; stamp: string; at: number }>();
 
-  constructor(private readonly budgetMs: number) {}
+  /** `budgetMs`: the name budget as it is now (it may change while the mount runs). */
+  constructor(private readonly budgetMs: () => number) {}
 
   /** The directory holds exactly `names` (MKDIR: none), as of attributes `dirAttr` from a call sent at `at` (performance.now()). */
   set(dirKey: string, names: Iterable<string>, dirAttr: Fattr3 | undefined, at: number): void {
     this.m.delete(dirKey);
-    if (this.budgetMs <= 0 || !dirAttr) return;
+    if (this.budgetMs() <= 0 || !dirAttr) return;
     const set = new Set<string>();
     for (const n of names) {
       if (set.size >= MAX_NAMES) return;
@@ -49,7 +50,7 @@ export class DirListings {
   absent(dirKey: string, name: string): number | undefined {
     const l = this.m.get(dirKey);
     if (!l) return undefined;
-    const left = this.budgetMs - (performance.now() - l.at);
+    const left = this.budgetMs() - (performance.now() - l.at);
     return left <= 0 || l.names.has(name) ? undefined : left;
   }
 

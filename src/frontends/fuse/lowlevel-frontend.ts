@@ -39,7 +39,9 @@ export interface LowLevelOptions {
    * is answered from the backend's last answer with what is left of the
    * budget (cachedFor), never a fresh one. A change
    * made elsewhere shows through the mount at most this long after it
-   * happened. 0: the kernel asks every time.
+   * happened. 0: the kernel asks every time. Over a layer that holds
+   * answers (HeldAnswers), that layer's budgets as they are now stand in
+   * for it: a live change of the cache's timeout is the mount's.
    */
   attrTimeoutMs: number;
   /** Who each caller is to the backend (lowlevel-callers.ts). Default: each caller as itself. */
@@ -139,7 +141,8 @@ interface DirHandle {
  * - Every request runs as its caller (Callers): AUTH_SYS of the caller for
  *   plain NFS, the session's mapping for GVFS sessions.
  * - Attributes and names are cached by the kernel, for what is left of
- *   `attrTimeoutMs` since the server said them (HeldAnswers: a cache below
+ *   the budget (`attrTimeoutMs`, or the budgets of a cache below as they
+ *   are now) since the server said them (HeldAnswers: a cache below
  *   may have held them a while), at most half of it when the layer below
  *   renews answers ahead; the kernel's own re-asks
  *   (GETATTR after a chown's suid check, a create in the directory, a read's
@@ -225,7 +228,7 @@ export class LowLevelFrontend {
       ...opts,
     };
     this.callers = new Callers(opts.callers ?? { kind: 'each' });
-    this.listings = new DirListings(this.o.attrTimeoutMs);
+    this.listings = new DirListings(() => this.nameBudget());
     this.inodes = new Inodes(rootFh);
     this.files = new OpenFiles(backend, this.o.maxUncommittedFileBytes, this.o.maxUncommittedBytes, this.o.deferCommitMs, () => this.o.background, this.o.writeBehindBytes);
     this.files.onWrite = {
@@ -486,26 +489,38 @@ export class LowLevelFrontend {
   private trust(n: Node, s: { at: number; gen: number; epoch: number }): void {
     // changedAt: a node first met in this answer (a lookup's) may have been changed since the request was sent.
     if (!((n.gen ?? 0) === s.gen && this.epoch === s.epoch && n.last && !((n.changedAt ?? -Infinity) >= s.at))) return;
-    const b = this.saidWhen(s.at, this.held?.attrTrust(n.fh));
+    const b = this.saidWhen(s.at, this.held?.attrTrust(n.fh), this.attrBudget());
     n.said = { ...s, at: b.at, renew: b.renew };
+  }
+
+  /**
+   * The budgets (ms) for attributes and for names: the layer below's as they
+   * are now when it holds answers (HeldAnswers.budgets: a live change of the
+   * cache's timeout is the mount's), else the mount's --attr-timeout.
+   */
+  private attrBudget(): number {
+    return this.held?.budgets().attrMs ?? this.o.attrTimeoutMs;
+  }
+
+  private nameBudget(): number {
+    return this.held?.budgets().nameMs ?? this.o.attrTimeoutMs;
   }
 
   /**
    * When the server said an answer asked for at `at` (performance.now()):
    * then, or earlier when the layer below gave it from what it holds with
-   * `trust` ms left (HeldAnswers; Infinity: held until an invalidation, as
-   * good as new). `renew`: the layer below renews it when asked for it in
-   * its second half.
+   * `trust` ms left of `budget` (HeldAnswers; Infinity: held until an
+   * invalidation, as good as new). `renew`: the layer below renews it when
+   * asked for it in its second half.
    */
-  private saidWhen(at: number, trust: number | undefined): { at: number; renew: boolean } {
-    const ttl = this.o.attrTimeoutMs;
-    if (trust === undefined || trust === Infinity || !(trust > 0) || ttl <= 0) return { at, renew: false };
-    return { at: Math.min(at, performance.now() - Math.max(0, ttl - trust)), renew: !!this.held?.renewsAhead() };
+  private saidWhen(at: number, trust: number | undefined, budget: number): { at: number; renew: boolean } {
+    if (trust === undefined || trust === Infinity || !(trust > 0) || budget <= 0) return { at, renew: false };
+    return { at: Math.min(at, performance.now() - Math.max(0, budget - trust)), renew: !!this.held?.renewsAhead() };
   }
 
-  /** What is left (ms, may be negative) of the attribute budget for an answer the server said at `at`. */
-  private leftMs(at: number): number {
-    return this.o.attrTimeoutMs - (performance.now() - at);
+  /** What is left (ms, may be negative) of `budget` for an answer the server said at `at`. */
+  private leftMs(at: number, budget = this.attrBudget()): number {
+    return budget - (performance.now() - at);
   }
 
   /**
@@ -515,9 +530,9 @@ export class LowLevelFrontend {
    * second half there, and a file or directory kept in use never waits for
    * the server to say it again.
    */
-  private kernelSecs(b: { at: number; renew?: boolean }): number {
-    const left = this.leftMs(b.at);
-    return Math.max(0, b.renew ? Math.min(left, this.o.attrTimeoutMs / 2) : left) / 1000;
+  private kernelSecs(b: { at: number; renew?: boolean }, budget = this.attrBudget()): number {
+    const left = this.leftMs(b.at, budget);
+    return Math.max(0, b.renew ? Math.min(left, budget / 2) : left) / 1000;
   }
 
   /**
@@ -530,10 +545,11 @@ export class LowLevelFrontend {
   private cachedFor(n: Node): number | undefined {
     const s = n.said;
     if (!s || !n.last || s.epoch !== this.epoch || s.gen !== (n.gen ?? 0) || (n.writing ?? 0) > 0) return undefined;
-    const left = this.leftMs(s.at);
+    const budget = this.attrBudget();
+    const left = this.leftMs(s.at, budget);
     // In its second half, the layer below is asked (from what it holds), which renews it there.
-    if (s.renew ? left <= this.o.attrTimeoutMs / 2 : left <= 0) return undefined;
-    return this.kernelSecs(s);
+    if (s.renew ? left <= budget / 2 : left <= 0) return undefined;
+    return this.kernelSecs(s, budget);
   }
 
   /**
@@ -550,8 +566,9 @@ export class LowLevelFrontend {
     // `asked`: when the request that brought `attr` was sent (lookup, create, mkdir...).
     const at = asked?.at ?? t0;
     if (asked || !attr) this.trust(node, { at, gen: node.gen ?? 0, epoch: asked?.epoch ?? this.epoch });
-    const attrTimeout = this.kernelSecs(node.said ?? this.saidWhen(at, this.held?.attrTrust(fh)));
-    const entryTimeout = nameTrust !== undefined ? this.kernelSecs(this.saidWhen(at, nameTrust)) : this.o.attrTimeoutMs / 1000;
+    const attrTimeout = this.kernelSecs(node.said ?? this.saidWhen(at, this.held?.attrTrust(fh), this.attrBudget()));
+    const nb = this.nameBudget();
+    const entryTimeout = nameTrust !== undefined ? this.kernelSecs(this.saidWhen(at, nameTrust, nb), nb) : nb / 1000;
     return { node, e: { nodeid: node.id, attr: this.statOf(node, a), attrTimeout, entryTimeout } };
   }
 
@@ -586,7 +603,7 @@ export class LowLevelFrontend {
 
   /** Attributes for the kernel, kept for what is left of the budget they were said with (the whole budget when not known). */
   private attrReply(req: bigint, n: Node, a: Fattr3): void {
-    fuseLl().replyAttr(req, this.statOf(n, a), n.said ? this.kernelSecs(n.said) : this.o.attrTimeoutMs / 1000);
+    fuseLl().replyAttr(req, this.statOf(n, a), n.said ? this.kernelSecs(n.said) : this.attrBudget() / 1000);
   }
 
   /**
@@ -701,7 +718,7 @@ export class LowLevelFrontend {
           // from when we asked), so the probes of a build (include paths, PATH, config files) ask once per
           // --attr-timeout, as with positive entries. A create through this mount replaces it at once; a name
           // made elsewhere shows within --attr-timeout.
-          const left = this.leftMs(asked.at);
+          const left = this.leftMs(asked.at, this.nameBudget());
           if (isFsError(e, 'NOENT')) this.listings.renew(dir.key, e.attr, asked.at);
           if (isFsError(e, 'NOENT') && left > 0) {
             this.counters.negativeEntries++;
@@ -1033,7 +1050,7 @@ export class LowLevelFrontend {
 
   /** ACCESS as the caller (cached per file and uid for half the budget); its attributes when it asked. */
   private async checkAccess(cred: Credentials, n: Node, mask: number): Promise<Fattr3 | undefined> {
-    const ttl = this.o.attrTimeoutMs / 2;
+    const ttl = this.attrBudget() / 2;
     const k = `${n.key}:${cred.uid}:${cred.gid}`;
     const c = this.accessCache.get(k);
     if (c && ttl > 0 && Date.now() - c.at < ttl && (c.bits & mask) === mask) return undefined;
@@ -1135,7 +1152,7 @@ export class LowLevelFrontend {
     let ra = file.ra as ReadAhead | undefined;
     if (!ra) {
       ra = new ReadAhead(
-        { chunk: this.readChunk, window: this.o.readAheadChunks, trigger: 256 * 1024, maxAgeMs: Math.max(this.o.attrTimeoutMs / 2, 200) },
+        { chunk: this.readChunk, window: this.o.readAheadChunks, trigger: 256 * 1024, maxAgeMs: Math.max(this.attrBudget() / 2, 200) },
         (off, n) => this.readRange(file, this.fdCred.get(fd) ?? this.o.background, off, n),
       );
       file.ra = ra;
@@ -1257,7 +1274,7 @@ export class LowLevelFrontend {
     const off = r.off ?? 0;
     if (off === 0 || !h.entries) h.entries = await this.list(cred, h.node);
     const plus = r.op === 'readdirplus';
-    const t = this.o.attrTimeoutMs / 1000;
+    const [ta, te] = [this.attrBudget() / 1000, this.nameBudget() / 1000];
     const self = h.node.last;
     const all = [
       { name: '.', fileid: self?.fileid ?? 0n, type: FType.DIR },
@@ -1277,7 +1294,7 @@ export class LowLevelFrontend {
         if (x.fh && x.attr && x.name !== '.' && x.name !== '..') {
           node = this.inodes.of(x.fh);
           this.saw(node, x.attr);
-          Object.assign(d, { nodeid: node.id, attr: this.statOf(node, this.shown(node, x.attr)), attrTimeout: t, entryTimeout: t });
+          Object.assign(d, { nodeid: node.id, attr: this.statOf(node, this.shown(node, x.attr)), attrTimeout: ta, entryTimeout: te });
         } else {
           Object.assign(d, { nodeid: 0, attr: { ino: x.fileid, mode, nlink: 0, uid: 0, gid: 0, rdev: 0, size: 0, blocks: 0, blksize: 0, atimeNs: 0n, mtimeNs: 0n, ctimeNs: 0n }, attrTimeout: 0, entryTimeout: 0 });
         }

@@ -439,6 +439,7 @@ export class CacheBackend extends PassthroughBackend implements LocalReads {
       },
       nameTrust: (dir, name) => this.names.trustLeft(dir.toString('hex'), name),
       renewsAhead: () => this.opts.consistency === 'ttl',
+      budgets: () => ({ attrMs: this.opts.attrTimeoutMs, nameMs: this.opts.dirTimeoutMs }),
     };
   }
 

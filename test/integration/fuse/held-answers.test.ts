@@ -4,11 +4,25 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { gvfsArgv } from '../../../src/cli/self.js';
+import { controlRequest, controlSocketOf } from '../../../src/wrappers/cache/control-socket.js';
+import { listSessions } from '../../../src/wrappers/cache/session-dir.js';
 import { fuseSkip, run, spawnMount, startCachedMount, type CachedMount, type MountProc } from './mount-helper.js';
 
 /** The cache's counters now (`gvfs cache stats --json` of the mount's cache directory). */
 async function cacheStats(cacheDir: string): Promise<Record<string, number>> {
   return JSON.parse((await run(process.execPath, gvfsArgv(['cache', 'stats', '--cache-dir', cacheDir, '--json']))).stdout).sessions[0].stats;
+}
+
+/** A live change of the mount's cache (its control socket, as a session's agent sends it). */
+async function configure(cacheDir: string, req: { attrTimeoutMs: number }): Promise<void> {
+  for (const s of await listSessions(cacheDir)) {
+    const c = await controlSocketOf(path.join(cacheDir, 'sessions', s));
+    if (!c) continue;
+    const out = await controlRequest(c.socket, { op: 'configure', ...req }, 30_000);
+    assert.ok(out.ok, out.error);
+    return;
+  }
+  assert.fail(`no control socket under ${cacheDir}`);
 }
 
 /** Resolves at `t` (performance.now()): here the passage of time is what is tested (the attribute budget). */
@@ -108,5 +122,66 @@ describe('gvfs mount over a disk cache: a path kept in use never waits', { skip:
     assert.ok(d('lookupMisses') <= 2, `name misses: ${d('lookupMisses')} in ${asks} stats`);
     assert.ok(d('attrMisses') <= 2, `attribute misses: ${d('attrMisses')} in ${asks} stats`);
     assert.ok(d('renewals') >= 8, `renewals: ${d('renewals')}`);
+  });
+});
+
+/**
+ * A session's agent changes a running mount's attribute timeout through its
+ * cache's control socket alone: the kernel's budgets follow the cache's
+ * (HeldAnswers.budgets), so a shorter timeout holds for what the kernel is
+ * told from then on, and renewing ahead stays in step with the cache.
+ */
+describe('gvfs mount over a disk cache: a live change of the timeout is the whole mount\'s', { skip: fuseSkip(), timeout: 300_000 }, () => {
+  test('timeout 5 s changed to 0: what the kernel learns afterwards it asks for again at once', async () => {
+    const cm = await startCachedMount('gvfs-live-ttl0-', ['--attr-timeout', '5']);
+    const other = await spawnMount(cm.m.info.server as string, path.join(cm.base, 'other'), ['--key', path.join(cm.base, 'k.key'), '--attr-timeout', '0']);
+    try {
+      const { exportDir, cacheDir, m } = cm;
+      await fs.writeFile(path.join(exportDir, 'g'), 'x'.repeat(10));
+      const g = path.join(m.mnt, 'g');
+      assert.equal((await fs.stat(g)).size, 10);
+      await configure(cacheDir, { attrTimeoutMs: 0 });
+      // What the kernel holds from before keeps its budget; it forgets it here, and learns g again.
+      await fs.writeFile('/proc/sys/vm/drop_caches', '2');
+      assert.equal((await fs.stat(g)).size, 10);
+      // Another client changes g; the next stat through the mount asks the server.
+      await fs.appendFile(path.join(other.mnt, 'g'), 'y'.repeat(10));
+      assert.equal((await fs.stat(g)).size, 20, 'the kernel was told a budget of 0 for what it learned after the change');
+      // A new name made elsewhere is found at once too (no negative entry kept).
+      await assert.rejects(fs.stat(path.join(m.mnt, 'h')), { code: 'ENOENT' });
+      await fs.writeFile(path.join(other.mnt, 'h'), 'h');
+      assert.equal((await fs.stat(path.join(m.mnt, 'h'))).size, 1);
+    } finally {
+      await other.stop();
+      await cm.close();
+    }
+  });
+
+  test('timeout 1 s changed to 0.5 s: a file in use is renewed ahead at the new budget, never missed', async () => {
+    const cm = await startCachedMount('gvfs-live-ttl-half-', ['--attr-timeout', '1']);
+    try {
+      const { exportDir, cacheDir, m } = cm;
+      await fs.mkdir(path.join(exportDir, 'd'));
+      await fs.writeFile(path.join(exportDir, 'd', 'f'), 'data');
+      const f = path.join(m.mnt, 'd', 'f');
+      await configure(cacheDir, { attrTimeoutMs: 500 });
+      await fs.writeFile('/proc/sys/vm/drop_caches', '2');
+      assert.equal((await fs.stat(f)).size, 4);
+      const s0 = await cacheStats(cacheDir);
+      const end = performance.now() + 3000;
+      let asks = 0;
+      while (performance.now() < end) {
+        assert.equal((await fs.stat(f)).size, 4);
+        asks++;
+        await delay(50);
+      }
+      const s = await cacheStats(cacheDir);
+      const d = (k: string) => s[k] - s0[k];
+      // Kernel budgets from the mount's 1 s would have it ask when the cache's 0.5 s trust had run out: a miss each time.
+      assert.ok(d('lookupMisses') + d('attrMisses') <= 3, `misses: ${d('lookupMisses')} names, ${d('attrMisses')} attributes in ${asks} stats`);
+      assert.ok(d('renewals') >= 6, `renewals: ${d('renewals')}`);
+    } finally {
+      await cm.close();
+    }
   });
 });

@@ -12,18 +12,18 @@ const wcc = (from: number, to: number): WccData => ({ before: { size: 4096, mtim
 
 describe('complete directory listings (fuse/dir-listings.ts)', { timeout: 30_000 }, () => {
   test('absent names are known while the budget lasts; names present are asked', () => {
-    const l = new DirListings(60_000);
+    const l = new DirListings(() => 60_000);
     l.set('d', ['a', 'b'], dir(10), performance.now());
     assert.ok((l.absent('d', 'c') ?? 0) > 59_000);
     assert.equal(l.absent('d', 'a'), undefined);
     assert.equal(l.absent('other', 'c'), undefined);
-    const old = new DirListings(1000);
+    const old = new DirListings(() => 1000);
     old.set('d', [], dir(10), performance.now() - 2000);
     assert.equal(old.absent('d', 'c'), undefined, 'a listing older than the budget says nothing');
   });
 
   test('our changes keep the listing only when the directory was as it knew it', () => {
-    const l = new DirListings(60_000);
+    const l = new DirListings(() => 60_000);
     l.set('d', ['a'], dir(10), performance.now());
     l.changed('d', wcc(10, 11), performance.now(), 'b');
     assert.equal(l.absent('d', 'b'), undefined, 'the name we made is there');
@@ -40,7 +40,7 @@ describe('complete directory listings (fuse/dir-listings.ts)', { timeout: 30_000
   });
 
   test('a listing past its budget is renewed by attributes that show the directory unchanged, and dropped by others', () => {
-    const l = new DirListings(1000);
+    const l = new DirListings(() => 1000);
     const now = performance.now();
     l.set('d', ['a'], dir(10), now - 5000);
     assert.equal(l.absent('d', 'c'), undefined, 'past its budget: not used');
@@ -50,7 +50,7 @@ describe('complete directory listings (fuse/dir-listings.ts)', { timeout: 30_000
     l.renew('d', dir(10), now - 3000);
     assert.ok(l.absent('d', 'c') !== undefined, 'an older reply never shortens it');
     // Past its budget, then our own change whose pre-operation attributes are the listing's: applied and renewed.
-    const m = new DirListings(1000);
+    const m = new DirListings(() => 1000);
     m.set('d', [], dir(10), now - 5000);
     m.changed('d', wcc(10, 11), now, 'b');
     assert.equal(m.absent('d', 'b'), undefined);
