@@ -253,7 +253,9 @@ static void complete(napi_env env, napi_value js_cb, void *context, void *data) 
     napi_value v;
     if (j->ret < 0) {
       /* The name the call was about: for symlinkat the new name, not the target. */
-      const char *what = j->op == OP_SYMLINKAT || j->op == OP_IN_DIR || j->op == OP_RENAME_IN || j->op == OP_LOOKUP_IN || j->op == OP_SYNC_IN ? j->s[1] : j->s[0];
+      const char *what = j->op == OP_SYMLINKAT || j->op == OP_IN_DIR || j->op == OP_RENAME_IN || j->op == OP_LOOKUP_IN ? j->s[1] : j->s[0];
+      /* syncIn: the name it synced, or its directory when it had none. */
+      if (j->op == OP_SYNC_IN && j->s[1] && *j->s[1]) what = j->s[1];
       napi_value err = make_error(env, j->err, j->syscall, what);
       /* The directories' attributes after a failed change: the reply's wcc data without another trip. */
       if (desc_of(j->op)->res >= RES_DIROP) set_stats(env, err, j);

@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -94,14 +95,31 @@ static int sync_dir(int dfd, int rootfd) {
   return e;
 }
 
-/* fsync object `name` in `dfd` (a regular file or directory, opened to read, never following a symlink); else syncfs. */
+/*
+ * fsync object `name` in `dfd`, never opening anything but what was checked:
+ * the name is opened O_PATH (no open of a device or FIFO happens) and its
+ * type read from that descriptor; a directory is then reopened through it
+ * (openat "."), a regular file through /proc/self/fd (the same open file,
+ * not the name again: a device swapped in meanwhile is never opened). A
+ * symlink, a special file, or a file the server may not reopen: syncfs.
+ */
 static int sync_entry(int dfd, const char *name, int rootfd) {
+  int pfd = openat(dfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (pfd < 0) return errno == ENOENT ? 0 : errno; /* gone already: nothing of it to keep */
   struct statx x;
-  if (statx(dfd, name, AT_SYMLINK_NOFOLLOW, STATX_TYPE, &x) != 0) return errno == ENOENT ? 0 : errno; /* gone already */
-  if (!S_ISREG(x.stx_mode) && !S_ISDIR(x.stx_mode)) return sync_fs(rootfd);
-  int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-  if (fd < 0) return errno == EACCES ? sync_fs(rootfd) : errno == ENOENT ? 0 : errno;
-  int e = fsync(fd) == 0 ? 0 : errno;
+  int e = statx(pfd, "", AT_EMPTY_PATH, STATX_TYPE, &x) == 0 ? 0 : errno;
+  int fd = -1;
+  if (!e && S_ISDIR(x.stx_mode)) {
+    fd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  } else if (!e && S_ISREG(x.stx_mode)) {
+    char self[64];
+    snprintf(self, sizeof self, "/proc/self/fd/%d", pfd);
+    fd = open(self, O_RDONLY | O_NOCTTY | O_CLOEXEC);
+  }
+  close(pfd);
+  if (e) return e;
+  if (fd < 0) return sync_fs(rootfd);
+  e = fsync(fd) == 0 ? 0 : errno;
   close(fd);
   return e;
 }
@@ -184,8 +202,8 @@ void gn_run_in_dir(gn_job *j) {
   close(dfd);
   if (e) {
     /* Made but not known to be on disk: the caller hears EIO (as from knfsd's commit_metadata). */
+    /* The object's statx stays with the error: the change was made, the server's caches must follow it. */
     if (kind == IN_CREATE) close((int)r);
-    j->have &= ~(1u << SX_OBJ);
     fail(j, "fsync", e);
     return;
   }

@@ -40,6 +40,11 @@ const ERRNO: Record<string, FsErrorCode> = {
 export function toFsError(e: unknown, what: string): FsError {
   if (e instanceof FsError) return e;
   const code = (e as NodeJS.ErrnoException)?.code;
+  // A failed sync (COMMIT's, or the one after a namespace change): IO whatever the errno, and said in the log.
+  if ((e as NodeJS.ErrnoException)?.syscall === 'fsync') {
+    log.error({ err: e, what }, 'local disk: a sync failed; what was written or changed may not survive a crash');
+    return new FsError('IO', `${what}: sync failed: ${code ?? (e as Error)?.message}`);
+  }
   const mapped = code ? ERRNO[code] : undefined;
   if (mapped) return new FsError(mapped, `${what}: ${code}`);
   log.error({ err: e, what }, 'unmapped local error collapsed to IO');

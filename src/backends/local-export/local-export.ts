@@ -45,6 +45,9 @@ import type { DiskChange } from '../../native/fan-watch.js';
 import * as N from '../../native/native.js';
 
 const log = logger('local-export');
+
+/** A native job's error from the sync after its change (dirops.c): the change was made, only its durability failed. */
+const syncFailed = (e: unknown): boolean => (e as NodeJS.ErrnoException)?.syscall === 'fsync';
 const { fstat, fsync, open } = fsx;
 const K = N.K;
 
@@ -897,6 +900,17 @@ export class LocalExport implements Backend {
     return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirWcc: await this.dirWcc(d) };
   }
 
+  /**
+   * created(), made durable first: a CREATE that finds its name there (a
+   * retransmission, UNCHECKED) may follow one that made the file but could
+   * not sync it (answered IO); its OK must not be less durable than the first.
+   */
+  private async createdSynced(d: Resolved, name: string, dfd: number): Promise<NewObject> {
+    const out = await this.created(d, name, dfd);
+    await N.syncIn(this.rootFd, this.ref(d), name);
+    return out;
+  }
+
   // ---------- one trip per call (native/src/dirops.c) ----------
 
   /** Object `d` as a one-trip job opens and checks it: beneath the root, by the handle's inode and birth time. */
@@ -923,13 +937,25 @@ export class LocalExport implements Backend {
     return err;
   }
 
-  /** Run a one-trip job in `d`; failures carry the directory's wcc data. */
-  private async oneTrip(d: Resolved, what: string, job: () => Promise<N.DirOpResult>): Promise<N.DirOpResult> {
+  /**
+   * Run a one-trip job in `d`; failures carry the directory's wcc data. A job
+   * that made its change but could not sync it (syncFailed) still changed the
+   * disk: `made` brings the caches in line with it (from the job's statx,
+   * carried by the error) before the caller hears IO.
+   */
+  private async oneTrip(d: Resolved, what: string, job: () => Promise<N.DirOpResult>, made?: (x: N.DirOpResult) => void): Promise<N.DirOpResult> {
     try {
       return await job();
     } catch (e) {
+      if (syncFailed(e)) made?.(e as N.DirOpResult);
       throw await this.failedIn(d, e, what);
     }
+  }
+
+  /** A name made in `d` that the caches may not know yet: looked up and listed again. */
+  private madeName(d: Resolved, name: string): void {
+    this.ac.dropChild(d.id.ino, name);
+    this.invalidateListing(d.id.ino);
   }
 
   /** The reply for an object a one-trip job made as `name` in `d`. */
@@ -958,6 +984,7 @@ export class LocalExport implements Backend {
     } catch (e) {
       // An existing name (a retransmitted EXCLUSIVE create, UNCHECKED): rare, the full path decides.
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') return this.createExisting(cred, d, name, how);
+      if (syncFailed(e)) this.madeName(d, name);
       throw await this.failedIn(d, e, 'create');
     }
     const fd = r.fd;
@@ -991,6 +1018,7 @@ export class LocalExport implements Backend {
       adopted = this.fds.adopt(st.ino, fd, true);
       return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirWcc: await this.wccFrom(d, r.dir) };
     } catch (e) {
+      this.madeName(d, name); // the file is there, whatever failed after the one trip
       throw await this.failedIn(d, e, 'create');
     } finally {
       if (!adopted) fs.close(fd, () => undefined);
@@ -1014,12 +1042,12 @@ export class LocalExport implements Backend {
           if (how.mode === 'exclusive') {
             // A retransmitted EXCLUSIVE create finds its own file by the verifier kept in its times.
             const v = exclusiveTimes(how.verf);
-            if (st.isFile() && Number(st.atimeNs / 1_000_000_000n) === v.atime && Number(st.mtimeNs / 1_000_000_000n) === v.mtime) return this.created(d, name, dfd);
+            if (st.isFile() && Number(st.atimeNs / 1_000_000_000n) === v.atime && Number(st.mtimeNs / 1_000_000_000n) === v.mtime) return this.createdSynced(d, name, dfd);
             throw e;
           }
           if (how.mode === 'guarded' || !st.isFile()) throw e;
           // UNCHECKED on an existing file: it stays as it is, except for a requested size.
-          if (attrs?.size === undefined) return this.created(d, name, dfd);
+          if (attrs?.size === undefined) return this.createdSynced(d, name, dfd);
           requireData(cred, toFattr(st, this.fsid), W, 'create');
           fd = await N.openat2(dfd, name, K.O_RDWR | K.O_NOFOLLOW, 0, N.self());
           isNew = false;
@@ -1035,16 +1063,14 @@ export class LocalExport implements Backend {
           } else if (attrs?.atime !== undefined || attrs?.mtime !== undefined) {
             await N.utimensat(fd, '', setTime(attrs.atime), setTime(attrs.mtime), 0, N.self());
           }
-          // A name made here is durable before the reply (RFC 1813 §1.6): the file, then its directory.
-          if (isNew) {
-            await N.fsync(fd, N.self());
-            await N.syncIn(this.rootFd, this.ref(d));
-          }
           this.invalidateListing(d.id.ino);
           const [st, dir] = await Promise.all([fstat(fd), this.attrOf(d.rel)]);
           this.ac.put(st);
           this.learn(st, d.id.ino, name);
           adopted = this.fds.adopt(st.ino, fd, true);
+          // Durable before the reply (RFC 1813 §1.6): the file (new, or cut to size), then its directory.
+          await N.fsync(fd, N.self());
+          await N.syncIn(this.rootFd, this.ref(d));
           return { fh: this.handleOf(st), attr: toFattr(st, this.fsid), dirWcc: { before: toWccAttr(d.st), after: dir } };
         } finally {
           if (!adopted) fs.close(fd, () => undefined);
@@ -1063,13 +1089,15 @@ export class LocalExport implements Backend {
       return this.dirOp(d, what.op, () =>
         this.inDir(d, async (dfd) => {
           await slow(dfd);
-          await this.giveAway(dfd, what.name, cred, attrs);
-          await N.syncIn(this.rootFd, this.ref(d), what.name);
-          return this.created(d, what.name, dfd);
+          await this.giveAway(dfd, what.name, cred, attrs).catch((e) => {
+            this.madeName(d, what.name);
+            throw e;
+          });
+          return this.createdSynced(d, what.name, dfd);
         }),
       );
     }
-    const r = await this.oneTrip(d, what.op, () => N.inDir(this.rootFd, this.ref(d), what, this.as(cred)));
+    const r = await this.oneTrip(d, what.op, () => N.inDir(this.rootFd, this.ref(d), what, this.as(cred)), () => this.madeName(d, what.name));
     return this.madeIn(d, what.name, r);
   }
 
@@ -1122,14 +1150,20 @@ export class LocalExport implements Backend {
       }
       // One trip, as the caller: the kernel checks permission, the sticky bit and the type
       // (unlink of a directory: EISDIR; rmdir of anything else: ENOTDIR).
-      const r = await this.oneTrip(d, dir ? 'rmdir' : 'remove', () =>
-        N.inDir(this.rootFd, this.ref(d), { op: 'unlink', name, flags: dir ? K.AT_REMOVEDIR : 0 }, this.as(cred)),
+      const removed = (r: N.DirOpResult) => {
+        // What the name held, as the job saw it just before (else as the cache knew it).
+        const gone = r.obj ? new StatxStats(r.obj) : ci !== undefined ? this.ac.get(ci) : undefined;
+        if (gone) this.forget(gone);
+        this.ac.dropChild(d.id.ino, name);
+        this.invalidateListing(d.id.ino);
+      };
+      const r = await this.oneTrip(
+        d,
+        dir ? 'rmdir' : 'remove',
+        () => N.inDir(this.rootFd, this.ref(d), { op: 'unlink', name, flags: dir ? K.AT_REMOVEDIR : 0 }, this.as(cred)),
+        removed,
       );
-      // What the name held, as the job saw it just before (else as the cache knew it).
-      const gone = r.obj ? new StatxStats(r.obj) : ci !== undefined ? this.ac.get(ci) : undefined;
-      if (gone) this.forget(gone);
-      this.ac.dropChild(d.id.ino, name);
-      this.invalidateListing(d.id.ino);
+      removed(r);
       return this.wccFrom(d, r.dir);
     });
   }
@@ -1183,9 +1217,6 @@ export class LocalExport implements Backend {
       await this.inDir(f, (ffd) =>
         t === f ? N.renameat2(ffd, fromName, ffd, toName, 0, as) : this.inDir(t, (tfd) => N.renameat2(ffd, fromName, tfd, toName, 0, as)),
       );
-      // Durable before the reply (RFC 1813 §1.6): the new name's directory, then the old one's.
-      await N.syncIn(this.rootFd, this.ref(t));
-      if (t !== f) await N.syncIn(this.rootFd, this.ref(f));
       if (old) this.forget(old);
       this.ac.dropChild(f.id.ino, fromName);
       this.ac.drop(st.ino); // ctime changed
@@ -1193,6 +1224,9 @@ export class LocalExport implements Backend {
       this.ac.setChild(t.id.ino, toName, st.ino);
       this.invalidateListing(f.id.ino);
       this.invalidateListing(t.id.ino);
+      // Durable before the reply (RFC 1813 §1.6): the new name's directory, then the old one's.
+      await N.syncIn(this.rootFd, this.ref(t));
+      if (t !== f) await N.syncIn(this.rootFd, this.ref(f));
       return { fromWcc: await this.dirWcc(f), toWcc: await this.dirWcc(t) };
     } catch (e) {
       const err = toFsError(e, 'rename');
@@ -1209,19 +1243,11 @@ export class LocalExport implements Backend {
    * (EISDIR), and does nothing for two names of one file (POSIX).
    */
   private async renameOneTrip(cred: Credentials, f: Resolved, fromName: string, t: Resolved, toName: string): Promise<{ fromWcc: WccData; toWcc: WccData }> {
-    let r: N.DirOpResult;
-    try {
-      r = await N.renameIn(this.rootFd, this.ref(f), fromName, this.ref(t), toName, 0, this.as(cred));
-    } catch (e) {
-      const err = toFsError(e, 'rename');
-      const x = e as { dir?: N.Statx; dir2?: N.Statx };
-      err.wcc ??= await this.wccFrom(f, x.dir);
-      err.wcc2 ??= await this.wccFrom(t, t === f ? x.dir : x.dir2);
-      throw err;
-    }
-    const st = r.obj && new StatxStats(r.obj);
-    const old = r.dst && new StatxStats(r.dst);
-    if (!old || !st || old.ino !== st.ino) {
+    // The caches follow a rename that was made (also one whose sync then failed: its statx comes with the error).
+    const moved = (r: N.DirOpResult) => {
+      const st = r.obj && new StatxStats(r.obj);
+      const old = r.dst && new StatxStats(r.dst);
+      if (old && st && old.ino === st.ino) return;
       if (old) this.forget(old);
       this.ac.dropChild(f.id.ino, fromName);
       if (st) {
@@ -1231,7 +1257,19 @@ export class LocalExport implements Backend {
       } else this.ac.dropChild(t.id.ino, toName);
       this.invalidateListing(f.id.ino);
       this.invalidateListing(t.id.ino);
+    };
+    let r: N.DirOpResult;
+    try {
+      r = await N.renameIn(this.rootFd, this.ref(f), fromName, this.ref(t), toName, 0, this.as(cred));
+    } catch (e) {
+      if (syncFailed(e)) moved(e as N.DirOpResult);
+      const err = toFsError(e, 'rename');
+      const x = e as { dir?: N.Statx; dir2?: N.Statx };
+      err.wcc ??= await this.wccFrom(f, x.dir);
+      err.wcc2 ??= await this.wccFrom(t, t === f ? x.dir : x.dir2);
+      throw err;
     }
+    moved(r);
     const fromWcc = await this.wccFrom(f, r.dir);
     return { fromWcc, toWcc: t === f ? fromWcc : await this.wccFrom(t, r.dir2) };
   }
@@ -1265,9 +1303,10 @@ export class LocalExport implements Backend {
           void N.close(sfd).catch(() => undefined);
         }
       });
+      this.invalidateListing(d.id.ino);
+      this.ac.drop(o.id.ino); // nlink and ctime changed
       // Durable before the reply (RFC 1813 §1.6): the file (its link count), then the new name's directory.
       await N.syncIn(this.rootFd, this.ref(d), name);
-      this.invalidateListing(d.id.ino);
       return { attr: await this.attrOf(o.rel), dirWcc: await this.dirWcc(d) };
     } catch (e) {
       const err = toFsError(e, 'link');

@@ -539,7 +539,7 @@ export class LowLevelFrontend {
    * Seconds the kernel may still trust `n.last`, or undefined. The budget
    * runs from when the request that fetched them was sent, so the kernel's
    * trust (the rest of it) ends when it would have had it asked then: a
-   * change made elsewhere still shows within `attrTimeoutMs`. Never while a
+   * change made elsewhere still shows within the budget. Never while a
    * WRITE of ours is in flight (its mtime is not known yet).
    */
   private cachedFor(n: Node): number | undefined {
@@ -554,10 +554,11 @@ export class LowLevelFrontend {
 
   /**
    * An entry reply for `fh`: the node gets one more kernel lookup if (and only if) the reply went out.
-   * `nameTrust`: the lookup that found it was answered by the layer below from what it holds, with that
-   * trust left (HeldAnswers.nameTrust, read as the answer came, before any other call could renew or drop it).
+   * `name`: the lookup that found it was answered by the layer below from what it holds, with `left` of
+   * `budget` (HeldAnswers.nameTrust and the name budget, read together as the answer came, before any other
+   * call could renew or drop the name or change the budget).
    */
-  private async entryOf(cred: Credentials, fh: Buffer, attr: Fattr3 | undefined, asked?: { at: number; epoch: number }, nameTrust?: number): Promise<{ node: Node; e: LlEntry }> {
+  private async entryOf(cred: Credentials, fh: Buffer, attr: Fattr3 | undefined, asked?: { at: number; epoch: number }, name?: { left: number; budget: number }): Promise<{ node: Node; e: LlEntry }> {
     const t0 = performance.now();
     const server = attr ?? (await this.retrying(() => this.backend.getattr(cred, fh)));
     const node = this.inodes.of(fh);
@@ -567,8 +568,7 @@ export class LowLevelFrontend {
     const at = asked?.at ?? t0;
     if (asked || !attr) this.trust(node, { at, gen: node.gen ?? 0, epoch: asked?.epoch ?? this.epoch });
     const attrTimeout = this.kernelSecs(node.said ?? this.saidWhen(at, this.held?.attrTrust(fh), this.attrBudget()));
-    const nb = this.nameBudget();
-    const entryTimeout = nameTrust !== undefined ? this.kernelSecs(this.saidWhen(at, nameTrust, nb), nb) : nb / 1000;
+    const entryTimeout = name ? this.kernelSecs(this.saidWhen(at, name.left, name.budget), name.budget) : this.nameBudget() / 1000;
     return { node, e: { nodeid: node.id, attr: this.statOf(node, a), attrTimeout, entryTimeout } };
   }
 
@@ -709,15 +709,15 @@ export class LowLevelFrontend {
           return reply(() => fuseLl().replyEntry(req, { nodeid: 0, attrTimeout: 0, entryTimeout: known / 1000 }));
         }
         let x: Awaited<ReturnType<Backend['lookup']>>;
-        let nameTrust: number | undefined;
+        let name: { left: number; budget: number } | undefined;
         try {
           x = await this.retrying(() => this.backend.lookup(cred, dir.fh, r.name!));
-          nameTrust = this.held?.nameTrust(dir.fh, r.name!);
+          if (this.held) name = { left: this.held.nameTrust(dir.fh, r.name!), budget: this.nameBudget() };
         } catch (e) {
           // A name that is not there: a negative entry the kernel keeps for what is left of the budget (counted
           // from when we asked), so the probes of a build (include paths, PATH, config files) ask once per
-          // --attr-timeout, as with positive entries. A create through this mount replaces it at once; a name
-          // made elsewhere shows within --attr-timeout.
+          // budget, as with positive entries. A create through this mount replaces it at once; a name made
+          // elsewhere shows within the budget.
           const left = this.leftMs(asked.at, this.nameBudget());
           if (isFsError(e, 'NOENT')) this.listings.renew(dir.key, e.attr, asked.at);
           if (isFsError(e, 'NOENT') && left > 0) {
@@ -731,7 +731,7 @@ export class LowLevelFrontend {
           this.trust(dir, asked);
           this.listings.renew(dir.key, x.dirAttr, asked.at);
         }
-        const { node, e } = await this.entryOf(cred, x.fh, x.attr, asked, nameTrust);
+        const { node, e } = await this.entryOf(cred, x.fh, x.attr, asked, name);
         return reply(() => this.replyEntry(req, node, e));
       }
       case 'getattr': {
@@ -1151,8 +1151,17 @@ export class LowLevelFrontend {
     const file = await this.readable(fd);
     let ra = file.ra as ReadAhead | undefined;
     if (!ra) {
+      const budget = () => this.attrBudget();
       ra = new ReadAhead(
-        { chunk: this.readChunk, window: this.o.readAheadChunks, trigger: 256 * 1024, maxAgeMs: Math.max(this.attrBudget() / 2, 200) },
+        {
+          chunk: this.readChunk,
+          window: this.o.readAheadChunks,
+          trigger: 256 * 1024,
+          // Read each time: a live change of the budget reaches files already open.
+          get maxAgeMs() {
+            return Math.max(budget() / 2, 200);
+          },
+        },
         (off, n) => this.readRange(file, this.fdCred.get(fd) ?? this.o.background, off, n),
       );
       file.ra = ra;

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { RemoteNfs } from '../../../src/backends/remote-nfs/remote-nfs.js';
 import { FType } from '../../../src/nfs3/constants.js';
 import { AuthFlavor, type Credentials } from '../../../src/rpc/types.js';
@@ -23,6 +25,7 @@ import { hasFile, isRoot, requirePrereq } from '../../helpers/prereq.js';
  * is in the trace).
  */
 const STRACE = '/usr/bin/strace';
+const run = promisify(execFile);
 
 interface Traced {
   server: GvfsProcess;
@@ -30,11 +33,20 @@ interface Traced {
   log: string;
 }
 
+// dist/test/integration/nfs3-server → the repository (tools/ is not compiled into dist).
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..');
+
+/** tools/faults/sync-faults.c built into `dir`: the LD_PRELOAD shim that makes the server's syncs slow or fail. */
+async function syncFaults(dir: string): Promise<string> {
+  const so = path.join(dir, 'sync-faults.so');
+  await run('cc', ['-O2', '-Wall', '-shared', '-fPIC', '-o', so, path.join(REPO, 'tools', 'faults', 'sync-faults.c'), '-ldl']);
+  return so;
+}
+
 /** Attach strace to every thread of `pid` (and threads it starts); resolves once attached. */
 async function attach(pid: number, log: string): Promise<ChildProcess> {
-  const st = spawn(STRACE, ['-f', '-yy', '-s', '256', '-e', 'trace=fsync,fdatasync,syncfs,statx,write,writev,sendmsg', '-o', log, '-p', String(pid)], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const args = ['-f', '-yy', '-s', '256', '-e', 'trace=fsync,fdatasync,syncfs,statx,write,writev,sendmsg'];
+  const st = spawn(STRACE, [...args, '-o', log, '-p', String(pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   await new Promise<void>((resolve, reject) => {
     st.stderr!.on('data', (d) => {
@@ -46,48 +58,66 @@ async function attach(pid: number, log: string): Promise<ChildProcess> {
   return st;
 }
 
-interface Step {
-  /** Paths fsync'd (fsync or fdatasync), in order. */
-  synced: string[];
-  /** syncfs calls. */
-  syncfs: number;
-  /** Index (in the step's lines) of the last write to a TCP socket: the call's reply. */
-  replyAt: number;
-  /** Index of each fsync / syncfs line. */
-  syncAt: number[];
+/** A sync in the trace: what it synced (a path; for syncfs the descriptor's), the line it began on and the line it returned on. */
+interface Sync {
+  target: string;
+  syncfs: boolean;
+  start: number;
+  end: number;
 }
 
-/** The trace cut at the marker LOOKUPs: step i is what happened between marker i and marker i+1. */
+interface Step {
+  syncs: Sync[];
+  /** Line of the last write to a TCP socket before the next marker: the call's reply. */
+  replyAt: number;
+}
+
+/**
+ * The trace cut at the marker LOOKUPs: step i holds the syncs that began between marker i and marker i+1
+ * and the reply written last in between. A sync that strace shows in two parts (`<unfinished ...>`, then
+ * `<... fsync resumed>` from the same thread) ends where it returned.
+ */
 function steps(text: string, markers: string[]): Step[] {
   const lines = text.split('\n');
+  const syncs: Sync[] = [];
+  const writes: number[] = [];
+  const open = new Map<string, Sync>();
+  lines.forEach((l, i) => {
+    const call = /^(\d+)\s+(fsync|fdatasync|syncfs)\(\d+<([^>]*)>(.*)$/.exec(l);
+    if (call) {
+      const s: Sync = { target: call[3], syncfs: call[2] === 'syncfs', start: i, end: call[4].includes('<unfinished') ? -1 : i };
+      syncs.push(s);
+      if (s.end < 0) open.set(call[1], s);
+      return;
+    }
+    const resumed = /^(\d+)\s+<\.\.\. (?:fsync|fdatasync|syncfs) resumed>/.exec(l);
+    if (resumed && open.has(resumed[1])) {
+      open.get(resumed[1])!.end = i;
+      open.delete(resumed[1]);
+      return;
+    }
+    if (/^\d+\s+(?:write|writev|sendmsg)\(\d+<TCP:/.test(l)) writes.push(i);
+  });
   const at = markers.map((m) => lines.findIndex((l) => l.includes(`"${m}"`)));
   at.forEach((i, k) => assert.ok(i >= 0, `marker ${markers[k]} not in the trace`));
-  return at.slice(0, -1).map((from, k) => {
-    const part = lines.slice(from, at[k + 1]);
-    const s: Step = { synced: [], syncfs: 0, replyAt: -1, syncAt: [] };
-    part.forEach((l, i) => {
-      const call = /^\d+\s+(?:<\.\.\. )?(\w+)\(?(\d+)<([^>]*)>/.exec(l);
-      if (!call) return;
-      const [, name, , target] = call;
-      if ((name === 'fsync' || name === 'fdatasync') && !l.includes('resumed')) {
-        s.synced.push(target);
-        s.syncAt.push(i);
-      } else if (name === 'syncfs' && !l.includes('resumed')) {
-        s.syncfs++;
-        s.syncAt.push(i);
-      } else if ((name === 'write' || name === 'writev' || name === 'sendmsg') && target.startsWith('TCP:')) s.replyAt = i;
-    });
-    return s;
-  });
+  return at.slice(0, -1).map((from, k) => ({
+    syncs: syncs.filter((s) => s.start > from && s.start < at[k + 1]),
+    replyAt: Math.max(-1, ...writes.filter((w) => w > from && w < at[k + 1])),
+  }));
 }
 
+/**
+ * `gvfs serve` of DIR/export under strace. Every sync returns 100 ms late (the shim), so a reply that did not
+ * wait for one goes out before it returns.
+ */
 async function traced(dir: string, as?: RunAs): Promise<Traced> {
   const exp = path.join(dir, 'export');
   const state = path.join(dir, 'state');
   await fs.mkdir(exp);
   await fs.mkdir(state, { mode: 0o700 });
   if (as) await Promise.all([fs.chown(exp, as.uid, as.gid), fs.chown(state, as.uid, as.gid)]);
-  const server = await spawnGvfs(['serve', '--export', exp, '--listen', '127.0.0.1:0', '--state-dir', state], {}, as);
+  const env = { LD_PRELOAD: await syncFaults(dir), GVFS_SYNC_DELAY_MS: '100' };
+  const server = await spawnGvfs(['serve', '--export', exp, '--listen', '127.0.0.1:0', '--state-dir', state], env, as);
   const log = path.join(dir, 'strace.log');
   return { server, strace: await attach(server.pid, log), log };
 }
@@ -100,17 +130,18 @@ async function finish(t: Traced): Promise<string> {
 
 const cred = (uid: number, gid: number): Credentials => ({ flavor: AuthFlavor.AUTH_SYS, uid, gid, gids: [] });
 
-/** Each step's syncs come before its reply; `want` in order (as a subsequence of what was synced). */
+/** Each step's syncs returned before its reply went out; `want` in order (as a subsequence of what was fsync'd). */
 function assertSynced(s: Step, what: string, want: string[], syncfs = 0): void {
+  const synced = s.syncs.filter((x) => !x.syncfs).map((x) => x.target);
   let i = 0;
-  for (const p of s.synced) if (i < want.length && p === want[i]) i++;
-  assert.equal(i, want.length, `${what}: expected fsync of ${want.join(', ')} in this order, saw ${JSON.stringify(s.synced)}`);
-  assert.ok(s.syncfs >= syncfs, `${what}: expected a syncfs, saw ${s.syncfs}`);
+  for (const p of synced) if (i < want.length && p === want[i]) i++;
+  assert.equal(i, want.length, `${what}: expected fsync of ${want.join(', ')} in this order, saw ${JSON.stringify(synced)}`);
+  assert.ok(s.syncs.filter((x) => x.syncfs).length >= syncfs, `${what}: expected a syncfs`);
   assert.ok(s.replyAt >= 0, `${what}: no reply in the trace`);
-  for (const a of s.syncAt) assert.ok(a < s.replyAt, `${what}: a sync came after the reply`);
+  for (const x of s.syncs) assert.ok(x.end >= 0 && x.end < s.replyAt, `${what}: the sync of ${x.target} returned after the reply went out`);
 }
 
-describe('namespace changes are on disk before the reply (RFC 1813 §1.6)', { skip: requirePrereq(isRoot(), hasFile(STRACE, 'strace')), timeout: 240_000 }, () => {
+describe('namespace changes are on disk before the reply (RFC 1813 §1.6)', { skip: requirePrereq(isRoot(), hasFile(STRACE, 'strace'), hasFile('/usr/bin/cc', 'build-essential')), timeout: 240_000 }, () => {
   const cleanup: Array<() => Promise<void>> = [];
   after(async () => {
     for (const c of cleanup.reverse()) await c().catch(() => undefined);
@@ -165,11 +196,22 @@ describe('namespace changes are on disk before the reply (RFC 1813 §1.6)', { sk
       await c.remove(me, b, 'f2');
       await mark(); // 9 RMDIR
       await c.rmdir(me, a, 'sub');
+      await mark(); // 10 CREATE of a name that is there (UNCHECKED): answered OK, so synced too
+      await c.create(me, a, 'g', { mode: 'unchecked', attrs: { mode: 0o644 } });
+      const verf = Buffer.from('01234567');
+      await mark(); // 11 CREATE EXCLUSIVE
+      await c.create(me, a, 'x', { mode: 'exclusive', verf });
+      await mark(); // 12 the same CREATE EXCLUSIVE again (a retransmission finds its own file)
+      await c.create(me, a, 'x', { mode: 'exclusive', verf });
+      await mark(); // 13 RENAME within one directory
+      await c.rename(me, a, 'x', a, 'y');
+      await mark(); // 14 RENAME over an existing name
+      await c.rename(me, a, 'y', b, 'h');
     });
     const { steps: s, exp } = r;
     const A = path.join(exp, 'a');
     const B = path.join(exp, 'b');
-    assert.equal(s.length, 10);
+    assert.equal(s.length, 15);
     assertSynced(s[0], 'CREATE', [path.join(A, 'f'), A]);
     assertSynced(s[1], 'CREATE given away', [path.join(A, 'g'), A, path.join(A, 'g')]);
     assertSynced(s[2], 'MKDIR', [path.join(A, 'sub'), A]);
@@ -180,6 +222,11 @@ describe('namespace changes are on disk before the reply (RFC 1813 §1.6)', { sk
     assertSynced(s[7], 'RENAME', [B, A]);
     assertSynced(s[8], 'REMOVE', [B]);
     assertSynced(s[9], 'RMDIR', [A]);
+    assertSynced(s[10], 'CREATE of an existing name', [path.join(A, 'g'), A]);
+    assertSynced(s[11], 'CREATE EXCLUSIVE', [path.join(A, 'x'), A]);
+    assertSynced(s[12], 'CREATE EXCLUSIVE again', [path.join(A, 'x'), A]);
+    assertSynced(s[13], 'RENAME in one directory', [A]);
+    assertSynced(s[14], 'RENAME over a name', [B, A]);
   });
 
   test('a server that is not root (changes made in several trips): synced before the reply', async () => {
@@ -205,5 +252,51 @@ describe('namespace changes are on disk before the reply (RFC 1813 §1.6)', { sk
     assertSynced(s[1], 'RENAME', [B, A]);
     assertSynced(s[2], 'LINK', [path.join(A, 'back'), A]);
     assertSynced(s[3], 'REMOVE', [B]);
+  });
+});
+
+/**
+ * A sync that fails after the change was made (the disk refuses it): the
+ * caller hears IO, the log says so, and the server's own caches follow the
+ * disk at once — a name removed or moved is not found again, a name made is.
+ */
+describe('a namespace change whose sync fails', { skip: requirePrereq(isRoot(), hasFile('/usr/bin/cc', 'build-essential')), timeout: 120_000 }, () => {
+  test('REMOVE, RENAME, CREATE and MKDIR answer IO; lookups right after show what the disk holds', async () => {
+    const dir = await tempDir('gvfs-syncfail-');
+    const exp = path.join(dir, 'export');
+    await fs.mkdir(exp);
+    const flag = path.join(dir, 'fail-now');
+    const env = { LD_PRELOAD: await syncFaults(dir), GVFS_SYNC_FAIL_DIRS: flag };
+    const server = await spawnGvfs(['serve', '--export', exp, '--listen', '127.0.0.1:0', '--state-dir', path.join(dir, 'state')], env);
+    const c = new RemoteNfs({ host: '127.0.0.1', port: server.port, timeoutMs: 60_000 });
+    try {
+      const me = cred(0, 0);
+      const root = (await c.mount('/', me)).fh;
+      const make = async (name: string) => (await c.create(me, root, name, { mode: 'guarded', attrs: { mode: 0o644 } })).attr!.fileid;
+      await make('x');
+      const yId = await make('y');
+      await make('z');
+      // The server's caches learn all three (lookups answered from them afterwards).
+      for (const n of ['x', 'y', 'z']) await c.lookup(me, root, n);
+      await fs.writeFile(flag, '');
+      await assert.rejects(c.remove(me, root, 'x'), /NFS3ERR 5\b|IO/);
+      await assert.rejects(c.rename(me, root, 'y', root, 'z'), /NFS3ERR 5\b|IO/);
+      await assert.rejects(make('w'), /NFS3ERR 5\b|IO/);
+      await assert.rejects(c.mkdir(me, root, 'm', { mode: 0o755 }), /NFS3ERR 5\b|IO/);
+      await fs.rm(flag);
+      await server.waitLog(/a sync failed/, 10_000);
+      // Each change was made on disk; the server answers as the disk is, at once.
+      await assert.rejects(c.lookup(me, root, 'x'), /NFS3ERR 2\b|NOENT/, 'x was removed');
+      await assert.rejects(c.lookup(me, root, 'y'), /NFS3ERR 2\b|NOENT/, 'y was moved');
+      assert.equal((await c.lookup(me, root, 'z')).attr?.fileid, yId, 'z is the moved y');
+      assert.equal((await c.lookup(me, root, 'w')).attr?.fileid, BigInt((await fs.stat(path.join(exp, 'w'))).ino));
+      assert.equal((await c.lookup(me, root, 'm')).attr?.type, FType.DIR);
+      // A retry of the CREATE finds the file and answers OK (synced now).
+      assert.ok((await c.create(me, root, 'w', { mode: 'unchecked', attrs: { mode: 0o644 } })).fh);
+    } finally {
+      await c.close();
+      await server.stop();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
   });
 });
