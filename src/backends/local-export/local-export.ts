@@ -1097,7 +1097,14 @@ export class LocalExport implements Backend {
         }),
       );
     }
-    const r = await this.oneTrip(d, what.op, () => N.inDir(this.rootFd, this.ref(d), what, this.as(cred)), () => this.madeName(d, what.name));
+    // EEXIST may answer a retry of a call that made the object but could not sync it (answered IO): the EXIST
+    // says the object is there, so it is made durable before that answer goes too.
+    const job = () =>
+      N.inDir(this.rootFd, this.ref(d), what, this.as(cred)).catch(async (e: NodeJS.ErrnoException) => {
+        if (e.code === 'EEXIST') await N.syncIn(this.rootFd, this.ref(d), what.name);
+        throw e;
+      });
+    const r = await this.oneTrip(d, what.op, job, () => this.madeName(d, what.name));
     return this.madeIn(d, what.name, r);
   }
 

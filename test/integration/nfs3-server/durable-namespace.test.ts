@@ -207,11 +207,13 @@ describe('namespace changes are on disk before the reply (RFC 1813 §1.6)', { sk
       await c.rename(me, a, 'x', a, 'y');
       await mark(); // 14 RENAME over an existing name
       await c.rename(me, a, 'y', b, 'h');
+      await mark(); // 15 MKDIR of a name that is there: EXIST says it is, so it is synced too
+      await assert.rejects(c.mkdir(me, a, 'sub2', { mode: 0o755 }), /NFS3ERR 17\b|EXIST/);
     });
     const { steps: s, exp } = r;
     const A = path.join(exp, 'a');
     const B = path.join(exp, 'b');
-    assert.equal(s.length, 15);
+    assert.equal(s.length, 16);
     assertSynced(s[0], 'CREATE', [path.join(A, 'f'), A]);
     assertSynced(s[1], 'CREATE given away', [path.join(A, 'g'), A, path.join(A, 'g')]);
     assertSynced(s[2], 'MKDIR', [path.join(A, 'sub'), A]);
@@ -227,6 +229,7 @@ describe('namespace changes are on disk before the reply (RFC 1813 §1.6)', { sk
     assertSynced(s[12], 'CREATE EXCLUSIVE again', [path.join(A, 'x'), A]);
     assertSynced(s[13], 'RENAME in one directory', [A]);
     assertSynced(s[14], 'RENAME over a name', [B, A]);
+    assertSynced(s[15], 'MKDIR of an existing name', [path.join(A, 'sub2'), A]);
   });
 
   test('a server that is not root (changes made in several trips): synced before the reply', async () => {

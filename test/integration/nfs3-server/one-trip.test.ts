@@ -115,16 +115,17 @@ describe('local export: one trip to the native layer per metadata call', { skip:
     const dir = path.join(s.exportDir, 'pub');
     await s.client.create(ALICE, pub, 'alices', { mode: 'unchecked', attrs: { mode: 0o666 } });
     await s.client.mkdir(ALICE, pub, 'sub', { mode: 0o755 });
-    const refused = async (fn: () => Promise<unknown>, code: string) => {
+    const refused = async (fn: () => Promise<unknown>, code: string, n = 1) => {
       const t = await trips(() => fn().then(() => assert.fail('not refused'), (e: FsError) => e));
       assert.equal(t.r.code, code, t.r.message);
-      assert.equal(t.n, 1, `one trip for ${code}`);
+      assert.equal(t.n, n, `${n === 1 ? 'one trip' : `${n} trips`} for ${code}`);
       await wccIsCurrent(t.r.wcc, dir);
     };
     await refused(() => s.client.remove(BOB, pub, 'alices'), 'PERM'); // the sticky bit: the kernel's EPERM
     await refused(() => s.client.remove(ALICE, pub, 'sub'), 'ISDIR');
     await refused(() => s.client.rmdir(ALICE, pub, 'alices'), 'NOTDIR');
-    await refused(() => s.client.mkdir(BOB, pub, 'alices', { mode: 0o755 }), 'EXIST');
+    // EXIST says the name is there: it is synced first (durable-namespace.test), one trip more.
+    await refused(() => s.client.mkdir(BOB, pub, 'alices', { mode: 0o755 }), 'EXIST', 2);
     assert.equal((await fs.lstat(path.join(dir, 'alices'))).uid, 2001);
   });
 });
