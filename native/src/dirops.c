@@ -138,6 +138,9 @@ static void fail(gn_job *j, const char *syscall, int err) {
  * sx[SX_OBJ] the new object (IN_UNLINK: the object as it was before), sx[SX_DIR]
  * the directory afterwards (also on failure, for the wcc data).
  */
+static void synced_in_dir(gn_job *j);
+static void synced_rename(gn_job *j);
+
 void gn_run_in_dir(gn_job *j) {
   const char *name = j->s[1] ? j->s[1] : "";
   j->have = 0;
@@ -193,23 +196,35 @@ void gn_run_in_dir(gn_job *j) {
     fail(j, sc, e);
     return;
   }
-  /* Durable before the reply: the new object (a new file through its descriptor), then the directory. */
-  e = kind == IN_CREATE ? (fsync((int)r) == 0 ? 0 : errno) : kind == IN_UNLINK ? 0 : sync_entry(dfd, name, j->fd[0]);
-  if (!e) e = sync_dir(dfd, j->fd[0]);
   if (kind == IN_CREATE) stat_into(j, SX_OBJ, (int)r, "");
   else if (kind != IN_UNLINK) stat_into(j, SX_OBJ, dfd, name);
   stat_into(j, SX_DIR, dfd, "");
-  close(dfd);
-  if (e) {
-    /* Made but not known to be on disk: the caller hears EIO (as from knfsd's commit_metadata). */
-    /* The object's statx stays with the error: the change was made, the server's caches must follow it. */
-    if (kind == IN_CREATE) close((int)r);
-    fail(j, "fsync", e);
-    return;
-  }
   j->ret = kind == IN_CREATE ? r : 0;
   j->err = 0;
   j->syscall = sc;
+  /* Durable before the reply, on the sync lane: the directory and the new file's descriptor go with it. */
+  j->keep[0] = dfd;
+  j->keep[1] = kind == IN_CREATE ? (int)r : -1;
+  j->then = synced_in_dir;
+}
+
+/*
+ * gn_run_in_dir's second step, on the sync lane (pool.c): a sync may wait
+ * long behind other writes to the same disk, and must not hold a worker a
+ * LOOKUP or READ needs meanwhile. The new object (a new file through its
+ * descriptor), then the directory. Made but not known to be on disk: the
+ * caller hears EIO (knfsd's commit_metadata does the same); the statx stays
+ * with the error, so the server's caches follow the change all the same.
+ */
+static void synced_in_dir(gn_job *j) {
+  gn_in_kind kind = (gn_in_kind)j->n[2];
+  int dfd = j->keep[0], fd = j->keep[1];
+  int e = kind == IN_CREATE ? (fsync(fd) == 0 ? 0 : errno) : kind == IN_UNLINK ? 0 : sync_entry(dfd, j->s[1] ? j->s[1] : "", j->fd[0]);
+  if (!e) e = sync_dir(dfd, j->fd[0]);
+  close(dfd);
+  if (!e) return;
+  if (kind == IN_CREATE) close(fd);
+  fail(j, "fsync", e);
 }
 
 /*
@@ -245,24 +260,31 @@ void gn_run_rename_in(gn_job *j) {
     gn_restore(&j->cred);
   }
   if (e) j->have &= ~((1u << SX_OBJ) | (1u << SX_DST));
-  const char *sc = became ? "renameat2" : "setfsuid";
-  if (!e) {
-    /* Durable before the reply: the target directory (the new name), then the source (the old name gone). */
-    sc = "fsync";
-    e = sync_dir(tfd, j->fd[0]);
-    if (!e && !same) e = sync_dir(ffd, j->fd[0]);
-  }
   stat_into(j, SX_DIR, ffd, "");
   if (!same) stat_into(j, SX_DIR2, tfd, "");
-  if (!same) close(tfd);
-  close(ffd);
   if (e) {
-    fail(j, sc, e);
+    if (!same) close(tfd);
+    close(ffd);
+    fail(j, became ? "renameat2" : "setfsuid", e);
     return;
   }
   j->ret = 0;
   j->err = 0;
   j->syscall = "renameat2";
+  /* Durable before the reply, on the sync lane (as gn_run_in_dir's). */
+  j->keep[0] = tfd;
+  j->keep[1] = same ? -1 : ffd;
+  j->then = synced_rename;
+}
+
+/* gn_run_rename_in's second step, on the sync lane: the target directory (the new name), then the source (the old name gone). */
+static void synced_rename(gn_job *j) {
+  int tfd = j->keep[0], ffd = j->keep[1];
+  int e = sync_dir(tfd, j->fd[0]);
+  if (!e && ffd >= 0) e = sync_dir(ffd, j->fd[0]);
+  close(tfd);
+  if (ffd >= 0) close(ffd);
+  if (e) fail(j, "fsync", e);
 }
 
 /*

@@ -118,6 +118,13 @@ typedef struct gn_job {
   uint64_t *inos;
   size_t nx;
   napi_ref bufref; /* buf borrowed from a JS Buffer (not copied, not ours to free) */
+  /*
+   * A second step, run on the sync lane (pool.c) once this one returns, and
+   * the descriptors it takes over (it closes them; -1: none). Set by a job
+   * whose change must be made durable before it completes (dirops.c).
+   */
+  void (*then)(struct gn_job *j);
+  int keep[2];
   /* completion */
   napi_deferred deferred;
   napi_threadsafe_function tsfn;

@@ -4,6 +4,13 @@
  * Not libuv's pool: its threads also serve node:fs, and a thread that is
  * another user for a moment must be one we own. Jobs wait in one FIFO;
  * each worker runs one job at a time as the job's caller.
+ *
+ * Syncs have a lane of their own: a job whose change must be durable
+ * before it completes (dirops.c: `then`) is handed, once its change is
+ * made, to the sync lane's threads, which run that step as the server and
+ * complete it; syncIn jobs go there directly. An fsync may wait long behind
+ * other writes to the disk (a VM image being written): on the lane it
+ * holds no worker that a LOOKUP or a READ needs meanwhile.
  */
 #include "gvfs_native.h"
 
@@ -18,9 +25,18 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* A FIFO of jobs and the threads that take from it. */
+typedef struct {
+  pthread_cond_t cond;
+  gn_job *head, *tail;
+} lane;
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
-static gn_job *head, *tail;
+static pthread_cond_t cond = PTHREAD_COND_INITIALIZER; /* set-up (ready) */
+static lane work = {PTHREAD_COND_INITIALIZER, NULL, NULL};
+static lane syncs = {PTHREAD_COND_INITIALIZER, NULL, NULL};
+/* Threads of the sync lane (one file system's fsyncs mostly wait on one another there anyway). */
+#define SYNC_THREADS 4
 static int nthreads;
 static int umask_private = 1;
 static int ready; /* workers that finished their set-up */
@@ -77,15 +93,44 @@ int gn_switches_itself(gn_op op) {
          op == OP_READLINK_OF || op == OP_READDIR_OF || op == OP_STAT_NAMES;
 }
 
+static void push(lane *l, gn_job *j) {
+  j->next = NULL;
+  pthread_mutex_lock(&lock);
+  if (l->tail) l->tail->next = j;
+  else l->head = j;
+  l->tail = j;
+  pthread_cond_signal(&l->cond);
+  pthread_mutex_unlock(&lock);
+}
+
+static gn_job *pop(lane *l) {
+  pthread_mutex_lock(&lock);
+  while (!l->head) pthread_cond_wait(&l->cond, &lock);
+  gn_job *j = l->head;
+  l->head = j->next;
+  if (!l->head) l->tail = NULL;
+  pthread_mutex_unlock(&lock);
+  return j;
+}
+
+/* The sync lane: as the server, never anyone else. */
+static void *sync_worker(void *arg) {
+  (void)arg;
+  for (;;) {
+    gn_job *j = pop(&syncs);
+    void (*then)(gn_job *) = j->then;
+    j->then = NULL;
+    if (then) then(j);
+    else gn_run(j);
+    napi_call_threadsafe_function(j->tsfn, j, napi_tsfn_blocking);
+  }
+  return NULL;
+}
+
 static void *worker(void *arg) {
   (void)arg;
   for (;;) {
-    pthread_mutex_lock(&lock);
-    while (!head) pthread_cond_wait(&cond, &lock);
-    gn_job *j = head;
-    head = j->next;
-    if (!head) tail = NULL;
-    pthread_mutex_unlock(&lock);
+    gn_job *j = pop(&work);
 
     int e = 0;
     if (gn_switches_itself(j->op)) {
@@ -98,6 +143,11 @@ static void *worker(void *arg) {
     } else {
       gn_run(j);
       if (!same_creds(&j->cred, &home)) restore_home();
+    }
+    /* Its change made, the job's sync goes on the sync lane, which completes it. */
+    if (j->then) {
+      push(&syncs, j);
+      continue;
     }
     /* Blocking: the queue is unbounded, so this never waits in practice. */
     napi_call_threadsafe_function(j->tsfn, j, napi_tsfn_blocking);
@@ -117,7 +167,7 @@ static void *worker_main(void *arg) {
   ready++;
   pthread_cond_broadcast(&cond);
   pthread_mutex_unlock(&lock);
-  return worker(arg);
+  return arg ? sync_worker(arg) : worker(arg);
 }
 
 int gn_pool_start(int n) {
@@ -132,33 +182,32 @@ int gn_pool_start(int n) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   int e = 0;
-  for (int i = 0; i < n; i++) {
+  int nsync = 0;
+  for (int i = 0; i < n + SYNC_THREADS; i++) {
     pthread_t t;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 256 * 1024);
-    e = pthread_create(&t, &attr, worker_main, NULL);
+    /* The first n take jobs, the rest are the sync lane (arg: the lane). */
+    e = pthread_create(&t, &attr, worker_main, i < n ? NULL : &syncs);
     pthread_attr_destroy(&attr);
     if (e) break;
-    nthreads++;
+    if (i < n) nthreads++;
+    else nsync++;
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   /* Wait for the set-up, so gn_private_umask() is final when this returns (once, at load). */
   pthread_mutex_lock(&lock);
-  while (ready < nthreads) pthread_cond_wait(&cond, &lock);
+  while (ready < nthreads + nsync) pthread_cond_wait(&cond, &lock);
   pthread_mutex_unlock(&lock);
+  if (nthreads && !nsync) return e ? e : EAGAIN; /* no sync lane: namespace changes could never complete */
   return nthreads ? 0 : e;
 }
 
 void gn_pool_submit(gn_job *j) {
-  j->next = NULL;
-  pthread_mutex_lock(&lock);
-  if (tail) tail->next = j;
-  else head = j;
-  tail = j;
-  pthread_cond_signal(&cond);
-  pthread_mutex_unlock(&lock);
+  j->then = NULL;
+  push(j->op == OP_SYNC_IN ? &syncs : &work, j);
 }
 
 const gn_creds *gn_home(void) {

@@ -9,16 +9,27 @@
  *                            sync is even made)
  *   GVFS_SYNC_FAIL_DIRS=P    while a file exists at path P, fsync of a
  *                            directory fails with EIO (after doing nothing)
+ *   GVFS_SYNC_LOG=P          a line is appended to file P as each sync
+ *                            begins (a test waits for syncs under way)
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 static void delay(void) {
+  const char *log = getenv("GVFS_SYNC_LOG");
+  if (log) {
+    int fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      (void)!write(fd, "sync\n", 5);
+      close(fd);
+    }
+  }
   const char *s = getenv("GVFS_SYNC_DELAY_MS");
   long ms = s ? atol(s) : 0;
   if (ms <= 0) return;

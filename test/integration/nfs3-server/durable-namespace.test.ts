@@ -11,6 +11,7 @@ import { FType } from '../../../src/nfs3/constants.js';
 import { AuthFlavor, type Credentials } from '../../../src/rpc/types.js';
 import { spawnGvfs, type GvfsProcess, type RunAs } from '../../helpers/gvfs-proc.js';
 import { tempDir } from '../../helpers/local-server.js';
+import { until } from '../../helpers/services.js';
 import { hasFile, isRoot, requirePrereq } from '../../helpers/prereq.js';
 
 /**
@@ -296,6 +297,45 @@ describe('a namespace change whose sync fails', { skip: requirePrereq(isRoot(), 
       assert.equal((await c.lookup(me, root, 'm')).attr?.type, FType.DIR);
       // A retry of the CREATE finds the file and answers OK (synced now).
       assert.ok((await c.create(me, root, 'w', { mode: 'unchecked', attrs: { mode: 0o644 } })).fh);
+    } finally {
+      await c.close();
+      await server.stop();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/**
+ * Syncs have a lane of their own in the native pool: an fsync that waits
+ * long behind other writes to the disk holds no worker that a LOOKUP needs.
+ * Every sync here takes 2 s (the shim); eight CREATEs at once would hold all
+ * four workers for seconds without the lane.
+ */
+describe('slow syncs do not hold up other calls', { skip: requirePrereq(isRoot(), hasFile('/usr/bin/cc', 'build-essential')), timeout: 120_000 }, () => {
+  test('a LOOKUP sent while eight CREATEs wait on their syncs is answered before any of them', async () => {
+    const dir = await tempDir('gvfs-synclane-');
+    const exp = path.join(dir, 'export');
+    await fs.mkdir(exp);
+    const log = path.join(dir, 'syncs.log');
+    const env = { LD_PRELOAD: await syncFaults(dir), GVFS_SYNC_DELAY_MS: '2000', GVFS_SYNC_LOG: log };
+    const server = await spawnGvfs(['serve', '--export', exp, '--listen', '127.0.0.1:0', '--state-dir', path.join(dir, 'state')], env);
+    const c = new RemoteNfs({ host: '127.0.0.1', port: server.port, timeoutMs: 60_000 });
+    try {
+      const me = cred(0, 0);
+      const root = (await c.mount('/', me)).fh;
+      const order: string[] = [];
+      const creates = Array.from({ length: 8 }, (_, i) =>
+        c.create(me, root, `f${i}`, { mode: 'guarded', attrs: { mode: 0o644 } }).then(() => order.push(`create ${i}`)),
+      );
+      // Four syncs under way: without the lane, all four workers are in them, the other creates queued behind.
+      const begun = async () => (await fs.readFile(log, 'utf8').catch(() => '')).split('\n').length - 1;
+      await until('four syncs under way', async () => (await begun()) >= 4, 30_000);
+      // A name not there: the LOOKUP needs a worker (the server holds no answer for it).
+      await assert.rejects(c.lookup(me, root, 'missing'), /NFS3ERR 2\b|NOENT/);
+      order.push('lookup');
+      await Promise.all(creates);
+      assert.equal(order[0], 'lookup', `answered in this order: ${order.join(', ')}`);
+      assert.equal(order.length, 9);
     } finally {
       await c.close();
       await server.stop();
