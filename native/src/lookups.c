@@ -317,12 +317,16 @@ static int may_write(const gn_creds *c, int fd, const struct statx *st) {
 /*
  * WRITE as the caller (run by the pool with the caller's fsuid, fsgid and
  * groups): all of buf at offset n[0] through the open descriptor fd[0];
- * n[1] 1 fdatasync, 2 fsync afterwards; sx[SX_OBJ] the file afterwards.
+ * n[1] 1 fdatasync, 2 fsync afterwards, on the sync lane (synced_write: a
+ * sync needs no identity, and must not hold a worker); sx[SX_OBJ] the file
+ * afterwards.
  * With n[2] = 1, first sx[SX_PRE] (the pre-op attributes, fresh: a chmod or
  * chown on the server's disk since the last call counts) and the WRITE
  * permission check on them (may_write): one job per WRITE, like READ.
  * ret: bytes written.
  */
+static void synced_write(gn_job *j);
+
 void gn_run_pwrite_as(gn_job *j) {
   j->have = 0;
   if (j->n[2] == 1) {
@@ -352,12 +356,21 @@ void gn_run_pwrite_as(gn_job *j) {
     }
     done += (size_t)w;
   }
+  ok(j, (long)done, "pwrite");
+  if (j->n[1] == 1 || j->n[1] == 2) {
+    j->then = synced_write; /* the descriptor stays the caller's (JS holds it until the job settles) */
+    return;
+  }
+  if (statx(j->fd[0], "", AT_EMPTY_PATH, SX_MASK, &j->sx[SX_OBJ]) == 0) j->have |= 1u << SX_OBJ;
+}
+
+/* gn_run_pwrite_as's second step, on the sync lane, as the server: the sync asked for, then the file's statx. */
+static void synced_write(gn_job *j) {
   if ((j->n[1] == 1 && fdatasync(j->fd[0]) != 0) || (j->n[1] == 2 && fsync(j->fd[0]) != 0)) {
     fail(j, j->n[1] == 1 ? "fdatasync" : "fsync", errno);
     return;
   }
   if (statx(j->fd[0], "", AT_EMPTY_PATH, SX_MASK, &j->sx[SX_OBJ]) == 0) j->have |= 1u << SX_OBJ;
-  ok(j, (long)done, "pwrite");
 }
 
 /*

@@ -8,9 +8,11 @@
  * Syncs have a lane of their own: a job whose change must be durable
  * before it completes (dirops.c: `then`) is handed, once its change is
  * made, to the sync lane's threads, which run that step as the server and
- * complete it; syncIn jobs go there directly. An fsync may wait long behind
- * other writes to the disk (a VM image being written): on the lane it
- * holds no worker that a LOOKUP or a READ needs meanwhile.
+ * complete it; syncIn, fsync and fdatasync jobs go there directly (a sync
+ * needs no identity: the descriptor was opened, or written, as whoever
+ * could). An fsync may wait long behind other writes to the disk (a VM
+ * image being written): on the lane it holds no worker that a LOOKUP or a
+ * READ needs meanwhile.
  */
 #include "gvfs_native.h"
 
@@ -37,7 +39,7 @@ static lane work = {PTHREAD_COND_INITIALIZER, NULL, NULL};
 static lane syncs = {PTHREAD_COND_INITIALIZER, NULL, NULL};
 /* Threads of the sync lane (one file system's fsyncs mostly wait on one another there anyway). */
 #define SYNC_THREADS 4
-static int nthreads;
+static int nthreads, nsyncs;
 static int umask_private = 1;
 static int ready; /* workers that finished their set-up */
 
@@ -113,6 +115,11 @@ static gn_job *pop(lane *l) {
   return j;
 }
 
+/* Jobs that go to the sync lane whole: nothing in them needs the caller's identity. */
+static int sync_op(gn_op op) {
+  return op == OP_SYNC_IN || op == OP_FSYNC || op == OP_FDATASYNC;
+}
+
 /* The sync lane: as the server, never anyone else. */
 static void *sync_worker(void *arg) {
   (void)arg;
@@ -120,8 +127,16 @@ static void *sync_worker(void *arg) {
     gn_job *j = pop(&syncs);
     void (*then)(gn_job *) = j->then;
     j->then = NULL;
-    if (then) then(j);
-    else gn_run(j);
+    if (then) {
+      then(j);
+    } else if (sync_op(j->op)) {
+      gn_run(j);
+    } else {
+      /* Never run a caller's job as the server. */
+      j->ret = -1;
+      j->err = EINVAL;
+      j->syscall = "sync lane";
+    }
     napi_call_threadsafe_function(j->tsfn, j, napi_tsfn_blocking);
   }
   return NULL;
@@ -167,47 +182,54 @@ static void *worker_main(void *arg) {
   ready++;
   pthread_cond_broadcast(&cond);
   pthread_mutex_unlock(&lock);
-  return arg ? sync_worker(arg) : worker(arg);
+  return arg ? sync_worker(NULL) : worker(NULL);
 }
 
+/*
+ * Start the workers and the sync lane (once per process; a call after a
+ * start that fell short starts only what is missing, so a load that threw
+ * can be retried). Fails unless all of them run: without the sync lane no
+ * namespace change would ever complete.
+ */
 int gn_pool_start(int n) {
-  if (nthreads) return 0;
-  home.uid = geteuid();
-  home.gid = getegid();
-  int ng = getgroups(GN_MAX_GROUPS, home.groups);
-  if (ng < 0) return errno;
-  home.ngroups = ng;
+  if (nthreads >= n && nsyncs >= SYNC_THREADS) return 0;
+  if (!nthreads && !nsyncs) {
+    home.uid = geteuid();
+    home.gid = getegid();
+    int ng = getgroups(GN_MAX_GROUPS, home.groups);
+    if (ng < 0) return errno;
+    home.ngroups = ng;
+  }
   /* Workers inherit this mask: signals stay with Node's threads. */
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   int e = 0;
-  int nsync = 0;
-  for (int i = 0; i < n + SYNC_THREADS; i++) {
+  while (!e && (nthreads < n || nsyncs < SYNC_THREADS)) {
+    int lane_thread = nthreads >= n; /* the workers first, then the sync lane (arg: non-NULL) */
     pthread_t t;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 256 * 1024);
-    /* The first n take jobs, the rest are the sync lane (arg: the lane). */
-    e = pthread_create(&t, &attr, worker_main, i < n ? NULL : &syncs);
+    e = pthread_create(&t, &attr, worker_main, lane_thread ? (void *)&syncs : NULL);
     pthread_attr_destroy(&attr);
     if (e) break;
-    if (i < n) nthreads++;
-    else nsync++;
+    if (lane_thread) nsyncs++;
+    else nthreads++;
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   /* Wait for the set-up, so gn_private_umask() is final when this returns (once, at load). */
   pthread_mutex_lock(&lock);
-  while (ready < nthreads + nsync) pthread_cond_wait(&cond, &lock);
+  while (ready < nthreads + nsyncs) pthread_cond_wait(&cond, &lock);
   pthread_mutex_unlock(&lock);
-  if (nthreads && !nsync) return e ? e : EAGAIN; /* no sync lane: namespace changes could never complete */
-  return nthreads ? 0 : e;
+  return e;
 }
 
 void gn_pool_submit(gn_job *j) {
   j->then = NULL;
-  push(j->op == OP_SYNC_IN ? &syncs : &work, j);
+  j->keep[0] = j->keep[1] = -1;
+  push(sync_op(j->op) ? &syncs : &work, j);
 }
 
 const gn_creds *gn_home(void) {

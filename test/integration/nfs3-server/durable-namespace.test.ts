@@ -7,7 +7,7 @@ import { after, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { RemoteNfs } from '../../../src/backends/remote-nfs/remote-nfs.js';
-import { FType } from '../../../src/nfs3/constants.js';
+import { FType, StableHow } from '../../../src/nfs3/constants.js';
 import { AuthFlavor, type Credentials } from '../../../src/rpc/types.js';
 import { spawnGvfs, type GvfsProcess, type RunAs } from '../../helpers/gvfs-proc.js';
 import { tempDir } from '../../helpers/local-server.js';
@@ -312,34 +312,53 @@ describe('a namespace change whose sync fails', { skip: requirePrereq(isRoot(), 
  * four workers for seconds without the lane.
  */
 describe('slow syncs do not hold up other calls', { skip: requirePrereq(isRoot(), hasFile('/usr/bin/cc', 'build-essential')), timeout: 120_000 }, () => {
-  test('a LOOKUP sent while eight CREATEs wait on their syncs is answered before any of them', async () => {
+  /** `gvfs serve` whose every sync takes 2 s and is logged as it begins; `body` gets a client and the root. */
+  async function slowSyncs(body: (c: RemoteNfs, root: Buffer, begun: () => Promise<number>, exp: string) => Promise<void>) {
     const dir = await tempDir('gvfs-synclane-');
     const exp = path.join(dir, 'export');
     await fs.mkdir(exp);
+    await fs.writeFile(path.join(exp, 'w'), 'x'.repeat(4096));
     const log = path.join(dir, 'syncs.log');
     const env = { LD_PRELOAD: await syncFaults(dir), GVFS_SYNC_DELAY_MS: '2000', GVFS_SYNC_LOG: log };
     const server = await spawnGvfs(['serve', '--export', exp, '--listen', '127.0.0.1:0', '--state-dir', path.join(dir, 'state')], env);
     const c = new RemoteNfs({ host: '127.0.0.1', port: server.port, timeoutMs: 60_000 });
+    const begun = async () => (await fs.readFile(log, 'utf8').catch(() => '')).split('\n').length - 1;
     try {
-      const me = cred(0, 0);
-      const root = (await c.mount('/', me)).fh;
-      const order: string[] = [];
-      const creates = Array.from({ length: 8 }, (_, i) =>
-        c.create(me, root, `f${i}`, { mode: 'guarded', attrs: { mode: 0o644 } }).then(() => order.push(`create ${i}`)),
-      );
-      // Four syncs under way: without the lane, all four workers are in them, the other creates queued behind.
-      const begun = async () => (await fs.readFile(log, 'utf8').catch(() => '')).split('\n').length - 1;
-      await until('four syncs under way', async () => (await begun()) >= 4, 30_000);
-      // A name not there: the LOOKUP needs a worker (the server holds no answer for it).
-      await assert.rejects(c.lookup(me, root, 'missing'), /NFS3ERR 2\b|NOENT/);
-      order.push('lookup');
-      await Promise.all(creates);
-      assert.equal(order[0], 'lookup', `answered in this order: ${order.join(', ')}`);
-      assert.equal(order.length, 9);
+      await body(c, (await c.mount('/', cred(0, 0))).fh, begun, exp);
     } finally {
       await c.close();
       await server.stop();
       await fs.rm(dir, { recursive: true, force: true });
     }
+  }
+
+  /** Eight calls whose syncs are slow, then (four syncs under way: without the lane, all four workers in them) a LOOKUP of a missing name, which needs a worker: answered first. */
+  async function lookupFirst(c: RemoteNfs, root: Buffer, begun: () => Promise<number>, calls: Array<() => Promise<unknown>>) {
+    const order: string[] = [];
+    const base = await begun();
+    const running = calls.map((call, i) => call().then(() => order.push(`call ${i}`)));
+    await until('four syncs under way', async () => (await begun()) - base >= 4, 30_000);
+    await assert.rejects(c.lookup(cred(0, 0), root, 'missing'), /NFS3ERR 2\b|NOENT/);
+    order.push('lookup');
+    await Promise.all(running);
+    assert.equal(order[0], 'lookup', `answered in this order: ${order.join(', ')}`);
+    assert.equal(order.length, calls.length + 1);
+  }
+
+  test('a LOOKUP sent while eight CREATEs wait on their syncs is answered before any of them', async () => {
+    await slowSyncs(async (c, root, begun) => {
+      const me = cred(0, 0);
+      await lookupFirst(c, root, begun, Array.from({ length: 8 }, (_, i) => () => c.create(me, root, `f${i}`, { mode: 'guarded', attrs: { mode: 0o644 } })));
+    });
+  });
+
+  test('a LOOKUP sent while eight FILE_SYNC WRITEs wait on their syncs is answered before any of them', async () => {
+    await slowSyncs(async (c, root, begun, exp) => {
+      const me = cred(0, 0);
+      const w = (await c.lookup(me, root, 'w')).fh;
+      const data = Buffer.alloc(512, 1);
+      await lookupFirst(c, root, begun, Array.from({ length: 8 }, (_, i) => () => c.write(me, w, i * 512, data, StableHow.FILE_SYNC)));
+      assert.deepEqual((await fs.readFile(path.join(exp, 'w'))).subarray(0, 4096), Buffer.alloc(4096, 1));
+    });
   });
 });
