@@ -47,7 +47,9 @@ describe('cache: held answers and renewing ahead (ttl)', { timeout: 120_000 }, (
       assert.ok(v <= TTL && v >= TTL - took - 5, `${what}: ${v} ms left, right after the answer (${took} ms)`);
     }
     await until('the trust to run down', () => held.nameTrust(s.root, 'f') < name - 50, 5000);
-    assert.ok(held.attrTrust(fh) < attr - 50, 'the attributes run down with it');
+    // Both count whole milliseconds, read one after the other: the attributes' may be a tick behind the name's.
+    const [nameNow, attrNow] = [held.nameTrust(s.root, 'f'), held.attrTrust(fh)];
+    assert.ok(attrNow < attr - 40, `the attributes run down with it: ${attr} → ${attrNow} ms, the name ${name} → ${nameNow} ms`);
   });
 
   it('asked again every tenth of the budget for five budgets: renewed in the background, never a miss', async () => {
