@@ -25,6 +25,23 @@ async function configure(cacheDir: string, req: { attrTimeoutMs: number }): Prom
   assert.fail(`no control socket under ${cacheDir}`);
 }
 
+/**
+ * stat() `file` (its size `size`) every `everyMs` for `forMs`: the cache's counters that moved meanwhile
+ * (`d(name)`) and how many stats there were.
+ */
+async function statEvery(file: string, size: number, cacheDir: string, forMs: number, everyMs: number): Promise<{ d: (k: string) => number; asks: number }> {
+  const s0 = await cacheStats(cacheDir);
+  const end = performance.now() + forMs;
+  let asks = 0;
+  while (performance.now() < end) {
+    assert.equal((await fs.stat(file)).size, size);
+    asks++;
+    await delay(everyMs);
+  }
+  const s = await cacheStats(cacheDir);
+  return { d: (k) => s[k] - s0[k], asks };
+}
+
 /** Resolves at `t` (performance.now()): here the passage of time is what is tested (the attribute budget). */
 async function at(t: number): Promise<void> {
   const left = t - performance.now();
@@ -108,16 +125,7 @@ describe('gvfs mount over a disk cache: a path kept in use never waits', { skip:
     await fs.writeFile(path.join(exportDir, 'd', 'e', 'f'), 'data');
     const f = path.join(m.mnt, 'd', 'e', 'f');
     assert.equal((await fs.stat(f)).size, 4);
-    const s0 = await cacheStats(cacheDir);
-    const end = performance.now() + 10_000;
-    let asks = 0;
-    while (performance.now() < end) {
-      assert.equal((await fs.stat(f)).size, 4);
-      asks++;
-      await delay(200);
-    }
-    const s = await cacheStats(cacheDir);
-    const d = (k: string) => s[k] - s0[k];
+    const { d, asks } = await statEvery(f, 4, cacheDir, 10_000, 200);
     // Without renewing ahead, each of the three names and their attributes would miss once a budget (15 and more).
     // A loaded machine may hold a step past the second half now and then.
     assert.ok(d('lookupMisses') <= 2, `name misses: ${d('lookupMisses')} in ${asks} stats`);
@@ -169,16 +177,7 @@ describe('gvfs mount over a disk cache: a live change of the timeout is the whol
       await configure(cacheDir, { attrTimeoutMs: 2000 });
       await fs.writeFile('/proc/sys/vm/drop_caches', '2');
       assert.equal((await fs.stat(f)).size, 4);
-      const s0 = await cacheStats(cacheDir);
-      const end = performance.now() + 8000;
-      let asks = 0;
-      while (performance.now() < end) {
-        assert.equal((await fs.stat(f)).size, 4);
-        asks++;
-        await delay(200);
-      }
-      const s = await cacheStats(cacheDir);
-      const d = (k: string) => s[k] - s0[k];
+      const { d, asks } = await statEvery(f, 4, cacheDir, 8000, 200);
       // Kernel budgets from the mount's 4 s would have it ask when the cache's 2 s trust had run out: a miss each time.
       assert.ok(d('lookupMisses') + d('attrMisses') <= 3, `misses: ${d('lookupMisses')} names, ${d('attrMisses')} attributes in ${asks} stats`);
       assert.ok(d('renewals') >= 6, `renewals: ${d('renewals')}`);

@@ -44,6 +44,34 @@ async function syncFaults(dir: string): Promise<string> {
   return so;
 }
 
+/** A `gvfs serve` of DIR/export with the shim loaded, a client of it as root and its root handle. */
+interface Faulty {
+  dir: string;
+  exp: string;
+  server: GvfsProcess;
+  c: RemoteNfs;
+  root: Buffer;
+}
+
+/** Run `body` against a new Faulty server whose shim is set by `env(dir)`; everything is stopped and removed after. */
+async function withFaultyServer(prefix: string, env: (dir: string) => Record<string, string>, body: (s: Faulty) => Promise<void>): Promise<void> {
+  const dir = await tempDir(prefix);
+  const exp = path.join(dir, 'export');
+  await fs.mkdir(exp);
+  const server = await spawnGvfs(['serve', '--export', exp, '--listen', '127.0.0.1:0', '--state-dir', path.join(dir, 'state')], {
+    LD_PRELOAD: await syncFaults(dir),
+    ...env(dir),
+  });
+  const c = new RemoteNfs({ host: '127.0.0.1', port: server.port, timeoutMs: 60_000 });
+  try {
+    await body({ dir, exp, server, c, root: (await c.mount('/', cred(0, 0))).fh });
+  } finally {
+    await c.close();
+    await server.stop();
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
 /** Attach strace to every thread of `pid` (and threads it starts); resolves once attached. */
 async function attach(pid: number, log: string): Promise<ChildProcess> {
   const args = ['-f', '-yy', '-s', '256', '-e', 'trace=fsync,fdatasync,syncfs,statx,write,writev,sendmsg'];
@@ -266,16 +294,9 @@ describe('namespace changes are on disk before the reply (RFC 1813 §1.6)', { sk
  */
 describe('a namespace change whose sync fails', { skip: requirePrereq(isRoot(), hasFile('/usr/bin/cc', 'build-essential')), timeout: 120_000 }, () => {
   test('REMOVE, RENAME, CREATE and MKDIR answer IO; lookups right after show what the disk holds', async () => {
-    const dir = await tempDir('gvfs-syncfail-');
-    const exp = path.join(dir, 'export');
-    await fs.mkdir(exp);
-    const flag = path.join(dir, 'fail-now');
-    const env = { LD_PRELOAD: await syncFaults(dir), GVFS_SYNC_FAIL_DIRS: flag };
-    const server = await spawnGvfs(['serve', '--export', exp, '--listen', '127.0.0.1:0', '--state-dir', path.join(dir, 'state')], env);
-    const c = new RemoteNfs({ host: '127.0.0.1', port: server.port, timeoutMs: 60_000 });
-    try {
+    await withFaultyServer('gvfs-syncfail-', (dir) => ({ GVFS_SYNC_FAIL_DIRS: path.join(dir, 'fail-now') }), async ({ dir, exp, server, c, root }) => {
+      const flag = path.join(dir, 'fail-now');
       const me = cred(0, 0);
-      const root = (await c.mount('/', me)).fh;
       const make = async (name: string) => (await c.create(me, root, name, { mode: 'guarded', attrs: { mode: 0o644 } })).attr!.fileid;
       await make('x');
       const yId = await make('y');
@@ -297,11 +318,7 @@ describe('a namespace change whose sync fails', { skip: requirePrereq(isRoot(), 
       assert.equal((await c.lookup(me, root, 'm')).attr?.type, FType.DIR);
       // A retry of the CREATE finds the file and answers OK (synced now).
       assert.ok((await c.create(me, root, 'w', { mode: 'unchecked', attrs: { mode: 0o644 } })).fh);
-    } finally {
-      await c.close();
-      await server.stop();
-      await fs.rm(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
@@ -314,22 +331,12 @@ describe('a namespace change whose sync fails', { skip: requirePrereq(isRoot(), 
 describe('slow syncs do not hold up other calls', { skip: requirePrereq(isRoot(), hasFile('/usr/bin/cc', 'build-essential')), timeout: 120_000 }, () => {
   /** `gvfs serve` whose every sync takes 2 s and is logged as it begins; `body` gets a client and the root. */
   async function slowSyncs(body: (c: RemoteNfs, root: Buffer, begun: () => Promise<number>, exp: string) => Promise<void>) {
-    const dir = await tempDir('gvfs-synclane-');
-    const exp = path.join(dir, 'export');
-    await fs.mkdir(exp);
-    await fs.writeFile(path.join(exp, 'w'), 'x'.repeat(4096));
-    const log = path.join(dir, 'syncs.log');
-    const env = { LD_PRELOAD: await syncFaults(dir), GVFS_SYNC_DELAY_MS: '2000', GVFS_SYNC_LOG: log };
-    const server = await spawnGvfs(['serve', '--export', exp, '--listen', '127.0.0.1:0', '--state-dir', path.join(dir, 'state')], env);
-    const c = new RemoteNfs({ host: '127.0.0.1', port: server.port, timeoutMs: 60_000 });
-    const begun = async () => (await fs.readFile(log, 'utf8').catch(() => '')).split('\n').length - 1;
-    try {
-      await body(c, (await c.mount('/', cred(0, 0))).fh, begun, exp);
-    } finally {
-      await c.close();
-      await server.stop();
-      await fs.rm(dir, { recursive: true, force: true });
-    }
+    const log = (dir: string) => path.join(dir, 'syncs.log');
+    await withFaultyServer('gvfs-synclane-', (dir) => ({ GVFS_SYNC_DELAY_MS: '2000', GVFS_SYNC_LOG: log(dir) }), async ({ dir, exp, c, root }) => {
+      await fs.writeFile(path.join(exp, 'w'), 'x'.repeat(4096));
+      const begun = async () => (await fs.readFile(log(dir), 'utf8').catch(() => '')).split('\n').length - 1;
+      await body(c, root, begun, exp);
+    });
   }
 
   /** Eight calls whose syncs are slow, then (four syncs under way: without the lane, all four workers in them) a LOOKUP of a missing name, which needs a worker: answered first. */
