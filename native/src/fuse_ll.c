@@ -11,14 +11,19 @@
  * (src/frontends/fuse/lowlevel-*.ts).
  *
  * Threads:
- *  - one reader thread per mount runs fuse_session_loop; each op callback
- *    copies its arguments into an ll_req and queues it to JS through a
- *    napi_threadsafe_function (never blocking on JS), so many requests are
- *    in flight at once;
+ *  - requests are read on the JS thread's own event loop: /dev/fuse is
+ *    non-blocking and watched by a uv_poll handle, and each readable turn
+ *    reads what is queued (fuse_session_receive_buf / process_buf, a few
+ *    per turn); each op callback copies its arguments into an ll_req and
+ *    queues it to JS through the napi_threadsafe_function, delivered in the
+ *    loop's next turn, so many requests are in flight at once. No reader
+ *    thread: a request wakes the one thread that answers it (a reader
+ *    thread cost each request a second wake-up, on an idle machine a
+ *    sleeping CPU woken to hand it over);
  *  - JS answers later with fuse.reply*(req, ...), on the JS thread (a reply
  *    is one writev on /dev/fuse);
  *  - notifications (inval_inode) run on a short-lived thread of their
- *    own, never on the loop thread or the JS thread. There is no
+ *    own, never on the JS thread (which reads the requests). There is no
  *    inval_entry: the kernel's d_invalidate of a directory's entry takes the
  *    directory's inode lock, which a LOOKUP/CREATE/RENAME in that directory
  *    holds while it waits for our answer (the same kill -9 hazard as page
@@ -38,6 +43,8 @@
 #include <fuse_lowlevel.h>
 
 #include "gvfs_native.h"
+
+#include <uv.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -77,8 +84,9 @@ struct fd_job;
 typedef struct ll_session {
   struct fuse_session *se;
   napi_threadsafe_function tsfn;
-  pthread_t loop;
-  int loop_started;
+  /* /dev/fuse watched on the JS thread's loop (NULL once the loop ended), and the buffer requests are read into. */
+  uv_poll_t *poll;
+  struct fuse_buf fbuf;
   int loop_done;
   unsigned max_write, max_read, max_readahead;
   /* Requests queued to JS and not yet answered, notification threads running: destroy waits for both. */
@@ -126,7 +134,7 @@ static void req_free(ll_req *r) {
   free(r);
 }
 
-/* Queue to JS. Unbounded queue: never blocks the loop thread. */
+/* Queue to JS (delivered in the loop's next turn). Unbounded queue: never blocks. */
 static void post(ll_session *s, ll_req *r) {
   if (r->req) __atomic_fetch_add(&s->outstanding, 1, __ATOMIC_ACQ_REL);
   if (napi_call_threadsafe_function(s->tsfn, r, napi_tsfn_nonblocking) != napi_ok) {
@@ -621,7 +629,7 @@ static void put32(void *p, size_t off, uint32_t v) {
   memcpy((char *)p + off, &v, 4);
 }
 
-/* Every request is read here (the loop thread): the INIT one is noted, with whether the kernel offers passthrough. */
+/* Every request is read here (on the JS thread): the INIT one is noted, with whether the kernel offers passthrough. */
 static ssize_t io_read(int fd, void *buf, size_t len, void *userdata) {
   ll_session *s = userdata;
   ssize_t n = read(fd, buf, len);
@@ -720,34 +728,57 @@ static napi_value js_backing_close(napi_env env, napi_callback_info info) {
 
 /* ------------------------------------------------------------------ mount */
 
-/*
- * The signal that wakes a reader thread out of read(/dev/fuse) at unmount:
- * with files still open, a lazy unmount leaves the connection up and the
- * read never returns by itself. A handler that does nothing, installed
- * without SA_RESTART, makes the read fail with EINTR; the loop then sees
- * fuse_session_exit() and ends. Only ever sent to our own reader threads
- * (pthread_kill), which block every other signal (Node handles those).
- */
-#define WAKE_SIG (SIGRTMIN + 5)
+/* Requests read in one readable turn at most, before the loop gets to run anything else. */
+#define READS_PER_TURN 16
 
-static void wake(int sig) {
-  (void)sig;
+static void free_poll(uv_handle_t *h) {
+  free(h);
 }
 
-static void *loop_main(void *arg) {
-  ll_session *s = arg;
-  sigset_t all;
-  sigfillset(&all);
-  sigdelset(&all, WAKE_SIG);
-  pthread_sigmask(SIG_SETMASK, &all, NULL);
-  fuse_session_loop(s->se);
-  __atomic_store_n(&s->loop_done, 1, __ATOMIC_RELEASE);
+/*
+ * Reading ends (on the JS thread): unmounted from outside, the connection
+ * aborted, or our unmount. The handle stops watching the descriptor now,
+ * before anyone closes it (libfuse's unmount and destroy do); JS hears
+ * "exited".
+ */
+static void end_loop(ll_session *s) {
+  if (s->loop_done) return;
+  s->loop_done = 1;
+  uv_poll_stop(s->poll);
+  uv_close((uv_handle_t *)s->poll, free_poll);
+  s->poll = NULL;
+  free(s->fbuf.mem);
+  s->fbuf.mem = NULL;
   ll_req *r = calloc(1, sizeof *r);
   if (r) {
     r->op = LL_EXITED;
     post(s, r);
   }
-  return NULL;
+}
+
+/* /dev/fuse is readable: read and hand on what is queued (never blocks: the descriptor is non-blocking). */
+static void on_readable(uv_poll_t *h, int status, int events) {
+  (void)events;
+  ll_session *s = h->data;
+  if (status < 0) {
+    end_loop(s);
+    return;
+  }
+  for (int i = 0; i < READS_PER_TURN; i++) {
+    if (fuse_session_exited(s->se)) {
+      end_loop(s);
+      return;
+    }
+    int res = fuse_session_receive_buf(s->se, &s->fbuf);
+    if (res == -EINTR) continue;
+    if (res == -EAGAIN) return;
+    /* 0: unmounted (ENODEV) or exited; < 0: the device failed (libfuse printed why). */
+    if (res <= 0) {
+      end_loop(s);
+      return;
+    }
+    fuse_session_process_buf(s->se, &s->fbuf);
+  }
 }
 
 static int get_u64(napi_env env, napi_value v, uint64_t *out) {
@@ -803,6 +834,26 @@ static ll_session *get_session(napi_env env, napi_value v) {
   return p;
 }
 
+/* Watch the session's /dev/fuse on this environment's loop (non-blocking reads); NULL if that cannot be. */
+static uv_poll_t *start_poll(napi_env env, ll_session *s) {
+  uv_loop_t *loop = NULL;
+  int fd = fuse_session_fd(s->se);
+  int fl = fcntl(fd, F_GETFL);
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || !loop || fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0) return NULL;
+  uv_poll_t *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  if (uv_poll_init(loop, p, fd) != 0) {
+    free(p);
+    return NULL;
+  }
+  p->data = s;
+  if (uv_poll_start(p, UV_READABLE, on_readable) != 0) {
+    uv_close((uv_handle_t *)p, free_poll);
+    return NULL;
+  }
+  return p;
+}
+
 /* mount(mountpoint, options "-o" string (with max_read=maxRead), maxWrite, maxRead, maxReadahead, handler, debug, passthrough) → session */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
   size_t argc = 8;
@@ -830,15 +881,6 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "mountpoint and options must be strings without NUL");
     return NULL;
   }
-  static int wake_installed;
-  if (!wake_installed) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = wake; /* no SA_RESTART: the read fails with EINTR */
-    sigemptyset(&sa.sa_mask);
-    sigaction(WAKE_SIG, &sa, NULL);
-    wake_installed = 1;
-  }
   s->max_write = (unsigned)get_double(env, argv[2]);
   s->max_read = (unsigned)get_double(env, argv[3]);
   s->max_readahead = (unsigned)get_double(env, argv[4]);
@@ -864,9 +906,9 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     fuse_session_unmount(s->se);
     fail = "fuse_session_custom_io failed";
   }
-  else if (pthread_create(&s->loop, NULL, loop_main, s) != 0) {
+  else if (!(s->poll = start_poll(env, s))) {
     fuse_session_unmount(s->se);
-    fail = "cannot start the FUSE reader thread";
+    fail = "cannot watch /dev/fuse on the event loop";
   }
   free(mp);
   free(opts);
@@ -877,7 +919,6 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "EIO", fail);
     return NULL;
   }
-  s->loop_started = 1;
   napi_value ext;
   /* The session struct lives for the process (a few hundred bytes per mount; freed only with the addon). */
   napi_create_external(env, s, NULL, NULL, &ext);
@@ -900,18 +941,11 @@ static void *notify_main(void *arg) {
   int res = 0;
   if (n->kind == 0) res = fuse_lowlevel_notify_inval_inode(s->se, n->ino, -1, 0); /* attributes only: see the top */
   else {
-    /* Lazy (MNT_DETACH as root, fusermount3 -u -z otherwise): works with a dead backend and busy files. */
-    fuse_session_exit(s->se);
+    /*
+     * Lazy (MNT_DETACH as root, fusermount3 -u -z otherwise): works with a dead backend and busy files.
+     * Reading ended on the JS thread before this thread started (js_notify): libfuse closes the descriptor here.
+     */
     fuse_session_unmount(s->se);
-    if (s->loop_started) {
-      /* Wake the reader until it has seen the exit (a file still open keeps the connection, and its read, alive). */
-      while (!__atomic_load_n(&s->loop_done, __ATOMIC_ACQUIRE)) {
-        pthread_kill(s->loop, WAKE_SIG);
-        usleep(20000);
-      }
-      pthread_join(s->loop, NULL);
-    }
-    s->loop_started = 0;
   }
   /*
    * Done with the session: counted out BEFORE the JS thread hears of it, so the destroy() that follows an
@@ -974,7 +1008,12 @@ static napi_value js_notify(napi_env env, napi_callback_info info, int kind) {
   }
   n->kind = kind;
   if (kind != 2 && !get_u64(env, argv[1], &n->ino)) n->ino = 0;
-  if (kind == 2) n->s->unmounting = 1;
+  if (kind == 2) {
+    n->s->unmounting = 1;
+    /* No more requests read: the loop stops watching /dev/fuse before the unmount thread closes it. */
+    fuse_session_exit(n->s->se);
+    end_loop(n->s);
+  }
   return start_job(env, n);
 }
 
@@ -995,11 +1034,8 @@ static napi_value js_destroy(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "destroy(session)");
     return NULL;
   }
-  if (s->loop_started) {
-    /* Ended from outside: the loop thread has posted "exited" and is gone or going. */
-    pthread_join(s->loop, NULL);
-    s->loop_started = 0;
-  }
+  /* Normally ended already (from outside, or by unmount); never leave the handle watching a descriptor destroy closes. */
+  if (s->se) end_loop(s);
   s->destroy_wanted = 1;
   maybe_destroy(s);
   return NULL;

@@ -5,14 +5,15 @@
  * another user for a moment must be one we own. Jobs wait in one FIFO;
  * each worker runs one job at a time as the job's caller.
  *
- * Syncs have a lane of their own: a job whose change must be durable
- * before it completes (dirops.c: `then`) is handed, once its change is
- * made, to the sync lane's threads, which run that step as the server and
- * complete it; syncIn, fsync and fdatasync jobs go there directly (a sync
- * needs no identity: the descriptor was opened, or written, as whoever
- * could). An fsync may wait long behind other writes to the disk (a VM
- * image being written): on the lane it holds no worker that a LOOKUP or a
- * READ needs meanwhile.
+ * Syncs have a lane of their own: syncIn, fsync and fdatasync jobs go
+ * there (a sync needs no identity: the descriptor was opened, or written,
+ * as whoever could), and so do the one-trip namespace changes (inDir,
+ * renameIn), which switch to the caller for the change alone and then run
+ * their sync step (dirops.c: `then`) as the server on the same thread.
+ * Other jobs whose change must be durable (a stable pwriteAs) are handed,
+ * once the change is made, from their worker to the lane. An fsync may
+ * wait long behind other writes to the disk (a VM image being written): on
+ * the lane it holds no worker that a LOOKUP or a READ needs meanwhile.
  */
 #include "gvfs_native.h"
 
@@ -115,9 +116,17 @@ static gn_job *pop(lane *l) {
   return j;
 }
 
-/* Jobs that go to the sync lane whole: nothing in them needs the caller's identity. */
+/*
+ * Jobs that go to the sync lane whole: syncs (nothing in them needs the
+ * caller's identity), and the one-trip namespace changes, which switch to
+ * the caller for the change alone (dirops.c) and must be durable before
+ * they complete: made and synced on one lane thread, a change costs no
+ * hand-off from a worker to the lane (a thread wake-up, on an idle machine
+ * a sleeping CPU woken), and a worker a LOOKUP or READ needs is still never
+ * held by a sync.
+ */
 static int sync_op(gn_op op) {
-  return op == OP_SYNC_IN || op == OP_FSYNC || op == OP_FDATASYNC;
+  return op == OP_SYNC_IN || op == OP_FSYNC || op == OP_FDATASYNC || op == OP_IN_DIR || op == OP_RENAME_IN;
 }
 
 /* The sync lane: as the server, never anyone else. */
@@ -130,7 +139,11 @@ static void *sync_worker(void *arg) {
     if (then) {
       then(j);
     } else if (sync_op(j->op)) {
+      /* A namespace change switches to the caller for the change alone (gn_switches_itself), then syncs here. */
       gn_run(j);
+      then = j->then;
+      j->then = NULL;
+      if (then) then(j);
     } else {
       /* Never run a caller's job as the server. */
       j->ret = -1;

@@ -74,7 +74,7 @@ async function withFaultyServer(prefix: string, env: (dir: string) => Record<str
 
 /** Attach strace to every thread of `pid` (and threads it starts); resolves once attached. */
 async function attach(pid: number, log: string): Promise<ChildProcess> {
-  const args = ['-f', '-yy', '-s', '256', '-e', 'trace=fsync,fdatasync,syncfs,statx,write,writev,sendmsg'];
+  const args = ['-f', '-yy', '-s', '256', '-e', 'trace=fsync,fdatasync,syncfs,statx,write,writev,sendmsg,openat2,unlinkat,renameat2'];
   const st = spawn(STRACE, [...args, '-o', log, '-p', String(pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   await new Promise<void>((resolve, reject) => {
@@ -197,7 +197,8 @@ describe('namespace changes are on disk before the reply (RFC 1813 §1.6)', { sk
     };
     await body(c, root, mark);
     await mark();
-    return { steps: steps(await finish(t), markers), exp: path.join(dir, 'export') };
+    const text = await finish(t);
+    return { steps: steps(text, markers), exp: path.join(dir, 'export'), text, markers };
   }
 
   test('a root server: every kind of change, its object and directories synced before the reply', async () => {
@@ -259,6 +260,31 @@ describe('namespace changes are on disk before the reply (RFC 1813 §1.6)', { sk
     assertSynced(s[13], 'RENAME in one directory', [A]);
     assertSynced(s[14], 'RENAME over a name', [B, A]);
     assertSynced(s[15], 'MKDIR of an existing name', [path.join(A, 'sub2'), A]);
+  });
+
+  test('a one-trip change is made and synced by one thread of the sync lane: no hand-off between threads', async () => {
+    const me = cred(0, 0);
+    const r = await run(undefined, async (c, root, mark) => {
+      const a = (await c.mkdir(me, root, 'a', { mode: 0o755 })).fh!;
+      const b = (await c.mkdir(me, root, 'b', { mode: 0o755 })).fh!;
+      await mark(); // 0 CREATE
+      await c.create(me, a, 'f', { mode: 'guarded', attrs: { mode: 0o644 } });
+      await mark(); // 1 RENAME across directories
+      await c.rename(me, a, 'f', b, 'f2');
+      await mark(); // 2 REMOVE
+      await c.remove(me, b, 'f2');
+    });
+    const lines = r.text.split('\n');
+    const at = r.markers.map((m) => lines.findIndex((l) => l.includes(`"${m}"`)));
+    const change = [/^(\d+)\s+openat2\(\d+<[^>]*\/a>, "f", \{flags=[^}]*O_CREAT/, /^(\d+)\s+renameat2\(\d+<[^>]*\/a>, "f",/, /^(\d+)\s+unlinkat\(\d+<[^>]*\/b>, "f2",/];
+    ['CREATE', 'RENAME', 'REMOVE'].forEach((what, k) => {
+      const step = lines.slice(at[k] + 1, at[k + 1]);
+      const made = step.map((l) => change[k].exec(l)).filter((x) => x !== null);
+      assert.equal(made.length, 1, `${what}: its change not found once in the trace`);
+      const syncers = step.map((l) => /^(\d+)\s+(?:fsync|fdatasync|syncfs)\(/.exec(l)).filter((x) => x !== null).map((x) => x[1]);
+      assert.ok(syncers.length >= 1, `${what}: no sync in the trace`);
+      assert.deepEqual([...new Set(syncers)], [made[0]![1]], `${what}: made by thread ${made[0]![1]}, synced by ${[...new Set(syncers)].join(', ')}`);
+    });
   });
 
   test('a server that is not root (changes made in several trips): synced before the reply', async () => {
