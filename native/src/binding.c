@@ -103,6 +103,9 @@ static const char *const SX_KEYS[GN_NSX] = {"obj", "dir", "dir2", "dst", "pre"};
 typedef struct {
   napi_threadsafe_function tsfn;
   int64_t inflight;
+  /* whenIdle(): promises resolved once no job of this environment is in flight. */
+  napi_deferred *idle;
+  size_t nidle, idle_cap;
   /* setStatxScratch: where a statx's fields are written for JS to read, and the JS function that reads them. */
   uint8_t *sx_scratch;
   napi_ref sx_scratch_ref, sx_decode;
@@ -339,8 +342,14 @@ static void complete(napi_env env, napi_value js_cb, void *context, void *data) 
       napi_resolve_deferred(env, j->deferred, v);
     }
     if (j->bufref) napi_delete_reference(env, j->bufref);
-    /* Idle pool: let the process exit. */
-    if (--ed->inflight == 0) napi_unref_threadsafe_function(env, ed->tsfn);
+    /* Idle pool: let the process exit, and tell whoever waits for it (whenIdle). */
+    if (--ed->inflight == 0) {
+      napi_unref_threadsafe_function(env, ed->tsfn);
+      napi_value undef;
+      napi_get_undefined(env, &undef);
+      for (size_t i = 0; i < ed->nidle; i++) napi_resolve_deferred(env, ed->idle[i], undef);
+      ed->nidle = 0;
+    }
   }
   gn_job_free(j);
 }
@@ -486,6 +495,39 @@ static napi_value set_walk_only(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * whenIdle() → a promise resolved once no job of this environment is in
+ * flight (at once if none is): what an export waits for before it closes
+ * the root descriptor its queued jobs open beneath.
+ */
+static napi_value when_idle(napi_env env, napi_callback_info info) {
+  env_data *ed = NULL;
+  napi_get_instance_data(env, (void **)&ed);
+  napi_value promise, undef;
+  napi_deferred d;
+  napi_create_promise(env, &d, &promise);
+  napi_get_undefined(env, &undef);
+  if (!ed || ed->inflight == 0) {
+    napi_resolve_deferred(env, d, undef);
+    return promise;
+  }
+  if (ed->nidle == ed->idle_cap) {
+    size_t cap = ed->idle_cap ? 2 * ed->idle_cap : 4;
+    napi_deferred *n = realloc(ed->idle, cap * sizeof *n);
+    if (!n) {
+      napi_value err;
+      napi_create_string_utf8(env, "whenIdle: out of memory", NAPI_AUTO_LENGTH, &err);
+      napi_create_error(env, NULL, err, &err);
+      napi_reject_deferred(env, d, err);
+      return promise;
+    }
+    ed->idle = n;
+    ed->idle_cap = cap;
+  }
+  ed->idle[ed->nidle++] = d;
+  return promise;
+}
+
 static napi_value get_info(napi_env env, napi_callback_info info) {
   napi_value o, v;
   napi_create_object(env, &o);
@@ -621,6 +663,8 @@ static napi_value init(napi_env env, napi_value exports) {
     napi_set_named_property(env, exports, OPS[i].name, fn);
   }
   napi_value fn;
+  napi_create_function(env, "whenIdle", NAPI_AUTO_LENGTH, when_idle, NULL, &fn);
+  napi_set_named_property(env, exports, "whenIdle", fn);
   napi_create_function(env, "setWalkOnly", NAPI_AUTO_LENGTH, set_walk_only, NULL, &fn);
   napi_set_named_property(env, exports, "setWalkOnly", fn);
   napi_create_function(env, "info", NAPI_AUTO_LENGTH, get_info, NULL, &fn);

@@ -165,6 +165,7 @@ interface Addon {
   whoami(cred: NativeCreds): Promise<{ fsuid: number; fsgid: number; ngroups: number; group0: number }>;
   setWalkOnly(on: boolean): void;
   info(): { threads: number; openat2: boolean; privateUmask: boolean; jobs: number; closeJobs: number };
+  whenIdle(): Promise<void>;
   self(): NativeCreds;
   sdNotify(socket: string, message: string): void;
   fanWatch(root: string, onBatch: (b: FanBatch) => void, maxPending: number): object;
@@ -246,6 +247,15 @@ export const K = new Proxy({} as Record<string, number>, { get: (_t, k: string) 
  */
 export function info(): { threads: number; openat2: boolean; privateUmask: boolean; jobs: number; closeJobs: number } {
   return lib().info();
+}
+
+/**
+ * Resolves once no job of this thread's is in flight (at once if none is):
+ * jobs still queued open beneath the descriptors they were given, so those
+ * may be closed only then.
+ */
+export function whenIdle(): Promise<void> {
+  return lib().whenIdle();
 }
 
 /** Tests only: use the O_NOFOLLOW component walk even where openat2 exists. */

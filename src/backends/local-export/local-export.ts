@@ -46,6 +46,9 @@ import * as N from '../../native/native.js';
 
 const log = logger('local-export');
 
+/** How long close() waits for native jobs in flight before it gives up closing (see close). */
+const CLOSE_WAIT_MS = 10_000;
+
 /** A native job's error from the sync after its change (dirops.c): the change was made, only its durability failed. */
 const syncFailed = (e: unknown): boolean => (e as NodeJS.ErrnoException)?.syscall === 'fsync';
 const { fstat, fsync, open } = fsx;
@@ -1502,7 +1505,25 @@ export class LocalExport implements Backend {
     }
   }
 
+  /**
+   * Close the export's descriptors once no native job is in flight. A job
+   * still queued (a change waiting behind slow syncs on the sync lane) opens
+   * beneath the root descriptor it was given when it runs: closed under it,
+   * that number could be another file's by then, and the change would land
+   * beneath that. Waits at most CLOSE_WAIT_MS; past that the root descriptor
+   * is left open (the process is ending) rather than closed under a job.
+   */
   async close(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const idle = await Promise.race([
+      N.whenIdle().then(() => true),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), CLOSE_WAIT_MS))),
+    ]);
+    clearTimeout(timer);
+    if (!idle) {
+      log.warn({ export: this.root, waitedMs: CLOSE_WAIT_MS }, 'close: native jobs still in flight; the export descriptors stay open');
+      return;
+    }
     if (this.rootFd >= 0) await fsx.close(this.rootFd).catch(() => undefined);
     this.rootFd = -1;
     await this.fds.closeAll();

@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { RemoteNfs } from '../../../src/backends/remote-nfs/remote-nfs.js';
 import { FType, StableHow } from '../../../src/nfs3/constants.js';
 import { AuthFlavor, type Credentials } from '../../../src/rpc/types.js';
@@ -13,6 +11,7 @@ import { spawnGvfs, type GvfsProcess, type RunAs } from '../../helpers/gvfs-proc
 import { tempDir } from '../../helpers/local-server.js';
 import { until } from '../../helpers/services.js';
 import { hasFile, isRoot, requirePrereq } from '../../helpers/prereq.js';
+import { syncFaults } from '../../helpers/sync-faults.js';
 
 /**
  * RFC 1813 §1.6: CREATE, MKDIR, SYMLINK, MKNOD, REMOVE, RMDIR, RENAME and
@@ -26,7 +25,6 @@ import { hasFile, isRoot, requirePrereq } from '../../helpers/prereq.js';
  * is in the trace).
  */
 const STRACE = '/usr/bin/strace';
-const run = promisify(execFile);
 
 interface Traced {
   server: GvfsProcess;
@@ -34,15 +32,6 @@ interface Traced {
   log: string;
 }
 
-// dist/test/integration/nfs3-server → the repository (tools/ is not compiled into dist).
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..');
-
-/** tools/faults/sync-faults.c built into `dir`: the LD_PRELOAD shim that makes the server's syncs slow or fail. */
-async function syncFaults(dir: string): Promise<string> {
-  const so = path.join(dir, 'sync-faults.so');
-  await run('cc', ['-O2', '-Wall', '-shared', '-fPIC', '-o', so, path.join(REPO, 'tools', 'faults', 'sync-faults.c'), '-ldl']);
-  return so;
-}
 
 /** A `gvfs serve` of DIR/export with the shim loaded, a client of it as root and its root handle. */
 interface Faulty {

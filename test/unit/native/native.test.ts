@@ -507,6 +507,22 @@ describe('native: system calls as the caller', { skip: requirePrereq(isRoot()), 
     await N.close(rfd);
   });
 
+  test('whenIdle: at once with nothing in flight, else once the last job has completed', async () => {
+    await N.whenIdle();
+    await N.mknodat(dfd, 'pipe2', K.S_IFIFO | 0o600, { major: 0, minor: 0 }, ROOT);
+    // The reader's open blocks (a job in flight) until this thread opens a writer.
+    const reader = N.openat2(dfd, 'pipe2', K.O_RDONLY, 0, ROOT);
+    let idle = false;
+    const idled = N.whenIdle().then(() => (idle = true));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(idle, false, 'whenIdle resolved with a job in flight');
+    const w = await fs.open(path.join(dir, 'pipe2'), 'w');
+    const rfd = await reader;
+    await idled;
+    await w.close();
+    await N.close(rfd);
+  });
+
   test('credentials never leak between concurrent calls of different callers', async () => {
     const callers = Array.from({ length: 8 }, (_, i) => u(3001 + i, 4001 + i, [5001 + i, 6001 + i]));
     await fs.mkdir(path.join(dir, 'many'), { mode: 0o777 });
