@@ -538,6 +538,10 @@ static napi_value get_info(napi_env env, napi_callback_info info) {
   napi_set_named_property(env, o, "privateUmask", v);
   set_num(env, o, "jobs", (double)__atomic_load_n(&jobs_queued, __ATOMIC_RELAXED));
   set_num(env, o, "closeJobs", (double)__atomic_load_n(&close_jobs, __ATOMIC_RELAXED));
+  /* This environment's jobs not yet completed (closeMany's included). */
+  env_data *ed = NULL;
+  napi_get_instance_data(env, (void **)&ed);
+  set_num(env, o, "inflight", ed ? (double)ed->inflight : 0);
   return o;
 }
 

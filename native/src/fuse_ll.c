@@ -51,12 +51,17 @@
 #include <pthread.h>
 #include <sys/ioctl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <linux/fuse.h>
+#include <sys/mount.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
+
+extern char **environ;
 
 /* Offsets and sizes cross to JS as doubles: exact up to 2^53, EFBIG beyond (the backend interface takes numbers). */
 #define MAX_EXACT ((uint64_t)1 << 53)
@@ -88,6 +93,8 @@ typedef struct ll_session {
   uv_poll_t *poll;
   struct fuse_buf fbuf;
   int loop_done;
+  /* Where it is mounted (our unmount goes by path: see unmount_lazily). */
+  char *mountpoint;
   unsigned max_write, max_read, max_readahead;
   /* Requests queued to JS and not yet answered, notification threads running: destroy waits for both. */
   int64_t outstanding;
@@ -885,6 +892,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   s->max_read = (unsigned)get_double(env, argv[3]);
   s->max_readahead = (unsigned)get_double(env, argv[4]);
   s->want_passthrough = want_pt;
+  s->mountpoint = strdup(mp);
   char *av[5] = {"gvfs", "-o", opts, debug ? "-d" : NULL, NULL};
   struct fuse_args args = FUSE_ARGS_INIT(debug ? 4 : 3, av);
   napi_value name;
@@ -915,6 +923,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   if (fail) {
     if (s->se) fuse_session_destroy(s->se);
     napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
+    free(s->mountpoint);
     free(s);
     napi_throw_error(env, "EIO", fail);
     return NULL;
@@ -932,6 +941,43 @@ typedef struct {
   napi_deferred deferred;
 } notify_job;
 
+/*
+ * Our unmount, lazy (MNT_DETACH as root, fusermount3 -u -z otherwise: works
+ * with a dead backend and busy files), without giving up /dev/fuse's
+ * descriptor number. libfuse's fuse_session_unmount closes the descriptor
+ * first, while answers to requests still outstanding (the JS thread's, the
+ * READ repliers') and passthrough ioctls go on using its number: reused by
+ * the next open() of the process (a disk-cache block file), such an answer
+ * was written into that file. So the fuse device is swapped for /dev/null
+ * at the same number (dup3: the last reference to the connection goes, and
+ * the kernel aborts it, as the close did: callers waiting get an error), the
+ * mount is detached by path, and the number is closed only by
+ * fuse_session_destroy, once nothing is outstanding (maybe_destroy).
+ * Returns 0 or -errno.
+ */
+static int unmount_lazily(ll_session *s) {
+  int fd = fuse_session_fd(s->se);
+  int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (nul >= 0) {
+    dup3(nul, fd, O_CLOEXEC);
+    close(nul);
+  }
+  if (!s->mountpoint) return -EINVAL;
+  if (umount2(s->mountpoint, MNT_DETACH) == 0) return 0;
+  /* Not mounted there any more (unmounted from outside): nothing to do. */
+  if (errno == EINVAL || errno == ENOENT) return 0;
+  if (errno != EPERM) return -errno;
+  /* Not root: the set-uid helper, as libfuse's own unmount runs it. */
+  char *argv[] = {"fusermount3", "-u", "-q", "-z", "--", s->mountpoint, NULL};
+  pid_t pid;
+  int e = posix_spawnp(&pid, "fusermount3", NULL, NULL, argv, environ);
+  if (e) return -e;
+  int st;
+  while (waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR) return -errno;
+  return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
+}
+
 static void *notify_main(void *arg) {
   notify_job *n = arg;
   ll_session *s = n->s;
@@ -941,11 +987,8 @@ static void *notify_main(void *arg) {
   int res = 0;
   if (n->kind == 0) res = fuse_lowlevel_notify_inval_inode(s->se, n->ino, -1, 0); /* attributes only: see the top */
   else {
-    /*
-     * Lazy (MNT_DETACH as root, fusermount3 -u -z otherwise): works with a dead backend and busy files.
-     * Reading ended on the JS thread before this thread started (js_notify): libfuse closes the descriptor here.
-     */
-    fuse_session_unmount(s->se);
+    /* Reading ended on the JS thread before this thread started (js_notify). */
+    res = unmount_lazily(s);
   }
   /*
    * Done with the session: counted out BEFORE the JS thread hears of it, so the destroy() that follows an

@@ -164,7 +164,7 @@ interface Addon {
   closeMany(fds: Buffer, cred: NativeCreds): Promise<number>;
   whoami(cred: NativeCreds): Promise<{ fsuid: number; fsgid: number; ngroups: number; group0: number }>;
   setWalkOnly(on: boolean): void;
-  info(): { threads: number; openat2: boolean; privateUmask: boolean; jobs: number; closeJobs: number };
+  info(): { threads: number; openat2: boolean; privateUmask: boolean; jobs: number; closeJobs: number; inflight: number };
   whenIdle(): Promise<void>;
   self(): NativeCreds;
   sdNotify(socket: string, message: string): void;
@@ -243,9 +243,10 @@ export const K = new Proxy({} as Record<string, number>, { get: (_t, k: string) 
  * Threads in the pool; whether openat2 is in use (else the O_NOFOLLOW walk);
  * whether workers have umask 0; jobs queued since load (each is a trip to a
  * worker and back: what the local export's one-trip calls are measured by;
- * closeMany jobs, background work of no one call, are counted in closeJobs).
+ * closeMany jobs, background work of no one call, are counted in closeJobs);
+ * this thread's jobs not yet completed (inflight).
  */
-export function info(): { threads: number; openat2: boolean; privateUmask: boolean; jobs: number; closeJobs: number } {
+export function info(): { threads: number; openat2: boolean; privateUmask: boolean; jobs: number; closeJobs: number; inflight: number } {
   return lib().info();
 }
 

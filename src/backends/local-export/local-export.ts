@@ -46,8 +46,21 @@ import * as N from '../../native/native.js';
 
 const log = logger('local-export');
 
-/** How long close() waits for native jobs in flight before it gives up closing (see close). */
+/** How long close() waits for calls and native jobs in flight before it gives up closing (see close). */
 const CLOSE_WAIT_MS = 10_000;
+
+/** LocalExport's calls, counted while they run (close waits for them). */
+const CALLS = ['mount', 'exports', 'getattr', 'setattr', 'lookup', 'access', 'readlink', 'read', 'readInto', 'write', 'create', 'mkdir', 'symlink', 'mknod', 'remove', 'rmdir', 'rename', 'link', 'readdir', 'readdirplus', 'fsstat', 'fsinfo', 'pathconf', 'commit'] as const;
+
+/** Whether `p` settled before `deadline` (performance.now() ms). */
+async function within(p: Promise<unknown>, deadline: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, deadline - performance.now()))))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** A native job's error from the sync after its change (dirops.c): the change was made, only its durability failed. */
 const syncFailed = (e: unknown): boolean => (e as NodeJS.ErrnoException)?.syscall === 'fsync';
@@ -164,6 +177,25 @@ export class LocalExport implements Backend {
     this.fds = new FdCache(opts.maxOpenFiles ?? 256);
     this.ac = new AttrCache(opts.attrCacheMs ?? DEFAULT_ATTR_CACHE_MS);
     this.fsid = createHash('sha256').update(secret).update('fsid').digest().readBigUInt64BE(0) >> 1n;
+    // Every call is counted while it runs (close() waits for them): a call of several steps submits each
+    // step's native job only when the one before has completed, so the jobs in flight at one moment do
+    // not say whether more will come.
+    const self = this as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+    for (const m of CALLS) {
+      const f = self[m].bind(this);
+      self[m] = (...a) => this.counted(f(...a));
+    }
+  }
+
+  /** Calls in flight (CALLS), and what close() waits on when they end. */
+  private calls = 0;
+  private callsDone?: () => void;
+
+  private counted<T>(p: Promise<T>): Promise<T> {
+    this.calls++;
+    return p.finally(() => {
+      if (--this.calls === 0) this.callsDone?.();
+    });
   }
 
   static async open(opts: LocalExportOptions): Promise<LocalExport> {
@@ -1506,26 +1538,30 @@ export class LocalExport implements Backend {
   }
 
   /**
-   * Close the export's descriptors once no native job is in flight. A job
-   * still queued (a change waiting behind slow syncs on the sync lane) opens
-   * beneath the root descriptor it was given when it runs: closed under it,
-   * that number could be another file's by then, and the change would land
-   * beneath that. Waits at most CLOSE_WAIT_MS; past that the root descriptor
-   * is left open (the process is ending) rather than closed under a job.
+   * Close the export's descriptors once nothing can use them. A call still
+   * running (a server stopping with calls under way) opens beneath the root
+   * descriptor at each of its steps: closed under it, that number could be
+   * another file's by then, and a change would land beneath that. So
+   * close() waits for the calls in flight, then takes the root descriptor
+   * away from any later job (-1: EBADF, never another file) and waits for
+   * the native jobs still holding it or a cached file's descriptor. Waits at
+   * most CLOSE_WAIT_MS in all; past that the descriptors are left open (the
+   * process is ending) rather than closed under a job.
    */
   async close(): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const idle = await Promise.race([
-      N.whenIdle().then(() => true),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), CLOSE_WAIT_MS))),
-    ]);
-    clearTimeout(timer);
+    const deadline = performance.now() + CLOSE_WAIT_MS;
+    const callsEnded = this.calls === 0 || (await within(new Promise<void>((resolve) => (this.callsDone = resolve)), deadline));
+    this.callsDone = undefined;
+    const root = this.rootFd;
+    this.rootFd = -1;
+    let idle = callsEnded;
+    // whenIdle resolves after the completions' own continuations: one may have submitted its next job.
+    while (idle && N.info().inflight > 0) idle = await within(N.whenIdle(), deadline);
     if (!idle) {
-      log.warn({ export: this.root, waitedMs: CLOSE_WAIT_MS }, 'close: native jobs still in flight; the export descriptors stay open');
+      log.warn({ export: this.root, waitedMs: CLOSE_WAIT_MS, calls: this.calls, jobs: N.info().inflight }, 'close: calls or native jobs still in flight; the export descriptors stay open');
       return;
     }
-    if (this.rootFd >= 0) await fsx.close(this.rootFd).catch(() => undefined);
-    this.rootFd = -1;
+    if (root >= 0) await fsx.close(root).catch(() => undefined);
     await this.fds.closeAll();
     await this.table.close();
   }

@@ -17,7 +17,8 @@ const LOCAL_EXPORT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 
  * with calls under way): a change queued behind slow syncs opens beneath
  * the export's root descriptor only when it runs. Closed under it, the
  * change failed (EBADF) — or, had the number been handed to another file
- * meanwhile, would have been made beneath that. close() waits for the jobs.
+ * meanwhile, would have been made beneath that. close() waits for the
+ * calls in flight, then for their native jobs.
  * The process runs with tools/faults/sync-faults.c making every sync take
  * 300 ms, so eight CREATEs keep the four sync-lane threads busy and four
  * wait in the queue when close() is called.
@@ -51,5 +52,33 @@ describe('local export: close() with changes in flight', { skip: requirePrereq(i
     assert.deepEqual(r.results, Array(8).fill('ok'), 'every CREATE completed');
     assert.equal(r.order.at(-1), 'close', `close() returned before a CREATE: ${r.order.join(', ')}`);
     assert.deepEqual((await fs.readdir(exp)).sort(), ['f0', 'f1', 'f2', 'f3', 'f4', 'f5', 'f6', 'f7']);
+  });
+
+  test('a call of several steps under way (a CREATE given away: create and sync, chown, sync again), then close(): it completes', async () => {
+    const d = await dir;
+    const exp = path.join(d, 'export2');
+    await fs.mkdir(exp);
+    // Between two steps no job of the call is in flight: a close() that waited only for the jobs (whenIdle)
+    // closed the root descriptor there, and the call's next step failed.
+    const child = `
+      const { LocalExport } = await import(${JSON.stringify(LOCAL_EXPORT)});
+      const e = await LocalExport.open({ root: ${JSON.stringify(exp)}, stateDir: ${JSON.stringify(path.join(d, 'state2'))} });
+      const cred = { flavor: 1, uid: 0, gid: 0, gids: [] };
+      const order = [];
+      const creates = [];
+      creates.push(e.create(cred, e.rootHandle, 'g0', { mode: 'guarded', attrs: { mode: 0o644, uid: 2001, gid: 2001 } }).then(
+        () => { order.push('create'); return 'ok'; },
+        (err) => { order.push('create'); return err.code + ': ' + err.message; }));
+      await e.close().then(() => order.push('close'));
+      const results = await Promise.all(creates);
+      console.log(JSON.stringify({ results, order }));
+    `;
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', child], {
+      env: { ...process.env, LD_PRELOAD: await syncFaults(d), GVFS_SYNC_DELAY_MS: '300', GVFS_LOG_LEVEL: 'error' },
+    });
+    const r = JSON.parse(stdout.trim().split('\n').pop()!) as { results: string[]; order: string[] };
+    assert.deepEqual(r.results, ['ok'], 'the CREATE completed');
+    assert.equal(r.order.at(-1), 'close', `close() returned before a CREATE: ${r.order.join(', ')}`);
+    assert.equal((await fs.stat(path.join(exp, 'g0'))).uid, 2001, 'g0 given away');
   });
 });
