@@ -8,10 +8,11 @@
  * Syncs have a lane of their own: syncIn, fsync and fdatasync jobs go
  * there (a sync needs no identity: the descriptor was opened, or written,
  * as whoever could), and so do the one-trip namespace changes (inDir,
- * renameIn), which switch to the caller for the change alone and then run
- * their sync step (dirops.c: `then`) as the server on the same thread.
- * Other jobs whose change must be durable (a stable pwriteAs) are handed,
- * once the change is made, from their worker to the lane. An fsync may
+ * renameIn) while a lane thread is idle: they switch to the caller for the
+ * change alone and then run their sync step (dirops.c: `then`) as the
+ * server on the same thread. Otherwise a job whose change must be durable
+ * (such a change with the lane busy, a stable pwriteAs) is handed, once the
+ * change is made, from its worker to the lane. An fsync may
  * wait long behind other writes to the disk (a VM image being written): on
  * the lane it holds no worker that a LOOKUP or a READ needs meanwhile.
  */
@@ -28,16 +29,17 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-/* A FIFO of jobs and the threads that take from it. */
+/* A FIFO of jobs and the threads that take from it (waiting: idle; queued: jobs not yet taken). */
 typedef struct {
   pthread_cond_t cond;
   gn_job *head, *tail;
+  int idle, queued;
 } lane;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER; /* set-up (ready) */
-static lane work = {PTHREAD_COND_INITIALIZER, NULL, NULL};
-static lane syncs = {PTHREAD_COND_INITIALIZER, NULL, NULL};
+static lane work = {PTHREAD_COND_INITIALIZER, NULL, NULL, 0, 0};
+static lane syncs = {PTHREAD_COND_INITIALIZER, NULL, NULL, 0, 0};
 /* Threads of the sync lane (one file system's fsyncs mostly wait on one another there anyway). */
 #define SYNC_THREADS 4
 static int nthreads, nsyncs;
@@ -96,37 +98,52 @@ int gn_switches_itself(gn_op op) {
          op == OP_READLINK_OF || op == OP_READDIR_OF || op == OP_STAT_NAMES;
 }
 
-static void push(lane *l, gn_job *j) {
+static void enqueue(lane *l, gn_job *j) {
   j->next = NULL;
-  pthread_mutex_lock(&lock);
   if (l->tail) l->tail->next = j;
   else l->head = j;
   l->tail = j;
+  l->queued++;
   pthread_cond_signal(&l->cond);
+}
+
+static void push(lane *l, gn_job *j) {
+  pthread_mutex_lock(&lock);
+  enqueue(l, j);
   pthread_mutex_unlock(&lock);
 }
 
 static gn_job *pop(lane *l) {
   pthread_mutex_lock(&lock);
-  while (!l->head) pthread_cond_wait(&l->cond, &lock);
+  while (!l->head) {
+    l->idle++;
+    pthread_cond_wait(&l->cond, &lock);
+    l->idle--;
+  }
   gn_job *j = l->head;
   l->head = j->next;
   if (!l->head) l->tail = NULL;
+  l->queued--;
   pthread_mutex_unlock(&lock);
   return j;
 }
 
-/*
- * Jobs that go to the sync lane whole: syncs (nothing in them needs the
- * caller's identity), and the one-trip namespace changes, which switch to
- * the caller for the change alone (dirops.c) and must be durable before
- * they complete: made and synced on one lane thread, a change costs no
- * hand-off from a worker to the lane (a thread wake-up, on an idle machine
- * a sleeping CPU woken), and a worker a LOOKUP or READ needs is still never
- * held by a sync.
- */
+/* Jobs that go to the sync lane whole: nothing in them needs the caller's identity. */
 static int sync_op(gn_op op) {
-  return op == OP_SYNC_IN || op == OP_FSYNC || op == OP_FDATASYNC || op == OP_IN_DIR || op == OP_RENAME_IN;
+  return op == OP_SYNC_IN || op == OP_FSYNC || op == OP_FDATASYNC;
+}
+
+/*
+ * The one-trip namespace changes: they switch to the caller for the change
+ * alone (dirops.c) and must be durable before they complete. While a sync
+ * lane thread is idle, one makes the change and syncs it, with no hand-off
+ * from a worker to the lane (a thread wake-up; on an idle machine a sleeping
+ * CPU woken). With the lane busy (syncs waiting behind other writes to the
+ * disk), a worker makes the change as before: one that fails needs no sync
+ * and is answered without waiting for the lane.
+ */
+static int lane_when_idle(gn_op op) {
+  return op == OP_IN_DIR || op == OP_RENAME_IN;
 }
 
 /* The sync lane: as the server, never anyone else. */
@@ -138,7 +155,7 @@ static void *sync_worker(void *arg) {
     j->then = NULL;
     if (then) {
       then(j);
-    } else if (sync_op(j->op)) {
+    } else if (sync_op(j->op) || lane_when_idle(j->op)) {
       /* A namespace change switches to the caller for the change alone (gn_switches_itself), then syncs here. */
       gn_run(j);
       then = j->then;
@@ -242,7 +259,11 @@ int gn_pool_start(int n) {
 void gn_pool_submit(gn_job *j) {
   j->then = NULL;
   j->keep[0] = j->keep[1] = -1;
-  push(sync_op(j->op) ? &syncs : &work, j);
+  pthread_mutex_lock(&lock);
+  /* An idle lane thread for each job already queued there, and one for this one. */
+  int lane = sync_op(j->op) || (lane_when_idle(j->op) && syncs.idle > syncs.queued);
+  enqueue(lane ? &syncs : &work, j);
+  pthread_mutex_unlock(&lock);
 }
 
 const gn_creds *gn_home(void) {

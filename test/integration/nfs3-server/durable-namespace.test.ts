@@ -354,13 +354,16 @@ describe('slow syncs do not hold up other calls', { skip: requirePrereq(isRoot()
     });
   }
 
-  /** Eight calls whose syncs are slow, then (four syncs under way: without the lane, all four workers in them) a LOOKUP of a missing name, which needs a worker: answered first. */
-  async function lookupFirst(c: RemoteNfs, root: Buffer, begun: () => Promise<number>, calls: Array<() => Promise<unknown>>) {
+  /**
+   * Eight calls whose syncs are slow, then (four syncs under way: without the lane, all four workers in
+   * them) `probe`, a call on a missing name that needs a worker and no sync (a LOOKUP by default): answered first.
+   */
+  async function lookupFirst(c: RemoteNfs, root: Buffer, begun: () => Promise<number>, calls: Array<() => Promise<unknown>>, probe: () => Promise<unknown> = () => c.lookup(cred(0, 0), root, 'missing')) {
     const order: string[] = [];
     const base = await begun();
     const running = calls.map((call, i) => call().then(() => order.push(`call ${i}`)));
     await until('four syncs under way', async () => (await begun()) - base >= 4, 30_000);
-    await assert.rejects(c.lookup(cred(0, 0), root, 'missing'), /NFS3ERR 2\b|NOENT/);
+    await assert.rejects(probe(), /NFS3ERR 2\b|NOENT/);
     order.push('lookup');
     await Promise.all(running);
     assert.equal(order[0], 'lookup', `answered in this order: ${order.join(', ')}`);
@@ -381,6 +384,17 @@ describe('slow syncs do not hold up other calls', { skip: requirePrereq(isRoot()
       const data = Buffer.alloc(512, 1);
       await lookupFirst(c, root, begun, Array.from({ length: 8 }, (_, i) => () => c.write(me, w, i * 512, data, StableHow.FILE_SYNC)));
       assert.deepEqual((await fs.readFile(path.join(exp, 'w'))).subarray(0, 4096), Buffer.alloc(4096, 1));
+    });
+  });
+
+  test('a REMOVE of a missing name sent while eight FILE_SYNC WRITEs wait on their syncs is answered before any of them', async () => {
+    // A namespace change is made on the sync lane only while one of its threads is idle: with the lane
+    // busy, a worker makes it, and one that fails (no sync owed) does not wait behind the lane's syncs.
+    await slowSyncs(async (c, root, begun) => {
+      const me = cred(0, 0);
+      const w = (await c.lookup(me, root, 'w')).fh;
+      const data = Buffer.alloc(512, 1);
+      await lookupFirst(c, root, begun, Array.from({ length: 8 }, (_, i) => () => c.write(me, w, i * 512, data, StableHow.FILE_SYNC)), () => c.remove(me, root, 'missing'));
     });
   });
 });
