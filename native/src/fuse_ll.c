@@ -48,6 +48,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/ioctl.h>
 #include <signal.h>
@@ -93,8 +94,9 @@ typedef struct ll_session {
   uv_poll_t *poll;
   struct fuse_buf fbuf;
   int loop_done;
-  /* Where it is mounted (our unmount goes by path: see unmount_lazily). */
+  /* Where it is mounted (our unmount goes by path: see unmount_lazily), and /dev/null, opened at mount for it. */
   char *mountpoint;
+  int devnull;
   unsigned max_write, max_read, max_readahead;
   /* Requests queued to JS and not yet answered, notification threads running: destroy waits for both. */
   int64_t outstanding;
@@ -487,6 +489,8 @@ static void maybe_destroy(ll_session *s) {
   stop_repliers(s); /* idle now (nothing outstanding); they must be gone before libfuse drops their pipes' key */
   fuse_session_destroy(s->se);
   s->se = NULL;
+  if (s->devnull >= 0) close(s->devnull); /* not unmounted by us (ended from outside) */
+  s->devnull = -1;
   napi_release_threadsafe_function(s->tsfn, napi_tsfn_release);
 }
 
@@ -655,7 +659,7 @@ static ssize_t io_read(int fd, void *buf, size_t len, void *userdata) {
 static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata) {
   ll_session *s = userdata;
   if (fd < 0) {
-    /* Unmounted (libfuse closed /dev/fuse): the request is gone, as an interrupted one is (ENOENT, which libfuse does not print). */
+    /* No descriptor (a failed mount's clean-up): the request is gone, as an interrupted one is (ENOENT, which libfuse does not print). */
     errno = ENOENT;
     return -1;
   }
@@ -893,6 +897,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   s->max_readahead = (unsigned)get_double(env, argv[4]);
   s->want_passthrough = want_pt;
   s->mountpoint = strdup(mp);
+  s->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
   char *av[5] = {"gvfs", "-o", opts, debug ? "-d" : NULL, NULL};
   struct fuse_args args = FUSE_ARGS_INIT(debug ? 4 : 3, av);
   napi_value name;
@@ -924,6 +929,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
     if (s->se) fuse_session_destroy(s->se);
     napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
     free(s->mountpoint);
+    if (s->devnull >= 0) close(s->devnull);
     free(s);
     napi_throw_error(env, "EIO", fail);
     return NULL;
@@ -957,11 +963,15 @@ typedef struct {
  */
 static int unmount_lazily(ll_session *s) {
   int fd = fuse_session_fd(s->se);
-  int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-  if (nul >= 0) {
-    dup3(nul, fd, O_CLOEXEC);
-    close(nul);
+  /* Already aborted or unmounted (as libfuse checks): what is mounted at that path now is not ours. */
+  struct pollfd p = {.fd = fd, .events = 0};
+  int gone = poll(&p, 1, 0) == 1 && (p.revents & POLLERR);
+  if (s->devnull >= 0) {
+    if (dup3(s->devnull, fd, O_CLOEXEC) < 0) fprintf(stderr, "gvfs fuse: unmount: cannot swap /dev/fuse for /dev/null: %s\n", strerror(errno));
+    close(s->devnull);
+    s->devnull = -1;
   }
+  if (gone) return 0;
   if (!s->mountpoint) return -EINVAL;
   if (umount2(s->mountpoint, MNT_DETACH) == 0) return 0;
   /* Not mounted there any more (unmounted from outside): nothing to do. */
