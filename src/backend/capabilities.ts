@@ -187,7 +187,7 @@ export function localReadsOf(b: Backend): LocalReads | undefined {
  * an answer in the second half of its trust, the layer renews it from the
  * server in the background, so a front end that asks again before the
  * trust runs out (at most half the budget later) finds it renewed, and an
- * answer kept in use is never waited for.
+ * answer kept in use is never waited for. "Second half": see inSecondHalf.
  */
 export interface HeldAnswers {
   /** The attributes getattr (or lookup's `attr`) answers for `fh`. */
@@ -234,4 +234,19 @@ export interface WholeFiles {
 
 export function wholeFilesOf(b: Backend): WholeFiles | undefined {
   return (b as Partial<{ wholeFiles: WholeFiles | undefined }>).wholeFiles;
+}
+
+/**
+ * Whether an answer with `left` ms of a `budget`'s trust is in the second
+ * half of it, where a layer that renews ahead renews it — counted from a
+ * little before the halfway mark (a twentieth of the budget, at most
+ * 100 ms). A front end that caches too keeps an answer at most half the
+ * budget and asks again when that runs out; the kernel measures that in
+ * its own ticks, so its ask can come a moment before the halfway mark by
+ * our clock. Not renewed then, the answer was passed on with the rest of
+ * its trust, and the next ask found it run out (a miss, now and then, of a
+ * file kept in use).
+ */
+export function inSecondHalf(left: number, budget: number): boolean {
+  return left <= budget / 2 + Math.min(budget / 20, 100);
 }

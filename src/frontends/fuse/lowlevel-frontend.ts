@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Backend } from '../../backend/backend.js';
-import { heldAnswersOf, invalidationsOf, localReadsOf, wholeFilesOf, type HeldAnswers, type Invalidated, type LocalRead, type LocalReads } from '../../backend/capabilities.js';
+import { heldAnswersOf, inSecondHalf, invalidationsOf, localReadsOf, wholeFilesOf, type HeldAnswers, type Invalidated, type LocalRead, type LocalReads } from '../../backend/capabilities.js';
 import { FsError, isFsError } from '../../backend/errors.js';
 import { fuseLl, type LlDirEntry, type LlEntry, type LlRequest, type LlSession } from '../../native/fuse-ll.js';
 import { ACCESS3_EXTEND, ACCESS3_MODIFY, ACCESS3_READ, ACCESS3_EXECUTE, ACCESS3_LOOKUP, FType } from '../../nfs3/constants.js';
@@ -548,7 +548,7 @@ export class LowLevelFrontend {
     const budget = this.attrBudget();
     const left = this.leftMs(s.at, budget);
     // In its second half, the layer below is asked (from what it holds), which renews it there.
-    if (s.renew ? left <= budget / 2 : left <= 0) return undefined;
+    if (s.renew ? inSecondHalf(left, budget) : left <= 0) return undefined;
     return this.kernelSecs(s, budget);
   }
 

@@ -22,7 +22,7 @@ import { lockSession, readSmallFile, sessionPath, writeFileAtomic } from './sess
 import { versionTag } from './versions.js';
 import { JournalRefused, WriteBack, type FlushFailure, type FlushReport } from './write-back.js';
 import { diskRoom, fitCapacity } from './disk-room.js';
-import type { HeldAnswers, Invalidated, InvalidationSource, LocalRead, LocalReads, WholeFile, WholeFiles } from '../../backend/capabilities.js';
+import { inSecondHalf, type HeldAnswers, type Invalidated, type InvalidationSource, type LocalRead, type LocalReads, type WholeFile, type WholeFiles } from '../../backend/capabilities.js';
 import type { ExtLink } from '../../ext/meta-client.js';
 import { ChangePoller } from './change-poller.js';
 import { DELEGATE_DATA_MAX, RecallStatus } from '../../ext/callback-codec.js';
@@ -383,7 +383,7 @@ export class CacheBackend extends PassthroughBackend implements LocalReads {
 
   /** A renewal may start for an answer with `left` ms of a `budget`'s trust: the ttl model, in its second half. */
   private renewable(left: number, budget: number): boolean {
-    return this.opts.consistency === 'ttl' && !this.closing && left <= budget / 2 && this.renewing < MAX_RENEWALS;
+    return this.opts.consistency === 'ttl' && !this.closing && inSecondHalf(left, budget) && this.renewing < MAX_RENEWALS;
   }
 
   /** Attributes answered in the second half of their trust: fetched again in the background (HeldAnswers). */

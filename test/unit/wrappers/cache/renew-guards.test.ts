@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Backend } from '../../../../src/backend/backend.js';
-import { heldAnswersOf } from '../../../../src/backend/capabilities.js';
+import { heldAnswersOf, inSecondHalf } from '../../../../src/backend/capabilities.js';
 import { LocalExport } from '../../../../src/backends/local-export/local-export.js';
 import { StableHow } from '../../../../src/nfs3/constants.js';
 import { CacheBackend } from '../../../../src/wrappers/cache/cache-backend.js';
@@ -126,5 +126,22 @@ describe('cache: a LOOKUP that crossed a change of ours is not kept', { timeout:
     );
     assert.equal(got!.attr, undefined, 'not answered (the caller asks)');
     assert.equal((await cache.getattr(ROOT, fh)).size, 6);
+  });
+});
+
+describe('renewing ahead: where the second half of a trust begins', () => {
+  test('a little before the halfway mark (a twentieth of the budget, at most 100 ms): a kernel tick early still renews', () => {
+    // --attr-timeout 2: the kernel keeps an answer at most 1 s and asks again; an ask 4 ms early renews.
+    assert.equal(inSecondHalf(1004, 2000), true);
+    assert.equal(inSecondHalf(1100, 2000), true);
+    assert.equal(inSecondHalf(1101, 2000), false);
+    assert.equal(inSecondHalf(2000, 2000), false);
+    // Short budgets: a twentieth of it.
+    assert.equal(inSecondHalf(550, 1000), true);
+    assert.equal(inSecondHalf(551, 1000), false);
+    // Long budgets: 100 ms at most.
+    assert.equal(inSecondHalf(30_100, 60_000), true);
+    assert.equal(inSecondHalf(30_101, 60_000), false);
+    assert.equal(inSecondHalf(0, 1000), true);
   });
 });
