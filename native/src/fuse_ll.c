@@ -93,7 +93,6 @@ typedef struct ll_session {
   /* /dev/fuse watched on the JS thread's loop (NULL once the loop ended), and the buffer requests are read into. */
   uv_poll_t *poll;
   struct fuse_buf fbuf;
-  int loop_done;
   /* Where it is mounted (our unmount goes by path: see unmount_lazily), and /dev/null, opened at mount for it. */
   char *mountpoint;
   int devnull;
@@ -753,8 +752,7 @@ static void free_poll(uv_handle_t *h) {
  * "exited".
  */
 static void end_loop(ll_session *s) {
-  if (s->loop_done) return;
-  s->loop_done = 1;
+  if (!s->poll) return;
   uv_poll_stop(s->poll);
   uv_close((uv_handle_t *)s->poll, free_poll);
   s->poll = NULL;
