@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { hasFile, requirePrereq } from '../../helpers/prereq.js';
 import { startLocalServer, type LocalServer } from '../../helpers/local-server.js';
 import { fuseSkip, spawnMount, type MountProc } from './mount-helper.js';
+import { attachStrace, detachStrace, STRACE } from '../../helpers/strace.js';
 
-const STRACE = '/usr/bin/strace';
 
 /**
  * Where `gvfs mount` reads its requests: /dev/fuse is read on the JS
@@ -34,16 +32,8 @@ describe('gvfs mount: requests are read by the thread that answers them', { skip
 
   test('every read of /dev/fuse during lookups, creates, writes, reads, listings and removes is the main thread', async () => {
     const log = path.join(s.dir, 'strace.log');
-    const st = spawn(STRACE, ['-f', '--seccomp-bpf', '-yy', '-e', 'trace=read,readv', '-o', log, '-p', String(m.pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    await new Promise<void>((resolve, reject) => {
-      st.stderr!.on('data', (d) => {
-        err += d;
-        // One "attached" line per thread; the last one comes within moments of the first.
-        if (/attached/.test(err)) setImmediate(resolve);
-      });
-      st.on('exit', (code) => reject(new Error(`strace exited (${code}): ${err}`)));
-    });
+    const st = await attachStrace(m.pid, ['--seccomp-bpf', '-yy', '-e', 'trace=read,readv'], log);
+    let trace = '';
     try {
       const d = path.join(m.mnt, 'd');
       await fs.mkdir(d);
@@ -57,10 +47,9 @@ describe('gvfs mount: requests are read by the thread that answers them', { skip
       for (let i = 0; i < 20; i++) await fs.unlink(path.join(d, `f${i}`));
       await fs.rmdir(d);
     } finally {
-      st.kill('SIGINT'); // detaches
-      if (st.exitCode === null) await once(st, 'exit');
+      trace = await detachStrace(st, log);
     }
-    const reads = (await fs.readFile(log, 'utf8'))
+    const reads = trace
       .split('\n')
       .map((l) => /^(\d+)\s+readv?\(\d+<\/dev\/fuse/.exec(l))
       .filter((x): x is RegExpExecArray => x !== null)

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -12,6 +11,7 @@ import { tempDir } from '../../helpers/local-server.js';
 import { until } from '../../helpers/services.js';
 import { hasFile, isRoot, requirePrereq } from '../../helpers/prereq.js';
 import { syncFaults } from '../../helpers/sync-faults.js';
+import { attachStrace, detachStrace, STRACE } from '../../helpers/strace.js';
 
 /**
  * RFC 1813 §1.6: CREATE, MKDIR, SYMLINK, MKNOD, REMOVE, RMDIR, RENAME and
@@ -24,7 +24,6 @@ import { syncFaults } from '../../helpers/sync-faults.js';
  * told apart by a LOOKUP of a unique missing name between them (its statx
  * is in the trace).
  */
-const STRACE = '/usr/bin/strace';
 
 interface Traced {
   server: GvfsProcess;
@@ -59,21 +58,6 @@ async function withFaultyServer(prefix: string, env: (dir: string) => Record<str
     await server.stop();
     await fs.rm(dir, { recursive: true, force: true });
   }
-}
-
-/** Attach strace to every thread of `pid` (and threads it starts); resolves once attached. */
-async function attach(pid: number, log: string): Promise<ChildProcess> {
-  const args = ['-f', '-yy', '-s', '256', '-e', 'trace=fsync,fdatasync,syncfs,statx,write,writev,sendmsg,openat2,unlinkat,renameat2'];
-  const st = spawn(STRACE, [...args, '-o', log, '-p', String(pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  await new Promise<void>((resolve, reject) => {
-    st.stderr!.on('data', (d) => {
-      err += d;
-      if (/attached/.test(err)) resolve();
-    });
-    st.on('exit', (code) => reject(new Error(`strace exited (${code}): ${err}`)));
-  });
-  return st;
 }
 
 /** A sync in the trace: what it synced (a path; for syncfs the descriptor's), the line it began on and the line it returned on. */
@@ -137,13 +121,12 @@ async function traced(dir: string, as?: RunAs): Promise<Traced> {
   const env = { LD_PRELOAD: await syncFaults(dir), GVFS_SYNC_DELAY_MS: '100' };
   const server = await spawnGvfs(['serve', '--export', exp, '--listen', '127.0.0.1:0', '--state-dir', state], env, as);
   const log = path.join(dir, 'strace.log');
-  return { server, strace: await attach(server.pid, log), log };
+  const args = ['-yy', '-s', '256', '-e', 'trace=fsync,fdatasync,syncfs,statx,write,writev,sendmsg,openat2,unlinkat,renameat2'];
+  return { server, strace: await attachStrace(server.pid, args, log), log };
 }
 
 async function finish(t: Traced): Promise<string> {
-  t.strace.kill('SIGINT'); // detaches
-  if (t.strace.exitCode === null) await once(t.strace, 'exit');
-  return fs.readFile(t.log, 'utf8');
+  return detachStrace(t.strace, t.log);
 }
 
 const cred = (uid: number, gid: number): Credentials => ({ flavor: AuthFlavor.AUTH_SYS, uid, gid, gids: [] });
