@@ -96,6 +96,9 @@ typedef struct ll_session {
   /* Where it is mounted (our unmount goes by path: see unmount_lazily), and /dev/null, opened at mount for it. */
   char *mountpoint;
   int devnull;
+  /* The device of the mount we made there (statx at mount): what unmount_lazily checks is still there. */
+  unsigned dev_major, dev_minor;
+  int have_dev;
   unsigned max_write, max_read, max_readahead;
   /* Requests queued to JS and not yet answered, notification threads running: destroy waits for both. */
   int64_t outstanding;
@@ -864,6 +867,20 @@ static uv_poll_t *start_poll(napi_env env, ll_session *s) {
 }
 
 /* mount(mountpoint, options "-o" string (with max_read=maxRead), maxWrite, maxRead, maxReadahead, handler, debug, passthrough) → session */
+
+/*
+ * The device (major:minor) of the mount at the top of `path`, asking nothing of it: a stat with an empty mask
+ * and AT_STATX_DONT_SYNC takes a FUSE mount's root from what the kernel holds (no request, so the JS thread,
+ * which answers them, may call it; so may a dead or hung mount's owner). 0 or -errno.
+ */
+static int dev_at(const char *path, unsigned *maj, unsigned *min) {
+  struct statx sx;
+  if (statx(AT_FDCWD, path, AT_STATX_DONT_SYNC | AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, 0, &sx) != 0) return -errno;
+  *maj = sx.stx_dev_major;
+  *min = sx.stx_dev_minor;
+  return 0;
+}
+
 static napi_value js_mount(napi_env env, napi_callback_info info) {
   size_t argc = 8;
   napi_value argv[8];
@@ -923,6 +940,7 @@ static napi_value js_mount(napi_env env, napi_callback_info info) {
   }
   free(mp);
   free(opts);
+  if (!fail) s->have_dev = dev_at(s->mountpoint, &s->dev_major, &s->dev_minor) == 0;
   if (fail) {
     if (s->se) fuse_session_destroy(s->se);
     napi_release_threadsafe_function(s->tsfn, napi_tsfn_abort);
@@ -957,21 +975,33 @@ typedef struct {
  * the kernel aborts it, as the close did: callers waiting get an error), the
  * mount is detached by path, and the number is closed only by
  * fuse_session_destroy, once nothing is outstanding (maybe_destroy).
- * Returns 0 or -errno.
+ * Returns 0, 1 when the mount at the path is not ours any more (left alone), or -errno.
  */
 static int unmount_lazily(ll_session *s) {
   int fd = fuse_session_fd(s->se);
   /* Already aborted or unmounted (as libfuse checks): what is mounted at that path now is not ours. */
   struct pollfd p = {.fd = fd, .events = 0};
   int gone = poll(&p, 1, 0) == 1 && (p.revents & POLLERR);
+  /*
+   * Still alive, ours may yet have been detached from outside (a busy file keeps it) and another mount made
+   * at the path, or mounted on top of it: the path's top mount must be the one we made, else it is left alone
+   * (ours, aborted below, goes with its last user). Checked before the abort; asks nothing of the connection.
+   */
+  int not_ours = 0;
+  if (!gone && s->have_dev && s->mountpoint) {
+    unsigned maj = 0, min = 0;
+    not_ours = dev_at(s->mountpoint, &maj, &min) != 0 || maj != s->dev_major || min != s->dev_minor;
+  }
   if (s->devnull >= 0) {
     if (dup3(s->devnull, fd, O_CLOEXEC) < 0) fprintf(stderr, "gvfs fuse: unmount: cannot swap /dev/fuse for /dev/null: %s\n", strerror(errno));
     close(s->devnull);
     s->devnull = -1;
   }
   if (gone) return 0;
+  if (not_ours) return 1;
   if (!s->mountpoint) return -EINVAL;
-  if (umount2(s->mountpoint, MNT_DETACH) == 0) return 0;
+  /* NOFOLLOW: a symlink put at the path since cannot turn this into another mount's detach. */
+  if (umount2(s->mountpoint, MNT_DETACH | UMOUNT_NOFOLLOW) == 0) return 0;
   /* Not mounted there any more (unmounted from outside): nothing to do. */
   if (errno == EINVAL || errno == ENOENT) return 0;
   if (errno != EPERM) return -errno;

@@ -15,7 +15,7 @@ import { errnoName, toErrno } from './errno.js';
 import { fromNs, SET_SIZE, toLlAttr, toLlStatfs, toSattr, typeBits } from './lowlevel-attr.js';
 import { Callers, type CallerPolicy, type LlCaller } from './lowlevel-callers.js';
 import { Inodes, ROOT_ID, type Node } from './lowlevel-inodes.js';
-import { fuseUnmount, mountAt, mountState } from './mountpoint.js';
+import { fuseUnmount, isFuse, mountAt, mountState } from './mountpoint.js';
 import { OpenFiles, type OpenFile, type Owed, type WriteStats } from './open-files.js';
 import { Passthrough } from './passthrough.js';
 import { ReadAhead } from './read-ahead.js';
@@ -262,6 +262,26 @@ export class LowLevelFrontend {
     return this.mnt;
   }
 
+  /** major:minor of the mount this front end made (from /proc/self/mountinfo), while known. */
+  get mountDev(): string | undefined {
+    return this.dev;
+  }
+
+  private dev?: string;
+
+  private endedNow!: () => void;
+  /**
+   * Resolves when the session ends while mounted, not by unmount(): unmounted or aborted from outside, or
+   * reading /dev/fuse failed. The path may still show our mount then (aborted): the owner unmounts.
+   */
+  readonly ended = new Promise<void>((resolve) => (this.endedNow = resolve));
+
+  /** Whether the top mount at `dir` is the one this front end made: another mount there is never ours to detach. */
+  private async oursAt(dir: string): Promise<boolean> {
+    const e = await mountAt(dir);
+    return !!e && this.dev !== undefined && e.dev === this.dev;
+  }
+
   get stats(): FuseStats & { nodes: number } {
     return { ...this.files.stats, ...this.counters, ...(this.pt?.counts ?? { passthroughOpens: 0, passthroughStaleOpens: 0 }), ops: { ...this.counters.ops }, errors: { ...this.counters.errors }, nodes: this.inodes.size };
   }
@@ -304,7 +324,10 @@ export class LowLevelFrontend {
     if (this.o.readOnly) opts.push('ro');
     const mnt = st.entry?.mountPoint ?? dir;
     this.session = fuseLl().mount(mnt, opts.join(','), maxWrite, maxRead, Math.max(maxRead, this.o.readAheadKb * 1024), (r) => this.dispatch(r), !!this.o.debug, !!this.pt);
-    this.mnt = (await mountAt(mnt))?.mountPoint ?? mnt;
+    const made = await mountAt(mnt);
+    this.mnt = made?.mountPoint ?? mnt;
+    // Which mount at that path is ours: unmount and the CLI's watch act on that one only (see unmount).
+    this.dev = made && isFuse(made) ? made.dev : undefined;
     await this.tuneReadAhead();
     // What the cache below drops because the file changed elsewhere (a poll, an order of the session service),
     // the kernel drops too: pages and attributes of that inode, or of every inode.
@@ -344,23 +367,36 @@ export class LowLevelFrontend {
       });
   }
 
-  /** Unmount lazily (works with a dead backend and files still open), then commit what is kept. Idempotent. */
+  /**
+   * Unmount lazily (works with a dead backend and files still open), then commit what is kept. Idempotent.
+   * The session is destroyed and what is kept is committed even when the unmount fails: the writes and
+   * owed SETATTRs still held here were acknowledged to programs, and the failure is thrown only after.
+   */
   async unmount(): Promise<void> {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
     const s = this.session;
     this.session = undefined;
+    let unmountFailed: unknown;
     if (s) {
       if (this.files.count > 0) log.warn({ open: this.files.count }, 'unmounting with files still open');
       const ll = fuseLl();
-      if (!this.exited) {
-        const r = await ll.unmount(s);
-        if (r !== 0) log.warn({ res: r }, 'unmount: libfuse reported a failure');
-        if (this.mnt && (await mountAt(this.mnt))) await fuseUnmount(this.mnt, { lazy: true });
+      try {
+        if (!this.exited) {
+          const r = await ll.unmount(s);
+          if (r === 1) log.warn({ mountpoint: this.mnt }, 'unmount: the mount at the path is not ours any more (detached from outside, another made there): left alone');
+          else if (r !== 0) log.warn({ res: r }, 'unmount: libfuse reported a failure');
+          if (r !== 1 && this.mnt && (await this.oursAt(this.mnt))) await fuseUnmount(this.mnt, { lazy: true });
+        }
+      } catch (e) {
+        unmountFailed = e;
+        log.error({ mountpoint: this.mnt, err: e }, 'unmount failed; committing what is held all the same');
+      } finally {
+        ll.destroy(s);
       }
-      ll.destroy(s);
     }
     const failed = await this.files.commitAll(this.o.background);
+    if (unmountFailed) throw unmountFailed;
     if (failed) throw new Error(`${failed} file(s) had writes that could not be committed at unmount`);
   }
 
@@ -383,7 +419,10 @@ export class LowLevelFrontend {
     }
     if (r.op === 'exited') {
       this.exited = true;
-      if (this.session) log.warn({ mountpoint: this.mnt }, 'the kernel ended the FUSE session (unmounted from outside)');
+      if (this.session) {
+        log.warn({ mountpoint: this.mnt }, 'the FUSE session ended (unmounted or aborted from outside, or /dev/fuse failed)');
+        this.endedNow();
+      }
       return;
     }
     const req = r.req!;

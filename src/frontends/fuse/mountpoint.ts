@@ -130,13 +130,17 @@ export async function fuseUnmount(dir: string, o: { lazy?: boolean } = {}): Prom
   throw new Error(`could not unmount ${mp}: ${errors.join('; ')}`);
 }
 
-/** Poll until `dir` is no longer the given mount (unmounted from outside); returns a stop function. */
-export function watchUnmount(dir: string, intervalMs: number, onGone: () => void): () => void {
+/**
+ * Poll until `dir` is no longer the given mount (unmounted from outside); returns a stop function. `dev`:
+ * the mount's major:minor, so another FUSE mount made at the path since (ours detached from outside while
+ * a busy file kept it) counts as ours gone.
+ */
+export function watchUnmount(dir: string, intervalMs: number, onGone: () => void, dev?: string): () => void {
   let stopped = false;
   const t = setInterval(async () => {
     try {
       const e = await mountAt(dir);
-      if (!stopped && (!e || !isFuse(e))) {
+      if (!stopped && (!e || !isFuse(e) || (dev !== undefined && e.dev !== dev))) {
         stopped = true;
         clearInterval(t);
         onGone();
