@@ -866,8 +866,6 @@ static uv_poll_t *start_poll(napi_env env, ll_session *s) {
   return p;
 }
 
-/* mount(mountpoint, options "-o" string (with max_read=maxRead), maxWrite, maxRead, maxReadahead, handler, debug, passthrough) → session */
-
 /*
  * The device (major:minor) of the mount at the top of `path`, asking nothing of it: a stat with an empty mask
  * and AT_STATX_DONT_SYNC takes a FUSE mount's root from what the kernel holds (no request, so the JS thread,
@@ -881,6 +879,7 @@ static int dev_at(const char *path, unsigned *maj, unsigned *min) {
   return 0;
 }
 
+/* mount(mountpoint, options "-o" string (with max_read=maxRead), maxWrite, maxRead, maxReadahead, handler, debug, passthrough) → session */
 static napi_value js_mount(napi_env env, napi_callback_info info) {
   size_t argc = 8;
   napi_value argv[8];
