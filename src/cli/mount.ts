@@ -4,7 +4,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { RemoteNfs } from '../backends/remote-nfs/remote-nfs.js';
 import { LowLevelFrontend } from '../frontends/fuse/lowlevel-frontend.js';
 import { processCredentials, type CallerPolicy } from '../frontends/fuse/lowlevel-callers.js';
-import { mountAt, watchUnmount } from '../frontends/fuse/mountpoint.js';
+import { watchUnmount } from '../frontends/fuse/mountpoint.js';
 import { checkLink, stackClient } from '../proxy/proxy-client.js';
 import type { Backend } from '../backend/backend.js';
 import type { DataCounters } from '../util/counters.js';
@@ -228,8 +228,8 @@ async function serveMount(mountpoint: string, o: MountOpts): Promise<void> {
     // The session ended by itself: unmounted from outside (the watch below may not have seen it yet), or
     // aborted or failed with our mount still at the path, where the watch would wait for ever.
     void frontend.ended.then(async () => {
-      const e = await mountAt(mnt).catch(() => undefined);
-      resolve(e && e.dev === frontend.mountDev ? 'the FUSE session ended (aborted from outside, or /dev/fuse failed)' : 'unmounted from outside');
+      const ours = await frontend.oursAt(mnt).catch(() => false);
+      resolve(ours ? 'the FUSE session ended (aborted from outside, or /dev/fuse failed)' : 'unmounted from outside');
     });
     stopWatch = watchUnmount(mnt, 1000, () => resolve('unmounted from outside'), frontend.mountDev);
   });

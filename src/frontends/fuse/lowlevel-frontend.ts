@@ -15,7 +15,7 @@ import { errnoName, toErrno } from './errno.js';
 import { fromNs, SET_SIZE, toLlAttr, toLlStatfs, toSattr, typeBits } from './lowlevel-attr.js';
 import { Callers, type CallerPolicy, type LlCaller } from './lowlevel-callers.js';
 import { Inodes, ROOT_ID, type Node } from './lowlevel-inodes.js';
-import { fuseUnmount, isFuse, mountAt, mountState } from './mountpoint.js';
+import { fuseUnmount, isFuse, mountAt, mountState, type MountEntry } from './mountpoint.js';
 import { OpenFiles, type OpenFile, type Owed, type WriteStats } from './open-files.js';
 import { Passthrough } from './passthrough.js';
 import { ReadAhead } from './read-ahead.js';
@@ -277,7 +277,7 @@ export class LowLevelFrontend {
   readonly ended = new Promise<void>((resolve) => (this.endedNow = resolve));
 
   /** Whether the top mount at `dir` is the one this front end made: another mount there is never ours to detach. */
-  private async oursAt(dir: string): Promise<boolean> {
+  async oursAt(dir: string): Promise<boolean> {
     const e = await mountAt(dir);
     return !!e && this.dev !== undefined && e.dev === this.dev;
   }
@@ -328,17 +328,16 @@ export class LowLevelFrontend {
     this.mnt = made?.mountPoint ?? mnt;
     // Which mount at that path is ours: unmount and the CLI's watch act on that one only (see unmount).
     this.dev = made && isFuse(made) ? made.dev : undefined;
-    await this.tuneReadAhead();
+    await this.tuneReadAhead(made);
     // What the cache below drops because the file changed elsewhere (a poll, an order of the session service),
     // the kernel drops too: pages and attributes of that inode, or of every inode.
     this.unsubscribe = invalidationsOf(this.backend)?.onInvalidate((what) => this.dropKernelCaches(what));
     log.info({ mountpoint: this.mnt, maxWrite, maxRead, attrTimeoutMs: this.o.attrTimeoutMs, api: 'libfuse3 low-level' }, 'mounted');
   }
 
-  private async tuneReadAhead(): Promise<void> {
-    if (!this.o.readAheadKb || !this.mnt) return;
-    const e = await mountAt(this.mnt);
-    if (!e) return;
+  /** `e`: the mount just made, as mountinfo shows it. */
+  private async tuneReadAhead(e: MountEntry | undefined): Promise<void> {
+    if (!this.o.readAheadKb || !e) return;
     const f = `/sys/class/bdi/${e.dev}/read_ahead_kb`;
     try {
       await fs.writeFile(f, String(this.o.readAheadKb));

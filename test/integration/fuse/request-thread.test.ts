@@ -7,7 +7,6 @@ import { startLocalServer, type LocalServer } from '../../helpers/local-server.j
 import { fuseSkip, spawnMount, type MountProc } from './mount-helper.js';
 import { attachStrace, detachStrace, STRACE } from '../../helpers/strace.js';
 
-
 /**
  * Where `gvfs mount` reads its requests: /dev/fuse is read on the JS
  * thread's event loop (native/src/fuse_ll.c), so a request wakes the one

@@ -13,17 +13,6 @@ const run = promisify(execFile);
 const LOCAL_EXPORT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..', 'src', 'backends', 'local-export', 'local-export.js');
 
 /**
- * Closing an export while changes are still in flight (a server stopping
- * with calls under way): a change queued behind slow syncs opens beneath
- * the export's root descriptor only when it runs. Closed under it, the
- * change failed (EBADF) — or, had the number been handed to another file
- * meanwhile, would have been made beneath that. close() waits for the
- * calls in flight, then for their native jobs.
- * The process runs with tools/faults/sync-faults.c making every sync take
- * 300 ms, so eight CREATEs keep the four sync-lane threads busy and four
- * wait in the queue when close() is called.
- */
-/**
  * In a child process with every sync 300 ms late: open an export of `exp`, start a CREATE in its root for
  * each of `creates` (name, attributes), call close() at once. What each CREATE answered ('ok' or its error)
  * and the order in which the CREATEs and the close() ended.
@@ -48,6 +37,17 @@ async function closeWhileCreating(d: string, exp: string, creates: Array<[string
   return JSON.parse(stdout.trim().split('\n').pop()!) as { results: string[]; order: string[] };
 }
 
+/**
+ * Closing an export while changes are still in flight (a server stopping
+ * with calls under way): a change queued behind slow syncs opens beneath
+ * the export's root descriptor only when it runs. Closed under it, the
+ * change failed (EBADF) — or, had the number been handed to another file
+ * meanwhile, would have been made beneath that. close() waits for the
+ * calls in flight, then for their native jobs.
+ * The process runs with tools/faults/sync-faults.c making every sync take
+ * 300 ms, so eight CREATEs keep the four sync-lane threads busy and four
+ * wait in the queue when close() is called.
+ */
 describe('local export: close() with changes in flight', { skip: requirePrereq(isRoot(), hasFile('/usr/bin/cc', 'build-essential')), timeout: 60_000 }, () => {
   const dir = tempDir('gvfs-close-inflight-');
   after(async () => fs.rm(await dir, { recursive: true, force: true }));
