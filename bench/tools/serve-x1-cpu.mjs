@@ -3,7 +3,8 @@
 // latency, CPU per READ (user and system, /proc/PID/stat) and context switches per READ (all its threads),
 // ROUNDS alternating rounds (default 5), random 4 KiB and sequential 1 MiB. PERF=1: then `perf record -g` of
 // each server through 60000 more random READs, into OUT_DIR/perf-<server>.data (the gvfs server runs with
-// --perf-basic-prof so its JavaScript has names). Writes OUT_DIR/x1.txt. Run from a built tree (dist/).
+// --perf-basic-prof so its JavaScript has names; perf is Debian's linux-perf, which setup does not install).
+// Writes OUT_DIR/x1.txt. Run from a built tree (dist/).
 // Usage: [ROUNDS=5] [PERF=1] node bench/tools/serve-x1-cpu.mjs OUT_DIR
 import fs from 'node:fs/promises'; import os from 'node:os'; import path from 'node:path'; import { spawn } from 'node:child_process';
 const dist = new URL('../../dist', import.meta.url).pathname;
